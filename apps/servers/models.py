@@ -1,0 +1,101 @@
+"""DICOM servers the portal talks to, and who the portal itself is on the network."""
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from apps.dicom.peers import DicomWebEndpoint, LocalAE, RemoteAE
+
+
+def validate_ae_title(value: str) -> None:
+    """DICOM PS3.5: at most 16 characters of the default repertoire, no backslash or control chars,
+    not only spaces."""
+    if not value or not value.strip():
+        raise ValidationError("AE title must not be empty.")
+    if len(value) > 16:
+        raise ValidationError(f"AE title '{value}' is {len(value)} characters long; DICOM allows at most 16.")
+    bad = [c for c in value if c == "\\" or ord(c) < 32 or ord(c) > 126]
+    if bad:
+        raise ValidationError(f"AE title '{value}' contains {bad[0]!r}; use letters, digits, space, _ or -.")
+
+
+server_name_validator = RegexValidator(
+    r"^[A-Za-z0-9_-]{1,32}$", "Use 1 to 32 letters, digits, '_' or '-' (it names folders and URLs)."
+)
+
+
+class DicomServer(models.Model):
+    class RetrieveMethod(models.TextChoices):
+        C_MOVE = "c-move", "C-MOVE (the PACS sends to our receiver)"
+        C_GET = "c-get", "C-GET (images come back on our own association)"
+
+    class WebAuth(models.TextChoices):
+        NONE = "none", "None"
+        BASIC = "basic", "HTTP Basic"
+        BEARER = "bearer", "Bearer token"
+
+    name = models.CharField(max_length=32, unique=True, validators=[server_name_validator],
+                            help_text="Short name used in case lists and folders, e.g. LK.")
+    ae_title = models.CharField("AE title", max_length=16, validators=[validate_ae_title])
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    description = models.CharField(max_length=200, blank=True)
+    query_timeout = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)],
+                                                help_text="Seconds one C-FIND or C-ECHO may take.")
+    download_timeout = models.PositiveIntegerField(default=120, validators=[MinValueValidator(1)],
+                                                   help_text="Seconds one C-MOVE/C-GET may take.")
+    retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(10)],
+                                               help_text="Extra attempts after a connection failure.")
+    retrieve_method = models.CharField(max_length=8, choices=RetrieveMethod.choices, default=RetrieveMethod.C_MOVE)
+    max_associations = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="Most associations the portal opens to this server at once, across all workers.")
+    tls_enabled = models.BooleanField("TLS", default=False)
+    tls_ca_file = models.CharField("TLS CA file", max_length=500, blank=True)
+    tls_cert_file = models.CharField("TLS client certificate", max_length=500, blank=True)
+    tls_key_file = models.CharField("TLS client key", max_length=500, blank=True)
+    dicomweb_url = models.URLField("DICOMweb base URL", blank=True, help_text="e.g. http://pacs:8042/dicom-web")
+    dicomweb_auth = models.CharField(max_length=8, choices=WebAuth.choices, default=WebAuth.NONE)
+    dicomweb_username = models.CharField(max_length=150, blank=True)
+    dicomweb_secret = models.CharField("DICOMweb password or token", max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "DICOM server"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+
+    def clean(self):
+        if self.tls_enabled and not self.tls_ca_file:
+            raise ValidationError({"tls_ca_file": "TLS needs the CA file that signed the server's certificate."})
+        if self.dicomweb_auth != self.WebAuth.NONE and not self.dicomweb_secret:
+            raise ValidationError({"dicomweb_secret": "This authentication needs a password or token."})
+
+    def as_peer(self, *, query_timeout: float | None = None, retrieve_timeout: float | None = None) -> RemoteAE:
+        """The plain peer the DICOM layer works with (it knows no models)."""
+        return RemoteAE(
+            ae_title=self.ae_title, host=self.host, port=self.port, name=self.name,
+            query_timeout=float(query_timeout or self.query_timeout),
+            retrieve_timeout=float(retrieve_timeout or self.download_timeout),
+            tls_ca=self.tls_ca_file if self.tls_enabled else None,
+            tls_cert=(self.tls_cert_file or None) if self.tls_enabled else None,
+            tls_key=(self.tls_key_file or None) if self.tls_enabled else None,
+        )
+
+    def as_dicomweb(self) -> DicomWebEndpoint | None:
+        if not self.dicomweb_url:
+            return None
+        return DicomWebEndpoint(
+            base_url=self.dicomweb_url, auth=self.dicomweb_auth, name=self.name,
+            username=self.dicomweb_username,
+            password=self.dicomweb_secret if self.dicomweb_auth == self.WebAuth.BASIC else "",
+            token=self.dicomweb_secret if self.dicomweb_auth == self.WebAuth.BEARER else "",
+        )
+
+
+def local_ae() -> LocalAE:
+    """The portal's own AE: title and the receiver's address, from settings (DICOM_AE_TITLE, DICOM_PORT)."""
+    return LocalAE(ae_title=settings.DICOM_AE_TITLE, host=settings.DICOM_HOST, port=settings.DICOM_PORT)

@@ -1,0 +1,17 @@
+"""GET /metrics: job and item counters per app, for monitoring (login or token required)."""
+from django.apps import apps
+from django.http import JsonResponse
+from rest_framework.decorators import api_view
+
+
+@api_view(["GET"])
+def metrics(request):
+    from apps.jobs.models import Job, JobItem
+
+    counters = {}
+    for model in apps.get_models():
+        if issubclass(model, Job) and not model._meta.abstract:
+            counters[f"{model._meta.label_lower}.by_status"] = model.status_counts()
+        if issubclass(model, JobItem) and not model._meta.abstract:
+            counters[f"{model._meta.label_lower}.by_status"] = model.status_counts()
+    return JsonResponse(counters)
