@@ -3,3 +3,5 @@ import os
 
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "test-only-secret")
+
+pytest_plugins = ["tests.fixtures_api"]
