@@ -4,4 +4,4 @@ import os
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "test-only-secret")
 
-pytest_plugins = ["tests.fixtures_api"]
+pytest_plugins = ["tests.fixtures_common"]

@@ -1,4 +1,6 @@
-"""API and user fixtures shared by every app's tests."""
+"""API, user and network fixtures shared by every app's tests."""
+import socket
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -24,3 +26,15 @@ def admin_client_logged_in(db, django_user_model, client):
     client.force_login(admin)
     client.user = admin
     return client
+
+
+def unused_port() -> int:
+    """A loopback TCP port nobody listens on (bound once, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    return unused_port()
