@@ -85,6 +85,17 @@ class DicomServer(models.Model):
             tls_key=(self.tls_key_file or None) if self.tls_enabled else None,
         )
 
+    def echo(self) -> dict:
+        """C-ECHO this server: {"ok", "elapsed_ms", "error"} for the API, the admin and the echo job."""
+        from apps.dicom import dimse
+        from apps.dicom.errors import DicomError
+
+        try:
+            elapsed = dimse.echo(self.as_peer(), local_ae())
+        except DicomError as exc:
+            return {"ok": False, "elapsed_ms": None, "error": str(exc)}
+        return {"ok": True, "elapsed_ms": round(elapsed, 1), "error": None}
+
     def as_dicomweb(self) -> DicomWebEndpoint | None:
         if not self.dicomweb_url:
             return None
@@ -99,3 +110,4 @@ class DicomServer(models.Model):
 def local_ae() -> LocalAE:
     """The portal's own AE: title and the receiver's address, from settings (DICOM_AE_TITLE, DICOM_PORT)."""
     return LocalAE(ae_title=settings.DICOM_AE_TITLE, host=settings.DICOM_HOST, port=settings.DICOM_PORT)
+

@@ -1,0 +1,41 @@
+# PACS Portal — the two commands: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test setup migrate bench clean help
+
+help:
+	@echo "make run   - set up everything and start the portal (web + workers + receiver + demo PACS)"
+	@echo "make test  - run the whole test suite (installs Orthanc, DCMTK and Chromium if missing)"
+	@echo "make bench - benchmarks against DCMTK (bench/)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@scripts/system-deps.sh run
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	@touch $@
+
+setup: $(VENV)/.installed
+	@$(PY) scripts/ensure-env.py
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+
+run: migrate
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py runportal
+
+test: $(VENV)/.installed
+	@scripts/system-deps.sh test
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	@scripts/system-deps.sh test
+	$(PY) bench/retrieve.py
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,40 @@
+from django.conf import settings
+from django.contrib import admin, messages
+
+from apps.audit import record
+from apps.servers.models import DicomServer
+
+
+@admin.register(DicomServer)
+class DicomServerAdmin(admin.ModelAdmin):
+    list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
+    search_fields = ("name", "ae_title", "host", "description")
+    list_filter = ("retrieve_method",)
+    actions = ["test_echo"]
+    fieldsets = (
+        (None, {"fields": ("name", "ae_title", "host", "port", "description")}),
+        ("Timeouts and limits", {"fields": ("query_timeout", "download_timeout", "retries",
+                                            "retrieve_method", "max_associations")}),
+        ("TLS", {"classes": ("collapse",), "fields": ("tls_enabled", "tls_ca_file", "tls_cert_file",
+                                                       "tls_key_file")}),
+        ("DICOMweb", {"classes": ("collapse",), "fields": ("dicomweb_url", "dicomweb_auth",
+                                                            "dicomweb_username", "dicomweb_secret")}),
+    )
+
+    @admin.action(description="Test C-ECHO")
+    def test_echo(self, request, queryset):
+        for server in queryset:
+            result = server.echo()
+            record(request.user, "server.echo", server, ok=result["ok"], error=result["error"])
+            if result["ok"]:
+                self.message_user(request, f"{server.name}: C-ECHO OK in {result['elapsed_ms']} ms.",
+                                  messages.SUCCESS)
+            else:
+                self.message_user(request, f"{server.name}: C-ECHO failed — {result['error']}", messages.ERROR)
+
+    def changelist_view(self, request, extra_context=None):
+        # The local AE comes from the environment (DICOM_AE_TITLE, DICOM_PORT): show it where the
+        # PACS administrator needs it, next to the servers that must know it.
+        extra_context = {**(extra_context or {}), "local_ae": {
+            "ae_title": settings.DICOM_AE_TITLE, "host": settings.DICOM_HOST, "port": settings.DICOM_PORT}}
+        return super().changelist_view(request, extra_context)

@@ -1,0 +1,51 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.audit import record
+from apps.dicom.errors import DicomError, DicomTimeout
+from apps.servers import query
+from apps.servers.api.serializers import DicomServerSerializer, EchoResultSerializer
+from apps.servers.models import DicomServer
+
+
+class DicomServerViewSet(viewsets.ModelViewSet):
+    """DICOM servers, addressed by their short name: /api/servers/LK/."""
+
+    queryset = DicomServer.objects.all()
+    serializer_class = DicomServerSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(request=None, responses=EchoResultSerializer)
+    @action(detail=True, methods=["post"])
+    def echo(self, request, name=None):
+        server = self.get_object()
+        result = server.echo()
+        record(request.user, "server.echo", server, ok=result["ok"], error=result["error"])
+        return Response(result)
+
+    @extend_schema(
+        parameters=[OpenApiParameter(k, str, description=d) for k, d in (
+            ("PatientID", "exact or wildcard"), ("PatientName", "e.g. SMITH^*"),
+            ("StudyDate", "YYYYMMDD or YYYYMMDD-YYYYMMDD"), ("Modality", "e.g. CT"),
+        )],
+        responses={200: dict},
+    )
+    @action(detail=True, methods=["get"])
+    def studies(self, request, name=None):
+        """C-FIND at study level on this server (seed 001 `query`)."""
+        server = self.get_object()
+        filters = {k: v for k, v in request.query_params.items() if k != "format"}
+        try:
+            studies = query.find_studies(server, filters)
+        except query.QueryError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except DicomTimeout as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_504_GATEWAY_TIMEOUT)
+        except DicomError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
+        record(request.user, "server.query", server, filters=sorted(k for k, v in filters.items() if v),
+               matches=len(studies))
+        return Response({"server": server.name, "count": len(studies), "studies": studies})

@@ -1,0 +1,54 @@
+"""manage.py receive — the portal's Storage SCP: what a PACS sends for our C-MOVEs lands in staging.
+
+Each instance is written as the bytes that arrived into STAGING_DIR/<move originator AE>/<message id>/,
+so the retrieval item that issued the move finds exactly its own instances (apps/dicom/staging.py).
+Runs until SIGTERM/SIGINT, then stops accepting and lets running associations finish.
+"""
+import logging
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from apps.dicom.scp import StorageSCP
+from apps.dicom.staging import MoveStaging
+from apps.servers.models import local_ae
+
+log = logging.getLogger("apps.servers.receive")
+
+
+def staging_writer(staging: MoveStaging):
+    """The SCP's callback: file one received instance under the move that asked for it."""
+
+    def on_instance(instance) -> int:
+        folder = staging.folder(instance.move_originator_ae, instance.move_originator_message_id,
+                                instance.calling_ae)
+        staging.write(folder, instance.sop_instance_uid, instance.data)
+        log.debug("staged %s from %s into %s", instance.sop_instance_uid, instance.calling_ae, folder)
+        return 0x0000
+
+    return on_instance
+
+
+class Command(BaseCommand):
+    help = "Run the Storage SCP that receives C-MOVE results (AE DICOM_AE_TITLE on DICOM_PORT)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=None, help="override DICOM_PORT")
+
+    def handle(self, *args, port=None, **options):
+        local = local_ae()
+        if port is not None:
+            local = type(local)(ae_title=local.ae_title, host=local.host, port=port)
+        staging = MoveStaging(settings.STAGING_DIR)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        with StorageSCP(local, staging_writer(staging), bind_host=local.host) as scp:
+            log.info("receiver %s listening on %s:%s, staging in %s", local.ae_title, local.host, scp.port,
+                     settings.STAGING_DIR)
+            self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{scp.port} (Ctrl-C to stop)")
+            self.stdout.flush()
+            stop.wait()
+        log.info("receiver stopped")

@@ -1,0 +1,91 @@
+"""Study-level C-FIND with the filters of seed 001: PatientID, PatientName, StudyDate range, Modality.
+
+Shared by GET /api/servers/{name}/studies, `manage.py dicom query` and the admin. Filters are
+validated here so every entry point gives the same clear message for a bad date.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from apps.dicom import dimse
+from apps.servers.models import DicomServer, local_ae
+
+STUDY_KEYS = (
+    "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime",
+    "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
+FILTERS = ("PatientID", "PatientName", "StudyDate", "Modality", "StudyInstanceUID", "AccessionNumber")
+_DATE_RANGE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
+
+
+class QueryError(ValueError):
+    """A filter the PACS would misread; the message names the filter and the expected form."""
+
+
+def _check_date(value: str) -> None:
+    try:
+        dt.datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        raise QueryError(f"StudyDate '{value}' is not a real date in YYYYMMDD form.") from None
+
+
+def normalize_study_date(value: str) -> str:
+    """Accept YYYYMMDD, YYYYMMDD-YYYYMMDD, open ranges, and YYYY-MM-DD (the seeds' CSV form)."""
+    value = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        value = value.replace("-", "")
+    m = _DATE_RANGE.match(value)
+    if not value or not m or not (m.group(1) or m.group(3)) or (m.group(3) and not m.group(2)):
+        raise QueryError(f"StudyDate '{value}' must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD.")
+    for part in (m.group(1), m.group(3)):
+        if part:
+            _check_date(part)
+    if m.group(1) and m.group(3) and m.group(1) > m.group(3):
+        raise QueryError(f"StudyDate range '{value}' ends before it starts.")
+    return value
+
+
+def study_query(filters: dict[str, str]) -> dict[str, str]:
+    """The C-FIND identifier for the given filters (unknown keys are refused, not ignored)."""
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise QueryError(f"Unknown filter(s) {', '.join(unknown)}; use {', '.join(FILTERS)}.")
+    query = {key: "" for key in STUDY_KEYS}
+    for key, value in filters.items():
+        value = (value or "").strip()
+        if not value:
+            continue
+        if key == "StudyDate":
+            value = normalize_study_date(value)
+        if key == "Modality":
+            key = "ModalitiesInStudy"
+        query[key] = value
+    return query
+
+
+def _plain(value) -> str | int | list:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value]
+    if isinstance(value, int):
+        return value
+    return str(value)
+
+
+def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float | None = None) -> list[dict]:
+    """C-FIND at study level; each match as a plain dict of STUDY_KEYS. Raises QueryError/DicomError."""
+    query = study_query(filters)
+    peer = server.as_peer(query_timeout=timeout)
+    results = dimse.find(peer, local_ae(), "STUDY", query)
+    studies = []
+    for ds in results:
+        row = {key: _plain(ds.get(key).value if key in ds else "") for key in STUDY_KEYS}
+        if isinstance(row["ModalitiesInStudy"], str):
+            row["ModalitiesInStudy"] = [m for m in row["ModalitiesInStudy"].split("\\") if m]
+        for key in ("NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"):
+            row[key] = int(row[key]) if str(row[key]).strip().isdigit() else None
+        studies.append(row)
+    return sorted(studies, key=lambda r: (r["StudyDate"], r["StudyInstanceUID"]))

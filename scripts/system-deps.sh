@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install the Debian packages the portal needs, only those missing. Usage: system-deps.sh run|test
+#   run:  python3-venv (the portal itself needs nothing else from Debian)
+#   test: + orthanc orthanc-dicomweb dcmtk (the real PACS and reference tools) and chromium (browser tests)
+set -euo pipefail
+want=(python3-venv)
+[ "${1:-run}" = test ] && want+=(orthanc orthanc-dicomweb dcmtk chromium curl)
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "Installing Debian packages: ${missing[*]}"
+$SUDO apt-get update -qq
+# policy-rc.d or not: the distro 'orthanc' service is not used; tests start their own Orthanc on free ports
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
