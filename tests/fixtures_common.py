@@ -2,8 +2,6 @@
 import socket
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 
 @pytest.fixture
@@ -14,6 +12,9 @@ def user(db, django_user_model):
 @pytest.fixture
 def api(user):
     """An API client authenticated with a real DRF token (the way scripts use the portal)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
     client = APIClient()
     token = Token.objects.create(user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

@@ -1,0 +1,15 @@
+# PACS Portal image: the same pieces `make run` starts, one per container (see docker-compose.yml).
+# Not built or run in CI (no Docker engine there); kept in step with the Makefile by hand.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DATA_DIR=/data
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN DEBUG=1 python manage.py collectstatic --noinput -v 0
+RUN useradd --system --home /app portal && mkdir -p /data && chown portal /data
+USER portal
+VOLUME /data
+EXPOSE 8000 11112
+# web by default; the compose file runs `qcluster`, `receive` with the same image
+CMD ["sh", "-c", "python manage.py migrate --noinput && gunicorn pacsportal.wsgi:application --bind 0.0.0.0:8000 --workers 3 --threads 4"]
