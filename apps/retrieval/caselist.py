@@ -1,0 +1,159 @@
+"""Case lists (seed 000): CSV rows of PatientID,StudyDate,Modality,Server, or StudyInstanceUID rows.
+
+Rules, from the seed and DESIGN.md §4: header optional; '#' lines are comments; blank lines skipped;
+spaces trimmed; UTF-8 with or without BOM; dates YYYY-MM-DD (also YYYYMMDD, and ranges
+YYYY-MM-DD..YYYY-MM-DD); Modality may be empty (any modality); IDs are text, so leading zeros stay.
+A header may name the columns in any order, and may add StudyInstanceUID. Without a header, rows are
+PatientID,StudyDate,Modality,Server[,StudyInstanceUID]. Every bad row comes back with its line number
+and the reason; the good rows still run.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from dataclasses import asdict, dataclass
+
+COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID")
+DEFAULT_ORDER = COLUMNS
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
+_DAY_FORMS = ("%Y-%m-%d", "%Y%m%d")
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    line: int
+    patient_id: str
+    study_date: str  # DICOM form: "YYYYMMDD", "YYYYMMDD-YYYYMMDD", or "" (with a UID)
+    modality: str
+    server: str
+    study_instance_uid: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    text: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class CaseList:
+    rows: list[CaseRow]
+    errors: list[RowError]
+
+
+def _day(text: str) -> str:
+    for form in _DAY_FORMS:
+        try:
+            return dt.datetime.strptime(text, form).strftime("%Y%m%d")
+        except ValueError:
+            continue
+    raise ValueError(f"StudyDate '{text}' is not a real date in YYYY-MM-DD form")
+
+
+def parse_study_date(text: str) -> str:
+    """'2025-09-22' -> '20250922'; '2025-01-01..2025-03-31' -> '20250101-20250331'."""
+    if ".." in text:
+        start, _, end = (part.strip() for part in text.partition(".."))
+        first, last = _day(start), _day(end)
+        if first > last:
+            raise ValueError(f"StudyDate range '{text}' ends before it starts")
+        return f"{first}-{last}"
+    return _day(text)
+
+
+def decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the file is not UTF-8 text (bad byte at position {exc.start}); "
+                         "save it as 'CSV UTF-8'") from None
+
+
+def _header(cells: list[str]) -> list[str] | None:
+    names = {c.lower(): c for c in COLUMNS}
+    if cells and cells[0].strip().lower() in names | {"patient_id": "PatientID", "studyinstanceuid": ""}:
+        return [names.get(c.strip().lower(), c.strip()) for c in cells]
+    return None
+
+
+def parse_case_list(text: str | bytes, known_servers: set[str], *, default_server: str = "") -> CaseList:
+    """Parse a case list. Server names match case-insensitively and come back as configured."""
+    if isinstance(text, bytes):
+        text = decode(text)
+    servers = {s.upper(): s for s in known_servers}
+    rows: list[CaseRow] = []
+    errors: list[RowError] = []
+    seen: dict[tuple, int] = {}
+    order: list[str] = list(DEFAULT_ORDER)
+    header_seen = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        cells = [c.strip() for c in next(csv.reader([raw], skipinitialspace=True))]
+        if not header_seen and not rows and not errors and _header(cells):
+            order, header_seen = _header(cells), True
+            unknown = [c for c in order if c not in COLUMNS]
+            if unknown:
+                errors.append(RowError(number, raw, f"unknown column(s) {', '.join(unknown)}; "
+                                                    f"expected {','.join(COLUMNS[:4])}[,StudyInstanceUID]"))
+                order = list(DEFAULT_ORDER)
+            continue
+        row, problem = _row(number, cells, order, servers, default_server, header_seen)
+        if problem:
+            errors.append(RowError(number, raw, problem))
+            continue
+        key = (row.patient_id, row.study_date, row.modality, row.server, row.study_instance_uid)
+        if key in seen:
+            errors.append(RowError(number, raw, f"duplicate of line {seen[key]}; skipped"))
+            continue
+        seen[key] = number
+        rows.append(row)
+    return CaseList(rows, errors)
+
+
+def _row(number, cells, order, servers, default_server, header_seen) -> tuple[CaseRow | None, str]:
+    expected = len(order) if header_seen else None
+    if expected is not None and len(cells) != expected:
+        return None, f"has {len(cells)} columns, the header has {expected}"
+    if expected is None and len(cells) not in (4, 5):
+        return None, (f"has {len(cells)} columns; expected 4 (PatientID,StudyDate,Modality,Server) "
+                      "or 5 (with StudyInstanceUID)")
+    values = dict.fromkeys(COLUMNS, "")
+    values.update(zip(order, cells))
+    uid = values["StudyInstanceUID"]
+    if uid and (not _UID.match(uid) or len(uid) > 64):
+        return None, f"StudyInstanceUID '{uid}' is not a valid UID (digits and dots, at most 64)"
+    if not values["PatientID"] and not uid:
+        return None, "PatientID is empty"
+    if len(values["PatientID"]) > 64:
+        return None, "PatientID is longer than 64 characters"
+    date = ""
+    if values["StudyDate"]:
+        try:
+            date = parse_study_date(values["StudyDate"])
+        except ValueError as exc:
+            return None, str(exc)
+    elif not uid:
+        return None, "StudyDate is empty (use YYYY-MM-DD or a range YYYY-MM-DD..YYYY-MM-DD)"
+    modality = values["Modality"].upper()
+    if modality and not _MODALITY.match(modality):
+        return None, f"Modality '{values['Modality']}' is not a DICOM modality code such as CT, MR, US"
+    server_name = values["Server"] or default_server
+    if not server_name:
+        return None, "Server is empty"
+    server = servers.get(server_name.upper())
+    if server is None:
+        known = ", ".join(sorted(servers.values())) or "none configured"
+        return None, f"unknown server '{server_name}' (known: {known})"
+    return CaseRow(number, values["PatientID"], date, modality, server, uid), ""

@@ -1,0 +1,32 @@
+from django import forms
+
+from apps.servers.models import DicomServer
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class CaseListUploadForm(forms.Form):
+    files = forms.FileField(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".csv,.txt,text/csv"}),
+                            label="Case lists (CSV)",
+                            help_text="PatientID,StudyDate,Modality,Server — one job per file.")
+    timeout = forms.IntegerField(required=False, min_value=1, max_value=86400, label="Download timeout (s)",
+                                 help_text="Empty: each server's own download timeout.")
+    default_server = forms.ModelChoiceField(DicomServer.objects.all(), required=False, to_field_name="name",
+                                            help_text="Used for rows that leave Server empty.")
+
+    def clean_files(self):
+        files = self.files.getlist("files")
+        for upload in files:
+            if upload.size > 5 * 1024 * 1024:
+                raise forms.ValidationError(f"{upload.name} is larger than 5 MB; split the case list.")
+        return files
+
+
+class SingleQueryForm(forms.Form):
+    patient_id = forms.CharField(label="PatientID", max_length=64)
+    study_date = forms.CharField(label="StudyDate", help_text="YYYY-MM-DD, or YYYY-MM-DD..YYYY-MM-DD")
+    modality = forms.CharField(required=False, max_length=16, help_text="e.g. CT; empty for any")
+    server = forms.ModelChoiceField(DicomServer.objects.all(), to_field_name="name")
+    timeout = forms.IntegerField(required=False, min_value=1, max_value=86400, label="Download timeout (s)")

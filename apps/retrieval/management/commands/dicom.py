@@ -1,0 +1,157 @@
+"""manage.py dicom echo|query|retrieve|send-file|send-dir|batch — the seeds' command-line tools.
+
+Retrievals run as ordinary retrieval jobs (same checks, files, audit and report as the web UI). By
+default this process runs them itself, so a script needs no worker cluster; --queue hands them to the
+workers instead and follows their progress. C-MOVE needs the receiver (`manage.py receive`) running.
+"""
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from apps.dicom import dimse
+from apps.dicom.errors import DicomError
+from apps.jobs import runner
+from apps.retrieval import intake
+from apps.retrieval.models import RetrievalJob
+from apps.retrieval.report import build_report, report_text
+from apps.servers import query
+from apps.servers.models import DicomServer, local_ae
+
+
+class Command(BaseCommand):
+    help = "DICOM tools: echo, query, retrieve, send-file, send-dir, batch (seeds 000 and 001)."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        p = sub.add_parser("echo", help="C-ECHO a configured server")
+        p.add_argument("--server", required=True)
+        p = sub.add_parser("query", help="study-level C-FIND")
+        p.add_argument("--server", required=True)
+        p.add_argument("--patient-id", default="")
+        p.add_argument("--patient-name", default="")
+        p.add_argument("--study-date", default="", help="YYYYMMDD or YYYYMMDD-YYYYMMDD")
+        p.add_argument("--modality", default="")
+        p = sub.add_parser("retrieve", help="retrieve one study by StudyInstanceUID")
+        p.add_argument("--server", required=True)
+        p.add_argument("--study-uid", required=True)
+        p.add_argument("--output-dir", default="", help="default: DATA_DIR/downloads")
+        p.add_argument("--timeout", type=int, default=None)
+        for name in ("send-file", "send-dir"):
+            p = sub.add_parser(name, help="C-STORE a file or every file under a folder")
+            p.add_argument("path", nargs="?")
+            p.add_argument("--file" if name == "send-file" else "--dir", dest="path_opt")
+            p.add_argument("--server", required=True)
+        p = sub.add_parser("batch", help="retrieve every row of a case list, or of every CSV in a folder")
+        p.add_argument("source", help="a CSV file or a folder of CSV files (one job each)")
+        p.add_argument("--server", default="", help="server for rows that name none")
+        p.add_argument("--timeout", type=int, default=None, help="download timeout per study (s)")
+        p.add_argument("--output-dir", default="")
+        p.add_argument("--queue", action="store_true", help="run on the worker cluster and follow progress")
+
+    def handle(self, *args, action, **opts):
+        handler = getattr(self, "do_" + action.replace("-", "_"))
+        try:
+            handler(**opts)
+        except (DicomError, query.QueryError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _server(self, name) -> DicomServer:
+        try:
+            return DicomServer.objects.get(name__iexact=name)
+        except DicomServer.DoesNotExist:
+            known = ", ".join(DicomServer.objects.values_list("name", flat=True)) or "none configured"
+            raise CommandError(f"Unknown server '{name}' (known: {known}).") from None
+
+    def do_echo(self, server, **_):
+        result = self._server(server).echo()
+        if not result["ok"]:
+            raise CommandError(result["error"])
+        self.stdout.write(f"C-ECHO {server}: OK in {result['elapsed_ms']} ms")
+
+    def do_query(self, server, patient_id, patient_name, study_date, modality, **_):
+        filters = {"PatientID": patient_id, "PatientName": patient_name, "StudyDate": study_date, "Modality": modality}
+        studies = query.find_studies(self._server(server), filters)
+        for s in studies:
+            self.stdout.write(f"{s['StudyDate']}  {s['PatientID']:<16} {'/'.join(s['ModalitiesInStudy']):<8} "
+                              f"{s['NumberOfStudyRelatedInstances'] or '?':>5} images  {s['StudyInstanceUID']}  "
+                              f"{s['StudyDescription']}")
+        self.stdout.write(f"{len(studies)} studies")
+
+    def do_send_file(self, path, path_opt, server, **_):
+        self._send([Path(path or path_opt or "")], server)
+
+    def do_send_dir(self, path, path_opt, server, **_):
+        folder = Path(path or path_opt or "")
+        if not folder.is_dir():
+            raise CommandError(f"{folder} is not a folder.")
+        self._send(sorted(p for p in folder.rglob("*") if p.is_file()), server)
+
+    def _send(self, paths, server):
+        for p in paths:
+            if not p.is_file():
+                raise CommandError(f"{p} is not a file.")
+        report = dimse.store_files(self._server(server).as_peer(), local_ae(), paths)
+        for path, reason in report.failed:
+            self.stderr.write(f"FAILED {path}: {reason}")
+        self.stdout.write(f"sent {len(report.stored)} of {len(paths)} files"
+                          f" ({len(report.warnings)} with warnings, {len(report.failed)} failed)")
+        if report.failed:
+            sys.exit(1)
+
+    def do_retrieve(self, server, study_uid, output_dir, timeout, **_):
+        text = intake.rows_to_csv([{"StudyInstanceUID": study_uid, "Server": self._server(server).name}])
+        self._run_jobs([("retrieve " + study_uid, intake.read_case_list(text))], timeout, output_dir, queue=False)
+
+    def do_batch(self, source, server, timeout, output_dir, queue, **_):
+        src = Path(source)
+        files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
+        if not files or not all(f.is_file() for f in files):
+            raise CommandError(f"{source}: no case list found (a .csv file, or a folder of them).")
+        lists = []
+        for f in files:
+            case_list = intake.read_case_list(f.read_bytes(), default_server=server)
+            for error in case_list.errors:
+                self.stderr.write(f"{f.name} {error}")
+            lists.append((f.name, case_list))
+        self._run_jobs(lists, timeout, output_dir, queue=queue)
+
+    def _run_jobs(self, lists, timeout, output_dir, *, queue):
+        for name, case_list in lists:
+            job = RetrievalJob.from_case_list(case_list, user=None, source_name=name, timeout=timeout, start=False)
+            if output_dir:
+                job.output_dir = str(Path(output_dir).resolve())
+                job.save(update_fields=["output_dir"])
+            if queue:
+                job.start()
+                while job.status in ("pending", "running"):
+                    time.sleep(1)
+                    job.refresh_from_db()
+                    self._progress(job)
+            else:
+                for item in job.items.all():
+                    runner.run_item(item._meta.label, item.pk)
+                    job.refresh_from_db()
+                    self._progress(job)
+            self.stdout.write("")
+            report = build_report(job)
+            reports = settings.DATA_DIR / "reports"
+            reports.mkdir(parents=True, exist_ok=True)
+            path = reports / f"failed_downloads_{timezone.now():%Y%m%d_%H%M%S}_job{job.pk}.txt"
+            path.write_text(report_text(report), encoding="utf-8")
+            s = report["summary"]
+            self.stdout.write(f"{name}: {s['succeeded']} of {s['rows']} rows retrieved ({s['success_rate']}%), "
+                              f"{s['failed']} failed, {s['timed_out']} timed out, {s['bad_rows']} bad rows. "
+                              f"Report: {path}")
+
+    def _progress(self, job):
+        p = job.progress()
+        done = p["total"] - p["pending"] - p["running"]
+        width = 30
+        filled = int(width * done / p["total"]) if p["total"] else width
+        self.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{p['total']} rows "
+                          f"{p.get('instances', 0)} images {p.get('megabytes', 0)} MB", ending="")
+        self.stdout.flush()

@@ -1,0 +1,86 @@
+"""The failed-downloads report of seed 000: succeeded studies, failures with reason, timed out (for
+manual follow-up), rows refused when the list was read, and the overall success rate."""
+from __future__ import annotations
+
+import csv
+import io
+
+from django.utils import timezone
+
+from apps.jobs.models import ItemStatus
+
+FIELDS = ("line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
+          "path", "reason")
+
+
+def _row(item) -> dict:
+    return {"line": item.line, "PatientID": item.patient_id, "StudyDate": item.study_date,
+            "Modality": item.modality, "Server": item.server_name, "StudyInstanceUID": item.study_instance_uid,
+            "expected": item.expected, "instances": item.instances, "path": item.path, "reason": item.error}
+
+
+def build_report(job) -> dict:
+    items = list(job.items.order_by("line"))
+    by_status: dict[str, list[dict]] = {}
+    for item in items:
+        by_status.setdefault(item.status, []).append(_row(item))
+    bad_rows = [{"line": e["line"], "text": e["text"], "reason": e["message"]} for e in job.row_errors]
+    total = len(items) + len(bad_rows)
+    succeeded = by_status.get(ItemStatus.SUCCEEDED, [])
+    return {
+        "job": job.pk,
+        "status": job.status,
+        "source": job.source_name,
+        "generated_at": timezone.now().isoformat(timespec="seconds"),
+        "succeeded": succeeded,
+        "failed": by_status.get(ItemStatus.FAILED, []),
+        "timed_out": by_status.get(ItemStatus.TIMED_OUT, []),
+        "canceled": by_status.get(ItemStatus.CANCELED, []),
+        "not_finished": by_status.get(ItemStatus.PENDING, []) + by_status.get(ItemStatus.RUNNING, []),
+        "bad_rows": bad_rows,
+        "summary": {
+            "rows": total, "succeeded": len(succeeded),
+            "failed": len(by_status.get(ItemStatus.FAILED, [])),
+            "timed_out": len(by_status.get(ItemStatus.TIMED_OUT, [])),
+            "canceled": len(by_status.get(ItemStatus.CANCELED, [])),
+            "bad_rows": len(bad_rows),
+            "success_rate": round(100.0 * len(succeeded) / total, 1) if total else 0.0,
+        },
+    }
+
+
+def report_csv(report: dict) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=("outcome",) + FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for outcome in ("failed", "timed_out", "bad_rows", "canceled", "not_finished", "succeeded"):
+        for row in report[outcome]:
+            writer.writerow({"outcome": outcome, **row})
+    s = report["summary"]
+    out.write(f"# success rate {s['success_rate']}% ({s['succeeded']} of {s['rows']} rows)\n")
+    return out.getvalue()
+
+
+def report_text(report: dict) -> str:
+    """The seed's failed_downloads_<timestamp>.txt, for the CLI."""
+    s = report["summary"]
+    lines = [f"Retrieval job #{report['job']} ({report['source']}) — report of {report['generated_at']}",
+             f"Rows: {s['rows']}  succeeded: {s['succeeded']}  failed: {s['failed']}  timed out: {s['timed_out']}"
+             f"  bad rows: {s['bad_rows']}  success rate: {s['success_rate']}%", ""]
+    sections = (("FAILED", "failed"), ("TIMED OUT (retry by hand, or with a longer --timeout)", "timed_out"),
+                ("BAD ROWS (not run)", "bad_rows"), ("CANCELED", "canceled"), ("SUCCEEDED", "succeeded"))
+    for title, key in sections:
+        if not report[key]:
+            continue
+        lines.append(f"{title}: {len(report[key])}")
+        for row in report[key]:
+            if key == "bad_rows":
+                lines.append(f"  line {row['line']}: {row['text'].strip()} — {row['reason']}")
+            elif key == "succeeded":
+                lines.append(f"  line {row['line']}: {row['Server']} {row['PatientID']} {row['StudyDate']} "
+                             f"{row['Modality']} — {row['instances']} instances in {row['path']}")
+            else:
+                lines.append(f"  line {row['line']}: {row['Server']} {row['PatientID']} {row['StudyDate']} "
+                             f"{row['Modality']} {row['StudyInstanceUID']} — {row['reason']}")
+        lines.append("")
+    return "\n".join(lines)
