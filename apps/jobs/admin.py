@@ -1,0 +1,104 @@
+"""Reusable admin for every app's jobs: JobAdminMixin (list with live progress bars, Cancel and Retry
+failed actions) and JobItemInline (read-only items). Usage:
+
+    class RetrievalItemInline(JobItemInline):
+        model = RetrievalItem
+        fields = JobItemInline.fields + ["PatientID", "instances"]
+
+    @admin.register(RetrievalJob)
+    class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
+        inlines = [RetrievalItemInline]
+"""
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from apps.jobs.models import EchoItem, EchoJob
+
+
+def progress_html(job) -> str:
+    progress = job.progress()
+    done = progress["total"] - progress["pending"] - progress["running"]
+    url = reverse("job-progress", args=[job._meta.app_label, job._meta.model_name, job.pk])
+    return format_html(
+        '<div class="job-progress" data-url="{}" data-status="{}">'
+        '<progress max="{}" value="{}"></progress> <span class="job-counters">{}</span></div>',
+        url, job.status, max(progress["total"], 1), done, counters_text(progress))
+
+
+def counters_text(progress: dict) -> str:
+    """Same wording as the polling script in templates/admin/jobs/progress_script.html."""
+    done = progress["total"] - progress["pending"] - progress["running"]
+    parts = [f"{done}/{progress['total']} done"]
+    parts += [f"{progress[key]} {key.replace('_', ' ')}" for key in ("running", "succeeded", "failed",
+                                                                        "timed_out", "canceled") if progress[key]]
+    return " · ".join(parts)
+
+
+class JobItemInline(admin.TabularInline):
+    fields = ["status", "error", "attempts", "started_at", "finished_at", "worker"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class JobAdminMixin:
+    list_display = ["__str__", "description", "status", "progress", "created_by", "created_at", "completed_at"]
+    list_filter = ["status", "created_at"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["status", "progress", "description", "created_by", "created_at", "started_at",
+                       "completed_at", "cancel_requested"]
+    fields = readonly_fields
+    actions = ["cancel_jobs", "retry_failed_items"]
+    change_list_template = "admin/jobs/job_change_list.html"
+    change_form_template = "admin/jobs/job_change_form.html"
+
+    @admin.display(description="Progress")
+    def progress(self, job):
+        return progress_html(job)
+
+    def has_add_permission(self, request):
+        return False  # jobs are started by their app's own page or API, not typed in
+
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
+    def cancel_jobs(self, request, queryset):
+        for job in queryset:
+            job.cancel(user=request.user)
+        self.message_user(request, f"Asked {queryset.count()} job(s) to cancel.", messages.SUCCESS)
+
+    @admin.action(description="Retry failed items of selected jobs", permissions=["change"])
+    def retry_failed_items(self, request, queryset):
+        again = sum(job.retry_failed(user=request.user) for job in queryset)
+        self.message_user(request, f"Re-queued {again} failed item(s).", messages.SUCCESS)
+
+
+class EchoItemInline(JobItemInline):
+    model = EchoItem
+    fields = ["server_name", "result"] + JobItemInline.fields
+
+
+@admin.register(EchoJob)
+class EchoJobAdmin(JobAdminMixin, admin.ModelAdmin):
+    inlines = [EchoItemInline]
+    change_list_template = "admin/jobs/echojob/change_list.html"
+
+    def get_urls(self):
+        run = path("run/", self.admin_site.admin_view(self.run_view), name="jobs_echojob_run")
+        return [run, *super().get_urls()]
+
+    def run_view(self, request):
+        """POST: start an EchoJob over every server, then show it."""
+        from apps.servers.models import DicomServer
+
+        if request.method != "POST" or not self.has_change_permission(request):
+            return redirect("admin:jobs_echojob_changelist")
+        job = EchoJob.for_servers(DicomServer.objects.all(), user=request.user)
+        job.start(user=request.user)
+        return redirect("admin:jobs_echojob_change", job.pk)

@@ -1,0 +1,111 @@
+"""ItemContext: what a running item's process(ctx) gets from the runner."""
+import threading
+import time
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import connections
+from django.db.models import F
+from django.utils import timezone
+
+from apps.jobs import slots
+from apps.jobs.joblog import item_logger
+from apps.jobs.models import ItemStatus
+
+CANCEL_CHECK_SECONDS = 1.0  # should_stop() asks the database at most this often
+
+
+def heartbeat_interval() -> float:
+    return max(0.5, settings.JOB_LEASE_SECONDS / 4)
+
+
+class ItemContext:
+    def __init__(self, item, worker: str):
+        self.item, self.job, self.worker = item, item.job, worker
+        self.log = item_logger(item)
+        self.lease_lost = False  # another worker reclaimed the item: stop, our outcome will not count
+        self._slot_tokens: set[str] = set()
+        self._lock = threading.Lock()
+        self._cancel_checked_at = 0.0
+        self._canceled = False
+
+    def _mine(self):
+        return type(self.item).objects.filter(pk=self.item.pk, status=ItemStatus.RUNNING, worker=self.worker,
+                                              attempts=self.item.attempts)
+
+    def next_attempt(self) -> bool:
+        """Count one more attempt of this run; False if the item is no longer ours."""
+        if not self._mine().update(attempts=F("attempts") + 1, heartbeat_at=timezone.now()):
+            self.lease_lost = True
+            return False
+        self.item.attempts += 1
+        return True
+
+    def heartbeat(self, **progress) -> None:
+        """Prove we are alive (renews the item's lease and our association slots); keyword arguments are
+        merged into item.result so a long item shows partial progress."""
+        fields = {"heartbeat_at": timezone.now()}
+        if progress:
+            self.item.result.update(progress)
+            fields["result"] = self.item.result
+        if not self._mine().update(**fields):
+            self.lease_lost = True
+        with self._lock:
+            tokens = set(self._slot_tokens)
+        slots.renew(tokens)
+
+    def should_stop(self) -> bool:
+        """True once the job was canceled (or this worker lost the item); process() should then raise
+        ItemCanceled at a safe point."""
+        if self.lease_lost:
+            return True
+        if not self._canceled and time.monotonic() - self._cancel_checked_at > CANCEL_CHECK_SECONDS:
+            self._cancel_checked_at = time.monotonic()
+            self._canceled = type(self.job).objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+        return self._canceled
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, but wake up early when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.should_stop():
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    @contextmanager
+    def association_slot(self, server=None, *, timeout: float | None = None):
+        """Hold one of the server's max_associations slots (default: item.server()) for the block."""
+        server = server or self.item.server()
+        if timeout is None:
+            timeout = server.download_timeout
+        token = slots.acquire(server, f"{self.worker}:{self.item.pk}", timeout=timeout,
+                              should_stop=self.should_stop)
+        with self._lock:
+            self._slot_tokens.add(token)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._slot_tokens.discard(token)
+            slots.release(token)
+
+    @contextmanager
+    def heartbeats(self):
+        """Run a thread that calls heartbeat() every JOB_LEASE_SECONDS/4 while the block runs."""
+        done = threading.Event()
+
+        def beat():
+            try:
+                while not done.wait(heartbeat_interval()):
+                    try:
+                        self.heartbeat()
+                    except Exception as exc:  # a missed beat is survivable; the next one may pass
+                        self.log.warning("heartbeat failed: %s", type(exc).__name__)
+            finally:
+                connections.close_all()  # this thread's own connections only
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{self.item.pk}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            done.set()
+            thread.join()

@@ -1,0 +1,189 @@
+"""The abstract Job / JobItem every app builds on, and how a job's status follows from its items.
+
+An app declares `class XxxJob(Job)` and `class XxxItem(JobItem)` with
+`job = models.ForeignKey(XxxJob, on_delete=models.CASCADE, related_name="items")`, and implements
+XxxItem.process(ctx). The generic runner (apps/jobs/runner.py) does the rest."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from apps.jobs.context import ItemContext
+    from apps.servers.models import DicomServer
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIAL = "partial"
+    CANCELED = "canceled"
+
+
+class ItemStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELED = "canceled"
+
+
+JOB_DONE = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.CANCELED}
+
+
+def derive_job_status(counts: dict[str, int], *, started: bool) -> str:
+    """A job runs while any item is pending or running; then it is canceled if any item was canceled,
+    succeeded if none failed, failed if none succeeded, and partial otherwise."""
+    if counts[ItemStatus.PENDING] or counts[ItemStatus.RUNNING]:
+        return JobStatus.RUNNING if started else JobStatus.PENDING
+    if counts[ItemStatus.CANCELED]:
+        return JobStatus.CANCELED
+    ended_badly = counts[ItemStatus.FAILED] + counts[ItemStatus.TIMED_OUT]
+    if not ended_badly:
+        return JobStatus.SUCCEEDED
+    return JobStatus.PARTIAL if counts[ItemStatus.SUCCEEDED] else JobStatus.FAILED
+
+
+def count_by_status(queryset, statuses) -> dict[str, int]:
+    counts = dict.fromkeys(statuses, 0)
+    for row in queryset.order_by().values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+class Job(models.Model):
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} #{self.pk}"
+
+    @classmethod
+    def status_counts(cls) -> dict[str, int]:
+        return count_by_status(cls.objects.all(), JobStatus.values)
+
+    def item_counts(self) -> dict[str, int]:
+        return count_by_status(self.items.all(), ItemStatus.values)
+
+    def progress(self) -> dict:
+        counts = self.item_counts()
+        return {"total": sum(counts.values()), **counts, **self.extra_progress()}
+
+    def extra_progress(self) -> dict:
+        """App-specific counters (instances, MB...) merged into progress()."""
+        return {}
+
+    def refresh_status(self) -> str:
+        """Derive status from the items. Counting and writing happen under the job's row lock, so two
+        workers finishing the last two items cannot leave the job "running" forever."""
+        with transaction.atomic():
+            job = type(self).objects.select_for_update().get(pk=self.pk)
+            status = derive_job_status(job.item_counts(), started=job.started_at is not None)
+            if status != job.status:
+                job.status = status
+                job.completed_at = timezone.now() if status in JOB_DONE else None
+                job.save(update_fields=["status", "completed_at"])
+        self.status, self.completed_at = job.status, job.completed_at
+        return status
+
+    def start(self, user=None) -> int:
+        """Queue every pending item. Returns how many were queued."""
+        from apps.audit import record
+        from apps.jobs.runner import enqueue_many
+
+        self.status, self.completed_at = JobStatus.RUNNING, None
+        self.started_at = self.started_at or timezone.now()
+        self.save(update_fields=["status", "started_at", "completed_at"])
+        pending = list(self.items.filter(status=ItemStatus.PENDING))
+        enqueue_many(pending)
+        record(user, "job.started", self, items=len(pending))
+        self.refresh_status()  # a job without items is done at once
+        return len(pending)
+
+    def cancel(self, user=None) -> int:
+        """Cancel pending items now; running items see ctx.should_stop() and stop at their next check.
+        Returns how many pending items were canceled."""
+        from apps.audit import record
+
+        with transaction.atomic():
+            type(self).objects.filter(pk=self.pk).update(cancel_requested=True)
+            canceled = self.items.filter(status=ItemStatus.PENDING).update(
+                status=ItemStatus.CANCELED, error="Canceled before it started.", finished_at=timezone.now())
+        self.cancel_requested = True
+        running = self.items.filter(status=ItemStatus.RUNNING).count()
+        record(user, "job.canceled", self, canceled_items=canceled, running_items_asked_to_stop=running)
+        self.refresh_status()
+        return canceled
+
+    def retry_failed(self, user=None) -> int:
+        """Send failed and timed-out items round again, each with a fresh attempt budget."""
+        from apps.audit import record
+        from apps.jobs.runner import enqueue_many
+
+        with transaction.atomic():
+            again = list(self.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.TIMED_OUT]))
+            self.items.filter(pk__in=[i.pk for i in again]).update(
+                status=ItemStatus.PENDING, error="", attempts=0, finished_at=None, worker="")
+            self.cancel_requested, self.status, self.completed_at = False, JobStatus.RUNNING, None
+            self.started_at = self.started_at or timezone.now()
+            self.save(update_fields=["cancel_requested", "status", "completed_at", "started_at"])
+        enqueue_many(again)
+        record(user, "job.retried", self, items=len(again))
+        self.refresh_status()
+        return len(again)
+
+
+class JobItem(models.Model):
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.PENDING)
+    error = models.TextField(blank=True, help_text="Why the item failed, in words a user understands.")
+    attempts = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When it was last put on the queue.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker running it.")
+
+    class Meta:
+        abstract = True
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="%(app_label)s_%(class)s_lease")]
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} #{self.pk}"
+
+    @classmethod
+    def status_counts(cls) -> dict[str, int]:
+        return count_by_status(cls.objects.all(), ItemStatus.values)
+
+    # --- hooks for the app ---------------------------------------------------------------------
+    def process(self, ctx: ItemContext) -> None:
+        """Do the work; raise ItemFailed/ItemTimedOut/DicomError to fail. Must be idempotent: after a
+        crash the item runs again and must finish without duplicates. Put outputs in self.result."""
+        raise NotImplementedError
+
+    def server(self) -> DicomServer | None:
+        """The server this item talks to (ctx.association_slot() limits associations to it)."""
+        return None
+
+    def max_attempts(self) -> int:
+        """Runs allowed for retriable DICOM errors (retrieval: 1 + server.retries)."""
+        return 1
