@@ -3,6 +3,7 @@
 See README.md "Configuration" for every variable. Defaults give a working single-machine install:
 SQLite (WAL) in DATA_DIR, the django-q2 ORM broker, the receiver on DICOM_PORT.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -93,6 +94,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=60000;",
         }
     )
+    # Tests use a file (not :memory:) so worker subprocesses (qcluster) share the test database;
+    # the pid keeps two test runs in one checkout apart.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
