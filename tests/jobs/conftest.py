@@ -1,0 +1,21 @@
+import pytest
+
+from apps.jobs.models import EchoJob
+from apps.servers.models import DicomServer
+from tests.jobs.peers import RecordingEchoSCP
+
+
+@pytest.fixture
+def echo_scp():
+    scp = RecordingEchoSCP()
+    yield scp
+    scp.shutdown()
+
+
+def make_server(name: str, port: int, **fields) -> DicomServer:
+    return DicomServer.objects.create(name=name, ae_title=name, host="127.0.0.1", port=port, **fields)
+
+
+def make_echo_job(servers) -> EchoJob:
+    """An EchoJob over the given servers (a server may appear several times: one item each)."""
+    return EchoJob.for_servers(servers, description="test")
