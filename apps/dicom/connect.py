@@ -1,0 +1,201 @@
+"""Opening one association: TCP (optionally TLS) with TCP_NODELAY, timeouts from the peer, the largest
+PDU, and when it fails, a typed error that says how far it got (refused, rejected and why, silence)."""
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_context, build_role, evt
+from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from apps.dicom.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomError, DicomTimeout
+from apps.dicom.peers import LocalAE, RemoteAE
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXTS = 128  # presentation contexts per association (odd IDs 1..255, PS3.8 9.3.2.2)
+MODELS = {  # query model -> (FIND, MOVE, GET) SOP classes
+    "study": (StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove,
+              StudyRootQueryRetrieveInformationModelGet),
+    "patient": (PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelMove,
+                PatientRootQueryRetrieveInformationModelGet),
+}
+# For C-GET the PACS picks one syntax per SOP class; offering uncompressed first lets it send
+# uncompressed objects as they are, and compressed ones still arrive (as stored, or decompressed).
+GET_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + [
+    ts for ts in ALL_TRANSFER_SYNTAXES if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
+CANCEL_GRACE_SECONDS = 5.0  # after a C-CANCEL, how long the PACS may take to stop before we abort
+
+
+def text_value(value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value or "").strip().rstrip("\x00")
+
+
+def set_nodelay(event) -> None:
+    """Nagle's algorithm costs ~40 ms per DIMSE message on loopback (pacs-lab README). Used as an
+    EVT_CONN_OPEN handler on both sides."""
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _tls_args(peer: RemoteAE):
+    if not peer.tls_ca:
+        return None
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=peer.tls_ca)
+        if peer.tls_cert:
+            context.load_cert_chain(peer.tls_cert, peer.tls_key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise DicomError(f"The TLS files configured for {peer.label} cannot be loaded ({exc}). "
+                         "Check the CA, certificate and key paths.") from None
+    return context, peer.host
+
+
+class _OpenProbe:
+    """Remembers how far an association request got, to say precisely why it failed."""
+
+    def __init__(self):
+        self.connected = False
+        self.response = None
+        self.aborted = False
+
+    def on_open(self, event):
+        set_nodelay(event)
+        self.connected = True
+
+    def on_acse(self, event):
+        primitive = event.primitive
+        if isinstance(primitive, A_ASSOCIATE) and primitive.result is not None:
+            self.response = primitive
+        elif isinstance(primitive, (A_ABORT, A_P_ABORT)):
+            self.aborted = True
+
+
+REJECT_REASONS = {  # (source, diagnostic) of an A-ASSOCIATE-RJ, PS3.8 9.3.4
+    (1, 1): "no reason given by the PACS; check the AE titles configured on both sides",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised: the PACS does not know our AE title '{local}'; ask its "
+            "administrator to add {local} ({local_host}:{local_port}) as a DICOM node",
+    (1, 7): "called AE title not recognised: the PACS does not know '{called}'; check the AE title "
+            "configured for this server",
+    (2, 1): "no reason given (ACSE)",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion; try again later",
+    (3, 2): "local limit exceeded (too many associations); try again later",
+}
+
+
+def _open_error(peer: RemoteAE, local: LocalAE, probe: _OpenProbe, elapsed: float) -> DicomError:
+    if not probe.connected:
+        if peer.tls_ca:
+            return ConnectionFailed(f"Cannot open a TLS connection to {peer.label}: refused, unreachable or the "
+                                    "TLS handshake failed. Check host, port, and the certificates.")
+        if elapsed >= peer.connect_timeout * 0.9:
+            return ConnectionFailed(f"No answer from {peer.label} within {peer.connect_timeout:g} s: the host is "
+                                    "unreachable or a firewall drops the connection. Check host and port.")
+        return ConnectionFailed(f"Cannot connect to {peer.label}: connection refused. Check that the PACS is "
+                                "running and that host and port are right.")
+    rsp = probe.response
+    if rsp is not None and rsp.result in (0x01, 0x02):
+        reason = REJECT_REASONS.get((rsp.result_source, rsp.diagnostic), f"reason {rsp.reason_str}").format(
+            local=local.ae_title, local_host=local.host, local_port=local.port, called=peer.ae_title)
+        error = AssociationRejected(f"{peer.label} rejected the association: {reason}.")
+        error.retriable = rsp.result == 0x02  # "rejected (transient)"
+        return error
+    if rsp is not None:
+        return AssociationRejected(f"{peer.label} accepted the association but none of the services we "
+                                   "proposed; check that this server offers them to our AE title.")
+    if probe.aborted:
+        return AssociationAborted(f"{peer.label} aborted the association request. Check that the PACS knows our "
+                                  f"AE title '{local.ae_title}' and allows it to connect.")
+    return DicomTimeout(f"{peer.label} accepted the TCP connection but did not answer the association request "
+                        f"within {peer.connect_timeout:g} s. Check that this port is a DICOM service and that "
+                        "the PACS is not overloaded.")
+
+
+def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, handlers=()):
+    """An established pynetdicom Association, or a DicomError saying why not."""
+    ae = AE(ae_title=local.ae_title)
+    ae.connection_timeout = peer.connect_timeout
+    ae.acse_timeout = peer.connect_timeout  # association request and release
+    ae.dimse_timeout = peer.query_timeout  # per response; retrievals raise it (dimse.Association)
+    # The association may sit idle while the caller works between requests, or while a PACS runs a
+    # long C-MOVE without pending responses; the DIMSE timeouts bound the waits that matter.
+    ae.network_timeout = max(peer.query_timeout, peer.retrieve_timeout) + peer.connect_timeout
+    ae.maximum_pdu_size = peer.max_pdu
+    ae.requested_contexts = contexts
+    probe = _OpenProbe()
+    started = time.monotonic()
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, max_pdu=peer.max_pdu, ext_neg=ext_neg,
+                         tls_args=_tls_args(peer),
+                         evt_handlers=[(evt.EVT_CONN_OPEN, probe.on_open), (evt.EVT_ACSE_RECV, probe.on_acse),
+                                       *handlers])
+    if assoc.is_established:
+        return assoc
+    raise _open_error(peer, local, probe, time.monotonic() - started)
+
+
+def query_contexts() -> list[PresentationContext]:
+    return [build_context(Verification)] + [build_context(uid) for model in MODELS.values() for uid in model]
+
+
+def get_contexts(storage_sop_classes) -> tuple[list[PresentationContext], list]:
+    """Study/Patient Root FIND and GET, plus every storage SOP class we may receive, with the SCP role
+    (PS3.4 C.4.3: the C-STOREs of a C-GET travel back on our own association)."""
+    contexts = [build_context(Verification)] + [build_context(m[i]) for m in MODELS.values() for i in (0, 2)]
+    storage = [UID(str(uid)) for uid in (storage_sop_classes or [cx.abstract_syntax for cx in StoragePresentationContexts])]
+    if len(contexts) + len(storage) > MAX_CONTEXTS:
+        raise ValueError(f"C-GET can receive at most {MAX_CONTEXTS - len(contexts)} SOP classes per association")
+    contexts += [build_context(uid, GET_TRANSFER_SYNTAXES) for uid in storage]
+    return contexts, [build_role(uid, scp_role=True) for uid in storage]
+
+
+def store_contexts(pairs) -> list[PresentationContext]:
+    """One context per (SOP class, transfer syntax) so each file goes exactly as it is encoded."""
+    contexts = [cx if isinstance(cx, PresentationContext) else build_context(cx[0], [cx[1]]) for cx in pairs]
+    if not contexts or len(contexts) > MAX_CONTEXTS:
+        raise ValueError(f"a store association needs 1 to {MAX_CONTEXTS} presentation contexts, got {len(contexts)}")
+    return contexts
+
+
+class Watchdog:
+    """Ends a retrieval that exceeds its total time: C-CANCEL first, abort if the PACS keeps going."""
+
+    def __init__(self, assoc, message_id: int, sop_class: str, seconds: float):
+        self.fired = False
+        self._assoc, self._message_id, self._sop_class = assoc, message_id, sop_class
+        self._cancel = threading.Timer(seconds, self._on_deadline)
+        self._abort = threading.Timer(seconds + CANCEL_GRACE_SECONDS, assoc.abort)
+        for timer in (self._cancel, self._abort):
+            timer.daemon = True
+
+    def __enter__(self):
+        self._cancel.start()
+        self._abort.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._cancel.cancel()
+        self._abort.cancel()
+
+    def _on_deadline(self):
+        self.fired = True
+        try:
+            self._assoc.send_c_cancel(self._message_id, query_model=self._sop_class)
+        except Exception:  # the association may already be gone; the abort timer still runs
+            log.debug("C-CANCEL not sent", exc_info=True)

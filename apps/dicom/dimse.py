@@ -1,0 +1,407 @@
+"""DIMSE client: C-ECHO, C-FIND, C-MOVE, C-GET and C-STORE over pynetdicom, one association at a time.
+
+`associate(...)` opens one association (a context manager) and everything else is a method on it,
+so a job can reuse one association for many queries and retrievals. The module-level functions
+open one association each. Every failure becomes a typed DicomError (apps/dicom/errors.py) whose
+message names the peer and says what to check.
+
+Speed (see DESIGN.md "Speed"): TCP_NODELAY on every socket, the largest PDU the peer accepts, files
+sent as their bytes (no decode/re-encode), received instances handed over as the bytes that arrived.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from copy import deepcopy
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian
+from pynetdicom import _config, build_context, evt
+from pynetdicom.sop_class import Verification
+
+from apps.dicom import files
+from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
+                                text_value)
+from apps.dicom.errors import AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile
+from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.scp import ReceivedInstance, answer_store
+from apps.dicom.status import category, describe
+
+log = logging.getLogger(__name__)
+
+# A file path given to send_c_store is streamed as its encoded bytes, never decoded. This needs an
+# accepted context with exactly the file's transfer syntax, which is what this module proposes.
+_config.STORE_SEND_CHUNKED_DATASET = True
+# pynetdicom logs request/response identifiers (patient names and IDs) at INFO; ours stay at DEBUG.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+
+@dataclass
+class MoveResult:
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    remaining: int = 0
+    status: int | None = None  # the last status word received
+    failed_sop_instance_uids: list[str] = field(default_factory=list)
+    message_id: int = 1
+
+
+@dataclass
+class StoreOutcome:
+    path: str | None  # None for a dataset or bytes given in memory
+    sop_instance_uid: str
+    status: int | None  # None when nothing was sent (e.g. no accepted presentation context)
+    ok: bool  # the PACS stored it (success or warning)
+    warning: bool
+    message: str
+
+
+def _identifier(level: str, query: dict | Dataset) -> Dataset:
+    level = level.upper()
+    if level not in LEVELS:
+        raise ValueError(f"query level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if isinstance(query, Dataset):
+        ds = deepcopy(query)
+    else:
+        ds = Dataset()
+        for keyword, value in query.items():
+            if tag_for_keyword(keyword) is None:
+                raise ValueError(f"'{keyword}' is not a DICOM attribute keyword")
+            setattr(ds, keyword, "" if value is None else value)
+    ds.QueryRetrieveLevel = level
+    return ds
+
+
+def _what(ds: Dataset) -> str:
+    for keyword, words in (("SOPInstanceUID", "instance"), ("SeriesInstanceUID", "series"),
+                           ("StudyInstanceUID", "study"), ("PatientID", "patient")):
+        value = text_value(ds.get(keyword, ""))
+        if value and keyword != "PatientID":
+            return f"{words} {value}"
+        if value:
+            return "the patient's studies"  # patient IDs stay out of messages that reach logs
+    return f"the {ds.QueryRetrieveLevel.lower()} query"
+
+
+class Association:
+    """One open association with a peer; see `associate`. `raw` is the pynetdicom Association."""
+
+    def __init__(self, peer: RemoteAE, local: LocalAE, on_instance=None):
+        self.peer, self.local = peer, local
+        self.raw = None
+        self._on_instance = on_instance
+        self._message_id = 0
+
+    def _next_id(self) -> int:
+        self._message_id = self._message_id % 65535 + 1
+        return self._message_id
+
+    def _handle_store(self, event):
+        return answer_store(event, self._on_instance)
+
+    def _timeout(self, seconds: float) -> None:
+        self.raw.dimse_timeout = seconds
+
+    def _require(self, sop_class: str, service: str) -> None:
+        if not any(cx.abstract_syntax == sop_class for cx in self.raw.accepted_contexts):
+            raise DimseFailure(f"{self.peer.label} does not offer {service} ({UID(sop_class).name}) to us; "
+                               "check the services enabled for our AE title on the PACS.")
+
+    def _lost(self, what: str, waited: float, timeout: float) -> DicomError:
+        if waited >= timeout * 0.95:
+            return DicomTimeout(f"{self.peer.label} did not answer the {what} within {timeout:g} s. "
+                                "The PACS may be overloaded; try again or raise the timeout.")
+        return AssociationAborted(f"{self.peer.label} dropped the association during the {what}. "
+                                  "Check the PACS log; try again.")
+
+    def _status(self, rsp: Dataset | None, what: str, service: str, since: float, timeout: float) -> int:
+        """The status word of a response; raises when the response is missing or a failure."""
+        if rsp is None or "Status" not in rsp:
+            raise self._lost(what, time.monotonic() - since, timeout)
+        code = int(rsp.Status)
+        if category(code) in ("Failure", "Unknown"):
+            comment = text_value(rsp.get("ErrorComment", ""))
+            raise DimseFailure(f"{self.peer.label} answered the {what} with failure status {describe(code, service)}"
+                               + (f"; it says: {comment}" if comment else "") + ".", status=code)
+        return code
+
+    def echo(self) -> float:
+        """C-ECHO round trip in milliseconds."""
+        self._require(Verification, "C-ECHO")
+        self._timeout(self.peer.query_timeout)
+        started = time.monotonic()
+        rsp = self.raw.send_c_echo(msg_id=self._next_id())
+        self._status(rsp, "C-ECHO", "echo", started, self.peer.query_timeout)
+        return (time.monotonic() - started) * 1000
+
+    def find(self, level: str, query: dict | Dataset, *, model: str = "study") -> list[Dataset]:
+        """Matches of a C-FIND; keys with an empty value are the return keys asked for."""
+        ds = _identifier(level, query)
+        sop_class = MODELS[model][0]
+        self._require(sop_class, "C-FIND")
+        timeout = self.peer.query_timeout
+        self._timeout(timeout)
+        matches, last = [], time.monotonic()
+        for rsp, identifier in self.raw.send_c_find(ds, sop_class, msg_id=self._next_id()):
+            code = self._status(rsp, f"C-FIND at {ds.QueryRetrieveLevel} level", "find", last, timeout)
+            last = time.monotonic()
+            if category(code) == "Pending" and identifier is not None:
+                matches.append(identifier)
+        log.debug("C-FIND %s on %s: %d matches", ds.QueryRetrieveLevel, self.peer.label, len(matches))
+        return matches
+
+    def move(self, query: dict | Dataset, destination_ae: str, *, level: str = "STUDY", message_id: int = 1,
+             model: str = "study") -> MoveResult:
+        """C-MOVE to `destination_ae`. The PACS tags its C-STOREs with our AE title and `message_id`
+        (Move Originator), so the receiver can tell this move's instances from any other's."""
+        ds = _identifier(level, query)
+        sop_class = MODELS[model][1]
+        self._require(sop_class, "C-MOVE")
+        responses = self.raw.send_c_move(ds, destination_ae, sop_class, msg_id=message_id)
+        return self._retrieve(f"C-MOVE of {_what(ds)} to {destination_ae}", "move", responses, message_id,
+                              sop_class, hint=f"Check that {destination_ae} is declared on the PACS as a DICOM "
+                                              "node (AE title, host, port) allowed to receive.")
+
+    def get(self, query: dict | Dataset, on_instance: Callable[[ReceivedInstance], int], *, level: str = "STUDY",
+            message_id: int = 1, model: str = "study") -> MoveResult:
+        """C-GET: the instances come back on this association, each handed to `on_instance` (which
+        returns a status word; raising makes that instance fail)."""
+        ds = _identifier(level, query)
+        sop_class = MODELS[model][2]
+        self._require(sop_class, "C-GET")
+        previous, self._on_instance = self._on_instance, on_instance
+        try:
+            responses = self.raw.send_c_get(ds, sop_class, msg_id=message_id)
+            return self._retrieve(f"C-GET of {_what(ds)}", "get", responses, message_id, sop_class)
+        finally:
+            self._on_instance = previous
+
+    def _retrieve(self, what: str, service: str, responses: Iterator, message_id: int, sop_class: str, *,
+                  hint: str = "") -> MoveResult:
+        timeout = self.peer.retrieve_timeout
+        self._timeout(timeout)
+        result = MoveResult(message_id=message_id)
+        last = time.monotonic()
+        with Watchdog(self.raw, message_id, sop_class, timeout) as watchdog:
+            for rsp, identifier in responses:
+                if watchdog.fired:
+                    break
+                if rsp is None or "Status" not in rsp:
+                    raise self._lost(what, time.monotonic() - last, timeout)
+                last = time.monotonic()
+                result.status = int(rsp.Status)
+                if category(result.status) != "Pending":
+                    result.remaining = 0  # a final response may leave the count out (PS3.7 C.4.2.1.6)
+                for attr, keyword in (("completed", "NumberOfCompletedSuboperations"),
+                                      ("failed", "NumberOfFailedSuboperations"),
+                                      ("warning", "NumberOfWarningSuboperations"),
+                                      ("remaining", "NumberOfRemainingSuboperations")):
+                    if rsp.get(keyword) is not None:
+                        setattr(result, attr, int(rsp.get(keyword)))
+                if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
+                    failed = identifier.FailedSOPInstanceUIDList
+                    result.failed_sop_instance_uids = [text_value(u) for u in ([failed] if isinstance(failed, str) else failed)]
+        if watchdog.fired:
+            raise DicomTimeout(f"The {what} from {self.peer.label} did not finish within {timeout:g} s and was "
+                               f"cancelled ({result.completed} instances had arrived). Raise the timeout for large "
+                               "studies, or check the PACS load.")
+        if category(result.status) in ("Failure", "Unknown"):
+            raise DimseFailure(f"{self.peer.label} answered the {what} with failure status "
+                               f"{describe(result.status, service)} ({result.completed} sent, {result.failed} "
+                               f"failed). {hint}".rstrip(), status=result.status)
+        log.debug("%s on %s: %s", what, self.peer.label, result)
+        return result
+
+    def store(self, item: str | Path | Dataset | bytes) -> StoreOutcome:
+        """C-STORE one instance: a file (sent as its bytes), a Dataset, or Part-10 bytes. A failure
+        status is an outcome (ok=False); a file that is not complete DICOM raises InvalidDicomFile."""
+        if isinstance(item, Dataset):
+            meta = getattr(item, "file_meta", None)
+            ts = (meta.get("TransferSyntaxUID") if meta is not None else None) or ExplicitVRLittleEndian
+            info = files.DicomFileInfo("<dataset>", text_value(item.SOPClassUID), text_value(item.SOPInstanceUID), str(ts), 0, 0)
+            return self._send(None, item, info, exact=False)
+        info = files.inspect(item)
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return self._send(None, dcmread(BytesIO(bytes(item))), info, exact=False)
+        return self._send(str(item), Path(item), info, exact=True)
+
+    def _send(self, path: str | None, payload, info: files.DicomFileInfo, *, exact: bool) -> StoreOutcome:
+        def outcome(status, message):
+            ok = category(status) in ("Success", "Warning")
+            return StoreOutcome(path, info.sop_instance_uid, status, ok, category(status) == "Warning", message)
+
+        if not self._can_send(info, exact):
+            return outcome(None, f"{self.peer.label} does not accept {UID(info.sop_class_uid).name} encoded as "
+                                 f"{UID(info.transfer_syntax_uid).name}")
+        timeout = self.peer.retrieve_timeout
+        self._timeout(timeout)
+        started = time.monotonic()
+        try:
+            rsp = self.raw.send_c_store(payload, msg_id=self._next_id())
+        except (ValueError, AttributeError) as exc:  # pynetdicom could not encode or frame it
+            return outcome(None, f"cannot be sent: {exc}")
+        if rsp is None or "Status" not in rsp:
+            raise self._lost("C-STORE", time.monotonic() - started, timeout)
+        code = int(rsp.Status)
+        comment = text_value(rsp.get("ErrorComment", ""))
+        words = "stored" if code == 0 else describe(code, "store") + (f"; it says: {comment}" if comment else "")
+        return outcome(code, words)
+
+    def _can_send(self, info: files.DicomFileInfo, exact: bool) -> bool:
+        for cx in self.raw.accepted_contexts:
+            if cx.abstract_syntax != info.sop_class_uid or not cx.as_scu:
+                continue
+            # a Dataset may be re-encoded by pynetdicom between uncompressed syntaxes; file bytes may not
+            if cx.transfer_syntax[0] == info.transfer_syntax_uid or (
+                    not exact and not UID(info.transfer_syntax_uid).is_compressed
+                    and not cx.transfer_syntax[0].is_compressed):
+                return True
+        return False
+
+
+@contextmanager
+def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
+              on_instance: Callable[[ReceivedInstance], int] | None = None) -> Iterator[Association]:
+    """One association, released at the end (aborted if the block raises).
+
+    purpose "query": Verification + Patient/Study Root FIND, MOVE and GET (contexts must be None).
+    purpose "store": `contexts` = (SOP class UID, transfer syntax UID) pairs or PresentationContexts.
+    purpose "get":   Study/Patient Root FIND + GET, and the SCP role for storage SOP classes: `contexts`
+                     = the SOP class UIDs to receive (default: pynetdicom's 120 common storage classes).
+    purpose "echo":  Verification only.
+    """
+    wrapper = Association(peer, local, on_instance)
+    ext_neg, handlers = None, []
+    if purpose == "query" and contexts is None:
+        requested = query_contexts()
+    elif purpose == "echo" and contexts is None:
+        requested = [build_context(Verification)]
+    elif purpose == "store":
+        requested = store_contexts(contexts or [])
+    elif purpose == "get":
+        requested, ext_neg = get_contexts(contexts)
+        handlers = [(evt.EVT_C_STORE, wrapper._handle_store)]
+    else:
+        raise ValueError(f"unknown association purpose {purpose!r} (or contexts given where none are taken)")
+    wrapper.raw = open_association(peer, local, requested, ext_neg=ext_neg, handlers=handlers)
+    try:
+        yield wrapper
+    except BaseException:
+        wrapper.raw.abort()
+        raise
+    wrapper.raw.release()
+
+
+def echo(peer: RemoteAE, local: LocalAE) -> float:
+    """C-ECHO in its own association; milliseconds from association request to the echo's answer."""
+    started = time.monotonic()
+    with associate(peer, local, purpose="echo") as assoc:
+        assoc.echo()
+        return (time.monotonic() - started) * 1000
+
+
+def find(peer: RemoteAE, local: LocalAE, level: str, query: dict | Dataset, model: str = "study") -> list[Dataset]:
+    with associate(peer, local, purpose="query") as assoc:
+        return assoc.find(level, query, model=model)
+
+
+def move(peer: RemoteAE, local: LocalAE, query: dict | Dataset, destination_ae: str, *, level: str = "STUDY",
+         message_id: int = 1, model: str = "study") -> MoveResult:
+    with associate(peer, local, purpose="query") as assoc:
+        return assoc.move(query, destination_ae, level=level, message_id=message_id, model=model)
+
+
+def get(peer: RemoteAE, local: LocalAE, query: dict | Dataset, on_instance: Callable[[ReceivedInstance], int], *,
+        level: str = "STUDY", message_id: int = 1, model: str = "study") -> MoveResult:
+    with associate(peer, local, purpose="get") as assoc:
+        return assoc.get(query, on_instance, level=level, message_id=message_id, model=model)
+
+
+@dataclass
+class StoreReport:
+    stored: list[StoreOutcome] = field(default_factory=list)  # success status
+    warnings: list[StoreOutcome] = field(default_factory=list)  # stored, with a warning status (0xB000, ...)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason in words)
+
+    @property
+    def landed(self) -> int:
+        return len(self.stored) + len(self.warnings)
+
+    def add(self, outcome: StoreOutcome) -> None:
+        if outcome.warning:
+            self.warnings.append(outcome)
+        elif outcome.ok:
+            self.stored.append(outcome)
+        else:
+            self.failed.append((outcome.path or outcome.sop_instance_uid, outcome.message))
+
+
+def store_files(peer: RemoteAE, local: LocalAE, paths: Iterable[str | Path], *,
+                on_progress: Callable[[int, int], None] | None = None) -> StoreReport:
+    """C-STORE files (folders are walked) over one association per 128 (SOP class, transfer syntax)
+    pairs. A file that is not complete DICOM is a failure with its reason and the rest still go.
+    An association-level error (refused, aborted, timeout) is raised with `.report` holding what
+    was done so far. `on_progress(done, total)` is called after each file."""
+    report = StoreReport()
+    candidates = files.iter_files(paths)
+    total, done = len(candidates), 0
+
+    def progress():
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+
+    readable: list[tuple[Path, files.DicomFileInfo]] = []
+    for path in candidates:
+        try:
+            readable.append((path, files.read_meta(path)))
+        except InvalidDicomFile as exc:
+            report.failed.append((str(path), exc.message))
+            progress()
+    for batch in _batches_by_context(readable):
+        pairs = sorted({(info.sop_class_uid, info.transfer_syntax_uid) for _, info in batch})
+        try:
+            with associate(peer, local, purpose="store", contexts=pairs) as assoc:
+                for path, info in batch:
+                    try:
+                        files.check_complete(path, info)
+                    except InvalidDicomFile as exc:
+                        report.failed.append((str(path), exc.message))
+                    else:
+                        report.add(assoc._send(str(path), path, info, exact=True))
+                    progress()
+        except DicomError as exc:
+            exc.report = report
+            raise
+    log.info("C-STORE to %s: %d stored, %d with warnings, %d failed", peer.label, len(report.stored),
+             len(report.warnings), len(report.failed))
+    return report
+
+
+def _batches_by_context(readable):
+    """Split files so that no association needs more than MAX_CONTEXTS presentation contexts."""
+    batches: list[list] = []
+    pairs_of_batch: list[set] = []
+    for path, info in readable:
+        pair = (info.sop_class_uid, info.transfer_syntax_uid)
+        for batch, pairs in zip(batches, pairs_of_batch):
+            if pair in pairs or len(pairs) < MAX_CONTEXTS:
+                pairs.add(pair)
+                batch.append((path, info))
+                break
+        else:
+            batches.append([(path, info)])
+            pairs_of_batch.append({pair})
+    return batches

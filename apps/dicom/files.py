@@ -1,0 +1,204 @@
+"""Read what a DICOM file is (SOP class, instance, transfer syntax) and prove it is complete, without
+decoding it: sending and storing stay byte-for-byte, and a bad file is named with its problem.
+
+pydicom reads a truncated file without complaint (it stops at the end), so completeness is checked
+here by walking the element headers: every declared length must fit in the file, every undefined
+length sequence must be closed, and the last element must end exactly where the file ends.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import UID
+
+from apps.dicom.errors import InvalidDicomFile
+
+# Explicit VRs whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2).
+LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+UNDEFINED = 0xFFFFFFFF
+ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+MAX_DEPTH = 32  # nested sequences deeper than this are malformed, not clinical
+
+
+@dataclass(frozen=True)
+class DicomFileInfo:
+    name: str  # the path, or "<bytes>" for data given in memory
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    dataset_offset: int  # where the dataset starts after preamble and file meta
+    size: int
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Walker:
+    """Checks the structure of an encoded dataset held in memory (a bytes-like object)."""
+
+    def __init__(self, data, little_endian: bool):
+        self.data = data
+        self.end = len(data)
+        self.prefix = "<" if little_endian else ">"
+
+    def _unpack(self, fmt: str, pos: int, size: int):
+        if pos + size > self.end:
+            raise _Truncated(f"the file ends at byte {self.end} inside an element header at byte {pos}")
+        return struct.unpack_from(self.prefix + fmt, self.data, pos)
+
+    def dataset(self, pos: int, stop: int, implicit: bool, depth: int = 0, until_item_end: bool = False) -> int:
+        if depth > MAX_DEPTH:
+            raise InvalidDicomFile(f"sequences nested more than {MAX_DEPTH} deep at byte {pos}")
+        while pos < stop:
+            group, element = self._unpack("HH", pos, 4)
+            tag = group << 16 | element
+            if tag in (ITEM_END, SEQUENCE_END):
+                (length,) = self._unpack("L", pos + 4, 4)
+                if until_item_end and tag == ITEM_END:
+                    return pos + 8
+                raise InvalidDicomFile(f"unexpected delimiter ({group:04X},{element:04X}) at byte {pos}")
+            if implicit:
+                (length,) = self._unpack("L", pos + 4, 4)
+                vr, pos = None, pos + 8
+            else:
+                (vr,) = self._unpack("2s", pos + 4, 2)
+                if vr in LONG_VRS:
+                    (length,) = self._unpack("L", pos + 8, 4)
+                    pos += 12
+                elif vr.isalpha() and vr.isupper():
+                    (length,) = self._unpack("H", pos + 6, 2)
+                    pos += 8
+                else:
+                    raise InvalidDicomFile(f"element ({group:04X},{element:04X}) at byte {pos} has no valid VR")
+            if length == UNDEFINED:
+                # A UN of undefined length holds implicit little endian items (PS3.5 6.2.2).
+                pos = self.items(pos, implicit or vr == b"UN", depth + 1)
+            else:
+                if pos + length > stop:
+                    raise _Truncated(f"element ({group:04X},{element:04X}) needs {length} bytes from byte "
+                                     f"{pos} but the data ends at byte {stop}")
+                pos += length
+        if until_item_end:
+            raise _Truncated(f"an item is not closed before byte {stop}")
+        return pos
+
+    def items(self, pos: int, implicit: bool, depth: int) -> int:
+        """Items of a sequence or fragments of encapsulated pixel data, up to the sequence delimiter."""
+        while True:
+            group, element = self._unpack("HH", pos, 4)
+            (length,) = self._unpack("L", pos + 4, 4)
+            tag = group << 16 | element
+            pos += 8
+            if tag == SEQUENCE_END:
+                return pos
+            if tag != ITEM:
+                raise InvalidDicomFile(f"expected an item at byte {pos - 8}, found ({group:04X},{element:04X})")
+            if length == UNDEFINED:
+                pos = self.dataset(pos, self.end, implicit, depth, until_item_end=True)
+            elif pos + length > self.end:
+                raise _Truncated(f"an item needs {length} bytes from byte {pos} but the file ends at {self.end}")
+            else:
+                pos += length
+
+
+def check_dataset_bytes(data, transfer_syntax_uid: str) -> None:
+    """Raise InvalidDicomFile unless `data` (an encoded dataset, no file meta) is structurally complete.
+    Byte positions in messages count from the start of the dataset."""
+    ts = UID(transfer_syntax_uid)
+    if ts.is_deflated:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(bytes(data))
+        except zlib.error as exc:
+            raise InvalidDicomFile(f"the deflated dataset is corrupt ({exc})") from None
+        if not inflater.eof:
+            raise InvalidDicomFile("the deflated dataset is truncated")
+    try:
+        _Walker(data, ts.is_little_endian if ts.is_transfer_syntax else True).dataset(
+            0, len(data), ts.is_implicit_VR if ts.is_transfer_syntax else False)
+    except _Truncated as exc:
+        raise InvalidDicomFile(f"truncated: {exc}") from None
+
+
+def read_meta(source: str | os.PathLike | bytes) -> DicomFileInfo:
+    """What a Part-10 file holds, from its file meta information only (cheap: the dataset is not read)."""
+    name = _name(source)
+    try:
+        if name == "<bytes>":
+            return _read_meta(name, io.BytesIO(bytes(source)), len(source))
+        with open(source, "rb") as fp:
+            return _read_meta(name, fp, os.fstat(fp.fileno()).st_size)
+    except OSError as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    except InvalidDicomFile as exc:
+        raise InvalidDicomFile(f"{name}: {exc.message}") from None
+
+
+def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:
+    """read_meta plus proof that the dataset is complete. Raises InvalidDicomFile naming the file."""
+    info = read_meta(source)
+    check_complete(source, info)
+    return info
+
+
+def check_complete(source: str | os.PathLike | bytes, info: DicomFileInfo) -> None:
+    name = _name(source)
+    try:
+        data = bytes(source) if name == "<bytes>" else Path(source).read_bytes()
+    except OSError as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid)
+    except InvalidDicomFile as exc:
+        raise InvalidDicomFile(f"{name}: {exc.message}") from None
+
+
+def _name(source) -> str:
+    return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+
+
+def _read_meta(name: str, fp, size: int) -> DicomFileInfo:
+    head = fp.read(132)
+    if len(head) < 132 or head[128:132] != b"DICM":
+        raise InvalidDicomFile("not a DICOM file (no 'DICM' marker after the 128-byte preamble)")
+    fp.seek(0)
+    try:
+        read_preamble(fp, False)
+        meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
+                            stop_when=lambda tag, vr, length: tag.group != 2)
+    except (InvalidDicomError, EOFError, ValueError, struct.error) as exc:
+        raise InvalidDicomFile(f"unreadable file meta information ({exc})") from None
+    offset = fp.tell()
+    missing = [kw for kw in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID")
+               if not str(meta.get(kw, "") or "").strip()]
+    if missing and offset >= size:
+        raise InvalidDicomFile("truncated inside the file meta information")
+    if missing:
+        raise InvalidDicomFile(f"file meta information lacks {', '.join(missing)}")
+    if offset >= size:
+        raise InvalidDicomFile("truncated: the file holds file meta information but no dataset")
+    return DicomFileInfo(name=name, sop_class_uid=str(meta.MediaStorageSOPClassUID).strip(),
+                         sop_instance_uid=str(meta.MediaStorageSOPInstanceUID).strip(),
+                         transfer_syntax_uid=str(meta.TransferSyntaxUID).strip(), dataset_offset=offset, size=size)
+
+
+def iter_files(paths) -> list[Path]:
+    """Files named, plus every regular file under folders named (sorted, hidden ones left out)."""
+    found: list[Path] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+        else:
+            found.append(path)
+    return found

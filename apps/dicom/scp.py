@@ -1,0 +1,120 @@
+"""The receiving side: a Storage SCP (plus Verification) that hands every instance, as the bytes that
+arrived, to a callback. The portal's receiver (`manage.py receive`) and C-GET both use it.
+
+A callback that raises costs one instance a failure status (0xA700 for a disk problem, 0xC000 for
+anything else), never the server; malformed data is refused with 0xC000 before the callback runs.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from pydicom.dataset import Dataset
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from apps.dicom import files
+from apps.dicom.connect import set_nodelay, text_value
+from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.peers import LocalAE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReceivedInstance:
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    data: bytes  # a complete Part-10 file: preamble + file meta + the dataset exactly as received
+    calling_ae: str
+    move_originator_ae: str | None = None
+    move_originator_message_id: int | None = None
+
+
+def received_instance(event) -> ReceivedInstance:
+    """The instance of a C-STORE request, as the bytes that arrived (shared with the Storage SCP)."""
+    req = event.request
+    sender = event.assoc.acceptor if event.assoc.is_requestor else event.assoc.requestor
+    message_id = req.MoveOriginatorMessageID
+    return ReceivedInstance(
+        sop_class_uid=text_value(req.AffectedSOPClassUID), sop_instance_uid=text_value(req.AffectedSOPInstanceUID),
+        transfer_syntax_uid=str(event.context.transfer_syntax), data=event.encoded_dataset(include_meta=True),
+        calling_ae=text_value(sender.ae_title), move_originator_ae=text_value(req.MoveOriginatorApplicationEntityTitle) or None,
+        move_originator_message_id=int(message_id) if message_id is not None else None)
+
+
+def _failure(status: int, comment: str) -> Dataset:
+    rsp = Dataset()
+    rsp.Status = status
+    rsp.ErrorComment = comment[:64]  # LO
+    return rsp
+
+
+def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
+    """Hand one received instance to `on_instance` and turn whatever happens into a status word:
+    a failing disk is 0xA700 (out of resources), anything else 0xC000; the server keeps serving."""
+    try:
+        instance = received_instance(event)
+        files.check_dataset_bytes(event.request.DataSet.getbuffer(), instance.transfer_syntax_uid)
+    except (InvalidDicomFile, AttributeError, TypeError, ValueError) as exc:
+        log.warning("refused a malformed instance from %s: %s", event.assoc.requestor.ae_title, exc)
+        return _failure(0xC000, f"Malformed dataset: {exc}")
+    if on_instance is None:
+        return _failure(0xC000, "No receiver for instances on this association")
+    try:
+        status = on_instance(instance)
+    except OSError as exc:
+        log.error("cannot keep instance %s: %s", instance.sop_instance_uid, exc)
+        return _failure(0xA700, f"Cannot store: {exc.strerror or exc}")
+    except Exception as exc:  # a receiver bug must cost one instance, not the association
+        log.exception("receiver failed on instance %s", instance.sop_instance_uid)
+        return _failure(0xC000, f"Receiver error: {type(exc).__name__}")
+    return 0x0000 if status is None else int(status)
+
+
+class StorageSCP:
+    """A Storage SCP on `bind_host`:`local.port` (0 = any free port; `.port` tells which) answering
+    to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe."""
+
+    def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
+                 bind_host: str = "127.0.0.1"):
+        self.local = local
+        self.bind_host = bind_host
+        self._on_instance = on_instance
+        self._server = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the Storage SCP is not started")
+        return self._server.server_address[1]
+
+    def start(self) -> "StorageSCP":
+        ae = AE(ae_title=self.local.ae_title)
+        ae.require_called_aet = True  # a PACS that calls us by another name is misconfigured: say so
+        ae.maximum_pdu_size = 0  # let senders use PDUs as large as they like
+        ae.network_timeout = 300  # a sender silent this long is gone
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        self._server = ae.start_server(
+            (self.bind_host, self.local.port), block=False,
+            evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_C_STORE, self._handle_store)])
+        log.info("Storage SCP %s listening on %s:%s", self.local.ae_title, self.bind_host, self.port)
+        return self
+
+    def _handle_store(self, event):
+        return answer_store(event, self._on_instance)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def __enter__(self) -> "StorageSCP":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
