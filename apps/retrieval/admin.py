@@ -24,7 +24,7 @@ class RetrievalItemInline(JobItemInline):
 @admin.register(RetrievalJob)
 class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     inlines = [RetrievalItemInline]
-    list_display = ("__str__", "status", "progress_bar", "created_by", "created_at", "report_link")
+    list_display = ("__str__", "status", "progress", "created_by", "created_at", "report_link")
     change_list_template = "admin/retrieval/retrievaljob/change_list.html"
 
     def get_urls(self):

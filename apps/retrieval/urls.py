@@ -1,7 +1,7 @@
-from rest_framework.routers import SimpleRouter
+from pacsportal.api_router import ApiRouter
 
 from apps.retrieval.api.views import RetrievalJobViewSet
 
-router = SimpleRouter(trailing_slash="/?")
+router = ApiRouter()
 router.register("retrievals", RetrievalJobViewSet)
 urlpatterns = router.urls

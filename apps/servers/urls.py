@@ -1,7 +1,7 @@
-from rest_framework.routers import SimpleRouter
+from pacsportal.api_router import ApiRouter
 
 from apps.servers.api.views import DicomServerViewSet
 
-router = SimpleRouter(trailing_slash="/?")
+router = ApiRouter()
 router.register("servers", DicomServerViewSet)
 urlpatterns = router.urls

@@ -58,9 +58,9 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
-        """The failed-downloads report; `?format=csv` for the CSV file the admin offers."""
+        """The failed-downloads report; `?output=csv` for the CSV file the admin offers."""
         report = build_report(self.get_object())
-        if request.query_params.get("format") == "csv":
+        if request.query_params.get("output") == "csv":
             response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="failed_downloads_job{pk}.csv"'
             return response

@@ -1,0 +1,136 @@
+"""Batch retrieval against a real Orthanc: C-MOVE into the portal's receiver and C-GET, the exact
+files per row, partial jobs with every failure's reason, shortfalls, timeouts, and re-runs."""
+import socket
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from apps.jobs import runner
+from apps.retrieval import intake
+from apps.retrieval.models import RetrievalJob
+from apps.retrieval.report import build_report
+from apps.servers.models import DicomServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_inline(job):
+    for item in job.items.all():
+        runner.run_item(item._meta.label, item.pk)
+    job.refresh_from_db()
+    return job
+
+
+def files_under(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in folder.rglob("*.dcm")}
+
+
+@pytest.fixture
+def silent_server(db):
+    """A 'PACS' that accepts TCP connections and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    server = DicomServer.objects.create(name="SILENT", ae_title="SILENT", host="127.0.0.1",
+                                        port=listener.getsockname()[1], query_timeout=2, download_timeout=2,
+                                        retries=0)
+    yield server
+    stop.set()
+    for s in held:
+        s.close()
+    listener.close()
+
+
+def test_a_mixed_case_list_ends_partial_with_exact_files_and_reasons(portal, orthanc, orthanc_dataset,
+                                                                     orthanc_servers, silent_server, settings):
+    studies = orthanc_dataset["studies"]
+    s0, s1, s2, s3 = studies[0], studies[1], studies[2], studies[3]
+
+    def day(s):
+        return f"{s['StudyDate'][:4]}-{s['StudyDate'][4:6]}-{s['StudyDate'][6:]}"
+
+    csv_text = "\n".join([
+        "\ufeffPatientID,StudyDate,Modality,Server",
+        "# good rows over two servers, C-MOVE (A) and C-GET (B)",
+        f"{s0['PatientID']},{day(s0)},{s0['Modality']},A",
+        f"{s1['PatientID']},{day(s1)},{s1['Modality']},B",
+        f"{s2['PatientID']}, {day(s2)} , ,a",                       # no modality, spaces, lower-case server
+        f"{s3['PatientID']},{day(s3)}..{day(s3)},{s3['Modality']},B",  # a date range
+        f"{s0['PatientID']},1999-01-01,CT,A",                         # matches nothing
+        f"{s1['PatientID']},{day(s1)},{s1['Modality']},SILENT",       # never answers: timed out
+        f"{s1['PatientID']},2021-02-30,CT,A",                         # impossible date
+        f"{s1['PatientID']},{day(s1)},CT",                            # wrong column count
+        f"{s2['PatientID']},{day(s2)},MR,NOWHERE",                    # unknown server
+        "",
+    ])
+    case_list = intake.read_case_list(csv_text.encode())
+    assert [e.line for e in case_list.errors] == [9, 10, 11]
+    job = run_inline(RetrievalJob.from_case_list(case_list, source_name="cases.csv", start=False))
+
+    assert job.status == "partial"
+    items = {item.line: item for item in job.items.all()}
+    for line, study in ((3, s0), (4, s1), (5, s2), (6, s3)):
+        item = items[line]
+        assert item.status == "succeeded", (line, item.error)
+        expected_uids = orthanc.study_instances(study["StudyInstanceUID"])
+        folder = settings.DOWNLOADS_DIR / item.path
+        assert set(files_under(folder)) == expected_uids
+        assert item.expected == item.instances == len(expected_uids)
+        server = item.server_name
+        modality = study["Modality"] if line != 5 else study["Modality"]
+        assert folder == settings.DOWNLOADS_DIR / server / f"{study['StudyDate']}_{study['PatientID']}_{modality}"
+    assert items[7].status == "failed" and "No study on A matches line 7" in items[7].error
+    assert items[8].status == "timed_out" and "SILENT" in items[8].error
+
+    report = build_report(job)
+    assert report["summary"] == {"rows": 9, "succeeded": 4, "failed": 1, "timed_out": 1, "canceled": 0,
+                                 "bad_rows": 3, "success_rate": 44.4}
+    assert [r["line"] for r in report["failed"]] == [7]
+    assert [r["line"] for r in report["timed_out"]] == [8]
+    reasons = {r["line"]: r["reason"] for r in report["bad_rows"]}
+    assert "not a real date" in reasons[9] and "columns" in reasons[10] and "unknown server 'NOWHERE'" in reasons[11]
+    # every file is exactly what Orthanc holds for its study, byte-for-byte as received
+    some_file = next(iter(files_under(settings.DOWNLOADS_DIR / items[3].path).values()))
+    assert pydicom.dcmread(some_file).StudyInstanceUID == s0["StudyInstanceUID"]
+
+
+def test_a_receiver_that_loses_instances_makes_the_row_fail_with_the_shortfall(portal, orthanc, orthanc_dataset,
+                                                                                orthanc_servers):
+    portal.drop_every = 2
+    study = orthanc_dataset["studies"][0]
+    expected = len(orthanc.study_instances(study["StudyInstanceUID"]))
+    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"}])
+    job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text), start=False))
+    item = job.items.get()
+    assert job.status == "failed" and item.status == "failed"
+    assert f"received {expected - expected // 2} of {expected} instances" in item.error
+    assert item.instances == expected - expected // 2
+
+
+def test_rerunning_a_job_does_not_duplicate_files(portal, orthanc, orthanc_dataset, orthanc_servers, settings):
+    study = orthanc_dataset["studies"][1]
+    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"},
+                               {"StudyInstanceUID": study["StudyInstanceUID"], "Server": "B"}])
+    job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text), start=False))
+    assert job.status == "succeeded"
+    before = sorted(p.relative_to(settings.DOWNLOADS_DIR) for p in settings.DOWNLOADS_DIR.rglob("*.dcm"))
+    job.items.update(status="failed")
+    job.retry_failed()
+    job = run_inline(job)
+    after = sorted(p.relative_to(settings.DOWNLOADS_DIR) for p in settings.DOWNLOADS_DIR.rglob("*.dcm"))
+    assert job.status == "succeeded" and after == before
+    assert len(before) == 2 * len(orthanc.study_instances(study["StudyInstanceUID"]))
