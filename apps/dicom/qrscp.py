@@ -1,0 +1,429 @@
+"""DemoPACS: a small Query/Retrieve + Storage SCP (pynetdicom) serving the DICOM files under one folder.
+
+It is the portal's built-in demo server and an in-process peer for tests, so it behaves like a real PACS
+where the portal can tell the difference: C-FIND at PATIENT/STUDY/SERIES/IMAGE level (Patient and Study
+Root) with single-value, wildcard, range and UID-list matching; C-MOVE to declared destinations only
+(0xA801 otherwise) with the requestor's Move Originator AE title/Message ID on every C-STORE; C-GET;
+C-STORE written as the bytes that arrived. Files are indexed (headers only) on start and on receipt.
+
+    python -m apps.dicom.qrscp --dir DIR --port 11120 --aet DEMO --dest PACSPORTAL@127.0.0.1:11112
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import re
+import signal
+import socket
+import tempfile
+import threading
+from collections import defaultdict
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelMove, Verification)
+
+from apps.dicom.staging import safe_uid
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+UNIQUE_KEY = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
+              "IMAGE": "SOPInstanceUID"}
+LEVEL_KEYS = {
+    "PATIENT": ("PatientID", "PatientName", "PatientBirthDate", "PatientSex"),
+    "STUDY": ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyDescription", "StudyID",
+              "ReferringPhysicianName"),
+    "SERIES": ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined"),
+    "IMAGE": ("SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
+}
+QR_MODELS = {  # SOP class -> (service, levels the model allows)
+    PatientRootQueryRetrieveInformationModelFind: ("find", LEVELS),
+    PatientRootQueryRetrieveInformationModelMove: ("move", LEVELS),
+    PatientRootQueryRetrieveInformationModelGet: ("get", LEVELS),
+    StudyRootQueryRetrieveInformationModelFind: ("find", LEVELS[1:]),
+    StudyRootQueryRetrieveInformationModelMove: ("move", LEVELS[1:]),
+    StudyRootQueryRetrieveInformationModelGet: ("get", LEVELS[1:]),
+}
+PENDING, CANCELED, SUCCESS = 0xFF00, 0xFE00, 0x0000
+IDENTIFIER_MISMATCH, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xA900, 0xC000, 0xA700
+
+
+class InvalidIdentifier(ValueError):
+    """The C-FIND/C-MOVE/C-GET identifier does not fit the information model."""
+
+
+def require_loopback(host: str) -> str:
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise ValueError(f"DemoPACS only uses loopback addresses, not {host!r}")
+
+
+def set_nodelay(event) -> None:
+    """Nagle's algorithm costs ~40 ms per DIMSE message on loopback (see pacs-lab README)."""
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def read_record(path: Path) -> dict | None:
+    """The index entry of one file (headers only), or None if it is not a DICOM instance."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if "SOPInstanceUID" not in ds:
+            return None
+        record = {kw: _text(ds.get(kw)) for keys in LEVEL_KEYS.values() for kw in keys}
+        record["SpecificCharacterSet"] = ds.get("SpecificCharacterSet")
+        record["TransferSyntaxUID"] = str(ds.file_meta.TransferSyntaxUID)
+    except (InvalidDicomError, AttributeError, OSError, ValueError):
+        return None
+    record["path"] = path
+    return record
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value).strip()
+
+
+# ---- matching (PS3.4 C.2.2.2) ----
+
+def _requested_values(elem) -> list[str]:
+    value = elem.value
+    values = list(value) if isinstance(value, (MultiValue, list)) else [value]
+    return [v for v in (_text(v) for v in values) if v]
+
+
+def _range_bound(value: str, vr: str, pad: str) -> str:
+    digits = re.sub(r"[^0-9]", "", value.split(".")[0])
+    return digits.ljust(6, pad) if vr == "TM" else digits
+
+
+def _matches_one(pattern: str, value: str, vr: str) -> bool:
+    if vr in ("DA", "TM") and "-" in pattern:
+        low, high = pattern.split("-", 1)
+        value = _range_bound(value, vr, "0")
+        return bool(value) and (not low or value >= _range_bound(low, vr, "0")) and (
+            not high or value <= _range_bound(high, vr, "9"))
+    if vr != "UI" and ("*" in pattern or "?" in pattern):
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        return re.fullmatch(regex, value, re.IGNORECASE if vr == "PN" else 0) is not None
+    if vr == "PN":
+        return pattern.casefold() == value.casefold()
+    return pattern == value
+
+
+def _matches(row: dict, identifier: Dataset) -> bool:
+    for elem in identifier:
+        if elem.keyword not in row or elem.VR == "SQ":
+            continue
+        wanted = _requested_values(elem)
+        have = row[elem.keyword] if isinstance(row[elem.keyword], list) else [row[elem.keyword]]
+        if wanted and not any(_matches_one(w, h, elem.VR) for w in wanted for h in have):
+            return False
+    return True
+
+
+def _counts(level: str, members: list[dict]) -> dict:
+    """The computed attributes of one entity (PS3.4 C.3), from all its instances."""
+    def distinct(key):
+        return str(len({m[key] for m in members}))
+    if level == "PATIENT":
+        return {"NumberOfPatientRelatedStudies": distinct("StudyInstanceUID"),
+                "NumberOfPatientRelatedSeries": distinct("SeriesInstanceUID"),
+                "NumberOfPatientRelatedInstances": str(len(members))}
+    if level == "STUDY":
+        return {"ModalitiesInStudy": sorted({m["Modality"] for m in members if m["Modality"]}),
+                "NumberOfStudyRelatedSeries": distinct("SeriesInstanceUID"),
+                "NumberOfStudyRelatedInstances": str(len(members))}
+    if level == "SERIES":
+        return {"NumberOfSeriesRelatedInstances": str(len(members))}
+    return {}
+
+
+def entity_rows(records: list[dict], level: str) -> list[dict]:
+    """One row per entity at `level`: its own and its parents' attributes, computed counts, and
+    `_members` (its instances). Matching on these rows is the relational query of PS3.4 C.4.1.2.2."""
+    upper = LEVELS[:LEVELS.index(level) + 1]
+    groups = {lvl: defaultdict(list) for lvl in upper}
+    for record in records:
+        for lvl in upper:
+            groups[lvl][record[UNIQUE_KEY[lvl]]].append(record)
+    rows = []
+    for members in groups[level].values():
+        first = members[0]
+        row = {kw: first[kw] for lvl in upper for kw in LEVEL_KEYS[lvl]}
+        for lvl in upper:
+            row.update(_counts(lvl, groups[lvl][first[UNIQUE_KEY[lvl]]]))
+        row["_members"] = members
+        rows.append(row)
+    return rows
+
+
+def find_response(row: dict, identifier: Dataset, level: str, ae_title: str) -> Dataset:
+    """Only the keys that were asked for, plus QueryRetrieveLevel and SpecificCharacterSet."""
+    ds = Dataset()
+    charset = row["_members"][0]["SpecificCharacterSet"]
+    if charset:
+        ds.SpecificCharacterSet = charset
+    ds.QueryRetrieveLevel = level
+    for elem in identifier:
+        if elem.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+            continue
+        value = ae_title if elem.keyword == "RetrieveAETitle" else row.get(elem.keyword)
+        ds.add(DataElement(elem.tag, elem.VR, value if value not in ("", None) and elem.VR != "SQ" else None))
+    return ds
+
+
+def storage_contexts(records: list[dict]) -> list:
+    """Presentation contexts for sending these files: their own transfer syntaxes, plus both
+    uncompressed little-endian ones when a file is uncompressed (pynetdicom converts between those)."""
+    syntaxes = defaultdict(list)
+    for record in records:
+        syntaxes[record["SOPClassUID"]].append(UID(record["TransferSyntaxUID"]))
+    contexts = []
+    for sop_class, found in sorted(syntaxes.items()):
+        plain = [ts for ts in found if not ts.is_compressed]
+        if plain:
+            contexts.append(build_context(sop_class, list(dict.fromkeys(
+                plain + [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))))
+        contexts += [build_context(sop_class, ts) for ts in dict.fromkeys(found) if ts.is_compressed]
+    return contexts
+
+
+class DemoPACS:
+    def __init__(self, storage_dir, *, ae_title: str = "DEMO", host: str = "127.0.0.1", port: int = 0,
+                 destinations: dict[str, tuple[str, int]] | None = None):
+        self.storage_dir = Path(storage_dir)
+        self.ae_title = ae_title
+        self.host = require_loopback(host)
+        self.port = port
+        self._destinations: dict[str, tuple[str, int, str]] = {}
+        for name, (dest_host, dest_port) in (destinations or {}).items():
+            self.add_destination(name, dest_host, dest_port)
+        self._index: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._server = None
+        self.ae = self._make_ae()
+
+    def add_destination(self, ae_title: str, host: str, port: int, *, called_ae: str | None = None) -> None:
+        """Declare a C-MOVE destination. `called_ae` (default ae_title) is the AE title we call there."""
+        self._destinations[ae_title] = (require_loopback(host), int(port), called_ae or ae_title)
+
+    def _make_ae(self) -> AE:
+        ae = AE(ae_title=self.ae_title)
+        ae.maximum_pdu_size = 0  # unlimited: large PDUs make bulk transfers cheaper
+        ae.add_supported_context(Verification)
+        for sop_class in QR_MODELS:
+            ae.add_supported_context(sop_class)
+        # pynetdicom accepts the first of *our* syntaxes the peer proposes: Explicit VR LE first, the
+        # form stored files usually have, so C-GET sends them unconverted.
+        syntaxes = [ExplicitVRLittleEndian] + [ts for ts in ALL_TRANSFER_SYNTAXES if ts != ExplicitVRLittleEndian]
+        for cx in AllStoragePresentationContexts:  # C-STORE into us, and the SCP role C-GET needs
+            ae.add_supported_context(cx.abstract_syntax, syntaxes, scu_role=False, scp_role=True)
+        return ae
+
+    # ---- life cycle ----
+
+    def start(self) -> "DemoPACS":
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        self.reindex()
+        handlers = [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move),
+                    (evt.EVT_C_GET, self._on_get), (evt.EVT_C_STORE, self._on_store)]
+        self._server = self.ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        self.port = self._server.server_address[1]
+        log.info("DemoPACS %s listening on %s:%s with %d instances", self.ae_title, self.host, self.port,
+                 len(self._index))
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.ae.shutdown()
+
+    def __enter__(self) -> "DemoPACS":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- index ----
+
+    def reindex(self) -> int:
+        index = {}
+        for path in sorted(self.storage_dir.rglob("*")):
+            if path.is_file() and not path.name.startswith(".") and path.suffix != ".json":
+                record = read_record(path)
+                if record:
+                    index[record["SOPInstanceUID"]] = record
+        with self._lock:
+            self._index = index
+        return len(index)
+
+    def records(self) -> list[dict]:
+        with self._lock:
+            return list(self._index.values())
+
+    def _select(self, identifier: Dataset, sop_class: str, *, need_unique_key: bool) -> tuple[str, list[dict]]:
+        level = _text(identifier.get("QueryRetrieveLevel")).upper()
+        if level not in QR_MODELS[sop_class][1]:
+            raise InvalidIdentifier(f"QueryRetrieveLevel {level!r} is not valid for this model")
+        key = UNIQUE_KEY[level]
+        if need_unique_key and (key not in identifier or not _requested_values(identifier[key])):
+            raise InvalidIdentifier(f"a retrieve at {level} level needs {key}")
+        return level, [row for row in entity_rows(self.records(), level) if _matches(row, identifier)]
+
+    def _instances(self, identifier: Dataset, sop_class: str) -> list[dict]:
+        _, rows = self._select(identifier, sop_class, need_unique_key=True)
+        return sorted((m for row in rows for m in row["_members"]), key=lambda m: str(m["path"]))
+
+    # ---- DIMSE handlers ----
+
+    def _on_find(self, event):
+        try:
+            level, rows = self._select(event.identifier, event.request.AffectedSOPClassUID, need_unique_key=False)
+        except InvalidIdentifier as exc:
+            log.info("C-FIND refused: %s", exc)
+            yield IDENTIFIER_MISMATCH, None
+            return
+        for row in rows:
+            if event.is_cancelled:
+                yield CANCELED, None
+                return
+            yield PENDING, find_response(row, event.identifier, level, self.ae_title)
+
+    def _on_get(self, event):
+        try:
+            instances = self._instances(event.identifier, event.request.AffectedSOPClassUID)
+        except InvalidIdentifier as exc:
+            log.info("C-GET refused: %s", exc)
+            yield 1
+            yield IDENTIFIER_MISMATCH, None
+            return
+        yield len(instances)
+        yield from self._send(event, instances)
+
+    def _on_move(self, event):
+        destination = self._destinations.get(event.move_destination or "")
+        if destination is None:
+            log.info("C-MOVE to undeclared destination %r refused", event.move_destination)
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        # An invalid identifier raises here, before the sub-association: pynetdicom answers 0xC514.
+        instances = self._instances(event.identifier, event.request.AffectedSOPClassUID)
+        host, port, called_ae = destination
+        requestor_ae = event.assoc.requestor.ae_title
+        yield host, port, {"ae_title": called_ae, "contexts": storage_contexts(instances),
+                           "evt_handlers": [(evt.EVT_CONN_OPEN, self._on_move_destination_open, [requestor_ae])]}
+        yield len(instances)
+        yield from self._send(event, instances)
+
+    @staticmethod
+    def _on_move_destination_open(event, requestor_ae: str) -> None:
+        set_nodelay(event)
+        # pynetdicom 3.0.4 writes its *own* AE title as Move Originator AE Title of each C-STORE
+        # sub-operation. PS3.7 C.4.2.1.4 wants the AE that asked for the move, and receivers (the
+        # portal's included) file instances by (originator AE, message ID); so put the requestor's in.
+        send_c_store = event.assoc.send_c_store
+
+        def send_for_requestor(dataset, msg_id=1, priority=2, originator_aet=None, originator_id=None):
+            return send_c_store(dataset, msg_id, priority, requestor_ae, originator_id)
+
+        event.assoc.send_c_store = send_for_requestor
+
+    @staticmethod
+    def _send(event, instances: list[dict]):
+        for record in instances:
+            if event.is_cancelled:
+                yield CANCELED, None
+                return
+            # A freshly read dataset keeps its elements raw, so it is re-sent as the stored bytes.
+            yield PENDING, pydicom.dcmread(record["path"])
+
+    def _on_store(self, event) -> int:
+        data = event.encoded_dataset(include_meta=True)
+        try:
+            sop_uid = safe_uid(event.request.AffectedSOPInstanceUID)
+            header = pydicom.dcmread(BytesIO(data), stop_before_pixels=True)
+            study_uid = safe_uid(header.get("StudyInstanceUID", ""))
+        except (ValueError, InvalidDicomError) as exc:
+            log.info("C-STORE refused: %s", exc)
+            return CANNOT_UNDERSTAND
+        with self._lock:
+            known = self._index.get(sop_uid)
+        target = known["path"] if known else self.storage_dir / "received" / study_uid / f"{sop_uid}.dcm"
+        try:
+            _write_atomically(target, data)
+        except OSError as exc:
+            log.warning("C-STORE could not be written: %s", exc)
+            return OUT_OF_RESOURCES
+        record = read_record(target)
+        if record is None:
+            return CANNOT_UNDERSTAND
+        with self._lock:
+            self._index[record["SOPInstanceUID"]] = record
+        return SUCCESS
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Temporary file then rename: a concurrent C-FIND/C-MOVE never reads half an instance."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parse_destination(text: str) -> tuple[str, str, str, int]:
+    """'NAME=AET@host:port' or 'AET@host:port' -> (name, called AE, host, port)."""
+    match = re.fullmatch(r"(?:([^=@]+)=)?([^=@]+)@([^:@]+):(\d+)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected NAME=AET@host:port or AET@host:port, got {text!r}")
+    name, called_ae, host, port = match.groups()
+    return name or called_ae, called_ae, host, int(port)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", required=True, help="folder of DICOM files to serve; C-STOREs land here")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--aet", default="DEMO")
+    parser.add_argument("--dest", action="append", default=[], type=parse_destination,
+                        help="C-MOVE destination NAME=AET@host:port (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        pacs = DemoPACS(args.dir, ae_title=args.aet, host=args.host, port=args.port)
+        for name, called_ae, host, port in args.dest:
+            pacs.add_destination(name, host, port, called_ae=called_ae)
+    except ValueError as exc:
+        parser.error(str(exc))
+    with pacs:
+        print(f"DemoPACS {args.aet} on {args.host}:{pacs.port} serving {len(pacs.records())} instances",
+              flush=True)
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()
