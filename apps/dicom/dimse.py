@@ -27,7 +27,7 @@ from pynetdicom import _config, build_context, evt
 from pynetdicom.sop_class import Verification
 
 from apps.dicom import files
-from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
+from apps.dicom.connect import (MAX_CONTEXTS, MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
                                 text_value)
 from apps.dicom.errors import AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
@@ -368,17 +368,17 @@ def store_files(peer: RemoteAE, local: LocalAE, paths: Iterable[str | Path], *,
         try:
             readable.append((path, files.read_meta(path)))
         except InvalidDicomFile as exc:
-            report.failed.append((str(path), exc.message))
+            report.failed.append((str(path), exc.message.removeprefix(f"{path}: ")))
             progress()
     for batch in _batches_by_context(readable):
         pairs = sorted({(info.sop_class_uid, info.transfer_syntax_uid) for _, info in batch})
         try:
             with associate(peer, local, purpose="store", contexts=pairs) as assoc:
-                for path, info in batch:
+                for path, _ in batch:
                     try:
-                        files.check_complete(path, info)
+                        info = files.inspect(path)  # complete? (read_meta above only read the header)
                     except InvalidDicomFile as exc:
-                        report.failed.append((str(path), exc.message))
+                        report.failed.append((str(path), exc.message.removeprefix(f"{path}: ")))
                     else:
                         report.add(assoc._send(str(path), path, info, exact=True))
                     progress()

@@ -128,9 +128,14 @@ def check_dataset_bytes(data, transfer_syntax_uid: str) -> None:
         raise InvalidDicomFile(f"truncated: {exc}") from None
 
 
+def source_name(source) -> str:
+    """How messages name a source: its path, or "<bytes>" for data given in memory."""
+    return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+
+
 def read_meta(source: str | os.PathLike | bytes) -> DicomFileInfo:
     """What a Part-10 file holds, from its file meta information only (cheap: the dataset is not read)."""
-    name = _name(source)
+    name = source_name(source)
     try:
         if name == "<bytes>":
             return _read_meta(name, io.BytesIO(bytes(source)), len(source))
@@ -142,27 +147,24 @@ def read_meta(source: str | os.PathLike | bytes) -> DicomFileInfo:
         raise InvalidDicomFile(f"{name}: {exc.message}") from None
 
 
-def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:
-    """read_meta plus proof that the dataset is complete. Raises InvalidDicomFile naming the file."""
-    info = read_meta(source)
-    check_complete(source, info)
-    return info
-
-
-def check_complete(source: str | os.PathLike | bytes, info: DicomFileInfo) -> None:
-    name = _name(source)
+def read_checked(source: str | os.PathLike | bytes) -> tuple[DicomFileInfo, bytes]:
+    """The whole file, once it is proven complete DICOM. Raises InvalidDicomFile naming the file."""
+    name = source_name(source)
     try:
         data = bytes(source) if name == "<bytes>" else Path(source).read_bytes()
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
     try:
+        info = _read_meta(name, io.BytesIO(data), len(data))
         check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid)
     except InvalidDicomFile as exc:
         raise InvalidDicomFile(f"{name}: {exc.message}") from None
+    return info, data
 
 
-def _name(source) -> str:
-    return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:
+    """read_meta plus proof that the dataset is complete. Raises InvalidDicomFile naming the file."""
+    return read_checked(source)[0]
 
 
 def _read_meta(name: str, fp, size: int) -> DicomFileInfo:
