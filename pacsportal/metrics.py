@@ -1,9 +1,12 @@
 """GET /metrics: job and item counters per app, for monitoring (login or token required)."""
 from django.apps import apps
 from django.http import JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
 
+@extend_schema(responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
 def metrics(request):
     from apps.jobs.models import Job, JobItem

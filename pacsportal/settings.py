@@ -150,6 +150,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Every app's job and item have a "status" field; name the two shared choice sets once.
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "apps.jobs.models.JobStatus",
+                            "ItemStatusEnum": "apps.jobs.models.ItemStatus"},
 }
 
 # --- Jobs (django-q2) ----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class RecordingEchoSCP:
             self.open_now -= 1
 
     def _echo(self, event):
-        called = event.assoc.acceptor.ae_title.strip()
+        called = event.assoc.acceptor.primitive.called_ae_title.strip()  # the AE title the caller asked for
         with self._lock:
             self.echoes[called] += 1
         time.sleep(self.delay)

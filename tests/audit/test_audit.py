@@ -1,0 +1,65 @@
+"""The audit trail: job actions recorded with their actor, server changes recorded by django-auditlog,
+and an admin that shows the trail but lets nobody change it."""
+import pytest
+from auditlog.models import LogEntry
+
+from apps.audit import record
+from apps.audit.models import AuditEvent
+from apps.jobs.models import EchoItem
+from apps.servers.models import DicomServer
+from tests.jobs.conftest import make_echo_job, make_server
+
+pytestmark = pytest.mark.django_db
+
+
+def test_start_cancel_and_retry_record_who_did_it(user):
+    job = make_echo_job([make_server("LK", 104)] * 2)
+    job.start(user=user)
+    job.items.filter(pk=job.items.first().pk).update(status="failed", error="down")
+    job.retry_failed(user=user)
+    job.cancel(user=user)
+    events = list(AuditEvent.objects.order_by("id"))
+    assert [e.action for e in events] == ["job.started", "job.retried", "job.canceled"]
+    assert {(e.actor, e.actor_name, e.target) for e in events} == {(user, "tech", f"jobs.EchoJob:{job.pk}")}
+    assert events[0].details == {"items": 2} and events[1].details == {"items": 1}
+    assert events[2].details == {"canceled_items": 2, "running_items_asked_to_stop": 0}
+    assert set(EchoItem.objects.values_list("status", flat=True)) == {"canceled"}
+
+
+def test_record_accepts_the_system_or_a_named_actor(user):
+    assert record(None, "inbox.scanned", "sending.Inbox:3").actor_name == "system"
+    event = record("inbox-watcher", "study.sent", "sending.SendJob:4", instances=12)
+    assert (event.actor, event.actor_name, event.details) == (None, "inbox-watcher", {"instances": 12})
+
+
+def test_changing_a_server_is_recorded_by_auditlog_with_the_secret_masked(admin_client_logged_in):
+    server = DicomServer.objects.create(name="LK", ae_title="LK", host="127.0.0.1", port=104)
+    server.port, server.dicomweb_secret = 4242, "hunter2-password"
+    server.save()
+    entries = LogEntry.objects.get_for_object(server).order_by("timestamp")
+    assert [e.action for e in entries] == [LogEntry.Action.CREATE, LogEntry.Action.UPDATE]
+    change = entries.last().changes_dict
+    assert change["port"] == ["104", "4242"]
+    assert "hunter2-password" not in str(change)
+
+    # Through the admin the entry names the person who did it.
+    response = admin_client_logged_in.post(f"/admin/servers/dicomserver/{server.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content[:500]
+    deletion = LogEntry.objects.filter(object_pk=str(server.pk), action=LogEntry.Action.DELETE).get()
+    assert deletion.actor == admin_client_logged_in.user
+
+
+def test_the_audit_admin_shows_events_but_forbids_add_change_and_delete(admin_client_logged_in, user):
+    event = record(user, "job.started", "jobs.EchoJob:1", items=3)
+    listing = admin_client_logged_in.get("/admin/audit/auditevent/")
+    assert listing.status_code == 200 and b"job.started" in listing.content
+    assert admin_client_logged_in.get("/admin/audit/auditevent/?action=job.started").status_code == 200
+    assert admin_client_logged_in.get(f"/admin/audit/auditevent/?actor__id__exact={user.pk}").status_code == 200
+    assert admin_client_logged_in.get("/admin/audit/auditevent/add/").status_code == 403
+    detail = admin_client_logged_in.get(f"/admin/audit/auditevent/{event.pk}/change/")
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content  # view only
+    assert admin_client_logged_in.post(f"/admin/audit/auditevent/{event.pk}/change/", {"action": "x"}).status_code == 403
+    assert admin_client_logged_in.post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    bulk = admin_client_logged_in.post("/admin/audit/auditevent/", {"action": "delete_selected",
+                                                                     "_selected_action": [event.pk]})
+    assert bulk.status_code == 200 and AuditEvent.objects.filter(pk=event.pk, action="job.started").exists()
