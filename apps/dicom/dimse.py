@@ -101,6 +101,7 @@ class Association:
         self.peer, self.local = peer, local
         self.raw = None
         self._on_instance = on_instance
+        self._refused: list[str] = []  # instances of the running C-GET that we answered with a failure
         self._message_id = 0
 
     def _next_id(self) -> int:
@@ -108,7 +109,10 @@ class Association:
         return self._message_id
 
     def _handle_store(self, event):
-        return answer_store(event, self._on_instance)
+        status = answer_store(event, self._on_instance)
+        if category(int(status.Status if isinstance(status, Dataset) else status)) == "Failure":
+            self._refused.append(text_value(event.request.AffectedSOPInstanceUID))
+        return status
 
     def _timeout(self, seconds: float) -> None:
         self.raw.dimse_timeout = seconds
@@ -180,10 +184,13 @@ class Association:
         ds = _identifier(level, query)
         sop_class = MODELS[model][2]
         self._require(sop_class, "C-GET")
-        previous, self._on_instance = self._on_instance, on_instance
+        previous, self._on_instance, self._refused = self._on_instance, on_instance, []
         try:
             responses = self.raw.send_c_get(ds, sop_class, msg_id=message_id)
-            return self._retrieve(f"C-GET of {_what(ds)}", "get", responses, message_id, sop_class)
+            result = self._retrieve(f"C-GET of {_what(ds)}", "get", responses, message_id, sop_class)
+            # PACSs often leave out the Failed SOP Instance UID List; for C-GET we know it ourselves.
+            result.failed_sop_instance_uids = result.failed_sop_instance_uids or list(self._refused)
+            return result
         finally:
             self._on_instance = previous
 
@@ -216,10 +223,12 @@ class Association:
             raise DicomTimeout(f"The {what} from {self.peer.label} did not finish within {timeout:g} s and was "
                                f"cancelled ({result.completed} instances had arrived). Raise the timeout for large "
                                "studies, or check the PACS load.")
-        if category(result.status) in ("Failure", "Unknown"):
+        attempted = result.completed + result.failed + result.warning
+        # A failure status after sub-operations ran (e.g. 0xA702 when every C-STORE failed) is a result
+        # to reconcile, with its counts and failed UIDs; without any, the request itself was refused.
+        if category(result.status) in ("Failure", "Unknown") and not attempted:
             raise DimseFailure(f"{self.peer.label} answered the {what} with failure status "
-                               f"{describe(result.status, service)} ({result.completed} sent, {result.failed} "
-                               f"failed). {hint}".rstrip(), status=result.status)
+                               f"{describe(result.status, service)}. {hint}".rstrip(), status=result.status)
         log.debug("%s on %s: %s", what, self.peer.label, result)
         return result
 
