@@ -128,9 +128,11 @@ def reclaim_stale() -> int:
         for item in model.objects.filter(status=ItemStatus.RUNNING, heartbeat_at__lt=cutoff).select_related("job"):
             requeued += _reclaim_running(model, item)
         if broker_idle:
-            for item in model.objects.filter(status=ItemStatus.PENDING, queued_at__lt=cutoff):
+            for item in model.objects.filter(status=ItemStatus.PENDING, queued_at__lt=cutoff).select_related("job"):
                 if model.objects.filter(pk=item.pk, status=ItemStatus.PENDING, queued_at=item.queued_at).update(
                         queued_at=timezone.now()):
+                    item_logger(item).warning("queued %s ago but never started; re-queued",
+                                              timezone.now() - item.queued_at)
                     _push(model._meta.label, item.pk)
                     requeued += 1
     return requeued

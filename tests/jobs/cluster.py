@@ -31,7 +31,7 @@ class QCluster:
 
     def stop(self):
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.terminate()  # the cluster's own process: it stops its sentinel and workers in order
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -1,5 +1,7 @@
 """The runner in real django-q2 clusters on the shared SQLite file: a SIGKILLed cluster loses nothing
 and runs nothing twice; two workers on ~30 items never hit "database is locked"."""
+import time
+
 import pytest
 from django_q.models import Task
 
@@ -36,6 +38,7 @@ def test_a_sigkilled_cluster_loses_no_item_and_runs_none_twice(slow_scp, tmp_pat
     running_at_kill = {i.server_name: i.worker for i in EchoItem.objects.filter(job=job, status="running")}
     assert in_flight <= set(running_at_kill), (in_flight, running_at_kill)
 
+    time.sleep(LEASE + 0.5)  # the new cluster comes up after the lease: its first sweep finds everything
     second = QCluster(tmp_path / "second.log", JOB_LEASE_SECONDS=LEASE, Q_WORKERS=2)
     try:
         wait_for(lambda: job.__class__.objects.get(pk=job.pk).status in ("succeeded", "failed", "partial"),
@@ -56,7 +59,9 @@ def test_a_sigkilled_cluster_loses_no_item_and_runs_none_twice(slow_scp, tmp_pat
             assert slow_scp.echoes[name] == 1, name  # side effect exactly once
     for name in in_flight:
         assert slow_scp.echoes[name] == 2  # the interrupted echo, then the one that finished
-    assert "re-queued" in second.output()
+    recovery = second.output()
+    assert "stopped answering" in recovery  # the running items, by their stale heartbeat
+    assert "never started; re-queued" in recovery  # the items whose messages the killed cluster had taken
 
 
 def test_two_workers_run_thirty_items_on_sqlite_without_lock_errors(echo_scp, tmp_path):
