@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import httpx
+import pydicom
+from pydicom.filebase import DicomBytesIO
 
 from apps.dicom.peers import DicomWebEndpoint, RemoteAE
 
@@ -33,6 +35,13 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def dataset_part(part10: bytes) -> bytes:
+    """The encoded dataset after preamble and file meta: what travels in a C-STORE. Two files with the
+    same dataset part hold the same bytes, whatever their file meta says about who wrote them."""
+    meta_length = pydicom.dcmread(DicomBytesIO(part10), stop_before_pixels=True).file_meta.FileMetaInformationGroupLength
+    return part10[132 + 12 + meta_length:]  # preamble + DICM, the group length element, the rest of group 2
 
 
 def port_open(port: int) -> bool:

@@ -14,6 +14,7 @@ from apps.dicom import dimse
 from apps.dicom.errors import DicomTimeout, DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
+from tests.pacs import dataset_part
 
 
 class Collector:
@@ -33,12 +34,6 @@ def move_destination(orthanc):
     with StorageSCP(LocalAE(ae_title="MOVEDEST", port=0), received) as scp:
         orthanc.add_modality("MOVEDEST", "MOVEDEST", scp.port)
         yield received
-
-
-def dataset_bytes(part10: bytes) -> bytes:
-    """The encoded dataset after preamble and file meta (what travelled in the C-STORE)."""
-    meta_length = pydicom.dcmread(DicomBytesIO(part10), stop_before_pixels=True).file_meta.FileMetaInformationGroupLength
-    return part10[132 + 12 + meta_length:]  # preamble + DICM, the group length element, the rest of group 2
 
 
 def test_c_move_arrives_complete_with_its_move_originator(orthanc, orthanc_dataset, move_destination):
@@ -66,7 +61,7 @@ def test_received_bytes_are_the_stored_dataset_unchanged(orthanc, orthanc_datase
     instance = move_destination.instances[0]
     orthanc_id = orthanc.rest("POST", "/tools/lookup", content=instance.sop_instance_uid).json()[0]["ID"]
     stored = orthanc.rest("GET", f"/instances/{orthanc_id}/file").content
-    assert dataset_bytes(instance.data) == dataset_bytes(stored)
+    assert dataset_part(instance.data) == dataset_part(stored)
 
 
 def test_one_association_serves_find_then_move(orthanc, orthanc_dataset, move_destination):
