@@ -25,6 +25,7 @@ LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN"
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 MAX_DEPTH = 32  # nested sequences deeper than this are malformed, not clinical
+PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float / Double Float / Pixel Data
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class _Walker:
         self.data = data
         self.end = len(data)
         self.prefix = "<" if little_endian else ">"
+        self.last_tag = None  # of the top level: a file cut between two elements still looks whole
 
     def _unpack(self, fmt: str, pos: int, size: int):
         if pos + size > self.end:
@@ -60,6 +62,8 @@ class _Walker:
         while pos < stop:
             group, element = self._unpack("HH", pos, 4)
             tag = group << 16 | element
+            if depth == 0:
+                self.last_tag = tag
             if tag in (ITEM_END, SEQUENCE_END):
                 (length,) = self._unpack("L", pos + 4, 4)
                 if until_item_end and tag == ITEM_END:
@@ -109,9 +113,10 @@ class _Walker:
                 pos += length
 
 
-def check_dataset_bytes(data, transfer_syntax_uid: str) -> None:
+def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "") -> None:
     """Raise InvalidDicomFile unless `data` (an encoded dataset, no file meta) is structurally complete.
-    Byte positions in messages count from the start of the dataset."""
+    An image (by its SOP class) must also reach its pixel data: a cut between two elements is
+    otherwise invisible. Byte positions in messages count from the start of the dataset."""
     ts = UID(transfer_syntax_uid)
     if ts.is_deflated:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -121,11 +126,15 @@ def check_dataset_bytes(data, transfer_syntax_uid: str) -> None:
             raise InvalidDicomFile(f"the deflated dataset is corrupt ({exc})") from None
         if not inflater.eof:
             raise InvalidDicomFile("the deflated dataset is truncated")
+    walker = _Walker(data, ts.is_little_endian if ts.is_transfer_syntax else True)
     try:
-        _Walker(data, ts.is_little_endian if ts.is_transfer_syntax else True).dataset(
-            0, len(data), ts.is_implicit_VR if ts.is_transfer_syntax else False)
+        walker.dataset(0, len(data), ts.is_implicit_VR if ts.is_transfer_syntax else False)
     except _Truncated as exc:
         raise InvalidDicomFile(f"truncated: {exc}") from None
+    if "Image Storage" in UID(sop_class_uid).name and (walker.last_tag or 0) < min(PIXEL_TAGS):
+        last = walker.last_tag or 0
+        raise InvalidDicomFile(f"truncated: an image without pixel data (it ends after element "
+                               f"({last >> 16:04X},{last & 0xFFFF:04X}))")
 
 
 def source_name(source) -> str:
@@ -156,7 +165,7 @@ def read_checked(source: str | os.PathLike | bytes) -> tuple[DicomFileInfo, byte
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
     try:
         info = _read_meta(name, io.BytesIO(data), len(data))
-        check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid)
+        check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid, info.sop_class_uid)
     except InvalidDicomFile as exc:
         raise InvalidDicomFile(f"{name}: {exc.message}") from None
     return info, data

@@ -96,6 +96,7 @@ def test_more_than_128_kinds_of_object_take_several_associations(tmp_path):
     for n, sop_class in enumerate(sop_classes):
         ds = pydicom.Dataset()
         ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = sop_class, generate_uid(), "MANY"
+        ds.add_new(0x7FE00010, "OB", b"\0\0")  # an image needs its pixel data to count as complete
         ds.file_meta = pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = sop_class, ds.SOPInstanceUID
