@@ -102,7 +102,7 @@ class StorageSCP:
         self._server = ae.start_server(
             (self.bind_host, self.local.port), block=False,
             evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_C_STORE, self._handle_store)])
-        log.info("Storage SCP %s listening on %s:%s", self.local.ae_title, self.bind_host, self.port)
+        log.debug("Storage SCP %s listening on %s:%s", self.local.ae_title, self.bind_host, self.port)
         return self
 
     def _handle_store(self, event):
