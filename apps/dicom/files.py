@@ -17,6 +17,7 @@ from pathlib import Path
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 from apps.dicom.errors import InvalidDicomFile
 
@@ -135,6 +136,38 @@ def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "")
         last = walker.last_tag or 0
         raise InvalidDicomFile(f"truncated: an image without pixel data (it ends after element "
                                f"({last >> 16:04X},{last & 0xFFFF:04X}))")
+
+
+def _meta_element(group_element: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element of group 2 (all short VRs except OB)."""
+    tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)
+    if vr == b"OB":
+        return tag + vr + b"\0\0" + struct.pack("<L", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    raw = text.encode("ascii")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def part10_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, dataset: bytes,
+                 source_ae: str = "") -> bytes:
+    """A complete Part-10 file around an encoded dataset (PS3.10 7.1), encoded by hand: pydicom's
+    writer costs ~1 ms per instance, a tenth of the time a received instance may take."""
+    elements = [
+        _meta_element(0x00020001, b"OB", b"\x00\x01"),
+        _meta_element(0x00020002, b"UI", _padded(sop_class_uid, b"\0")),
+        _meta_element(0x00020003, b"UI", _padded(sop_instance_uid, b"\0")),
+        _meta_element(0x00020010, b"UI", _padded(transfer_syntax_uid, b"\0")),
+        _meta_element(0x00020012, b"UI", _padded(PYNETDICOM_IMPLEMENTATION_UID, b"\0")),
+        _meta_element(0x00020013, b"SH", _padded(PYNETDICOM_IMPLEMENTATION_VERSION, b" ")),
+    ]
+    if source_ae:
+        elements.append(_meta_element(0x00020016, b"AE", _padded(source_ae[:16], b" ")))
+    group = b"".join(elements)
+    return b"".join((b"\0" * 128, b"DICM", _meta_element(0x00020000, b"UL", struct.pack("<L", len(group))), group,
+                     dataset))
 
 
 def source_name(source) -> str:

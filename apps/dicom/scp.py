@@ -34,14 +34,16 @@ class ReceivedInstance:
 
 
 def received_instance(event) -> ReceivedInstance:
-    """The instance of a C-STORE request, as the bytes that arrived (shared with the Storage SCP)."""
+    """The instance of a C-STORE request, as the bytes that arrived (also used for C-GET)."""
     req = event.request
     sender = event.assoc.acceptor if event.assoc.is_requestor else event.assoc.requestor
+    sop_class, sop_instance = text_value(req.AffectedSOPClassUID), text_value(req.AffectedSOPInstanceUID)
+    transfer_syntax, calling_ae = str(event.context.transfer_syntax), text_value(sender.ae_title)
     message_id = req.MoveOriginatorMessageID
     return ReceivedInstance(
-        sop_class_uid=text_value(req.AffectedSOPClassUID), sop_instance_uid=text_value(req.AffectedSOPInstanceUID),
-        transfer_syntax_uid=str(event.context.transfer_syntax), data=event.encoded_dataset(include_meta=True),
-        calling_ae=text_value(sender.ae_title), move_originator_ae=text_value(req.MoveOriginatorApplicationEntityTitle) or None,
+        sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax_uid=transfer_syntax,
+        data=files.part10_bytes(sop_class, sop_instance, transfer_syntax, req.DataSet.getvalue(), calling_ae),
+        calling_ae=calling_ae, move_originator_ae=text_value(req.MoveOriginatorApplicationEntityTitle) or None,
         move_originator_message_id=int(message_id) if message_id is not None else None)
 
 

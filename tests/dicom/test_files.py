@@ -51,3 +51,20 @@ def test_iter_files_walks_folders_sorted_and_skips_hidden(tmp_path):
     single = tmp_path / "b" / "1.dcm"
     assert files.iter_files([tmp_path, single]) == [tmp_path / "a.dcm", tmp_path / "b/1.dcm", tmp_path / "b/2.dcm",
                                                     single]
+
+
+def test_part10_bytes_wraps_a_received_dataset_into_a_readable_file():
+    import pydicom
+    from pydicom.filebase import DicomBytesIO
+
+    from tests.pacs import dataset_part
+
+    original = open(get_testdata_file("CT_small.dcm", download=False), "rb").read()
+    info = files.inspect(original)
+    dataset = original[info.dataset_offset:]
+    wrapped = files.part10_bytes(info.sop_class_uid, info.sop_instance_uid, info.transfer_syntax_uid, dataset, "ORTHANC")
+    meta = pydicom.dcmread(DicomBytesIO(wrapped), stop_before_pixels=True).file_meta
+    assert (meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID) == (
+        info.sop_class_uid, info.sop_instance_uid, info.transfer_syntax_uid)
+    assert meta.SourceApplicationEntityTitle == "ORTHANC" and meta.FileMetaInformationVersion == b"\x00\x01"
+    assert dataset_part(wrapped) == dataset and files.inspect(wrapped).size == len(wrapped)
