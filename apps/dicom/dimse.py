@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID
 from pynetdicom import _config, build_context, evt
 from pynetdicom.sop_class import Verification
 
@@ -84,14 +84,11 @@ def _identifier(level: str, query: dict | Dataset) -> Dataset:
 
 
 def _what(ds: Dataset) -> str:
-    for keyword, words in (("SOPInstanceUID", "instance"), ("SeriesInstanceUID", "series"),
-                           ("StudyInstanceUID", "study"), ("PatientID", "patient")):
-        value = text_value(ds.get(keyword, ""))
-        if value and keyword != "PatientID":
-            return f"{words} {value}"
-        if value:
-            return "the patient's studies"  # patient IDs stay out of messages that reach logs
-    return f"the {ds.QueryRetrieveLevel.lower()} query"
+    for keyword, words in (("SOPInstanceUID", "instance"), ("SeriesInstanceUID", "series"), ("StudyInstanceUID", "study")):
+        if text_value(ds.get(keyword, "")):
+            return f"{words} {text_value(ds.get(keyword))}"
+    # patient IDs stay out of messages, which reach logs and job reports
+    return "the patient's studies" if text_value(ds.get("PatientID", "")) else f"the {ds.QueryRetrieveLevel} query"
 
 
 class Association:
@@ -236,9 +233,12 @@ class Association:
         """C-STORE one instance: a file (sent as its bytes), a Dataset, or Part-10 bytes. A failure
         status is an outcome (ok=False); a file that is not complete DICOM raises InvalidDicomFile."""
         if isinstance(item, Dataset):
-            meta = getattr(item, "file_meta", None)
-            ts = (meta.get("TransferSyntaxUID") if meta is not None else None) or ExplicitVRLittleEndian
-            info = files.DicomFileInfo("<dataset>", text_value(item.SOPClassUID), text_value(item.SOPInstanceUID), str(ts), 0, 0)
+            ts = getattr(getattr(item, "file_meta", None), "TransferSyntaxUID", None)
+            if not ts or "SOPClassUID" not in item or "SOPInstanceUID" not in item:
+                raise InvalidDicomFile("a dataset to store needs SOPClassUID, SOPInstanceUID and "
+                                       "file_meta.TransferSyntaxUID (how it is encoded)")
+            info = files.DicomFileInfo("<dataset>", text_value(item.SOPClassUID), text_value(item.SOPInstanceUID),
+                                       str(ts), 0, 0)
             return self._send(None, item, info, exact=False)
         info = files.inspect(item)
         if isinstance(item, (bytes, bytearray, memoryview)):

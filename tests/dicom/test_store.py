@@ -82,6 +82,9 @@ def test_one_association_stores_a_dataset_bytes_and_a_file(empty_orthanc, tmp_pa
         not_offered = assoc.store(real_file("MR_small_RLE.dcm"))
         with pytest.raises(InvalidDicomFile, match="truncated"):
             assoc.store(paths[2].read_bytes()[:-50])
+        del dataset.file_meta
+        with pytest.raises(InvalidDicomFile, match="TransferSyntaxUID"):
+            assoc.store(dataset)
     assert [(o.ok, o.status, o.warning) for o in outcomes] == [(True, 0x0000, False)] * 3
     assert [o.path for o in outcomes] == [None, None, str(paths[2])]
     assert not not_offered.ok and not_offered.status is None and "does not accept" in not_offered.message
