@@ -82,7 +82,7 @@ def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float
     results = dimse.find(peer, local_ae(), "STUDY", query)
     studies = []
     for ds in results:
-        row = {key: _plain(ds.get(key).value if key in ds else "") for key in STUDY_KEYS}
+        row = {key: _plain(ds[key].value if key in ds else "") for key in STUDY_KEYS}
         if isinstance(row["ModalitiesInStudy"], str):
             row["ModalitiesInStudy"] = [m for m in row["ModalitiesInStudy"].split("\\") if m]
         for key in ("NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"):

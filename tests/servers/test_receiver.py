@@ -23,9 +23,12 @@ def start_receiver(tmp_path, ae_title, port):
            "DICOM_AE_TITLE": ae_title, "DICOM_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()  # "Receiver <AE> on host:port" once it listens
-    assert f"Receiver {ae_title}" in line, line + proc.stdout.read()
-    return proc
+    seen = []
+    for line in proc.stdout:  # log lines may come first; "Receiver <AE> on host:port" once it listens
+        seen.append(line)
+        if line.startswith(f"Receiver {ae_title}"):
+            return proc
+    raise AssertionError("receiver did not start:\n" + "".join(seen))
 
 
 @pytest.fixture
