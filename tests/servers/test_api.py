@@ -35,7 +35,7 @@ def test_it_creates_reads_updates_and_deletes_a_server_by_name(api):
     ("port", 70000, "less than or equal to 65535"),
     ("ae_title", "A" * 17, "at most 16"),
     ("ae_title", "BAD\\AE", "contains '\\\\'"),
-    ("ae_title", "   ", "must not be empty"),
+    ("ae_title", "   ", "may not be blank"),
     ("name", "../etc", "letters, digits"),
     ("retrieve_method", "c-teleport", "not a valid choice"),
 ])
