@@ -185,6 +185,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "pynetdicom": {"level": "WARNING"},
-        "django_q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
+        "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},  # django-q2 logs as "django-q"
     },
 }
