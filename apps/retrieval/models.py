@@ -5,7 +5,7 @@ from django.db import models
 
 from apps.audit import record
 from apps.jobs.errors import ItemFailed
-from apps.jobs.models import Job, JobItem
+from apps.jobs.models import Job, JobItem, JobStatus
 from apps.retrieval.caselist import CaseList
 from apps.servers.models import DicomServer
 
@@ -42,6 +42,14 @@ class RetrievalJob(Job):
         if start:
             job.start(user)
         return job
+
+    def derive_status(self, counts: dict[str, int]) -> str:
+        """Rows refused when the list was read are failures too: a list with bad rows never ends
+        'succeeded', so nobody mistakes it for a complete download."""
+        status = super().derive_status(counts)
+        if status == JobStatus.SUCCEEDED and self.row_errors:
+            return JobStatus.PARTIAL
+        return status
 
     def downloads_root(self):
         from pathlib import Path

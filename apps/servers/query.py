@@ -24,24 +24,24 @@ class QueryError(ValueError):
     """A filter the PACS would misread; the message names the filter and the expected form."""
 
 
-def _check_date(value: str) -> None:
+def _check_date(value: str, given: str) -> None:
     try:
         dt.datetime.strptime(value, "%Y%m%d")
     except ValueError:
-        raise QueryError(f"StudyDate '{value}' is not a real date in YYYYMMDD form.") from None
+        raise QueryError(f"StudyDate '{given}' is not a real date (YYYYMMDD).") from None
 
 
 def normalize_study_date(value: str) -> str:
     """Accept YYYYMMDD, YYYYMMDD-YYYYMMDD, open ranges, and YYYY-MM-DD (the seeds' CSV form)."""
-    value = value.strip()
+    given = value = value.strip()
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         value = value.replace("-", "")
     m = _DATE_RANGE.match(value)
     if not value or not m or not (m.group(1) or m.group(3)) or (m.group(3) and not m.group(2)):
-        raise QueryError(f"StudyDate '{value}' must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD.")
+        raise QueryError(f"StudyDate '{given}' must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD.")
     for part in (m.group(1), m.group(3)):
         if part:
-            _check_date(part)
+            _check_date(part, given)
     if m.group(1) and m.group(3) and m.group(1) > m.group(3):
         raise QueryError(f"StudyDate range '{value}' ends before it starts.")
     return value

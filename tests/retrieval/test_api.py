@@ -89,6 +89,17 @@ def test_the_report_lists_bad_rows_and_pending_rows(api):
     assert "bad_rows,2" in csv_response.content.decode()
 
 
+def test_a_finished_list_with_bad_rows_is_partial_never_succeeded(api):
+    job_id = api.post("/api/retrievals/", {"file": upload("c.csv", "P1,2025-01-01,CT,LK\nP2,,CT,LK\n")},
+                      format="multipart").json()["id"]
+    job = RetrievalJob.objects.get(pk=job_id)
+    job.items.update(status="succeeded")
+    assert job.refresh_status() == "partial"
+    job.row_errors = []
+    job.save()
+    assert job.refresh_status() == "succeeded"
+
+
 def test_unknown_job_is_404(api):
     assert api.get("/api/retrievals/999/").status_code == 404
     assert api.get("/api/retrievals/999/report").status_code == 404

@@ -91,12 +91,16 @@ class Job(models.Model):
         """App-specific counters (instances, MB...) merged into progress()."""
         return {}
 
+    def derive_status(self, counts: dict[str, int]) -> str:
+        """The job's status from its item counts; an app may add what only it knows (bad input rows)."""
+        return derive_job_status(counts, started=self.started_at is not None)
+
     def refresh_status(self) -> str:
         """Derive status from the items. Counting and writing happen under the job's row lock, so two
         workers finishing the last two items cannot leave the job "running" forever."""
         with transaction.atomic():
             job = type(self).objects.select_for_update().get(pk=self.pk)
-            status = derive_job_status(job.item_counts(), started=job.started_at is not None)
+            status = job.derive_status(job.item_counts())
             if status != job.status:
                 job.status = status
                 job.completed_at = timezone.now() if status in JOB_DONE else None

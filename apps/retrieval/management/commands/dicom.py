@@ -67,10 +67,11 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown server '{name}' (known: {known}).") from None
 
     def do_echo(self, server, **_):
-        result = self._server(server).echo()
+        server = self._server(server)
+        result = server.echo()
         if not result["ok"]:
             raise CommandError(result["error"])
-        self.stdout.write(f"C-ECHO {server}: OK in {result['elapsed_ms']} ms")
+        self.stdout.write(f"C-ECHO {server.name}: OK in {result['elapsed_ms']} ms")
 
     def do_query(self, server, patient_id, patient_name, study_date, modality, **_):
         filters = {"PatientID": patient_id, "PatientName": patient_name, "StudyDate": study_date, "Modality": modality}
