@@ -185,6 +185,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "pynetdicom": {"level": "WARNING"},
+        # httpx logs whole URLs at INFO, and a QIDO URL carries PatientID: keep it at WARNING.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},  # django-q2 logs as "django-q"
     },
 }

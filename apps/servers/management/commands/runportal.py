@@ -20,7 +20,9 @@ def portal_processes() -> dict[str, list[str]]:
     procs = {
         "web": [sys.executable, "-m", "gunicorn", "pacsportal.wsgi:application", "--bind",
                 f"{web_host}:{settings.PORT}", "--workers", os.environ.get("WEB_WORKERS", "2"),
-                "--threads", "4", "--timeout", "120", "--access-logfile", "-"],
+                "--threads", "4", "--timeout", "120", "--access-logfile", "-",
+                # the path without its query string: queries such as ?PatientID=… stay out of the log
+                "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'],
         "workers": manage + ["qcluster"],
         "receiver": manage + ["receive"],
     }
