@@ -27,12 +27,18 @@ def progress_html(job) -> str:
         url, job.status, max(progress["total"], 1), done, counters_text(progress))
 
 
+ITEM_KEYS = ("pending", "running", "succeeded", "failed", "timed_out", "canceled")
+UNITS = {"megabytes": "MB"}
+
+
 def counters_text(progress: dict) -> str:
-    """Same wording as the polling script in templates/admin/jobs/progress_script.html."""
+    """Same wording as the polling script in templates/admin/jobs/progress_script.html: item counters,
+    then the app's own (instances, MB, ...) from extra_progress()."""
     done = progress["total"] - progress["pending"] - progress["running"]
     parts = [f"{done}/{progress['total']} done"]
-    parts += [f"{progress[key]} {key.replace('_', ' ')}" for key in ("running", "succeeded", "failed",
-                                                                        "timed_out", "canceled") if progress[key]]
+    parts += [f"{progress[key]} {key.replace('_', ' ')}" for key in ITEM_KEYS if progress[key]]
+    parts += [f"{value} {UNITS.get(key, key.replace('_', ' '))}" for key, value in progress.items()
+              if key not in ITEM_KEYS and key != "total"]
     return " · ".join(parts)
 
 

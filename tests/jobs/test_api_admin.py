@@ -63,7 +63,7 @@ def test_admin_lists_jobs_with_live_progress_and_cancel_retry_actions(admin_clie
     assert listing.status_code == 200
     page = listing.content.decode()
     assert f'data-url="/api/jobs/jobs/echojob/{job.pk}/progress"' in page and "setInterval(tick, 2000)" in page
-    assert "1/4 done · 1 failed" in page and "Echo every server now" in page
+    assert "1/4 done · 3 pending · 1 failed" in page and "Echo every server now" in page
 
     detail = client.get(f"/admin/jobs/echojob/{job.pk}/change/").content.decode()
     assert "LK refused" in detail and "job-progress" in detail  # read-only item inline + live bar

@@ -103,3 +103,17 @@ def test_a_finished_list_with_bad_rows_is_partial_never_succeeded(api):
 def test_unknown_job_is_404(api):
     assert api.get("/api/retrievals/999/").status_code == 404
     assert api.get("/api/retrievals/999/report").status_code == 404
+
+
+def test_the_admin_job_list_shows_rows_images_and_megabytes(admin_client_logged_in):
+    from apps.jobs.admin import counters_text
+
+    job = RetrievalJob.objects.create(source_name="c.csv", row_errors=[{"line": 3, "text": "x", "message": "bad"}])
+    for line, status, n in ((1, "succeeded", 12), (2, "failed", 0)):
+        job.items.create(line=line, status=status, instances=n, bytes=n * 500_000, patient_id="P",
+                         dicom_server=DicomServer.objects.get(name="LK"), server_name="LK")
+    job.items.create(line=4, patient_id="P", dicom_server=DicomServer.objects.get(name="LK"), server_name="LK")
+    text = counters_text(job.progress())
+    assert text == "2/3 done · 1 pending · 1 succeeded · 1 failed · 12 instances · 0 expected instances · 6.0 MB · 1 bad rows"
+    page = admin_client_logged_in.get("/admin/retrieval/retrievaljob/").content.decode()
+    assert text in page and "failed downloads (CSV)" in page and "Upload case lists" in page
