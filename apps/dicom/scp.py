@@ -54,26 +54,38 @@ def _failure(status: int, comment: str) -> Dataset:
     return rsp
 
 
-def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
-    """Hand one received instance to `on_instance` and turn whatever happens into a status word:
-    a failing disk is 0xA700 (out of resources), anything else 0xC000; the server keeps serving."""
+def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[ReceivedInstance], int] | None
+            ) -> tuple[int, str]:
+    """Check one received instance and hand it to `on_instance`; whatever happens becomes a status word
+    and a comment: malformed data 0xC000 before the callback runs, a failing disk 0xA700 (out of
+    resources), any other error 0xC000. Shared by both Storage SCPs; the server keeps serving."""
     try:
-        instance = received_instance(event)
-        files.check_dataset_bytes(event.request.DataSet.getbuffer(), instance.transfer_syntax_uid)
-    except (InvalidDicomFile, AttributeError, TypeError, ValueError) as exc:
-        log.warning("refused a malformed instance from %s: %s", event.assoc.requestor.ae_title, exc)
-        return _failure(0xC000, f"Malformed dataset: {exc}")
+        files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
+    except (InvalidDicomFile, ValueError) as exc:
+        log.warning("refused a malformed instance from %s: %s", instance.calling_ae, exc)
+        return 0xC000, f"Malformed dataset: {exc}"
     if on_instance is None:
-        return _failure(0xC000, "No receiver for instances on this association")
+        return 0xC000, "No receiver for instances on this association"
     try:
         status = on_instance(instance)
     except OSError as exc:
         log.error("cannot keep instance %s: %s", instance.sop_instance_uid, exc)
-        return _failure(0xA700, f"Cannot store: {exc.strerror or exc}")
+        return 0xA700, f"Cannot store: {exc.strerror or exc}"
     except Exception as exc:  # a receiver bug must cost one instance, not the association
         log.exception("receiver failed on instance %s", instance.sop_instance_uid)
-        return _failure(0xC000, f"Receiver error: {type(exc).__name__}")
-    return 0x0000 if status is None else int(status)
+        return 0xC000, f"Receiver error: {type(exc).__name__}"
+    return (0x0000 if status is None else int(status)), ""
+
+
+def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
+    """pynetdicom's EVT_C_STORE handler: the instance as received, through `deliver`."""
+    try:
+        instance = received_instance(event)
+    except (AttributeError, TypeError, ValueError) as exc:
+        log.warning("refused a malformed instance from %s: %s", event.assoc.requestor.ae_title, exc)
+        return _failure(0xC000, f"Malformed dataset: {exc}")
+    status, comment = deliver(instance, event.request.DataSet.getbuffer(), on_instance)
+    return _failure(status, comment) if comment else status
 
 
 class StorageSCP:

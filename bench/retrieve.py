@@ -1,0 +1,218 @@
+"""Retrieval benchmark: one study (default 500 CT instances, 512x512) from a real Orthanc, through the
+portal's worker path (apps.jobs.runner.run_item: C-FIND, C-MOVE into a real `manage.py receive`
+subprocess, staged, filed into DOWNLOADS_DIR), against DCMTK movescu -> storescp in the same run.
+Also C-GET: the portal's worker path with retrieve method c-get against DCMTK getscu.
+
+    .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--receivers lean,pynetdicom]
+
+Every variant runs REPEAT times, interleaved (drift on a shared VM hits all alike); medians are
+reported as a markdown table on stdout and in bench/results/retrieve-<date>.md. DCMTK times are
+process wall clock; portal times run from run_item() to the item succeeded with every file filed.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
+
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK leaves Nagle on otherwise (pacs-lab README)
+PORTAL_AE, DCMTK_AE = "BENCHPORTAL", "BENCHSCP"
+
+
+def configure_django(work: Path, receiver_port: int) -> dict:
+    env = {"DEBUG": "1", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
+           "STAGING_DIR": str(work / "staging"), "DOWNLOADS_DIR": str(work / "downloads"),
+           "DICOM_AE_TITLE": PORTAL_AE, "DICOM_PORT": str(receiver_port), "LOG_LEVEL": "WARNING"}
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    return {**os.environ, **env}
+
+
+class Receiver:
+    """`manage.py receive` as its own process, the way the portal runs it."""
+
+    def __init__(self, env: dict, engine: str):
+        self.engine = engine
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive", "--engine", engine],
+                                     env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen = []
+        for line in self.proc.stdout:
+            seen.append(line)
+            if line.startswith(f"Receiver {PORTAL_AE}"):
+                break
+        else:
+            raise RuntimeError("receiver did not start:\n" + "".join(seen))
+        # keep reading its output so a chatty receiver never blocks on a full pipe
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def count_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def timed(command: list[str]) -> float:
+    started = time.monotonic()
+    done = subprocess.run(command, env=DCMTK_ENV, capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-1500:]}")
+    return elapsed
+
+
+def dcmtk_move(orthanc: Orthanc, study_uid: str, work: Path, port: int, expected: int) -> float:
+    out = work / "storescp-in"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    scp = subprocess.Popen(["storescp", "-aet", DCMTK_AE, "-od", str(out), str(port)], env=DCMTK_ENV,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not port_open(port):
+            time.sleep(0.02)
+        elapsed = timed(["movescu", "-S", "-aet", "BENCH", "-aec", orthanc.aet, "-aem", DCMTK_AE,
+                         "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}",
+                         "127.0.0.1", str(orthanc.dicom_port)])
+    finally:
+        scp.terminate()
+        scp.wait(10)
+    check(count_files(out), expected, "movescu -> storescp")
+    return elapsed
+
+
+def dcmtk_get(orthanc: Orthanc, study_uid: str, work: Path, expected: int) -> float:
+    out = work / "getscu-in"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    elapsed = timed(["getscu", "-S", "-aet", "BENCH", "-aec", orthanc.aet, "-k", "QueryRetrieveLevel=STUDY",
+                     "-k", f"StudyInstanceUID={study_uid}", "-od", str(out), "127.0.0.1", str(orthanc.dicom_port)])
+    check(count_files(out), expected, "getscu")
+    return elapsed
+
+
+def portal_retrieve(server, study_uid: str, expected: int) -> float:
+    """One retrieval job with one StudyInstanceUID row, run through the worker's own entry point."""
+    from django.conf import settings
+
+    from apps.jobs.runner import run_item
+    from apps.retrieval.models import RetrievalItem, RetrievalJob
+
+    shutil.rmtree(settings.DOWNLOADS_DIR, ignore_errors=True)
+    job = RetrievalJob.objects.create(source_name="bench", timeout=600)
+    item = RetrievalItem.objects.create(job=job, line=1, dicom_server=server, server_name=server.name,
+                                        study_instance_uid=study_uid)
+    started = time.monotonic()
+    outcome = run_item(RetrievalItem._meta.label, item.pk)
+    elapsed = time.monotonic() - started
+    item.refresh_from_db()
+    if outcome != "succeeded":
+        raise RuntimeError(f"portal {server.retrieve_method} item ended {outcome}: {item.error}")
+    check(count_files(Path(settings.DOWNLOADS_DIR) / server.name), expected, f"portal {server.retrieve_method}")
+    return elapsed
+
+
+def check(found: int, expected: int, what: str) -> None:
+    if found != expected:
+        raise RuntimeError(f"{what}: {found} files instead of {expected}")
+
+
+def table(results: dict[str, list[float]], instances: int, megabytes: float, pairs: list[tuple[str, str]]) -> str:
+    lines = ["| variant | runs (s) | median (s) | inst/s | MB/s |", "|---|---|---|---|---|"]
+    for name, runs in results.items():
+        median = statistics.median(runs)
+        lines.append(f"| {name} | {' '.join(f'{r:.2f}' for r in runs)} | {median:.2f} | "
+                     f"{instances / median:.0f} | {megabytes / median:.0f} |")
+    lines += ["", "| ratio (inst/s, portal / DCMTK) | value |", "|---|---|"]
+    for portal, dcmtk in pairs:
+        if portal in results and dcmtk in results:
+            ratio = statistics.median(results[dcmtk]) / statistics.median(results[portal])
+            lines.append(f"| {portal} / {dcmtk} | {ratio:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
+    parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", 500)))
+    parser.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 512)), help="rows = cols")
+    parser.add_argument("--receivers", default=os.environ.get("RECEIVERS", "lean"),
+                        help="comma-separated `manage.py receive --engine` values to measure")
+    parser.add_argument("--no-get", action="store_true", help="skip the C-GET variants")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-retrieve-"))
+    receiver_port, storescp_port = free_ports(2)
+    env = configure_django(work, receiver_port)
+    from apps.dicom.synthetic import write_dataset
+    from apps.servers.models import DicomServer
+
+    print(f"generating {args.instances} CT instances of {args.size}x{args.size} in {work}", file=sys.stderr)
+    manifest = write_dataset(work / "dataset", patients=1, studies=1, series=1, instances=args.instances,
+                             rows=args.size, cols=args.size, modalities=("CT",), seed=7, id_prefix="BENCH")
+    study_uid, megabytes = manifest["studies"][0]["StudyInstanceUID"], manifest["bytes"] / 1e6
+    orthanc = Orthanc(work / "orthanc").start()
+    try:
+        orthanc.load(work / "dataset")
+        orthanc.add_modality(PORTAL_AE, PORTAL_AE, receiver_port)
+        orthanc.add_modality(DCMTK_AE, DCMTK_AE, storescp_port)
+        peer = orthanc.peer()
+        common = {"ae_title": peer.ae_title, "host": peer.host, "port": peer.port, "retries": 0,
+                  "download_timeout": 600}
+        move_server = DicomServer.objects.create(name="BENCHMOVE", retrieve_method="c-move", **common)
+        get_server = DicomServer.objects.create(name="BENCHGET", retrieve_method="c-get", **common)
+        n = args.instances
+        dcmtk_move(orthanc, study_uid, work, storescp_port, n)  # warm-up: Orthanc's files into the page cache
+        results: dict[str, list[float]] = {}
+        engines = [e for e in args.receivers.split(",") if e]
+        for run in range(args.repeat):
+            print(f"run {run + 1}/{args.repeat}", file=sys.stderr)
+            results.setdefault("DCMTK movescu -> storescp", []).append(
+                dcmtk_move(orthanc, study_uid, work, storescp_port, n))
+            for engine in engines:
+                receiver = Receiver(env, engine)
+                try:
+                    results.setdefault(f"portal C-MOVE ({engine} receiver)", []).append(
+                        portal_retrieve(move_server, study_uid, n))
+                finally:
+                    receiver.stop()
+            if not args.no_get:
+                results.setdefault("DCMTK getscu", []).append(dcmtk_get(orthanc, study_uid, work, n))
+                results.setdefault("portal C-GET", []).append(portal_retrieve(get_server, study_uid, n))
+    finally:
+        orthanc.stop()
+    pairs = [(f"portal C-MOVE ({e} receiver)", "DCMTK movescu -> storescp") for e in engines]
+    pairs.append(("portal C-GET", "DCMTK getscu"))
+    header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
+              f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study from Orthanc on loopback, "
+              f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs.\n\n")
+    report = header + table(results, n, megabytes, pairs) + "\n"
+    print(report)
+    out = ROOT / "bench" / "results" / f"retrieve-{dt.date.today():%Y%m%d}.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
