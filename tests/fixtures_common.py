@@ -1,5 +1,6 @@
 """API, user and network fixtures shared by every app's tests."""
 import socket
+import threading
 
 import pytest
 
@@ -39,3 +40,29 @@ def unused_port() -> int:
 @pytest.fixture
 def free_port():
     return unused_port()
+
+
+@pytest.fixture
+def silent_listener():
+    """A TCP port that accepts connections and never says a word (a hung PACS, a wrong service)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()

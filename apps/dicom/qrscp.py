@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
 import re
 import signal
 import socket
-import tempfile
 import threading
 from collections import defaultdict
 from io import BytesIO
@@ -35,7 +33,7 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelMove, Verification)
 
-from apps.dicom.staging import safe_uid
+from apps.dicom.staging import safe_uid, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +364,7 @@ class DemoPACS:
             known = self._index.get(sop_uid)
         target = known["path"] if known else self.storage_dir / "received" / study_uid / f"{sop_uid}.dcm"
         try:
-            _write_atomically(target, data)
+            write_atomically(target, data)
         except OSError as exc:
             log.warning("C-STORE could not be written: %s", exc)
             return OUT_OF_RESOURCES
@@ -376,19 +374,6 @@ class DemoPACS:
         with self._lock:
             self._index[record["SOPInstanceUID"]] = record
         return SUCCESS
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Temporary file then rename: a concurrent C-FIND/C-MOVE never reads half an instance."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parse_destination(text: str) -> tuple[str, str, str, int]:

@@ -33,6 +33,19 @@ def safe_ae(ae_title: str) -> str:
     return AE_SAFE_RE.sub("_", (ae_title or "").strip()) or "_"
 
 
+def write_atomically(target: Path, data: bytes) -> None:
+    """Temporary file then rename: no reader (a count, a C-FIND, a C-MOVE) ever sees half an instance."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class MoveStaging:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -44,16 +57,8 @@ class MoveStaging:
 
     def write(self, folder: Path, sop_instance_uid: str, data: bytes) -> Path:
         """Store the bytes exactly as received. Re-sending an instance overwrites it (idempotent)."""
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{safe_uid(sop_instance_uid)}.dcm"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, data)
         return target
 
     @staticmethod

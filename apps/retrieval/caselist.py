@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import re
 from dataclasses import asdict, dataclass
 

@@ -1,6 +1,5 @@
 """C-ECHO and how every way of failing to reach a peer becomes a typed error in words."""
 import socket
-import threading
 import time
 
 import pytest
@@ -35,32 +34,6 @@ def test_a_closed_port_is_a_retriable_connection_failure():
     assert time.monotonic() - started < 3
     assert caught.value.retriable
     assert "GONE" in str(caught.value) and "refused" in str(caught.value)
-
-
-@pytest.fixture
-def silent_listener():
-    """A TCP port that accepts connections and never says a word (a hung PACS, a wrong service)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    accepted, stop = [], threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
 
 
 def test_a_peer_that_accepts_tcp_but_never_answers_times_out_in_time(silent_listener):

@@ -7,11 +7,10 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
-from apps.jobs.models import EchoItem, ItemStatus, JobStatus
+from apps.jobs.models import EchoItem, JobStatus
 from apps.jobs.runner import reclaim_stale, run_item
 from tests.jobs.conftest import make_echo_job, make_server
 
@@ -170,7 +169,7 @@ def test_retry_failed_runs_failed_and_timed_out_items_again(job, monkeypatch):
     assert [i.attempts for i in job.items.order_by("pk")] == [1, 1, 1]
 
 
-def test_reclaim_requeues_items_whose_worker_stopped_beating(job, settings):
+def test_reclaim_requeues_items_whose_worker_stopped_beating(job, settings, broker):
     settings.JOB_LEASE_SECONDS = 5
     old = timezone.now() - timedelta(seconds=60)
     dead, fresh, poison = job.items.order_by("pk")
@@ -183,18 +182,18 @@ def test_reclaim_requeues_items_whose_worker_stopped_beating(job, settings):
     assert (dead.status, dead.worker) == ("pending", "")
     assert fresh.status == "running"
     assert poison.status == "failed" and "stopped 3 times" in poison.error
-    assert OrmQ.objects.count() == 1  # one message, for the dead worker's item
+    assert broker.queue_size() == 1  # one message, for the dead worker's item
     assert reclaim_stale() == 0  # the second sweep finds nothing new
 
 
-def test_reclaim_requeues_pending_items_whose_message_was_lost(job, settings):
+def test_reclaim_requeues_pending_items_whose_message_was_lost(job, settings, broker):
     settings.JOB_LEASE_SECONDS = 5
     job.start()  # in a test transaction the queue messages are never sent: as if a killed cluster held them
-    assert OrmQ.objects.count() == 0
+    assert broker.queue_size() == 0
     assert reclaim_stale() == 0  # queued just now: give the queue a lease's time
     job.items.update(queued_at=timezone.now() - timedelta(seconds=60))
     assert reclaim_stale() == 3
-    assert OrmQ.objects.count() == 3
+    assert broker.queue_size() == 3
     job.items.update(queued_at=timezone.now() - timedelta(seconds=60))
     assert reclaim_stale() == 0  # messages are waiting on the broker: nothing is lost
 

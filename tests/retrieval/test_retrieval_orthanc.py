@@ -1,7 +1,5 @@
 """Batch retrieval against a real Orthanc: C-MOVE into the portal's receiver and C-GET, the exact
 files per row, partial jobs with every failure's reason, shortfalls, timeouts, and re-runs."""
-import socket
-import threading
 from pathlib import Path
 
 import pydicom
@@ -28,31 +26,11 @@ def files_under(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def silent_server(db):
+def silent_server(db, silent_listener):
     """A 'PACS' that accepts TCP connections and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=accept, daemon=True).start()
-    server = DicomServer.objects.create(name="SILENT", ae_title="SILENT", host="127.0.0.1",
-                                        port=listener.getsockname()[1], query_timeout=2, download_timeout=2,
-                                        retries=0)
-    yield server
-    stop.set()
-    for s in held:
-        s.close()
-    listener.close()
+    port, _ = silent_listener
+    return DicomServer.objects.create(name="SILENT", ae_title="SILENT", host="127.0.0.1", port=port,
+                                      query_timeout=2, download_timeout=2, retries=0)
 
 
 def test_a_mixed_case_list_ends_partial_with_exact_files_and_reasons(portal, orthanc, orthanc_dataset,
