@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup migrate bench clean help
+.PHONY: run test test-scaleout setup migrate bench clean help
 
 help:
 	@echo "make run   - set up everything and start the portal (web + workers + receiver + demo PACS)"
 	@echo "make test  - run the whole test suite (installs Orthanc, DCMTK and Chromium if missing)"
+	@echo "make test-scaleout - worker cluster and APIs on a throw-away PostgreSQL + Redis broker"
 	@echo "make bench - benchmarks against DCMTK (bench/)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -32,6 +33,11 @@ run: migrate
 test: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) -m pytest
+
+# The scale-out stack (README "Scaling out"): the same tests on PostgreSQL with the Redis broker.
+test-scaleout: $(VENV)/.installed
+	@scripts/system-deps.sh test
+	scripts/with-postgres-redis.sh $(PY) -m pytest tests/jobs tests/retrieval/test_api.py tests/servers/test_api.py
 
 bench: $(VENV)/.installed
 	@scripts/system-deps.sh test

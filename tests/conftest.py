@@ -47,3 +47,14 @@ def empty_orthanc(spare_orthanc):
     """A second real Orthanc (AE title SPARE), emptied before each test that stores into it."""
     spare_orthanc.delete_all()
     return spare_orthanc
+
+
+@pytest.fixture
+def broker(db):
+    """The django-q2 broker Q_BROKER configures (the ORM, or Redis in `make test-scaleout`), its queue
+    emptied first: the database is reset between tests, a Redis server is not."""
+    from django_q.brokers import get_broker
+
+    queue = get_broker()
+    queue.purge_queue()
+    return queue

@@ -1,17 +1,27 @@
-"""Start real worker processes (`manage.py qcluster`, `manage.py shell`) on the test database file."""
+"""Start real worker processes (`manage.py qcluster`, `manage.py shell`) on the test database (the
+SQLite test file, or pytest-django's test_ database on PostgreSQL) and the configured broker."""
 import os
 import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
 
+def workers_database_url() -> str:
+    """DATABASE_URL of the database this test run uses (pytest-django has renamed it in settings)."""
+    test_db = settings.DATABASES["default"]
+    if test_db["ENGINE"] == "django.db.backends.sqlite3":
+        assert str(test_db["NAME"]).endswith(".sqlite3"), "worker tests need the file-backed SQLite test database"
+        return f"sqlite:///{test_db['NAME']}"
+    # A server database: the URL the run was given, with the test database's name in place of the real one.
+    return urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{test_db['NAME']}").geturl()
+
+
 def worker_env(**extra) -> dict:
-    test_db = settings.DATABASES["default"]["NAME"]  # pytest-django points this at the test database
-    assert str(test_db).endswith(".sqlite3"), "worker tests need the file-backed SQLite test database"
-    return {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{test_db}", "LOG_LEVEL": "INFO",
+    return {**os.environ, "DEBUG": "1", "DATABASE_URL": workers_database_url(), "LOG_LEVEL": "INFO",
             "Q_LOG_LEVEL": "INFO", **{k: str(v) for k, v in extra.items()}}
 
 

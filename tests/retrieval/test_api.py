@@ -2,7 +2,6 @@
 import io
 
 import pytest
-from django_q.models import OrmQ
 
 from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
@@ -22,7 +21,8 @@ def upload(name, text):
     return f
 
 
-def test_a_csv_upload_starts_one_job_with_its_rows_and_bad_rows(api, user, django_capture_on_commit_callbacks):
+def test_a_csv_upload_starts_one_job_with_its_rows_and_bad_rows(api, user, broker,
+                                                                django_capture_on_commit_callbacks):
     text = "PatientID,StudyDate,Modality,Server\n8318169,2019-05-20,CT,LK\n00123,2025-09-22,MR,LNK\nX,2025-02-30,CT,LK\n"
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post("/api/retrievals/", {"file": upload("cases.csv", text)}, format="multipart")
@@ -34,7 +34,7 @@ def test_a_csv_upload_starts_one_job_with_its_rows_and_bad_rows(api, user, djang
     assert body["row_errors"] == [{"line": 4, "text": "X,2025-02-30,CT,LK",
                                    "message": "StudyDate '2025-02-30' is not a real date in YYYY-MM-DD form"}]
     assert body["progress"]["total"] == 2 and body["progress"]["pending"] == 2
-    assert OrmQ.objects.count() == 2, "each row was put on the worker queue"
+    assert broker.queue_size() == 2, "each row was put on the worker queue"
     job = RetrievalJob.objects.get(pk=body["id"])
     assert job.created_by == user
     assert job.items.count() == 2
