@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.retrieval import intake
@@ -16,8 +17,9 @@ from apps.retrieval.report import build_report, report_csv
 
 class RetrievalItemInline(JobItemInline):
     model = RetrievalItem
-    fields = ("line", "status", "patient_id", "study_date", "modality", "server_name", "study_instance_uid",
-              "expected", "instances", "path", "attempts", "error")
+    # Error right after status: a failed row's reason must not be the column scrolled off screen.
+    fields = ("line", "status", "error", "patient_id", "study_date", "modality", "server_name",
+              "study_instance_uid", "expected", "instances", "path", "attempts")
     readonly_fields = fields
 
 
@@ -25,7 +27,12 @@ class RetrievalItemInline(JobItemInline):
 class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     inlines = [RetrievalItemInline]
     list_display = ("__str__", "status", "progress", "created_by", "created_at", "report_link")
+    # The report and the refused rows sit next to the progress bar: what a technologist follows up on.
+    readonly_fields = [*JobAdminMixin.readonly_fields[:2], "report_link", "bad_rows",
+                       *JobAdminMixin.readonly_fields[2:]]
+    fields = readonly_fields
     change_list_template = "admin/retrieval/retrievaljob/change_list.html"
+    change_form_template = "admin/retrieval/retrievaljob/change_form.html"
 
     def get_urls(self):
         own = [
@@ -37,9 +44,16 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Report")
     def report_link(self, job):
-        from django.utils.html import format_html
-
         return format_html('<a href="{}">failed downloads (CSV)</a>', reverse("admin:retrieval_report", args=[job.pk]))
+
+    @admin.display(description="Bad rows (not run)")
+    def bad_rows(self, job):
+        if not job.row_errors:
+            return "none"
+        rows = format_html_join("", '<tr class="bad-row"><td>{}</td><td><code>{}</code></td><td>{}</td></tr>',
+                                ((e["line"], e["text"], e["message"]) for e in job.row_errors))
+        return format_html('<table class="bad-rows"><thead><tr><th>Line</th><th>Row as written</th>'
+                           '<th>Problem</th></tr></thead><tbody>{}</tbody></table>', rows)
 
     def report_view(self, request, pk):
         job = self.get_object(request, str(pk))

@@ -7,17 +7,26 @@ class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
 
+class MultipleFileField(forms.FileField):
+    """A multiple file input hands over a list; FileField alone takes one file and calls a list
+    "No file was submitted" (Django's documented pattern for several files in one field)."""
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, (list, tuple)) and data else [data]  # [] still fails 'required'
+        return [super(MultipleFileField, self).clean(one, initial) for one in files]
+
+
 class CaseListUploadForm(forms.Form):
-    files = forms.FileField(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".csv,.txt,text/csv"}),
-                            label="Case lists (CSV)",
-                            help_text="PatientID,StudyDate,Modality,Server — one job per file.")
+    files = MultipleFileField(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".csv,.txt,text/csv"}),
+                              label="Case lists (CSV)",
+                              help_text="PatientID,StudyDate,Modality,Server — one job per file.")
     timeout = forms.IntegerField(required=False, min_value=1, max_value=86400, label="Download timeout (s)",
                                  help_text="Empty: each server's own download timeout.")
     default_server = forms.ModelChoiceField(DicomServer.objects.all(), required=False, to_field_name="name",
                                             help_text="Used for rows that leave Server empty.")
 
     def clean_files(self):
-        files = self.files.getlist("files")
+        files = self.cleaned_data["files"]
         for upload in files:
             if upload.size > 5 * 1024 * 1024:
                 raise forms.ValidationError(f"{upload.name} is larger than 5 MB; split the case list.")
