@@ -73,6 +73,12 @@ class JobAdminMixin:
     def has_add_permission(self, request):
         return False  # jobs are started by their app's own page or API, not typed in
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Nothing on a job page is typed in: no Save buttons to wonder about (Cancel/Retry are actions).
+        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False,
+                         "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
         for job in queryset:

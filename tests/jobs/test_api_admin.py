@@ -67,6 +67,7 @@ def test_admin_lists_jobs_with_live_progress_and_cancel_retry_actions(admin_clie
 
     detail = client.get(f"/admin/jobs/echojob/{job.pk}/change/").content.decode()
     assert "LK refused" in detail and "job-progress" in detail  # read-only item inline + live bar
+    assert 'name="_save"' not in detail and 'name="_continue"' not in detail
 
     client.post("/admin/jobs/echojob/", {"action": "retry_failed_items", "_selected_action": [job.pk]})
     assert job.items.filter(status="pending").count() == 4
