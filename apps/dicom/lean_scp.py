@@ -108,6 +108,7 @@ class _Association:
         except ul.ProtocolError as exc:
             log.warning("aborting the association with %s: %s", self.calling_ae or "a peer", exc)
             self._send_quietly(ul.abort(2, exc.reason))
+            self._drain()
         except socket.timeout:
             log.warning("aborting the association with %s: silent for %g s", self.calling_ae or "a peer",
                         NETWORK_TIMEOUT)
@@ -119,6 +120,18 @@ class _Association:
             self._send_quietly(ul.abort(2, 0))
         finally:
             self.sock.close()
+
+    def _drain(self) -> None:
+        """Read what the peer already sent before closing: closing with unread data sends a TCP reset,
+        which can destroy our A-ABORT before the peer reads it."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(1.0)
+            for _ in range(256):  # at most ~16 MB, at most a second of silence
+                if not self.sock.recv(65536):
+                    return
+        except OSError:
+            pass
 
     def _send_quietly(self, pdu: bytes) -> None:
         try:
