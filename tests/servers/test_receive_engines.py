@@ -1,0 +1,54 @@
+"""`manage.py receive --engine lean|pynetdicom`: both Storage SCPs, as the real command, stage a C-MOVE
+from a real Orthanc under its move originator, with the datasets exactly as Orthanc holds them."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apps.dicom import dimse, files
+from apps.dicom.peers import LocalAE
+from apps.dicom.staging import MoveStaging
+from tests.fixtures_common import unused_port
+from tests.pacs import dataset_part
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_receiver(tmp_path, ae_title, port, engine):
+    env = {**os.environ, "DEBUG": "1", "DATA_DIR": str(tmp_path / "data"), "STAGING_DIR": str(tmp_path / "staging"),
+           "DICOM_AE_TITLE": ae_title, "DICOM_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive", "--engine", engine], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(f"Receiver {ae_title}"):
+            return proc
+    raise AssertionError("receiver did not start:\n" + "".join(seen))
+
+
+@pytest.mark.parametrize("engine", ["lean", "pynetdicom"])
+def test_each_engine_stages_a_move_byte_for_byte_and_stops_on_sigterm(tmp_path, orthanc, orthanc_dataset, engine):
+    ae_title, port = f"RCV{engine[:4].upper()}", unused_port()
+    orthanc.add_modality(ae_title, ae_title, port)
+    proc = start_receiver(tmp_path, ae_title, port, engine)
+    try:
+        study = orthanc_dataset["studies"][2]
+        result = dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
+                            ae_title, message_id=777)
+        staging = MoveStaging(tmp_path / "staging")
+        staged = staging.instances(staging.folder(ae_title, 777))
+        assert result.completed == len(staged) == len(orthanc.study_instances(study["StudyInstanceUID"])) > 0
+        originals = {files.read_meta(p).sop_instance_uid: p for p in orthanc.dataset_dir.rglob("*.dcm")}
+        for path in staged:
+            info = files.inspect(path)  # a complete Part-10 file
+            assert dataset_part(path.read_bytes()) == dataset_part(originals[info.sop_instance_uid].read_bytes())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
