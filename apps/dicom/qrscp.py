@@ -22,10 +22,8 @@ from io import BytesIO
 from pathlib import Path
 
 import pydicom
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.sop_class import (
@@ -33,20 +31,13 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelMove, Verification)
 
+from apps.dicom.qrmatch import (
+    LEVELS, UNIQUE_KEY, InvalidIdentifier, entity_rows, find_response, matches, read_record, requested_values,
+    text_value)
 from apps.dicom.staging import safe_uid, write_atomically
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-UNIQUE_KEY = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
-              "IMAGE": "SOPInstanceUID"}
-LEVEL_KEYS = {
-    "PATIENT": ("PatientID", "PatientName", "PatientBirthDate", "PatientSex"),
-    "STUDY": ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyDescription", "StudyID",
-              "ReferringPhysicianName"),
-    "SERIES": ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined"),
-    "IMAGE": ("SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
-}
 QR_MODELS = {  # SOP class -> (service, levels the model allows)
     PatientRootQueryRetrieveInformationModelFind: ("find", LEVELS),
     PatientRootQueryRetrieveInformationModelMove: ("move", LEVELS),
@@ -57,10 +48,6 @@ QR_MODELS = {  # SOP class -> (service, levels the model allows)
 }
 PENDING, CANCELED, SUCCESS = 0xFF00, 0xFE00, 0x0000
 IDENTIFIER_MISMATCH, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xA900, 0xC000, 0xA700
-
-
-class InvalidIdentifier(ValueError):
-    """The C-FIND/C-MOVE/C-GET identifier does not fit the information model."""
 
 
 def require_loopback(host: str) -> str:
@@ -75,114 +62,6 @@ def require_loopback(host: str) -> str:
 def set_nodelay(event) -> None:
     """Nagle's algorithm costs ~40 ms per DIMSE message on loopback (see pacs-lab README)."""
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def read_record(path: Path) -> dict | None:
-    """The index entry of one file (headers only), or None if it is not a DICOM instance."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        if "SOPInstanceUID" not in ds:
-            return None
-        record = {kw: _text(ds.get(kw)) for keys in LEVEL_KEYS.values() for kw in keys}
-        record["SpecificCharacterSet"] = ds.get("SpecificCharacterSet")
-        record["TransferSyntaxUID"] = str(ds.file_meta.TransferSyntaxUID)
-    except (InvalidDicomError, AttributeError, OSError, ValueError):
-        return None
-    record["path"] = path
-    return record
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value).strip()
-
-
-# ---- matching (PS3.4 C.2.2.2) ----
-
-def _requested_values(elem) -> list[str]:
-    value = elem.value
-    values = list(value) if isinstance(value, (MultiValue, list)) else [value]
-    return [v for v in (_text(v) for v in values) if v]
-
-
-def _range_bound(value: str, vr: str, pad: str) -> str:
-    digits = re.sub(r"[^0-9]", "", value.split(".")[0])
-    return digits.ljust(6, pad) if vr == "TM" else digits
-
-
-def _matches_one(pattern: str, value: str, vr: str) -> bool:
-    if vr in ("DA", "TM") and "-" in pattern:
-        low, high = pattern.split("-", 1)
-        value = _range_bound(value, vr, "0")
-        return bool(value) and (not low or value >= _range_bound(low, vr, "0")) and (
-            not high or value <= _range_bound(high, vr, "9"))
-    if vr != "UI" and ("*" in pattern or "?" in pattern):
-        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-        return re.fullmatch(regex, value, re.IGNORECASE if vr == "PN" else 0) is not None
-    if vr == "PN":
-        return pattern.casefold() == value.casefold()
-    return pattern == value
-
-
-def _matches(row: dict, identifier: Dataset) -> bool:
-    for elem in identifier:
-        if elem.keyword not in row or elem.VR == "SQ":
-            continue
-        wanted = _requested_values(elem)
-        have = row[elem.keyword] if isinstance(row[elem.keyword], list) else [row[elem.keyword]]
-        if wanted and not any(_matches_one(w, h, elem.VR) for w in wanted for h in have):
-            return False
-    return True
-
-
-def _counts(level: str, members: list[dict]) -> dict:
-    """The computed attributes of one entity (PS3.4 C.3), from all its instances."""
-    def distinct(key):
-        return str(len({m[key] for m in members}))
-    if level == "PATIENT":
-        return {"NumberOfPatientRelatedStudies": distinct("StudyInstanceUID"),
-                "NumberOfPatientRelatedSeries": distinct("SeriesInstanceUID"),
-                "NumberOfPatientRelatedInstances": str(len(members))}
-    if level == "STUDY":
-        return {"ModalitiesInStudy": sorted({m["Modality"] for m in members if m["Modality"]}),
-                "NumberOfStudyRelatedSeries": distinct("SeriesInstanceUID"),
-                "NumberOfStudyRelatedInstances": str(len(members))}
-    if level == "SERIES":
-        return {"NumberOfSeriesRelatedInstances": str(len(members))}
-    return {}
-
-
-def entity_rows(records: list[dict], level: str) -> list[dict]:
-    """One row per entity at `level`: its own and its parents' attributes, computed counts, and
-    `_members` (its instances). Matching on these rows is the relational query of PS3.4 C.4.1.2.2."""
-    upper = LEVELS[:LEVELS.index(level) + 1]
-    groups = {lvl: defaultdict(list) for lvl in upper}
-    for record in records:
-        for lvl in upper:
-            groups[lvl][record[UNIQUE_KEY[lvl]]].append(record)
-    rows = []
-    for members in groups[level].values():
-        first = members[0]
-        row = {kw: first[kw] for lvl in upper for kw in LEVEL_KEYS[lvl]}
-        for lvl in upper:
-            row.update(_counts(lvl, groups[lvl][first[UNIQUE_KEY[lvl]]]))
-        row["_members"] = members
-        rows.append(row)
-    return rows
-
-
-def find_response(row: dict, identifier: Dataset, level: str, ae_title: str) -> Dataset:
-    """Only the keys that were asked for, plus QueryRetrieveLevel and SpecificCharacterSet."""
-    ds = Dataset()
-    charset = row["_members"][0]["SpecificCharacterSet"]
-    if charset:
-        ds.SpecificCharacterSet = charset
-    ds.QueryRetrieveLevel = level
-    for elem in identifier:
-        if elem.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
-            continue
-        value = ae_title if elem.keyword == "RetrieveAETitle" else row.get(elem.keyword)
-        ds.add(DataElement(elem.tag, elem.VR, value if value not in ("", None) and elem.VR != "SQ" else None))
-    return ds
 
 
 def storage_contexts(records: list[dict]) -> list:
@@ -276,13 +155,13 @@ class DemoPACS:
             return list(self._index.values())
 
     def _select(self, identifier: Dataset, sop_class: str, *, need_unique_key: bool) -> tuple[str, list[dict]]:
-        level = _text(identifier.get("QueryRetrieveLevel")).upper()
+        level = text_value(identifier.get("QueryRetrieveLevel")).upper()
         if level not in QR_MODELS[sop_class][1]:
             raise InvalidIdentifier(f"QueryRetrieveLevel {level!r} is not valid for this model")
         key = UNIQUE_KEY[level]
-        if need_unique_key and (key not in identifier or not _requested_values(identifier[key])):
+        if need_unique_key and (key not in identifier or not requested_values(identifier[key])):
             raise InvalidIdentifier(f"a retrieve at {level} level needs {key}")
-        return level, [row for row in entity_rows(self.records(), level) if _matches(row, identifier)]
+        return level, [row for row in entity_rows(self.records(), level) if matches(row, identifier)]
 
     def _instances(self, identifier: Dataset, sop_class: str) -> list[dict]:
         _, rows = self._select(identifier, sop_class, need_unique_key=True)
