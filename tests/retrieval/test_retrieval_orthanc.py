@@ -5,6 +5,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from apps.audit.models import AuditEvent
 from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
@@ -34,7 +35,7 @@ def silent_server(db, silent_listener):
 
 
 def test_a_mixed_case_list_ends_partial_with_exact_files_and_reasons(portal, orthanc, orthanc_dataset,
-                                                                     orthanc_servers, silent_server, settings):
+                                                                     orthanc_servers, silent_server, settings, user):
     studies = orthanc_dataset["studies"]
     s0, s1, s2, s3 = studies[0], studies[1], studies[2], studies[3]
 
@@ -57,7 +58,7 @@ def test_a_mixed_case_list_ends_partial_with_exact_files_and_reasons(portal, ort
     ])
     case_list = intake.read_case_list(csv_text.encode())
     assert [e.line for e in case_list.errors] == [9, 10, 11]
-    job = run_inline(RetrievalJob.from_case_list(case_list, source_name="cases.csv", start=False))
+    job = run_inline(RetrievalJob.from_case_list(case_list, user=user, source_name="cases.csv", start=False))
 
     assert job.status == "partial"
     items = {item.line: item for item in job.items.all()}
@@ -81,6 +82,11 @@ def test_a_mixed_case_list_ends_partial_with_exact_files_and_reasons(portal, ort
     assert [r["line"] for r in report["timed_out"]] == [8]
     reasons = {r["line"]: r["reason"] for r in report["bad_rows"]}
     assert "not a real date" in reasons[9] and "columns" in reasons[10] and "unknown server 'NOWHERE'" in reasons[11]
+    # the audit trail says who retrieved which studies from which server
+    events = AuditEvent.objects.filter(action="study.retrieved").order_by("details__line")
+    assert [(e.actor, e.target, e.details["line"], e.details["studies"]) for e in events] == [
+        (user, "server:A", 3, [s0["StudyInstanceUID"]]), (user, "server:B", 4, [s1["StudyInstanceUID"]]),
+        (user, "server:A", 5, [s2["StudyInstanceUID"]]), (user, "server:B", 6, [s3["StudyInstanceUID"]])]
     # every file is exactly what Orthanc holds for its study, byte-for-byte as received
     some_file = next(iter(files_under(settings.DOWNLOADS_DIR / items[3].path).values()))
     assert pydicom.dcmread(some_file).StudyInstanceUID == s0["StudyInstanceUID"]
