@@ -53,11 +53,25 @@ def set_nodelay(event) -> None:
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _HandshakeRecordingSocket(ssl.SSLSocket):
+    """Keeps why a TLS handshake failed on its context: pynetdicom only logs it, and the person
+    configuring the server needs it in the error (certificate not trusted vs. not a TLS port)."""
+
+    def do_handshake(self, *args, **kwargs):
+        try:
+            return super().do_handshake(*args, **kwargs)
+        except OSError as exc:  # ssl.SSLError included
+            self.context.handshake_error = exc
+            raise
+
+
 def _tls_args(peer: RemoteAE):
     if not peer.tls_ca:
         return None
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=peer.tls_ca)
+        context.sslsocket_class = _HandshakeRecordingSocket
+        context.handshake_error = None
         if peer.tls_cert:
             context.load_cert_chain(peer.tls_cert, peer.tls_key or None)
     except (OSError, ssl.SSLError) as exc:
@@ -73,6 +87,7 @@ class _OpenProbe:
         self.connected = False
         self.response = None
         self.aborted = False
+        self.tls_error: OSError | None = None  # why the TLS handshake failed, when it did
 
     def on_open(self, event):
         set_nodelay(event)
@@ -102,6 +117,15 @@ REJECT_REASONS = {  # (source, diagnostic) of an A-ASSOCIATE-RJ, PS3.8 9.3.4
 
 def _open_error(peer: RemoteAE, local: LocalAE, probe: _OpenProbe, elapsed: float) -> DicomError:
     if not probe.connected:
+        if isinstance(probe.tls_error, ssl.SSLCertVerificationError):
+            error = ConnectionFailed(f"The TLS certificate of {peer.label} was not accepted "
+                                     f"({probe.tls_error.verify_message}). Check that the configured CA file "
+                                     "signed the server's certificate and that the certificate names this host.")
+            error.retriable = False  # a configuration problem: retrying cannot help
+            return error
+        if probe.tls_error is not None:
+            return ConnectionFailed(f"The TLS handshake with {peer.label} failed ({probe.tls_error}). Check that "
+                                    "this port speaks DICOM over TLS and that the certificates on both sides match.")
         if peer.tls_ca:
             return ConnectionFailed(f"Cannot open a TLS connection to {peer.label}: refused, unreachable or the "
                                     "TLS handshake failed. Check host, port, and the certificates.")
@@ -140,13 +164,16 @@ def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, 
     ae.maximum_pdu_size = peer.max_pdu
     ae.requested_contexts = contexts
     probe = _OpenProbe()
+    tls_args = _tls_args(peer)
     started = time.monotonic()
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, max_pdu=peer.max_pdu, ext_neg=ext_neg,
-                         tls_args=_tls_args(peer),
+                         tls_args=tls_args,
                          evt_handlers=[(evt.EVT_CONN_OPEN, probe.on_open), (evt.EVT_ACSE_RECV, probe.on_acse),
                                        *handlers])
     if assoc.is_established:
         return assoc
+    if tls_args:
+        probe.tls_error = tls_args[0].handshake_error
     raise _open_error(peer, local, probe, time.monotonic() - started)
 
 
