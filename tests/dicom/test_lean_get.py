@@ -1,0 +1,132 @@
+"""The lean C-GET SCU against the real Orthanc: the same instances, bytes, counts and errors as the
+pynetdicom C-GET (apps.dicom.dimse.get), and the overall retrieve timeout against a slow in-process PACS."""
+import threading
+import time
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
+
+from apps.dicom import dimse
+from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure
+from apps.dicom.lean_get import lean_get
+from apps.dicom.peers import LocalAE, RemoteAE
+from tests.pacs import dataset_part, free_ports
+
+LOCAL = LocalAE(ae_title="LEANGET", port=0)
+
+
+class Collector:
+    def __init__(self):
+        self.instances, self.lock = [], threading.Lock()
+
+    def __call__(self, instance):
+        with self.lock:
+            self.instances.append(instance)
+        return 0x0000
+
+
+def test_a_study_arrives_complete_and_byte_identical_to_the_pynetdicom_get(orthanc, orthanc_dataset):
+    study_uid = orthanc_dataset["studies"][2]["StudyInstanceUID"]
+    expected = orthanc.study_instances(study_uid)
+    lean, reference = Collector(), Collector()
+    result = lean_get(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, lean, message_id=7)
+    dimse.get(orthanc.peer(), LocalAE(ae_title="GETTER", port=0), {"StudyInstanceUID": study_uid}, reference)
+
+    assert (result.completed, result.failed, result.warning, result.remaining) == (len(expected), 0, 0, 0)
+    assert (result.status, result.message_id, result.failed_sop_instance_uids) == (0x0000, 7, [])
+    assert {i.sop_instance_uid for i in lean.instances} == expected
+    theirs = {i.sop_instance_uid: i for i in reference.instances}
+    for mine in lean.instances:
+        assert dataset_part(mine.data) == dataset_part(theirs[mine.sop_instance_uid].data)
+        assert (mine.sop_class_uid, mine.transfer_syntax_uid, mine.calling_ae) == (
+            theirs[mine.sop_instance_uid].sop_class_uid, theirs[mine.sop_instance_uid].transfer_syntax_uid, "ORTHANC")
+        assert pydicom.dcmread(DicomBytesIO(mine.data)).SOPInstanceUID == mine.sop_instance_uid
+
+
+def test_an_unknown_study_fails_as_with_the_pynetdicom_get(orthanc):
+    """Orthanc answers a C-GET matching nothing with 0xC000 and no sub-operations: no instance came, and
+    both engines say so with the same DimseFailure rather than an empty success."""
+    query = {"StudyInstanceUID": generate_uid()}
+    received = Collector()
+    with pytest.raises(DimseFailure) as lean:
+        lean_get(orthanc.peer(), LOCAL, query, received)
+    with pytest.raises(DimseFailure) as reference:
+        dimse.get(orthanc.peer(), LocalAE(ae_title="GETTER", port=0), query, Collector())
+    assert lean.value.status == reference.value.status == 0xC000
+    assert received.instances == []
+
+
+def test_a_wrong_called_ae_title_is_rejected(orthanc):
+    with pytest.raises(AssociationRejected) as caught:
+        lean_get(orthanc.peer(ae_title="NOTORTHANC"), LOCAL, {"StudyInstanceUID": generate_uid()}, Collector())
+    assert "NOTORTHANC" in str(caught.value)
+
+
+def test_a_closed_port_is_a_connection_failure():
+    (port,) = free_ports(1)
+    peer = RemoteAE(ae_title="NOBODY", host="127.0.0.1", port=port, connect_timeout=2)
+    with pytest.raises(ConnectionFailed) as caught:
+        lean_get(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, Collector())
+    assert caught.value.retriable and "refused" in str(caught.value)
+
+
+def test_instances_the_callback_cannot_keep_fail_and_the_get_still_completes(orthanc, orthanc_dataset):
+    study_uid = orthanc_dataset["studies"][4]["StudyInstanceUID"]
+    expected = orthanc.study_instances(study_uid)
+    kept = Collector()
+    calls = []
+
+    def first_fails(instance):
+        calls.append(instance.sop_instance_uid)
+        if len(calls) == 1:
+            raise RuntimeError("receiver bug")
+        return kept(instance)
+
+    result = lean_get(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, first_fails)
+    assert (result.completed, result.failed) == (len(expected) - 1, 1)
+    assert result.failed_sop_instance_uids == calls[:1]
+    assert {i.sop_instance_uid for i in kept.instances} == expected - set(calls[:1])
+
+
+@pytest.fixture
+def slow_get_pacs():
+    """An in-process Q/R SCP whose C-GET sends one instance every 0.5 s and honours C-CANCEL."""
+    seen = {"cancelled": False}
+
+    def on_get(event):
+        yield 100
+        for _ in range(100):
+            if event.is_cancelled:
+                seen["cancelled"] = True
+                yield 0xFE00, None
+                return
+            time.sleep(0.5)
+            ds = Dataset()
+            ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = CTImageStorage, generate_uid(), "SLOW"
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            yield 0xFF00, ds
+
+    ae = AE(ae_title="SLOWPACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+    for cx in StoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ExplicitVRLittleEndian, scu_role=False, scp_role=True)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_GET, on_get)])
+    yield RemoteAE(ae_title="SLOWPACS", host="127.0.0.1", port=server.server_address[1], retrieve_timeout=2), seen
+    server.shutdown()
+
+
+def test_a_get_beyond_the_retrieve_timeout_is_cancelled_and_reported(slow_get_pacs):
+    peer, seen = slow_get_pacs
+    received = Collector()
+    started = time.monotonic()
+    with pytest.raises(DicomTimeout) as caught:
+        lean_get(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, received)
+    assert time.monotonic() - started < 6
+    assert seen["cancelled"]
+    assert 2 <= len(received.instances) <= 5 and "cancelled" in str(caught.value)
