@@ -4,6 +4,7 @@ subprocess, staged, filed into DOWNLOADS_DIR), against DCMTK movescu -> storescp
 Also C-GET: the portal's worker path with retrieve method c-get against DCMTK getscu.
 
     .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--receivers lean,pynetdicom]
+                                       [--get-engines lean,pynetdicom]
 
 Every variant runs REPEAT times, interleaved (drift on a shared VM hits all alike); medians are
 reported as a markdown table on stdout and in bench/results/retrieve-<date>.md. DCMTK times are
@@ -130,6 +131,16 @@ def portal_retrieve(server, study_uid: str, expected: int) -> float:
     return elapsed
 
 
+def use_get_engine(engine: str) -> None:
+    """The worker's C-GET runs on apps/dicom/lean_get.py; "pynetdicom" swaps in the pynetdicom C-GET
+    (apps.dicom.dimse.get, an association of its own too) for the comparison."""
+    from apps.dicom import dimse
+    from apps.dicom.lean_get import lean_get
+    from apps.retrieval import retrieve
+
+    retrieve.lean_get = lean_get if engine == "lean" else dimse.get
+
+
 def check(found: int, expected: int, what: str) -> None:
     if found != expected:
         raise RuntimeError(f"{what}: {found} files instead of {expected}")
@@ -156,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 512)), help="rows = cols")
     parser.add_argument("--receivers", default=os.environ.get("RECEIVERS", "lean"),
                         help="comma-separated `manage.py receive --engine` values to measure")
+    parser.add_argument("--get-engines", default=os.environ.get("GET_ENGINES", "lean"),
+                        help="comma-separated C-GET engines to measure: lean, pynetdicom")
     parser.add_argument("--no-get", action="store_true", help="skip the C-GET variants")
     args = parser.parse_args(argv)
 
@@ -183,6 +196,7 @@ def main(argv=None) -> int:
         dcmtk_move(orthanc, study_uid, work, storescp_port, n)  # warm-up: Orthanc's files into the page cache
         results: dict[str, list[float]] = {}
         engines = [e for e in args.receivers.split(",") if e]
+        get_engines = [e for e in args.get_engines.split(",") if e]
         for run in range(args.repeat):
             print(f"run {run + 1}/{args.repeat}", file=sys.stderr)
             results.setdefault("DCMTK movescu -> storescp", []).append(
@@ -196,11 +210,14 @@ def main(argv=None) -> int:
                     receiver.stop()
             if not args.no_get:
                 results.setdefault("DCMTK getscu", []).append(dcmtk_get(orthanc, study_uid, work, n))
-                results.setdefault("portal C-GET", []).append(portal_retrieve(get_server, study_uid, n))
+                for engine in get_engines:
+                    use_get_engine(engine)
+                    results.setdefault(f"portal C-GET ({engine})", []).append(
+                        portal_retrieve(get_server, study_uid, n))
     finally:
         orthanc.stop()
     pairs = [(f"portal C-MOVE ({e} receiver)", "DCMTK movescu -> storescp") for e in engines]
-    pairs.append(("portal C-GET", "DCMTK getscu"))
+    pairs += [(f"portal C-GET ({e})", "DCMTK getscu") for e in get_engines]
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study from Orthanc on loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs.\n\n")

@@ -347,7 +347,7 @@ def lean_get(peer: RemoteAE, local: LocalAE, query: dict, on_instance: Callable[
         log.warning("aborting the C-GET association with %s: %s", peer.label, exc)
         get.close(release=False)
         raise AssociationAborted(f"{peer.label} broke the DICOM protocol during the {what} ({exc}).") from None
-    except (ul.PeerClosed, ConnectionError) as exc:
+    except (ul.PeerClosed, OSError) as exc:  # reset, broken pipe, a send that timed out
         get.close(release=False)
         raise AssociationAborted(f"{peer.label} dropped the association during the {what} ({exc}). "
                                  "Check the PACS log; try again.") from None

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from apps.dicom import dimse
 from apps.dicom.errors import DicomTimeout
+from apps.dicom.lean_get import lean_get
 from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.layout import file_into, study_folder
@@ -91,7 +92,9 @@ def retrieve_row(item, ctx, *, downloads: Path | None = None, staging_root: Path
     message_id = item.pk % 65535 + 1
     outcome = RowOutcome()
     purpose = "get" if server.retrieve_method == DicomServer.RetrieveMethod.C_GET else "query"
-    with ctx.association_slot(server), dimse.associate(peer, local, purpose=purpose) as assoc:
+    # C-GET runs on an association of its own (apps/dicom/lean_get.py, ~3x pynetdicom's throughput);
+    # the C-FINDs stay on this one.
+    with ctx.association_slot(server), dimse.associate(peer, local, purpose="query") as assoc:
         studies = assoc.find("STUDY", row_query(item))
         if not studies:
             raise ItemFailed(f"No study on {server.name} matches line {item.line} ({item.describe()}).")
@@ -103,8 +106,8 @@ def retrieve_row(item, ctx, *, downloads: Path | None = None, staging_root: Path
             shutil.rmtree(folder, ignore_errors=True)  # a re-run starts from an empty staging folder
             try:
                 if purpose == "get":
-                    result = assoc.get({"StudyInstanceUID": study.StudyInstanceUID},
-                                       _stage_into(staging, folder))
+                    result = lean_get(peer, local, {"StudyInstanceUID": study.StudyInstanceUID},
+                                      _stage_into(staging, folder), message_id=message_id)
                 else:
                     result = assoc.move({"StudyInstanceUID": study.StudyInstanceUID}, local.ae_title,
                                         message_id=message_id)
