@@ -92,36 +92,45 @@ def retrieve_row(item, ctx, *, downloads: Path | None = None, staging_root: Path
     message_id = item.pk % 65535 + 1
     outcome = RowOutcome()
     purpose = "get" if server.retrieve_method == DicomServer.RetrieveMethod.C_GET else "query"
-    # C-GET runs on an association of its own (apps/dicom/lean_get.py, ~3x pynetdicom's throughput);
-    # the C-FINDs stay on this one.
-    with ctx.association_slot(server), dimse.associate(peer, local, purpose="query") as assoc:
-        studies = assoc.find("STUDY", row_query(item))
-        if not studies:
-            raise ItemFailed(f"No study on {server.name} matches line {item.line} ({item.describe()}).")
-        for study in studies:
-            if ctx.should_stop():
-                raise ItemCanceled()
-            expected = _expected_count(assoc, study)
-            folder = staging.folder(local.ae_title, message_id)
-            shutil.rmtree(folder, ignore_errors=True)  # a re-run starts from an empty staging folder
-            try:
-                if purpose == "get":
-                    result = lean_get(peer, local, {"StudyInstanceUID": study.StudyInstanceUID},
-                                      _stage_into(staging, folder), message_id=message_id)
-                else:
-                    result = assoc.move({"StudyInstanceUID": study.StudyInstanceUID}, local.ae_title,
-                                        message_id=message_id)
-            except DicomTimeout as exc:
-                raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
-            staged = _wait_for_staged(staging, folder, expected, purpose)
-            target = study_folder(downloads, server.name, str(study.get("StudyDate", "") or ""),
-                                  str(study.get("PatientID", item.patient_id) or item.patient_id),
-                                  _modality_label(item, study))
-            size = file_into(target, staged)
-            outcome.studies.append(StudyOutcome(study.StudyInstanceUID, target, expected, len(staged), size,
-                                                failed_on_pacs=result.failed))
-            ctx.heartbeat(instances=outcome.received, bytes=sum(s.bytes for s in outcome.studies))
+    folder = staging.folder(local.ae_title, message_id)
+    # One association at a time, so the server's association limit holds: the C-FINDs (and C-MOVEs)
+    # share one; a C-GET runs on its own (apps/dicom/lean_get.py, ~3x pynetdicom) after that one closed.
+    with ctx.association_slot(server):
+        with dimse.associate(peer, local, purpose="query") as assoc:
+            studies = assoc.find("STUDY", row_query(item))
+            if not studies:
+                raise ItemFailed(f"No study on {server.name} matches line {item.line} ({item.describe()}).")
+            plans = [(study, _expected_count(assoc, study)) for study in studies]
+            if purpose == "query":
+                for study, expected in plans:
+                    _fetch_study(item, ctx, study, expected, outcome, staging, folder, downloads,
+                                 lambda query: assoc.move(query, local.ae_title, message_id=message_id))
+        if purpose == "get":
+            for study, expected in plans:
+                _fetch_study(item, ctx, study, expected, outcome, staging, folder, downloads,
+                             lambda query: lean_get(peer, local, query, _stage_into(staging, folder),
+                                                    message_id=message_id), wait_for_receiver=False)
     return outcome
+
+
+def _fetch_study(item, ctx, study, expected, outcome: RowOutcome, staging: MoveStaging, folder: Path,
+                 downloads: Path, retrieve, *, wait_for_receiver: bool = True) -> None:
+    """Retrieve one study into an emptied staging folder, then file what arrived into the layout."""
+    if ctx.should_stop():
+        raise ItemCanceled()
+    shutil.rmtree(folder, ignore_errors=True)  # a re-run starts from an empty staging folder
+    try:
+        result = retrieve({"StudyInstanceUID": study.StudyInstanceUID})
+    except DicomTimeout as exc:
+        raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
+    staged = _wait_for_staged(staging, folder, expected if wait_for_receiver else None)
+    target = study_folder(downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
+                          str(study.get("PatientID", item.patient_id) or item.patient_id),
+                          _modality_label(item, study))
+    size = file_into(target, staged)
+    outcome.studies.append(StudyOutcome(study.StudyInstanceUID, target, expected, len(staged), size,
+                                        failed_on_pacs=result.failed))
+    ctx.heartbeat(instances=outcome.received, bytes=sum(s.bytes for s in outcome.studies))
 
 
 def _stage_into(staging: MoveStaging, folder: Path):
@@ -132,9 +141,10 @@ def _stage_into(staging: MoveStaging, folder: Path):
     return on_instance
 
 
-def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int | None, purpose: str) -> list[Path]:
+def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int | None) -> list[Path]:
+    """What a C-MOVE staged; our receiver is another process and may trail the final response a little."""
     staged = staging.instances(folder)
-    if purpose == "query" and expected is not None:
+    if expected is not None:
         deadline = time.monotonic() + RECEIVER_GRACE_SECONDS
         while len(staged) < expected and time.monotonic() < deadline:
             time.sleep(0.1)
