@@ -6,3 +6,14 @@ import tempfile
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "test-only-secret")
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="pacsportal-test-"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # A private temp root per run: pytest prunes old /tmp/pytest-of-<user>/pytest-N folders, which
+    # would delete a concurrently running session's Orthanc storage under it.
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="pacsportal-pytest-")

@@ -118,8 +118,10 @@ def command(field: int, message_id: int, sop_class: str, *, responding: bool = F
     return lean_scp._element(0x0000, struct.pack("<L", len(body))) + body
 
 
-class _GetAssociation:
+class _GetAssociation(lean_scp.MessageAssembler):
     """One C-GET on its own association, from connect to release."""
+
+    parse_command = staticmethod(parse_response_command)
 
     def __init__(self, peer: RemoteAE, local: LocalAE, on_instance, message_id: int):
         self.peer, self.local, self.on_instance, self.message_id = peer, local, on_instance, message_id
@@ -133,12 +135,6 @@ class _GetAssociation:
         self.established = False
         self.final = False
         self._reset_message()
-
-    def _reset_message(self) -> None:
-        self.context_id = None
-        self.command_parts: list[bytes] = []
-        self.command: dict[int, bytes] | None = None
-        self.dataset_parts: list = []
 
     # -- association set-up and tear-down ------------------------------------------------------------
 
@@ -249,31 +245,7 @@ class _GetAssociation:
     def cancel(self) -> None:
         self.send(1, True, command(C_CANCEL_RQ, self.message_id, "", responding=True))
 
-    def _fragment(self, context_id: int, is_command: bool, is_last: bool, data: memoryview) -> None:
-        if context_id not in self.contexts:
-            raise ul.ProtocolError(f"a PDV on presentation context {context_id}, which was not accepted")
-        if self.context_id is None:
-            self.context_id = context_id
-        elif context_id != self.context_id:
-            raise ul.ProtocolError("a message changed presentation context midway")
-        if is_command:
-            if self.command is not None:
-                raise ul.ProtocolError("a command fragment where the dataset was expected", ul.UNEXPECTED_PDU)
-            self.command_parts.append(bytes(data))
-            if is_last:
-                self.command = parse_response_command(b"".join(self.command_parts))
-                if lean_scp._us(self.command, lean_scp.DATASET_TYPE) == NO_DATASET:
-                    self._message()
-        else:
-            if self.command is None or lean_scp._us(self.command, lean_scp.DATASET_TYPE) == NO_DATASET:
-                raise ul.ProtocolError("a dataset fragment without a command announcing it", ul.UNEXPECTED_PDU)
-            self.dataset_parts.append(data)  # a view into its PDU's buffer: no copy until the file is built
-            if is_last:
-                self._message()
-
-    def _message(self) -> None:
-        cmd, context_id, parts = self.command, self.context_id, self.dataset_parts
-        self._reset_message()
+    def on_message(self, cmd, context_id: int, parts) -> None:
         field = lean_scp._us(cmd, lean_scp.COMMAND_FIELD)
         if field == C_STORE_RQ:
             self._store(cmd, context_id, parts)

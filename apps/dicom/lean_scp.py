@@ -83,8 +83,51 @@ def response(command_field: int, message_id: int, sop_class: str, status: int, s
     return _element(0x0000, struct.pack("<L", len(body))) + body
 
 
-class _Association:
+class MessageAssembler:
+    """Reassembles DIMSE messages from PDVs (PS3.8 E.2): the command set, then the dataset fragments,
+    all on one presentation context. Subclasses hold `contexts` (the accepted ids) and implement
+    `parse_command(bytes)` and `on_message(command, context_id, dataset_parts)`."""
+
+    contexts: dict
+
+    def _reset_message(self) -> None:
+        self.context_id = None
+        self.command_parts: list[bytes] = []
+        self.command: dict[int, bytes] | None = None
+        self.dataset_parts: list = []
+
+    def _fragment(self, context_id: int, is_command: bool, is_last: bool, data: memoryview) -> None:
+        if context_id not in self.contexts:
+            raise ul.ProtocolError(f"a PDV on presentation context {context_id}, which was not accepted")
+        if self.context_id is None:
+            self.context_id = context_id
+        elif context_id != self.context_id:
+            raise ul.ProtocolError("a message changed presentation context midway")
+        if is_command:
+            if self.command is not None:
+                raise ul.ProtocolError("a command fragment where the dataset was expected", ul.UNEXPECTED_PDU)
+            self.command_parts.append(bytes(data))
+            if is_last:
+                self.command = self.parse_command(b"".join(self.command_parts))
+                if _us(self.command, DATASET_TYPE) == NO_DATASET:
+                    self._complete()
+        else:
+            if self.command is None or _us(self.command, DATASET_TYPE) == NO_DATASET:
+                raise ul.ProtocolError("a dataset fragment without a command announcing it", ul.UNEXPECTED_PDU)
+            self.dataset_parts.append(data)  # a view into its PDU's buffer: no copy until the file is built
+            if is_last:
+                self._complete()
+
+    def _complete(self) -> None:
+        command, context_id, parts = self.command, self.context_id, self.dataset_parts
+        self._reset_message()
+        self.on_message(command, context_id, parts)
+
+
+class _Association(MessageAssembler):
     """One accepted connection: negotiate, then answer C-STORE/C-ECHO until release or abort."""
+
+    parse_command = staticmethod(parse_command)
 
     def __init__(self, sock: socket.socket, local: LocalAE, on_instance):
         self.sock, self.local, self.on_instance = sock, local, on_instance
@@ -92,12 +135,6 @@ class _Association:
         self.peer_max_pdu = 0
         self.contexts: dict[int, tuple[str, str]] = {}  # accepted id -> (abstract syntax, transfer syntax)
         self._reset_message()
-
-    def _reset_message(self) -> None:
-        self.context_id = None
-        self.command_parts: list[bytes] = []
-        self.command: dict[int, bytes] | None = None
-        self.dataset_parts: list = []
 
     def run(self) -> None:
         try:
@@ -190,31 +227,7 @@ class _Association:
             else:
                 raise ul.ProtocolError(f"unexpected PDU type {pdu_type} during the association", ul.UNEXPECTED_PDU)
 
-    def _fragment(self, context_id: int, is_command: bool, is_last: bool, data: memoryview) -> None:
-        if context_id not in self.contexts:
-            raise ul.ProtocolError(f"a PDV on presentation context {context_id}, which was not accepted")
-        if self.context_id is None:
-            self.context_id = context_id
-        elif context_id != self.context_id:
-            raise ul.ProtocolError("a message changed presentation context midway")
-        if is_command:
-            if self.command is not None:
-                raise ul.ProtocolError("a command fragment where the dataset was expected", ul.UNEXPECTED_PDU)
-            self.command_parts.append(bytes(data))
-            if is_last:
-                self.command = parse_command(b"".join(self.command_parts))
-                if _us(self.command, DATASET_TYPE) == NO_DATASET:
-                    self._answer()
-        else:
-            if self.command is None or _us(self.command, DATASET_TYPE) == NO_DATASET:
-                raise ul.ProtocolError("a dataset fragment without a command announcing it", ul.UNEXPECTED_PDU)
-            self.dataset_parts.append(data)  # a view into its PDU's buffer: no copy until the file is built
-            if is_last:
-                self._answer()
-
-    def _answer(self) -> None:
-        command, context_id, parts = self.command, self.context_id, self.dataset_parts
-        self._reset_message()
+    def on_message(self, command, context_id: int, parts) -> None:
         field, message_id = _us(command, COMMAND_FIELD), _us(command, MESSAGE_ID)
         if message_id is None:
             raise ul.ProtocolError("a request without a message ID")
