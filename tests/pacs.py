@@ -184,3 +184,24 @@ class Orthanc:
                               timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"storescu failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
+def slow_retrieve_answers(event, seen: dict, *, count: int = 100, every: float = 0.5):
+    """The sub-operations of a C-MOVE/C-GET handler for a slow PACS: announce `count` instances, send a
+    small CT one every `every` seconds, and stop with 0xFE00 (noting seen["cancelled"]) on C-CANCEL."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pynetdicom.sop_class import CTImageStorage
+
+    yield count
+    for _ in range(count):
+        if event.is_cancelled:
+            seen["cancelled"] = True
+            yield 0xFE00, None
+            return
+        time.sleep(every)
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = CTImageStorage, generate_uid(), "SLOW"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        yield 0xFF00, ds

@@ -5,17 +5,16 @@ import time
 
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, StoragePresentationContexts, evt
-from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from apps.dicom import dimse
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure
 from apps.dicom.lean_get import lean_get
 from apps.dicom.peers import LocalAE, RemoteAE
-from tests.pacs import dataset_part, free_ports
+from tests.pacs import dataset_part, free_ports, slow_retrieve_answers
 
 LOCAL = LocalAE(ae_title="LEANGET", port=0)
 
@@ -99,18 +98,7 @@ def slow_get_pacs():
     seen = {"cancelled": False}
 
     def on_get(event):
-        yield 100
-        for _ in range(100):
-            if event.is_cancelled:
-                seen["cancelled"] = True
-                yield 0xFE00, None
-                return
-            time.sleep(0.5)
-            ds = Dataset()
-            ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = CTImageStorage, generate_uid(), "SLOW"
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            yield 0xFF00, ds
+        yield from slow_retrieve_answers(event, seen)
 
     ae = AE(ae_title="SLOWPACS")
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)

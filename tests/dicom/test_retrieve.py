@@ -4,9 +4,8 @@ import time
 
 import pydicom
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelMove
 
@@ -14,7 +13,7 @@ from apps.dicom import dimse
 from apps.dicom.errors import DicomTimeout, DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
-from tests.pacs import dataset_part
+from tests.pacs import dataset_part, slow_retrieve_answers
 
 
 class Collector:
@@ -120,18 +119,7 @@ def slow_pacs():
 
     def on_move(event):
         yield destination["address"], destination["port"]
-        yield 100
-        for _ in range(100):
-            if event.is_cancelled:
-                seen["cancelled"] = True
-                yield 0xFE00, None
-                return
-            time.sleep(0.5)
-            ds = Dataset()
-            ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = CTImageStorage, generate_uid(), "SLOW"
-            ds.file_meta = pydicom.dataset.FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            yield 0xFF00, ds
+        yield from slow_retrieve_answers(event, seen)
 
     ae = AE(ae_title="SLOWPACS")
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
