@@ -17,7 +17,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
@@ -27,7 +27,7 @@ from pynetdicom import _config, build_context, evt
 from pynetdicom.sop_class import Verification
 
 from apps.dicom import files
-from apps.dicom.connect import (MAX_CONTEXTS, MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
+from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
                                 text_value)
 from apps.dicom.errors import AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
@@ -335,82 +335,3 @@ def get(peer: RemoteAE, local: LocalAE, query: dict | Dataset, on_instance: Call
         level: str = "STUDY", message_id: int = 1, model: str = "study") -> MoveResult:
     with associate(peer, local, purpose="get") as assoc:
         return assoc.get(query, on_instance, level=level, message_id=message_id, model=model)
-
-
-@dataclass
-class StoreReport:
-    stored: list[StoreOutcome] = field(default_factory=list)  # success status
-    warnings: list[StoreOutcome] = field(default_factory=list)  # stored, with a warning status (0xB000, ...)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason in words)
-
-    @property
-    def landed(self) -> int:
-        return len(self.stored) + len(self.warnings)
-
-    def add(self, outcome: StoreOutcome) -> None:
-        if outcome.warning:
-            self.warnings.append(outcome)
-        elif outcome.ok:
-            self.stored.append(outcome)
-        else:
-            self.failed.append((outcome.path or outcome.sop_instance_uid, outcome.message))
-
-
-def store_files(peer: RemoteAE, local: LocalAE, paths: Iterable[str | Path], *,
-                on_progress: Callable[[int, int], None] | None = None) -> StoreReport:
-    """C-STORE files (folders are walked) over one association per 128 (SOP class, transfer syntax)
-    pairs. A file that is not complete DICOM is a failure with its reason and the rest still go.
-    An association-level error (refused, aborted, timeout) is raised with `.report` holding what
-    was done so far. `on_progress(done, total)` is called after each file."""
-    report = StoreReport()
-    candidates = files.iter_files(paths)
-    total, done = len(candidates), 0
-
-    def progress():
-        nonlocal done
-        done += 1
-        if on_progress:
-            on_progress(done, total)
-
-    readable: list[tuple[Path, files.DicomFileInfo]] = []
-    for path in candidates:
-        try:
-            readable.append((path, files.read_meta(path)))
-        except InvalidDicomFile as exc:
-            report.failed.append((str(path), exc.message.removeprefix(f"{path}: ")))
-            progress()
-    for batch in _batches_by_context(readable):
-        pairs = sorted({(info.sop_class_uid, info.transfer_syntax_uid) for _, info in batch})
-        try:
-            with associate(peer, local, purpose="store", contexts=pairs) as assoc:
-                for path, _ in batch:
-                    try:
-                        info = files.inspect(path)  # complete? (read_meta above only read the header)
-                    except InvalidDicomFile as exc:
-                        report.failed.append((str(path), exc.message.removeprefix(f"{path}: ")))
-                    else:
-                        report.add(assoc._send(str(path), path, info, exact=True))
-                    progress()
-        except DicomError as exc:
-            exc.report = report
-            raise
-    log.info("C-STORE to %s: %d stored, %d with warnings, %d failed", peer.label, len(report.stored),
-             len(report.warnings), len(report.failed))
-    return report
-
-
-def _batches_by_context(readable):
-    """Split files so that no association needs more than MAX_CONTEXTS presentation contexts."""
-    batches: list[list] = []
-    pairs_of_batch: list[set] = []
-    for path, info in readable:
-        pair = (info.sop_class_uid, info.transfer_syntax_uid)
-        for batch, pairs in zip(batches, pairs_of_batch):
-            if pair in pairs or len(pairs) < MAX_CONTEXTS:
-                pairs.add(pair)
-                batch.append((path, info))
-                break
-        else:
-            batches.append([(path, info)])
-            pairs_of_batch.append({pair})
-    return batches

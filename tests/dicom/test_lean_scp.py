@@ -19,7 +19,7 @@ from pynetdicom.presentation import build_context
 from pynetdicom.transport import AddressInformation
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind, Verification
 
-from apps.dicom import dimse, files
+from apps.dicom import dimse, files, store
 from apps.dicom.errors import AssociationRejected
 from apps.dicom.lean_scp import LeanStorageSCP
 from apps.dicom.peers import LocalAE, RemoteAE
@@ -70,7 +70,7 @@ def scp():
 
 def test_pynetdicom_sends_real_files_in_every_syntax_and_the_datasets_arrive_byte_identical(scp):
     paths = [PYDICOM_FILES / name for name in REAL_FILES]
-    report = dimse.store_files(scp.peer, LOCAL, paths)
+    report = store.store_files(scp.peer, LOCAL, paths)
     assert not report.failed and report.landed == len(paths)
     # some files are one instance in several syntaxes: they arrive in the order sent
     for path, instance in zip(paths, scp.kept.instances):

@@ -8,7 +8,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
-from apps.dicom import dimse, files
+from apps.dicom import dimse, files, store
 from apps.dicom.errors import ConnectionFailed, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
@@ -47,7 +47,7 @@ def file_uid(path):
 def test_a_folder_lands_in_orthanc_and_bad_files_are_named(empty_orthanc, mixed_folder):
     folder, manifest = mixed_folder
     progress = []
-    report = dimse.store_files(empty_orthanc.peer(), LOCAL, [folder], on_progress=lambda d, t: progress.append((d, t)))
+    report = store.store_files(empty_orthanc.peer(), LOCAL, [folder], on_progress=lambda d, t: progress.append((d, t)))
     good = [p for p in folder.rglob("*.dcm") if p.name != "cut.dcm"]
     assert len(good) == manifest["files"] + len(REAL_FILES)
     assert {o.sop_instance_uid for o in report.stored} == {file_uid(p) for p in good}
@@ -62,7 +62,7 @@ def test_a_folder_lands_in_orthanc_and_bad_files_are_named(empty_orthanc, mixed_
 
 def test_compressed_files_are_stored_in_their_own_transfer_syntax(empty_orthanc):
     paths = [real_file(name) for name in REAL_FILES]
-    report = dimse.store_files(empty_orthanc.peer(), LOCAL, paths)
+    report = store.store_files(empty_orthanc.peer(), LOCAL, paths)
     assert report.failed == [] and len(report.stored) == len(paths)
     for path in paths:
         uid = file_uid(path)
@@ -107,7 +107,7 @@ def test_more_than_128_kinds_of_object_take_several_associations(tmp_path):
     received = []
     with StorageSCP(LocalAE(ae_title="MANYKINDS", port=0), lambda i: received.append(i.sop_class_uid) or 0) as scp:
         peer = RemoteAE(ae_title="MANYKINDS", host="127.0.0.1", port=scp.port)
-        report = dimse.store_files(peer, LOCAL, [tmp_path])
+        report = store.store_files(peer, LOCAL, [tmp_path])
     assert report.failed == [] and len(report.stored) == 130
     assert sorted(received) == sorted(sop_classes)
 
@@ -116,7 +116,7 @@ def test_a_warning_status_is_kept_apart_from_clean_successes(tmp_path):
     write_dataset(tmp_path, patients=1, studies=1, instances=2, modalities=("MR",), seed=5, id_prefix="WRN")
     answers = iter([0x0000, 0xB000])
     with StorageSCP(LocalAE(ae_title="WARNS", port=0), lambda i: next(answers)) as scp:
-        report = dimse.store_files(RemoteAE(ae_title="WARNS", host="127.0.0.1", port=scp.port), LOCAL,
+        report = store.store_files(RemoteAE(ae_title="WARNS", host="127.0.0.1", port=scp.port), LOCAL,
                                    sorted(tmp_path.rglob("*.dcm")))
     assert len(report.stored) == 1 and len(report.warnings) == 1 and report.failed == []
     assert report.warnings[0].status == 0xB000 and report.warnings[0].ok and "Coercion" in report.warnings[0].message
@@ -127,7 +127,7 @@ def test_a_failure_status_fails_that_file_only(tmp_path):
     paths = sorted(tmp_path.rglob("*.dcm"))
     answers = iter([0x0000, 0xA700, 0x0000])
     with StorageSCP(LocalAE(ae_title="FULL", port=0), lambda i: next(answers)) as scp:
-        report = dimse.store_files(RemoteAE(ae_title="FULL", host="127.0.0.1", port=scp.port), LOCAL, paths)
+        report = store.store_files(RemoteAE(ae_title="FULL", host="127.0.0.1", port=scp.port), LOCAL, paths)
     assert len(report.stored) == 2 and [p for p, _ in report.failed] == [str(paths[1])]
     assert "0xA700" in report.failed[0][1] and "out of resources" in report.failed[0][1].lower()
 
@@ -137,7 +137,7 @@ def test_an_unreachable_pacs_raises_with_the_report_so_far(tmp_path):
     (tmp_path / "junk.bin").write_bytes(b"\0" * 10)
     peer = RemoteAE(ae_title="GONE", host="127.0.0.1", port=unused_port())
     with pytest.raises(ConnectionFailed) as caught:
-        dimse.store_files(peer, LOCAL, [tmp_path])
+        store.store_files(peer, LOCAL, [tmp_path])
     assert [p for p, _ in caught.value.report.failed] == [str(tmp_path / "junk.bin"), str(tmp_path / "manifest.json")]
 
 

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
-from apps.dicom import dimse
+from apps.dicom import dimse, store
 from apps.dicom.connect import set_nodelay
 from apps.dicom.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
@@ -134,7 +134,7 @@ def test_the_association_runs_over_an_encrypted_socket(tls_scp, certs):
 def test_store_files_over_tls_land_in_the_scp(tls_scp, certs, tmp_path):
     write_dataset(tmp_path, patients=1, studies=1, instances=3, rows=64, cols=64, seed=5, id_prefix="TLS")
     paths = sorted(tmp_path.rglob("*.dcm"))
-    report = dimse.store_files(tls_scp.peer(**client_tls(certs)), LOCAL, paths)
+    report = store.store_files(tls_scp.peer(**client_tls(certs)), LOCAL, paths)
     sent = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
     assert len(paths) == 3 and report.failed == [] and report.landed == 3
     assert set(tls_scp.stored) == sent

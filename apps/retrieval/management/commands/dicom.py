@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from apps.dicom import dimse
+from apps.dicom import store
 from apps.dicom.errors import DicomError
 from apps.jobs import runner
 from apps.retrieval import intake
@@ -95,7 +95,7 @@ class Command(BaseCommand):
         for p in paths:
             if not p.is_file():
                 raise CommandError(f"{p} is not a file.")
-        report = dimse.store_files(self._server(server).as_peer(), local_ae(), paths)
+        report = store.store_files(self._server(server).as_peer(), local_ae(), paths)
         for path, reason in report.failed:
             self.stderr.write(f"FAILED {path}: {reason}")
         self.stdout.write(f"sent {len(report.stored)} of {len(paths)} files"
