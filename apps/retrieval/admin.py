@@ -56,6 +56,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                            '<th>Problem</th></tr></thead><tbody>{}</tbody></table>', rows)
 
     def report_view(self, request, pk):
+        self.require_view(request)
         job = self.get_object(request, str(pk))
         if job is None:
             return HttpResponse(status=404)
@@ -66,12 +67,13 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def upload_view(self, request):
         """Step 1 reads the files and shows every row (bad ones with line and reason); step 2 starts a job
         per file with the very text that was previewed, carried in the form."""
+        self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
         if request.method == "POST" and "confirm" in request.POST:
             timeout = int(request.POST["timeout"]) if request.POST.get("timeout") else None
             started = []
             for name, blob in zip(request.POST.getlist("name"), request.POST.getlist("content")):
-                case_list = intake.read_case_list(base64.b64decode(blob),
+                case_list = intake.read_case_list(base64.b64decode(blob), user=request.user,
                                                   default_server=request.POST.get("default_server", ""))
                 if case_list.rows:
                     started.append(intake.start_job(case_list, user=request.user, source_name=name, timeout=timeout))
@@ -86,7 +88,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for upload in form.cleaned_data["files"]:
                 data = upload.read()
                 try:
-                    case_list, problem = intake.read_case_list(data, default_server=default), ""
+                    case_list, problem = intake.read_case_list(data, user=request.user, default_server=default), ""
                 except ValueError as exc:
                     case_list, problem = None, str(exc)
                 previews.append({"name": upload.name, "case_list": case_list, "problem": problem,
@@ -98,13 +100,14 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         return render(request, "admin/retrieval/upload.html", context)
 
     def query_view(self, request):
+        self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Retrieve one study"}
         form = SingleQueryForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             text = intake.rows_to_csv([{"PatientID": data["patient_id"], "StudyDate": data["study_date"],
                                         "Modality": data["modality"], "Server": data["server"].name}])
-            case_list = intake.read_case_list(text)
+            case_list = intake.read_case_list(text, user=request.user)
             if case_list.errors:
                 form.add_error(None, "; ".join(e.message for e in case_list.errors))
             else:

@@ -10,13 +10,13 @@ from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
 
 
-def known_servers() -> set[str]:
-    return set(DicomServer.objects.values_list("name", flat=True))
-
-
-def read_case_list(data: bytes | str, *, default_server: str = "") -> CaseList:
-    """Parse with the configured servers; raises ValueError for a file that is not UTF-8 text."""
-    return parse_case_list(data, known_servers(), default_server=default_server)
+def read_case_list(data: bytes | str, *, user, default_server: str = "") -> CaseList:
+    """Parse with the configured servers; rows naming a server this user may not retrieve from are bad rows
+    with the reason. `user` None is the portal itself (the command line). Raises ValueError for a file that
+    is not UTF-8 text."""
+    servers = list(DicomServer.objects.prefetch_related("retrieve_groups"))
+    refused = {s.name: s.refusal("retrieve") for s in servers if not s.may(user, "retrieve")}
+    return parse_case_list(data, {s.name for s in servers}, default_server=default_server, refused=refused)
 
 
 def rows_to_csv(rows: list[dict]) -> str:

@@ -10,6 +10,7 @@ from apps.retrieval import intake
 from apps.retrieval.api.serializers import RetrievalJobSerializer, RetrievalRequestSerializer
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_csv
+from pacsportal.permissions import model_permission
 
 MAX_CASE_LIST_BYTES = 5 * 1024 * 1024
 
@@ -21,6 +22,9 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     queryset = RetrievalJob.objects.prefetch_related("items")
     serializer_class = RetrievalJobSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_action_permissions(self):
+        return {**super().get_action_permissions(), "report": [model_permission(RetrievalJob, "view")]}
 
     @extend_schema(request=RetrievalRequestSerializer, responses={201: RetrievalJobSerializer(many=True)})
     def create(self, request):
@@ -39,7 +43,8 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
                                           "for a case list."}, status=status.HTTP_400_BAD_REQUEST)
             text = upload.read() if upload is not None else intake.rows_to_csv(body.validated_data["rows"])
             try:
-                case_list = intake.read_case_list(text, default_server=body.validated_data["server"])
+                case_list = intake.read_case_list(text, user=request.user,
+                                                   default_server=body.validated_data["server"])
             except ValueError as exc:
                 return Response({"error": f"{name}: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
             if not case_list.rows:

@@ -105,7 +105,8 @@ class Command(BaseCommand):
 
     def do_retrieve(self, server, study_uid, output_dir, timeout, **_):
         text = intake.rows_to_csv([{"StudyInstanceUID": study_uid, "Server": self._server(server).name}])
-        self._run_jobs([("retrieve " + study_uid, intake.read_case_list(text))], timeout, output_dir, queue=False)
+        case_list = intake.read_case_list(text, user=None)
+        self._run_jobs([("retrieve " + study_uid, case_list)], timeout, output_dir, queue=False)
 
     def do_batch(self, source, server, timeout, output_dir, queue, **_):
         src = Path(source)
@@ -114,7 +115,7 @@ class Command(BaseCommand):
             raise CommandError(f"{source}: no case list found (a .csv file, or a folder of them).")
         lists = []
         for f in files:
-            case_list = intake.read_case_list(f.read_bytes(), default_server=server)
+            case_list = intake.read_case_list(f.read_bytes(), user=None, default_server=server)
             for error in case_list.errors:
                 self.stderr.write(f"{f.name} {error}")
             lists.append((f.name, case_list))

@@ -1,0 +1,53 @@
+"""API token authentication that (1) counts bad tokens with django-axes, the same lockout as wrong admin
+passwords, so guessing tokens is as slow as guessing passwords, and (2) names the token's user as the
+actor of django-auditlog's records. auditlog's middleware runs before DRF authenticates a token, so
+without (2) every model change made with a token would be recorded with actor None."""
+from auditlog.context import auditlog_value
+from axes.handlers.proxy import AxesProxyHandler
+from django.contrib.auth.signals import user_login_failed
+from django.http import HttpRequest
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
+
+TOKEN_CREDENTIALS = {"username": "(API token)"}  # axes needs a name; the token itself is never stored
+
+
+def lockout_probe(request) -> HttpRequest:
+    """What axes may see of an API request: the client and the path, not the query string or body (a
+    query names patients)."""
+    probe = HttpRequest()
+    probe.META = {key: request.META[key] for key in ("REMOTE_ADDR", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR")
+                  if key in request.META}
+    probe.method, probe.path = request.method, request.path
+    probe.path_info = request.path_info
+    return probe
+
+
+class LockedOut(exceptions.Throttled):
+    default_detail = "Too many failed logins or bad API tokens from this address; try again later."
+
+
+def set_audit_actor(user) -> None:
+    """Make `user` the actor of the model changes this request records (auditlog's request context)."""
+    try:
+        context = auditlog_value.get()
+    except LookupError:  # no auditlog middleware around this call (e.g. a test calling a view directly)
+        return
+    context["actor"] = user
+
+
+class AuditedTokenAuthentication(TokenAuthentication):
+    def authenticate(self, request):
+        words = get_authorization_header(request).split()
+        if not words or words[0].lower() != self.keyword.lower().encode():
+            return None  # no token offered: nothing to count, the session may still authenticate
+        probe = lockout_probe(request._request)
+        if AxesProxyHandler.is_locked(probe, TOKEN_CREDENTIALS):
+            raise LockedOut()
+        try:
+            user, token = super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            user_login_failed.send(sender=type(self), credentials=TOKEN_CREDENTIALS, request=probe)
+            raise
+        set_audit_actor(user)
+        return user, token
