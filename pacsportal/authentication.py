@@ -48,6 +48,8 @@ class AuditedTokenAuthentication(TokenAuthentication):
             user, token = super().authenticate(request)
         except exceptions.AuthenticationFailed:
             user_login_failed.send(sender=type(self), credentials=TOKEN_CREDENTIALS, request=probe)
+            if getattr(probe, "axes_locked_out", False):  # this failure reached the limit, as a login form's would
+                raise LockedOut() from None
             raise
         set_audit_actor(user)
         return user, token

@@ -1,0 +1,83 @@
+"""Failed logins and bad API tokens are locked out (django-axes, one count for both) and API rates are
+throttled; model changes made through the API are audited with the real user and the client address;
+Swagger UI comes from the portal's own static files."""
+import pytest
+from auditlog.models import LogEntry
+from django.conf import settings
+from rest_framework.test import APIClient
+from rest_framework.throttling import UserRateThrottle
+
+from apps.servers.models import DicomServer
+
+pytestmark = pytest.mark.django_db
+SERVER = {"name": "LK", "ae_title": "LK", "host": "127.0.0.1", "port": 104}
+
+
+def test_bad_tokens_lock_the_address_out(api, user):
+    limit = settings.AXES_FAILURE_LIMIT
+    guesser = APIClient()
+    guesser.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    codes = [guesser.get("/api/servers/").status_code for _ in range(limit - 1)]
+    assert codes == [401] * (limit - 1)
+    locked = guesser.get("/api/servers/")
+    assert locked.status_code == 429
+    assert "Too many failed logins or bad API tokens from this address" in locked.json()["detail"]
+    assert api.get("/api/servers/").status_code == 429  # the same address, even with a good token
+    assert api.get("/api/servers/", REMOTE_ADDR="127.0.0.9").status_code == 200  # another address is not
+    from axes.models import AccessAttempt
+
+    attempt = AccessAttempt.objects.get()
+    assert attempt.username == "(API token)" and "0000" not in str(attempt.__dict__)  # the token is not stored
+
+
+def test_wrong_admin_passwords_lock_the_login_out(client, user):
+    user.is_staff = True
+    user.save()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        page = client.post("/admin/login/", {"username": "tech", "password": "wrong"})
+        assert page.status_code == 200 and "Please enter the correct username and password" in page.content.decode()
+    assert client.post("/admin/login/", {"username": "tech", "password": "wrong"}).status_code == 429
+    locked = client.post("/admin/login/", {"username": "tech", "password": "tech-pass-123"})
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_api_requests_are_throttled_per_user(api, monkeypatch):
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/min"})
+    codes = [api.get("/api/servers/").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_an_api_change_with_a_token_is_audited_with_the_user_and_address(api, user):
+    created = api.post("/api/servers/", SERVER, format="json", REMOTE_ADDR="127.0.0.7")
+    assert created.status_code == 201
+    api.patch("/api/servers/LK/", {"port": 105}, format="json", REMOTE_ADDR="127.0.0.7")
+    entries = LogEntry.objects.get_for_object(DicomServer.objects.get()).order_by("timestamp")
+    assert [(e.action, e.actor, e.remote_addr) for e in entries] == [
+        (LogEntry.Action.CREATE, user, "127.0.0.7"), (LogEntry.Action.UPDATE, user, "127.0.0.7")]
+    assert entries.last().changes_dict["port"] == ["104", "105"]
+
+
+def test_an_api_change_in_a_session_is_audited_with_the_user(user):
+    browser = APIClient()
+    browser.force_login(user)
+    assert browser.post("/api/servers/", SERVER, format="json").status_code == 201
+    assert LogEntry.objects.get().actor == user
+
+
+def test_swagger_ui_is_served_from_the_portals_own_static_files(client, user, settings):
+    settings.WHITENOISE_USE_FINDERS = True  # serve from the apps' static folders, as after collectstatic
+    client.force_login(user)
+    page = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn" not in page.lower() and "@latest" not in page
+    script = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+    assert script.status_code == 200 and b"SwaggerUIBundle" in b"".join(script.streaming_content)
+
+
+def test_metrics_need_staff(client, user):
+    client.force_login(user)
+    assert client.get("/metrics").status_code == 403
+    user.is_staff = True
+    user.save()
+    assert "jobs.echojob.by_status" in client.get("/metrics").json()
