@@ -97,6 +97,11 @@ class JobAdminMixin:
         if not self.has_view_permission(request):
             raise PermissionDenied(f"You may not see {self.model._meta.verbose_name_plural}.")
 
+    def changelist_view(self, request, extra_context=None):
+        # The app's "start" links and buttons show only to those who may start (can_start_jobs).
+        extra_context = {**(extra_context or {}), "can_start_jobs": self.has_start_permission(request)}
+        return super().changelist_view(request, extra_context)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # Nothing on a job page is typed in: no Save buttons to wonder about (Cancel/Retry are actions).
         extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False,

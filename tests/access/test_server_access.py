@@ -49,7 +49,6 @@ def test_case_list_rows_for_a_refused_server_are_bad_rows_with_the_reason(api, u
                                retrieve_method="c-get")
     study = orthanc_dataset["studies"][0]
     day = f"{study['StudyDate'][:4]}-{study['StudyDate'][4:6]}-{study['StudyDate'][6:]}"
-    csv_text = f"PatientID,StudyDate,Modality,Server\n{study['PatientID']},{day},,orth\n{study['PatientID']},{day},,OPEN\n"
     created = api.post("/api/retrievals/", {"rows": [
         {"PatientID": study["PatientID"], "StudyDate": day, "Server": "orth"},
         {"PatientID": study["PatientID"], "StudyDate": day, "Server": "OPEN"}]}, format="json")
@@ -60,7 +59,8 @@ def test_case_list_rows_for_a_refused_server_are_bad_rows_with_the_reason(api, u
                                "message": "You may not retrieve from server 'ORTH': it is open only to its "
                                           "retrieve groups. Ask an administrator to add you to one of them."}]
     # Only refused rows: nothing to run, a 400 naming each row and its reason.
-    only_refused = api.post("/api/retrievals/", {"file": _upload(csv_text.replace(",OPEN", ",ORTH"))})
+    rows = "".join(f"{study['PatientID']},{day},,{name}\n" for name in ("orth", "ORTH"))
+    only_refused = api.post("/api/retrievals/", {"file": _upload("PatientID,StudyDate,Modality,Server\n" + rows)})
     assert only_refused.status_code == 400
     assert {e["line"] for e in only_refused.json()["row_errors"]} == {2, 3}
     assert "You may not retrieve from server 'ORTH'" in only_refused.json()["row_errors"][0]["message"]
