@@ -56,6 +56,11 @@ def test_an_api_change_with_a_token_is_audited_with_the_user_and_address(api, us
     assert [(e.action, e.actor, e.remote_addr) for e in entries] == [
         (LogEntry.Action.CREATE, user, "127.0.0.7"), (LogEntry.Action.UPDATE, user, "127.0.0.7")]
     assert entries.last().changes_dict["port"] == ["104", "105"]
+    from apps.audit.models import AuditEvent
+
+    api.post("/api/servers/LK/echo/", REMOTE_ADDR="127.0.0.7")  # an action: recorded by apps.audit
+    assert AuditEvent.objects.values_list("action", "actor", "client_address").get() == (
+        "server.echo", user.pk, "127.0.0.7")
 
 
 def test_an_api_change_in_a_session_is_audited_with_the_user(user):
