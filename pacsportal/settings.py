@@ -32,6 +32,9 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
+# Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
+RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
+CGET_ENGINE = env("CGET_ENGINE", default="lean")
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
@@ -51,6 +54,7 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "auditlog",
+    "apps.core",
     "apps.audit",
     "apps.servers",
     "apps.jobs",
