@@ -63,6 +63,20 @@ def test_an_api_change_with_a_token_is_audited_with_the_user_and_address(api, us
         "server.echo", user.pk, "127.0.0.7")
 
 
+def test_changing_who_may_use_a_server_is_audited(api, user):
+    from django.contrib.auth.models import Group
+
+    Group.objects.create(name="Radiology")
+    api.post("/api/servers/", SERVER, format="json")
+    changed = api.patch("/api/servers/LK/", {"open_to_everyone": False, "retrieve_groups": ["Radiology"]},
+                        format="json")
+    assert changed.status_code == 200 and changed.json()["retrieve_groups"] == ["Radiology"]
+    entries = LogEntry.objects.get_for_object(DicomServer.objects.get()).order_by("timestamp")
+    changes = [e.changes_dict for e in entries if e.actor == user]
+    assert {"open_to_everyone": ["True", "False"]} in changes
+    assert any(c.get("retrieve_groups", {}).get("objects") == ["Radiology"] for c in changes), changes
+
+
 def test_an_api_change_in_a_session_is_audited_with_the_user(user):
     browser = APIClient()
     browser.force_login(user)
