@@ -33,7 +33,7 @@ def server(db):
 @pytest.fixture
 def other(db, django_user_model):
     """A second technologist with the same permissions as `user`."""
-    colleague = django_user_model.objects.create_user("colleague", password="colleague-pass-123")
+    colleague = django_user_model.objects.create_user("colleague")
     colleague.user_permissions.set(Permission.objects.exclude(codename="view_all_jobs"))
     return colleague
 
@@ -77,7 +77,7 @@ def test_echo_jobs_follow_the_same_rule(api, user, other, server):
 
 
 def test_the_admin_lists_and_opens_only_own_jobs(client, django_user_model, user, server):
-    staff = django_user_model.objects.create_user("ward-staff", password="ward-pass-123", is_staff=True)
+    staff = django_user_model.objects.create_user("ward-staff", is_staff=True)
     staff.user_permissions.set(Permission.objects.filter(codename__in=["view_retrievaljob", "change_retrievaljob"]))
     mine, theirs = retrieval_of(staff, server), retrieval_of(user, server)
     client.force_login(staff)
@@ -99,7 +99,7 @@ def test_the_admin_lists_and_opens_only_own_jobs(client, django_user_model, user
 
 def test_item_inline_follows_the_jobs_view_permission(client, django_user_model, server):
     """Seeing a job shows its items: no separate item permission to forget in a group."""
-    staff = django_user_model.objects.create_user("viewer", password="viewer-pass-123", is_staff=True)
+    staff = django_user_model.objects.create_user("viewer", is_staff=True)
     staff.user_permissions.set(Permission.objects.filter(codename="view_retrievaljob"))
     job = retrieval_of(staff, server)
     client.force_login(staff)

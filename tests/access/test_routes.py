@@ -74,7 +74,8 @@ ADMIN_SITE_VIEWS = {"index", "login", "logout", "password_change", "password_cha
 
 def methods_of(callback) -> set[str]:
     if getattr(callback, "actions", None):
-        return {m.upper() for m in callback.actions}
+        # DRF adds HEAD beside GET once a view has served a request; it follows GET's rule.
+        return {m.upper() for m in callback.actions if m != "head"}
     view_class = getattr(callback, "cls", None)
     if view_class is not None:
         return {m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)}
@@ -143,9 +144,9 @@ def test_route_answers_each_kind_of_caller(key, django_user_model):
     rule = RULES[key]
     method = key[1]
     admin = key[0].startswith("admin:")
-    plain = django_user_model.objects.create_user("plain", password="plain-pass-123")
-    staff = django_user_model.objects.create_user("staff", password="staff-pass-123", is_staff=True)
-    permitted = django_user_model.objects.create_user("permitted", password="permitted-pass-123",
+    plain = django_user_model.objects.create_user("plain")
+    staff = django_user_model.objects.create_user("staff", is_staff=True)
+    permitted = django_user_model.objects.create_user("permitted",
                                                       is_staff=admin or rule.needs == STAFF)
     if isinstance(rule.needs, tuple):
         app_codenames = [p.split(".") for p in rule.needs]
