@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 
 from apps.retrieval.models import RetrievalJob
+from tests.browser.conftest import log_in, preview_rows
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 WARD_USER, WARD_PASSWORD = "ward-tech", "ward-pass-123"
@@ -16,12 +17,7 @@ def ward_page(page, live_server, django_user_model):
     ward.permissions.set(Permission.objects.filter(codename__in=["start_retrieval", "view_retrievaljob"]))
     user = django_user_model.objects.create_user(WARD_USER, password=WARD_PASSWORD, is_staff=True)
     user.groups.add(ward)
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", WARD_USER)
-    page.fill("#id_password", WARD_PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
-    return page
+    return log_in(page, live_server, WARD_USER, WARD_PASSWORD)
 
 
 def test_rows_for_a_server_the_group_may_not_use_are_bad_rows_on_the_preview(ward_page, live_server,
@@ -41,14 +37,12 @@ def test_rows_for_a_server_the_group_may_not_use_are_bad_rows_on_the_preview(war
     page.set_input_files("#id_files", str(case_file))
     page.get_by_role("button", name="Preview").click()
 
-    summary = page.locator(".preview-summary")
-    assert " ".join(summary.inner_text().split()) == "1 row will run, 2 bad rows will be skipped."
-    bad = {row.locator("td").nth(0).inner_text(): row.locator("td").nth(2).inner_text()
-           for row in page.locator("table.bad-rows tbody tr").all()}
+    summary, bad, good_lines = preview_rows(page)
+    assert summary == "1 row will run, 2 bad rows will be skipped."
     reason = ("You may not retrieve from server 'A': it is open only to its retrieve groups. "
               "Ask an administrator to add you to one of them.")
     assert bad == {"2": reason, "4": reason}
-    assert page.locator("table.good-rows tbody tr td:first-child").all_inner_texts() == ["3"]
+    assert good_lines == ["3"]
 
     page.get_by_role("button", name="Start retrieval").click()
     page.wait_for_url("**/admin/retrieval/retrievaljob/")
@@ -61,11 +55,7 @@ def test_a_staff_user_without_start_retrieval_cannot_open_the_upload_page(page, 
     looker_group = Group.objects.create(name="Lookers")
     looker_group.permissions.set(Permission.objects.filter(codename="view_retrievaljob"))
     django_user_model.objects.create_user("looker", password="looker-pass-123", is_staff=True).groups.add(looker_group)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "looker")
-    page.fill("#id_password", "looker-pass-123")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
+    log_in(page, live_server, "looker", "looker-pass-123")
     page.goto(f"{live_server.url}/admin/retrieval/retrievaljob/")
     assert page.get_by_role("link", name="Upload case lists").count() == 0  # not offered
     response = page.goto(f"{live_server.url}/admin/retrieval/retrievaljob/upload/")
