@@ -18,8 +18,8 @@ def lockout_probe(request) -> HttpRequest:
     probe = HttpRequest()
     probe.META = {key: request.META[key] for key in ("REMOTE_ADDR", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR")
                   if key in request.META}
-    probe.method, probe.path = request.method, request.path
-    probe.path_info = request.path_info
+    probe.META["PATH_INFO"] = request.path_info
+    probe.method, probe.path, probe.path_info = request.method, request.path, request.path_info
     return probe
 
 
