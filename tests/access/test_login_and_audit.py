@@ -100,3 +100,19 @@ def test_metrics_need_staff(client, user):
     user.is_staff = True
     user.save()
     assert "jobs.echojob.by_status" in client.get("/metrics").json()
+
+
+def test_a_staff_user_manages_only_their_own_token(client, django_user_model):
+    from django.contrib.auth.models import Permission
+    from rest_framework.authtoken.models import Token
+
+    boss = django_user_model.objects.create_superuser("boss", email="")
+    staff = django_user_model.objects.create_user("keeper", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="authtoken"))
+    Token.objects.create(user=boss)
+    client.force_login(staff)
+    assert "boss" not in client.get("/admin/authtoken/tokenproxy/").content.decode()
+    refused = client.post("/admin/authtoken/tokenproxy/add/", {"user": boss.pk})
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    assert client.post("/admin/authtoken/tokenproxy/add/", {"user": staff.pk}).status_code == 302
+    assert set(Token.objects.values_list("user__username", flat=True)) == {"boss", "keeper"}

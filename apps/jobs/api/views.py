@@ -30,7 +30,8 @@ class JobViewSetMixin:
         return visible_jobs(super().get_queryset(), self.request.user)
 
     def get_action_permissions(self) -> dict[str, list[str]]:
-        return job_permissions(self.queryset.model)
+        model = self.queryset.model if self.queryset is not None else self.get_queryset().model
+        return job_permissions(model)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
