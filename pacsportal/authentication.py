@@ -1,8 +1,10 @@
 """API token authentication that (1) counts bad tokens with django-axes, the same lockout as wrong admin
 passwords, so guessing tokens is as slow as guessing passwords, and (2) names the token's user as the
 actor of django-auditlog's records. auditlog's middleware runs before DRF authenticates a token, so
-without (2) every model change made with a token would be recorded with actor None."""
+without (2) every model change made with a token would be recorded with actor None. LockoutBackend is
+the same lockout in front of the admin's password login."""
 from auditlog.context import auditlog_value
+from axes.backends import AxesStandaloneBackend
 from axes.handlers.proxy import AxesProxyHandler
 from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest
@@ -53,3 +55,14 @@ class AuditedTokenAuthentication(TokenAuthentication):
             raise
         set_audit_actor(user)
         return user, token
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """django-axes' check before any password is tried, for logins that come with a request (the admin's
+    form). A call without one (the test client's login(), a shell) is not a login from the network; axes
+    itself would refuse it with an error."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)

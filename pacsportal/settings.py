@@ -73,8 +73,8 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
     "axes.middleware.AxesMiddleware",  # answers a locked-out login with 429
 ]
-# django-axes first: it refuses a locked-out client before any password is checked.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# The lockout (django-axes) first: it refuses a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = ["pacsportal.authentication.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
 
 ROOT_URLCONF = "pacsportal.urls"
 TEMPLATES = [

@@ -116,3 +116,9 @@ def test_a_staff_user_manages_only_their_own_token(client, django_user_model):
     assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
     assert client.post("/admin/authtoken/tokenproxy/add/", {"user": staff.pk}).status_code == 302
     assert set(Token.objects.values_list("user__username", flat=True)) == {"boss", "keeper"}
+
+
+def test_a_login_without_a_request_still_works(client, user):
+    """The test client's login() (and a shell's authenticate()) come with no request for axes to judge."""
+    assert client.login(username="tech", password="tech-pass-123")
+    assert not client.login(username="tech", password="wrong")
