@@ -10,8 +10,8 @@ def group_names(help_text: str) -> serializers.SlugRelatedField:
 
 
 class DicomServerSerializer(serializers.ModelSerializer):
-    """The contract of DESIGN.md §4 plus who may use the server; model validators give the 400s (port range,
-    AE title rules)."""
+    """The server contract of docs/contracts.md plus who may use the server; model validators give the 400s
+    (port range, AE title rules)."""
 
     query_groups = group_names("Groups that may query this server (when it is not open to everyone).")
     retrieve_groups = group_names("Groups that may retrieve from this server.")

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from apps.audit import record
 from apps.dicom.errors import DicomError, DicomTimeout
+from apps.dicom.query import QueryError
 from apps.servers import query
 from apps.servers.api.serializers import DicomServerSerializer, EchoResultSerializer
 from apps.servers.models import DicomServer
@@ -39,9 +40,9 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def studies(self, request, name=None):
-        """C-FIND at study level on this server (seed 001 `query`). Without a PatientID, PatientName,
-        StudyDate, AccessionNumber or StudyInstanceUID it needs "query without filter"; at most
-        QUERY_MAX_RESULTS studies are answered, with `more` and a message when the PACS had more."""
+        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool). Without a
+        PatientID, PatientName, StudyDate, AccessionNumber or StudyInstanceUID it needs "query without
+        filter"; at most QUERY_MAX_RESULTS studies are answered, with `more` and a message beyond."""
         server = self.get_object()
         server.check_access(request.user, "query")
         filters = {k: v for k, v in request.query_params.items() if k != "format"}
@@ -49,7 +50,7 @@ class DicomServerViewSet(viewsets.ModelViewSet):
             raise PermissionDenied(query.UNFILTERED_REFUSAL)
         try:
             studies = query.find_studies(server, filters)
-        except query.QueryError as exc:
+        except QueryError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except DicomTimeout as exc:
             return Response({"error": str(exc)}, status=status.HTTP_504_GATEWAY_TIMEOUT)
