@@ -4,6 +4,7 @@ actor of django-auditlog's records. auditlog's middleware runs before DRF authen
 without (2) every model change made with a token would be recorded with actor None. LockoutBackend is
 the same lockout in front of the admin's password login."""
 from auditlog.context import auditlog_value
+from django.conf import settings
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.proxy import AxesProxyHandler
 from django.contrib.auth.signals import user_login_failed
@@ -12,6 +13,30 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
 TOKEN_CREDENTIALS = {"username": "(API token)"}  # axes needs a name; the token itself is never stored
+
+
+def client_address(request) -> str | None:
+    """The caller's address: REMOTE_ADDR, or behind a reverse proxy (BEHIND_PROXY) the last X-Forwarded-For
+    entry, the one the proxy added; entries before it are whatever the client chose to send."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if settings.BEHIND_PROXY and forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR")
+
+
+class AuditClientAddressMiddleware:
+    """Right after auditlog's middleware: records the client_address() instead of the first X-Forwarded-For
+    entry auditlog takes on trust, so a client cannot write someone else's address into the audit trail."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            auditlog_value.get()["remote_addr"] = client_address(request)
+        except LookupError:
+            pass
+        return self.get_response(request)
 
 
 def lockout_probe(request) -> HttpRequest:

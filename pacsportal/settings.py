@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    "pacsportal.authentication.AuditClientAddressMiddleware",  # auditlog would trust a forged X-Forwarded-For
     "axes.middleware.AxesMiddleware",  # answers a locked-out login with 429
 ]
 # The lockout (django-axes) first: it refuses a locked-out client before any password is checked.
@@ -149,7 +150,11 @@ if not SECURE_SSL_REDIRECT:
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
-AXES_RESET_ON_SUCCESS = True
+AXES_RESET_ON_SUCCESS = False  # failures expire with the cool-off; another account's login must not clear them
+# Behind a reverse proxy every request comes from the proxy: with BEHIND_PROXY=1 the client is the address the
+# proxy appended to X-Forwarded-For (never an address the client wrote there itself).
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+AXES_CLIENT_IP_CALLABLE = "pacsportal.authentication.client_address"
 AXES_SENSITIVE_PARAMETERS = ["password", "token"]
 
 # --- API -----------------------------------------------------------------------------------------

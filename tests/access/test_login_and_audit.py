@@ -77,6 +77,22 @@ def test_changing_who_may_use_a_server_is_audited(api, user):
     assert any(c.get("retrieve_groups", {}).get("objects") == ["Radiology"] for c in changes), changes
 
 
+def test_a_forged_forwarded_address_is_not_recorded_nor_escapes_the_lockout(api, user, settings):
+    forged = {"REMOTE_ADDR": "127.0.0.7", "HTTP_X_FORWARDED_FOR": "10.9.9.9"}
+    assert api.post("/api/servers/", SERVER, format="json", **forged).status_code == 201
+    assert LogEntry.objects.get().remote_addr == "127.0.0.7"
+    settings.BEHIND_PROXY = True  # the proxy appends the real client: the last entry counts
+    api.patch("/api/servers/LK/", {"port": 105}, format="json", REMOTE_ADDR="127.0.0.1",
+              HTTP_X_FORWARDED_FOR="10.9.9.9, 192.0.2.5")
+    assert LogEntry.objects.order_by("timestamp").last().remote_addr == "192.0.2.5"
+    guesser = APIClient()
+    guesser.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    for n in range(settings.AXES_FAILURE_LIMIT - 1):  # a new forged first entry each time changes nothing
+        guesser.get("/api/servers/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}, 192.0.2.66")
+    locked = guesser.get("/api/servers/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.1.1.1, 192.0.2.66")
+    assert locked.status_code == 429
+
+
 def test_an_api_change_in_a_session_is_audited_with_the_user(user):
     browser = APIClient()
     browser.force_login(user)
