@@ -1,12 +1,16 @@
-"""API token authentication that (1) counts bad tokens with django-axes, the same lockout as wrong admin
-passwords, so guessing tokens is as slow as guessing passwords, and (2) names the token's user as the
-actor of django-auditlog's records. auditlog's middleware runs before DRF authenticates a token, so
-without (2) every model change made with a token would be recorded with actor None. LockoutBackend is
-the same lockout in front of the admin's password login."""
+"""Who is calling, and how hard guessing is.
+
+- AuditedTokenAuthentication: API tokens that (1) count bad tokens with django-axes, the same lockout as
+  wrong admin passwords, so guessing a token is as slow as guessing a password, and (2) name the token's
+  user as the actor of django-auditlog's records: auditlog's middleware runs before DRF authenticates a
+  token, so without (2) every model change made with a token would be recorded with actor None.
+- LockoutBackend: the same lockout in front of the admin's password login.
+- client_address / AuditClientAddressMiddleware: the address the lockout and the audit trail record.
+"""
 from auditlog.context import auditlog_value
-from django.conf import settings
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.proxy import AxesProxyHandler
+from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest
 from rest_framework import exceptions
