@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('retrieval', '0001_initial'),
+        ('retrieval', '0002_move_keys'),
     ]
 
     operations = [
