@@ -35,6 +35,7 @@ DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 # Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
+MOVE_ENGINE = env("MOVE_ENGINE", default="lean")  # the C-MOVE requestor: lean (wire/move_scu.py) or pynetdicom
 # The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
 # flight; plain C-STOREs are refused unless a quota (MB) is set, then kept for RECEIVER_UNSOLICITED_DAYS.
 RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])

@@ -18,15 +18,19 @@ log = logging.getLogger(__name__)
 FOREIGN = "foreign"
 REASONS = {
     "other-study": "of another study",
+    "other-series": "of another series than the one moved",
     "sop-mismatch": "whose dataset names another SOP Instance UID than it was sent as",
     "unlisted": "not among the instances the PACS listed for the study",
 }
 
 
-def foreign_reason(instance: ReceivedInstance, study_uid: str) -> str | None:
-    """Why an arriving instance is not part of `study_uid` (a key of REASONS), or None when it is."""
+def foreign_reason(instance: ReceivedInstance, study_uid: str, series_uid: str = "") -> str | None:
+    """Why an arriving instance is not part of `study_uid` (and of `series_uid`, when the move was of one
+    series): a key of REASONS, or None when it is."""
     if instance.identity.study != study_uid:
         return "other-study"
+    if series_uid and instance.identity.series != series_uid:
+        return "other-series"
     if not instance.self_consistent:
         return "sop-mismatch"
     return None

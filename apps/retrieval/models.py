@@ -124,6 +124,8 @@ class MoveKey(models.Model):
     item = models.ForeignKey(RetrievalItem, on_delete=models.CASCADE, related_name="+")
     pacs_ae_title = models.CharField(max_length=16, help_text="The AE title the C-STOREs must come from.")
     study_instance_uid = models.CharField(max_length=64)
+    series_instance_uid = models.CharField(max_length=64, blank=True,
+                                           help_text="When the move is of one series: only its instances are kept.")
     expires_at = models.DateTimeField(db_index=True)
 
     MAX_DRAWS = 64
@@ -132,7 +134,8 @@ class MoveKey(models.Model):
         return f"move key {self.message_id}"
 
     @classmethod
-    def allocate(cls, item: RetrievalItem, pacs_ae_title: str, study_instance_uid: str, *, seconds: float) -> "MoveKey":
+    def allocate(cls, item: RetrievalItem, pacs_ae_title: str, study_instance_uid: str, *, seconds: float,
+                 series: str = "") -> "MoveKey":
         now = timezone.now()
         cls.objects.filter(expires_at__lt=now).delete()  # keys of moves that died with their worker
         for _ in range(cls.MAX_DRAWS):
@@ -140,13 +143,15 @@ class MoveKey(models.Model):
                 with transaction.atomic():
                     return cls.objects.create(message_id=secrets.randbelow(65535) + 1, item=item,
                                               pacs_ae_title=pacs_ae_title, study_instance_uid=study_instance_uid,
+                                              series_instance_uid=series,
                                               expires_at=now + timedelta(seconds=seconds))
             except IntegrityError:
                 continue  # drawn by a move in flight: draw again
         raise ItemFailed(f"No free C-MOVE key after {cls.MAX_DRAWS} draws: too many retrievals in flight.")
 
     @classmethod
-    def live(cls, message_id: int) -> tuple[str, str] | None:
-        """(the AE title its C-STOREs must come from, the study moved) of a live key; None for no such move."""
+    def live(cls, message_id: int) -> tuple[str, str, str] | None:
+        """(the AE title its C-STOREs must come from, the study moved, the series moved or "") of a live key;
+        None for no such move."""
         return cls.objects.filter(message_id=message_id, expires_at__gt=timezone.now()).values_list(
-            "pacs_ae_title", "study_instance_uid").first()
+            "pacs_ae_title", "study_instance_uid", "series_instance_uid").first()

@@ -31,7 +31,7 @@ class ReceiverPolicy:
         self._lock = threading.Lock()
         self._allowed: set[str] = set()
         self._allowed_at = 0.0
-        self._keys: dict[int, tuple[tuple[str, str], float]] = {}  # message id -> ((PACS AE, study), cached until)
+        self._keys: dict[int, tuple[tuple[str, str, str], float]] = {}  # message id -> (MoveKey.live, cached until)
 
     def _query(self, fn):
         try:
@@ -52,8 +52,8 @@ class ReceiverPolicy:
             self._allowed, self._allowed_at = allowed, time.monotonic()
         return calling_ae in allowed
 
-    def live_move(self, message_id: int) -> tuple[str, str] | None:
-        """(PACS AE title, study) of a live move key (cached for a few seconds once seen)."""
+    def live_move(self, message_id: int) -> tuple[str, str, str] | None:
+        """(PACS AE title, study, series or "") of a live move key (cached for a few seconds once seen)."""
         with self._lock:
             cached = self._keys.get(message_id)
             if cached and cached[1] > time.monotonic():
@@ -127,8 +127,8 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None):
             if not quota.take(len(instance.data)):
                 raise InstanceRefused(0xA700, "Refused: the quota for unsolicited instances is used up")
         elif policy is not None:  # part of a live move: anything not of its study is staged apart
-            folder = arrival_folder(folder, foreign_reason(instance, policy.live_move(
-                instance.move_originator_message_id)[1]))
+            _, study, series = policy.live_move(instance.move_originator_message_id)
+            folder = arrival_folder(folder, foreign_reason(instance, study, series))
         staging.write(folder, instance.sop_instance_uid, instance.data)
         log.debug("staged %s from %s into %s", instance.sop_instance_uid, instance.calling_ae, folder)
         return 0x0000

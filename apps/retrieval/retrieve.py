@@ -33,6 +33,7 @@ from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
+from apps.retrieval.moves import extra_slots, move_parts, series_parts
 from apps.servers.models import DicomServer, local_ae
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 # How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
 # the last C-STORE before its final response, but our receiver is another process writing to disk).
 RECEIVER_GRACE_SECONDS = 2.0
-MOVE_KEY_MARGIN_SECONDS = 60.0  # a move key outlives its move's timeout by this much, then expires
 
 
 @dataclass
@@ -57,6 +57,7 @@ class StudyOutcome:
     foreign: int = 0  # instances that arrived but were not part of the study: quarantined
     foreign_reasons: str = ""
     quarantine: str = ""
+    series_instance_uid: str = ""  # when the study was moved series by series: this one's outcome
 
 
 @dataclass
@@ -79,13 +80,23 @@ class RowOutcome:
 
 @dataclass
 class StudyPlan:
+    """What to retrieve of one study: all of it, or one of its series (`series_uid`), and how many
+    instances that is."""
+
     study: object  # the C-FIND match (a pydicom Dataset)
     expected: int | None
     sops: set[str] | None = None  # the study's SOP Instance UIDs, when the PACS listed them
+    series_uid: str | None = None
 
     @property
     def uid(self) -> str:
         return str(self.study.StudyInstanceUID)
+
+    def move_query(self) -> tuple[str, dict[str, str]]:
+        """(Query/Retrieve level, identifier) of the retrieve request."""
+        if self.series_uid:
+            return "SERIES", {"StudyInstanceUID": self.uid, "SeriesInstanceUID": self.series_uid}
+        return "STUDY", {"StudyInstanceUID": self.uid}
 
 
 def row_query(item) -> dict[str, str]:
@@ -127,9 +138,11 @@ def _plan(assoc, study) -> StudyPlan:
     return StudyPlan(study, len(sops), sops)
 
 
-def _list_instances(assoc, study_uid: str) -> set[str]:
-    return {str(ds.SOPInstanceUID) for ds in assoc.find("IMAGE", {"StudyInstanceUID": study_uid, "SOPInstanceUID": ""})
-            if "SOPInstanceUID" in ds}
+def _list_instances(assoc, study_uid: str, series_uid: str | None = None) -> set[str]:
+    query = {"StudyInstanceUID": study_uid, "SOPInstanceUID": ""}
+    if series_uid:
+        query["SeriesInstanceUID"] = series_uid
+    return {str(ds.SOPInstanceUID) for ds in assoc.find("IMAGE", query) if "SOPInstanceUID" in ds}
 
 
 def _modality_label(item, study) -> str:
@@ -166,7 +179,7 @@ class RowRetrieval:
             raise ItemCanceled()
         try:
             try:
-                result = retrieve({"StudyInstanceUID": plan.uid})
+                result = retrieve(plan.move_query()[1])
             except RetrieveCanceled:
                 raise ItemCanceled() from None
             except DicomTimeout as exc:
@@ -181,7 +194,7 @@ class RowRetrieval:
         arrivals = sort_arrivals(folder, staged, plan.sops)
         if plan.sops is None and plan.expected is not None and len(arrivals.matching) > plan.expected:
             # More than the PACS said it holds: its own list of the study tells ours from the rest.
-            plan.sops = list_instances(plan.uid)
+            plan.sops = list_instances(plan.uid, plan.series_uid)
             arrivals = sort_arrivals(folder, staged, plan.sops)
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
@@ -202,14 +215,13 @@ class RowRetrieval:
                              "kept. Fix the downloads folder, then retry the row.") from None
         self.outcome.studies.append(StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), size,
                                                  failed_on_pacs=result.failed, foreign=len(arrivals.foreign),
-                                                 foreign_reasons=arrivals.reasons(), quarantine=where))
+                                                 foreign_reasons=arrivals.reasons(), quarantine=where,
+                                                 series_instance_uid=plan.series_uid or ""))
         self.ctx.heartbeat(instances=self.outcome.received, bytes=self.outcome.bytes)
 
 
 def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | None = None) -> RowOutcome:
     """C-FIND the row's studies, then retrieve, check and file each that matches the row."""
-    from apps.retrieval.models import MoveKey
-
     server: DicomServer = item.dicom_server
     peer = server.as_peer(retrieve_timeout=item.job.timeout)
     local = local_ae()
@@ -219,9 +231,11 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     require_writable(row.downloads, "downloads folder")
     c_move = server.retrieve_method != DicomServer.RetrieveMethod.C_GET
     stop = ctx.stop_requested
-    # One association at a time, so the server's association limit holds: the C-FINDs (and C-MOVEs)
-    # share one; a C-GET runs on its own (the CGET_ENGINE, by default the socket-level SCU) after it closed.
+    # One association at a time per slot, so the server's association limit holds: the C-FINDs share one,
+    # then the C-MOVEs (the MOVE_ENGINE's, each on an association of its own, series in parallel on the
+    # extra slots a server with max_associations > 1 has free) or the C-GET (the CGET_ENGINE's) follow.
     with ctx.association_slot(server):
+        parallel = c_move and server.max_associations > 1
         with dimse.associate(peer, local, purpose="query") as assoc:
             studies = assoc.find("STUDY", row_query(item))
             if not studies:
@@ -232,31 +246,26 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                 if why:
                     row.outcome.skipped.append((str(study.get("StudyInstanceUID", "")), why))
                 else:
-                    plans.append(_plan(assoc, study))
-            if c_move:
-                for plan in plans:
-                    key = MoveKey.allocate(item, server.ae_title, plan.uid,
-                                           seconds=peer.retrieve_timeout + MOVE_KEY_MARGIN_SECONDS)
-                    try:
-                        row.fetch(plan, staging.folder(local.ae_title, key.message_id),
-                                  lambda query: assoc.move(query, local.ae_title, message_id=key.message_id,
-                                                           stop=stop),
-                                  lambda uid: _list_instances(assoc, uid), wait_for_receiver=True)
-                    finally:
-                        key.delete()
-        if not c_move:
+                    plan = _plan(assoc, study)
+                    plans += series_parts(assoc, plan) if parallel else [plan]
+        if c_move:
+            with extra_slots(ctx, server, min(server.max_associations, len(plans)) - 1) as extra:
+                move_parts(row, plans, peer, local, pool=1 + extra,
+                           list_instances=lambda uid, series: set(_list_instances_alone(peer, local, uid, series)))
+        else:
             c_get = C_GETS[settings.CGET_ENGINE]
             for plan in plans:
                 folder = staging.root / "c-get" / uuid.uuid4().hex
                 row.fetch(plan, folder,
                           lambda query: c_get(peer, local, query, _stage_into(staging, folder, plan.uid), stop=stop),
-                          lambda uid: set(_list_instances_alone(peer, local, uid)), wait_for_receiver=False)
+                          lambda uid, series: set(_list_instances_alone(peer, local, uid, series)),
+                          wait_for_receiver=False)
     return row.outcome
 
 
-def _list_instances_alone(peer, local, study_uid: str) -> set[str]:
+def _list_instances_alone(peer, local, study_uid: str, series_uid: str | None = None) -> set[str]:
     with dimse.associate(peer, local, purpose="query") as assoc:
-        return _list_instances(assoc, study_uid)
+        return _list_instances(assoc, study_uid, series_uid)
 
 
 def retrieve_row(item, ctx, **where) -> RowOutcome:
@@ -269,11 +278,13 @@ def retrieve_row(item, ctx, **where) -> RowOutcome:
     item.path = "; ".join(sorted({str(s.folder.relative_to(root)) for s in outcome.studies}))[:500]
     item.result = {"studies": [{"StudyInstanceUID": s.study_instance_uid, "expected": s.expected,
                                 "received": s.received, "folder": str(s.folder), "quarantined": s.foreign,
-                                "quarantine": s.quarantine} for s in outcome.studies],
+                                "quarantine": s.quarantine, **({"SeriesInstanceUID": s.series_instance_uid}
+                                                               if s.series_instance_uid else {})}
+                               for s in outcome.studies],
                    "skipped": [{"StudyInstanceUID": uid, "reason": why} for uid, why in outcome.skipped]}
     item.save(update_fields=["expected", "instances", "bytes", "path", "result"])
     record(item.job.created_by, "study.retrieved", f"server:{item.server_name}", job=item.job_id,
-           line=item.line, studies=[s.study_instance_uid for s in outcome.studies], instances=item.instances,
+           line=item.line, studies=sorted({s.study_instance_uid for s in outcome.studies}), instances=item.instances,
            quarantined=sum(s.foreign for s in outcome.studies), skipped=len(outcome.skipped))
     problem = problems_message(item.server_name, item.line, outcome)
     if problem:
@@ -306,11 +317,13 @@ def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | 
     """None when exactly the expected instances of exactly the asked-for studies arrived; else the numbers."""
     parts = []
     for s in outcome.studies:
+        what = f"series {s.series_instance_uid} of study {s.study_instance_uid}" if s.series_instance_uid else (
+            f"study {s.study_instance_uid}")
         if s.expected is not None and s.received < s.expected:
-            parts.append(f"study {s.study_instance_uid}: received {s.received} of {s.expected} instances"
+            parts.append(f"{what}: received {s.received} of {s.expected} instances"
                          + (f" ({s.failed_on_pacs} failed on the PACS side)" if s.failed_on_pacs else ""))
         if s.foreign:
-            parts.append(f"study {s.study_instance_uid}: {s.foreign} instances that are not part of it arrived "
+            parts.append(f"{what}: {s.foreign} instances that are not part of it arrived "
                          f"({s.foreign_reasons}) and were quarantined in {s.quarantine}, not filed")
     for uid, why in outcome.skipped:
         parts.append(f"{why} (study {uid}); it was skipped, not retrieved")

@@ -15,7 +15,7 @@ from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
-from apps.dicom import dimse
+from apps.dicom import engines
 from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import MoveKey, RetrievalJob
@@ -119,18 +119,18 @@ def test_forged_stores_during_a_real_retrieval_are_refused_or_quarantined_never_
         receiver, orth, orthanc, orthanc_dataset, settings, monkeypatch, forge, words):
     study = orthanc_dataset["studies"][0]
     forged = forge(study, orthanc, orthanc_dataset)
-    real_move, outcomes = dimse.Association.move, {}
+    real_move, outcomes = engines.C_MOVES[settings.MOVE_ENGINE], {}
 
-    def move_with_forgers(self, query, destination_ae, *, message_id, **kw):
+    def move_with_forgers(peer, local, query, destination_ae, *, message_id, **kw):
         # While our C-MOVE is in flight: a stranger's association is refused outright; a peer spoofing the
         # PACS's AE title that knows the live key gets its instances staged, then they must never be filed.
         assert MoveKey.objects.filter(message_id=message_id).exists()
         with pytest.raises(ConnectionRefusedError):
             store_as("EVIL", receiver, forged[:1], originator=(PORTAL_AE, message_id))
         outcomes["spoofed"] = store_as(orth.ae_title, receiver, forged, originator=(PORTAL_AE, message_id))
-        return real_move(self, query, destination_ae, message_id=message_id, **kw)
+        return real_move(peer, local, query, destination_ae, message_id=message_id, **kw)
 
-    monkeypatch.setattr(dimse.Association, "move", move_with_forgers)
+    monkeypatch.setitem(engines.C_MOVES, settings.MOVE_ENGINE, move_with_forgers)
     job = run(job_for(study))
     item = job.items.get()
     expected = orthanc.study_instances(study["StudyInstanceUID"])
@@ -191,17 +191,17 @@ def test_a_stale_run_files_nothing_once_another_worker_took_the_item_over(receiv
     study = orthanc_dataset["studies"][1]
     job = job_for(study)
     item = job.items.get()
-    real_move, took_over = dimse.Association.move, threading.Event()
+    real_move, took_over = engines.C_MOVES[settings.MOVE_ENGINE], threading.Event()
 
-    def move_then_lose_the_lease(self, *args, **kw):
-        result = real_move(self, *args, **kw)
+    def move_then_lose_the_lease(*args, **kw):
+        result = real_move(*args, **kw)
         if not took_over.is_set():  # the first run: another worker reclaims the row and finishes it
             took_over.set()
             type(item).objects.filter(pk=item.pk).update(status="pending")
             runner.run_item(item._meta.label, item.pk)
         return result
 
-    monkeypatch.setattr(dimse.Association, "move", move_then_lose_the_lease)
+    monkeypatch.setitem(engines.C_MOVES, settings.MOVE_ENGINE, move_then_lose_the_lease)
     run(job)
     item.refresh_from_db()
     assert item.status == "succeeded" and item.attempts == 2

@@ -10,12 +10,14 @@ from apps.dicom.wire.pdu import ProtocolError
 # Command Field values (PS3.7 E.1)
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_GET_RQ, C_GET_RSP = 0x0010, 0x8010
+C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_CANCEL_RQ = 0x0FFF
 # Command Data Set Type
 HAS_DATASET, NO_DATASET = 0x0000, 0x0101
 # Elements of group 0000 (the element number only)
 AFFECTED_SOP_CLASS, COMMAND_FIELD, MESSAGE_ID, RESPONDING_TO, PRIORITY = 0x0002, 0x0100, 0x0110, 0x0120, 0x0700
+MOVE_DESTINATION = 0x0600
 DATASET_TYPE, STATUS, ERROR_COMMENT, AFFECTED_SOP_INSTANCE = 0x0800, 0x0900, 0x0902, 0x1000
 REMAINING, COMPLETED, FAILED, WARNING = 0x1020, 0x1021, 0x1022, 0x1023
 MOVE_ORIGINATOR_AE, MOVE_ORIGINATOR_ID = 0x1030, 0x1031
@@ -56,14 +58,14 @@ def _padded(raw: bytes, pad: bytes) -> bytes:
 
 def encode(elements: dict[int, int | str | bytes]) -> bytes:
     """A command set from element number -> value: ints are US, strs are UIDs (padded with NUL) unless the
-    element is the Error Comment or Move Originator AE (padded with a space), bytes go as they are."""
+    element is an AE title or the Error Comment (padded with a space), bytes go as they are."""
     parts = []
     for element in sorted(elements):
         value = elements[element]
         if isinstance(value, int):
             raw = struct.pack("<H", value)
         elif isinstance(value, str):
-            spaced = element in (ERROR_COMMENT, MOVE_ORIGINATOR_AE)
+            spaced = element in (ERROR_COMMENT, MOVE_ORIGINATOR_AE, MOVE_DESTINATION)
             raw = _padded(value.encode("ascii", "replace"), b" " if spaced else b"\0")
         else:
             raw = value
@@ -73,10 +75,12 @@ def encode(elements: dict[int, int | str | bytes]) -> bytes:
 
 
 def request(command_field: int, message_id: int, sop_class: str, *, has_dataset: bool = False,
-            priority: bool = False) -> bytes:
-    """A request command set (C-GET-RQ, C-STORE-RQ...)."""
+            priority: bool = False, move_destination: str = "") -> bytes:
+    """A request command set (C-GET-RQ, C-MOVE-RQ to `move_destination`, C-STORE-RQ...)."""
     elements = {AFFECTED_SOP_CLASS: sop_class, COMMAND_FIELD: command_field, MESSAGE_ID: message_id,
                 DATASET_TYPE: HAS_DATASET if has_dataset else NO_DATASET}
+    if move_destination:
+        elements[MOVE_DESTINATION] = move_destination
     if priority:
         elements[PRIORITY] = PRIORITY_MEDIUM
     return encode(elements)

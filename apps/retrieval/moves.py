@@ -1,0 +1,112 @@
+"""C-MOVE of a row's studies into our receiver: the whole study on one association, or, when the server
+allows two or more associations, its series in parallel on several.
+
+A PACS answering a C-MOVE sends one instance at a time and waits for our receiver's answer before the
+next, so one move leaves the machine idle between the PACS's reads and the receiver's writes; two or
+three series moving at once fill those gaps. Each series move is reconciled on its own: its own move key
+(so its own staging folder, and the receiver keeps only instances of that series under it), the count
+the PACS gave for that series, and the series counts must add up to the study's before a study is split
+at all. The server's association limit holds: every extra association takes a slot of its own
+(ctx.association_slot), without waiting for one; a busy server simply gets fewer parallel moves.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+
+from django.conf import settings
+
+from apps.dicom.engines import C_MOVES
+from apps.dicom.errors import DicomTimeout
+from apps.jobs.errors import ItemCanceled
+
+MOVE_KEY_MARGIN_SECONDS = 60.0  # a move key outlives its move's timeout by this much, then expires
+
+
+class AnyOf:
+    """Set when any of its events is: the item's stop request, or a failed sibling move."""
+
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
+def series_parts(assoc, plan) -> list:
+    """The study's series as plans of their own (their SeriesInstanceUID and instance count), or [plan]
+    itself when it has fewer than two series or the series counts do not add up to the study's."""
+    found = assoc.find("SERIES", {"StudyInstanceUID": plan.uid, "SeriesInstanceUID": "",
+                                  "NumberOfSeriesRelatedInstances": ""})
+    parts = []
+    for series in found:
+        uid = str(series.get("SeriesInstanceUID", "") or "").strip()
+        count = str(series.get("NumberOfSeriesRelatedInstances", "") or "").strip()
+        if not uid or not count.isdigit():
+            return [plan]
+        parts.append(replace(plan, expected=int(count), series_uid=uid))
+    if len(parts) < 2 or plan.expected is None or sum(p.expected for p in parts) != plan.expected:
+        return [plan]
+    return parts
+
+
+@contextlib.contextmanager
+def extra_slots(ctx, server, wanted: int):
+    """Up to `wanted` association slots of `server` beyond the one the row holds, taken only if free now."""
+    with contextlib.ExitStack() as stack:
+        got = 0
+        for _ in range(wanted):
+            try:
+                stack.enter_context(ctx.association_slot(server, timeout=0))
+            except DicomTimeout:
+                break
+            got += 1
+        yield got
+
+
+def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) -> None:
+    """C-MOVE each part (a study, or a series of one) into the receiver, `pool` at a time, each under its
+    own move key, and check and file what arrived for each as soon as its move ends. Any failure stops
+    the other moves and is raised once they ended; nothing of a failed part is filed."""
+    from apps.retrieval.models import MoveKey
+
+    item, ctx, staging = row.item, row.ctx, row.staging
+    move = C_MOVES[settings.MOVE_ENGINE]
+    failed = threading.Event()
+    stop = AnyOf(ctx.stop_requested, failed)
+    keys = {}
+    try:
+        for part in parts:
+            keys[id(part)] = MoveKey.allocate(item, item.dicom_server.ae_title, part.uid, series=part.series_uid or "",
+                                              seconds=peer.retrieve_timeout + MOVE_KEY_MARGIN_SECONDS)
+
+        def run(part):
+            level, query = part.move_query()
+            return move(peer, local, query, local.ae_title, level=level, message_id=keys[id(part)].message_id,
+                        stop=stop)
+
+        def fetch(part, moved):
+            row.fetch(part, staging.folder(local.ae_title, keys[id(part)].message_id), lambda _query: moved(),
+                      list_instances, wait_for_receiver=True)
+
+        if pool <= 1 or len(parts) == 1:
+            for part in parts:
+                fetch(part, lambda: run(part))
+            return
+        first_error = None
+        with ThreadPoolExecutor(max_workers=pool, thread_name_prefix="c-move") as moves:
+            running = {moves.submit(run, part): part for part in parts}
+            for done in as_completed(running):
+                try:
+                    fetch(running[done], done.result)
+                except BaseException as exc:  # the first real failure wins over the cancels it caused
+                    failed.set()
+                    if first_error is None or isinstance(first_error, ItemCanceled):
+                        first_error = exc
+        if first_error is not None:
+            raise first_error
+    finally:
+        for key in keys.values():
+            key.delete()
