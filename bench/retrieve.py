@@ -1,10 +1,11 @@
-"""Retrieval benchmark: one study (default 500 CT instances, 512x512) from a real Orthanc, through the
-portal's worker path (apps.jobs.runner.run_item: C-FIND, C-MOVE into a real `manage.py receive`
-subprocess, staged, filed into DOWNLOADS_DIR), against DCMTK movescu -> storescp in the same run.
+"""Retrieval benchmark: one study (default 500 CT instances, 512x512, in 4 series) from a real Orthanc,
+through the portal's worker path (apps.jobs.runner.run_item: C-FIND, C-MOVE into a real `manage.py
+receive` subprocess, staged, filed into DOWNLOADS_DIR), against DCMTK movescu -> storescp in the same run.
 Also C-GET: the portal's worker path with retrieve method c-get against DCMTK getscu.
 
-    .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--receivers lean,pynetdicom]
-                                       [--get-engines lean,pynetdicom]
+    .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--series 4] [--receivers lean,pynetdicom]
+                                       [--move-engines lean,pynetdicom] [--max-associations 1,2]
+                                       [--get-engines lean,pynetdicom] [--no-get]
 
 Every variant runs REPEAT times, interleaved (drift on a shared VM hits all alike); medians are
 reported as a markdown table on stdout and in bench/results/retrieve-<date>.md. DCMTK times are
@@ -131,12 +132,12 @@ def portal_retrieve(server, study_uid: str, expected: int) -> float:
     return elapsed
 
 
-def use_get_engine(engine: str) -> None:
-    """The worker's C-GET engine is the CGET_ENGINE setting: "lean" (apps/dicom/wire/get_scu.py) or
-    "pynetdicom" (apps.dicom.dimse.get, an association of its own too), as a deployment would set it."""
+def use_engine(setting: str, engine: str) -> None:
+    """The worker's C-GET and C-MOVE requestors are the CGET_ENGINE and MOVE_ENGINE settings: "lean"
+    (apps/dicom/wire/) or "pynetdicom" (apps.dicom.dimse), as a deployment would set them."""
     from django.conf import settings
 
-    settings.CGET_ENGINE = engine
+    setattr(settings, setting, engine)
 
 
 def check(found: int, expected: int, what: str) -> None:
@@ -162,9 +163,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", 500)))
+    parser.add_argument("--series", type=int, default=int(os.environ.get("SERIES", 4)),
+                        help="series in the study (a server allowing several associations moves them in parallel)")
     parser.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 512)), help="rows = cols")
     parser.add_argument("--receivers", default=os.environ.get("RECEIVERS", "lean"),
                         help="comma-separated `manage.py receive --engine` values to measure")
+    parser.add_argument("--move-engines", default=os.environ.get("MOVE_ENGINES", "lean"),
+                        help="comma-separated C-MOVE requestors to measure: lean, pynetdicom")
+    parser.add_argument("--max-associations", default=os.environ.get("MAX_ASSOCIATIONS", "1,2"),
+                        help="comma-separated server association limits to measure the C-MOVE with")
     parser.add_argument("--get-engines", default=os.environ.get("GET_ENGINES", "lean"),
                         help="comma-separated C-GET engines to measure: lean, pynetdicom")
     parser.add_argument("--no-get", action="store_true", help="skip the C-GET variants")
@@ -176,8 +183,10 @@ def main(argv=None) -> int:
     from apps.dicom.demo.synthetic import write_dataset
     from apps.servers.models import DicomServer
 
-    print(f"generating {args.instances} CT instances of {args.size}x{args.size} in {work}", file=sys.stderr)
-    manifest = write_dataset(work / "dataset", patients=1, studies=1, series=1, instances=args.instances,
+    print(f"generating {args.instances} CT instances of {args.size}x{args.size} in {args.series} series in {work}",
+          file=sys.stderr)
+    manifest = write_dataset(work / "dataset", patients=1, studies=1, series=args.series,
+                             instances=args.instances // args.series,
                              rows=args.size, cols=args.size, modalities=("CT",), seed=7, id_prefix="BENCH")
     study_uid, megabytes = manifest["studies"][0]["StudyInstanceUID"], manifest["bytes"] / 1e6
     orthanc = Orthanc(work / "orthanc").start()
@@ -188,36 +197,49 @@ def main(argv=None) -> int:
         peer = orthanc.peer()
         common = {"ae_title": peer.ae_title, "host": peer.host, "port": peer.port, "retries": 0,
                   "download_timeout": 600}
-        move_server = DicomServer.objects.create(name="BENCHMOVE", retrieve_method="c-move", **common)
+        limits = [int(n) for n in args.max_associations.split(",") if n]
+        move_servers = {n: DicomServer.objects.create(name=f"BENCHMOVE{n}", retrieve_method="c-move",
+                                                      max_associations=n, **common) for n in limits}
         get_server = DicomServer.objects.create(name="BENCHGET", retrieve_method="c-get", **common)
-        n = args.instances
-        dcmtk_move(orthanc, study_uid, work, storescp_port, n)  # warm-up: Orthanc's files into the page cache
-        results: dict[str, list[float]] = {}
+        n = manifest["files"]
         engines = [e for e in args.receivers.split(",") if e]
+        move_engines = [e for e in args.move_engines.split(",") if e]
         get_engines = [e for e in args.get_engines.split(",") if e]
+        moves = [(f"portal C-MOVE ({e} receiver, {m} requestor, {k} assoc.)", e, m, k)
+                 for e in engines for m in move_engines for k in limits]
+        # Untimed: Orthanc's files into the page cache, and the worker process's first run (imports, the
+        # database connection): a portal worker is a long-running process.
+        dcmtk_move(orthanc, study_uid, work, storescp_port, n)
+        receiver = Receiver(env, engines[0])
+        try:
+            portal_retrieve(move_servers[limits[0]], study_uid, n)
+        finally:
+            receiver.stop()
+        results: dict[str, list[float]] = {}
         for run in range(args.repeat):
             print(f"run {run + 1}/{args.repeat}", file=sys.stderr)
             results.setdefault("DCMTK movescu -> storescp", []).append(
                 dcmtk_move(orthanc, study_uid, work, storescp_port, n))
-            for engine in engines:
+            for name, engine, requestor, limit in moves:
+                use_engine("MOVE_ENGINE", requestor)
                 receiver = Receiver(env, engine)
                 try:
-                    results.setdefault(f"portal C-MOVE ({engine} receiver)", []).append(
-                        portal_retrieve(move_server, study_uid, n))
+                    results.setdefault(name, []).append(portal_retrieve(move_servers[limit], study_uid, n))
                 finally:
                     receiver.stop()
             if not args.no_get:
                 results.setdefault("DCMTK getscu", []).append(dcmtk_get(orthanc, study_uid, work, n))
                 for engine in get_engines:
-                    use_get_engine(engine)
+                    use_engine("CGET_ENGINE", engine)
                     results.setdefault(f"portal C-GET ({engine})", []).append(
                         portal_retrieve(get_server, study_uid, n))
     finally:
         orthanc.stop()
-    pairs = [(f"portal C-MOVE ({e} receiver)", "DCMTK movescu -> storescp") for e in engines]
+    pairs = [(name, "DCMTK movescu -> storescp") for name, *_ in moves]
     pairs += [(f"portal C-GET ({e})", "DCMTK getscu") for e in get_engines]
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
-              f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study from Orthanc on loopback, "
+              f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series from "
+              f"Orthanc on loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs.\n\n")
     report = header + table(results, n, megabytes, pairs) + "\n"
     print(report)

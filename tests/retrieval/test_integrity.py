@@ -3,8 +3,6 @@ network against the real receiver process (`manage.py receive` on the test datab
 
 Every test asserts 0 instances lost, 0 foreign filed, 0 duplicated, and no staging left behind."""
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,36 +18,19 @@ from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import MoveKey, RetrievalJob
 from apps.servers.models import DicomServer
-from tests.fixtures_common import unused_port
-from tests.jobs.cluster import wait_for, worker_env
+from tests.jobs.cluster import wait_for
 from tests.pacs import slow_retrieve_answers
+from tests.retrieval.receiver_process import receiver_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
 PORTAL_AE = "PORTALSAFE"
 
 
 @pytest.fixture
 def receiver(settings, tmp_path, orthanc):
     """The real receiver process for our AE title, with settings pointing the portal at it."""
-    port = unused_port()
-    settings.DICOM_AE_TITLE, settings.DICOM_PORT = PORTAL_AE, port
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    settings.QUARANTINE_DIR = tmp_path / "quarantine"
-    orthanc.add_modality(PORTAL_AE, PORTAL_AE, port)
-    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=settings.STAGING_DIR, DICOM_AE_TITLE=PORTAL_AE,
-                     DICOM_PORT=port)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith(f"Receiver {PORTAL_AE}"):
-            break
-    else:
-        raise AssertionError("receiver did not start")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
-    yield port
-    proc.terminate()
-    proc.wait(timeout=20)
+    with receiver_process(settings, tmp_path, orthanc, PORTAL_AE) as port:
+        yield port
 
 
 @pytest.fixture

@@ -1,0 +1,160 @@
+"""The socket-level C-MOVE requestor against the real Orthanc: the same instances, counts, statuses and
+errors as the pynetdicom C-MOVE (apps.dicom.dimse.move), series-level moves, and cancel (the stop event)
+and the overall retrieve timeout against a slow in-process PACS."""
+import dataclasses
+import threading
+import time
+
+import pytest
+from pydicom.uid import generate_uid
+from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
+
+from apps.dicom import dimse
+from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure, RetrieveCanceled
+from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.wire.move_scu import c_move
+from apps.dicom.wire.storage_scp import LeanStorageSCP
+from tests.fixtures_common import unused_port
+from tests.pacs import free_ports, slow_retrieve_answers
+
+LOCAL = LocalAE(ae_title="LEANMOVE", port=0)
+
+
+class Destination:
+    """A Storage SCP declared in Orthanc as a C-MOVE destination; records every C-STORE it gets."""
+
+    def __init__(self, orthanc, ae_title: str):
+        self.ae_title, self.port = ae_title, unused_port()
+        self.instances, self.lock = [], threading.Lock()
+        orthanc.add_modality(ae_title, ae_title, self.port)
+        self.scp = LeanStorageSCP(LocalAE(ae_title=ae_title, port=self.port), self)
+
+    def __call__(self, instance):
+        with self.lock:
+            self.instances.append(instance)
+        return 0x0000
+
+    def take(self):
+        with self.lock:
+            taken, self.instances = self.instances, []
+        return taken
+
+
+@pytest.fixture(scope="module")
+def destination(orthanc):
+    dest = Destination(orthanc, "MOVEDEST")
+    dest.scp.start()
+    yield dest
+    dest.scp.stop()
+
+
+def test_a_study_moves_complete_with_the_same_counts_and_originator_as_the_pynetdicom_move(orthanc, orthanc_dataset,
+                                                                                        destination):
+    study_uid = orthanc_dataset["studies"][2]["StudyInstanceUID"]
+    expected = orthanc.study_instances(study_uid)
+    destination.take()
+    result = c_move(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, destination.ae_title, message_id=4242)
+    lean = destination.take()
+    reference = dimse.move(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, destination.ae_title,
+                           message_id=4243)
+    theirs = destination.take()
+
+    assert (result.completed, result.failed, result.warning, result.remaining) == (len(expected), 0, 0, 0)
+    assert (result.status, result.message_id, result.failed_sop_instance_uids) == (0x0000, 4242, [])
+    assert (reference.completed, reference.status) == (result.completed, result.status)
+    assert {i.sop_instance_uid for i in lean} == {i.sop_instance_uid for i in theirs} == expected
+    # Orthanc names our request in every C-STORE: the receiver keys staging by it
+    assert {(i.move_originator_ae, i.move_originator_message_id) for i in lean} == {("LEANMOVE", 4242)}
+    assert {i.move_originator_message_id for i in theirs} == {4243}
+
+
+def test_a_series_level_move_brings_that_series_only(orthanc, orthanc_dataset, destination):
+    study_uid = orthanc_dataset["studies"][3]["StudyInstanceUID"]
+    (series,) = dimse.find(orthanc.peer(), LOCAL, "SERIES", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": "",
+                                                             "NumberOfSeriesRelatedInstances": ""})
+    destination.take()
+    result = c_move(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid,
+                                            "SeriesInstanceUID": str(series.SeriesInstanceUID)},
+                    destination.ae_title, level="SERIES", message_id=9)
+    arrived = destination.take()
+    assert result.completed == len(arrived) == int(series.NumberOfSeriesRelatedInstances) > 0
+    assert {i.identity.series for i in arrived} == {str(series.SeriesInstanceUID)}
+
+
+def test_an_unknown_destination_fails_as_with_the_pynetdicom_move(orthanc, orthanc_dataset):
+    study_uid = orthanc_dataset["studies"][0]["StudyInstanceUID"]
+    with pytest.raises(DimseFailure) as lean:
+        c_move(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, "NOSUCHNODE")
+    with pytest.raises(DimseFailure) as reference:
+        dimse.move(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, "NOSUCHNODE")
+    assert lean.value.status == reference.value.status
+    assert "NOSUCHNODE is declared on the PACS" in str(lean.value)
+
+
+def test_an_unknown_study_ends_as_with_the_pynetdicom_move(orthanc, destination):
+    query = {"StudyInstanceUID": generate_uid()}
+    outcomes = []
+    for move in (c_move, dimse.move):
+        try:
+            result = move(orthanc.peer(), LOCAL, query, destination.ae_title)
+            outcomes.append(("result", result.status, result.completed))
+        except DimseFailure as exc:
+            outcomes.append(("failure", exc.status, 0))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2] == 0 and destination.take() == []
+
+
+def test_a_wrong_called_ae_title_is_rejected(orthanc):
+    with pytest.raises(AssociationRejected) as caught:
+        c_move(orthanc.peer(ae_title="NOTORTHANC"), LOCAL, {"StudyInstanceUID": generate_uid()}, "MOVEDEST")
+    assert "NOTORTHANC" in str(caught.value)
+
+
+def test_a_closed_port_is_a_connection_failure():
+    (port,) = free_ports(1)
+    peer = RemoteAE(ae_title="NOBODY", host="127.0.0.1", port=port, connect_timeout=2)
+    with pytest.raises(ConnectionFailed) as caught:
+        c_move(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, "MOVEDEST")
+    assert caught.value.retriable and "refused" in str(caught.value)
+
+
+@pytest.fixture
+def slow_move_pacs():
+    """An in-process Q/R SCP whose C-MOVE sends one instance every 0.5 s to a sink and honours C-CANCEL."""
+    seen = {"cancelled": False}
+    sink = LeanStorageSCP(LocalAE(ae_title="SINK", port=0), lambda instance: 0x0000).start()
+
+    def on_move(event):
+        yield "127.0.0.1", sink.bound_port()
+        yield from slow_retrieve_answers(event, seen)
+
+    ae = AE(ae_title="SLOWPACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+    for cx in StoragePresentationContexts:
+        ae.add_requested_context(cx.abstract_syntax)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_MOVE, on_move)])
+    yield RemoteAE(ae_title="SLOWPACS", host="127.0.0.1", port=server.server_address[1], retrieve_timeout=2), seen
+    server.shutdown()
+    sink.stop()
+
+
+def test_a_move_beyond_the_retrieve_timeout_is_cancelled_and_reported(slow_move_pacs):
+    peer, seen = slow_move_pacs
+    started = time.monotonic()
+    with pytest.raises(DicomTimeout) as caught:
+        c_move(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, "SINK")
+    assert time.monotonic() - started < 6
+    assert seen["cancelled"] and "did not finish within 2 s" in str(caught.value)
+
+
+def test_the_stop_event_cancels_a_running_move_within_a_second(slow_move_pacs):
+    peer, seen = slow_move_pacs
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(RetrieveCanceled) as caught:
+        c_move(dataclasses.replace(peer, retrieve_timeout=60), LOCAL, {"StudyInstanceUID": generate_uid()},
+               "SINK", stop=stop)
+    assert time.monotonic() - started < 2.5
+    assert seen["cancelled"] and "cancelled on request" in str(caught.value)

@@ -1,0 +1,181 @@
+"""Series-level C-MOVEs in parallel, against a real Orthanc holding a study of three series and the real
+receiver process: each series moved under its own move key and reconciled on its own, never more
+associations than the server allows, an instance of another series staged under a series' key
+quarantined, and a study moved whole when the server allows one association."""
+import threading
+import time
+from types import SimpleNamespace
+
+import pydicom
+import pytest
+
+from apps.dicom import engines
+from apps.jobs import slots
+from apps.jobs.models import AssociationSlot
+from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
+from apps.retrieval.moves import series_parts
+from apps.retrieval.retrieve import RowOutcome, StudyOutcome, StudyPlan, problems_message
+from apps.servers.models import DicomServer
+from tests.retrieval.receiver_process import receiver_process
+from tests.retrieval.test_integrity import PORTAL_AE, filed, run, staged_left, store_as
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def three_series(empty_orthanc, tmp_path):
+    from apps.dicom.demo.synthetic import write_dataset
+
+    manifest = write_dataset(tmp_path / "dataset", patients=1, studies=1, series=3, instances=4, seed=11,
+                             id_prefix="SER")
+    empty_orthanc.load(tmp_path / "dataset")
+    study = manifest["studies"][0]
+    paths = list((tmp_path / "dataset").rglob("*.dcm"))
+    return SimpleNamespace(pacs=empty_orthanc, uid=study["StudyInstanceUID"], paths=paths,
+                           instances=empty_orthanc.study_instances(study["StudyInstanceUID"]))
+
+
+@pytest.fixture
+def receiver(settings, tmp_path, three_series):
+    with receiver_process(settings, tmp_path, three_series.pacs, PORTAL_AE) as port:
+        yield port
+
+
+def server_for(pacs, max_associations: int) -> DicomServer:
+    peer = pacs.peer()
+    return DicomServer.objects.create(name="SPARE", ae_title=peer.ae_title, host=peer.host, port=peer.port,
+                                      retries=0, max_associations=max_associations)
+
+
+def job_of(study_uid: str, server: DicomServer) -> RetrievalJob:
+    job = RetrievalJob.objects.create(source_name="series")
+    RetrievalItem.objects.create(job=job, line=1, dicom_server=server, server_name=server.name,
+                                 study_instance_uid=study_uid)
+    return job
+
+
+class MoveSpy:
+    """Wraps the configured C-MOVE: records each move's level, series and key, and the peak number of
+    moves in flight at once (each lingers 0.3 s first, so moves that run in parallel overlap)."""
+
+    def __init__(self, monkeypatch, settings, before=None):
+        self.real = engines.C_MOVES[settings.MOVE_ENGINE]
+        self.moves, self.running, self.peak, self.lock = [], 0, 0, threading.Lock()
+        self.before = before
+        monkeypatch.setitem(engines.C_MOVES, settings.MOVE_ENGINE, self)
+
+    def __call__(self, peer, local, query, destination_ae, *, level, message_id, **kw):
+        with self.lock:
+            self.moves.append((level, query.get("SeriesInstanceUID"), message_id))
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            time.sleep(0.3)
+            if self.before:
+                self.before(query, message_id)
+            return self.real(peer, local, query, destination_ae, level=level, message_id=message_id, **kw)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_series_move_in_parallel_each_under_its_own_key_and_count(receiver, three_series, settings, monkeypatch):
+    server = server_for(three_series.pacs, 3)
+    spy = MoveSpy(monkeypatch, settings)
+    job = run(job_of(three_series.uid, server))
+    item = job.items.get()
+    assert item.status == "succeeded", item.error
+    assert filed(settings) == three_series.instances and item.instances == item.expected == 12
+    assert spy.peak == 3 and {level for level, _, _ in spy.moves} == {"SERIES"}
+    assert len({key for _, _, key in spy.moves}) == 3, "every series under a move key of its own"
+    series = item.result["studies"]
+    assert sorted(s["SeriesInstanceUID"] for s in series) == sorted(s for _, s, _ in spy.moves)
+    assert [(s["expected"], s["received"]) for s in series] == [(4, 4)] * 3
+    assert staged_left(settings) == [] and not MoveKey.objects.exists()
+    assert not AssociationSlot.objects.exclude(holder="").exists(), "every slot given back"
+
+
+def test_the_server_limit_holds_when_other_workers_hold_its_slots(receiver, three_series, settings, monkeypatch):
+    server = server_for(three_series.pacs, 3)
+    other = slots.acquire(server, "another-worker", timeout=1)
+    spy = MoveSpy(monkeypatch, settings)
+    job = run(job_of(three_series.uid, server))
+    assert job.items.get().status == "succeeded"
+    assert spy.peak == 2, "one slot was taken elsewhere: two moves at once, not three"
+    assert len(spy.moves) == 3 and filed(settings) == three_series.instances
+    assert list(AssociationSlot.objects.exclude(holder="").values_list("holder", flat=True)) == [other]
+
+
+def test_one_association_moves_the_study_whole(receiver, three_series, settings, monkeypatch):
+    spy = MoveSpy(monkeypatch, settings)
+    job = run(job_of(three_series.uid, server_for(three_series.pacs, 1)))
+    item = job.items.get()
+    assert item.status == "succeeded" and filed(settings) == three_series.instances
+    assert [(level, series) for level, series, _ in spy.moves] == [("STUDY", None)]
+    assert "SeriesInstanceUID" not in item.result["studies"][0]
+
+
+def test_an_instance_of_another_series_under_a_series_key_is_quarantined(receiver, three_series, settings,
+                                                                           monkeypatch):
+    datasets = [pydicom.dcmread(p) for p in three_series.paths]
+    forged = {}
+
+    def forge(query, message_id):
+        # a peer with the PACS's AE title and this series' live key sends an instance of another series
+        if not forged:
+            stranger = next(ds for ds in datasets if str(ds.SeriesInstanceUID) != query["SeriesInstanceUID"])
+            forged["sop"] = str(stranger.SOPInstanceUID)
+            forged["status"] = store_as(three_series.pacs.aet, receiver, [stranger], originator=(PORTAL_AE, message_id))
+
+    MoveSpy(monkeypatch, settings, before=forge)
+    job = run(job_of(three_series.uid, server_for(three_series.pacs, 3)))
+    item = job.items.get()
+    assert forged["status"] == [0]
+    assert item.status == "failed" and "1 instances that are not part of it arrived" in item.error
+    assert "of another series than the one moved" in item.error and "series " in item.error
+    assert filed(settings) == three_series.instances, "its own series' move filed it; the forged copy was not"
+    quarantined = [p.stem for p in (settings.QUARANTINE_DIR).rglob("*.dcm")]
+    assert quarantined == [forged["sop"]]
+    assert staged_left(settings) == [] and not MoveKey.objects.exists()
+
+
+class Answers:
+    """A query association answering SERIES-level C-FINDs with fixed matches."""
+
+    def __init__(self, *series):
+        self.series = [pydicom.Dataset() for _ in series]
+        for ds, (uid, count) in zip(self.series, series):
+            ds.SeriesInstanceUID, ds.NumberOfSeriesRelatedInstances = uid, count
+
+    def find(self, level, query):
+        assert level == "SERIES"
+        return self.series
+
+
+def study_plan(expected):
+    study = pydicom.Dataset()
+    study.StudyInstanceUID = "1.2.3"
+    return StudyPlan(study, expected)
+
+
+@pytest.mark.parametrize("answers, split", [
+    (Answers(("1.1", "4"), ("1.2", "6")), True),
+    (Answers(("1.1", "4"), ("1.2", "5")), False),  # counts add up to 9, the study has 10: move it whole
+    (Answers(("1.1", "4"), ("1.2", "")), False),  # a series without its count
+    (Answers(("1.1", "10")), False),  # one series: nothing to split
+])
+def test_a_study_is_split_into_series_only_when_their_counts_add_up_to_its_own(answers, split):
+    parts = series_parts(answers, study_plan(10))
+    if split:
+        assert [(p.series_uid, p.expected, p.move_query()[0]) for p in parts] == [("1.1", 4, "SERIES"),
+                                                                                  ("1.2", 6, "SERIES")]
+    else:
+        assert [(p.series_uid, p.expected, p.move_query()[0]) for p in parts] == [(None, 10, "STUDY")]
+
+
+def test_a_series_shortfall_names_the_series():
+    outcome = RowOutcome([StudyOutcome("1.2.3", None, 4, 4, 0, series_instance_uid="1.2.3.1"),
+                          StudyOutcome("1.2.3", None, 6, 5, 0, series_instance_uid="1.2.3.2")])
+    assert problems_message("SPARE", 3, outcome) == (
+        "Line 3, SPARE: series 1.2.3.2 of study 1.2.3: received 5 of 6 instances. "
+        "Files of the requested studies that arrived were kept.")
