@@ -34,6 +34,11 @@ DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 # Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
+# What peers may cost the receiver: associations at once (one more is refused, "local limit exceeded"),
+# seconds of silence between PDUs, seconds for one PDU (and for the association request once connected).
+RECEIVER_MAX_ASSOCIATIONS = env.int("RECEIVER_MAX_ASSOCIATIONS", default=32)
+RECEIVER_IDLE_TIMEOUT = env.float("RECEIVER_IDLE_TIMEOUT", default=300.0)
+RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)

@@ -35,6 +35,17 @@ class ReceivedInstance:
     move_originator_message_id: int | None = None
 
 
+@dataclass(frozen=True)
+class ReceiverLimits:
+    """What peers may cost a Storage SCP. `max_associations` at once: one more is rejected as transient,
+    "local limit exceeded", and a PACS retries later. `idle_timeout`: seconds a peer may stay silent
+    between PDUs. `pdu_timeout`: seconds a PDU may take once begun, and the A-ASSOCIATE-RQ once connected
+    (the ARTIM timer of PS3.8), so a peer trickling bytes cannot hold a connection."""
+    max_associations: int = 32
+    idle_timeout: float = 300.0
+    pdu_timeout: float = 60.0
+
+
 def received_instance(event) -> ReceivedInstance:
     """The instance of a C-STORE request, as the bytes that arrived (also used for C-GET)."""
     req = event.request
@@ -95,9 +106,8 @@ class StorageSCP(Service):
     to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1"):
-        self.local = local
-        self.bind_host = bind_host
+                 bind_host: str = "127.0.0.1", limits: ReceiverLimits = ReceiverLimits()):
+        self.local, self.bind_host, self.limits = local, bind_host, limits
         self._on_instance = on_instance
         self._server = None
 
@@ -105,7 +115,9 @@ class StorageSCP(Service):
         ae = application_entity(self.local.ae_title)
         ae.require_called_aet = True  # a PACS that calls us by another name is misconfigured: say so
         ae.maximum_pdu_size = 0  # let senders use PDUs as large as they like
-        ae.network_timeout = 300  # a sender silent this long is gone
+        ae.maximum_associations = self.limits.max_associations  # beyond: A-ASSOCIATE-RJ, local limit exceeded
+        ae.network_timeout = self.limits.idle_timeout  # a sender silent this long is gone
+        ae.acse_timeout = self.limits.pdu_timeout
         for sop_class in ALL_STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)

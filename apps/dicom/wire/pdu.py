@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 
 from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -53,26 +54,52 @@ class AssociateRequest:
     raw_header: bytes = b""  # bytes 2..68 of the RQ body, echoed in the AC as PS3.8 9.3.3 asks
 
 
-def read_exact(sock: socket.socket, size: int) -> bytearray:
-    buf = bytearray(size)
-    view, got = memoryview(buf), 0
-    while got < size:
-        n = sock.recv_into(view[got:], size - got)
-        if n == 0:
-            raise PeerClosed(f"connection closed after {got} of {size} bytes")
-        got += n
+FIRST_CHUNK = 64 * 1024  # a PDU buffer starts this large and grows 4x as its bytes arrive
+GROWTH = 4  # 4x keeps the copying at most a third of the bytes received (2x: as much again)
+
+
+def read_exact(sock: socket.socket, size: int, deadline: float | None = None) -> bytearray:
+    """`size` bytes from `sock`. The buffer grows as the bytes arrive, so a peer announcing a large PDU
+    and sending little costs what it sent, not what it announced. `deadline` (time.monotonic()) bounds
+    the whole read, so a peer trickling a byte now and then cannot hold the connection for ever."""
+    buf, got = bytearray(min(size, FIRST_CHUNK)), 0
+    idle = sock.gettimeout()
+    try:
+        while got < size:
+            if got == len(buf):
+                buf.extend(bytes(min(size, GROWTH * len(buf)) - len(buf)))
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout(f"{got} of {size} bytes arrived in the time allowed")
+                sock.settimeout(remaining if idle is None else min(remaining, idle))
+            n = sock.recv_into(memoryview(buf)[got:])  # a temporary view: the buffer may grow next turn
+            if n == 0:
+                raise PeerClosed(f"connection closed after {got} of {size} bytes")
+            got += n
+    finally:
+        if deadline is not None:
+            sock.settimeout(idle)
     return buf
 
 
-def read_pdu(sock: socket.socket, limit: int) -> tuple[int, bytearray]:
-    """(PDU type, body). `limit` bounds the body size we accept (our advertised max, plus headers)."""
-    head = read_exact(sock, 6)
+def read_pdu(sock: socket.socket, limit: int, pdu_timeout: float | None = None) -> tuple[int, bytearray]:
+    """(PDU type, body). `limit` bounds the body size we accept (our advertised max, plus headers). The
+    wait for a PDU to begin is the socket's timeout (how long a peer may stay silent); once its first
+    bytes are here the rest must arrive within `pdu_timeout` seconds (None: no bound)."""
+    head = bytearray(6)
+    got = sock.recv_into(head)
+    if got == 0:
+        raise PeerClosed("connection closed between PDUs")
+    deadline = None if pdu_timeout is None else time.monotonic() + pdu_timeout
+    if got < 6:
+        head[got:] = read_exact(sock, 6 - got, deadline)
     pdu_type, length = head[0], struct.unpack_from(">L", head, 2)[0]
     if pdu_type not in range(1, 8):
         raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
     if length > limit:
         raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
-    return pdu_type, read_exact(sock, length)
+    return pdu_type, read_exact(sock, length, deadline)
 
 
 def text(raw) -> str:
