@@ -58,6 +58,10 @@ FIRST_CHUNK = 64 * 1024  # a PDU buffer starts this large and grows 4x as its by
 GROWTH = 4  # 4x keeps the copying at most a third of the bytes received (2x: as much again)
 
 
+def _late(got: int, size: int) -> socket.timeout:
+    return socket.timeout(f"{got} of {size} bytes arrived in the time allowed")
+
+
 def read_exact(sock: socket.socket, size: int, deadline: float | None = None) -> bytearray:
     """`size` bytes from `sock`. The buffer grows as the bytes arrive, so a peer announcing a large PDU
     and sending little costs what it sent, not what it announced. `deadline` (time.monotonic()) bounds
@@ -71,9 +75,14 @@ def read_exact(sock: socket.socket, size: int, deadline: float | None = None) ->
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise socket.timeout(f"{got} of {size} bytes arrived in the time allowed")
+                    raise _late(got, size)
                 sock.settimeout(remaining if idle is None else min(remaining, idle))
-            n = sock.recv_into(memoryview(buf)[got:])  # a temporary view: the buffer may grow next turn
+            try:
+                n = sock.recv_into(memoryview(buf)[got:])  # a temporary view: the buffer may grow next turn
+            except socket.timeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _late(got, size) from None
+                raise  # silent for the idle timeout
             if n == 0:
                 raise PeerClosed(f"connection closed after {got} of {size} bytes")
             got += n

@@ -69,7 +69,7 @@ class _Association(MessageAssembler):
             self._drain()
         except socket.timeout as exc:
             log.warning("aborting the association with %s: %s (silent for up to %g s between PDUs, %g s for a "
-                        "PDU)", self.calling_ae or "a peer", "too slow" if str(exc) == "timed out" else exc,
+                        "PDU)", self.calling_ae or "a peer", "silent too long" if str(exc) == "timed out" else exc,
                         limits.idle_timeout, limits.pdu_timeout)
             self._send_quietly(pdu.abort(2, 0))
         except OSError as exc:
