@@ -64,8 +64,9 @@ def count_files(folder: Path) -> int:
 
 
 def storescu(port: int, called: str, dataset: Path) -> float:
+    files = sorted(str(p) for p in dataset.rglob("*.dcm"))
     started = time.monotonic()
-    done = subprocess.run(["storescu", "-aec", called, "+sd", "+sp", "*.dcm", "127.0.0.1", str(port), str(dataset)], env=DCMTK_ENV,
+    done = subprocess.run(["storescu", "-aec", called, "127.0.0.1", str(port), *files], env=DCMTK_ENV,
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"storescu failed ({done.returncode}): {done.stderr[-1500:]}")
