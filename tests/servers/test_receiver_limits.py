@@ -1,7 +1,7 @@
-"""`manage.py receive` under attack: 200 connections announcing large PDUs cost the real receiver process
-little memory, the association limit refuses the surplus as "local limit exceeded", the PDU deadline
-ends the stalled peers, and a study from a real Orthanc is received completely afterwards."""
-import os
+"""`manage.py receive` under attack: 200 connections announcing large PDUs (from the AE title of a configured
+PACS: AE titles are no secret) cost the real receiver process little memory, the association limit refuses
+the surplus as "local limit exceeded", the PDU deadline ends the stalled peers, and a study from a real
+Orthanc is received completely afterwards."""
 import subprocess
 import sys
 import time
@@ -13,17 +13,21 @@ from apps.dicom import dimse
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
+from tests.jobs.cluster import worker_env
+from tests.retrieval.keys import live_move_key
 from tests.servers.hostile import attack, rss_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 RSS_GROWTH_BOUND = 40 * 1024 * 1024  # 200 peers announcing 4 MB / 1 MB took the old receiver from ~110 MB to ~560 MB
 MAX_ASSOCIATIONS, PDU_TIMEOUT = 20, 2.0
 
+pytestmark = pytest.mark.django_db(transaction=True)  # the receiver reads servers and move keys from it
+
 
 def start_receiver(tmp_path, ae_title, port, **settings) -> subprocess.Popen:
-    """The real command, its output in a file (a pipe nobody reads would block its logging)."""
-    env = {**os.environ, "DEBUG": "1", "DATA_DIR": str(tmp_path / "data"), "STAGING_DIR": str(tmp_path / "staging"),
-           "DICOM_AE_TITLE": ae_title, "DICOM_PORT": str(port), **{k: str(v) for k, v in settings.items()}}
+    """The real command on the test database, its output in a file (a pipe nobody reads would block it)."""
+    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
+                     DICOM_PORT=port, **settings)
     log = tmp_path / "receiver.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -35,9 +39,10 @@ def start_receiver(tmp_path, ae_title, port, **settings) -> subprocess.Popen:
 
 
 @pytest.fixture
-def limited_receiver(tmp_path, orthanc):
+def limited_receiver(tmp_path, orthanc, orthanc_dataset):
     ae_title, port = "LIMITED", unused_port()
     orthanc.add_modality(ae_title, ae_title, port)
+    live_move_key(orthanc, orthanc_dataset["studies"][0]["StudyInstanceUID"], 99)
     proc = start_receiver(tmp_path, ae_title, port, RECEIVER_MAX_ASSOCIATIONS=MAX_ASSOCIATIONS,
                           RECEIVER_PDU_TIMEOUT=PDU_TIMEOUT)
     yield proc, ae_title, port, MoveStaging(tmp_path / "staging")
@@ -48,10 +53,10 @@ def limited_receiver(tmp_path, orthanc):
 def test_200_connections_announcing_large_pdus_cost_little_and_a_study_arrives_afterwards(
         limited_receiver, orthanc, orthanc_dataset):
     proc, ae_title, port, staging = limited_receiver
-    assert dimse.echo(orthanc.peer(ae_title=ae_title, port=port), LocalAE(ae_title="PROBE")) > 0  # warm
+    assert dimse.echo(orthanc.peer(ae_title=ae_title, port=port), LocalAE(ae_title=orthanc.aet)) > 0  # warm
     before = rss_bytes(proc.pid)
 
-    hostile = attack("127.0.0.1", port, ae_title, large_p_data=100, large_requests=100)
+    hostile = attack("127.0.0.1", port, ae_title, calling_ae=orthanc.aet, large_p_data=100, large_requests=100)
     try:
         time.sleep(0.5)  # let the receiver read what each peer sent
         during = rss_bytes(proc.pid)

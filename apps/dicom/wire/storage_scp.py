@@ -44,6 +44,7 @@ class _Association(MessageAssembler):
 
     def __init__(self, sock: socket.socket, scp: "LeanStorageSCP"):
         self.sock, self.scp, self.local, self.on_instance = sock, scp, scp.local, scp.on_instance
+        self.accepts_calling_ae = scp.accepts_calling_ae
         self.holds_slot = False  # one of the SCP's max_associations slots
         self.calling_ae = ""
         self.peer_max_pdu = 0
@@ -113,6 +114,8 @@ class _Association(MessageAssembler):
             rejection = (1, 1, 2)  # application context name not supported
         elif rq.called_ae != self.local.ae_title:
             rejection = (1, 1, 7)  # called AE title not recognised: a misconfigured PACS should hear so
+        elif self.accepts_calling_ae is not None and not self.accepts_calling_ae(rq.calling_ae):
+            rejection = (1, 1, 3)  # calling AE title not recognised: only configured peers may store to us
         elif not self.scp.associations.acquire(blocking=False):
             log.warning("rejected an association from %s: %d associations are running, the limit", rq.calling_ae,
                         self.scp.limits.max_associations)
@@ -176,11 +179,14 @@ class _Association(MessageAssembler):
 
 class LeanStorageSCP(Service):
     """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
-    called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe), `limits`."""
+    called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe),
+    `accepts_calling_ae(ae_title) -> bool` to reject associations from peers we do not know, and `limits`."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1", limits: ReceiverLimits = ReceiverLimits()):
+                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
+                 limits: ReceiverLimits = ReceiverLimits()):
         self.local, self.bind_host, self.on_instance, self.limits = local, bind_host, on_instance, limits
+        self.accepts_calling_ae = accepts_calling_ae
         self.associations = threading.BoundedSemaphore(limits.max_associations)
         self.handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._stopping = threading.Event()
