@@ -39,9 +39,16 @@ class Receiver:
     def __init__(self, tree: Path, work: Path, port: int):
         self.staging = work / "staging"
         shutil.rmtree(self.staging, ignore_errors=True)
-        env = {**os.environ, "DEBUG": "1", "DATA_DIR": str(work / "data"), "STAGING_DIR": str(self.staging),
+        data = work / f"data-{abs(hash(str(tree)))}"  # a database of its own per checkout, migrated once
+        env = {**os.environ, "DEBUG": "1", "DATA_DIR": str(data), "STAGING_DIR": str(self.staging),
                "DICOM_AE_TITLE": AE, "DICOM_PORT": str(port), "LOG_LEVEL": "WARNING",
-               "RECEIVER_PDU_TIMEOUT": str(PDU_TIMEOUT), "DJANGO_SETTINGS_MODULE": "pacsportal.settings"}
+               "RECEIVER_PDU_TIMEOUT": str(PDU_TIMEOUT), "DJANGO_SETTINGS_MODULE": "pacsportal.settings",
+               # storescu's plain C-STOREs (no C-MOVE, so no move key) kept under a quota, as a receiver
+               # configured to keep them does; the hostile peers use a title the receiver knows
+               "RECEIVER_ALLOWED_AE_TITLES": "STORESCU,HOSTILE", "RECEIVER_KEEP_UNSOLICITED_MB": "100000"}
+        if not data.exists():
+            subprocess.run([sys.executable, str(tree / "manage.py"), "migrate", "--noinput"], env=env, cwd=tree,
+                           check=True, capture_output=True, timeout=300)
         log = work / "receiver.log"
         self.proc = subprocess.Popen([sys.executable, str(tree / "manage.py"), "receive"], env=env, cwd=tree,
                                      stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -103,7 +110,7 @@ def receiver_store(tree: Path, dataset: Path, work: Path, port: int, expected: i
 def hostile(tree: Path, work: Path, port: int) -> dict:
     receiver = Receiver(tree, work, port)
     try:
-        subprocess.run(["echoscu", "-aec", AE, "127.0.0.1", str(port)], check=True, capture_output=True, timeout=30)
+        subprocess.run(["echoscu", "-aet", "STORESCU", "-aec", AE, "127.0.0.1", str(port)], check=True, capture_output=True, timeout=30)
         before = rss_bytes(receiver.proc.pid)
         found = attack("127.0.0.1", port, AE, large_p_data=100, large_requests=100)
         time.sleep(1)
