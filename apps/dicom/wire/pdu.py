@@ -61,58 +61,49 @@ GROWTH = 4  # 4x keeps the copying at most a third of the bytes received (2x: as
 _ZEROS = memoryview(bytes(4 * 1024 * 1024))
 
 
-def _late(got: int, size: int) -> socket.timeout:
-    return socket.timeout(f"{got} of {size} bytes arrived in the time allowed")
-
-
 def read_exact(sock: socket.socket, size: int, deadline: float | None = None) -> bytearray:
     """`size` bytes from `sock`. The buffer grows as the bytes arrive, so a peer announcing a large PDU
-    and sending little costs what it sent, not what it announced. `deadline` (time.monotonic()) bounds
-    the whole read, so a peer trickling a byte now and then cannot hold the connection for ever."""
+    and sending little costs what it sent, not what it announced. Past `deadline` (time.monotonic())
+    the read fails as the bytes arrive, so a peer trickling a byte now and then cannot hold it for ever."""
     buf, got = bytearray(min(size, FIRST_CHUNK)), 0
-    idle = sock.gettimeout()
-    try:
-        while got < size:
-            if got == len(buf):
-                more = min(size, GROWTH * len(buf)) - len(buf)
-                buf += _ZEROS[:more] if more <= len(_ZEROS) else bytes(more)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _late(got, size)
-                sock.settimeout(remaining if idle is None else min(remaining, idle))
-            try:
-                n = sock.recv_into(memoryview(buf)[got:])  # a temporary view: the buffer may grow next turn
-            except socket.timeout:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise _late(got, size) from None
-                raise  # silent for the idle timeout
-            if n == 0:
-                raise PeerClosed(f"connection closed after {got} of {size} bytes")
-            got += n
-    finally:
-        if deadline is not None:
-            sock.settimeout(idle)
+    while got < size:
+        if got == len(buf):
+            more = min(size, GROWTH * len(buf)) - len(buf)
+            buf += _ZEROS[:more] if more <= len(_ZEROS) else bytes(more)
+        n = sock.recv_into(memoryview(buf)[got:])  # a temporary view: the buffer may grow next turn
+        if n == 0:
+            raise PeerClosed(f"connection closed after {got} of {size} bytes")
+        got += n
+        if deadline is not None and got < size and time.monotonic() > deadline:
+            raise socket.timeout(f"{got} of {size} bytes arrived in the time allowed")
     return buf
 
 
 def read_pdu(sock: socket.socket, limit: int, pdu_timeout: float | None = None) -> tuple[int, bytearray]:
     """(PDU type, body). `limit` bounds the body size we accept (our advertised max, plus headers). The
     wait for a PDU to begin is the socket's timeout (how long a peer may stay silent); once its first
-    bytes are here the rest must arrive within `pdu_timeout` seconds (None: no bound)."""
+    bytes are here, the rest must come within `pdu_timeout` seconds (None: no bound). Each wait inside
+    a PDU is bounded by `pdu_timeout` too, so a PDU takes at most twice that."""
     head = bytearray(6)
     got = sock.recv_into(head)
     if got == 0:
         raise PeerClosed("connection closed between PDUs")
-    deadline = None if pdu_timeout is None else time.monotonic() + pdu_timeout
-    if got < 6:
-        head[got:] = read_exact(sock, 6 - got, deadline)
-    pdu_type, length = head[0], struct.unpack_from(">L", head, 2)[0]
-    if pdu_type not in range(1, 8):
-        raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
-    if length > limit:
-        raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
-    return pdu_type, read_exact(sock, length, deadline)
+    idle = sock.gettimeout()
+    if pdu_timeout is not None:
+        sock.settimeout(pdu_timeout if idle is None else min(idle, pdu_timeout))
+    try:
+        deadline = None if pdu_timeout is None else time.monotonic() + pdu_timeout
+        if got < 6:
+            head[got:] = read_exact(sock, 6 - got, deadline)
+        pdu_type, length = head[0], struct.unpack_from(">L", head, 2)[0]
+        if pdu_type not in range(1, 8):
+            raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
+        if length > limit:
+            raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
+        return pdu_type, read_exact(sock, length, deadline)
+    finally:
+        if pdu_timeout is not None:
+            sock.settimeout(idle)
 
 
 def text(raw) -> str:
