@@ -122,9 +122,9 @@ def portal_parts(data_dir: Path) -> dict:
     return json.loads((data_dir / "portal-status.json").read_text())["parts"]
 
 
-def portal_pids(proc, data_dir: Path) -> set[int]:
-    """runportal and every process in the process groups of its children (gunicorn's and qcluster's own)."""
-    groups, found = {part["pid"] for part in portal_parts(data_dir).values()}, {proc.pid}
+def group_members(groups: set[int]) -> set[int]:
+    """Every process whose process group is one of `groups`."""
+    found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
@@ -135,6 +135,11 @@ def portal_pids(proc, data_dir: Path) -> set[int]:
     return found
 
 
+def portal_pids(proc, data_dir: Path) -> set[int]:
+    """runportal and every process in the process groups of its children (gunicorn's and qcluster's own)."""
+    return {proc.pid} | group_members({part["pid"] for part in portal_parts(data_dir).values()})
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -142,7 +147,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_killed_receiver_is_restarted_while_the_web_serves_and_healthz_names_it(running_portal):
+def test_a_killed_receiver_and_cluster_are_restarted_while_the_web_serves_and_healthz_names_them(
+        running_portal):
     proc, client, data_dir = running_portal
     base, env = str(client.base_url), proc.env
     old_pid = portal_parts(data_dir)["receiver"]["pid"]
@@ -174,6 +180,18 @@ def test_a_killed_receiver_is_restarted_while_the_web_serves_and_healthz_names_i
     part = portal_parts(data_dir)["receiver"]
     assert part["pid"] != old_pid and part["restarts"] == 1 and part["up"]
     assert proc.poll() is None and "receiver exited with code -9" in proc.output()
+
+    # the worker cluster too: what its killed leader leaves behind is ended before a new one starts
+    cluster = portal_parts(data_dir)["workers"]["pid"]
+    left_behind = group_members({cluster}) - {cluster}
+    assert left_behind, "qcluster runs processes of its own"
+    os.kill(cluster, signal.SIGKILL)
+    killed = time.monotonic()
+    while portal_parts(data_dir)["workers"]["pid"] == cluster or httpx.get(base + "/healthz").status_code != 200:
+        assert time.monotonic() - killed < 10, "the cluster did not come back"
+        time.sleep(0.1)
+    assert [pid for pid in left_behind if alive(pid)] == [], "the old cluster's processes run on"
+    assert portal_parts(data_dir)["workers"]["restarts"] == 1
 
 
 def test_stopping_with_a_slow_request_in_flight_frees_every_port_and_leaves_no_process(running_portal,
