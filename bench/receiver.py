@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.publish import publish  # noqa: E402
 from tests.pacs import free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 from tests.servers.hostile import attack, rss_bytes  # noqa: E402
 
@@ -213,11 +214,7 @@ def main(argv=None) -> int:
     for (name, size), times in reads.items():
         lines.append(f"| {name} | {size} | {min(times):.1f} | {statistics.median(times):.1f} |")
     report = "\n".join(lines) + "\n"
-    print(report)
-    out = ROOT / "bench" / "results" / f"receiver-{dt.date.today():%Y%m%d}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(report)
-    print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
+    publish("receiver", report)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -1,6 +1,6 @@
-"""Hostile peers for a receiver: connections that announce large PDUs and send a few bytes, the way an
-attacker exhausts a Storage SCP that allocates what is announced. Shared by the receiver's tests and
-bench/receiver.py. Linux only (RSS from /proc)."""
+"""Raw and hostile peers for a receiver: reading its PDUs, and connections that announce large PDUs and
+send a few bytes, the way an attacker exhausts a Storage SCP that allocates what is announced. Shared by
+the receiver's tests and bench/receiver.py. Linux only (RSS from /proc)."""
 from __future__ import annotations
 
 import socket
@@ -23,18 +23,19 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _recv_pdu(sock: socket.socket) -> tuple[int, bytes]:
-    """(type, body) of the next PDU the receiver sends; (0, b"") when it closes first."""
+def recv_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    """(type, the whole PDU) of the next PDU the peer sends; (0, b"") when it closes first."""
     head = b""
     while len(head) < 6:
         chunk = sock.recv(6 - len(head))
         if not chunk:
             return 0, b""
         head += chunk
-    body, length = b"", struct.unpack(">L", head[2:])[0]
+    length = struct.unpack(">L", head[2:])[0]
+    body = b""
     while len(body) < length:
         body += sock.recv(length - len(body))
-    return head[0], body
+    return head[0], head + body
 
 
 @dataclass
@@ -73,14 +74,14 @@ def attack(host: str, port: int, called_ae: str, *, calling_ae: str = "HOSTILE",
     for _ in range(large_p_data):
         sock = socket.create_connection((host, port), timeout=10)
         sock.sendall(request)
-        answer, body = _recv_pdu(sock)
+        answer, raw = recv_pdu(sock)
         if answer == pdu.ASSOCIATE_AC:
             sock.sendall(struct.pack(">BBL", pdu.P_DATA_TF, 0, P_DATA_ANNOUNCED) + b"\x00" * 10)
             found.associated += 1
             found.sockets.append(sock)
         else:
             assert answer == pdu.ASSOCIATE_RJ, f"expected an A-ASSOCIATE-AC or -RJ, got PDU type {answer}"
-            found.refusals.append(tuple(body[1:4]))
+            found.refusals.append(tuple(raw[7:10]))  # result, source, reason
             sock.close()
     for _ in range(large_requests):
         sock = socket.create_connection((host, port), timeout=10)
