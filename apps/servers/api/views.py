@@ -60,7 +60,7 @@ class DicomServerViewSet(viewsets.ModelViewSet):
         if not query.is_narrowed(filters) and not request.user.has_perm("servers.query_without_filter"):
             raise PermissionDenied(query.UNFILTERED_REFUSAL)
         try:
-            studies = query.find_studies(server, filters)
+            studies = query.find_studies(server, filters, limit=settings.QUERY_MAX_RESULTS)
         except QueryError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except DicomTimeout as exc:
