@@ -45,8 +45,9 @@ class ReceivedInstance:
 class ReceiverLimits:
     """What peers may cost a Storage SCP. `max_associations` at once: one more is rejected as transient,
     "local limit exceeded", and a PACS retries later. `idle_timeout`: seconds a peer may stay silent
-    between PDUs. `pdu_timeout`: seconds a PDU may take once begun, and the A-ASSOCIATE-RQ once connected
-    (the ARTIM timer of PS3.8), so a peer trickling bytes cannot hold a connection."""
+    between PDUs. `pdu_timeout`: seconds any wait inside a PDU may last, and a PDU still incomplete after
+    that long is cut as its bytes arrive (so it takes at most twice that); the A-ASSOCIATE-RQ must begin
+    that soon after connecting (the ARTIM timer of PS3.8). A peer trickling bytes cannot hold a connection."""
     max_associations: int = 32
     idle_timeout: float = 300.0
     pdu_timeout: float = 60.0

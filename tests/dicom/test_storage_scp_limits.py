@@ -44,7 +44,8 @@ def test_a_pdu_growing_across_its_buffer_arrives_byte_for_byte():
             (struct.pack(">BBL", pdu.P_DATA_TF, 0, len(body)) + body)[i:i + 70_001]
             for i in range(0, len(body) + 6, 70_001))])
         sender.start()
-        pdu_type, received = pdu.read_pdu(ours, len(body), pdu_timeout=30)
+        ours.settimeout(30)
+        pdu_type, received = pdu.read_pdu(ours, len(body))
         sender.join()
     assert pdu_type == pdu.P_DATA_TF and received == body
 
@@ -61,13 +62,13 @@ def test_a_peer_trickling_a_pdu_is_cut_at_the_pdu_deadline_though_never_silent_f
             except OSError:
                 return
 
-    ours.settimeout(5.0)  # the idle timeout: each byte comes well within it
+    ours.settimeout(0.5)  # the PDU timeout: each byte comes well within it
     sender = threading.Thread(target=trickle)
     sender.start()
     started = time.monotonic()
     try:
         with pytest.raises(socket.timeout, match="of 1000 bytes arrived in the time allowed"):
-            pdu.read_pdu(ours, 2000, pdu_timeout=0.5)
+            pdu.read_pdu(ours, 2000, idle_timeout=5.0)
     finally:
         stop.set()
         sender.join()
@@ -76,13 +77,19 @@ def test_a_peer_trickling_a_pdu_is_cut_at_the_pdu_deadline_though_never_silent_f
     assert 0.4 < time.monotonic() - started < 2
 
 
-def test_the_idle_timeout_is_restored_after_each_pdu():
+def test_a_peer_may_be_silent_for_the_idle_timeout_between_pdus_but_not_longer():
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        ours.settimeout(7.0)
-        theirs.sendall(pdu.release_rp())
-        assert pdu.read_pdu(ours, 100, pdu_timeout=1.0)[0] == pdu.RELEASE_RP
-        assert ours.gettimeout() == 7.0
+        ours.settimeout(0.2)  # the PDU timeout
+        threading.Timer(0.6, lambda: theirs.sendall(pdu.release_rp())).start()
+        started = time.monotonic()
+        assert pdu.read_pdu(ours, 100, idle_timeout=5.0)[0] == pdu.RELEASE_RP
+        assert time.monotonic() - started >= 0.5
+        assert ours.gettimeout() == 0.2, "the socket's timeout is left as it was"
+        started = time.monotonic()
+        with pytest.raises(socket.timeout):
+            pdu.read_pdu(ours, 100, idle_timeout=0.5)
+        assert 0.4 < time.monotonic() - started < 1.5
 
 
 def _associate(port: int, called: str):

@@ -79,31 +79,32 @@ def read_exact(sock: socket.socket, size: int, deadline: float | None = None) ->
     return buf
 
 
-def read_pdu(sock: socket.socket, limit: int, pdu_timeout: float | None = None) -> tuple[int, bytearray]:
+def read_pdu(sock: socket.socket, limit: int, idle_timeout: float | None = None) -> tuple[int, bytearray]:
     """(PDU type, body). `limit` bounds the body size we accept (our advertised max, plus headers). The
-    wait for a PDU to begin is the socket's timeout (how long a peer may stay silent); once its first
-    bytes are here, the rest must come within `pdu_timeout` seconds (None: no bound). Each wait inside
-    a PDU is bounded by `pdu_timeout` too, so a PDU takes at most twice that."""
-    head = bytearray(6)
-    got = sock.recv_into(head)
+    socket's timeout bounds every wait inside a PDU, and a PDU still incomplete after that long fails as
+    its bytes arrive (so it takes at most twice the timeout): a trickling peer cannot hold a connection.
+    `idle_timeout`, when longer, is how long a peer may stay silent before a PDU begins (looked at each
+    time the socket's timeout passes). Nothing here changes the socket's timeout: no system call added."""
+    per_wait, head = sock.gettimeout(), bytearray(6)
+    give_up = None if idle_timeout is None else time.monotonic() + idle_timeout
+    while True:
+        try:
+            got = sock.recv_into(head)
+            break
+        except socket.timeout:
+            if give_up is None or time.monotonic() >= give_up:
+                raise
     if got == 0:
         raise PeerClosed("connection closed between PDUs")
-    idle = sock.gettimeout()
-    if pdu_timeout is not None:
-        sock.settimeout(pdu_timeout if idle is None else min(idle, pdu_timeout))
-    try:
-        deadline = None if pdu_timeout is None else time.monotonic() + pdu_timeout
-        if got < 6:
-            head[got:] = read_exact(sock, 6 - got, deadline)
-        pdu_type, length = head[0], struct.unpack_from(">L", head, 2)[0]
-        if pdu_type not in range(1, 8):
-            raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
-        if length > limit:
-            raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
-        return pdu_type, read_exact(sock, length, deadline)
-    finally:
-        if pdu_timeout is not None:
-            sock.settimeout(idle)
+    deadline = None if per_wait is None else time.monotonic() + per_wait
+    if got < 6:
+        head[got:] = read_exact(sock, 6 - got, deadline)
+    pdu_type, length = head[0], struct.unpack_from(">L", head, 2)[0]
+    if pdu_type not in range(1, 8):
+        raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
+    if length > limit:
+        raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
+    return pdu_type, read_exact(sock, length, deadline)
 
 
 def text(raw) -> str:

@@ -59,8 +59,8 @@ class _Association(MessageAssembler):
                 associated = self._negotiate()
             finally:
                 self.scp.handshakes.release()
-            if associated:
-                self.sock.settimeout(limits.idle_timeout)
+            if associated:  # each wait inside a PDU bounded by the PDU timeout, between PDUs by the idle one
+                self.sock.settimeout(min(limits.idle_timeout, limits.pdu_timeout))
                 self._serve()
         except pdu.PeerClosed as exc:
             log.debug("association with %s ended: %s", self.calling_ae or "a peer", exc)
@@ -102,7 +102,7 @@ class _Association(MessageAssembler):
             pass
 
     def _negotiate(self) -> bool:
-        pdu_type, body = pdu.read_pdu(self.sock, pdu.MAX_ASSOCIATE_RQ, self.scp.limits.pdu_timeout)
+        pdu_type, body = pdu.read_pdu(self.sock, pdu.MAX_ASSOCIATE_RQ)
         if pdu_type != pdu.ASSOCIATE_RQ:
             raise pdu.ProtocolError(f"expected A-ASSOCIATE-RQ, got PDU type {pdu_type}", pdu.UNEXPECTED_PDU)
         rq = pdu.parse_associate_rq(body)
@@ -146,9 +146,9 @@ class _Association(MessageAssembler):
         return True
 
     def _serve(self) -> None:
-        pdu_timeout = self.scp.limits.pdu_timeout
+        idle_timeout = self.scp.limits.idle_timeout
         while True:
-            pdu_type, body = pdu.read_pdu(self.sock, MAX_PDU, pdu_timeout)
+            pdu_type, body = pdu.read_pdu(self.sock, MAX_PDU, idle_timeout)
             if pdu_type == pdu.P_DATA_TF:
                 self.on_p_data(body)
             elif pdu_type == pdu.RELEASE_RQ:
