@@ -186,7 +186,7 @@ def main(argv=None) -> int:
             runs.setdefault(f"storescu -> manage.py receive, {name}", []).append(
                 receiver_store(tree, work / "dataset", work, receiver_port, n))
     attacks = {name: hostile(tree, work, receiver_port) for name, tree in trees.items()}
-    reads = {(name, size): [] for name in trees for size in (16384, 131078, 524588)}
+    reads = {(name, size): [] for name in trees for size in (16384, 131066, 524588)}
     for _ in range(7):  # interleaved; the minimum is the figure least disturbed by other work
         for name, size in reads:
             reads[(name, size)].append(pdu_reads(trees[name], size))
