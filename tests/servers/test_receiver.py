@@ -1,5 +1,4 @@
-"""`manage.py receive`: C-MOVE results from a real Orthanc (a configured server, under live move keys) are
-staged per move, complete, as received."""
+"""`manage.py receive`: C-MOVE results from a real Orthanc are staged per move, complete, as received."""
 import signal
 import subprocess
 import sys
@@ -19,8 +18,11 @@ from tests.retrieval.keys import live_move_key
 ROOT = Path(__file__).resolve().parents[2]
 
 
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
 def start_receiver(tmp_path, ae_title, port):
-    """The real command on the test database (it reads servers and move keys from it)."""
+    """The real command on the test database: it keeps only moves whose keys are live there."""
     env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
                      DICOM_PORT=port)
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
@@ -34,7 +36,7 @@ def start_receiver(tmp_path, ae_title, port):
 
 
 @pytest.fixture
-def receiver(tmp_path, orthanc, transactional_db):
+def receiver(tmp_path, orthanc):
     port = unused_port()
     ae_title = "RECEIVER1"
     orthanc.add_modality("RECEIVER1", ae_title, port)
@@ -69,7 +71,6 @@ def test_two_moves_of_one_study_never_mix(receiver, orthanc, orthanc_dataset):
     expected = orthanc.study_instances(uid)
     for message_id in (11, 12):
         live_move_key(orthanc, uid, message_id)
-    for message_id in (11, 12):
         dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": uid}, ae_title,
                    message_id=message_id)
     for message_id in (11, 12):
