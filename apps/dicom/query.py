@@ -27,6 +27,28 @@ class QueryError(ValueError):
     """A filter the PACS would misread; the message names the filter and the expected form."""
 
 
+# In a C-FIND, '*' and '?' match any text or any one character and '\\' separates several values: in a
+# value meant literally, each one widens the query to studies of other patients.
+WIDENING_CHARACTERS = {
+    "*": "'*' (a C-FIND wildcard matching any text)",
+    "?": "'?' (a C-FIND wildcard matching any one character)",
+    "\\": "'\\' (separates several values in a C-FIND)",
+}
+_CONTROL_NAMES = {"\0": "a NUL character", "\n": "a line break", "\r": "a line break", "\t": "a tab"}
+
+
+def literal_value_problem(keyword: str, value: str) -> str:
+    """'' when `value` can only match itself in a C-FIND; otherwise why not, naming the character."""
+    for char in value:
+        if char in WIDENING_CHARACTERS:
+            return (f"{keyword} '{value}' contains {WIDENING_CHARACTERS[char]}; a case list matches exactly, "
+                    "so this row could fetch another patient's studies")
+        if ord(char) < 32 or ord(char) == 127:
+            name = _CONTROL_NAMES.get(char, f"a control character (U+{ord(char):04X})")
+            return f"{keyword} contains {name}; a case-list value is one line of plain text"
+    return ""
+
+
 def _day(text: str, given: str) -> str:
     match = _DAY.match(text.strip())
     if match:

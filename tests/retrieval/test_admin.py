@@ -61,7 +61,7 @@ def test_the_report_downloads_as_csv(admin_client_logged_in):
     job = RetrievalJob.objects.create(source_name="x.csv", row_errors=[{"line": 2, "text": "bad", "message": "why"}])
     response = admin_client_logged_in.get(f"/admin/retrieval/retrievaljob/{job.pk}/report.csv")
     assert response["Content-Disposition"] == f'attachment; filename="failed_downloads_job{job.pk}.csv"'
-    assert "bad_rows,2,,,,,,,,,why" in response.content.decode()
+    assert "bad_rows,2,,,,,,,,,why,bad" in response.content.decode()
 
 
 def _b64(text):
