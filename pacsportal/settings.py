@@ -34,6 +34,8 @@ DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 # Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
+# The interactive study query (API, admin, CLI) may use wildcards: it shows at most this many studies.
+QUERY_MAX_RESULTS = env.int("QUERY_MAX_RESULTS", default=500)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)

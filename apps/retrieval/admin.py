@@ -71,8 +71,15 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 self.message_user(request, "; ".join(e for errors in confirm.errors.values() for e in errors),
                                   messages.ERROR)
                 return redirect("admin:retrieval_upload")
-            sources = [(name, base64.b64decode(blob)) for name, blob in
-                       zip(request.POST.getlist("name"), request.POST.getlist("content"))]
+            names, blobs = request.POST.getlist("name"), request.POST.getlist("content")
+            try:
+                if len(names) != len(blobs):
+                    raise ValueError("names and contents do not pair up")
+                sources = [(name, base64.b64decode(blob, validate=True)) for name, blob in zip(names, blobs)]
+            except ValueError:  # binascii.Error is one: the hidden fields came back altered
+                self.message_user(request, "The previewed case lists came back damaged; upload them again.",
+                                  messages.ERROR)
+                return redirect("admin:retrieval_upload")
             read = intake.read_case_lists(sources, default_server=confirm.cleaned_data["default_server"])
             for job in intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"]):
                 self.message_user(request, f"Started {job}: {job.items.count()} rows, "

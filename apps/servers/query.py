@@ -18,11 +18,13 @@ def _plain(value) -> str | int | list:
     return str(value)
 
 
-def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float | None = None) -> list[dict]:
-    """C-FIND at study level; each match as a plain dict of STUDY_KEYS. Raises QueryError/DicomError."""
+def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float | None = None,
+                 limit: int | None = None) -> list[dict]:
+    """C-FIND at study level; each match as a plain dict of STUDY_KEYS, at most `limit` of them (the first
+    the PACS returned). Wildcards in the filters reach the PACS as typed. Raises QueryError/DicomError."""
     query = study_query(filters)
     peer = server.as_peer(query_timeout=timeout)
-    results = dimse.find(peer, local_ae(), "STUDY", query)
+    results = dimse.find(peer, local_ae(), "STUDY", query, limit=limit)
     studies = []
     for ds in results:
         row = {key: _plain(ds[key].value if key in ds else "") for key in STUDY_KEYS}

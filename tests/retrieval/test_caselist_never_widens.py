@@ -108,3 +108,20 @@ def test_report_cells_that_a_spreadsheet_would_run_are_written_inert(value):
     assert rows[0]["PatientID"] == "'" + value
     assert rows[1]["text"] == "'" + value + ",2024-01-05,CT,ORTH", "a bad row keeps its text, made inert"
     assert inert("P1") == "P1" and inert(12) == 12
+
+
+@pytest.mark.django_db
+def test_json_rows_with_a_wildcard_or_a_smuggled_row_start_nothing(api):
+    from apps.retrieval.models import RetrievalJob, RetrievalItem
+    from apps.servers.models import DicomServer
+
+    DicomServer.objects.create(name="ORTH", ae_title="ORTH", host="127.0.0.1", port=104)
+    response = api.post("/api/retrievals/", {"rows": [
+        {"PatientID": "000*", "StudyDate": "2024-01-05", "Server": "ORTH"},
+        {"PatientID": "P1\nVICTIM,2024-01-05,CT,ORTH", "StudyDate": "2024-01-05", "Server": "ORTH"}]}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert "no row can be run" in body["error"]
+    assert [e["line"] for e in body["row_errors"]] == [2, 3]
+    assert "contains '*'" in body["row_errors"][0]["message"] and "line break" in body["row_errors"][1]["message"]
+    assert not RetrievalJob.objects.exists() and not RetrievalItem.objects.filter(patient_id="VICTIM").exists()

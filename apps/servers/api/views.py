@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.db.models import ProtectedError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -19,6 +21,18 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
 
+    def destroy(self, request, *args, **kwargs):
+        server = self.get_object()
+        try:
+            server.delete()
+        except ProtectedError as exc:
+            users = sorted({str(type(obj)._meta.verbose_name_plural) for obj in exc.protected_objects})
+            return Response({"error": f"Server {server.name} cannot be deleted: {len(exc.protected_objects)} "
+                                      f"{' and '.join(users)} refer to it (their history would lose its "
+                                      "server). Delete those jobs first, or keep the server."},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     @extend_schema(request=None, responses=EchoResultSerializer)
     @action(detail=True, methods=["post"])
     def echo(self, request, name=None):
@@ -29,18 +43,23 @@ class DicomServerViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter(k, str, description=d) for k, d in (
-            ("PatientID", "exact or wildcard"), ("PatientName", "e.g. SMITH^*"),
+            ("PatientID", "exact, or with C-FIND wildcards * and ? (this query may widen on purpose; "
+                          "case lists never do)"),
+            ("PatientName", "e.g. SMITH^* (wildcards allowed)"),
             ("StudyDate", "YYYYMMDD or YYYYMMDD-YYYYMMDD"), ("Modality", "e.g. CT"),
         )],
         responses={200: dict},
     )
     @action(detail=True, methods=["get"])
     def studies(self, request, name=None):
-        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool)."""
+        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool). Wildcards
+        (`*`, `?`) are passed to the PACS on purpose here; at most QUERY_MAX_RESULTS studies come back,
+        and `truncated` with a `message` says when the PACS had more."""
         server = self.get_object()
         filters = {k: v for k, v in request.query_params.items() if k != "format"}
+        limit = settings.QUERY_MAX_RESULTS
         try:
-            studies = query.find_studies(server, filters)
+            studies = query.find_studies(server, filters, limit=limit + 1)
         except QueryError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except DicomTimeout as exc:
@@ -49,4 +68,10 @@ class DicomServerViewSet(viewsets.ModelViewSet):
             return Response({"error": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
         record(request.user, "server.query", server, filters=sorted(k for k, v in filters.items() if v),
                matches=len(studies))
-        return Response({"server": server.name, "count": len(studies), "studies": studies})
+        truncated = len(studies) > limit
+        body = {"server": server.name, "count": min(len(studies), limit), "truncated": truncated,
+                "studies": studies[:limit]}
+        if truncated:
+            body["message"] = (f"More results than shown: the first {limit} studies the PACS returned are "
+                               "listed. Narrow the query (PatientID, StudyDate, Modality).")
+        return Response(body)
