@@ -180,6 +180,9 @@ if Q_BROKER == "orm":
 else:
     Q_CLUSTER["redis"] = Q_BROKER
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
+# A worker runs item after item of one job; after this long it gives the worker to other waiting jobs.
+JOB_SLICE_SECONDS = env.float("JOB_SLICE_SECONDS", default=2.0)
+JOB_STATUS_SECONDS = 1.0  # a busy worker derives its job's status at most this often (and when it stops)
 
 # --- Logging: one line per event; patient data only at DEBUG (see apps/jobs/logging notes) -------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

@@ -41,6 +41,12 @@ class RetrievalJob(Job):
             job.start(user)
         return job
 
+    def parallelism(self) -> int:
+        """Workers beyond the servers' association limits would only wait for a slot."""
+        limits = DicomServer.objects.filter(pk__in=self.items.values("dicom_server")).values_list(
+            "max_associations", flat=True)
+        return max(1, min(super().parallelism(), sum(limits)))
+
     def derive_status(self, counts: dict[str, int]) -> str:
         """Rows refused when the list was read are failures too: a list with bad rows never ends
         'succeeded', so nobody mistakes it for a complete download."""

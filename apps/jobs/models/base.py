@@ -91,6 +91,10 @@ class Job(models.Model):
         """App-specific counters (instances, MB...) merged into progress()."""
         return {}
 
+    def parallelism(self) -> int:
+        """How many workers may run this job's items at once: one broker message each (enqueue_many)."""
+        return settings.Q_CLUSTER["workers"]
+
     def derive_status(self, counts: dict[str, int]) -> str:
         """The job's status from its item counts; an app may add what only it knows (bad input rows)."""
         return derive_job_status(counts, started=self.started_at is not None)
