@@ -68,6 +68,17 @@ def _mark_queued(items) -> list[tuple[str, int]]:
     return keys
 
 
+def enqueue_pending(job, pending) -> int:
+    """Mark the job's `pending` items (a queryset) queued with one UPDATE, and after the transaction
+    commits put job.parallelism() messages for its first items on the broker; however many items, the
+    work is two queries. Returns how many items were marked."""
+    marked = pending.update(queued_at=timezone.now())
+    label = pending.model._meta.label
+    pks = list(pending.order_by("pk").values_list("pk", flat=True)[:max(1, job.parallelism())])
+    transaction.on_commit(lambda: [_push(label, pk) for pk in pks])
+    return marked
+
+
 def run_item(label: str, pk: int) -> str:
     """django-q2 task: run item `pk` (unless another worker has it or it is no longer pending), then keep
     claiming the job's next pending items without going back to the broker, with one association slot and
@@ -216,7 +227,7 @@ def reclaim_stale() -> int:
 
 def _requeue_forgotten_jobs(model, cutoff) -> int:
     """Jobs with items queued before `cutoff`, none running and nothing on the broker: their messages died
-    with a killed cluster. Each gets its messages again (enqueue_many), once however many sweep at once."""
+    with a killed cluster. Each gets its messages again, once however many sweep at once."""
     requeued = 0
     stale = model.objects.filter(status=ItemStatus.PENDING, queued_at__lt=cutoff)
     for job_id in set(stale.values_list("job_id", flat=True)):
