@@ -36,6 +36,8 @@ RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
 # The interactive study query (API, admin, CLI) may use wildcards: it shows at most this many studies.
 QUERY_MAX_RESULTS = env.int("QUERY_MAX_RESULTS", default=500)
+# A case list with more rows than this has its rows created in the background ("preparing").
+RETRIEVAL_INLINE_ROWS = env.int("RETRIEVAL_INLINE_ROWS", default=1000)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)

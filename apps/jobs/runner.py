@@ -79,13 +79,14 @@ def enqueue_pending(job, pending) -> int:
     return marked
 
 
-def run_item(label: str, pk: int) -> str:
+def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
     """django-q2 task: run item `pk` (unless another worker has it or it is no longer pending), then keep
     claiming the job's next pending items without going back to the broker, with one association slot and
     open association kept from row to row (WorkerSession). After JOB_SLICE_SECONDS, when items of another
     job are waiting, the worker puts this job back on the broker behind them and returns: jobs share the
     workers in turn, and a huge list never starves a one-row job. The job's status is derived at most
-    every JOB_STATUS_SECONDS while the worker runs, and when it stops."""
+    every JOB_STATUS_SECONDS while the worker runs, and when it stops. `continue_with_job=False` runs
+    item `pk` alone (a test stepping through a job)."""
     model = apps.get_model(label)
     me = worker_id()
     job_id = model.objects.filter(pk=pk).values_list("job_id", flat=True).first()
@@ -94,7 +95,7 @@ def run_item(label: str, pk: int) -> str:
     started = time.monotonic()
     status, refreshed, item = "not pending", 0.0, None
     with WorkerSession(me) as session:
-        claimed = pk if _claim(model, pk, me) else _claim_next(model, job_id, me)
+        claimed = pk if _claim(model, pk, me) else (_claim_next(model, job_id, me) if continue_with_job else None)
         while claimed is not None:
             item, status = _run_claimed(model, claimed, me, session)
             if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
@@ -106,7 +107,7 @@ def run_item(label: str, pk: int) -> str:
                     _yield_to_others(model, job_id, item)
                     break
                 started = time.monotonic()  # alone: look again after another slice
-            claimed = _claim_next(model, job_id, me)
+            claimed = _claim_next(model, job_id, me) if continue_with_job else None
     if item is not None:
         item.job.refresh_status()
     return status
