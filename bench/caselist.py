@@ -173,8 +173,10 @@ def main(argv=None) -> int:
         client = APIClient(SERVER_NAME="localhost")
         client.force_authenticate(user)
         receiver = Receiver(env, "lean")
+        cluster_log = open(work / "cluster.log", "wb")
+        print(f"workers log to {work / 'cluster.log'}", file=sys.stderr)
         cluster = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], env=env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                   stdout=cluster_log, stderr=subprocess.STDOUT, start_new_session=True)
         time.sleep(3)  # the cluster's workers start
         results = []
         for rows in sizes:

@@ -41,6 +41,10 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
+    def get_queryset(self, request):
+        jobs = super().get_queryset(request)
+        return jobs if request.user.is_superuser else jobs.filter(created_by=request.user)
+
     @admin.display(description="Status", ordering="status")
     def shown_status(self, job):
         return job.shown_status

@@ -112,3 +112,13 @@ def test_the_admin_job_page_shows_one_page_of_items(admin_client_logged_in, serv
     assert failed.count('class="item-row"') == 1 and "PAT0150" in failed
     listing = admin_client_logged_in.get("/admin/retrieval/retrievaljob/").content.decode()
     assert "preparing" in listing
+
+
+def test_another_users_job_is_a_404(api, django_user_model, server):
+    other = django_user_model.objects.create_user("someone-else", password="other-pass-123")
+    job = RetrievalJob.objects.create(source_name="theirs.csv", created_by=other)
+    for method, path in (("get", f"/api/retrievals/{job.pk}/"), ("get", f"/api/retrievals/{job.pk}/report"),
+                         ("post", f"/api/retrievals/{job.pk}/cancel/"), ("post", f"/api/retrievals/{job.pk}/retry/")):
+        assert getattr(api, method)(path).status_code == 404, path
+    assert api.get("/api/retrievals/").json() == []
+    assert not RetrievalJob.objects.get(pk=job.pk).cancel_requested

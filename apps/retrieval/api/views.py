@@ -21,6 +21,11 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     serializer_class = RetrievalJobSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
+    def get_queryset(self):
+        """A user sees only their own jobs (another user's is a 404); a superuser sees all."""
+        jobs = RetrievalJob.objects.all()
+        return jobs if self.request.user.is_superuser else jobs.filter(created_by=self.request.user)
+
     def get_serializer_class(self):
         return RetrievalJobListSerializer if self.action == "list" else RetrievalJobSerializer
 
