@@ -169,7 +169,7 @@ def main(argv=None) -> int:
         peer = orthanc.peer()
         DicomServer.objects.create(name="ORTH", ae_title=peer.ae_title, host=peer.host, port=peer.port, retries=0,
                                    max_associations=args.workers)
-        user = get_user_model().objects.create_user("bench", password="bench-pass-123")
+        user = get_user_model().objects.create_superuser("bench", password="bench-pass-123", email="")
         client = APIClient(SERVER_NAME="localhost")
         client.force_authenticate(user)
         receiver = Receiver(env, "lean")

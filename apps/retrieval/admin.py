@@ -41,10 +41,6 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    def get_queryset(self, request):
-        jobs = super().get_queryset(request)
-        return jobs if request.user.is_superuser else jobs.filter(created_by=request.user)
-
     @admin.display(description="Status", ordering="status")
     def shown_status(self, job):
         return job.shown_status
@@ -76,6 +72,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                            '<th>Problem</th></tr></thead><tbody>{}</tbody></table>', rows)
 
     def report_view(self, request, pk):
+        self.require_view(request)
         job = self.get_object(request, str(pk))
         if job is None:
             return HttpResponse(status=404)
@@ -84,6 +81,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def upload_view(self, request):
         """Step 1 reads the files and shows every row (bad ones with line and reason); step 2 starts a job
         per file with the very text that was previewed, carried in the form."""
+        self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
         if request.method == "POST" and "confirm" in request.POST:
             confirm = ConfirmForm(request.POST)
@@ -101,7 +99,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                                   messages.ERROR)
                 return redirect("admin:retrieval_upload")
             default = confirm.cleaned_data["default_server"]
-            read = intake.read_case_lists(sources, default_server=default)
+            read = intake.read_case_lists(sources, user=request.user, default_server=default)
             jobs = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
                                      default_server=default)
             for job, started in zip(jobs, (f for f in read if f.runnable)):
@@ -115,7 +113,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             default = form.cleaned_data["default_server"].name if form.cleaned_data["default_server"] else ""
             previews = intake.read_case_lists([(f.name, f) for f in form.cleaned_data["files"]],
-                                              default_server=default)
+                                              user=request.user, default_server=default)
             for preview in previews:
                 preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
@@ -125,13 +123,14 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         return render(request, "admin/retrieval/upload.html", context)
 
     def query_view(self, request):
+        self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Retrieve one study"}
         form = SingleQueryForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             text = intake.rows_to_csv([{"PatientID": data["patient_id"], "StudyDate": data["study_date"],
                                         "Modality": data["modality"], "Server": data["server"].name}])
-            (read,) = intake.read_case_lists([("single query", text)])
+            (read,) = intake.read_case_lists([("single query", text)], user=request.user)
             if read.case_list is None or read.case_list.errors:
                 form.add_error(None, "; ".join(e.message for e in read.case_list.errors) if read.case_list
                                else read.problem)

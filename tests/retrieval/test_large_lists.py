@@ -77,8 +77,8 @@ def test_a_cancel_while_preparing_leaves_every_row_in_the_report(api, django_cap
     assert report["summary"]["rows"] == ROWS + 1 and report["summary"]["canceled"] == ROWS
 
 
-def test_the_job_body_pages_its_items_and_the_list_carries_none(api, server):
-    job = RetrievalJob.objects.create(source_name="many.csv")
+def test_the_job_body_pages_its_items_and_the_list_carries_none(api, user, server):
+    job = RetrievalJob.objects.create(source_name="many.csv", created_by=user)
     RetrievalItem.objects.bulk_create(
         RetrievalItem(job=job, line=n, patient_id=f"P{n}", dicom_server=server, server_name="LK",
                       status=ItemStatus.FAILED if n % 10 == 0 else ItemStatus.SUCCEEDED) for n in range(1, 1001))

@@ -21,8 +21,8 @@ def upload(text: str, name: str) -> io.BytesIO:
     return f
 
 
-def test_a_long_list_runs_in_the_cluster_and_a_small_job_is_not_starved(api, orthanc, orthanc_dataset, settings,
-                                                                         tmp_path, django_user_model):
+def test_a_long_list_runs_in_the_cluster_and_a_small_job_is_not_starved(api, user, orthanc, orthanc_dataset,
+                                                                         settings, tmp_path, django_user_model):
     settings.RETRIEVAL_INLINE_ROWS = 50
     peer = orthanc.peer()
     DicomServer.objects.create(name="ORTH", ae_title=peer.ae_title, host=peer.host, port=peer.port,
@@ -43,6 +43,7 @@ def test_a_long_list_runs_in_the_cluster_and_a_small_job_is_not_starved(api, ort
         wait_for(lambda: long_job.items.filter(status="failed").count() >= 20, 60, "the long job to be under way")
 
         other = django_user_model.objects.create_user("other", password="other-pass-123")
+        other.user_permissions.set(user.user_permissions.all())
         api.force_authenticate(other)
         small = api.post("/api/retrievals/", {"rows": [{"PatientID": study["PatientID"], "StudyDate": day,
                                                         "Modality": study["Modality"], "Server": "ORTH"}]},

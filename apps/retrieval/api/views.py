@@ -10,6 +10,8 @@ from apps.retrieval.api.serializers import (RetrievalJobListSerializer, Retrieva
                                             RetrievalRequestSerializer)
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_csv_response
+from pacsportal.permissions import model_permission
+
 
 class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                           viewsets.GenericViewSet):
@@ -21,10 +23,8 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     serializer_class = RetrievalJobSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
-    def get_queryset(self):
-        """A user sees only their own jobs (another user's is a 404); a superuser sees all."""
-        jobs = RetrievalJob.objects.all()
-        return jobs if self.request.user.is_superuser else jobs.filter(created_by=self.request.user)
+    def get_action_permissions(self):
+        return {**super().get_action_permissions(), "report": [model_permission(RetrievalJob, "view")]}
 
     def get_serializer_class(self):
         return RetrievalJobListSerializer if self.action == "list" else RetrievalJobSerializer
@@ -44,7 +44,7 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
             return Response({"error": "Send either a case-list file ('file') or JSON 'rows', not both or neither."},
                             status=status.HTTP_400_BAD_REQUEST)
         sources = [(f.name, f) for f in files] if files else [("API rows", intake.rows_to_csv(rows))]
-        read = intake.read_case_lists(sources, default_server=body.validated_data["server"])
+        read = intake.read_case_lists(sources, user=request.user, default_server=body.validated_data["server"])
         refused = next((f for f in read if not f.runnable), None)
         if refused is not None:
             errors = refused.case_list.errors if refused.case_list else []

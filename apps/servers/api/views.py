@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import ProtectedError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -14,9 +15,11 @@ from apps.servers.models import DicomServer
 
 
 class DicomServerViewSet(viewsets.ModelViewSet):
-    """DICOM servers, addressed by their short name: /api/servers/LK/."""
+    """DICOM servers, addressed by their short name (case-exact): /api/servers/LK/. Reading needs the view
+    permission, echo too; a study query needs "query server" and the server's query access."""
 
-    queryset = DicomServer.objects.all()
+    action_permissions = {"echo": ["servers.view_dicomserver"], "studies": ["servers.query_server"]}
+    queryset = DicomServer.objects.prefetch_related("query_groups", "retrieve_groups", "send_groups")
     serializer_class = DicomServerSerializer
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
@@ -26,11 +29,9 @@ class DicomServerViewSet(viewsets.ModelViewSet):
         try:
             server.delete()
         except ProtectedError as exc:
-            users = sorted({str(type(obj)._meta.verbose_name_plural) for obj in exc.protected_objects})
-            return Response({"error": f"Server {server.name} cannot be deleted: {len(exc.protected_objects)} "
-                                      f"{' and '.join(users)} refer to it (their history would lose its "
-                                      "server). Delete those jobs first, or keep the server."},
-                            status=status.HTTP_409_CONFLICT)
+            return Response({"error": f"Server '{server.name}' is named by {len(exc.protected_objects)} retrieval "
+                                      "row(s) of past jobs, which keep it; it cannot be deleted. Rename it or "
+                                      "change its address instead."}, status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=EchoResultSerializer)
@@ -52,14 +53,16 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def studies(self, request, name=None):
-        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool). Wildcards
-        (`*`, `?`) are passed to the PACS on purpose here; at most QUERY_MAX_RESULTS studies come back,
-        and `truncated` with a `message` says when the PACS had more."""
+        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool). Without a
+        PatientID, PatientName, StudyDate, AccessionNumber or StudyInstanceUID it needs "query without
+        filter"; at most QUERY_MAX_RESULTS studies are answered, with `more` and a message beyond."""
         server = self.get_object()
+        server.check_access(request.user, "query")
         filters = {k: v for k, v in request.query_params.items() if k != "format"}
-        limit = settings.QUERY_MAX_RESULTS
+        if not query.is_narrowed(filters) and not request.user.has_perm("servers.query_without_filter"):
+            raise PermissionDenied(query.UNFILTERED_REFUSAL)
         try:
-            studies = query.find_studies(server, filters, limit=limit + 1)
+            studies = query.find_studies(server, filters, limit=settings.QUERY_MAX_RESULTS)
         except QueryError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except DicomTimeout as exc:
@@ -68,10 +71,4 @@ class DicomServerViewSet(viewsets.ModelViewSet):
             return Response({"error": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
         record(request.user, "server.query", server, filters=sorted(k for k, v in filters.items() if v),
                matches=len(studies))
-        truncated = len(studies) > limit
-        body = {"server": server.name, "count": min(len(studies), limit), "truncated": truncated,
-                "studies": studies[:limit]}
-        if truncated:
-            body["message"] = (f"More results than shown: the first {limit} studies the PACS returned are "
-                               "listed. Narrow the query (PatientID, StudyDate, Modality).")
-        return Response(body)
+        return Response({"server": server.name, **query.capped(studies, settings.QUERY_MAX_RESULTS)})

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('servers', '0001_initial'),
+        ('servers', '0003_server_names_unique_ignoring_case'),
     ]
 
     operations = [
