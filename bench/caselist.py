@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,7 @@ def findscu_rate(orthanc: Orthanc, rows: int, work: Path) -> float:
 def run_list(rows: int, study: dict, client, downloads: Path, cluster_pid: int) -> dict:
     from apps.retrieval.models import RetrievalItem, RetrievalJob
 
+    shutil.rmtree(downloads, ignore_errors=True)  # the first row's files must be this run's
     upload = io.BytesIO(case_list(rows, study).encode())
     upload.name = f"bench-{rows}.csv"
     sampler = RssSampler(cluster_pid)

@@ -32,6 +32,7 @@ class WorkerSession:
         self._slot: tuple[int, str] | None = None  # (server pk, holder token)
         self._in_use = False
         self._pool = None
+        self._renewed_at = time.monotonic()
 
     def __enter__(self):
         self._pool_cm = reuse.reusing_associations()
@@ -44,6 +45,13 @@ class WorkerSession:
 
     def tokens(self) -> set[str]:
         return {self._slot[1]} if self._slot else set()
+
+    def keep_alive(self) -> None:
+        """Renew the held slot's lease between items (an item's own heartbeat renews it only while the
+        item runs longer than a beat), so a worker running thousands of short rows never loses it."""
+        if self._slot and time.monotonic() - self._renewed_at > heartbeat_interval():
+            slots.renew(self.tokens())
+            self._renewed_at = time.monotonic()
 
     def _release(self) -> None:
         if self._slot:
@@ -65,6 +73,7 @@ class WorkerSession:
             self._release()
         if self._slot is None:
             self._slot = (server.pk, slots.acquire(server, owner, timeout=timeout, should_stop=should_stop))
+            self._renewed_at = time.monotonic()
         self._in_use = True
         try:
             yield self._slot[1]

@@ -98,6 +98,7 @@ def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
         claimed = pk if _claim(model, pk, me) else (_claim_next(model, job_id, me) if continue_with_job else None)
         while claimed is not None:
             item, status = _run_claimed(model, claimed, me, session)
+            session.keep_alive()
             if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
                 item.job.refresh_status()
                 refreshed = time.monotonic()

@@ -14,6 +14,7 @@ from apps.servers.models import DicomServer
 
 
 PREPARE_CHUNK_ROWS = 2000
+FIRST_CHUNK_ROWS = 100
 
 
 class RetrievalJob(Job):
@@ -81,11 +82,13 @@ class RetrievalJob(Job):
         type(self).objects.filter(pk=self.pk).update(row_errors=row_errors(case_list))
         done = set(self.items.values_list("line", flat=True))
         rows = [r for r in case_list.rows if r.line not in done]
-        for start in range(0, len(rows), chunk):
+        # a small first chunk, so the first rows are under way within moments of the upload
+        bounds = [0, *range(min(FIRST_CHUNK_ROWS, len(rows)), len(rows), chunk), len(rows)]
+        for start, end in zip(bounds, bounds[1:]):
             if type(self).objects.filter(pk=self.pk, cancel_requested=True).exists():
                 self._create_items(rows[start:], status=ItemStatus.CANCELED, error="Canceled before it started.")
                 break
-            self._create_items(rows[start:start + chunk])
+            self._create_items(rows[start:end])
             if start == 0:
                 self.start(self.created_by)
         type(self).objects.filter(pk=self.pk).update(preparing=False, case_list_text="")

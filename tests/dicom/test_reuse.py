@@ -74,3 +74,13 @@ def test_an_idle_association_older_than_the_limit_is_not_reused(scp):
         time.sleep(0.1)
         dimse.echo(peer(scp), LOCAL)
         assert (pool.opened, pool.reused) == (2, 0)
+
+
+def test_an_association_older_than_its_age_limit_is_replaced_even_when_busy(scp):
+    with reuse.reusing_associations(idle_seconds=10, max_age_seconds=0.2) as pool:
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            dimse.echo(peer(scp), LOCAL)
+            time.sleep(0.02)
+        assert pool.opened >= 2 and pool.reused > pool.opened, (pool.opened, pool.reused)
+    assert settle(scp, 0) == 0

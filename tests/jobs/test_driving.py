@@ -76,3 +76,19 @@ def test_a_worker_gives_way_to_another_jobs_waiting_item_after_its_slice(echo_sc
     run_item(LABEL, again)  # alone now: it runs to the end without giving way
     assert big.progress()["succeeded"] == 50 and broker.queue_size() == 1  # only its own give-way message
     assert EchoJob.objects.get(pk=big.pk).status == JobStatus.SUCCEEDED
+
+
+def test_a_worker_keeps_its_slot_leased_between_short_items(echo_scp, settings):
+    from apps.jobs.context import WorkerSession
+
+    settings.JOB_LEASE_SECONDS = 2  # a beat every 0.5 s
+    server = make_server("LK", echo_scp.port, max_associations=1)
+    with WorkerSession("test-worker") as session:
+        with session.slot(server, "test-worker:1", timeout=5, should_stop=lambda: False):
+            pass
+        first = AssociationSlot.objects.get(holder__in=session.tokens()).expires_at
+        import time
+        time.sleep(0.6)
+        session.keep_alive()
+        assert AssociationSlot.objects.get(holder__in=session.tokens()).expires_at > first
+    assert not AssociationSlot.objects.exclude(holder="").exists()

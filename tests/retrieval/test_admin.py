@@ -93,3 +93,12 @@ def test_the_upload_preview_names_a_wildcard_row(admin_client_logged_in):
     page = preview.content.decode()
     assert "1 row will run, 1 bad row will be skipped" in " ".join(re.sub(r"<[^>]+>", " ", page).split())
     assert "<code>000*,2025-01-01,CT,LK</code>" in page and "contains &#x27;*&#x27;" in page
+
+
+def test_the_preview_of_a_long_list_shows_its_first_rows_and_says_how_many_run(admin_client_logged_in):
+    text = "".join(f"P{n:04d},2025-01-01,CT,LK\n" for n in range(1, 1201))
+    page = admin_client_logged_in.post("/admin/retrieval/retrievaljob/upload/",
+                                       {"files": [csv_file("long.csv", text)]}).content.decode()
+    assert "1200 rows will run" in " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "P0500" in page and "P0501" not in page
+    assert "The first 500 rows are shown; all 1200 will run." in page
