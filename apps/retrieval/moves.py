@@ -12,15 +12,20 @@ at all. The server's association limit holds: every extra association takes a sl
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
 from django.conf import settings
 
+from apps.dicom import reuse
 from apps.dicom.engines import C_MOVES
-from apps.dicom.errors import DicomTimeout
-from apps.jobs.errors import ItemCanceled
+from apps.dicom.errors import DicomTimeout, DimseFailure
+from apps.jobs.errors import ItemCanceled, ItemFailed
+from apps.retrieval.receiver_check import receiver_problem
+
+log = logging.getLogger(__name__)
 
 MOVE_KEY_MARGIN_SECONDS = 60.0  # a move key outlives its move's timeout by this much, then expires
 
@@ -66,6 +71,28 @@ def extra_slots(ctx, server, wanted: int):
         yield got
 
 
+def move_to_receiver(peer, local, part, message_id: int, stop):
+    """A C-MOVE of `part` to our receiver. When nothing of it arrived, the PACS is blamed only once our own
+    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO."""
+    level, query = part.move_query()
+    try:
+        result = C_MOVES[settings.MOVE_ENGINE](peer, local, query, local.ae_title, level=level,
+                                               message_id=message_id, stop=stop)
+    except DimseFailure:
+        _fail_if_receiver_down()
+        raise
+    if result.failed and not result.completed:
+        _fail_if_receiver_down()
+    return result
+
+
+def _fail_if_receiver_down() -> None:
+    problem = receiver_problem()
+    if problem:
+        log.info("retrieval failed because the receiver is down: %s", problem)
+        raise ItemFailed(f"The C-MOVE failed because {problem[0].lower()}{problem[1:]}")
+
+
 def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) -> None:
     """C-MOVE each part (a study, or a series of one) into the receiver, `pool` at a time, each under its
     own move key, and check and file what arrived for each as soon as its move ends. Any failure stops
@@ -73,9 +100,11 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
     from apps.retrieval.models import MoveKey
 
     item, ctx, staging = row.item, row.ctx, row.staging
-    move = C_MOVES[settings.MOVE_ENGINE]
     failed = threading.Event()
     stop = AnyOf(ctx.stop_requested, failed)
+    # At most `pool` associations at once, ours included: each move holds the gate while it runs, and so
+    # does a listing of a series' instances that the filing of a finished move may need.
+    gate = threading.BoundedSemaphore(max(1, pool))
     keys = {}
     try:
         for part in parts:
@@ -83,19 +112,23 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
                                               seconds=peer.retrieve_timeout + MOVE_KEY_MARGIN_SECONDS)
 
         def run(part):
-            level, query = part.move_query()
-            return move(peer, local, query, local.ae_title, level=level, message_id=keys[id(part)].message_id,
-                        stop=stop)
+            with gate:
+                return move_to_receiver(peer, local, part, keys[id(part)].message_id, stop)
+
+        def listed(uid, series):
+            with gate:
+                return list_instances(uid, series)
 
         def fetch(part, moved):
             row.fetch(part, staging.folder(local.ae_title, keys[id(part)].message_id), lambda _query: moved(),
-                      list_instances, wait_for_receiver=True)
+                      listed, wait_for_receiver=True)
 
         if pool <= 1 or len(parts) == 1:
             for part in parts:
                 fetch(part, lambda: run(part))
             return
         first_error = None
+        reuse.before_connect(peer)  # the query association left open for reuse is one of ours: close it
         with ThreadPoolExecutor(max_workers=pool, thread_name_prefix="c-move") as moves:
             running = {moves.submit(run, part): part for part in parts}
             for done in as_completed(running):
