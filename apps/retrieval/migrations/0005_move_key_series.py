@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('retrieval', '0003_start_retrieval_permission'),
+        ('retrieval', '0004_background_preparation'),
     ]
 
     operations = [
