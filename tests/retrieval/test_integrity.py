@@ -18,6 +18,7 @@ from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import MoveKey, RetrievalJob
 from apps.servers.models import DicomServer
+from tests.fixtures_common import unused_port
 from tests.jobs.cluster import wait_for
 from tests.pacs import slow_retrieve_answers
 from tests.retrieval.receiver_process import receiver_process
