@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import threading
 from pathlib import Path
 
 from apps.dicom.errors import InvalidDicomFile
@@ -33,16 +33,32 @@ def safe_ae(ae_title: str) -> str:
     return AE_SAFE_RE.sub("_", (ae_title or "").strip()) or "_"
 
 
-def write_atomically(target: Path, data: bytes) -> None:
-    """Temporary file then rename: no reader (a count, a C-FIND, a C-MOVE) ever sees half an instance."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".part")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_atomically(target: Path, data) -> None:
+    """Temporary file then rename: no reader (a count, a C-FIND, a C-MOVE) ever sees half an instance.
+
+    This runs once per received instance while the PACS waits for our answer, so it is plain system
+    calls: the temporary name is unique per process and thread (one thread writes one file at a time),
+    the folder is created only when the first open finds it missing, and the bytes go to the file
+    unbuffered. Files are private to the portal's user (0600), as tempfile.mkstemp made them."""
+    tmp = target.parent / f".incoming-{os.getpid()}-{threading.get_ident()}-{target.name}.part"
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        fd = os.open(tmp, _CREATE, 0o600)
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, _CREATE, 0o600)
+    try:
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
