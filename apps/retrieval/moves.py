@@ -21,7 +21,7 @@ from django.conf import settings
 
 from apps.dicom import reuse
 from apps.dicom.engines import C_MOVES
-from apps.dicom.errors import DicomTimeout, DimseFailure
+from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.retrieval.receiver_check import receiver_problem
 
@@ -106,12 +106,15 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
     # does a listing of a series' instances that the filing of a finished move may need.
     gate = threading.BoundedSemaphore(max(1, pool))
     keys = {}
+    rounds = -(-len(parts) // max(1, pool))  # the last part may start this many move timeouts from now
     try:
         for part in parts:
             keys[id(part)] = MoveKey.allocate(item, item.dicom_server.ae_title, part.uid, series=part.series_uid or "",
-                                              seconds=peer.retrieve_timeout + MOVE_KEY_MARGIN_SECONDS)
+                                              seconds=peer.retrieve_timeout * rounds + MOVE_KEY_MARGIN_SECONDS)
 
         def run(part):
+            if stop.is_set():  # a sibling failed or the row was canceled before this part's turn
+                raise RetrieveCanceled("not started: the retrieval was stopped")
             with gate:
                 return move_to_receiver(peer, local, part, keys[id(part)].message_id, stop)
 

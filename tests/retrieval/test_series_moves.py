@@ -10,6 +10,7 @@ import pydicom
 import pytest
 
 from apps.dicom import engines
+from apps.dicom.errors import DimseFailure
 from apps.jobs import slots
 from apps.jobs.models import AssociationSlot
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
@@ -137,6 +138,24 @@ def test_an_instance_of_another_series_under_a_series_key_is_quarantined(receive
     quarantined = [p.stem for p in (settings.QUARANTINE_DIR).rglob("*.dcm")]
     assert quarantined == [forged["sop"]]
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
+
+
+def test_a_failed_series_move_stops_the_rest_and_fails_the_row_with_its_reason(receiver, three_series, settings,
+                                                                            monkeypatch):
+    refused = []
+
+    def refuse_the_first(query, message_id):
+        if not refused:
+            refused.append(query["SeriesInstanceUID"])
+            raise DimseFailure("SPARE answered the C-MOVE with failure status 0xA801 (test)", status=0xA801)
+
+    spy = MoveSpy(monkeypatch, settings, before=refuse_the_first)
+    job = run(job_of(three_series.uid, server_for(three_series.pacs, 2)))
+    item = job.items.get()
+    assert item.status == "failed" and "0xA801 (test)" in item.error
+    assert len(spy.moves) <= 3 and filed(settings) <= three_series.instances
+    assert staged_left(settings) == [] and not MoveKey.objects.exists()
+    assert not AssociationSlot.objects.exclude(holder="").exists()
 
 
 class Answers:
