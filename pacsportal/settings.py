@@ -31,6 +31,7 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
+PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "apps.servers",
     "apps.jobs",
     "apps.retrieval",
+    "apps.photos",
 ]
 
 MIDDLEWARE = [

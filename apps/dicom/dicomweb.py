@@ -45,7 +45,7 @@ def _client(endpoint: DicomWebEndpoint) -> httpx.Client:
     elif endpoint.auth == "bearer":
         headers["Authorization"] = f"Bearer {endpoint.token}"
     return httpx.Client(base_url=endpoint.base_url.rstrip("/") + "/", headers=headers, auth=auth,
-                        timeout=endpoint.timeout)
+                        timeout=endpoint.timeout, verify=endpoint.verify_tls)
 
 
 def _request(client: httpx.Client, endpoint: DicomWebEndpoint, method: str, path: str, **kwargs) -> httpx.Response:
