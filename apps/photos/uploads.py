@@ -1,6 +1,8 @@
 """Reading a photo upload without trusting it: every photo streams to a temporary file on disk and is
 refused the moment it grows past the size limit, so an oversized upload never lands in memory and
 never fills the disk. A refusal is noted on the request; the view answers it as VALIDATION_ERROR."""
+from typing import Callable
+
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
@@ -10,9 +12,12 @@ FORM_OVERHEAD = 1024 * 1024  # the text fields and multipart boundaries around t
 
 
 class PhotoUploadHandler(TemporaryFileUploadHandler):
-    def __init__(self, request, max_bytes: int):
+    """`limit()` gives the largest photo in bytes; it is asked when the upload starts to arrive."""
+
+    def __init__(self, request, limit: Callable[[], int]):
         super().__init__(request)
-        self.max_bytes = max_bytes
+        self.limit = limit
+        self.max_bytes = 0
         self.files_seen = 0
 
     def _refuse(self, message: str):
@@ -20,6 +25,7 @@ class PhotoUploadHandler(TemporaryFileUploadHandler):
         raise StopUpload(connection_reset=False)  # read and drop the rest, so the client gets our answer
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        self.max_bytes = self.limit()
         if content_length > self.max_bytes * MAX_PHOTOS + FORM_OVERHEAD:
             self.request.photo_upload_refused = (
                 f"the upload is {content_length / 2**20:.0f} MB; at most {MAX_PHOTOS} photos of "

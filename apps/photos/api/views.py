@@ -4,6 +4,7 @@ authentication and permissions are the portal's (token or session login)."""
 import logging
 
 from django.conf import settings
+from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, viewsets
@@ -48,11 +49,14 @@ class StudiesView(PhotoApiView):
 
     parser_classes = [MultiPartParser, FormParser]
 
+    @cached_property
+    def photo_settings(self) -> PhotoSettings:
+        return PhotoSettings.load()  # fresh on every upload: changes need no restart
+
     def initialize_request(self, request, *args, **kwargs):
         # before anything reads the body (the session login's CSRF check reads it too)
         if request.method == "POST":
-            self.photo_settings = PhotoSettings.load()  # fresh on every upload: changes need no restart
-            request.upload_handlers = [PhotoUploadHandler(request, self.photo_settings.max_upload_mb * 2**20)]
+            request.upload_handlers = [PhotoUploadHandler(request, lambda: self.photo_settings.max_upload_mb * 2**20)]
         return super().initialize_request(request, *args, **kwargs)
 
     @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses={200: OpenApiTypes.OBJECT})
