@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import BinaryIO
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -42,6 +42,10 @@ SEXES = {"M": "M", "F": "F", "O": "O", "U": ""}  # DICOM knows M, F, O; unknown 
 LOSSY_SOURCES = {"JPEG": "ISO_10918_1", "MPO": "ISO_10918_1", "HEIF": "ISO_23008_2"}
 JPEG_QUALITY = 90
 SOFTWARE = "PACS Portal photo capture"
+EXIF_ORIENTATION = 0x0112
+ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}  # EXIF orientation -> the turn that shows the photo upright
 _MODALITY = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 
 
@@ -169,11 +173,14 @@ def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: i
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CaptureError(name, f"is a damaged or incomplete {source_format} file ({exc}).") from None
     icc = image.info.get("icc_profile")
-    image = _to_rgb(ImageOps.exif_transpose(image))
-    if resize_max and max(image.size) > resize_max:
+    turn = ORIENTATIONS.get(image.getexif().get(EXIF_ORIENTATION))
+    image = _to_rgb(image)
+    if resize_max and max(image.size) > resize_max:  # before turning: turning a smaller image is cheaper
         scale = resize_max / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                              Image.Resampling.LANCZOS)
+    if turn is not None:
+        image = image.transpose(turn)
     if icc:
         image = _to_srgb(image, icc)
     return Photo(image, source_format, size)

@@ -14,6 +14,8 @@ FORM_OVERHEAD = 1024 * 1024  # the text fields and multipart boundaries around t
 class PhotoUploadHandler(TemporaryFileUploadHandler):
     """`limit()` gives the largest photo in bytes; it is asked when the upload starts to arrive."""
 
+    chunk_size = 2**20  # Django's 64 kB means a Python loop turn per 64 kB of every photo
+
     def __init__(self, request, limit: Callable[[], int]):
         super().__init__(request)
         self.limit = limit
