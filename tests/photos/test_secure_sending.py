@@ -2,15 +2,15 @@
 with bearer or basic authentication and the TLS-verify setting (a real HTTPS server in a thread)."""
 import base64
 import io
-import json
 import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pydicom
 import pytest
 
 from apps.servers.models import DicomServer
+from tests.dicom.test_dicomweb import FakeArchive
 from tests.dicom.test_tls import certs, tls_scp  # noqa: F401  (openssl-made CA, server and client certificates)
 from tests.photos.conftest import post_photos
 
@@ -29,33 +29,20 @@ def test_c_store_goes_over_tls_with_our_client_certificate(api, photo_settings, 
     assert tls_scp.client_subjects == [{"commonName": "portal"}]  # one association, our certificate
 
 
-class StowArchive(BaseHTTPRequestHandler):
-    """A DICOMweb server over HTTPS: stores whatever arrives, answers with the Referenced SOP Sequence."""
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.seen.append(dict(self.headers))
-        uids = [pydicom.dcmread(io.BytesIO(part.rsplit(b"\r\n--", 1)[0]), stop_before_pixels=True).SOPInstanceUID
-                for part in body.split(PART_START)[1:]]
-        answer = json.dumps({"00081199": {"vr": "SQ", "Value": [
-            {"00081155": {"vr": "UI", "Value": [uid]}} for uid in uids]}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/dicom+json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
+def store_everything(body: bytes):
+    """A STOW-RS answer that stores every instance of the request: the Referenced SOP Sequence."""
+    uids = [pydicom.dcmread(io.BytesIO(part.rsplit(b"\r\n--", 1)[0]), stop_before_pixels=True).SOPInstanceUID
+            for part in body.split(PART_START)[1:]]
+    return 200, {"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": [uid]}} for uid in uids]}}
 
 
 @pytest.fixture
 def https_archive(certs):  # noqa: F811
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StowArchive)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeArchive)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certs["server_cert"], certs["server_key"])  # signed by a CA nobody trusts
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.seen = []
+    server.seen, server.answer = [], store_everything
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -84,5 +71,6 @@ def test_stow_rs_over_https_with_auth_and_the_tls_verify_setting(api, photo_sett
     response = post_photos(api, [rotated_jpeg, alpha_png], server="WEB")
     assert response.status_code == 200, response.content
     assert [i["status"] for i in response.json()["instances"]] == ["success", "success"]
-    (headers,) = https_archive.seen  # both photos in one request
+    ((path, headers, _),) = https_archive.seen  # both photos in one request
+    assert path == "/dicom-web/studies"
     assert headers["Authorization"] == expected
