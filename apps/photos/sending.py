@@ -13,12 +13,12 @@ from apps.servers.models import local_ae
 
 def error_code(exc: DicomError) -> str:
     """PACS_TIMEOUT when the PACS could not be reached or did not answer in time (trying again later
-    may pass); PACS_REJECTED when it answered no."""
+    may pass); PACS_REJECTED when it answered no, or its certificate was not trusted."""
     if isinstance(exc, DicomTimeout):
         return "PACS_TIMEOUT"
     if isinstance(exc, ConnectionFailed) and exc.retriable:  # refused or unreachable, not a bad certificate
         return "PACS_TIMEOUT"
-    if isinstance(exc, DicomWebError) and exc.http_status is None:  # no HTTP answer at all
+    if isinstance(exc, DicomWebError) and exc.http_status is None and exc.retriable:  # no HTTP answer at all
         return "PACS_TIMEOUT"
     return "PACS_REJECTED"
 

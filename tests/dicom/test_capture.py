@@ -2,7 +2,9 @@
 by content, the user's text against DICOM's rules, and the output checked by dicom3tools' dciodvfy
 and DCMTK's dcmdump."""
 import io
+import struct
 import subprocess
+import zlib
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
@@ -90,8 +92,12 @@ def test_a_truncated_photo_is_refused_as_damaged(tmp_path):
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
-    path = tmp_path / "bomb.png"
-    Image.new("1", (20000, 20000)).save(path)  # a few kB on disk, 400 megapixels decoded
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path = tmp_path / "bomb.png"  # 57 bytes that claim 400 megapixels
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
     with pytest.raises(capture.CaptureError, match="megapixels"):
         capture.read_photo(path, "bomb.png")
 

@@ -63,7 +63,8 @@ def test_stow_rs_over_https_with_auth_and_the_tls_verify_setting(api, photo_sett
     photo_settings.save()
 
     refused = post_photos(api, [rotated_jpeg], server="WEB")  # the certificate is checked by default
-    assert refused.status_code in (502, 504) and refused.json()["instances"][0]["status"] == "failed"
+    assert refused.status_code == 502 and refused.json()["code"] == "PACS_REJECTED"
+    assert "certificate" in refused.json()["message"] and refused.json()["instances"][0]["status"] == "failed"
     assert https_archive.seen == []
 
     photo_settings.dicomweb_verify_tls = False
