@@ -135,6 +135,7 @@ class PhotoSend(JobItem):
         return self.result.setdefault("instances", [])
 
     def process(self, ctx) -> None:
+        from apps.audit import record
         from apps.photos.sending import send_instances
 
         upload = self.job
@@ -157,5 +158,7 @@ class PhotoSend(JobItem):
             raise ItemFailed(f"{upload.server_name} refused {len(failed)} of {len(self.instances())} photos; "
                              f"photo {failed[0]['index']}: {failed[0]['message']}")
         self.result.pop("code", None)
+        record(upload.created_by, "photos.stored", upload, patient_id=upload.patient_id, server=upload.server_name,
+               instances=[i["sopInstanceUID"] for i in self.instances()])
         if not upload.keep_files:
             upload.remove_files()

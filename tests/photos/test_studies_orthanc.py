@@ -65,6 +65,8 @@ def test_two_photos_become_one_series_rotated_resized_and_named_in_chinese(api, 
     event = AuditEvent.objects.get(action="photos.uploaded")
     assert event.actor == user and event.target == f"photos.PhotoUpload:{upload.pk}"
     assert event.details | {"patient_id": "P-001", "server": "PHOTOPACS", "photos": 2, "stored": 2} == event.details
+    stored = AuditEvent.objects.get(action="photos.stored")
+    assert stored.actor == user and stored.details["instances"] == [i["sopInstanceUID"] for i in body["instances"]]
 
 
 def test_stow_rs_after_switching_the_settings(api, staff_api, destination, empty_orthanc, rotated_jpeg, alpha_png):
