@@ -88,8 +88,13 @@ class PhotoUpload(Job):
     timeout_seconds = models.PositiveIntegerField(default=30)
     verify_tls = models.BooleanField(default=True)
 
+    start_permission = "photos.send_photos"
+
     class Meta(Job.Meta):
         verbose_name = "photo upload"
+        # Uploads are started by sending photos, not typed in: "send photos" takes the place of "add".
+        default_permissions = ("view", "change", "delete")
+        permissions = [("send_photos", "Can send photos to a PACS")]
 
     def __str__(self) -> str:
         return f"Photo upload #{self.pk}"

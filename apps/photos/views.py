@@ -4,7 +4,7 @@ patient data and need no login (a browser fetches a manifest without cookies).""
 import json
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.views import LoginView
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -13,7 +13,7 @@ from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from apps.photos.access import sendable_servers
+from apps.photos.access import SEND_PHOTOS, sendable_servers
 from apps.photos.models import Backend, PhotoSettings
 from apps.photos.uploads import MAX_PHOTOS
 
@@ -29,6 +29,7 @@ class PhotoLoginView(LoginView):
 
 @never_cache
 @login_required(login_url=reverse_lazy("photos:login"))
+@permission_required(SEND_PHOTOS, raise_exception=True)
 def photo_page(request):
     photo_settings = PhotoSettings.load()
     servers = [{"name": s.name, "description": s.description}

@@ -6,7 +6,7 @@ import pytest
 from apps.servers.models import DicomServer
 from tests.browser.conftest import CHROMIUM_ARGS, TIMEOUT_MS  # noqa: F401
 from tests.photos import images
-from tests.photos.conftest import destination, photo_settings  # noqa: F401  (fixtures shared with the API tests)
+from tests.photos.conftest import destination, may_send_photos, photo_settings  # noqa: F401  (shared fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.orthanc]
 PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
@@ -16,7 +16,7 @@ TECH, TECH_PASSWORD = "ward-nurse", "ward-pass-123"
 @pytest.fixture
 def phone(browser, live_server, django_user_model, destination):  # noqa: F811
     """A phone-sized page signed in to /photos/ through its own login form, as a user who is not staff."""
-    django_user_model.objects.create_user(username=TECH, password=TECH_PASSWORD)
+    may_send_photos(django_user_model.objects.create_user(username=TECH, password=TECH_PASSWORD))
     context = browser.new_context(**PHONE)
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()

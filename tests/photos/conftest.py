@@ -1,11 +1,26 @@
 """Photo tests: the real Orthanc (SPARE, emptied per test) as the destination, photo files made on the fly."""
 import pytest
+from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.photos.models import PhotoSettings
 from apps.servers.models import DicomServer
 from tests.photos import images
+
+
+PHOTO_SENDER = ["send_photos", "view_photosettings", "view_photoupload", "change_photoupload"]
+
+
+def may_send_photos(person):
+    person.user_permissions.add(*Permission.objects.filter(content_type__app_label="photos", codename__in=PHOTO_SENDER))
+    return person
+
+
+@pytest.fixture
+def user(db, django_user_model):
+    """A technologist who may send photos, see the photo settings and their own uploads; nothing else."""
+    return may_send_photos(django_user_model.objects.create_user(username="tech", password="tech-pass-123"))
 
 
 @pytest.fixture

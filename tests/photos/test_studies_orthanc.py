@@ -93,6 +93,17 @@ def test_no_token_is_401_in_the_contract_shape(destination, rotated_jpeg):
     assert not PhotoUpload.objects.exists()
 
 
+def test_without_the_send_photos_permission_it_is_403(destination, rotated_jpeg, django_user_model, client):
+    outsider = django_user_model.objects.create_user(username="visitor", password="visitor-pass-123")
+    caller = APIClient()
+    caller.force_authenticate(outsider)
+    response = post_photos(caller, [rotated_jpeg])
+    assert response.status_code == 403 and response.json()["code"] == "FORBIDDEN"
+    assert "send photos" in response.json()["message"] and not PhotoUpload.objects.exists()
+    client.force_login(outsider)
+    assert client.get("/photos/").status_code == 403
+
+
 def test_a_text_file_named_jpg_is_refused_by_content(api, destination, empty_orthanc, rotated_jpeg, text_as_jpeg):
     response = post_photos(api, [rotated_jpeg, text_as_jpeg])
     assert response.status_code == 400

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from apps.audit import record
 from apps.jobs.api.views import JobViewSetMixin
 from apps.photos import echo, intake
+from apps.photos.access import CHANGE_SETTINGS, SEND_PHOTOS, VIEW_SETTINGS, requires
 from apps.photos.api.serializers import SETTINGS_KEYS, PhotoSettingsSerializer, PhotoUploadSerializer
 from apps.photos.models import PhotoSettings, PhotoUpload
 from apps.photos.uploads import PhotoUploadHandler
@@ -48,6 +49,8 @@ class StudiesView(PhotoApiView):
     series; answers when the PACS has answered."""
 
     parser_classes = [MultiPartParser, FormParser]
+    permission_classes = [requires(SEND_PHOTOS, why="You may not send photos to a PACS; ask an administrator "
+                                                    "for the 'send photos' permission.")]
 
     @cached_property
     def photo_settings(self) -> PhotoSettings:
@@ -95,6 +98,7 @@ class PacsEchoView(PhotoApiView):
     {calledAET, host, port} or {server} must name a configured server: the portal calls no other."""
 
     parser_classes = [JSONParser, FormParser]
+    permission_classes = [requires(SEND_PHOTOS)]
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
@@ -116,15 +120,18 @@ class SettingsView(PhotoApiView):
 
     parser_classes = [JSONParser]
 
+    def get_permissions(self):
+        if self.request.method == "PUT":
+            return [requires(CHANGE_SETTINGS, staff=True, why="Only staff with the 'change photo settings' "
+                                                              "permission may change the photo settings.")()]
+        return [requires(VIEW_SETTINGS)()]
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"settings": PhotoSettingsSerializer(PhotoSettings.load()).data})
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def put(self, request):
-        if not (request.user.is_staff and request.user.has_perm("photos.change_photosettings")):
-            raise exceptions.PermissionDenied("Only staff with the 'change photo settings' permission may change "
-                                              "the photo settings.")
         given = request.data.get("settings") if isinstance(request.data, dict) else None
         if not isinstance(given, dict):
             return error("VALIDATION_ERROR", 'Send {"settings": {...}} with the keys to change.')
@@ -145,6 +152,10 @@ class SettingsView(PhotoApiView):
 
 
 class SettingsInfoView(PhotoApiView):
+    """What the phone app needs to know about the destination: anyone who may send photos may ask."""
+
+    permission_classes = [requires(SEND_PHOTOS)]
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"pacsBackend": PhotoSettings.load().backend, "callingAET": settings.DICOM_AE_TITLE})
