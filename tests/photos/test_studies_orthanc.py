@@ -226,3 +226,24 @@ def test_users_see_only_their_own_uploads(api, destination, rotated_jpeg, django
     assert other.get("/api/photo-uploads/").json() == []
     own = api.get(f"/api/photo-uploads/{mine}").json()
     assert own["status"] == "succeeded" and own["progress"]["stored"] == 1
+
+
+def test_heic_webp_bmp_and_tiff_from_one_phone_arrive_in_order(api, destination, empty_orthanc, tmp_path):
+    photos = [images.plain(tmp_path / name, fmt, size=(120, 90), color=color) for name, fmt, color in (
+        ("IMG_0001.HEIC", "HEIF", images.RED), ("b.webp", "WEBP", images.GREEN), ("c.bmp", "BMP", images.BLUE),
+        ("d.tif", "TIFF", images.WHITE))]
+    response = post_photos(api, photos)
+    assert response.status_code == 200, response.content
+    stored = stored_files(empty_orthanc)
+    assert [int(ds.InstanceNumber) for ds in stored] == [1, 2, 3, 4]
+    for ds, color in zip(stored, (images.RED, images.GREEN, images.BLUE, images.WHITE)):
+        assert (ds.Columns, ds.Rows) == (120, 90) and images.near(ds.pixel_array[45, 60], color)
+    assert stored[0].LossyImageCompressionMethod == "ISO_23008_2"  # HEIC is HEVC-compressed, and says so
+
+
+def test_jpeg_baseline_setting_stores_compressed_instances(api, staff_api, destination, empty_orthanc, rotated_jpeg):
+    staff_api.put("/api/settings", {"settings": {"localTransferSyntax": "1.2.840.10008.1.2.4.50"}}, format="json")
+    assert post_photos(api, [rotated_jpeg]).status_code == 200
+    (ds,) = stored_files(empty_orthanc)
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50" and ds.PhotometricInterpretation == "YBR_FULL_422"
+    assert images.near(ds.pixel_array[20, 100], images.RED, 60)  # pydicom decodes YBR to RGB by default
