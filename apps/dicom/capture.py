@@ -13,7 +13,6 @@ import io
 import math
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import BinaryIO
@@ -149,23 +148,21 @@ def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: i
     is not a whole photo in one of PHOTO_FORMATS raises CaptureError naming `name`."""
     formats, source_format = "JPEG, PNG, BMP, WebP, TIFF or HEIC", "image"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open(source) as probe:
-                source_format, size = probe.format, probe.size
-                if size[0] * size[1] > MAX_PIXELS:
-                    raise CaptureError(name, f"{size[0]}x{size[1]} pixels is more than the {MAX_PIXELS // 10**6} "
-                                             "megapixels a photo may have.")
-                probe.verify()  # structure and checksums, before any pixel is decoded
-            image = _open(source)
-            if resize_max and image.format in ("JPEG", "MPO"):
-                # the JPEG decoder can scale by 1/2, 1/4, 1/8 while decoding: far less work for 12 MP
-                scale = resize_max / max(size)
-                image.draft("RGB", (math.ceil(size[0] * scale), math.ceil(size[1] * scale)))
-            image.load()
+        with _open(source) as probe:
+            source_format, size = probe.format, probe.size
+            if size[0] * size[1] > MAX_PIXELS:  # from the header alone, before anything is decoded
+                raise CaptureError(name, f"{size[0]}x{size[1]} pixels is more than the {MAX_PIXELS // 10**6} "
+                                         "megapixels a photo may have.")
+            probe.verify()  # structure and checksums, before any pixel is decoded
+        image = _open(source)
+        if resize_max and image.format in ("JPEG", "MPO"):
+            # the JPEG decoder can scale by 1/2, 1/4, 1/8 while decoding: far less work for 12 MP
+            scale = resize_max / max(size)
+            image.draft("RGB", (math.ceil(size[0] * scale), math.ceil(size[1] * scale)))
+        image.load()
     except CaptureError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:  # Pillow's own refusal, for twice its limit
         raise CaptureError(name, f"has more than the {MAX_PIXELS // 10**6} megapixels a photo may have.") from None
     except UnidentifiedImageError:
         raise CaptureError(name, f"is not a photo this portal reads ({formats}); it is checked by its content, "
