@@ -22,11 +22,17 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                         JPEGBaseline8Bit, SecondaryCaptureImageStorage)
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    SecondaryCaptureImageStorage,
+)
+
+from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 pillow_heif.register_heif_opener()
-Image.init()  # load every plugin now: `formats=` below only finds registered ones (MPO is not pre-loaded)
+Image.init()  # every plugin registered now: `formats=` below must find WebP and TIFF, not only the preloaded few
 
 PHOTO_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "HEIF")  # JPEG includes MPO (multi-picture, from phones)
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # ~89 MP (Pillow's bomb limit): beyond that it is a bomb, not a photo
@@ -254,7 +260,8 @@ def secondary_capture(photo: Photo, patient: Patient, exam: Exam, options: Captu
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, sop_instance_uid
     ds.file_meta.TransferSyntaxUID = options.transfer_syntax
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID  # the portal wrote this file
+    ds.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     ds.file_meta.SourceApplicationEntityTitle = options.source_ae
     return ds
 

@@ -62,7 +62,7 @@ class PhotoSettings(models.Model):
         super().save(*args, **kwargs)
 
     @classmethod
-    def load(cls) -> "PhotoSettings":
+    def load(cls) -> PhotoSettings:
         return cls.objects.select_related("destination").get_or_create(pk=1)[0]
 
     def capture_options(self, source_ae: str) -> CaptureOptions:
@@ -104,7 +104,7 @@ class PhotoUpload(Job):
         instances = (item.result or {}).get("instances", []) if item else []
         return {"photos": self.photos, "stored": sum(1 for i in instances if i["status"] == "success")}
 
-    def send_now(self, user=None) -> "PhotoSend":
+    def send_now(self, user=None) -> PhotoSend:
         """Run the send in this process, now: the sender is waiting for the answer. A failed send stays
         in the admin, files kept, for "Retry failed items" (which goes through the workers)."""
         from apps.audit import record

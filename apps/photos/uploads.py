@@ -1,7 +1,7 @@
 """Reading a photo upload without trusting it: every photo streams to a temporary file on disk and is
 refused the moment it grows past the size limit, so an oversized upload never lands in memory and
 never fills the disk. A refusal is noted on the request; the view answers it as VALIDATION_ERROR."""
-from typing import Callable
+from collections.abc import Callable
 
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
 from django.http import QueryDict

@@ -8,7 +8,6 @@ from apps.photos.models import PhotoSettings
 from apps.servers.models import DicomServer
 from tests.photos import images
 
-
 PHOTO_SENDER = ["send_photos", "view_photosettings", "view_photoupload", "change_photoupload"]
 
 

@@ -80,7 +80,7 @@ def test_stow_rs_after_switching_the_settings(api, staff_api, destination, empty
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["pacs"] == {"server": "PHOTOPACS", "url": destination.dicomweb_url}
-    jpeg, png = stored_files(empty_orthanc)
+    _, png = stored_files(empty_orthanc)
     assert str(png.PatientName) == CHINESE_NAME and png.SeriesInstanceUID == body["seriesInstanceUID"]
     assert (png.Columns, png.Rows) == (512, 341)  # the new resize setting, without a restart
     assert empty_orthanc.study_instances(body["studyInstanceUID"]) == {i["sopInstanceUID"] for i in body["instances"]}
