@@ -20,7 +20,7 @@ def pick_server(user, body, photo_settings):
     body = body if hasattr(body, "get") else {}
     name, host, port = body.get("server"), body.get("host"), body.get("port")
     if name:
-        server = allowed.filter(name=name).first()
+        server = allowed.filter(name__iexact=name).first()
         if server is None:
             raise Refused(f"server: {name!r} is not a DICOM server you may send to.")
         return server

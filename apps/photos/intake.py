@@ -67,7 +67,7 @@ def _server(user, name: str, photo_settings: PhotoSettings):
             raise Refused("server: no destination is configured; pick a server, or ask an administrator to "
                           "set one in the photo settings.")
         name = photo_settings.destination.name
-    server = allowed.filter(name=name).first()
+    server = allowed.filter(name__iexact=name).first()
     if server is None:
         raise Refused(f"server: {name!r} is not a DICOM server you may send to.")
     if photo_settings.backend == Backend.DICOMWEB and not server.dicomweb_url:

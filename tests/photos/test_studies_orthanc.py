@@ -190,6 +190,11 @@ def test_a_rejected_association_is_502_and_a_retry_sends_what_is_missing(api, de
     assert not folder.exists()
 
 
+def test_the_server_field_picks_the_destination_by_name_in_any_case(api, destination, empty_orthanc, rotated_jpeg):
+    response = post_photos(api, [rotated_jpeg], server="photopacs")
+    assert response.status_code == 200 and response.json()["pacs"]["server"] == "PHOTOPACS"
+
+
 def test_keep_files_on_success_keeps_the_photo_and_its_dicom(api, destination, photo_settings, rotated_jpeg):
     photo_settings.keep_files_on_success = True
     photo_settings.save()

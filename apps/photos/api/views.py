@@ -32,8 +32,8 @@ def error(code: str, message: str, http_status: int | None = None, **extra) -> R
 class PhotoApiView(APIView):
     """DRF's own refusals (not logged in, no permission, bad JSON) in the contract's error shape."""
 
-    CODES = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 405: "METHOD_NOT_ALLOWED", 415: "VALIDATION_ERROR",
-             400: "VALIDATION_ERROR"}
+    CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 405: "METHOD_NOT_ALLOWED",
+             415: "VALIDATION_ERROR", 429: "RATE_LIMITED"}
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
