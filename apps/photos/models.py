@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -20,6 +21,13 @@ MAX_TIMEOUT_SECONDS = 100  # the web server ends a request after 120 s; the answ
 class Backend(models.TextChoices):
     CSTORE = "cstore", "C-STORE (DICOM network)"
     DICOMWEB = "dicomweb", "DICOMweb STOW-RS"
+
+
+def destination_problem(backend: str, server) -> str:
+    """Why `server` cannot take photos by `backend`, or ""."""
+    if backend == Backend.DICOMWEB and server is not None and not server.dicomweb_url:
+        return f"{server.name} has no DICOMweb URL; add one to the server or send by C-STORE."
+    return ""
 
 
 class PhotoSettings(models.Model):
@@ -56,6 +64,11 @@ class PhotoSettings(models.Model):
 
     def __str__(self) -> str:
         return "Photo settings"
+
+    def clean(self):
+        problem = destination_problem(self.backend, self.destination)
+        if problem:
+            raise ValidationError({"destination": problem})
 
     def save(self, *args, **kwargs):
         self.pk = 1  # there is only one

@@ -58,6 +58,14 @@ def test_bad_settings_are_refused_naming_the_key(staff_api, photo_settings, chan
     assert api_settings(staff_api) == DEFAULTS
 
 
+def test_dicomweb_needs_a_destination_with_a_dicomweb_url(staff_api, photo_settings):
+    DicomServer.objects.create(name="LK", ae_title="LK", host="127.0.0.1", port=104)
+    response = staff_api.put("/api/settings", {"settings": {"backend": "dicomweb", "destination": "LK"}},
+                             format="json")
+    assert response.status_code == 400 and "destination: LK has no DICOMweb URL" in response.json()["message"]
+    assert api_settings(staff_api)["backend"] == "cstore"
+
+
 def api_settings(client) -> dict:
     return client.get("/api/settings").json()["settings"]
 

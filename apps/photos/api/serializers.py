@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
-from apps.photos.models import PhotoSend, PhotoSettings, PhotoUpload
+from apps.photos.models import PhotoSend, PhotoSettings, PhotoUpload, destination_problem
 from apps.servers.models import DicomServer
 
 # The settings' API names (the photo page's contract) and the model fields behind them.
@@ -30,6 +30,14 @@ class PhotoSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = PhotoSettings
         fields = list(SETTINGS_KEYS.values())
+
+    def validate(self, attrs):
+        backend = attrs.get("backend", self.instance.backend)
+        destination = attrs.get("destination", self.instance.destination)
+        problem = destination_problem(backend, destination)
+        if problem:
+            raise serializers.ValidationError({"destination": problem})
+        return attrs
 
     def to_representation(self, instance):
         return {FIELD_KEYS[field]: value for field, value in super().to_representation(instance).items()}
