@@ -1,5 +1,5 @@
-"""Who may do what with photos, in one place: Django permissions (granted to groups in the admin) and
-the DICOM servers a user may send to."""
+"""Who may do what with photos: the Django permissions the photo routes need (granted to groups in the
+admin), and the DICOM servers a user may send to (DicomServer.may)."""
 from rest_framework.permissions import BasePermission
 
 from apps.servers.models import DicomServer
@@ -22,6 +22,6 @@ def requires(*perms: str, staff: bool = False, why: str = "") -> type[BasePermis
     return Required
 
 
-def sendable_servers(user):
-    """The DICOM servers `user` may send photos to."""
-    return DicomServer.objects.all()
+def sendable_servers(user) -> list[DicomServer]:
+    """The DICOM servers `user` may send photos to (its send groups, unless a server is open to everyone)."""
+    return [server for server in DicomServer.objects.all() if server.may(user, "send")]

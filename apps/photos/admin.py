@@ -40,7 +40,3 @@ class PhotoUploadAdmin(JobAdminMixin, admin.ModelAdmin):
     fields = readonly_fields
     search_fields = ["patient_id", "study_instance_uid"]
     inlines = [PhotoSendInline]
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(created_by=request.user)

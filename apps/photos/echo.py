@@ -7,26 +7,21 @@ from dataclasses import replace
 
 from apps.dicom import dicomweb, dimse
 from apps.dicom.errors import DicomError
-from apps.photos.access import sendable_servers
-from apps.photos.intake import Refused
+from apps.photos.intake import Refused, named_server
 from apps.photos.models import Backend
 from apps.photos.sending import error_code
-from apps.servers.models import local_ae
+from apps.servers.models import DicomServer, local_ae
 
 
 def pick_server(user, body, photo_settings):
     """The server the echo body names ({server} or {calledAET, host, port}), else the destination."""
-    allowed = sendable_servers(user)
     body = body if hasattr(body, "get") else {}
     name, host, port = body.get("server"), body.get("host"), body.get("port")
     if name:
-        server = allowed.filter(name__iexact=name).first()
-        if server is None:
-            raise Refused(f"server: {name!r} is not a DICOM server you may send to.")
-        return server
+        return named_server(user, name)
     if host or port:
         try:
-            matches = allowed.filter(host=str(host or "").strip(), port=int(port))
+            matches = DicomServer.objects.filter(host=str(host or "").strip(), port=int(port))
         except (TypeError, ValueError):
             raise Refused(f"port: {port!r} is not a port number.") from None
         if body.get("calledAET"):
@@ -35,9 +30,11 @@ def pick_server(user, body, photo_settings):
         if server is None:
             raise Refused(f"No configured DICOM server is {body.get('calledAET') or '?'}@{host}:{port}; the portal "
                           "only talks to servers an administrator has added.")
+        server.check_access(user, "send")
         return server
     if photo_settings.destination is None:
         raise Refused("server: no destination is configured in the photo settings.")
+    photo_settings.destination.check_access(user, "send")
     return photo_settings.destination
 
 

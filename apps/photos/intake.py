@@ -16,8 +16,8 @@ from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from apps.dicom import capture
-from apps.photos.access import sendable_servers
 from apps.photos.models import Backend, PhotoSend, PhotoSettings, PhotoUpload
+from apps.servers.models import DicomServer
 
 IMAGE_FIELDS = ("images[]", "images")  # the seed's name, and what plain HTML forms and curl -F often send
 _BIRTH_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -59,24 +59,32 @@ def _exam_time(text: str) -> datetime:
         raise Refused(f"examDateTime: {text!r} is not an ISO 8601 date and time (e.g. 2025-03-01T14:30).") from None
 
 
+def named_server(user, name: str):
+    """The configured server called `name` (in any case); Refused when there is none, ServerAccessDenied
+    (a 403) when this user may not send to it."""
+    server = DicomServer.objects.filter(name__iexact=(name or "").strip()).first()
+    if server is None:
+        raise Refused(f"server: {name!r} is not a configured DICOM server.")
+    server.check_access(user, "send")
+    return server
+
+
 def _server(user, name: str, photo_settings: PhotoSettings):
-    allowed = sendable_servers(user)
     name = (name or "").strip()
     if not name:
         if photo_settings.destination is None:
             raise Refused("server: no destination is configured; pick a server, or ask an administrator to "
                           "set one in the photo settings.")
         name = photo_settings.destination.name
-    server = allowed.filter(name__iexact=name).first()
-    if server is None:
-        raise Refused(f"server: {name!r} is not a DICOM server you may send to.")
+    server = named_server(user, name)
     if photo_settings.backend == Backend.DICOMWEB and not server.dicomweb_url:
         raise Refused(f"server: {name} has no DICOMweb URL, and the photo settings send by DICOMweb.")
     return server
 
 
 def read_submission(user, data, files, photo_settings: PhotoSettings) -> Submission:
-    """Every field and photo checked; raises Refused with the first problem."""
+    """Every field and photo checked; raises Refused with the first problem (ServerAccessDenied when the
+    server is closed to this user)."""
     charset = photo_settings.local_charset
     try:
         capture.check_options(photo_settings.capture_options(settings.DICOM_AE_TITLE))

@@ -160,6 +160,10 @@ class PhotoSend(JobItem):
         if upload.dicom_server is None:
             self.result["code"] = "PACS_REJECTED"
             raise ItemFailed(f"Server {upload.server_name} was deleted; the photos wait in {upload.folder}.")
+        # Checked again when the send runs: a retry may come after the sender lost access to the server.
+        if not upload.dicom_server.may(upload.created_by, "send"):
+            self.result["code"] = "PACS_REJECTED"
+            raise ItemFailed(upload.dicom_server.refusal("send"))
         todo = [i for i in self.instances() if i["status"] != "success"]
         missing = [i for i in todo if not Path(i["path"]).is_file()]
         if missing:

@@ -23,7 +23,6 @@ SHELL_VERSION = "1"  # bump when the shell changes, so installed apps drop the o
 
 class PhotoLoginView(LoginView):
     template_name = "photos/login.html"
-    redirect_authenticated_user = True
     next_page = reverse_lazy("photos:page")
 
 

@@ -13,7 +13,7 @@ from apps.audit.models import AuditEvent
 from apps.photos.models import PhotoSend, PhotoUpload
 from apps.servers.models import DicomServer
 from tests.photos import images
-from tests.photos.conftest import post_photos
+from tests.photos.conftest import may_send_photos, post_photos
 
 pytestmark = [pytest.mark.django_db, pytest.mark.orthanc]
 CHINESE_NAME = "王^大明"
@@ -225,8 +225,9 @@ def test_patient_data_stays_out_of_logs_above_debug(api, destination, rotated_jp
 
 def test_users_see_only_their_own_uploads(api, destination, rotated_jpeg, django_user_model):
     mine = post_photos(api, [rotated_jpeg]).json()["upload"]
-    other = APIClient()
-    other.force_authenticate(django_user_model.objects.create_user(username="other", password="other-pass-123"))
+    other = APIClient()  # may send photos and see uploads too, but not everyone's
+    other.force_authenticate(may_send_photos(django_user_model.objects.create_user(username="other",
+                                                                                    password="other-pass-123")))
     assert other.get(f"/api/photo-uploads/{mine}/").status_code == 404
     assert other.get("/api/photo-uploads/").json() == []
     own = api.get(f"/api/photo-uploads/{mine}").json()

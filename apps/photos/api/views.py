@@ -19,9 +19,11 @@ from apps.photos.access import CHANGE_SETTINGS, SEND_PHOTOS, VIEW_SETTINGS, requ
 from apps.photos.api.serializers import SETTINGS_KEYS, PhotoSettingsSerializer, PhotoUploadSerializer
 from apps.photos.models import PhotoSettings, PhotoUpload
 from apps.photos.uploads import PhotoUploadHandler
+from apps.servers.models import ServerAccessDenied
 
 log = logging.getLogger("apps.photos")
-HTTP_STATUS = {"VALIDATION_ERROR": 400, "PACS_REJECTED": 502, "PACS_TIMEOUT": 504, "INTERNAL_ERROR": 500}
+HTTP_STATUS = {"VALIDATION_ERROR": 400, "FORBIDDEN": 403, "PACS_REJECTED": 502, "PACS_TIMEOUT": 504,
+               "INTERNAL_ERROR": 500}
 
 
 def error(code: str, message: str, http_status: int | None = None, **extra) -> Response:
@@ -71,9 +73,9 @@ class StudiesView(PhotoApiView):
             if refused:
                 raise intake.Refused(f"images[]: {refused}")
             submission = intake.read_submission(request.user, data, files, photo_settings)
-        except intake.Refused as exc:
+        except (intake.Refused, ServerAccessDenied) as exc:
             record(request.user, "photos.refused", "photos", reason=str(exc), patient_id=data.get("patientId", ""))
-            return error("VALIDATION_ERROR", str(exc))
+            return error("FORBIDDEN" if isinstance(exc, ServerAccessDenied) else "VALIDATION_ERROR", str(exc))
         upload = intake.create_upload(request.user, submission, photo_settings)
         item = upload.send_now(request.user)
         instances = item.result.get("instances", [])
@@ -105,6 +107,8 @@ class PacsEchoView(PhotoApiView):
         photo_settings = PhotoSettings.load()
         try:
             server = echo.pick_server(request.user, request.data, photo_settings)
+        except ServerAccessDenied as exc:
+            return error("FORBIDDEN", str(exc))
         except intake.Refused as exc:
             return error("VALIDATION_ERROR", str(exc))
         outcome = echo.check(server, photo_settings)
@@ -163,12 +167,7 @@ class SettingsInfoView(PhotoApiView):
 
 class PhotoUploadViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                          viewsets.GenericViewSet):
-    """Past photo uploads: the caller's own (all of them for a superuser), with each photo's status."""
+    """Past photo uploads: the caller's own (everyone's with "view all jobs"), with each photo's status."""
 
     serializer_class = PhotoUploadSerializer
     queryset = PhotoUpload.objects.prefetch_related("items")
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        user = self.request.user
-        return queryset if user.is_superuser else queryset.filter(created_by=user)
