@@ -217,6 +217,7 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     row = RowRetrieval(item, ctx, staging, Path(downloads or item.job.downloads_root()))
     require_writable(staging.root, "staging folder")
     require_writable(row.downloads, "downloads folder")
+    clear_earlier_runs(item, staging, local.ae_title)
     c_move = server.retrieve_method != DicomServer.RetrieveMethod.C_GET
     stop = ctx.stop_requested
     # One association at a time, so the server's association limit holds: the C-FINDs (and C-MOVEs)
@@ -247,11 +248,24 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
         if not c_move:
             c_get = C_GETS[settings.CGET_ENGINE]
             for plan in plans:
-                folder = staging.root / "c-get" / uuid.uuid4().hex
+                folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
                 row.fetch(plan, folder,
                           lambda query: c_get(peer, local, query, _stage_into(staging, folder, plan.uid), stop=stop),
                           lambda uid: set(_list_instances_alone(peer, local, uid)), wait_for_receiver=False)
     return row.outcome
+
+
+def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
+    """A run of this row that died (a killed worker, a reclaimed lease) leaves its move keys and staging
+    behind; only one run of a row is current, so this one takes them away: the receiver refuses what
+    still arrives for them, and nothing of theirs is ever filed."""
+    from apps.retrieval.models import MoveKey
+
+    for key in MoveKey.objects.filter(item=item):
+        shutil.rmtree(staging.folder(local_ae_title, key.message_id), ignore_errors=True)
+        key.delete()
+    for folder in (staging.root / "c-get").glob(f"{item.pk}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _list_instances_alone(peer, local, study_uid: str) -> set[str]:
