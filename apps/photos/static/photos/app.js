@@ -142,8 +142,10 @@
         const count = body.instances.length;
         clearForm();
         say(`Sent: ${count} photo${count === 1 ? "" : "s"} stored on ${body.pacs.server || "the PACS"}. 送出成功`, "success");
-      } else if (request.status === 401 || request.status === 403) {
-        say("Your session has ended or you may not send photos. Sign in again. 請重新登入", "error");
+      } else if (request.status === 401) {
+        say("Your session has ended: sign in again. 請重新登入", "error");
+      } else if (request.status === 403) {
+        say(body.message || "You may not send photos. Ask an administrator.", "error");
       } else {
         const stored = (body.instances || []).filter((i) => i.status === "success").length;
         const what = FAILURES[body.code] || `Error ${request.status}`;
