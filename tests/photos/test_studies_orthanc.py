@@ -144,6 +144,14 @@ def test_an_oversized_photo_is_refused_while_it_arrives(api, destination, photo_
     assert empty_orthanc.instances() == set()
 
 
+def test_a_2_gb_upload_is_refused_before_a_byte_is_read(api, destination):
+    body = b"--X\r\nContent-Disposition: form-data; name=\"patientId\"\r\n\r\nP-001\r\n--X--\r\n"
+    response = api.post("/api/studies", data=body, content_type="multipart/form-data; boundary=X",
+                        CONTENT_LENGTH=str(2 * 2**30))  # what the client announces; the rest never comes
+    assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR"
+    assert "the upload is 2048 MB; at most 30 photos of 20 MB each" in response.json()["message"]
+
+
 def test_a_pacs_that_never_answers_is_504_within_the_timeout(api, destination, photo_settings, silent_listener,
                                                              rotated_jpeg):
     port, accepted = silent_listener
