@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-photos-"))
     env = configure_django(work)
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
     from rest_framework.authtoken.models import Token
 
     from apps.photos.models import PhotoSettings
@@ -144,6 +145,7 @@ def main(argv=None) -> int:
         settings_row.destination = server
         settings_row.save()
         user = get_user_model().objects.create_user(username="bench", password="bench-pass-123")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label="photos", codename="send_photos"))
         token = Token.objects.create(user=user).key
         web = Web(env, web_port)
         client = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=120,
