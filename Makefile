@@ -44,6 +44,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/retrieve.py
 	$(PY) bench/photos.py
 	$(PY) bench/access.py
+	$(PY) bench/receiver.py
 
 clean:
 	rm -rf $(VENV) data
