@@ -32,6 +32,7 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
+PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
 # Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "apps.servers",
     "apps.jobs",
     "apps.retrieval",
+    "apps.photos",
 ]
 
 MIDDLEWARE = [
