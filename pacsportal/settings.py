@@ -32,6 +32,8 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
+INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=2.0)  # watched inboxes: seconds between passes
+INBOX_WATCH_MODE = env("INBOX_WATCH_MODE", default="auto")  # auto | inotify | polling (network shares)
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
@@ -52,6 +54,7 @@ INSTALLED_APPS = [
     "apps.servers",
     "apps.jobs",
     "apps.retrieval",
+    "apps.sending",
 ]
 
 MIDDLEWARE = [

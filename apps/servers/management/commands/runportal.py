@@ -1,6 +1,6 @@
 """manage.py runportal — run the whole portal on one machine until Ctrl-C (what `make run` starts).
 
-Processes: web (gunicorn), the django-q2 worker cluster, the DICOM receiver and, unless DEMO_PACS=0,
+Processes: web (gunicorn), the django-q2 worker cluster, the DICOM receiver, the inbox watcher and, unless DEMO_PACS=0,
 the demo PACS. If one of them dies the others are stopped too, so a broken install never looks alive.
 Scale-out runs the same pieces as separate services instead (README, "Scaling out").
 """
@@ -25,6 +25,7 @@ def portal_processes() -> dict[str, list[str]]:
                 "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'],
         "workers": manage + ["qcluster"],
         "receiver": manage + ["receive"],
+        "inbox-watcher": manage + ["watch_inboxes"],
     }
     if settings.DEMO_PACS:
         procs["demo-pacs"] = manage + ["demo_pacs"]

@@ -1,0 +1,85 @@
+from django.db.models import Q
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
+from rest_framework.response import Response
+
+from apps.jobs.api.views import JobViewSetMixin
+from apps.sending import intake
+from apps.sending.api.serializers import (InboxRunSerializer, InboxSerializer, SendJobSerializer,
+                                          SendRequestSerializer)
+from apps.sending.models import Inbox, SendJob
+from apps.sending.report import build_report, report_csv
+from apps.sending.roots import OutsideRoots
+
+
+class SendJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Send a file or folder on the server (inside IMPORT_ROOTS), or uploaded files, to DICOM servers."""
+
+    queryset = SendJob.objects.prefetch_related("items", "servers").select_related("inbox")
+    serializer_class = SendJobSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        """Own jobs; inbox runs too for whoever may view inboxes; everything for a superuser."""
+        user = self.request.user
+        if user.is_superuser:
+            return self.queryset
+        visible = Q(created_by=user)
+        if user.has_perm("sending.view_inbox"):
+            visible |= Q(inbox__isnull=False)
+        return self.queryset.filter(visible)
+
+    @extend_schema(request=SendRequestSerializer, responses={201: SendJobSerializer})
+    def create(self, request):
+        data = request.data
+        if hasattr(data, "getlist"):  # multipart: repeated fields (servers=A&servers=B, files=...)
+            data = {"servers": data.getlist("servers"), "path": data.get("path", ""),
+                    "method": data.get("method", SendJob.Method.C_STORE), "files": request.FILES.getlist("files")}
+        body = SendRequestSerializer(data=data)
+        body.is_valid(raise_exception=True)
+        given = body.validated_data
+        try:
+            if given["files"]:
+                job = intake.send_uploads(given["files"], given["servers"], user=request.user, method=given["method"])
+            else:
+                job = intake.send_path(given["path"], given["servers"], user=request.user, method=given["method"])
+        except (OutsideRoots, FileNotFoundError) as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        """Every skipped, failed or warned file with its reason; `?output=csv` for a CSV file."""
+        report = build_report(self.get_object())
+        if request.query_params.get("output") == "csv":
+            response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="send_report_job{pk}.csv"'
+            return response
+        return Response(report)
+
+
+class InboxPermission(DjangoModelPermissions):
+    """Model permissions for every method, reading included: inbox folders name patients."""
+
+    perms_map = {**DjangoModelPermissions.perms_map, "GET": ["%(app_label)s.view_%(model_name)s"],
+                 "HEAD": ["%(app_label)s.view_%(model_name)s"]}
+
+
+class InboxViewSet(viewsets.ModelViewSet):
+    """Watched inboxes by name; GET {name}/runs/ lists the folders each one sent (or failed to)."""
+
+    queryset = Inbox.objects.prefetch_related("destinations")
+    serializer_class = InboxSerializer
+    permission_classes = [IsAuthenticated, InboxPermission]
+    lookup_field = "name"
+
+    @extend_schema(responses={200: InboxRunSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def runs(self, request, name=None):
+        runs = self.get_object().runs.order_by("-created_at", "-id")[:500]
+        return Response(InboxRunSerializer(runs, many=True).data)
