@@ -46,6 +46,7 @@ def send_batch(item, ctx) -> None:
             job.add_log(f"batch {item.batch}: PHASE 1 patient rewrite: {len(sendable)} files rewritten, "
                         f"{len(skipped)} skipped")
         result["skipped"] = skipped
+        unreachable: list[DicomError] = []  # the other destinations still get their copy
         for server in job.servers.order_by("name"):
             if result["destinations"].get(server.name, {}).get("done"):
                 continue
@@ -55,6 +56,8 @@ def send_batch(item, ctx) -> None:
                                                                "done": False}
             try:
                 send_to(server, job.method, sendable, outcome, ctx)
+            except DicomError as exc:
+                unreachable.append(exc)
             finally:
                 job.add_log(f"batch {item.batch}: PHASE 2 {job.method} to {server.name}: {outcome['stored']} stored, "
                             f"{len(outcome['warnings'])} with warnings, {len(outcome['failed'])} failed")
@@ -64,6 +67,10 @@ def send_batch(item, ctx) -> None:
         count(item)
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+    if unreachable:
+        first = unreachable[0]  # the runner retries it when a retry may help; done destinations are skipped
+        first.message = "; ".join(str(exc) for exc in unreachable)
+        raise first
     failed = {name: d for name, d in result["destinations"].items() if d["failed"]}
     if failed:
         raise ItemFailed("; ".join(f"{len(d['failed'])} of {len(sendable)} files not stored on {name} "

@@ -121,7 +121,6 @@ class InboxWatcher:
     # --- scanning ------------------------------------------------------------------------------
     def scan_once(self) -> list[SendJob]:
         """One pass over every enabled inbox; returns the runs it started."""
-        close_old_connections()
         inboxes = list(Inbox.objects.filter(enabled=True).prefetch_related("destinations"))
         self._sync_watches(inboxes)
         now = self.clock()
@@ -155,7 +154,8 @@ class InboxWatcher:
         if not inbox.destinations.all():
             self._warn_once(inbox, "it has no destinations; nothing is sent")
             return []
-        folders = sorted(e for e in os.scandir(path) if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        folders = sorted((e for e in os.scandir(path) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")),
+                         key=lambda e: e.name)
         self._forget_unmatched(inbox, {e.name for e in folders})
         started = []
         for entry in folders:
@@ -207,6 +207,7 @@ class InboxWatcher:
     def run_forever(self, poll_seconds: float) -> None:
         """Scan every `poll_seconds` until stop()."""
         while not self.wake.is_set():
+            close_old_connections()  # a long-lived process: drop connections the database closed
             try:
                 self.scan_once()
             except Exception:
