@@ -201,3 +201,38 @@ def test_every_destination_must_confirm_before_the_folder_is_archived(inbox, wat
     run_items(run)
     assert run.status == JobStatus.SUCCEEDED and not folder.exists()
     assert "PHASE 2 c-store to PACS" in run.log and run.log.count("to PACS:") == 1  # not sent twice to the primary
+
+
+def test_inbox_changes_in_the_database_apply_without_a_restart(inbox, watcher, root):
+    folder = Path(inbox.path) / "#1-A"
+    study_tree(folder, patients=1, instances=1)
+    Inbox.objects.filter(pk=inbox.pk).update(enabled=False)
+    assert ready(watcher) == []  # disabled: not even looked at
+    Inbox.objects.filter(pk=inbox.pk).update(enabled=True, debounce_seconds=1000)
+    assert ready(watcher) == []  # the new, longer quiet time applies
+    Inbox.objects.filter(pk=inbox.pk).update(debounce_seconds=1)
+    watcher.clock_.now += 2
+    assert len(watcher.scan_once()) == 1
+
+
+def test_inotify_marks_changed_folders_between_full_rescans(inbox):
+    import time as real_time
+
+    clock = Clock()
+    w = InboxWatcher(mode="inotify", clock=clock)
+    try:
+        assert w.mode == "inotify"
+        folder = Path(inbox.path) / "#9-Lee"
+        study_tree(folder, patients=1, instances=1)
+        assert w.scan_once() == []  # the first pass is a full one: the folder is seen
+        clock.now += 1
+        assert w.scan_once() == []  # quiet so far (the inotify watch was set up by the first pass)
+        (folder / "late.dcm").write_bytes(next(folder.rglob("IMG*.dcm")).read_bytes())
+        real_time.sleep(0.5)  # let the event arrive
+        clock.now += DEBOUNCE  # past the quiet time of the first content, far from the next full rescan
+        assert w.scan_once() == []  # the event made it re-read the folder: it changed, so it waits again
+        clock.now += DEBOUNCE
+        [run] = w.scan_once()
+        assert sum(i.files for i in run.items.all()) == 3
+    finally:
+        w.stop()
