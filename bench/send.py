@@ -3,7 +3,7 @@ DCMTK storescp, by DCMTK storescu (TCP_NODELAY=1) and by the portal, in the same
 
 - portal store_files: apps.dicom.store.store_files, the layer every send uses, one association;
 - portal send job: a SendJob (apps.sending) whose batches run through the worker entry point
-  (apps.jobs.runner.run_item), one thread per batch as the worker cluster would, i.e. as many parallel
+  (apps.jobs.runner.run_item), one process per batch as the worker cluster would, i.e. as many parallel
   associations as the server's limit (--associations, default 2) allows.
 
     .venv/bin/python bench/send.py [--repeat 3] [--instances 500] [--size 512] [--associations 2]
@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,8 +38,9 @@ class StoreSCP:
     def __init__(self, port: int, folder: Path):
         self.port, self.folder = port, folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(["storescp", "-aet", SCP_AE, "-od", str(folder), str(port)], env=DCMTK_ENV,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # --fork: one process per association, so parallel associations are served in parallel
+        self.proc = subprocess.Popen(["storescp", "--fork", "-aet", SCP_AE, "-od", str(folder), str(port)],
+                                     env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not port_open(port):
             time.sleep(0.02)
 
@@ -70,7 +70,10 @@ def portal_store_files(peer, folder: Path) -> float:
 
 
 def portal_send_job(server, folder: Path) -> float:
-    """A send job of the folder; its batches run through run_item on parallel threads (one per worker)."""
+    """A send job of the folder; each batch runs through run_item in a process of its own, as on the
+    worker cluster (django-q2 workers are processes)."""
+    import multiprocessing
+
     from django.db import connections
 
     from apps.jobs.runner import run_item
@@ -79,18 +82,14 @@ def portal_send_job(server, folder: Path) -> float:
 
     job = start_send(servers=[server], source=folder, root=folder, description="bench")
     items = list(job.items.values_list("pk", flat=True))
-    outcomes = {}
-
-    def work(pk):
-        outcomes[pk] = run_item(SendItem._meta.label, pk)
-        connections.close_all()
-
+    connections.close_all()  # a forked worker must open its own database connection
+    fork = multiprocessing.get_context("fork")
     started = time.monotonic()
-    threads = [threading.Thread(target=work, args=(pk,)) for pk in items]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    workers = [fork.Process(target=run_item, args=(SendItem._meta.label, pk)) for pk in items]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     elapsed = time.monotonic() - started
     job.refresh_from_db()
     if job.status != "succeeded":
