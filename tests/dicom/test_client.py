@@ -1,6 +1,6 @@
 """PacsClient (the script facade) against a real Orthanc: send a file and a folder, query, retrieve a study."""
 from apps.dicom.client import PacsClient
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 
 
 def test_send_query_and_retrieve_like_the_old_tool(empty_orthanc, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 from apps.jobs.models import JobStatus
 from apps.sending.models import Inbox, SendItem, SendJob
 from tests.jobs.cluster import QCluster, wait_for, worker_env
