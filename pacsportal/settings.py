@@ -34,6 +34,7 @@ DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 # Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
+STORE_ENGINE = env("STORE_ENGINE", default="lean")  # C-STORE SCU: lean (wire/) or pynetdicom
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=2.0)  # watched inboxes: seconds between passes
 INBOX_WATCH_MODE = env("INBOX_WATCH_MODE", default="auto")  # auto | inotify | polling (network shares)

@@ -9,7 +9,8 @@ from typing import Callable, Iterable
 
 from apps.dicom import files
 from apps.dicom.syntaxes import MAX_CONTEXTS
-from apps.dicom.dimse import StoreOutcome, associate
+from apps.dicom.dimse import StoreOutcome
+from apps.dicom.engines import DEFAULT, STORE_SCUS
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
 
@@ -36,11 +37,12 @@ class StoreReport:
 
 
 def store_files(peer: RemoteAE, local: LocalAE, paths: Iterable[str | Path], *,
-                on_progress: Callable[[int, int], None] | None = None) -> StoreReport:
+                on_progress: Callable[[int, int], None] | None = None, engine: str = DEFAULT) -> StoreReport:
     """C-STORE files (folders are walked) over one association per 128 (SOP class, transfer syntax)
     pairs. A file that is not complete DICOM is a failure with its reason and the rest still go.
     An association-level error (refused, aborted, timeout) is raised with `.report` holding what
-    was done so far. `on_progress(done, total)` is called after each file."""
+    was done so far. `on_progress(done, total)` is called after each file. `engine`: "lean" (the
+    socket-level SCU, wire/store_scu.py) or "pynetdicom"."""
     report = StoreReport()
     candidates = files.iter_files(paths)
     total, done = len(candidates), 0
@@ -61,14 +63,12 @@ def store_files(peer: RemoteAE, local: LocalAE, paths: Iterable[str | Path], *,
     for batch in _batches_by_context(readable):
         pairs = sorted({(info.sop_class_uid, info.transfer_syntax_uid) for _, info in batch})
         try:
-            with associate(peer, local, purpose="store", contexts=pairs) as assoc:
-                for path, _ in batch:
+            with STORE_SCUS[engine](peer, local, pairs) as assoc:
+                for path, info in batch:
                     try:
-                        info = files.inspect(path)  # complete? (read_meta above only read the header)
+                        report.add(assoc.store_file(path, info))  # proves the file complete, then sends it
                     except InvalidDicomFile as exc:
                         report.failed.append((str(path), exc.message.removeprefix(f"{path}: ")))
-                    else:
-                        report.add(assoc._send(str(path), path, info, exact=True))
                     progress()
         except DicomError as exc:
             exc.report = report

@@ -133,7 +133,8 @@ def send_to(server, method: str, sendable: list[Sendable], outcome: dict, ctx) -
                 outcome["warnings"] = [[by_uid.get(uid, uid), reason] for uid, reason in stow.warnings]
                 outcome["failed"] = [[by_uid.get(uid, by_path.get(uid, uid)), reason] for uid, reason in stow.failed]
             elif sendable:
-                report = store_files(server.as_peer(), local_ae(), [s.path for s in sendable], on_progress=progress)
+                report = store_files(server.as_peer(), local_ae(), [s.path for s in sendable], on_progress=progress,
+                                     engine=settings.STORE_ENGINE)
                 _take_store_report(report, by_path, landed, outcome)
     except DicomError as exc:
         report = getattr(exc, "report", None)

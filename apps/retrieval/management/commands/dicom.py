@@ -105,7 +105,7 @@ class Command(BaseCommand):
             local = LocalAE(ae_title=ae_title, host=local.host, port=local.port)
         # A PACS not in the database, as the old tool took it: --ip --port --pacs-ae-title.
         peer = self._server(server).as_peer() if server else RemoteAE(ae_title=pacs_ae_title, host=ip, port=port)
-        report = store.store_files(peer, local, paths)
+        report = store.store_files(peer, local, paths, engine=settings.STORE_ENGINE)
         for path, reason in report.failed:
             self.stderr.write(f"FAILED {path}: {reason}")
         self.stdout.write(f"sent {len(report.stored)} of {len(paths)} files"
