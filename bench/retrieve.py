@@ -158,6 +158,15 @@ def table(results: dict[str, list[float]], instances: int, megabytes: float, pai
     return "\n".join(lines)
 
 
+def publish(report: str, name: str) -> None:
+    """Print the report and keep it as bench/results/<name>-<date>.md."""
+    print(report)
+    out = ROOT / "bench" / "results" / f"{name}-{dt.date.today():%Y%m%d}.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
@@ -219,12 +228,7 @@ def main(argv=None) -> int:
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study from Orthanc on loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs.\n\n")
-    report = header + table(results, n, megabytes, pairs) + "\n"
-    print(report)
-    out = ROOT / "bench" / "results" / f"retrieve-{dt.date.today():%Y%m%d}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(report)
-    print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
+    publish(header + table(results, n, megabytes, pairs) + "\n", "retrieve")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

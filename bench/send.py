@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.retrieve import DCMTK_ENV, configure_django, count_files, table, timed  # noqa: E402
+from bench.retrieve import DCMTK_ENV, configure_django, count_files, publish, table, timed  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402
 
 SCP_AE = "BENCHSCP"
@@ -158,12 +158,7 @@ def main(argv=None) -> int:
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one folder sent over loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs. "
               "A ratio above 1 means the portal is faster than storescu.\n\n")
-    report = header + table(results, n, megabytes, pairs).replace("portal / DCMTK", "portal vs DCMTK") + "\n"
-    print(report)
-    out = ROOT / "bench" / "results" / f"send-{dt.date.today():%Y%m%d}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(report)
-    print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
+    publish(header + table(results, n, megabytes, pairs) + "\n", "send")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

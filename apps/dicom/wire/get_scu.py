@@ -62,19 +62,7 @@ class _GetAssociation(RequestorAssociation):
 
     def run_until_final(self, deadline: float) -> bool:
         """Serve the C-STOREs and collect the C-GET responses; False if `deadline` passed first."""
-        while not self.final:
-            received = self.next_pdu(deadline)
-            if received is None:
-                return False
-            pdu_type, body = received
-            if pdu_type == pdu.P_DATA_TF:
-                self.on_p_data(body)
-            elif pdu_type == pdu.ABORT:
-                raise AssociationAborted(f"{self.peer.label} aborted the association during the C-GET. "
-                                         "Check the PACS log; try again.")
-            else:
-                raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during the C-GET", pdu.UNEXPECTED_PDU)
-        return True
+        return self.serve_until(lambda: self.final, deadline, "C-GET")
 
     def cancel(self) -> None:
         self.send(1, True, commands.cancel(self.message_id))

@@ -57,16 +57,26 @@ class RequestorAssociation(MessageAssembler):
     def send(self, context_id: int, is_command: bool, data) -> None:
         self.sock.sendall(pdu.p_data(context_id, is_command, data, self.peer_max_pdu))
 
-    def next_pdu(self, deadline: float) -> tuple[int, bytearray] | None:
-        """The next PDU, or None when `deadline` (monotonic) passes first."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        self.sock.settimeout(remaining)
-        try:
-            return pdu.read_pdu(self.sock, self.max_pdu + 6)
-        except socket.timeout:
-            return None
+    def serve_until(self, done, deadline: float, what: str) -> bool:
+        """Hand the peer's messages to on_message until done() is true; False when `deadline` (monotonic)
+        passes first. An A-ABORT becomes AssociationAborted, any other PDU a ProtocolError."""
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.sock.settimeout(remaining)
+            try:
+                pdu_type, body = pdu.read_pdu(self.sock, self.max_pdu + 6)
+            except socket.timeout:
+                return False
+            if pdu_type == pdu.P_DATA_TF:
+                self.on_p_data(body)
+            elif pdu_type == pdu.ABORT:
+                raise AssociationAborted(f"{self.peer.label} aborted the association during the {what}. "
+                                         "Check the PACS log; try again.")
+            else:
+                raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during the {what}", pdu.UNEXPECTED_PDU)
+        return True
 
     def close(self, *, release: bool) -> None:
         """End the association (A-RELEASE when the work finished, else A-ABORT) and the connection."""

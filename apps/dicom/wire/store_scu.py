@@ -70,20 +70,9 @@ class StoreAssociation(RequestorAssociation):
 
     def _wait_for_response(self, deadline: float) -> dict[int, bytes]:
         self.response = None
-        while self.response is None:
-            received = self.next_pdu(deadline)
-            if received is None:
-                raise DicomTimeout(f"{self.peer.label} did not answer the C-STORE within "
-                                   f"{self.peer.retrieve_timeout:g} s. The PACS may be overloaded; try again or "
-                                   "raise the timeout.")
-            pdu_type, body = received
-            if pdu_type == pdu.P_DATA_TF:
-                self.on_p_data(body)
-            elif pdu_type == pdu.ABORT:
-                raise AssociationAborted(f"{self.peer.label} aborted the association during the C-STORE. "
-                                         "Check the PACS log; try again.")
-            else:
-                raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during a C-STORE", pdu.UNEXPECTED_PDU)
+        if not self.serve_until(lambda: self.response is not None, deadline, "C-STORE"):
+            raise DicomTimeout(f"{self.peer.label} did not answer the C-STORE within {self.peer.retrieve_timeout:g} s. "
+                               "The PACS may be overloaded; try again or raise the timeout.")
         return self.response
 
     def on_message(self, command, context_id: int, parts) -> None:
