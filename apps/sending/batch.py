@@ -16,7 +16,7 @@ from apps.audit import record
 from apps.dicom import dicomweb, files
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.rewrite import Patient, rewrite_patient
-from apps.dicom.store import store_files
+from apps.dicom.store import store_listed
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.sending.roots import inside
 from apps.servers.models import local_ae
@@ -36,6 +36,9 @@ def send_batch(item, ctx) -> None:
     result = item.result
     result.setdefault("destinations", {})
     sendable, skipped = check_files(job, item.paths)
+    # files an earlier run found incomplete while sending stay reported (destinations done then are not re-run)
+    names = {name for name, _ in skipped} | {s.relative for s in sendable}
+    skipped += [entry for entry in result.get("skipped", []) if entry[0] not in names]
     work = None
     try:
         if job.patient_id:
@@ -59,6 +62,7 @@ def send_batch(item, ctx) -> None:
             except DicomError as exc:
                 unreachable.append(exc)
             finally:
+                _move_incomplete_to_skipped(outcome, skipped)
                 job.add_log(f"batch {item.batch}: PHASE 2 {job.method} to {server.name}: {outcome['stored']} stored, "
                             f"{len(outcome['warnings'])} with warnings, {len(outcome['failed'])} failed")
                 record(job.created_by or "inbox-watcher", "instances.sent", f"server:{server.name}", job=job.pk,
@@ -91,10 +95,19 @@ def check_files(job, relative_paths) -> tuple[list[Sendable], list[list[str]]]:
             skipped.append([name, "leads outside the allowed folder (a symbolic link); not read"])
             continue
         try:
-            sendable.append(Sendable(name, resolved, files.inspect(resolved)))
+            sendable.append(Sendable(name, resolved, files.read_meta(resolved)))  # completeness: when sent
         except InvalidDicomFile as exc:
             skipped.append([name, exc.message.removeprefix(f"{resolved}: ")])
     return sendable, skipped
+
+
+def _move_incomplete_to_skipped(outcome: dict, skipped: list[list[str]]) -> None:
+    """Files found incomplete when they were about to be sent were never sent: skipped (once), not failed."""
+    incomplete = outcome.pop("incomplete", [])
+    known = {name for name, _ in skipped}
+    skipped += [entry for entry in incomplete if entry[0] not in known]
+    names = {name for name, _ in incomplete}
+    outcome["failed"] = [entry for entry in outcome["failed"] if entry[0] not in names]
 
 
 def rewrite_all(sendable: list[Sendable], work: Path, patient: Patient) -> tuple[list[Sendable], list[list[str]]]:
@@ -132,9 +145,11 @@ def send_to(server, method: str, sendable: list[Sendable], outcome: dict, ctx) -
                 landed |= {by_uid.get(uid, uid) for uid in stow.stored + [uid for uid, _ in stow.warnings]}
                 outcome["warnings"] = [[by_uid.get(uid, uid), reason] for uid, reason in stow.warnings]
                 outcome["failed"] = [[by_uid.get(uid, by_path.get(uid, uid)), reason] for uid, reason in stow.failed]
+                # stow names a file it did not send (not complete DICOM) by its path, the server's refusals by UID
+                outcome["incomplete"] = [[by_path[key], reason] for key, reason in stow.failed if key in by_path]
             elif sendable:
-                report = store_files(server.as_peer(), local_ae(), [s.path for s in sendable], on_progress=progress,
-                                     engine=settings.STORE_ENGINE)
+                report = store_listed(server.as_peer(), local_ae(), [(s.path, s.info) for s in sendable],
+                                      on_progress=progress, engine=settings.STORE_ENGINE)
                 _take_store_report(report, by_path, landed, outcome)
     except DicomError as exc:
         report = getattr(exc, "report", None)
@@ -145,7 +160,8 @@ def send_to(server, method: str, sendable: list[Sendable], outcome: dict, ctx) -
         _tally(outcome, sendable, landed)
         raise
     _tally(outcome, sendable, landed)
-    outcome["done"] = not outcome["failed"]
+    incomplete = {name for name, _ in outcome.get("incomplete", [])}
+    outcome["done"] = all(name in incomplete for name, _ in outcome["failed"])
 
 
 def _tally(outcome: dict, sendable: list[Sendable], landed: set) -> None:
@@ -157,6 +173,7 @@ def _take_store_report(report, by_path: dict, landed: set, outcome: dict) -> Non
     landed |= {by_path.get(o.path, o.path) for o in report.stored + report.warnings}
     outcome["warnings"] = [[by_path.get(o.path, o.path), o.message] for o in report.warnings]
     outcome["failed"] = [[by_path.get(path, path), reason] for path, reason in report.failed]
+    outcome["incomplete"] = [[by_path.get(path, path), reason] for path, reason in report.invalid]
 
 
 def count(item) -> None:
