@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+from io import BytesIO
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
+from apps.dicom import files
 from apps.dicom.errors import InvalidDicomFile
 
 UTF8 = "ISO_IR 192"
@@ -44,11 +46,13 @@ def patient_from_folder(name: str, pattern: str = DEFAULT_FOLDER_PATTERN) -> Pat
 
 def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patient: Patient) -> str:
     """Write `source` to `target` with the patient's PatientID and PatientName, all text in UTF-8.
-    Returns the file's SOPInstanceUID. Raises InvalidDicomFile naming the file when it cannot be read.
+    Returns the file's SOPInstanceUID. Raises InvalidDicomFile naming the file when it is not complete
+    DICOM or cannot be read.
     The target is written to a temporary name and renamed, so it is never seen half-written."""
     name = os.fspath(source)
+    _, data = files.read_checked(source)  # pydicom would read a truncated file without complaint
     try:
-        ds = dcmread(name)
+        ds = dcmread(BytesIO(data))
         ds.decode()  # every text value to str, from the file's own SpecificCharacterSet
     except (InvalidDicomError, OSError, EOFError, ValueError, LookupError) as exc:
         raise InvalidDicomFile(f"{name}: cannot be read for the patient rewrite ({exc})") from None

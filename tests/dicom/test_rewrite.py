@@ -40,6 +40,7 @@ def latin1_file(path):
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.PatientID, ds.PatientName = "OLD", "Müller^Jürgen"
     ds.StudyDescription = "Schädel nativ"
+    ds.add_new(0x7FE00010, "OB", b"\0" * 64)  # an image is complete only with its pixel data
     ds.save_as(path, enforce_file_format=True)
     return ds
 
@@ -64,4 +65,14 @@ def test_a_non_dicom_file_is_named(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InvalidDicomFile, match="notes.txt"):
         rewrite_patient(tmp_path / "notes.txt", tmp_path / "out.dcm", Patient("1", "A"))
+    assert not (tmp_path / "out.dcm").exists()
+
+
+def test_a_truncated_file_is_refused_not_rewritten_into_a_shorter_valid_one(tmp_path):
+    source = tmp_path / "in.dcm"
+    latin1_file(source)
+    data = source.read_bytes()
+    source.write_bytes(data[:-7])
+    with pytest.raises(InvalidDicomFile, match="truncated"):
+        rewrite_patient(source, tmp_path / "out.dcm", Patient("1", "A"))
     assert not (tmp_path / "out.dcm").exists()

@@ -60,6 +60,8 @@ def orthanc_patients(orthanc) -> dict[str, dict]:
 def test_a_ready_folder_is_rewritten_sent_and_archived(inbox, watcher, empty_orthanc):
     folder, uids = korean_folder(inbox)
     assert len(uids) == 12
+    sample = next(folder.rglob("IMG*.dcm")).read_bytes()
+    (folder / "cut.dcm").write_bytes(sample[: len(sample) // 2])  # a copy that never finished
     [run] = ready(watcher)
     assert run.folder == folder.name and run.patient_id == "00042" and run.patient_name == KOREAN
     run_items(run)
@@ -78,9 +80,9 @@ def test_a_ready_folder_is_rewritten_sent_and_archived(inbox, watcher, empty_ort
     assert sop_uids(archived) == uids and (archived / "readme.txt").exists()
     assert not folder.exists()
     progress = run.progress()
-    assert (progress["files"], progress["sent"], progress["skipped"], progress["failed"]) == (13, 12, 1, 0)
-    [skipped] = run.items.first().result["skipped"]
-    assert skipped[0] == "readme.txt" and "not a DICOM file" in skipped[1]
+    assert (progress["files"], progress["sent"], progress["skipped"], progress["failed"]) == (14, 12, 2, 0)
+    skipped = dict(run.items.first().result["skipped"])
+    assert "not a DICOM file" in skipped["readme.txt"] and "truncated" in skipped["cut.dcm"]
     # the source files were never modified: the archive holds them as they came
     import pydicom
     ids = {pydicom.dcmread(p, stop_before_pixels=True).PatientID for p in archived.rglob("*.dcm")}
