@@ -31,10 +31,16 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
-# Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
+# Which implementation runs the receiver, C-GET and C-STORE: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
 STORE_ENGINE = env("STORE_ENGINE", default="lean")  # C-STORE SCU: lean (wire/) or pynetdicom
+# The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
+# flight; plain C-STOREs are refused unless a quota (MB) is set, then kept for RECEIVER_UNSOLICITED_DAYS.
+RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])
+RECEIVER_KEEP_UNSOLICITED_MB = env.int("RECEIVER_KEEP_UNSOLICITED_MB", default=0)
+RECEIVER_UNSOLICITED_DAYS = env.int("RECEIVER_UNSOLICITED_DAYS", default=7)
+QUARANTINE_DIR = Path(env("QUARANTINE_DIR", default=str(DATA_DIR / "quarantine")))
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=2.0)  # watched inboxes: seconds between passes
 INBOX_WATCH_MODE = env("INBOX_WATCH_MODE", default="auto")  # auto | inotify | polling (network shares)
@@ -43,7 +49,7 @@ DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
 # --- Django --------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.core.admin_site.PortalAdminConfig",  # django.contrib.admin with the portal's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

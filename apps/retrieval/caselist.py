@@ -1,6 +1,6 @@
-"""Case lists (seed 000): CSV rows of PatientID,StudyDate,Modality,Server, or StudyInstanceUID rows.
+"""Case lists (the batch download tool's format, docs/contracts.md): CSV rows of PatientID,StudyDate,Modality,Server, or StudyInstanceUID rows.
 
-Rules, from the seed and DESIGN.md §4: header optional; '#' lines are comments; blank lines skipped;
+Rules: header optional; '#' lines are comments; blank lines skipped;
 spaces trimmed; UTF-8 with or without BOM; dates YYYY-MM-DD (also YYYYMMDD, and ranges
 YYYY-MM-DD..YYYY-MM-DD); Modality may be empty (any modality); IDs are text, so leading zeros stay.
 A header may name the columns in any order, and may add StudyInstanceUID. Without a header, rows are

@@ -11,6 +11,7 @@ The result, the statuses and the errors are those of apps.dicom.dimse.Associatio
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from io import BytesIO
 from typing import Callable
@@ -20,7 +21,7 @@ from pynetdicom.dsutils import decode, encode
 
 from apps.dicom.connect import CANCEL_GRACE_SECONDS, MODELS, text_value
 from apps.dicom.dimse import MoveResult, describe_query, identifier
-from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure
+from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import ReceivedInstance
 from apps.dicom.status import category, describe
@@ -60,9 +61,10 @@ class _GetAssociation(RequestorAssociation):
                                             has_dataset=True, priority=True))
         self.send(1, False, identifier_bytes)
 
-    def run_until_final(self, deadline: float) -> bool:
-        """Serve the C-STOREs and collect the C-GET responses; False if `deadline` passed first."""
-        return self.serve_until(lambda: self.final, deadline, "C-GET")
+    def run_until_final(self, deadline: float, stop: threading.Event | None = None) -> str:
+        """Serve the C-STOREs and collect the C-GET responses until the final one ("final"), `deadline`
+        ("deadline") or `stop` ("stopped"). Both are looked at between PDUs only, never inside one."""
+        return self.serve_until(lambda: self.final, deadline, "C-GET", stop=stop)
 
     def cancel(self) -> None:
         self.send(1, True, commands.cancel(self.message_id))
@@ -103,11 +105,12 @@ class _GetAssociation(RequestorAssociation):
 
 
 def c_get(peer: RemoteAE, local: LocalAE, query: dict, on_instance: Callable[[ReceivedInstance], int], *,
-             level: str = "STUDY", message_id: int = 1) -> MoveResult:
+          level: str = "STUDY", message_id: int = 1, stop: threading.Event | None = None) -> MoveResult:
     """C-GET (Study Root) on an association of its own: each instance goes to `on_instance` (which
     returns a status word; raising makes that instance fail). The same MoveResult and errors as
-    apps.dicom.dimse.Association.get; beyond `peer.retrieve_timeout` the C-GET is cancelled, the
-    association aborted if the PACS keeps going, and DicomTimeout raised."""
+    apps.dicom.dimse.Association.get; beyond `peer.retrieve_timeout`, or once `stop` is set, the C-GET is
+    cancelled, the association aborted if the PACS keeps going, and DicomTimeout (or RetrieveCanceled)
+    raised."""
     ds = identifier(level, query)
     what = f"C-GET of {describe_query(ds)}"
     get = _GetAssociation(peer, local, on_instance, message_id)
@@ -116,9 +119,15 @@ def c_get(peer: RemoteAE, local: LocalAE, query: dict, on_instance: Callable[[Re
         get.negotiate()
         ts = UID(get.contexts[1])
         get.request(encode(ds, ts.is_implicit_VR, ts.is_little_endian))
-        if not get.run_until_final(time.monotonic() + peer.retrieve_timeout):
+        ended = get.run_until_final(time.monotonic() + peer.retrieve_timeout, stop)
+        if ended != "final":
             get.cancel()
-            get.run_until_final(time.monotonic() + CANCEL_GRACE_SECONDS)
+            if get.run_until_final(time.monotonic() + CANCEL_GRACE_SECONDS) != "final":
+                get.close(release=False)  # the PACS kept going: abort
+        if ended == "stopped":
+            raise RetrieveCanceled(f"The {what} from {peer.label} was cancelled on request "
+                                   f"({get.result.completed} instances had arrived).")
+        if ended == "deadline":
             raise DicomTimeout(f"The {what} from {peer.label} did not finish within {peer.retrieve_timeout:g} s "
                                f"and was cancelled ({get.result.completed} instances had arrived). Raise the "
                                "timeout for large studies, or check the PACS load.")

@@ -4,7 +4,10 @@ PDU against a deadline, and end with A-RELEASE (or A-ABORT when something went w
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import ssl
+import threading
 import time
 
 from apps.dicom import errors
@@ -16,6 +19,7 @@ from apps.dicom.wire.messages import MessageAssembler
 
 log = logging.getLogger(__name__)
 MAX_PDU = 4 * 1024 * 1024  # the largest P-DATA-TF we accept from the peer
+POLL_SECONDS = 0.2  # how often a wait with a stop event looks at it
 
 
 class RequestorAssociation(MessageAssembler):
@@ -27,7 +31,7 @@ class RequestorAssociation(MessageAssembler):
         self.max_pdu = peer.max_pdu or MAX_PDU  # what we accept
         self.peer_max_pdu = 0  # what the peer accepts; 0 = no limit
         self.contexts: dict[int, str] = {}  # accepted context id -> transfer syntax
-        self.established = False
+        self.established = self.closed = False
         self.reset_message()
 
     def connect(self) -> None:
@@ -57,18 +61,23 @@ class RequestorAssociation(MessageAssembler):
     def send(self, context_id: int, is_command: bool, data) -> None:
         self.sock.sendall(pdu.p_data(context_id, is_command, data, self.peer_max_pdu))
 
-    def serve_until(self, done, deadline: float, what: str) -> bool:
-        """Hand the peer's messages to on_message until done() is true; False when `deadline` (monotonic)
-        passes first. An A-ABORT becomes AssociationAborted, any other PDU a ProtocolError."""
+    def serve_until(self, done, deadline: float, what: str, *, stop: threading.Event | None = None) -> str:
+        """Hand the peer's messages to on_message until done() is true ("final"), `deadline` (monotonic)
+        passes ("deadline") or `stop` is set ("stopped"); both are looked at between PDUs only, never
+        inside one. An A-ABORT becomes AssociationAborted, any other PDU a ProtocolError."""
         while not done():
+            if stop is not None and stop.is_set():
+                return "stopped"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return "deadline"
+            if stop is not None and not self._readable(min(remaining, POLL_SECONDS)):
+                continue
             self.sock.settimeout(remaining)
             try:
                 pdu_type, body = pdu.read_pdu(self.sock, self.max_pdu + 6)
             except socket.timeout:
-                return False
+                return "deadline"
             if pdu_type == pdu.P_DATA_TF:
                 self.on_p_data(body)
             elif pdu_type == pdu.ABORT:
@@ -76,12 +85,18 @@ class RequestorAssociation(MessageAssembler):
                                          "Check the PACS log; try again.")
             else:
                 raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during the {what}", pdu.UNEXPECTED_PDU)
-        return True
+        return "final"
+
+    def _readable(self, seconds: float) -> bool:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True  # decrypted bytes already wait in the TLS layer, where select() cannot see them
+        return bool(select.select([self.sock], [], [], seconds)[0])
 
     def close(self, *, release: bool) -> None:
-        """End the association (A-RELEASE when the work finished, else A-ABORT) and the connection."""
-        if self.sock is None:
+        """End the association (A-RELEASE when the work finished, else A-ABORT) and the connection, once."""
+        if self.sock is None or self.closed:
             return
+        self.closed = True
         if self.established:
             self._release() if release else self._abort()
         self.sock.close()

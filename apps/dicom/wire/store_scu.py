@@ -70,7 +70,7 @@ class StoreAssociation(RequestorAssociation):
 
     def _wait_for_response(self, deadline: float) -> dict[int, bytes]:
         self.response = None
-        if not self.serve_until(lambda: self.response is not None, deadline, "C-STORE"):
+        if self.serve_until(lambda: self.response is not None, deadline, "C-STORE") != "final":
             raise DicomTimeout(f"{self.peer.label} did not answer the C-STORE within {self.peer.retrieve_timeout:g} s. "
                                "The PACS may be overloaded; try again or raise the timeout.")
         return self.response

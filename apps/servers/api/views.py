@@ -36,7 +36,7 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def studies(self, request, name=None):
-        """C-FIND at study level on this server (seed 001 `query`)."""
+        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool)."""
         server = self.get_object()
         filters = {k: v for k, v in request.query_params.items() if k != "format"}
         try:

@@ -1,4 +1,4 @@
-"""manage.py dicom echo|query|retrieve|send-file|send-dir|batch — the seeds' command-line tools.
+"""manage.py dicom echo|query|retrieve|send-file|send-dir|batch — the command-line tools of the batch download and send/query/retrieve scripts the portal replaces (docs/contracts.md).
 
 Retrievals run as ordinary retrieval jobs (same checks, files, audit and report as the web UI). By
 default this process runs them itself, so a script needs no worker cluster; --queue hands them to the
