@@ -27,7 +27,11 @@ def test_create_list_change_and_runs(keeper, root, pacs, empty_orthanc):
     assert created.status_code == 201, created.content
     assert created.json()["pattern"] == "^#([0-9]+)-(.+)$" and created.json()["enabled"] is True
     assert [i["name"] for i in keeper.get("/api/inboxes").json()] == ["ward"]
-    assert keeper.patch("/api/inboxes/ward/", {"debounce_seconds": 0}, format="json").status_code == 200
+    assert keeper.patch("/api/inboxes/ward/", {"debounce_seconds": 0, "enabled": True}, format="json").status_code == 200
+    from auditlog.models import LogEntry
+
+    changes = LogEntry.objects.filter(content_type__model="inbox").order_by("timestamp")
+    assert [c.action for c in changes][:1] == [LogEntry.Action.CREATE] and changes[0].actor is not None
 
     study_tree(root / "inbox" / "#00042-홍^길동", patients=1, instances=2)
     watcher = InboxWatcher(mode="polling")

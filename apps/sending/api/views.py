@@ -1,3 +1,4 @@
+from auditlog.context import set_actor
 from django.db.models import Q
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
@@ -77,6 +78,19 @@ class InboxViewSet(viewsets.ModelViewSet):
     serializer_class = InboxSerializer
     permission_classes = [IsAuthenticated, InboxPermission]
     lookup_field = "name"
+
+    # DRF authenticates a token after django-auditlog's middleware ran: name the actor for the change log.
+    def perform_create(self, serializer):
+        with set_actor(self.request.user):
+            serializer.save()
+
+    def perform_update(self, serializer):
+        with set_actor(self.request.user):
+            serializer.save()
+
+    def perform_destroy(self, instance):
+        with set_actor(self.request.user):
+            instance.delete()
 
     @extend_schema(responses={200: InboxRunSerializer(many=True)})
     @action(detail=True, methods=["get"])
