@@ -43,6 +43,7 @@ bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
 	$(PY) bench/send.py
+	$(PY) bench/access.py
 
 clean:
 	rm -rf $(VENV) data

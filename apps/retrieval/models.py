@@ -14,6 +14,8 @@ from apps.servers.models import DicomServer
 
 
 class RetrievalJob(Job):
+    start_permission = "retrieval.start_retrieval"
+
     source_name = models.CharField(max_length=255, blank=True, help_text="Case-list file name, or how it came.")
     timeout = models.PositiveIntegerField(null=True, blank=True,
                                           help_text="Seconds per study download; empty = each server's own.")
@@ -24,6 +26,9 @@ class RetrievalJob(Job):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "retrieval job"
+        # Jobs are started, not typed in: "start retrieval" takes the place of Django's add permission.
+        default_permissions = ("view", "change", "delete")
+        permissions = [("start_retrieval", "Can start retrievals")]
 
     def __str__(self) -> str:
         return f"Retrieval #{self.pk} {self.source_name}".strip()
@@ -103,6 +108,9 @@ class RetrievalItem(JobItem):
     def process(self, ctx) -> None:
         from apps.retrieval.retrieve import retrieve_row
 
+        # Access is checked again when the row runs: it may have been withdrawn since the list was read.
+        if not self.dicom_server.may(self.job.created_by, "retrieve"):
+            raise ItemFailed(self.dicom_server.refusal("retrieve"))
         retrieve_row(self, ctx)
 
 

@@ -6,12 +6,15 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.jobs.access import visible_jobs
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.sending import intake
 from apps.sending.forms import SendForm
 from apps.sending.models import Inbox, SendItem, SendJob
 from apps.sending.report import build_report, report_csv
 from apps.sending.roots import OutsideRoots
+from apps.servers.models import ServerAccessDenied
+from pacsportal.permissions import model_permission
 
 
 class SendItemInline(JobItemInline):
@@ -32,12 +35,12 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/sending/sendjob/change_list.html"
 
     def get_queryset(self, request):
-        jobs = super().get_queryset(request).select_related("inbox", "created_by")
-        if request.user.is_superuser:
-            return jobs
-        if request.user.has_perm("sending.view_inbox"):
-            return jobs.filter(created_by=request.user) | jobs.filter(inbox__isnull=False)
-        return jobs.filter(created_by=request.user)
+        """Own jobs (JobAdminMixin), and inbox runs for whoever may view inboxes."""
+        every = admin.ModelAdmin.get_queryset(self, request).select_related("inbox", "created_by")
+        jobs = visible_jobs(every, request.user)
+        if request.user.has_perm(model_permission(Inbox, "view")):
+            jobs = jobs | every.filter(inbox__isnull=False)
+        return jobs
 
     def get_urls(self):
         own = [path("send/", self.admin_site.admin_view(self.send_view), name="sending_send"),
@@ -62,6 +65,7 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', job.log or "(nothing yet)")
 
     def report_view(self, request, pk):
+        self.require_view(request)
         job = self.get_object(request, str(pk))
         if job is None:
             return HttpResponse(status=404)
@@ -70,18 +74,21 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
         return response
 
     def send_view(self, request):
-        if not self.has_view_permission(request):
-            return redirect("admin:index")
+        self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Send to PACS"}
         form = SendForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
+                for server in data["servers"]:
+                    server.check_access(request.user, "send")
                 if data["files"]:
                     job = intake.send_uploads(data["files"], list(data["servers"]), user=request.user,
                                               method=data["method"])
                 else:
                     job = intake.send_path(data["path"], list(data["servers"]), user=request.user, method=data["method"])
+            except ServerAccessDenied as exc:
+                form.add_error("servers", str(exc))
             except (OutsideRoots, FileNotFoundError) as exc:
                 form.add_error("path", str(exc))
             else:

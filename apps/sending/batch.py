@@ -55,6 +55,8 @@ def send_batch(item, ctx) -> None:
                 continue
             if ctx.should_stop():
                 raise ItemCanceled()
+            if not server.may(job.created_by, "send"):  # access withdrawn since the job was started
+                raise ItemFailed(server.refusal("send"))
             outcome = result["destinations"][server.name] = {"stored": 0, "bytes": 0, "warnings": [], "failed": [],
                                                                "done": False}
             try:

@@ -9,7 +9,7 @@ def test_send_to_pacs_by_path_then_the_job_page(admin_client_logged_in, root, pa
     client = admin_client_logged_in
     study_tree(root / "cases", patients=1, instances=2)
     (root / "cases" / "notes.txt").write_text("x")
-    assert "Send to PACS" in client.get("/admin/sending/sendjob/").content.decode()
+    assert 'id="send-to-pacs"' in client.get("/admin/sending/sendjob/").content.decode()
     page = client.get("/admin/sending/sendjob/send/")
     assert page.status_code == 200 and 'name="servers"' in page.content.decode()
     response = client.post("/admin/sending/sendjob/send/", {"servers": ["PACS"], "path": str(root / "cases"),
@@ -60,3 +60,21 @@ def test_another_users_job_is_not_shown_in_the_admin(client, root, pacs, django_
     assert str(job) not in client.get("/admin/sending/sendjob/").content.decode()
     assert client.get(f"/admin/sending/sendjob/{job.pk}/change/").status_code in (302, 404)
     assert client.get(f"/admin/sending/sendjob/{job.pk}/report.csv").status_code == 404
+
+
+def test_the_send_page_needs_the_start_permission_and_server_access(client, root, pacs, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    study_tree(root / "cases", patients=1, instances=1)
+    staff = django_user_model.objects.create_user(username="staff", password="staff-pass-123", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename="view_sendjob"))
+    client.force_login(staff)
+    assert client.get("/admin/sending/sendjob/send/").status_code == 403
+    assert "id=\"send-to-pacs\"" not in client.get("/admin/sending/sendjob/").content.decode()
+    staff.user_permissions.add(*Permission.objects.filter(codename="add_sendjob"))
+    pacs.open_to_everyone = False
+    pacs.save()
+    refused = client.post("/admin/sending/sendjob/send/", {"servers": ["PACS"], "path": str(root / "cases"),
+                                                          "method": "c-store"})
+    assert refused.status_code == 200 and "send to server" in refused.content.decode()
+    assert not SendJob.objects.exists()

@@ -65,10 +65,30 @@ def test_bad_inboxes_are_refused_with_the_field(keeper, root, pacs, override, fi
     assert not Inbox.objects.exists()
 
 
-def test_inboxes_need_their_permission_to_be_seen_or_changed(api, client, root, pacs):
-    Inbox.objects.create(name="ward", path=str(root), archive_path=str(root / "a"))
+def test_inboxes_need_their_permission_to_be_seen_or_changed(client, root, pacs, django_user_model):
+    from rest_framework.test import APIClient
+
+    from apps.sending.models import SendJob
+
+    inbox = Inbox.objects.create(name="ward", path=str(root), archive_path=str(root / "a"))
+    run = SendJob.objects.create(inbox=inbox, folder="#1-A", source_path=str(root), root=str(root))
+    nobody = django_user_model.objects.create_user(username="nobody", password="nobody-pass-123")
+    nobody.user_permissions.set(Permission.objects.filter(codename__in=["view_sendjob", "change_sendjob",
+                                                                        "add_sendjob"]))
+    api = APIClient()
+    api.force_authenticate(nobody)
     assert client.get("/api/inboxes/").status_code in (401, 403)
     assert api.get("/api/inboxes/").status_code == 403  # logged in, but no permission on inboxes
     assert api.get("/api/inboxes/ward/runs/").status_code == 403
     assert api.post("/api/inboxes/", body(root), format="json").status_code == 403
     assert api.delete("/api/inboxes/ward/").status_code == 403
+    assert api.get(f"/api/sends/{run.pk}/").status_code == 404  # inbox runs: only for who may view inboxes
+
+
+def test_an_inbox_may_only_send_where_its_author_may_send(keeper, root, pacs):
+    pacs.open_to_everyone = False
+    pacs.save()
+    (root / "inbox").mkdir()
+    response = keeper.post("/api/inboxes/", body(root), format="json")
+    assert response.status_code == 403 and "send to server 'PACS'" in response.json()["detail"]
+    assert not Inbox.objects.exists()

@@ -143,7 +143,10 @@ def test_sends_need_credentials_and_other_users_jobs_are_not_found(api, client, 
                        content_type="application/json").status_code in (401, 403)
     mine = api.post("/api/sends/", {"servers": ["PACS"], "path": str(folder)}, format="json").json()["id"]
     other = django_user_model.objects.create_user(username="other", password="other-pass-123")
+    from django.contrib.auth.models import Permission
     from rest_framework.test import APIClient
+
+    other.user_permissions.set(Permission.objects.filter(content_type__app_label="sending"))  # all but others' jobs
 
     stranger = APIClient()
     stranger.force_authenticate(other)
@@ -167,3 +170,22 @@ def test_cancel_and_retry(api, folder, pacs, free_port, empty_orthanc):
     assert job.status == JobStatus.SUCCEEDED and len(empty_orthanc.instances()) == 12
     second = api.post("/api/sends/", {"servers": ["PACS"], "path": str(folder)}, format="json").json()["id"]
     assert api.post(f"/api/sends/{second}/cancel/").json()["status"] == JobStatus.CANCELED
+
+
+def test_a_server_closed_to_the_users_groups_refuses_the_send(api, user, folder, pacs, empty_orthanc):
+    from django.contrib.auth.models import Group
+
+    pacs.open_to_everyone = False
+    pacs.save()
+    response = api.post("/api/sends/", {"servers": ["PACS"], "path": str(folder)}, format="json")
+    assert response.status_code == 403 and "send to server 'PACS'" in response.json()["detail"]
+    assert not SendJob.objects.exists()
+    senders = Group.objects.create(name="senders")
+    pacs.send_groups.add(senders)
+    user.groups.add(senders)
+    job = SendJob.objects.get(pk=api.post("/api/sends/", {"servers": ["PACS"], "path": str(folder)},
+                                          format="json").json()["id"])
+    user.groups.remove(senders)  # access withdrawn before the job ran
+    run_items(job)
+    assert job.status == JobStatus.FAILED and "send to server 'PACS'" in job.error_summary()
+    assert empty_orthanc.instances() == set()

@@ -73,6 +73,8 @@ class InboxSerializer(serializers.ModelSerializer):
         if destinations is not None:
             if not destinations:
                 raise serializers.ValidationError({"destinations": "Name at least one server."})
+            for server in destinations:  # whoever sets up an inbox must be allowed to send where it sends
+                server.check_access(self.context["request"].user, "send")
             data["destinations"] = destinations
         elif self.instance is None:
             raise serializers.ValidationError({"destinations": "Name at least one server."})

@@ -1,11 +1,9 @@
 from auditlog.context import set_actor
-from django.db.models import Q
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
 from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
@@ -15,6 +13,7 @@ from apps.sending.api.serializers import (InboxRunSerializer, InboxSerializer, S
 from apps.sending.models import Inbox, SendJob
 from apps.sending.report import build_report, report_csv
 from apps.sending.roots import OutsideRoots
+from pacsportal.permissions import model_permission
 
 
 class SendJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -25,14 +24,14 @@ class SendJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMode
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self):
-        """Own jobs; inbox runs too for whoever may view inboxes; everything for a superuser."""
-        user = self.request.user
-        if user.is_superuser:
-            return self.queryset
-        visible = Q(created_by=user)
-        if user.has_perm("sending.view_inbox"):
-            visible |= Q(inbox__isnull=False)
-        return self.queryset.filter(visible)
+        """Own jobs (or all, with "view all jobs"), and inbox runs for whoever may view inboxes."""
+        jobs = super().get_queryset()
+        if self.request.user.has_perm(model_permission(Inbox, "view")):
+            jobs = jobs | self.queryset.filter(inbox__isnull=False)
+        return jobs
+
+    def get_action_permissions(self) -> dict[str, list[str]]:
+        return {**super().get_action_permissions(), "report": [model_permission(SendJob, "view")]}
 
     @extend_schema(request=SendRequestSerializer, responses={201: SendJobSerializer})
     def create(self, request):
@@ -43,6 +42,8 @@ class SendJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMode
         body = SendRequestSerializer(data=data)
         body.is_valid(raise_exception=True)
         given = body.validated_data
+        for server in given["servers"]:
+            server.check_access(request.user, "send")
         try:
             if given["files"]:
                 job = intake.send_uploads(given["files"], given["servers"], user=request.user, method=given["method"])
@@ -64,19 +65,11 @@ class SendJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMode
         return Response(report)
 
 
-class InboxPermission(DjangoModelPermissions):
-    """Model permissions for every method, reading included: inbox folders name patients."""
-
-    perms_map = {**DjangoModelPermissions.perms_map, "GET": ["%(app_label)s.view_%(model_name)s"],
-                 "HEAD": ["%(app_label)s.view_%(model_name)s"]}
-
-
 class InboxViewSet(viewsets.ModelViewSet):
     """Watched inboxes by name; GET {name}/runs/ lists the folders each one sent (or failed to)."""
 
     queryset = Inbox.objects.prefetch_related("destinations")
-    serializer_class = InboxSerializer
-    permission_classes = [IsAuthenticated, InboxPermission]
+    serializer_class = InboxSerializer  # reading needs view_inbox too (the project's model permissions)
     lookup_field = "name"
 
     # DRF authenticates a token after django-auditlog's middleware ran: name the actor for the change log.
