@@ -18,11 +18,12 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from apps.dicom.rewrite import DEFAULT_FOLDER_PATTERN
-from apps.jobs.models import Job, JobItem
+from apps.jobs.models import Job, JobItem, JobStatus
 from apps.jobs.models.base import JOB_DONE
 from apps.servers.models import DicomServer, server_name_validator
 
 FILES_PER_ITEM_MIN = 25  # below this, another parallel association costs more than it saves
+NOTHING_SENT = "Nothing was sent: none of the files is DICOM (see the report for each file's reason)."
 
 
 class Inbox(models.Model):
@@ -133,8 +134,18 @@ class SendJob(Job):
         progress["megabytes"] = round((sums["bytes__sum"] or 0) / 1e6, 1)
         return progress
 
+    def derive_status(self, counts: dict[str, int]) -> str:
+        """A job that ended without sending a single file (nothing in it was DICOM) failed: an inbox
+        folder of that kind stays where it is for someone to look at."""
+        status = super().derive_status(counts)
+        if status == JobStatus.SUCCEEDED and not self.items.filter(sent__gt=0).exists():
+            return JobStatus.FAILED
+        return status
+
     def error_summary(self) -> str:
         errors = list(dict.fromkeys(e for e in self.items.exclude(error="").values_list("error", flat=True)))
+        if self.status == JobStatus.FAILED and not errors and not self.items.filter(sent__gt=0).exists():
+            errors = [NOTHING_SENT]
         return "; ".join(errors + ([self.note] if self.note else []))[:2000]
 
     def refresh_status(self) -> str:

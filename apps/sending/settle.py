@@ -34,7 +34,11 @@ def settle(job) -> None:
 def _archive(job, archive_root: Path) -> None:
     model = type(job)
     if not job.archive_path:
-        target = archive_root / f"{timezone.localtime():%Y%m%d_%H%M%S}" / job.folder
+        stamp = f"{timezone.localtime():%Y%m%d_%H%M%S}"
+        target, n = archive_root / stamp / job.folder, 1
+        while target.exists():  # the same name archived within the same second
+            n += 1
+            target = archive_root / f"{stamp}_{n}" / job.folder
         if not model.objects.filter(pk=job.pk, archive_path="").update(archive_path=str(target)):
             job.refresh_from_db(fields=["archive_path"])  # another process claimed it
         else:

@@ -238,3 +238,13 @@ def test_inotify_marks_changed_folders_between_full_rescans(inbox):
         assert sum(i.files for i in run.items.all()) == 3
     finally:
         w.stop()
+
+
+def test_a_folder_without_any_dicom_file_fails_and_stays(inbox, watcher):
+    folder = Path(inbox.path) / "#5-Park"
+    folder.mkdir()
+    (folder / "scan.pdf").write_bytes(b"%PDF-1.4 not an image")
+    [run] = ready(watcher)
+    run_items(run)
+    assert run.status == JobStatus.FAILED and "Nothing was sent" in run.error_summary()
+    assert folder.is_dir() and not Path(inbox.archive_path).exists()
