@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from apps.dicom import dimse
+from apps.dicom.engines import C_GETS, DEFAULT
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.staging import safe_uid, write_atomically
@@ -65,7 +66,7 @@ class PacsClient:
             write_atomically(folder / f"{safe_uid(instance.sop_instance_uid)}.dcm", instance.data)
             return 0x0000
 
-        return dimse.get(self.peer, self.local, {"StudyInstanceUID": safe_uid(study_instance_uid)}, save)
+        return C_GETS[DEFAULT](self.peer, self.local, {"StudyInstanceUID": safe_uid(study_instance_uid)}, save)
 
     # the old tool's method names
     send_dicom_file = send_file
