@@ -33,6 +33,12 @@ class ReceivedInstance:
     calling_ae: str
     move_originator_ae: str | None = None
     move_originator_message_id: int | None = None
+    identity: files.DatasetIdentity = files.DatasetIdentity()  # what the dataset itself says it is
+
+    @property
+    def self_consistent(self) -> bool:
+        """The dataset names the SOP Instance UID it was sent under."""
+        return self.identity.sop == self.sop_instance_uid
 
 
 class InstanceRefused(Exception):
@@ -71,7 +77,7 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
     and a comment: malformed data 0xC000 before the callback runs, a failing disk 0xA700 (out of
     resources), any other error 0xC000. Shared by both Storage SCPs; the server keeps serving."""
     try:
-        files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
+        instance.identity = files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
     except (InvalidDicomFile, ValueError) as exc:
         log.warning("refused a malformed instance from %s: %s", instance.calling_ae, exc)
         return 0xC000, f"Malformed dataset: {exc}"

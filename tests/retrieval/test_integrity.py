@@ -61,7 +61,7 @@ def orth(db, orthanc):
 def job_for(study, server="ORTH") -> RetrievalJob:
     day = f"{study['StudyDate'][:4]}-{study['StudyDate'][4:6]}-{study['StudyDate'][6:]}"
     text = f"PatientID,StudyDate,Modality,Server\n{study['PatientID']},{day},{study['Modality']},{server}\n"
-    (read,) = intake.read_case_lists([("cases.csv", text)])
+    (read,) = intake.read_case_lists([("cases.csv", text)], user=None)
     return RetrievalJob.from_case_list(read.case_list, source_name="cases.csv", start=False)
 
 
