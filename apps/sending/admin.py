@@ -20,6 +20,7 @@ from pacsportal.permissions import model_permission
 class SendItemInline(JobItemInline):
     model = SendItem
     fields = ("batch", "status", "error", "files", "sent", "warnings", "skipped", "failed", "bytes", "attempts")
+    # "failed" here is the batch's file-destination pairs not stored (its status says whether it failed)
     readonly_fields = fields
 
 

@@ -130,8 +130,10 @@ class SendJob(Job):
 
     def extra_progress(self) -> dict:
         sums = self.items.aggregate(*(Sum(key) for key in ("files", "sent", "warnings", "skipped", "failed", "bytes")))
-        progress = {key: sums[f"{key}__sum"] or 0 for key in ("files", "sent", "warnings", "skipped", "failed")}
-        progress["megabytes"] = round((sums["bytes__sum"] or 0) / 1e6, 1)
+        progress = {key: sums[f"{key}__sum"] or 0 for key in ("files", "sent", "warnings", "skipped")}
+        progress["not_stored"] = sums["failed__sum"] or 0  # "failed" counts the job's failed items
+        progress["bytes"] = sums["bytes__sum"] or 0
+        progress["megabytes"] = round(progress["bytes"] / 1e6, 1)
         return progress
 
     def derive_status(self, counts: dict[str, int]) -> str:

@@ -31,7 +31,7 @@ def test_upload_pick_a_server_send_and_watch_it_finish(admin_page, pacs, root, e
     with page.expect_event("load"):  # a finished job reloads the page to show final statuses
         for item in job.items.all():
             runner.run_item(item._meta.label, item.pk)
-    assert counters.inner_text().startswith("1/1 done · 1 succeeded · 5 files · 4 sent · 0 warnings · 1 skipped")
+    assert counters.inner_text().startswith("1/1 done · 1 succeeded · 5 files · 4 sent · 0 warnings · 1 skipped · 0 not stored · ")
     assert page.locator(".job-progress").get_attribute("data-status") == "succeeded"
     assert len(empty_orthanc.instances()) == 4
 

@@ -177,3 +177,15 @@ def test_a_file_changed_after_it_was_listed_fails_alone(sources, tmp_path, empty
         with pytest.raises(Exception, match="changed while it was being sent"):
             assoc.store_file(copies[0], info)
         assert assoc.store_file(copies[1], files.read_meta(copies[1])).ok
+
+
+def test_a_file_whose_meta_and_dataset_disagree_is_not_sent(sources, tmp_path, empty_orthanc):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(sources[0])
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()  # the header says one instance, the data another
+    ds.save_as(tmp_path / "liar.dcm", enforce_file_format=False)
+    report = store.store_files(empty_orthanc.peer(), LOCAL, [tmp_path / "liar.dcm"])
+    assert report.landed == 0 and "the dataset is" in report.invalid[0][1]
+    assert empty_orthanc.instances() == set()

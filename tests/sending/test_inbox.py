@@ -80,7 +80,7 @@ def test_a_ready_folder_is_rewritten_sent_and_archived(inbox, watcher, empty_ort
     assert sop_uids(archived) == uids and (archived / "readme.txt").exists()
     assert not folder.exists()
     progress = run.progress()
-    assert (progress["files"], progress["sent"], progress["skipped"], progress["failed"]) == (14, 12, 2, 0)
+    assert (progress["files"], progress["sent"], progress["skipped"], progress["not_stored"]) == (14, 12, 2, 0)
     skipped = dict(run.items.first().result["skipped"])
     assert "not a DICOM file" in skipped["readme.txt"] and "truncated" in skipped["cut.dcm"]
     # the source files were never modified: the archive holds them as they came
@@ -147,7 +147,7 @@ def test_destination_down_keeps_the_folder_then_retry_sends_and_archives_once(in
     assert "connection refused" in run.error_summary()
     assert folder.is_dir() and sop_uids(folder) == uids  # nothing moved, nothing lost
     assert not Path(inbox.archive_path).exists() and run.archive_path == ""
-    assert run.progress()["failed"] == 12
+    assert run.progress()["not_stored"] == 12 and run.progress()["failed"] == 1  # files; the item
     watcher.clock_.now += DEBOUNCE * 3
     assert watcher.scan_once() == []  # the failed run waits for a retry; no new run every debounce
 

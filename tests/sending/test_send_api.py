@@ -33,8 +33,9 @@ def test_a_folder_is_sent_and_bad_files_are_reported_skipped(api, folder, pacs, 
     assert body["status"] == JobStatus.SUCCEEDED, body
     assert empty_orthanc.instances() == uids and len(uids) == 12
     progress = body["progress"]
-    assert (progress["files"], progress["sent"], progress["skipped"], progress["failed"]) == (14, 12, 2, 0)
+    assert (progress["files"], progress["sent"], progress["skipped"], progress["not_stored"]) == (14, 12, 2, 0)
     assert progress["megabytes"] > 0 and body["servers"] == ["PACS"]
+    assert progress["bytes"] == sum(p.stat().st_size for p in folder.rglob("IMG*.dcm"))  # what landed
     report = api.get(f"/api/sends/{job.pk}/report").json()
     reasons = {row["file"]: (row["outcome"], row["reason"]) for row in report["files"]}
     assert reasons["notes.txt"][0] == "skipped" and "not a DICOM file" in reasons["notes.txt"][1]
