@@ -19,8 +19,7 @@ from pacsportal.permissions import model_permission
 
 class SendItemInline(JobItemInline):
     model = SendItem
-    fields = ("batch", "status", "error", "files", "sent", "warnings", "skipped", "failed", "bytes", "attempts")
-    # "failed" here is the batch's file-destination pairs not stored (its status says whether it failed)
+    fields = ("batch", "status", "error", "files", "sent", "warnings", "skipped", "not_stored", "bytes", "attempts")
     readonly_fields = fields
 
 

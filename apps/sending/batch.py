@@ -185,6 +185,6 @@ def count(item) -> None:
     item.skipped = len(item.result.get("skipped", []))
     item.sent = min((d["stored"] if d else 0 for d in destinations), default=0)
     item.warnings = sum(len(d["warnings"]) for d in destinations if d)
-    item.failed = sum(len(d["failed"]) for d in destinations if d)
+    item.not_stored = sum(len(d["failed"]) for d in destinations if d)
     item.bytes = sum(d.get("bytes", 0) for d in destinations if d)
-    item.save(update_fields=["files", "skipped", "sent", "warnings", "failed", "bytes", "result"])
+    item.save(update_fields=["files", "skipped", "sent", "warnings", "not_stored", "bytes", "result"])

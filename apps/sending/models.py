@@ -129,9 +129,9 @@ class SendJob(Job):
         return [source / rel if rel else source for rel in relative_paths]
 
     def extra_progress(self) -> dict:
-        sums = self.items.aggregate(*(Sum(key) for key in ("files", "sent", "warnings", "skipped", "failed", "bytes")))
-        progress = {key: sums[f"{key}__sum"] or 0 for key in ("files", "sent", "warnings", "skipped")}
-        progress["not_stored"] = sums["failed__sum"] or 0  # "failed" counts the job's failed items
+        keys = ("files", "sent", "warnings", "skipped", "not_stored")  # "failed" stays the count of failed items
+        sums = self.items.aggregate(*(Sum(key) for key in (*keys, "bytes")))
+        progress = {key: sums[f"{key}__sum"] or 0 for key in keys}
         progress["bytes"] = sums["bytes__sum"] or 0
         progress["megabytes"] = round(progress["bytes"] / 1e6, 1)
         return progress
@@ -170,7 +170,7 @@ class SendItem(JobItem):
     sent = models.PositiveIntegerField(default=0, help_text="Files every destination confirmed.")
     warnings = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0, help_text="Not DICOM, unreadable, or outside the root.")
-    failed = models.PositiveIntegerField(default=0, help_text="File-destination pairs that were not stored.")
+    not_stored = models.PositiveIntegerField(default=0, help_text="File-destination pairs that were not stored.")
     bytes = models.BigIntegerField(default=0)
 
     class Meta(JobItem.Meta):

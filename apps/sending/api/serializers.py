@@ -7,9 +7,6 @@ from apps.servers.models import DicomServer
 
 
 class SendItemSerializer(JobItemSerializer):
-    not_stored = serializers.IntegerField(source="failed", read_only=True,
-                                          help_text="File-destination pairs not stored.")
-
     class Meta(JobItemSerializer.Meta):
         model = SendItem
         fields = JobItemSerializer.Meta.fields + ["batch", "files", "sent", "warnings", "skipped", "not_stored",
