@@ -98,5 +98,6 @@ def test_the_readme_first_minute_works_as_written_then_ctrl_c_stops_all(running_
     output = proc.stdout.read()
     assert "PACS Portal stopped." in output and "killing" not in output, output[-2000:]
     assert "/api/servers/DEMO/studies" in output, "the access log shows requests"
+    assert "watching inboxes" in output and "inbox watcher stopped" in output, "the inbox watcher ran and stopped"
     assert "DEMO00001" not in output, "patient IDs never reach the log at INFO"
     print(f"portal stopped in {time.monotonic() - started:.1f} s")
