@@ -3,8 +3,8 @@ DCMTK storescp, by DCMTK storescu (TCP_NODELAY=1) and by the portal, in the same
 
 - portal store_files: apps.dicom.store.store_files, the layer every send uses, one association;
 - portal send job: a SendJob (apps.sending) whose batches run through the worker entry point
-  (apps.jobs.runner.run_item), one process per batch as the worker cluster would, i.e. as many parallel
-  associations as the server's limit (--associations, default 2) allows.
+  (apps.jobs.runner.run_item), one waiting worker process per batch as the worker cluster would, i.e. as
+  many parallel associations as the server's limit (--associations, default 2) allows.
 
     .venv/bin/python bench/send.py [--repeat 3] [--instances 500] [--size 512] [--associations 2]
 
@@ -70,31 +70,42 @@ def portal_store_files(peer, folder: Path) -> float:
 
 
 def portal_send_job(server, folder: Path) -> float:
-    """A send job of the folder; each batch runs through run_item in a process of its own, as on the
-    worker cluster (django-q2 workers are processes)."""
+    """A send job of the folder; each batch runs through run_item in a worker process of its own, as on
+    the worker cluster (django-q2 workers are long-lived processes): the workers are forked and waiting
+    before the clock starts, which stops when every one has reported its batch done."""
     import multiprocessing
 
     from django.db import connections
 
-    from apps.jobs.runner import run_item
     from apps.sending.intake import start_send
-    from apps.sending.models import SendItem
 
     job = start_send(servers=[server], source=folder, root=folder, description="bench")
     items = list(job.items.values_list("pk", flat=True))
     connections.close_all()  # a forked worker must open its own database connection
     fork = multiprocessing.get_context("fork")
-    started = time.monotonic()
-    workers = [fork.Process(target=run_item, args=(SendItem._meta.label, pk)) for pk in items]
+    go, done = fork.Event(), fork.Queue()
+    workers = [fork.Process(target=_worker, args=(pk, go, done)) for pk in items]
     for worker in workers:
         worker.start()
+    started = time.monotonic()
+    go.set()
+    outcomes = [done.get(timeout=600) for _ in workers]
+    elapsed = time.monotonic() - started
     for worker in workers:
         worker.join()
-    elapsed = time.monotonic() - started
     job.refresh_from_db()
     if job.status != "succeeded":
-        raise RuntimeError(f"send job ended {job.status}: {job.error_summary()}")
+        raise RuntimeError(f"send job ended {job.status} ({outcomes}): {job.error_summary()}")
     return elapsed
+
+
+def _worker(pk: int, go, done) -> None:
+    from apps.jobs.runner import run_item
+    from apps.sending.models import SendItem
+
+    SendItem.objects.filter(pk=pk).exists()  # connect to the database before the clock starts
+    go.wait()
+    done.put(run_item(SendItem._meta.label, pk))
 
 
 def main(argv=None) -> int:
