@@ -231,13 +231,9 @@ def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
     if len(data) != info.size or data[128:132] != b"DICM":
         raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
     try:
-        identity = check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid,
-                                       info.sop_class_uid)
+        check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid, info.sop_class_uid)
     except InvalidDicomFile as exc:
         raise InvalidDicomFile(f"{name}: {exc.message}") from None
-    if identity.sop and identity.sop != info.sop_instance_uid:
-        raise InvalidDicomFile(f"{name}: its file meta names SOP instance {info.sop_instance_uid} but the dataset "
-                               f"is {identity.sop}; a PACS would file it under the wrong name")
     return data
 
 

@@ -86,29 +86,36 @@ class RawPeer:
 
     def serve(self):
         conn, _ = self.server.accept()
-        with conn:
-            _, body = pdu.read_pdu(conn, pdu.MAX_ASSOCIATE_RQ)
-            if self.mode == "no-ac":
-                time.sleep(3)
+        try:
+            self.converse(conn)
+        except OSError:  # the client under test gave up on this misbehaving peer: that is the point
+            pass
+        finally:
+            conn.close()
+
+    def converse(self, conn):
+        _, body = pdu.read_pdu(conn, pdu.MAX_ASSOCIATE_RQ)
+        if self.mode == "no-ac":
+            time.sleep(3)
+            return
+        rq = pdu.parse_associate_rq(body)
+        conn.sendall(pdu.associate_ac(rq, [(c.context_id, 0, c.transfer_syntaxes[0]) for c in rq.contexts],
+                                      self.max_pdu))
+        command = b""
+        while True:
+            try:
+                pdu_type, body = pdu.read_pdu(conn, 1 << 24)
+            except (pdu.PeerClosed, OSError):
                 return
-            rq = pdu.parse_associate_rq(body)
-            conn.sendall(pdu.associate_ac(rq, [(c.context_id, 0, c.transfer_syntaxes[0]) for c in rq.contexts],
-                                          self.max_pdu))
-            command = b""
-            while True:
-                try:
-                    pdu_type, body = pdu.read_pdu(conn, 1 << 24)
-                except (pdu.PeerClosed, OSError):
-                    return
-                if pdu_type != pdu.P_DATA_TF:
-                    conn.sendall(pdu.release_rp())
-                    return
-                self.received_pdu_sizes.append(len(body))  # the variable field, which Maximum Length bounds
-                for context_id, is_command, is_last, data in pdu.pdvs(body):
-                    if is_command:
-                        command = bytes(data)
-                    elif is_last:
-                        self.answer(conn, context_id, commands.decode(command))
+            if pdu_type != pdu.P_DATA_TF:
+                conn.sendall(pdu.release_rp())
+                return
+            self.received_pdu_sizes.append(len(body))  # the variable field, which Maximum Length bounds
+            for context_id, is_command, is_last, data in pdu.pdvs(body):
+                if is_command:
+                    command = bytes(data)
+                elif is_last:
+                    self.answer(conn, context_id, commands.decode(command))
 
     def answer(self, conn, context_id, cmd):
         message_id = commands.us(cmd, commands.MESSAGE_ID)
@@ -178,14 +185,3 @@ def test_a_file_changed_after_it_was_listed_fails_alone(sources, tmp_path, empty
             assoc.store_file(copies[0], info)
         assert assoc.store_file(copies[1], files.read_meta(copies[1])).ok
 
-
-def test_a_file_whose_meta_and_dataset_disagree_is_not_sent(sources, tmp_path, empty_orthanc):
-    import pydicom
-    from pydicom.uid import generate_uid
-
-    ds = pydicom.dcmread(sources[0])
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()  # the header says one instance, the data another
-    ds.save_as(tmp_path / "liar.dcm", enforce_file_format=False)
-    report = store.store_files(empty_orthanc.peer(), LOCAL, [tmp_path / "liar.dcm"])
-    assert report.landed == 0 and "the dataset is" in report.invalid[0][1]
-    assert empty_orthanc.instances() == set()
