@@ -44,6 +44,8 @@ bench: $(VENV)/.installed
 	$(PY) bench/retrieve.py
 	$(PY) bench/send.py
 	$(PY) bench/access.py
+	$(PY) bench/receiver.py
+	$(PY) bench/caselist.py
 
 clean:
 	rm -rf $(VENV) data

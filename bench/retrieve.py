@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.publish import publish  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK leaves Nagle on otherwise (pacs-lab README)
@@ -158,15 +159,6 @@ def table(results: dict[str, list[float]], instances: int, megabytes: float, pai
     return "\n".join(lines)
 
 
-def publish(report: str, name: str) -> None:
-    """Print the report and keep it as bench/results/<name>-<date>.md."""
-    print(report)
-    out = ROOT / "bench" / "results" / f"{name}-{dt.date.today():%Y%m%d}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(report)
-    print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
@@ -228,7 +220,8 @@ def main(argv=None) -> int:
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study from Orthanc on loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs.\n\n")
-    publish(header + table(results, n, megabytes, pairs) + "\n", "retrieve")
+    report = header + table(results, n, megabytes, pairs) + "\n"
+    publish("retrieve", report)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.retrieve import DCMTK_ENV, configure_django, count_files, publish, table, timed  # noqa: E402
+from bench.publish import publish
+from bench.retrieve import DCMTK_ENV, configure_django, count_files, table, timed  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402
 
 SCP_AE = "BENCHSCP"
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one folder sent over loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs. "
               "A ratio above 1 means the portal is faster than storescu.\n\n")
-    publish(header + table(results, n, megabytes, pairs) + "\n", "send")
+    publish("send", header + table(results, n, megabytes, pairs) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
