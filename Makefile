@@ -43,6 +43,7 @@ bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
 	$(PY) bench/photos.py
+	$(PY) bench/send.py
 	$(PY) bench/access.py
 	$(PY) bench/receiver.py
 	$(PY) bench/caselist.py

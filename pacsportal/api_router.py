@@ -16,4 +16,5 @@ api_urlpatterns = [
     path("", include("apps.jobs.urls")),
     path("", include("apps.retrieval.urls")),
     path("", include("apps.photos.urls")),
+    path("", include("apps.sending.urls")),
 ]

@@ -33,9 +33,10 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
-# Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
+# Which implementation runs the receiver, C-GET and C-STORE: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
+STORE_ENGINE = env("STORE_ENGINE", default="lean")  # C-STORE SCU: lean (wire/) or pynetdicom
 # The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
 # flight; plain C-STOREs are refused unless a quota (MB) is set, then kept for RECEIVER_UNSOLICITED_DAYS.
 RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])
@@ -50,6 +51,8 @@ RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
 # A case list with more rows than this has its rows created in the background ("preparing").
 RETRIEVAL_INLINE_ROWS = env.int("RETRIEVAL_INLINE_ROWS", default=200)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
+INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=2.0)  # watched inboxes: seconds between passes
+INBOX_WATCH_MODE = env("INBOX_WATCH_MODE", default="auto")  # auto | inotify | polling (network shares)
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
@@ -74,6 +77,7 @@ INSTALLED_APPS = [
     "apps.jobs",
     "apps.retrieval",
     "apps.photos",
+    "apps.sending",
 ]
 
 MIDDLEWARE = [

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from apps.jobs.models import EchoJob
 from apps.photos.models import PhotoSend, PhotoUpload
 from apps.retrieval.models import RetrievalItem, RetrievalJob
+from apps.sending.models import Inbox, SendItem, SendJob
 from apps.servers.models import DicomServer
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +30,8 @@ class Rule:
 
 
 RETRIEVAL_VIEW = ("retrieval.view_retrievaljob",)
+SEND_VIEW = ("sending.view_sendjob",)
+INBOX_VIEW = ("sending.view_inbox",)
 ECHO_VIEW = ("jobs.view_echojob",)
 PHOTO_VIEW = ("photos.view_photoupload",)
 RULES = {
@@ -84,6 +87,22 @@ RULES = {
     ("photos:logout", "POST"): Rule("/photos/logout/", OPEN, 302),
     ("photos:manifest", "GET"): Rule("/photos/manifest.webmanifest", OPEN, 200),
     ("photos:sw", "GET"): Rule("/photos/sw.js", OPEN, 200),
+    ("sendjob-list", "GET"): Rule("/api/sends/", SEND_VIEW, 200),
+    ("sendjob-list", "POST"): Rule("/api/sends/", ("sending.add_sendjob",), 400),
+    ("sendjob-detail", "GET"): Rule("/api/sends/{send}/", SEND_VIEW, 200),
+    ("sendjob-cancel", "POST"): Rule("/api/sends/{send}/cancel/", ("sending.change_sendjob",), 200),
+    ("sendjob-retry", "POST"): Rule("/api/sends/{send}/retry/", ("sending.change_sendjob",), 200),
+    ("sendjob-report", "GET"): Rule("/api/sends/{send}/report", SEND_VIEW, 200),
+    ("inbox-list", "GET"): Rule("/api/inboxes/", INBOX_VIEW, 200),
+    ("inbox-list", "POST"): Rule("/api/inboxes/", ("sending.add_inbox",), 400),
+    ("inbox-detail", "GET"): Rule("/api/inboxes/{inbox}/", INBOX_VIEW, 200),
+    ("inbox-detail", "PUT"): Rule("/api/inboxes/{inbox}/", ("sending.change_inbox",), 400),
+    # 400: no IMPORT_ROOTS are configured here, so the inbox's paths are refused (the change got past access)
+    ("inbox-detail", "PATCH"): Rule("/api/inboxes/{inbox}/", ("sending.change_inbox",), 400, {"enabled": False}),
+    ("inbox-detail", "DELETE"): Rule("/api/inboxes/{inbox}/", ("sending.delete_inbox",), 204),
+    ("inbox-runs", "GET"): Rule("/api/inboxes/{inbox}/runs/", INBOX_VIEW, 200),
+    ("admin:sending_send", "GET"): Rule("/admin/sending/sendjob/send/", ("sending.add_sendjob",), 200),
+    ("admin:sending_report", "GET"): Rule("/admin/sending/sendjob/{send}/report.csv", SEND_VIEW, 200),
 }
 # The portal's own pages outside the admin: a session login, the page's login form for strangers (302).
 PAGES = ("photos:",)
@@ -140,6 +159,8 @@ def caller(user=None, *, admin: bool) -> APIClient:
 
 def objects_for(owner) -> dict:
     """A server nothing listens on, a spare one to delete, and an echo, a retrieval and a photo job of `owner`."""
+    """A server nothing listens on, a spare one to delete, an echo, a retrieval and a send job of `owner`,
+    and an inbox."""
     server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
     DicomServer.objects.create(name="SPARE", ae_title="SPARE", host="127.0.0.1", port=1)
     echo = EchoJob.for_servers([server], user=owner)
@@ -150,6 +171,10 @@ def objects_for(owner) -> dict:
                                        patient_id="P1", study_instance_uid="1.2.3", series_instance_uid="1.2.3.4")
     PhotoSend.objects.create(job=photo, status="failed", error="down")
     return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "photo": photo.pk}
+    send = SendJob.objects.create(created_by=owner, source_path="/nowhere", root="/nowhere")
+    SendItem.objects.create(job=send, batch=0, status="failed", error="down")
+    inbox = Inbox.objects.create(name="WARD", path="/nowhere", archive_path="/nowhere-archive")
+    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "send": send.pk, "inbox": inbox.name}
 
 
 def send(client, method: str, rule: Rule, objects: dict):
