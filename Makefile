@@ -42,8 +42,10 @@ test-scaleout: $(VENV)/.installed
 bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
+	$(PY) bench/photos.py
 	$(PY) bench/access.py
 	$(PY) bench/receiver.py
+	$(PY) bench/caselist.py
 
 clean:
 	rm -rf $(VENV) data

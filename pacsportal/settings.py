@@ -32,6 +32,7 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
+PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
 # Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
@@ -46,6 +47,8 @@ QUARANTINE_DIR = Path(env("QUARANTINE_DIR", default=str(DATA_DIR / "quarantine")
 RECEIVER_MAX_ASSOCIATIONS = env.int("RECEIVER_MAX_ASSOCIATIONS", default=32)
 RECEIVER_IDLE_TIMEOUT = env.float("RECEIVER_IDLE_TIMEOUT", default=300.0)
 RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
+# A case list with more rows than this has its rows created in the background ("preparing").
+RETRIEVAL_INLINE_ROWS = env.int("RETRIEVAL_INLINE_ROWS", default=200)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
@@ -70,6 +73,7 @@ INSTALLED_APPS = [
     "apps.servers",
     "apps.jobs",
     "apps.retrieval",
+    "apps.photos",
 ]
 
 MIDDLEWARE = [
@@ -217,6 +221,9 @@ if Q_BROKER == "orm":
 else:
     Q_CLUSTER["redis"] = Q_BROKER
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
+# A worker runs item after item of one job; after this long it gives the worker to other waiting jobs.
+JOB_SLICE_SECONDS = env.float("JOB_SLICE_SECONDS", default=2.0)
+JOB_STATUS_SECONDS = 1.0  # a busy worker derives its job's status at most this often (and when it stops)
 
 # --- Logging: one line per event; patient data only at DEBUG (see apps/jobs/logging notes) -------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
