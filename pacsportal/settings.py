@@ -32,6 +32,17 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
+# Delivery: folder targets must lie in DELIVERY_ROOTS (or IMPORT_ROOTS); the tus receiving end keeps
+# partial uploads in UPLOADS_DIR until they complete or expire.
+DELIVERY_ROOTS = [Path(p).resolve() for p in env.list("DELIVERY_ROOTS", default=[])]
+DELIVERY_ZIP_DIR = Path(env("DELIVERY_ZIP_DIR", default=str(DATA_DIR / "delivery-zips")))
+DELIVERY_ZIP_CLEANUP_HOURS = env.float("DELIVERY_ZIP_CLEANUP_HOURS", default=24)
+DELIVERY_CHUNK_BYTES = env.int("DELIVERY_CHUNK_MB", default=64) * 1024 * 1024
+DELIVERY_STOW_BATCH = env.int("DELIVERY_STOW_BATCH", default=50)
+UPLOADS_DIR = Path(env("UPLOADS_DIR", default=str(DATA_DIR / "uploads")))
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_GB", default=20) * 1024 ** 3
+UPLOAD_MAX_UNPACKED_BYTES = 2 * UPLOAD_MAX_BYTES
+UPLOAD_EXPIRE_HOURS = env.float("UPLOAD_EXPIRE_HOURS", default=24)
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
@@ -52,6 +63,7 @@ INSTALLED_APPS = [
     "apps.servers",
     "apps.jobs",
     "apps.retrieval",
+    "apps.delivery",
 ]
 
 MIDDLEWARE = [

@@ -106,7 +106,14 @@ class Job(models.Model):
                 job.completed_at = timezone.now() if status in JOB_DONE else None
                 job.save(update_fields=["status", "completed_at"])
         self.status, self.completed_at = job.status, job.completed_at
+        from apps.jobs.signals import job_refreshed
+
+        job_refreshed.send(sender=type(self), job=self)
         return status
+
+    def startable_items(self):
+        """The pending items start() queues; an app may hold some back until they can run."""
+        return self.items.filter(status=ItemStatus.PENDING)
 
     def start(self, user=None) -> int:
         """Queue every pending item. Returns how many were queued."""
@@ -116,7 +123,7 @@ class Job(models.Model):
         self.status, self.completed_at = JobStatus.RUNNING, None
         self.started_at = self.started_at or timezone.now()
         self.save(update_fields=["status", "started_at", "completed_at"])
-        pending = list(self.items.filter(status=ItemStatus.PENDING))
+        pending = list(self.startable_items())
         enqueue_many(pending)
         record(user, "job.started", self, items=len(pending))
         self.refresh_status()  # a job without items is done at once

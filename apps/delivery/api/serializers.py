@@ -1,0 +1,67 @@
+from rest_framework import serializers
+
+from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
+from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
+from apps.servers.models import DicomServer
+
+
+class DeliveryTargetSerializer(serializers.ModelSerializer):
+    server = serializers.SlugRelatedField(slug_field="name", queryset=DicomServer.objects.all(), required=False,
+                                          allow_null=True, help_text="DICOM server name (kinds dicom, dicomweb).")
+    token = serializers.CharField(write_only=True, required=False, allow_blank=True,
+                                  help_text="API token of the receiving portal (kind portal); never returned.")
+    has_token = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DeliveryTarget
+        fields = ["name", "kind", "url", "token", "has_token", "server", "path", "description", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def get_has_token(self, target) -> bool:
+        return bool(target.token)
+
+    def validate(self, attrs):
+        from copy import copy
+
+        from django.core.exceptions import ValidationError
+
+        target = copy(self.instance) if self.instance else DeliveryTarget()
+        for field, value in attrs.items():
+            setattr(target, field, value)
+        try:
+            target.clean()
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+        return attrs
+
+
+class DeliveryBatchSerializer(JobItemSerializer):
+    class Meta(JobItemSerializer.Meta):
+        model = DeliveryBatch
+        fields = JobItemSerializer.Meta.fields + ["number", "cases", "files", "bytes", "sent_bytes", "released",
+                                                  "zip_path"]
+        read_only_fields = fields
+
+
+class DeliveryJobSerializer(JobSerializer):
+    items = DeliveryBatchSerializer(many=True, read_only=True)
+    target = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta(JobSerializer.Meta):
+        model = DeliveryJob
+        fields = JobSerializer.Meta.fields + ["retrieval", "target", "mode", "batch_size", "keep_zip", "clear"]
+        read_only_fields = fields
+
+
+class DeliveryOptionsSerializer(serializers.Serializer):
+    """How to deliver; also the `delivery` object a retrieval may carry."""
+
+    target = serializers.SlugRelatedField(slug_field="name", queryset=DeliveryTarget.objects.all())
+    mode = serializers.ChoiceField(choices=DeliveryJob.Mode.choices, default=DeliveryJob.Mode.ZIP)
+    batch_size = serializers.IntegerField(min_value=1, max_value=10000, default=20)
+    keep_zip = serializers.BooleanField(default=False)
+    clear = serializers.BooleanField(default=True)
+
+
+class DeliveryRequestSerializer(DeliveryOptionsSerializer):
+    retrieval = serializers.IntegerField(help_text="Id of one of your retrieval jobs.")

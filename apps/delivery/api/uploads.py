@@ -1,0 +1,158 @@
+"""The receiving end: tus 1.0.0 (core, creation, checksum sha1, termination, expiration) at /api/uploads/,
+behind the API's token or session login and the `delivery.add_upload` permission. Each user sees only
+their own uploads. GET on an upload (outside tus) answers its outcome as JSON: what a sender reads
+before it deletes anything."""
+import base64
+import binascii
+import logging
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.http import http_date
+from rest_framework import permissions
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.audit import record
+from apps.delivery.bundle import BundleRefused
+from apps.delivery.models import Upload
+from apps.delivery.models.upload import ChunkRefused
+
+log = logging.getLogger("apps.delivery")
+TUS_VERSION = "1.0.0"
+EXTENSIONS = "creation,checksum,termination,expiration"
+OFFSET_STREAM = "application/offset+octet-stream"
+
+
+class MayUpload(permissions.BasePermission):
+    message = "This account may not upload deliveries (it needs the 'delivery.add_upload' permission)."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm("delivery.add_upload"))
+
+
+def tus_response(status: int, body=None, **headers) -> Response:
+    response = Response(body, status=status)
+    response["Tus-Resumable"] = TUS_VERSION
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = str(value)
+    return response
+
+
+def refuse(status: int, message: str, **headers) -> Response:
+    return tus_response(status, {"error": message}, **headers)
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """`key base64value,key2 base64value2` (a key may come without a value)."""
+    values = {}
+    for pair in filter(None, (p.strip() for p in header.split(","))):
+        key, _, encoded = pair.partition(" ")
+        try:
+            values[key] = base64.b64decode(encoded.strip(), validate=True).decode() if encoded else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text") from None
+    return values
+
+
+class TusView(APIView):
+    permission_classes = [MayUpload]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.version_ok = request.method in ("OPTIONS", "GET") or request.headers.get("Tus-Resumable") == TUS_VERSION
+
+    def dispatch_version(self):
+        return refuse(412, f"Tus-Resumable must be {TUS_VERSION}.", Tus_Version=TUS_VERSION)
+
+    def options(self, request, *args, **kwargs):
+        return tus_response(204, Tus_Version=TUS_VERSION, Tus_Extension=EXTENSIONS,
+                            Tus_Max_Size=settings.UPLOAD_MAX_BYTES, Tus_Checksum_Algorithm="sha1")
+
+
+class UploadCollection(TusView):
+    def post(self, request):
+        if not self.version_ok:
+            return self.dispatch_version()
+        raw_length = request.headers.get("Upload-Length", "")
+        if not raw_length.isdigit():
+            return refuse(400, "Upload-Length (a whole number of bytes) is required; deferred lengths are not supported.")
+        length = int(raw_length)
+        if length > settings.UPLOAD_MAX_BYTES:
+            return refuse(413, f"Upload-Length {length} is over this portal's limit of {settings.UPLOAD_MAX_BYTES} bytes.")
+        try:
+            metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
+            filename = Upload.check_filename(metadata.get("filename", ""))
+        except (ValueError, BundleRefused) as exc:
+            return refuse(400, f"Upload-Metadata needs a safe relative 'filename': {exc}")
+        upload = Upload.objects.create(created_by=request.user, filename=filename, metadata=metadata, length=length)
+        upload.data_path.parent.mkdir(parents=True, exist_ok=True)
+        upload.data_path.touch()
+        log.info("upload %s created: %d bytes by %s", upload.id, length, request.user.get_username())
+        if length == 0:
+            upload.finish()
+        location = request.build_absolute_uri(reverse("upload-resource", args=[upload.id]))
+        return tus_response(201, Location=location, Upload_Expires=http_date(upload.expires_at.timestamp()))
+
+
+class UploadResource(TusView):
+    def upload(self, request, pk) -> Upload:
+        return get_object_or_404(Upload, pk=pk, created_by=request.user)
+
+    def head(self, request, pk):
+        if not self.version_ok:
+            return self.dispatch_version()
+        upload = self.upload(request, pk)
+        if upload.expired:
+            return refuse(410, "This upload expired.")
+        headers = {"Upload_Offset": upload.offset, "Upload_Length": upload.length, "Cache_Control": "no-store"}
+        if upload.state == Upload.State.RECEIVING:
+            headers["Upload_Expires"] = http_date(upload.expires_at.timestamp())
+        return tus_response(200, **headers)
+
+    def patch(self, request, pk):
+        if not self.version_ok:
+            return self.dispatch_version()
+        if request.content_type.split(";")[0].strip() != OFFSET_STREAM:
+            return refuse(415, f"Content-Type must be {OFFSET_STREAM}.")
+        upload = self.upload(request, pk)
+        if upload.expired:
+            return refuse(410, "This upload expired.")
+        if upload.state != Upload.State.RECEIVING:
+            return refuse(409, f"This upload is already complete ({upload.state}).")
+        raw_offset, raw_count = request.headers.get("Upload-Offset", ""), request.headers.get("Content-Length", "")
+        if not raw_offset.isdigit() or not raw_count.isdigit():
+            return refuse(400, "Upload-Offset and Content-Length (whole numbers) are required.")
+        checksum = None
+        if "Upload-Checksum" in request.headers:
+            algorithm, _, value = request.headers["Upload-Checksum"].strip().partition(" ")
+            if algorithm.lower() != "sha1" or not value:
+                return refuse(400, "Upload-Checksum must be 'sha1 <base64 digest>'; only sha1 is supported.")
+            checksum = ("sha1", value.strip())
+        try:
+            offset = upload.append(request._request, int(raw_offset), int(raw_count), checksum)
+        except ChunkRefused as exc:
+            return refuse(exc.status, exc.message, Upload_Offset=upload.offset)
+        if upload.state != Upload.State.RECEIVING:
+            record(request.user, "upload.received", upload, filename=upload.filename, bytes=upload.length,
+                   state=upload.state, files=upload.files, error=upload.error)
+            log.info("upload %s complete: %s, %d files", upload.id, upload.state, upload.files)
+        headers = {"Upload_Offset": offset}
+        if upload.state == Upload.State.RECEIVING:
+            headers["Upload_Expires"] = http_date(upload.expires_at.timestamp())
+        return tus_response(204, **headers)
+
+    def delete(self, request, pk):
+        if not self.version_ok:
+            return self.dispatch_version()
+        upload = self.upload(request, pk)
+        upload.discard()
+        return tus_response(204)
+
+    def get(self, request, pk):
+        upload = self.upload(request, pk)
+        return tus_response(200, {
+            "id": str(upload.id), "filename": upload.filename, "length": upload.length, "offset": upload.offset,
+            "state": "expired" if upload.expired else upload.state, "sha1": upload.sha1, "files": upload.files,
+            "error": upload.error, "expires_at": upload.expires_at, "completed_at": upload.completed_at})

@@ -1,0 +1,201 @@
+"""The sending end of a delivery: a tus 1.0.0 client over httpx. Django-free.
+
+Why not tuspy (the tests use it against our receiving end): it holds each chunk in memory and brings
+requests and aiohttp; this sender streams each chunk from disk with httpx (the project's one HTTP
+client), checks every chunk with `Upload-Checksum: sha1`, backs off exponentially after a failure and
+asks the server for its offset before going on, so confirmed bytes are never sent twice. The whole
+file's sha1 travels in Upload-Metadata; the receiving end checks it when the last byte arrived, and
+the sender reads the outcome (GET on the upload) before anybody may delete a source file."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+TUS_VERSION = "1.0.0"
+BLOCK = 1024 * 1024
+DONE_STATES = {"unpacked", "stored"}
+
+
+class TusError(Exception):
+    def __init__(self, message: str, *, retriable: bool = False, http_status: int | None = None):
+        super().__init__(message)
+        self.message, self.retriable, self.http_status = message, retriable, http_status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SendCanceled(Exception):
+    """should_stop() said so; the upload stays resumable."""
+
+
+@dataclass
+class Receipt:
+    url: str
+    length: int
+    sha1: str  # hex of the whole file, as the receiving end confirmed it
+    state: str  # "unpacked" (a zip) or "stored" (one file)
+    files: int
+    sent_bytes: int = 0  # body bytes this call put on the wire
+    resumed_at: list[int] = field(default_factory=list)  # offsets the server gave after each failure
+
+
+def file_hashes(path: Path, chunk_size: int) -> tuple[str, list[str]]:
+    """sha1 (hex) of the whole file and base64 sha1 of each chunk_size piece, in one read."""
+    whole, pieces = hashlib.sha1(), []
+    with open(path, "rb") as fp:
+        while piece := fp.read(chunk_size):
+            whole.update(piece)
+            pieces.append(base64.b64encode(hashlib.sha1(piece).digest()).decode())
+    return whole.hexdigest(), pieces
+
+
+def encode_metadata(values: dict[str, str]) -> str:
+    return ",".join(f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in values.items())
+
+
+class TusSender:
+    def __init__(self, endpoint: str, token: str, *, chunk_size: int = 64 * BLOCK, retries: int = 6,
+                 backoff: float = 0.5, max_backoff: float = 30.0, timeout: float = 60.0,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_progress: Callable[[int, int], None] | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.endpoint = endpoint.rstrip("/") + "/"
+        self.chunk_size, self.retries, self.backoff, self.max_backoff = chunk_size, retries, backoff, max_backoff
+        self.should_stop, self.on_progress, self.sleep = should_stop, on_progress, sleep
+        self.client = httpx.Client(headers={"Authorization": f"Token {token}", "Tus-Resumable": TUS_VERSION},
+                                   timeout=httpx.Timeout(timeout, connect=10.0))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- one exchange --------------------------------------------------------------------------
+    def _call(self, method: str, url: str, **kwargs) -> httpx.Response:
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except httpx.TimeoutException:
+            raise TusError(f"{self.endpoint} did not answer in time", retriable=True) from None
+        except httpx.TransportError as exc:
+            raise TusError(f"connection to {self.endpoint} failed ({type(exc).__name__}: {exc})",
+                           retriable=True) from None
+        code = response.status_code
+        if code in (401, 403):
+            raise TusError(f"{self.endpoint} refused our credentials (HTTP {code}: {response.text[:200]}); "
+                           "check the target's token and its upload permission", http_status=code)
+        if code == 413:
+            raise TusError(f"{self.endpoint} refused the size (HTTP 413: {response.text[:200]})", http_status=code)
+        if code >= 500:
+            raise TusError(f"{self.endpoint} failed (HTTP {code})", retriable=True, http_status=code)
+        return response
+
+    def _create(self, path: Path, filename: str, sha1: str) -> str:
+        response = self._call("POST", self.endpoint, headers={
+            "Upload-Length": str(path.stat().st_size),
+            "Upload-Metadata": encode_metadata({"filename": filename, "sha1": sha1})})
+        if response.status_code != 201 or "Location" not in response.headers:
+            raise TusError(f"{self.endpoint} did not create the upload (HTTP {response.status_code}: "
+                           f"{response.text[:200]})", http_status=response.status_code)
+        return str(httpx.URL(self.endpoint).join(response.headers["Location"]))
+
+    def _offset(self, url: str) -> int | None:
+        """The server's offset, or None when it no longer knows the upload (expired, deleted)."""
+        response = self._call("HEAD", url)
+        if response.status_code in (404, 410):
+            return None
+        if response.status_code != 200 or "Upload-Offset" not in response.headers:
+            raise TusError(f"HEAD {url} answered HTTP {response.status_code}", retriable=True)
+        return int(response.headers["Upload-Offset"])
+
+    def _patch(self, url: str, path: Path, offset: int, end: int, checksum: str, counter: list[int]) -> int:
+        def body():
+            with open(path, "rb") as fp:
+                fp.seek(offset)
+                left = end - offset
+                while left > 0:
+                    if self.should_stop():
+                        raise SendCanceled()
+                    block = fp.read(min(BLOCK, left))
+                    if not block:
+                        raise TusError(f"{path} shrank while being sent")
+                    left -= len(block)
+                    counter[0] += len(block)
+                    yield block
+
+        response = self._call("PATCH", url, content=body(), headers={
+            "Content-Type": "application/offset+octet-stream", "Content-Length": str(end - offset),
+            "Upload-Offset": str(offset), "Upload-Checksum": f"sha1 {checksum}"})
+        code = response.status_code
+        if code == 204:
+            return int(response.headers["Upload-Offset"])
+        if code in (409, 460):  # offset moved under us / bytes damaged on the way: ask again, resend
+            raise TusError(f"PATCH at {offset} answered HTTP {code}: {response.text[:200]}", retriable=True,
+                           http_status=code)
+        raise TusError(f"PATCH at {offset} answered HTTP {code}: {response.text[:200]}", http_status=code)
+
+    # --- the whole file ------------------------------------------------------------------------
+    def send(self, path: Path, filename: str, *, url: str | None = None,
+             on_created: Callable[[str], None] | None = None) -> Receipt:
+        """Upload `path` as `filename` (resuming `url` if the server still has it) and return the
+        receiving end's confirmation. Raises TusError (with .retriable) or SendCanceled."""
+        path = Path(path)
+        length = path.stat().st_size
+        sha1, pieces = file_hashes(path, self.chunk_size)
+        offset = self._offset(url) if url else None
+        if offset is None:
+            url = self._create(path, filename, sha1)
+            offset = 0
+            if on_created:
+                on_created(url)
+        counter, resumed, failures = [0], [], 0
+        while offset < length:
+            if self.should_stop():
+                raise SendCanceled()
+            end = min(length, (offset // self.chunk_size + 1) * self.chunk_size)
+            if offset % self.chunk_size == 0:
+                checksum = pieces[offset // self.chunk_size]
+            else:  # a server that kept part of a chunk: hash the odd piece on its own
+                with open(path, "rb") as fp:
+                    fp.seek(offset)
+                    checksum = base64.b64encode(hashlib.sha1(fp.read(end - offset)).digest()).decode()
+            try:
+                offset = self._patch(url, path, offset, end, checksum, counter)
+                failures = 0
+            except TusError as exc:
+                if not exc.retriable or failures >= self.retries:
+                    raise
+                failures += 1
+                self.sleep(min(self.backoff * 2 ** (failures - 1), self.max_backoff))
+                known = self._offset(url)
+                if known is None:
+                    raise TusError(f"the receiving end lost upload {url} (expired or deleted)") from None
+                offset = known
+                resumed.append(offset)
+            if self.on_progress:
+                self.on_progress(offset, length)
+        return self._confirm(url, length, sha1, counter[0], resumed)
+
+    def _confirm(self, url: str, length: int, sha1: str, sent: int, resumed: list[int]) -> Receipt:
+        response = self._call("GET", url, headers={"Accept": "application/json"})
+        try:
+            answer = response.json()
+        except ValueError:
+            raise TusError(f"GET {url} answered HTTP {response.status_code} without the upload's outcome",
+                           retriable=True) from None
+        if answer.get("state") not in DONE_STATES:
+            raise TusError(f"the receiving end did not accept the file: {answer.get('error') or answer.get('state')}")
+        if answer.get("length") != length or answer.get("offset") != length or answer.get("sha1") != sha1:
+            raise TusError(f"the receiving end confirmed {answer.get('offset')}/{answer.get('length')} bytes "
+                           f"with sha1 {answer.get('sha1')}, not {length} bytes with sha1 {sha1}")
+        return Receipt(url=url, length=length, sha1=sha1, state=answer["state"], files=answer.get("files", 0),
+                       sent_bytes=sent, resumed_at=resumed)
