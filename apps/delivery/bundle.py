@@ -80,8 +80,8 @@ def _checked_members(bundle: zipfile.ZipFile, max_bytes: int) -> list[zipfile.Zi
             check_relative_path(info.filename.rstrip("/"))
             continue
         check_relative_path(info.filename)
-        mode = info.external_attr >> 16
-        if mode and not stat.S_ISREG(mode):
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind and kind != stat.S_IFREG:
             raise BundleRefused(f"entry {info.filename!r}: not a regular file (a link or device)")
         if info.flag_bits & 0x1:
             raise BundleRefused(f"entry {info.filename!r}: encrypted")
