@@ -98,7 +98,7 @@ def deliver_batch(batch, ctx) -> None:
 
 
 def _audit(batch, target, found: BatchFiles, *, ok: bool, error: str = "") -> None:
-    record(batch.job.created_by, "delivery.batch", batch.job, batch=batch.number, target=target.describe(),
+    record(batch.job.created_by, "delivery.batch", batch.job, batch=batch.number, to=target.describe(),
            lines=found.lines, files=len(found.entries), bytes=batch.bytes, mode=batch.job.mode,
            result="delivered" if ok else "failed", error=error)
 

@@ -99,11 +99,11 @@ def run_released(job) -> None:
 
 
 class CuttingProxy:
-    """A loopback TCP proxy that closes the first connection carrying more than `cut_after` bytes
-    from the client (mid-request), and counts every byte it forwarded to the server."""
+    """A loopback TCP proxy that closes the connection on which the client's `cut_after`-th byte
+    travels (once, mid-request), and counts every byte it forwarded to the server."""
 
-    def __init__(self, target_port: int, cut_after: int):
-        self.target_port, self.cut_after = target_port, cut_after
+    def __init__(self, target_port: int, cut_after: int, on_cut=None):
+        self.target_port, self.cut_after, self.on_cut = target_port, cut_after, on_cut
         self.forwarded = 0
         self.cuts = 0
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -122,22 +122,22 @@ class CuttingProxy:
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self._conns += [client, upstream]
-            state = {"sent": 0}
-            threading.Thread(target=self._pump, args=(client, upstream, state, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, state, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
-    def _pump(self, source, sink, state, upstream_bound: bool):
+    def _pump(self, source, sink, upstream_bound: bool):
         try:
             while data := source.recv(65536):
                 if upstream_bound:
                     with self._lock:
-                        if self.cuts == 0 and state["sent"] + len(data) > self.cut_after:
-                            keep = self.cut_after - state["sent"]
+                        if self.cuts == 0 and self.forwarded + len(data) > self.cut_after:
+                            keep = self.cut_after - self.forwarded
                             sink.sendall(data[:keep])
                             self.forwarded += keep
                             self.cuts += 1
+                            if self.on_cut:
+                                self.on_cut()
                             raise ConnectionAbortedError("cut")
-                        state["sent"] += len(data)
                         self.forwarded += len(data)
                 sink.sendall(data)
         except OSError:
@@ -164,8 +164,8 @@ class CuttingProxy:
 def cutting_proxy(receiving):
     proxies = []
 
-    def make(cut_after: int) -> CuttingProxy:
-        proxy = CuttingProxy(int(receiving.url.rsplit(":", 1)[1]), cut_after)
+    def make(cut_after: int, on_cut=None) -> CuttingProxy:
+        proxy = CuttingProxy(int(receiving.url.rsplit(":", 1)[1]), cut_after, on_cut)
         proxies.append(proxy)
         return proxy
 
