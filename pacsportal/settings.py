@@ -31,6 +31,9 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
+# Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
+RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
+CGET_ENGINE = env("CGET_ENGINE", default="lean")
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 # Delivery: folder targets must lie in DELIVERY_ROOTS (or IMPORT_ROOTS); the tus receiving end keeps
 # partial uploads in UPLOADS_DIR until they complete or expire.
@@ -59,6 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_q",
     "auditlog",
+    "apps.core",
     "apps.audit",
     "apps.servers",
     "apps.jobs",

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pydicom.dataset import Dataset
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from apps.dicom import files
-from apps.dicom.connect import set_nodelay, text_value
+from apps.dicom.connect import application_entity, set_nodelay, text_value
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE
 
@@ -106,7 +106,7 @@ class StorageSCP:
         return self._server.server_address[1]
 
     def start(self) -> "StorageSCP":
-        ae = AE(ae_title=self.local.ae_title)
+        ae = application_entity(self.local.ae_title)
         ae.require_called_aet = True  # a PACS that calls us by another name is misconfigured: say so
         ae.maximum_pdu_size = 0  # let senders use PDUs as large as they like
         ae.network_timeout = 300  # a sender silent this long is gone

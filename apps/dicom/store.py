@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from apps.dicom import files
-from apps.dicom.connect import MAX_CONTEXTS
+from apps.dicom.syntaxes import MAX_CONTEXTS
 from apps.dicom.dimse import StoreOutcome, associate
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE

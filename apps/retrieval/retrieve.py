@@ -16,7 +16,7 @@ from django.conf import settings
 
 from apps.dicom import dimse
 from apps.dicom.errors import DicomTimeout
-from apps.dicom.lean_get import lean_get
+from apps.dicom.engines import C_GETS
 from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.layout import file_into, study_folder
@@ -94,7 +94,7 @@ def retrieve_row(item, ctx, *, downloads: Path | None = None, staging_root: Path
     purpose = "get" if server.retrieve_method == DicomServer.RetrieveMethod.C_GET else "query"
     folder = staging.folder(local.ae_title, message_id)
     # One association at a time, so the server's association limit holds: the C-FINDs (and C-MOVEs)
-    # share one; a C-GET runs on its own (apps/dicom/lean_get.py, ~3x pynetdicom) after that one closed.
+    # share one; a C-GET runs on its own (the CGET_ENGINE, by default the socket-level SCU) after that one closed.
     with ctx.association_slot(server):
         with dimse.associate(peer, local, purpose="query") as assoc:
             studies = assoc.find("STUDY", row_query(item))
@@ -108,7 +108,7 @@ def retrieve_row(item, ctx, *, downloads: Path | None = None, staging_root: Path
         if purpose == "get":
             for study, expected in plans:
                 _fetch_study(item, ctx, study, expected, outcome, staging, folder, downloads,
-                             lambda query: lean_get(peer, local, query, _stage_into(staging, folder),
+                             lambda query: C_GETS[settings.CGET_ENGINE](peer, local, query, _stage_into(staging, folder),
                                                     message_id=message_id), wait_for_receiver=False)
     return outcome
 

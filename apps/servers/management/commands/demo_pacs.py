@@ -9,8 +9,8 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.dicom.qrscp import DemoPACS
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.qrscp import DemoPACS
+from apps.dicom.demo.synthetic import write_dataset
 from apps.servers.models import DicomServer
 
 DEMO_AE = "DEMO"

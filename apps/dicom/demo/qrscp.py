@@ -6,7 +6,7 @@ Root) with single-value, wildcard, range and UID-list matching; C-MOVE to declar
 (0xA801 otherwise) with the requestor's Move Originator AE title/Message ID on every C-STORE; C-GET;
 C-STORE written as the bytes that arrived. Files are indexed (headers only) on start and on receipt.
 
-    python -m apps.dicom.qrscp --dir DIR --port 11120 --aet DEMO --dest PACSPORTAL@127.0.0.1:11112
+    python -m apps.dicom.demo.qrscp --dir DIR --port 11120 --aet DEMO --dest PACSPORTAL@127.0.0.1:11112
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelMove, Verification)
 
-from apps.dicom.qrmatch import (
+from apps.dicom.connect import application_entity
+from apps.dicom.demo.qrmatch import (
     LEVELS, UNIQUE_KEY, InvalidIdentifier, entity_rows, find_response, matches, read_record, requested_values,
     text_value)
 from apps.dicom.staging import safe_uid, write_atomically
@@ -100,7 +101,7 @@ class DemoPACS:
         self._destinations[ae_title] = (require_loopback(host), int(port), called_ae or ae_title)
 
     def _make_ae(self) -> AE:
-        ae = AE(ae_title=self.ae_title)
+        ae = application_entity(self.ae_title)
         ae.maximum_pdu_size = 0  # unlimited: large PDUs make bulk transfers cheaper
         ae.add_supported_context(Verification)
         for sop_class in QR_MODELS:

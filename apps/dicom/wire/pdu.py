@@ -1,14 +1,17 @@
-"""The DICOM upper layer (PS3.8 section 9) as plain bytes: read PDUs off a socket, parse an
-A-ASSOCIATE-RQ, build the AC/RJ/abort/release PDUs and P-DATA-TF carrying one message part.
+"""The DICOM upper layer (PS3.8 section 9) as plain bytes, for both sides of an association: read PDUs
+off a socket; the acceptor parses an A-ASSOCIATE-RQ and builds the AC/RJ, the requestor builds the RQ
+and parses the AC; both build abort/release PDUs and P-DATA-TF carrying one message part.
 
-Only what an acceptor needs. Everything a peer sends is checked against the lengths it declares;
-anything inconsistent raises ProtocolError, which the caller turns into an A-ABORT.
+Everything a peer sends is checked against the lengths it declares; anything inconsistent raises
+ProtocolError, which the caller turns into an A-ABORT.
 """
 from __future__ import annotations
 
 import socket
 import struct
 from dataclasses import dataclass, field
+
+from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ, P_DATA_TF, RELEASE_RQ, RELEASE_RP, ABORT = range(1, 8)
@@ -72,11 +75,11 @@ def read_pdu(sock: socket.socket, limit: int) -> tuple[int, bytearray]:
     return pdu_type, read_exact(sock, length)
 
 
-def _text(raw) -> str:
+def text(raw) -> str:
     return bytes(raw).decode("ascii", "replace").strip(" \x00")
 
 
-def _items(body, pos: int, end: int):
+def items(body, pos: int, end: int):
     """(type, value memoryview) for each item or sub-item (1 byte type, 1 reserved, 2 byte length)."""
     view = memoryview(body)
     while pos < end:
@@ -92,65 +95,107 @@ def _items(body, pos: int, end: int):
 def parse_associate_rq(body: bytearray) -> AssociateRequest:
     if len(body) < 68:
         raise ProtocolError("A-ASSOCIATE-RQ shorter than its fixed fields")
-    rq = AssociateRequest(protocol_version=struct.unpack_from(">H", body, 0)[0], called_ae=_text(body[4:20]),
-                          calling_ae=_text(body[20:36]), raw_header=bytes(body[0:68]))
-    for item_type, value in _items(body, 68, len(body)):
+    rq = AssociateRequest(protocol_version=struct.unpack_from(">H", body, 0)[0], called_ae=text(body[4:20]),
+                          calling_ae=text(body[20:36]), raw_header=bytes(body[0:68]))
+    for item_type, value in items(body, 68, len(body)):
         if item_type == 0x10:
-            rq.application_context = _text(value)
+            rq.application_context = text(value)
         elif item_type == 0x20:
             if len(value) < 4:
                 raise ProtocolError("presentation context item too short")
             context = ProposedContext(value[0], "", [])
-            for sub_type, sub in _items(value, 4, len(value)):
+            for sub_type, sub in items(value, 4, len(value)):
                 if sub_type == 0x30:
-                    context.abstract_syntax = _text(sub)
+                    context.abstract_syntax = text(sub)
                 elif sub_type == 0x40:
-                    context.transfer_syntaxes.append(_text(sub))
+                    context.transfer_syntaxes.append(text(sub))
             rq.contexts.append(context)
         elif item_type == 0x50:
-            for sub_type, sub in _items(value, 0, len(value)):
+            for sub_type, sub in items(value, 0, len(value)):
                 if sub_type == 0x51 and len(sub) == 4:
                     rq.max_pdu = struct.unpack(">L", sub)[0]
                 elif sub_type == 0x52:
-                    rq.implementation_class_uid = _text(sub)
+                    rq.implementation_class_uid = text(sub)
     return rq
 
 
-def _item(item_type: int, value: bytes) -> bytes:
+def item(item_type: int, value: bytes) -> bytes:
     return struct.pack(">BBH", item_type, 0, len(value)) + value
 
 
-def _pdu(pdu_type: int, body: bytes) -> bytes:
+def encode_pdu(pdu_type: int, body: bytes) -> bytes:
     return struct.pack(">BBL", pdu_type, 0, len(body)) + body
 
 
-def _uid(text: str) -> bytes:
-    return text.encode("ascii")  # UIDs in items are not padded (PS3.8 9.3.2.2.1)
+def uid_bytes(value: str) -> bytes:
+    return value.encode("ascii")  # UIDs in items are not padded (PS3.8 9.3.2.2.1)
 
 
-def associate_ac(rq: AssociateRequest, results: list[tuple[int, int, str]], max_pdu: int,
-                 implementation_uid: str, implementation_version: str) -> bytes:
+def _user_information(max_pdu: int, roles: bytes = b"") -> bytes:
+    """Maximum length, our implementation class UID and version name, and any role selections."""
+    return item(0x50, item(0x51, struct.pack(">L", max_pdu)) + item(0x52, uid_bytes(IMPLEMENTATION_CLASS_UID))
+                + roles + item(0x55, IMPLEMENTATION_VERSION_NAME.encode("ascii")))
+
+
+def associate_ac(rq: AssociateRequest, results: list[tuple[int, int, str]], max_pdu: int) -> bytes:
     """`results`: (context id, result, transfer syntax) for every proposed context, in order."""
-    items = [_item(0x10, _uid(APPLICATION_CONTEXT))]
+    body = [item(0x10, uid_bytes(APPLICATION_CONTEXT))]
     for context_id, result, transfer_syntax in results:
-        items.append(_item(0x21, bytes((context_id, 0, result, 0)) + _item(0x40, _uid(transfer_syntax))))
-    user = (_item(0x51, struct.pack(">L", max_pdu)) + _item(0x52, _uid(implementation_uid))
-            + _item(0x55, implementation_version.encode("ascii")))
-    items.append(_item(0x50, user))
+        body.append(item(0x21, bytes((context_id, 0, result, 0)) + item(0x40, uid_bytes(transfer_syntax))))
+    body.append(_user_information(max_pdu))
     header = struct.pack(">HH", 1, 0) + rq.raw_header[4:68]  # called/calling AE and reserved, as received
-    return _pdu(ASSOCIATE_AC, header + b"".join(items))
+    return encode_pdu(ASSOCIATE_AC, header + b"".join(body))
 
 
 def associate_rj(result: int, source: int, reason: int) -> bytes:
-    return _pdu(ASSOCIATE_RJ, bytes((0, result, source, reason)))
+    return encode_pdu(ASSOCIATE_RJ, bytes((0, result, source, reason)))
 
 
 def abort(source: int = 2, reason: int = 0) -> bytes:
-    return _pdu(ABORT, bytes((0, 0, source, reason)))
+    return encode_pdu(ABORT, bytes((0, 0, source, reason)))
+
+
+def release_rq() -> bytes:
+    return encode_pdu(RELEASE_RQ, bytes(4))
 
 
 def release_rp() -> bytes:
-    return _pdu(RELEASE_RP, b"\0\0\0\0")
+    return encode_pdu(RELEASE_RP, bytes(4))
+
+
+def _ae(title: str) -> bytes:
+    return title.encode("ascii")[:16].ljust(16, b" ")
+
+
+def associate_rq(called: str, calling: str, contexts: list[tuple[str, list[str]]], max_pdu: int, *,
+                 scp_role_for: list[str] = ()) -> bytes:
+    """A-ASSOCIATE-RQ proposing `contexts` ((abstract syntax, transfer syntaxes), ids 1, 3, 5, ...) and an
+    SCP/SCU Role Selection sub-item taking the SCP role for each SOP class in `scp_role_for` (PS3.7 D.3.3.4)."""
+    body = [item(0x10, uid_bytes(APPLICATION_CONTEXT))]
+    for n, (abstract_syntax, transfer_syntaxes) in enumerate(contexts):
+        syntaxes = b"".join(item(0x40, uid_bytes(ts)) for ts in transfer_syntaxes)
+        body.append(item(0x20, bytes((2 * n + 1, 0, 0, 0)) + item(0x30, uid_bytes(abstract_syntax)) + syntaxes))
+    roles = b"".join(item(0x54, struct.pack(">H", len(uid)) + uid_bytes(uid) + b"\x00\x01") for uid in scp_role_for)
+    body.append(_user_information(max_pdu, roles))
+    header = struct.pack(">HH", 1, 0) + _ae(called) + _ae(calling) + bytes(32)
+    return encode_pdu(ASSOCIATE_RQ, header + b"".join(body))
+
+
+def parse_associate_ac(body: bytearray) -> tuple[dict[int, str], int]:
+    """(accepted context id -> transfer syntax, the acceptor's maximum PDU length; 0 = unlimited)."""
+    if len(body) < 68:
+        raise ProtocolError("A-ASSOCIATE-AC shorter than its fixed fields")
+    accepted, max_pdu = {}, 0
+    for item_type, value in items(body, 68, len(body)):
+        if item_type == 0x21 and len(value) >= 4 and value[2] == ACCEPTANCE:
+            for sub_type, sub in items(value, 4, len(value)):
+                if sub_type == 0x40:
+                    accepted[value[0]] = text(sub)
+        elif item_type == 0x50:
+            for sub_type, sub in items(value, 0, len(value)):
+                if sub_type == 0x51 and len(sub) == 4:
+                    max_pdu = struct.unpack(">L", sub)[0]
+    return accepted, max_pdu
 
 
 def p_data(context_id: int, is_command: bool, data: bytes, max_pdu: int) -> bytes:
@@ -161,7 +206,7 @@ def p_data(context_id: int, is_command: bool, data: bytes, max_pdu: int) -> byte
     pdus = []
     for n, chunk in enumerate(chunks):
         control = (1 if is_command else 0) | (2 if n == len(chunks) - 1 else 0)
-        pdus.append(_pdu(P_DATA_TF, struct.pack(">LBB", len(chunk) + 2, context_id, control) + chunk))
+        pdus.append(encode_pdu(P_DATA_TF, struct.pack(">LBB", len(chunk) + 2, context_id, control) + chunk))
     return b"".join(pdus)
 
 
