@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 from apps.jobs import runner
 from apps.jobs.models import ItemStatus
 
