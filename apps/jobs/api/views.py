@@ -20,14 +20,14 @@ class JobViewSetMixin:
     def cancel(self, request, *args, **kwargs):
         job = self.get_object()
         job.cancel(user=request.user)
-        return Response(self.get_serializer(job).data)
+        return Response(self.get_serializer(self.get_object()).data)  # fetched again: items were prefetched
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def retry(self, request, *args, **kwargs):
         job = self.get_object()
         job.retry_failed(user=request.user)
-        return Response(self.get_serializer(job).data)
+        return Response(self.get_serializer(self.get_object()).data)
 
 
 class EchoItemSerializer(JobItemSerializer):
