@@ -1,0 +1,88 @@
+"""A retrieval that carries a delivery: each batch is delivered as soon as its cases are retrieved
+(from a real Orthanc, by C-GET), while the later cases are still to be downloaded."""
+import zipfile
+
+import pytest
+
+from apps.delivery.models import DeliveryJob, DeliveryTarget
+from apps.jobs import runner
+from apps.retrieval import intake
+from apps.retrieval.models import RetrievalJob
+from apps.servers.models import DicomServer
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.orthanc]
+
+
+@pytest.fixture
+def orthanc_server(db, orthanc):
+    peer = orthanc.peer()
+    return DicomServer.objects.create(name="ORT", ae_title=peer.ae_title, host=peer.host, port=peer.port,
+                                      retries=0, retrieve_method="c-get")
+
+
+@pytest.fixture
+def outbox(settings, tmp_path):
+    settings.DELIVERY_ROOTS = [tmp_path / "outbox"]
+    settings.DELIVERY_ZIP_DIR = tmp_path / "zips"
+    settings.DOWNLOADS_DIR = tmp_path / "downloads"
+    (tmp_path / "outbox").mkdir()
+    return tmp_path / "outbox"
+
+
+def case_list(orthanc_dataset, count):
+    rows = [{"StudyInstanceUID": s["StudyInstanceUID"], "Server": "ORT"} for s in orthanc_dataset["studies"][:count]]
+    return intake.read_case_list(intake.rows_to_csv(rows))
+
+
+def test_batch_one_is_delivered_before_batch_two_has_downloaded(orthanc, orthanc_dataset, orthanc_server, outbox,
+                                                                 user, settings):
+    retrieval = RetrievalJob.from_case_list(case_list(orthanc_dataset, 4), user=user, source_name="t", start=False)
+    target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
+    delivery = DeliveryJob.for_retrieval(retrieval, target, user=user, mode="zip", batch_size=2)
+    retrieval.start(user)
+    first, second = delivery.items.order_by("number")
+    assert not first.released and not second.released  # nothing is downloaded yet
+
+    rows = list(retrieval.items.order_by("line"))
+    for row in rows[:2]:
+        runner.run_item(row._meta.label, row.pk)
+    first.refresh_from_db(), second.refresh_from_db()
+    assert first.released and first.queued_at is not None and not second.released
+    runner.run_item(first._meta.label, first.pk)  # a worker takes batch 1 while rows 3-4 still wait
+    first.refresh_from_db()
+    assert first.status == "succeeded", first.error
+    assert all(r.status == "pending" for r in retrieval.items.filter(pk__in=[r.pk for r in rows[2:]]))
+    zip_one = outbox / f"delivery-{delivery.pk}-batch-1.zip"
+    names = zipfile.ZipFile(zip_one).namelist()
+    assert len(names) == 10 and all(n.startswith("ORT/2021030") for n in names)
+    # Batch 1's case folders are cleared; the downloads of rows 3-4 have not even started.
+    assert not list(settings.DOWNLOADS_DIR.rglob("*.dcm"))
+
+    for row in rows[2:]:
+        runner.run_item(row._meta.label, row.pk)
+    second.refresh_from_db()
+    assert second.released
+    runner.run_item(second._meta.label, second.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == "succeeded"
+    assert len(zipfile.ZipFile(outbox / f"delivery-{delivery.pk}-batch-2.zip").namelist()) == 10
+    assert first.finished_at < max(r.finished_at for r in retrieval.items.filter(pk__in=[r.pk for r in rows[2:]]))
+
+
+def test_a_failed_case_is_not_delivered_and_its_batch_says_so(orthanc, orthanc_dataset, orthanc_server, outbox,
+                                                             user):
+    rows = [{"StudyInstanceUID": orthanc_dataset["studies"][0]["StudyInstanceUID"], "Server": "ORT"},
+            {"StudyInstanceUID": "1.2.3.999", "Server": "ORT"}]
+    retrieval = RetrievalJob.from_case_list(intake.read_case_list(intake.rows_to_csv(rows)), user=user,
+                                            source_name="t", start=False)
+    target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
+    delivery = DeliveryJob.for_retrieval(retrieval, target, user=user, mode="direct", batch_size=5)
+    retrieval.start(user)
+    for row in retrieval.items.all():
+        runner.run_item(row._meta.label, row.pk)
+    batch = delivery.items.get()
+    runner.run_item(batch._meta.label, batch.pk)
+    batch.refresh_from_db()
+    assert batch.status == "succeeded" and batch.files == 5
+    assert batch.result["lines"] == [2] and batch.result["skipped_lines"] == [3]
+    assert len(list(outbox.rglob("*.dcm"))) == 5
