@@ -129,7 +129,7 @@ def _deliver_zip(batch, target, found: BatchFiles, ctx, progress) -> set[str]:
         if receipt.files != len(found.entries):
             raise TusError(f"the receiving portal unpacked {receipt.files} of {len(found.entries)} files")
         batch.result.update(sha1=receipt.sha1, upload=receipt.url, resumed_at=receipt.resumed_at,
-                            sent_this_run=receipt.sent_bytes)
+                            started_at_offset=receipt.started_at, sent_this_run=receipt.sent_bytes)
     else:
         batch.result["sha1"] = copy_verified(zip_path, _folder(target) / zip_path.name)
     batch.sent_bytes = batch.bytes
@@ -138,6 +138,7 @@ def _deliver_zip(batch, target, found: BatchFiles, ctx, progress) -> set[str]:
 
 def _sender(target, ctx, on_progress) -> TusSender:
     return TusSender(target.uploads_url(), target.token, chunk_size=settings.DELIVERY_CHUNK_BYTES,
+                     retries=settings.DELIVERY_RETRIES, backoff=settings.DELIVERY_BACKOFF_SECONDS,
                      should_stop=ctx.should_stop, on_progress=on_progress)
 
 

@@ -43,6 +43,7 @@ class Receipt:
     state: str  # "unpacked" (a zip) or "stored" (one file)
     files: int
     sent_bytes: int = 0  # body bytes this call put on the wire
+    started_at: int = 0  # the server's offset when this call began (> 0: resumed an earlier upload)
     resumed_at: list[int] = field(default_factory=list)  # offsets the server gave after each failure
 
 
@@ -157,7 +158,7 @@ class TusSender:
             offset = 0
             if on_created:
                 on_created(url)
-        counter, resumed, failures = [0], [], 0
+        counter, resumed, failures, started_at = [0], [], 0, offset
         while offset < length:
             if self.should_stop():
                 raise SendCanceled()
@@ -183,9 +184,11 @@ class TusSender:
                 resumed.append(offset)
             if self.on_progress:
                 self.on_progress(offset, length)
-        return self._confirm(url, length, sha1, counter[0], resumed)
+        receipt = self._confirm(url, length, sha1)
+        receipt.sent_bytes, receipt.resumed_at, receipt.started_at = counter[0], resumed, started_at
+        return receipt
 
-    def _confirm(self, url: str, length: int, sha1: str, sent: int, resumed: list[int]) -> Receipt:
+    def _confirm(self, url: str, length: int, sha1: str) -> Receipt:
         response = self._call("GET", url, headers={"Accept": "application/json"})
         try:
             answer = response.json()
@@ -197,5 +200,4 @@ class TusSender:
         if answer.get("length") != length or answer.get("offset") != length or answer.get("sha1") != sha1:
             raise TusError(f"the receiving end confirmed {answer.get('offset')}/{answer.get('length')} bytes "
                            f"with sha1 {answer.get('sha1')}, not {length} bytes with sha1 {sha1}")
-        return Receipt(url=url, length=length, sha1=sha1, state=answer["state"], files=answer.get("files", 0),
-                       sent_bytes=sent, resumed_at=resumed)
+        return Receipt(url=url, length=length, sha1=sha1, state=answer["state"], files=answer.get("files", 0))

@@ -87,3 +87,26 @@ def test_zip_mode_can_keep_the_zip_and_the_originals(retrieved, receiving, uploa
     assert job.status == "succeeded"
     assert sha1_tree(retrieved.source) == before and sha1_tree(receiving.downloads) == before
     assert [p.name for p in settings.DELIVERY_ZIP_DIR.glob("*.zip")] == [f"delivery-{job.pk}-batch-1.zip"]
+
+
+def test_a_batch_failed_mid_upload_resumes_on_retry_without_resending_confirmed_bytes(
+        retrieved, receiving, uploader, user, cutting_proxy, settings):
+    settings.DELIVERY_CHUNK_BYTES, settings.DELIVERY_RETRIES = 16 * 1024, 0
+    before = sha1_tree(retrieved.source)
+    proxy = cutting_proxy(100_000)
+    target = portal_target(f"http://127.0.0.1:{proxy.port}", uploader.token)
+    job = DeliveryJob.for_retrieval(retrieved, target, user=user, mode="zip", batch_size=6)
+    run_released(job)
+    batch = job.items.get()
+    assert job.status == "failed" and "connection" in batch.error and "Nothing was deleted" in batch.error
+    assert sha1_tree(retrieved.source) == before and batch.upload_url
+    confirmed = Upload.objects.get().offset
+    assert confirmed > 0 and confirmed % settings.DELIVERY_CHUNK_BYTES == 0
+
+    job.retry_failed(user)
+    run_released(job)
+    batch.refresh_from_db()
+    assert job.status == "succeeded" and Upload.objects.count() == 1
+    assert batch.result["started_at_offset"] == confirmed
+    assert batch.result["sent_this_run"] == batch.bytes - confirmed
+    assert sha1_tree(receiving.downloads) == before and sha1_tree(retrieved.source) == {}
