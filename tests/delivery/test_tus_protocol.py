@@ -171,3 +171,30 @@ def test_tuspy_uploads_a_zip_in_checksummed_chunks_and_it_is_unpacked(receiving,
     assert (receiving.downloads / "LK/20220501_DLV00001_CT/1.2.3.4.dcm").read_bytes() == b"x" * 70000
     assert (receiving.downloads / "LK/20220502_DLV00002_MR/1.2.3.5.dcm").read_bytes() == b"y" * 50000
     assert not upload.data_path.exists()
+
+
+def cut_patch(receiving, token: str, url: str, body: bytes, declared: int, checksum: str = "") -> None:
+    """A PATCH that declares `declared` bytes, sends `body` and hangs up."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = (f"PATCH {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Token {token}\r\n"
+               f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+               f"Content-Length: {declared}\r\n" + (f"Upload-Checksum: sha1 {checksum}\r\n" if checksum else "")
+               + "\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port)) as conn:
+        conn.sendall(request + body)
+        time.sleep(0.3)
+    time.sleep(0.5)  # the server thread notices the end of the body
+
+
+def test_a_cut_patch_keeps_what_arrived_unless_it_carried_a_checksum(http, receiving, uploader):
+    plain = create(http, 10)
+    cut_patch(receiving, uploader.token, plain, b"12345", declared=10)
+    assert http.head(plain).headers["Upload-Offset"] == "5"
+    assert patch(http, plain, 5, b"67890").status_code == 204
+    checked = create(http, 10)
+    cut_patch(receiving, uploader.token, checked, b"12345", declared=10, checksum=b64sha1(b"1234567890"))
+    assert http.head(checked).headers["Upload-Offset"] == "0"

@@ -56,15 +56,32 @@ def parse_metadata(header: str) -> dict[str, str]:
     return values
 
 
+class Refused(Exception):
+    """Stops a tus request with the protocol's answer."""
+
+    def __init__(self, status: int, message: str, **headers):
+        super().__init__(message)
+        self.response = refuse(status, message, **headers)
+
+
+def expiry(upload: Upload) -> dict:
+    if upload.state != Upload.State.RECEIVING:
+        return {}
+    return {"Upload_Expires": http_date(upload.expires_at.timestamp())}
+
+
 class TusView(APIView):
     permission_classes = [MayUpload]
 
     def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        self.version_ok = request.method in ("OPTIONS", "GET") or request.headers.get("Tus-Resumable") == TUS_VERSION
+        super().initial(request, *args, **kwargs)  # login and permission first
+        if request.method not in ("OPTIONS", "GET") and request.headers.get("Tus-Resumable") != TUS_VERSION:
+            raise Refused(412, f"Tus-Resumable must be {TUS_VERSION}.", Tus_Version=TUS_VERSION)
 
-    def dispatch_version(self):
-        return refuse(412, f"Tus-Resumable must be {TUS_VERSION}.", Tus_Version=TUS_VERSION)
+    def handle_exception(self, exc):
+        if isinstance(exc, Refused):
+            return exc.response
+        return super().handle_exception(exc)
 
     def options(self, request, *args, **kwargs):
         return tus_response(204, Tus_Version=TUS_VERSION, Tus_Extension=EXTENSIONS,
@@ -73,19 +90,17 @@ class TusView(APIView):
 
 class UploadCollection(TusView):
     def post(self, request):
-        if not self.version_ok:
-            return self.dispatch_version()
         raw_length = request.headers.get("Upload-Length", "")
         if not raw_length.isdigit():
-            return refuse(400, "Upload-Length (a whole number of bytes) is required; deferred lengths are not supported.")
+            raise Refused(400, "Upload-Length (a whole number of bytes) is required; deferred lengths are not supported.")
         length = int(raw_length)
         if length > settings.UPLOAD_MAX_BYTES:
-            return refuse(413, f"Upload-Length {length} is over this portal's limit of {settings.UPLOAD_MAX_BYTES} bytes.")
+            raise Refused(413, f"Upload-Length {length} is over this portal's limit of {settings.UPLOAD_MAX_BYTES} bytes.")
         try:
             metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
             filename = Upload.check_filename(metadata.get("filename", ""))
         except (ValueError, BundleRefused) as exc:
-            return refuse(400, f"Upload-Metadata needs a safe relative 'filename': {exc}")
+            raise Refused(400, f"Upload-Metadata needs a safe relative 'filename': {exc}") from None
         upload = Upload.objects.create(created_by=request.user, filename=filename, metadata=metadata, length=length)
         upload.data_path.parent.mkdir(parents=True, exist_ok=True)
         upload.data_path.touch()
@@ -93,65 +108,54 @@ class UploadCollection(TusView):
         if length == 0:
             upload.finish()
         location = request.build_absolute_uri(reverse("upload-resource", args=[upload.id]))
-        return tus_response(201, Location=location, Upload_Expires=http_date(upload.expires_at.timestamp()))
+        return tus_response(201, Location=location, **expiry(upload))
 
 
 class UploadResource(TusView):
-    def upload(self, request, pk) -> Upload:
-        return get_object_or_404(Upload, pk=pk, created_by=request.user)
+    def upload(self, request, pk, *, receiving: bool = False) -> Upload:
+        """The caller's own upload (another user's is 404); 410 once expired; 409 if it must still be
+        receiving but is complete."""
+        upload = get_object_or_404(Upload, pk=pk, created_by=request.user)
+        if upload.expired:
+            raise Refused(410, "This upload expired.")
+        if receiving and upload.state != Upload.State.RECEIVING:
+            raise Refused(409, f"This upload is already complete ({upload.state}).")
+        return upload
 
     def head(self, request, pk):
-        if not self.version_ok:
-            return self.dispatch_version()
         upload = self.upload(request, pk)
-        if upload.expired:
-            return refuse(410, "This upload expired.")
-        headers = {"Upload_Offset": upload.offset, "Upload_Length": upload.length, "Cache_Control": "no-store"}
-        if upload.state == Upload.State.RECEIVING:
-            headers["Upload_Expires"] = http_date(upload.expires_at.timestamp())
-        return tus_response(200, **headers)
+        return tus_response(200, Upload_Offset=upload.offset, Upload_Length=upload.length, Cache_Control="no-store",
+                            **expiry(upload))
 
     def patch(self, request, pk):
-        if not self.version_ok:
-            return self.dispatch_version()
         if request.content_type.split(";")[0].strip() != OFFSET_STREAM:
-            return refuse(415, f"Content-Type must be {OFFSET_STREAM}.")
-        upload = self.upload(request, pk)
-        if upload.expired:
-            return refuse(410, "This upload expired.")
-        if upload.state != Upload.State.RECEIVING:
-            return refuse(409, f"This upload is already complete ({upload.state}).")
+            raise Refused(415, f"Content-Type must be {OFFSET_STREAM}.")
+        upload = self.upload(request, pk, receiving=True)
         raw_offset, raw_count = request.headers.get("Upload-Offset", ""), request.headers.get("Content-Length", "")
         if not raw_offset.isdigit() or not raw_count.isdigit():
-            return refuse(400, "Upload-Offset and Content-Length (whole numbers) are required.")
+            raise Refused(400, "Upload-Offset and Content-Length (whole numbers) are required.")
         checksum = None
         if "Upload-Checksum" in request.headers:
             algorithm, _, value = request.headers["Upload-Checksum"].strip().partition(" ")
             if algorithm.lower() != "sha1" or not value:
-                return refuse(400, "Upload-Checksum must be 'sha1 <base64 digest>'; only sha1 is supported.")
+                raise Refused(400, "Upload-Checksum must be 'sha1 <base64 digest>'; only sha1 is supported.")
             checksum = ("sha1", value.strip())
         try:
             offset = upload.append(request._request, int(raw_offset), int(raw_count), checksum)
         except ChunkRefused as exc:
-            return refuse(exc.status, exc.message, Upload_Offset=upload.offset)
+            raise Refused(exc.status, exc.message, Upload_Offset=upload.offset) from None
         if upload.state != Upload.State.RECEIVING:
             record(request.user, "upload.received", upload, filename=upload.filename, bytes=upload.length,
                    state=upload.state, files=upload.files, error=upload.error)
             log.info("upload %s complete: %s, %d files", upload.id, upload.state, upload.files)
-        headers = {"Upload_Offset": offset}
-        if upload.state == Upload.State.RECEIVING:
-            headers["Upload_Expires"] = http_date(upload.expires_at.timestamp())
-        return tus_response(204, **headers)
+        return tus_response(204, Upload_Offset=offset, **expiry(upload))
 
     def delete(self, request, pk):
-        if not self.version_ok:
-            return self.dispatch_version()
-        upload = self.upload(request, pk)
-        upload.discard()
+        self.upload(request, pk).discard()
         return tus_response(204)
 
     def get(self, request, pk):
-        upload = self.upload(request, pk)
+        upload = get_object_or_404(Upload, pk=pk, created_by=request.user)
         return tus_response(200, {
             "id": str(upload.id), "filename": upload.filename, "length": upload.length, "offset": upload.offset,
             "state": "expired" if upload.expired else upload.state, "sha1": upload.sha1, "files": upload.files,
