@@ -8,6 +8,8 @@ from apps.jobs.admin import JobAdminMixin, JobItemInline
 
 
 class DeliveryTargetForm(forms.ModelForm):
+    url = forms.URLField(label="Portal URL", required=False, assume_scheme="https",
+                         help_text="Base URL of the receiving portal, e.g. https://far.example:8000")
     token = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                             help_text="API token of the receiving portal. Leave empty to keep the current one.")
 
@@ -31,6 +33,9 @@ class DeliveryBatchInline(JobItemInline):
     fields = ("number", "status", "error", "cases", "files", "bytes", "sent_bytes", "current_file", "zip_path",
               "attempts", "started_at", "finished_at")
     readonly_fields = fields
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("delivery.view_deliveryjob")  # batches are part of the job they belong to
 
     @admin.display(description="Sending now")
     def current_file(self, batch):
