@@ -40,7 +40,7 @@ IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 DELIVERY_ROOTS = [Path(p).resolve() for p in env.list("DELIVERY_ROOTS", default=[])]
 DELIVERY_ZIP_DIR = Path(env("DELIVERY_ZIP_DIR", default=str(DATA_DIR / "delivery-zips")))
 DELIVERY_ZIP_CLEANUP_HOURS = env.float("DELIVERY_ZIP_CLEANUP_HOURS", default=24)
-DELIVERY_CHUNK_BYTES = env.int("DELIVERY_CHUNK_MB", default=64) * 1024 * 1024
+DELIVERY_CHUNK_BYTES = env.int("DELIVERY_CHUNK_MB", default=16) * 1024 * 1024
 DELIVERY_STOW_BATCH = env.int("DELIVERY_STOW_BATCH", default=50)
 DELIVERY_RETRIES = env.int("DELIVERY_RETRIES", default=6)  # per upload, backoff doubling from 0.5 s
 DELIVERY_BACKOFF_SECONDS = env.float("DELIVERY_BACKOFF_SECONDS", default=0.5)

@@ -147,11 +147,16 @@ def _deliver_direct(batch, target, found: BatchFiles, ctx, progress) -> set[str]
     kind = target.kind
     if kind in (DeliveryTarget.Kind.DICOM, DeliveryTarget.Kind.DICOMWEB):
         return _deliver_to_pacs(batch, target, found, ctx)
-    confirmed, sent = set(), 0
+    # Files a failed earlier run already delivered are not sent again (same files, same order).
+    names = [name for name, _ in found.entries]
+    fingerprint = hashlib.sha1("\n".join(names).encode()).hexdigest()
+    done = batch.result.get("confirmed_files", 0) if batch.result.get("files_fingerprint") == fingerprint else 0
+    confirmed = set(names[:done])
+    sent = sum(path.stat().st_size for _, path in found.entries[:done])
     sender = _sender(target, ctx, None) if kind == DeliveryTarget.Kind.PORTAL else None
     folder = _folder(target) if sender is None else None
     try:
-        for name, path in found.entries:
+        for name, path in found.entries[done:]:
             if ctx.should_stop():
                 raise ItemCanceled()
             if sender is not None:
@@ -160,6 +165,7 @@ def _deliver_direct(batch, target, found: BatchFiles, ctx, progress) -> set[str]
                 copy_verified(path, folder / name)
             confirmed.add(name)
             sent += path.stat().st_size
+            batch.result.update(confirmed_files=len(confirmed), files_fingerprint=fingerprint)
             progress(sent, batch.bytes, name)
     finally:
         if sender is not None:

@@ -62,7 +62,7 @@ def encode_metadata(values: dict[str, str]) -> str:
 
 
 class TusSender:
-    def __init__(self, endpoint: str, token: str, *, chunk_size: int = 64 * BLOCK, retries: int = 6,
+    def __init__(self, endpoint: str, token: str, *, chunk_size: int = 16 * BLOCK, retries: int = 6,
                  backoff: float = 0.5, max_backoff: float = 30.0, timeout: float = 60.0,
                  should_stop: Callable[[], bool] = lambda: False,
                  on_progress: Callable[[int, int], None] | None = None, sleep: Callable[[float], None] = time.sleep):

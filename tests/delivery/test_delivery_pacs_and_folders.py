@@ -94,3 +94,23 @@ def test_a_folder_that_left_the_roots_fails_and_keeps_the_files(retrieved, outbo
     run_released(job)
     assert job.status == "failed" and "not inside an allowed delivery folder" in job.items.get().error
     assert sha1_tree(retrieved.source) == before and list(outbox.iterdir()) == []
+
+
+def test_a_direct_batch_that_failed_halfway_resumes_after_the_files_already_delivered(retrieved, outbox, user):
+    before = sha1_tree(retrieved.source)
+    names = sorted(before)
+    (outbox / names[6]).mkdir(parents=True)  # the 7th file cannot be written: a folder stands in its place
+    target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
+    job = DeliveryJob.for_retrieval(retrieved, target, user=user, mode="direct", batch_size=6)
+    run_released(job)
+    batch = job.items.get()
+    assert job.status == "failed" and "Nothing was deleted" in batch.error
+    assert batch.result["confirmed_files"] == 6 and sha1_tree(retrieved.source) == before
+    delivered = {name: (outbox / name).stat().st_ino for name in names[:6]}
+
+    (outbox / names[6]).rmdir()
+    job.retry_failed(user)
+    run_released(job)
+    assert job.status == "succeeded"
+    assert {name: (outbox / name).stat().st_ino for name in names[:6]} == delivered  # not copied again
+    assert sha1_tree(outbox) == before and sha1_tree(retrieved.source) == {}
