@@ -46,7 +46,8 @@ def test_discovery_lists_version_extensions_size_and_checksum(http, settings):
     response = http.options("/api/uploads/")
     assert response.status_code == 204
     assert response.headers["Tus-Version"] == "1.0.0"
-    assert set(response.headers["Tus-Extension"].split(",")) == {"creation", "checksum", "termination", "expiration"}
+    assert set(response.headers["Tus-Extension"].split(",")) == {"creation", "creation-with-upload", "checksum",
+                                                                 "termination", "expiration"}
     assert response.headers["Tus-Checksum-Algorithm"] == "sha1"
     assert int(response.headers["Tus-Max-Size"]) == settings.UPLOAD_MAX_BYTES
 
@@ -69,6 +70,21 @@ def test_creation_head_patch_and_the_file_lands_in_downloads(http, receiving):
     outcome = http.get(url).json()
     assert outcome["state"] == "stored" and outcome["sha1"] == hashlib.sha1(data).hexdigest()
     assert AuditEvent.objects.filter(action="upload.received", actor__username="far-site").count() == 1
+
+
+def test_creation_with_upload_completes_in_one_request_and_says_so(http, receiving):
+    data = b"small file" * 100
+    response = http.post("/api/uploads/", content=data, headers={
+        "Upload-Length": str(len(data)), "Upload-Metadata": meta(filename="LK/a_1_CT/9.dcm"),
+        "Content-Type": "application/offset+octet-stream", "Upload-Checksum": f"sha1 {b64sha1(data)}"})
+    assert response.status_code == 201 and response.headers["Upload-Offset"] == str(len(data))
+    assert response.headers["Upload-State"] == "stored" and response.headers["Upload-Files"] == "1"
+    assert response.headers["Upload-Sha1"] == hashlib.sha1(data).hexdigest()
+    assert (receiving.downloads / "LK/a_1_CT/9.dcm").read_bytes() == data
+    damaged = http.post("/api/uploads/", content=data, headers={
+        "Upload-Length": str(len(data)), "Upload-Metadata": meta(filename="LK/a_1_CT/10.dcm"),
+        "Content-Type": "application/offset+octet-stream", "Upload-Checksum": f"sha1 {b64sha1(b'other')}"})
+    assert damaged.status_code == 460 and not (receiving.downloads / "LK/a_1_CT/10.dcm").exists()
 
 
 def test_a_patch_at_the_wrong_offset_is_409_and_changes_nothing(http):

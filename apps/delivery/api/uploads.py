@@ -1,7 +1,8 @@
-"""The receiving end: tus 1.0.0 (core, creation, checksum sha1, termination, expiration) at /api/uploads/,
-behind the API's token or session login and the `delivery.add_upload` permission. Each user sees only
-their own uploads. GET on an upload (outside tus) answers its outcome as JSON: what a sender reads
-before it deletes anything."""
+"""The receiving end: tus 1.0.0 (core, creation, creation-with-upload, checksum sha1, termination,
+expiration) at /api/uploads/, behind the API's token or session login and the `delivery.add_upload`
+permission. Each user sees only their own uploads. The answer that completes an upload carries its
+outcome (Upload-State, Upload-Sha1, Upload-Files); GET on an upload (outside tus) answers it as JSON.
+That is what a sender reads before it deletes anything."""
 import base64
 import binascii
 import logging
@@ -21,7 +22,7 @@ from apps.delivery.models.upload import ChunkRefused
 
 log = logging.getLogger("apps.delivery")
 TUS_VERSION = "1.0.0"
-EXTENSIONS = "creation,checksum,termination,expiration"
+EXTENSIONS = "creation,creation-with-upload,checksum,termination,expiration"
 OFFSET_STREAM = "application/offset+octet-stream"
 
 
@@ -83,6 +84,30 @@ class TusView(APIView):
             return exc.response
         return super().handle_exception(exc)
 
+    def receive(self, request, upload: Upload, offset: int) -> dict:
+        """Append the request body at `offset`; the answer's headers. When this completed the upload,
+        they carry its outcome (Upload-State, Upload-Sha1, Upload-Files): the sender's confirmation."""
+        raw_count = request.headers.get("Content-Length", "")
+        if not raw_count.isdigit():
+            raise Refused(400, "Content-Length (a whole number) is required.")
+        checksum = None
+        if "Upload-Checksum" in request.headers:
+            algorithm, _, value = request.headers["Upload-Checksum"].strip().partition(" ")
+            if algorithm.lower() != "sha1" or not value:
+                raise Refused(400, "Upload-Checksum must be 'sha1 <base64 digest>'; only sha1 is supported.")
+            checksum = ("sha1", value.strip())
+        try:
+            offset = upload.append(request._request, offset, int(raw_count), checksum)
+        except ChunkRefused as exc:
+            raise Refused(exc.status, exc.message, Upload_Offset=upload.offset) from None
+        headers = {"Upload_Offset": offset, **expiry(upload)}
+        if upload.state != Upload.State.RECEIVING:
+            record(request.user, "upload.received", upload, filename=upload.filename, bytes=upload.length,
+                   state=upload.state, files=upload.files, error=upload.error)
+            log.info("upload %s complete: %s, %d files", upload.id, upload.state, upload.files)
+            headers.update(Upload_State=upload.state, Upload_Sha1=upload.sha1, Upload_Files=upload.files)
+        return headers
+
     def options(self, request, *args, **kwargs):
         return tus_response(204, Tus_Version=TUS_VERSION, Tus_Extension=EXTENSIONS,
                             Tus_Max_Size=settings.UPLOAD_MAX_BYTES, Tus_Checksum_Algorithm="sha1")
@@ -105,10 +130,12 @@ class UploadCollection(TusView):
         upload.data_path.parent.mkdir(parents=True, exist_ok=True)
         upload.data_path.touch()
         log.info("upload %s created: %d bytes by %s", upload.id, length, request.user.get_username())
-        if length == 0:
+        headers = {"Location": request.build_absolute_uri(reverse("upload-resource", args=[upload.id]))}
+        if request.content_type.split(";")[0].strip() == OFFSET_STREAM:  # creation-with-upload
+            headers.update(self.receive(request, upload, 0))
+        elif length == 0:
             upload.finish()
-        location = request.build_absolute_uri(reverse("upload-resource", args=[upload.id]))
-        return tus_response(201, Location=location, **expiry(upload))
+        return tus_response(201, **{**expiry(upload), **headers})
 
 
 class UploadResource(TusView):
@@ -131,24 +158,10 @@ class UploadResource(TusView):
         if request.content_type.split(";")[0].strip() != OFFSET_STREAM:
             raise Refused(415, f"Content-Type must be {OFFSET_STREAM}.")
         upload = self.upload(request, pk, receiving=True)
-        raw_offset, raw_count = request.headers.get("Upload-Offset", ""), request.headers.get("Content-Length", "")
-        if not raw_offset.isdigit() or not raw_count.isdigit():
-            raise Refused(400, "Upload-Offset and Content-Length (whole numbers) are required.")
-        checksum = None
-        if "Upload-Checksum" in request.headers:
-            algorithm, _, value = request.headers["Upload-Checksum"].strip().partition(" ")
-            if algorithm.lower() != "sha1" or not value:
-                raise Refused(400, "Upload-Checksum must be 'sha1 <base64 digest>'; only sha1 is supported.")
-            checksum = ("sha1", value.strip())
-        try:
-            offset = upload.append(request._request, int(raw_offset), int(raw_count), checksum)
-        except ChunkRefused as exc:
-            raise Refused(exc.status, exc.message, Upload_Offset=upload.offset) from None
-        if upload.state != Upload.State.RECEIVING:
-            record(request.user, "upload.received", upload, filename=upload.filename, bytes=upload.length,
-                   state=upload.state, files=upload.files, error=upload.error)
-            log.info("upload %s complete: %s, %d files", upload.id, upload.state, upload.files)
-        return tus_response(204, Upload_Offset=offset, **expiry(upload))
+        raw_offset = request.headers.get("Upload-Offset", "")
+        if not raw_offset.isdigit():
+            raise Refused(400, "Upload-Offset (a whole number) is required.")
+        return tus_response(204, **self.receive(request, upload, int(raw_offset)))
 
     def delete(self, request, pk):
         self.upload(request, pk).discard()
