@@ -53,7 +53,7 @@ DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
 # --- Django --------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.core.admin_site.PortalAdminConfig",  # django.contrib.admin with the portal's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

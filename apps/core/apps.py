@@ -8,3 +8,11 @@ class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
     verbose_name = "PACS Portal"
+
+    def ready(self):
+        from django.contrib import admin
+
+        from apps.core.admin_site import restrict_to_superusers
+
+        restrict_to_superusers(admin.site)
+

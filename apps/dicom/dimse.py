@@ -5,7 +5,7 @@ so a job can reuse one association for many queries and retrievals. The module-l
 open one association each. Every failure becomes a typed DicomError (apps/dicom/errors.py) whose
 message names the peer and says what to check.
 
-Speed (see DESIGN.md "Speed"): TCP_NODELAY on every socket, the largest PDU the peer accepts, files
+Speed (docs/architecture.md, "The wire layer"): TCP_NODELAY on every socket, the largest PDU the peer accepts, files
 sent as their bytes (no decode/re-encode), received instances handed over as the bytes that arrived.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sending many files (seed 001 send-file / send-dir): C-STORE over as few associations as the files'
+"""Sending many files (send-file / send-dir): C-STORE over as few associations as the files'
 (SOP class, transfer syntax) pairs allow, each file sent as its own bytes, every status checked."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`manage.py dicom …` — the seeds' command-line tools, against the real Orthanc."""
+"""`manage.py dicom …` — the command-line tools, against the real Orthanc."""
 import io
 import re
 from pathlib import Path

@@ -126,8 +126,7 @@ class _GetAssociation(MessageAssembler):
             except socket.timeout:
                 return False
             if pdu_type == pdu.P_DATA_TF:
-                for context_id, is_command, is_last, data in pdu.pdvs(body):
-                    self.on_fragment(context_id, is_command, is_last, data)
+                self.on_p_data(body)
             elif pdu_type == pdu.ABORT:
                 raise AssociationAborted(f"{self.peer.label} aborted the association during the C-GET. "
                                          "Check the PACS log; try again.")

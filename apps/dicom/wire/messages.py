@@ -7,7 +7,7 @@ from typing import Callable
 from apps.dicom import files
 from apps.dicom.scp import ReceivedInstance, deliver
 from apps.dicom.wire import commands
-from apps.dicom.wire.pdu import UNEXPECTED_PDU, ProtocolError
+from apps.dicom.wire.pdu import UNEXPECTED_PDU, ProtocolError, pdvs
 
 
 class MessageAssembler:
@@ -23,6 +23,11 @@ class MessageAssembler:
         self.command_parts: list[bytes] = []
         self.command: dict[int, bytes] | None = None
         self.dataset_parts: list = []
+
+    def on_p_data(self, body: bytearray) -> None:
+        """Every PDV of one P-DATA-TF PDU, in order."""
+        for context_id, is_command, is_last, data in pdvs(body):
+            self.on_fragment(context_id, is_command, is_last, data)
 
     def on_fragment(self, context_id: int, is_command: bool, is_last: bool, data: memoryview) -> None:
         if context_id not in self.contexts:

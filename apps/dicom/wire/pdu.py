@@ -92,9 +92,27 @@ def items(body, pos: int, end: int):
         pos += 4 + length
 
 
-def parse_associate_rq(body: bytearray) -> AssociateRequest:
+def sub_items(value, offset: int = 0) -> dict[int, list[memoryview]]:
+    """The sub-items of an item, by type, in order."""
+    found: dict[int, list[memoryview]] = {}
+    for sub_type, sub in items(value, offset, len(value)):
+        found.setdefault(sub_type, []).append(sub)
+    return found
+
+
+def _max_length(user_information) -> int:
+    """The Maximum Length sub-item of a User Information item; 0 (= no limit) when absent."""
+    lengths = [sub for sub in sub_items(user_information).get(0x51, []) if len(sub) == 4]
+    return struct.unpack(">L", lengths[0])[0] if lengths else 0
+
+
+def _check_fixed_fields(body: bytearray, name: str) -> None:
     if len(body) < 68:
-        raise ProtocolError("A-ASSOCIATE-RQ shorter than its fixed fields")
+        raise ProtocolError(f"{name} shorter than its fixed fields")
+
+
+def parse_associate_rq(body: bytearray) -> AssociateRequest:
+    _check_fixed_fields(body, "A-ASSOCIATE-RQ")
     rq = AssociateRequest(protocol_version=struct.unpack_from(">H", body, 0)[0], called_ae=text(body[4:20]),
                           calling_ae=text(body[20:36]), raw_header=bytes(body[0:68]))
     for item_type, value in items(body, 68, len(body)):
@@ -103,19 +121,12 @@ def parse_associate_rq(body: bytearray) -> AssociateRequest:
         elif item_type == 0x20:
             if len(value) < 4:
                 raise ProtocolError("presentation context item too short")
-            context = ProposedContext(value[0], "", [])
-            for sub_type, sub in items(value, 4, len(value)):
-                if sub_type == 0x30:
-                    context.abstract_syntax = text(sub)
-                elif sub_type == 0x40:
-                    context.transfer_syntaxes.append(text(sub))
-            rq.contexts.append(context)
+            subs = sub_items(value, 4)
+            rq.contexts.append(ProposedContext(value[0], "".join(text(s) for s in subs.get(0x30, [])[:1]),
+                                               [text(s) for s in subs.get(0x40, [])]))
         elif item_type == 0x50:
-            for sub_type, sub in items(value, 0, len(value)):
-                if sub_type == 0x51 and len(sub) == 4:
-                    rq.max_pdu = struct.unpack(">L", sub)[0]
-                elif sub_type == 0x52:
-                    rq.implementation_class_uid = text(sub)
+            rq.max_pdu = _max_length(value)
+            rq.implementation_class_uid = "".join(text(s) for s in sub_items(value).get(0x52, [])[:1])
     return rq
 
 
@@ -183,18 +194,14 @@ def associate_rq(called: str, calling: str, contexts: list[tuple[str, list[str]]
 
 def parse_associate_ac(body: bytearray) -> tuple[dict[int, str], int]:
     """(accepted context id -> transfer syntax, the acceptor's maximum PDU length; 0 = unlimited)."""
-    if len(body) < 68:
-        raise ProtocolError("A-ASSOCIATE-AC shorter than its fixed fields")
+    _check_fixed_fields(body, "A-ASSOCIATE-AC")
     accepted, max_pdu = {}, 0
     for item_type, value in items(body, 68, len(body)):
         if item_type == 0x21 and len(value) >= 4 and value[2] == ACCEPTANCE:
-            for sub_type, sub in items(value, 4, len(value)):
-                if sub_type == 0x40:
-                    accepted[value[0]] = text(sub)
+            for syntax in sub_items(value, 4).get(0x40, [])[:1]:
+                accepted[value[0]] = text(syntax)
         elif item_type == 0x50:
-            for sub_type, sub in items(value, 0, len(value)):
-                if sub_type == 0x51 and len(sub) == 4:
-                    max_pdu = struct.unpack(">L", sub)[0]
+            max_pdu = _max_length(value)
     return accepted, max_pdu
 
 

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import Verification
 
 from apps.dicom.peers import LocalAE
 from apps.dicom.scp import ReceivedInstance
+from apps.dicom.service import Service
 from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.messages import MessageAssembler, answer_c_store
@@ -120,8 +121,7 @@ class _Association(MessageAssembler):
         while True:
             pdu_type, body = pdu.read_pdu(self.sock, MAX_PDU)
             if pdu_type == pdu.P_DATA_TF:
-                for context_id, is_command, is_last, data in pdu.pdvs(body):
-                    self.on_fragment(context_id, is_command, is_last, data)
+                self.on_p_data(body)
             elif pdu_type == pdu.RELEASE_RQ:
                 self.sock.sendall(pdu.release_rp())
                 return
@@ -148,7 +148,7 @@ class _Association(MessageAssembler):
         self.sock.sendall(pdu.p_data(context_id, True, rsp, self.peer_max_pdu))
 
 
-class LeanStorageSCP:
+class LeanStorageSCP(Service):
     """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
     called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe)."""
 
@@ -160,11 +160,8 @@ class LeanStorageSCP:
         self._lock = threading.Lock()
         self._active: dict[threading.Thread, socket.socket] = {}
 
-    @property
-    def port(self) -> int:
-        if self._listener is None:
-            raise RuntimeError("the Storage SCP is not started")
-        return self._listener.getsockname()[1]
+    def bound_port(self) -> int | None:
+        return self._listener.getsockname()[1] if self._listener is not None else None
 
     def start(self) -> "LeanStorageSCP":
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -218,9 +215,3 @@ class LeanStorageSCP:
                 except OSError:
                     pass
                 thread.join(5)
-
-    def __enter__(self) -> "LeanStorageSCP":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
