@@ -8,6 +8,8 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.delivery.follow import REFUSED as DELIVERY_REFUSED
+from apps.delivery.follow import deliver_each, may_deliver
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.retrieval import intake
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
@@ -73,10 +75,18 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 return redirect("admin:retrieval_upload")
             sources = [(name, base64.b64decode(blob)) for name, blob in
                        zip(request.POST.getlist("name"), request.POST.getlist("content"))]
+            delivery = confirm.delivery_options()
+            if delivery and not may_deliver(request.user):
+                self.message_user(request, DELIVERY_REFUSED, messages.ERROR)
+                return redirect("admin:retrieval_upload")
             read = intake.read_case_lists(sources, default_server=confirm.cleaned_data["default_server"])
-            for job in intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"]):
+            started = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"])
+            for job in started:
                 self.message_user(request, f"Started {job}: {job.items.count()} rows, "
                                            f"{len(job.row_errors)} bad rows skipped.", messages.SUCCESS)
+            for delivery_job in deliver_each(started, delivery, request.user):
+                self.message_user(request, f"Started {delivery_job}: {delivery_job.items.count()} batches.",
+                                  messages.SUCCESS)
             for refused in (f for f in read if not f.runnable):
                 self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)
             return redirect("admin:retrieval_retrievaljob_changelist")
@@ -88,6 +98,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for preview in previews:
                 preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
+                           delivery=form.delivery_hidden(),
                            runnable=any(p.runnable for p in previews))
             return render(request, "admin/retrieval/preview.html", context)
         context["form"] = form

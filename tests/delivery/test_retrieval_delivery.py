@@ -86,3 +86,72 @@ def test_a_failed_case_is_not_delivered_and_its_batch_says_so(orthanc, orthanc_d
     assert batch.status == "succeeded" and batch.files == 5
     assert batch.result["lines"] == [2] and batch.result["skipped_lines"] == [3]
     assert len(list(outbox.rglob("*.dcm"))) == 5
+
+
+def grant_delivery(user):
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="add_deliveryjob"))
+
+
+def test_post_retrievals_with_delivery_starts_both_and_batches_follow_the_rows(api, user, orthanc, orthanc_dataset,
+                                                                               orthanc_server, outbox):
+    grant_delivery(user)
+    DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
+    rows = [{"StudyInstanceUID": s["StudyInstanceUID"], "Server": "ORT"} for s in orthanc_dataset["studies"][:3]]
+    response = api.post("/api/retrievals/", {"rows": rows, "delivery": {"target": "BOX", "mode": "direct",
+                                                                        "batch_size": 2}}, format="json")
+    assert response.status_code == 201, response.data
+    delivery = DeliveryJob.objects.get(pk=response.data["deliveries"][0])
+    assert delivery.retrieval_id == response.data["id"] and delivery.mode == "direct"
+    assert [b.cases for b in delivery.items.order_by("number")] == [2, 1]
+    assert not delivery.items.filter(released=True).exists()
+    retrieval = RetrievalJob.objects.get(pk=response.data["id"])
+    for row in retrieval.items.order_by("line"):
+        runner.run_item(row._meta.label, row.pk)
+    assert delivery.items.filter(released=True).count() == 2
+    for batch in delivery.items.order_by("number"):
+        runner.run_item(batch._meta.label, batch.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == "succeeded" and len(list(outbox.rglob("*.dcm"))) == 15
+
+
+def test_multipart_case_list_with_delivery_and_the_refusals(api, user, orthanc_server, outbox, orthanc_dataset):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
+    csv = f"StudyInstanceUID,Server\n{orthanc_dataset['studies'][0]['StudyInstanceUID']},ORT\n".encode()
+    refused = api.post("/api/retrievals/", {"file": SimpleUploadedFile("c.csv", csv), "delivery": '{"target": "BOX"}'},
+                       format="multipart")
+    assert refused.status_code == 400 and "add_deliveryjob" in str(refused.data)
+    grant_delivery(user)
+    unknown = api.post("/api/retrievals/", {"file": SimpleUploadedFile("c.csv", csv), "delivery": '{"target": "NOPE"}'},
+                       format="multipart")
+    assert unknown.status_code == 400 and "NOPE" in str(unknown.data)
+    garbled = api.post("/api/retrievals/", {"file": SimpleUploadedFile("c.csv", csv), "delivery": "BOX"},
+                       format="multipart")
+    assert garbled.status_code == 400 and "JSON object" in str(garbled.data)
+    assert not RetrievalJob.objects.exists()
+    ok = api.post("/api/retrievals/", {"file": SimpleUploadedFile("c.csv", csv),
+                                       "delivery": '{"target": "BOX", "batch_size": 5}'}, format="multipart")
+    assert ok.status_code == 201 and DeliveryJob.objects.get().batch_size == 5
+
+
+def test_the_admin_upload_can_carry_a_delivery(admin_client_logged_in, orthanc_server, outbox, orthanc_dataset):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = admin_client_logged_in
+    DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
+    csv = f"StudyInstanceUID,Server\n{orthanc_dataset['studies'][0]['StudyInstanceUID']},ORT\n".encode()
+    preview = client.post("/admin/retrieval/retrievaljob/upload/", {
+        "files": SimpleUploadedFile("c.csv", csv), "delivery_target": "BOX", "delivery_mode": "zip",
+        "delivery_batch_size": "3"})
+    page = preview.content.decode()
+    assert "Each batch of 3 cases goes to BOX (zip)" in page
+    import re
+
+    hidden = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', page))
+    started = client.post("/admin/retrieval/retrievaljob/upload/", {**hidden, "confirm": "Start retrieval"})
+    assert started.status_code == 302
+    delivery = DeliveryJob.objects.get()
+    assert delivery.retrieval == RetrievalJob.objects.get() and delivery.batch_size == 3 and delivery.mode == "zip"

@@ -63,5 +63,32 @@ class DeliveryOptionsSerializer(serializers.Serializer):
     clear = serializers.BooleanField(default=True)
 
 
+class DeliveryOptionsField(serializers.Field):
+    """`delivery` on a retrieval: a JSON object, or its text in a multipart form. Refused unless the
+    requesting account may start deliveries."""
+
+    def to_internal_value(self, data):
+        import json
+
+        from apps.delivery.follow import REFUSED, may_deliver
+
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise serializers.ValidationError('Give a JSON object such as {"target": "SITEB", "mode": "zip", '
+                                                  '"batch_size": 20}.') from None
+        options = DeliveryOptionsSerializer(data=data)
+        if not options.is_valid():
+            raise serializers.ValidationError(options.errors)
+        request = self.context.get("request")
+        if request is None or not may_deliver(request.user):
+            raise serializers.ValidationError(REFUSED)
+        return dict(options.validated_data)
+
+    def to_representation(self, value):
+        return value
+
+
 class DeliveryRequestSerializer(DeliveryOptionsSerializer):
     retrieval = serializers.IntegerField(help_text="Id of one of your retrieval jobs.")

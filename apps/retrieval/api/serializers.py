@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from apps.delivery.api.serializers import DeliveryOptionsField
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 
@@ -20,10 +21,11 @@ class RetrievalItemSerializer(JobItemSerializer):
 
 class RetrievalJobSerializer(JobSerializer):
     items = RetrievalItemSerializer(many=True, read_only=True)
+    deliveries = serializers.PrimaryKeyRelatedField(many=True, read_only=True, help_text="Delivery jobs of its cases.")
 
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
-        fields = JobSerializer.Meta.fields + ["source_name", "timeout", "row_errors"]
+        fields = JobSerializer.Meta.fields + ["source_name", "timeout", "row_errors", "deliveries"]
 
 
 class RetrievalRowSerializer(serializers.Serializer):
@@ -42,3 +44,5 @@ class RetrievalRequestSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=86400, allow_null=True)
     server = serializers.CharField(required=False, allow_blank=True, default="",
                                    help_text="Server for rows that name none (like the CLI's --server).")
+    delivery = DeliveryOptionsField(required=False, help_text="Deliver the cases in batches as they are retrieved: "
+                                    '{"target", "mode": "zip"|"direct", "batch_size", "keep_zip", "clear"}.')
