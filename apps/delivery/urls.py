@@ -9,6 +9,6 @@ router.register("delivery-targets", DeliveryTargetViewSet)
 router.register("deliveries", DeliveryJobViewSet)
 urlpatterns = [
     re_path(r"^uploads/?$", UploadCollection.as_view(), name="upload-collection"),
-    re_path(r"^uploads/(?P<pk>[0-9a-f-]{36})/?$", UploadResource.as_view(), name="upload-resource"),
+    re_path(r"^uploads/(?P<pk>[^/.]+)/?$", UploadResource.as_view(), name="upload-resource"),
     *router.urls,
 ]

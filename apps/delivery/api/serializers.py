@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
@@ -63,6 +64,7 @@ class DeliveryOptionsSerializer(serializers.Serializer):
     clear = serializers.BooleanField(default=True)
 
 
+@extend_schema_field(DeliveryOptionsSerializer)
 class DeliveryOptionsField(serializers.Field):
     """`delivery` on a retrieval: a JSON object, or its text in a multipart form. Refused unless the
     requesting account may start deliveries."""

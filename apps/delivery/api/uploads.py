@@ -6,11 +6,15 @@ That is what a sender reads before it deletes anything."""
 import base64
 import binascii
 import logging
+import uuid
 
 from django.conf import settings
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import http_date
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -113,6 +117,11 @@ class TusView(APIView):
                             Tus_Max_Size=settings.UPLOAD_MAX_BYTES, Tus_Checksum_Algorithm="sha1")
 
 
+CHUNK_BODY = {OFFSET_STREAM: OpenApiTypes.BINARY}
+
+
+@extend_schema(request=CHUNK_BODY, responses={201: None, 204: None},
+               description="tus 1.0.0: OPTIONS discovers, POST creates (Upload-Length, Upload-Metadata filename).")
 class UploadCollection(TusView):
     def post(self, request):
         raw_length = request.headers.get("Upload-Length", "")
@@ -138,11 +147,20 @@ class UploadCollection(TusView):
         return tus_response(201, **{**expiry(upload), **headers})
 
 
+@extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)], request=CHUNK_BODY,
+               responses={200: OpenApiTypes.OBJECT, 204: None},
+               description="tus 1.0.0: HEAD offset, PATCH a chunk, DELETE terminates; GET the outcome as JSON.")
 class UploadResource(TusView):
+    def own(self, request, pk) -> Upload:
+        try:
+            return get_object_or_404(Upload, pk=uuid.UUID(pk), created_by=request.user)
+        except ValueError:
+            raise Http404("No such upload.") from None
+
     def upload(self, request, pk, *, receiving: bool = False) -> Upload:
         """The caller's own upload (another user's is 404); 410 once expired; 409 if it must still be
         receiving but is complete."""
-        upload = get_object_or_404(Upload, pk=pk, created_by=request.user)
+        upload = self.own(request, pk)
         if upload.expired:
             raise Refused(410, "This upload expired.")
         if receiving and upload.state != Upload.State.RECEIVING:
@@ -168,7 +186,7 @@ class UploadResource(TusView):
         return tus_response(204)
 
     def get(self, request, pk):
-        upload = get_object_or_404(Upload, pk=pk, created_by=request.user)
+        upload = self.own(request, pk)
         return tus_response(200, {
             "id": str(upload.id), "filename": upload.filename, "length": upload.length, "offset": upload.offset,
             "state": "expired" if upload.expired else upload.state, "sha1": upload.sha1, "files": upload.files,
