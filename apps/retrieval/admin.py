@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.delivery.follow import REFUSED as DELIVERY_REFUSED
-from apps.delivery.follow import deliver_each, may_deliver
+from apps.delivery.follow import may_deliver
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.retrieval import intake
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
@@ -80,13 +80,12 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 self.message_user(request, DELIVERY_REFUSED, messages.ERROR)
                 return redirect("admin:retrieval_upload")
             read = intake.read_case_lists(sources, default_server=confirm.cleaned_data["default_server"])
-            started = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"])
-            for job in started:
+            for job in intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
+                                         delivery=delivery):
                 self.message_user(request, f"Started {job}: {job.items.count()} rows, "
-                                           f"{len(job.row_errors)} bad rows skipped.", messages.SUCCESS)
-            for delivery_job in deliver_each(started, delivery, request.user):
-                self.message_user(request, f"Started {delivery_job}: {delivery_job.items.count()} batches.",
-                                  messages.SUCCESS)
+                                           f"{len(job.row_errors)} bad rows skipped"
+                                           + (f", delivered to {delivery['target'].name} in batches" if delivery else "")
+                                           + ".", messages.SUCCESS)
             for refused in (f for f in read if not f.runnable):
                 self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)
             return redirect("admin:retrieval_retrievaljob_changelist")

@@ -72,7 +72,15 @@ def rows_to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None) -> list[RetrievalJob]:
-    """One job per runnable file."""
-    return [RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout)
+def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None, delivery: dict | None = None
+               ) -> list[RetrievalJob]:
+    """One job per runnable file; with `delivery` ({target, mode, batch_size, ...}) each job gets its
+    delivery before it starts, and then downloads one delivery batch at a time."""
+    from apps.delivery.follow import deliver_each
+
+    jobs = [RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout, start=False)
             for f in files if f.runnable]
+    deliver_each(jobs, delivery, user)
+    for job in jobs:
+        job.start(user)
+    return jobs

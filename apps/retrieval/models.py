@@ -41,6 +41,12 @@ class RetrievalJob(Job):
             job.start(user)
         return job
 
+    def startable_items(self):
+        """All pending rows; with a delivery attached, those of the batch it waits for (see apps/delivery/follow.py)."""
+        from apps.delivery.follow import rows_to_start
+
+        return rows_to_start(self, super().startable_items())
+
     def derive_status(self, counts: dict[str, int]) -> str:
         """Rows refused when the list was read are failures too: a list with bad rows never ends
         'succeeded', so nobody mistakes it for a complete download."""

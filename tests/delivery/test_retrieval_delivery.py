@@ -29,25 +29,29 @@ def outbox(settings, tmp_path):
     return tmp_path / "outbox"
 
 
-def case_list(orthanc_dataset, count):
+def case_list_csv(orthanc_dataset, count) -> bytes:
     rows = [{"StudyInstanceUID": s["StudyInstanceUID"], "Server": "ORT"} for s in orthanc_dataset["studies"][:count]]
-    return intake.read_case_list(intake.rows_to_csv(rows))
+    return intake.rows_to_csv(rows).encode()
 
 
 def test_batch_one_is_delivered_before_batch_two_has_downloaded(orthanc, orthanc_dataset, orthanc_server, outbox,
                                                                  user, settings):
-    retrieval = RetrievalJob.from_case_list(case_list(orthanc_dataset, 4), user=user, source_name="t", start=False)
     target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
-    delivery = DeliveryJob.for_retrieval(retrieval, target, user=user, mode="zip", batch_size=2)
-    retrieval.start(user)
+    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))]), user=user,
+                                   delivery={"target": target, "mode": "zip", "batch_size": 2})
+    delivery = retrieval.deliveries.get()
     first, second = delivery.items.order_by("number")
     assert not first.released and not second.released  # nothing is downloaded yet
-
     rows = list(retrieval.items.order_by("line"))
+    assert [r.queued_at is not None for r in rows] == [True, True, False, False]  # one batch at a time
+
     for row in rows[:2]:
         runner.run_item(row._meta.label, row.pk)
     first.refresh_from_db(), second.refresh_from_db()
     assert first.released and first.queued_at is not None and not second.released
+    for row in rows[2:]:  # batch 2 is queued together with batch 1's delivery
+        row.refresh_from_db()
+        assert row.queued_at is not None and row.status == "pending"
     runner.run_item(first._meta.label, first.pk)  # a worker takes batch 1 while rows 3-4 still wait
     first.refresh_from_db()
     assert first.status == "succeeded", first.error
@@ -109,7 +113,7 @@ def test_post_retrievals_with_delivery_starts_both_and_batches_follow_the_rows(a
     retrieval = RetrievalJob.objects.get(pk=response.data["id"])
     for row in retrieval.items.order_by("line"):
         runner.run_item(row._meta.label, row.pk)
-    assert delivery.items.filter(released=True).count() == 2
+    assert delivery.items.filter(released=True).count() == 2 and delivery.paced
     for batch in delivery.items.order_by("number"):
         runner.run_item(batch._meta.label, batch.pk)
     delivery.refresh_from_db()
@@ -155,3 +159,16 @@ def test_the_admin_upload_can_carry_a_delivery(admin_client_logged_in, orthanc_s
     assert started.status_code == 302
     delivery = DeliveryJob.objects.get()
     assert delivery.retrieval == RetrievalJob.objects.get() and delivery.batch_size == 3 and delivery.mode == "zip"
+
+
+def test_canceling_a_paced_delivery_lets_the_retrieval_go_on(user, orthanc, orthanc_dataset, orthanc_server, outbox):
+    target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
+    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))]), user=user,
+                                   delivery={"target": target, "mode": "zip", "batch_size": 2})
+    assert retrieval.items.filter(queued_at__isnull=True).count() == 2
+    retrieval.deliveries.get().cancel(user)
+    assert not retrieval.items.filter(queued_at__isnull=True).exists()
+    for row in retrieval.items.all():
+        runner.run_item(row._meta.label, row.pk)
+    retrieval.refresh_from_db()
+    assert retrieval.status == "succeeded" and list(outbox.iterdir()) == []

@@ -23,6 +23,8 @@ class DeliveryJob(Job):
     batch_size = models.PositiveIntegerField(default=20)
     keep_zip = models.BooleanField(default=False, help_text="Keep each batch's zip after it was delivered.")
     clear = models.BooleanField(default=True, help_text="Delete the delivered case files once confirmed.")
+    paced = models.BooleanField(default=False, editable=False,
+                                help_text="Came with its retrieval, which then downloads one batch at a time.")
 
     class Meta(Job.Meta):
         verbose_name = "delivery job"
@@ -32,11 +34,12 @@ class DeliveryJob(Job):
 
     @classmethod
     def for_retrieval(cls, retrieval, target, *, user=None, mode: str = Mode.ZIP, batch_size: int = 20,
-                      keep_zip: bool = False, clear: bool = True, start: bool = True) -> "DeliveryJob":
+                      keep_zip: bool = False, clear: bool = True, start: bool = True,
+                      paced: bool = False) -> "DeliveryJob":
         if not target.zippable:
             mode = cls.Mode.DIRECT  # a PACS takes instances, not zips
         job = cls.objects.create(created_by=user, retrieval=retrieval, target=target, mode=mode,
-                                 batch_size=batch_size, keep_zip=keep_zip, clear=clear,
+                                 batch_size=batch_size, keep_zip=keep_zip, clear=clear, paced=paced,
                                  description=f"{retrieval} to {target.name}, {batch_size} cases per batch")
         case_ids = list(retrieval.items.order_by("line", "pk").values_list("pk", flat=True))
         DeliveryBatch.objects.bulk_create([
@@ -53,6 +56,15 @@ class DeliveryJob(Job):
             return waiting
         finished = set(self.retrieval.items.filter(status__in=FINISHED).values_list("pk", flat=True))
         return [batch for batch in waiting if set(batch.case_ids) <= finished]
+
+    def downloading_case_ids(self) -> list[int]:
+        """The cases of the first batch whose retrieval is not finished: the ones a paced retrieval
+        downloads now (empty when every case finished)."""
+        finished = set(self.retrieval.items.filter(status__in=FINISHED).values_list("pk", flat=True))
+        for batch in self.items.order_by("number"):
+            if not set(batch.case_ids) <= finished:
+                return batch.case_ids
+        return []
 
     def startable_items(self):
         ready = self.ready_batches()

@@ -4,7 +4,6 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from apps.delivery.follow import deliver_each
 from apps.jobs.api.views import JobViewSetMixin
 from apps.retrieval import intake
 from apps.retrieval.api.serializers import RetrievalJobSerializer, RetrievalRequestSerializer
@@ -37,8 +36,8 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
             return Response({"error": f"{refused.name}: {refused.problem}",
                              "row_errors": [{"line": e.line, "text": e.text, "message": e.message} for e in errors]},
                             status=status.HTTP_400_BAD_REQUEST)
-        jobs = intake.start_jobs(read, user=request.user, timeout=body.validated_data.get("timeout"))
-        deliver_each(jobs, body.validated_data.get("delivery"), request.user)
+        jobs = intake.start_jobs(read, user=request.user, timeout=body.validated_data.get("timeout"),
+                                 delivery=body.validated_data.get("delivery"))
         payload = [self.get_serializer(job).data for job in jobs]
         return Response(payload[0] if rows is not None or len(payload) == 1 else payload,
                         status=status.HTTP_201_CREATED)
