@@ -40,7 +40,8 @@ def manage(env: dict, *args: str, stdin: str | None = None) -> str:
 
 
 class ReceivingPortal:
-    """A second portal: its own DATA_DIR (SQLite, downloads, uploads), gunicorn with 2 workers."""
+    """A second portal: its own DATA_DIR (SQLite, downloads, uploads), gunicorn as `make run` starts it
+    (2 workers x 4 threads)."""
 
     def __init__(self, work: Path):
         self.data = work / "receiving"
@@ -56,7 +57,8 @@ class ReceivingPortal:
             "u.user_permissions.add(Permission.objects.get(codename='add_upload'))\n"
             "print(Token.objects.create(user=u).key)\n")).strip().splitlines()[-1]
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "pacsportal.wsgi",
-                                      "-b", f"127.0.0.1:{self.port}", "-w", "2", "--timeout", "600"],
+                                      "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
+                                      "--timeout", "120"],
                                      env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not port_open(self.port):

@@ -1,17 +1,19 @@
 """The sending end of a delivery: a tus 1.0.0 client over httpx. Django-free.
 
-Why not tuspy (the tests use it against our receiving end): it holds each chunk in memory and brings
-requests and aiohttp; this sender streams each chunk from disk with httpx (the project's one HTTP
-client), checks every chunk with `Upload-Checksum: sha1`, backs off exponentially after a failure and
-asks the server for its offset before going on, so confirmed bytes are never sent twice. The whole
-file's sha1 travels in Upload-Metadata; the receiving end checks it when the last byte arrived, and
-the sender reads the outcome (GET on the upload) before anybody may delete a source file."""
+Why not tuspy (the tests use it against our receiving end): it brings requests and aiohttp and has no
+hooks for cancellation and progress. This sender uses httpx (the project's one HTTP client), checks
+every chunk with `Upload-Checksum: sha1`, backs off exponentially after a failure and asks the server
+for its offset before going on, so confirmed bytes are never sent twice. Each chunk is read once: a
+helper thread reads and hashes the next chunk (and folds the confirmed one into the whole file's sha1)
+while the current one is on the wire. Before anybody may delete a source file, the receiving end's
+outcome — the whole file's length and sha1, unpacked or stored — is compared with ours."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,14 +50,17 @@ class Receipt:
     resumed_at: list[int] = field(default_factory=list)  # offsets the server gave after each failure
 
 
-def file_hashes(path: Path, chunk_size: int) -> tuple[str, list[str]]:
-    """sha1 (hex) of the whole file and base64 sha1 of each chunk_size piece, in one read."""
-    whole, pieces = hashlib.sha1(), []
+def b64_sha1(data) -> str:
+    return base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def read_at(path: Path, offset: int, size: int) -> bytes:
     with open(path, "rb") as fp:
-        while piece := fp.read(chunk_size):
-            whole.update(piece)
-            pieces.append(base64.b64encode(hashlib.sha1(piece).digest()).decode())
-    return whole.hexdigest(), pieces
+        fp.seek(offset)
+        data = fp.read(size)
+    if len(data) != size:
+        raise TusError(f"{path} shrank while being sent")
+    return data
 
 
 def encode_metadata(values: dict[str, str]) -> str:
@@ -104,16 +109,15 @@ class TusSender:
             raise TusError(f"{self.endpoint} failed (HTTP {code})", retriable=True, http_status=code)
         return response
 
-    def _create(self, path: Path, filename: str, sha1: str, first_chunk: str | None = None) -> httpx.Response:
-        """POST a new upload; with `first_chunk` (its base64 sha1) the whole small file rides along
-        (creation-with-upload): one request instead of two."""
-        headers = {"Upload-Length": str(path.stat().st_size),
-                   "Upload-Metadata": encode_metadata({"filename": filename, "sha1": sha1})}
+    def _create(self, path: Path, filename: str, first: tuple[bytes, str] | None = None) -> httpx.Response:
+        """POST a new upload; with `first` (the whole small file and its base64 sha1) the file rides
+        along (creation-with-upload): one request instead of two."""
+        headers = {"Upload-Length": str(path.stat().st_size), "Upload-Metadata": encode_metadata({"filename": filename})}
         content = None
-        if first_chunk is not None:
-            content = self._body(path, 0, path.stat().st_size, [0])
-            headers.update({"Content-Type": "application/offset+octet-stream", "Content-Length": headers["Upload-Length"],
-                            "Upload-Checksum": f"sha1 {first_chunk}"})
+        if first is not None:
+            content = self._body(first[0], [0])
+            headers.update({"Content-Type": "application/offset+octet-stream", "Content-Length": str(len(first[0])),
+                            "Upload-Checksum": f"sha1 {first[1]}"})
         response = self._call("POST", self.endpoint, headers=headers, content=content)
         if response.status_code != 201 or "Location" not in response.headers:
             raise TusError(f"{self.endpoint} did not create the upload (HTTP {response.status_code}: "
@@ -121,19 +125,14 @@ class TusSender:
                            retriable=response.status_code == 460)
         return response
 
-    def _body(self, path: Path, offset: int, end: int, counter: list[int]):
-        with open(path, "rb") as fp:
-            fp.seek(offset)
-            left = end - offset
-            while left > 0:
-                if self.should_stop():
-                    raise SendCanceled()
-                block = fp.read(min(BLOCK, left))
-                if not block:
-                    raise TusError(f"{path} shrank while being sent")
-                left -= len(block)
-                counter[0] += len(block)
-                yield block
+    def _body(self, data: bytes, counter: list[int]):
+        view = memoryview(data)
+        for start in range(0, len(view), BLOCK):
+            if self.should_stop():
+                raise SendCanceled()
+            block = view[start:start + BLOCK]
+            counter[0] += len(block)
+            yield block
 
     def _offset(self, url: str) -> int | None:
         """The server's offset, or None when it no longer knows the upload (expired, deleted)."""
@@ -144,9 +143,9 @@ class TusSender:
             raise TusError(f"HEAD {url} answered HTTP {response.status_code}", retriable=True)
         return int(response.headers["Upload-Offset"])
 
-    def _patch(self, url: str, path: Path, offset: int, end: int, checksum: str, counter: list[int]) -> httpx.Response:
-        response = self._call("PATCH", url, content=self._body(path, offset, end, counter), headers={
-            "Content-Type": "application/offset+octet-stream", "Content-Length": str(end - offset),
+    def _patch(self, url: str, offset: int, data: bytes, checksum: str, counter: list[int]) -> httpx.Response:
+        response = self._call("PATCH", url, content=self._body(data, counter), headers={
+            "Content-Type": "application/offset+octet-stream", "Content-Length": str(len(data)),
             "Upload-Offset": str(offset), "Upload-Checksum": f"sha1 {checksum}"})
         code = response.status_code
         if code == 204:
@@ -163,52 +162,69 @@ class TusSender:
         receiving end's confirmation. Raises TusError (with .retriable) or SendCanceled."""
         path = Path(path)
         length = path.stat().st_size
-        sha1, pieces = file_hashes(path, self.chunk_size)
+        whole = hashlib.sha1()  # of the bytes the server confirmed, [0, confirmed)
         counter, resumed, failures = [0], [], 0
-        offset = self._offset(url) if url else None
-        last = None
-        if offset is None:
+        confirmed = self._offset(url) if url else None
+        last, started_at = None, confirmed or 0
+        if confirmed is None:
             small = 0 < length <= self.chunk_size
+            first = None
+            if small:
+                data = read_at(path, 0, length)
+                first = (data, b64_sha1(data))
             try:
-                last = self._create(path, filename, sha1, pieces[0] if small else None)
+                last = self._create(path, filename, first)
             except TusError as exc:
                 if not (small and exc.retriable):
                     raise
                 failures += 1  # the body did not make it: create again without it, then PATCH
                 self.sleep(self.backoff)
-                last = self._create(path, filename, sha1)
+                last = self._create(path, filename)
             url = str(httpx.URL(self.endpoint).join(last.headers["Location"]))
-            offset = int(last.headers.get("Upload-Offset", 0))
+            confirmed = int(last.headers.get("Upload-Offset", 0))
+            if confirmed:
+                whole.update(first[0][:confirmed])
             if on_created:
                 on_created(url)
-        started_at = offset if url and last is None else 0
-        while offset < length:
-            if self.should_stop():
-                raise SendCanceled()
-            end = min(length, (offset // self.chunk_size + 1) * self.chunk_size)
-            if offset % self.chunk_size == 0:
-                checksum = pieces[offset // self.chunk_size]
-            else:  # a server that kept part of a chunk: hash the odd piece on its own
-                with open(path, "rb") as fp:
-                    fp.seek(offset)
-                    checksum = base64.b64encode(hashlib.sha1(fp.read(end - offset)).digest()).decode()
-            try:
-                last = self._patch(url, path, offset, end, checksum, counter)
-                offset = int(last.headers["Upload-Offset"])
-                failures = 0
-            except TusError as exc:
-                if not exc.retriable or failures >= self.retries:
-                    raise
-                failures += 1
-                self.sleep(min(self.backoff * 2 ** (failures - 1), self.max_backoff))
-                known = self._offset(url)
-                if known is None:
-                    raise TusError(f"the receiving end lost upload {url} (expired or deleted)") from None
-                offset, last = known, None
-                resumed.append(offset)
-            if self.on_progress:
-                self.on_progress(offset, length)
-        receipt = self._confirm(url, length, sha1, last)
+        else:
+            for start in range(0, confirmed, self.chunk_size):  # the part sent by an earlier run
+                whole.update(read_at(path, start, min(self.chunk_size, confirmed - start)))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-read") as helper:
+            def chunk_at(offset):
+                data = read_at(path, offset, min(length, (offset // self.chunk_size + 1) * self.chunk_size) - offset)
+                return offset, data, b64_sha1(data)
+
+            ahead = helper.submit(chunk_at, confirmed) if confirmed < length else None
+            while confirmed < length:
+                if self.should_stop():
+                    raise SendCanceled()
+                offset, data, checksum = ahead.result()
+                if offset != confirmed:
+                    offset, data, checksum = chunk_at(confirmed)
+                end = offset + len(data)
+                ahead = helper.submit(chunk_at, end) if end < length else None
+                try:
+                    last = self._patch(url, offset, data, checksum, counter)
+                    known = int(last.headers["Upload-Offset"])
+                    failures = 0
+                except TusError as exc:
+                    if not exc.retriable or failures >= self.retries:
+                        raise
+                    failures += 1
+                    self.sleep(min(self.backoff * 2 ** (failures - 1), self.max_backoff))
+                    known, last = self._offset(url), None
+                    if known is None:
+                        raise TusError(f"the receiving end lost upload {url} (expired or deleted)") from None
+                    resumed.append(known)
+                if known < confirmed:
+                    raise TusError(f"the receiving end went back from offset {confirmed} to {known}")
+                if known > confirmed:
+                    taken = data[:known - offset] if known <= end else read_at(path, confirmed, known - confirmed)
+                    helper.submit(whole.update, taken)  # in order, on the helper thread
+                    confirmed = known
+                if self.on_progress:
+                    self.on_progress(confirmed, length)
+        receipt = self._confirm(url, length, whole.hexdigest(), last)
         receipt.sent_bytes, receipt.resumed_at, receipt.started_at = counter[0], resumed, started_at
         return receipt
 

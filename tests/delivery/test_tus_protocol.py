@@ -214,3 +214,16 @@ def test_a_cut_patch_keeps_what_arrived_unless_it_carried_a_checksum(http, recei
     checked = create(http, 10)
     cut_patch(receiving, uploader.token, checked, b"12345", declared=10, checksum=b64sha1(b"1234567890"))
     assert http.head(checked).headers["Upload-Offset"] == "0"
+
+
+def test_the_whole_file_sha1_is_right_when_chunks_reach_different_worker_processes(http):
+    from apps.delivery.models import upload as upload_module
+
+    data = bytes(range(256)) * 40
+    url = create(http, len(data))
+    patch(http, url, 0, data[:4000])
+    upload_module._running.clear()  # what a chunk landing in another gunicorn worker sees
+    patch(http, url, 4000, data[4000:7000])
+    patch(http, url, 7000, data[7000:])
+    assert http.get(url).json()["sha1"] == hashlib.sha1(data).hexdigest()
+    assert not upload_module._running

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,30 @@ from django.utils import timezone
 from apps.delivery.bundle import BundleRefused, check_relative_path, place_file, unpack
 
 READ_BLOCK = 1024 * 1024
+
+# The whole file's sha1 so far, per upload, in this process: a sender whose chunks keep coming to the
+# same worker (one keep-alive connection) gets its upload hashed as it arrives; any other case is
+# hashed by reading the file once it is complete.
+_running: dict[str, tuple[int, "hashlib._Hash"]] = {}
+_running_lock = threading.Lock()
+
+
+def _running_hash(upload_id, offset: int):
+    with _running_lock:
+        known = _running.get(str(upload_id))
+    if offset == 0:
+        return hashlib.sha1()
+    if known and known[0] == offset:
+        return known[1].copy()
+    return None
+
+
+def _keep_running_hash(upload_id, offset: int, digest) -> None:
+    with _running_lock:
+        if digest is None:
+            _running.pop(str(upload_id), None)
+        else:
+            _running[str(upload_id)] = (offset, digest)
 
 
 class ChunkRefused(Exception):
@@ -80,6 +105,7 @@ class Upload(models.Model):
         if offset + count > self.length:
             raise ChunkRefused(400, f"{count} bytes at offset {offset} would pass Upload-Length {self.length}.")
         digest = hashlib.sha1() if checksum else None
+        whole = _running_hash(self.pk, offset)
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         with open(self.data_path, "r+b" if self.data_path.exists() else "w+b") as out:
@@ -95,6 +121,8 @@ class Upload(models.Model):
                 written += len(block)
                 if digest:
                     digest.update(block)
+                if whole is not None:
+                    whole.update(block)
             if digest and (written < count or base64.b64encode(digest.digest()).decode() != checksum[1]):
                 out.truncate(offset)
                 if written < count:
@@ -106,6 +134,7 @@ class Upload(models.Model):
         if not moved:
             raise ChunkRefused(409, "Another request moved this upload's offset meanwhile.")
         self.offset = offset + written
+        _keep_running_hash(self.pk, self.offset, whole)
         if self.offset == self.length:
             self.finish()
         return self.offset
@@ -113,10 +142,15 @@ class Upload(models.Model):
     def finish(self) -> None:
         """Check the whole file against the sha1 the sender announced, then unpack or place it.
         A refused file writes nothing into downloads and leaves the reason in `error`."""
-        digest = hashlib.sha1()
-        with open(self.data_path, "rb") as fp:
-            while block := fp.read(READ_BLOCK):
-                digest.update(block)
+        with _running_lock:
+            known = _running.pop(str(self.pk), None)
+        if known and known[0] == self.length:
+            digest = known[1]
+        else:
+            digest = hashlib.sha1()
+            with open(self.data_path, "rb") as fp:
+                while block := fp.read(READ_BLOCK):
+                    digest.update(block)
         self.sha1 = digest.hexdigest()
         expected = self.metadata.get("sha1", "").lower()
         try:
@@ -136,5 +170,6 @@ class Upload(models.Model):
         self.save(update_fields=["sha1", "state", "error", "files", "completed_at"])
 
     def discard(self) -> None:
+        _keep_running_hash(self.pk, 0, None)
         self.data_path.unlink(missing_ok=True)
         self.delete()
