@@ -1,8 +1,9 @@
 """One delivery batch, end to end: gather the files of its retrieved cases, zip them or not, send them
-to the target, and delete the sources only after the target confirmed every byte (portal: length and
-sha1 read back from the receiving end; folder: the copy re-read and hashed; PACS: every instance
-acknowledged). Until then nothing is deleted, and a re-run resumes: the zip is rebuilt byte for byte
-and the upload continues from the receiving end's offset."""
+to the target, and delete the sources only after the target confirmed every byte (portal: the full
+length, every byte checked by the receiving end against our chunk sha1s, the zip unpacked; folder: the
+copy re-read and hashed; PACS: every instance acknowledged). Until then nothing is deleted, and a
+re-run resumes: the zip is rebuilt byte for byte and the upload continues from the receiving end's
+offset."""
 from __future__ import annotations
 
 import hashlib
@@ -83,6 +84,9 @@ def deliver_batch(batch, ctx) -> None:
         else:
             confirmed = _deliver_direct(batch, target, found, ctx, progress)
     except (TusError, OSError) as exc:
+        if getattr(exc, "restart", False):
+            batch.upload_url = ""
+            batch.save(update_fields=["upload_url"])
         _audit(batch, target, found, ok=False, error=str(exc))
         raise ItemFailed(f"Batch {batch.number} to {target.describe()} failed: {exc}. Nothing was deleted.") from exc
     except SendCanceled:
@@ -128,7 +132,7 @@ def _deliver_zip(batch, target, found: BatchFiles, ctx, progress) -> set[str]:
             receipt = sender.send(zip_path, zip_path.name, url=batch.upload_url or None, on_created=remember)
         if receipt.files != len(found.entries):
             raise TusError(f"the receiving portal unpacked {receipt.files} of {len(found.entries)} files")
-        batch.result.update(sha1=receipt.sha1, upload=receipt.url, resumed_at=receipt.resumed_at,
+        batch.result.update(verified_bytes=receipt.verified, upload=receipt.url, resumed_at=receipt.resumed_at,
                             started_at_offset=receipt.started_at, sent_this_run=receipt.sent_bytes)
     else:
         batch.result["sha1"] = copy_verified(zip_path, _folder(target) / zip_path.name)

@@ -4,9 +4,10 @@ Why not tuspy (the tests use it against our receiving end): it brings requests a
 hooks for cancellation and progress. This sender uses httpx (the project's one HTTP client), checks
 every chunk with `Upload-Checksum: sha1`, backs off exponentially after a failure and asks the server
 for its offset before going on, so confirmed bytes are never sent twice. Each chunk is read once: a
-helper thread reads and hashes the next chunk (and folds the confirmed one into the whole file's sha1)
-while the current one is on the wire. Before anybody may delete a source file, the receiving end's
-outcome — the whole file's length and sha1, unpacked or stored — is compared with ours."""
+helper thread reads and hashes the next chunk while the current one is on the wire. Before anybody may
+delete a source file, the receiving end must confirm the full length, every byte verified by a chunk
+sha1 we computed (or, for an upload partly sent without checksums, its whole file's sha1 equal to
+ours), and the file unpacked or stored."""
 from __future__ import annotations
 
 import base64
@@ -26,9 +27,12 @@ DONE_STATES = {"unpacked", "stored"}
 
 
 class TusError(Exception):
-    def __init__(self, message: str, *, retriable: bool = False, http_status: int | None = None):
+    """`restart`: the upload on the receiving end is unusable; a new attempt must create a fresh one."""
+
+    def __init__(self, message: str, *, retriable: bool = False, http_status: int | None = None,
+                 restart: bool = False):
         super().__init__(message)
-        self.message, self.retriable, self.http_status = message, retriable, http_status
+        self.message, self.retriable, self.http_status, self.restart = message, retriable, http_status, restart
 
     def __str__(self) -> str:
         return self.message
@@ -42,7 +46,8 @@ class SendCanceled(Exception):
 class Receipt:
     url: str
     length: int
-    sha1: str  # hex of the whole file, as the receiving end confirmed it
+    verified: int  # bytes the receiving end checked against our chunk sha1s
+    sha1: str  # hex of the whole file, when it had to be compared as a whole
     state: str  # "unpacked" (a zip) or "stored" (one file)
     files: int
     sent_bytes: int = 0  # body bytes this call put on the wire
@@ -162,7 +167,6 @@ class TusSender:
         receiving end's confirmation. Raises TusError (with .retriable) or SendCanceled."""
         path = Path(path)
         length = path.stat().st_size
-        whole = hashlib.sha1()  # of the bytes the server confirmed, [0, confirmed)
         counter, resumed, failures = [0], [], 0
         confirmed = self._offset(url) if url else None
         last, started_at = None, confirmed or 0
@@ -182,13 +186,8 @@ class TusSender:
                 last = self._create(path, filename)
             url = str(httpx.URL(self.endpoint).join(last.headers["Location"]))
             confirmed = int(last.headers.get("Upload-Offset", 0))
-            if confirmed:
-                whole.update(first[0][:confirmed])
             if on_created:
                 on_created(url)
-        else:
-            for start in range(0, confirmed, self.chunk_size):  # the part sent by an earlier run
-                whole.update(read_at(path, start, min(self.chunk_size, confirmed - start)))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-read") as helper:
             def chunk_at(offset):
                 data = read_at(path, offset, min(length, (offset // self.chunk_size + 1) * self.chunk_size) - offset)
@@ -218,25 +217,21 @@ class TusSender:
                     resumed.append(known)
                 if known < confirmed:
                     raise TusError(f"the receiving end went back from offset {confirmed} to {known}")
-                if known > confirmed:
-                    taken = data[:known - offset] if known <= end else read_at(path, confirmed, known - confirmed)
-                    helper.submit(whole.update, taken)  # in order, on the helper thread
-                    confirmed = known
+                confirmed = known
                 if self.on_progress:
                     self.on_progress(confirmed, length)
-        receipt = self._confirm(url, length, whole.hexdigest(), last)
+        receipt = self._confirm(url, path, length, last)
         receipt.sent_bytes, receipt.resumed_at, receipt.started_at = counter[0], resumed, started_at
         return receipt
 
-    def _confirm(self, url: str, length: int, sha1: str, last: httpx.Response | None) -> Receipt:
+    def _confirm(self, url: str, path: Path, length: int, last: httpx.Response | None) -> Receipt:
         """The receiving end's outcome: from the answer that completed the upload, else asked with GET."""
-        if last is not None and "Upload-State" in last.headers:
-            answer = {"state": last.headers["Upload-State"], "sha1": last.headers.get("Upload-Sha1"),
-                      "files": int(last.headers.get("Upload-Files", 0)), "length": length,
-                      "offset": int(last.headers["Upload-Offset"])}
-            if answer["state"] not in DONE_STATES:
-                last = None  # failed: the GET below brings the reason
-        if last is None or "Upload-State" not in last.headers:
+        headers = last.headers if last is not None else {}
+        if headers.get("Upload-State") in DONE_STATES:
+            answer = {"state": headers["Upload-State"], "sha1": headers.get("Upload-Sha1", ""), "length": length,
+                      "verified": int(headers.get("Upload-Verified", 0)), "files": int(headers.get("Upload-Files", 0)),
+                      "offset": int(headers["Upload-Offset"])}
+        else:
             response = self._call("GET", url, headers={"Accept": "application/json"})
             try:
                 answer = response.json()
@@ -245,7 +240,16 @@ class TusSender:
                                retriable=True) from None
         if answer.get("state") not in DONE_STATES:
             raise TusError(f"the receiving end did not accept the file: {answer.get('error') or answer.get('state')}")
-        if answer.get("length") != length or answer.get("offset") != length or answer.get("sha1") != sha1:
-            raise TusError(f"the receiving end confirmed {answer.get('offset')}/{answer.get('length')} bytes "
-                           f"with sha1 {answer.get('sha1')}, not {length} bytes with sha1 {sha1}")
-        return Receipt(url=url, length=length, sha1=sha1, state=answer["state"], files=answer.get("files", 0))
+        if answer.get("length") != length or answer.get("offset") != length:
+            raise TusError(f"the receiving end confirmed {answer.get('offset')}/{answer.get('length')} bytes, "
+                           f"not {length}")
+        sha1 = ""
+        if answer.get("verified") != length:  # partly sent without checksums (not by us): compare whole files
+            digest = hashlib.sha1()
+            for start in range(0, length, self.chunk_size):
+                digest.update(read_at(path, start, min(self.chunk_size, length - start)))
+            sha1 = digest.hexdigest()
+            if answer.get("sha1") != sha1:
+                raise TusError(f"the receiving end's copy has sha1 {answer.get('sha1')}, ours {sha1}", restart=True)
+        return Receipt(url=url, length=length, verified=answer["verified"], sha1=sha1, state=answer["state"],
+                       files=answer.get("files", 0))

@@ -87,7 +87,7 @@ def test_post_a_delivery_then_follow_its_batches(deliverer, retrieved, receiving
     assert shown["status"] == "succeeded" and shown["progress"]["cases"] == 6 and shown["progress"]["files"] == 30
     batch = shown["items"][0]
     assert batch["files"] == 20 and batch["bytes"] > 0 and batch["sent_bytes"] == batch["bytes"]
-    assert batch["result"]["lines"] == [2, 3, 4, 5] and len(batch["result"]["sha1"]) == 40
+    assert batch["result"]["lines"] == [2, 3, 4, 5] and batch["result"]["verified_bytes"] == batch["bytes"]
 
 
 def test_unknown_or_foreign_retrievals_and_other_users_deliveries(deliverer, retrieved, receiving, uploader, user,

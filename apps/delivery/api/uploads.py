@@ -1,8 +1,8 @@
 """The receiving end: tus 1.0.0 (core, creation, creation-with-upload, checksum sha1, termination,
 expiration) at /api/uploads/, behind the API's token or session login and the `delivery.add_upload`
 permission. Each user sees only their own uploads. The answer that completes an upload carries its
-outcome (Upload-State, Upload-Sha1, Upload-Files); GET on an upload (outside tus) answers it as JSON.
-That is what a sender reads before it deletes anything."""
+outcome (Upload-State, Upload-Verified, Upload-Files, Upload-Sha1); GET on an upload (outside tus)
+answers it as JSON. That is what a sender reads before it deletes anything."""
 import base64
 import binascii
 import logging
@@ -90,7 +90,8 @@ class TusView(APIView):
 
     def receive(self, request, upload: Upload, offset: int) -> dict:
         """Append the request body at `offset`; the answer's headers. When this completed the upload,
-        they carry its outcome (Upload-State, Upload-Sha1, Upload-Files): the sender's confirmation."""
+        they carry its outcome (Upload-State, Upload-Verified: bytes whose chunk sha1 matched,
+        Upload-Files, and Upload-Sha1 of the whole file when not every byte was verified)."""
         raw_count = request.headers.get("Content-Length", "")
         if not raw_count.isdigit():
             raise Refused(400, "Content-Length (a whole number) is required.")
@@ -109,7 +110,9 @@ class TusView(APIView):
             record(request.user, "upload.received", upload, filename=upload.filename, bytes=upload.length,
                    state=upload.state, files=upload.files, error=upload.error)
             log.info("upload %s complete: %s, %d files", upload.id, upload.state, upload.files)
-            headers.update(Upload_State=upload.state, Upload_Sha1=upload.sha1, Upload_Files=upload.files)
+            headers.update(Upload_State=upload.state, Upload_Verified=upload.verified, Upload_Files=upload.files)
+            if upload.sha1:
+                headers["Upload_Sha1"] = upload.sha1
         return headers
 
     def options(self, request, *args, **kwargs):
@@ -186,8 +189,4 @@ class UploadResource(TusView):
         return tus_response(204)
 
     def get(self, request, pk):
-        upload = self.own(request, pk)
-        return tus_response(200, {
-            "id": str(upload.id), "filename": upload.filename, "length": upload.length, "offset": upload.offset,
-            "state": "expired" if upload.expired else upload.state, "sha1": upload.sha1, "files": upload.files,
-            "error": upload.error, "expires_at": upload.expires_at, "completed_at": upload.completed_at})
+        return tus_response(200, self.own(request, pk).outcome())

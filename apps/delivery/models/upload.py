@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -17,31 +16,6 @@ from django.utils import timezone
 from apps.delivery.bundle import BundleRefused, check_relative_path, place_file, unpack
 
 READ_BLOCK = 1024 * 1024
-
-# The whole file's sha1 so far, per upload, in this process: a sender whose chunks keep coming to the
-# same worker (one keep-alive connection) gets its upload hashed as it arrives; any other case is
-# hashed by reading the file once it is complete.
-_running: dict[str, tuple[int, "hashlib._Hash"]] = {}
-_running_lock = threading.Lock()
-
-
-def _running_hash(upload_id, offset: int):
-    with _running_lock:
-        known = _running.get(str(upload_id))
-    if offset == 0:
-        return hashlib.sha1()
-    if known and known[0] == offset:
-        return known[1].copy()
-    return None
-
-
-def _keep_running_hash(upload_id, offset: int, digest) -> None:
-    with _running_lock:
-        if digest is None:
-            _running.pop(str(upload_id), None)
-        else:
-            _running[str(upload_id)] = (offset, digest)
-
 
 class ChunkRefused(Exception):
     """A PATCH the protocol says no to; `status` is the HTTP answer (409, 460, 400...)."""
@@ -66,7 +40,10 @@ class Upload(models.Model):
     offset = models.BigIntegerField(default=0)
     state = models.CharField(max_length=10, choices=State.choices, default=State.RECEIVING)
     error = models.TextField(blank=True)
-    sha1 = models.CharField(max_length=40, blank=True, help_text="Of the whole file, once complete.")
+    verified = models.BigIntegerField(default=0, help_text="Bytes from the start that arrived in chunks whose "
+                                      "Upload-Checksum (sha1) matched.")
+    sha1 = models.CharField(max_length=40, blank=True, help_text="Of the whole file, once complete, when not "
+                            "every byte was verified by chunk checksums.")
     files = models.PositiveIntegerField(default=0, help_text="Files written into downloads.")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
@@ -80,8 +57,13 @@ class Upload(models.Model):
 
     def save(self, *args, **kwargs):
         if self.expires_at is None:
-            self.expires_at = timezone.now() + timedelta(hours=settings.UPLOAD_EXPIRE_HOURS)
+            self.expires_at = self.next_expiry()
         super().save(*args, **kwargs)
+
+    @staticmethod
+    def next_expiry():
+        """An upload expires this long after its last chunk (so one in use never does)."""
+        return timezone.now() + timedelta(hours=settings.UPLOAD_EXPIRE_HOURS)
 
     @property
     def data_path(self) -> Path:
@@ -105,7 +87,6 @@ class Upload(models.Model):
         if offset + count > self.length:
             raise ChunkRefused(400, f"{count} bytes at offset {offset} would pass Upload-Length {self.length}.")
         digest = hashlib.sha1() if checksum else None
-        whole = _running_hash(self.pk, offset)
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         with open(self.data_path, "r+b" if self.data_path.exists() else "w+b") as out:
@@ -121,41 +102,32 @@ class Upload(models.Model):
                 written += len(block)
                 if digest:
                     digest.update(block)
-                if whole is not None:
-                    whole.update(block)
             if digest and (written < count or base64.b64encode(digest.digest()).decode() != checksum[1]):
                 out.truncate(offset)
                 if written < count:
                     raise ChunkRefused(400, f"the chunk ended after {written} of {count} bytes; it was dropped")
                 raise ChunkRefused(460, "Upload-Checksum does not match the chunk; it was dropped.")
             out.truncate(offset + written)
+        verified = self.verified + written if digest and self.verified == offset else self.verified
         moved = type(self).objects.filter(pk=self.pk, offset=offset, state=self.State.RECEIVING).update(
-            offset=offset + written)
+            offset=offset + written, verified=verified, expires_at=self.next_expiry())
         if not moved:
             raise ChunkRefused(409, "Another request moved this upload's offset meanwhile.")
-        self.offset = offset + written
-        _keep_running_hash(self.pk, self.offset, whole)
+        self.offset, self.verified = offset + written, verified
         if self.offset == self.length:
             self.finish()
         return self.offset
 
     def finish(self) -> None:
-        """Check the whole file against the sha1 the sender announced, then unpack or place it.
-        A refused file writes nothing into downloads and leaves the reason in `error`."""
-        with _running_lock:
-            known = _running.pop(str(self.pk), None)
-        if known and known[0] == self.length:
-            digest = known[1]
-        else:
+        """Unpack or place the complete file. A refused file writes nothing into downloads and leaves
+        the reason in `error`."""
+        if self.verified < self.length:  # some bytes came without a checksum: hash the whole file
             digest = hashlib.sha1()
             with open(self.data_path, "rb") as fp:
                 while block := fp.read(READ_BLOCK):
                     digest.update(block)
-        self.sha1 = digest.hexdigest()
-        expected = self.metadata.get("sha1", "").lower()
+            self.sha1 = digest.hexdigest()
         try:
-            if expected and expected != self.sha1:
-                raise BundleRefused(f"the file's sha1 is {self.sha1}, the sender announced {expected}")
             downloads = Path(settings.DOWNLOADS_DIR)
             if self.filename.lower().endswith(".zip"):
                 self.files = len(unpack(self.data_path, downloads, max_bytes=settings.UPLOAD_MAX_UNPACKED_BYTES).files)
@@ -169,7 +141,13 @@ class Upload(models.Model):
         self.completed_at = timezone.now()
         self.save(update_fields=["sha1", "state", "error", "files", "completed_at"])
 
+    def outcome(self) -> dict:
+        """What the sender reads before it deletes anything."""
+        return {"id": str(self.id), "filename": self.filename, "length": self.length, "offset": self.offset,
+                "verified": self.verified, "sha1": self.sha1, "state": "expired" if self.expired else self.state,
+                "files": self.files, "error": self.error, "expires_at": self.expires_at,
+                "completed_at": self.completed_at}
+
     def discard(self) -> None:
-        _keep_running_hash(self.pk, 0, None)
         self.data_path.unlink(missing_ok=True)
         self.delete()
