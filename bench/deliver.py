@@ -9,7 +9,8 @@ What is timed: zip mode, from the first batch's run_item() to the last batch con
 tus upload with per-chunk sha1 on both ends, the receiving end's unpacking, the confirmation); also
 "upload only", the same runs less their zipping. Direct mode: every file its own upload
 (creation-with-upload, DELIVERY_PARALLEL_UPLOADS at once). curl: one PATCH of each ready-made zip
-(`curl -T`, no checksum, so the receiving end hashes the whole file), the same unpacking.
+(`curl -T`, no checksum, so the receiving end hashes the whole file), the same unpacking; and the
+portal's tus sender alone on those same zips (apps/delivery/tus_client.py, sha1 per 16 MB chunk).
 Ratios are MB/s portal / MB/s curl. Runs interleave; medians are reported.
 """
 from __future__ import annotations
@@ -133,6 +134,20 @@ def curl_upload(portal: ReceivingPortal, zips: list[Path]) -> float:
     return elapsed
 
 
+def sender_upload(portal: ReceivingPortal, zips: list[Path], run: int) -> float:
+    """The portal's tus sender alone on the very zips curl sends: the protocol against curl."""
+    from django.conf import settings
+
+    from apps.delivery.tus_client import TusSender
+
+    started = time.monotonic()
+    with TusSender(f"{portal.url}/api/uploads/", portal.token, chunk_size=settings.DELIVERY_CHUNK_BYTES) as sender:
+        for path in zips:
+            if sender.send(path, f"sender-{run}-{path.name}").state != "unpacked":
+                raise RuntimeError("sender upload not unpacked")
+    return time.monotonic() - started
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megabytes", type=int, default=int(os.environ.get("MEGABYTES", 1000)))
@@ -169,11 +184,13 @@ def main(argv=None) -> int:
             zips.append(path)
         megabytes = sum(p.stat().st_size for p in zips) / 1e6
         files = sum(1 for _ in (work / "source").rglob("*.dcm"))
-        results: dict[str, list[float]] = {"curl -T (zips)": [], "portal zip": [], "portal zip, upload only": [],
-                                           "portal direct": []}
-        for _ in range(args.repeat):
+        results: dict[str, list[float]] = {"curl -T (zips)": [], "tus sender (same zips)": [], "portal zip": [],
+                                           "portal zip, upload only": [], "portal direct": []}
+        for run in range(args.repeat):
             portal.reset()
             results["curl -T (zips)"].append(curl_upload(portal, zips))
+            portal.reset()
+            results["tus sender (same zips)"].append(sender_upload(portal, zips, run))
             portal.reset()
             total, zipping = deliver(retrieval, target, "zip", args.batch_size)
             results["portal zip"].append(total)
