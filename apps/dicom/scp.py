@@ -33,6 +33,21 @@ class ReceivedInstance:
     calling_ae: str
     move_originator_ae: str | None = None
     move_originator_message_id: int | None = None
+    identity: files.DatasetIdentity = files.DatasetIdentity()  # what the dataset itself says it is
+
+    @property
+    def self_consistent(self) -> bool:
+        """The dataset names the SOP Instance UID it was sent under."""
+        return self.identity.sop == self.sop_instance_uid
+
+
+class InstanceRefused(Exception):
+    """Raised by an `on_instance` callback that will not keep an instance: the sender gets `status` and
+    `comment` (e.g. 0x0124 "Refused: Not authorized" for a C-STORE outside any retrieval)."""
+
+    def __init__(self, status: int, comment: str):
+        super().__init__(comment)
+        self.status, self.comment = status, comment
 
 
 def received_instance(event) -> ReceivedInstance:
@@ -62,7 +77,7 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
     and a comment: malformed data 0xC000 before the callback runs, a failing disk 0xA700 (out of
     resources), any other error 0xC000. Shared by both Storage SCPs; the server keeps serving."""
     try:
-        files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
+        instance.identity = files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
     except (InvalidDicomFile, ValueError) as exc:
         log.warning("refused a malformed instance from %s: %s", instance.calling_ae, exc)
         return 0xC000, f"Malformed dataset: {exc}"
@@ -70,6 +85,8 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
         return 0xC000, "No receiver for instances on this association"
     try:
         status = on_instance(instance)
+    except InstanceRefused as exc:
+        return exc.status, exc.comment
     except OSError as exc:
         log.error("cannot keep instance %s: %s", instance.sop_instance_uid, exc)
         return 0xA700, f"Cannot store: {exc.strerror or exc}"
@@ -92,13 +109,15 @@ def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
 
 class StorageSCP(Service):
     """A Storage SCP on `bind_host`:`local.port` (0 = any free port; `.port` tells which) answering
-    to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe."""
+    to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe.
+    A peer that `accepts_calling_ae` does not know gets "not authorized" for every C-STORE."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1"):
+                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None):
         self.local = local
         self.bind_host = bind_host
         self._on_instance = on_instance
+        self._accepts_calling_ae = accepts_calling_ae
         self._server = None
 
     def start(self) -> "StorageSCP":
@@ -116,5 +135,8 @@ class StorageSCP(Service):
         return self
 
     def _handle_store(self, event):
+        calling_ae = text_value(event.assoc.requestor.ae_title)
+        if self._accepts_calling_ae is not None and not self._accepts_calling_ae(calling_ae):
+            return _failure(0x0124, f"Refused: calling AE title {calling_ae} is not a configured peer")
         return answer_store(event, self._on_instance)
 

@@ -7,6 +7,28 @@ from apps.dicom import dimse
 from apps.dicom.query import STUDY_KEYS, study_query
 from apps.servers.models import DicomServer, local_ae
 
+# A query with none of these lists every patient of the PACS: it needs the "query without filter" permission.
+NARROWING = ("PatientID", "PatientName", "StudyDate", "AccessionNumber", "StudyInstanceUID")
+UNFILTERED_REFUSAL = ("A query without PatientID, PatientName, StudyDate, AccessionNumber or StudyInstanceUID "
+                      "lists every patient of the server; it needs the permission 'Can query servers without a "
+                      "patient, date or accession filter'. Add one of those filters.")
+
+
+def is_narrowed(filters: dict[str, str]) -> bool:
+    """Whether the filters name a patient, a date, an accession or a study (a bare "*" names nothing)."""
+    return any((filters.get(key) or "").strip().strip("*?") for key in NARROWING)
+
+
+def capped(studies: list[dict], limit: int) -> dict:
+    """The answer body of find_studies(..., limit=limit): at most `limit` studies, and when the server had
+    more (find_studies then returns one more), `more` and a message saying so."""
+    shown = studies[:limit]
+    body = {"count": len(shown), "more": len(studies) > limit, "studies": shown}
+    if body["more"]:
+        body["message"] = (f"More results than shown: the first {limit} studies the server answered are shown, "
+                           "and it has more. Narrow the query (PatientID, StudyDate, Modality) to see the rest.")
+    return body
+
 
 def _plain(value) -> str | int | list:
     if value is None:
@@ -18,11 +40,13 @@ def _plain(value) -> str | int | list:
     return str(value)
 
 
-def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float | None = None) -> list[dict]:
-    """C-FIND at study level; each match as a plain dict of STUDY_KEYS. Raises QueryError/DicomError."""
+def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float | None = None,
+                 limit: int | None = None) -> list[dict]:
+    """C-FIND at study level; each match as a plain dict of STUDY_KEYS, sorted by date. With `limit`, the
+    first limit + 1 matches the server answers (see dimse find). Raises QueryError/DicomError."""
     query = study_query(filters)
     peer = server.as_peer(query_timeout=timeout)
-    results = dimse.find(peer, local_ae(), "STUDY", query)
+    results = dimse.find(peer, local_ae(), "STUDY", query, limit=limit)
     studies = []
     for ds in results:
         row = {key: _plain(ds[key].value if key in ds else "") for key in STUDY_KEYS}
