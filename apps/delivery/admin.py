@@ -34,9 +34,6 @@ class DeliveryBatchInline(JobItemInline):
               "attempts", "started_at", "finished_at")
     readonly_fields = fields
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("delivery.view_deliveryjob")  # batches are part of the job they belong to
-
     @admin.display(description="Sending now")
     def current_file(self, batch):
         result = batch.result or {}
@@ -52,10 +49,6 @@ class DeliveryJobAdmin(JobAdminMixin, admin.ModelAdmin):
     readonly_fields = [*JobAdminMixin.readonly_fields, "retrieval", "target", "mode", "batch_size", "keep_zip",
                        "clear"]
     fields = readonly_fields
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(created_by=request.user)
 
 
 @admin.register(Upload)

@@ -223,6 +223,8 @@ def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
     from apps.servers.models import local_ae
 
     server = target.server
+    if not server.may(batch.job.created_by, "send"):  # access may have changed since the job started
+        raise ItemFailed(f"Batch {batch.number}: {server.refusal('send')} Nothing was deleted.")
     by_sop = {Path(name).stem: name for name, _ in found.entries}
     paths = [path for _, path in found.entries]
     try:

@@ -5,14 +5,27 @@ yet downloaded, and each time a batch's rows are done, that batch's delivery and
 are queued together, so batch 1 travels while batch 2 downloads and the disk holds about two batches.
 Canceling the delivery lets the retrieval go on with all its remaining rows."""
 from apps.delivery.models import DeliveryJob
+from apps.jobs.access import start_permission
 from apps.jobs.models import ItemStatus
 
-PERMISSION = "delivery.add_deliveryjob"
 REFUSED = "This account may not start deliveries (it needs the 'delivery.add_deliveryjob' permission)."
 
 
 def may_deliver(user) -> bool:
-    return bool(user and user.has_perm(PERMISSION))
+    return bool(user and user.has_perm(start_permission(DeliveryJob)))
+
+
+def delivery_refusal(user, options: dict | None) -> str | None:
+    """Why this user may not start this delivery, or None: the start permission, and for a PACS target
+    "send" access to its server."""
+    if not options:
+        return None
+    if not may_deliver(user):
+        return REFUSED
+    server = options["target"].server
+    if server is not None and not server.may(user, "send"):
+        return server.refusal("send")
+    return None
 
 
 def deliver_each(retrievals, options: dict | None, user) -> list[DeliveryJob]:

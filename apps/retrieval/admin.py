@@ -8,8 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.delivery.follow import REFUSED as DELIVERY_REFUSED
-from apps.delivery.follow import may_deliver
+from apps.delivery.follow import delivery_refusal
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.retrieval import intake
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
@@ -78,8 +77,9 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             sources = [(name, base64.b64decode(blob)) for name, blob in
                        zip(request.POST.getlist("name"), request.POST.getlist("content"))]
             delivery = confirm.delivery_options()
-            if delivery and not may_deliver(request.user):
-                self.message_user(request, DELIVERY_REFUSED, messages.ERROR)
+            refusal = delivery_refusal(request.user, delivery)
+            if refusal:
+                self.message_user(request, refusal, messages.ERROR)
                 return redirect("admin:retrieval_upload")
             read = intake.read_case_lists(sources, user=request.user,
                                           default_server=confirm.cleaned_data["default_server"])

@@ -18,7 +18,8 @@ def grant(user, *codenames):
 
 @pytest.fixture
 def deliverer(api, user):
-    grant(user, "add_deliverytarget", "change_deliverytarget", "add_deliveryjob")
+    grant(user, "view_deliverytarget", "add_deliverytarget", "change_deliverytarget", "view_deliveryjob",
+          "add_deliveryjob", "change_deliveryjob")
     return api
 
 
@@ -65,8 +66,10 @@ def test_a_folder_target_cannot_escape_its_root_by_a_symlink(deliverer, settings
     assert ok.status_code == 201
 
 
-def test_without_permission_or_login_nothing_is_created(api, retrieved, receiving, uploader):
+def test_without_permission_or_login_nothing_is_created(retrieved, receiving, uploader, django_user_model):
     DeliveryTarget.objects.create(name="FAR", kind="portal", url=receiving.url, token=uploader.token)
+    api = client_for(django_user_model.objects.create_user(username="nobody", password="nobody-pass-1"))
+    assert api.get("/api/deliveries/").status_code == 403
     assert api.post("/api/delivery-targets/", {"name": "X", "kind": "folder", "path": "/tmp"}).status_code == 403
     assert api.post("/api/deliveries/", {"retrieval": retrieved.pk, "target": "FAR"}, format="json").status_code == 403
     assert APIClient().get("/api/deliveries/").status_code == 401
@@ -95,7 +98,7 @@ def test_unknown_or_foreign_retrievals_and_other_users_deliveries(deliverer, ret
     DeliveryTarget.objects.create(name="FAR", kind="portal", url=receiving.url, token=uploader.token)
     assert deliverer.post("/api/deliveries/", {"retrieval": 999, "target": "FAR"}, format="json").status_code == 400
     other = django_user_model.objects.create_user(username="other", password="other-pass-123")
-    grant(other, "add_deliveryjob")
+    grant(other, "add_deliveryjob", "view_deliveryjob", "change_deliveryjob")
     theirs = client_for(other)
     refused = theirs.post("/api/deliveries/", {"retrieval": retrieved.pk, "target": "FAR"}, format="json")
     assert refused.status_code == 400 and "no retrieval job" in str(refused.data)

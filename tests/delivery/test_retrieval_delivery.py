@@ -37,7 +37,7 @@ def case_list_csv(orthanc_dataset, count) -> bytes:
 def test_batch_one_is_delivered_before_batch_two_has_downloaded(orthanc, orthanc_dataset, orthanc_server, outbox,
                                                                  user, settings):
     target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
-    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))]), user=user,
+    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))], user=user), user=user,
                                    delivery={"target": target, "mode": "zip", "batch_size": 2})
     delivery = retrieval.deliveries.get()
     first, second = delivery.items.order_by("number")
@@ -77,7 +77,7 @@ def test_a_failed_case_is_not_delivered_and_its_batch_says_so(orthanc, orthanc_d
                                                              user):
     rows = [{"StudyInstanceUID": orthanc_dataset["studies"][0]["StudyInstanceUID"], "Server": "ORT"},
             {"StudyInstanceUID": "1.2.3.999", "Server": "ORT"}]
-    retrieval = RetrievalJob.from_case_list(intake.read_case_list(intake.rows_to_csv(rows)), user=user,
+    retrieval = RetrievalJob.from_case_list(intake.read_case_list(intake.rows_to_csv(rows), user=user), user=user,
                                             source_name="t", start=False)
     target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
     delivery = DeliveryJob.for_retrieval(retrieval, target, user=user, mode="direct", batch_size=5)
@@ -121,10 +121,12 @@ def test_post_retrievals_with_delivery_starts_both_and_batches_follow_the_rows(a
 
 
 def test_multipart_case_list_with_delivery_and_the_refusals(api, user, orthanc_server, outbox, orthanc_dataset):
+    from django.contrib.auth.models import Permission
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
     csv = f"StudyInstanceUID,Server\n{orthanc_dataset['studies'][0]['StudyInstanceUID']},ORT\n".encode()
+    user.user_permissions.remove(Permission.objects.get(codename="add_deliveryjob"))
     refused = api.post("/api/retrievals/", {"file": SimpleUploadedFile("c.csv", csv), "delivery": '{"target": "BOX"}'},
                        format="multipart")
     assert refused.status_code == 400 and "add_deliveryjob" in str(refused.data)
@@ -163,7 +165,7 @@ def test_the_admin_upload_can_carry_a_delivery(admin_client_logged_in, orthanc_s
 
 def test_canceling_a_paced_delivery_lets_the_retrieval_go_on(user, orthanc, orthanc_dataset, orthanc_server, outbox):
     target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
-    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))]), user=user,
+    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))], user=user), user=user,
                                    delivery={"target": target, "mode": "zip", "batch_size": 2})
     assert retrieval.items.filter(queued_at__isnull=True).count() == 2
     retrieval.deliveries.get().cancel(user)

@@ -158,7 +158,8 @@ def test_token_permission_and_ownership(receiving, uploader, user, django_user_m
     assert nobody.status_code == 401
     wrong = httpx.post(f"{receiving.url}/api/uploads/", headers={**base, "Authorization": "Token not-a-token"})
     assert wrong.status_code == 401
-    plain_token = Token.objects.create(user=user).key
+    nobody = django_user_model.objects.create_user(username="nobody", password="nobody-pass-1")
+    plain_token = Token.objects.create(user=nobody).key
     no_permission = httpx.post(f"{receiving.url}/api/uploads/", headers={**base, "Authorization": f"Token {plain_token}"})
     assert no_permission.status_code == 403 and "add_upload" in no_permission.text
     mine = httpx.post(f"{receiving.url}/api/uploads/", headers={**base, "Authorization": f"Token {uploader.token}"})

@@ -55,13 +55,20 @@ class DeliveryJobSerializer(JobSerializer):
 
 
 class DeliveryOptionsSerializer(serializers.Serializer):
-    """How to deliver; also the `delivery` object a retrieval may carry."""
+    """How to deliver; also the `delivery` object a retrieval may carry. A PACS target needs the
+    requesting user's "send" access to its server."""
 
     target = serializers.SlugRelatedField(slug_field="name", queryset=DeliveryTarget.objects.all())
     mode = serializers.ChoiceField(choices=DeliveryJob.Mode.choices, default=DeliveryJob.Mode.ZIP)
     batch_size = serializers.IntegerField(min_value=1, max_value=10000, default=20)
     keep_zip = serializers.BooleanField(default=False)
     clear = serializers.BooleanField(default=True)
+
+    def validate_target(self, target):
+        request = self.context.get("request")
+        if target.server is not None and request is not None:
+            target.server.check_access(request.user, "send")  # a 403 naming the server
+        return target
 
 
 @extend_schema_field(DeliveryOptionsSerializer)
@@ -80,7 +87,7 @@ class DeliveryOptionsField(serializers.Field):
             except ValueError:
                 raise serializers.ValidationError('Give a JSON object such as {"target": "SITEB", "mode": "zip", '
                                                   '"batch_size": 20}.') from None
-        options = DeliveryOptionsSerializer(data=data)
+        options = DeliveryOptionsSerializer(data=data, context=self.context)
         if not options.is_valid():
             raise serializers.ValidationError(options.errors)
         request = self.context.get("request")

@@ -1,16 +1,12 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
 from apps.audit import record
 from apps.delivery.api.serializers import DeliveryJobSerializer, DeliveryRequestSerializer, DeliveryTargetSerializer
 from apps.delivery.models import DeliveryJob, DeliveryTarget
+from apps.jobs.access import visible_jobs
 from apps.jobs.api.views import JobViewSetMixin
-
-
-def own_jobs(queryset, user):
-    """A user sees their own jobs; superusers see all."""
-    return queryset if user.is_superuser else queryset.filter(created_by=user)
 
 
 class DeliveryTargetViewSet(viewsets.ModelViewSet):
@@ -18,7 +14,6 @@ class DeliveryTargetViewSet(viewsets.ModelViewSet):
 
     queryset = DeliveryTarget.objects.select_related("server")
     serializer_class = DeliveryTargetSerializer
-    permission_classes = [permissions.DjangoModelPermissions]
     lookup_field = "name"
 
     def perform_create(self, serializer):
@@ -39,19 +34,15 @@ class DeliveryJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retrieve
 
     queryset = DeliveryJob.objects.select_related("target").prefetch_related("items")
     serializer_class = DeliveryJobSerializer
-    permission_classes = [permissions.DjangoModelPermissions]
-
-    def get_queryset(self):
-        return own_jobs(super().get_queryset(), self.request.user)
 
     @extend_schema(request=DeliveryRequestSerializer, responses={201: DeliveryJobSerializer})
     def create(self, request):
         from apps.retrieval.models import RetrievalJob
 
-        body = DeliveryRequestSerializer(data=request.data)
+        body = DeliveryRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        retrieval = own_jobs(RetrievalJob.objects.all(), request.user).filter(pk=data["retrieval"]).first()
+        retrieval = visible_jobs(RetrievalJob.objects.all(), request.user).filter(pk=data["retrieval"]).first()
         if retrieval is None:
             return Response({"retrieval": [f"You have no retrieval job #{data['retrieval']}."]},
                             status=status.HTTP_400_BAD_REQUEST)
