@@ -122,3 +122,19 @@ def test_cancel_then_retry(deliverer, retrieved, user, settings, tmp_path):
     assert {b["status"] for b in retried["items"]} == {"pending"}
     run_released(job)
     assert job.status == "succeeded" and len(list((tmp_path / "gone").rglob("*.dcm"))) == 30
+
+
+def test_a_pacs_target_needs_send_access_to_its_server(deliverer, retrieved, user):
+    from apps.servers.models import DicomServer
+
+    server = DicomServer.objects.create(name="CLOSED", ae_title="CLOSED", host="127.0.0.1", port=1,
+                                        open_to_everyone=False)
+    DeliveryTarget.objects.create(name="PACS", kind="dicom", server=server)
+    refused = deliverer.post("/api/deliveries/", {"retrieval": retrieved.pk, "target": "PACS"}, format="json")
+    assert refused.status_code == 403 and "may not send to server 'CLOSED'" in str(refused.data)
+    assert not DeliveryJob.objects.exists()
+    # Started while allowed, refused when the batch runs: the files stay.
+    job = DeliveryJob.for_retrieval(retrieved, DeliveryTarget.objects.get(name="PACS"), user=user, batch_size=6)
+    run_released(job)
+    assert job.status == "failed" and "may not send to server 'CLOSED'" in job.items.get().error
+    assert len(list(retrieved.source.rglob("*.dcm"))) == 30
