@@ -188,7 +188,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "pacsportal.permissions.api_exception_handler",
     # Requests per signed-in user; bad tokens are counted by django-axes before any throttle runs.
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": env("API_RATE_USER", default="1200/min")},
+    "DEFAULT_THROTTLE_RATES": {"user": env("API_RATE_USER", default="1200/min"),
+                               "uploads": env("UPLOAD_RATE_USER", default="20000/min")},  # tus: a request per chunk
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 # A study query answers at most this many studies, with a "more results than shown" message beyond.

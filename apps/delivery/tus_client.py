@@ -23,6 +23,7 @@ import httpx
 
 TUS_VERSION = "1.0.0"
 BLOCK = 1024 * 1024
+MAX_RETRY_AFTER = 120.0  # the longest a 429's Retry-After makes us wait
 DONE_STATES = {"unpacked", "stored"}
 
 
@@ -30,9 +31,10 @@ class TusError(Exception):
     """`restart`: the upload on the receiving end is unusable; a new attempt must create a fresh one."""
 
     def __init__(self, message: str, *, retriable: bool = False, http_status: int | None = None,
-                 restart: bool = False):
+                 restart: bool = False, retry_after: float = 0.0):
         super().__init__(message)
         self.message, self.retriable, self.http_status, self.restart = message, retriable, http_status, restart
+        self.retry_after = retry_after  # seconds the server asked us to wait (429)
 
     def __str__(self) -> str:
         return self.message
@@ -110,6 +112,10 @@ class TusSender:
                            "check the target's token and its upload permission", http_status=code)
         if code == 413:
             raise TusError(f"{self.endpoint} refused the size (HTTP 413: {response.text[:200]})", http_status=code)
+        if code == 429:
+            wait = response.headers.get("Retry-After", "")
+            raise TusError(f"{self.endpoint} asks us to slow down (HTTP 429)", retriable=True, http_status=code,
+                           retry_after=min(float(wait) if wait.isdigit() else self.backoff, MAX_RETRY_AFTER))
         if code >= 500:
             raise TusError(f"{self.endpoint} failed (HTTP {code})", retriable=True, http_status=code)
         return response
@@ -182,7 +188,7 @@ class TusSender:
                 if not (small and exc.retriable):
                     raise
                 failures += 1  # the body did not make it: create again without it, then PATCH
-                self.sleep(self.backoff)
+                self.sleep(max(self.backoff, exc.retry_after))
                 last = self._create(path, filename)
             url = str(httpx.URL(self.endpoint).join(last.headers["Location"]))
             confirmed = int(last.headers.get("Upload-Offset", 0))
@@ -197,9 +203,10 @@ class TusSender:
             while confirmed < length:
                 if self.should_stop():
                     raise SendCanceled()
-                offset, data, checksum = ahead.result()
-                if offset != confirmed:
-                    offset, data, checksum = chunk_at(confirmed)
+                prepared = ahead.result() if ahead is not None else None
+                if prepared is None or prepared[0] != confirmed:  # after a failure: read where the server is
+                    prepared = chunk_at(confirmed)
+                offset, data, checksum = prepared
                 end = offset + len(data)
                 ahead = helper.submit(chunk_at, end) if end < length else None
                 try:
@@ -210,7 +217,7 @@ class TusSender:
                     if not exc.retriable or failures >= self.retries:
                         raise
                     failures += 1
-                    self.sleep(min(self.backoff * 2 ** (failures - 1), self.max_backoff))
+                    self.sleep(max(min(self.backoff * 2 ** (failures - 1), self.max_backoff), exc.retry_after))
                     known, last = self._offset(url), None
                     if known is None:
                         raise TusError(f"the receiving end lost upload {url} (expired or deleted)") from None

@@ -44,3 +44,22 @@ def test_a_different_copy_on_the_receiving_end_is_never_confirmed(receiving, upl
     with TusSender(f"{receiving.url}/api/uploads/", uploader.token, chunk_size=8192) as sender:
         with pytest.raises(TusError, match="copy has sha1"):
             sender.send(path, "LK/a_1_CT/1.dcm", url=url)
+
+
+def test_a_throttled_sender_waits_as_long_as_the_server_asks_and_goes_on(receiving, uploader, tmp_path, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "uploads": "3/min"})
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"z" * 50_000)
+    waits = []
+
+    def sleep(seconds):  # time passes: the server's window resets
+        waits.append(seconds)
+        cache.clear()
+
+    with TusSender(f"{receiving.url}/api/uploads/", uploader.token, chunk_size=10_000, sleep=sleep) as sender:
+        receipt = sender.send(path, "LK/t_1_CT/1.dcm")
+    assert receipt.verified == 50_000 and waits and all(w >= 1 for w in waits)
+    assert (receiving.downloads / "LK/t_1_CT/1.dcm").read_bytes() == path.read_bytes()

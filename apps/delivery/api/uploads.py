@@ -17,6 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from apps.audit import record
@@ -77,6 +78,9 @@ def expiry(upload: Upload) -> dict:
 
 class TusView(APIView):
     permission_classes = [MayUpload]
+    # Each chunk is a request: uploads have their own, higher rate (UPLOAD_RATE_USER), not the API's.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "uploads"
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # login and permission first
