@@ -11,6 +11,7 @@ folder beside the destination first and moved into place only when all of them w
 CRCs checked, so a corrupt bundle leaves nothing behind either."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -34,6 +35,15 @@ class BundleRefused(Exception):
 class Unpacked:
     files: list[str]  # relative paths written, in bundle order
     bytes: int
+
+
+def file_sha1(path: Path) -> str:
+    """Hex sha1 of a file, read in 1 MB blocks."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fp:
+        while block := fp.read(COPY_BUFFER):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_relative_path(name: str) -> PurePosixPath:

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 
 from apps.audit import record
-from apps.delivery.bundle import make_zip
+from apps.delivery.bundle import file_sha1, make_zip
 from apps.delivery.models import DeliveryTarget
 from apps.delivery.tus_client import SendCanceled, TusError, TusSender
 from apps.jobs.errors import ItemCanceled, ItemFailed
@@ -261,21 +261,13 @@ def _folder(target) -> Path:
 
 
 # --- files ---------------------------------------------------------------------------------------
-def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as fp:
-        while block := fp.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def copy_verified(source: Path, destination: Path) -> str:
     """Copy via a temporary name, re-read the copy, and rename it into place only if its sha1 matches."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         shutil.copyfile(source, partial)
-        want, got = sha1_of(source), sha1_of(partial)
+        want, got = file_sha1(source), file_sha1(partial)
         if want != got:
             raise OSError(f"the copy of {source.name} in {destination.parent} reads back differently")
         os.replace(partial, destination)

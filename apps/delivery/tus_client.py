@@ -21,6 +21,8 @@ from typing import Callable
 
 import httpx
 
+from apps.delivery.bundle import file_sha1
+
 TUS_VERSION = "1.0.0"
 BLOCK = 1024 * 1024
 MAX_RETRY_AFTER = 120.0  # the longest a 429's Retry-After makes us wait
@@ -252,10 +254,7 @@ class TusSender:
                            f"not {length}")
         sha1 = ""
         if answer.get("verified") != length:  # partly sent without checksums (not by us): compare whole files
-            digest = hashlib.sha1()
-            for start in range(0, length, self.chunk_size):
-                digest.update(read_at(path, start, min(self.chunk_size, length - start)))
-            sha1 = digest.hexdigest()
+            sha1 = file_sha1(path)
             if answer.get("sha1") != sha1:
                 raise TusError(f"the receiving end's copy has sha1 {answer.get('sha1')}, ours {sha1}", restart=True)
         return Receipt(url=url, length=length, verified=answer["verified"], sha1=sha1, state=answer["state"],

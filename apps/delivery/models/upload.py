@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.delivery.bundle import BundleRefused, check_relative_path, place_file, unpack
+from apps.delivery.bundle import BundleRefused, check_relative_path, file_sha1, place_file, unpack
 
 READ_BLOCK = 1024 * 1024
 
@@ -122,11 +122,7 @@ class Upload(models.Model):
         """Unpack or place the complete file. A refused file writes nothing into downloads and leaves
         the reason in `error`."""
         if self.verified < self.length:  # some bytes came without a checksum: hash the whole file
-            digest = hashlib.sha1()
-            with open(self.data_path, "rb") as fp:
-                while block := fp.read(READ_BLOCK):
-                    digest.update(block)
-            self.sha1 = digest.hexdigest()
+            self.sha1 = file_sha1(self.data_path)
         try:
             downloads = Path(settings.DOWNLOADS_DIR)
             if self.filename.lower().endswith(".zip"):
