@@ -43,6 +43,8 @@ bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
 	$(PY) bench/access.py
+	$(PY) bench/receiver.py
+	$(PY) bench/caselist.py
 	$(PY) bench/deliver.py
 
 clean:

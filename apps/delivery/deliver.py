@@ -39,7 +39,7 @@ def gather(batch) -> BatchFiles:
     """The files of the batch's succeeded cases, named as in the download layout."""
     job = batch.job
     root = job.retrieval.downloads_root()
-    cases = job.retrieval.items.filter(pk__in=batch.case_ids).order_by("line")
+    cases = job.retrieval.items.filter(line__in=batch.lines).order_by("line")
     entries, lines, skipped = {}, [], []
     for case in cases:
         if case.status != ItemStatus.SUCCEEDED:

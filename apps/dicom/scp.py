@@ -41,6 +41,18 @@ class ReceivedInstance:
         return self.identity.sop == self.sop_instance_uid
 
 
+@dataclass(frozen=True)
+class ReceiverLimits:
+    """What peers may cost a Storage SCP. `max_associations` at once: one more is rejected as transient,
+    "local limit exceeded", and a PACS retries later. `idle_timeout`: seconds a peer may stay silent
+    between PDUs. `pdu_timeout`: seconds any wait inside a PDU may last, and a PDU still incomplete after
+    that long is cut as its bytes arrive (so it takes at most twice that); the A-ASSOCIATE-RQ must begin
+    that soon after connecting (the ARTIM timer of PS3.8). A peer trickling bytes cannot hold a connection."""
+    max_associations: int = 32
+    idle_timeout: float = 300.0
+    pdu_timeout: float = 60.0
+
+
 class InstanceRefused(Exception):
     """Raised by an `on_instance` callback that will not keep an instance: the sender gets `status` and
     `comment` (e.g. 0x0124 "Refused: Not authorized" for a C-STORE outside any retrieval)."""
@@ -113,9 +125,9 @@ class StorageSCP(Service):
     A peer that `accepts_calling_ae` does not know gets "not authorized" for every C-STORE."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None):
-        self.local = local
-        self.bind_host = bind_host
+                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
+                 limits: ReceiverLimits = ReceiverLimits()):
+        self.local, self.bind_host, self.limits = local, bind_host, limits
         self._on_instance = on_instance
         self._accepts_calling_ae = accepts_calling_ae
         self._server = None
@@ -124,7 +136,9 @@ class StorageSCP(Service):
         ae = application_entity(self.local.ae_title)
         ae.require_called_aet = True  # a PACS that calls us by another name is misconfigured: say so
         ae.maximum_pdu_size = 0  # let senders use PDUs as large as they like
-        ae.network_timeout = 300  # a sender silent this long is gone
+        ae.maximum_associations = self.limits.max_associations  # beyond: A-ASSOCIATE-RJ, local limit exceeded
+        ae.network_timeout = self.limits.idle_timeout  # a sender silent this long is gone
+        ae.acse_timeout = self.limits.pdu_timeout
         for sop_class in ALL_STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)

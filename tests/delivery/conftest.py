@@ -86,15 +86,15 @@ def retrieved(user, tmp_path):
 
 
 def run_released(job) -> None:
-    """Run every released batch in this process, in order, until none is left pending (what a
-    worker does with the queue)."""
+    """Run every batch that was released (created: its cases are done) in this process, in order, until
+    none is left pending (what a worker does with the queue)."""
     from apps.delivery.models import DeliveryBatch
 
     while True:
-        batch = DeliveryBatch.objects.filter(job=job, released=True, status=ItemStatus.PENDING).order_by("number").first()
+        batch = DeliveryBatch.objects.filter(job=job, status=ItemStatus.PENDING).order_by("number").first()
         if batch is None:
             break
-        runner.run_item(batch._meta.label, batch.pk)
+        runner.run_item(batch._meta.label, batch.pk, continue_with_job=False)
     job.refresh_from_db()
 
 

@@ -30,7 +30,7 @@ def test_expired_uploads_and_old_unused_zips_go_the_rest_stays(settings, tmp_pat
         path.write_bytes(b"PK")
     for path in (old_unused, old_in_use):
         os.utime(path, (time.time() - 7200, time.time() - 7200))
-    DeliveryBatch.objects.filter(job=job, number=1).update(zip_path=str(old_in_use))
+    DeliveryBatch.objects.create(job=job, number=1, lines=[2, 3, 4], zip_path=str(old_in_use))  # pending: in use
 
     assert clean_stale() == {"uploads": 1, "zips": 1}
     assert not stale.data_path.exists() and not Upload.objects.filter(pk=stale.pk).exists()

@@ -34,39 +34,41 @@ def case_list_csv(orthanc_dataset, count) -> bytes:
     return intake.rows_to_csv(rows).encode()
 
 
+def step(item):
+    """One item, the way a worker runs it, without going on to the job's next ones."""
+    runner.run_item(item._meta.label, item.pk, continue_with_job=False)
+
+
 def test_batch_one_is_delivered_before_batch_two_has_downloaded(orthanc, orthanc_dataset, orthanc_server, outbox,
                                                                  user, settings):
     target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
-    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))], user=user), user=user,
-                                   delivery={"target": target, "mode": "zip", "batch_size": 2})
+    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))], user=user),
+                                   user=user, delivery={"target": target, "mode": "zip", "batch_size": 2})
     delivery = retrieval.deliveries.get()
-    first, second = delivery.items.order_by("number")
-    assert not first.released and not second.released  # nothing is downloaded yet
+    assert delivery.plan == [[2, 3], [4, 5]] and not delivery.items.exists()  # nothing is downloaded yet
+    assert delivery.status == "running"
     rows = list(retrieval.items.order_by("line"))
-    assert [r.queued_at is not None for r in rows] == [True, True, False, False]  # one batch at a time
 
     for row in rows[:2]:
-        runner.run_item(row._meta.label, row.pk)
-    first.refresh_from_db(), second.refresh_from_db()
-    assert first.released and first.queued_at is not None and not second.released
-    for row in rows[2:]:  # batch 2 is queued together with batch 1's delivery
-        row.refresh_from_db()
-        assert row.queued_at is not None and row.status == "pending"
-    runner.run_item(first._meta.label, first.pk)  # a worker takes batch 1 while rows 3-4 still wait
+        step(row)
+    retrieval.refresh_status()  # what the worker does at least every JOB_STATUS_SECONDS
+    first = delivery.items.get()
+    assert first.number == 1 and first.lines == [2, 3] and first.queued_at is not None
+    step(first)  # a worker takes batch 1 while rows 4-5 still wait
     first.refresh_from_db()
     assert first.status == "succeeded", first.error
     assert all(r.status == "pending" for r in retrieval.items.filter(pk__in=[r.pk for r in rows[2:]]))
     zip_one = outbox / f"delivery-{delivery.pk}-batch-1.zip"
     names = zipfile.ZipFile(zip_one).namelist()
     assert len(names) == 10 and all(n.startswith("ORT/2021030") for n in names)
-    # Batch 1's case folders are cleared; the downloads of rows 3-4 have not even started.
+    # Batch 1's case folders are cleared; the downloads of rows 4-5 have not even started.
     assert not list(settings.DOWNLOADS_DIR.rglob("*.dcm"))
 
     for row in rows[2:]:
-        runner.run_item(row._meta.label, row.pk)
-    second.refresh_from_db()
-    assert second.released
-    runner.run_item(second._meta.label, second.pk)
+        step(row)
+    retrieval.refresh_status()
+    second = delivery.items.get(number=2)
+    step(second)
     delivery.refresh_from_db()
     assert delivery.status == "succeeded"
     assert len(zipfile.ZipFile(outbox / f"delivery-{delivery.pk}-batch-2.zip").namelist()) == 10
@@ -83,9 +85,10 @@ def test_a_failed_case_is_not_delivered_and_its_batch_says_so(orthanc, orthanc_d
     delivery = DeliveryJob.for_retrieval(retrieval, target, user=user, mode="direct", batch_size=5)
     retrieval.start(user)
     for row in retrieval.items.all():
-        runner.run_item(row._meta.label, row.pk)
+        step(row)
+    retrieval.refresh_status()
     batch = delivery.items.get()
-    runner.run_item(batch._meta.label, batch.pk)
+    step(batch)
     batch.refresh_from_db()
     assert batch.status == "succeeded" and batch.files == 5
     assert batch.result["lines"] == [2] and batch.result["skipped_lines"] == [3]
@@ -108,14 +111,14 @@ def test_post_retrievals_with_delivery_starts_both_and_batches_follow_the_rows(a
     assert response.status_code == 201, response.data
     delivery = DeliveryJob.objects.get(pk=response.data["deliveries"][0])
     assert delivery.retrieval_id == response.data["id"] and delivery.mode == "direct"
-    assert [b.cases for b in delivery.items.order_by("number")] == [2, 1]
-    assert not delivery.items.filter(released=True).exists()
+    assert delivery.plan == [[2, 3], [4]] and not delivery.items.exists()
     retrieval = RetrievalJob.objects.get(pk=response.data["id"])
     for row in retrieval.items.order_by("line"):
-        runner.run_item(row._meta.label, row.pk)
-    assert delivery.items.filter(released=True).count() == 2 and delivery.paced
+        step(row)
+    retrieval.refresh_status()
+    assert [b.cases for b in delivery.items.order_by("number")] == [2, 1]
     for batch in delivery.items.order_by("number"):
-        runner.run_item(batch._meta.label, batch.pk)
+        step(batch)
     delivery.refresh_from_db()
     assert delivery.status == "succeeded" and len(list(outbox.rglob("*.dcm"))) == 15
 
@@ -163,14 +166,15 @@ def test_the_admin_upload_can_carry_a_delivery(admin_client_logged_in, orthanc_s
     assert delivery.retrieval == RetrievalJob.objects.get() and delivery.batch_size == 3 and delivery.mode == "zip"
 
 
-def test_canceling_a_paced_delivery_lets_the_retrieval_go_on(user, orthanc, orthanc_dataset, orthanc_server, outbox):
+def test_a_canceled_delivery_releases_no_more_batches_and_the_retrieval_goes_on(user, orthanc, orthanc_dataset,
+                                                                               orthanc_server, outbox):
     target = DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(outbox))
-    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))], user=user), user=user,
-                                   delivery={"target": target, "mode": "zip", "batch_size": 2})
-    assert retrieval.items.filter(queued_at__isnull=True).count() == 2
-    retrieval.deliveries.get().cancel(user)
-    assert not retrieval.items.filter(queued_at__isnull=True).exists()
+    retrieval, = intake.start_jobs(intake.read_case_lists([("t.csv", case_list_csv(orthanc_dataset, 4))], user=user),
+                                   user=user, delivery={"target": target, "mode": "zip", "batch_size": 2})
+    delivery = retrieval.deliveries.get()
+    delivery.cancel(user)
+    assert delivery.status == "canceled"
     for row in retrieval.items.all():
-        runner.run_item(row._meta.label, row.pk)
-    retrieval.refresh_from_db()
-    assert retrieval.status == "succeeded" and list(outbox.iterdir()) == []
+        step(row)
+    retrieval.refresh_status()
+    assert retrieval.status == "succeeded" and not delivery.items.exists() and list(outbox.iterdir()) == []

@@ -39,7 +39,7 @@ class DeliveryTargetSerializer(serializers.ModelSerializer):
 class DeliveryBatchSerializer(JobItemSerializer):
     class Meta(JobItemSerializer.Meta):
         model = DeliveryBatch
-        fields = JobItemSerializer.Meta.fields + ["number", "cases", "files", "bytes", "sent_bytes", "released",
+        fields = JobItemSerializer.Meta.fields + ["number", "lines", "cases", "files", "bytes", "sent_bytes",
                                                   "zip_path"]
         read_only_fields = fields
 

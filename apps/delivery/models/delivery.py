@@ -1,12 +1,12 @@
-"""Delivery jobs (seed 000's batch + transfer wrapper): the cases of a retrieval, N per batch, each
-batch zipped or sent as files to a target once all its cases finished downloading. A batch is the job
-item; it is queued ("released") only when its cases are done, so batch 1 travels while batch 2 is
-still being retrieved, and no worker sits waiting for a download."""
+"""Delivery jobs (the batch download tool's transfer wrapper): the cases of a retrieval, N per batch,
+each batch zipped or sent as files to a target once all its cases finished retrieving. The job holds
+the plan (case-list lines per batch); a batch item is created and queued only when its cases are done,
+so batch 1 travels while batch 2 is still being retrieved and no worker sits waiting for a download."""
 from __future__ import annotations
 
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 
-from apps.jobs.models import ItemStatus, Job, JobItem
+from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
 
 FINISHED = [ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.TIMED_OUT, ItemStatus.CANCELED]
 
@@ -23,8 +23,7 @@ class DeliveryJob(Job):
     batch_size = models.PositiveIntegerField(default=20)
     keep_zip = models.BooleanField(default=False, help_text="Keep each batch's zip after it was delivered.")
     clear = models.BooleanField(default=True, help_text="Delete the delivered case files once confirmed.")
-    paced = models.BooleanField(default=False, editable=False,
-                                help_text="Came with its retrieval, which then downloads one batch at a time.")
+    plan = models.JSONField(default=list, editable=False, help_text="Case-list lines of each batch, in order.")
 
     class Meta(Job.Meta):
         verbose_name = "delivery job"
@@ -35,67 +34,66 @@ class DeliveryJob(Job):
     @classmethod
     def for_retrieval(cls, retrieval, target, *, user=None, mode: str = Mode.ZIP, batch_size: int = 20,
                       keep_zip: bool = False, clear: bool = True, start: bool = True,
-                      paced: bool = False) -> "DeliveryJob":
+                      lines: list[int] | None = None) -> "DeliveryJob":
+        """`lines`: the retrieval's case-list lines, when its rows are still being created."""
         if not target.zippable:
             mode = cls.Mode.DIRECT  # a PACS takes instances, not zips
+        lines = sorted(lines if lines is not None else retrieval.items.values_list("line", flat=True))
         job = cls.objects.create(created_by=user, retrieval=retrieval, target=target, mode=mode,
-                                 batch_size=batch_size, keep_zip=keep_zip, clear=clear, paced=paced,
+                                 batch_size=batch_size, keep_zip=keep_zip, clear=clear,
+                                 plan=[lines[i:i + batch_size] for i in range(0, len(lines), batch_size)],
                                  description=f"{retrieval} to {target.name}, {batch_size} cases per batch")
-        case_ids = list(retrieval.items.order_by("line", "pk").values_list("pk", flat=True))
-        DeliveryBatch.objects.bulk_create([
-            DeliveryBatch(job=job, number=n + 1, case_ids=case_ids[i:i + batch_size], cases=len(case_ids[i:i + batch_size]))
-            for n, i in enumerate(range(0, len(case_ids), batch_size))])
         if start:
             job.start(user)
         return job
 
-    def ready_batches(self) -> list["DeliveryBatch"]:
-        """Pending, not yet released batches whose cases have all finished retrieving."""
-        waiting = list(self.items.filter(status=ItemStatus.PENDING, released=False))
-        if not waiting or self.retrieval_id is None:
-            return waiting
-        finished = set(self.retrieval.items.filter(status__in=FINISHED).values_list("pk", flat=True))
-        return [batch for batch in waiting if set(batch.case_ids) <= finished]
-
-    def downloading_case_ids(self) -> list[int]:
-        """The cases of the first batch whose retrieval is not finished: the ones a paced retrieval
-        downloads now (empty when every case finished)."""
-        finished = set(self.retrieval.items.filter(status__in=FINISHED).values_list("pk", flat=True))
-        for batch in self.items.order_by("number"):
-            if not set(batch.case_ids) <= finished:
-                return batch.case_ids
-        return []
-
-    def startable_items(self):
-        ready = self.ready_batches()
-        with transaction.atomic():
-            claimed = [b for b in ready if DeliveryBatch.objects.filter(pk=b.pk, released=False).update(released=True)]
-        return self.items.filter(pk__in=[b.pk for b in claimed]) | self.items.filter(
-            status=ItemStatus.PENDING, released=True, queued_at__isnull=True)
+    def start(self, user=None) -> int:
+        return super().start(user) + self.release_ready()
 
     def release_ready(self) -> int:
-        """Queue the batches that became ready (called whenever the retrieval makes progress)."""
+        """Create and queue the batches whose cases have all finished retrieving (called whenever the
+        retrieval makes progress). A batch is created once: (job, number) is unique."""
         from apps.jobs.runner import enqueue_many
 
-        if self.status not in ("pending", "running") or self.started_at is None or self.cancel_requested:
+        fresh = type(self).objects.filter(pk=self.pk, started_at__isnull=False, cancel_requested=False,
+                                          status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists()
+        if not fresh or self.retrieval_id is None:
             return 0
-        batches = list(self.startable_items())
-        enqueue_many(batches)
-        return len(batches)
+        finished = set(self.retrieval.items.filter(status__in=FINISHED).values_list("line", flat=True))
+        existing = set(self.items.values_list("number", flat=True))
+        created = []
+        for number, lines in enumerate(self.plan, start=1):
+            if number in existing or not set(lines) <= finished:
+                continue
+            try:
+                with transaction.atomic():
+                    created.append(DeliveryBatch.objects.create(job=self, number=number, lines=lines, cases=len(lines)))
+            except IntegrityError:  # another worker released it a moment ago
+                continue
+        enqueue_many(created)
+        return len(created)
+
+    def derive_status(self, counts: dict[str, int]) -> str:
+        """Batches still waiting for their cases keep the job running (or end canceled)."""
+        waiting = len(self.plan) - sum(counts.values())
+        if waiting > 0 and not self.cancel_requested:
+            return JobStatus.RUNNING if self.started_at else JobStatus.PENDING
+        if waiting > 0 and not (counts[ItemStatus.PENDING] or counts[ItemStatus.RUNNING]):
+            return JobStatus.CANCELED
+        return super().derive_status(counts)
 
     def extra_progress(self) -> dict:
         sums = self.items.aggregate(cases=models.Sum("cases"), files=models.Sum("files"),
                                     bytes=models.Sum("bytes"), sent=models.Sum("sent_bytes"))
-        return {"cases": sums["cases"] or 0, "files": sums["files"] or 0,
+        return {"batches": len(self.plan), "cases": sums["cases"] or 0, "files": sums["files"] or 0,
                 "megabytes": round((sums["bytes"] or 0) / 1e6, 1), "sent_megabytes": round((sums["sent"] or 0) / 1e6, 1)}
 
 
 class DeliveryBatch(JobItem):
     job = models.ForeignKey(DeliveryJob, on_delete=models.CASCADE, related_name="items")
     number = models.PositiveIntegerField()
-    case_ids = models.JSONField(default=list, help_text="Retrieval items (case-list rows) in this batch.")
+    lines = models.JSONField(default=list, help_text="Case-list lines (retrieval rows) in this batch.")
     cases = models.PositiveIntegerField(default=0)
-    released = models.BooleanField(default=False, help_text="Queued: all its cases finished retrieving.")
     files = models.PositiveIntegerField(default=0, help_text="Files in the batch.")
     bytes = models.BigIntegerField(default=0, help_text="Bytes of the batch's files (or its zip).")
     sent_bytes = models.BigIntegerField(default=0, help_text="Bytes the target confirmed.")
@@ -106,6 +104,7 @@ class DeliveryBatch(JobItem):
         verbose_name = "delivery batch"
         verbose_name_plural = "delivery batches"
         ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="delivery_one_batch_per_number")]
 
     def __str__(self) -> str:
         return f"batch {self.number}"
