@@ -2,7 +2,6 @@
 before writing anything (zip-slip), also through the receiving portal."""
 import base64
 import hashlib
-import io
 import os
 import stat
 import zipfile
