@@ -43,9 +43,12 @@ bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
 	$(PY) bench/retrieve.py --instances 2000 --no-get
+	$(PY) bench/photos.py
+	$(PY) bench/send.py
 	$(PY) bench/access.py
 	$(PY) bench/receiver.py
 	$(PY) bench/caselist.py
+	$(PY) bench/deliver.py
 
 clean:
 	rm -rf $(VENV) data
