@@ -42,7 +42,8 @@ class AnyOf:
 
 def series_parts(assoc, plan) -> list:
     """The study's series as plans of their own (their SeriesInstanceUID and instance count), or [plan]
-    itself when it has fewer than two series or the series counts do not add up to the study's."""
+    itself when it has fewer than two series, a series is listed twice, or the series counts do not add
+    up to the study's: a split is trusted only when its parts account for the whole study exactly."""
     found = assoc.find("SERIES", {"StudyInstanceUID": plan.uid, "SeriesInstanceUID": "",
                                   "NumberOfSeriesRelatedInstances": ""})
     parts = []
@@ -52,7 +53,8 @@ def series_parts(assoc, plan) -> list:
         if not uid or not count.isdigit():
             return [plan]
         parts.append(replace(plan, expected=int(count), series_uid=uid))
-    if len(parts) < 2 or plan.expected is None or sum(p.expected for p in parts) != plan.expected:
+    if (len(parts) < 2 or plan.expected is None or len({p.series_uid for p in parts}) != len(parts)
+            or sum(p.expected for p in parts) != plan.expected):
         return [plan]
     return parts
 

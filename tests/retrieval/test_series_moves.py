@@ -182,6 +182,7 @@ def study_plan(expected):
     (Answers(("1.1", "4"), ("1.2", "5")), False),  # counts add up to 9, the study has 10: move it whole
     (Answers(("1.1", "4"), ("1.2", "")), False),  # a series without its count
     (Answers(("1.1", "10")), False),  # one series: nothing to split
+    (Answers(("1.1", "5"), ("1.1", "5")), False),  # a series listed twice would stand in for another
 ])
 def test_a_study_is_split_into_series_only_when_their_counts_add_up_to_its_own(answers, split):
     parts = series_parts(answers, study_plan(10))
