@@ -15,4 +15,7 @@ api_urlpatterns = [
     path("", include("apps.servers.urls")),
     path("", include("apps.jobs.urls")),
     path("", include("apps.retrieval.urls")),
+    path("", include("apps.photos.urls")),
+    path("", include("apps.sending.urls")),
+    path("", include("apps.delivery.urls")),
 ]
