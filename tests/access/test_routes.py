@@ -158,9 +158,8 @@ def caller(user=None, *, admin: bool) -> APIClient:
 
 
 def objects_for(owner) -> dict:
-    """A server nothing listens on, a spare one to delete, and an echo, a retrieval and a photo job of `owner`."""
-    """A server nothing listens on, a spare one to delete, an echo, a retrieval and a send job of `owner`,
-    and an inbox."""
+    """A server nothing listens on, a spare one to delete, an echo, a retrieval, a photo and a send job of
+    `owner`, and an inbox."""
     server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
     DicomServer.objects.create(name="SPARE", ae_title="SPARE", host="127.0.0.1", port=1)
     echo = EchoJob.for_servers([server], user=owner)
@@ -170,11 +169,11 @@ def objects_for(owner) -> dict:
     photo = PhotoUpload.objects.create(created_by=owner, dicom_server=server, server_name="RT", backend="cstore",
                                        patient_id="P1", study_instance_uid="1.2.3", series_instance_uid="1.2.3.4")
     PhotoSend.objects.create(job=photo, status="failed", error="down")
-    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "photo": photo.pk}
     send = SendJob.objects.create(created_by=owner, source_path="/nowhere", root="/nowhere")
     SendItem.objects.create(job=send, batch=0, status="failed", error="down")
     inbox = Inbox.objects.create(name="WARD", path="/nowhere", archive_path="/nowhere-archive")
-    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "send": send.pk, "inbox": inbox.name}
+    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "photo": photo.pk, "send": send.pk,
+            "inbox": inbox.name}
 
 
 def send(client, method: str, rule: Rule, objects: dict):
