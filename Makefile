@@ -47,6 +47,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/access.py
 	$(PY) bench/receiver.py
 	$(PY) bench/caselist.py
+	$(PY) bench/deliver.py
 
 clean:
 	rm -rf $(VENV) data

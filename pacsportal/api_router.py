@@ -17,4 +17,5 @@ api_urlpatterns = [
     path("", include("apps.retrieval.urls")),
     path("", include("apps.photos.urls")),
     path("", include("apps.sending.urls")),
+    path("", include("apps.delivery.urls")),
 ]

@@ -34,6 +34,9 @@ SEND_VIEW = ("sending.view_sendjob",)
 INBOX_VIEW = ("sending.view_inbox",)
 ECHO_VIEW = ("jobs.view_echojob",)
 PHOTO_VIEW = ("photos.view_photoupload",)
+DELIVERY_VIEW = ("delivery.view_deliveryjob",)
+UPLOAD = ("delivery.add_upload",)
+NO_UPLOAD = "6f1c1f8e-0000-4000-8000-000000000000"
 RULES = {
     ("healthz", "GET"): Rule("/healthz", OPEN, 200),
     ("metrics", "GET"): Rule("/metrics", STAFF, 200),
@@ -63,6 +66,25 @@ RULES = {
     ("retrievaljob-retry", "POST"): Rule("/api/retrievals/{retrieval}/retry/", ("retrieval.change_retrievaljob",),
                                          200),
     ("retrievaljob-report", "GET"): Rule("/api/retrievals/{retrieval}/report", RETRIEVAL_VIEW, 200),
+    ("deliverytarget-list", "GET"): Rule("/api/delivery-targets/", ("delivery.view_deliverytarget",), 200),
+    ("deliverytarget-list", "POST"): Rule("/api/delivery-targets/", ("delivery.add_deliverytarget",), 400),
+    ("deliverytarget-detail", "GET"): Rule("/api/delivery-targets/{target}/", ("delivery.view_deliverytarget",), 200),
+    ("deliverytarget-detail", "PUT"): Rule("/api/delivery-targets/{target}/", ("delivery.change_deliverytarget",),
+                                           400),
+    ("deliverytarget-detail", "PATCH"): Rule("/api/delivery-targets/{target}/", ("delivery.change_deliverytarget",),
+                                             200, {"description": "changed"}),
+    ("deliverytarget-detail", "DELETE"): Rule("/api/delivery-targets/SPAREBOX/", ("delivery.delete_deliverytarget",),
+                                              204),
+    ("deliveryjob-list", "GET"): Rule("/api/deliveries/", DELIVERY_VIEW, 200),
+    ("deliveryjob-list", "POST"): Rule("/api/deliveries/", ("delivery.add_deliveryjob",), 400),
+    ("deliveryjob-detail", "GET"): Rule("/api/deliveries/{delivery}/", DELIVERY_VIEW, 200),
+    ("deliveryjob-cancel", "POST"): Rule("/api/deliveries/{delivery}/cancel/", ("delivery.change_deliveryjob",), 200),
+    ("deliveryjob-retry", "POST"): Rule("/api/deliveries/{delivery}/retry/", ("delivery.change_deliveryjob",), 200),
+    # The tus receiving end: past the checks, a request without Tus-Resumable is 412, an unknown upload 404.
+    ("upload-collection", "POST"): Rule("/api/uploads/", UPLOAD, 412),
+    ("upload-resource", "GET"): Rule(f"/api/uploads/{NO_UPLOAD}", UPLOAD, 404),
+    ("upload-resource", "PATCH"): Rule(f"/api/uploads/{NO_UPLOAD}", UPLOAD, 412),
+    ("upload-resource", "DELETE"): Rule(f"/api/uploads/{NO_UPLOAD}", UPLOAD, 412),
     # The admin's own views (Django's model views already follow the model permissions).
     ("admin:retrieval_upload", "GET"): Rule("/admin/retrieval/retrievaljob/upload/", ("retrieval.start_retrieval",),
                                             200),
@@ -158,8 +180,11 @@ def caller(user=None, *, admin: bool) -> APIClient:
 
 
 def objects_for(owner) -> dict:
-    """A server nothing listens on, a spare one to delete, an echo, a retrieval, a photo and a send job of
-    `owner`, and an inbox."""
+    """A server nothing listens on, a spare one to delete, and one job of each kind of `owner` (an echo, a
+    retrieval, a photo upload, a send job, a delivery of the retrieval), an inbox, and delivery targets (one
+    to delete)."""
+    from apps.delivery.models import DeliveryJob, DeliveryTarget
+
     server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
     DicomServer.objects.create(name="SPARE", ae_title="SPARE", host="127.0.0.1", port=1)
     echo = EchoJob.for_servers([server], user=owner)
@@ -172,8 +197,11 @@ def objects_for(owner) -> dict:
     send = SendJob.objects.create(created_by=owner, source_path="/nowhere", root="/nowhere")
     SendItem.objects.create(job=send, batch=0, status="failed", error="down")
     inbox = Inbox.objects.create(name="WARD", path="/nowhere", archive_path="/nowhere-archive")
+    target = DeliveryTarget.objects.create(name="BOX", kind="portal", url="http://127.0.0.1:1", token="t")
+    DeliveryTarget.objects.create(name="SPAREBOX", kind="portal", url="http://127.0.0.1:1", token="t")
+    delivery = DeliveryJob.for_retrieval(retrieval, target, user=owner, start=False)
     return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "photo": photo.pk, "send": send.pk,
-            "inbox": inbox.name}
+            "inbox": inbox.name, "target": target.name, "delivery": delivery.pk}
 
 
 def send(client, method: str, rule: Rule, objects: dict):
