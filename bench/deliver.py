@@ -98,7 +98,7 @@ def deliver(retrieval, target, mode: str, batch_size: int) -> tuple[float, float
     job = DeliveryJob.for_retrieval(retrieval, target, mode=mode, batch_size=batch_size, clear=False)
     started = time.monotonic()
     for batch in job.items.order_by("number"):
-        if run_item(batch._meta.label, batch.pk) != "succeeded":
+        if run_item(batch._meta.label, batch.pk, continue_with_job=False) != "succeeded":
             batch.refresh_from_db()
             raise RuntimeError(f"{mode} batch {batch.number} failed: {batch.error}")
     elapsed = time.monotonic() - started
