@@ -178,9 +178,9 @@ def main(argv=None) -> int:
         target = DeliveryTarget.objects.create(name="FAR", kind="portal", url=portal.url, token=portal.token)
         probe = DeliveryJob.for_retrieval(retrieval, target, batch_size=args.batch_size, start=False)
         zips = []
-        for batch in DeliveryBatch.objects.filter(job=probe).order_by("number"):
-            path = work / "reference" / f"batch-{batch.number}.zip"
-            make_zip(gather(batch).entries, path)
+        for number, lines in enumerate(probe.plan, start=1):  # the zips the delivery will make, made once
+            path = work / "reference" / f"batch-{number}.zip"
+            make_zip(gather(DeliveryBatch(job=probe, number=number, lines=lines)).entries, path)
             zips.append(path)
         megabytes = sum(p.stat().st_size for p in zips) / 1e6
         files = sum(1 for _ in (work / "source").rglob("*.dcm"))
