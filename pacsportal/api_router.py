@@ -15,4 +15,5 @@ api_urlpatterns = [
     path("", include("apps.servers.urls")),
     path("", include("apps.jobs.urls")),
     path("", include("apps.retrieval.urls")),
+    path("", include("apps.imports.urls")),
 ]

@@ -1,0 +1,183 @@
+"""DICOM -> 8-bit display image -> JPEG, the way a viewer shows it at first sight.
+
+Greyscale: the modality LUT (Modality LUT Sequence, or RescaleSlope/Intercept), then the VOI LUT
+Sequence or WindowCenter/Width (the first value when there are several; a min/max window when there
+is none), and MONOCHROME1 inverted so that high values are dark. Colour: RGB as stored, YBR converted
+to RGB by pydicom, PALETTE COLOR through its lookup tables. Multi-frame images show one frame (the
+first by default). Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with its
+libjpeg, openjpeg and rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
+
+Greyscale windowing is computed once per possible stored value (a lookup table of at most 65,536
+entries) and then applied with one indexing pass, which is several times faster than evaluating the
+float formulas on every pixel.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+
+JPEG_QUALITY = 90
+
+
+class RenderError(Exception):
+    """A file that cannot be shown, with the reason in words (not DICOM, no pixel data, undecodable...)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    width: int
+    height: int
+    frames: int
+
+
+def first(value) -> float:
+    """WindowCenter and friends may be multi-valued: the first value is the default view."""
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        value = value[0]
+    return float(value)
+
+
+def read_dataset(path: str | os.PathLike) -> Dataset:
+    """The whole file, pixel data included; RenderError names what is wrong with it."""
+    try:
+        return pydicom.dcmread(path)
+    except InvalidDicomError:
+        raise RenderError("not a DICOM file (no DICM marker after the 128-byte preamble)") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise RenderError(f"unreadable DICOM file: {one_line(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def frame_pixels(ds: Dataset, frame: int = 0) -> np.ndarray:
+    """The stored values of one frame (YBR already converted to RGB)."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise RenderError("no pixel data (not an image: a report, a presentation state, ...)")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if not 0 <= frame < frames:
+        raise RenderError(f"frame {frame} asked for, the image has {frames}")
+    try:
+        return pixel_array(ds, index=frame if frames > 1 else None)
+    except Exception as exc:  # decoders raise anything from ValueError to RuntimeError
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = syntax.name if syntax else "unknown transfer syntax"
+        if "less than expected" in str(exc) or "truncated" in str(exc).lower():
+            raise RenderError(f"pixel data truncated ({name}): {one_line(exc)}") from None
+        raise RenderError(f"cannot decode the pixel data ({name}): {one_line(exc)}") from None
+
+
+def window_function(ds: Dataset, lo: float, hi: float):
+    """values after the modality LUT -> floats in [0, 1], by the dataset's VOI (or the lo..hi range)."""
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None or first(width) <= 0:
+        span = max(hi - lo, 1e-9)
+        return lambda x: np.clip((x - lo) / span, 0.0, 1.0)
+    c, w = first(center), first(width)
+    function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+    if function == "SIGMOID":
+        return lambda x: 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    if function == "LINEAR_EXACT":
+        return lambda x: np.clip((x - c) / w + 0.5, 0.0, 1.0)
+    if w < 1:
+        w = 1.0
+    # PS3.3 C.11.2.1.2.1: the linear window with its half-pixel offsets.
+    return lambda x: np.clip((x - (c - 0.5)) / max(w - 1, 1e-9) + 0.5, 0.0, 1.0)
+
+
+def to_unit(values: np.ndarray, ds: Dataset, lo: float, hi: float) -> np.ndarray:
+    """Modality-LUT output -> [0, 1] through the VOI LUT Sequence, or the window."""
+    if "VOILUTSequence" in ds:
+        lut = ds.VOILUTSequence[0]
+        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        bits = int(lut.LUTDescriptor[2]) if "LUTDescriptor" in lut else 16
+        return np.clip(out / float(2 ** bits - 1), 0.0, 1.0)
+    return window_function(ds, lo, hi)(values)
+
+
+def modality_values(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    if "ModalityLUTSequence" in ds:
+        return apply_modality_lut(values, ds).astype(np.float64)
+    slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+    return values.astype(np.float64) * slope + intercept
+
+
+def greyscale(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Stored greyscale values -> uint8 display values."""
+    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
+        # Every possible stored value once: index with the raw bits (a uint view of the array).
+        unsigned = arr.view(np.uint8 if arr.dtype.itemsize == 1 else np.uint16)
+        domain = np.arange(2 ** (8 * arr.dtype.itemsize), dtype=unsigned.dtype).view(arr.dtype)
+        mod = modality_values(domain, ds)
+        lo_raw, hi_raw = int(arr.min()), int(arr.max())
+        seen = mod[(domain >= lo_raw) & (domain <= hi_raw)]
+        lut = to_unit(mod, ds, float(seen.min()), float(seen.max()))
+        lut8 = np.rint(lut * 255.0).astype(np.uint8)
+        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+            lut8 = 255 - lut8
+        return lut8[unsigned]
+    mod = modality_values(arr, ds)
+    unit = to_unit(mod, ds, float(np.nanmin(mod)), float(np.nanmax(mod)))
+    out = np.rint(np.nan_to_num(unit) * 255.0).astype(np.uint8)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def to_8bit_colour(arr: np.ndarray, bits: int) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind == "f":
+        return np.rint(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8)
+    return (arr.astype(np.uint32) >> max(bits - 8, 0)).astype(np.uint8)
+
+
+def display_array(ds: Dataset, frame: int = 0) -> np.ndarray:
+    """One frame as uint8, shape (rows, cols) for greyscale or (rows, cols, 3) for colour."""
+    arr = frame_pixels(ds, frame)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR":
+        try:
+            rgb = apply_color_lut(arr, ds)
+        except Exception as exc:
+            raise RenderError(f"cannot apply the palette colour lookup tables: {one_line(exc)}") from None
+        entry_bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        return to_8bit_colour(rgb, entry_bits)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return to_8bit_colour(arr[..., :3], int(ds.get("BitsStored", 8) or 8))
+    if arr.ndim != 2:
+        raise RenderError(f"unexpected pixel array shape {arr.shape} for {photometric}")
+    return greyscale(arr, ds)
+
+
+def render_jpeg(source: str | os.PathLike | Dataset, target: str | os.PathLike, *, frame: int = 0,
+                quality: int = JPEG_QUALITY) -> Rendered:
+    """Write one frame of a DICOM file as a JPEG; returns its size. Raises RenderError."""
+    ds = source if isinstance(source, Dataset) else read_dataset(source)
+    pixels = display_array(ds, frame)
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(target, "JPEG", quality=quality)
+    return Rendered(width=int(pixels.shape[1]), height=int(pixels.shape[0]),
+                    frames=int(ds.get("NumberOfFrames", 1) or 1))
+
+
+def render_file(source: str, target: str) -> tuple[int, int] | str:
+    """For a process pool: (width, height) of the JPEG written, or the reason it could not be."""
+    try:
+        rendered = render_jpeg(source, target)
+    except RenderError as exc:
+        return str(exc)
+    except MemoryError:
+        return "the image is too large to decode in memory"
+    return rendered.width, rendered.height

@@ -1,0 +1,57 @@
+"""Decoding and JPEG encoding in a process pool, so an import uses every core while this process keeps
+the database work. One pool per process, started on first use (forkserver: a clean process to fork
+from, never a copy of this one's threads and database connections). Workers of the django-q cluster
+are daemonic and may not have children: there the batch renders in-process, and the cluster's own
+workers give the parallelism."""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from django.conf import settings
+
+from apps.dicom.render import render_file
+from apps.jobs.errors import ItemFailed
+
+_pool: ProcessPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def processes() -> int:
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, int(settings.IMPORT_PROCESSES))
+
+
+def _get_pool(size: int) -> ProcessPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["apps.dicom.render"])
+            _pool = ProcessPoolExecutor(max_workers=size, mp_context=context)
+        return _pool
+
+
+def _drop_pool() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def render_all(jobs: list[tuple[str, str]]) -> list[tuple[int, int] | str]:
+    """Render (source, target) pairs; each result is (width, height) or the reason it failed."""
+    size = processes()
+    if size == 1 or len(jobs) < 2:
+        return [render_file(source, target) for source, target in jobs]
+    pool = _get_pool(size)
+    try:
+        return list(pool.map(render_file, *zip(*jobs), chunksize=max(1, len(jobs) // (4 * size))))
+    except BrokenProcessPool:
+        _drop_pool()
+        raise ItemFailed("A decoder process died on one of this batch's files (a malformed image?); "
+                         "the batch was not imported.") from None
