@@ -103,6 +103,11 @@ def import_batch(item: ImportItem, ctx) -> None:
                images=item.result[Outcome.IMPORTED])
 
 
+def filed_by(image: ImportedImage, item: ImportItem, path: Path) -> bool:
+    """True for an image this very batch filed from this very file (seen again when the batch re-runs)."""
+    return image.item_id == item.pk and image.source_path == str(path)
+
+
 def stop_if_asked(ctx) -> None:
     if ctx.should_stop():
         raise ItemCanceled()
@@ -124,7 +129,7 @@ def skip_known_files(item: ImportItem, ledger: Ledger) -> list[tuple[Path, os.st
             if seen.failure:
                 ledger.add(path, Outcome.FAILED, reason=seen.failure)
             else:
-                ours = seen.image.item_id == item.pk
+                ours = filed_by(seen.image, item, path)
                 ledger.add(path, Outcome.IMPORTED if ours else Outcome.DUPLICATE, patient_id=seen.patient_id)
             continue
         fresh.append((path, stat))
@@ -159,7 +164,7 @@ def match_existing(candidates: list[Candidate], item: ImportItem, ledger: Ledger
     for c in candidates:
         c.image = by_uid.get(c.header.sop_instance_uid) or by_key.get(c.key)
         if c.image is not None:
-            if c.image.item_id == item.pk and not c.image.jpg_path().exists():
+            if filed_by(c.image, item, c.path) and not c.image.jpg_path().exists():
                 new.append(c)  # filed by this batch before a crash cut it short: finish its JPEG
             continue
         c.same_as = first_by_uid.get(c.header.sop_instance_uid) or first_by_key.get(c.key)
@@ -224,7 +229,7 @@ def settle(c: Candidate, item: ImportItem, ledger: Ledger, patients) -> None:
         ledger.add(c.path, Outcome.FAILED, reason=failure, stat=c.stat, remember=True)
     elif c.same_as is not None and origin.image is None:
         ledger.add(c.path, Outcome.FAILED, reason=failure or "its twin in this batch could not be imported")
-    elif c.same_as is None and c.image is not None and c.image.item_id == item.pk:
+    elif c.same_as is None and c.image is not None and filed_by(c.image, item, c.path):
         ledger.add(c.path, Outcome.IMPORTED, note=c.note, patient_id=patient_id, stat=c.stat, image_id=c.image.pk)
     elif (c.image or origin.image) is None:
         ledger.add(c.path, Outcome.FAILED, reason="another import filed this image and then it was deleted; "
