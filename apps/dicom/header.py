@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.files import inspect
+
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -44,6 +47,15 @@ def valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
 
 
+def structural_problem(path: str | os.PathLike) -> str:
+    """Why a file is incomplete (pydicom stops quietly at a cut), or "" when it is whole."""
+    try:
+        inspect(path)
+    except InvalidDicomFile as exc:
+        return exc.message.removeprefix(f"{os.fspath(path)}: ")
+    return ""
+
+
 def read_header(path: str | os.PathLike) -> ImageHeader:
     """The identity of an image file; HeaderError for a file that is not a usable image."""
     try:
@@ -54,7 +66,8 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
         raise HeaderError(f"unreadable DICOM header: {str(exc).strip()[:300] or type(exc).__name__}") from None
     try:
         if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
-            raise HeaderError("no pixel data (not an image: a report, a presentation state, ...)")
+            raise HeaderError(structural_problem(path) or "no pixel data (not an image: a report, a presentation "
+                                                          "state, ...)")
         sop_uid = text(ds, "SOPInstanceUID", 200)
         if not valid_uid(sop_uid):
             raise HeaderError("no valid SOPInstanceUID" + (f" ({sop_uid[:70]!r})" if sop_uid else ""))

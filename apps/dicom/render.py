@@ -25,6 +25,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
+from apps.dicom.header import PIXEL_KEYWORDS, structural_problem
+
 JPEG_QUALITY = 90
 
 
@@ -57,14 +59,17 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    """An exception as one short line (decoders put the useful part on the second line)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return (text or type(exc).__name__)[:300]
 
 
 def frame_pixels(ds: Dataset, frame: int = 0) -> np.ndarray:
     """The stored values of one frame (YBR already converted to RGB)."""
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise RenderError("no pixel data (not an image: a report, a presentation state, ...)")
+    if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
+        filename = getattr(ds, "filename", None)
+        raise RenderError((isinstance(filename, str) and structural_problem(filename))
+                          or "no pixel data (not an image: a report, a presentation state, ...)")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if not 0 <= frame < frames:
         raise RenderError(f"frame {frame} asked for, the image has {frames}")
@@ -100,7 +105,7 @@ def to_unit(values: np.ndarray, ds: Dataset, lo: float, hi: float) -> np.ndarray
     """Modality-LUT output -> [0, 1] through the VOI LUT Sequence, or the window."""
     if "VOILUTSequence" in ds:
         lut = ds.VOILUTSequence[0]
-        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        out = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0, prefer_lut=True).astype(np.float64)
         bits = int(lut.LUTDescriptor[2]) if "LUTDescriptor" in lut else 16
         return np.clip(out / float(2 ** bits - 1), 0.0, 1.0)
     return window_function(ds, lo, hi)(values)

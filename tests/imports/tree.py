@@ -12,6 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 # Real compressed files: the pydicom wheel's JPEG 2000 lossless MR and pydicom-data's RLE ultrasound.
 REAL_J2K = "MR_small_jp2klossless.dcm"
 REAL_RLE = "OBXXXX1A_rle.dcm"
@@ -27,7 +28,7 @@ def base(patient_id: str, name: str, sop_class: str = CT_STORAGE, birth: str = "
     ds.SOPClassUID = sop_class
     ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = patient_id, name, birth, "F"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality = "CT" if sop_class == CT_STORAGE else "OT"
+    ds.Modality = {CT_STORAGE: "CT", BASIC_TEXT_SR: "SR"}.get(sop_class, "OT")
     return ds
 
 
@@ -111,7 +112,7 @@ def build_tree(root: Path, *, months=("2024-01", "2024-02"), patients=3, images=
     add(truncated, "failed", reason="pixel data truncated")
     (root / months[0] / "notes.txt").write_text("scanner export log, not an image\n")
     add(root / months[0] / "notes.txt", "failed", reason="not a DICOM file")
-    no_pixels = base("P002", "Doe^P2")
+    no_pixels = base("P002", "Doe^P2", BASIC_TEXT_SR)
     no_pixels.Modality = "SR"
     add(write(no_pixels, root / months[0] / "P002" / "report.dcm"), "failed", reason="no pixel data")
 
