@@ -6,6 +6,7 @@ from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from apps.imports.models import ImportedImage, ImportedPatient, ImportItem, ImportJob
 from apps.imports.scan import SourceRefused
@@ -57,7 +58,7 @@ class ImportJobAdmin(JobAdminMixin, admin.ModelAdmin):
         rows = job.notes()[:ERRORS_SHOWN]
         if not rows:
             return "none"
-        return format_html_join(format_html("<br>"), "<code>{}</code>: {}", ((r["file"], r["note"]) for r in rows))
+        return format_html_join(mark_safe("<br>"), "<code>{}</code>: {}", ((r["file"], r["note"]) for r in rows))
 
     def start_view(self, request):
         if not request.user.has_perm("imports.add_importjob"):
