@@ -1,7 +1,6 @@
-"""Who and what an image file is, read from its header without loading its pixel data.
-
-Large values (the pixel data above all) are skipped by seeking past them, so deciding that a file is a
-duplicate costs a few kilobytes of reading, not a decode.
+"""Who and what an image file is: patient, SOPInstanceUID, size, from a dataset already read (the
+import's decoders read each file once), or from the file with large values skipped by seeking past
+them (a few kilobytes of reading, not a decode).
 """
 from __future__ import annotations
 
@@ -64,6 +63,10 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
         raise HeaderError("not a DICOM file (no DICM marker after the 128-byte preamble)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise HeaderError(f"unreadable DICOM header: {str(exc).strip()[:300] or type(exc).__name__}") from None
+    return header_from_dataset(ds, path)
+
+
+def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
     try:
         if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
             raise HeaderError(structural_problem(path) or "no pixel data (not an image: a report, a presentation "

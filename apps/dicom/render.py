@@ -13,6 +13,7 @@ float formulas on every pixel.
 """
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from apps.dicom.header import PIXEL_KEYWORDS, structural_problem
+from apps.dicom.header import PIXEL_KEYWORDS, HeaderError, ImageHeader, header_from_dataset, structural_problem
 
 JPEG_QUALITY = 90
 
@@ -118,26 +119,50 @@ def modality_values(values: np.ndarray, ds: Dataset) -> np.ndarray:
     return values.astype(np.float64) * slope + intercept
 
 
+def linear_case(ds: Dataset) -> bool:
+    """Rescale + window, no lookup-table sequences: the common case, whose table can be cached."""
+    return ("ModalityLUTSequence" not in ds and "VOILUTSequence" not in ds
+            and ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
+            and first(ds.WindowWidth) > 0)
+
+
+@functools.lru_cache(maxsize=64)
+def cached_linear_lut(dtype: str, slope: float, intercept: float, center, width, function: str,
+                      invert: bool) -> np.ndarray:
+    """uint8 display value for every raw bit pattern of `dtype`, for one rescale + window."""
+    view = Dataset()
+    view.RescaleSlope, view.RescaleIntercept = slope, intercept
+    view.WindowCenter, view.WindowWidth, view.VOILUTFunction = center, width, function
+    kind = np.dtype(dtype)
+    domain = np.arange(2 ** (8 * kind.itemsize), dtype=np.uint8 if kind.itemsize == 1 else np.uint16).view(kind)
+    lut8 = np.rint(to_unit(modality_values(domain, view), view, 0.0, 1.0) * 255.0).astype(np.uint8)
+    lut8 = 255 - lut8 if invert else lut8
+    lut8.flags.writeable = False
+    return lut8
+
+
 def greyscale(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     """Stored greyscale values -> uint8 display values."""
-    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
+    invert = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+    small_int = arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2
+    unsigned = arr.view(np.uint8 if arr.dtype.itemsize == 1 else np.uint16) if small_int else None
+    if small_int and linear_case(ds):
+        lut8 = cached_linear_lut(arr.dtype.str, float(ds.get("RescaleSlope", 1) or 1),
+                                 float(ds.get("RescaleIntercept", 0) or 0), first(ds.WindowCenter),
+                                 first(ds.WindowWidth), str(ds.get("VOILUTFunction", "LINEAR")).upper(), invert)
+        return lut8[unsigned]
+    if small_int:
         # Every possible stored value once: index with the raw bits (a uint view of the array).
-        unsigned = arr.view(np.uint8 if arr.dtype.itemsize == 1 else np.uint16)
         domain = np.arange(2 ** (8 * arr.dtype.itemsize), dtype=unsigned.dtype).view(arr.dtype)
         mod = modality_values(domain, ds)
         lo_raw, hi_raw = int(arr.min()), int(arr.max())
         seen = mod[(domain >= lo_raw) & (domain <= hi_raw)]
-        lut = to_unit(mod, ds, float(seen.min()), float(seen.max()))
-        lut8 = np.rint(lut * 255.0).astype(np.uint8)
-        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-            lut8 = 255 - lut8
-        return lut8[unsigned]
+        lut8 = np.rint(to_unit(mod, ds, float(seen.min()), float(seen.max())) * 255.0).astype(np.uint8)
+        return (255 - lut8 if invert else lut8)[unsigned]
     mod = modality_values(arr, ds)
-    unit = to_unit(mod, ds, float(np.nanmin(mod)), float(np.nanmax(mod)))
-    out = np.rint(np.nan_to_num(unit) * 255.0).astype(np.uint8)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        out = 255 - out
-    return out
+    out = np.rint(np.nan_to_num(to_unit(mod, ds, float(np.nanmin(mod)), float(np.nanmax(mod)))) * 255.0)
+    out = out.astype(np.uint8)
+    return 255 - out if invert else out
 
 
 def to_8bit_colour(arr: np.ndarray, bits: int) -> np.ndarray:
@@ -177,12 +202,22 @@ def render_jpeg(source: str | os.PathLike | Dataset, target: str | os.PathLike, 
                     frames=int(ds.get("NumberOfFrames", 1) or 1))
 
 
-def render_file(source: str, target: str) -> tuple[int, int] | str:
-    """For a process pool: (width, height) of the JPEG written, or the reason it could not be."""
+def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str]:
+    """For a process pool: read the file once, take its header, write its JPEG. Returns (header,
+    (width, height), "") or (header or None, None, the reason it could not be imported)."""
+    header = None
     try:
-        rendered = render_jpeg(source, target)
-    except RenderError as exc:
-        return str(exc)
+        ds = read_dataset(source)
+        header = header_from_dataset(ds, source)
+        rendered = render_jpeg(ds, target)
+    except (RenderError, HeaderError) as exc:
+        return header, None, str(exc)
     except MemoryError:
-        return "the image is too large to decode in memory"
-    return rendered.width, rendered.height
+        return header, None, "the image is too large to decode in memory"
+    return header, (rendered.width, rendered.height), ""
+
+
+def render_file(source: str, target: str) -> tuple[int, int] | str:
+    """(width, height) of the JPEG written, or the reason it could not be."""
+    header, size, problem = read_and_render(source, target)
+    return size if size else problem

@@ -1,11 +1,12 @@
-"""One batch of an import: decide for each file whether it is new, a duplicate or a failure, render the
-new ones (in the process pool) and file them.
+"""One batch of an import: decide for each file whether it is new, a duplicate or a failure, and file
+the new ones with their JPEG.
 
-The order keeps every cost where it belongs: an unchanged file (same path, size and mtime as a file
-already looked at) is decided without opening it; any other file has its header read (pixel data
-skipped) and is checked against both dedup keys; only new images are decoded. Filing rides on the
-unique keys, so two imports racing for one image end with one row and one duplicate. Re-running a
-batch (after a crash) recognises the images it filed itself and counts them as its own again."""
+An unchanged file (same path, size and mtime as a file already looked at) is decided without opening
+it. Every other file is read once, in the process pool, which takes its header and writes its JPEG in
+the same pass (reading the header first in this process would cost a second parse of every new file);
+this process then checks both dedup keys and files the new images, dropping the JPEGs of duplicates.
+Filing rides on the unique keys, so two imports racing for one image end with one row and one
+duplicate. Re-running a batch (after a crash) recognises the images it filed itself as its own."""
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 
 from apps.audit import record
-from apps.dicom.header import HeaderError, ImageHeader, read_header
+from apps.dicom.header import ImageHeader
 from apps.imports.models import (FileOutcome, ImportedImage, ImportedPatient, ImportItem, KnownFile,
                                  jpg_root)
 from apps.imports.patients import disagreement, ensure_patients
@@ -29,15 +30,16 @@ Outcome = FileOutcome.Outcome
 
 @dataclass
 class Candidate:
+    """A file read and rendered, waiting for the dedup verdict."""
+
     path: Path
     stat: os.stat_result
     header: ImageHeader
     patient_id: str
+    size: tuple[int, int]
+    tmp: Path
     note: str = ""
     image: ImportedImage | None = None
-    size: tuple[int, int] | None = None
-    tmp: Path | None = None
-    failure: str = ""
     same_as: "Candidate | None" = None  # an earlier file of this batch with one of the same keys
 
     @property
@@ -86,14 +88,17 @@ def import_batch(item: ImportItem, ctx) -> None:
     ledger = Ledger(item)
     fresh = skip_known_files(item, ledger)
     stop_if_asked(ctx)
-    candidates = read_headers(fresh, ledger)
-    patients = ensure_patients({c.patient_id: c.header for c in reversed(candidates)}, item.job)
-    for c in candidates:
-        c.note = "; ".join(filter(None, [c.note, disagreement(patients[c.patient_id], c.header)]))
-    new = match_existing(candidates, item, ledger, patients)
-    stop_if_asked(ctx)
-    render(new, ledger, patients)
-    file_images([c for c in new if c.size], item, patients)
+    candidates = read_and_render(fresh, ledger)
+    try:
+        patients = ensure_patients({c.patient_id: c.header for c in reversed(candidates)}, item.job)
+        for c in candidates:
+            c.note = "; ".join(filter(None, [c.note, disagreement(patients[c.patient_id], c.header)]))
+        new = match_existing(candidates, item, patients)
+        file_images(new, item, patients)
+        place_jpegs(candidates, item)
+    finally:
+        for c in candidates:
+            c.tmp.unlink(missing_ok=True)
     for c in candidates:
         settle(c, item, ledger, patients)
     ledger.write()
@@ -136,25 +141,29 @@ def skip_known_files(item: ImportItem, ledger: Ledger) -> list[tuple[Path, os.st
     return fresh
 
 
-def read_headers(fresh, ledger: Ledger) -> list[Candidate]:
+def read_and_render(fresh, ledger: Ledger) -> list[Candidate]:
+    """Read every file once in the pool (header + JPEG into a temporary name); failures go to the ledger."""
+    incoming = jpg_root() / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    tmps = [incoming / f"{secrets.token_hex(8)}.jpg" for _ in fresh]
+    results = render_all([(str(path), str(tmp)) for (path, _), tmp in zip(fresh, tmps)])
     candidates = []
-    for path, stat in fresh:
-        try:
-            header = read_header(path)
-        except HeaderError as exc:
-            ledger.add(path, Outcome.FAILED, reason=str(exc), stat=stat, remember=True)
+    for (path, stat), tmp, (header, size, problem) in zip(fresh, tmps, results):
+        if problem:
+            tmp.unlink(missing_ok=True)
+            ledger.add(path, Outcome.FAILED, reason=problem, stat=stat, remember=True)
             continue
         patient_id, note = header.patient_id, ""
         if not patient_id:
             patient_id = path.parent.name[:64]
             note = f"no PatientID in the header: filed under the folder name {patient_id!r}"
-        candidates.append(Candidate(path, stat, header, patient_id, note))
+        candidates.append(Candidate(path, stat, header, patient_id, size, tmp, note))
     return candidates
 
 
-def match_existing(candidates: list[Candidate], item: ImportItem, ledger: Ledger,
+def match_existing(candidates: list[Candidate], item: ImportItem,
                    patients: dict[str, ImportedPatient]) -> list[Candidate]:
-    """Attach already-filed images by either key; return the candidates that are new."""
+    """Attach already-filed images by either key, and in-batch twins; return the candidates that are new."""
     uids = {c.header.sop_instance_uid for c in candidates}
     by_uid = {i.sop_instance_uid: i for i in ImportedImage.objects.filter(sop_instance_uid__in=uids)}
     by_key = {(i.patient.patient_id, i.original_filename): i for i in ImportedImage.objects.filter(
@@ -164,8 +173,6 @@ def match_existing(candidates: list[Candidate], item: ImportItem, ledger: Ledger
     for c in candidates:
         c.image = by_uid.get(c.header.sop_instance_uid) or by_key.get(c.key)
         if c.image is not None:
-            if filed_by(c.image, item, c.path) and not c.image.jpg_path().exists():
-                new.append(c)  # filed by this batch before a crash cut it short: finish its JPEG
             continue
         c.same_as = first_by_uid.get(c.header.sop_instance_uid) or first_by_key.get(c.key)
         if c.same_as is None:
@@ -174,36 +181,20 @@ def match_existing(candidates: list[Candidate], item: ImportItem, ledger: Ledger
     return new
 
 
-def render(new: list[Candidate], ledger: Ledger, patients) -> None:
-    root = jpg_root()
-    for c in new:
-        final = root / jpg_name(c.header.sop_instance_uid)
-        c.tmp = final.with_name(f"{final.name}.{secrets.token_hex(4)}.tmp")
-    results = render_all([(str(c.path), str(c.tmp)) for c in new])
-    for c, result in zip(new, results):
-        if isinstance(result, str):
-            c.tmp.unlink(missing_ok=True)
-            c.failure = result
-        else:
-            c.size = result
-
-
-def file_images(rendered: list[Candidate], item: ImportItem, patients) -> None:
-    """Insert the new images (one statement; one by one only if another import got there first), then
-    move each winner's JPEG into place and drop the losers'."""
-    todo = [c for c in rendered if c.image is None]
+def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
+    """Insert the new images in one statement; one by one only if another import got there first."""
     rows = [ImportedImage(patient=patients[c.patient_id], original_filename=c.path.name[:255],
                           sop_instance_uid=c.header.sop_instance_uid, study_instance_uid=c.header.study_instance_uid,
                           modality=c.header.modality, width=c.size[0], height=c.size[1], frames=c.header.frames,
                           jpg=jpg_name(c.header.sop_instance_uid), source_path=str(c.path)[:1024],
-                          job=item.job, item=item) for c in todo]
+                          job=item.job, item=item) for c in new]
     try:
         with transaction.atomic():
             ImportedImage.objects.bulk_create(rows)
-        for c, row in zip(todo, rows):
+        for c, row in zip(new, rows):
             c.image = row
     except IntegrityError:
-        for c, row in zip(todo, rows):
+        for c, row in zip(new, rows):
             row.pk = None
             try:
                 with transaction.atomic():
@@ -213,27 +204,28 @@ def file_images(rendered: list[Candidate], item: ImportItem, patients) -> None:
                 c.image = (ImportedImage.objects.filter(sop_instance_uid=row.sop_instance_uid).first()
                            or ImportedImage.objects.filter(patient=row.patient,
                                                            original_filename=row.original_filename).first())
-    for c in rendered:
-        if c.image is not None and c.image.item_id == item.pk:
-            os.replace(c.tmp, c.image.jpg_path())
-        else:
-            c.tmp.unlink(missing_ok=True)
+
+
+def place_jpegs(candidates: list[Candidate], item: ImportItem) -> None:
+    """Move the JPEG of every image this batch owns into place (also one lost to a crash before)."""
+    made = set()
+    for c in candidates:
+        if c.same_as is None and c.image is not None and filed_by(c.image, item, c.path):
+            target = c.image.jpg_path()
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            os.replace(c.tmp, target)
 
 
 def settle(c: Candidate, item: ImportItem, ledger: Ledger, patients) -> None:
     """Record the candidate's outcome once everything about it is known."""
-    origin = c.same_as or c
-    failure = origin.failure
     patient_id = patients[c.patient_id].pk
-    if c.same_as is None and failure:
-        ledger.add(c.path, Outcome.FAILED, reason=failure, stat=c.stat, remember=True)
-    elif c.same_as is not None and origin.image is None:
-        ledger.add(c.path, Outcome.FAILED, reason=failure or "its twin in this batch could not be imported")
-    elif c.same_as is None and c.image is not None and filed_by(c.image, item, c.path):
-        ledger.add(c.path, Outcome.IMPORTED, note=c.note, patient_id=patient_id, stat=c.stat, image_id=c.image.pk)
-    elif (c.image or origin.image) is None:
+    image = c.image or (c.same_as.image if c.same_as else None)
+    if image is None:
         ledger.add(c.path, Outcome.FAILED, reason="another import filed this image and then it was deleted; "
                                                   "run the import again")
+    elif c.same_as is None and filed_by(image, item, c.path):
+        ledger.add(c.path, Outcome.IMPORTED, note=c.note, patient_id=patient_id, stat=c.stat, image_id=image.pk)
     else:
-        image = c.image or origin.image
         ledger.add(c.path, Outcome.DUPLICATE, note=c.note, patient_id=patient_id, stat=c.stat, image_id=image.pk)

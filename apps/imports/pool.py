@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from django.conf import settings
 
-from apps.dicom.render import render_file
+from apps.dicom.render import read_and_render
 from apps.jobs.errors import ItemFailed
 
 _pool: ProcessPoolExecutor | None = None
@@ -43,14 +43,14 @@ def _drop_pool() -> None:
         _pool = None
 
 
-def render_all(jobs: list[tuple[str, str]]) -> list[tuple[int, int] | str]:
-    """Render (source, target) pairs; each result is (width, height) or the reason it failed."""
+def render_all(jobs: list[tuple[str, str]]) -> list[tuple]:
+    """read_and_render every (source, target) pair: (header, (width, height), problem) each."""
     size = processes()
     if size == 1 or len(jobs) < 2:
-        return [render_file(source, target) for source, target in jobs]
+        return [read_and_render(source, target) for source, target in jobs]
     pool = _get_pool(size)
     try:
-        return list(pool.map(render_file, *zip(*jobs), chunksize=max(1, len(jobs) // (4 * size))))
+        return list(pool.map(read_and_render, *zip(*jobs), chunksize=max(1, len(jobs) // (4 * size))))
     except BrokenProcessPool:
         _drop_pool()
         raise ItemFailed("A decoder process died on one of this batch's files (a malformed image?); "
