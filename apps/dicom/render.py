@@ -74,6 +74,9 @@ def frame_pixels(ds: Dataset, frame: int = 0) -> np.ndarray:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if not 0 <= frame < frames:
         raise RenderError(f"frame {frame} asked for, the image has {frames}")
+    native = native_greyscale(ds, frame, frames)
+    if native is not None:
+        return native
     try:
         return pixel_array(ds, index=frame if frames > 1 else None)
     except Exception as exc:  # decoders raise anything from ValueError to RuntimeError
@@ -82,6 +85,34 @@ def frame_pixels(ds: Dataset, frame: int = 0) -> np.ndarray:
         if "less than expected" in str(exc) or "truncated" in str(exc).lower():
             raise RenderError(f"pixel data truncated ({name}): {one_line(exc)}") from None
         raise RenderError(f"cannot decode the pixel data ({name}): {one_line(exc)}") from None
+
+
+NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # Implicit / Explicit VR Little Endian
+
+
+def native_greyscale(ds: Dataset, frame: int, frames: int) -> np.ndarray | None:
+    """The common case read straight from the bytes (uncompressed little-endian greyscale, 8 or 16 bits):
+    pydicom's general path spends more time checking than this takes. None when it does not apply."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or str(meta.get("TransferSyntaxUID", "")) not in NATIVE_LITTLE_ENDIAN:
+        return None
+    try:
+        rows, cols, allocated = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+        stored, signed = int(ds.BitsStored), int(ds.PixelRepresentation) == 1
+        if int(ds.get("SamplesPerPixel", 1)) != 1 or allocated not in (8, 16) or not 0 < stored <= allocated:
+            return None
+        data = ds.PixelData
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+    size = rows * cols * dtype.itemsize
+    if not isinstance(data, bytes) or len(data) < size * frames:
+        return None  # pydicom's path names what is wrong
+    arr = np.frombuffer(data, dtype=dtype, count=rows * cols, offset=size * frame).reshape(rows, cols)
+    if stored < allocated:  # bits above HighBit are not pixel data: drop them, sign-extend if signed
+        shift = allocated - stored
+        arr = (arr << shift) >> shift if signed else arr & ((1 << stored) - 1)
+    return arr
 
 
 def window_function(ds: Dataset, lo: float, hi: float):
@@ -150,7 +181,7 @@ def greyscale(arr: np.ndarray, ds: Dataset) -> np.ndarray:
         lut8 = cached_linear_lut(arr.dtype.str, float(ds.get("RescaleSlope", 1) or 1),
                                  float(ds.get("RescaleIntercept", 0) or 0), first(ds.WindowCenter),
                                  first(ds.WindowWidth), str(ds.get("VOILUTFunction", "LINEAR")).upper(), invert)
-        return lut8[unsigned]
+        return np.take(lut8, unsigned)
     if small_int:
         # Every possible stored value once: index with the raw bits (a uint view of the array).
         domain = np.arange(2 ** (8 * arr.dtype.itemsize), dtype=unsigned.dtype).view(arr.dtype)
@@ -158,7 +189,7 @@ def greyscale(arr: np.ndarray, ds: Dataset) -> np.ndarray:
         lo_raw, hi_raw = int(arr.min()), int(arr.max())
         seen = mod[(domain >= lo_raw) & (domain <= hi_raw)]
         lut8 = np.rint(to_unit(mod, ds, float(seen.min()), float(seen.max())) * 255.0).astype(np.uint8)
-        return (255 - lut8 if invert else lut8)[unsigned]
+        return np.take(255 - lut8 if invert else lut8, unsigned)
     mod = modality_values(arr, ds)
     out = np.rint(np.nan_to_num(to_unit(mod, ds, float(np.nanmin(mod)), float(np.nanmax(mod)))) * 255.0)
     out = out.astype(np.uint8)

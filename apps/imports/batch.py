@@ -60,10 +60,17 @@ class Ledger:
     outcomes: list[FileOutcome] = field(default_factory=list)
     known: dict[str, KnownFile] = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.source_prefix = self.item.job.source_path.rstrip("/") + "/"
+
+    def relative(self, path: Path) -> str:
+        text = str(path)
+        return text[len(self.source_prefix):] if text.startswith(self.source_prefix) else text
+
     def add(self, path: Path, outcome: str, *, reason: str = "", note: str = "", patient_id=None,
             stat=None, image_id=None, remember: bool = False):
         self.outcomes.append(FileOutcome(
-            job_id=self.item.job_id, item=self.item, path=os.path.relpath(path, self.item.job.source_path)[:1024],
+            job_id=self.item.job_id, item=self.item, path=self.relative(path)[:1024],
             outcome=outcome, reason=reason[:500], note=note[:500], patient_id=patient_id))
         if stat is not None and (remember or image_id):
             self.known[str(path)] = KnownFile(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
@@ -88,14 +95,16 @@ def import_batch(item: ImportItem, ctx) -> None:
     ledger = Ledger(item)
     fresh = skip_known_files(item, ledger)
     stop_if_asked(ctx)
-    candidates = read_and_render(fresh, ledger)
+    candidates = read_and_render(fresh, ledger) if fresh else []
+    patients = {}
     try:
-        patients = ensure_patients({c.patient_id: c.header for c in reversed(candidates)}, item.job)
+        if candidates:
+            patients = ensure_patients({c.patient_id: c.header for c in reversed(candidates)}, item.job)
         for c in candidates:
             c.note = "; ".join(filter(None, [c.note, disagreement(patients[c.patient_id], c.header)]))
-        new = match_existing(candidates, item, patients)
-        file_images(new, item, patients)
-        place_jpegs(candidates, item)
+        if candidates:
+            file_images(match_existing(candidates, item, patients), item, patients)
+            place_jpegs(candidates, item)
     finally:
         for c in candidates:
             c.tmp.unlink(missing_ok=True)
@@ -120,7 +129,8 @@ def stop_if_asked(ctx) -> None:
 
 def skip_known_files(item: ImportItem, ledger: Ledger) -> list[tuple[Path, os.stat_result]]:
     """Decide unchanged files from what is known about them; return the others with their stat."""
-    known = {k.path: k for k in KnownFile.objects.filter(path__in=item.files).select_related("image")}
+    known = {row[0]: row for row in KnownFile.objects.filter(path__in=item.files).values_list(
+        "path", "size", "mtime_ns", "failure", "image_id", "patient_id", "image__item_id", "image__source_path")}
     fresh = []
     for name in item.files:
         path = Path(name)
@@ -130,12 +140,13 @@ def skip_known_files(item: ImportItem, ledger: Ledger) -> list[tuple[Path, os.st
             ledger.add(path, Outcome.FAILED, reason=f"cannot read the file: {exc.strerror or exc}")
             continue
         seen = known.get(name)
-        if seen and seen.unchanged(stat) and (seen.failure or seen.image_id):
-            if seen.failure:
-                ledger.add(path, Outcome.FAILED, reason=seen.failure)
+        if seen and (seen[1], seen[2]) == (stat.st_size, stat.st_mtime_ns) and (seen[3] or seen[4]):
+            _, _, _, failure, image_id, patient_id, image_item_id, image_source = seen
+            if failure:
+                ledger.add(path, Outcome.FAILED, reason=failure)
             else:
-                ours = filed_by(seen.image, item, path)
-                ledger.add(path, Outcome.IMPORTED if ours else Outcome.DUPLICATE, patient_id=seen.patient_id)
+                ours = image_item_id == item.pk and image_source == name  # this batch, before a crash
+                ledger.add(path, Outcome.IMPORTED if ours else Outcome.DUPLICATE, patient_id=patient_id)
             continue
         fresh.append((path, stat))
     return fresh

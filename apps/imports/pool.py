@@ -5,6 +5,7 @@ are daemonic and may not have children: there the batch renders in-process, and 
 workers give the parallelism."""
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +16,7 @@ from django.conf import settings
 from apps.dicom.render import read_and_render
 from apps.jobs.errors import ItemFailed
 
+log = logging.getLogger("apps.imports")
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 
@@ -41,6 +43,18 @@ def _drop_pool() -> None:
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
         _pool = None
+
+
+def warm() -> None:
+    """Start the pool's processes now (they boot while the scan walks the tree), not at the first batch."""
+    size = processes()
+    if size > 1:
+        try:
+            pool = _get_pool(size)
+            for _ in range(size):
+                pool.submit(int)
+        except Exception as exc:  # only a head start: render_all reports a pool that cannot start
+            log.warning("decoder pool did not start early: %s", type(exc).__name__)
 
 
 def render_all(jobs: list[tuple[str, str]]) -> list[tuple]:

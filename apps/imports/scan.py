@@ -8,6 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from apps.imports import pool
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.runner import enqueue_many
 
@@ -87,6 +88,8 @@ def scan_tree(item, ctx) -> None:
     source = Path(job.source_path)
     if not inside_roots(source.resolve()):
         raise ItemFailed(f"{source} is no longer inside IMPORT_ROOTS; nothing was read.")
+    if job.run_inline:
+        pool.warm()  # this process will decode the batches next
     files, problems = walk(source, ctx.should_stop)
     size = max(1, settings.IMPORT_BATCH_SIZE)
     batches = [ImportItem(job=job, kind=ImportItem.Kind.FILES, number=n + 1, files=files[i:i + size])
