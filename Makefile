@@ -42,6 +42,7 @@ test-scaleout: $(VENV)/.installed
 bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
+	$(PY) bench/import.py
 
 clean:
 	rm -rf $(VENV) data

@@ -7,8 +7,8 @@ in the same run, through a bare one-process loop (pydicom read + window + Pillow
 Modes: `inline` is `manage.py import_dicom`'s path (items run in this process, decoding in a process
 pool of IMPORT_PROCESSES); `cluster` starts `manage.py qcluster` (Q_WORKERS workers, each batch
 rendered in its worker). Each first import starts from an empty database and JPEG folder; the
-re-import runs over the unchanged tree right after. Prints images/s, files/s and the ratios, and
-writes them to bench/results/import-<date>.md.
+re-import runs over the unchanged tree right after. Rounds are interleaved (bare, then each mode) and
+medians reported: images/s, files/s and the ratios, also written to bench/results/import-<date>.md.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--modes", default="inline,cluster")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-import-"))
@@ -128,25 +130,35 @@ def main() -> None:
         print(f"generated {len(paths)} CT files {args.size}x{args.size} in {time.monotonic() - t:.1f} s "
               f"({sum(p.stat().st_size for p in paths) / 1e6:.0f} MB) on {os.cpu_count()} cores")
         env = configure_django(work, source_root)
-        bare = bare_loop(paths, work / "bare")
-        bare_ips = len(paths) / bare
-        rows = [("bare loop (1 process: pydicom + window + Pillow)", bare, bare_ips, "1.00x bare")]
-        print(f"bare loop: {bare:.2f} s, {bare_ips:.1f} images/s")
-        for mode in [m for m in args.modes.split(",") if m]:
-            forget_everything(work)
-            first, counts = (import_inline(source) if mode == "inline" else import_cluster(source, env, work))
-            assert counts["new_images_uploaded"] == len(paths), counts
-            again, counts = (import_inline(source) if mode == "inline" else import_cluster(source, env, work))
-            assert counts["duplicate_images_skipped"] == len(paths), counts
-            first_ips, again_fps = len(paths) / first, len(paths) / again
-            rows.append((f"first import, {mode}", first, first_ips, f"{first_ips / bare_ips:.2f}x bare"))
-            rows.append((f"re-import, {mode}", again, again_fps, f"{again_fps / first_ips:.1f}x first import"))
-            print(f"{mode}: first import {first:.2f} s ({first_ips:.1f} images/s, {first_ips / bare_ips:.2f}x bare); "
-                  f"re-import {again:.2f} s ({again_fps:.0f} files/s, {again_fps / first_ips:.1f}x first)")
-        table = ["| run | seconds | per second | ratio |", "|---|---|---|---|"]
+        modes = [m for m in args.modes.split(",") if m]
+        times = {"bare": [], **{f"{m} first": [] for m in modes}, **{f"{m} again": [] for m in modes}}
+        for round_ in range(args.repeat):  # interleaved: drift on a shared machine hits every variant alike
+            shutil.rmtree(work / "bare", ignore_errors=True)
+            times["bare"].append(bare_loop(paths, work / "bare"))
+            for mode in modes:
+                forget_everything(work)
+                run = import_inline if mode == "inline" else lambda src: import_cluster(src, env, work)
+                first, counts = run(source)
+                assert counts["new_images_uploaded"] == len(paths), counts
+                again, counts = run(source)
+                assert counts["duplicate_images_skipped"] == len(paths), counts
+                times[f"{mode} first"].append(first)
+                times[f"{mode} again"].append(again)
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+        median = {key: statistics.median(values) for key, values in times.items()}
+        bare_ips = len(paths) / median["bare"]
+        rows = [("bare loop (1 process: pydicom + window + Pillow)", median["bare"], bare_ips, "1.00x bare")]
+        for mode in modes:
+            first_ips, again_fps = len(paths) / median[f"{mode} first"], len(paths) / median[f"{mode} again"]
+            rows.append((f"first import, {mode}", median[f"{mode} first"], first_ips,
+                         f"{first_ips / bare_ips:.2f}x bare"))
+            rows.append((f"re-import, {mode}", median[f"{mode} again"], again_fps,
+                         f"{again_fps / first_ips:.1f}x first import"))
+        table = ["| run (median of rounds) | seconds | per second | ratio |", "|---|---|---|---|"]
         table += [f"| {name} | {seconds:.2f} | {rate:.1f} | {ratio} |" for name, seconds, rate, ratio in rows]
         report = "\n".join([f"# Import benchmark {dt.datetime.now():%Y-%m-%d %H:%M}",
-                            f"{len(paths)} CT files {args.size}x{args.size}, {os.cpu_count()} cores, "
+                            f"{len(paths)} CT files {args.size}x{args.size}, {os.cpu_count()} cores "
+                            f"(load average {os.getloadavg()[0]:.1f}), {args.repeat} rounds, "
                             f"IMPORT_PROCESSES={os.environ.get('IMPORT_PROCESSES', os.cpu_count())}, "
                             f"IMPORT_BATCH_SIZE={os.environ.get('IMPORT_BATCH_SIZE', 'default')}", "", *table, ""])
         print(report)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,9 @@ def import_batch(item: ImportItem, ctx) -> None:
     ledger = Ledger(item)
     fresh = skip_known_files(item, ledger)
     stop_if_asked(ctx)
+    started = time.monotonic()
     candidates = read_and_render(fresh, ledger) if fresh else []
+    decoded = time.monotonic()
     patients = {}
     try:
         if candidates:
@@ -111,7 +114,8 @@ def import_batch(item: ImportItem, ctx) -> None:
     for c in candidates:
         settle(c, item, ledger, patients)
     ledger.write()
-    item.result = ledger.summary()
+    item.result = {**ledger.summary(), "decode_seconds": round(decoded - started, 3),
+                   "filing_seconds": round(time.monotonic() - decoded, 3)}
     if item.result[Outcome.IMPORTED]:
         record(item.job.created_by, "images.imported", item.job, batch=item.number,
                images=item.result[Outcome.IMPORTED])
