@@ -31,7 +31,7 @@ def run_inline(job: ImportJob, on_progress=lambda job: None) -> ImportJob:
     """Run every item in this process, scan first (the CLI's way: no worker cluster needed)."""
     from apps.jobs import runner
 
-    type(job).objects.filter(pk=job.pk).update(started_at=timezone.now(), status="running")
+    type(job).objects.filter(pk=job.pk, started_at=None).update(started_at=timezone.now())
     while True:
         item = job.items.filter(status="pending").order_by("number").first()
         if item is None:

@@ -1,7 +1,7 @@
 import pytest
 
 from apps.imports.models import ImportJob
-from apps.jobs import runner
+from apps.imports.start import run_inline
 from tests.imports.tree import build_tree
 
 
@@ -25,10 +25,4 @@ def tree(import_root):
 
 def run_job(job: ImportJob) -> ImportJob:
     """Run the job's items in this process, in order, the way one worker would (scan first)."""
-    while True:
-        item = job.items.filter(status="pending").order_by("number").first()
-        if item is None:
-            break
-        runner.run_item(item._meta.label, item.pk)
-    job.refresh_from_db()
-    return job
+    return run_inline(job)

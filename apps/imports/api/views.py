@@ -58,20 +58,26 @@ class ImportJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMo
         return Response(job_stats(self.get_object()))
 
 
-class PatientViewSet(viewsets.ReadOnlyModelViewSet):
-    """Imported patients; `?patient_id=` picks one."""
+class ByPatientId:
+    """`?patient_id=` narrows the list to one patient (`patient_id_lookup` names the field)."""
 
-    queryset = ImportedPatient.objects.annotate(image_count=Count("images")).order_by("patient_id")
-    serializer_class = PatientSerializer
+    patient_id_lookup = "patient_id"
 
-    @extend_schema(parameters=[OpenApiParameter("patient_id", str)])
+    @extend_schema(parameters=[OpenApiParameter("patient_id", str, description="Only this PatientID.")])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self):
         queryset = super().get_queryset()
         patient_id = self.request.query_params.get("patient_id")
-        return queryset.filter(patient_id=patient_id) if patient_id is not None else queryset
+        return queryset if patient_id is None else queryset.filter(**{self.patient_id_lookup: patient_id})
+
+
+class PatientViewSet(ByPatientId, viewsets.ReadOnlyModelViewSet):
+    """Imported patients; `?patient_id=` picks one."""
+
+    queryset = ImportedPatient.objects.annotate(image_count=Count("images")).order_by("patient_id")
+    serializer_class = PatientSerializer
 
 
 class JPEGRenderer(renderers.BaseRenderer):
@@ -84,20 +90,12 @@ class JPEGRenderer(renderers.BaseRenderer):
         return data
 
 
-class ImageViewSet(viewsets.ReadOnlyModelViewSet):
+class ImageViewSet(ByPatientId, viewsets.ReadOnlyModelViewSet):
     """Imported images; `?patient_id=` lists one patient's. `jpg_url` serves the JPEG (login needed)."""
 
     queryset = ImportedImage.objects.select_related("patient").order_by("patient__patient_id", "original_filename")
     serializer_class = ImageSerializer
-
-    @extend_schema(parameters=[OpenApiParameter("patient_id", str)])
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        patient_id = self.request.query_params.get("patient_id")
-        return queryset.filter(patient__patient_id=patient_id) if patient_id is not None else queryset
+    patient_id_lookup = "patient__patient_id"
 
     @extend_schema(responses={(200, "image/jpeg"): bytes})
     @action(detail=True, methods=["get"], renderer_classes=[JPEGRenderer, renderers.JSONRenderer],
