@@ -132,13 +132,11 @@ def portal_retrieve(server, study_uid: str, expected: int) -> float:
 
 
 def use_get_engine(engine: str) -> None:
-    """The worker's C-GET runs on apps/dicom/lean_get.py; "pynetdicom" swaps in the pynetdicom C-GET
-    (apps.dicom.dimse.get, an association of its own too) for the comparison."""
-    from apps.dicom import dimse
-    from apps.dicom.lean_get import lean_get
-    from apps.retrieval import retrieve
+    """The worker's C-GET engine is the CGET_ENGINE setting: "lean" (apps/dicom/wire/get_scu.py) or
+    "pynetdicom" (apps.dicom.dimse.get, an association of its own too), as a deployment would set it."""
+    from django.conf import settings
 
-    retrieve.lean_get = lean_get if engine == "lean" else dimse.get
+    settings.CGET_ENGINE = engine
 
 
 def check(found: int, expected: int, what: str) -> None:
@@ -175,7 +173,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-retrieve-"))
     receiver_port, storescp_port = free_ports(2)
     env = configure_django(work, receiver_port)
-    from apps.dicom.synthetic import write_dataset
+    from apps.dicom.demo.synthetic import write_dataset
     from apps.servers.models import DicomServer
 
     print(f"generating {args.instances} CT instances of {args.size}x{args.size} in {work}", file=sys.stderr)

@@ -31,6 +31,9 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
+# Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
+RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
+CGET_ENGINE = env("CGET_ENGINE", default="lean")
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 IMPORT_JPG_DIR = Path(env("IMPORT_JPG_DIR", default=str(DATA_DIR / "imports")))
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=250)  # files per import item
@@ -40,7 +43,7 @@ DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
 # --- Django --------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.core.admin_site.PortalAdminConfig",  # django.contrib.admin with the portal's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -51,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_q",
     "auditlog",
+    "apps.core",
     "apps.audit",
     "apps.servers",
     "apps.jobs",

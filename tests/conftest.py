@@ -16,7 +16,7 @@ ORTHANC_DATASET = dict(patients=3, studies=2, series=1, instances=5, rows=64, co
 def orthanc(tmp_path_factory):
     """One real Orthanc for the session, holding ORTHANC_DATASET. Treat its data as read-only (store
     into `empty_orthanc`); C-MOVE destinations may be added with orthanc.add_modality()."""
-    from apps.dicom.synthetic import write_dataset
+    from apps.dicom.demo.synthetic import write_dataset
 
     root = tmp_path_factory.mktemp("orthanc")
     server = Orthanc(root / "server").start()
@@ -31,7 +31,7 @@ def orthanc(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def orthanc_dataset(orthanc) -> dict:
-    """The manifest of the data in `orthanc` (apps.dicom.synthetic.write_dataset's return value)."""
+    """The manifest of the data in `orthanc` (apps.dicom.demo.synthetic.write_dataset's return value)."""
     return orthanc.dataset
 
 

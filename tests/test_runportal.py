@@ -1,9 +1,13 @@
 """The portal as `make run` starts it: web + worker cluster + receiver + demo PACS in real processes.
-A token echoes DEMO, a case list retrieves through the workers and the receiver, and Ctrl-C stops all."""
+The README's first minute runs as written (its case list, its curl lines, with a token), the case list
+retrieves through the workers and the receiver into the README's layout, and Ctrl-C stops all."""
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -49,17 +53,33 @@ def running_portal(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_the_running_portal_echoes_retrieves_and_stops_on_ctrl_c(running_portal):
+def readme_first_minute() -> tuple[str, list[str]]:
+    """The case list and the curl lines of the README's "First minute", exactly as a newcomer copies them."""
+    section = (ROOT / "README.md").read_text().split("### First minute", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
+    case_list = next(b for b in blocks if b.lstrip().startswith("PatientID,"))
+    curls = [line.strip() for b in blocks for line in b.splitlines() if line.strip().startswith("curl ")]
+    return textwrap.dedent(case_list), curls
+
+
+def test_the_readme_first_minute_works_as_written_then_ctrl_c_stops_all(running_portal, tmp_path):
     proc, client, data_dir = running_portal
     assert httpx.get(str(client.base_url) + "/healthz").json() == {"status": "ok"}
     assert httpx.post(str(client.base_url) + "/api/servers/DEMO/echo/").status_code in (401, 403)
-    echo = client.post("/api/servers/DEMO/echo/").json()
-    assert echo["ok"] is True and echo["error"] is None
 
-    studies = client.get("/api/servers/DEMO/studies", params={"PatientID": "DEMO00001"}).json()["studies"]
-    assert len(studies) == 2
-    csv = "PatientID,StudyDate,Modality,Server\nDEMO00001,2000-01-01..2030-12-31,,DEMO\n"
-    job = client.post("/api/retrievals/", files={"file": ("cases.csv", csv.encode())}).json()
+    case_list, curls = readme_first_minute()
+    assert [c.split("http://127.0.0.1:8000")[1].split('"')[0] for c in curls] == [
+        "/api/servers/DEMO/echo/", "/api/servers/DEMO/studies?PatientID=DEMO00001", "/api/retrievals/"]
+    (tmp_path / "cases.csv").write_text(case_list)
+    token = client.headers["Authorization"].split()[1]
+    answers = [json.loads(subprocess.run(["bash", "-c", curl.replace("127.0.0.1:8000", client.base_url.netloc.decode())],
+                                         cwd=tmp_path, env={**os.environ, "TOKEN": token}, check=True,
+                                         capture_output=True, text=True, timeout=60).stdout) for curl in curls]
+    echo, found, job = answers
+    assert echo["ok"] is True and echo["error"] is None
+    studies = found["studies"]
+    assert len(studies) == 2 and {s["PatientID"] for s in studies} == {"DEMO00001"}
+    assert job["row_errors"] == [] and len(job["items"]) == 1, job
     deadline = time.monotonic() + 60
     while job["status"] in ("pending", "running"):
         assert time.monotonic() < deadline, job
@@ -68,6 +88,8 @@ def test_the_running_portal_echoes_retrieves_and_stops_on_ctrl_c(running_portal)
     assert job["status"] == "succeeded", job
     expected = sum(s["NumberOfStudyRelatedInstances"] for s in studies)
     assert job["progress"]["instances"] == expected
+    folders = {f"{s['StudyDate']}_DEMO00001_{'-'.join(sorted(s['ModalitiesInStudy']))}" for s in studies}
+    assert {p.name for p in (data_dir / "downloads" / "DEMO").iterdir()} == folders, "the README's layout"
     assert len(list((data_dir / "downloads" / "DEMO").rglob("*.dcm"))) == expected
 
     started = time.monotonic()

@@ -5,13 +5,3 @@ class AuditConfig(AppConfig):
     name = "apps.audit"
     label = "audit"
     verbose_name = "Audit"
-
-    def ready(self):
-        # Every DicomServer change is recorded by django-auditlog (who, when, which fields, old -> new).
-        # The DICOMweb secret is masked so the trail never holds a usable password.
-        from auditlog.registry import auditlog
-
-        from apps.servers.models import DicomServer
-
-        if not auditlog.contains(DicomServer):
-            auditlog.register(DicomServer, exclude_fields=["updated_at"], mask_fields=["dicomweb_secret"])

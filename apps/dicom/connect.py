@@ -8,8 +8,8 @@ import ssl
 import threading
 import time
 
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_context, build_role, evt
+from pydicom.uid import UID
+from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
@@ -22,22 +22,20 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from apps.dicom.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomError, DicomTimeout
+from apps.dicom import errors
+from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.syntaxes import (COMMON_STORAGE_SOP_CLASSES, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
+                                 MAX_CONTEXTS, TRANSFER_SYNTAXES)
 
 log = logging.getLogger(__name__)
 
-MAX_CONTEXTS = 128  # presentation contexts per association (odd IDs 1..255, PS3.8 9.3.2.2)
 MODELS = {  # query model -> (FIND, MOVE, GET) SOP classes
     "study": (StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove,
               StudyRootQueryRetrieveInformationModelGet),
     "patient": (PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelMove,
                 PatientRootQueryRetrieveInformationModelGet),
 }
-# For C-GET the PACS picks one syntax per SOP class; offering uncompressed first lets it send
-# uncompressed objects as they are, and compressed ones still arrive (as stored, or decompressed).
-GET_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + [
-    ts for ts in ALL_TRANSFER_SYNTAXES if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
 CANCEL_GRACE_SECONDS = 5.0  # after a C-CANCEL, how long the PACS may take to stop before we abort
 
 
@@ -65,7 +63,8 @@ class _HandshakeRecordingSocket(ssl.SSLSocket):
             raise
 
 
-def _tls_args(peer: RemoteAE):
+def tls_context(peer: RemoteAE):
+    """(SSLContext, server name) for a peer with TLS configured, else None."""
     if not peer.tls_ca:
         return None
     try:
@@ -101,60 +100,64 @@ class _OpenProbe:
             self.aborted = True
 
 
-REJECT_REASONS = {  # (source, diagnostic) of an A-ASSOCIATE-RJ, PS3.8 9.3.4
-    (1, 1): "no reason given by the PACS; check the AE titles configured on both sides",
-    (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognised: the PACS does not know our AE title '{local}'; ask its "
-            "administrator to add {local} ({local_host}:{local_port}) as a DICOM node",
-    (1, 7): "called AE title not recognised: the PACS does not know '{called}'; check the AE title "
-            "configured for this server",
-    (2, 1): "no reason given (ACSE)",
-    (2, 2): "protocol version not supported",
-    (3, 1): "temporary congestion; try again later",
-    (3, 2): "local limit exceeded (too many associations); try again later",
-}
-
-
 def _open_error(peer: RemoteAE, local: LocalAE, probe: _OpenProbe, elapsed: float) -> DicomError:
     if not probe.connected:
         if isinstance(probe.tls_error, ssl.SSLCertVerificationError):
-            error = ConnectionFailed(f"The TLS certificate of {peer.label} was not accepted "
-                                     f"({probe.tls_error.verify_message}). Check that the configured CA file "
-                                     "signed the server's certificate and that the certificate names this host.")
-            error.retriable = False  # a configuration problem: retrying cannot help
-            return error
+            return errors.tls_certificate_refused(peer, probe.tls_error.verify_message)
         if probe.tls_error is not None:
-            return ConnectionFailed(f"The TLS handshake with {peer.label} failed ({probe.tls_error}). Check that "
-                                    "this port speaks DICOM over TLS and that the certificates on both sides match.")
+            return errors.tls_handshake_failed(peer, probe.tls_error)
         if peer.tls_ca:
             return ConnectionFailed(f"Cannot open a TLS connection to {peer.label}: refused, unreachable or the "
                                     "TLS handshake failed. Check host, port, and the certificates.")
-        if elapsed >= peer.connect_timeout * 0.9:
-            return ConnectionFailed(f"No answer from {peer.label} within {peer.connect_timeout:g} s: the host is "
-                                    "unreachable or a firewall drops the connection. Check host and port.")
-        return ConnectionFailed(f"Cannot connect to {peer.label}: connection refused. Check that the PACS is "
-                                "running and that host and port are right.")
+        return errors.no_answer(peer) if elapsed >= peer.connect_timeout * 0.9 else errors.connection_refused(peer)
     rsp = probe.response
     if rsp is not None and rsp.result in (0x01, 0x02):
-        reason = REJECT_REASONS.get((rsp.result_source, rsp.diagnostic), f"reason {rsp.reason_str}").format(
-            local=local.ae_title, local_host=local.host, local_port=local.port, called=peer.ae_title)
-        error = AssociationRejected(f"{peer.label} rejected the association: {reason}.")
-        error.retriable = rsp.result == 0x02  # "rejected (transient)"
-        return error
+        return errors.association_rejected(peer, local, rsp.result, rsp.result_source, rsp.diagnostic,
+                                           f"reason {rsp.reason_str}")
     if rsp is not None:
         return AssociationRejected(f"{peer.label} accepted the association but none of the services we "
                                    "proposed; check that this server offers them to our AE title.")
     if probe.aborted:
-        return AssociationAborted(f"{peer.label} aborted the association request. Check that the PACS knows our "
-                                  f"AE title '{local.ae_title}' and allows it to connect.")
-    return DicomTimeout(f"{peer.label} accepted the TCP connection but did not answer the association request "
-                        f"within {peer.connect_timeout:g} s. Check that this port is a DICOM service and that "
-                        "the PACS is not overloaded.")
+        return errors.association_request_aborted(peer, local)
+    return errors.association_request_unanswered(peer)
+
+
+def open_socket(peer: RemoteAE) -> socket.socket:
+    """A TCP (or TLS) connection to `peer` for the socket-level engines: TCP_NODELAY, the connect timeout,
+    and the same typed errors as an association opened by pynetdicom."""
+    started = time.monotonic()
+    try:
+        sock = socket.create_connection((peer.host, peer.port), timeout=peer.connect_timeout)
+    except OSError as exc:
+        if isinstance(exc, socket.timeout) or time.monotonic() - started >= peer.connect_timeout * 0.9:
+            raise errors.no_answer(peer) from None
+        raise errors.connection_refused(peer) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tls = tls_context(peer)
+    if tls is None:
+        return sock
+    context, server_name = tls
+    try:
+        return context.wrap_socket(sock, server_hostname=server_name)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        raise errors.tls_certificate_refused(peer, exc.verify_message) from None
+    except OSError as exc:
+        sock.close()
+        raise errors.tls_handshake_failed(peer, exc) from None
+
+
+def application_entity(ae_title: str) -> AE:
+    """A pynetdicom AE that announces PACS Portal's implementation class UID and version name."""
+    ae = AE(ae_title=ae_title)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    return ae
 
 
 def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, handlers=()):
     """An established pynetdicom Association, or a DicomError saying why not."""
-    ae = AE(ae_title=local.ae_title)
+    ae = application_entity(local.ae_title)
     ae.connection_timeout = peer.connect_timeout
     ae.acse_timeout = peer.connect_timeout  # association request and release
     ae.dimse_timeout = peer.query_timeout  # per response; retrievals raise it (dimse.Association)
@@ -164,7 +167,7 @@ def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, 
     ae.maximum_pdu_size = peer.max_pdu
     ae.requested_contexts = contexts
     probe = _OpenProbe()
-    tls_args = _tls_args(peer)
+    tls_args = tls_context(peer)
     started = time.monotonic()
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, max_pdu=peer.max_pdu, ext_neg=ext_neg,
                          tls_args=tls_args,
@@ -185,10 +188,10 @@ def get_contexts(storage_sop_classes) -> tuple[list[PresentationContext], list]:
     """Study/Patient Root FIND and GET, plus every storage SOP class we may receive, with the SCP role
     (PS3.4 C.4.3: the C-STOREs of a C-GET travel back on our own association)."""
     contexts = [build_context(Verification)] + [build_context(m[i]) for m in MODELS.values() for i in (0, 2)]
-    storage = [UID(str(uid)) for uid in (storage_sop_classes or [cx.abstract_syntax for cx in StoragePresentationContexts])]
+    storage = [UID(str(uid)) for uid in (storage_sop_classes or COMMON_STORAGE_SOP_CLASSES)]
     if len(contexts) + len(storage) > MAX_CONTEXTS:
         raise ValueError(f"C-GET can receive at most {MAX_CONTEXTS - len(contexts)} SOP classes per association")
-    contexts += [build_context(uid, GET_TRANSFER_SYNTAXES) for uid in storage]
+    contexts += [build_context(uid, TRANSFER_SYNTAXES) for uid in storage]
     return contexts, [build_role(uid, scp_role=True) for uid in storage]
 
 

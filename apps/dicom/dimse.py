@@ -5,7 +5,7 @@ so a job can reuse one association for many queries and retrievals. The module-l
 open one association each. Every failure becomes a typed DicomError (apps/dicom/errors.py) whose
 message names the peer and says what to check.
 
-Speed (see DESIGN.md "Speed"): TCP_NODELAY on every socket, the largest PDU the peer accepts, files
+Speed (docs/architecture.md, "The wire layer"): TCP_NODELAY on every socket, the largest PDU the peer accepts, files
 sent as their bytes (no decode/re-encode), received instances handed over as the bytes that arrived.
 """
 from __future__ import annotations
@@ -67,7 +67,8 @@ class StoreOutcome:
     message: str
 
 
-def _identifier(level: str, query: dict | Dataset) -> Dataset:
+def identifier(level: str, query: dict | Dataset) -> Dataset:
+    """The C-FIND/C-MOVE/C-GET identifier for `query` (attribute keyword -> value, or a Dataset) at `level`."""
     level = level.upper()
     if level not in LEVELS:
         raise ValueError(f"query level must be one of {', '.join(LEVELS)}, not {level!r}")
@@ -83,7 +84,8 @@ def _identifier(level: str, query: dict | Dataset) -> Dataset:
     return ds
 
 
-def _what(ds: Dataset) -> str:
+def describe_query(ds: Dataset) -> str:
+    """What an identifier asks for, in words for messages ("study 1.2.3"), without patient data."""
     for keyword, words in (("SOPInstanceUID", "instance"), ("SeriesInstanceUID", "series"), ("StudyInstanceUID", "study")):
         if text_value(ds.get(keyword, "")):
             return f"{words} {text_value(ds.get(keyword))}"
@@ -148,17 +150,17 @@ class Association:
 
     def find(self, level: str, query: dict | Dataset, *, model: str = "study") -> list[Dataset]:
         """Matches of a C-FIND; keys with an empty value are the return keys asked for."""
-        ds = _identifier(level, query)
+        ds = identifier(level, query)
         sop_class = MODELS[model][0]
         self._require(sop_class, "C-FIND")
         timeout = self.peer.query_timeout
         self._timeout(timeout)
         matches, last = [], time.monotonic()
-        for rsp, identifier in self.raw.send_c_find(ds, sop_class, msg_id=self._next_id()):
+        for rsp, match in self.raw.send_c_find(ds, sop_class, msg_id=self._next_id()):
             code = self._status(rsp, f"C-FIND at {ds.QueryRetrieveLevel} level", "find", last, timeout)
             last = time.monotonic()
-            if category(code) == "Pending" and identifier is not None:
-                matches.append(identifier)
+            if category(code) == "Pending" and match is not None:
+                matches.append(match)
         log.debug("C-FIND %s on %s: %d matches", ds.QueryRetrieveLevel, self.peer.label, len(matches))
         return matches
 
@@ -166,11 +168,11 @@ class Association:
              model: str = "study") -> MoveResult:
         """C-MOVE to `destination_ae`. The PACS tags its C-STOREs with our AE title and `message_id`
         (Move Originator), so the receiver can tell this move's instances from any other's."""
-        ds = _identifier(level, query)
+        ds = identifier(level, query)
         sop_class = MODELS[model][1]
         self._require(sop_class, "C-MOVE")
         responses = self.raw.send_c_move(ds, destination_ae, sop_class, msg_id=message_id)
-        return self._retrieve(f"C-MOVE of {_what(ds)} to {destination_ae}", "move", responses, message_id,
+        return self._retrieve(f"C-MOVE of {describe_query(ds)} to {destination_ae}", "move", responses, message_id,
                               sop_class, hint=f"Check that {destination_ae} is declared on the PACS as a DICOM "
                                               "node (AE title, host, port) allowed to receive.")
 
@@ -178,13 +180,13 @@ class Association:
             message_id: int = 1, model: str = "study") -> MoveResult:
         """C-GET: the instances come back on this association, each handed to `on_instance` (which
         returns a status word; raising makes that instance fail)."""
-        ds = _identifier(level, query)
+        ds = identifier(level, query)
         sop_class = MODELS[model][2]
         self._require(sop_class, "C-GET")
         previous, self._on_instance, self._refused = self._on_instance, on_instance, []
         try:
             responses = self.raw.send_c_get(ds, sop_class, msg_id=message_id)
-            result = self._retrieve(f"C-GET of {_what(ds)}", "get", responses, message_id, sop_class)
+            result = self._retrieve(f"C-GET of {describe_query(ds)}", "get", responses, message_id, sop_class)
             # PACSs often leave out the Failed SOP Instance UID List; for C-GET we know it ourselves.
             result.failed_sop_instance_uids = result.failed_sop_instance_uids or list(self._refused)
             return result
@@ -198,7 +200,7 @@ class Association:
         result = MoveResult(message_id=message_id)
         last = time.monotonic()
         with Watchdog(self.raw, message_id, sop_class, timeout) as watchdog:
-            for rsp, identifier in responses:
+            for rsp, answer in responses:
                 if watchdog.fired:
                     break
                 if rsp is None or "Status" not in rsp:
@@ -213,8 +215,8 @@ class Association:
                                       ("remaining", "NumberOfRemainingSuboperations")):
                     if rsp.get(keyword) is not None:
                         setattr(result, attr, int(rsp.get(keyword)))
-                if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
-                    failed = identifier.FailedSOPInstanceUIDList
+                if answer is not None and "FailedSOPInstanceUIDList" in answer:
+                    failed = answer.FailedSOPInstanceUIDList
                     result.failed_sop_instance_uids = [text_value(u) for u in ([failed] if isinstance(failed, str) else failed)]
         if watchdog.fired:
             raise DicomTimeout(f"The {what} from {self.peer.label} did not finish within {timeout:g} s and was "

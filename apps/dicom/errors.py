@@ -53,3 +53,61 @@ class DicomWebError(DicomError):
         super().__init__(message)
         self.http_status = http_status
         self.retriable = retriable
+
+
+# What went wrong while opening an association, in words that say what to check. Both engines (pynetdicom
+# in connect.py, the socket-level ones in wire/) raise these, so a failure reads the same whichever ran.
+REJECT_REASONS = {  # (source, diagnostic) of an A-ASSOCIATE-RJ, PS3.8 9.3.4
+    (1, 1): "no reason given by the PACS; check the AE titles configured on both sides",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised: the PACS does not know our AE title '{local}'; ask its "
+            "administrator to add {local} ({local_host}:{local_port}) as a DICOM node",
+    (1, 7): "called AE title not recognised: the PACS does not know '{called}'; check the AE title "
+            "configured for this server",
+    (2, 1): "no reason given (ACSE)",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion; try again later",
+    (3, 2): "local limit exceeded (too many associations); try again later",
+}
+
+
+def connection_refused(peer) -> ConnectionFailed:
+    return ConnectionFailed(f"Cannot connect to {peer.label}: connection refused. Check that the PACS is "
+                            "running and that host and port are right.")
+
+
+def no_answer(peer) -> ConnectionFailed:
+    return ConnectionFailed(f"No answer from {peer.label} within {peer.connect_timeout:g} s: the host is "
+                            "unreachable or a firewall drops the connection. Check host and port.")
+
+
+def tls_handshake_failed(peer, exc) -> ConnectionFailed:
+    return ConnectionFailed(f"The TLS handshake with {peer.label} failed ({exc}). Check that this port speaks "
+                            "DICOM over TLS and that the certificates on both sides match.")
+
+
+def tls_certificate_refused(peer, verify_message: str) -> ConnectionFailed:
+    error = ConnectionFailed(f"The TLS certificate of {peer.label} was not accepted ({verify_message}). Check "
+                             "that the configured CA file signed the server's certificate and that the "
+                             "certificate names this host.")
+    error.retriable = False  # a configuration problem: retrying cannot help
+    return error
+
+
+def association_rejected(peer, local, result: int, source: int, diagnostic: int, fallback: str = "") -> AssociationRejected:
+    reason = REJECT_REASONS.get((source, diagnostic), fallback or f"source {source}, reason {diagnostic}").format(
+        local=local.ae_title, local_host=local.host, local_port=local.port, called=peer.ae_title)
+    error = AssociationRejected(f"{peer.label} rejected the association: {reason}.")
+    error.retriable = result == 0x02  # "rejected (transient)"
+    return error
+
+
+def association_request_aborted(peer, local) -> AssociationAborted:
+    return AssociationAborted(f"{peer.label} aborted the association request. Check that the PACS knows our "
+                              f"AE title '{local.ae_title}' and allows it to connect.")
+
+
+def association_request_unanswered(peer) -> DicomTimeout:
+    return DicomTimeout(f"{peer.label} accepted the TCP connection but did not answer the association request "
+                        f"within {peer.connect_timeout:g} s. Check that this port is a DICOM service and that "
+                        "the PACS is not overloaded.")

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pydicom.dataset import Dataset
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom import evt
 from pynetdicom.sop_class import Verification
 
 from apps.dicom import files
-from apps.dicom.connect import set_nodelay, text_value
+from apps.dicom.connect import application_entity, set_nodelay, text_value
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE
+from apps.dicom.service import Service
+from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
     return _failure(status, comment) if comment else status
 
 
-class StorageSCP:
+class StorageSCP(Service):
     """A Storage SCP on `bind_host`:`local.port` (0 = any free port; `.port` tells which) answering
     to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe."""
 
@@ -99,19 +101,13 @@ class StorageSCP:
         self._on_instance = on_instance
         self._server = None
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the Storage SCP is not started")
-        return self._server.server_address[1]
-
     def start(self) -> "StorageSCP":
-        ae = AE(ae_title=self.local.ae_title)
+        ae = application_entity(self.local.ae_title)
         ae.require_called_aet = True  # a PACS that calls us by another name is misconfigured: say so
         ae.maximum_pdu_size = 0  # let senders use PDUs as large as they like
         ae.network_timeout = 300  # a sender silent this long is gone
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        for sop_class in ALL_STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         self._server = ae.start_server(
             (self.bind_host, self.local.port), block=False,
@@ -122,13 +118,3 @@ class StorageSCP:
     def _handle_store(self, event):
         return answer_store(event, self._on_instance)
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-
-    def __enter__(self) -> "StorageSCP":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

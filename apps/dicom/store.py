@@ -1,4 +1,4 @@
-"""Sending many files (seed 001 send-file / send-dir): C-STORE over as few associations as the files'
+"""Sending many files (send-file / send-dir): C-STORE over as few associations as the files'
 (SOP class, transfer syntax) pairs allow, each file sent as its own bytes, every status checked."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from apps.dicom import files
-from apps.dicom.connect import MAX_CONTEXTS
+from apps.dicom.syntaxes import MAX_CONTEXTS
 from apps.dicom.dimse import StoreOutcome, associate
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE

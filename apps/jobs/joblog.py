@@ -1,6 +1,6 @@
 """Log lines for job work: one line per event, always carrying the job and item ids.
 
-Patient names and IDs may only be logged at DEBUG (the brief's rule); item errors, which can quote a
+Patient names and IDs may only be logged at DEBUG (the portal's privacy rule); item errors, which can quote a
 patient, are therefore logged at DEBUG by the runner and stored in the database for users."""
 import logging
 import traceback

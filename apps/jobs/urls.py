@@ -1,11 +1,12 @@
-from django.urls import path
-from rest_framework.routers import SimpleRouter
+from django.urls import re_path
 
 from apps.jobs.api.views import EchoJobViewSet, job_progress
+from pacsportal.api_router import ApiRouter
 
-router = SimpleRouter()
+router = ApiRouter()
 router.register("echo-jobs", EchoJobViewSet)
 urlpatterns = [
-    path("jobs/<str:app_label>/<str:model>/<int:pk>/progress", job_progress, name="job-progress"),
+    re_path(r"^jobs/(?P<app_label>[\w]+)/(?P<model>[\w]+)/(?P<pk>[0-9]+)/progress/?$", job_progress,
+            name="job-progress"),
     *router.urls,
 ]

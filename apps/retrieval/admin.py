@@ -10,9 +10,9 @@ from django.utils.html import format_html, format_html_join
 
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.retrieval import intake
-from apps.retrieval.forms import CaseListUploadForm, SingleQueryForm
+from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
 from apps.retrieval.models import RetrievalItem, RetrievalJob
-from apps.retrieval.report import build_report, report_csv
+from apps.retrieval.report import report_csv_response
 
 
 class RetrievalItemInline(JobItemInline):
@@ -59,40 +59,36 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         job = self.get_object(request, str(pk))
         if job is None:
             return HttpResponse(status=404)
-        response = HttpResponse(report_csv(build_report(job)), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="failed_downloads_job{pk}.csv"'
-        return response
+        return report_csv_response(job)
 
     def upload_view(self, request):
         """Step 1 reads the files and shows every row (bad ones with line and reason); step 2 starts a job
         per file with the very text that was previewed, carried in the form."""
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
         if request.method == "POST" and "confirm" in request.POST:
-            timeout = int(request.POST["timeout"]) if request.POST.get("timeout") else None
-            started = []
-            for name, blob in zip(request.POST.getlist("name"), request.POST.getlist("content")):
-                case_list = intake.read_case_list(base64.b64decode(blob),
-                                                  default_server=request.POST.get("default_server", ""))
-                if case_list.rows:
-                    started.append(intake.start_job(case_list, user=request.user, source_name=name, timeout=timeout))
-            for job in started:
+            confirm = ConfirmForm(request.POST)
+            if not confirm.is_valid():
+                self.message_user(request, "; ".join(e for errors in confirm.errors.values() for e in errors),
+                                  messages.ERROR)
+                return redirect("admin:retrieval_upload")
+            sources = [(name, base64.b64decode(blob)) for name, blob in
+                       zip(request.POST.getlist("name"), request.POST.getlist("content"))]
+            read = intake.read_case_lists(sources, default_server=confirm.cleaned_data["default_server"])
+            for job in intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"]):
                 self.message_user(request, f"Started {job}: {job.items.count()} rows, "
                                            f"{len(job.row_errors)} bad rows skipped.", messages.SUCCESS)
+            for refused in (f for f in read if not f.runnable):
+                self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)
             return redirect("admin:retrieval_retrievaljob_changelist")
         form = CaseListUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             default = form.cleaned_data["default_server"].name if form.cleaned_data["default_server"] else ""
-            previews = []
-            for upload in form.cleaned_data["files"]:
-                data = upload.read()
-                try:
-                    case_list, problem = intake.read_case_list(data, default_server=default), ""
-                except ValueError as exc:
-                    case_list, problem = None, str(exc)
-                previews.append({"name": upload.name, "case_list": case_list, "problem": problem,
-                                 "content": base64.b64encode(data).decode()})
+            previews = intake.read_case_lists([(f.name, f) for f in form.cleaned_data["files"]],
+                                              default_server=default)
+            for preview in previews:
+                preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
-                           runnable=any(p["case_list"] and p["case_list"].rows for p in previews))
+                           runnable=any(p.runnable for p in previews))
             return render(request, "admin/retrieval/preview.html", context)
         context["form"] = form
         return render(request, "admin/retrieval/upload.html", context)
@@ -104,12 +100,12 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             data = form.cleaned_data
             text = intake.rows_to_csv([{"PatientID": data["patient_id"], "StudyDate": data["study_date"],
                                         "Modality": data["modality"], "Server": data["server"].name}])
-            case_list = intake.read_case_list(text)
-            if case_list.errors:
-                form.add_error(None, "; ".join(e.message for e in case_list.errors))
+            (read,) = intake.read_case_lists([("single query", text)])
+            if read.case_list is None or read.case_list.errors:
+                form.add_error(None, "; ".join(e.message for e in read.case_list.errors) if read.case_list
+                               else read.problem)
             else:
-                job = intake.start_job(case_list, user=request.user, source_name="single query",
-                                       timeout=data["timeout"])
+                (job,) = intake.start_jobs([read], user=request.user, timeout=data["timeout"])
                 self.message_user(request, f"Started {job}.", messages.SUCCESS)
                 return redirect("admin:retrieval_retrievaljob_change", job.pk)
         context["form"] = form

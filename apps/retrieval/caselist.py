@@ -1,6 +1,6 @@
-"""Case lists (seed 000): CSV rows of PatientID,StudyDate,Modality,Server, or StudyInstanceUID rows.
+"""Case lists (the batch download tool's format, docs/contracts.md): CSV rows of PatientID,StudyDate,Modality,Server, or StudyInstanceUID rows.
 
-Rules, from the seed and DESIGN.md §4: header optional; '#' lines are comments; blank lines skipped;
+Rules: header optional; '#' lines are comments; blank lines skipped;
 spaces trimmed; UTF-8 with or without BOM; dates YYYY-MM-DD (also YYYYMMDD, and ranges
 YYYY-MM-DD..YYYY-MM-DD); Modality may be empty (any modality); IDs are text, so leading zeros stay.
 A header may name the columns in any order, and may add StudyInstanceUID. Without a header, rows are
@@ -10,15 +10,15 @@ and the reason; the good rows still run.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import re
 from dataclasses import asdict, dataclass
+
+from apps.dicom.query import DATE_FORMS, QueryError, parse_study_date
 
 COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID")
 DEFAULT_ORDER = COLUMNS
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
-_DAY_FORMS = ("%Y-%m-%d", "%Y%m%d")
 
 
 @dataclass(frozen=True)
@@ -48,26 +48,6 @@ class RowError:
 class CaseList:
     rows: list[CaseRow]
     errors: list[RowError]
-
-
-def _day(text: str) -> str:
-    for form in _DAY_FORMS:
-        try:
-            return dt.datetime.strptime(text, form).strftime("%Y%m%d")
-        except ValueError:
-            continue
-    raise ValueError(f"StudyDate '{text}' is not a real date in YYYY-MM-DD form")
-
-
-def parse_study_date(text: str) -> str:
-    """'2025-09-22' -> '20250922'; '2025-01-01..2025-03-31' -> '20250101-20250331'."""
-    if ".." in text:
-        start, _, end = (part.strip() for part in text.partition(".."))
-        first, last = _day(start), _day(end)
-        if first > last:
-            raise ValueError(f"StudyDate range '{text}' ends before it starts")
-        return f"{first}-{last}"
-    return _day(text)
 
 
 def decode(data: bytes) -> str:
@@ -141,10 +121,10 @@ def _row(number, cells, order, servers, default_server, header_seen) -> tuple[Ca
     if values["StudyDate"]:
         try:
             date = parse_study_date(values["StudyDate"])
-        except ValueError as exc:
+        except QueryError as exc:
             return None, str(exc)
     elif not uid:
-        return None, "StudyDate is empty (use YYYY-MM-DD or a range YYYY-MM-DD..YYYY-MM-DD)"
+        return None, f"StudyDate is empty (use {DATE_FORMS})"
     modality = values["Modality"].upper()
     if modality and not _MODALITY.match(modality):
         return None, f"Modality '{values['Modality']}' is not a DICOM modality code such as CT, MR, US"

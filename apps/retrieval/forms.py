@@ -25,12 +25,12 @@ class CaseListUploadForm(forms.Form):
     default_server = forms.ModelChoiceField(DicomServer.objects.all(), required=False, to_field_name="name",
                                             help_text="Used for rows that leave Server empty.")
 
-    def clean_files(self):
-        files = self.cleaned_data["files"]
-        for upload in files:
-            if upload.size > 5 * 1024 * 1024:
-                raise forms.ValidationError(f"{upload.name} is larger than 5 MB; split the case list.")
-        return files
+
+class ConfirmForm(forms.Form):
+    """The preview's hidden fields, checked again: they come back from the browser."""
+
+    timeout = forms.IntegerField(required=False, min_value=1, max_value=86400, label="Download timeout (s)")
+    default_server = forms.CharField(required=False, max_length=32)
 
 
 class SingleQueryForm(forms.Form):

@@ -1,13 +1,34 @@
 """Turning what a user hands over (uploaded CSV files, JSON rows, a single query form) into jobs.
-Shared by the API, the admin upload page and `manage.py dicom batch`, so all three read lists alike."""
+
+`read_case_lists` is the one door: the API, the admin upload page and `manage.py dicom batch` all read
+lists through it, so the size limit, the decoding, the parsing and the reasons a whole file is refused
+are the same everywhere."""
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 
 from apps.retrieval.caselist import COLUMNS, CaseList, parse_case_list
 from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
+
+MAX_CASE_LIST_BYTES = 5 * 1024 * 1024
+
+
+@dataclass
+class CaseListFile:
+    """One case list as read: its name, its bytes, the parsed rows, and `problem` when the whole file
+    is refused (too large, not UTF-8 text, no row that can run)."""
+
+    name: str
+    content: bytes
+    case_list: CaseList | None
+    problem: str = ""
+
+    @property
+    def runnable(self) -> bool:
+        return not self.problem
 
 
 def known_servers() -> set[str]:
@@ -17,6 +38,27 @@ def known_servers() -> set[str]:
 def read_case_list(data: bytes | str, *, default_server: str = "") -> CaseList:
     """Parse with the configured servers; raises ValueError for a file that is not UTF-8 text."""
     return parse_case_list(data, known_servers(), default_server=default_server)
+
+
+def read_case_lists(sources, *, default_server: str = "") -> list[CaseListFile]:
+    """`sources`: (name, bytes or an uploaded file) pairs. Every file is read (an upload's size is checked
+    before its content is read) and parsed; each comes back with its rows or with why it is refused."""
+    read = []
+    for name, source in sources:
+        size = len(source) if isinstance(source, (bytes, str)) else source.size
+        if size > MAX_CASE_LIST_BYTES:
+            read.append(CaseListFile(name, b"", None, f"{size} bytes is over the {MAX_CASE_LIST_BYTES} byte "
+                                                      "limit for a case list; split it into several files."))
+            continue
+        content = source if isinstance(source, bytes) else (source.encode() if isinstance(source, str)
+                                                             else source.read())
+        try:
+            case_list = read_case_list(content, default_server=default_server)
+        except ValueError as exc:
+            read.append(CaseListFile(name, content, None, str(exc)))
+            continue
+        read.append(CaseListFile(name, content, case_list, "" if case_list.rows else "no row can be run."))
+    return read
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -30,5 +72,7 @@ def rows_to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def start_job(case_list: CaseList, *, user, source_name: str, timeout: int | None = None) -> RetrievalJob:
-    return RetrievalJob.from_case_list(case_list, user=user, source_name=source_name, timeout=timeout)
+def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None) -> list[RetrievalJob]:
+    """One job per runnable file."""
+    return [RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout)
+            for f in files if f.runnable]

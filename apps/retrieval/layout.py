@@ -1,4 +1,4 @@
-"""Where retrieved studies land (seed 000): DOWNLOADS_DIR/<SERVER>/<YYYYMMDD>_<PatientID>_<Modality>/
+"""Where retrieved studies land (the batch download tool's layout, docs/contracts.md): DOWNLOADS_DIR/<SERVER>/<YYYYMMDD>_<PatientID>_<Modality>/
 <SOPInstanceUID>.dcm. IDs are made filesystem-safe; an ID that had to change gets a short hash of its
 original spelling, so 'A/B' and 'A_B' never share a folder."""
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""Retrieval jobs (seed 000): one job per case list, one item per CSV row."""
+"""Retrieval jobs: one job per case list, one item per CSV row (the batch download tool's format)."""
 from __future__ import annotations
 
 from django.db import models
 
-from apps.audit import record
-from apps.jobs.errors import ItemFailed
 from apps.jobs.models import Job, JobItem, JobStatus
 from apps.retrieval.caselist import CaseList
 from apps.servers.models import DicomServer
@@ -98,20 +96,6 @@ class RetrievalItem(JobItem):
         return 1 + self.dicom_server.retries
 
     def process(self, ctx) -> None:
-        from apps.retrieval.retrieve import retrieve_row, shortfall_message
+        from apps.retrieval.retrieve import retrieve_row
 
-        outcome = retrieve_row(self, ctx)
-        self.expected = outcome.expected
-        self.instances = outcome.received
-        self.bytes = sum(s.bytes for s in outcome.studies)
-        root = self.job.downloads_root()
-        folders = sorted({str(s.folder.relative_to(root)) for s in outcome.studies})
-        self.path = "; ".join(folders)[:500]
-        self.result = {"studies": [{"StudyInstanceUID": s.study_instance_uid, "expected": s.expected,
-                                    "received": s.received, "folder": str(s.folder)} for s in outcome.studies]}
-        self.save(update_fields=["expected", "instances", "bytes", "path", "result"])
-        record(self.job.created_by, "study.retrieved", f"server:{self.server_name}", job=self.job_id,
-               line=self.line, studies=[s.study_instance_uid for s in outcome.studies], instances=self.instances)
-        problem = shortfall_message(self.server_name, outcome)
-        if problem:
-            raise ItemFailed(problem)
+        retrieve_row(self, ctx)

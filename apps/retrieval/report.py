@@ -1,10 +1,11 @@
-"""The failed-downloads report of seed 000: succeeded studies, failures with reason, timed out (for
+"""The failed-downloads report of a batch retrieval: succeeded studies, failures with reason, timed out (for
 manual follow-up), rows refused when the list was read, and the overall success rate."""
 from __future__ import annotations
 
 import csv
 import io
 
+from django.http import HttpResponse
 from django.utils import timezone
 
 from apps.jobs.models import ItemStatus
@@ -62,7 +63,7 @@ def report_csv(report: dict) -> str:
 
 
 def report_text(report: dict) -> str:
-    """The seed's failed_downloads_<timestamp>.txt, for the CLI."""
+    """The batch download tool's failed_downloads_<timestamp>.txt, for the CLI."""
     s = report["summary"]
     lines = [f"Retrieval job #{report['job']} ({report['source']}) — report of {report['generated_at']}",
              f"Rows: {s['rows']}  succeeded: {s['succeeded']}  failed: {s['failed']}  timed out: {s['timed_out']}"
@@ -84,3 +85,10 @@ def report_text(report: dict) -> str:
                              f"{row['Modality']} {row['StudyInstanceUID']} — {row['reason']}")
         lines.append("")
     return "\n".join(lines)
+
+
+def report_csv_response(job) -> HttpResponse:
+    """The report as the CSV file download the admin and `?output=csv` offer."""
+    response = HttpResponse(report_csv(build_report(job)), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="failed_downloads_job{job.pk}.csv"'
+    return response

@@ -11,19 +11,25 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from apps.audit import record
+
 from apps.dicom import dimse
 from apps.dicom.errors import DicomTimeout
-from apps.dicom.lean_get import lean_get
+from apps.dicom.query import study_query
+from apps.dicom.engines import C_GETS
 from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.layout import file_into, study_folder
 from apps.servers.models import DicomServer, local_ae
 
-STUDY_RETURN_KEYS = ("PatientID", "StudyDate", "StudyInstanceUID", "ModalitiesInStudy",
-                     "NumberOfStudyRelatedInstances")
+if TYPE_CHECKING:
+    from apps.jobs.context import ItemContext
+    from apps.retrieval.models import RetrievalItem
+
 # How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
 # the last C-STORE before its final response, but our receiver is another process writing to disk).
 RECEIVER_GRACE_SECONDS = 2.0
@@ -51,18 +57,15 @@ class RowOutcome:
     def received(self) -> int:
         return sum(s.received for s in self.studies)
 
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.studies)
+
 
 def row_query(item) -> dict[str, str]:
-    query = {key: "" for key in STUDY_RETURN_KEYS}
-    if item.study_instance_uid:
-        query["StudyInstanceUID"] = item.study_instance_uid
-    if item.patient_id:
-        query["PatientID"] = item.patient_id
-    if item.study_date:
-        query["StudyDate"] = item.study_date
-    if item.modality:
-        query["ModalitiesInStudy"] = item.modality
-    return query
+    """The row's C-FIND identifier: the same builder as the query API, from the row's checked values."""
+    return study_query({"PatientID": item.patient_id, "StudyDate": item.study_date, "Modality": item.modality,
+                        "StudyInstanceUID": item.study_instance_uid})
 
 
 def _expected_count(assoc, study) -> int | None:
@@ -82,55 +85,86 @@ def _modality_label(item, study) -> str:
     return "-".join(sorted({m for m in values if m})) or "ALL"
 
 
-def retrieve_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | None = None) -> RowOutcome:
+@dataclass
+class RowRetrieval:
+    """What fetching one row's studies needs: the row, its worker context, where instances are staged
+    and filed, and what has arrived so far."""
+
+    item: RetrievalItem
+    ctx: ItemContext
+    staging: MoveStaging
+    folder: Path  # this row's staging folder
+    downloads: Path
+    outcome: RowOutcome = field(default_factory=RowOutcome)
+
+    def fetch(self, study, expected: int | None, retrieve, *, wait_for_receiver: bool) -> None:
+        """Retrieve one study (`retrieve`: a C-MOVE to our receiver, or a C-GET) into an emptied staging
+        folder, then file what arrived into the layout."""
+        item = self.item
+        if self.ctx.should_stop():
+            raise ItemCanceled()
+        shutil.rmtree(self.folder, ignore_errors=True)  # a re-run starts from an empty staging folder
+        try:
+            result = retrieve({"StudyInstanceUID": study.StudyInstanceUID})
+        except DicomTimeout as exc:
+            raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
+        staged = _wait_for_staged(self.staging, self.folder, expected if wait_for_receiver else None)
+        target = study_folder(self.downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
+                              str(study.get("PatientID", item.patient_id) or item.patient_id),
+                              _modality_label(item, study))
+        size = file_into(target, staged)
+        self.outcome.studies.append(StudyOutcome(study.StudyInstanceUID, target, expected, len(staged), size,
+                                                 failed_on_pacs=result.failed))
+        self.ctx.heartbeat(instances=self.outcome.received, bytes=self.outcome.bytes)
+
+
+def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | None = None) -> RowOutcome:
+    """C-FIND the row's studies, then retrieve and file each; the outcome says what arrived where."""
     server: DicomServer = item.dicom_server
     peer = server.as_peer(retrieve_timeout=item.job.timeout)
     local = local_ae()
-    downloads = Path(downloads or item.job.downloads_root())
     staging = MoveStaging(staging_root or settings.STAGING_DIR)
-    # Message IDs are 16-bit; the item id keeps concurrent moves of this AE apart (DESIGN.md §3 Receiver).
+    # Message IDs are 16-bit; the item id keeps concurrent moves of this AE apart.
     message_id = item.pk % 65535 + 1
-    outcome = RowOutcome()
-    purpose = "get" if server.retrieve_method == DicomServer.RetrieveMethod.C_GET else "query"
-    folder = staging.folder(local.ae_title, message_id)
+    row = RowRetrieval(item, ctx, staging, staging.folder(local.ae_title, message_id),
+                       Path(downloads or item.job.downloads_root()))
+    c_move = server.retrieve_method != DicomServer.RetrieveMethod.C_GET
     # One association at a time, so the server's association limit holds: the C-FINDs (and C-MOVEs)
-    # share one; a C-GET runs on its own (apps/dicom/lean_get.py, ~3x pynetdicom) after that one closed.
+    # share one; a C-GET runs on its own (the CGET_ENGINE, by default the socket-level SCU) after it closed.
     with ctx.association_slot(server):
         with dimse.associate(peer, local, purpose="query") as assoc:
             studies = assoc.find("STUDY", row_query(item))
             if not studies:
                 raise ItemFailed(f"No study on {server.name} matches line {item.line} ({item.describe()}).")
             plans = [(study, _expected_count(assoc, study)) for study in studies]
-            if purpose == "query":
+            if c_move:
                 for study, expected in plans:
-                    _fetch_study(item, ctx, study, expected, outcome, staging, folder, downloads,
-                                 lambda query: assoc.move(query, local.ae_title, message_id=message_id))
-        if purpose == "get":
+                    row.fetch(study, expected, lambda query: assoc.move(query, local.ae_title, message_id=message_id),
+                              wait_for_receiver=True)
+        if not c_move:
+            c_get = C_GETS[settings.CGET_ENGINE]
             for study, expected in plans:
-                _fetch_study(item, ctx, study, expected, outcome, staging, folder, downloads,
-                             lambda query: lean_get(peer, local, query, _stage_into(staging, folder),
-                                                    message_id=message_id), wait_for_receiver=False)
+                row.fetch(study, expected, lambda query: c_get(peer, local, query, _stage_into(staging, row.folder),
+                                                               message_id=message_id), wait_for_receiver=False)
+    return row.outcome
+
+
+def retrieve_row(item, ctx, **where) -> RowOutcome:
+    """The whole row: fetch its studies, record on the item what arrived where, audit it, and fail the
+    item with numbers when anything expected is missing."""
+    outcome = fetch_row(item, ctx, **where)
+    root = item.job.downloads_root()
+    item.expected, item.instances, item.bytes = outcome.expected, outcome.received, outcome.bytes
+    item.path = "; ".join(sorted({str(s.folder.relative_to(root)) for s in outcome.studies}))[:500]
+    item.result = {"studies": [{"StudyInstanceUID": s.study_instance_uid, "expected": s.expected,
+                                "received": s.received, "folder": str(s.folder)} for s in outcome.studies]}
+    item.save(update_fields=["expected", "instances", "bytes", "path", "result"])
+    record(item.job.created_by, "study.retrieved", f"server:{item.server_name}", job=item.job_id,
+           line=item.line, studies=[s.study_instance_uid for s in outcome.studies], instances=item.instances)
+    problem = shortfall_message(item.server_name, outcome)
+    if problem:
+        raise ItemFailed(problem)
     return outcome
-
-
-def _fetch_study(item, ctx, study, expected, outcome: RowOutcome, staging: MoveStaging, folder: Path,
-                 downloads: Path, retrieve, *, wait_for_receiver: bool = True) -> None:
-    """Retrieve one study into an emptied staging folder, then file what arrived into the layout."""
-    if ctx.should_stop():
-        raise ItemCanceled()
-    shutil.rmtree(folder, ignore_errors=True)  # a re-run starts from an empty staging folder
-    try:
-        result = retrieve({"StudyInstanceUID": study.StudyInstanceUID})
-    except DicomTimeout as exc:
-        raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
-    staged = _wait_for_staged(staging, folder, expected if wait_for_receiver else None)
-    target = study_folder(downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
-                          str(study.get("PatientID", item.patient_id) or item.patient_id),
-                          _modality_label(item, study))
-    size = file_into(target, staged)
-    outcome.studies.append(StudyOutcome(study.StudyInstanceUID, target, expected, len(staged), size,
-                                        failed_on_pacs=result.failed))
-    ctx.heartbeat(instances=outcome.received, bytes=sum(s.bytes for s in outcome.studies))
 
 
 def _stage_into(staging: MoveStaging, folder: Path):

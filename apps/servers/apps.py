@@ -5,3 +5,13 @@ class ServersConfig(AppConfig):
     name = "apps.servers"
     label = "servers"
     verbose_name = "DICOM servers"
+
+    def ready(self):
+        # Every DicomServer change is recorded by django-auditlog (who, when, which fields, old -> new).
+        # The DICOMweb secret is masked so the trail never holds a usable password.
+        from auditlog.registry import auditlog
+
+        from apps.servers.models import DicomServer
+
+        if not auditlog.contains(DicomServer):
+            auditlog.register(DicomServer, exclude_fields=["updated_at"], mask_fields=["dicomweb_secret"])

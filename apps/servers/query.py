@@ -1,68 +1,11 @@
-"""Study-level C-FIND with the filters of seed 001: PatientID, PatientName, StudyDate range, Modality.
-
-Shared by GET /api/servers/{name}/studies, `manage.py dicom query` and the admin. Filters are
-validated here so every entry point gives the same clear message for a bad date.
+"""Study-level C-FIND against a configured server, for GET /api/servers/{name}/studies, `manage.py dicom
+query` and the admin. The filters and their checks are apps/dicom/query.py's, shared with the case lists.
 """
 from __future__ import annotations
 
-import datetime as dt
-import re
-
 from apps.dicom import dimse
+from apps.dicom.query import STUDY_KEYS, study_query
 from apps.servers.models import DicomServer, local_ae
-
-STUDY_KEYS = (
-    "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime",
-    "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
-    "NumberOfStudyRelatedInstances",
-)
-FILTERS = ("PatientID", "PatientName", "StudyDate", "Modality", "StudyInstanceUID", "AccessionNumber")
-_DATE_RANGE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
-
-
-class QueryError(ValueError):
-    """A filter the PACS would misread; the message names the filter and the expected form."""
-
-
-def _check_date(value: str, given: str) -> None:
-    try:
-        dt.datetime.strptime(value, "%Y%m%d")
-    except ValueError:
-        raise QueryError(f"StudyDate '{given}' is not a real date (YYYYMMDD).") from None
-
-
-def normalize_study_date(value: str) -> str:
-    """Accept YYYYMMDD, YYYYMMDD-YYYYMMDD, open ranges, and YYYY-MM-DD (the seeds' CSV form)."""
-    given = value = value.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        value = value.replace("-", "")
-    m = _DATE_RANGE.match(value)
-    if not value or not m or not (m.group(1) or m.group(3)) or (m.group(3) and not m.group(2)):
-        raise QueryError(f"StudyDate '{given}' must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD.")
-    for part in (m.group(1), m.group(3)):
-        if part:
-            _check_date(part, given)
-    if m.group(1) and m.group(3) and m.group(1) > m.group(3):
-        raise QueryError(f"StudyDate range '{value}' ends before it starts.")
-    return value
-
-
-def study_query(filters: dict[str, str]) -> dict[str, str]:
-    """The C-FIND identifier for the given filters (unknown keys are refused, not ignored)."""
-    unknown = sorted(set(filters) - set(FILTERS))
-    if unknown:
-        raise QueryError(f"Unknown filter(s) {', '.join(unknown)}; use {', '.join(FILTERS)}.")
-    query = {key: "" for key in STUDY_KEYS}
-    for key, value in filters.items():
-        value = (value or "").strip()
-        if not value:
-            continue
-        if key == "StudyDate":
-            value = normalize_study_date(value)
-        if key == "Modality":
-            key = "ModalitiesInStudy"
-        query[key] = value
-    return query
 
 
 def _plain(value) -> str | int | list:

@@ -10,7 +10,7 @@ import pytest
 from apps.dicom import dicomweb
 from apps.dicom.errors import DicomWebError
 from apps.dicom.peers import DicomWebEndpoint
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 from tests.fixtures_common import unused_port
 
 

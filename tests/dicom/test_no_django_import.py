@@ -1,4 +1,4 @@
-"""apps/dicom is a plain library (DESIGN.md §2): importing any of it must not pull in Django."""
+"""apps/dicom is a plain library (docs/architecture.md): importing any of it must not pull in Django."""
 import re
 import subprocess
 import sys

@@ -17,8 +17,8 @@ import pytest
 from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
-from apps.dicom.qrscp import DemoPACS
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.qrscp import DemoPACS
+from apps.dicom.demo.synthetic import write_dataset
 from tests.fixtures_common import unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,7 +237,7 @@ def test_only_loopback_addresses_are_accepted(tmp_path):
 
 def test_command_line_serves_until_sigterm(dataset):
     port = unused_port()
-    proc = subprocess.Popen([sys.executable, "-m", "apps.dicom.qrscp", "--dir", dataset[0], "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "apps.dicom.demo.qrscp", "--dir", dataset[0], "--port", str(port),
                              "--aet", "DEMO", "--dest", "PORTAL=PACSPORTAL@127.0.0.1:11112"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -14,7 +14,7 @@ from apps.dicom import dimse
 from apps.dicom.errors import AssociationRejected
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 from tests.pacs import dataset_part
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)

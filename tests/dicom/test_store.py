@@ -12,7 +12,7 @@ from apps.dicom import dimse, files, store
 from apps.dicom.errors import ConnectionFailed, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 from tests.fixtures_common import unused_port
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)

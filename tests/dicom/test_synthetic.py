@@ -1,4 +1,4 @@
-"""apps.dicom.synthetic: deterministic, valid, readable synthetic studies with a truthful manifest."""
+"""apps.dicom.demo.synthetic: deterministic, valid, readable synthetic studies with a truthful manifest."""
 import json
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 
 SMALL = dict(patients=2, studies=2, series=2, instances=3, rows=32, cols=40)
 
@@ -85,7 +85,7 @@ def test_unknown_modality_is_refused(tmp_path):
 
 
 def test_command_line_writes_the_same_dataset(tmp_path):
-    subprocess.run([sys.executable, "-m", "apps.dicom.synthetic", "--patients", "1", "--studies", "2",
+    subprocess.run([sys.executable, "-m", "apps.dicom.demo.synthetic", "--patients", "1", "--studies", "2",
                     "--instances", "2", "--rows", "16", "--cols", "16", "--modalities", "MR,US",
                     "--seed", "7", "--out", str(tmp_path / "cli")],
                    check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])

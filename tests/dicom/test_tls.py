@@ -2,6 +2,7 @@
 `cryptography` package is not installed), an in-process pynetdicom Verification + Storage SCP that
 requires a client certificate, and our SCU side (connect.open_association's TLS context)."""
 import ssl
+from io import BytesIO
 import subprocess
 import threading
 import time
@@ -10,13 +11,14 @@ import pydicom
 import pytest
 from django.core.exceptions import ValidationError
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet, Verification
 
 from apps.dicom import dimse, store
+from apps.dicom.wire.get_scu import c_get
 from apps.dicom.connect import set_nodelay
 from apps.dicom.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.synthetic import write_dataset
 from apps.servers.models import DicomServer
 
 LOCAL = LocalAE(ae_title="TLSTEST", port=0)
@@ -62,16 +64,18 @@ def certs(tmp_path_factory):
 
 
 class VerifyStoreSCP:
-    """Verification + Storage SCP on a free loopback port; TLS (client certificate required) when
-    `certs` is given. Records the SOP Instance UIDs it stores and the client certificates it saw."""
+    """Verification + Storage + C-GET SCP on a free loopback port; TLS (client certificate required) when
+    `certs` is given. Records the SOP Instance UIDs it stores and the client certificates it saw; a C-GET
+    sends back every dataset it stored."""
 
     def __init__(self, certs=None):
-        self.stored, self.client_subjects = [], []
+        self.stored, self.client_subjects, self.datasets = [], [], []
         self._lock = threading.Lock()
         ae = AE(ae_title="TLSPACS")
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
         ae.add_supported_context(Verification)
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
         ssl_context = None
         if certs:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=certs["ca"])
@@ -79,7 +83,8 @@ class VerifyStoreSCP:
             ssl_context.load_cert_chain(certs["server_cert"], certs["server_key"])
         self.server = ae.start_server(("127.0.0.1", 0), block=False, ssl_context=ssl_context,
                                       evt_handlers=[(evt.EVT_CONN_OPEN, self._on_open),
-                                                    (evt.EVT_C_STORE, self._on_store)])
+                                                    (evt.EVT_C_STORE, self._on_store),
+                                                    (evt.EVT_C_GET, self._on_get)])
         self.port = self.server.server_address[1]
 
     def _on_open(self, event):
@@ -90,9 +95,17 @@ class VerifyStoreSCP:
                 self.client_subjects.append(dict(x[0] for x in sock.getpeercert()["subject"]))
 
     def _on_store(self, event):
+        dataset = event.dataset
+        dataset.file_meta = event.file_meta
         with self._lock:
-            self.stored.append(str(event.dataset.SOPInstanceUID))
+            self.stored.append(str(dataset.SOPInstanceUID))
+            self.datasets.append(dataset)
         return 0x0000
+
+    def _on_get(self, event):
+        yield len(self.datasets)
+        for dataset in self.datasets:
+            yield 0xFF00, dataset
 
     def peer(self, **tls) -> RemoteAE:
         return RemoteAE(ae_title="TLSPACS", host="127.0.0.1", port=self.port, name="SECURE",
@@ -138,6 +151,32 @@ def test_store_files_over_tls_land_in_the_scp(tls_scp, certs, tmp_path):
     sent = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
     assert len(paths) == 3 and report.failed == [] and report.landed == 3
     assert set(tls_scp.stored) == sent
+
+
+def test_the_socket_level_c_get_runs_over_tls_with_a_client_certificate(tls_scp, certs, tmp_path):
+    write_dataset(tmp_path, patients=1, studies=1, instances=3, rows=64, cols=64, seed=6, id_prefix="TLSGET")
+    paths = sorted(tmp_path.rglob("*.dcm"))
+    peer = tls_scp.peer(**client_tls(certs))
+    assert store.store_files(peer, LOCAL, paths).landed == 3
+    study_uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
+    received = {}
+
+    def keep(instance):
+        received[instance.sop_instance_uid] = pydicom.dcmread(BytesIO(instance.data))
+        return 0x0000
+
+    result = c_get(peer, LOCAL, {"StudyInstanceUID": study_uid}, keep)
+    assert (result.completed, result.failed) == (3, 0)
+    assert set(received) == set(tls_scp.stored)
+    assert tls_scp.client_subjects == [{"commonName": "portal"}] * 2, "the C-GET association showed our certificate"
+
+
+def test_the_socket_level_c_get_names_an_untrusted_certificate(tls_scp, certs):
+    with pytest.raises(ConnectionFailed) as caught:
+        c_get(tls_scp.peer(**client_tls(certs, ca="wrong_ca")), LOCAL, {"StudyInstanceUID": "1.2.3"}, lambda i: 0)
+    assert "certificate of SECURE" in str(caught.value) and "not accepted" in str(caught.value)
+    assert not caught.value.retriable
+    assert tls_scp.client_subjects == []
 
 
 def test_a_peer_certificate_from_another_ca_is_a_clear_tls_error(tls_scp, certs):

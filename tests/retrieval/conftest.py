@@ -5,7 +5,7 @@ import pytest
 from apps.dicom.peers import LocalAE
 from apps.dicom.scp import StorageSCP
 from apps.dicom.staging import MoveStaging
-from apps.servers.management.commands.receive import staging_writer
+from apps.retrieval.management.commands.receive import staging_writer
 from apps.servers.models import DicomServer
 from tests.fixtures_common import unused_port
 

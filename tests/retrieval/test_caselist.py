@@ -1,4 +1,4 @@
-"""Case-list parsing: every rule of seed 000, and every bad row named with its line and reason."""
+"""Case-list parsing: every rule of the case-list format, and every bad row named with its line and reason."""
 import pytest
 
 from apps.retrieval.caselist import parse_case_list

@@ -1,4 +1,4 @@
-"""`manage.py dicom …` — the seeds' command-line tools, against the real Orthanc."""
+"""`manage.py dicom …` — the command-line tools, against the real Orthanc."""
 import io
 import re
 from pathlib import Path
@@ -67,7 +67,7 @@ def test_batch_over_a_folder_of_case_lists_makes_one_job_each_and_a_report(porta
 
 
 def test_send_dir_stores_every_file_and_names_the_bad_one(db, empty_orthanc, tmp_path):
-    from apps.dicom.synthetic import write_dataset
+    from apps.dicom.demo.synthetic import write_dataset
 
     manifest = write_dataset(tmp_path / "src", patients=1, instances=3, modalities=("MR",))
     (tmp_path / "src" / "notes.txt").write_text("not DICOM")

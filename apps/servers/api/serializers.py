@@ -4,7 +4,7 @@ from apps.servers.models import DicomServer
 
 
 class DicomServerSerializer(serializers.ModelSerializer):
-    """The contract of DESIGN.md §4; model validators give the 400s (port range, AE title rules)."""
+    """The server contract of docs/contracts.md; model validators give the 400s (port range, AE title rules)."""
 
     class Meta:
         model = DicomServer

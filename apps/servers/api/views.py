@@ -5,6 +5,7 @@ from rest_framework.response import Response
 
 from apps.audit import record
 from apps.dicom.errors import DicomError, DicomTimeout
+from apps.dicom.query import QueryError
 from apps.servers import query
 from apps.servers.api.serializers import DicomServerSerializer, EchoResultSerializer
 from apps.servers.models import DicomServer
@@ -35,12 +36,12 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def studies(self, request, name=None):
-        """C-FIND at study level on this server (seed 001 `query`)."""
+        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool)."""
         server = self.get_object()
         filters = {k: v for k, v in request.query_params.items() if k != "format"}
         try:
             studies = query.find_studies(server, filters)
-        except query.QueryError as exc:
+        except QueryError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except DicomTimeout as exc:
             return Response({"error": str(exc)}, status=status.HTTP_504_GATEWAY_TIMEOUT)

@@ -1,4 +1,4 @@
-"""manage.py dicom echo|query|retrieve|send-file|send-dir|batch — the seeds' command-line tools.
+"""manage.py dicom echo|query|retrieve|send-file|send-dir|batch — the command-line tools of the batch download and send/query/retrieve scripts the portal replaces (docs/contracts.md).
 
 Retrievals run as ordinary retrieval jobs (same checks, files, audit and report as the web UI). By
 default this process runs them itself, so a script needs no worker cluster; --queue hands them to the
@@ -23,7 +23,7 @@ from apps.servers.models import DicomServer, local_ae
 
 
 class Command(BaseCommand):
-    help = "DICOM tools: echo, query, retrieve, send-file, send-dir, batch (seeds 000 and 001)."
+    help = "DICOM tools: echo, query, retrieve, send-file, send-dir, batch."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         handler = getattr(self, "do_" + action.replace("-", "_"))
         try:
             handler(**opts)
-        except (DicomError, query.QueryError, ValueError) as exc:
+        except (DicomError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
 
     def _server(self, name) -> DicomServer:
@@ -105,24 +105,26 @@ class Command(BaseCommand):
 
     def do_retrieve(self, server, study_uid, output_dir, timeout, **_):
         text = intake.rows_to_csv([{"StudyInstanceUID": study_uid, "Server": self._server(server).name}])
-        self._run_jobs([("retrieve " + study_uid, intake.read_case_list(text))], timeout, output_dir, queue=False)
+        self._run_jobs(intake.read_case_lists([("retrieve " + study_uid, text)]), timeout, output_dir, queue=False)
 
     def do_batch(self, source, server, timeout, output_dir, queue, **_):
         src = Path(source)
         files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
         if not files or not all(f.is_file() for f in files):
             raise CommandError(f"{source}: no case list found (a .csv file, or a folder of them).")
-        lists = []
-        for f in files:
-            case_list = intake.read_case_list(f.read_bytes(), default_server=server)
-            for error in case_list.errors:
-                self.stderr.write(f"{f.name} {error}")
-            lists.append((f.name, case_list))
-        self._run_jobs(lists, timeout, output_dir, queue=queue)
+        read = intake.read_case_lists([(f.name, f.read_bytes()) for f in files], default_server=server)
+        for case_file in read:
+            for error in case_file.case_list.errors if case_file.case_list else []:
+                self.stderr.write(f"{case_file.name} {error}")
+            if case_file.problem:
+                self.stderr.write(f"{case_file.name}: {case_file.problem}")
+        self._run_jobs(read, timeout, output_dir, queue=queue)
 
-    def _run_jobs(self, lists, timeout, output_dir, *, queue):
-        for name, case_list in lists:
-            job = RetrievalJob.from_case_list(case_list, user=None, source_name=name, timeout=timeout, start=False)
+    def _run_jobs(self, read, timeout, output_dir, *, queue):
+        for case_file in (f for f in read if f.runnable):
+            name = case_file.name
+            job = RetrievalJob.from_case_list(case_file.case_list, user=None, source_name=name, timeout=timeout,
+                                              start=False)
             if output_dir:
                 job.output_dir = str(Path(output_dir).resolve())
                 job.save(update_fields=["output_dir"])

@@ -3,17 +3,23 @@
 For a newcomer's first minute: echo, query and retrieve without a hospital PACS. It serves synthetic
 data only (no real patients), on loopback, and moves to the portal's receiver.
 """
+import json
+import shutil
 import signal
 import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.dicom.qrscp import DemoPACS
-from apps.dicom.synthetic import write_dataset
+from apps.dicom.demo.qrscp import DemoPACS
+from apps.dicom.demo.synthetic import write_dataset
 from apps.servers.models import DicomServer
 
 DEMO_AE = "DEMO"
+# What the README's first minute retrieves: 4 patients (DEMO00001..DEMO00004), each study dated one day
+# after the previous from 2024-01-02, so `DEMO00001,2024-01-01..2025-12-31,,DEMO` finds both of DEMO00001's.
+DEMO_DATASET = dict(patients=4, studies=2, series=2, instances=5, rows=128, cols=128, id_prefix="DEMO",
+                    first_date="2024-01-02")
 
 
 class Command(BaseCommand):
@@ -21,9 +27,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         storage = settings.DATA_DIR / "demo-pacs"
-        if not (storage / "manifest.json").exists():
-            manifest = write_dataset(storage, patients=4, studies=2, series=2, instances=5, rows=128, cols=128,
-                                     id_prefix="DEMO")
+        recipe = storage / "dataset.json"
+        if not recipe.exists() or json.loads(recipe.read_text()) != DEMO_DATASET:
+            shutil.rmtree(storage, ignore_errors=True)  # generated data only: made again from the recipe
+            manifest = write_dataset(storage, **DEMO_DATASET)
+            recipe.write_text(json.dumps(DEMO_DATASET))
             self.stdout.write(f"Generated {manifest['files']} demo instances in {storage}")
         DicomServer.objects.update_or_create(
             name="DEMO",

@@ -12,7 +12,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from apps.dicom import dimse
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure
-from apps.dicom.lean_get import lean_get
+from apps.dicom.wire.get_scu import c_get
 from apps.dicom.peers import LocalAE, RemoteAE
 from tests.pacs import dataset_part, free_ports, slow_retrieve_answers
 
@@ -33,7 +33,7 @@ def test_a_study_arrives_complete_and_byte_identical_to_the_pynetdicom_get(ortha
     study_uid = orthanc_dataset["studies"][2]["StudyInstanceUID"]
     expected = orthanc.study_instances(study_uid)
     lean, reference = Collector(), Collector()
-    result = lean_get(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, lean, message_id=7)
+    result = c_get(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, lean, message_id=7)
     dimse.get(orthanc.peer(), LocalAE(ae_title="GETTER", port=0), {"StudyInstanceUID": study_uid}, reference)
 
     assert (result.completed, result.failed, result.warning, result.remaining) == (len(expected), 0, 0, 0)
@@ -53,7 +53,7 @@ def test_an_unknown_study_fails_as_with_the_pynetdicom_get(orthanc):
     query = {"StudyInstanceUID": generate_uid()}
     received = Collector()
     with pytest.raises(DimseFailure) as lean:
-        lean_get(orthanc.peer(), LOCAL, query, received)
+        c_get(orthanc.peer(), LOCAL, query, received)
     with pytest.raises(DimseFailure) as reference:
         dimse.get(orthanc.peer(), LocalAE(ae_title="GETTER", port=0), query, Collector())
     assert lean.value.status == reference.value.status == 0xC000
@@ -62,7 +62,7 @@ def test_an_unknown_study_fails_as_with_the_pynetdicom_get(orthanc):
 
 def test_a_wrong_called_ae_title_is_rejected(orthanc):
     with pytest.raises(AssociationRejected) as caught:
-        lean_get(orthanc.peer(ae_title="NOTORTHANC"), LOCAL, {"StudyInstanceUID": generate_uid()}, Collector())
+        c_get(orthanc.peer(ae_title="NOTORTHANC"), LOCAL, {"StudyInstanceUID": generate_uid()}, Collector())
     assert "NOTORTHANC" in str(caught.value)
 
 
@@ -70,7 +70,7 @@ def test_a_closed_port_is_a_connection_failure():
     (port,) = free_ports(1)
     peer = RemoteAE(ae_title="NOBODY", host="127.0.0.1", port=port, connect_timeout=2)
     with pytest.raises(ConnectionFailed) as caught:
-        lean_get(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, Collector())
+        c_get(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, Collector())
     assert caught.value.retriable and "refused" in str(caught.value)
 
 
@@ -86,7 +86,7 @@ def test_instances_the_callback_cannot_keep_fail_and_the_get_still_completes(ort
             raise RuntimeError("receiver bug")
         return kept(instance)
 
-    result = lean_get(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, first_fails)
+    result = c_get(orthanc.peer(), LOCAL, {"StudyInstanceUID": study_uid}, first_fails)
     assert (result.completed, result.failed) == (len(expected) - 1, 1)
     assert result.failed_sop_instance_uids == calls[:1]
     assert {i.sop_instance_uid for i in kept.instances} == expected - set(calls[:1])
@@ -114,7 +114,7 @@ def test_a_get_beyond_the_retrieve_timeout_is_cancelled_and_reported(slow_get_pa
     received = Collector()
     started = time.monotonic()
     with pytest.raises(DicomTimeout) as caught:
-        lean_get(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, received)
+        c_get(peer, LOCAL, {"StudyInstanceUID": generate_uid()}, received)
     assert time.monotonic() - started < 6
     assert seen["cancelled"]
     assert 2 <= len(received.instances) <= 5 and "cancelled" in str(caught.value)

@@ -4,8 +4,9 @@ Each instance is written as the bytes that arrived into STAGING_DIR/<move origin
 so the retrieval item that issued the move finds exactly its own instances (apps/dicom/staging.py).
 Runs until SIGTERM/SIGINT, then stops accepting and lets running associations finish.
 
-`--engine lean` (the default) is the socket-level Storage SCP of apps/dicom/lean_scp.py, about 3x the
-throughput of `--engine pynetdicom` (bench/retrieve.py); both hand the same instances to the same writer.
+`--engine` (default: the RECEIVER_ENGINE setting, `lean`) picks the Storage SCP: `lean` is the socket-level
+one of apps/dicom/wire/storage_scp.py, about 3x the throughput of `pynetdicom` (bench/retrieve.py); both hand
+the same instances to the same writer.
 """
 import logging
 import signal
@@ -14,13 +15,11 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.dicom.lean_scp import LeanStorageSCP
-from apps.dicom.scp import StorageSCP
+from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.staging import MoveStaging
 from apps.servers.models import local_ae
 
-log = logging.getLogger("apps.servers.receive")
-ENGINES = {"lean": LeanStorageSCP, "pynetdicom": StorageSCP}
+log = logging.getLogger("apps.retrieval.receive")
 
 
 def staging_writer(staging: MoveStaging):
@@ -41,10 +40,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=None, help="override DICOM_PORT")
-        parser.add_argument("--engine", choices=sorted(ENGINES), default="lean",
-                            help="Storage SCP implementation (default: lean)")
+        parser.add_argument("--engine", choices=sorted(STORAGE_SCPS), default=None,
+                            help="Storage SCP implementation (default: the RECEIVER_ENGINE setting)")
 
-    def handle(self, *args, port=None, engine="lean", **options):
+    def handle(self, *args, port=None, engine=None, **options):
+        engine = engine or settings.RECEIVER_ENGINE
         local = local_ae()
         if port is not None:
             local = type(local)(ae_title=local.ae_title, host=local.host, port=port)
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        with ENGINES[engine](local, staging_writer(staging), bind_host=local.host) as scp:
+        with STORAGE_SCPS[engine](local, staging_writer(staging), bind_host=local.host) as scp:
             log.info("receiver %s (%s) listening on %s:%s, staging in %s", local.ae_title, engine, local.host,
                      scp.port, settings.STAGING_DIR)
             self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{scp.port} (Ctrl-C to stop)")

@@ -1,4 +1,4 @@
-"""The lean Storage SCP (apps/dicom/lean_scp.py) against real peers (pynetdicom, DCMTK storescu and
+"""The socket-level Storage SCP (apps/dicom/wire/storage_scp.py) against real peers (pynetdicom, DCMTK storescu and
 storescp) and against broken ones speaking raw PDUs: bytes as received, the same statuses as the
 pynetdicom SCP, contexts refused with the right result, aborts that leave nothing half-written."""
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
@@ -21,11 +21,12 @@ from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformati
 
 from apps.dicom import dimse, files, store
 from apps.dicom.errors import AssociationRejected
-from apps.dicom.lean_scp import LeanStorageSCP
+from apps.dicom.wire.storage_scp import LeanStorageSCP
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.staging import MoveStaging
-from apps.dicom.synthetic import write_dataset
-from apps.servers.management.commands.receive import staging_writer
+from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from apps.dicom.demo.synthetic import write_dataset
+from apps.retrieval.management.commands.receive import staging_writer
 from tests.pacs import dataset_part, port_open
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)
@@ -311,3 +312,17 @@ def test_accepted_connections_have_nagle_disabled(scp):
         (conn,) = scp._active.values()
         assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
+
+
+def test_the_association_announces_pacs_portal_not_pynetdicom(scp):
+    with raw_connection(scp.port) as sock:
+        sock.sendall(associate_rq([build_context(Verification)]))
+        pdu_type, raw = recv_pdu(sock)
+    ac = A_ASSOCIATE_AC()
+    ac.decode(raw)
+    announced = ac.to_primitive()
+    assert pdu_type == 0x02
+    assert announced.implementation_class_uid == IMPLEMENTATION_CLASS_UID != PYNETDICOM_IMPLEMENTATION_UID
+    names = [item.implementation_version_name for item in announced.user_information
+             if hasattr(item, "implementation_version_name")]
+    assert names == [IMPLEMENTATION_VERSION_NAME]

@@ -8,7 +8,7 @@ OUT/manifest.json. One modality per study, cycled through `modalities`:
 Same arguments => byte-identical files (UIDs come from generate_uid with entropy_srcs), and with the
 defaults the same bytes as the lab script, so lab numbers and test data describe the same images.
 
-    python -m apps.dicom.synthetic --patients 1 --instances 20 --rows 64 --cols 64 --out /tmp/ds
+    python -m apps.dicom.demo.synthetic --patients 1 --instances 20 --rows 64 --cols 64 --out /tmp/ds
 """
 import argparse
 import datetime as dt

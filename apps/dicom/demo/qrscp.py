@@ -6,7 +6,7 @@ Root) with single-value, wildcard, range and UID-list matching; C-MOVE to declar
 (0xA801 otherwise) with the requestor's Move Originator AE title/Message ID on every C-STORE; C-GET;
 C-STORE written as the bytes that arrived. Files are indexed (headers only) on start and on receipt.
 
-    python -m apps.dicom.qrscp --dir DIR --port 11120 --aet DEMO --dest PACSPORTAL@127.0.0.1:11112
+    python -m apps.dicom.demo.qrscp --dir DIR --port 11120 --aet DEMO --dest PACSPORTAL@127.0.0.1:11112
 """
 from __future__ import annotations
 
@@ -25,15 +25,18 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context, evt
+from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelMove, Verification)
 
-from apps.dicom.qrmatch import (
+from apps.dicom.connect import application_entity
+from apps.dicom.demo.qrmatch import (
     LEVELS, UNIQUE_KEY, InvalidIdentifier, entity_rows, find_response, matches, read_record, requested_values,
     text_value)
+from apps.dicom.service import Service
+from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from apps.dicom.staging import safe_uid, write_atomically
 
 log = logging.getLogger(__name__)
@@ -80,13 +83,13 @@ def storage_contexts(records: list[dict]) -> list:
     return contexts
 
 
-class DemoPACS:
+class DemoPACS(Service):
     def __init__(self, storage_dir, *, ae_title: str = "DEMO", host: str = "127.0.0.1", port: int = 0,
                  destinations: dict[str, tuple[str, int]] | None = None):
         self.storage_dir = Path(storage_dir)
         self.ae_title = ae_title
         self.host = require_loopback(host)
-        self.port = port
+        self.requested_port = port  # 0: any free port; `port` is the one bound
         self._destinations: dict[str, tuple[str, int, str]] = {}
         for name, (dest_host, dest_port) in (destinations or {}).items():
             self.add_destination(name, dest_host, dest_port)
@@ -100,16 +103,15 @@ class DemoPACS:
         self._destinations[ae_title] = (require_loopback(host), int(port), called_ae or ae_title)
 
     def _make_ae(self) -> AE:
-        ae = AE(ae_title=self.ae_title)
+        ae = application_entity(self.ae_title)
         ae.maximum_pdu_size = 0  # unlimited: large PDUs make bulk transfers cheaper
         ae.add_supported_context(Verification)
         for sop_class in QR_MODELS:
             ae.add_supported_context(sop_class)
         # pynetdicom accepts the first of *our* syntaxes the peer proposes: Explicit VR LE first, the
         # form stored files usually have, so C-GET sends them unconverted.
-        syntaxes = [ExplicitVRLittleEndian] + [ts for ts in ALL_TRANSFER_SYNTAXES if ts != ExplicitVRLittleEndian]
-        for cx in AllStoragePresentationContexts:  # C-STORE into us, and the SCP role C-GET needs
-            ae.add_supported_context(cx.abstract_syntax, syntaxes, scu_role=False, scp_role=True)
+        for sop_class in ALL_STORAGE_SOP_CLASSES:  # C-STORE into us, and the SCP role C-GET needs
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES, scu_role=False, scp_role=True)
         return ae
 
     # ---- life cycle ----
@@ -119,23 +121,14 @@ class DemoPACS:
         self.reindex()
         handlers = [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move),
                     (evt.EVT_C_GET, self._on_get), (evt.EVT_C_STORE, self._on_store)]
-        self._server = self.ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
-        self.port = self._server.server_address[1]
+        self._server = self.ae.start_server((self.host, self.requested_port), block=False, evt_handlers=handlers)
         log.info("DemoPACS %s listening on %s:%s with %d instances", self.ae_title, self.host, self.port,
                  len(self._index))
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        super().stop()
         self.ae.shutdown()
-
-    def __enter__(self) -> "DemoPACS":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # ---- index ----
 

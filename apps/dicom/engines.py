@@ -1,0 +1,13 @@
+"""The two implementations of the hot paths, by name: the socket-level ones in wire/ (the default: about
+3x pynetdicom's throughput, bench/retrieve.py) and pynetdicom's, kept as a fallback and a reference.
+Settings RECEIVER_ENGINE and CGET_ENGINE pick one; both sides take and return the same things."""
+from __future__ import annotations
+
+from apps.dicom import dimse
+from apps.dicom.scp import StorageSCP
+from apps.dicom.wire.get_scu import c_get
+from apps.dicom.wire.storage_scp import LeanStorageSCP
+
+STORAGE_SCPS = {"lean": LeanStorageSCP, "pynetdicom": StorageSCP}
+C_GETS = {"lean": c_get, "pynetdicom": dimse.get}
+DEFAULT = "lean"

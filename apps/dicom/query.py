@@ -1,0 +1,73 @@
+"""Study-level C-FIND identifiers, and the one way the portal reads a study date.
+
+Used by the case lists of batch retrieval, the query API, the admin and the CLI, so that every entry
+point accepts the same dates and refuses the same mistakes with the same words.
+
+Dates: `YYYY-MM-DD` or `YYYYMMDD`, and ranges written either as the case lists do (`A..B`) or as DICOM
+does (`A-B`), each end in either form; a range may be open at one end (`A..`, `-B`). The result is the
+DICOM form (`YYYYMMDD`, `YYYYMMDD-YYYYMMDD`, `YYYYMMDD-`, `-YYYYMMDD`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+STUDY_KEYS = (
+    "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime",
+    "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
+FILTERS = ("PatientID", "PatientName", "StudyDate", "Modality", "StudyInstanceUID", "AccessionNumber")
+_DAY = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+_DICOM_RANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
+DATE_FORMS = "YYYY-MM-DD, or a range YYYY-MM-DD..YYYY-MM-DD (YYYYMMDD and YYYYMMDD-YYYYMMDD also work)"
+
+
+class QueryError(ValueError):
+    """A filter the PACS would misread; the message names the filter and the expected form."""
+
+
+def _day(text: str, given: str) -> str:
+    match = _DAY.match(text.strip())
+    if match:
+        try:
+            day = dt.date(*(int(part) for part in match.groups()))
+        except ValueError:
+            day = None
+        if day is not None:
+            return f"{day.year:04d}{day.month:02d}{day.day:02d}"  # strftime drops a year's leading zeros
+    raise QueryError(f"StudyDate '{given}' is not a real date in YYYY-MM-DD form")
+
+
+def parse_study_date(text: str) -> str:
+    """'2025-09-22' -> '20250922'; '2025-01-01..2025-03-31' and '20250101-20250331' -> '20250101-20250331'."""
+    given = text.strip()
+    if ".." in given:
+        start, _, end = (part.strip() for part in given.partition(".."))
+    elif _DICOM_RANGE.match(given):
+        start, _, end = given.partition("-")
+    else:
+        return _day(given, given)
+    if not start and not end:
+        raise QueryError(f"StudyDate '{given}' is a range without dates; use {DATE_FORMS}")
+    first, last = (_day(start, given) if start else ""), (_day(end, given) if end else "")
+    if first and last and first > last:
+        raise QueryError(f"StudyDate range '{given}' ends before it starts")
+    return f"{first}-{last}"
+
+
+def study_query(filters: dict[str, str]) -> dict[str, str]:
+    """The C-FIND identifier at study level for `filters` (keys of FILTERS; unknown keys are refused, not
+    ignored), asking for every key of STUDY_KEYS back."""
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise QueryError(f"Unknown filter(s) {', '.join(unknown)}; use {', '.join(FILTERS)}.")
+    query = {key: "" for key in STUDY_KEYS}
+    for key, value in filters.items():
+        value = (value or "").strip()
+        if not value:
+            continue
+        if key == "StudyDate":
+            value = parse_study_date(value)
+        query["ModalitiesInStudy" if key == "Modality" else key] = value
+    return query

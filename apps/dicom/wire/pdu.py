@@ -1,0 +1,231 @@
+"""The DICOM upper layer (PS3.8 section 9) as plain bytes, for both sides of an association: read PDUs
+off a socket; the acceptor parses an A-ASSOCIATE-RQ and builds the AC/RJ, the requestor builds the RQ
+and parses the AC; both build abort/release PDUs and P-DATA-TF carrying one message part.
+
+Everything a peer sends is checked against the lengths it declares; anything inconsistent raises
+ProtocolError, which the caller turns into an A-ABORT.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ, P_DATA_TF, RELEASE_RQ, RELEASE_RP, ABORT = range(1, 8)
+MAX_ASSOCIATE_RQ = 1 << 20  # an A-ASSOCIATE-RQ larger than this is not a real one
+# Presentation context results (PS3.8 table 9-18)
+ACCEPTANCE, ABSTRACT_SYNTAX_NOT_SUPPORTED, TRANSFER_SYNTAXES_NOT_SUPPORTED = 0, 3, 4
+# A-ABORT reasons when we are the service provider (source 2, PS3.8 table 9-26)
+UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 1, 2, 6
+
+
+class ProtocolError(Exception):
+    """The peer broke PS3.8; `reason` is the A-ABORT reason to send."""
+
+    def __init__(self, message: str, reason: int = INVALID_PARAMETER):
+        super().__init__(message)
+        self.reason = reason
+
+
+class PeerClosed(Exception):
+    """The TCP connection ended (between or inside PDUs)."""
+
+
+@dataclass
+class ProposedContext:
+    context_id: int
+    abstract_syntax: str
+    transfer_syntaxes: list[str]
+
+
+@dataclass
+class AssociateRequest:
+    protocol_version: int
+    called_ae: str
+    calling_ae: str
+    application_context: str = ""
+    contexts: list[ProposedContext] = field(default_factory=list)
+    max_pdu: int = 0  # the largest PDU the requestor accepts; 0 = no limit
+    implementation_class_uid: str = ""
+    raw_header: bytes = b""  # bytes 2..68 of the RQ body, echoed in the AC as PS3.8 9.3.3 asks
+
+
+def read_exact(sock: socket.socket, size: int) -> bytearray:
+    buf = bytearray(size)
+    view, got = memoryview(buf), 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            raise PeerClosed(f"connection closed after {got} of {size} bytes")
+        got += n
+    return buf
+
+
+def read_pdu(sock: socket.socket, limit: int) -> tuple[int, bytearray]:
+    """(PDU type, body). `limit` bounds the body size we accept (our advertised max, plus headers)."""
+    head = read_exact(sock, 6)
+    pdu_type, length = head[0], struct.unpack_from(">L", head, 2)[0]
+    if pdu_type not in range(1, 8):
+        raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
+    if length > limit:
+        raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
+    return pdu_type, read_exact(sock, length)
+
+
+def text(raw) -> str:
+    return bytes(raw).decode("ascii", "replace").strip(" \x00")
+
+
+def items(body, pos: int, end: int):
+    """(type, value memoryview) for each item or sub-item (1 byte type, 1 reserved, 2 byte length)."""
+    view = memoryview(body)
+    while pos < end:
+        if pos + 4 > end:
+            raise ProtocolError("an item header runs past the end of its PDU")
+        item_type, length = view[pos], struct.unpack_from(">H", body, pos + 2)[0]
+        if pos + 4 + length > end:
+            raise ProtocolError(f"item 0x{item_type:02X} claims {length} bytes past the end of its PDU")
+        yield item_type, view[pos + 4:pos + 4 + length]
+        pos += 4 + length
+
+
+def sub_items(value, offset: int = 0) -> dict[int, list[memoryview]]:
+    """The sub-items of an item, by type, in order."""
+    found: dict[int, list[memoryview]] = {}
+    for sub_type, sub in items(value, offset, len(value)):
+        found.setdefault(sub_type, []).append(sub)
+    return found
+
+
+def _max_length(user_information) -> int:
+    """The Maximum Length sub-item of a User Information item; 0 (= no limit) when absent."""
+    lengths = [sub for sub in sub_items(user_information).get(0x51, []) if len(sub) == 4]
+    return struct.unpack(">L", lengths[0])[0] if lengths else 0
+
+
+def _check_fixed_fields(body: bytearray, name: str) -> None:
+    if len(body) < 68:
+        raise ProtocolError(f"{name} shorter than its fixed fields")
+
+
+def parse_associate_rq(body: bytearray) -> AssociateRequest:
+    _check_fixed_fields(body, "A-ASSOCIATE-RQ")
+    rq = AssociateRequest(protocol_version=struct.unpack_from(">H", body, 0)[0], called_ae=text(body[4:20]),
+                          calling_ae=text(body[20:36]), raw_header=bytes(body[0:68]))
+    for item_type, value in items(body, 68, len(body)):
+        if item_type == 0x10:
+            rq.application_context = text(value)
+        elif item_type == 0x20:
+            if len(value) < 4:
+                raise ProtocolError("presentation context item too short")
+            subs = sub_items(value, 4)
+            rq.contexts.append(ProposedContext(value[0], "".join(text(s) for s in subs.get(0x30, [])[:1]),
+                                               [text(s) for s in subs.get(0x40, [])]))
+        elif item_type == 0x50:
+            rq.max_pdu = _max_length(value)
+            rq.implementation_class_uid = "".join(text(s) for s in sub_items(value).get(0x52, [])[:1])
+    return rq
+
+
+def item(item_type: int, value: bytes) -> bytes:
+    return struct.pack(">BBH", item_type, 0, len(value)) + value
+
+
+def encode_pdu(pdu_type: int, body: bytes) -> bytes:
+    return struct.pack(">BBL", pdu_type, 0, len(body)) + body
+
+
+def uid_bytes(value: str) -> bytes:
+    return value.encode("ascii")  # UIDs in items are not padded (PS3.8 9.3.2.2.1)
+
+
+def _user_information(max_pdu: int, roles: bytes = b"") -> bytes:
+    """Maximum length, our implementation class UID and version name, and any role selections."""
+    return item(0x50, item(0x51, struct.pack(">L", max_pdu)) + item(0x52, uid_bytes(IMPLEMENTATION_CLASS_UID))
+                + roles + item(0x55, IMPLEMENTATION_VERSION_NAME.encode("ascii")))
+
+
+def associate_ac(rq: AssociateRequest, results: list[tuple[int, int, str]], max_pdu: int) -> bytes:
+    """`results`: (context id, result, transfer syntax) for every proposed context, in order."""
+    body = [item(0x10, uid_bytes(APPLICATION_CONTEXT))]
+    for context_id, result, transfer_syntax in results:
+        body.append(item(0x21, bytes((context_id, 0, result, 0)) + item(0x40, uid_bytes(transfer_syntax))))
+    body.append(_user_information(max_pdu))
+    header = struct.pack(">HH", 1, 0) + rq.raw_header[4:68]  # called/calling AE and reserved, as received
+    return encode_pdu(ASSOCIATE_AC, header + b"".join(body))
+
+
+def associate_rj(result: int, source: int, reason: int) -> bytes:
+    return encode_pdu(ASSOCIATE_RJ, bytes((0, result, source, reason)))
+
+
+def abort(source: int = 2, reason: int = 0) -> bytes:
+    return encode_pdu(ABORT, bytes((0, 0, source, reason)))
+
+
+def release_rq() -> bytes:
+    return encode_pdu(RELEASE_RQ, bytes(4))
+
+
+def release_rp() -> bytes:
+    return encode_pdu(RELEASE_RP, bytes(4))
+
+
+def _ae(title: str) -> bytes:
+    return title.encode("ascii")[:16].ljust(16, b" ")
+
+
+def associate_rq(called: str, calling: str, contexts: list[tuple[str, list[str]]], max_pdu: int, *,
+                 scp_role_for: list[str] = ()) -> bytes:
+    """A-ASSOCIATE-RQ proposing `contexts` ((abstract syntax, transfer syntaxes), ids 1, 3, 5, ...) and an
+    SCP/SCU Role Selection sub-item taking the SCP role for each SOP class in `scp_role_for` (PS3.7 D.3.3.4)."""
+    body = [item(0x10, uid_bytes(APPLICATION_CONTEXT))]
+    for n, (abstract_syntax, transfer_syntaxes) in enumerate(contexts):
+        syntaxes = b"".join(item(0x40, uid_bytes(ts)) for ts in transfer_syntaxes)
+        body.append(item(0x20, bytes((2 * n + 1, 0, 0, 0)) + item(0x30, uid_bytes(abstract_syntax)) + syntaxes))
+    roles = b"".join(item(0x54, struct.pack(">H", len(uid)) + uid_bytes(uid) + b"\x00\x01") for uid in scp_role_for)
+    body.append(_user_information(max_pdu, roles))
+    header = struct.pack(">HH", 1, 0) + _ae(called) + _ae(calling) + bytes(32)
+    return encode_pdu(ASSOCIATE_RQ, header + b"".join(body))
+
+
+def parse_associate_ac(body: bytearray) -> tuple[dict[int, str], int]:
+    """(accepted context id -> transfer syntax, the acceptor's maximum PDU length; 0 = unlimited)."""
+    _check_fixed_fields(body, "A-ASSOCIATE-AC")
+    accepted, max_pdu = {}, 0
+    for item_type, value in items(body, 68, len(body)):
+        if item_type == 0x21 and len(value) >= 4 and value[2] == ACCEPTANCE:
+            for syntax in sub_items(value, 4).get(0x40, [])[:1]:
+                accepted[value[0]] = text(syntax)
+        elif item_type == 0x50:
+            max_pdu = _max_length(value)
+    return accepted, max_pdu
+
+
+def p_data(context_id: int, is_command: bool, data: bytes, max_pdu: int) -> bytes:
+    """One message part (command or dataset) as P-DATA-TF PDUs no larger than the peer's maximum
+    (0 = unlimited), each carrying one PDV; the last fragment carries the 'last' flag."""
+    room = (max_pdu - 6) if max_pdu else len(data) or 1  # PDV item: 4 length + 1 context + 1 control
+    chunks = [data[i:i + room] for i in range(0, len(data), room)] or [b""]
+    pdus = []
+    for n, chunk in enumerate(chunks):
+        control = (1 if is_command else 0) | (2 if n == len(chunks) - 1 else 0)
+        pdus.append(encode_pdu(P_DATA_TF, struct.pack(">LBB", len(chunk) + 2, context_id, control) + chunk))
+    return b"".join(pdus)
+
+
+def pdvs(body: bytearray):
+    """(context id, is command, is last, data memoryview) for each PDV of a P-DATA-TF body."""
+    view, pos, end = memoryview(body), 0, len(body)
+    while pos < end:
+        if pos + 6 > end:
+            raise ProtocolError("a PDV header runs past the end of its P-DATA-TF")
+        length = struct.unpack_from(">L", body, pos)[0]
+        if length < 2 or pos + 4 + length > end:
+            raise ProtocolError(f"a PDV claims {length} bytes, its P-DATA-TF holds {end - pos - 4}")
+        control = body[pos + 5]
+        yield body[pos + 4], bool(control & 1), bool(control & 2), view[pos + 6:pos + 4 + length]
+        pos += 4 + length

@@ -1,0 +1,217 @@
+"""A Storage SCP written directly on sockets: the receiver's fast path.
+
+pynetdicom spends ~3 ms of Python per received instance (PDU objects, a 1 ms sleep in its reactor,
+building the response as a pydicom Dataset); a PACS answering a C-MOVE waits for every C-STORE
+response, so that cost is the receiver's throughput. This SCP does only what storage needs
+(PS3.8 upper layer in wire/pdu.py, command sets in wire/commands.py; PS3.7 C-STORE and C-ECHO),
+reads PDUs into buffers without decoding the dataset, and hands each instance to the same callback as apps.dicom.scp.StorageSCP (a ReceivedInstance, the dataset bytes as received),
+with the same statuses (apps.dicom.scp.deliver). One thread per association; TCP_NODELAY; large PDUs.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Callable
+
+from pynetdicom.sop_class import Verification
+
+from apps.dicom.peers import LocalAE
+from apps.dicom.scp import ReceivedInstance
+from apps.dicom.service import Service
+from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from apps.dicom.wire import commands, pdu
+from apps.dicom.wire.messages import MessageAssembler, answer_c_store
+
+log = logging.getLogger(__name__)
+
+MAX_PDU = 4 * 1024 * 1024  # we accept P-DATA-TF this large: a 512x512 CT travels in one PDU
+NETWORK_TIMEOUT = 300.0  # a sender silent this long is gone (as the pynetdicom receiver)
+STOP_GRACE_SECONDS = 10.0  # on stop, running associations get this long to finish before they are cut
+STORAGE_SOP_CLASSES = frozenset(ALL_STORAGE_SOP_CLASSES)
+ACCEPTED_TRANSFER_SYNTAXES = frozenset(TRANSFER_SYNTAXES)
+
+
+class _Association(MessageAssembler):
+    """One accepted connection: negotiate, then answer C-STORE/C-ECHO until release or abort."""
+
+    def __init__(self, sock: socket.socket, local: LocalAE, on_instance):
+        self.sock, self.local, self.on_instance = sock, local, on_instance
+        self.calling_ae = ""
+        self.peer_max_pdu = 0
+        self.contexts: dict[int, tuple[str, str]] = {}  # accepted id -> (abstract syntax, transfer syntax)
+        self.reset_message()
+
+    def run(self) -> None:
+        try:
+            if self._negotiate():
+                self._serve()
+        except pdu.PeerClosed as exc:
+            log.debug("association with %s ended: %s", self.calling_ae or "a peer", exc)
+        except pdu.ProtocolError as exc:
+            log.warning("aborting the association with %s: %s", self.calling_ae or "a peer", exc)
+            self._send_quietly(pdu.abort(2, exc.reason))
+            self._drain()
+        except socket.timeout:
+            log.warning("aborting the association with %s: silent for %g s", self.calling_ae or "a peer",
+                        NETWORK_TIMEOUT)
+            self._send_quietly(pdu.abort(2, 0))
+        except OSError as exc:
+            log.debug("association with %s lost: %s", self.calling_ae or "a peer", exc)
+        except Exception:  # a bug here must cost one association, never the receiver
+            log.exception("receiver error on the association with %s", self.calling_ae or "a peer")
+            self._send_quietly(pdu.abort(2, 0))
+        finally:
+            self.sock.close()
+
+    def _drain(self) -> None:
+        """Read what the peer already sent before closing: closing with unread data sends a TCP reset,
+        which can destroy our A-ABORT before the peer reads it."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(1.0)
+            for _ in range(256):  # at most ~16 MB, at most a second of silence
+                if not self.sock.recv(65536):
+                    return
+        except OSError:
+            pass
+
+    def _send_quietly(self, pdu: bytes) -> None:
+        try:
+            self.sock.sendall(pdu)
+        except OSError:
+            pass
+
+    def _negotiate(self) -> bool:
+        pdu_type, body = pdu.read_pdu(self.sock, pdu.MAX_ASSOCIATE_RQ)
+        if pdu_type != pdu.ASSOCIATE_RQ:
+            raise pdu.ProtocolError(f"expected A-ASSOCIATE-RQ, got PDU type {pdu_type}", pdu.UNEXPECTED_PDU)
+        rq = pdu.parse_associate_rq(body)
+        self.calling_ae, self.peer_max_pdu = rq.calling_ae, rq.max_pdu
+        rejection = None
+        if not rq.protocol_version & 1:
+            rejection = (1, 2, 2)  # ACSE: protocol version not supported
+        elif rq.application_context != pdu.APPLICATION_CONTEXT:
+            rejection = (1, 1, 2)  # application context name not supported
+        elif rq.called_ae != self.local.ae_title:
+            rejection = (1, 1, 7)  # called AE title not recognised: a misconfigured PACS should hear so
+        if rejection:
+            log.warning("rejected an association from %s calling %s (reason %d)", rq.calling_ae, rq.called_ae,
+                        rejection[2])
+            self.sock.sendall(pdu.associate_rj(*rejection))
+            return False
+        results = []
+        for cx in rq.contexts:
+            first = cx.transfer_syntaxes[0] if cx.transfer_syntaxes else ""
+            if cx.abstract_syntax not in STORAGE_SOP_CLASSES and cx.abstract_syntax != Verification:
+                results.append((cx.context_id, pdu.ABSTRACT_SYNTAX_NOT_SUPPORTED, first))
+                continue
+            chosen = next((ts for ts in cx.transfer_syntaxes if ts in ACCEPTED_TRANSFER_SYNTAXES), None)
+            if chosen is None:
+                results.append((cx.context_id, pdu.TRANSFER_SYNTAXES_NOT_SUPPORTED, first))
+            else:
+                results.append((cx.context_id, pdu.ACCEPTANCE, chosen))
+                self.contexts[cx.context_id] = (cx.abstract_syntax, chosen)
+        self.sock.sendall(pdu.associate_ac(rq, results, MAX_PDU))
+        log.debug("association from %s: %d of %d contexts accepted", rq.calling_ae, len(self.contexts),
+                  len(rq.contexts))
+        return True
+
+    def _serve(self) -> None:
+        while True:
+            pdu_type, body = pdu.read_pdu(self.sock, MAX_PDU)
+            if pdu_type == pdu.P_DATA_TF:
+                self.on_p_data(body)
+            elif pdu_type == pdu.RELEASE_RQ:
+                self.sock.sendall(pdu.release_rp())
+                return
+            elif pdu_type == pdu.ABORT:
+                log.info("%s aborted the association", self.calling_ae)
+                return
+            else:
+                raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during the association", pdu.UNEXPECTED_PDU)
+
+    def on_message(self, command, context_id: int, parts) -> None:
+        field, message_id = commands.us(command, commands.COMMAND_FIELD), commands.us(command, commands.MESSAGE_ID)
+        if message_id is None:
+            raise pdu.ProtocolError("a request without a message ID")
+        abstract_syntax, transfer_syntax = self.contexts[context_id]
+        if field == commands.C_STORE_RQ:
+            rsp, _ = answer_c_store(command, parts, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
+                                    sender_ae=self.calling_ae, on_instance=self.on_instance)
+        elif field == commands.C_ECHO_RQ:
+            rsp = commands.response(commands.C_ECHO_RSP, message_id, abstract_syntax, 0x0000)
+        elif field == commands.C_CANCEL_RQ:
+            return  # nothing of ours to cancel
+        else:  # a service this SCP does not offer: "unrecognized operation"
+            rsp = commands.response((field or 0) | 0x8000, message_id, abstract_syntax, 0x0211)
+        self.sock.sendall(pdu.p_data(context_id, True, rsp, self.peer_max_pdu))
+
+
+class LeanStorageSCP(Service):
+    """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
+    called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe)."""
+
+    def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
+                 bind_host: str = "127.0.0.1"):
+        self.local, self.bind_host, self._on_instance = local, bind_host, on_instance
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._active: dict[threading.Thread, socket.socket] = {}
+
+    def bound_port(self) -> int | None:
+        return self._listener.getsockname()[1] if self._listener is not None else None
+
+    def start(self) -> "LeanStorageSCP":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.bind_host, self.local.port))
+        listener.listen(64)
+        self._listener = listener
+        self._acceptor = threading.Thread(target=self._accept_loop, args=(listener,), name="scp-accept", daemon=True)
+        self._acceptor.start()
+        log.debug("lean Storage SCP %s listening on %s:%s", self.local.ae_title, self.bind_host, self.port)
+        return self
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the listener was shut down by stop()
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(NETWORK_TIMEOUT)
+            thread = threading.Thread(target=self._run, args=(conn,), name="scp-association", daemon=True)
+            with self._lock:
+                self._active[thread] = conn
+            thread.start()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            _Association(conn, self.local, self._on_instance).run()
+        finally:
+            with self._lock:
+                self._active.pop(threading.current_thread(), None)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop accepting, let running associations finish for `grace` seconds, then cut them."""
+        if self._listener is None:
+            return
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
+        except OSError:
+            pass
+        self._listener.close()
+        self._acceptor.join(5)
+        self._listener = None
+        with self._lock:
+            running = list(self._active.items())
+        for thread, conn in running:
+            thread.join(grace / max(len(running), 1))
+            if thread.is_alive():
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                thread.join(5)
