@@ -29,6 +29,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, p
 from apps.dicom.header import PIXEL_KEYWORDS, HeaderError, ImageHeader, header_from_dataset, structural_problem
 
 JPEG_QUALITY = 90
+MAX_PIXELS = 100_000_000  # per frame; the largest radiographs are ~ 50 megapixels
 
 
 class RenderError(Exception):
@@ -72,6 +73,9 @@ def frame_pixels(ds: Dataset, frame: int = 0) -> np.ndarray:
         raise RenderError((isinstance(filename, str) and structural_problem(filename))
                           or "no pixel data (not an image: a report, a presentation state, ...)")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows * cols > MAX_PIXELS:  # a header is untrusted input: never let it size a huge allocation
+        raise RenderError(f"the image is too large to render ({rows} x {cols} pixels)")
     if not 0 <= frame < frames:
         raise RenderError(f"frame {frame} asked for, the image has {frames}")
     native = native_greyscale(ds, frame, frames)

@@ -111,6 +111,10 @@ def test_bad_files_are_named_with_their_reason(tmp_path):
     assert broken.startswith("truncated")
     path = write(base("X", "Y", BASIC_TEXT_SR), tmp_path / "sr.dcm")  # a whole file that is no image
     assert render_file(str(path), str(tmp_path / "d.jpg")).startswith("no pixel data")
+    huge = ct("P", "N")
+    huge.Rows = huge.Columns = 60000  # a header that would make the decoder allocate 7 GB
+    assert render_file(str(write(huge, tmp_path / "huge.dcm")), str(tmp_path / "e.jpg")) == \
+        "the image is too large to render (60000 x 60000 pixels)"
     assert not list(tmp_path.glob("*.jpg"))
 
 
