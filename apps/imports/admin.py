@@ -61,7 +61,7 @@ class ImportJobAdmin(JobAdminMixin, admin.ModelAdmin):
         return format_html_join(mark_safe("<br>"), "<code>{}</code>: {}", ((r["file"], r["note"]) for r in rows))
 
     def start_view(self, request):
-        if not request.user.has_perm("imports.add_importjob"):
+        if not request.user.has_perm(ImportJob.start_permission):
             return redirect("admin:imports_importjob_changelist")
         form = StartImportForm(request.POST or None)
         if request.method == "POST" and form.is_valid():

@@ -24,6 +24,8 @@ def jpg_root() -> Path:
 
 
 class ImportJob(Job):
+    start_permission = "imports.start_import"
+
     task_id = models.CharField(max_length=64, unique=True, default=new_task_id, editable=False)
     source_path = models.CharField(max_length=1024, help_text="The folder imported (resolved, inside IMPORT_ROOTS).")
     files_found = models.PositiveIntegerField(default=0, help_text="Regular files the scan found.")
@@ -33,6 +35,9 @@ class ImportJob(Job):
 
     class Meta(Job.Meta):
         verbose_name = "import job"
+        # Jobs are started, not typed in: "start import" takes the place of Django's add permission.
+        default_permissions = ("view", "change", "delete")
+        permissions = [("start_import", "Can start folder imports")]
 
     def __str__(self) -> str:
         return self.task_id
