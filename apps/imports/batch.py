@@ -3,10 +3,11 @@ the new ones with their JPEG.
 
 An unchanged file (same path, size and mtime as a file already looked at) is decided without opening
 it. Every other file is read once, in the process pool, which takes its header and writes its JPEG in
-the same pass (reading the header first in this process would cost a second parse of every new file);
-this process then checks both dedup keys and files the new images, dropping the JPEGs of duplicates.
-Filing rides on the unique keys, so two imports racing for one image end with one row and one
-duplicate. Re-running a batch (after a crash) recognises the images it filed itself as its own."""
+the same pass (reading the header first in this process would cost a second parse of every new file).
+Results come back in groups of FILING_GROUP, and this process checks the dedup keys and files each group
+while the pool decodes the next ones, so the database work hides behind decoding. Filing rides on the
+unique keys, so two imports racing for one image end with one row and one duplicate. Re-running a
+batch (after a crash) recognises the images it filed itself as its own."""
 from __future__ import annotations
 
 import hashlib
@@ -23,10 +24,11 @@ from apps.dicom.header import ImageHeader
 from apps.imports.models import (FileOutcome, ImportedImage, ImportedPatient, ImportItem, KnownFile,
                                  jpg_root)
 from apps.imports.patients import disagreement, ensure_patients
-from apps.imports.pool import render_all
+from apps.imports.pool import render_stream
 from apps.jobs.errors import ItemCanceled
 
 Outcome = FileOutcome.Outcome
+FILING_GROUP = 25  # files filed together: small enough that the pool never waits long for this process
 
 
 @dataclass
@@ -41,11 +43,27 @@ class Candidate:
     tmp: Path
     note: str = ""
     image: ImportedImage | None = None
-    same_as: "Candidate | None" = None  # an earlier file of this batch with one of the same keys
+    same_as: "Candidate | None" = None  # an earlier file of this group with one of the same keys
 
     @property
     def key(self) -> tuple[str, str]:
         return self.patient_id, self.path.name
+
+
+def incoming_dir() -> Path:
+    """Where the pool writes JPEGs before their image is filed (same file system: a rename moves them)."""
+    return jpg_root() / "incoming"
+
+
+def sweep_incoming(older_than_seconds: float = 3600) -> None:
+    """Drop temporary JPEGs a killed worker left behind."""
+    cutoff = time.time() - older_than_seconds
+    for tmp in incoming_dir().glob("*.jpg"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def jpg_name(sop_instance_uid: str) -> str:
@@ -60,9 +78,11 @@ class Ledger:
     item: ImportItem
     outcomes: list[FileOutcome] = field(default_factory=list)
     known: dict[str, KnownFile] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.values, 0))
 
     def __post_init__(self):
         self.source_prefix = self.item.job.source_path.rstrip("/") + "/"
+        FileOutcome.objects.filter(item=self.item).delete()  # a re-run (after a crash) starts over
 
     def relative(self, path: Path) -> str:
         text = str(path)
@@ -70,6 +90,7 @@ class Ledger:
 
     def add(self, path: Path, outcome: str, *, reason: str = "", note: str = "", patient_id=None,
             stat=None, image_id=None, remember: bool = False):
+        self.counts[outcome] += 1
         self.outcomes.append(FileOutcome(
             job_id=self.item.job_id, item=self.item, path=self.relative(path)[:1024],
             outcome=outcome, reason=reason[:500], note=note[:500], patient_id=patient_id))
@@ -78,47 +99,56 @@ class Ledger:
                                               image_id=image_id, patient_id=patient_id, failure=reason[:500])
 
     def write(self):
+        """Store what was added since the last write."""
         with transaction.atomic():
-            FileOutcome.objects.filter(item=self.item).delete()
             FileOutcome.objects.bulk_create(self.outcomes)
             if self.known:
                 KnownFile.objects.bulk_create(list(self.known.values()), update_conflicts=True, unique_fields=["path"],
                                               update_fields=["size", "mtime_ns", "image", "patient", "failure"])
-
-    def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(Outcome.values, 0)
-        for outcome in self.outcomes:
-            counts[outcome.outcome] += 1
-        return counts
+        self.outcomes, self.known = [], {}
 
 
 def import_batch(item: ImportItem, ctx) -> None:
     ledger = Ledger(item)
     fresh = skip_known_files(item, ledger)
+    ledger.write()
     stop_if_asked(ctx)
-    started = time.monotonic()
-    candidates = read_and_render(fresh, ledger) if fresh else []
-    decoded = time.monotonic()
-    patients = {}
+    started, filing = time.monotonic(), 0.0
+    groups = decoded_groups(fresh)
     try:
-        if candidates:
-            patients = ensure_patients({c.patient_id: c.header for c in reversed(candidates)}, item.job)
+        for group in groups:
+            group_started = time.monotonic()
+            file_group(group, item, ledger)
+            ledger.write()
+            filing += time.monotonic() - group_started
+    except BaseException:
+        for group in groups:  # the pool still writes the rest: leave no temporary JPEG behind
+            for _, _, tmp, _ in group:
+                tmp.unlink(missing_ok=True)
+        raise
+    item.result = {**ledger.counts, "seconds": round(time.monotonic() - started, 3),
+                   "filing_seconds": round(filing, 3)}
+    if ledger.counts[Outcome.IMPORTED]:
+        record(item.job.created_by, "images.imported", item.job, batch=item.number,
+               images=ledger.counts[Outcome.IMPORTED])
+
+
+def file_group(group, item: ImportItem, ledger: Ledger) -> None:
+    """Dedup and file one group of decoded files; every temporary JPEG is gone afterwards."""
+    candidates = candidates_of(group, ledger)
+    try:
+        if not candidates:
+            return
+        patients = ensure_patients({c.patient_id: c.header for c in reversed(candidates)}, item.job)
         for c in candidates:
             c.note = "; ".join(filter(None, [c.note, disagreement(patients[c.patient_id], c.header)]))
-        if candidates:
-            file_images(match_existing(candidates, item, patients), item, patients)
-            place_jpegs(candidates, item)
+        file_images(match_existing(candidates, patients), item, patients)
+        place_jpegs(candidates, item)
+        for c in candidates:
+            settle(c, item, ledger, patients)
     finally:
         for c in candidates:
             c.tmp.unlink(missing_ok=True)
-    for c in candidates:
-        settle(c, item, ledger, patients)
-    ledger.write()
-    item.result = {**ledger.summary(), "decode_seconds": round(decoded - started, 3),
-                   "filing_seconds": round(time.monotonic() - decoded, 3)}
-    if item.result[Outcome.IMPORTED]:
-        record(item.job.created_by, "images.imported", item.job, batch=item.number,
-               images=item.result[Outcome.IMPORTED])
 
 
 def filed_by(image: ImportedImage, item: ImportItem, path: Path) -> bool:
@@ -156,14 +186,27 @@ def skip_known_files(item: ImportItem, ledger: Ledger) -> list[tuple[Path, os.st
     return fresh
 
 
-def read_and_render(fresh, ledger: Ledger) -> list[Candidate]:
-    """Read every file once in the pool (header + JPEG into a temporary name); failures go to the ledger."""
-    incoming = jpg_root() / "incoming"
+def decoded_groups(fresh):
+    """Read every file once in the pool (header + JPEG into a temporary name), yielding the results in
+    groups of FILING_GROUP as they come: (path, stat, temporary JPEG, (header, size, problem)) each."""
+    incoming = incoming_dir()
     incoming.mkdir(parents=True, exist_ok=True)
     tmps = [incoming / f"{secrets.token_hex(8)}.jpg" for _ in fresh]
-    results = render_all([(str(path), str(tmp)) for (path, _), tmp in zip(fresh, tmps)])
+    results = render_stream([(str(path), str(tmp)) for (path, _), tmp in zip(fresh, tmps)])
+    group = []
+    for (path, stat), tmp, result in zip(fresh, tmps, results):
+        group.append((path, stat, tmp, result))
+        if len(group) == FILING_GROUP:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def candidates_of(group, ledger: Ledger) -> list[Candidate]:
+    """The decoded files of a group; the ones that failed go to the ledger."""
     candidates = []
-    for (path, stat), tmp, (header, size, problem) in zip(fresh, tmps, results):
+    for path, stat, tmp, (header, size, problem) in group:
         if problem:
             tmp.unlink(missing_ok=True)
             ledger.add(path, Outcome.FAILED, reason=problem, stat=stat, remember=True)
@@ -176,9 +219,9 @@ def read_and_render(fresh, ledger: Ledger) -> list[Candidate]:
     return candidates
 
 
-def match_existing(candidates: list[Candidate], item: ImportItem,
-                   patients: dict[str, ImportedPatient]) -> list[Candidate]:
-    """Attach already-filed images by either key, and in-batch twins; return the candidates that are new."""
+def match_existing(candidates: list[Candidate], patients: dict[str, ImportedPatient]) -> list[Candidate]:
+    """Attach already-filed images (earlier groups of this batch included) by either key, and twins
+    within the group; return the candidates that are new."""
     uids = {c.header.sop_instance_uid for c in candidates}
     by_uid = {i.sop_instance_uid: i for i in ImportedImage.objects.filter(sop_instance_uid__in=uids)}
     by_key = {(i.patient.patient_id, i.original_filename): i for i in ImportedImage.objects.filter(

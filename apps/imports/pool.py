@@ -17,6 +17,7 @@ from apps.dicom.render import read_and_render
 from apps.jobs.errors import ItemFailed
 
 log = logging.getLogger("apps.imports")
+PIPE_CHUNK = 4  # files per message to a decoder process
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 
@@ -53,18 +54,20 @@ def warm() -> None:
             pool = _get_pool(size)
             for _ in range(size):
                 pool.submit(int)
-        except Exception as exc:  # only a head start: render_all reports a pool that cannot start
+        except Exception as exc:  # only a head start: render_stream reports a pool that cannot start
             log.warning("decoder pool did not start early: %s", type(exc).__name__)
 
 
-def render_all(jobs: list[tuple[str, str]]) -> list[tuple]:
-    """read_and_render every (source, target) pair: (header, (width, height), problem) each."""
+def render_stream(jobs: list[tuple[str, str]]):
+    """read_and_render every (source, target) pair, yielding (header, (width, height), problem) in order
+    as the pool delivers them, so the caller can file early results while later ones decode."""
     size = processes()
     if size == 1 or len(jobs) < 2:
-        return [read_and_render(source, target) for source, target in jobs]
+        yield from (read_and_render(source, target) for source, target in jobs)
+        return
     pool = _get_pool(size)
     try:
-        return list(pool.map(read_and_render, *zip(*jobs), chunksize=max(1, len(jobs) // (4 * size))))
+        yield from pool.map(read_and_render, *zip(*jobs), chunksize=PIPE_CHUNK)
     except BrokenProcessPool:
         _drop_pool()
         raise ItemFailed("A decoder process died on one of this batch's files (a malformed image?); "

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.imports import pool
+from apps.imports.batch import sweep_incoming
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.runner import enqueue_many
 
@@ -90,6 +91,7 @@ def scan_tree(item, ctx) -> None:
         raise ItemFailed(f"{source} is no longer inside IMPORT_ROOTS; nothing was read.")
     if job.run_inline:
         pool.warm()  # this process will decode the batches next
+    sweep_incoming()
     files, problems = walk(source, ctx.should_stop)
     size = max(1, settings.IMPORT_BATCH_SIZE)
     batches = [ImportItem(job=job, kind=ImportItem.Kind.FILES, number=n + 1, files=files[i:i + size])

@@ -24,9 +24,9 @@ def test_a_reimport_opens_no_file_and_reports_everything_duplicate(tree, monkeyp
 
     def must_not_open(jobs):
         assert not jobs, "a re-import of an unchanged tree opened a file"
-        return []
+        return iter([])
 
-    monkeypatch.setattr(batch, "render_all", must_not_open)  # the only place files are read
+    monkeypatch.setattr(batch, "render_stream", must_not_open)  # the only place files are read
     again = run_job(create_import(str(source)))
     assert again.counts() == {
         "total_files_scanned": first.counts()["total_files_scanned"],
