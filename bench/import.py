@@ -85,12 +85,30 @@ def forget_everything(work: Path) -> None:
     shutil.rmtree(work / "jpg", ignore_errors=True)
 
 
+CPU = {"bare": [], "inline first": []}  # CPU seconds per run: robust to other load on a shared machine
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pool_cpu() -> float:
+    from apps.imports import pool
+
+    return sum(process_cpu(pid) for pid in (pool._pool._processes if pool._pool else {}))
+
+
 def import_inline(source: Path) -> tuple[float, dict]:
     from apps.imports.start import create_import, run_inline
 
+    cpu = time.process_time() + pool_cpu()
     started = time.monotonic()
     job = run_inline(create_import(str(source), run_inline=True))
-    return time.monotonic() - started, job.counts()
+    elapsed = time.monotonic() - started
+    if job.counts()["new_images_uploaded"]:
+        CPU["inline first"].append(time.process_time() + pool_cpu() - cpu)
+    return elapsed, job.counts()
 
 
 def import_cluster(source: Path, env: dict, work: Path) -> tuple[float, dict]:
@@ -134,7 +152,9 @@ def main() -> None:
         times = {"bare": [], **{f"{m} first": [] for m in modes}, **{f"{m} again": [] for m in modes}}
         for round_ in range(args.repeat):  # interleaved: drift on a shared machine hits every variant alike
             shutil.rmtree(work / "bare", ignore_errors=True)
+            cpu = time.process_time()
             times["bare"].append(bare_loop(paths, work / "bare"))
+            CPU["bare"].append(time.process_time() - cpu)
             for mode in modes:
                 forget_everything(work)
                 run = import_inline if mode == "inline" else lambda src: import_cluster(src, env, work)
@@ -156,6 +176,12 @@ def main() -> None:
                          f"{again_fps / first_ips:.1f}x first import"))
         table = ["| run (median of rounds) | seconds | per second | ratio |", "|---|---|---|---|"]
         table += [f"| {name} | {seconds:.2f} | {rate:.1f} | {ratio} |" for name, seconds, rate, ratio in rows]
+        cpu_ms = {key: statistics.median(values) / len(paths) * 1000 for key, values in CPU.items() if values}
+        if len(cpu_ms) == 2:
+            table += ["", f"CPU per image (all processes, median): bare loop {cpu_ms['bare']:.2f} ms, first import "
+                      f"inline {cpu_ms['inline first']:.2f} ms (this process and the decoder pool); on "
+                      f"{os.cpu_count()} idle cores the import could reach "
+                      f"{os.cpu_count() * cpu_ms['bare'] / cpu_ms['inline first']:.2f}x the bare loop."]
         report = "\n".join([f"# Import benchmark {dt.datetime.now():%Y-%m-%d %H:%M}",
                             f"{len(paths)} CT files {args.size}x{args.size}, {os.cpu_count()} cores "
                             f"(load average {os.getloadavg()[0]:.1f}), {args.repeat} rounds, "

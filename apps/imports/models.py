@@ -54,6 +54,12 @@ class ImportJob(Job):
             return JobStatus.PARTIAL  # a tree with files left behind is never reported as complete
         return status
 
+    def retry_failed(self, user=None) -> int:
+        """Retry also resumes a canceled import: its canceled batches run again. Batches are idempotent
+        and the dedup keys hold, so nothing is filed twice."""
+        self.items.filter(status=ItemStatus.CANCELED).update(status=ItemStatus.FAILED)
+        return super().retry_failed(user)
+
     def counts(self) -> dict[str, int]:
         """The seed's progress counters (their meaning is in the API schema, ImportProgressSerializer)."""
         by_outcome = dict.fromkeys(FileOutcome.Outcome.values, 0)

@@ -30,7 +30,7 @@ def test_the_command_refuses_a_folder_outside_the_roots(import_root, tmp_path):
         call_command("import_dicom", str(tmp_path), stdout=io.StringIO())
 
 
-def test_cancel_stops_the_pending_batches(api, user, tree, settings, broker):
+def test_cancel_stops_the_pending_batches_and_retry_resumes_them(api, user, tree, settings, broker):
     settings.IMPORT_BATCH_SIZE = 4
     source, expected = tree
     job = create_import(str(source), user=user)
@@ -44,6 +44,13 @@ def test_cancel_stops_the_pending_batches(api, user, tree, settings, broker):
     job.refresh_from_db()
     assert job.items.filter(status="canceled").count() == job.items.count() - 2
     assert job.counts()["new_images_uploaded"] + job.counts()["duplicate_images_skipped"] <= 4
+
+    body = api.post(f"/api/imports/{job.task_id}/retry/").json()
+    assert body["status"] == "running"
+    job = run_job(job)
+    assert job.status == "partial"  # three files of the tree cannot be imported
+    assert job.counts()["new_images_uploaded"] == len(expected["imported"])
+    assert job.counts()["duplicate_images_skipped"] == len(expected["duplicate"])
 
 
 def test_the_admin_starts_an_import_and_shows_it_with_thumbnails(admin_client_logged_in, tree, broker):
