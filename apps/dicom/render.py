@@ -7,9 +7,10 @@ to RGB by pydicom, PALETTE COLOR through its lookup tables. Multi-frame images s
 first by default). Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with its
 libjpeg, openjpeg and rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
 
-Greyscale windowing is computed once per possible stored value (a lookup table of at most 65,536
-entries) and then applied with one indexing pass, which is several times faster than evaluating the
-float formulas on every pixel.
+Speed, because an import renders every image it files: uncompressed greyscale is read straight from
+the pixel bytes, and the window is computed once per possible stored value (a lookup table of at most
+65,536 entries, cached for the common rescale + window case) and applied in one gather, instead of float
+arithmetic on every pixel.
 """
 from __future__ import annotations
 

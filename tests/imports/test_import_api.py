@@ -36,7 +36,7 @@ def test_a_tree_imports_with_exact_counts_and_every_failure_named(api, tree, set
     body = start(api, source)
     assert set(body) == {"task_id", "status", "message", "started_at"}
     assert body["status"] == "pending" and body["task_id"].startswith("dicom-import-")
-    job = run_job(ImportJob.objects.get(task_id=body["task_id"]))
+    run_job(ImportJob.objects.get(task_id=body["task_id"]))
 
     status = api.get(f"/api/imports/{body['task_id']}/status").json()
     assert status["status"] == "partial"  # three files could not be imported
