@@ -3,6 +3,7 @@ concurrent imports of one tree file each patient and image once, a crashed batch
 import threading
 
 import pytest
+from django.db import connection
 
 from apps.imports import batch
 from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, ImportJob, KnownFile
@@ -84,9 +85,12 @@ def test_two_concurrent_imports_of_one_tree_file_everything_once(tree, monkeypat
     in_step(monkeypatch, barrier, "file_images")  # both rendered every image, both insert
 
     def run(job):
-        barrier.wait()
-        for item in job.items.filter(status="pending").order_by("number"):
-            runner.run_item(item._meta.label, item.pk)
+        try:
+            barrier.wait()
+            for item in job.items.filter(status="pending").order_by("number"):
+                runner.run_item(item._meta.label, item.pk)
+        finally:
+            connection.close()  # this thread's own connection
 
     threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
     for thread in threads:
