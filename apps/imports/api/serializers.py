@@ -37,24 +37,17 @@ class FileErrorSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class FileNoteSerializer(serializers.Serializer):
-    file = serializers.CharField()
-    note = serializers.CharField()
-
-
 class ImportStatusSerializer(serializers.ModelSerializer):
-    """The seed's status body; `notes` is ours (folder-name fallbacks, headers disagreeing with a stored
-    patient), `id` is the job's number in the admin."""
+    """The import service's status body, key for key (the notes are in `stats`)."""
 
     progress = serializers.SerializerMethodField()
     errors = serializers.SerializerMethodField()
-    notes = serializers.SerializerMethodField()
     duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
         model = ImportJob
         fields = ["task_id", "status", "source_path", "description", "created_at", "started_at", "completed_at",
-                  "duration_seconds", "progress", "errors", "notes", "id"]
+                  "duration_seconds", "progress", "errors"]
         read_only_fields = fields
 
     def get_progress(self, job) -> ImportProgressSerializer:
@@ -62,9 +55,6 @@ class ImportStatusSerializer(serializers.ModelSerializer):
 
     def get_errors(self, job) -> FileErrorSerializer(many=True):
         return job.errors()
-
-    def get_notes(self, job) -> FileNoteSerializer(many=True):
-        return job.notes()
 
     def get_duration_seconds(self, job) -> float | None:
         if job.completed_at and job.started_at:
