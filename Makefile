@@ -43,6 +43,7 @@ test-scaleout: $(VENV)/.installed
 bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
+	$(PY) bench/access.py
 	$(PY) bench/import.py
 
 clean:

@@ -1,13 +1,15 @@
-"""GET /metrics: job and item counters per app, for monitoring (login or token required)."""
+"""GET /metrics: job and item counters per app, for monitoring (staff only: it counts every user's jobs)."""
 from django.apps import apps
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAdminUser
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
+@permission_classes([IsAdminUser])
 def metrics(request):
     from apps.jobs.models import Job, JobItem
 

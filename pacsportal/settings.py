@@ -4,6 +4,7 @@ See README.md "Configuration" for every variable. Defaults give a working single
 SQLite (WAL) in DATA_DIR, the django-q2 ORM broker, the receiver on DICOM_PORT.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,6 +35,12 @@ DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 # Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
+# The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
+# flight; plain C-STOREs are refused unless a quota (MB) is set, then kept for RECEIVER_UNSOLICITED_DAYS.
+RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])
+RECEIVER_KEEP_UNSOLICITED_MB = env.int("RECEIVER_KEEP_UNSOLICITED_MB", default=0)
+RECEIVER_UNSOLICITED_DAYS = env.int("RECEIVER_UNSOLICITED_DAYS", default=7)
+QUARANTINE_DIR = Path(env("QUARANTINE_DIR", default=str(DATA_DIR / "quarantine")))
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 IMPORT_JPG_DIR = Path(env("IMPORT_JPG_DIR", default=str(DATA_DIR / "imports")))
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=250)  # files per import item
@@ -52,7 +59,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
+    "axes",
     "auditlog",
     "apps.core",
     "apps.audit",
@@ -72,7 +81,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    "pacsportal.authentication.AuditClientAddressMiddleware",  # auditlog would trust a forged X-Forwarded-For
+    "axes.middleware.AxesMiddleware",  # answers a locked-out login with 429
 ]
+# The lockout (django-axes) first: it refuses a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = ["pacsportal.authentication.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
 
 ROOT_URLCONF = "pacsportal.urls"
 TEMPLATES = [
@@ -143,21 +156,42 @@ if not SECURE_SSL_REDIRECT:
     # TLS is terminated by the reverse proxy in front of the portal (README, "Production").
     SILENCED_SYSTEM_CHECKS.append("security.W008")
 
+# --- Access: lockout after failed logins and bad API tokens (django-axes), API rates ---------------
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = False  # failures expire with the cool-off; another account's login must not clear them
+# Behind a reverse proxy every request comes from the proxy: with BEHIND_PROXY=1 the client is the address the
+# proxy appended to X-Forwarded-For (never an address the client wrote there itself).
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+AXES_CLIENT_IP_CALLABLE = "pacsportal.authentication.client_address"
+AXES_SENSITIVE_PARAMETERS = ["password", "token"]
+
 # --- API -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "pacsportal.authentication.AuditedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["pacsportal.permissions.ModelPermissions"],
+    "EXCEPTION_HANDLER": "pacsportal.permissions.api_exception_handler",
+    # Requests per signed-in user; bad tokens are counted by django-axes before any throttle runs.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env("API_RATE_USER", default="1200/min")},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# A study query answers at most this many studies, with a "more results than shown" message beyond.
+QUERY_MAX_RESULTS = env.int("QUERY_MAX_RESULTS", default=500)
 SPECTACULAR_SETTINGS = {
     "TITLE": "PACS Portal API",
     "DESCRIPTION": "Move DICOM images between PACS servers, folders, phones and people.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI and ReDoc from the portal's own static files (drf-spectacular-sidecar): no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Every app's job and item have a "status" field; name the two shared choice sets once.
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "apps.jobs.models.JobStatus",
                             "ItemStatusEnum": "apps.jobs.models.ItemStatus"},
@@ -197,5 +231,6 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},  # django-q2 logs as "django-q"
+        "axes": {"level": "WARNING"},  # WARNING still reports every lockout
     },
 }

@@ -5,9 +5,23 @@ import threading
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """API rate counters live in the cache, which outlives a test's database: start each test at zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def user(db, django_user_model):
-    return django_user_model.objects.create_user(username="tech", password="tech-pass-123")
+    """A technologist: every permission except "view all jobs" (so they see only their own jobs), in no
+    group, not staff. tests/access/ has users with exactly one permission, or none."""
+    from django.contrib.auth.models import Permission
+
+    tech = django_user_model.objects.create_user(username="tech", password="tech-pass-123")
+    tech.user_permissions.set(Permission.objects.exclude(content_type__app_label="jobs", codename="view_all_jobs"))
+    return tech
 
 
 @pytest.fixture

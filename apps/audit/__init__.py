@@ -16,6 +16,16 @@ def target_label(target: Any) -> str:
     return str(target)
 
 
+def request_address() -> str | None:
+    """The client address of the web request being served (set by auditlog's middleware); None in a worker."""
+    from auditlog.context import auditlog_value
+
+    try:
+        return auditlog_value.get().get("remote_addr") or None
+    except LookupError:
+        return None
+
+
 def record(actor: Any, action: str, target: Any = "", **details: Any):
     """Store one AuditEvent. `actor` is a user, None (the system) or a name such as "inbox-watcher"."""
     from apps.audit.models import AuditEvent  # imported late: this module is imported before models load
@@ -26,7 +36,8 @@ def record(actor: Any, action: str, target: Any = "", **details: Any):
     else:
         actor_name = actor if isinstance(actor, str) else "system"
     event = AuditEvent.objects.create(
-        actor=user, actor_name=actor_name, action=action, target=target_label(target), details=details
+        actor=user, actor_name=actor_name, action=action, target=target_label(target), details=details,
+        client_address=request_address(),
     )
     # Details may name patients, so they stay in the database; the log line carries no patient data.
     log.info("audit action=%s actor=%s target=%s", action, actor_name, event.target)

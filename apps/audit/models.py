@@ -13,6 +13,8 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=64, db_index=True, help_text='e.g. "job.started"')
     target = models.CharField(max_length=200, blank=True, help_text='e.g. "retrieval.RetrievalJob:12"')
     details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    client_address = models.GenericIPAddressField(null=True, blank=True,
+                                                  help_text="Where the request came from (empty: a worker).")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -36,7 +36,7 @@ MODELS = {  # query model -> (FIND, MOVE, GET) SOP classes
     "patient": (PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelMove,
                 PatientRootQueryRetrieveInformationModelGet),
 }
-CANCEL_GRACE_SECONDS = 5.0  # after a C-CANCEL, how long the PACS may take to stop before we abort
+CANCEL_GRACE_SECONDS = 2.0  # after a C-CANCEL, how long the PACS may take to stop before we abort
 
 
 def text_value(value) -> str:
@@ -204,28 +204,44 @@ def store_contexts(pairs) -> list[PresentationContext]:
 
 
 class Watchdog:
-    """Ends a retrieval that exceeds its total time: C-CANCEL first, abort if the PACS keeps going."""
+    """Ends a retrieval that exceeds its total time, or that the caller asks to stop (`stop` set): C-CANCEL
+    first, then abort if the PACS keeps going after the grace period. `fired` says the deadline passed,
+    `stopped` that the caller asked."""
 
-    def __init__(self, assoc, message_id: int, sop_class: str, seconds: float):
-        self.fired = False
+    POLL_SECONDS = 0.2
+
+    def __init__(self, assoc, message_id: int, sop_class: str, seconds: float, stop: threading.Event | None = None):
+        self.fired = self.stopped = False
         self._assoc, self._message_id, self._sop_class = assoc, message_id, sop_class
-        self._cancel = threading.Timer(seconds, self._on_deadline)
-        self._abort = threading.Timer(seconds + CANCEL_GRACE_SECONDS, assoc.abort)
-        for timer in (self._cancel, self._abort):
-            timer.daemon = True
+        self._seconds, self._stop = seconds, stop
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="retrieve-watchdog", daemon=True)
 
     def __enter__(self):
-        self._cancel.start()
-        self._abort.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        self._cancel.cancel()
-        self._abort.cancel()
+        self._done.set()
+        self._thread.join()
 
-    def _on_deadline(self):
-        self.fired = True
-        try:
-            self._assoc.send_c_cancel(self._message_id, query_model=self._sop_class)
-        except Exception:  # the association may already be gone; the abort timer still runs
-            log.debug("C-CANCEL not sent", exc_info=True)
+    @property
+    def ended(self) -> bool:
+        return self.fired or self.stopped
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self._seconds
+        while not self._done.wait(self.POLL_SECONDS):
+            if self._stop is not None and self._stop.is_set():
+                self.stopped = True
+            elif time.monotonic() >= deadline:
+                self.fired = True
+            else:
+                continue
+            try:
+                self._assoc.send_c_cancel(self._message_id, query_model=self._sop_class)
+            except Exception:  # the association may already be gone; the abort below still runs
+                log.debug("C-CANCEL not sent", exc_info=True)
+            if not self._done.wait(CANCEL_GRACE_SECONDS):
+                self._assoc.abort()
+            return

@@ -11,6 +11,7 @@ sent as their bytes (no decode/re-encode), received instances handed over as the
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from copy import deepcopy
@@ -29,7 +30,8 @@ from pynetdicom.sop_class import Verification
 from apps.dicom import files
 from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
                                 text_value)
-from apps.dicom.errors import AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile
+from apps.dicom.errors import (AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile,
+                               RetrieveCanceled)
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import ReceivedInstance, answer_store
 from apps.dicom.status import category, describe
@@ -165,28 +167,29 @@ class Association:
         return matches
 
     def move(self, query: dict | Dataset, destination_ae: str, *, level: str = "STUDY", message_id: int = 1,
-             model: str = "study") -> MoveResult:
+             model: str = "study", stop: threading.Event | None = None) -> MoveResult:
         """C-MOVE to `destination_ae`. The PACS tags its C-STOREs with our AE title and `message_id`
-        (Move Originator), so the receiver can tell this move's instances from any other's."""
+        (Move Originator), so the receiver can tell this move's instances from any other's. Setting `stop`
+        cancels it (RetrieveCanceled)."""
         ds = identifier(level, query)
         sop_class = MODELS[model][1]
         self._require(sop_class, "C-MOVE")
         responses = self.raw.send_c_move(ds, destination_ae, sop_class, msg_id=message_id)
         return self._retrieve(f"C-MOVE of {describe_query(ds)} to {destination_ae}", "move", responses, message_id,
-                              sop_class, hint=f"Check that {destination_ae} is declared on the PACS as a DICOM "
+                              sop_class, stop=stop, hint=f"Check that {destination_ae} is declared on the PACS as a DICOM "
                                               "node (AE title, host, port) allowed to receive.")
 
     def get(self, query: dict | Dataset, on_instance: Callable[[ReceivedInstance], int], *, level: str = "STUDY",
-            message_id: int = 1, model: str = "study") -> MoveResult:
+            message_id: int = 1, model: str = "study", stop: threading.Event | None = None) -> MoveResult:
         """C-GET: the instances come back on this association, each handed to `on_instance` (which
-        returns a status word; raising makes that instance fail)."""
+        returns a status word; raising makes that instance fail). Setting `stop` cancels it."""
         ds = identifier(level, query)
         sop_class = MODELS[model][2]
         self._require(sop_class, "C-GET")
         previous, self._on_instance, self._refused = self._on_instance, on_instance, []
         try:
             responses = self.raw.send_c_get(ds, sop_class, msg_id=message_id)
-            result = self._retrieve(f"C-GET of {describe_query(ds)}", "get", responses, message_id, sop_class)
+            result = self._retrieve(f"C-GET of {describe_query(ds)}", "get", responses, message_id, sop_class, stop=stop)
             # PACSs often leave out the Failed SOP Instance UID List; for C-GET we know it ourselves.
             result.failed_sop_instance_uids = result.failed_sop_instance_uids or list(self._refused)
             return result
@@ -194,16 +197,18 @@ class Association:
             self._on_instance = previous
 
     def _retrieve(self, what: str, service: str, responses: Iterator, message_id: int, sop_class: str, *,
-                  hint: str = "") -> MoveResult:
+                  hint: str = "", stop: threading.Event | None = None) -> MoveResult:
         timeout = self.peer.retrieve_timeout
         self._timeout(timeout)
         result = MoveResult(message_id=message_id)
         last = time.monotonic()
-        with Watchdog(self.raw, message_id, sop_class, timeout) as watchdog:
+        with Watchdog(self.raw, message_id, sop_class, timeout, stop) as watchdog:
             for rsp, answer in responses:
-                if watchdog.fired:
+                if watchdog.ended:
                     break
                 if rsp is None or "Status" not in rsp:
+                    if watchdog.stopped:
+                        break
                     raise self._lost(what, time.monotonic() - last, timeout)
                 last = time.monotonic()
                 result.status = int(rsp.Status)
@@ -218,6 +223,9 @@ class Association:
                 if answer is not None and "FailedSOPInstanceUIDList" in answer:
                     failed = answer.FailedSOPInstanceUIDList
                     result.failed_sop_instance_uids = [text_value(u) for u in ([failed] if isinstance(failed, str) else failed)]
+        if watchdog.stopped:
+            raise RetrieveCanceled(f"The {what} from {self.peer.label} was cancelled on request "
+                                   f"({result.completed} instances had arrived).")
         if watchdog.fired:
             raise DicomTimeout(f"The {what} from {self.peer.label} did not finish within {timeout:g} s and was "
                                f"cancelled ({result.completed} instances had arrived). Raise the timeout for large "
@@ -328,12 +336,13 @@ def find(peer: RemoteAE, local: LocalAE, level: str, query: dict | Dataset, mode
 
 
 def move(peer: RemoteAE, local: LocalAE, query: dict | Dataset, destination_ae: str, *, level: str = "STUDY",
-         message_id: int = 1, model: str = "study") -> MoveResult:
+         message_id: int = 1, model: str = "study", stop: threading.Event | None = None) -> MoveResult:
     with associate(peer, local, purpose="query") as assoc:
-        return assoc.move(query, destination_ae, level=level, message_id=message_id, model=model)
+        return assoc.move(query, destination_ae, level=level, message_id=message_id, model=model, stop=stop)
 
 
 def get(peer: RemoteAE, local: LocalAE, query: dict | Dataset, on_instance: Callable[[ReceivedInstance], int], *,
-        level: str = "STUDY", message_id: int = 1, model: str = "study") -> MoveResult:
+        level: str = "STUDY", message_id: int = 1, model: str = "study", stop: threading.Event | None = None
+        ) -> MoveResult:
     with associate(peer, local, purpose="get") as assoc:
-        return assoc.get(query, on_instance, level=level, message_id=message_id, model=model)
+        return assoc.get(query, on_instance, level=level, message_id=message_id, model=model, stop=stop)

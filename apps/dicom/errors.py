@@ -38,6 +38,10 @@ class DicomTimeout(DicomError):
     retriable = True
 
 
+class RetrieveCanceled(DicomError):
+    """The caller asked a running C-MOVE/C-GET to stop: it was cancelled (C-CANCEL, then abort)."""
+
+
 class DimseFailure(DicomError):
     """The peer answered with a failure status (e.g. 0xA700 out of resources, 0xC000 cannot understand)."""
 

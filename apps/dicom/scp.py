@@ -35,6 +35,15 @@ class ReceivedInstance:
     move_originator_message_id: int | None = None
 
 
+class InstanceRefused(Exception):
+    """Raised by an `on_instance` callback that will not keep an instance: the sender gets `status` and
+    `comment` (e.g. 0x0124 "Refused: Not authorized" for a C-STORE outside any retrieval)."""
+
+    def __init__(self, status: int, comment: str):
+        super().__init__(comment)
+        self.status, self.comment = status, comment
+
+
 def received_instance(event) -> ReceivedInstance:
     """The instance of a C-STORE request, as the bytes that arrived (also used for C-GET)."""
     req = event.request
@@ -70,6 +79,8 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
         return 0xC000, "No receiver for instances on this association"
     try:
         status = on_instance(instance)
+    except InstanceRefused as exc:
+        return exc.status, exc.comment
     except OSError as exc:
         log.error("cannot keep instance %s: %s", instance.sop_instance_uid, exc)
         return 0xA700, f"Cannot store: {exc.strerror or exc}"
@@ -92,13 +103,15 @@ def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
 
 class StorageSCP(Service):
     """A Storage SCP on `bind_host`:`local.port` (0 = any free port; `.port` tells which) answering
-    to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe."""
+    to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe.
+    A peer that `accepts_calling_ae` does not know gets "not authorized" for every C-STORE."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1"):
+                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None):
         self.local = local
         self.bind_host = bind_host
         self._on_instance = on_instance
+        self._accepts_calling_ae = accepts_calling_ae
         self._server = None
 
     def start(self) -> "StorageSCP":
@@ -116,5 +129,8 @@ class StorageSCP(Service):
         return self
 
     def _handle_store(self, event):
+        calling_ae = text_value(event.assoc.requestor.ae_title)
+        if self._accepts_calling_ae is not None and not self._accepts_calling_ae(calling_ae):
+            return _failure(0x0124, f"Refused: calling AE title {calling_ae} is not a configured peer")
         return answer_store(event, self._on_instance)
 

@@ -10,11 +10,14 @@ failed actions) and JobItemInline (read-only items). Usage:
         inlines = [RetrievalItemInline]
 """
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.jobs.access import start_permission, visible_jobs
 from apps.jobs.models import EchoItem, EchoJob
+from pacsportal.permissions import model_permission
 
 
 def progress_html(job) -> str:
@@ -54,8 +57,15 @@ class JobItemInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_view_permission(self, request, obj=None):
+        # Items are part of their job: whoever may see the job sees its items, as in the API.
+        return request.user.has_perm(model_permission(self.parent_model, "view"))
+
 
 class JobAdminMixin:
+    """The base of every job admin: a user lists only their own jobs unless they hold "view all jobs";
+    custom views call require_start / require_view, the same permissions as the API twins."""
+
     list_display = ["__str__", "description", "status", "progress", "created_by", "created_at", "completed_at"]
     list_filter = ["status", "created_at"]
     date_hierarchy = "created_at"
@@ -72,6 +82,25 @@ class JobAdminMixin:
 
     def has_add_permission(self, request):
         return False  # jobs are started by their app's own page or API, not typed in
+
+    def get_queryset(self, request):
+        return visible_jobs(super().get_queryset(request), request.user)
+
+    def has_start_permission(self, request) -> bool:
+        return request.user.has_perm(start_permission(self.model))
+
+    def require_start(self, request) -> None:
+        if not self.has_start_permission(request):
+            raise PermissionDenied(f"You may not start {self.model._meta.verbose_name_plural}.")
+
+    def require_view(self, request) -> None:
+        if not self.has_view_permission(request):
+            raise PermissionDenied(f"You may not see {self.model._meta.verbose_name_plural}.")
+
+    def changelist_view(self, request, extra_context=None):
+        # The app's "start" links and buttons show only to those who may start (can_start_jobs).
+        extra_context = {**(extra_context or {}), "can_start_jobs": self.has_start_permission(request)}
+        return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # Nothing on a job page is typed in: no Save buttons to wonder about (Cancel/Retry are actions).
@@ -109,7 +138,8 @@ class EchoJobAdmin(JobAdminMixin, admin.ModelAdmin):
         """POST: start an EchoJob over every server, then show it."""
         from apps.servers.models import DicomServer
 
-        if request.method != "POST" or not self.has_change_permission(request):
+        self.require_start(request)
+        if request.method != "POST":
             return redirect("admin:jobs_echojob_changelist")
         job = EchoJob.for_servers(DicomServer.objects.all(), user=request.user)
         job.start(user=request.user)

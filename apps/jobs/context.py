@@ -28,6 +28,9 @@ class ItemContext:
         self._lock = threading.Lock()
         self._cancel_checked_at = 0.0
         self._canceled = False
+        # Set once the item should stop (canceled, or the lease lost), by the heartbeat thread within
+        # CANCEL_CHECK_SECONDS: a DICOM transfer blocked in the network watches it and cancels itself.
+        self.stop_requested = threading.Event()
 
     def _mine(self):
         return type(self.item).objects.filter(pk=self.item.pk, status=ItemStatus.RUNNING, worker=self.worker,
@@ -89,14 +92,20 @@ class ItemContext:
 
     @contextmanager
     def heartbeats(self):
-        """Run a thread that calls heartbeat() every JOB_LEASE_SECONDS/4 while the block runs."""
+        """Run a thread that calls heartbeat() every JOB_LEASE_SECONDS/4 while the block runs, and sets
+        stop_requested as soon as should_stop() says so."""
         done = threading.Event()
 
         def beat():
+            last_beat = time.monotonic()
             try:
-                while not done.wait(heartbeat_interval()):
+                while not done.wait(CANCEL_CHECK_SECONDS):
                     try:
-                        self.heartbeat()
+                        if time.monotonic() - last_beat >= heartbeat_interval():
+                            last_beat = time.monotonic()
+                            self.heartbeat()
+                        if self.should_stop():
+                            self.stop_requested.set()
                     except Exception as exc:  # a missed beat is survivable; the next one may pass
                         self.log.warning("heartbeat failed: %s", type(exc).__name__)
             finally:

@@ -56,6 +56,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                            '<th>Problem</th></tr></thead><tbody>{}</tbody></table>', rows)
 
     def report_view(self, request, pk):
+        self.require_view(request)
         job = self.get_object(request, str(pk))
         if job is None:
             return HttpResponse(status=404)
@@ -64,6 +65,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def upload_view(self, request):
         """Step 1 reads the files and shows every row (bad ones with line and reason); step 2 starts a job
         per file with the very text that was previewed, carried in the form."""
+        self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
         if request.method == "POST" and "confirm" in request.POST:
             confirm = ConfirmForm(request.POST)
@@ -73,7 +75,8 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 return redirect("admin:retrieval_upload")
             sources = [(name, base64.b64decode(blob)) for name, blob in
                        zip(request.POST.getlist("name"), request.POST.getlist("content"))]
-            read = intake.read_case_lists(sources, default_server=confirm.cleaned_data["default_server"])
+            read = intake.read_case_lists(sources, user=request.user,
+                                          default_server=confirm.cleaned_data["default_server"])
             for job in intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"]):
                 self.message_user(request, f"Started {job}: {job.items.count()} rows, "
                                            f"{len(job.row_errors)} bad rows skipped.", messages.SUCCESS)
@@ -84,7 +87,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             default = form.cleaned_data["default_server"].name if form.cleaned_data["default_server"] else ""
             previews = intake.read_case_lists([(f.name, f) for f in form.cleaned_data["files"]],
-                                              default_server=default)
+                                              user=request.user, default_server=default)
             for preview in previews:
                 preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
@@ -94,13 +97,14 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         return render(request, "admin/retrieval/upload.html", context)
 
     def query_view(self, request):
+        self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Retrieve one study"}
         form = SingleQueryForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             text = intake.rows_to_csv([{"PatientID": data["patient_id"], "StudyDate": data["study_date"],
                                         "Modality": data["modality"], "Server": data["server"].name}])
-            (read,) = intake.read_case_lists([("single query", text)])
+            (read,) = intake.read_case_lists([("single query", text)], user=request.user)
             if read.case_list is None or read.case_list.errors:
                 form.add_error(None, "; ".join(e.message for e in read.case_list.errors) if read.case_list
                                else read.problem)

@@ -65,8 +65,10 @@ def _header(cells: list[str]) -> list[str] | None:
     return None
 
 
-def parse_case_list(text: str | bytes, known_servers: set[str], *, default_server: str = "") -> CaseList:
-    """Parse a case list. Server names match case-insensitively and come back as configured."""
+def parse_case_list(text: str | bytes, known_servers: set[str], *, default_server: str = "",
+                    refused: dict[str, str] | None = None) -> CaseList:
+    """Parse a case list. Server names match case-insensitively (they are unique without regard to case)
+    and come back as configured; a row naming a server in `refused` (name -> reason) is a bad row."""
     if isinstance(text, bytes):
         text = decode(text)
     servers = {s.upper(): s for s in known_servers}
@@ -89,6 +91,8 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
                 order = list(DEFAULT_ORDER)
             continue
         row, problem = _row(number, cells, order, servers, default_server, header_seen)
+        if row is not None and row.server in (refused or {}):
+            row, problem = None, refused[row.server]
         if problem:
             errors.append(RowError(number, raw, problem))
             continue

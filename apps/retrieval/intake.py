@@ -31,18 +31,19 @@ class CaseListFile:
         return not self.problem
 
 
-def known_servers() -> set[str]:
-    return set(DicomServer.objects.values_list("name", flat=True))
+def read_case_list(data: bytes | str, *, user, default_server: str = "") -> CaseList:
+    """Parse with the configured servers; rows naming a server this user may not retrieve from are bad rows
+    with the reason. `user` None is the portal itself (the command line). Raises ValueError for a file that
+    is not UTF-8 text."""
+    servers = list(DicomServer.objects.prefetch_related("retrieve_groups"))
+    refused = {s.name: s.refusal("retrieve") for s in servers if not s.may(user, "retrieve")}
+    return parse_case_list(data, {s.name for s in servers}, default_server=default_server, refused=refused)
 
 
-def read_case_list(data: bytes | str, *, default_server: str = "") -> CaseList:
-    """Parse with the configured servers; raises ValueError for a file that is not UTF-8 text."""
-    return parse_case_list(data, known_servers(), default_server=default_server)
-
-
-def read_case_lists(sources, *, default_server: str = "") -> list[CaseListFile]:
+def read_case_lists(sources, *, user, default_server: str = "") -> list[CaseListFile]:
     """`sources`: (name, bytes or an uploaded file) pairs. Every file is read (an upload's size is checked
-    before its content is read) and parsed; each comes back with its rows or with why it is refused."""
+    before its content is read) and parsed for this user (see read_case_list); each comes back with its rows
+    or with why it is refused."""
     read = []
     for name, source in sources:
         size = len(source) if isinstance(source, (bytes, str)) else source.size
@@ -53,7 +54,7 @@ def read_case_lists(sources, *, default_server: str = "") -> list[CaseListFile]:
         content = source if isinstance(source, bytes) else (source.encode() if isinstance(source, str)
                                                              else source.read())
         try:
-            case_list = read_case_list(content, default_server=default_server)
+            case_list = read_case_list(content, user=user, default_server=default_server)
         except ValueError as exc:
             read.append(CaseListFile(name, content, None, str(exc)))
             continue

@@ -1,14 +1,21 @@
 """Retrieval jobs: one job per case list, one item per CSV row (the batch download tool's format)."""
 from __future__ import annotations
 
-from django.db import models
+import secrets
+from datetime import timedelta
 
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from apps.jobs.errors import ItemFailed
 from apps.jobs.models import Job, JobItem, JobStatus
 from apps.retrieval.caselist import CaseList
 from apps.servers.models import DicomServer
 
 
 class RetrievalJob(Job):
+    start_permission = "retrieval.start_retrieval"
+
     source_name = models.CharField(max_length=255, blank=True, help_text="Case-list file name, or how it came.")
     timeout = models.PositiveIntegerField(null=True, blank=True,
                                           help_text="Seconds per study download; empty = each server's own.")
@@ -19,6 +26,9 @@ class RetrievalJob(Job):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "retrieval job"
+        # Jobs are started, not typed in: "start retrieval" takes the place of Django's add permission.
+        default_permissions = ("view", "change", "delete")
+        permissions = [("start_retrieval", "Can start retrievals")]
 
     def __str__(self) -> str:
         return f"Retrieval #{self.pk} {self.source_name}".strip()
@@ -98,4 +108,45 @@ class RetrievalItem(JobItem):
     def process(self, ctx) -> None:
         from apps.retrieval.retrieve import retrieve_row
 
+        # Access is checked again when the row runs: it may have been withdrawn since the list was read.
+        if not self.dicom_server.may(self.job.created_by, "retrieve"):
+            raise ItemFailed(self.dicom_server.refusal("retrieve"))
         retrieve_row(self, ctx)
+
+
+class MoveKey(models.Model):
+    """The Move Originator Message ID of one C-MOVE in flight. Drawn at random per move (never derived from
+    a job or item number, so a peer cannot guess it) and unique among the moves in flight (the database
+    holds it), so two moves never share a staging folder. The receiver keeps only instances that carry a
+    live key and come from the PACS the move was sent to."""
+
+    message_id = models.PositiveIntegerField(unique=True)
+    item = models.ForeignKey(RetrievalItem, on_delete=models.CASCADE, related_name="+")
+    pacs_ae_title = models.CharField(max_length=16, help_text="The AE title the C-STOREs must come from.")
+    study_instance_uid = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(db_index=True)
+
+    MAX_DRAWS = 64
+
+    def __str__(self) -> str:
+        return f"move key {self.message_id}"
+
+    @classmethod
+    def allocate(cls, item: RetrievalItem, pacs_ae_title: str, study_instance_uid: str, *, seconds: float) -> "MoveKey":
+        now = timezone.now()
+        cls.objects.filter(expires_at__lt=now).delete()  # keys of moves that died with their worker
+        for _ in range(cls.MAX_DRAWS):
+            try:
+                with transaction.atomic():
+                    return cls.objects.create(message_id=secrets.randbelow(65535) + 1, item=item,
+                                              pacs_ae_title=pacs_ae_title, study_instance_uid=study_instance_uid,
+                                              expires_at=now + timedelta(seconds=seconds))
+            except IntegrityError:
+                continue  # drawn by a move in flight: draw again
+        raise ItemFailed(f"No free C-MOVE key after {cls.MAX_DRAWS} draws: too many retrievals in flight.")
+
+    @classmethod
+    def live_pacs(cls, message_id: int) -> str | None:
+        """The AE title a live key's C-STOREs must come from, or None for no such move in flight."""
+        return cls.objects.filter(message_id=message_id, expires_at__gt=timezone.now()).values_list(
+            "pacs_ae_title", flat=True).first()

@@ -1,14 +1,23 @@
-"""One case-list row, end to end: C-FIND the studies it names, C-MOVE (to our receiver) or C-GET each,
-reconcile what arrived with what the PACS said it holds, and file it into the download layout.
+"""One case-list row, end to end: C-FIND the studies it names, keep only those that match the row exactly,
+C-MOVE (to our receiver) or C-GET each, check what arrived against what was asked for, and file it into the
+download layout.
 
-A row is idempotent: staging is cleared before each move and filing replaces same-named files, so a
-row re-run after a crash or a retry finishes without duplicates. A shortfall is a failure with numbers,
-never a silent success.
+Integrity: each C-MOVE carries a move key drawn at random and held in the database while it runs
+(models.MoveKey), so its instances land in a staging folder of their own that nobody can guess into; what
+arrived is checked (arrivals.py) and anything not part of the study is quarantined, never filed. Less than
+expected and more than expected are both failures with numbers.
+
+A row is idempotent: every move stages into a fresh folder and filing replaces same-named files, so a row
+re-run after a crash or a retry finishes without duplicates. A canceled row files nothing of the study in
+flight and leaves no staging behind.
 """
 from __future__ import annotations
 
+import logging
 import shutil
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,13 +25,13 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from apps.audit import record
-
 from apps.dicom import dimse
-from apps.dicom.errors import DicomTimeout
-from apps.dicom.query import study_query
 from apps.dicom.engines import C_GETS
+from apps.dicom.errors import DicomTimeout, RetrieveCanceled
+from apps.dicom.query import study_query
 from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
+from apps.retrieval.arrivals import quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
 from apps.servers.models import DicomServer, local_ae
 
@@ -30,9 +39,11 @@ if TYPE_CHECKING:
     from apps.jobs.context import ItemContext
     from apps.retrieval.models import RetrievalItem
 
+log = logging.getLogger(__name__)
 # How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
 # the last C-STORE before its final response, but our receiver is another process writing to disk).
 RECEIVER_GRACE_SECONDS = 2.0
+MOVE_KEY_MARGIN_SECONDS = 60.0  # a move key outlives its move's timeout by this much, then expires
 
 
 @dataclass
@@ -43,11 +54,15 @@ class StudyOutcome:
     received: int
     bytes: int
     failed_on_pacs: int = 0
+    foreign: int = 0  # instances that arrived but were not part of the study: quarantined
+    foreign_reasons: str = ""
+    quarantine: str = ""
 
 
 @dataclass
 class RowOutcome:
     studies: list[StudyOutcome] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (StudyInstanceUID, why) the row did not ask for
 
     @property
     def expected(self) -> int:
@@ -62,73 +77,148 @@ class RowOutcome:
         return sum(s.bytes for s in self.studies)
 
 
+@dataclass
+class StudyPlan:
+    study: object  # the C-FIND match (a pydicom Dataset)
+    expected: int | None
+    sops: set[str] | None = None  # the study's SOP Instance UIDs, when the PACS listed them
+
+    @property
+    def uid(self) -> str:
+        return str(self.study.StudyInstanceUID)
+
+
 def row_query(item) -> dict[str, str]:
     """The row's C-FIND identifier: the same builder as the query API, from the row's checked values."""
     return study_query({"PatientID": item.patient_id, "StudyDate": item.study_date, "Modality": item.modality,
                         "StudyInstanceUID": item.study_instance_uid})
 
 
-def _expected_count(assoc, study) -> int | None:
-    """NumberOfStudyRelatedInstances when the PACS gives it; else count at IMAGE level."""
+def _values(study, keyword: str) -> list[str]:
+    found = study.get(keyword, "")
+    return [str(v).strip() for v in ([found] if isinstance(found, str) else list(found or [])) if str(v).strip()]
+
+
+def row_mismatch(item, study) -> str | None:
+    """Why a study the PACS answered is not what the row asked for (some PACS match loosely, and C-FIND
+    wildcards widen a query), or None when it matches exactly."""
+    patient_id = str(study.get("PatientID", "") or "").strip()
+    if item.patient_id and patient_id != item.patient_id:
+        return "the PACS returned a study of another patient"
+    if item.study_instance_uid and str(study.get("StudyInstanceUID", "")) != item.study_instance_uid:
+        return "the PACS returned another study than the row's StudyInstanceUID"
+    if item.study_date:
+        first, _, last = item.study_date.partition("-") if "-" in item.study_date else (item.study_date,) * 3
+        date = str(study.get("StudyDate", "") or "").strip()
+        if not date or (first and date < first) or (last and date > last):
+            return "the PACS returned a study dated outside the row's StudyDate"
+    modalities = _values(study, "ModalitiesInStudy")
+    if item.modality and modalities and item.modality not in modalities:
+        return "the PACS returned a study without the row's modality"
+    return None
+
+
+def _plan(assoc, study) -> StudyPlan:
+    """NumberOfStudyRelatedInstances when the PACS gives it; else the instances listed at IMAGE level."""
     value = str(study.get("NumberOfStudyRelatedInstances", "") or "").strip()
     if value.isdigit():
-        return int(value)
-    images = assoc.find("IMAGE", {"StudyInstanceUID": study.StudyInstanceUID, "SOPInstanceUID": ""})
-    return len(images)
+        return StudyPlan(study, int(value))
+    sops = _list_instances(assoc, str(study.StudyInstanceUID))
+    return StudyPlan(study, len(sops), sops)
+
+
+def _list_instances(assoc, study_uid: str) -> set[str]:
+    return {str(ds.SOPInstanceUID) for ds in assoc.find("IMAGE", {"StudyInstanceUID": study_uid, "SOPInstanceUID": ""})
+            if "SOPInstanceUID" in ds}
 
 
 def _modality_label(item, study) -> str:
-    if item.modality:
-        return item.modality
-    found = study.get("ModalitiesInStudy", "")
-    values = [found] if isinstance(found, str) else list(found)
-    return "-".join(sorted({m for m in values if m})) or "ALL"
+    return item.modality or "-".join(sorted(set(_values(study, "ModalitiesInStudy")))) or "ALL"
+
+
+def require_writable(folder: Path, what: str) -> None:
+    """Fail the row before anything moves when `folder` cannot take files, naming it and the OS error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        log.info("the %s %s is not writable: %s", what, folder, exc.strerror or exc)
+        raise ItemFailed(f"The {what} {folder} is not writable ({exc.strerror or exc}). Fix its permissions "
+                         "or free space, then retry the row; nothing was retrieved.") from None
 
 
 @dataclass
 class RowRetrieval:
-    """What fetching one row's studies needs: the row, its worker context, where instances are staged
-    and filed, and what has arrived so far."""
+    """What fetching one row's studies needs: the row, its worker context, where instances are staged,
+    quarantined and filed, and what has arrived so far."""
 
     item: RetrievalItem
     ctx: ItemContext
     staging: MoveStaging
-    folder: Path  # this row's staging folder
     downloads: Path
     outcome: RowOutcome = field(default_factory=RowOutcome)
 
-    def fetch(self, study, expected: int | None, retrieve, *, wait_for_receiver: bool) -> None:
-        """Retrieve one study (`retrieve`: a C-MOVE to our receiver, or a C-GET) into an emptied staging
-        folder, then file what arrived into the layout."""
-        item = self.item
+    def fetch(self, plan: StudyPlan, folder: Path, retrieve, list_instances, *, wait_for_receiver: bool) -> None:
+        """Retrieve one study (`retrieve`: a C-MOVE to our receiver or a C-GET, staging into the fresh
+        `folder`), then check and file what arrived. `folder` is removed afterwards, whatever happened."""
         if self.ctx.should_stop():
             raise ItemCanceled()
-        shutil.rmtree(self.folder, ignore_errors=True)  # a re-run starts from an empty staging folder
         try:
-            result = retrieve({"StudyInstanceUID": study.StudyInstanceUID})
-        except DicomTimeout as exc:
-            raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
-        staged = _wait_for_staged(self.staging, self.folder, expected if wait_for_receiver else None)
+            try:
+                result = retrieve({"StudyInstanceUID": plan.uid})
+            except RetrieveCanceled:
+                raise ItemCanceled() from None
+            except DicomTimeout as exc:
+                raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
+            staged = _wait_for_staged(self.staging, folder, plan.expected if wait_for_receiver else None)
+            self._file(plan, staged, result, list_instances)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _file(self, plan: StudyPlan, staged: list[Path], result, list_instances) -> None:
+        item = self.item
+        arrivals = sort_arrivals(staged, plan.uid, plan.sops)
+        if plan.sops is None and plan.expected is not None and len(arrivals.matching) > plan.expected:
+            # More than the PACS said it holds: its own list of the study tells ours from the rest.
+            plan.sops = list_instances(plan.uid)
+            arrivals = sort_arrivals(staged, plan.uid, plan.sops)
+        self.ctx.heartbeat()
+        if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
+            raise ItemCanceled()
+        where = ""
+        if arrivals.foreign:
+            where = str(quarantine(arrivals.foreign, Path(settings.QUARANTINE_DIR)
+                                   / f"retrieval-{item.job_id}-{item.pk}-{uuid.uuid4().hex[:8]}"))
+        study = plan.study
         target = study_folder(self.downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
                               str(study.get("PatientID", item.patient_id) or item.patient_id),
                               _modality_label(item, study))
-        size = file_into(target, staged)
-        self.outcome.studies.append(StudyOutcome(study.StudyInstanceUID, target, expected, len(staged), size,
-                                                 failed_on_pacs=result.failed))
+        try:
+            size = file_into(target, arrivals.matching)
+        except OSError as exc:
+            log.info("cannot file into %s: %s", target, exc.strerror or exc)
+            raise ItemFailed(f"Cannot file the study into {target} ({exc.strerror or exc}); nothing of it was "
+                             "kept. Fix the downloads folder, then retry the row.") from None
+        self.outcome.studies.append(StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), size,
+                                                 failed_on_pacs=result.failed, foreign=len(arrivals.foreign),
+                                                 foreign_reasons=arrivals.reasons(), quarantine=where))
         self.ctx.heartbeat(instances=self.outcome.received, bytes=self.outcome.bytes)
 
 
 def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | None = None) -> RowOutcome:
-    """C-FIND the row's studies, then retrieve and file each; the outcome says what arrived where."""
+    """C-FIND the row's studies, then retrieve, check and file each that matches the row."""
+    from apps.retrieval.models import MoveKey
+
     server: DicomServer = item.dicom_server
     peer = server.as_peer(retrieve_timeout=item.job.timeout)
     local = local_ae()
     staging = MoveStaging(staging_root or settings.STAGING_DIR)
-    # Message IDs are 16-bit; the item id keeps concurrent moves of this AE apart.
-    message_id = item.pk % 65535 + 1
-    row = RowRetrieval(item, ctx, staging, staging.folder(local.ae_title, message_id),
-                       Path(downloads or item.job.downloads_root()))
+    row = RowRetrieval(item, ctx, staging, Path(downloads or item.job.downloads_root()))
+    require_writable(staging.root, "staging folder")
+    require_writable(row.downloads, "downloads folder")
     c_move = server.retrieve_method != DicomServer.RetrieveMethod.C_GET
+    stop = ctx.stop_requested
     # One association at a time, so the server's association limit holds: the C-FINDs (and C-MOVEs)
     # share one; a C-GET runs on its own (the CGET_ENGINE, by default the socket-level SCU) after it closed.
     with ctx.association_slot(server):
@@ -136,32 +226,56 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
             studies = assoc.find("STUDY", row_query(item))
             if not studies:
                 raise ItemFailed(f"No study on {server.name} matches line {item.line} ({item.describe()}).")
-            plans = [(study, _expected_count(assoc, study)) for study in studies]
+            plans = []
+            for study in studies:
+                why = row_mismatch(item, study)
+                if why:
+                    row.outcome.skipped.append((str(study.get("StudyInstanceUID", "")), why))
+                else:
+                    plans.append(_plan(assoc, study))
             if c_move:
-                for study, expected in plans:
-                    row.fetch(study, expected, lambda query: assoc.move(query, local.ae_title, message_id=message_id),
-                              wait_for_receiver=True)
+                for plan in plans:
+                    key = MoveKey.allocate(item, server.ae_title, plan.uid,
+                                           seconds=peer.retrieve_timeout + MOVE_KEY_MARGIN_SECONDS)
+                    try:
+                        row.fetch(plan, staging.folder(local.ae_title, key.message_id),
+                                  lambda query: assoc.move(query, local.ae_title, message_id=key.message_id,
+                                                           stop=stop),
+                                  lambda uid: _list_instances(assoc, uid), wait_for_receiver=True)
+                    finally:
+                        key.delete()
         if not c_move:
             c_get = C_GETS[settings.CGET_ENGINE]
-            for study, expected in plans:
-                row.fetch(study, expected, lambda query: c_get(peer, local, query, _stage_into(staging, row.folder),
-                                                               message_id=message_id), wait_for_receiver=False)
+            for plan in plans:
+                folder = staging.root / "c-get" / uuid.uuid4().hex
+                row.fetch(plan, folder,
+                          lambda query: c_get(peer, local, query, _stage_into(staging, folder), stop=stop),
+                          lambda uid: set(_list_instances_alone(peer, local, uid)), wait_for_receiver=False)
     return row.outcome
+
+
+def _list_instances_alone(peer, local, study_uid: str) -> set[str]:
+    with dimse.associate(peer, local, purpose="query") as assoc:
+        return _list_instances(assoc, study_uid)
 
 
 def retrieve_row(item, ctx, **where) -> RowOutcome:
     """The whole row: fetch its studies, record on the item what arrived where, audit it, and fail the
-    item with numbers when anything expected is missing."""
+    item with numbers when anything expected is missing, anything foreign arrived, or the PACS answered
+    studies the row did not ask for."""
     outcome = fetch_row(item, ctx, **where)
     root = item.job.downloads_root()
     item.expected, item.instances, item.bytes = outcome.expected, outcome.received, outcome.bytes
     item.path = "; ".join(sorted({str(s.folder.relative_to(root)) for s in outcome.studies}))[:500]
     item.result = {"studies": [{"StudyInstanceUID": s.study_instance_uid, "expected": s.expected,
-                                "received": s.received, "folder": str(s.folder)} for s in outcome.studies]}
+                                "received": s.received, "folder": str(s.folder), "quarantined": s.foreign,
+                                "quarantine": s.quarantine} for s in outcome.studies],
+                   "skipped": [{"StudyInstanceUID": uid, "reason": why} for uid, why in outcome.skipped]}
     item.save(update_fields=["expected", "instances", "bytes", "path", "result"])
     record(item.job.created_by, "study.retrieved", f"server:{item.server_name}", job=item.job_id,
-           line=item.line, studies=[s.study_instance_uid for s in outcome.studies], instances=item.instances)
-    problem = shortfall_message(item.server_name, outcome)
+           line=item.line, studies=[s.study_instance_uid for s in outcome.studies], instances=item.instances,
+           quarantined=sum(s.foreign for s in outcome.studies), skipped=len(outcome.skipped))
+    problem = problems_message(item.server_name, item.line, outcome)
     if problem:
         raise ItemFailed(problem)
     return outcome
@@ -186,11 +300,19 @@ def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int | None) -
     return staged
 
 
-def shortfall_message(server_name: str, outcome: RowOutcome) -> str | None:
-    """None when every expected instance arrived; otherwise the numbers, in words."""
-    missing = [s for s in outcome.studies if s.expected is not None and s.received < s.expected]
-    if not missing:
+def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | None:
+    """None when exactly the expected instances of exactly the asked-for studies arrived; else the numbers."""
+    parts = []
+    for s in outcome.studies:
+        if s.expected is not None and s.received < s.expected:
+            parts.append(f"study {s.study_instance_uid}: received {s.received} of {s.expected} instances"
+                         + (f" ({s.failed_on_pacs} failed on the PACS side)" if s.failed_on_pacs else ""))
+        if s.foreign:
+            parts.append(f"study {s.study_instance_uid}: {s.foreign} instances that are not part of it arrived "
+                         f"({s.foreign_reasons}) and were quarantined in {s.quarantine}, not filed")
+    for uid, why in outcome.skipped:
+        parts.append(f"{why} (study {uid}); it was skipped, not retrieved")
+    if not parts:
         return None
-    parts = [f"study {s.study_instance_uid}: received {s.received} of {s.expected} instances"
-             + (f" ({s.failed_on_pacs} failed on the PACS side)" if s.failed_on_pacs else "") for s in missing]
-    return f"Incomplete retrieval from {server_name}: " + "; ".join(parts) + ". Files that arrived were kept."
+    kept = " Files of the requested studies that arrived were kept." if outcome.received else ""
+    return f"Line {line}, {server_name}: " + "; ".join(parts) + "." + kept

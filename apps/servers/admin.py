@@ -9,8 +9,9 @@ from apps.servers.models import DicomServer
 class DicomServerAdmin(admin.ModelAdmin):
     list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
     search_fields = ("name", "ae_title", "host", "description")
-    list_filter = ("retrieve_method",)
+    list_filter = ("retrieve_method", "open_to_everyone")
     actions = ["test_echo"]
+    filter_horizontal = ("query_groups", "retrieve_groups", "send_groups")
     fieldsets = (
         (None, {"fields": ("name", "ae_title", "host", "port", "description")}),
         ("Timeouts and limits", {"fields": ("query_timeout", "download_timeout", "retries",
@@ -19,9 +20,10 @@ class DicomServerAdmin(admin.ModelAdmin):
                                                        "tls_key_file")}),
         ("DICOMweb", {"classes": ("collapse",), "fields": ("dicomweb_url", "dicomweb_auth",
                                                             "dicomweb_username", "dicomweb_secret")}),
+        ("Who may use it", {"fields": ("open_to_everyone", "query_groups", "retrieve_groups", "send_groups")}),
     )
 
-    @admin.action(description="Test C-ECHO")
+    @admin.action(description="Test C-ECHO", permissions=["view"])  # as POST /api/servers/{name}/echo/
     def test_echo(self, request, queryset):
         for server in queryset:
             result = server.echo()

@@ -14,4 +14,6 @@ class ServersConfig(AppConfig):
         from apps.servers.models import DicomServer
 
         if not auditlog.contains(DicomServer):
-            auditlog.register(DicomServer, exclude_fields=["updated_at"], mask_fields=["dicomweb_secret"])
+            # Who may use the server is part of its configuration: group changes are recorded too.
+            auditlog.register(DicomServer, exclude_fields=["updated_at"], mask_fields=["dicomweb_secret"],
+                              m2m_fields={"query_groups", "retrieve_groups", "send_groups"})

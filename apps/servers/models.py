@@ -1,8 +1,10 @@
 """DICOM servers the portal talks to, and who the portal itself is on the network."""
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 
 from apps.dicom.peers import DicomWebEndpoint, LocalAE, RemoteAE
 
@@ -22,6 +24,13 @@ def validate_ae_title(value: str) -> None:
 server_name_validator = RegexValidator(
     r"^[A-Za-z0-9_-]{1,32}$", "Use 1 to 32 letters, digits, '_' or '-' (it names folders and URLs)."
 )
+
+
+class ServerAccessDenied(PermissionDenied):
+    """This user may not query, retrieve from or send to this server (answered as 403 with the message)."""
+
+
+ACCESS_VERBS = {"query": "query", "retrieve": "retrieve from", "send": "send to"}
 
 
 class DicomServer(models.Model):
@@ -58,12 +67,28 @@ class DicomServer(models.Model):
     dicomweb_auth = models.CharField(max_length=8, choices=WebAuth.choices, default=WebAuth.NONE)
     dicomweb_username = models.CharField(max_length=150, blank=True)
     dicomweb_secret = models.CharField("DICOMweb password or token", max_length=500, blank=True)
+    # Who may use the server (on top of the permissions "query server", "start retrieval", ...).
+    open_to_everyone = models.BooleanField(
+        default=True, help_text="Every user with the permission may query, retrieve from and send to this "
+                                "server. Turn off to allow only the groups named below.")
+    query_groups = models.ManyToManyField(Group, blank=True, related_name="+",
+                                          help_text="Groups that may query (C-FIND) this server.")
+    retrieve_groups = models.ManyToManyField(Group, blank=True, related_name="+",
+                                             help_text="Groups that may retrieve studies from this server.")
+    send_groups = models.ManyToManyField(Group, blank=True, related_name="+",
+                                         help_text="Groups that may send images to this server.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
         verbose_name = "DICOM server"
+        permissions = [("query_server", "Can query servers (C-FIND)"),
+                       ("query_without_filter", "Can query servers without a patient, date or accession filter")]
+        constraints = [models.UniqueConstraint(
+            Lower("name"), name="servers_dicomserver_name_ci_unique",
+            violation_error_message="A server with this name already exists (names are compared without "
+                                    "regard to case: 'orth' and 'ORTH' are the same server).")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
@@ -73,6 +98,30 @@ class DicomServer(models.Model):
             raise ValidationError({"tls_ca_file": "TLS needs the CA file that signed the server's certificate."})
         if self.dicomweb_auth != self.WebAuth.NONE and not self.dicomweb_secret:
             raise ValidationError({"dicomweb_secret": "This authentication needs a password or token."})
+
+    @classmethod
+    def name_clash(cls, name: str, *, exclude_pk=None) -> "DicomServer | None":
+        """The server whose name equals `name` without regard to case, if any (other than exclude_pk)."""
+        return cls.objects.filter(name__iexact=name).exclude(pk=exclude_pk).first()
+
+    def may(self, user, action: str) -> bool:
+        """Whether the user may "query", "retrieve" or "send" here. None is the portal itself (command line,
+        watched inboxes): it acts for the operator who configured it."""
+        if action not in ACCESS_VERBS:
+            raise ValueError(f"unknown server access {action!r}; use one of {', '.join(ACCESS_VERBS)}")
+        if user is None or user.is_superuser or self.open_to_everyone:
+            return True
+        groups = getattr(self, f"{action}_groups")
+        return user.is_authenticated and groups.filter(pk__in=user.groups.values("pk")).exists()
+
+    def check_access(self, user, action: str) -> None:
+        """Raise ServerAccessDenied (a 403 with this message) unless the user may `action` this server."""
+        if not self.may(user, action):
+            raise ServerAccessDenied(self.refusal(action))
+
+    def refusal(self, action: str) -> str:
+        return (f"You may not {ACCESS_VERBS[action]} server '{self.name}': it is open only to its {action} "
+                f"groups. Ask an administrator to add you to one of them.")
 
     def as_peer(self, *, query_timeout: float | None = None, retrieve_timeout: float | None = None) -> RemoteAE:
         """The plain peer the DICOM layer works with (it knows no models)."""

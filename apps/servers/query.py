@@ -7,6 +7,27 @@ from apps.dicom import dimse
 from apps.dicom.query import STUDY_KEYS, study_query
 from apps.servers.models import DicomServer, local_ae
 
+# A query with none of these lists every patient of the PACS: it needs the "query without filter" permission.
+NARROWING = ("PatientID", "PatientName", "StudyDate", "AccessionNumber", "StudyInstanceUID")
+UNFILTERED_REFUSAL = ("A query without PatientID, PatientName, StudyDate, AccessionNumber or StudyInstanceUID "
+                      "lists every patient of the server; it needs the permission 'Can query servers without a "
+                      "patient, date or accession filter'. Add one of those filters.")
+
+
+def is_narrowed(filters: dict[str, str]) -> bool:
+    """Whether the filters name a patient, a date, an accession or a study (a bare "*" names nothing)."""
+    return any((filters.get(key) or "").strip().strip("*?") for key in NARROWING)
+
+
+def capped(studies: list[dict], limit: int) -> dict:
+    """The answer body: at most `limit` studies, and when there were more, `more` and a message saying so."""
+    shown = studies[:limit]
+    body = {"count": len(shown), "total": len(studies), "more": len(studies) > limit, "studies": shown}
+    if body["more"]:
+        body["message"] = (f"More results than shown: the server matched {len(studies)} studies, the first {limit} "
+                           "are shown. Narrow the query (PatientID, StudyDate, Modality) to see the rest.")
+    return body
+
 
 def _plain(value) -> str | int | list:
     if value is None:

@@ -59,13 +59,26 @@ def page(browser, request, tmp_path):
     context.close()
 
 
+def log_in(page, live_server, username: str, password: str):
+    """Log in to the admin through the real login form."""
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
+    return page
+
+
+def preview_rows(page) -> tuple[str, dict[str, str], list[str]]:
+    """The case-list preview as read on screen: its summary, {line: problem} of the bad rows, the good lines."""
+    summary = " ".join(page.locator(".preview-summary").inner_text().split())
+    bad = {row.locator("td").nth(0).inner_text(): row.locator("td").nth(2).inner_text()
+           for row in page.locator("table.bad-rows tbody tr").all()}
+    return summary, bad, page.locator("table.good-rows tbody tr td:first-child").all_inner_texts()
+
+
 @pytest.fixture
 def admin_page(page, live_server, django_user_model):
     """A page logged in to the admin through the real login form, as a superuser."""
     django_user_model.objects.create_superuser(username=ADMIN_USER, password=ADMIN_PASSWORD, email="")
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", ADMIN_USER)
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
-    return page
+    return log_in(page, live_server, ADMIN_USER, ADMIN_PASSWORD)

@@ -9,6 +9,7 @@ import pytest
 
 from apps.jobs import runner
 from apps.retrieval.models import RetrievalJob
+from tests.browser.conftest import preview_rows
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -50,14 +51,11 @@ def test_upload_preview_start_progress_and_report(admin_page, live_server, porta
     page.set_input_files("#id_files", str(case_file))
     page.get_by_role("button", name="Preview").click()
 
-    summary = page.locator(".preview-summary")
-    assert " ".join(summary.inner_text().split()) == "3 rows will run, 2 bad rows will be skipped."
-    bad = {row.locator("td").nth(0).inner_text(): row.locator("td").nth(2).inner_text()
-           for row in page.locator("table.bad-rows tbody tr").all()}
+    summary, bad, good_lines = preview_rows(page)
+    assert summary == "3 rows will run, 2 bad rows will be skipped."
     assert set(bad) == {"4", "6"}
     assert "'2021-02-30' is not a real date" in bad["4"]
     assert "unknown server 'NOWHERE' (known: A, B)" in bad["6"]
-    good_lines = page.locator("table.good-rows tbody tr td:first-child").all_inner_texts()
     assert good_lines == ["2", "3", "5"]
     page.screenshot(path=str(tmp_path / "preview.png"), full_page=True)  # for a human look (pytest tmp dir)
 

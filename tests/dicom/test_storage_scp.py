@@ -26,7 +26,7 @@ from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.staging import MoveStaging
 from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from apps.dicom.demo.synthetic import write_dataset
-from apps.retrieval.management.commands.receive import staging_writer
+from apps.retrieval.receiving import staging_writer
 from tests.pacs import dataset_part, port_open
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)

@@ -16,6 +16,6 @@ def make_server(name: str, port: int, **fields) -> DicomServer:
     return DicomServer.objects.create(name=name, ae_title=name, host="127.0.0.1", port=port, **fields)
 
 
-def make_echo_job(servers) -> EchoJob:
+def make_echo_job(servers, user=None) -> EchoJob:
     """An EchoJob over the given servers (a server may appear several times: one item each)."""
-    return EchoJob.for_servers(servers, description="test")
+    return EchoJob.for_servers(servers, user=user, description="test")

@@ -32,8 +32,8 @@ def test_post_starts_an_echo_job_over_every_server(api, user, echo_scp):
     assert echo_scp.echoes["LK"] == 1
 
 
-def test_cancel_and_retry_endpoints(api):
-    job = make_echo_job([make_server("LK", 104)] * 2)
+def test_cancel_and_retry_endpoints(api, user):
+    job = make_echo_job([make_server("LK", 104)] * 2, user=user)
     job.start()
     canceled = api.post(f"/api/echo-jobs/{job.pk}/cancel/")
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
@@ -44,8 +44,8 @@ def test_cancel_and_retry_endpoints(api):
     assert api.post("/api/echo-jobs/999/cancel/").status_code == 404
 
 
-def test_progress_endpoint_serves_any_job_type_and_nothing_else(api):
-    job = make_echo_job([make_server("LK", 104)] * 3)
+def test_progress_endpoint_serves_any_job_type_and_nothing_else(api, user):
+    job = make_echo_job([make_server("LK", 104)] * 3, user=user)
     response = api.get(f"/api/jobs/jobs/echojob/{job.pk}/progress")
     assert response.status_code == 200
     assert response.json()["progress"]["total"] == 3 and response.json()["status"] == "pending"

@@ -1,11 +1,11 @@
-"""A portal receiver for retrieval tests: the real staging writer of `manage.py receive`, in-process,
+"""A portal receiver for retrieval tests: the real staging writer and policy of `manage.py receive`, in-process,
 declared in Orthanc as a C-MOVE destination, with settings pointing the portal at it."""
 import pytest
 
 from apps.dicom.peers import LocalAE
 from apps.dicom.scp import StorageSCP
 from apps.dicom.staging import MoveStaging
-from apps.retrieval.management.commands.receive import staging_writer
+from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import DicomServer
 from tests.fixtures_common import unused_port
 
@@ -13,8 +13,8 @@ from tests.fixtures_common import unused_port
 class Receiver:
     """`drop_every`: a faulty receiver that answers success but loses every n-th instance."""
 
-    def __init__(self, staging: MoveStaging):
-        self.write = staging_writer(staging)
+    def __init__(self, staging: MoveStaging, ae_title: str):
+        self.write = staging_writer(staging, ReceiverPolicy(ae_title))
         self.drop_every = 0
         self.seen = 0
 
@@ -30,7 +30,7 @@ def portal(settings, tmp_path, orthanc):
     ae_title, port = "PORTALTEST", unused_port()
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = ae_title, port
     settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    receiver = Receiver(MoveStaging(settings.STAGING_DIR))
+    receiver = Receiver(MoveStaging(settings.STAGING_DIR), ae_title)
     orthanc.add_modality("PORTALTEST", ae_title, port)
     with StorageSCP(LocalAE(ae_title=ae_title, port=port), receiver):
         yield receiver

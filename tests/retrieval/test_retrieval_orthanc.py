@@ -56,7 +56,7 @@ def test_a_mixed_case_list_ends_partial_with_exact_files_and_reasons(portal, ort
         f"{s2['PatientID']},{day(s2)},MR,NOWHERE",                    # unknown server
         "",
     ])
-    case_list = intake.read_case_list(csv_text.encode())
+    case_list = intake.read_case_list(csv_text.encode(), user=None)
     assert [e.line for e in case_list.errors] == [9, 10, 11]
     job = run_inline(RetrievalJob.from_case_list(case_list, user=user, source_name="cases.csv", start=False))
 
@@ -98,7 +98,7 @@ def test_a_receiver_that_loses_instances_makes_the_row_fail_with_the_shortfall(p
     study = orthanc_dataset["studies"][0]
     expected = len(orthanc.study_instances(study["StudyInstanceUID"]))
     text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"}])
-    job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text), start=False))
+    job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False))
     item = job.items.get()
     assert job.status == "failed" and item.status == "failed"
     assert f"received {expected - expected // 2} of {expected} instances" in item.error
@@ -109,7 +109,7 @@ def test_rerunning_a_job_does_not_duplicate_files(portal, orthanc, orthanc_datas
     study = orthanc_dataset["studies"][1]
     text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"},
                                {"StudyInstanceUID": study["StudyInstanceUID"], "Server": "B"}])
-    job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text), start=False))
+    job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False))
     assert job.status == "succeeded"
     before = sorted(p.relative_to(settings.DOWNLOADS_DIR) for p in settings.DOWNLOADS_DIR.rglob("*.dcm"))
     job.items.update(status="failed")

@@ -1,6 +1,5 @@
 """`manage.py receive --engine lean|pynetdicom`: both Storage SCPs, as the real command, stage a C-MOVE
-from a real Orthanc under its move originator, with the datasets exactly as Orthanc holds them."""
-import os
+from a real Orthanc (a configured server, under a live move key) with the datasets exactly as Orthanc holds them."""
 import signal
 import subprocess
 import sys
@@ -12,14 +11,20 @@ from apps.dicom import dimse, files
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
+from tests.jobs.cluster import worker_env
+from tests.retrieval.keys import live_move_key
 from tests.pacs import dataset_part
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_receiver(tmp_path, ae_title, port, engine):
-    env = {**os.environ, "DEBUG": "1", "DATA_DIR": str(tmp_path / "data"), "STAGING_DIR": str(tmp_path / "staging"),
-           "DICOM_AE_TITLE": ae_title, "DICOM_PORT": str(port)}
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start_receiver(tmp_path, ae_title, port, engine="lean", **extra):
+    """The real `manage.py receive` on the test database (it reads servers and move keys from it)."""
+    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
+                     DICOM_PORT=port, **extra)
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive", "--engine", engine], env=env,
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
@@ -34,9 +39,10 @@ def start_receiver(tmp_path, ae_title, port, engine):
 def test_each_engine_stages_a_move_byte_for_byte_and_stops_on_sigterm(tmp_path, orthanc, orthanc_dataset, engine):
     ae_title, port = f"RCV{engine[:4].upper()}", unused_port()
     orthanc.add_modality(ae_title, ae_title, port)
+    study = orthanc_dataset["studies"][2]
+    live_move_key(orthanc, study["StudyInstanceUID"], 777)
     proc = start_receiver(tmp_path, ae_title, port, engine)
     try:
-        study = orthanc_dataset["studies"][2]
         result = dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
                             ae_title, message_id=777)
         staging = MoveStaging(tmp_path / "staging")

@@ -11,7 +11,10 @@ The result, the statuses and the errors are those of apps.dicom.dimse.Associatio
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import ssl
+import threading
 import time
 from io import BytesIO
 from typing import Callable
@@ -22,7 +25,7 @@ from pynetdicom.dsutils import decode, encode
 from apps.dicom import errors
 from apps.dicom.connect import CANCEL_GRACE_SECONDS, MODELS, open_socket, text_value
 from apps.dicom.dimse import MoveResult, describe_query, identifier
-from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure
+from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import ReceivedInstance
 from apps.dicom.status import category, describe
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # Context 1 is the GET model; the storage classes we take the SCP role for fill the rest.
 STORAGE_SOP_CLASSES = COMMON_STORAGE_SOP_CLASSES[:MAX_CONTEXTS - 1]
+POLL_SECONDS = 0.2  # how often a waiting C-GET looks at its stop event
 
 
 class _GetAssociation(MessageAssembler):
@@ -50,6 +54,7 @@ class _GetAssociation(MessageAssembler):
         self.result = MoveResult(message_id=message_id)
         self.refused: list[str] = []  # instances we answered with a failure
         self.established = False
+        self.closed = False
         self.final = False
         self.reset_message()
 
@@ -83,7 +88,10 @@ class _GetAssociation(MessageAssembler):
                                "check the services enabled for our AE title on the PACS.")
 
     def close(self, *, release: bool) -> None:
-        """End the association (A-RELEASE when the C-GET finished, else A-ABORT) and the connection."""
+        """End the association (A-RELEASE when the C-GET finished, else A-ABORT) and the connection, once."""
+        if self.closed:
+            return
+        self.closed = True
         if self.established:
             self._release() if release else self._abort()
         self.sock.close()
@@ -114,17 +122,22 @@ class _GetAssociation(MessageAssembler):
                                             has_dataset=True, priority=True))
         self.send(1, False, identifier_bytes)
 
-    def run_until_final(self, deadline: float) -> bool:
-        """Serve the C-STOREs and collect the C-GET responses; False if `deadline` passed first."""
+    def run_until_final(self, deadline: float, stop: threading.Event | None = None) -> str:
+        """Serve the C-STOREs and collect the C-GET responses until the final one ("final"), `deadline`
+        ("deadline") or `stop` ("stopped"). Both are looked at between PDUs only, never inside one."""
         while not self.final:
+            if stop is not None and stop.is_set():
+                return "stopped"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return "deadline"
+            if not self._readable(min(remaining, POLL_SECONDS)):
+                continue
             self.sock.settimeout(remaining)
             try:
                 pdu_type, body = pdu.read_pdu(self.sock, self.max_pdu + 6)
             except socket.timeout:
-                return False
+                return "deadline"
             if pdu_type == pdu.P_DATA_TF:
                 self.on_p_data(body)
             elif pdu_type == pdu.ABORT:
@@ -132,7 +145,12 @@ class _GetAssociation(MessageAssembler):
                                          "Check the PACS log; try again.")
             else:
                 raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during the C-GET", pdu.UNEXPECTED_PDU)
-        return True
+        return "final"
+
+    def _readable(self, seconds: float) -> bool:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True  # decrypted bytes already wait in the TLS layer, where select() cannot see them
+        return bool(select.select([self.sock], [], [], seconds)[0])
 
     def cancel(self) -> None:
         self.send(1, True, commands.cancel(self.message_id))
@@ -173,11 +191,12 @@ class _GetAssociation(MessageAssembler):
 
 
 def c_get(peer: RemoteAE, local: LocalAE, query: dict, on_instance: Callable[[ReceivedInstance], int], *,
-             level: str = "STUDY", message_id: int = 1) -> MoveResult:
+          level: str = "STUDY", message_id: int = 1, stop: threading.Event | None = None) -> MoveResult:
     """C-GET (Study Root) on an association of its own: each instance goes to `on_instance` (which
     returns a status word; raising makes that instance fail). The same MoveResult and errors as
-    apps.dicom.dimse.Association.get; beyond `peer.retrieve_timeout` the C-GET is cancelled, the
-    association aborted if the PACS keeps going, and DicomTimeout raised."""
+    apps.dicom.dimse.Association.get; beyond `peer.retrieve_timeout`, or once `stop` is set, the C-GET is
+    cancelled, the association aborted if the PACS keeps going, and DicomTimeout (or RetrieveCanceled)
+    raised."""
     ds = identifier(level, query)
     what = f"C-GET of {describe_query(ds)}"
     get = _GetAssociation(peer, local, on_instance, message_id)
@@ -186,9 +205,15 @@ def c_get(peer: RemoteAE, local: LocalAE, query: dict, on_instance: Callable[[Re
         get.negotiate()
         ts = UID(get.contexts[1])
         get.request(encode(ds, ts.is_implicit_VR, ts.is_little_endian))
-        if not get.run_until_final(time.monotonic() + peer.retrieve_timeout):
+        ended = get.run_until_final(time.monotonic() + peer.retrieve_timeout, stop)
+        if ended != "final":
             get.cancel()
-            get.run_until_final(time.monotonic() + CANCEL_GRACE_SECONDS)
+            if get.run_until_final(time.monotonic() + CANCEL_GRACE_SECONDS) != "final":
+                get.close(release=False)  # the PACS kept going: abort
+        if ended == "stopped":
+            raise RetrieveCanceled(f"The {what} from {peer.label} was cancelled on request "
+                                   f"({get.result.completed} instances had arrived).")
+        if ended == "deadline":
             raise DicomTimeout(f"The {what} from {peer.label} did not finish within {peer.retrieve_timeout:g} s "
                                f"and was cancelled ({get.result.completed} instances had arrived). Raise the "
                                "timeout for large studies, or check the PACS load.")

@@ -35,8 +35,9 @@ ACCEPTED_TRANSFER_SYNTAXES = frozenset(TRANSFER_SYNTAXES)
 class _Association(MessageAssembler):
     """One accepted connection: negotiate, then answer C-STORE/C-ECHO until release or abort."""
 
-    def __init__(self, sock: socket.socket, local: LocalAE, on_instance):
+    def __init__(self, sock: socket.socket, local: LocalAE, on_instance, accepts_calling_ae=None):
         self.sock, self.local, self.on_instance = sock, local, on_instance
+        self.accepts_calling_ae = accepts_calling_ae
         self.calling_ae = ""
         self.peer_max_pdu = 0
         self.contexts: dict[int, tuple[str, str]] = {}  # accepted id -> (abstract syntax, transfer syntax)
@@ -95,6 +96,8 @@ class _Association(MessageAssembler):
             rejection = (1, 1, 2)  # application context name not supported
         elif rq.called_ae != self.local.ae_title:
             rejection = (1, 1, 7)  # called AE title not recognised: a misconfigured PACS should hear so
+        elif self.accepts_calling_ae is not None and not self.accepts_calling_ae(rq.calling_ae):
+            rejection = (1, 1, 3)  # calling AE title not recognised: only configured peers may store to us
         if rejection:
             log.warning("rejected an association from %s calling %s (reason %d)", rq.calling_ae, rq.called_ae,
                         rejection[2])
@@ -150,11 +153,13 @@ class _Association(MessageAssembler):
 
 class LeanStorageSCP(Service):
     """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
-    called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe)."""
+    called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe), and
+    `accepts_calling_ae(ae_title) -> bool` to reject associations from peers we do not know."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1"):
+                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None):
         self.local, self.bind_host, self._on_instance = local, bind_host, on_instance
+        self._accepts_calling_ae = accepts_calling_ae
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -189,7 +194,7 @@ class LeanStorageSCP(Service):
 
     def _run(self, conn: socket.socket) -> None:
         try:
-            _Association(conn, self.local, self._on_instance).run()
+            _Association(conn, self.local, self._on_instance, self._accepts_calling_ae).run()
         finally:
             with self._lock:
                 self._active.pop(threading.current_thread(), None)

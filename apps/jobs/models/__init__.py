@@ -1,6 +1,7 @@
+from apps.jobs.models.access import JobAccess
 from apps.jobs.models.base import ItemStatus, Job, JobItem, JobStatus, derive_job_status
 from apps.jobs.models.echo import EchoItem, EchoJob
 from apps.jobs.models.slots import AssociationSlot
 
-__all__ = ["AssociationSlot", "EchoItem", "EchoJob", "ItemStatus", "Job", "JobItem", "JobStatus",
+__all__ = ["AssociationSlot", "EchoItem", "EchoJob", "ItemStatus", "JobAccess", "Job", "JobItem", "JobStatus",
            "derive_job_status"]

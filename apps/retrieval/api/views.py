@@ -9,6 +9,8 @@ from apps.retrieval import intake
 from apps.retrieval.api.serializers import RetrievalJobSerializer, RetrievalRequestSerializer
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_csv_response
+from pacsportal.permissions import model_permission
+
 
 class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                           viewsets.GenericViewSet):
@@ -17,6 +19,9 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     queryset = RetrievalJob.objects.prefetch_related("items")
     serializer_class = RetrievalJobSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_action_permissions(self):
+        return {**super().get_action_permissions(), "report": [model_permission(RetrievalJob, "view")]}
 
     @extend_schema(request=RetrievalRequestSerializer, responses={201: RetrievalJobSerializer(many=True)})
     def create(self, request):
@@ -28,7 +33,7 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
             return Response({"error": "Send either a case-list file ('file') or JSON 'rows', not both or neither."},
                             status=status.HTTP_400_BAD_REQUEST)
         sources = [(f.name, f) for f in files] if files else [("API rows", intake.rows_to_csv(rows))]
-        read = intake.read_case_lists(sources, default_server=body.validated_data["server"])
+        read = intake.read_case_lists(sources, user=request.user, default_server=body.validated_data["server"])
         refused = next((f for f in read if not f.runnable), None)
         if refused is not None:
             errors = refused.case_list.errors if refused.case_list else []

@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -12,9 +14,11 @@ from apps.servers.models import DicomServer
 
 
 class DicomServerViewSet(viewsets.ModelViewSet):
-    """DICOM servers, addressed by their short name: /api/servers/LK/."""
+    """DICOM servers, addressed by their short name (case-exact): /api/servers/LK/. Reading needs the view
+    permission, echo too; a study query needs "query server" and the server's query access."""
 
-    queryset = DicomServer.objects.all()
+    action_permissions = {"echo": ["servers.view_dicomserver"], "studies": ["servers.query_server"]}
+    queryset = DicomServer.objects.prefetch_related("query_groups", "retrieve_groups", "send_groups")
     serializer_class = DicomServerSerializer
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
@@ -36,9 +40,14 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def studies(self, request, name=None):
-        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool)."""
+        """C-FIND at study level on this server (the `query` of the send/query/retrieve tool). Without a
+        PatientID, PatientName, StudyDate, AccessionNumber or StudyInstanceUID it needs "query without
+        filter"; at most QUERY_MAX_RESULTS studies are answered, with `more` and a message beyond."""
         server = self.get_object()
+        server.check_access(request.user, "query")
         filters = {k: v for k, v in request.query_params.items() if k != "format"}
+        if not query.is_narrowed(filters) and not request.user.has_perm("servers.query_without_filter"):
+            raise PermissionDenied(query.UNFILTERED_REFUSAL)
         try:
             studies = query.find_studies(server, filters)
         except QueryError as exc:
@@ -49,4 +58,4 @@ class DicomServerViewSet(viewsets.ModelViewSet):
             return Response({"error": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
         record(request.user, "server.query", server, filters=sorted(k for k, v in filters.items() if v),
                matches=len(studies))
-        return Response({"server": server.name, "count": len(studies), "studies": studies})
+        return Response({"server": server.name, **query.capped(studies, settings.QUERY_MAX_RESULTS)})

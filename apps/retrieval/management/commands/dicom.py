@@ -105,14 +105,16 @@ class Command(BaseCommand):
 
     def do_retrieve(self, server, study_uid, output_dir, timeout, **_):
         text = intake.rows_to_csv([{"StudyInstanceUID": study_uid, "Server": self._server(server).name}])
-        self._run_jobs(intake.read_case_lists([("retrieve " + study_uid, text)]), timeout, output_dir, queue=False)
+        read = intake.read_case_lists([("retrieve " + study_uid, text)], user=None)
+        self._run_jobs(read, timeout, output_dir, queue=False)
 
     def do_batch(self, source, server, timeout, output_dir, queue, **_):
         src = Path(source)
         files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
         if not files or not all(f.is_file() for f in files):
             raise CommandError(f"{source}: no case list found (a .csv file, or a folder of them).")
-        read = intake.read_case_lists([(f.name, f.read_bytes()) for f in files], default_server=server)
+        read = intake.read_case_lists([(f.name, f.read_bytes()) for f in files], user=None,
+                                      default_server=server)
         for case_file in read:
             for error in case_file.case_list.errors if case_file.case_list else []:
                 self.stderr.write(f"{case_file.name} {error}")

@@ -1,7 +1,8 @@
 """manage.py receive — the portal's Storage SCP: what a PACS sends for our C-MOVEs lands in staging.
 
 Each instance is written as the bytes that arrived into STAGING_DIR/<move originator AE>/<message id>/,
-so the retrieval item that issued the move finds exactly its own instances (apps/dicom/staging.py).
+so the retrieval item that issued the move finds exactly its own instances (apps/dicom/staging.py); what
+is refused, and why, is apps/retrieval/receiving.py's ReceiverPolicy.
 Runs until SIGTERM/SIGINT, then stops accepting and lets running associations finish.
 
 `--engine` (default: the RECEIVER_ENGINE setting, `lean`) picks the Storage SCP: `lean` is the socket-level
@@ -17,22 +18,11 @@ from django.core.management.base import BaseCommand
 
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.staging import MoveStaging
+from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
 
 log = logging.getLogger("apps.retrieval.receive")
-
-
-def staging_writer(staging: MoveStaging):
-    """The SCP's callback: file one received instance under the move that asked for it."""
-
-    def on_instance(instance) -> int:
-        folder = staging.folder(instance.move_originator_ae, instance.move_originator_message_id,
-                                instance.calling_ae)
-        staging.write(folder, instance.sop_instance_uid, instance.data)
-        log.debug("staged %s from %s into %s", instance.sop_instance_uid, instance.calling_ae, folder)
-        return 0x0000
-
-    return on_instance
+SWEEP_SECONDS = 3600.0  # how often kept unsolicited instances past their keep time are removed
 
 
 class Command(BaseCommand):
@@ -49,13 +39,17 @@ class Command(BaseCommand):
         if port is not None:
             local = type(local)(ae_title=local.ae_title, host=local.host, port=port)
         staging = MoveStaging(settings.STAGING_DIR)
+        policy = ReceiverPolicy(local.ae_title)
+        writer = staging_writer(staging, policy)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        with STORAGE_SCPS[engine](local, staging_writer(staging), bind_host=local.host) as scp:
+        with STORAGE_SCPS[engine](local, writer, bind_host=local.host,
+                                  accepts_calling_ae=policy.calling_ae_allowed) as scp:
             log.info("receiver %s (%s) listening on %s:%s, staging in %s", local.ae_title, engine, local.host,
                      scp.port, settings.STAGING_DIR)
             self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{scp.port} (Ctrl-C to stop)")
             self.stdout.flush()
-            stop.wait()
+            while not stop.wait(SWEEP_SECONDS):
+                writer.quota.sweep()
         log.info("receiver stopped")

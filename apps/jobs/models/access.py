@@ -1,0 +1,11 @@
+"""Permissions that span every job app. The model has no table: it only gives the permission a home, so
+the admin lists it under "Jobs" beside the echo jobs and groups can be granted it."""
+from django.db import models
+
+
+class JobAccess(models.Model):
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("view_all_jobs", "Can see, cancel and retry every user's jobs")]
+        verbose_name = "job access"

@@ -1,0 +1,178 @@
+"""Every route of the URL conf, with four callers: anonymous, a plain user (no permission), a staff user
+without permissions, and a user holding exactly the permissions the route's rule names. The routes are
+read from the URL conf: a new API route, or a new custom admin view, without a rule in RULES fails here,
+and so does a rule whose route is gone."""
+from dataclasses import dataclass, field
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from apps.jobs.models import EchoJob
+from apps.retrieval.models import RetrievalItem, RetrievalJob
+from apps.servers.models import DicomServer
+
+pytestmark = pytest.mark.django_db
+
+OPEN, LOGIN, STAFF = "open", "login", "staff"  # rules that are not permissions
+
+
+@dataclass(frozen=True)
+class Rule:
+    url: str  # with {server}, {echo}, {retrieval} filled from the objects made for the test
+    needs: str | tuple[str, ...]  # OPEN, LOGIN, STAFF, or the permissions
+    ok: int  # the status the permitted caller gets (a 400 for an empty body still proves it got in)
+    body: dict = field(default_factory=dict)
+
+
+RETRIEVAL_VIEW = ("retrieval.view_retrievaljob",)
+ECHO_VIEW = ("jobs.view_echojob",)
+RULES = {
+    ("healthz", "GET"): Rule("/healthz", OPEN, 200),
+    ("metrics", "GET"): Rule("/metrics", STAFF, 200),
+    ("schema", "GET"): Rule("/api/schema/", LOGIN, 200),
+    ("swagger-ui", "GET"): Rule("/api/docs/", LOGIN, 200),
+    ("dicomserver-list", "GET"): Rule("/api/servers/", ("servers.view_dicomserver",), 200),
+    ("dicomserver-list", "POST"): Rule("/api/servers/", ("servers.add_dicomserver",), 400),
+    ("dicomserver-detail", "GET"): Rule("/api/servers/{server}/", ("servers.view_dicomserver",), 200),
+    ("dicomserver-detail", "PUT"): Rule("/api/servers/{server}/", ("servers.change_dicomserver",), 400),
+    ("dicomserver-detail", "PATCH"): Rule("/api/servers/{server}/", ("servers.change_dicomserver",), 200,
+                                          {"description": "changed"}),
+    ("dicomserver-detail", "DELETE"): Rule("/api/servers/SPARE/", ("servers.delete_dicomserver",), 204),
+    ("dicomserver-echo", "POST"): Rule("/api/servers/{server}/echo/", ("servers.view_dicomserver",), 200),
+    # Nothing listens on the server's port: a 502 means the query got past every check.
+    ("dicomserver-studies", "GET"): Rule("/api/servers/{server}/studies?PatientID=P1", ("servers.query_server",), 502),
+    ("job-progress", "GET"): Rule("/api/jobs/retrieval/retrievaljob/{retrieval}/progress", RETRIEVAL_VIEW, 200),
+    ("echojob-list", "GET"): Rule("/api/echo-jobs/", ECHO_VIEW, 200),
+    ("echojob-list", "POST"): Rule("/api/echo-jobs/", ("jobs.add_echojob",), 201),
+    ("echojob-detail", "GET"): Rule("/api/echo-jobs/{echo}/", ECHO_VIEW, 200),
+    ("echojob-cancel", "POST"): Rule("/api/echo-jobs/{echo}/cancel/", ("jobs.change_echojob",), 200),
+    ("echojob-retry", "POST"): Rule("/api/echo-jobs/{echo}/retry/", ("jobs.change_echojob",), 200),
+    ("retrievaljob-list", "GET"): Rule("/api/retrievals/", RETRIEVAL_VIEW, 200),
+    ("retrievaljob-list", "POST"): Rule("/api/retrievals/", ("retrieval.start_retrieval",), 400),
+    ("retrievaljob-detail", "GET"): Rule("/api/retrievals/{retrieval}/", RETRIEVAL_VIEW, 200),
+    ("retrievaljob-cancel", "POST"): Rule("/api/retrievals/{retrieval}/cancel/", ("retrieval.change_retrievaljob",),
+                                          200),
+    ("retrievaljob-retry", "POST"): Rule("/api/retrievals/{retrieval}/retry/", ("retrieval.change_retrievaljob",),
+                                         200),
+    ("retrievaljob-report", "GET"): Rule("/api/retrievals/{retrieval}/report", RETRIEVAL_VIEW, 200),
+    # The admin's own views (Django's model views already follow the model permissions).
+    ("admin:retrieval_upload", "GET"): Rule("/admin/retrieval/retrievaljob/upload/", ("retrieval.start_retrieval",),
+                                            200),
+    ("admin:retrieval_query", "GET"): Rule("/admin/retrieval/retrievaljob/query/", ("retrieval.start_retrieval",),
+                                           200),
+    ("admin:retrieval_report", "GET"): Rule("/admin/retrieval/retrievaljob/{retrieval}/report.csv", RETRIEVAL_VIEW,
+                                            200),
+    ("admin:jobs_echojob_run", "POST"): Rule("/admin/jobs/echojob/run/", ("jobs.add_echojob",), 302),
+}
+
+ADMIN_MODEL_VIEWS = ("_changelist", "_add", "_history", "_delete", "_change", "_password_change")
+ADMIN_SITE_VIEWS = {"index", "login", "logout", "password_change", "password_change_done", "autocomplete",
+                    "jsi18n", "view_on_site", "app_list"}
+
+
+def methods_of(callback) -> set[str]:
+    if getattr(callback, "actions", None):
+        # DRF adds HEAD beside GET once a view has served a request; it follows GET's rule.
+        return {m.upper() for m in callback.actions if m != "head"}
+    view_class = getattr(callback, "cls", None)
+    if view_class is not None:
+        return {m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)}
+    return set()  # a plain Django view: its rules name the methods
+
+
+def routes(patterns=None, namespace=None):
+    """(name, methods) of every named route; admin: only the views a ModelAdmin adds itself."""
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(entry, URLResolver):
+            yield from routes(entry.url_patterns, entry.namespace or namespace)
+        elif isinstance(entry, URLPattern) and entry.name:
+            if namespace == "admin" and (entry.name in ADMIN_SITE_VIEWS or entry.name.endswith(ADMIN_MODEL_VIEWS)):
+                continue
+            name = f"{namespace}:{entry.name}" if namespace else entry.name
+            yield name, methods_of(entry.callback)
+
+
+def test_every_route_has_a_rule_and_every_rule_a_route():
+    found = dict(routes())
+    expected = {(name, method) for name, methods in found.items() for method in methods}
+    plain_views = {name for name, methods in found.items() if not methods}
+    ruled = set(RULES)
+    missing = sorted(expected - ruled) + sorted(name for name in plain_views if not any(n == name for n, _ in ruled))
+    assert not missing, f"routes without an access rule in tests/access/test_routes.py RULES: {missing}"
+    stale = sorted(key for key in ruled if key[0] not in found or (found[key[0]] and key not in expected))
+    assert not stale, f"rules for routes that no longer exist: {stale}"
+
+
+def caller(user=None, *, admin: bool) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        if admin:
+            client.force_login(user)
+        else:
+            from rest_framework.authtoken.models import Token
+
+            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def objects_for(owner) -> dict:
+    """A server nothing listens on, a spare one to delete, and an echo and a retrieval job of `owner`."""
+    server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
+    DicomServer.objects.create(name="SPARE", ae_title="SPARE", host="127.0.0.1", port=1)
+    echo = EchoJob.for_servers([server], user=owner)
+    retrieval = RetrievalJob.objects.create(created_by=owner, source_name="cases.csv")
+    RetrievalItem.objects.create(job=retrieval, line=2, patient_id="P1", study_date="20240101",
+                                 dicom_server=server, server_name="RT", status="failed", error="down")
+    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk}
+
+
+def send(client, method: str, rule: Rule, objects: dict):
+    url = rule.url.format(**objects)
+    return getattr(client, method.lower())(url, rule.body, format="json") if method != "GET" else client.get(url)
+
+
+def refused(status: int, *, admin: bool, anonymous: bool) -> bool:
+    if admin and anonymous:
+        return status == 302  # to the login page
+    return status in (401, 403) if anonymous else status == 403
+
+
+@pytest.mark.parametrize("key", sorted(RULES), ids=lambda key: f"{key[1]} {key[0]}")
+def test_route_answers_each_kind_of_caller(key, django_user_model):
+    rule = RULES[key]
+    method = key[1]
+    admin = key[0].startswith("admin:")
+    plain = django_user_model.objects.create_user("plain")
+    staff = django_user_model.objects.create_user("staff", is_staff=True)
+    permitted = django_user_model.objects.create_user("permitted",
+                                                      is_staff=admin or rule.needs == STAFF)
+    if isinstance(rule.needs, tuple):
+        app_codenames = [p.split(".") for p in rule.needs]
+        perms = [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in app_codenames]
+        permitted.user_permissions.set(perms)
+    objects = objects_for(permitted)
+
+    def status_of(user):
+        return send(caller(user, admin=admin), method, rule, objects).status_code
+
+    anonymous = status_of(None)
+    if rule.needs == OPEN:
+        assert anonymous == rule.ok
+    else:
+        assert refused(anonymous, admin=admin, anonymous=True), f"anonymous got {anonymous}"
+    plain_status = status_of(plain)
+    if rule.needs in (OPEN, LOGIN):
+        assert plain_status == rule.ok, f"plain user got {plain_status}"
+    elif admin:
+        assert plain_status == 302, f"a non-staff user is sent to the admin login, got {plain_status}"
+    else:
+        assert plain_status == 403, f"plain user got {plain_status}"
+    staff_status = status_of(staff)
+    if isinstance(rule.needs, tuple):
+        assert staff_status == 403, f"staff without permissions got {staff_status}"
+    else:
+        assert staff_status == rule.ok, f"staff got {staff_status}"
+    permitted_status = status_of(permitted)
+    assert permitted_status == rule.ok, f"a user with exactly {rule.needs} got {permitted_status}"
