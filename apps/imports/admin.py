@@ -35,10 +35,6 @@ class ImportJobAdmin(JobAdminMixin, admin.ModelAdmin):
     fields = readonly_fields
     change_list_template = "admin/imports/importjob/change_list.html"
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(created_by=request.user)
-
     def get_urls(self):
         start = path("start/", self.admin_site.admin_view(self.start_view), name="imports_start")
         return [start, *super().get_urls()]
@@ -61,8 +57,7 @@ class ImportJobAdmin(JobAdminMixin, admin.ModelAdmin):
         return format_html_join(mark_safe("<br>"), "<code>{}</code>: {}", ((r["file"], r["note"]) for r in rows))
 
     def start_view(self, request):
-        if not request.user.has_perm(ImportJob.start_permission):
-            return redirect("admin:imports_importjob_changelist")
+        self.require_start(request)
         form = StartImportForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Permission
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 from apps.jobs.models import EchoJob
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 from apps.servers.models import DicomServer
@@ -28,6 +29,7 @@ class Rule:
 
 RETRIEVAL_VIEW = ("retrieval.view_retrievaljob",)
 ECHO_VIEW = ("jobs.view_echojob",)
+IMPORT_VIEW = ("imports.view_importjob",)
 RULES = {
     ("healthz", "GET"): Rule("/healthz", OPEN, 200),
     ("metrics", "GET"): Rule("/metrics", STAFF, 200),
@@ -65,6 +67,20 @@ RULES = {
     ("admin:retrieval_report", "GET"): Rule("/admin/retrieval/retrievaljob/{retrieval}/report.csv", RETRIEVAL_VIEW,
                                             200),
     ("admin:jobs_echojob_run", "POST"): Rule("/admin/jobs/echojob/run/", ("jobs.add_echojob",), 302),
+    # Folder imports, by task_id; the 400 of an empty start body proves the caller got in.
+    ("importjob-list", "GET"): Rule("/api/imports/", IMPORT_VIEW, 200),
+    ("importjob-list", "POST"): Rule("/api/imports/", ("imports.start_import",), 400),
+    ("importjob-detail", "GET"): Rule("/api/imports/{import}/", IMPORT_VIEW, 200),
+    ("importjob-task-status", "GET"): Rule("/api/imports/{import}/status", IMPORT_VIEW, 200),
+    ("importjob-stats", "GET"): Rule("/api/imports/{import}/stats", IMPORT_VIEW, 200),
+    ("importjob-cancel", "POST"): Rule("/api/imports/{import}/cancel/", ("imports.change_importjob",), 200),
+    ("importjob-retry", "POST"): Rule("/api/imports/{import}/retry/", ("imports.change_importjob",), 200),
+    ("imported-patient-list", "GET"): Rule("/api/patients/?patient_id=P1", ("imports.view_importedpatient",), 200),
+    ("imported-patient-detail", "GET"): Rule("/api/patients/{patient}/", ("imports.view_importedpatient",), 200),
+    ("imported-image-list", "GET"): Rule("/api/images/?patient_id=P1", ("imports.view_importedimage",), 200),
+    ("imported-image-detail", "GET"): Rule("/api/images/{image}/", ("imports.view_importedimage",), 200),
+    ("imported-image-jpg", "GET"): Rule("/api/images/{image}/jpg", ("imports.view_importedimage",), 200),
+    ("admin:imports_start", "GET"): Rule("/admin/imports/importjob/start/", ("imports.start_import",), 200),
 }
 
 ADMIN_MODEL_VIEWS = ("_changelist", "_add", "_history", "_delete", "_change", "_password_change")
@@ -118,14 +134,22 @@ def caller(user=None, *, admin: bool) -> APIClient:
 
 
 def objects_for(owner) -> dict:
-    """A server nothing listens on, a spare one to delete, and an echo and a retrieval job of `owner`."""
+    """A server nothing listens on, a spare one to delete, an echo, a retrieval and an import job of `owner`,
+    and an imported patient with one image (and its JPEG)."""
     server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
     DicomServer.objects.create(name="SPARE", ae_title="SPARE", host="127.0.0.1", port=1)
     echo = EchoJob.for_servers([server], user=owner)
     retrieval = RetrievalJob.objects.create(created_by=owner, source_name="cases.csv")
     RetrievalItem.objects.create(job=retrieval, line=2, patient_id="P1", study_date="20240101",
                                  dicom_server=server, server_name="RT", status="failed", error="down")
-    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk}
+    imported = ImportJob.objects.create(created_by=owner, source_path="/nowhere")
+    patient = ImportedPatient.objects.create(patient_id="P1")
+    image = ImportedImage.objects.create(patient=patient, original_filename="a.dcm", sop_instance_uid="1.2.3",
+                                         width=1, height=1, jpg="rt/1.2.3.jpg", source_path="/nowhere/a.dcm")
+    image.jpg_path().parent.mkdir(parents=True, exist_ok=True)
+    image.jpg_path().write_bytes(b"\xff\xd8\xff\xd9")
+    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "import": imported.task_id,
+            "patient": patient.pk, "image": image.pk}
 
 
 def send(client, method: str, rule: Rule, objects: dict):

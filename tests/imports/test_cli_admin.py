@@ -3,6 +3,7 @@ and cancel / retry through the API like every job."""
 import io
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 
 from apps.imports.models import ImportedImage, ImportJob
@@ -75,9 +76,11 @@ def test_the_admin_starts_an_import_and_shows_it_with_thumbnails(admin_client_lo
     assert client.get(f"/admin/imports/importedpatient/{image.patient_id}/change/").status_code == 200
 
 
-def test_a_staff_user_without_the_add_permission_cannot_start(client, django_user_model, tree):
+def test_a_staff_user_without_the_start_permission_cannot_start(client, django_user_model, tree):
     staff = django_user_model.objects.create_user(username="staff", password="x-pass-123", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_importjob"))
     client.force_login(staff)
     source, _ = tree
-    client.post("/admin/imports/importjob/start/", {"source_path": str(source)})
+    assert b"Start a folder import" not in client.get("/admin/imports/importjob/").content
+    assert client.post("/admin/imports/importjob/start/", {"source_path": str(source)}).status_code == 403
     assert ImportJob.objects.count() == 0

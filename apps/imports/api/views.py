@@ -13,26 +13,24 @@ from apps.imports.scan import SourceRefused
 from apps.imports.start import start_import
 from apps.imports.stats import job_stats
 from apps.jobs.api.views import JobViewSetMixin
+from pacsportal.permissions import model_permission
 
 STARTED_MESSAGE = "DICOM import task started; follow its progress at the status endpoint."
 
 
-def own_jobs(request, queryset):
-    """A user sees the jobs they started; a superuser sees every job."""
-    return queryset if request.user.is_superuser else queryset.filter(created_by=request.user)
-
-
 class ImportJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        viewsets.GenericViewSet):
-    """Folder-tree imports. POST starts one; `{task_id}/status` and `{task_id}/stats` follow it."""
+    """Folder-tree imports. POST starts one ("start import" permission); `{task_id}/status` and
+    `{task_id}/stats` follow it. A user sees their own imports only (another's is a 404)."""
 
     queryset = ImportJob.objects.all()
     serializer_class = ImportStatusSerializer
     lookup_field = "task_id"
     lookup_value_regex = r"[A-Za-z0-9-]+"
 
-    def get_queryset(self):
-        return own_jobs(self.request, super().get_queryset())
+    def get_action_permissions(self):
+        view = [model_permission(ImportJob, "view")]
+        return {**super().get_action_permissions(), "task_status": view, "stats": view}
 
     @extend_schema(request=ImportRequestSerializer, responses={201: ImportStartedSerializer})
     def create(self, request):
