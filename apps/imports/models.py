@@ -202,7 +202,7 @@ class KnownFile(models.Model):
     """A file already looked at, by absolute path with its size and mtime: a re-import skips an unchanged
     file without opening it, and reports the same outcome."""
 
-    path = models.CharField(max_length=1024, unique=True)
+    path = models.CharField(max_length=4096, unique=True)  # PATH_MAX
     size = models.BigIntegerField()
     mtime_ns = models.BigIntegerField()
     image = models.ForeignKey(ImportedImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -114,6 +114,7 @@ def test_patients_and_images_lists_filter_by_patient_id(api, tree):
         "2024-01_img0.dcm", "2024-01_img1.dcm", "2024-02_img0.dcm", "2024-02_img1.dcm", "other_name.dcm"]
     assert {"id", "patient_id", "original_filename", "sop_instance_uid", "width", "height", "jpg_url"} <= set(images[0])
     assert api.get("/api/images/", {"patient_id": "NOBODY"}).json() == []
+    assert api.get("/api/patients/", {"patient_id": "C001"}).json()[0]["name"] == "张^三"
 
 
 def test_stats_group_failures_and_count_per_patient(api, tree):

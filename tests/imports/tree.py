@@ -91,7 +91,8 @@ def build_tree(root: Path, *, months=("2024-01", "2024-02"), patients=3, images=
     mono2 = grey(base("M001", "Mono^One"), halves(32, 48, 100, 900, np.uint16), "MONOCHROME2")
     add(write(mono1, odd / "mono1.dcm"), "imported", "M001")
     add(write(mono2, odd / "mono2.dcm"), "imported", "M001")
-    rgb = base("C001", "Colour^One", SC_STORAGE)
+    rgb = base("C001", "张^三", SC_STORAGE)  # a Chinese name, in UTF-8
+    rgb.SpecificCharacterSet = "ISO_IR 192"
     pixels = np.zeros((24, 40, 3), np.uint8)
     pixels[..., 0] = 250  # pure red
     rgb.Rows, rgb.Columns, rgb.SamplesPerPixel, rgb.PhotometricInterpretation = 24, 40, 3, "RGB"
