@@ -110,7 +110,7 @@ class Ledger:
 
 def import_batch(item: ImportItem, ctx) -> None:
     ledger = Ledger(item)
-    fresh = skip_known_files(item, ledger)
+    fresh = skip_known_files(item.files, item, ledger)  # the scan decided most; a re-run or a race the rest
     ledger.write()
     stop_if_asked(ctx)
     started, filing = time.monotonic(), 0.0
@@ -161,12 +161,12 @@ def stop_if_asked(ctx) -> None:
         raise ItemCanceled()
 
 
-def skip_known_files(item: ImportItem, ledger: Ledger) -> list[tuple[Path, os.stat_result]]:
+def skip_known_files(names: list[str], item: ImportItem, ledger: Ledger) -> list[tuple[Path, os.stat_result]]:
     """Decide unchanged files from what is known about them; return the others with their stat."""
-    known = {row[0]: row for row in KnownFile.objects.filter(path__in=item.files).values_list(
+    known = {row[0]: row for row in KnownFile.objects.filter(path__in=names).values_list(
         "path", "size", "mtime_ns", "failure", "image_id", "patient_id", "image__item_id", "image__source_path")}
     fresh = []
-    for name in item.files:
+    for name in names:
         path = Path(name)
         try:
             stat = path.stat()

@@ -80,12 +80,18 @@ def walk(source: Path, should_stop):
     return files, problems
 
 
+KNOWN_CHECK_CHUNK = 1000  # paths per known-file query
+
+
 def scan_tree(item, ctx) -> None:
-    """List the tree and create the batch items (idempotent: numbers are unique per job, so a re-run
-    after a crash finds the batches it already made)."""
+    """List the tree, decide every file that is unchanged since it was last looked at (a re-import's
+    whole work, done here without a queue hop per batch), and cut the rest into batch items."""
+    from apps.imports.batch import Ledger, skip_known_files
     from apps.imports.models import ImportItem
 
     job = item.job
+    if job.items.filter(kind=ImportItem.Kind.FILES).exists():
+        return queue_batches(job)  # a re-run after this scan had committed its batches: nothing to redo
     source = Path(job.source_path)
     if not inside_roots(source.resolve()):
         raise ItemFailed(f"{source} is no longer inside IMPORT_ROOTS; nothing was read.")
@@ -93,14 +99,26 @@ def scan_tree(item, ctx) -> None:
         pool.warm()  # this process will decode the batches next
     sweep_incoming()
     files, problems = walk(source, ctx.should_stop)
+    type(job).objects.filter(pk=job.pk).update(files_found=len(files), scan_errors=problems)
+    ledger = Ledger(item)
+    to_read = []
+    for start in range(0, len(files), KNOWN_CHECK_CHUNK):
+        if ctx.should_stop():
+            raise ItemCanceled()
+        to_read += [str(path) for path, _ in skip_known_files(files[start:start + KNOWN_CHECK_CHUNK], item, ledger)]
+        ledger.write()
     size = max(1, settings.IMPORT_BATCH_SIZE)
-    batches = [ImportItem(job=job, kind=ImportItem.Kind.FILES, number=n + 1, files=files[i:i + size])
-               for n, i in enumerate(range(0, len(files), size))]
+    batches = [ImportItem(job=job, kind=ImportItem.Kind.FILES, number=n + 1, files=to_read[i:i + size])
+               for n, i in enumerate(range(0, len(to_read), size))]
     with transaction.atomic():
-        ImportItem.objects.bulk_create(batches, ignore_conflicts=True)
-        type(job).objects.filter(pk=job.pk).update(files_found=len(files), scan_errors=problems)
-        pending = list(job.items.filter(kind=ImportItem.Kind.FILES, status="pending"))
-        if not job.run_inline:
-            enqueue_many(pending)
-    item.result = {"files": len(files), "batches": len(batches), "not_used": len(problems)}
-    ctx.log.info("scanned %d files into %d batches; %d paths not used", len(files), len(batches), len(problems))
+        ImportItem.objects.bulk_create(batches)
+        queue_batches(job)
+    item.result = {"files": len(files), "unchanged": len(files) - len(to_read), "batches": len(batches),
+                   "not_used": len(problems)}
+    ctx.log.info("scanned %d files: %d unchanged, %d to read in %d batches; %d paths not used", len(files),
+                 len(files) - len(to_read), len(to_read), len(batches), len(problems))
+
+
+def queue_batches(job) -> None:
+    if not job.run_inline:
+        enqueue_many(list(job.items.filter(kind="files", status="pending")))
