@@ -28,7 +28,7 @@ from apps.imports.pool import render_stream
 from apps.jobs.errors import ItemCanceled
 
 Outcome = FileOutcome.Outcome
-FILING_GROUP = 25  # files filed together: small enough that the pool never waits long for this process
+FILING_GROUP = 50  # files filed together: few queries per file, and the pool never waits long for this process
 
 
 @dataclass
@@ -264,16 +264,22 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
                                                            original_filename=row.original_filename).first())
 
 
+_folders_made: set[Path] = set()  # JPEG fan-out folders this process has made (a mkdir each time costs)
+
+
 def place_jpegs(candidates: list[Candidate], item: ImportItem) -> None:
     """Move the JPEG of every image this batch owns into place (also one lost to a crash before)."""
-    made = set()
     for c in candidates:
         if c.same_as is None and c.image is not None and filed_by(c.image, item, c.path):
             target = c.image.jpg_path()
-            if target.parent not in made:
+            if target.parent not in _folders_made:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            os.replace(c.tmp, target)
+                _folders_made.add(target.parent)
+            try:
+                os.replace(c.tmp, target)
+            except FileNotFoundError:  # the folder went away under us (emptied by hand): make it again
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(c.tmp, target)
 
 
 def settle(c: Candidate, item: ImportItem, ledger: Ledger, patients) -> None:
