@@ -128,6 +128,9 @@ def import_batch(item: ImportItem, ctx) -> None:
         raise
     item.result = {**ledger.counts, "seconds": round(time.monotonic() - started, 3),
                    "filing_seconds": round(filing, 3)}
+    ctx.log.info("batch %d: %d imported, %d duplicate, %d failed in %.2f s (filing %.2f s)", item.number,
+                 *(ledger.counts[o] for o in (Outcome.IMPORTED, Outcome.DUPLICATE, Outcome.FAILED)),
+                 item.result["seconds"], filing)
     if ledger.counts[Outcome.IMPORTED]:
         record(item.job.created_by, "images.imported", item.job, batch=item.number,
                images=ledger.counts[Outcome.IMPORTED])
