@@ -44,6 +44,7 @@ bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
 	$(PY) bench/access.py
+	$(PY) bench/receiver.py
 	$(PY) bench/import.py
 
 clean:

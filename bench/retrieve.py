@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.publish import publish  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK leaves Nagle on otherwise (pacs-lab README)
@@ -220,11 +221,7 @@ def main(argv=None) -> int:
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study from Orthanc on loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs.\n\n")
     report = header + table(results, n, megabytes, pairs) + "\n"
-    print(report)
-    out = ROOT / "bench" / "results" / f"retrieve-{dt.date.today():%Y%m%d}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(report)
-    print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
+    publish("retrieve", report)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

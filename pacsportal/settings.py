@@ -41,6 +41,11 @@ RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])
 RECEIVER_KEEP_UNSOLICITED_MB = env.int("RECEIVER_KEEP_UNSOLICITED_MB", default=0)
 RECEIVER_UNSOLICITED_DAYS = env.int("RECEIVER_UNSOLICITED_DAYS", default=7)
 QUARANTINE_DIR = Path(env("QUARANTINE_DIR", default=str(DATA_DIR / "quarantine")))
+# What peers may cost the receiver: associations at once (one more is refused, "local limit exceeded"),
+# seconds of silence between PDUs, seconds any wait inside a PDU may last (a PDU taking longer is cut).
+RECEIVER_MAX_ASSOCIATIONS = env.int("RECEIVER_MAX_ASSOCIATIONS", default=32)
+RECEIVER_IDLE_TIMEOUT = env.float("RECEIVER_IDLE_TIMEOUT", default=300.0)
+RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 IMPORT_JPG_DIR = Path(env("IMPORT_JPG_DIR", default=str(DATA_DIR / "imports")))
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=250)  # files per import item

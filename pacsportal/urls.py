@@ -5,13 +5,15 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.core.health import portal_health
 from pacsportal.api_router import api_urlpatterns
 from pacsportal.metrics import metrics
 
 
 def healthz(request):
-    """Liveness probe: the one URL that needs no login."""
-    return JsonResponse({"status": "ok"})
+    """Health probe, the one URL that needs no login: 200 {"status": "ok", ...}, or 503 naming what is down."""
+    code, body = portal_health()
+    return JsonResponse(body, status=code)
 
 
 urlpatterns = [

@@ -150,19 +150,24 @@ class Association:
         self._status(rsp, "C-ECHO", "echo", started, self.peer.query_timeout)
         return (time.monotonic() - started) * 1000
 
-    def find(self, level: str, query: dict | Dataset, *, model: str = "study") -> list[Dataset]:
-        """Matches of a C-FIND; keys with an empty value are the return keys asked for."""
+    def find(self, level: str, query: dict | Dataset, *, model: str = "study", limit: int | None = None
+             ) -> list[Dataset]:
+        """Matches of a C-FIND; keys with an empty value are the return keys asked for. With `limit`, at most
+        limit + 1 matches come back (the one more says there are more) and the PACS is asked to stop
+        (C-CANCEL) as soon as that one arrives, so an unbounded query never fills memory."""
         ds = identifier(level, query)
         sop_class = MODELS[model][0]
         self._require(sop_class, "C-FIND")
         timeout = self.peer.query_timeout
         self._timeout(timeout)
-        matches, last = [], time.monotonic()
-        for rsp, match in self.raw.send_c_find(ds, sop_class, msg_id=self._next_id()):
+        matches, last, message_id = [], time.monotonic(), self._next_id()
+        for rsp, match in self.raw.send_c_find(ds, sop_class, msg_id=message_id):
             code = self._status(rsp, f"C-FIND at {ds.QueryRetrieveLevel} level", "find", last, timeout)
             last = time.monotonic()
-            if category(code) == "Pending" and match is not None:
+            if category(code) == "Pending" and match is not None and (limit is None or len(matches) <= limit):
                 matches.append(match)
+                if limit is not None and len(matches) > limit:
+                    self.raw.send_c_cancel(message_id, query_model=sop_class)
         log.debug("C-FIND %s on %s: %d matches", ds.QueryRetrieveLevel, self.peer.label, len(matches))
         return matches
 
@@ -330,9 +335,10 @@ def echo(peer: RemoteAE, local: LocalAE) -> float:
         return (time.monotonic() - started) * 1000
 
 
-def find(peer: RemoteAE, local: LocalAE, level: str, query: dict | Dataset, model: str = "study") -> list[Dataset]:
+def find(peer: RemoteAE, local: LocalAE, level: str, query: dict | Dataset, model: str = "study",
+         limit: int | None = None) -> list[Dataset]:
     with associate(peer, local, purpose="query") as assoc:
-        return assoc.find(level, query, model=model)
+        return assoc.find(level, query, model=model, limit=limit)
 
 
 def move(peer: RemoteAE, local: LocalAE, query: dict | Dataset, destination_ae: str, *, level: str = "STUDY",

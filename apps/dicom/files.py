@@ -17,9 +17,9 @@ from pathlib import Path
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 # Explicit VRs whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2).
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -27,6 +27,16 @@ UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 MAX_DEPTH = 32  # nested sequences deeper than this are malformed, not clinical
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float / Double Float / Pixel Data
+IDENTITY_TAGS = {0x0020000D: "study", 0x0020000E: "series", 0x00080018: "sop"}  # read on the way, top level
+
+
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """Which study, series and instance a dataset says it is (its own top-level UIDs)."""
+
+    study: str = ""
+    series: str = ""
+    sop: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class _Walker:
         self.end = len(data)
         self.prefix = "<" if little_endian else ">"
         self.last_tag = None  # of the top level: a file cut between two elements still looks whole
+        self.identity: dict[str, str] = {}
 
     def _unpack(self, fmt: str, pos: int, size: int):
         if pos + size > self.end:
@@ -83,6 +94,9 @@ class _Walker:
                     pos += 8
                 else:
                     raise InvalidDicomFile(f"element ({group:04X},{element:04X}) at byte {pos} has no valid VR")
+            if depth == 0 and tag in IDENTITY_TAGS and length != UNDEFINED and pos + length <= stop:
+                self.identity[IDENTITY_TAGS[tag]] = bytes(self.data[pos:pos + length]).decode(
+                    "ascii", "replace").strip(" \x00")
             if length == UNDEFINED:
                 # A UN of undefined length holds implicit little endian items (PS3.5 6.2.2).
                 pos = self.items(pos, implicit or vr == b"UN", depth + 1)
@@ -114,10 +128,11 @@ class _Walker:
                 pos += length
 
 
-def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "") -> None:
+def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "") -> DatasetIdentity:
     """Raise InvalidDicomFile unless `data` (an encoded dataset, no file meta) is structurally complete.
     An image (by its SOP class) must also reach its pixel data: a cut between two elements is
-    otherwise invisible. Byte positions in messages count from the start of the dataset."""
+    otherwise invisible. Byte positions in messages count from the start of the dataset. Returns the
+    study, series and SOP instance UIDs the dataset holds, read on the way."""
     ts = UID(transfer_syntax_uid)
     if ts.is_deflated:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -136,6 +151,7 @@ def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "")
         last = walker.last_tag or 0
         raise InvalidDicomFile(f"truncated: an image without pixel data (it ends after element "
                                f"({last >> 16:04X},{last & 0xFFFF:04X}))")
+    return DatasetIdentity(**walker.identity)
 
 
 def _meta_element(group_element: int, vr: bytes, value: bytes) -> bytes:
@@ -160,8 +176,8 @@ def part10_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid:
         _meta_element(0x00020002, b"UI", _padded(sop_class_uid, b"\0")),
         _meta_element(0x00020003, b"UI", _padded(sop_instance_uid, b"\0")),
         _meta_element(0x00020010, b"UI", _padded(transfer_syntax_uid, b"\0")),
-        _meta_element(0x00020012, b"UI", _padded(PYNETDICOM_IMPLEMENTATION_UID, b"\0")),
-        _meta_element(0x00020013, b"SH", _padded(PYNETDICOM_IMPLEMENTATION_VERSION, b" ")),
+        _meta_element(0x00020012, b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\0")),
+        _meta_element(0x00020013, b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")),
     ]
     if source_ae:
         elements.append(_meta_element(0x00020016, b"AE", _padded(source_ae[:16], b" ")))

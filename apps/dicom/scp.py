@@ -33,6 +33,24 @@ class ReceivedInstance:
     calling_ae: str
     move_originator_ae: str | None = None
     move_originator_message_id: int | None = None
+    identity: files.DatasetIdentity = files.DatasetIdentity()  # what the dataset itself says it is
+
+    @property
+    def self_consistent(self) -> bool:
+        """The dataset names the SOP Instance UID it was sent under."""
+        return self.identity.sop == self.sop_instance_uid
+
+
+@dataclass(frozen=True)
+class ReceiverLimits:
+    """What peers may cost a Storage SCP. `max_associations` at once: one more is rejected as transient,
+    "local limit exceeded", and a PACS retries later. `idle_timeout`: seconds a peer may stay silent
+    between PDUs. `pdu_timeout`: seconds any wait inside a PDU may last, and a PDU still incomplete after
+    that long is cut as its bytes arrive (so it takes at most twice that); the A-ASSOCIATE-RQ must begin
+    that soon after connecting (the ARTIM timer of PS3.8). A peer trickling bytes cannot hold a connection."""
+    max_associations: int = 32
+    idle_timeout: float = 300.0
+    pdu_timeout: float = 60.0
 
 
 class InstanceRefused(Exception):
@@ -71,7 +89,7 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
     and a comment: malformed data 0xC000 before the callback runs, a failing disk 0xA700 (out of
     resources), any other error 0xC000. Shared by both Storage SCPs; the server keeps serving."""
     try:
-        files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
+        instance.identity = files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
     except (InvalidDicomFile, ValueError) as exc:
         log.warning("refused a malformed instance from %s: %s", instance.calling_ae, exc)
         return 0xC000, f"Malformed dataset: {exc}"
@@ -107,9 +125,9 @@ class StorageSCP(Service):
     A peer that `accepts_calling_ae` does not know gets "not authorized" for every C-STORE."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None):
-        self.local = local
-        self.bind_host = bind_host
+                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
+                 limits: ReceiverLimits = ReceiverLimits()):
+        self.local, self.bind_host, self.limits = local, bind_host, limits
         self._on_instance = on_instance
         self._accepts_calling_ae = accepts_calling_ae
         self._server = None
@@ -118,7 +136,9 @@ class StorageSCP(Service):
         ae = application_entity(self.local.ae_title)
         ae.require_called_aet = True  # a PACS that calls us by another name is misconfigured: say so
         ae.maximum_pdu_size = 0  # let senders use PDUs as large as they like
-        ae.network_timeout = 300  # a sender silent this long is gone
+        ae.maximum_associations = self.limits.max_associations  # beyond: A-ASSOCIATE-RJ, local limit exceeded
+        ae.network_timeout = self.limits.idle_timeout  # a sender silent this long is gone
+        ae.acse_timeout = self.limits.pdu_timeout
         for sop_class in ALL_STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)

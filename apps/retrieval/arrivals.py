@@ -1,8 +1,10 @@
 """What arrived for one study, checked against what we asked for before anything is filed.
 
-Whatever reaches the receiver or a C-GET is hostile until checked: an instance is filed only if its dataset
-says it belongs to the requested study, its SOP Instance UID is the one it was announced under, and (when
-the PACS listed the study's instances) it is one of them. Anything else is quarantined, never filed."""
+Whatever reaches the receiver or a C-GET is hostile until checked. As each instance arrives, the dataset's
+own UIDs (read while its structure is checked, so at no extra cost) must name the requested study and the
+SOP Instance UID it was sent under; an instance that does not is staged apart, under `foreign/<reason>/`.
+When the PACS listed the study's instances, only those are ours. Everything else is quarantined, never
+filed."""
 from __future__ import annotations
 
 import logging
@@ -10,50 +12,60 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
-from pydicom.errors import InvalidDicomError
+from apps.dicom.scp import ReceivedInstance
 
 log = logging.getLogger(__name__)
-IDENTITY_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+FOREIGN = "foreign"
+REASONS = {
+    "other-study": "of another study",
+    "sop-mismatch": "whose dataset names another SOP Instance UID than it was sent as",
+    "unlisted": "not among the instances the PACS listed for the study",
+}
+
+
+def foreign_reason(instance: ReceivedInstance, study_uid: str) -> str | None:
+    """Why an arriving instance is not part of `study_uid` (a key of REASONS), or None when it is."""
+    if instance.identity.study != study_uid:
+        return "other-study"
+    if not instance.self_consistent:
+        return "sop-mismatch"
+    return None
+
+
+def arrival_folder(folder: Path, reason: str | None) -> Path:
+    """Where an arriving instance is staged: the move's folder, or apart in it when it is foreign."""
+    return folder / FOREIGN / reason if reason else folder
 
 
 @dataclass
 class Arrivals:
     matching: list[Path] = field(default_factory=list)
-    foreign: list[tuple[Path, str]] = field(default_factory=list)  # (staged file, why it is not ours)
+    foreign: list[tuple[Path, str]] = field(default_factory=list)  # (staged file, reason key)
 
     def reasons(self) -> str:
         counts: dict[str, int] = {}
         for _, why in self.foreign:
             counts[why] = counts.get(why, 0) + 1
-        return "; ".join(f"{n} {why}" for why, n in sorted(counts.items()))
+        return "; ".join(f"{n} {REASONS[why]}" for why, n in sorted(counts.items()))
 
 
-def sort_arrivals(staged: list[Path], study_uid: str, expected_sops: set[str] | None = None) -> Arrivals:
-    """Split staged files into those of `study_uid` (and of `expected_sops`, when given) and the rest."""
+def sort_arrivals(folder: Path, staged: list[Path], expected_sops: set[str] | None = None) -> Arrivals:
+    """The staged files of a study's folder that are ours (of `expected_sops`, when given), and the rest."""
     arrivals = Arrivals()
     for path in staged:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=IDENTITY_TAGS)
-            study, sop = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
-        except (InvalidDicomError, AttributeError, OSError, ValueError):
-            arrivals.foreign.append((path, "not readable as DICOM"))
-            continue
-        if study != study_uid:
-            arrivals.foreign.append((path, "of another study"))
-        elif sop != path.stem:
-            arrivals.foreign.append((path, "whose dataset names another SOP Instance UID than it was sent as"))
-        elif expected_sops is not None and sop not in expected_sops:
-            arrivals.foreign.append((path, "not among the instances the PACS listed for the study"))
+        if expected_sops is not None and path.stem not in expected_sops:
+            arrivals.foreign.append((path, "unlisted"))
         else:
             arrivals.matching.append(path)
+    for reason_folder in sorted((folder / FOREIGN).iterdir()) if (folder / FOREIGN).is_dir() else []:
+        arrivals.foreign += [(path, reason_folder.name) for path in sorted(reason_folder.glob("*.dcm"))]
     return arrivals
 
 
 def quarantine(foreign: list[tuple[Path, str]], folder: Path) -> Path:
-    """Move foreign files out of staging into `folder` (kept for inspection, never filed)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, _ in foreign:
-        shutil.move(path, folder / path.name)
+    """Move foreign files out of staging into `folder/<reason>/` (kept for inspection, never filed)."""
+    for path, why in foreign:
+        (folder / why).mkdir(parents=True, exist_ok=True)
+        shutil.move(path, folder / why / path.name)
     log.warning("quarantined %d instances that were not part of the request in %s", len(foreign), folder)
     return folder

@@ -146,7 +146,7 @@ class MoveKey(models.Model):
         raise ItemFailed(f"No free C-MOVE key after {cls.MAX_DRAWS} draws: too many retrievals in flight.")
 
     @classmethod
-    def live_pacs(cls, message_id: int) -> str | None:
-        """The AE title a live key's C-STOREs must come from, or None for no such move in flight."""
+    def live(cls, message_id: int) -> tuple[str, str] | None:
+        """(the AE title its C-STOREs must come from, the study moved) of a live key; None for no such move."""
         return cls.objects.filter(message_id=message_id, expires_at__gt=timezone.now()).values_list(
-            "pacs_ae_title", flat=True).first()
+            "pacs_ae_title", "study_instance_uid").first()

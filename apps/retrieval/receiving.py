@@ -15,6 +15,7 @@ from django.db import connection
 
 from apps.dicom.scp import InstanceRefused, ReceivedInstance
 from apps.dicom.staging import MoveStaging
+from apps.retrieval.arrivals import arrival_folder, foreign_reason
 
 log = logging.getLogger("apps.retrieval.receive")
 NOT_AUTHORIZED = 0x0124  # "Refused: Not authorized", a general DIMSE status (PS3.7 annex C)
@@ -30,7 +31,7 @@ class ReceiverPolicy:
         self._lock = threading.Lock()
         self._allowed: set[str] = set()
         self._allowed_at = 0.0
-        self._keys: dict[int, tuple[str, float]] = {}  # message id -> (PACS AE title, cached until)
+        self._keys: dict[int, tuple[tuple[str, str], float]] = {}  # message id -> ((PACS AE, study), cached until)
 
     def _query(self, fn):
         try:
@@ -51,19 +52,19 @@ class ReceiverPolicy:
             self._allowed, self._allowed_at = allowed, time.monotonic()
         return calling_ae in allowed
 
-    def move_pacs(self, message_id: int) -> str | None:
-        """The PACS a live move key was sent to (cached for a few seconds once seen)."""
+    def live_move(self, message_id: int) -> tuple[str, str] | None:
+        """(PACS AE title, study) of a live move key (cached for a few seconds once seen)."""
         with self._lock:
             cached = self._keys.get(message_id)
             if cached and cached[1] > time.monotonic():
                 return cached[0]
         from apps.retrieval.models import MoveKey
 
-        pacs = self._query(lambda: MoveKey.live_pacs(message_id))
-        if pacs is not None:
+        move = self._query(lambda: MoveKey.live(message_id))
+        if move is not None:
             with self._lock:
-                self._keys[message_id] = (pacs, time.monotonic() + REFRESH_SECONDS)
-        return pacs
+                self._keys[message_id] = (move, time.monotonic() + REFRESH_SECONDS)
+        return move
 
     def refusal(self, instance: ReceivedInstance) -> str | None:
         """Why this instance must not be kept, or None."""
@@ -73,10 +74,10 @@ class ReceiverPolicy:
             return "" if settings.RECEIVER_KEEP_UNSOLICITED_MB > 0 else "not part of a retrieval (no move originator)"
         if instance.move_originator_ae != self.local_ae_title:
             return f"moved for another AE title ({instance.move_originator_ae!r})"
-        pacs = self.move_pacs(instance.move_originator_message_id)
-        if pacs is None:
+        move = self.live_move(instance.move_originator_message_id)
+        if move is None:
             return f"no retrieval in flight under move {instance.move_originator_message_id}"
-        if pacs != instance.calling_ae:
+        if move[0] != instance.calling_ae:
             return f"move {instance.move_originator_message_id} was sent to another PACS"
         return None
 
@@ -122,8 +123,12 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None):
             raise InstanceRefused(NOT_AUTHORIZED, f"Refused: {why}")
         folder = staging.folder(instance.move_originator_ae, instance.move_originator_message_id,
                                 instance.calling_ae)
-        if why == "" and not quota.take(len(instance.data)):
-            raise InstanceRefused(0xA700, "Refused: the quota for unsolicited instances is used up")
+        if why == "":
+            if not quota.take(len(instance.data)):
+                raise InstanceRefused(0xA700, "Refused: the quota for unsolicited instances is used up")
+        elif policy is not None:  # part of a live move: anything not of its study is staged apart
+            folder = arrival_folder(folder, foreign_reason(instance, policy.live_move(
+                instance.move_originator_message_id)[1]))
         staging.write(folder, instance.sop_instance_uid, instance.data)
         log.debug("staged %s from %s into %s", instance.sop_instance_uid, instance.calling_ae, folder)
         return 0x0000

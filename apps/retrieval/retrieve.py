@@ -31,7 +31,7 @@ from apps.dicom.errors import DicomTimeout, RetrieveCanceled
 from apps.dicom.query import study_query
 from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
-from apps.retrieval.arrivals import quarantine, sort_arrivals
+from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
 from apps.servers.models import DicomServer, local_ae
 
@@ -172,17 +172,17 @@ class RowRetrieval:
             except DicomTimeout as exc:
                 raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
             staged = _wait_for_staged(self.staging, folder, plan.expected if wait_for_receiver else None)
-            self._file(plan, staged, result, list_instances)
+            self._file(plan, folder, staged, result, list_instances)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _file(self, plan: StudyPlan, staged: list[Path], result, list_instances) -> None:
+    def _file(self, plan: StudyPlan, folder: Path, staged: list[Path], result, list_instances) -> None:
         item = self.item
-        arrivals = sort_arrivals(staged, plan.uid, plan.sops)
+        arrivals = sort_arrivals(folder, staged, plan.sops)
         if plan.sops is None and plan.expected is not None and len(arrivals.matching) > plan.expected:
             # More than the PACS said it holds: its own list of the study tells ours from the rest.
             plan.sops = list_instances(plan.uid)
-            arrivals = sort_arrivals(staged, plan.uid, plan.sops)
+            arrivals = sort_arrivals(folder, staged, plan.sops)
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
             raise ItemCanceled()
@@ -217,6 +217,7 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     row = RowRetrieval(item, ctx, staging, Path(downloads or item.job.downloads_root()))
     require_writable(staging.root, "staging folder")
     require_writable(row.downloads, "downloads folder")
+    clear_earlier_runs(item, staging, local.ae_title)
     c_move = server.retrieve_method != DicomServer.RetrieveMethod.C_GET
     stop = ctx.stop_requested
     # One association at a time, so the server's association limit holds: the C-FINDs (and C-MOVEs)
@@ -247,11 +248,24 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
         if not c_move:
             c_get = C_GETS[settings.CGET_ENGINE]
             for plan in plans:
-                folder = staging.root / "c-get" / uuid.uuid4().hex
+                folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
                 row.fetch(plan, folder,
-                          lambda query: c_get(peer, local, query, _stage_into(staging, folder), stop=stop),
+                          lambda query: c_get(peer, local, query, _stage_into(staging, folder, plan.uid), stop=stop),
                           lambda uid: set(_list_instances_alone(peer, local, uid)), wait_for_receiver=False)
     return row.outcome
+
+
+def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
+    """A run of this row that died (a killed worker, a reclaimed lease) leaves its move keys and staging
+    behind; only one run of a row is current, so this one takes them away: the receiver refuses what
+    still arrives for them, and nothing of theirs is ever filed."""
+    from apps.retrieval.models import MoveKey
+
+    for key in MoveKey.objects.filter(item=item):
+        shutil.rmtree(staging.folder(local_ae_title, key.message_id), ignore_errors=True)
+        key.delete()
+    for folder in (staging.root / "c-get").glob(f"{item.pk}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _list_instances_alone(peer, local, study_uid: str) -> set[str]:
@@ -281,9 +295,11 @@ def retrieve_row(item, ctx, **where) -> RowOutcome:
     return outcome
 
 
-def _stage_into(staging: MoveStaging, folder: Path):
+def _stage_into(staging: MoveStaging, folder: Path, study_uid: str):
+    """A C-GET's callback: stage each instance, apart when it is not of the study asked for."""
     def on_instance(instance) -> int:
-        staging.write(folder, instance.sop_instance_uid, instance.data)
+        staging.write(arrival_folder(folder, foreign_reason(instance, study_uid)), instance.sop_instance_uid,
+                      instance.data)
         return 0x0000
 
     return on_instance

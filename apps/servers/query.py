@@ -20,12 +20,13 @@ def is_narrowed(filters: dict[str, str]) -> bool:
 
 
 def capped(studies: list[dict], limit: int) -> dict:
-    """The answer body: at most `limit` studies, and when there were more, `more` and a message saying so."""
+    """The answer body of find_studies(..., limit=limit): at most `limit` studies, and when the server had
+    more (find_studies then returns one more), `more` and a message saying so."""
     shown = studies[:limit]
-    body = {"count": len(shown), "total": len(studies), "more": len(studies) > limit, "studies": shown}
+    body = {"count": len(shown), "more": len(studies) > limit, "studies": shown}
     if body["more"]:
-        body["message"] = (f"More results than shown: the server matched {len(studies)} studies, the first {limit} "
-                           "are shown. Narrow the query (PatientID, StudyDate, Modality) to see the rest.")
+        body["message"] = (f"More results than shown: the first {limit} studies the server answered are shown, "
+                           "and it has more. Narrow the query (PatientID, StudyDate, Modality) to see the rest.")
     return body
 
 
@@ -39,11 +40,13 @@ def _plain(value) -> str | int | list:
     return str(value)
 
 
-def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float | None = None) -> list[dict]:
-    """C-FIND at study level; each match as a plain dict of STUDY_KEYS. Raises QueryError/DicomError."""
+def find_studies(server: DicomServer, filters: dict[str, str], *, timeout: float | None = None,
+                 limit: int | None = None) -> list[dict]:
+    """C-FIND at study level; each match as a plain dict of STUDY_KEYS, sorted by date. With `limit`, the
+    first limit + 1 matches the server answers (see dimse find). Raises QueryError/DicomError."""
     query = study_query(filters)
     peer = server.as_peer(query_timeout=timeout)
-    results = dimse.find(peer, local_ae(), "STUDY", query)
+    results = dimse.find(peer, local_ae(), "STUDY", query, limit=limit)
     studies = []
     for ds in results:
         row = {key: _plain(ds[key].value if key in ds else "") for key in STUDY_KEYS}

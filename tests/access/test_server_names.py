@@ -66,3 +66,4 @@ def test_the_migration_refuses_existing_clashes_and_names_them():
     finally:
         MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
     assert sorted(DicomServer.objects.values_list("name", flat=True)) == ["LK", "ORTH"]
+

@@ -28,6 +28,7 @@ from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from apps.dicom.demo.synthetic import write_dataset
 from apps.retrieval.receiving import staging_writer
 from tests.pacs import dataset_part, port_open
+from tests.servers.hostile import recv_pdu
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -166,20 +167,6 @@ def associate_rq(contexts, called="LEAN", max_pdu=16384) -> bytes:
     pdu = A_ASSOCIATE_RQ()
     pdu.from_primitive(primitive)
     return pdu.encode()
-
-
-def recv_pdu(sock) -> tuple[int, bytes]:
-    head = b""
-    while len(head) < 6:
-        chunk = sock.recv(6 - len(head))
-        if not chunk:
-            return 0, b""
-        head += chunk
-    length = struct.unpack(">L", head[2:])[0]
-    body = b""
-    while len(body) < length:
-        body += sock.recv(length - len(body))
-    return head[0], head + body
 
 
 def raw_connection(port):

@@ -115,3 +115,15 @@ def test_study_query_against_an_unreachable_server_is_a_502(api, free_port):
     response = api.get("/api/servers/DOWN/studies", {"PatientID": "X"})
     assert response.status_code == 502
     assert "DOWN" in response.json()["error"]
+
+
+def test_a_server_that_past_jobs_name_is_not_deleted_but_explained(api, user):
+    from apps.retrieval.models import RetrievalItem, RetrievalJob
+
+    server = DicomServer.objects.create(name="ORTH", ae_title="ORTH", host="127.0.0.1", port=4242)
+    job = RetrievalJob.objects.create(created_by=user)
+    RetrievalItem.objects.create(job=job, line=2, patient_id="P1", dicom_server=server, server_name="ORTH")
+    refused = api.delete("/api/servers/ORTH/")
+    assert refused.status_code == 409
+    assert refused.json()["error"].startswith("Server 'ORTH' is named by 1 retrieval row(s) of past jobs")
+    assert DicomServer.objects.filter(name="ORTH").exists()

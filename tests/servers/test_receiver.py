@@ -1,5 +1,4 @@
 """`manage.py receive`: C-MOVE results from a real Orthanc are staged per move, complete, as received."""
-import os
 import signal
 import subprocess
 import sys
@@ -13,13 +12,19 @@ from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
+from tests.jobs.cluster import worker_env
+from tests.retrieval.keys import live_move_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
 def start_receiver(tmp_path, ae_title, port):
-    env = {**os.environ, "DEBUG": "1", "DATA_DIR": str(tmp_path / "data"), "STAGING_DIR": str(tmp_path / "staging"),
-           "DICOM_AE_TITLE": ae_title, "DICOM_PORT": str(port)}
+    """The real command on the test database: it keeps only moves whose keys are live there."""
+    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
+                     DICOM_PORT=port)
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
@@ -47,6 +52,7 @@ def test_a_move_from_orthanc_is_staged_complete_under_its_originator_and_message
     ae_title, staging = receiver
     study = orthanc_dataset["studies"][0]
     expected = orthanc.study_instances(study["StudyInstanceUID"])
+    live_move_key(orthanc, study["StudyInstanceUID"], 4242)
 
     result = dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
                         ae_title, message_id=4242)
@@ -64,6 +70,7 @@ def test_two_moves_of_one_study_never_mix(receiver, orthanc, orthanc_dataset):
     uid = orthanc_dataset["studies"][1]["StudyInstanceUID"]
     expected = orthanc.study_instances(uid)
     for message_id in (11, 12):
+        live_move_key(orthanc, uid, message_id)
         dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": uid}, ae_title,
                    message_id=message_id)
     for message_id in (11, 12):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 
 from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -53,26 +54,57 @@ class AssociateRequest:
     raw_header: bytes = b""  # bytes 2..68 of the RQ body, echoed in the AC as PS3.8 9.3.3 asks
 
 
-def read_exact(sock: socket.socket, size: int) -> bytearray:
-    buf = bytearray(size)
-    view, got = memoryview(buf), 0
+FIRST_CHUNK = 64 * 1024  # a PDU buffer starts this large and grows 4x as its bytes arrive
+GROWTH = 4  # 4x keeps the copying at most a third of the bytes received (2x: as much again)
+# What a buffer grows by: never written, so its pages stay unallocated and it costs no memory; a fresh
+# bytes(n) each time would cost its allocation and page faults (twice the read time of a 512 KB PDU).
+_ZEROS = memoryview(bytes(4 * 1024 * 1024))
+
+
+def read_exact(sock: socket.socket, size: int, deadline: float | None = None) -> bytearray:
+    """`size` bytes from `sock`. The buffer grows as the bytes arrive, so a peer announcing a large PDU
+    and sending little costs what it sent, not what it announced. Past `deadline` (time.monotonic())
+    the read fails as the bytes arrive, so a peer trickling a byte now and then cannot hold it for ever."""
+    buf, got = bytearray(min(size, FIRST_CHUNK)), 0
     while got < size:
-        n = sock.recv_into(view[got:], size - got)
+        if got == len(buf):
+            more = min(size, GROWTH * len(buf)) - len(buf)
+            buf += _ZEROS[:more] if more <= len(_ZEROS) else bytes(more)
+        n = sock.recv_into(memoryview(buf)[got:])  # a temporary view: the buffer may grow next turn
         if n == 0:
             raise PeerClosed(f"connection closed after {got} of {size} bytes")
         got += n
+        if deadline is not None and got < size and time.monotonic() > deadline:
+            raise socket.timeout(f"{got} of {size} bytes arrived in the time allowed")
     return buf
 
 
-def read_pdu(sock: socket.socket, limit: int) -> tuple[int, bytearray]:
-    """(PDU type, body). `limit` bounds the body size we accept (our advertised max, plus headers)."""
-    head = read_exact(sock, 6)
+def read_pdu(sock: socket.socket, limit: int, idle_timeout: float | None = None) -> tuple[int, bytearray]:
+    """(PDU type, body). `limit` bounds the body size we accept (our advertised max, plus headers). The
+    socket's timeout bounds every wait inside a PDU, and a PDU still incomplete after that long fails as
+    its bytes arrive (so it takes at most twice the timeout): a trickling peer cannot hold a connection.
+    `idle_timeout`, when longer, is how long a peer may stay silent before a PDU begins (looked at each
+    time the socket's timeout passes). Nothing here changes the socket's timeout: no system call added."""
+    per_wait, head = sock.gettimeout(), bytearray(6)
+    give_up = None if idle_timeout is None else time.monotonic() + idle_timeout
+    while True:
+        try:
+            got = sock.recv_into(head)
+            break
+        except socket.timeout:
+            if give_up is None or time.monotonic() >= give_up:
+                raise
+    if got == 0:
+        raise PeerClosed("connection closed between PDUs")
+    deadline = None if per_wait is None else time.monotonic() + per_wait
+    if got < 6:
+        head[got:] = read_exact(sock, 6 - got, deadline)
     pdu_type, length = head[0], struct.unpack_from(">L", head, 2)[0]
     if pdu_type not in range(1, 8):
         raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
     if length > limit:
         raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
-    return pdu_type, read_exact(sock, length)
+    return pdu_type, read_exact(sock, length, deadline)
 
 
 def text(raw) -> str:

@@ -6,6 +6,11 @@ response, so that cost is the receiver's throughput. This SCP does only what sto
 (PS3.8 upper layer in wire/pdu.py, command sets in wire/commands.py; PS3.7 C-STORE and C-ECHO),
 reads PDUs into buffers without decoding the dataset, and hands each instance to the same callback as apps.dicom.scp.StorageSCP (a ReceivedInstance, the dataset bytes as received),
 with the same statuses (apps.dicom.scp.deliver). One thread per association; TCP_NODELAY; large PDUs.
+
+What a peer may cost is bounded (ReceiverLimits): PDU buffers grow as the bytes arrive (wire/pdu.py),
+at most `max_associations` associations run at once (one more is rejected, transient, "local limit
+exceeded"), at most MAX_HANDSHAKES connections negotiate at once (more wait in the listen backlog),
+and timeouts end silent or trickling peers.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Callable
 from pynetdicom.sop_class import Verification
 
 from apps.dicom.peers import LocalAE
-from apps.dicom.scp import ReceivedInstance
+from apps.dicom.scp import ReceivedInstance, ReceiverLimits
 from apps.dicom.service import Service
 from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from apps.dicom.wire import commands, pdu
@@ -26,7 +31,9 @@ from apps.dicom.wire.messages import MessageAssembler, answer_c_store
 log = logging.getLogger(__name__)
 
 MAX_PDU = 4 * 1024 * 1024  # we accept P-DATA-TF this large: a 512x512 CT travels in one PDU
-NETWORK_TIMEOUT = 300.0  # a sender silent this long is gone (as the pynetdicom receiver)
+MAX_HANDSHAKES = 64  # connections not yet associated; each holds a thread until its A-ASSOCIATE-RQ is read
+LISTEN_BACKLOG = 128
+LOCAL_LIMIT_EXCEEDED = (2, 3, 2)  # A-ASSOCIATE-RJ: rejected-transient, presentation service provider, reason 2
 STOP_GRACE_SECONDS = 10.0  # on stop, running associations get this long to finish before they are cut
 STORAGE_SOP_CLASSES = frozenset(ALL_STORAGE_SOP_CLASSES)
 ACCEPTED_TRANSFER_SYNTAXES = frozenset(TRANSFER_SYNTAXES)
@@ -35,17 +42,25 @@ ACCEPTED_TRANSFER_SYNTAXES = frozenset(TRANSFER_SYNTAXES)
 class _Association(MessageAssembler):
     """One accepted connection: negotiate, then answer C-STORE/C-ECHO until release or abort."""
 
-    def __init__(self, sock: socket.socket, local: LocalAE, on_instance, accepts_calling_ae=None):
-        self.sock, self.local, self.on_instance = sock, local, on_instance
-        self.accepts_calling_ae = accepts_calling_ae
+    def __init__(self, sock: socket.socket, scp: "LeanStorageSCP"):
+        self.sock, self.scp, self.local, self.on_instance = sock, scp, scp.local, scp.on_instance
+        self.accepts_calling_ae = scp.accepts_calling_ae
+        self.holds_slot = False  # one of the SCP's max_associations slots
         self.calling_ae = ""
         self.peer_max_pdu = 0
         self.contexts: dict[int, tuple[str, str]] = {}  # accepted id -> (abstract syntax, transfer syntax)
         self.reset_message()
 
     def run(self) -> None:
+        limits = self.scp.limits
         try:
-            if self._negotiate():
+            try:
+                self.sock.settimeout(limits.pdu_timeout)  # the A-ASSOCIATE-RQ must come soon after connecting
+                associated = self._negotiate()
+            finally:
+                self.scp.handshakes.release()
+            if associated:  # each wait inside a PDU bounded by the PDU timeout, between PDUs by the idle one
+                self.sock.settimeout(min(limits.idle_timeout, limits.pdu_timeout))
                 self._serve()
         except pdu.PeerClosed as exc:
             log.debug("association with %s ended: %s", self.calling_ae or "a peer", exc)
@@ -53,9 +68,10 @@ class _Association(MessageAssembler):
             log.warning("aborting the association with %s: %s", self.calling_ae or "a peer", exc)
             self._send_quietly(pdu.abort(2, exc.reason))
             self._drain()
-        except socket.timeout:
-            log.warning("aborting the association with %s: silent for %g s", self.calling_ae or "a peer",
-                        NETWORK_TIMEOUT)
+        except socket.timeout as exc:
+            log.warning("aborting the association with %s: %s (silent for up to %g s between PDUs, %g s for a "
+                        "PDU)", self.calling_ae or "a peer", "silent too long" if str(exc) == "timed out" else exc,
+                        limits.idle_timeout, limits.pdu_timeout)
             self._send_quietly(pdu.abort(2, 0))
         except OSError as exc:
             log.debug("association with %s lost: %s", self.calling_ae or "a peer", exc)
@@ -63,6 +79,8 @@ class _Association(MessageAssembler):
             log.exception("receiver error on the association with %s", self.calling_ae or "a peer")
             self._send_quietly(pdu.abort(2, 0))
         finally:
+            if self.holds_slot:
+                self.scp.associations.release()
             self.sock.close()
 
     def _drain(self) -> None:
@@ -98,6 +116,13 @@ class _Association(MessageAssembler):
             rejection = (1, 1, 7)  # called AE title not recognised: a misconfigured PACS should hear so
         elif self.accepts_calling_ae is not None and not self.accepts_calling_ae(rq.calling_ae):
             rejection = (1, 1, 3)  # calling AE title not recognised: only configured peers may store to us
+        elif not self.scp.associations.acquire(blocking=False):
+            log.warning("rejected an association from %s: %d associations are running, the limit", rq.calling_ae,
+                        self.scp.limits.max_associations)
+            self.sock.sendall(pdu.associate_rj(*LOCAL_LIMIT_EXCEEDED))
+            return False
+        else:
+            self.holds_slot = True
         if rejection:
             log.warning("rejected an association from %s calling %s (reason %d)", rq.calling_ae, rq.called_ae,
                         rejection[2])
@@ -121,8 +146,9 @@ class _Association(MessageAssembler):
         return True
 
     def _serve(self) -> None:
+        idle_timeout = self.scp.limits.idle_timeout
         while True:
-            pdu_type, body = pdu.read_pdu(self.sock, MAX_PDU)
+            pdu_type, body = pdu.read_pdu(self.sock, MAX_PDU, idle_timeout)
             if pdu_type == pdu.P_DATA_TF:
                 self.on_p_data(body)
             elif pdu_type == pdu.RELEASE_RQ:
@@ -153,13 +179,17 @@ class _Association(MessageAssembler):
 
 class LeanStorageSCP(Service):
     """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
-    called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe), and
-    `accepts_calling_ae(ae_title) -> bool` to reject associations from peers we do not know."""
+    called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe),
+    `accepts_calling_ae(ae_title) -> bool` to reject associations from peers we do not know, and `limits`."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None):
-        self.local, self.bind_host, self._on_instance = local, bind_host, on_instance
-        self._accepts_calling_ae = accepts_calling_ae
+                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
+                 limits: ReceiverLimits = ReceiverLimits()):
+        self.local, self.bind_host, self.on_instance, self.limits = local, bind_host, on_instance, limits
+        self.accepts_calling_ae = accepts_calling_ae
+        self.associations = threading.BoundedSemaphore(limits.max_associations)
+        self.handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
+        self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -172,29 +202,39 @@ class LeanStorageSCP(Service):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.bind_host, self.local.port))
-        listener.listen(64)
+        listener.listen(LISTEN_BACKLOG)
         self._listener = listener
+        self._stopping.clear()
         self._acceptor = threading.Thread(target=self._accept_loop, args=(listener,), name="scp-accept", daemon=True)
         self._acceptor.start()
         log.debug("lean Storage SCP %s listening on %s:%s", self.local.ae_title, self.bind_host, self.port)
         return self
 
     def _accept_loop(self, listener: socket.socket) -> None:
-        while True:
+        while not self._stopping.is_set():
+            if not self.handshakes.acquire(timeout=0.5):  # all busy negotiating: leave the rest in the backlog
+                continue
             try:
                 conn, _ = listener.accept()
             except OSError:  # the listener was shut down by stop()
+                self.handshakes.release()
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(NETWORK_TIMEOUT)
             thread = threading.Thread(target=self._run, args=(conn,), name="scp-association", daemon=True)
             with self._lock:
                 self._active[thread] = conn
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # no thread to be had: this connection, not the receiver, pays
+                log.warning("closing a connection: %s", exc)
+                with self._lock:
+                    self._active.pop(thread, None)
+                conn.close()
+                self.handshakes.release()
 
     def _run(self, conn: socket.socket) -> None:
         try:
-            _Association(conn, self.local, self._on_instance, self._accepts_calling_ae).run()
+            _Association(conn, self).run()
         finally:
             with self._lock:
                 self._active.pop(threading.current_thread(), None)
@@ -203,6 +243,7 @@ class LeanStorageSCP(Service):
         """Stop accepting, let running associations finish for `grace` seconds, then cut them."""
         if self._listener is None:
             return
+        self._stopping.set()
         try:
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
         except OSError:

@@ -33,19 +33,20 @@ class JobViewSetMixin:
         model = self.queryset.model if self.queryset is not None else self.get_queryset().model
         return job_permissions(model)
 
-    @extend_schema(request=None)
-    @action(detail=True, methods=["post"])
-    def cancel(self, request, *args, **kwargs):
+    def _on_job(self, method: str) -> Response:
         job = self.get_object()
-        job.cancel(user=request.user)
+        getattr(job, method)(user=self.request.user)
         return Response(self.get_serializer(job).data)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
+    def cancel(self, request, *args, **kwargs):
+        return self._on_job("cancel")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
     def retry(self, request, *args, **kwargs):
-        job = self.get_object()
-        job.retry_failed(user=request.user)
-        return Response(self.get_serializer(job).data)
+        return self._on_job("retry_failed")
 
 
 class EchoItemSerializer(JobItemSerializer):

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.db.models import ProtectedError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -22,6 +23,16 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     serializer_class = DicomServerSerializer
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
+
+    def destroy(self, request, *args, **kwargs):
+        server = self.get_object()
+        try:
+            server.delete()
+        except ProtectedError as exc:
+            return Response({"error": f"Server '{server.name}' is named by {len(exc.protected_objects)} retrieval "
+                                      "row(s) of past jobs, which keep it; it cannot be deleted. Rename it or "
+                                      "change its address instead."}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=EchoResultSerializer)
     @action(detail=True, methods=["post"])
@@ -49,7 +60,7 @@ class DicomServerViewSet(viewsets.ModelViewSet):
         if not query.is_narrowed(filters) and not request.user.has_perm("servers.query_without_filter"):
             raise PermissionDenied(query.UNFILTERED_REFUSAL)
         try:
-            studies = query.find_studies(server, filters)
+            studies = query.find_studies(server, filters, limit=settings.QUERY_MAX_RESULTS)
         except QueryError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except DicomTimeout as exc:

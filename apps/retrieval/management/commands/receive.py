@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.dicom.engines import STORAGE_SCPS
+from apps.dicom.scp import ReceiverLimits
 from apps.dicom.staging import MoveStaging
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
@@ -44,8 +45,10 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        with STORAGE_SCPS[engine](local, writer, bind_host=local.host,
-                                  accepts_calling_ae=policy.calling_ae_allowed) as scp:
+        limits = ReceiverLimits(max_associations=settings.RECEIVER_MAX_ASSOCIATIONS,
+                                idle_timeout=settings.RECEIVER_IDLE_TIMEOUT, pdu_timeout=settings.RECEIVER_PDU_TIMEOUT)
+        with STORAGE_SCPS[engine](local, writer, bind_host=local.host, accepts_calling_ae=policy.calling_ae_allowed,
+                                  limits=limits) as scp:
             log.info("receiver %s (%s) listening on %s:%s, staging in %s", local.ae_title, engine, local.host,
                      scp.port, settings.STAGING_DIR)
             self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{scp.port} (Ctrl-C to stop)")

@@ -1,0 +1,128 @@
+"""A clumsy world during a real C-MOVE (a private Orthanc with one 400-instance study, the real receiver
+process, real worker clusters): a worker SIGKILLed mid-move, and the PACS killed mid-transfer. Each ends
+with every instance filed exactly once, nothing foreign, and no staging or move key left behind."""
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from apps.jobs import runner
+from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
+from apps.servers.models import DicomServer
+from tests.fixtures_common import unused_port
+from tests.jobs.cluster import QCluster, wait_for, worker_env
+from tests.pacs import Orthanc
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+PORTAL_AE = "PORTALCRASH"
+INSTANCES = 400
+
+
+@pytest.fixture(scope="module")
+def big_study(tmp_path_factory):
+    """A private Orthanc (tests kill it) holding one study large enough to be caught mid-move."""
+    from apps.dicom.demo.synthetic import write_dataset
+
+    root = tmp_path_factory.mktemp("crash-orthanc")
+    manifest = write_dataset(root / "dataset", patients=1, studies=1, series=2, instances=INSTANCES // 2,
+                             rows=96, cols=96, modalities=("CT",), seed=11, id_prefix="CRASH")
+    pacs = Orthanc(root / "server", aet="CRASHPACS").start()
+    pacs.load(root / "dataset")
+    yield pacs, manifest["studies"][0]["StudyInstanceUID"]
+    pacs.stop()
+
+
+@pytest.fixture
+def portal_env(settings, tmp_path, big_study):
+    """The real receiver on the test database, the PACS declared as a server, and the settings and
+    environment a worker cluster needs to use the same receiver and folders."""
+    pacs, _ = big_study
+    port = unused_port()
+    folders = dict(STAGING_DIR=tmp_path / "staging", DOWNLOADS_DIR=tmp_path / "downloads",
+                   QUARANTINE_DIR=tmp_path / "quarantine")
+    for name, value in folders.items():
+        setattr(settings, name, value)
+    settings.DICOM_AE_TITLE, settings.DICOM_PORT = PORTAL_AE, port
+    env = dict(DATA_DIR=tmp_path / "data", DICOM_AE_TITLE=PORTAL_AE, DICOM_PORT=port, **folders)
+    pacs.add_modality(PORTAL_AE, PORTAL_AE, port)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=worker_env(**env), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith(f"Receiver {PORTAL_AE}"):
+            break
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    peer = pacs.peer()
+    DicomServer.objects.create(name="CRASH", ae_title=peer.ae_title, host=peer.host, port=peer.port, retries=0)
+    yield env
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def one_row_job(study_uid) -> RetrievalJob:
+    job = RetrievalJob.objects.create(source_name="crash")
+    RetrievalItem.objects.create(job=job, line=1, study_instance_uid=study_uid, server_name="CRASH",
+                                 dicom_server=DicomServer.objects.get(name="CRASH"))
+    return job
+
+
+def staged(settings) -> list[Path]:
+    return [p for p in Path(settings.STAGING_DIR).rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+def filed(settings) -> list[str]:
+    return [p.stem for p in Path(settings.DOWNLOADS_DIR).rglob("*.dcm")]
+
+
+def test_a_worker_sigkilled_mid_move_is_reclaimed_and_files_every_instance_once(portal_env, big_study, settings,
+                                                                             tmp_path):
+    pacs, study_uid = big_study
+    job = one_row_job(study_uid)
+    first = QCluster(tmp_path / "first.log", JOB_LEASE_SECONDS=3, Q_WORKERS=1, **portal_env)
+    try:
+        job.start()
+        wait_for(lambda: len(staged(settings)) >= 20, 60, "the move to be under way")
+        first.kill()
+    finally:
+        first.stop()
+    assert job.items.get().status == "running" and len(filed(settings)) == 0
+    second = QCluster(tmp_path / "second.log", JOB_LEASE_SECONDS=3, Q_WORKERS=1, **portal_env)
+    try:
+        wait_for(lambda: RetrievalJob.objects.get(pk=job.pk).status not in ("pending", "running"), 120,
+                 "the job to finish on the second cluster")
+    finally:
+        second.stop()
+    item = job.items.get()
+    assert item.status == "succeeded" and item.attempts == 2, (item.error, second.output()[-2000:])
+    files = filed(settings)
+    assert sorted(files) == sorted(pacs.study_instances(study_uid)) and len(files) == INSTANCES, "each once"
+    assert staged(settings) == [] and not MoveKey.objects.exists()
+
+
+def test_the_pacs_killed_mid_transfer_fails_clearly_files_nothing_and_a_retry_succeeds(portal_env, big_study,
+                                                                                    settings):
+    pacs, study_uid = big_study
+    job = one_row_job(study_uid)
+    worker = threading.Thread(target=runner.run_item, args=(RetrievalItem._meta.label, job.items.get().pk))
+    worker.start()
+    try:
+        wait_for(lambda: len(staged(settings)) >= 20, 60, "the move to be under way")
+        pacs.process.kill()
+        worker.join(60)
+        item = job.items.get()
+        assert item.status == "failed" and "CRASH" in item.error, item.error
+        assert filed(settings) == [] and staged(settings) == [] and not MoveKey.objects.exists()
+    finally:
+        pacs.stop()
+        pacs.start()  # the same storage: the study is still there
+        pacs.add_modality(PORTAL_AE, PORTAL_AE, settings.DICOM_PORT)
+    DicomServer.objects.filter(name="CRASH").update(port=pacs.dicom_port)
+    RetrievalJob.objects.get(pk=job.pk).retry_failed()
+    runner.run_item(RetrievalItem._meta.label, job.items.get().pk)
+    item = job.items.get()
+    assert item.status == "succeeded", item.error
+    assert sorted(filed(settings)) == sorted(pacs.study_instances(study_uid))
+    assert staged(settings) == []

@@ -1,0 +1,80 @@
+"""`manage.py receive` under attack: 200 connections announcing large PDUs (from the AE title of a configured
+PACS: AE titles are no secret) cost the real receiver process little memory, the association limit refuses
+the surplus as "local limit exceeded", the PDU deadline ends the stalled peers, and a study from a real
+Orthanc is received completely afterwards."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from apps.dicom import dimse
+from apps.dicom.peers import LocalAE
+from apps.dicom.staging import MoveStaging
+from tests.fixtures_common import unused_port
+from tests.jobs.cluster import worker_env
+from tests.retrieval.keys import live_move_key
+from tests.servers.hostile import attack, rss_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+RSS_GROWTH_BOUND = 40 * 1024 * 1024  # 200 peers announcing 4 MB / 1 MB took the old receiver from ~110 MB to ~560 MB
+MAX_ASSOCIATIONS, PDU_TIMEOUT = 20, 2.0
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the receiver reads servers and move keys from it
+
+
+def start_receiver(tmp_path, ae_title, port, **settings) -> subprocess.Popen:
+    """The real command on the test database, its output in a file (a pipe nobody reads would block it)."""
+    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
+                     DICOM_PORT=port, **settings)
+    log = tmp_path / "receiver.log"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while f"Receiver {ae_title} on" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, "receiver did not start:\n" + log.read_text()
+        time.sleep(0.1)
+    return proc
+
+
+@pytest.fixture
+def limited_receiver(tmp_path, orthanc, orthanc_dataset):
+    ae_title, port = "LIMITED", unused_port()
+    orthanc.add_modality(ae_title, ae_title, port)
+    live_move_key(orthanc, orthanc_dataset["studies"][0]["StudyInstanceUID"], 99)
+    proc = start_receiver(tmp_path, ae_title, port, RECEIVER_MAX_ASSOCIATIONS=MAX_ASSOCIATIONS,
+                          RECEIVER_PDU_TIMEOUT=PDU_TIMEOUT)
+    yield proc, ae_title, port, MoveStaging(tmp_path / "staging")
+    proc.kill()
+    proc.wait()
+
+
+def test_200_connections_announcing_large_pdus_cost_little_and_a_study_arrives_afterwards(
+        limited_receiver, orthanc, orthanc_dataset):
+    proc, ae_title, port, staging = limited_receiver
+    assert dimse.echo(orthanc.peer(ae_title=ae_title, port=port), LocalAE(ae_title=orthanc.aet)) > 0  # warm
+    before = rss_bytes(proc.pid)
+
+    hostile = attack("127.0.0.1", port, ae_title, calling_ae=orthanc.aet, large_p_data=100, large_requests=100)
+    try:
+        time.sleep(0.5)  # let the receiver read what each peer sent
+        during = rss_bytes(proc.pid)
+        assert hostile.associated == MAX_ASSOCIATIONS
+        assert hostile.refusals == [(2, 3, 2)] * (100 - MAX_ASSOCIATIONS), "transient, local limit exceeded"
+        assert hostile.stalled_requests == 100
+        print(f"receiver RSS {before / 2**20:.0f} MB before, {during / 2**20:.0f} MB with 200 hostile connections")
+        assert during - before < RSS_GROWTH_BOUND
+        started = time.monotonic()
+        assert hostile.all_cut(timeout=3 * PDU_TIMEOUT + 5), "a stalled peer kept its connection"
+        print(f"stalled peers cut within {time.monotonic() - started:.1f} s")
+    finally:
+        hostile.close()
+    assert proc.poll() is None
+
+    study = orthanc_dataset["studies"][0]
+    expected = orthanc.study_instances(study["StudyInstanceUID"])
+    result = dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
+                        ae_title, message_id=99)
+    assert result.completed == len(expected) and result.failed == 0
+    assert {p.stem for p in staging.instances(staging.folder(ae_title, 99))} == expected
