@@ -4,6 +4,9 @@ from rest_framework import serializers
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 
 
+ERRORS_LISTED = 1000  # a status poll stays small even for a tree of broken files
+
+
 class ImportRequestSerializer(serializers.Serializer):
     source_path = serializers.CharField(max_length=1024, help_text="A folder inside one of IMPORT_ROOTS "
                                         "(symlinks and `..` are resolved before the check).")
@@ -54,7 +57,9 @@ class ImportStatusSerializer(serializers.ModelSerializer):
         return job.counts()
 
     def get_errors(self, job) -> FileErrorSerializer(many=True):
-        return job.errors()
+        """The first ERRORS_LISTED failed files in path order (failed_files counts them all; stats groups
+        every one by reason)."""
+        return job.errors(limit=ERRORS_LISTED)
 
     def get_duration_seconds(self, job) -> float | None:
         if job.completed_at and job.started_at:
