@@ -7,6 +7,7 @@ from apps.imports.models import FileOutcome, ImportJob
 
 Outcome = FileOutcome.Outcome
 EXAMPLES_PER_REASON = 5
+REASONS_LISTED = 100  # the commonest; a tree of files each broken its own way stays a short answer
 
 
 def job_stats(job: ImportJob) -> dict:
@@ -17,7 +18,7 @@ def job_stats(job: ImportJob) -> dict:
     reasons = (job.outcomes.filter(outcome=Outcome.FAILED).order_by().values("reason")
                .annotate(count=Count("pk")).order_by("-count", "reason"))
     failures = []
-    for row in reasons:
+    for row in reasons[:REASONS_LISTED]:
         examples = job.outcomes.filter(outcome=Outcome.FAILED, reason=row["reason"]).order_by("path")
         failures.append({"reason": row["reason"], "count": row["count"],
                          "files": list(examples.values_list("path", flat=True)[:EXAMPLES_PER_REASON])})
