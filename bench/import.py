@@ -1,5 +1,5 @@
 """Folder-import benchmark: FILES CT images 512x512 (int16, a noisy phantom so JPEG encoding costs what
-it costs on real slices) in the seed's YYYY-MM/<PatientID>/ layout, imported through the portal and,
+it costs on real slices) in the import service's YYYY-MM/<PatientID>/ layout, imported through the portal and,
 in the same run, through a bare one-process loop (pydicom read + window + Pillow JPEG save).
 
     .venv/bin/python bench/import.py [--files 2000] [--size 512] [--modes inline,cluster]

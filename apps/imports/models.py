@@ -43,7 +43,7 @@ class ImportJob(Job):
         return self.task_id
 
     def derive_status(self, counts: dict[str, int]) -> str:
-        """Pending until a worker takes the first item (the seed's contract answers a new job "pending");
+        """Pending until a worker takes the first item (the import API answers a new job "pending");
         partial when some file could not be imported."""
         untouched = counts[ItemStatus.PENDING] and counts[ItemStatus.PENDING] == sum(counts.values())
         if untouched and not self.items.exclude(attempts=0).exists():
@@ -61,7 +61,7 @@ class ImportJob(Job):
         return super().retry_failed(user)
 
     def counts(self) -> dict[str, int]:
-        """The seed's progress counters (their meaning is in the API schema, ImportProgressSerializer)."""
+        """The import service's progress counters (their meaning is in the API schema, ImportProgressSerializer)."""
         by_outcome = dict.fromkeys(FileOutcome.Outcome.values, 0)
         for row in self.outcomes.order_by().values("outcome").annotate(n=Count("pk")):
             by_outcome[row["outcome"]] = row["n"]

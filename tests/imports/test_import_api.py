@@ -14,7 +14,7 @@ from tests.imports.conftest import run_job
 from tests.imports.tree import REAL_J2K, REAL_RLE
 
 pytestmark = pytest.mark.django_db(transaction=True)
-SEED_PROGRESS_KEYS = {"total_files_scanned", "total_patients_found", "new_patients_created",
+SERVICE_PROGRESS_KEYS = {"total_files_scanned", "total_patients_found", "new_patients_created",
                       "existing_patients_skipped", "new_images_uploaded", "duplicate_images_skipped", "failed_files"}
 
 
@@ -40,9 +40,9 @@ def test_a_tree_imports_with_exact_counts_and_every_failure_named(api, tree, set
 
     status = api.get(f"/api/imports/{body['task_id']}/status").json()
     assert list(status) == ["task_id", "status", "source_path", "description", "created_at", "started_at",
-                            "completed_at", "duration_seconds", "progress", "errors"]  # the seed's body
+                            "completed_at", "duration_seconds", "progress", "errors"]  # the import service's body
     assert status["status"] == "partial"  # three files could not be imported
-    assert set(status["progress"]) == SEED_PROGRESS_KEYS
+    assert set(status["progress"]) == SERVICE_PROGRESS_KEYS
     scanned = len(expected["imported"]) + len(expected["duplicate"]) + len(expected["failed"])
     assert status["progress"] == {
         "total_files_scanned": scanned,

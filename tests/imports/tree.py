@@ -65,7 +65,7 @@ def write(ds: Dataset, path: Path) -> Path:
 
 
 def build_tree(root: Path, *, months=("2024-01", "2024-02"), patients=3, images=2) -> dict:
-    """The seed's YYYY-MM/<PatientID>/*.dcm layout with every kind of file an import must cope with.
+    """The import service's YYYY-MM/<PatientID>/*.dcm layout with every kind of file an import must cope with.
     Returns what an import of it must report."""
     expected = {"imported": [], "duplicate": [], "failed": {}, "patients": set(), "notes": {}}
 

@@ -1,4 +1,5 @@
-"""Import API (seed's batch import service): start an import, follow it, and browse what it filed."""
+"""Import API (the contract of the batch import service it replaces): start an import, follow it, and
+browse what it filed."""
 from django.db.models import Count
 from django.http import FileResponse, Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -46,7 +47,7 @@ class ImportJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     @action(detail=True, methods=["get"], url_path="status")
     def task_status(self, request, task_id=None):
-        """The seed's status body."""
+        """The import service's status body, key for key."""
         return Response(self.get_serializer(self.get_object()).data)
 
     @extend_schema(responses={200: dict})
