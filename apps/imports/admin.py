@@ -51,7 +51,7 @@ class ImportJobAdmin(JobAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Notes")
     def notes_table(self, job):
-        rows = job.notes()[:ERRORS_SHOWN]
+        rows = job.notes(limit=ERRORS_SHOWN)
         if not rows:
             return "none"
         return format_html_join(mark_safe("<br>"), "<code>{}</code>: {}", ((r["file"], r["note"]) for r in rows))

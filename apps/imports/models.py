@@ -92,10 +92,11 @@ class ImportJob(Job):
             rows.append({"file": item.describe(), "reason": item.error})
         return rows
 
-    def notes(self) -> list[dict]:
+    def notes(self, limit: int = 1000) -> list[dict]:
         """Imported files with something to say (folder-name fallback, a header disagreeing with the
-        stored patient)."""
-        return [{"file": o.path, "note": o.note} for o in self.outcomes.exclude(note="").order_by("path")]
+        stored patient), the first `limit` in path order."""
+        rows = self.outcomes.exclude(note="").order_by("path").values_list("path", "note")[:limit]
+        return [{"file": path, "note": note} for path, note in rows]
 
 
 class ImportItem(JobItem):
