@@ -45,6 +45,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/retrieve.py
 	$(PY) bench/access.py
 	$(PY) bench/receiver.py
+	$(PY) bench/caselist.py
 	$(PY) bench/import.py
 
 clean:

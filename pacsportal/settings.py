@@ -46,6 +46,8 @@ QUARANTINE_DIR = Path(env("QUARANTINE_DIR", default=str(DATA_DIR / "quarantine")
 RECEIVER_MAX_ASSOCIATIONS = env.int("RECEIVER_MAX_ASSOCIATIONS", default=32)
 RECEIVER_IDLE_TIMEOUT = env.float("RECEIVER_IDLE_TIMEOUT", default=300.0)
 RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
+# A case list with more rows than this has its rows created in the background ("preparing").
+RETRIEVAL_INLINE_ROWS = env.int("RETRIEVAL_INLINE_ROWS", default=200)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 IMPORT_JPG_DIR = Path(env("IMPORT_JPG_DIR", default=str(DATA_DIR / "imports")))
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=250)  # files per import item
@@ -221,6 +223,9 @@ if Q_BROKER == "orm":
 else:
     Q_CLUSTER["redis"] = Q_BROKER
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
+# A worker runs item after item of one job; after this long it gives the worker to other waiting jobs.
+JOB_SLICE_SECONDS = env.float("JOB_SLICE_SECONDS", default=2.0)
+JOB_STATUS_SECONDS = 1.0  # a busy worker derives its job's status at most this often (and when it stops)
 
 # --- Logging: one line per event; patient data only at DEBUG (see apps/jobs/logging notes) -------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

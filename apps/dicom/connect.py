@@ -22,7 +22,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from apps.dicom import errors
+from apps.dicom import errors, reuse
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.syntaxes import (COMMON_STORAGE_SOP_CLASSES, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
@@ -126,8 +126,11 @@ def open_socket(peer: RemoteAE) -> socket.socket:
     """A TCP (or TLS) connection to `peer` for the socket-level engines: TCP_NODELAY, the connect timeout,
     and the same typed errors as an association opened by pynetdicom."""
     started = time.monotonic()
+    reuse.before_connect(peer)
     try:
         sock = socket.create_connection((peer.host, peer.port), timeout=peer.connect_timeout)
+    except socket.gaierror:
+        raise errors.host_unknown(peer) from None
     except OSError as exc:
         if isinstance(exc, socket.timeout) or time.monotonic() - started >= peer.connect_timeout * 0.9:
             raise errors.no_answer(peer) from None
@@ -169,6 +172,11 @@ def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, 
     probe = _OpenProbe()
     tls_args = tls_context(peer)
     started = time.monotonic()
+    reuse.before_connect(peer)
+    try:
+        socket.getaddrinfo(peer.host, peer.port, type=socket.SOCK_STREAM)  # pynetdicom raises it unwrapped
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise errors.host_unknown(peer) from None
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, max_pdu=peer.max_pdu, ext_neg=ext_neg,
                          tls_args=tls_args,
                          evt_handlers=[(evt.EVT_CONN_OPEN, probe.on_open), (evt.EVT_ACSE_RECV, probe.on_acse),

@@ -27,7 +27,7 @@ from pydicom.uid import UID
 from pynetdicom import _config, build_context, evt
 from pynetdicom.sop_class import Verification
 
-from apps.dicom import files
+from apps.dicom import files, reuse
 from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
                                 text_value)
 from apps.dicom.errors import (AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile,
@@ -104,6 +104,7 @@ class Association:
         self._on_instance = on_instance
         self._refused: list[str] = []  # instances of the running C-GET that we answered with a failure
         self._message_id = 0
+        self.busy = False  # a request is in flight: an exception now leaves the association unusable
 
     def _next_id(self) -> int:
         self._message_id = self._message_id % 65535 + 1
@@ -145,9 +146,10 @@ class Association:
         """C-ECHO round trip in milliseconds."""
         self._require(Verification, "C-ECHO")
         self._timeout(self.peer.query_timeout)
-        started = time.monotonic()
+        started, self.busy = time.monotonic(), True
         rsp = self.raw.send_c_echo(msg_id=self._next_id())
         self._status(rsp, "C-ECHO", "echo", started, self.peer.query_timeout)
+        self.busy = False
         return (time.monotonic() - started) * 1000
 
     def find(self, level: str, query: dict | Dataset, *, model: str = "study", limit: int | None = None
@@ -161,6 +163,7 @@ class Association:
         timeout = self.peer.query_timeout
         self._timeout(timeout)
         matches, last, message_id = [], time.monotonic(), self._next_id()
+        self.busy = True
         for rsp, match in self.raw.send_c_find(ds, sop_class, msg_id=message_id):
             code = self._status(rsp, f"C-FIND at {ds.QueryRetrieveLevel} level", "find", last, timeout)
             last = time.monotonic()
@@ -168,6 +171,7 @@ class Association:
                 matches.append(match)
                 if limit is not None and len(matches) > limit:
                     self.raw.send_c_cancel(message_id, query_model=sop_class)
+        self.busy = False
         log.debug("C-FIND %s on %s: %d matches", ds.QueryRetrieveLevel, self.peer.label, len(matches))
         return matches
 
@@ -206,7 +210,7 @@ class Association:
         timeout = self.peer.retrieve_timeout
         self._timeout(timeout)
         result = MoveResult(message_id=message_id)
-        last = time.monotonic()
+        last, self.busy = time.monotonic(), True
         with Watchdog(self.raw, message_id, sop_class, timeout, stop) as watchdog:
             for rsp, answer in responses:
                 if watchdog.ended:
@@ -241,6 +245,7 @@ class Association:
         if category(result.status) in ("Failure", "Unknown") and not attempted:
             raise DimseFailure(f"{self.peer.label} answered the {what} with failure status "
                                f"{describe(result.status, service)}. {hint}".rstrip(), status=result.status)
+        self.busy = False
         log.debug("%s on %s: %s", what, self.peer.label, result)
         return result
 
@@ -305,6 +310,12 @@ def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
                      = the SOP class UIDs to receive (default: pynetdicom's 120 common storage classes).
     purpose "echo":  Verification only.
     """
+    pool = reuse.current()
+    key = (peer, local, purpose) if pool is not None and purpose in ("query", "echo") and contexts is None else None
+    wrapper = pool.take(key) if key else None
+    if wrapper is not None:
+        yield from _lend(pool, key, wrapper)
+        return
     wrapper = Association(peer, local, on_instance)
     ext_neg, handlers = None, []
     if purpose == "query" and contexts is None:
@@ -319,12 +330,34 @@ def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
     else:
         raise ValueError(f"unknown association purpose {purpose!r} (or contexts given where none are taken)")
     wrapper.raw = open_association(peer, local, requested, ext_neg=ext_neg, handlers=handlers)
+    if key:
+        pool.opened += 1
+        yield from _lend(pool, key, wrapper)
+        return
     try:
         yield wrapper
     except BaseException:
         wrapper.raw.abort()
         raise
     wrapper.raw.release()
+
+
+def _lend(pool, key, wrapper: Association):
+    """Yield a pooled association; it goes back to the pool unless the block broke it: a DICOM error, or
+    an exception in the middle of a request (the peer may still be answering it), aborts it."""
+    try:
+        yield wrapper
+    except Exception as exc:
+        if isinstance(exc, DicomError) or wrapper.busy or not wrapper.raw.is_established:
+            wrapper.raw.abort()
+        else:
+            pool.give(key, wrapper)
+        raise
+    except BaseException:
+        wrapper.raw.abort()
+        raise
+    if wrapper.raw.is_established:
+        pool.give(key, wrapper)
 
 
 def echo(peer: RemoteAE, local: LocalAE) -> float:

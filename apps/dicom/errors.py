@@ -80,6 +80,13 @@ def connection_refused(peer) -> ConnectionFailed:
                             "running and that host and port are right.")
 
 
+def host_unknown(peer) -> ConnectionFailed:
+    error = ConnectionFailed(f"Cannot connect to {peer.label}: the host name '{peer.host}' does not resolve to "
+                             "an address. Check the server's host (a name such as pacs.local or an IP address).")
+    error.retriable = False  # a name that does not resolve will not resolve on the next attempt either
+    return error
+
+
 def no_answer(peer) -> ConnectionFailed:
     return ConnectionFailed(f"No answer from {peer.label} within {peer.connect_timeout:g} s: the host is "
                             "unreachable or a firewall drops the connection. Check host and port.")

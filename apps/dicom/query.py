@@ -10,6 +10,7 @@ DICOM form (`YYYYMMDD`, `YYYYMMDD-YYYYMMDD`, `YYYYMMDD-`, `-YYYYMMDD`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 STUDY_KEYS = (
@@ -27,6 +28,32 @@ class QueryError(ValueError):
     """A filter the PACS would misread; the message names the filter and the expected form."""
 
 
+# In a C-FIND, '*' and '?' match any text or any one character and '\\' separates several values: in a
+# value meant literally, each one widens the query to studies of other patients.
+WIDENING_CHARACTERS = {
+    "*": "'*' (a C-FIND wildcard matching any text)",
+    "?": "'?' (a C-FIND wildcard matching any one character)",
+    "\\": "'\\' (separates several values in a C-FIND)",
+}
+_CONTROL_NAMES = {"\0": "a NUL character", "\n": "a line break", "\r": "a line break", "\t": "a tab"}
+
+
+_NOT_LITERAL = re.compile(r"[*?\\\x00-\x1f\x7f]")
+
+
+def literal_value_problem(keyword: str, value: str) -> str:
+    """'' when `value` can only match itself in a C-FIND; otherwise why not, naming the character."""
+    found = _NOT_LITERAL.search(value)
+    if found:
+        char = found.group()
+        if char in WIDENING_CHARACTERS:
+            return (f"{keyword} '{value}' contains {WIDENING_CHARACTERS[char]}; a case list matches exactly, "
+                    "so this row could fetch another patient's studies")
+        name = _CONTROL_NAMES.get(char, f"a control character (U+{ord(char):04X})")
+        return f"{keyword} contains {name}; a case-list value is one line of plain text"
+    return ""
+
+
 def _day(text: str, given: str) -> str:
     match = _DAY.match(text.strip())
     if match:
@@ -39,6 +66,7 @@ def _day(text: str, given: str) -> str:
     raise QueryError(f"StudyDate '{given}' is not a real date in YYYY-MM-DD form")
 
 
+@functools.lru_cache(maxsize=4096)  # a long case list repeats a few dates many times
 def parse_study_date(text: str) -> str:
     """'2025-09-22' -> '20250922'; '2025-01-01..2025-03-31' and '20250101-20250331' -> '20250101-20250331'."""
     given = text.strip()

@@ -8,6 +8,7 @@ from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
+from apps.dicom import reuse
 from apps.jobs import slots
 from apps.jobs.joblog import item_logger
 from apps.jobs.models import ItemStatus
@@ -19,9 +20,71 @@ def heartbeat_interval() -> float:
     return max(0.5, settings.JOB_LEASE_SECONDS / 4)
 
 
+class WorkerSession:
+    """What a worker keeps while it runs item after item of one job: one association slot (the server of
+    the last item, held until an item needs another server or the session ends) and the associations
+    left open inside it (apps/dicom/reuse.py). An item's association therefore costs nothing when the
+    previous row talked to the same server, and the server's limit still holds: the session holds the
+    slot for as long as the association may stay open."""
+
+    def __init__(self, worker: str):
+        self.worker = worker
+        self._slot: tuple[int, str] | None = None  # (server pk, holder token)
+        self._in_use = False
+        self._pool = None
+        self._renewed_at = time.monotonic()
+
+    def __enter__(self):
+        self._pool_cm = reuse.reusing_associations()
+        self._pool = self._pool_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._pool_cm.__exit__(*exc)  # associations first: they need the slot while open
+        self._release()
+
+    def tokens(self) -> set[str]:
+        return {self._slot[1]} if self._slot else set()
+
+    def keep_alive(self) -> None:
+        """Renew the held slot's lease between items (an item's own heartbeat renews it only while the
+        item runs longer than a beat), so a worker running thousands of short rows never loses it."""
+        if self._slot and time.monotonic() - self._renewed_at > heartbeat_interval():
+            slots.renew(self.tokens())
+            self._renewed_at = time.monotonic()
+
+    def _release(self) -> None:
+        if self._slot:
+            slots.release(self._slot[1])
+            self._slot = None
+
+    @contextmanager
+    def slot(self, server, owner: str, *, timeout: float, should_stop):
+        if self._in_use or (self._slot and self._slot[0] != server.pk):
+            if self._in_use:  # a second server inside the block: an ordinary, unshared slot
+                token = slots.acquire(server, owner, timeout=timeout, should_stop=should_stop)
+                try:
+                    yield token
+                finally:
+                    slots.release(token)
+                return
+            if self._pool is not None:
+                self._pool.close()  # the open association belongs to the slot given up now
+            self._release()
+        if self._slot is None:
+            self._slot = (server.pk, slots.acquire(server, owner, timeout=timeout, should_stop=should_stop))
+            self._renewed_at = time.monotonic()
+        self._in_use = True
+        try:
+            yield self._slot[1]
+        finally:
+            self._in_use = False
+
+
 class ItemContext:
-    def __init__(self, item, worker: str):
+    def __init__(self, item, worker: str, session: WorkerSession | None = None):
         self.item, self.job, self.worker = item, item.job, worker
+        self.session = session
         self.log = item_logger(item)
         self.lease_lost = False  # another worker reclaimed the item: stop, our outcome will not count
         self._slot_tokens: set[str] = set()
@@ -54,7 +117,7 @@ class ItemContext:
         if not self._mine().update(**fields):
             self.lease_lost = True
         with self._lock:
-            tokens = set(self._slot_tokens)
+            tokens = set(self._slot_tokens) | (self.session.tokens() if self.session else set())
         slots.renew(tokens)
 
     def should_stop(self) -> bool:
@@ -79,6 +142,11 @@ class ItemContext:
         server = server or self.item.server()
         if timeout is None:
             timeout = server.download_timeout
+        if self.session is not None:
+            with self.session.slot(server, f"{self.worker}:{self.item.pk}", timeout=timeout,
+                                   should_stop=self.should_stop):
+                yield
+            return
         token = slots.acquire(server, f"{self.worker}:{self.item.pk}", timeout=timeout,
                               should_stop=self.should_stop)
         with self._lock:

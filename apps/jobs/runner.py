@@ -4,6 +4,7 @@ re-queues items whose worker died (heartbeat older than JOB_LEASE_SECONDS) and p
 queue message was lost with a killed cluster. The claim makes every duplicate message harmless."""
 import logging
 import os
+import random
 import socket
 import time
 from datetime import timedelta
@@ -17,7 +18,7 @@ from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from apps.dicom.errors import DicomError, DicomTimeout
-from apps.jobs.context import ItemContext
+from apps.jobs.context import ItemContext, WorkerSession
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.jobs.joblog import item_logger, log_crash
 from apps.jobs.models import ItemStatus, JobItem
@@ -44,24 +45,120 @@ def enqueue(item: JobItem) -> None:
 
 
 def enqueue_many(items) -> None:
-    """Queue the items once the current transaction commits (a worker must be able to see them)."""
-    keys = [(item._meta.label, item.pk) for item in items]
-    for model in {type(item) for item in items}:
-        model.objects.filter(pk__in=[i.pk for i in items if type(i) is model]).update(queued_at=timezone.now())
+    """Mark the items queued and, once the current transaction commits (a worker must see them), put on
+    the broker one message per worker the job may use (job.parallelism()), not one per item: each
+    message's worker runs item after item of the job (run_item), so a 100,000-row list is a handful
+    of messages, and a canceled job leaves only those few, which find nothing pending and end at once."""
+    keys = _mark_queued(list(items))
     transaction.on_commit(lambda: [_push(label, pk) for label, pk in keys])
 
 
-def run_item(label: str, pk: int) -> str:
-    """django-q2 task: run one item unless another worker has it or it is no longer pending."""
+def _mark_queued(items) -> list[tuple[str, int]]:
+    """Set queued_at on the items; the (label, pk) to put on the broker: job.parallelism() per job."""
+    keys = []
+    for model in {type(item) for item in items}:
+        mine = [i for i in items if type(i) is model]
+        model.objects.filter(pk__in=[i.pk for i in mine]).update(queued_at=timezone.now())
+        by_job: dict[int, list[JobItem]] = {}
+        for item in mine:
+            by_job.setdefault(item.job_id, []).append(item)
+        for job_items in by_job.values():
+            drivers = max(1, job_items[0].job.parallelism())
+            keys += [(model._meta.label, item.pk) for item in job_items[:drivers]]
+    return keys
+
+
+def enqueue_pending(job, pending) -> int:
+    """Mark the job's `pending` items (a queryset) queued with one UPDATE, and after the transaction
+    commits put job.parallelism() messages for its first items on the broker; however many items, the
+    work is two queries. Returns how many items were marked."""
+    marked = pending.update(queued_at=timezone.now())
+    label = pending.model._meta.label
+    pks = list(pending.order_by("pk").values_list("pk", flat=True)[:max(1, job.parallelism())])
+    transaction.on_commit(lambda: [_push(label, pk) for pk in pks])
+    return marked
+
+
+def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
+    """django-q2 task: run item `pk` (unless another worker has it or it is no longer pending), then keep
+    claiming the job's next pending items without going back to the broker, with one association slot and
+    open association kept from row to row (WorkerSession). After JOB_SLICE_SECONDS, when items of another
+    job are waiting, the worker puts this job back on the broker behind them and returns: jobs share the
+    workers in turn, and a huge list never starves a one-row job. The job's status is derived at most
+    every JOB_STATUS_SECONDS while the worker runs, and when it stops. `continue_with_job=False` runs
+    item `pk` alone (a test stepping through a job)."""
     model = apps.get_model(label)
-    me, now = worker_id(), timezone.now()
-    claimed = model.objects.filter(pk=pk, status=ItemStatus.PENDING).update(
-        status=ItemStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, worker=me,
-        attempts=F("attempts") + 1, error="")
-    if not claimed:
+    me = worker_id()
+    job_id = model.objects.filter(pk=pk).values_list("job_id", flat=True).first()
+    if job_id is None:
         return "not pending"
+    started = time.monotonic()
+    status, refreshed, item = "not pending", 0.0, None
+    with WorkerSession(me) as session:
+        claimed = pk if _claim(model, pk, me) else (_claim_next(model, job_id, me) if continue_with_job else None)
+        while claimed is not None:
+            item, status = _run_claimed(model, claimed, me, session)
+            session.keep_alive()
+            if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
+                item.job.refresh_status()
+                refreshed = time.monotonic()
+            _reclaim_now_and_then()
+            if time.monotonic() - started > settings.JOB_SLICE_SECONDS:
+                if _others_waiting(job_id, model):
+                    _yield_to_others(model, job_id, item)
+                    break
+                started = time.monotonic()  # alone: look again after another slice
+            claimed = _claim_next(model, job_id, me) if continue_with_job else None
+    if item is not None:
+        item.job.refresh_status()
+    return status
+
+
+def _claim(model, pk: int, me: str) -> bool:
+    """The compare-and-set that makes exactly one worker run an item."""
+    now = timezone.now()
+    return bool(model.objects.filter(pk=pk, status=ItemStatus.PENDING).update(
+        status=ItemStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, worker=me,
+        attempts=F("attempts") + 1, error=""))
+
+
+def _claim_next(model, job_id: int, me: str) -> int | None:
+    """Claim one of the job's first pending items (several workers drive one job: each tries the few
+    first in its own random order, so they rarely collide); None when nothing is pending."""
+    while True:
+        candidates = list(model.objects.filter(job_id=job_id, status=ItemStatus.PENDING)
+                          .order_by("pk").values_list("pk", flat=True)[:4])
+        if not candidates:
+            return None
+        random.shuffle(candidates)
+        for pk in candidates:
+            if _claim(model, pk, me):
+                return pk
+
+
+def _others_waiting(job_id: int, model) -> bool:
+    """Is an item of any other job queued and not yet started?"""
+    for other in item_models():
+        waiting = other.objects.filter(status=ItemStatus.PENDING, queued_at__isnull=False)
+        if other is model:
+            waiting = waiting.exclude(job_id=job_id)
+        if waiting.exists():
+            return True
+    return False
+
+
+def _yield_to_others(model, job_id: int, item) -> None:
+    """Put this job back on the broker, behind the work that waits, as one message for one of its items."""
+    waiting = model.objects.filter(job_id=job_id, status=ItemStatus.PENDING).order_by("pk").first()
+    if waiting is not None:
+        item_logger(item).debug("yielding the worker to other jobs; job goes back on the queue")
+        _push(model._meta.label, waiting.pk)
+
+
+def _run_claimed(model, pk: int, me: str, session) -> tuple[JobItem, str]:
+    """Run one claimed item under a heartbeat and record its outcome (only if the item is still ours)."""
     item = model.objects.select_related("job").get(pk=pk)
-    ctx = ItemContext(item, me)
+    ctx = ItemContext(item, me, session)
     ctx.log.info("started attempt %d on %s", item.attempts, me)
     started = time.monotonic()
     with ctx.heartbeats():
@@ -74,9 +171,7 @@ def run_item(label: str, pk: int) -> str:
             ctx.log.debug("error: %s", error)  # may quote a patient: DEBUG only
     else:
         ctx.log.warning("lost its lease while running (another worker took it over); outcome dropped")
-    item.job.refresh_status()
-    _reclaim_now_and_then()
-    return status
+    return item, status
 
 
 def _attempts(item: JobItem, ctx: ItemContext) -> tuple[str, str]:
@@ -128,13 +223,28 @@ def reclaim_stale() -> int:
         for item in model.objects.filter(status=ItemStatus.RUNNING, heartbeat_at__lt=cutoff).select_related("job"):
             requeued += _reclaim_running(model, item)
         if broker_idle:
-            for item in model.objects.filter(status=ItemStatus.PENDING, queued_at__lt=cutoff).select_related("job"):
-                if model.objects.filter(pk=item.pk, status=ItemStatus.PENDING, queued_at=item.queued_at).update(
-                        queued_at=timezone.now()):
-                    item_logger(item).warning("queued %s ago but never started; re-queued",
-                                              timezone.now() - item.queued_at)
-                    _push(model._meta.label, item.pk)
-                    requeued += 1
+            requeued += _requeue_forgotten_jobs(model, cutoff)
+    return requeued
+
+
+def _requeue_forgotten_jobs(model, cutoff) -> int:
+    """Jobs with items queued before `cutoff`, none running and nothing on the broker: their messages died
+    with a killed cluster. Each gets its messages again, once however many sweep at once."""
+    requeued = 0
+    stale = model.objects.filter(status=ItemStatus.PENDING, queued_at__lt=cutoff)
+    for job_id in set(stale.values_list("job_id", flat=True)):
+        if model.objects.filter(job_id=job_id, status=ItemStatus.RUNNING).exists():
+            continue  # a worker is driving this job and will reach its pending items
+        first = stale.filter(job_id=job_id).order_by("pk").select_related("job").first()
+        if first is None or not model.objects.filter(pk=first.pk, status=ItemStatus.PENDING,
+                                                     queued_at=first.queued_at).update(queued_at=timezone.now()):
+            continue  # another sweeper took it
+        item_logger(first).warning("queued %s ago but never started; job re-queued", timezone.now() - first.queued_at)
+        pending = list(model.objects.filter(job_id=job_id, status=ItemStatus.PENDING).select_related("job")
+                       .order_by("pk"))
+        for label, pk in _mark_queued(pending):
+            _push(label, pk)
+            requeued += 1
     return requeued
 
 

@@ -3,30 +3,29 @@ before anything runs, a single-query form, and the failed-downloads report as CS
 import base64
 
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.jobs.admin import JobAdminMixin, JobItemInline
+from apps.jobs.admin import JobAdminMixin
+from apps.jobs.models import ItemStatus
 from apps.retrieval import intake
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
-from apps.retrieval.models import RetrievalItem, RetrievalJob
+from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import report_csv_response
 
 
-class RetrievalItemInline(JobItemInline):
-    model = RetrievalItem
-    # Error right after status: a failed row's reason must not be the column scrolled off screen.
-    fields = ("line", "status", "error", "patient_id", "study_date", "modality", "server_name",
-              "study_instance_uid", "expected", "instances", "path", "attempts")
-    readonly_fields = fields
+ITEMS_PER_PAGE = 100
 
 
 @admin.register(RetrievalJob)
 class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
-    inlines = [RetrievalItemInline]
-    list_display = ("__str__", "status", "progress", "created_by", "created_at", "report_link")
+    # The items are a paged table (templates/admin/retrieval/retrievaljob/change_form.html), not an
+    # inline: a 100,000-row list must not render at once.
+    inlines = []
+    list_display = ("__str__", "shown_status", "progress", "created_by", "created_at", "report_link")
     # The report and the refused rows sit next to the progress bar: what a technologist follows up on.
     readonly_fields = [*JobAdminMixin.readonly_fields[:2], "report_link", "bad_rows",
                        *JobAdminMixin.readonly_fields[2:]]
@@ -41,6 +40,23 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             path("<int:pk>/report.csv", self.admin_site.admin_view(self.report_view), name="retrieval_report"),
         ]
         return own + super().get_urls()
+
+    @admin.display(description="Status", ordering="status")
+    def shown_status(self, job):
+        return job.shown_status
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """One page of the job's items in line order (?items_page=, ?items_status= to filter)."""
+        job = self.get_object(request, object_id)
+        extra = {}
+        if job is not None:
+            status = request.GET.get("items_status", "")
+            items = job.items.order_by("line", "pk")
+            if status:
+                items = items.filter(status=status)
+            extra = {"items_page": Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("items_page")),
+                     "items_status": status, "item_statuses": ItemStatus.values}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="Report")
     def report_link(self, job):
@@ -73,12 +89,22 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 self.message_user(request, "; ".join(e for errors in confirm.errors.values() for e in errors),
                                   messages.ERROR)
                 return redirect("admin:retrieval_upload")
-            sources = [(name, base64.b64decode(blob)) for name, blob in
-                       zip(request.POST.getlist("name"), request.POST.getlist("content"))]
-            read = intake.read_case_lists(sources, user=request.user,
-                                          default_server=confirm.cleaned_data["default_server"])
-            for job in intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"]):
-                self.message_user(request, f"Started {job}: {job.items.count()} rows, "
+            names, blobs = request.POST.getlist("name"), request.POST.getlist("content")
+            try:
+                if len(names) != len(blobs):
+                    raise ValueError("names and contents do not pair up")
+                sources = [(name, base64.b64decode(blob, validate=True)) for name, blob in zip(names, blobs)]
+            except ValueError:  # binascii.Error is one: the hidden fields came back altered
+                self.message_user(request, "The previewed case lists came back damaged; upload them again.",
+                                  messages.ERROR)
+                return redirect("admin:retrieval_upload")
+            default = confirm.cleaned_data["default_server"]
+            read = intake.read_case_lists(sources, user=request.user, default_server=default)
+            jobs = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
+                                     default_server=default)
+            for job, started in zip(jobs, (f for f in read if f.runnable)):
+                later = " (being prepared in the background)" if job.preparing else ""
+                self.message_user(request, f"Started {job}: {len(started.case_list.rows)} rows{later}, "
                                            f"{len(job.row_errors)} bad rows skipped.", messages.SUCCESS)
             for refused in (f for f in read if not f.runnable):
                 self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)

@@ -4,16 +4,20 @@ Rules: header optional; '#' lines are comments; blank lines skipped;
 spaces trimmed; UTF-8 with or without BOM; dates YYYY-MM-DD (also YYYYMMDD, and ranges
 YYYY-MM-DD..YYYY-MM-DD); Modality may be empty (any modality); IDs are text, so leading zeros stay.
 A header may name the columns in any order, and may add StudyInstanceUID. Without a header, rows are
-PatientID,StudyDate,Modality,Server[,StudyInstanceUID]. Every bad row comes back with its line number
-and the reason; the good rows still run.
+PatientID,StudyDate,Modality,Server[,StudyInstanceUID]. Fields may be quoted (a quoted comma is part
+of the value). Values match exactly: a C-FIND wildcard ('*', '?'), the multi-value separator '\\' or a
+control character (NUL, a line break inside quotes) makes the row bad, and so does an empty PatientID
+without a StudyInstanceUID. Every bad row comes back with its line number, its text as written and the
+reason; the good rows still run.
 """
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import asdict, dataclass
 
-from apps.dicom.query import DATE_FORMS, QueryError, parse_study_date
+from apps.dicom.query import DATE_FORMS, QueryError, literal_value_problem, parse_study_date
 
 COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID")
 DEFAULT_ORDER = COLUMNS
@@ -65,6 +69,27 @@ def _header(cells: list[str]) -> list[str] | None:
     return None
 
 
+def _records(text: str):
+    """(first line number, the record as written, its cells) for each CSV record of `text`, read by the
+    csv module over the whole text so a quoted comma or line break stays inside its field. Blank lines
+    and '#' comment lines between records are skipped."""
+    lines = io.StringIO(text, newline="").readlines()
+    taken: list[tuple[int, str]] = []  # the physical lines of the record being read
+
+    def feed():
+        for number, line in enumerate(lines, start=1):
+            stripped = line.strip()
+            if not taken and (not stripped or stripped.startswith("#")):
+                continue  # between records: a blank or comment line
+            taken.append((number, line))
+            yield line
+
+    for cells in csv.reader(feed(), skipinitialspace=True):
+        record, first, last = "".join(line for _, line in taken), taken[0][0], taken[-1][0]
+        taken.clear()
+        yield first, last, record.rstrip("\r\n"), [c.strip() for c in cells]
+
+
 def parse_case_list(text: str | bytes, known_servers: set[str], *, default_server: str = "",
                     refused: dict[str, str] | None = None) -> CaseList:
     """Parse a case list. Server names match case-insensitively (they are unique without regard to case)
@@ -77,11 +102,7 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
     seen: dict[tuple, int] = {}
     order: list[str] = list(DEFAULT_ORDER)
     header_seen = False
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        cells = [c.strip() for c in next(csv.reader([raw], skipinitialspace=True))]
+    for number, last, raw, cells in _records(text):
         if not header_seen and not rows and not errors and _header(cells):
             order, header_seen = _header(cells), True
             unknown = [c for c in order if c not in COLUMNS]
@@ -94,6 +115,8 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
         if row is not None and row.server in (refused or {}):
             row, problem = None, refused[row.server]
         if problem:
+            if last > number:  # an unclosed quote swallows the lines after it: say where it ran
+                problem += f" (a quoted field runs from line {number} to line {last})"
             errors.append(RowError(number, raw, problem))
             continue
         key = (row.patient_id, row.study_date, row.modality, row.server, row.study_instance_uid)
@@ -114,11 +137,15 @@ def _row(number, cells, order, servers, default_server, header_seen) -> tuple[Ca
                       "or 5 (with StudyInstanceUID)")
     values = dict.fromkeys(COLUMNS, "")
     values.update(zip(order, cells))
+    for column in COLUMNS:  # a value that would match more than itself never reaches a PACS
+        problem = literal_value_problem(column, values[column])
+        if problem:
+            return None, problem
     uid = values["StudyInstanceUID"]
     if uid and (not _UID.match(uid) or len(uid) > 64):
         return None, f"StudyInstanceUID '{uid}' is not a valid UID (digits and dots, at most 64)"
     if not values["PatientID"] and not uid:
-        return None, "PatientID is empty"
+        return None, "PatientID is empty (an empty PatientID would match every patient; give it, or a StudyInstanceUID)"
     if len(values["PatientID"]) > 64:
         return None, "PatientID is longer than 64 characters"
     date = ""

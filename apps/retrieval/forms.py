@@ -34,7 +34,8 @@ class ConfirmForm(forms.Form):
 
 
 class SingleQueryForm(forms.Form):
-    patient_id = forms.CharField(label="PatientID", max_length=64)
+    patient_id = forms.CharField(label="PatientID", max_length=64,
+                                 help_text="Exact: no wildcards (* ? \\); a retrieval fetches only this patient.")
     study_date = forms.CharField(label="StudyDate", help_text="YYYY-MM-DD, or YYYY-MM-DD..YYYY-MM-DD")
     modality = forms.CharField(required=False, max_length=16, help_text="e.g. CT; empty for any")
     server = forms.ModelChoiceField(DicomServer.objects.all(), to_field_name="name")

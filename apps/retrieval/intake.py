@@ -9,7 +9,9 @@ import csv
 import io
 from dataclasses import dataclass
 
-from apps.retrieval.caselist import COLUMNS, CaseList, parse_case_list
+from django.conf import settings
+
+from apps.retrieval.caselist import COLUMNS, CaseList, decode, parse_case_list
 from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
 
@@ -73,7 +75,15 @@ def rows_to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None) -> list[RetrievalJob]:
-    """One job per runnable file."""
-    return [RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout)
-            for f in files if f.runnable]
+def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
+               default_server: str = "") -> list[RetrievalJob]:
+    """One job per runnable file. A list longer than RETRIEVAL_INLINE_ROWS gets its rows created in the
+    background (the job shows "preparing" meanwhile), so the upload answers at once however long it is."""
+    jobs = []
+    for f in files:
+        if not f.runnable:
+            continue
+        text = decode(f.content) if len(f.case_list.rows) > settings.RETRIEVAL_INLINE_ROWS else ""
+        jobs.append(RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout,
+                                                text=text, default_server=default_server))
+    return jobs

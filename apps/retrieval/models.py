@@ -8,9 +8,13 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from apps.jobs.errors import ItemFailed
-from apps.jobs.models import Job, JobItem, JobStatus
+from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
 from apps.retrieval.caselist import CaseList
 from apps.servers.models import DicomServer
+
+
+PREPARE_CHUNK_ROWS = 2000
+FIRST_CHUNK_ROWS = 100
 
 
 class RetrievalJob(Job):
@@ -22,6 +26,10 @@ class RetrievalJob(Job):
     row_errors = models.JSONField(default=list, blank=True, help_text="Rows refused when the list was read.")
     output_dir = models.CharField(max_length=500, blank=True, editable=False,
                                   help_text="Set only by the CLI's --output-dir; empty = DOWNLOADS_DIR.")
+    preparing = models.BooleanField(default=False, help_text="Its rows are still being created in the background.")
+    case_list_text = models.TextField(blank=True, editable=False,
+                                      help_text="The list while its rows are created; emptied afterwards.")
+    default_server = models.CharField(max_length=32, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -35,25 +43,78 @@ class RetrievalJob(Job):
 
     @classmethod
     def from_case_list(cls, case_list: CaseList, *, user=None, source_name: str = "", timeout: int | None = None,
-                       start: bool = True) -> "RetrievalJob":
-        servers = {s.name: s for s in DicomServer.objects.filter(name__in={r.server for r in case_list.rows})}
+                       start: bool = True, text: str = "", default_server: str = "") -> "RetrievalJob":
+        """The job of a parsed list. With `text` (the list as uploaded), only the job is created here and
+        it shows "preparing": prepare(), in the background, creates its rows and starts them."""
         job = cls.objects.create(created_by=user, source_name=source_name[:255], timeout=timeout,
                                  description=f"{len(case_list.rows)} rows from {source_name or 'a case list'}",
-                                 row_errors=[{"line": e.line, "text": e.text, "message": e.message}
-                                             for e in case_list.errors])
-        RetrievalItem.objects.bulk_create([
-            RetrievalItem(job=job, line=r.line, patient_id=r.patient_id, study_date=r.study_date,
-                          modality=r.modality, dicom_server=servers[r.server], server_name=r.server,
-                          study_instance_uid=r.study_instance_uid)
-            for r in case_list.rows
-        ])
+                                 row_errors=row_errors(case_list), preparing=bool(text), case_list_text=text,
+                                 default_server=default_server)
+        if text:
+            from django_q.tasks import async_task
+
+            transaction.on_commit(lambda: async_task("apps.retrieval.tasks.prepare_job", job.pk))
+            return job
+        job._create_items(case_list.rows)
         if start:
             job.start(user)
         return job
 
+    def _create_items(self, rows, *, status: str = ItemStatus.PENDING, error: str = "") -> None:
+        servers = {s.name: s for s in DicomServer.objects.filter(name__in={r.server for r in rows})}
+        RetrievalItem.objects.bulk_create([
+            RetrievalItem(job=self, line=r.line, patient_id=r.patient_id, study_date=r.study_date,
+                          modality=r.modality, dicom_server=servers[r.server], server_name=r.server,
+                          study_instance_uid=r.study_instance_uid, status=status, error=error)
+            for r in rows
+        ], batch_size=1000)
+
+    def prepare(self, chunk: int = PREPARE_CHUNK_ROWS) -> None:
+        """Create the rows of a list uploaded for the background, a chunk at a time; the first chunk starts
+        at once, so the first row is under way while the rest is written. A cancel that arrives meanwhile
+        makes the remaining rows canceled (the report stays complete). Re-running it after a crash
+        creates only the rows still missing."""
+        from apps.jobs.runner import enqueue_pending
+        from apps.retrieval.intake import read_case_list
+
+        # read again for the job's owner, as the upload was: servers they may not retrieve from stay refused
+        case_list = read_case_list(self.case_list_text, user=self.created_by, default_server=self.default_server)
+        type(self).objects.filter(pk=self.pk).update(row_errors=row_errors(case_list))
+        done = set(self.items.values_list("line", flat=True))
+        rows = [r for r in case_list.rows if r.line not in done]
+        # a small first chunk, so the first rows are under way within moments of the upload
+        bounds = [0, *range(min(FIRST_CHUNK_ROWS, len(rows)), len(rows), chunk), len(rows)]
+        for start, end in zip(bounds, bounds[1:]):
+            if type(self).objects.filter(pk=self.pk, cancel_requested=True).exists():
+                self._create_items(rows[start:], status=ItemStatus.CANCELED, error="Canceled before it started.")
+                break
+            self._create_items(rows[start:end])
+            if start == 0:
+                self.start(self.created_by)
+        type(self).objects.filter(pk=self.pk).update(preparing=False, case_list_text="")
+        self.preparing, self.case_list_text = False, ""
+        if not self.items.filter(status=ItemStatus.RUNNING).exists():
+            # the workers ran out of rows before the last chunk came (a running one goes on to them)
+            enqueue_pending(self, self.items.filter(status=ItemStatus.PENDING))
+        self.refresh_status()
+
+    def parallelism(self) -> int:
+        """Workers beyond the servers' association limits would only wait for a slot."""
+        limits = DicomServer.objects.filter(pk__in=self.items.values("dicom_server")).values_list(
+            "max_associations", flat=True)
+        return max(1, min(super().parallelism(), sum(limits)))
+
+    @property
+    def shown_status(self) -> str:
+        """The status a user reads: "preparing" while the rows are still being created."""
+        return "preparing" if self.preparing else self.status
+
     def derive_status(self, counts: dict[str, int]) -> str:
         """Rows refused when the list was read are failures too: a list with bad rows never ends
-        'succeeded', so nobody mistakes it for a complete download."""
+        'succeeded', so nobody mistakes it for a complete download. A job whose rows are still being
+        created is not over when the rows so far are."""
+        if self.preparing:
+            return JobStatus.RUNNING if self.started_at else JobStatus.PENDING
         status = super().derive_status(counts)
         if status == JobStatus.SUCCEEDED and self.row_errors:
             return JobStatus.PARTIAL
@@ -71,6 +132,10 @@ class RetrievalJob(Job):
                                     expected=models.Sum("expected"))
         return {"instances": sums["instances"] or 0, "expected_instances": sums["expected"] or 0,
                 "megabytes": round((sums["bytes"] or 0) / 1e6, 1), "bad_rows": len(self.row_errors)}
+
+
+def row_errors(case_list: CaseList) -> list[dict]:
+    return [{"line": e.line, "text": e.text, "message": e.message} for e in case_list.errors]
 
 
 class RetrievalItem(JobItem):

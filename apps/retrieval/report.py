@@ -11,7 +11,17 @@ from django.utils import timezone
 from apps.jobs.models import ItemStatus
 
 FIELDS = ("line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
-          "path", "reason")
+          "path", "reason", "text")
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"); a case
+# list's values are whatever its author typed, so such a cell is written with a leading apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value):
+    """`value` as a spreadsheet shows it without running it."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _row(item) -> dict:
@@ -56,7 +66,7 @@ def report_csv(report: dict) -> str:
     writer.writeheader()
     for outcome in ("failed", "timed_out", "bad_rows", "canceled", "not_finished", "succeeded"):
         for row in report[outcome]:
-            writer.writerow({"outcome": outcome, **row})
+            writer.writerow({key: inert(value) for key, value in {"outcome": outcome, **row}.items()})
     s = report["summary"]
     out.write(f"# success rate {s['success_rate']}% ({s['succeeded']} of {s['rows']} rows)\n")
     return out.getvalue()

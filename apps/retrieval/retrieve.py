@@ -27,12 +27,13 @@ from django.conf import settings
 from apps.audit import record
 from apps.dicom import dimse
 from apps.dicom.engines import C_GETS
-from apps.dicom.errors import DicomTimeout, RetrieveCanceled
+from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.query import study_query
 from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
+from apps.retrieval.receiver_check import receiver_problem
 from apps.servers.models import DicomServer, local_ae
 
 if TYPE_CHECKING:
@@ -240,8 +241,7 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                                            seconds=peer.retrieve_timeout + MOVE_KEY_MARGIN_SECONDS)
                     try:
                         row.fetch(plan, staging.folder(local.ae_title, key.message_id),
-                                  lambda query: assoc.move(query, local.ae_title, message_id=key.message_id,
-                                                           stop=stop),
+                                  lambda query: move_to_receiver(assoc, query, local.ae_title, key.message_id, stop),
                                   lambda uid: _list_instances(assoc, uid), wait_for_receiver=True)
                     finally:
                         key.delete()
@@ -253,6 +253,26 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                           lambda query: c_get(peer, local, query, _stage_into(staging, folder, plan.uid), stop=stop),
                           lambda uid: set(_list_instances_alone(peer, local, uid)), wait_for_receiver=False)
     return row.outcome
+
+
+def move_to_receiver(assoc, query, local_ae_title: str, message_id: int, stop):
+    """A C-MOVE to our receiver. When nothing of it arrived, the PACS is asked to be blamed only once our own
+    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO."""
+    try:
+        result = assoc.move(query, local_ae_title, message_id=message_id, stop=stop)
+    except DimseFailure:
+        _fail_if_receiver_down()
+        raise
+    if result.failed and not result.completed:
+        _fail_if_receiver_down()
+    return result
+
+
+def _fail_if_receiver_down() -> None:
+    problem = receiver_problem()
+    if problem:
+        log.info("retrieval failed because the receiver is down: %s", problem)
+        raise ItemFailed(f"The C-MOVE failed because {problem[0].lower()}{problem[1:]}")
 
 
 def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:

@@ -1,4 +1,7 @@
 """DICOM servers the portal talks to, and who the portal itself is on the network."""
+import ipaddress
+import re
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +22,28 @@ def validate_ae_title(value: str) -> None:
     bad = [c for c in value if c == "\\" or ord(c) < 32 or ord(c) > 126]
     if bad:
         raise ValidationError(f"AE title '{value}' contains {bad[0]!r}; use letters, digits, space, _ or -.")
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+QUERY_TIMEOUT_MAX = 3600  # one C-FIND or C-ECHO; longer is a hung PACS, not a slow one
+DOWNLOAD_TIMEOUT_MAX = 86400  # one C-MOVE/C-GET: a day, the job timeout's limit too
+
+
+def validate_host(value: str) -> None:
+    """A host name (letters, digits, '-' and dots) or an IPv4/IPv6 address: no scheme, port, path or spaces."""
+    if "://" in value:
+        raise ValidationError(f"Host '{value}' has a scheme; give only the host name or address, e.g. pacs.local.")
+    if not value or any(c.isspace() for c in value):
+        raise ValidationError(f"Host '{value}' must be one host name or address, without spaces.")
+    try:
+        ipaddress.ip_address(value)
+        return
+    except ValueError:
+        pass
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValidationError(f"Host '{value}' is not a host name or IP address (letters, digits, '-' and "
+                              "dots, e.g. pacs.hospital.local or 10.0.0.5).")
 
 
 server_name_validator = RegexValidator(
@@ -46,12 +71,14 @@ class DicomServer(models.Model):
     name = models.CharField(max_length=32, unique=True, validators=[server_name_validator],
                             help_text="Short name used in case lists and folders, e.g. LK.")
     ae_title = models.CharField("AE title", max_length=16, validators=[validate_ae_title])
-    host = models.CharField(max_length=255)
+    host = models.CharField(max_length=255, validators=[validate_host])
     port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
     description = models.CharField(max_length=200, blank=True)
-    query_timeout = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)],
+    query_timeout = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1),
+                                                                    MaxValueValidator(QUERY_TIMEOUT_MAX)],
                                                 help_text="Seconds one C-FIND or C-ECHO may take.")
-    download_timeout = models.PositiveIntegerField(default=120, validators=[MinValueValidator(1)],
+    download_timeout = models.PositiveIntegerField(default=120, validators=[MinValueValidator(1),
+                                                                        MaxValueValidator(DOWNLOAD_TIMEOUT_MAX)],
                                                    help_text="Seconds one C-MOVE/C-GET may take.")
     retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(10)],
                                                help_text="Extra attempts after a connection failure.")
@@ -127,8 +154,9 @@ class DicomServer(models.Model):
         """The plain peer the DICOM layer works with (it knows no models)."""
         return RemoteAE(
             ae_title=self.ae_title, host=self.host, port=self.port, name=self.name,
-            query_timeout=float(query_timeout or self.query_timeout),
-            retrieve_timeout=float(retrieve_timeout or self.download_timeout),
+            # clamped: rows saved before the limits existed may hold values no socket accepts
+            query_timeout=float(min(query_timeout or self.query_timeout, QUERY_TIMEOUT_MAX)),
+            retrieve_timeout=float(min(retrieve_timeout or self.download_timeout, DOWNLOAD_TIMEOUT_MAX)),
             tls_ca=self.tls_ca_file if self.tls_enabled else None,
             tls_cert=(self.tls_cert_file or None) if self.tls_enabled else None,
             tls_key=(self.tls_key_file or None) if self.tls_enabled else None,

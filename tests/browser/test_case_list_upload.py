@@ -34,9 +34,9 @@ def case_list_text(studies) -> str:
 
 
 def run_items(items) -> None:
-    """Run items in the test thread, as a django-q2 worker would (nothing consumes the queue here)."""
+    """Run these items, one by one, in the test thread (nothing consumes the queue here)."""
     for item in items:
-        runner.run_item(item._meta.label, item.pk)
+        runner.run_item(item._meta.label, item.pk, continue_with_job=False)
 
 
 @pytest.mark.orthanc

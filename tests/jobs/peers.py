@@ -17,6 +17,7 @@ class RecordingEchoSCP:
         self.answered = Counter()  # called AE title -> echoes answered after the delay
         self.open_now = 0
         self.most_open = 0
+        self.opened = 0  # associations (connections) accepted in all
         self._lock = threading.Lock()
         ae = AE(ae_title="RECORDER")
         ae.add_supported_context(Verification)
@@ -30,6 +31,7 @@ class RecordingEchoSCP:
     def _opened(self, event):
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
+            self.opened += 1
             self.open_now += 1
             self.most_open = max(self.most_open, self.open_now)
 

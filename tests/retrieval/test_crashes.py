@@ -4,7 +4,6 @@ with every instance filed exactly once, nothing foreign, and no staging or move 
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest

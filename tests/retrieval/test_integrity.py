@@ -271,3 +271,15 @@ def test_an_unwritable_downloads_folder_is_named_nothing_is_half_filed_and_a_ret
     item.refresh_from_db()
     assert item.status == "succeeded", item.error
     assert filed(settings) == orthanc.study_instances(study["StudyInstanceUID"])
+
+
+def test_a_dead_receiver_is_blamed_not_the_pacs(orth, orthanc, orthanc_dataset, settings, tmp_path):
+    port = unused_port()  # nobody listens: the receiver is down
+    settings.DICOM_AE_TITLE, settings.DICOM_PORT = "PORTALDOWN", port
+    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    orthanc.add_modality("PORTALDOWN", "PORTALDOWN", port)
+    item = run(job_for(orthanc_dataset["studies"][0])).items.get()
+    assert item.status == "failed"
+    assert "the portal's receiver PORTALDOWN at 127.0.0.1:" in item.error and "manage.py receive" in item.error
+    assert "declared on the PACS" not in item.error, "the PACS configuration is not blamed"
+    assert filed(settings) == set() and staged_left(settings) == []

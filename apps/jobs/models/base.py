@@ -91,6 +91,10 @@ class Job(models.Model):
         """App-specific counters (instances, MB...) merged into progress()."""
         return {}
 
+    def parallelism(self) -> int:
+        """How many workers may run this job's items at once: one broker message each (enqueue_pending)."""
+        return settings.Q_CLUSTER["workers"]
+
     def derive_status(self, counts: dict[str, int]) -> str:
         """The job's status from its item counts; an app may add what only it knows (bad input rows)."""
         return derive_job_status(counts, started=self.started_at is not None)
@@ -111,16 +115,15 @@ class Job(models.Model):
     def start(self, user=None) -> int:
         """Queue every pending item. Returns how many were queued."""
         from apps.audit import record
-        from apps.jobs.runner import enqueue_many
+        from apps.jobs.runner import enqueue_pending
 
         self.status, self.completed_at = JobStatus.RUNNING, None
         self.started_at = self.started_at or timezone.now()
         self.save(update_fields=["status", "started_at", "completed_at"])
-        pending = list(self.items.filter(status=ItemStatus.PENDING))
-        enqueue_many(pending)
-        record(user, "job.started", self, items=len(pending))
+        queued = enqueue_pending(self, self.items.filter(status=ItemStatus.PENDING))
+        record(user, "job.started", self, items=queued)
         self.refresh_status()  # a job without items is done at once
-        return len(pending)
+        return queued
 
     def cancel(self, user=None) -> int:
         """Cancel pending items now; running items see ctx.should_stop() and stop at their next check.
@@ -140,19 +143,18 @@ class Job(models.Model):
     def retry_failed(self, user=None) -> int:
         """Send failed and timed-out items round again, each with a fresh attempt budget."""
         from apps.audit import record
-        from apps.jobs.runner import enqueue_many
+        from apps.jobs.runner import enqueue_pending
 
         with transaction.atomic():
-            again = list(self.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.TIMED_OUT]))
-            self.items.filter(pk__in=[i.pk for i in again]).update(
+            again = self.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.TIMED_OUT]).update(
                 status=ItemStatus.PENDING, error="", attempts=0, finished_at=None, worker="")
             self.cancel_requested, self.status, self.completed_at = False, JobStatus.RUNNING, None
             self.started_at = self.started_at or timezone.now()
             self.save(update_fields=["cancel_requested", "status", "completed_at", "started_at"])
-        enqueue_many(again)
-        record(user, "job.retried", self, items=len(again))
+            enqueue_pending(self, self.items.filter(status=ItemStatus.PENDING))
+        record(user, "job.retried", self, items=again)
         self.refresh_status()
-        return len(again)
+        return again
 
 
 class JobItem(models.Model):

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
@@ -18,12 +19,56 @@ class RetrievalItemSerializer(JobItemSerializer):
             "bytes", "path"]
 
 
-class RetrievalJobSerializer(JobSerializer):
-    items = RetrievalItemSerializer(many=True, read_only=True)
+ITEMS_PAGE_SIZE, ITEMS_PAGE_SIZE_MAX = 100, 1000
+
+
+class RetrievalJobListSerializer(JobSerializer):
+    """A job in the list: counters, no items (a list of 100,000-row jobs must stay small)."""
+
+    status = serializers.CharField(source="shown_status", read_only=True,
+                                   help_text="The job's status, or 'preparing' while its rows are created.")
 
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
-        fields = JobSerializer.Meta.fields + ["source_name", "timeout", "row_errors"]
+        fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors"]
+
+
+class RetrievalJobSerializer(RetrievalJobListSerializer):
+    """A job with one page of its items, in line order (the request's ?page=, ?page_size=, ?status=)."""
+
+    items = serializers.SerializerMethodField()
+    items_page = serializers.SerializerMethodField()
+
+    class Meta(RetrievalJobListSerializer.Meta):
+        fields = RetrievalJobListSerializer.Meta.fields + ["items", "items_page"]
+
+    def _page(self, job) -> tuple:
+        if not hasattr(self, "_cached_page"):
+            params = getattr(self.context.get("request"), "query_params", {})
+            items = job.items.order_by("line", "pk")
+            if params.get("status"):
+                items = items.filter(status=params["status"])
+            size = _whole(params.get("page_size"), ITEMS_PAGE_SIZE, ITEMS_PAGE_SIZE_MAX)
+            count = items.count()
+            pages = max(1, -(-count // size))
+            page = min(_whole(params.get("page"), 1, pages), pages)
+            self._cached_page = (list(items[(page - 1) * size:page * size]), page, size, count, pages)
+        return self._cached_page
+
+    @extend_schema_field(RetrievalItemSerializer(many=True))
+    def get_items(self, job):
+        return RetrievalItemSerializer(self._page(job)[0], many=True).data
+
+    @extend_schema_field(serializers.DictField())
+    def get_items_page(self, job) -> dict:
+        _, page, size, count, pages = self._page(job)
+        return {"page": page, "page_size": size, "count": count, "pages": pages,
+                "next": page + 1 if page < pages else None, "previous": page - 1 if page > 1 else None}
+
+
+def _whole(text, default: int, most: int) -> int:
+    """A positive page number or size from the query string; anything else is the default."""
+    return min(int(text), most) if str(text or "").isdigit() and int(text) > 0 else default
 
 
 class RetrievalRowSerializer(serializers.Serializer):

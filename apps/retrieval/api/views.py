@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -6,7 +6,8 @@ from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
 from apps.retrieval import intake
-from apps.retrieval.api.serializers import RetrievalJobSerializer, RetrievalRequestSerializer
+from apps.retrieval.api.serializers import (RetrievalJobListSerializer, RetrievalJobSerializer,
+                                            RetrievalRequestSerializer)
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_csv_response
 from pacsportal.permissions import model_permission
@@ -14,14 +15,24 @@ from pacsportal.permissions import model_permission
 
 class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                           viewsets.GenericViewSet):
-    """Batch retrieval by case list. POST a CSV (`file`, several allowed) or JSON `rows`."""
+    """Batch retrieval by case list. POST a CSV (`file`, several allowed) or JSON `rows`. A job's body
+    carries one page of its items (`?page=`, `?page_size=` up to 1000, `?status=` to filter); the list
+    of jobs carries none."""
 
-    queryset = RetrievalJob.objects.prefetch_related("items")
+    queryset = RetrievalJob.objects.all()
     serializer_class = RetrievalJobSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_action_permissions(self):
         return {**super().get_action_permissions(), "report": [model_permission(RetrievalJob, "view")]}
+
+    def get_serializer_class(self):
+        return RetrievalJobListSerializer if self.action == "list" else RetrievalJobSerializer
+
+    @extend_schema(parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int),
+                               OpenApiParameter("status", str, description="only items with this status")])
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(request=RetrievalRequestSerializer, responses={201: RetrievalJobSerializer(many=True)})
     def create(self, request):
@@ -40,7 +51,8 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
             return Response({"error": f"{refused.name}: {refused.problem}",
                              "row_errors": [{"line": e.line, "text": e.text, "message": e.message} for e in errors]},
                             status=status.HTTP_400_BAD_REQUEST)
-        jobs = intake.start_jobs(read, user=request.user, timeout=body.validated_data.get("timeout"))
+        jobs = intake.start_jobs(read, user=request.user, timeout=body.validated_data.get("timeout"),
+                                 default_server=body.validated_data["server"])
         payload = [self.get_serializer(job).data for job in jobs]
         return Response(payload[0] if rows is not None or len(payload) == 1 else payload,
                         status=status.HTTP_201_CREATED)

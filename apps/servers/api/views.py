@@ -44,7 +44,9 @@ class DicomServerViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter(k, str, description=d) for k, d in (
-            ("PatientID", "exact or wildcard"), ("PatientName", "e.g. SMITH^*"),
+            ("PatientID", "exact, or with C-FIND wildcards * and ? (this query may widen on purpose; "
+                          "case lists never do)"),
+            ("PatientName", "e.g. SMITH^* (wildcards allowed)"),
             ("StudyDate", "YYYYMMDD or YYYYMMDD-YYYYMMDD"), ("Modality", "e.g. CT"),
         )],
         responses={200: dict},

@@ -75,12 +75,17 @@ class Command(BaseCommand):
 
     def do_query(self, server, patient_id, patient_name, study_date, modality, **_):
         filters = {"PatientID": patient_id, "PatientName": patient_name, "StudyDate": study_date, "Modality": modality}
-        studies = query.find_studies(self._server(server), filters)
-        for s in studies:
+        limit = settings.QUERY_MAX_RESULTS
+        studies = query.find_studies(self._server(server), filters, limit=limit)
+        for s in studies[:limit]:
             self.stdout.write(f"{s['StudyDate']}  {s['PatientID']:<16} {'/'.join(s['ModalitiesInStudy']):<8} "
                               f"{s['NumberOfStudyRelatedInstances'] or '?':>5} images  {s['StudyInstanceUID']}  "
                               f"{s['StudyDescription']}")
-        self.stdout.write(f"{len(studies)} studies")
+        if len(studies) > limit:
+            self.stdout.write(f"More results than shown: the first {limit} studies (QUERY_MAX_RESULTS); "
+                              "narrow the query.")
+        else:
+            self.stdout.write(f"{len(studies)} studies")
 
     def do_send_file(self, path, path_opt, server, **_):
         self._send([Path(path or path_opt or "")], server)
