@@ -36,7 +36,7 @@ def run_inline(job: ImportJob, on_progress=lambda job: None) -> ImportJob:
         item = job.items.filter(status="pending").order_by("number").first()
         if item is None:
             break
-        runner.run_item(item._meta.label, item.pk)
+        runner.run_item(item._meta.label, item.pk, continue_with_job=False)  # one at a time: the bar moves
         job.refresh_from_db()
         on_progress(job)
     job.refresh_status()

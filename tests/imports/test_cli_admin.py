@@ -37,9 +37,9 @@ def test_cancel_stops_the_pending_batches_and_retry_resumes_them(api, user, tree
     job = create_import(str(source), user=user)
     job.start()
     scan = job.items.get(kind="scan")
-    runner.run_item(scan._meta.label, scan.pk)
+    runner.run_item(scan._meta.label, scan.pk, continue_with_job=False)
     first = job.items.filter(kind="files").order_by("number").first()
-    runner.run_item(first._meta.label, first.pk)
+    runner.run_item(first._meta.label, first.pk, continue_with_job=False)
     body = api.post(f"/api/imports/{job.task_id}/cancel/").json()
     assert body["status"] == "canceled"
     job.refresh_from_db()

@@ -88,7 +88,7 @@ def test_two_concurrent_imports_of_one_tree_file_everything_once(tree, monkeypat
         try:
             barrier.wait()
             for item in job.items.filter(status="pending").order_by("number"):
-                runner.run_item(item._meta.label, item.pk)
+                runner.run_item(item._meta.label, item.pk, continue_with_job=False)
         finally:
             connection.close()  # this thread's own connection
 
@@ -109,7 +109,7 @@ def test_two_concurrent_imports_of_one_tree_file_everything_once(tree, monkeypat
 
 def run_job_items(job, kinds):
     for item in job.items.filter(status="pending", kind__in=kinds):
-        runner.run_item(item._meta.label, item.pk)
+        runner.run_item(item._meta.label, item.pk, continue_with_job=False)
 
 
 def test_a_batch_rerun_after_a_crash_counts_its_own_images_once(tree, settings):
@@ -124,7 +124,7 @@ def test_a_batch_rerun_after_a_crash_counts_its_own_images_once(tree, settings):
     lost = ImportedImage.objects.filter(item=crashed).first()
     lost.jpg_path().unlink()
     type(crashed).objects.filter(pk=crashed.pk).update(status="pending")
-    runner.run_item(crashed._meta.label, crashed.pk)
+    runner.run_item(crashed._meta.label, crashed.pk, continue_with_job=False)
     job.refresh_from_db()
     assert job.counts() == before
     assert lost.jpg_path().exists()
