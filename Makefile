@@ -43,9 +43,12 @@ test-scaleout: $(VENV)/.installed
 bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	$(PY) bench/retrieve.py
+	$(PY) bench/photos.py
+	$(PY) bench/send.py
 	$(PY) bench/access.py
 	$(PY) bench/receiver.py
 	$(PY) bench/caselist.py
+	$(PY) bench/deliver.py
 	$(PY) bench/import.py
 
 clean:

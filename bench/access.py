@@ -154,7 +154,7 @@ def main() -> None:
              "", "| case | status | access on: median ms | p95 ms | access off: median ms | on / off | on / healthz "
              "| SQL queries (on) |", "|---|---|---|---|---|---|---|---|"]
     for label, _, _ in CASES:
-        on, off = times[label, "on"], times[label, "off"]
+        on = times[label, "on"]
         p95 = sorted(on)[int(len(on) * 0.95) - 1]
         lines.append(f"| {label} | {','.join(sorted(codes[label, 'on']))} | {median[label, 'on']:.2f} | {p95:.2f} "
                      f"| {median[label, 'off']:.2f} | {median[label, 'on'] / median[label, 'off']:.2f} "

@@ -15,5 +15,8 @@ api_urlpatterns = [
     path("", include("apps.servers.urls")),
     path("", include("apps.jobs.urls")),
     path("", include("apps.retrieval.urls")),
+    path("", include("apps.photos.urls")),
+    path("", include("apps.sending.urls")),
+    path("", include("apps.delivery.urls")),
     path("", include("apps.imports.urls")),
 ]

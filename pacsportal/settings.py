@@ -32,9 +32,11 @@ DICOM_HOST = env("DICOM_HOST", default="127.0.0.1")  # address the receiver bind
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
-# Which implementation runs the receiver and C-GET: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
+PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
+# Which implementation runs the receiver, C-GET and C-STORE: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 CGET_ENGINE = env("CGET_ENGINE", default="lean")
+STORE_ENGINE = env("STORE_ENGINE", default="lean")  # C-STORE SCU: lean (wire/) or pynetdicom
 # The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
 # flight; plain C-STOREs are refused unless a quota (MB) is set, then kept for RECEIVER_UNSOLICITED_DAYS.
 RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])
@@ -52,6 +54,22 @@ IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
 IMPORT_JPG_DIR = Path(env("IMPORT_JPG_DIR", default=str(DATA_DIR / "imports")))
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=250)  # files per import item
 IMPORT_PROCESSES = env.int("IMPORT_PROCESSES", default=os.cpu_count() or 1)  # decoders per import item
+INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=2.0)  # watched inboxes: seconds between passes
+INBOX_WATCH_MODE = env("INBOX_WATCH_MODE", default="auto")  # auto | inotify | polling (network shares)
+# Delivery: folder targets must lie in DELIVERY_ROOTS (or IMPORT_ROOTS); the tus receiving end keeps
+# partial uploads in UPLOADS_DIR until they complete or expire.
+DELIVERY_ROOTS = [Path(p).resolve() for p in env.list("DELIVERY_ROOTS", default=[])]
+DELIVERY_ZIP_DIR = Path(env("DELIVERY_ZIP_DIR", default=str(DATA_DIR / "delivery-zips")))
+DELIVERY_ZIP_CLEANUP_HOURS = env.float("DELIVERY_ZIP_CLEANUP_HOURS", default=24)
+DELIVERY_CHUNK_BYTES = env.int("DELIVERY_CHUNK_MB", default=16) * 1024 * 1024
+DELIVERY_STOW_BATCH = env.int("DELIVERY_STOW_BATCH", default=50)
+DELIVERY_PARALLEL_UPLOADS = env.int("DELIVERY_PARALLEL_UPLOADS", default=4)  # direct mode: files at once
+DELIVERY_RETRIES = env.int("DELIVERY_RETRIES", default=6)  # per upload, backoff doubling from 0.5 s
+DELIVERY_BACKOFF_SECONDS = env.float("DELIVERY_BACKOFF_SECONDS", default=0.5)
+UPLOADS_DIR = Path(env("UPLOADS_DIR", default=str(DATA_DIR / "uploads")))
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_GB", default=20) * 1024 ** 3
+UPLOAD_MAX_UNPACKED_BYTES = 2 * UPLOAD_MAX_BYTES
+UPLOAD_EXPIRE_HOURS = env.float("UPLOAD_EXPIRE_HOURS", default=24)
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
@@ -76,6 +94,9 @@ INSTALLED_APPS = [
     "apps.jobs",
     "apps.retrieval",
     "apps.imports",
+    "apps.photos",
+    "apps.sending",
+    "apps.delivery",
 ]
 
 MIDDLEWARE = [
@@ -184,7 +205,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "pacsportal.permissions.api_exception_handler",
     # Requests per signed-in user; bad tokens are counted by django-axes before any throttle runs.
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": env("API_RATE_USER", default="1200/min")},
+    "DEFAULT_THROTTLE_RATES": {"user": env("API_RATE_USER", default="1200/min"),
+                               "uploads": env("UPLOAD_RATE_USER", default="20000/min")},  # tus: a request per chunk
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 # A study query answers at most this many studies, with a "more results than shown" message beyond.

@@ -80,7 +80,8 @@ def readme_first_minute() -> tuple[str, list[str]]:
 def test_the_readme_first_minute_works_as_written_then_ctrl_c_stops_all(running_portal, tmp_path):
     proc, client, data_dir = running_portal
     assert httpx.get(str(client.base_url) + "/healthz").json() == {
-        "status": "ok", "parts": {"web": "up", "workers": "up", "receiver": "up", "demo-pacs": "up"}}
+        "status": "ok", "parts": {"web": "up", "workers": "up", "receiver": "up", "inbox-watcher": "up",
+                                  "demo-pacs": "up"}}
     assert httpx.post(str(client.base_url) + "/api/servers/DEMO/echo/").status_code in (401, 403)
 
     case_list, curls = readme_first_minute()
@@ -114,6 +115,7 @@ def test_the_readme_first_minute_works_as_written_then_ctrl_c_stops_all(running_
     output = proc.output()
     assert "PACS Portal stopped." in output and "killing" not in output, output[-2000:]
     assert "/api/servers/DEMO/studies" in output, "the access log shows requests"
+    assert "watching inboxes" in output and "inbox watcher stopped" in output, "the inbox watcher ran and stopped"
     assert "DEMO00001" not in output, "patient IDs never reach the log at INFO"
     print(f"portal stopped in {time.monotonic() - started:.1f} s")
 
@@ -164,7 +166,7 @@ def test_a_killed_receiver_and_cluster_are_restarted_while_the_web_serves_and_he
         time.sleep(0.02)
     body = health.json()
     assert body["status"] == "down" and body["down"] == ["receiver"], body
-    assert body["parts"] == {"web": "up", "workers": "up", "receiver": "down", "demo-pacs": "up"}
+    assert body["parts"] == {"web": "up", "workers": "up", "receiver": "down", "inbox-watcher": "up", "demo-pacs": "up"}
     assert "receiver is down (exited with code -9" in body["message"]
     assert client.get("/api/servers/").status_code == 200, "the web keeps serving"
 

@@ -20,15 +20,17 @@ FIRST_DELAY, MAX_DELAY = 0.5, 30.0  # seconds before a restart, doubling after e
 STABLE_AFTER = 60.0  # a child that ran this long had no quick death: its next restart waits FIRST_DELAY again
 STOP_SECONDS = 15.0  # on stop, children get this long to end themselves, then their groups are killed
 PR_SET_PDEATHSIG = 1
+try:  # looked up here, not in the forked child
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: children then outlive a SIGKILLed supervisor
+    _prctl = None
 
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the supervisor dies, even by SIGKILL (Linux), so its own
     session does not turn it into an orphan that keeps a port."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -45,7 +46,7 @@ def _client(endpoint: DicomWebEndpoint) -> httpx.Client:
     elif endpoint.auth == "bearer":
         headers["Authorization"] = f"Bearer {endpoint.token}"
     return httpx.Client(base_url=endpoint.base_url.rstrip("/") + "/", headers=headers, auth=auth,
-                        timeout=endpoint.timeout)
+                        timeout=endpoint.timeout, verify=endpoint.verify_tls)
 
 
 def _request(client: httpx.Client, endpoint: DicomWebEndpoint, method: str, path: str, **kwargs) -> httpx.Response:
@@ -57,6 +58,9 @@ def _request(client: httpx.Client, endpoint: DicomWebEndpoint, method: str, path
         raise DicomWebError(f"{endpoint.label} did not answer within {endpoint.timeout:g} s; it may be "
                             "overloaded. Try again or raise the timeout.", retriable=True) from None
     except httpx.TransportError as exc:
+        if _caused_by(exc, ssl.SSLCertVerificationError):  # a configuration problem: retrying cannot help
+            raise DicomWebError(f"The TLS certificate of {endpoint.label} was not accepted ({exc}). Check that the "
+                                "server's certificate is trusted here and names this host.") from None
         raise DicomWebError(f"Cannot reach {endpoint.label} ({exc}). Check the URL and that the server is up.",
                             retriable=True) from None
     if response.status_code < 400 or response.status_code == 409:
@@ -71,6 +75,14 @@ def _request(client: httpx.Client, endpoint: DicomWebEndpoint, method: str, path
     body = response.text.strip().replace("\n", " ")[:300]
     raise DicomWebError(f"{endpoint.label} answered {method} {path} with HTTP {code}: {hint}."
                         + (f" It says: {body}" if body else ""), http_status=code, retriable=code >= 500)
+
+
+def _caused_by(exc: BaseException | None, kind: type) -> bool:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _multipart(parts: list[bytes]) -> tuple[bytes, str]:

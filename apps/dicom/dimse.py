@@ -68,6 +68,21 @@ class StoreOutcome:
     warning: bool
     message: str
 
+    @classmethod
+    def of(cls, path: str | None, sop_instance_uid: str, status: int | None, message: str) -> "StoreOutcome":
+        kind = category(status)
+        return cls(path, sop_instance_uid, status, kind in ("Success", "Warning"), kind == "Warning", message)
+
+
+def store_words(status: int, comment: str = "") -> str:
+    """A C-STORE response status in words: "stored", or the status, its meaning and the PACS's comment."""
+    return "stored" if status == 0 else describe(status, "store") + (f"; it says: {comment}" if comment else "")
+
+
+def not_accepted(peer: RemoteAE, info: files.DicomFileInfo) -> str:
+    return (f"{peer.label} does not accept {UID(info.sop_class_uid).name} encoded as "
+            f"{UID(info.transfer_syntax_uid).name}")
+
 
 def identifier(level: str, query: dict | Dataset) -> Dataset:
     """The C-FIND/C-MOVE/C-GET identifier for `query` (attribute keyword -> value, or a Dataset) at `level`."""
@@ -265,14 +280,17 @@ class Association:
             return self._send(None, dcmread(BytesIO(bytes(item))), info, exact=False)
         return self._send(str(item), Path(item), info, exact=True)
 
+    def store_file(self, path: str | Path, info: files.DicomFileInfo) -> StoreOutcome:
+        """C-STORE a file whose header files.read_meta read (`info`): proven complete, then sent as its bytes."""
+        files.read_complete(path, info)
+        return self._send(str(path), Path(path), info, exact=True)
+
     def _send(self, path: str | None, payload, info: files.DicomFileInfo, *, exact: bool) -> StoreOutcome:
         def outcome(status, message):
-            ok = category(status) in ("Success", "Warning")
-            return StoreOutcome(path, info.sop_instance_uid, status, ok, category(status) == "Warning", message)
+            return StoreOutcome.of(path, info.sop_instance_uid, status, message)
 
         if not self._can_send(info, exact):
-            return outcome(None, f"{self.peer.label} does not accept {UID(info.sop_class_uid).name} encoded as "
-                                 f"{UID(info.transfer_syntax_uid).name}")
+            return outcome(None, not_accepted(self.peer, info))
         timeout = self.peer.retrieve_timeout
         self._timeout(timeout)
         started = time.monotonic()
@@ -283,9 +301,7 @@ class Association:
         if rsp is None or "Status" not in rsp:
             raise self._lost("C-STORE", time.monotonic() - started, timeout)
         code = int(rsp.Status)
-        comment = text_value(rsp.get("ErrorComment", ""))
-        words = "stored" if code == 0 else describe(code, "store") + (f"; it says: {comment}" if comment else "")
-        return outcome(code, words)
+        return outcome(code, store_words(code, text_value(rsp.get("ErrorComment", ""))))
 
     def _can_send(self, info: files.DicomFileInfo, exact: bool) -> bool:
         for cx in self.raw.accepted_contexts:

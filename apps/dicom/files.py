@@ -220,6 +220,23 @@ def read_checked(source: str | os.PathLike | bytes) -> tuple[DicomFileInfo, byte
     return info, data
 
 
+def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
+    """The file's bytes, proven complete against the header read_meta gave (`info`), without parsing the
+    file meta again. Raises InvalidDicomFile naming the file (also when it changed in between)."""
+    name = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) != info.size or data[128:132] != b"DICM":
+        raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
+    try:
+        check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid, info.sop_class_uid)
+    except InvalidDicomFile as exc:
+        raise InvalidDicomFile(f"{name}: {exc.message}") from None
+    return data
+
+
 def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:
     """read_meta plus proof that the dataset is complete. Raises InvalidDicomFile naming the file."""
     return read_checked(source)[0]

@@ -47,6 +47,7 @@ class DicomWebEndpoint:
     token: str = ""
     timeout: float = 60.0
     name: str = ""
+    verify_tls: bool = True  # False accepts any certificate (self-signed test servers)
 
     @property
     def label(self) -> str:

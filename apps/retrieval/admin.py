@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.delivery.follow import delivery_refusal
 from apps.jobs.admin import JobAdminMixin
 from apps.jobs.models import ItemStatus
 from apps.retrieval import intake
@@ -98,14 +99,20 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 self.message_user(request, "The previewed case lists came back damaged; upload them again.",
                                   messages.ERROR)
                 return redirect("admin:retrieval_upload")
+            delivery = confirm.delivery_options()
+            refusal = delivery_refusal(request.user, delivery)
+            if refusal:
+                self.message_user(request, refusal, messages.ERROR)
+                return redirect("admin:retrieval_upload")
             default = confirm.cleaned_data["default_server"]
             read = intake.read_case_lists(sources, user=request.user, default_server=default)
             jobs = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
-                                     default_server=default)
+                                     default_server=default, delivery=delivery)
+            delivered = f", delivered to {delivery['target'].name} in batches" if delivery else ""
             for job, started in zip(jobs, (f for f in read if f.runnable)):
                 later = " (being prepared in the background)" if job.preparing else ""
                 self.message_user(request, f"Started {job}: {len(started.case_list.rows)} rows{later}, "
-                                           f"{len(job.row_errors)} bad rows skipped.", messages.SUCCESS)
+                                           f"{len(job.row_errors)} bad rows skipped{delivered}.", messages.SUCCESS)
             for refused in (f for f in read if not f.runnable):
                 self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)
             return redirect("admin:retrieval_retrievaljob_changelist")
@@ -117,6 +124,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for preview in previews:
                 preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
+                           delivery=form.delivery_hidden(),
                            runnable=any(p.runnable for p in previews))
             return render(request, "admin/retrieval/preview.html", context)
         context["form"] = form

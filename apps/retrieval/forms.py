@@ -1,5 +1,6 @@
 from django import forms
 
+from apps.delivery.forms import DeliveryChoiceForm
 from apps.servers.models import DicomServer
 
 
@@ -16,7 +17,8 @@ class MultipleFileField(forms.FileField):
         return [super(MultipleFileField, self).clean(one, initial) for one in files]
 
 
-class CaseListUploadForm(forms.Form):
+class CaseListUploadForm(DeliveryChoiceForm):
+    field_order = ["files", "timeout", "default_server"]  # the delivery choice comes last
     files = MultipleFileField(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".csv,.txt,text/csv"}),
                               label="Case lists (CSV)",
                               help_text="PatientID,StudyDate,Modality,Server — one job per file.")
@@ -26,7 +28,7 @@ class CaseListUploadForm(forms.Form):
                                             help_text="Used for rows that leave Server empty.")
 
 
-class ConfirmForm(forms.Form):
+class ConfirmForm(DeliveryChoiceForm):
     """The preview's hidden fields, checked again: they come back from the browser."""
 
     timeout = forms.IntegerField(required=False, min_value=1, max_value=86400, label="Download timeout (s)")

@@ -76,9 +76,13 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
-               default_server: str = "") -> list[RetrievalJob]:
+               default_server: str = "", delivery: dict | None = None) -> list[RetrievalJob]:
     """One job per runnable file. A list longer than RETRIEVAL_INLINE_ROWS gets its rows created in the
-    background (the job shows "preparing" meanwhile), so the upload answers at once however long it is."""
+    background (the job shows "preparing" meanwhile), so the upload answers at once however long it is.
+    With `delivery` ({target, mode, batch_size, ...}) each job's cases are delivered in batches as they
+    are retrieved (apps/delivery/follow.py)."""
+    from apps.delivery.follow import deliver_each
+
     jobs = []
     for f in files:
         if not f.runnable:
@@ -86,4 +90,5 @@ def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
         text = decode(f.content) if len(f.case_list.rows) > settings.RETRIEVAL_INLINE_ROWS else ""
         jobs.append(RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout,
                                                 text=text, default_server=default_server))
+        deliver_each([jobs[-1]], delivery, user, lines=[row.line for row in f.case_list.rows])
     return jobs

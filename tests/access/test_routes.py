@@ -11,7 +11,9 @@ from rest_framework.test import APIClient
 
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 from apps.jobs.models import EchoJob
+from apps.photos.models import PhotoSend, PhotoUpload
 from apps.retrieval.models import RetrievalItem, RetrievalJob
+from apps.sending.models import Inbox, SendItem, SendJob
 from apps.servers.models import DicomServer
 
 pytestmark = pytest.mark.django_db
@@ -21,14 +23,21 @@ OPEN, LOGIN, STAFF = "open", "login", "staff"  # rules that are not permissions
 
 @dataclass(frozen=True)
 class Rule:
-    url: str  # with {server}, {echo}, {retrieval} filled from the objects made for the test
+    url: str  # with {server}, {echo}, {retrieval}, {photo} filled from the objects made for the test
     needs: str | tuple[str, ...]  # OPEN, LOGIN, STAFF, or the permissions
     ok: int  # the status the permitted caller gets (a 400 for an empty body still proves it got in)
     body: dict = field(default_factory=dict)
+    staff: bool = False  # the permissions are needed by a staff account (the photo settings' PUT)
 
 
 RETRIEVAL_VIEW = ("retrieval.view_retrievaljob",)
+SEND_VIEW = ("sending.view_sendjob",)
+INBOX_VIEW = ("sending.view_inbox",)
 ECHO_VIEW = ("jobs.view_echojob",)
+PHOTO_VIEW = ("photos.view_photoupload",)
+DELIVERY_VIEW = ("delivery.view_deliveryjob",)
+UPLOAD = ("delivery.add_upload",)
+NO_UPLOAD = "6f1c1f8e-0000-4000-8000-000000000000"
 IMPORT_VIEW = ("imports.view_importjob",)
 RULES = {
     ("healthz", "GET"): Rule("/healthz", OPEN, 200),
@@ -59,6 +68,25 @@ RULES = {
     ("retrievaljob-retry", "POST"): Rule("/api/retrievals/{retrieval}/retry/", ("retrieval.change_retrievaljob",),
                                          200),
     ("retrievaljob-report", "GET"): Rule("/api/retrievals/{retrieval}/report", RETRIEVAL_VIEW, 200),
+    ("deliverytarget-list", "GET"): Rule("/api/delivery-targets/", ("delivery.view_deliverytarget",), 200),
+    ("deliverytarget-list", "POST"): Rule("/api/delivery-targets/", ("delivery.add_deliverytarget",), 400),
+    ("deliverytarget-detail", "GET"): Rule("/api/delivery-targets/{target}/", ("delivery.view_deliverytarget",), 200),
+    ("deliverytarget-detail", "PUT"): Rule("/api/delivery-targets/{target}/", ("delivery.change_deliverytarget",),
+                                           400),
+    ("deliverytarget-detail", "PATCH"): Rule("/api/delivery-targets/{target}/", ("delivery.change_deliverytarget",),
+                                             200, {"description": "changed"}),
+    ("deliverytarget-detail", "DELETE"): Rule("/api/delivery-targets/SPAREBOX/", ("delivery.delete_deliverytarget",),
+                                              204),
+    ("deliveryjob-list", "GET"): Rule("/api/deliveries/", DELIVERY_VIEW, 200),
+    ("deliveryjob-list", "POST"): Rule("/api/deliveries/", ("delivery.add_deliveryjob",), 400),
+    ("deliveryjob-detail", "GET"): Rule("/api/deliveries/{delivery}/", DELIVERY_VIEW, 200),
+    ("deliveryjob-cancel", "POST"): Rule("/api/deliveries/{delivery}/cancel/", ("delivery.change_deliveryjob",), 200),
+    ("deliveryjob-retry", "POST"): Rule("/api/deliveries/{delivery}/retry/", ("delivery.change_deliveryjob",), 200),
+    # The tus receiving end: past the checks, a request without Tus-Resumable is 412, an unknown upload 404.
+    ("upload-collection", "POST"): Rule("/api/uploads/", UPLOAD, 412),
+    ("upload-resource", "GET"): Rule(f"/api/uploads/{NO_UPLOAD}", UPLOAD, 404),
+    ("upload-resource", "PATCH"): Rule(f"/api/uploads/{NO_UPLOAD}", UPLOAD, 412),
+    ("upload-resource", "DELETE"): Rule(f"/api/uploads/{NO_UPLOAD}", UPLOAD, 412),
     # The admin's own views (Django's model views already follow the model permissions).
     ("admin:retrieval_upload", "GET"): Rule("/admin/retrieval/retrievaljob/upload/", ("retrieval.start_retrieval",),
                                             200),
@@ -67,6 +95,38 @@ RULES = {
     ("admin:retrieval_report", "GET"): Rule("/admin/retrieval/retrievaljob/{retrieval}/report.csv", RETRIEVAL_VIEW,
                                             200),
     ("admin:jobs_echojob_run", "POST"): Rule("/admin/jobs/echojob/run/", ("jobs.add_echojob",), 302),
+    # Photos: the phone app's API (a JSON body to the multipart upload is a 415: it got past every check;
+    # without a destination the echo is a 400), its upload history, and the phone page with its PWA files.
+    ("photos-studies", "POST"): Rule("/api/studies", ("photos.send_photos",), 415),
+    ("photos-echo", "POST"): Rule("/api/pacs/echo", ("photos.send_photos",), 400),
+    ("photos-settings", "GET"): Rule("/api/settings", ("photos.view_photosettings",), 200),
+    ("photos-settings", "PUT"): Rule("/api/settings", ("photos.change_photosettings",), 400, staff=True),
+    ("photos-settings-info", "GET"): Rule("/api/settings/info", ("photos.send_photos",), 200),
+    ("photoupload-list", "GET"): Rule("/api/photo-uploads/", PHOTO_VIEW, 200),
+    ("photoupload-detail", "GET"): Rule("/api/photo-uploads/{photo}/", PHOTO_VIEW, 200),
+    ("photoupload-cancel", "POST"): Rule("/api/photo-uploads/{photo}/cancel/", ("photos.change_photoupload",), 200),
+    ("photoupload-retry", "POST"): Rule("/api/photo-uploads/{photo}/retry/", ("photos.change_photoupload",), 200),
+    ("photos:page", "GET"): Rule("/photos/", ("photos.send_photos",), 200),
+    ("photos:login", "GET"): Rule("/photos/login/", OPEN, 200),
+    ("photos:logout", "POST"): Rule("/photos/logout/", OPEN, 302),
+    ("photos:manifest", "GET"): Rule("/photos/manifest.webmanifest", OPEN, 200),
+    ("photos:sw", "GET"): Rule("/photos/sw.js", OPEN, 200),
+    ("sendjob-list", "GET"): Rule("/api/sends/", SEND_VIEW, 200),
+    ("sendjob-list", "POST"): Rule("/api/sends/", ("sending.add_sendjob",), 400),
+    ("sendjob-detail", "GET"): Rule("/api/sends/{send}/", SEND_VIEW, 200),
+    ("sendjob-cancel", "POST"): Rule("/api/sends/{send}/cancel/", ("sending.change_sendjob",), 200),
+    ("sendjob-retry", "POST"): Rule("/api/sends/{send}/retry/", ("sending.change_sendjob",), 200),
+    ("sendjob-report", "GET"): Rule("/api/sends/{send}/report", SEND_VIEW, 200),
+    ("inbox-list", "GET"): Rule("/api/inboxes/", INBOX_VIEW, 200),
+    ("inbox-list", "POST"): Rule("/api/inboxes/", ("sending.add_inbox",), 400),
+    ("inbox-detail", "GET"): Rule("/api/inboxes/{inbox}/", INBOX_VIEW, 200),
+    ("inbox-detail", "PUT"): Rule("/api/inboxes/{inbox}/", ("sending.change_inbox",), 400),
+    # 400: no IMPORT_ROOTS are configured here, so the inbox's paths are refused (the change got past access)
+    ("inbox-detail", "PATCH"): Rule("/api/inboxes/{inbox}/", ("sending.change_inbox",), 400, {"enabled": False}),
+    ("inbox-detail", "DELETE"): Rule("/api/inboxes/{inbox}/", ("sending.delete_inbox",), 204),
+    ("inbox-runs", "GET"): Rule("/api/inboxes/{inbox}/runs/", INBOX_VIEW, 200),
+    ("admin:sending_send", "GET"): Rule("/admin/sending/sendjob/send/", ("sending.add_sendjob",), 200),
+    ("admin:sending_report", "GET"): Rule("/admin/sending/sendjob/{send}/report.csv", SEND_VIEW, 200),
     # Folder imports, by task_id; the 400 of an empty start body proves the caller got in.
     ("importjob-list", "GET"): Rule("/api/imports/", IMPORT_VIEW, 200),
     ("importjob-list", "POST"): Rule("/api/imports/", ("imports.start_import",), 400),
@@ -82,6 +142,8 @@ RULES = {
     ("imported-image-jpg", "GET"): Rule("/api/images/{image}/jpg", ("imports.view_importedimage",), 200),
     ("admin:imports_start", "GET"): Rule("/admin/imports/importjob/start/", ("imports.start_import",), 200),
 }
+# The portal's own pages outside the admin: a session login, the page's login form for strangers (302).
+PAGES = ("photos:",)
 
 ADMIN_MODEL_VIEWS = ("_changelist", "_add", "_history", "_delete", "_change", "_password_change")
 ADMIN_SITE_VIEWS = {"index", "login", "logout", "password_change", "password_change_done", "autocomplete",
@@ -134,22 +196,35 @@ def caller(user=None, *, admin: bool) -> APIClient:
 
 
 def objects_for(owner) -> dict:
-    """A server nothing listens on, a spare one to delete, an echo, a retrieval and an import job of `owner`,
-    and an imported patient with one image (and its JPEG)."""
+    """A server nothing listens on, a spare one to delete, and one job of each kind of `owner` (an echo, a
+    retrieval, a photo upload, a send job, a delivery of the retrieval, an import), an inbox, delivery
+    targets (one to delete), and an imported patient with one image (and its JPEG)."""
+    from apps.delivery.models import DeliveryJob, DeliveryTarget
+
     server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
     DicomServer.objects.create(name="SPARE", ae_title="SPARE", host="127.0.0.1", port=1)
     echo = EchoJob.for_servers([server], user=owner)
     retrieval = RetrievalJob.objects.create(created_by=owner, source_name="cases.csv")
     RetrievalItem.objects.create(job=retrieval, line=2, patient_id="P1", study_date="20240101",
                                  dicom_server=server, server_name="RT", status="failed", error="down")
+    photo = PhotoUpload.objects.create(created_by=owner, dicom_server=server, server_name="RT", backend="cstore",
+                                       patient_id="P1", study_instance_uid="1.2.3", series_instance_uid="1.2.3.4")
+    PhotoSend.objects.create(job=photo, status="failed", error="down")
+    send = SendJob.objects.create(created_by=owner, source_path="/nowhere", root="/nowhere")
+    SendItem.objects.create(job=send, batch=0, status="failed", error="down")
+    inbox = Inbox.objects.create(name="WARD", path="/nowhere", archive_path="/nowhere-archive")
+    target = DeliveryTarget.objects.create(name="BOX", kind="portal", url="http://127.0.0.1:1", token="t")
+    DeliveryTarget.objects.create(name="SPAREBOX", kind="portal", url="http://127.0.0.1:1", token="t")
+    delivery = DeliveryJob.for_retrieval(retrieval, target, user=owner, start=False)
     imported = ImportJob.objects.create(created_by=owner, source_path="/nowhere")
     patient = ImportedPatient.objects.create(patient_id="P1")
     image = ImportedImage.objects.create(patient=patient, original_filename="a.dcm", sop_instance_uid="1.2.3",
                                          width=1, height=1, jpg="rt/1.2.3.jpg", source_path="/nowhere/a.dcm")
     image.jpg_path().parent.mkdir(parents=True, exist_ok=True)
     image.jpg_path().write_bytes(b"\xff\xd8\xff\xd9")
-    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "import": imported.task_id,
-            "patient": patient.pk, "image": image.pk}
+    return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "photo": photo.pk, "send": send.pk,
+            "inbox": inbox.name, "target": target.name, "delivery": delivery.pk,
+            "import": imported.task_id, "patient": patient.pk, "image": image.pk}
 
 
 def send(client, method: str, rule: Rule, objects: dict):
@@ -168,10 +243,11 @@ def test_route_answers_each_kind_of_caller(key, django_user_model):
     rule = RULES[key]
     method = key[1]
     admin = key[0].startswith("admin:")
+    session = admin or key[0].startswith(PAGES)  # a browser's login, not a token
     plain = django_user_model.objects.create_user("plain")
     staff = django_user_model.objects.create_user("staff", is_staff=True)
     permitted = django_user_model.objects.create_user("permitted",
-                                                      is_staff=admin or rule.needs == STAFF)
+                                                      is_staff=admin or rule.needs == STAFF or rule.staff)
     if isinstance(rule.needs, tuple):
         app_codenames = [p.split(".") for p in rule.needs]
         perms = [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in app_codenames]
@@ -179,13 +255,13 @@ def test_route_answers_each_kind_of_caller(key, django_user_model):
     objects = objects_for(permitted)
 
     def status_of(user):
-        return send(caller(user, admin=admin), method, rule, objects).status_code
+        return send(caller(user, admin=session), method, rule, objects).status_code
 
     anonymous = status_of(None)
     if rule.needs == OPEN:
         assert anonymous == rule.ok
     else:
-        assert refused(anonymous, admin=admin, anonymous=True), f"anonymous got {anonymous}"
+        assert refused(anonymous, admin=session, anonymous=True), f"anonymous got {anonymous}"
     plain_status = status_of(plain)
     if rule.needs in (OPEN, LOGIN):
         assert plain_status == rule.ok, f"plain user got {plain_status}"

@@ -11,9 +11,6 @@ The result, the statuses and the errors are those of apps.dicom.dimse.Associatio
 from __future__ import annotations
 
 import logging
-import select
-import socket
-import ssl
 import threading
 import time
 from io import BytesIO
@@ -22,8 +19,7 @@ from typing import Callable
 from pydicom.uid import UID
 from pynetdicom.dsutils import decode, encode
 
-from apps.dicom import errors
-from apps.dicom.connect import CANCEL_GRACE_SECONDS, MODELS, open_socket, text_value
+from apps.dicom.connect import CANCEL_GRACE_SECONDS, MODELS, text_value
 from apps.dicom.dimse import MoveResult, describe_query, identifier
 from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.peers import LocalAE, RemoteAE
@@ -31,91 +27,34 @@ from apps.dicom.scp import ReceivedInstance
 from apps.dicom.status import category, describe
 from apps.dicom.syntaxes import COMMON_STORAGE_SOP_CLASSES, MAX_CONTEXTS, TRANSFER_SYNTAXES, UNCOMPRESSED
 from apps.dicom.wire import commands, pdu
-from apps.dicom.wire.messages import MessageAssembler, answer_c_store
-from apps.dicom.wire.storage_scp import MAX_PDU
+from apps.dicom.wire.messages import answer_c_store
+from apps.dicom.wire.requestor import RequestorAssociation
 
 log = logging.getLogger(__name__)
 
 # Context 1 is the GET model; the storage classes we take the SCP role for fill the rest.
 STORAGE_SOP_CLASSES = COMMON_STORAGE_SOP_CLASSES[:MAX_CONTEXTS - 1]
-POLL_SECONDS = 0.2  # how often a waiting C-GET looks at its stop event
 
 
-class _GetAssociation(MessageAssembler):
+class _GetAssociation(RequestorAssociation):
     """One C-GET on its own association, from connect to release."""
 
     def __init__(self, peer: RemoteAE, local: LocalAE, on_instance, message_id: int):
-        self.peer, self.local, self.on_instance, self.message_id = peer, local, on_instance, message_id
-        self.sock: socket.socket | None = None
-        self.max_pdu = peer.max_pdu or MAX_PDU  # what we accept
-        self.peer_max_pdu = 0
-        self.contexts: dict[int, str] = {}
+        super().__init__(peer, local)
+        self.on_instance, self.message_id = on_instance, message_id
         self.sop_class = MODELS["study"][2]
         self.result = MoveResult(message_id=message_id)
         self.refused: list[str] = []  # instances we answered with a failure
-        self.established = False
-        self.closed = False
         self.final = False
-        self.reset_message()
-
-    # -- association set-up and tear-down ------------------------------------------------------------
-
-    def connect(self) -> None:
-        self.sock = open_socket(self.peer)
 
     def negotiate(self) -> None:
-        peer = self.peer
         contexts = [(self.sop_class, UNCOMPRESSED)] + [(uid, TRANSFER_SYNTAXES) for uid in STORAGE_SOP_CLASSES]
-        self.sock.sendall(pdu.associate_rq(peer.ae_title, self.local.ae_title, contexts, self.max_pdu,
-                                           scp_role_for=STORAGE_SOP_CLASSES))
-        try:
-            pdu_type, body = pdu.read_pdu(self.sock, pdu.MAX_ASSOCIATE_RQ)
-        except socket.timeout:
-            raise errors.association_request_unanswered(peer) from None
-        except (pdu.PeerClosed, OSError):
-            raise AssociationAborted(f"{peer.label} closed the connection during the association request. Check "
-                                     f"that the PACS knows our AE title '{self.local.ae_title}'.") from None
-        if pdu_type == pdu.ASSOCIATE_RJ and len(body) >= 4:
-            raise errors.association_rejected(peer, self.local, body[1], body[2], body[3])
-        if pdu_type == pdu.ABORT:
-            raise errors.association_request_aborted(peer, self.local)
-        if pdu_type != pdu.ASSOCIATE_AC:
-            raise pdu.ProtocolError(f"expected A-ASSOCIATE-AC, got PDU type {pdu_type}", pdu.UNEXPECTED_PDU)
-        self.contexts, self.peer_max_pdu = pdu.parse_associate_ac(body)
-        self.established = True
+        super().negotiate(contexts, scp_role_for=STORAGE_SOP_CLASSES)
         if 1 not in self.contexts:
-            raise DimseFailure(f"{peer.label} does not offer C-GET ({UID(self.sop_class).name}) to us; "
+            raise DimseFailure(f"{self.peer.label} does not offer C-GET ({UID(self.sop_class).name}) to us; "
                                "check the services enabled for our AE title on the PACS.")
 
-    def close(self, *, release: bool) -> None:
-        """End the association (A-RELEASE when the C-GET finished, else A-ABORT) and the connection, once."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.established:
-            self._release() if release else self._abort()
-        self.sock.close()
-
-    def _release(self) -> None:
-        """A PACS that does not answer the A-RELEASE-RQ within the ACSE timeout is simply left."""
-        try:
-            self.sock.settimeout(self.peer.connect_timeout)
-            self.sock.sendall(pdu.release_rq())
-            while pdu.read_pdu(self.sock, self.max_pdu + 6)[0] not in (pdu.RELEASE_RP, pdu.ABORT):
-                pass
-        except (OSError, pdu.PeerClosed, pdu.ProtocolError):
-            log.debug("no A-RELEASE-RP from %s", self.peer.label)
-
-    def _abort(self) -> None:
-        try:
-            self.sock.sendall(pdu.abort(0, 0))  # source 0: the service user
-        except OSError:
-            pass
-
     # -- the C-GET ---------------------------------------------------------------------------------------
-
-    def send(self, context_id: int, is_command: bool, data: bytes) -> None:
-        self.sock.sendall(pdu.p_data(context_id, is_command, data, self.peer_max_pdu))
 
     def request(self, identifier_bytes: bytes) -> None:
         self.send(1, True, commands.request(commands.C_GET_RQ, self.message_id, self.sop_class,
@@ -125,32 +64,7 @@ class _GetAssociation(MessageAssembler):
     def run_until_final(self, deadline: float, stop: threading.Event | None = None) -> str:
         """Serve the C-STOREs and collect the C-GET responses until the final one ("final"), `deadline`
         ("deadline") or `stop` ("stopped"). Both are looked at between PDUs only, never inside one."""
-        while not self.final:
-            if stop is not None and stop.is_set():
-                return "stopped"
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return "deadline"
-            if not self._readable(min(remaining, POLL_SECONDS)):
-                continue
-            self.sock.settimeout(remaining)
-            try:
-                pdu_type, body = pdu.read_pdu(self.sock, self.max_pdu + 6)
-            except socket.timeout:
-                return "deadline"
-            if pdu_type == pdu.P_DATA_TF:
-                self.on_p_data(body)
-            elif pdu_type == pdu.ABORT:
-                raise AssociationAborted(f"{self.peer.label} aborted the association during the C-GET. "
-                                         "Check the PACS log; try again.")
-            else:
-                raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during the C-GET", pdu.UNEXPECTED_PDU)
-        return "final"
-
-    def _readable(self, seconds: float) -> bool:
-        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
-            return True  # decrypted bytes already wait in the TLS layer, where select() cannot see them
-        return bool(select.select([self.sock], [], [], seconds)[0])
+        return self.serve_until(lambda: self.final, deadline, "C-GET", stop=stop)
 
     def cancel(self) -> None:
         self.send(1, True, commands.cancel(self.message_id))

@@ -8,6 +8,7 @@ ProtocolError, which the caller turns into an A-ABORT.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass, field
@@ -240,13 +241,36 @@ def parse_associate_ac(body: bytearray) -> tuple[dict[int, str], int]:
 def p_data(context_id: int, is_command: bool, data: bytes, max_pdu: int) -> bytes:
     """One message part (command or dataset) as P-DATA-TF PDUs no larger than the peer's maximum
     (0 = unlimited), each carrying one PDV; the last fragment carries the 'last' flag."""
-    room = (max_pdu - 6) if max_pdu else len(data) or 1  # PDV item: 4 length + 1 context + 1 control
-    chunks = [data[i:i + room] for i in range(0, len(data), room)] or [b""]
-    pdus = []
-    for n, chunk in enumerate(chunks):
-        control = (1 if is_command else 0) | (2 if n == len(chunks) - 1 else 0)
-        pdus.append(encode_pdu(P_DATA_TF, struct.pack(">LBB", len(chunk) + 2, context_id, control) + chunk))
-    return b"".join(pdus)
+    return b"".join(p_data_buffers(context_id, is_command, data, max_pdu))
+
+
+def p_data_buffers(context_id: int, is_command: bool, data, max_pdu: int) -> list:
+    """p_data as a list of buffers (each PDU's 12-byte header, then a view of its slice of `data`), so a
+    large dataset reaches the socket without being copied (send_buffers)."""
+    view = memoryview(data)
+    room = (max_pdu - 6) if max_pdu else len(view) or 1  # PDV item: 4 length + 1 context + 1 control
+    starts = range(0, len(view), room) if len(view) else [0]
+    buffers = []
+    for n, start in enumerate(starts):
+        chunk = view[start:start + room]
+        control = (1 if is_command else 0) | (2 if n == len(starts) - 1 else 0)
+        buffers += [struct.pack(">BBLLBB", P_DATA_TF, 0, len(chunk) + 6, len(chunk) + 2, context_id, control), chunk]
+    return buffers
+
+
+def send_buffers(sock: socket.socket, buffers: list) -> None:
+    """sendall for a list of buffers: scatter-gather (sendmsg) on plain sockets, one joined send on TLS."""
+    if not hasattr(sock, "sendmsg") or isinstance(sock, ssl.SSLSocket):
+        sock.sendall(b"".join(buffers))
+        return
+    pending = [memoryview(b).cast("B") for b in buffers if len(b)]
+    while pending:
+        sent = sock.sendmsg(pending[:512])  # IOV_MAX is 1024 on Linux
+        while sent and pending:
+            if sent >= len(pending[0]):
+                sent -= len(pending.pop(0))
+            else:
+                pending[0], sent = pending[0][sent:], 0
 
 
 def pdvs(body: bytearray):

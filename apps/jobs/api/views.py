@@ -34,9 +34,8 @@ class JobViewSetMixin:
         return job_permissions(model)
 
     def _on_job(self, method: str) -> Response:
-        job = self.get_object()
-        getattr(job, method)(user=self.request.user)
-        return Response(self.get_serializer(job).data)
+        getattr(self.get_object(), method)(user=self.request.user)
+        return Response(self.get_serializer(self.get_object()).data)  # fetched again: items were prefetched
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])

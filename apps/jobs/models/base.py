@@ -110,6 +110,9 @@ class Job(models.Model):
                 job.completed_at = timezone.now() if status in JOB_DONE else None
                 job.save(update_fields=["status", "completed_at"])
         self.status, self.completed_at = job.status, job.completed_at
+        from apps.jobs.signals import job_refreshed
+
+        job_refreshed.send(sender=type(self), job=self)
         return status
 
     def start(self, user=None) -> int:

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.delivery.api.serializers import DeliveryOptionsField
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 
@@ -27,10 +28,12 @@ class RetrievalJobListSerializer(JobSerializer):
 
     status = serializers.CharField(source="shown_status", read_only=True,
                                    help_text="The job's status, or 'preparing' while its rows are created.")
+    deliveries = serializers.PrimaryKeyRelatedField(many=True, read_only=True, help_text="Delivery jobs of its cases.")
 
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
-        fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors"]
+        fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors",
+                                                                          "deliveries"]
 
 
 class RetrievalJobSerializer(RetrievalJobListSerializer):
@@ -87,3 +90,5 @@ class RetrievalRequestSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=86400, allow_null=True)
     server = serializers.CharField(required=False, allow_blank=True, default="",
                                    help_text="Server for rows that name none (like the CLI's --server).")
+    delivery = DeliveryOptionsField(required=False, help_text="Deliver the cases in batches as they are retrieved: "
+                                    '{"target", "mode": "zip"|"direct", "batch_size", "keep_zip", "clear"}.')

@@ -37,7 +37,8 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     @extend_schema(request=RetrievalRequestSerializer, responses={201: RetrievalJobSerializer(many=True)})
     def create(self, request):
         files = request.FILES.getlist("file")
-        body = RetrievalRequestSerializer(data={k: v for k, v in request.data.items() if k != "file"})
+        body = RetrievalRequestSerializer(data={k: v for k, v in request.data.items() if k != "file"},
+                                          context={"request": request})
         body.is_valid(raise_exception=True)
         rows = body.validated_data.get("rows")
         if bool(files) == (rows is not None):
@@ -52,7 +53,8 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
                              "row_errors": [{"line": e.line, "text": e.text, "message": e.message} for e in errors]},
                             status=status.HTTP_400_BAD_REQUEST)
         jobs = intake.start_jobs(read, user=request.user, timeout=body.validated_data.get("timeout"),
-                                 default_server=body.validated_data["server"])
+                                 default_server=body.validated_data["server"],
+                                 delivery=body.validated_data.get("delivery"))
         payload = [self.get_serializer(job).data for job in jobs]
         return Response(payload[0] if rows is not None or len(payload) == 1 else payload,
                         status=status.HTTP_201_CREATED)

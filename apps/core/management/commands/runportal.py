@@ -1,7 +1,7 @@
 """manage.py runportal — run the whole portal on one machine until Ctrl-C (what `make run` starts).
 
-Processes: web (gunicorn), the django-q2 worker cluster, the DICOM receiver and, unless DEMO_PACS=0,
-the demo PACS, each in its own process group under apps/core/supervisor.py: one that dies is restarted
+Processes: web (gunicorn), the django-q2 worker cluster, the DICOM receiver, the inbox watcher and,
+unless DEMO_PACS=0, the demo PACS, each in its own process group under apps/core/supervisor.py: one that dies is restarted
 with backoff while the others go on, /healthz names it while it is down, and Ctrl-C or SIGTERM ends
 every process started, their children included. Scale-out runs the same pieces as separate services
 instead (README, "Scaling out").
@@ -31,6 +31,7 @@ def portal_processes() -> dict[str, list[str]]:
                 "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'],
         "workers": manage + ["qcluster"],
         "receiver": manage + ["receive"],
+        "inbox-watcher": manage + ["watch_inboxes"],
     }
     if settings.DEMO_PACS:
         procs["demo-pacs"] = manage + ["demo_pacs"]
@@ -38,7 +39,7 @@ def portal_processes() -> dict[str, list[str]]:
 
 
 class Command(BaseCommand):
-    help = "Run web + workers + receiver (+ demo PACS) together until Ctrl-C."
+    help = "Run web + workers + receiver + inbox watcher (+ demo PACS) together until Ctrl-C."
 
     def handle(self, *args, **options):
         stopping = False

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.dicom import store
 from apps.dicom.errors import DicomError
+from apps.dicom.peers import LocalAE, RemoteAE
 from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
@@ -44,7 +45,11 @@ class Command(BaseCommand):
             p = sub.add_parser(name, help="C-STORE a file or every file under a folder")
             p.add_argument("path", nargs="?")
             p.add_argument("--file" if name == "send-file" else "--dir", dest="path_opt")
-            p.add_argument("--server", required=True)
+            p.add_argument("--server", default="", help="a configured server; or give the PACS with the flags below")
+            p.add_argument("--ip", default="127.0.0.1", help="PACS address (without --server)")
+            p.add_argument("--port", type=int, default=11112, help="PACS port (without --server)")
+            p.add_argument("--pacs-ae-title", default="PACS", help="PACS AE title (without --server)")
+            p.add_argument("--ae-title", default="", help="our AE title (default DICOM_AE_TITLE)")
         p = sub.add_parser("batch", help="retrieve every row of a case list, or of every CSV in a folder")
         p.add_argument("source", help="a CSV file or a folder of CSV files (one job each)")
         p.add_argument("--server", default="", help="server for rows that name none")
@@ -87,20 +92,25 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"{len(studies)} studies")
 
-    def do_send_file(self, path, path_opt, server, **_):
-        self._send([Path(path or path_opt or "")], server)
+    def do_send_file(self, path, path_opt, **opts):
+        self._send([Path(path or path_opt or "")], **opts)
 
-    def do_send_dir(self, path, path_opt, server, **_):
+    def do_send_dir(self, path, path_opt, **opts):
         folder = Path(path or path_opt or "")
         if not folder.is_dir():
             raise CommandError(f"{folder} is not a folder.")
-        self._send(sorted(p for p in folder.rglob("*") if p.is_file()), server)
+        self._send(sorted(p for p in folder.rglob("*") if p.is_file()), **opts)
 
-    def _send(self, paths, server):
+    def _send(self, paths, *, server, ip, port, pacs_ae_title, ae_title, **_):
         for p in paths:
             if not p.is_file():
                 raise CommandError(f"{p} is not a file.")
-        report = store.store_files(self._server(server).as_peer(), local_ae(), paths)
+        local = local_ae()
+        if ae_title:
+            local = LocalAE(ae_title=ae_title, host=local.host, port=local.port)
+        # A PACS not in the database, as the old tool took it: --ip --port --pacs-ae-title.
+        peer = self._server(server).as_peer() if server else RemoteAE(ae_title=pacs_ae_title, host=ip, port=port)
+        report = store.store_files(peer, local, paths, engine=settings.STORE_ENGINE)
         for path, reason in report.failed:
             self.stderr.write(f"FAILED {path}: {reason}")
         self.stdout.write(f"sent {len(report.stored)} of {len(paths)} files"

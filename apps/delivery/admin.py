@@ -1,0 +1,64 @@
+"""Admin: delivery targets (the token is typed in, never shown back), delivery jobs with live progress
+and per-batch bytes, and the receiving end's uploads (read-only)."""
+from django import forms
+from django.contrib import admin
+
+from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
+from apps.jobs.admin import JobAdminMixin, JobItemInline
+
+
+class DeliveryTargetForm(forms.ModelForm):
+    url = forms.URLField(label="Portal URL", required=False, assume_scheme="https",
+                         help_text="Base URL of the receiving portal, e.g. https://far.example:8000")
+    token = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+                            help_text="API token of the receiving portal. Leave empty to keep the current one.")
+
+    class Meta:
+        model = DeliveryTarget
+        fields = ["name", "kind", "url", "token", "server", "path", "description"]
+
+    def clean_token(self):
+        return self.cleaned_data["token"] or (self.instance.token if self.instance.pk else "")
+
+
+@admin.register(DeliveryTarget)
+class DeliveryTargetAdmin(admin.ModelAdmin):
+    form = DeliveryTargetForm
+    list_display = ("name", "kind", "url", "server", "path", "description")
+    list_filter = ("kind",)
+
+
+class DeliveryBatchInline(JobItemInline):
+    model = DeliveryBatch
+    fields = ("number", "status", "error", "cases", "files", "bytes", "sent_bytes", "current_file", "zip_path",
+              "attempts", "started_at", "finished_at")
+    readonly_fields = fields
+
+    @admin.display(description="Sending now")
+    def current_file(self, batch):
+        result = batch.result or {}
+        if batch.status != "running" or not result.get("current_file"):
+            return ""
+        return f"{result['current_file']}: {result.get('sent_bytes', 0)} of {result.get('total_bytes', 0)} bytes"
+
+
+@admin.register(DeliveryJob)
+class DeliveryJobAdmin(JobAdminMixin, admin.ModelAdmin):
+    inlines = [DeliveryBatchInline]
+    list_display = ("__str__", "status", "progress", "mode", "batch_size", "created_by", "created_at")
+    readonly_fields = [*JobAdminMixin.readonly_fields, "retrieval", "target", "mode", "batch_size", "keep_zip",
+                       "clear"]
+    fields = readonly_fields
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    list_display = ("id", "created_by", "state", "offset", "length", "files", "created_at", "expires_at")
+    list_filter = ("state",)
+    readonly_fields = [f.name for f in Upload._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,51 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+
+from apps.audit import record
+from apps.delivery.api.serializers import DeliveryJobSerializer, DeliveryRequestSerializer, DeliveryTargetSerializer
+from apps.delivery.models import DeliveryJob, DeliveryTarget
+from apps.jobs.access import visible_jobs
+from apps.jobs.api.views import JobViewSetMixin
+
+
+class DeliveryTargetViewSet(viewsets.ModelViewSet):
+    """Delivery targets by name: `portal` (url + write-only token), `dicom`/`dicomweb` (a server), `folder` (path)."""
+
+    queryset = DeliveryTarget.objects.select_related("server")
+    serializer_class = DeliveryTargetSerializer
+    lookup_field = "name"
+
+    def perform_create(self, serializer):
+        target = serializer.save()
+        record(self.request.user, "delivery_target.created", target, name=target.name, kind=target.kind)
+
+    def perform_update(self, serializer):
+        target = serializer.save()
+        record(self.request.user, "delivery_target.changed", target, name=target.name, kind=target.kind)
+
+    def perform_destroy(self, instance):
+        record(self.request.user, "delivery_target.deleted", instance, name=instance.name)
+        instance.delete()
+
+
+class DeliveryJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Deliveries: the cases of a retrieval, `batch_size` per batch, to a target as zips or files."""
+
+    queryset = DeliveryJob.objects.select_related("target").prefetch_related("items")
+    serializer_class = DeliveryJobSerializer
+
+    @extend_schema(request=DeliveryRequestSerializer, responses={201: DeliveryJobSerializer})
+    def create(self, request):
+        from apps.retrieval.models import RetrievalJob
+
+        body = DeliveryRequestSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        retrieval = visible_jobs(RetrievalJob.objects.all(), request.user).filter(pk=data["retrieval"]).first()
+        if retrieval is None:
+            return Response({"retrieval": [f"You have no retrieval job #{data['retrieval']}."]},
+                            status=status.HTTP_400_BAD_REQUEST)
+        job = DeliveryJob.for_retrieval(retrieval, data["target"], user=request.user, mode=data["mode"],
+                                        batch_size=data["batch_size"], keep_zip=data["keep_zip"], clear=data["clear"])
+        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,24 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+CLEANUP_SCHEDULE = "delivery: clean stale uploads and zips"
+
+
+def ensure_cleanup_schedule(sender, using="default", **kwargs):
+    """Hourly sweep of expired incomplete uploads (receiving end) and old delivery zips (sending end)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.using(using).update_or_create(
+        name=CLEANUP_SCHEDULE,
+        defaults={"func": "apps.delivery.cleanup.clean_stale", "schedule_type": Schedule.HOURLY, "repeats": -1})
+
+
+class DeliveryConfig(AppConfig):
+    name = "apps.delivery"
+    label = "delivery"
+    verbose_name = "Delivery"
+
+    def ready(self):
+        from apps.delivery import hooks  # noqa: F401  (connects to job progress)
+
+        post_migrate.connect(ensure_cleanup_schedule, sender=self, dispatch_uid="delivery-cleanup-schedule")

@@ -1,0 +1,149 @@
+"""The receiving end's uploads (tus 1.0.0 resources at /api/uploads/<id>): bytes land in
+UPLOADS_DIR/<id>.part at the offsets the client names; a finished zip is unpacked into DOWNLOADS_DIR
+keeping its layout, a finished single file is placed at DOWNLOADS_DIR/<filename>."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from apps.delivery.bundle import BundleRefused, check_relative_path, file_sha1, place_file, unpack
+
+READ_BLOCK = 1024 * 1024
+
+class ChunkRefused(Exception):
+    """A PATCH the protocol says no to; `status` is the HTTP answer (409, 460, 400...)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Upload(models.Model):
+    class State(models.TextChoices):
+        RECEIVING = "receiving"
+        UNPACKED = "unpacked"  # a zip, unpacked into DOWNLOADS_DIR
+        STORED = "stored"  # one file, placed into DOWNLOADS_DIR
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    filename = models.CharField(max_length=500)
+    metadata = models.JSONField(default=dict, blank=True)
+    length = models.BigIntegerField()
+    offset = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RECEIVING)
+    error = models.TextField(blank=True)
+    verified = models.BigIntegerField(default=0, help_text="Bytes from the start that arrived in chunks whose "
+                                      "Upload-Checksum (sha1) matched.")
+    sha1 = models.CharField(max_length=40, blank=True, help_text="Of the whole file, once complete, when not "
+                            "every byte was verified by chunk checksums.")
+    files = models.PositiveIntegerField(default=0, help_text="Files written into downloads.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"upload {self.id} {self.filename}"
+
+    def save(self, *args, **kwargs):
+        if self.expires_at is None:
+            self.expires_at = self.next_expiry()
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def next_expiry():
+        """An upload expires this long after its last chunk (so one in use never does)."""
+        return timezone.now() + timedelta(hours=settings.UPLOAD_EXPIRE_HOURS)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(settings.UPLOADS_DIR) / f"{self.id}.part"
+
+    @property
+    def expired(self) -> bool:
+        return self.state == self.State.RECEIVING and self.expires_at <= timezone.now()
+
+    @staticmethod
+    def check_filename(name: str) -> str:
+        """The name must be a plain relative path (it decides where the file lands)."""
+        return str(check_relative_path(name))
+
+    def append(self, stream, offset: int, count: int, checksum: tuple[str, str] | None) -> int:
+        """Write `count` bytes read from `stream` at `offset`. With a checksum the chunk is kept whole or
+        not at all; without one, what arrived before a cut connection is kept (tus: store as much as
+        possible). Returns the new offset; finishes the upload when its last byte arrived."""
+        if offset != self.offset:
+            raise ChunkRefused(409, f"Upload-Offset {offset} does not match the upload's offset {self.offset}.")
+        if offset + count > self.length:
+            raise ChunkRefused(400, f"{count} bytes at offset {offset} would pass Upload-Length {self.length}.")
+        digest = hashlib.sha1() if checksum else None
+        self.data_path.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with open(self.data_path, "r+b" if self.data_path.exists() else "w+b") as out:
+            out.seek(offset)
+            while written < count:
+                try:
+                    block = stream.read(min(READ_BLOCK, count - written))
+                except OSError:  # the client went away mid-body
+                    block = b""
+                if not block:
+                    break
+                out.write(block)
+                written += len(block)
+                if digest:
+                    digest.update(block)
+            if digest and (written < count or base64.b64encode(digest.digest()).decode() != checksum[1]):
+                out.truncate(offset)
+                if written < count:
+                    raise ChunkRefused(400, f"the chunk ended after {written} of {count} bytes; it was dropped")
+                raise ChunkRefused(460, "Upload-Checksum does not match the chunk; it was dropped.")
+            out.truncate(offset + written)
+        verified = self.verified + written if digest and self.verified == offset else self.verified
+        moved = type(self).objects.filter(pk=self.pk, offset=offset, state=self.State.RECEIVING).update(
+            offset=offset + written, verified=verified, expires_at=self.next_expiry())
+        if not moved:
+            raise ChunkRefused(409, "Another request moved this upload's offset meanwhile.")
+        self.offset, self.verified = offset + written, verified
+        if self.offset == self.length:
+            self.finish()
+        return self.offset
+
+    def finish(self) -> None:
+        """Unpack or place the complete file. A refused file writes nothing into downloads and leaves
+        the reason in `error`."""
+        if self.verified < self.length:  # some bytes came without a checksum: hash the whole file
+            self.sha1 = file_sha1(self.data_path)
+        try:
+            downloads = Path(settings.DOWNLOADS_DIR)
+            if self.filename.lower().endswith(".zip"):
+                self.files = len(unpack(self.data_path, downloads, max_bytes=settings.UPLOAD_MAX_UNPACKED_BYTES).files)
+                self.state = self.State.UNPACKED
+            else:
+                place_file(self.data_path, downloads, self.filename)
+                self.files, self.state = 1, self.State.STORED
+        except BundleRefused as exc:
+            self.state, self.error = self.State.FAILED, f"{self.filename}: {exc}"
+        self.data_path.unlink(missing_ok=True)
+        self.completed_at = timezone.now()
+        self.save(update_fields=["sha1", "state", "error", "files", "completed_at"])
+
+    def outcome(self) -> dict:
+        """What the sender reads before it deletes anything."""
+        return {"id": str(self.id), "filename": self.filename, "length": self.length, "offset": self.offset,
+                "verified": self.verified, "sha1": self.sha1, "state": "expired" if self.expired else self.state,
+                "files": self.files, "error": self.error, "expires_at": self.expires_at,
+                "completed_at": self.completed_at}
+
+    def discard(self) -> None:
+        self.data_path.unlink(missing_ok=True)
+        self.delete()

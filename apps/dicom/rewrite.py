@@ -1,0 +1,71 @@
+"""Patient rewrite: give a DICOM file another PatientID and PatientName (the watched inbox takes them
+from the folder name), encoded in UTF-8 (`SpecificCharacterSet` ISO_IR 192) so Korean, Chinese or
+any other name survives. Every other text value is re-encoded from the file's own character set, so
+nothing else changes meaning. The result is written next to nothing: the caller says where."""
+from __future__ import annotations
+
+import os
+import re
+from io import BytesIO
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from apps.dicom import files
+from apps.dicom.errors import InvalidDicomFile
+
+UTF8 = "ISO_IR 192"
+DEFAULT_FOLDER_PATTERN = r"^#([0-9]+)-(.+)$"
+MAX_PATIENT_ID = 64  # LO
+MAX_NAME_GROUP = 64  # PN: each of the (up to three) component groups holds 64 characters
+
+
+@dataclass(frozen=True)
+class Patient:
+    patient_id: str
+    patient_name: str  # DICOM person name: components separated by "^"
+
+
+def patient_from_folder(name: str, pattern: str = DEFAULT_FOLDER_PATTERN) -> Patient:
+    """PatientID (group 1) and PatientName (group 2) from a folder name such as `#00042-홍^길동`.
+    Raises ValueError saying what is wrong when the name does not fit."""
+    match = re.fullmatch(pattern, name)
+    if not match or len(match.groups()) < 2:
+        raise ValueError(f"the folder name does not match the pattern {pattern}")
+    patient_id, patient_name = match.group(1).strip(), match.group(2).strip()
+    if not patient_id or not patient_name:
+        raise ValueError("the folder name gives an empty PatientID or PatientName")
+    if len(patient_id) > MAX_PATIENT_ID or "\\" in patient_id:
+        raise ValueError(f"the PatientID is not a valid DICOM LO value (at most {MAX_PATIENT_ID} characters, no '\\')")
+    if "\\" in patient_name or any(len(group) > MAX_NAME_GROUP for group in patient_name.split("=")):
+        raise ValueError(f"the PatientName is not a valid DICOM PN value (at most {MAX_NAME_GROUP} characters, no '\\')")
+    return Patient(patient_id, patient_name)
+
+
+def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patient: Patient) -> str:
+    """Write `source` to `target` with the patient's PatientID and PatientName, all text in UTF-8.
+    Returns the file's SOPInstanceUID. Raises InvalidDicomFile naming the file when it is not complete
+    DICOM or cannot be read.
+    The target is written to a temporary name and renamed, so it is never seen half-written."""
+    name = os.fspath(source)
+    _, data = files.read_checked(source)  # pydicom would read a truncated file without complaint
+    try:
+        ds = dcmread(BytesIO(data))
+        ds.decode()  # every text value to str, from the file's own SpecificCharacterSet
+    except (InvalidDicomError, OSError, EOFError, ValueError, LookupError) as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read for the patient rewrite ({exc})") from None
+    ds.SpecificCharacterSet = UTF8
+    ds.PatientID = patient.patient_id
+    ds.PatientName = patient.patient_name
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        ds.save_as(partial, enforce_file_format=True)
+        os.replace(partial, target)
+    except (ValueError, TypeError, OverflowError) as exc:
+        partial.unlink(missing_ok=True)
+        raise InvalidDicomFile(f"{name}: cannot be written after the patient rewrite ({exc})") from None
+    return str(ds.SOPInstanceUID)

@@ -1,0 +1,105 @@
+"""A C-STORE SCU written directly on sockets: the send fast path.
+
+A PACS answers each C-STORE before the next one may go (no asynchronous operations are negotiated), so
+the Python spent per instance is the sending throughput. pynetdicom spends several milliseconds per
+instance (a reactor thread handing PDUs over queues with a 1 ms poll, a pydicom Dataset per command);
+this SCU reads the file once, hands command and dataset to the socket without copying them
+(scatter-gather), and reads the response
+itself, on the requestor's side of the upper layer (wire/requestor.py).
+
+The outcomes and errors are those of apps.dicom.dimse.Association.store for files.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from apps.dicom import files
+from apps.dicom.dimse import StoreOutcome, not_accepted, store_words
+from apps.dicom.errors import AssociationAborted, AssociationRejected, DicomTimeout
+from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.wire import commands, pdu
+from apps.dicom.wire.requestor import RequestorAssociation
+
+
+class StoreAssociation(RequestorAssociation):
+    """One association proposing exactly the (SOP class, transfer syntax) pairs of the files to send."""
+
+    def __init__(self, peer: RemoteAE, local: LocalAE, pairs: list[tuple[str, str]]):
+        super().__init__(peer, local)
+        self.pairs = list(pairs)
+        self.by_pair: dict[tuple[str, str], int] = {}
+        self.message_id = 0
+        self.response: dict[int, bytes] | None = None
+
+    def negotiate(self) -> None:
+        super().negotiate([(sop_class, [syntax]) for sop_class, syntax in self.pairs])
+        self.by_pair = {pair: 2 * n + 1 for n, pair in enumerate(self.pairs) if 2 * n + 1 in self.contexts}
+        if not self.by_pair:
+            raise AssociationRejected(f"{self.peer.label} accepted the association but none of the kinds of "
+                                      "object (SOP class and encoding) we offered to send.")
+
+    def store_file(self, path, info: files.DicomFileInfo) -> StoreOutcome:
+        """C-STORE one file (its header read by files.read_meta: `info`) as its bytes. A failure status is
+        an outcome (ok=False); a file that is not complete DICOM raises InvalidDicomFile."""
+        data = files.read_complete(path, info)
+        name = str(path)
+        context_id = self.by_pair.get((info.sop_class_uid, info.transfer_syntax_uid))
+        if context_id is None:
+            return StoreOutcome.of(name, info.sop_instance_uid, None, not_accepted(self.peer, info))
+        self.message_id = self.message_id % 65535 + 1
+        command = commands.encode({commands.AFFECTED_SOP_CLASS: info.sop_class_uid,
+                                   commands.COMMAND_FIELD: commands.C_STORE_RQ,
+                                   commands.MESSAGE_ID: self.message_id, commands.PRIORITY: commands.PRIORITY_MEDIUM,
+                                   commands.DATASET_TYPE: commands.HAS_DATASET,
+                                   commands.AFFECTED_SOP_INSTANCE: info.sop_instance_uid})
+        dataset = memoryview(data)[info.dataset_offset:]
+        try:
+            pdu.send_buffers(self.sock, pdu.p_data_buffers(context_id, True, command, self.peer_max_pdu)
+                             + pdu.p_data_buffers(context_id, False, dataset, self.peer_max_pdu))
+            rsp = self._wait_for_response(time.monotonic() + self.peer.retrieve_timeout)
+        except (pdu.PeerClosed, OSError) as exc:
+            raise AssociationAborted(f"{self.peer.label} dropped the association during the C-STORE ({exc}). "
+                                     "Check the PACS log; try again.") from None
+        status = commands.us(rsp, commands.STATUS)
+        if status is None:
+            raise pdu.ProtocolError("a C-STORE-RSP without a status")
+        return StoreOutcome.of(name, info.sop_instance_uid, status,
+                               store_words(status, commands.text(rsp.get(commands.ERROR_COMMENT))))
+
+    def _wait_for_response(self, deadline: float) -> dict[int, bytes]:
+        self.response = None
+        if self.serve_until(lambda: self.response is not None, deadline, "C-STORE") != "final":
+            raise DicomTimeout(f"{self.peer.label} did not answer the C-STORE within {self.peer.retrieve_timeout:g} s. "
+                               "The PACS may be overloaded; try again or raise the timeout.")
+        return self.response
+
+    def on_message(self, command, context_id: int, parts) -> None:
+        field = commands.us(command, commands.COMMAND_FIELD)
+        if field != commands.C_STORE_RSP or commands.us(command, commands.RESPONDING_TO) != self.message_id:
+            raise pdu.ProtocolError(f"unexpected DIMSE command 0x{field or 0:04X} while waiting for a C-STORE-RSP",
+                                    pdu.UNEXPECTED_PDU)
+        self.response = command
+
+
+@contextmanager
+def store_association(peer: RemoteAE, local: LocalAE, pairs: list[tuple[str, str]]) -> Iterator[StoreAssociation]:
+    """An association for sending files with these (SOP class, transfer syntax) pairs: released at the end,
+    aborted if the block raises. A peer breaking the protocol becomes AssociationAborted."""
+    assoc = StoreAssociation(peer, local, pairs)
+    assoc.connect()
+    try:
+        assoc.negotiate()
+        yield assoc
+    except pdu.ProtocolError as exc:
+        assoc.close(release=False)
+        raise AssociationAborted(f"{peer.label} broke the DICOM protocol while we sent ({exc}).") from None
+    except (pdu.PeerClosed, OSError) as exc:
+        assoc.close(release=False)
+        raise AssociationAborted(f"{peer.label} dropped the association ({exc}). Check the PACS log; "
+                                 "try again.") from None
+    except BaseException:
+        assoc.close(release=False)
+        raise
+    assoc.close(release=True)

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class PhotosConfig(AppConfig):
+    name = "apps.photos"
+    label = "photos"
+    verbose_name = "Photos to PACS"
+
+    def ready(self):
+        from auditlog.registry import auditlog
+
+        from apps.photos.models import PhotoSettings
+
+        auditlog.register(PhotoSettings)  # who changed the photo settings, and what

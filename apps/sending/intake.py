@@ -1,0 +1,66 @@
+"""Starting send jobs: from a path on the server (inside IMPORT_ROOTS), from uploaded files (kept
+in DATA_DIR until every destination stored them), or from a ready inbox folder (the watcher)."""
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from apps.dicom import files
+from apps.dicom.rewrite import Patient
+from apps.sending.models import Inbox, SendJob
+from apps.sending.roots import confined, root_of
+
+UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def relative_files(source: Path) -> list[str]:
+    """Every file to send, relative to `source` ("" when the source is one file); hidden ones left out."""
+    if source.is_file():
+        return [""]
+    return [str(p.relative_to(source)) for p in files.iter_files([source])]
+
+
+def start_send(*, servers, source: Path, root: Path, user=None, method: str = SendJob.Method.C_STORE,
+               uploaded: bool = False, description: str = "", **run) -> SendJob:
+    """Create the job and its batches and queue them, in one transaction: a crash leaves either no job
+    or a queued one (which the runner re-queues if its messages were lost)."""
+    paths = relative_files(source)
+    with transaction.atomic():
+        job = SendJob.objects.create(created_by=user, source_path=str(source), root=str(root), method=method,
+                                     uploaded=uploaded, description=description[:200], **run)
+        job.servers.set(servers)
+        job.add_items(paths)
+        job.add_log(f"{len(paths)} files to {', '.join(s.name for s in servers)} by {method}")
+        job.start(user)
+    return job
+
+
+def send_path(path: str, servers, *, user=None, method: str = SendJob.Method.C_STORE) -> SendJob:
+    """Raises OutsideRoots when the path is not inside IMPORT_ROOTS, FileNotFoundError when it is absent."""
+    source = confined(path)
+    if not source.exists():
+        raise FileNotFoundError(f"{path} does not exist.")
+    return start_send(servers=servers, source=source, root=root_of(source), user=user, method=method,
+                      description=f"{source.name or source}")
+
+
+def send_uploads(uploads, servers, *, user=None, method: str = SendJob.Method.C_STORE) -> SendJob:
+    folder = Path(settings.DATA_DIR) / "sending" / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    for number, upload in enumerate(uploads):
+        name = UNSAFE_NAME.sub("_", Path(upload.name or "file").name).strip(".") or "file"
+        with open(folder / f"{number:05d}_{name}", "wb") as out:
+            for chunk in upload.chunks():
+                out.write(chunk)
+    return start_send(servers=servers, source=folder, root=folder, user=user, method=method, uploaded=True,
+                      description=f"{len(uploads)} uploaded files")
+
+
+def start_inbox_run(inbox: Inbox, folder: Path, patient: Patient, fingerprint: str) -> SendJob:
+    return start_send(servers=list(inbox.destinations.all()), source=folder, root=root_of(folder) or folder,
+                      description=f"inbox {inbox.name}", inbox=inbox, folder=folder.name,
+                      patient_id=patient.patient_id, patient_name=patient.patient_name, fingerprint=fingerprint)

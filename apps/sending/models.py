@@ -1,0 +1,188 @@
+"""Send jobs (a file, a folder or uploaded files to one or more servers) and watched inboxes, whose
+ready folders become send jobs ("runs") that rewrite the patient, send, and archive.
+
+A job's files are split into a few items (batches); each item sends its batch to every destination,
+holding one association slot per destination, so a job opens at most as many associations to a
+server as the server's limit allows. An item is idempotent: a re-run re-sends its batch (a PACS
+keeps one copy per SOP instance) and skips destinations that already confirmed all of it."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from apps.dicom.rewrite import DEFAULT_FOLDER_PATTERN
+from apps.jobs.models import Job, JobItem, JobStatus
+from apps.jobs.models.base import JOB_DONE
+from apps.servers.models import DicomServer, server_name_validator
+
+FILES_PER_ITEM_MIN = 25  # below this, another parallel association costs more than it saves
+NOTHING_SENT = "Nothing was sent: none of the files is DICOM (see the report for each file's reason)."
+
+
+class Inbox(models.Model):
+    """A watched folder: each top-level folder named like `#<PatientID>-<PatientName>` is sent once
+    nothing in it changed for `debounce_seconds`, then moved to `<archive_path>/<yyyymmdd_hhmmss>/`."""
+
+    name = models.CharField(max_length=32, unique=True, validators=[server_name_validator])
+    path = models.CharField(max_length=500, help_text="The watched folder; must lie inside IMPORT_ROOTS.")
+    pattern = models.CharField(max_length=200, default=DEFAULT_FOLDER_PATTERN,
+                               help_text="Regular expression for folder names: group 1 = PatientID, "
+                                         "group 2 = PatientName ('^' separates name components).")
+    destinations = models.ManyToManyField(DicomServer, related_name="+",
+                                          help_text="Every folder goes to all of them (e.g. primary and backup).")
+    debounce_seconds = models.PositiveIntegerField(default=180, help_text="Quiet time before a folder is sent.")
+    archive_path = models.CharField(max_length=500, help_text="Sent folders move here, under a timestamp folder.")
+    error_path = models.CharField(max_length=500, blank=True,
+                                  help_text="Optional: folders that failed move here (retry still works).")
+    enabled = models.BooleanField(default=True)
+    unmatched = models.JSONField(default=list, blank=True, editable=False,
+                                 help_text="Folders whose names do not match the pattern (reported once).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "inboxes"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self):
+        from apps.sending.roots import OutsideRoots, confined
+
+        errors = {}
+        try:
+            compiled = re.compile(self.pattern)
+            if compiled.groups < 2:
+                errors["pattern"] = "The pattern needs two groups: PatientID and PatientName."
+        except re.error as exc:
+            errors["pattern"] = f"Not a valid regular expression: {exc}."
+        resolved = {}
+        for field in ("path", "archive_path", "error_path"):
+            value = getattr(self, field)
+            if field == "error_path" and not value:
+                continue
+            try:
+                resolved[field] = confined(value, what=self._meta.get_field(field).verbose_name)
+            except OutsideRoots as exc:
+                errors[field] = str(exc)
+        watched = resolved.get("path")
+        for field in ("archive_path", "error_path"):
+            target = resolved.get(field)
+            if watched and target and (target == watched or target.is_relative_to(watched)):
+                errors[field] = "Must not lie inside the watched folder (it would be watched too)."
+        if errors:
+            raise ValidationError(errors)
+
+
+class SendJob(Job):
+    class Method(models.TextChoices):
+        C_STORE = "c-store", "C-STORE (DICOM)"
+        STOW_RS = "stow-rs", "STOW-RS (DICOMweb)"
+
+    source_path = models.CharField(max_length=500, help_text="The file or folder sent (resolved).")
+    root = models.CharField(max_length=500, help_text="Files outside this folder are never read.")
+    servers = models.ManyToManyField(DicomServer, related_name="+")
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.C_STORE)
+    uploaded = models.BooleanField(default=False, help_text="The files are the portal's copies of an upload.")
+    inbox = models.ForeignKey(Inbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    folder = models.CharField(max_length=255, blank=True, help_text="Inbox run: the folder's name.")
+    patient_id = models.CharField("PatientID", max_length=64, blank=True, help_text="Inbox run: written into every file.")
+    patient_name = models.CharField("PatientName", max_length=200, blank=True)
+    fingerprint = models.CharField(max_length=40, blank=True, help_text="Inbox run: the folder's content when seen.")
+    archive_path = models.CharField(max_length=500, blank=True, help_text="Where the folder was archived.")
+    note = models.TextField(blank=True, help_text="Why archiving or moving the folder failed, if it did.")
+    log = models.TextField(blank=True, help_text="Phase-by-phase log.")
+
+    class Meta(Job.Meta):
+        verbose_name = "send job"
+
+    def __str__(self) -> str:
+        return f"Inbox run #{self.pk}" if self.inbox_id else f"Send #{self.pk}"
+
+    @property
+    def is_inbox_run(self) -> bool:
+        return bool(self.folder)
+
+    def add_log(self, line: str) -> None:
+        """Append one line; items running in parallel may append at once, so the database concatenates."""
+        stamped = f"{timezone.now():%Y-%m-%d %H:%M:%S} {line}\n"
+        type(self).objects.filter(pk=self.pk).update(log=Concat(F("log"), Value(stamped)))
+
+    def add_items(self, relative_paths: list[str]) -> None:
+        """Split the files into batches: as many as the tightest server limit allows, but not tiny ones."""
+        limit = min((s.max_associations for s in self.servers.all()), default=1)
+        count = max(1, min(limit, math.ceil(len(relative_paths) / FILES_PER_ITEM_MIN)))
+        size = max(1, math.ceil(len(relative_paths) / count))
+        batches = [relative_paths[i:i + size] for i in range(0, len(relative_paths), size)] or [[]]
+        SendItem.objects.bulk_create(SendItem(job=self, batch=n, paths=b, files=len(b)) for n, b in enumerate(batches))
+
+    def files_on_disk(self, relative_paths) -> list[Path]:
+        source = Path(self.source_path)
+        return [source / rel if rel else source for rel in relative_paths]
+
+    def extra_progress(self) -> dict:
+        keys = ("files", "sent", "warnings", "skipped", "not_stored")  # "failed" stays the count of failed items
+        sums = self.items.aggregate(*(Sum(key) for key in (*keys, "bytes")))
+        progress = {key: sums[f"{key}__sum"] or 0 for key in keys}
+        progress["bytes"] = sums["bytes__sum"] or 0
+        progress["megabytes"] = round(progress["bytes"] / 1e6, 1)
+        return progress
+
+    def derive_status(self, counts: dict[str, int]) -> str:
+        """A job that ended without sending a single file (nothing in it was DICOM) failed: an inbox
+        folder of that kind stays where it is for someone to look at."""
+        status = super().derive_status(counts)
+        if status == JobStatus.SUCCEEDED and not self.items.filter(sent__gt=0).exists():
+            return JobStatus.FAILED
+        return status
+
+    def error_summary(self) -> str:
+        errors = list(dict.fromkeys(e for e in self.items.exclude(error="").values_list("error", flat=True)))
+        if self.status == JobStatus.FAILED and not errors and not self.items.filter(sent__gt=0).exists():
+            errors = [NOTHING_SENT]
+        return "; ".join(errors + ([self.note] if self.note else []))[:2000]
+
+    def refresh_status(self) -> str:
+        """Once an inbox run is over, its folder moves: to the archive when every instance was confirmed
+        by every destination, to the error folder (if any) when it failed; uploaded copies are removed once
+        all were stored. Idempotent."""
+        status = super().refresh_status()
+        if status in JOB_DONE and (self.is_inbox_run or self.uploaded):
+            from apps.sending.settle import settle
+
+            settle(self)
+        return status
+
+
+class SendItem(JobItem):
+    job = models.ForeignKey(SendJob, on_delete=models.CASCADE, related_name="items")
+    batch = models.PositiveIntegerField()
+    paths = models.JSONField(default=list, help_text="Files of this batch, relative to the job's source.")
+    files = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0, help_text="Files every destination confirmed.")
+    warnings = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Not DICOM, unreadable, or outside the root.")
+    not_stored = models.PositiveIntegerField(default=0, help_text="File-destination pairs that were not stored.")
+    bytes = models.BigIntegerField(default=0)
+
+    class Meta(JobItem.Meta):
+        ordering = ["job", "batch"]
+
+    def __str__(self) -> str:
+        return f"batch {self.batch}"
+
+    def max_attempts(self) -> int:
+        return 1 + min((s.retries for s in self.job.servers.all()), default=0)
+
+    def process(self, ctx) -> None:
+        from apps.sending.batch import send_batch
+
+        send_batch(self, ctx)

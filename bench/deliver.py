@@ -1,0 +1,221 @@
+"""Delivery benchmark: about 1 GB of retrieved studies delivered to a second PACS Portal on loopback
+(gunicorn, its own DATA_DIR and database, the real /api/uploads/ tus receiving end), in zip mode and in
+direct mode, through the worker's entry point (apps.jobs.runner.run_item), against a plain `curl`
+upload of the same zips to the same receiving end in the same run.
+
+    .venv/bin/python bench/deliver.py [--megabytes 1000] [--repeat 2] [--batch-size 10]
+
+What is timed: zip mode, from the first batch's run_item() to the last batch confirmed (zipping, the
+tus upload with per-chunk sha1 on both ends, the receiving end's unpacking, the confirmation); also
+"upload only", the same runs less their zipping. Direct mode: every file its own upload
+(creation-with-upload, DELIVERY_PARALLEL_UPLOADS at once). curl: one PATCH of each ready-made zip
+(`curl -T`, no checksum, so the receiving end hashes the whole file), the same unpacking; and the
+portal's tus sender alone on those same zips (apps/delivery/tus_client.py, sha1 per 16 MB chunk).
+Ratios are MB/s portal / MB/s curl. Runs interleave; medians are reported.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.pacs import free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
+
+INSTANCE_MB = 512 * 512 * 2 / 1e6  # one 512x512 16-bit CT instance
+
+
+def manage(env: dict, *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+class ReceivingPortal:
+    """A second portal: its own DATA_DIR (SQLite, downloads, uploads), gunicorn as `make run` starts it
+    (2 workers x 4 threads)."""
+
+    def __init__(self, work: Path):
+        self.data = work / "receiving"
+        self.port = free_ports(1)[0]
+        self.env = {**os.environ, "DEBUG": "1", "DATA_DIR": str(self.data), "LOG_LEVEL": "WARNING",
+                    "DOWNLOADS_DIR": str(self.data / "downloads"), "UPLOADS_DIR": str(self.data / "uploads")}
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        manage(self.env, "migrate", "--noinput")
+        self.token = manage(self.env, "shell", stdin=(
+            "from django.contrib.auth.models import User, Permission\n"
+            "from rest_framework.authtoken.models import Token\n"
+            "u = User.objects.create_user('sender', password='bench-pass-123')\n"
+            "u.user_permissions.add(Permission.objects.get(codename='add_upload'))\n"
+            "print(Token.objects.create(user=u).key)\n")).strip().splitlines()[-1]
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "pacsportal.wsgi",
+                                      "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
+                                      "--timeout", "120"],
+                                     env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not port_open(self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the receiving portal did not start")
+            time.sleep(0.1)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def received(self) -> int:
+        return sum(1 for _ in (self.data / "downloads").rglob("*.dcm"))
+
+    def reset(self) -> None:
+        shutil.rmtree(self.data / "downloads", ignore_errors=True)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def configure_django(work: Path) -> None:
+    os.environ.update({"DEBUG": "1", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "sending"),
+                       "DELIVERY_ZIP_DIR": str(work / "zips"), "LOG_LEVEL": "WARNING"})
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def deliver(retrieval, target, mode: str, batch_size: int) -> tuple[float, float]:
+    """Run a delivery's batches in this process; returns (seconds, of which zipping)."""
+    from apps.delivery.models import DeliveryJob
+    from apps.jobs.runner import run_item
+
+    job = DeliveryJob.for_retrieval(retrieval, target, mode=mode, batch_size=batch_size, clear=False)
+    started = time.monotonic()
+    for batch in job.items.order_by("number"):
+        if run_item(batch._meta.label, batch.pk) != "succeeded":
+            batch.refresh_from_db()
+            raise RuntimeError(f"{mode} batch {batch.number} failed: {batch.error}")
+    elapsed = time.monotonic() - started
+    return elapsed, sum(b.result.get("zip_seconds", 0) for b in job.items.all())
+
+
+def curl_upload(portal: ReceivingPortal, zips: list[Path]) -> float:
+    """The reference: create each upload (not timed), then one streaming `curl -T` PATCH per zip."""
+    import httpx
+
+    headers = {"Authorization": f"Token {portal.token}", "Tus-Resumable": "1.0.0"}
+    urls = []
+    for path in zips:
+        import base64
+
+        name = base64.b64encode(f"curl-{path.name}".encode()).decode()
+        created = httpx.post(f"{portal.url}/api/uploads/", headers={
+            **headers, "Upload-Length": str(path.stat().st_size), "Upload-Metadata": f"filename {name}"})
+        urls.append(created.headers["Location"])
+    started = time.monotonic()
+    for path, url in zip(zips, urls):
+        done = subprocess.run(["curl", "-sS", "-f", "-X", "PATCH", "-T", str(path), url,
+                               "-H", f"Authorization: Token {portal.token}", "-H", "Tus-Resumable: 1.0.0",
+                               "-H", "Upload-Offset: 0", "-H", "Content-Type: application/offset+octet-stream",
+                               "-H", "Expect:"], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"curl failed: {done.stderr}")
+    elapsed = time.monotonic() - started
+    for url in urls:
+        state = httpx.get(url, headers=headers).json()["state"]
+        if state != "unpacked":
+            raise RuntimeError(f"curl upload ended {state}")
+    return elapsed
+
+
+def sender_upload(portal: ReceivingPortal, zips: list[Path], run: int) -> float:
+    """The portal's tus sender alone on the very zips curl sends: the protocol against curl."""
+    from django.conf import settings
+
+    from apps.delivery.tus_client import TusSender
+
+    started = time.monotonic()
+    with TusSender(f"{portal.url}/api/uploads/", portal.token, chunk_size=settings.DELIVERY_CHUNK_BYTES) as sender:
+        for path in zips:
+            if sender.send(path, f"sender-{run}-{path.name}").state != "unpacked":
+                raise RuntimeError("sender upload not unpacked")
+    return time.monotonic() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--megabytes", type=int, default=int(os.environ.get("MEGABYTES", 1000)))
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 2)))
+    parser.add_argument("--batch-size", type=int, default=10, help="cases per batch")
+    parser.add_argument("--no-direct", action="store_true", help="skip direct mode")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-deliver-"))
+    configure_django(work)
+    from django.conf import settings
+    from django.contrib.auth.models import User
+
+    from apps.delivery.bundle import make_zip
+    from apps.delivery.deliver import gather
+    from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
+    from tests.delivery.conftest import make_retrieval
+
+    cases = 20
+    instances = max(1, round(args.megabytes / INSTANCE_MB / cases))
+    print(f"generating {cases} cases x {instances} CT instances of 512x512 in {work}", file=sys.stderr)
+    user = User.objects.create_user("bench")
+    retrieval = make_retrieval(user, work / "source", work / "dataset", patients=cases // 2, studies=2,
+                               instances=instances, rows=512)
+    shutil.rmtree(work / "dataset")
+    portal = ReceivingPortal(work)
+    try:
+        target = DeliveryTarget.objects.create(name="FAR", kind="portal", url=portal.url, token=portal.token)
+        probe = DeliveryJob.for_retrieval(retrieval, target, batch_size=args.batch_size, start=False)
+        zips = []
+        for batch in DeliveryBatch.objects.filter(job=probe).order_by("number"):
+            path = work / "reference" / f"batch-{batch.number}.zip"
+            make_zip(gather(batch).entries, path)
+            zips.append(path)
+        megabytes = sum(p.stat().st_size for p in zips) / 1e6
+        files = sum(1 for _ in (work / "source").rglob("*.dcm"))
+        results: dict[str, list[float]] = {"curl -T (zips)": [], "tus sender (same zips)": [], "portal zip": [],
+                                           "portal zip, upload only": [], "portal direct": []}
+        for run in range(args.repeat):
+            portal.reset()
+            results["curl -T (zips)"].append(curl_upload(portal, zips))
+            portal.reset()
+            results["tus sender (same zips)"].append(sender_upload(portal, zips, run))
+            portal.reset()
+            total, zipping = deliver(retrieval, target, "zip", args.batch_size)
+            results["portal zip"].append(total)
+            results["portal zip, upload only"].append(total - zipping)
+            if portal.received() != files:
+                raise RuntimeError(f"zip mode: {portal.received()} files arrived, not {files}")
+            if not args.no_direct:
+                portal.reset()
+                results["portal direct"].append(deliver(retrieval, target, "direct", args.batch_size)[0])
+                if portal.received() != files:
+                    raise RuntimeError(f"direct mode: {portal.received()} files arrived, not {files}")
+        curl = statistics.median(results["curl -T (zips)"])
+        print(f"\n{files} files, {megabytes:.0f} MB in {len(zips)} zips of {args.batch_size} cases; "
+              f"direct mode {settings.DELIVERY_PARALLEL_UPLOADS} files at once; 2 shared cores, loopback\n")
+        print("| variant | runs (s) | median (s) | MB/s | ratio to curl |\n|---|---|---|---|---|")
+        for name, runs in results.items():
+            if runs:
+                median = statistics.median(runs)
+                print(f"| {name} | {' '.join(f'{r:.2f}' for r in runs)} | {median:.2f} | {megabytes / median:.0f} | "
+                      f"{curl / median:.2f}x |")
+    finally:
+        portal.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
