@@ -69,7 +69,7 @@ class ImportJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"Started import {job.task_id}.", messages.SUCCESS)
                 return redirect("admin:imports_importjob_change", job.pk)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "title": "Start a folder import"}
+                   "title": "Start a folder import", "submit_label": "Start import", "form_id": "start-import-form"}
         return render(request, "admin/imports/start.html", context)
 
 
