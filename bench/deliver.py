@@ -98,7 +98,7 @@ def deliver(retrieval, target, mode: str, batch_size: int) -> tuple[float, float
     job = DeliveryJob.for_retrieval(retrieval, target, mode=mode, batch_size=batch_size, clear=False)
     started = time.monotonic()
     for batch in job.items.order_by("number"):
-        if run_item(batch._meta.label, batch.pk) != "succeeded":
+        if run_item(batch._meta.label, batch.pk, continue_with_job=False) != "succeeded":
             batch.refresh_from_db()
             raise RuntimeError(f"{mode} batch {batch.number} failed: {batch.error}")
     elapsed = time.monotonic() - started
@@ -178,9 +178,9 @@ def main(argv=None) -> int:
         target = DeliveryTarget.objects.create(name="FAR", kind="portal", url=portal.url, token=portal.token)
         probe = DeliveryJob.for_retrieval(retrieval, target, batch_size=args.batch_size, start=False)
         zips = []
-        for batch in DeliveryBatch.objects.filter(job=probe).order_by("number"):
-            path = work / "reference" / f"batch-{batch.number}.zip"
-            make_zip(gather(batch).entries, path)
+        for number, lines in enumerate(probe.plan, start=1):  # the zips the delivery will make, made once
+            path = work / "reference" / f"batch-{number}.zip"
+            make_zip(gather(DeliveryBatch(job=probe, number=number, lines=lines)).entries, path)
             zips.append(path)
         megabytes = sum(p.stat().st_size for p in zips) / 1e6
         files = sum(1 for _ in (work / "source").rglob("*.dcm"))

@@ -128,9 +128,10 @@ def test_an_unexpected_exception_fails_the_item_with_a_short_message(job, monkey
 
 def test_cancel_stops_pending_items_and_asks_running_ones_to_stop(transactional_db, monkeypatch):
     job = make_echo_job([make_server("LK", 104)] * 3)
-    stopped_by_request = threading.Event()
+    stopped_by_request, working = threading.Event(), threading.Event()
 
     def until_stopped(item, ctx):
+        working.set()
         for _ in range(100):
             if ctx.should_stop():
                 stopped_by_request.set()
@@ -141,8 +142,7 @@ def test_cancel_stops_pending_items_and_asks_running_ones_to_stop(transactional_
     first = job.items.order_by("pk").first()
     worker = threading.Thread(target=run_item, args=(LABEL, first.pk))
     worker.start()
-    while EchoItem.objects.get(pk=first.pk).status != "running":
-        time.sleep(0.02)
+    assert working.wait(10), "the item is in process() (a cancel before that cancels it without running it)"
     assert job.cancel() == 2
     assert job.status == JobStatus.RUNNING  # one item still has to notice
     worker.join(timeout=10)
