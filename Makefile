@@ -37,7 +37,8 @@ test: $(VENV)/.installed
 # The scale-out stack (README "Scaling out"): the same tests on PostgreSQL with the Redis broker.
 test-scaleout: $(VENV)/.installed
 	@scripts/system-deps.sh test
-	scripts/with-postgres-redis.sh $(PY) -m pytest tests/jobs tests/retrieval/test_api.py tests/servers/test_api.py
+	scripts/with-postgres-redis.sh $(PY) -m pytest tests/jobs tests/retrieval/test_api.py tests/servers/test_api.py \
+		tests/imports/test_dedup.py
 
 bench: $(VENV)/.installed
 	@scripts/system-deps.sh test
@@ -49,6 +50,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/receiver.py
 	$(PY) bench/caselist.py
 	$(PY) bench/deliver.py
+	$(PY) bench/import.py
 
 clean:
 	rm -rf $(VENV) data

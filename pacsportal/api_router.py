@@ -18,4 +18,5 @@ api_urlpatterns = [
     path("", include("apps.photos.urls")),
     path("", include("apps.sending.urls")),
     path("", include("apps.delivery.urls")),
+    path("", include("apps.imports.urls")),
 ]

@@ -52,6 +52,9 @@ RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
 # A case list with more rows than this has its rows created in the background ("preparing").
 RETRIEVAL_INLINE_ROWS = env.int("RETRIEVAL_INLINE_ROWS", default=200)
 IMPORT_ROOTS = [Path(p).resolve() for p in env.list("IMPORT_ROOTS", default=[])]
+IMPORT_JPG_DIR = Path(env("IMPORT_JPG_DIR", default=str(DATA_DIR / "imports")))
+IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=250)  # files per import item
+IMPORT_PROCESSES = env.int("IMPORT_PROCESSES", default=os.cpu_count() or 1)  # decoders per import item
 INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=2.0)  # watched inboxes: seconds between passes
 INBOX_WATCH_MODE = env("INBOX_WATCH_MODE", default="auto")  # auto | inotify | polling (network shares)
 # Delivery: folder targets must lie in DELIVERY_ROOTS (or IMPORT_ROOTS); the tus receiving end keeps
@@ -91,6 +94,7 @@ INSTALLED_APPS = [
     "apps.servers",
     "apps.jobs",
     "apps.retrieval",
+    "apps.imports",
     "apps.photos",
     "apps.sending",
     "apps.delivery",

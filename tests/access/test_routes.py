@@ -9,6 +9,7 @@ from django.contrib.auth.models import Permission
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 from apps.jobs.models import EchoJob
 from apps.photos.models import PhotoSend, PhotoUpload
 from apps.retrieval.models import RetrievalItem, RetrievalJob
@@ -37,6 +38,7 @@ PHOTO_VIEW = ("photos.view_photoupload",)
 DELIVERY_VIEW = ("delivery.view_deliveryjob",)
 UPLOAD = ("delivery.add_upload",)
 NO_UPLOAD = "6f1c1f8e-0000-4000-8000-000000000000"
+IMPORT_VIEW = ("imports.view_importjob",)
 RULES = {
     ("healthz", "GET"): Rule("/healthz", OPEN, 200),
     ("metrics", "GET"): Rule("/metrics", STAFF, 200),
@@ -125,6 +127,20 @@ RULES = {
     ("inbox-runs", "GET"): Rule("/api/inboxes/{inbox}/runs/", INBOX_VIEW, 200),
     ("admin:sending_send", "GET"): Rule("/admin/sending/sendjob/send/", ("sending.add_sendjob",), 200),
     ("admin:sending_report", "GET"): Rule("/admin/sending/sendjob/{send}/report.csv", SEND_VIEW, 200),
+    # Folder imports, by task_id; the 400 of an empty start body proves the caller got in.
+    ("importjob-list", "GET"): Rule("/api/imports/", IMPORT_VIEW, 200),
+    ("importjob-list", "POST"): Rule("/api/imports/", ("imports.start_import",), 400),
+    ("importjob-detail", "GET"): Rule("/api/imports/{import}/", IMPORT_VIEW, 200),
+    ("importjob-task-status", "GET"): Rule("/api/imports/{import}/status", IMPORT_VIEW, 200),
+    ("importjob-stats", "GET"): Rule("/api/imports/{import}/stats", IMPORT_VIEW, 200),
+    ("importjob-cancel", "POST"): Rule("/api/imports/{import}/cancel/", ("imports.change_importjob",), 200),
+    ("importjob-retry", "POST"): Rule("/api/imports/{import}/retry/", ("imports.change_importjob",), 200),
+    ("imported-patient-list", "GET"): Rule("/api/patients/?patient_id=P1", ("imports.view_importedpatient",), 200),
+    ("imported-patient-detail", "GET"): Rule("/api/patients/{patient}/", ("imports.view_importedpatient",), 200),
+    ("imported-image-list", "GET"): Rule("/api/images/?patient_id=P1", ("imports.view_importedimage",), 200),
+    ("imported-image-detail", "GET"): Rule("/api/images/{image}/", ("imports.view_importedimage",), 200),
+    ("imported-image-jpg", "GET"): Rule("/api/images/{image}/jpg", ("imports.view_importedimage",), 200),
+    ("admin:imports_start", "GET"): Rule("/admin/imports/importjob/start/", ("imports.start_import",), 200),
 }
 # The portal's own pages outside the admin: a session login, the page's login form for strangers (302).
 PAGES = ("photos:",)
@@ -181,8 +197,8 @@ def caller(user=None, *, admin: bool) -> APIClient:
 
 def objects_for(owner) -> dict:
     """A server nothing listens on, a spare one to delete, and one job of each kind of `owner` (an echo, a
-    retrieval, a photo upload, a send job, a delivery of the retrieval), an inbox, and delivery targets (one
-    to delete)."""
+    retrieval, a photo upload, a send job, a delivery of the retrieval, an import), an inbox, delivery
+    targets (one to delete), and an imported patient with one image (and its JPEG)."""
     from apps.delivery.models import DeliveryJob, DeliveryTarget
 
     server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
@@ -200,8 +216,15 @@ def objects_for(owner) -> dict:
     target = DeliveryTarget.objects.create(name="BOX", kind="portal", url="http://127.0.0.1:1", token="t")
     DeliveryTarget.objects.create(name="SPAREBOX", kind="portal", url="http://127.0.0.1:1", token="t")
     delivery = DeliveryJob.for_retrieval(retrieval, target, user=owner, start=False)
+    imported = ImportJob.objects.create(created_by=owner, source_path="/nowhere")
+    patient = ImportedPatient.objects.create(patient_id="P1")
+    image = ImportedImage.objects.create(patient=patient, original_filename="a.dcm", sop_instance_uid="1.2.3",
+                                         width=1, height=1, jpg="rt/1.2.3.jpg", source_path="/nowhere/a.dcm")
+    image.jpg_path().parent.mkdir(parents=True, exist_ok=True)
+    image.jpg_path().write_bytes(b"\xff\xd8\xff\xd9")
     return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "photo": photo.pk, "send": send.pk,
-            "inbox": inbox.name, "target": target.name, "delivery": delivery.pk}
+            "inbox": inbox.name, "target": target.name, "delivery": delivery.pk,
+            "import": imported.task_id, "patient": patient.pk, "image": image.pk}
 
 
 def send(client, method: str, rule: Rule, objects: dict):

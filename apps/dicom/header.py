@@ -1,0 +1,87 @@
+"""Who and what an image file is: patient, SOPInstanceUID, size, from a dataset already read (the
+import's decoders read each file once), or from the file with large values skipped by seeking past
+them (a few kilobytes of reading, not a decode).
+"""
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.files import inspect
+
+UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class HeaderError(Exception):
+    """A file whose header cannot be used, with the reason in words."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    patient_id: str
+    patient_name: str
+    birth_date: str  # YYYYMMDD or ""
+    sex: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    modality: str
+    rows: int
+    columns: int
+    frames: int
+
+
+def text(ds, keyword: str, limit: int = 64) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip().replace("\x00", "")[:limit]
+
+
+def valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
+
+
+def structural_problem(path: str | os.PathLike) -> str:
+    """Why a file is incomplete (pydicom stops quietly at a cut), or "" when it is whole."""
+    try:
+        inspect(path)
+    except InvalidDicomFile as exc:
+        return exc.message.removeprefix(f"{os.fspath(path)}: ")
+    return ""
+
+
+def read_header(path: str | os.PathLike) -> ImageHeader:
+    """The identity of an image file; HeaderError for a file that is not a usable image."""
+    try:
+        ds = pydicom.dcmread(path, defer_size=1024)
+    except InvalidDicomError:
+        raise HeaderError("not a DICOM file (no DICM marker after the 128-byte preamble)") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise HeaderError(f"unreadable DICOM header: {str(exc).strip()[:300] or type(exc).__name__}") from None
+    return header_from_dataset(ds, path)
+
+
+def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
+    try:
+        if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
+            raise HeaderError(structural_problem(path) or "no pixel data (not an image: a report, a presentation "
+                                                          "state, ...)")
+        sop_uid = text(ds, "SOPInstanceUID", 200)
+        if not valid_uid(sop_uid):
+            raise HeaderError("no valid SOPInstanceUID" + (f" ({sop_uid[:70]!r})" if sop_uid else ""))
+        birth = text(ds, "PatientBirthDate", 8)
+        return ImageHeader(
+            patient_id=text(ds, "PatientID"), patient_name=text(ds, "PatientName", 200),
+            birth_date=birth if re.fullmatch(r"\d{8}", birth) else "", sex=text(ds, "PatientSex", 16),
+            sop_instance_uid=sop_uid, study_instance_uid=text(ds, "StudyInstanceUID"),
+            modality=text(ds, "Modality", 16), rows=int(ds.get("Rows", 0) or 0),
+            columns=int(ds.get("Columns", 0) or 0), frames=int(ds.get("NumberOfFrames", 1) or 1))
+    except HeaderError:
+        raise
+    except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise HeaderError(f"unreadable DICOM header: {str(exc).strip()[:300] or type(exc).__name__}") from None

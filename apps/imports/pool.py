@@ -1,0 +1,74 @@
+"""Decoding and JPEG encoding in a process pool, so an import uses every core while this process keeps
+the database work. One pool per process, started on first use (forkserver: a clean process to fork
+from, never a copy of this one's threads and database connections). Workers of the django-q cluster
+are daemonic and may not have children: there the batch renders in-process, and the cluster's own
+workers give the parallelism."""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from django.conf import settings
+
+from apps.dicom.render import read_and_render
+from apps.jobs.errors import ItemFailed
+
+log = logging.getLogger("apps.imports")
+PIPE_CHUNK = 4  # files per message to a decoder process
+_pool: ProcessPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def processes() -> int:
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, int(settings.IMPORT_PROCESSES))
+
+
+def _get_pool(size: int) -> ProcessPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["apps.dicom.render"])
+            _pool = ProcessPoolExecutor(max_workers=size, mp_context=context)
+        return _pool
+
+
+def _drop_pool() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def warm() -> None:
+    """Start the pool's processes now (they boot while the scan walks the tree), not at the first batch."""
+    size = processes()
+    if size > 1:
+        try:
+            pool = _get_pool(size)
+            for _ in range(size):
+                pool.submit(int)
+        except Exception as exc:  # only a head start: render_stream reports a pool that cannot start
+            log.warning("decoder pool did not start early: %s", type(exc).__name__)
+
+
+def render_stream(jobs: list[tuple[str, str]]):
+    """read_and_render every (source, target) pair, yielding (header, (width, height), problem) in order
+    as the pool delivers them, so the caller can file early results while later ones decode."""
+    size = processes()
+    if size == 1 or len(jobs) < 2:
+        yield from (read_and_render(source, target) for source, target in jobs)
+        return
+    pool = _get_pool(size)
+    try:
+        yield from pool.map(read_and_render, *zip(*jobs), chunksize=PIPE_CHUNK)
+    except BrokenProcessPool:
+        _drop_pool()
+        raise ItemFailed("A decoder process died on one of this batch's files (a malformed image?); "
+                         "the batch was not imported.") from None

@@ -1,0 +1,9 @@
+from pacsportal.api_router import ApiRouter
+
+from apps.imports.api.views import ImageViewSet, ImportJobViewSet, PatientViewSet
+
+router = ApiRouter()
+router.register("imports", ImportJobViewSet)
+router.register("patients", PatientViewSet, basename="imported-patient")
+router.register("images", ImageViewSet, basename="imported-image")
+urlpatterns = router.urls
