@@ -2,6 +2,7 @@
 errors as the pynetdicom C-MOVE (apps.dicom.dimse.move), series-level moves, and cancel (the stop event)
 and the overall retrieve timeout against a slow in-process PACS."""
 import dataclasses
+import socket
 import threading
 import time
 
@@ -11,8 +12,10 @@ from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from apps.dicom import dimse
-from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure, RetrieveCanceled
+from apps.dicom.errors import (AssociationAborted, AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure,
+                               RetrieveCanceled)
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.move_scu import c_move
 from apps.dicom.wire.storage_scp import LeanStorageSCP
 from tests.fixtures_common import unused_port
@@ -158,3 +161,70 @@ def test_the_stop_event_cancels_a_running_move_within_a_second(slow_move_pacs):
                "SINK", stop=stop)
     assert time.monotonic() - started < 2.5
     assert seen["cancelled"] and "cancelled on request" in str(caught.value)
+
+
+class RawMovePacs:
+    """A 'PACS' on a raw socket that accepts the C-MOVE context, then answers the C-MOVE-RQ as told:
+    "wrong-id" responds to another message, "abort" sends A-ABORT, "close" hangs up, "silent" sends one
+    pending response and then nothing (not even to the C-CANCEL)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        conn, _ = self.server.accept()
+        try:
+            rq = pdu.parse_associate_rq(pdu.read_pdu(conn, pdu.MAX_ASSOCIATE_RQ)[1])
+            conn.sendall(pdu.associate_ac(rq, [(c.context_id, 0, c.transfer_syntaxes[0]) for c in rq.contexts], 0))
+            command = None
+            while command is None or not any(not is_command for _, is_command, _, _ in pdvs):
+                pdvs = list(pdu.pdvs(pdu.read_pdu(conn, 1 << 20)[1]))
+                command = command or next((commands.decode(bytes(d)) for _, c, _, d in pdvs if c), None)
+            self.answer(conn, commands.us(command, commands.MESSAGE_ID))
+            time.sleep(6)  # longer than the retrieve timeout and the cancel grace together
+        except OSError:  # the requestor gave up on this misbehaving peer: that is the point
+            pass
+        finally:
+            conn.close()
+
+    def answer(self, conn, message_id: int):
+        def response(responding_to, status):
+            return pdu.p_data(1, True, commands.encode({
+                commands.AFFECTED_SOP_CLASS: StudyRootQueryRetrieveInformationModelMove,
+                commands.COMMAND_FIELD: commands.C_MOVE_RSP, commands.RESPONDING_TO: responding_to,
+                commands.DATASET_TYPE: commands.NO_DATASET, commands.STATUS: status,
+                commands.REMAINING: 5, commands.COMPLETED: 0}), 0)
+
+        if self.mode == "wrong-id":
+            conn.sendall(response(message_id + 7, 0xFF00))
+        elif self.mode == "abort":
+            conn.sendall(pdu.abort(2, 0))
+        elif self.mode == "close":
+            conn.close()
+        elif self.mode == "silent":
+            conn.sendall(response(message_id, 0xFF00))
+
+    def peer(self):
+        return RemoteAE(ae_title="RAW", host="127.0.0.1", port=self.server.getsockname()[1], connect_timeout=1.0,
+                        retrieve_timeout=1.0)
+
+
+@pytest.mark.parametrize("mode, error, words", [
+    ("wrong-id", AssociationAborted, "broke the DICOM protocol"),
+    ("abort", AssociationAborted, "aborted the association during the C-MOVE"),
+    ("close", AssociationAborted, "dropped the association"),
+    ("silent", DicomTimeout, "did not finish within 1 s"),
+])
+def test_a_broken_pacs_is_a_typed_error_never_a_hang(mode, error, words):
+    pacs = RawMovePacs(mode)
+    started = time.monotonic()
+    try:
+        with pytest.raises(error, match=words):
+            c_move(pacs.peer(), LOCAL, {"StudyInstanceUID": generate_uid()}, "MOVEDEST")
+    finally:
+        pacs.server.close()
+    assert time.monotonic() - started < 5
