@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from django.conf import settings
+
 from apps.dicom import dicomweb, store
 from apps.dicom.errors import ConnectionFailed, DicomError, DicomTimeout, DicomWebError
 from apps.jobs.errors import ItemFailed
@@ -51,7 +53,7 @@ def send_instances(upload, todo: list[dict], ctx, result: dict) -> None:
 def _cstore(peer, todo: list[dict]) -> None:
     by_path = {instance["path"]: instance for instance in todo}
     try:
-        report = store.store_files(peer, local_ae(), list(by_path))
+        report = store.store_files(peer, local_ae(), list(by_path), engine=settings.STORE_ENGINE)
     except DicomError as exc:
         _apply(getattr(exc, "report", None), by_path)
         raise
