@@ -256,14 +256,14 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
 
 
 def move_to_receiver(assoc, query, local_ae_title: str, message_id: int, stop):
-    """A C-MOVE to our receiver. When nothing of it arrived, the PACS is asked to be blamed only once our own
-    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO."""
+    """A C-MOVE to our receiver. When C-STOREs to us failed, the PACS is blamed only once our own receiver is
+    known to be up: a dead receiver is said to be one, in the item and at INFO."""
     try:
         result = assoc.move(query, local_ae_title, message_id=message_id, stop=stop)
     except DimseFailure:
         _fail_if_receiver_down()
         raise
-    if result.failed and not result.completed:
+    if result.failed:  # some C-STOREs to us failed: a receiver that died mid-move is to blame, not the PACS
         _fail_if_receiver_down()
     return result
 
