@@ -74,7 +74,7 @@ def extra_slots(ctx, server, wanted: int):
 
 
 def move_to_receiver(peer, local, part, message_id: int, stop):
-    """A C-MOVE of `part` to our receiver. When nothing of it arrived, the PACS is blamed only once our own
+    """A C-MOVE of `part` to our receiver. When C-STOREs to us failed, the PACS is blamed only once our own
     receiver is known to be up: a dead receiver is said to be one, in the item and at INFO."""
     level, query = part.move_query()
     try:
@@ -83,7 +83,7 @@ def move_to_receiver(peer, local, part, message_id: int, stop):
     except DimseFailure:
         _fail_if_receiver_down()
         raise
-    if result.failed and not result.completed:
+    if result.failed:  # some C-STOREs to us failed: a receiver that died mid-move is to blame, not the PACS
         _fail_if_receiver_down()
     return result
 

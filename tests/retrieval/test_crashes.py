@@ -35,6 +35,16 @@ def big_study(tmp_path_factory):
     pacs.stop()
 
 
+def start_receiver(env) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=worker_env(**env), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith(f"Receiver {PORTAL_AE}"):
+            break
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc
+
+
 @pytest.fixture
 def portal_env(settings, tmp_path, big_study):
     """The real receiver on the test database, the PACS declared as a server, and the settings and
@@ -48,17 +58,14 @@ def portal_env(settings, tmp_path, big_study):
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = PORTAL_AE, port
     env = dict(DATA_DIR=tmp_path / "data", DICOM_AE_TITLE=PORTAL_AE, DICOM_PORT=port, **folders)
     pacs.add_modality(PORTAL_AE, PORTAL_AE, port)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=worker_env(**env), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith(f"Receiver {PORTAL_AE}"):
-            break
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    env["receiver"] = [start_receiver(env)]
     peer = pacs.peer()
     DicomServer.objects.create(name="CRASH", ae_title=peer.ae_title, host=peer.host, port=peer.port, retries=0)
     yield env
-    proc.terminate()
-    proc.wait(timeout=20)
+    for proc in env["receiver"]:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=20)
 
 
 def one_row_job(study_uid) -> RetrievalJob:
@@ -80,7 +87,8 @@ def test_a_worker_sigkilled_mid_move_is_reclaimed_and_files_every_instance_once(
                                                                              tmp_path):
     pacs, study_uid = big_study
     job = one_row_job(study_uid)
-    first = QCluster(tmp_path / "first.log", JOB_LEASE_SECONDS=3, Q_WORKERS=1, **portal_env)
+    cluster_env = {k: v for k, v in portal_env.items() if k != "receiver"}
+    first = QCluster(tmp_path / "first.log", JOB_LEASE_SECONDS=3, Q_WORKERS=1, **cluster_env)
     try:
         job.start()
         wait_for(lambda: len(staged(settings)) >= 20, 60, "the move to be under way")
@@ -88,7 +96,7 @@ def test_a_worker_sigkilled_mid_move_is_reclaimed_and_files_every_instance_once(
     finally:
         first.stop()
     assert job.items.get().status == "running" and len(filed(settings)) == 0
-    second = QCluster(tmp_path / "second.log", JOB_LEASE_SECONDS=3, Q_WORKERS=1, **portal_env)
+    second = QCluster(tmp_path / "second.log", JOB_LEASE_SECONDS=3, Q_WORKERS=1, **cluster_env)
     try:
         wait_for(lambda: RetrievalJob.objects.get(pk=job.pk).status not in ("pending", "running"), 120,
                  "the job to finish on the second cluster")
@@ -125,3 +133,24 @@ def test_the_pacs_killed_mid_transfer_fails_clearly_files_nothing_and_a_retry_su
     assert item.status == "succeeded", item.error
     assert sorted(filed(settings)) == sorted(pacs.study_instances(study_uid))
     assert staged(settings) == []
+
+
+def test_the_receiver_sigkilled_mid_move_is_blamed_nothing_is_half_filed_and_a_retry_succeeds(portal_env,
+                                                                                            big_study, settings):
+    pacs, study_uid = big_study
+    job = one_row_job(study_uid)
+    worker = threading.Thread(target=runner.run_item, args=(RetrievalItem._meta.label, job.items.get().pk))
+    worker.start()
+    wait_for(lambda: len(staged(settings)) >= 20, 60, "the move to be under way")
+    portal_env["receiver"][0].kill()
+    worker.join(90)
+    item = job.items.get()
+    assert item.status == "failed", item.error
+    assert f"the portal's receiver {PORTAL_AE} at 127.0.0.1:" in item.error and "manage.py receive" in item.error
+    assert filed(settings) == [] and staged(settings) == [] and not MoveKey.objects.exists()
+    portal_env["receiver"].append(start_receiver({k: v for k, v in portal_env.items() if k != "receiver"}))
+    RetrievalJob.objects.get(pk=job.pk).retry_failed()
+    runner.run_item(RetrievalItem._meta.label, job.items.get().pk)
+    item = job.items.get()
+    assert item.status == "succeeded", item.error
+    assert sorted(filed(settings)) == sorted(pacs.study_instances(study_uid)) and staged(settings) == []
