@@ -180,7 +180,7 @@ class RawMovePacs:
         try:
             rq = pdu.parse_associate_rq(pdu.read_pdu(conn, pdu.MAX_ASSOCIATE_RQ)[1])
             conn.sendall(pdu.associate_ac(rq, [(c.context_id, 0, c.transfer_syntaxes[0]) for c in rq.contexts], 0))
-            command = None
+            command, pdvs = None, []
             while command is None or not any(not is_command for _, is_command, _, _ in pdvs):
                 pdvs = list(pdu.pdvs(pdu.read_pdu(conn, 1 << 20)[1]))
                 command = command or next((commands.decode(bytes(d)) for _, c, _, d in pdvs if c), None)
