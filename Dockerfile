@@ -11,5 +11,5 @@ RUN useradd --system --home /app portal && mkdir -p /data && chown portal /data
 USER portal
 VOLUME /data
 EXPOSE 8000 11112
-# web by default; the compose file runs `qcluster`, `receive` with the same image
+# web by default; the compose file runs `qcluster`, `receive`, `watch_inboxes` with the same image
 CMD ["sh", "-c", "python manage.py migrate --noinput && gunicorn pacsportal.wsgi:application --bind 0.0.0.0:8000 --workers 3 --threads 4 --access-logfile - --access-logformat '%(h)s \"%(m)s %(U)s\" %(s)s %(b)s'"]
