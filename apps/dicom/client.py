@@ -20,6 +20,7 @@ from pathlib import Path
 from apps.dicom import dimse
 from apps.dicom.engines import C_GETS, DEFAULT
 from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.staging import safe_uid, write_atomically
 from apps.dicom.store import StoreReport, store_files
@@ -56,7 +57,7 @@ class PacsClient:
         matches = dimse.find(self.peer, self.local, level, keys)
         return [{element.keyword: _plain(element.value) for element in ds if element.keyword} for ds in matches]
 
-    def retrieve_study(self, study_instance_uid: str, output_dir: str | os.PathLike) -> dimse.MoveResult:
+    def retrieve_study(self, study_instance_uid: str, output_dir: str | os.PathLike) -> MoveResult:
         """C-GET one study into `output_dir` as <SOPInstanceUID>.dcm, each file as the bytes received
         (malformed instances are refused before they reach the disk)."""
         folder = Path(output_dir)

@@ -15,7 +15,6 @@ import threading
 import time
 from contextlib import contextmanager
 from copy import deepcopy
-from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,6 +31,7 @@ from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association
                                 text_value)
 from apps.dicom.errors import (AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile,
                                RetrieveCanceled)
+from apps.dicom.outcomes import MoveResult, StoreOutcome, not_accepted, store_words
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import ReceivedInstance, answer_store
 from apps.dicom.status import category, describe
@@ -46,42 +46,6 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-
-
-@dataclass
-class MoveResult:
-    completed: int = 0
-    failed: int = 0
-    warning: int = 0
-    remaining: int = 0
-    status: int | None = None  # the last status word received
-    failed_sop_instance_uids: list[str] = field(default_factory=list)
-    message_id: int = 1
-
-
-@dataclass
-class StoreOutcome:
-    path: str | None  # None for a dataset or bytes given in memory
-    sop_instance_uid: str
-    status: int | None  # None when nothing was sent (e.g. no accepted presentation context)
-    ok: bool  # the PACS stored it (success or warning)
-    warning: bool
-    message: str
-
-    @classmethod
-    def of(cls, path: str | None, sop_instance_uid: str, status: int | None, message: str) -> "StoreOutcome":
-        kind = category(status)
-        return cls(path, sop_instance_uid, status, kind in ("Success", "Warning"), kind == "Warning", message)
-
-
-def store_words(status: int, comment: str = "") -> str:
-    """A C-STORE response status in words: "stored", or the status, its meaning and the PACS's comment."""
-    return "stored" if status == 0 else describe(status, "store") + (f"; it says: {comment}" if comment else "")
-
-
-def not_accepted(peer: RemoteAE, info: files.DicomFileInfo) -> str:
-    return (f"{peer.label} does not accept {UID(info.sop_class_uid).name} encoded as "
-            f"{UID(info.transfer_syntax_uid).name}")
 
 
 def identifier(level: str, query: dict | Dataset) -> Dataset:

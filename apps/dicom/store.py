@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from apps.dicom import files
 from apps.dicom.syntaxes import MAX_CONTEXTS
-from apps.dicom.dimse import StoreOutcome
+from apps.dicom.outcomes import StoreOutcome
 from apps.dicom.engines import DEFAULT, STORE_SCUS
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
