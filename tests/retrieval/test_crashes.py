@@ -2,7 +2,6 @@
 process, real worker clusters): a worker SIGKILLed mid-move, and the PACS killed mid-transfer. Each ends
 with every instance filed exactly once, nothing foreign, and no staging or move key left behind."""
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -12,11 +11,11 @@ from apps.jobs import runner
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
 from apps.servers.models import DicomServer
 from tests.fixtures_common import unused_port
-from tests.jobs.cluster import QCluster, wait_for, worker_env
+from tests.jobs.cluster import QCluster, wait_for
 from tests.pacs import Orthanc
+from tests.receiver_process import start_receive, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
 PORTAL_AE = "PORTALCRASH"
 INSTANCES = 400
 
@@ -36,13 +35,7 @@ def big_study(tmp_path_factory):
 
 
 def start_receiver(env) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=worker_env(**env), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith(f"Receiver {PORTAL_AE}"):
-            break
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc
+    return start_receive(PORTAL_AE, **{k: v for k, v in env.items() if k != "DICOM_AE_TITLE"})
 
 
 @pytest.fixture
@@ -63,9 +56,7 @@ def portal_env(settings, tmp_path, big_study):
     DicomServer.objects.create(name="CRASH", ae_title=peer.ae_title, host=peer.host, port=peer.port, retries=0)
     yield env
     for proc in env["receiver"]:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=20)
+        stop(proc)
 
 
 def one_row_job(study_uid) -> RetrievalJob:

@@ -21,7 +21,7 @@ from apps.servers.models import DicomServer
 from tests.fixtures_common import unused_port
 from tests.jobs.cluster import wait_for
 from tests.pacs import slow_retrieve_answers
-from tests.retrieval.receiver_process import receiver_process
+from tests.receiver_process import receiver_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PORTAL_AE = "PORTALSAFE"

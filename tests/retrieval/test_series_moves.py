@@ -17,7 +17,7 @@ from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
 from apps.retrieval.moves import series_parts
 from apps.retrieval.retrieve import RowOutcome, StudyOutcome, StudyPlan, problems_message
 from apps.servers.models import DicomServer
-from tests.retrieval.receiver_process import receiver_process
+from tests.receiver_process import receiver_process
 from tests.retrieval.test_integrity import PORTAL_AE, filed, run, staged_left, store_as
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,9 +1,6 @@
 """`manage.py receive --engine lean|pynetdicom`: both Storage SCPs, as the real command, stage a C-MOVE
 from a real Orthanc (a configured server, under a live move key) with the datasets exactly as Orthanc holds them."""
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -11,28 +8,18 @@ from apps.dicom import dimse, files
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
-from tests.jobs.cluster import worker_env
+from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
 from tests.pacs import dataset_part
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def start_receiver(tmp_path, ae_title, port, engine="lean", **extra):
-    """The real `manage.py receive` on the test database (it reads servers and move keys from it)."""
-    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
-                     DICOM_PORT=port, **extra)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive", "--engine", engine], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith(f"Receiver {ae_title}"):
-            return proc
-    raise AssertionError("receiver did not start:\n" + "".join(seen))
+def start_receiver(tmp_path, ae_title, port, engine="lean"):
+    return start_receive(ae_title, "--engine", engine, DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging",
+                         DICOM_PORT=port)
 
 
 @pytest.mark.parametrize("engine", ["lean", "pynetdicom"])

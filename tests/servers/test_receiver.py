@@ -1,8 +1,5 @@
 """`manage.py receive`: C-MOVE results from a real Orthanc are staged per move, complete, as received."""
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pydicom
 import pytest
@@ -12,27 +9,16 @@ from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
-from tests.jobs.cluster import worker_env
+from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def start_receiver(tmp_path, ae_title, port):
-    """The real command on the test database: it keeps only moves whose keys are live there."""
-    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
-                     DICOM_PORT=port)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:  # log lines may come first; "Receiver <AE> on host:port" once it listens
-        seen.append(line)
-        if line.startswith(f"Receiver {ae_title}"):
-            return proc
-    raise AssertionError("receiver did not start:\n" + "".join(seen))
+    return start_receive(ae_title, DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_PORT=port)
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ PACS: AE titles are no secret) cost the real receiver process little memory, the
 the surplus as "local limit exceeded", the PDU deadline ends the stalled peers, and a study from a real
 Orthanc is received completely afterwards."""
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,11 +11,10 @@ from apps.dicom import dimse
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
-from tests.jobs.cluster import worker_env
+from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
 from tests.servers.hostile import attack, rss_bytes
 
-ROOT = Path(__file__).resolve().parents[2]
 RSS_GROWTH_BOUND = 40 * 1024 * 1024  # 200 peers announcing 4 MB / 1 MB took the old receiver from ~110 MB to ~560 MB
 MAX_ASSOCIATIONS, PDU_TIMEOUT = 20, 2.0
 
@@ -25,17 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the receiver reads serve
 
 
 def start_receiver(tmp_path, ae_title, port, **settings) -> subprocess.Popen:
-    """The real command on the test database, its output in a file (a pipe nobody reads would block it)."""
-    env = worker_env(DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_AE_TITLE=ae_title,
-                     DICOM_PORT=port, **settings)
-    log = tmp_path / "receiver.log"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"], env=env, cwd=ROOT,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while f"Receiver {ae_title} on" not in log.read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, "receiver did not start:\n" + log.read_text()
-        time.sleep(0.1)
-    return proc
+    return start_receive(ae_title, DATA_DIR=tmp_path / "data", STAGING_DIR=tmp_path / "staging", DICOM_PORT=port,
+                         **settings)
 
 
 @pytest.fixture

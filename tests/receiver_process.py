@@ -1,0 +1,56 @@
+"""The real receiver (`manage.py receive`) as its own process on the test database, for tests against a real
+PACS: it reads servers and move keys from that database, as in production."""
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.fixtures_common import unused_port
+from tests.jobs.cluster import worker_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_receive(ae_title: str, *args: str, **env) -> subprocess.Popen:
+    """`manage.py receive [args]` with `env` added to the test environment (DICOM_AE_TITLE is `ae_title`),
+    returned once it listens. Its output is read all along (a pipe nobody reads would block it)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive", *args],
+                            env=worker_env(DICOM_AE_TITLE=ae_title, **env), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen, ready = [], threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(f"Receiver {ae_title} on"):
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not ready.wait(0.1):
+        assert proc.poll() is None and time.monotonic() < deadline, "receiver did not start:\n" + "".join(seen)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def receiver_process(settings, tmp_path, pacs, ae_title: str):
+    """The receiver for `ae_title`, declared in `pacs` (an Orthanc fixture) as a C-MOVE destination, with
+    settings pointing the portal at it; yields its port."""
+    port = unused_port()
+    settings.DICOM_AE_TITLE, settings.DICOM_PORT = ae_title, port
+    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    settings.QUARANTINE_DIR = tmp_path / "quarantine"
+    pacs.add_modality(ae_title, ae_title, port)
+    proc = start_receive(ae_title, DATA_DIR=tmp_path / "data", STAGING_DIR=settings.STAGING_DIR, DICOM_PORT=port)
+    try:
+        yield port
+    finally:
+        stop(proc)
