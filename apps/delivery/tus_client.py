@@ -4,11 +4,11 @@ Why not tuspy (the tests use it against our receiving end): it brings requests a
 hooks for cancellation and progress. This sender uses httpx (the project's one HTTP client), checks
 every chunk with `Upload-Checksum: sha1`, backs off exponentially after a failure and asks the server
 for its offset before going on, so confirmed bytes are never sent twice. It sends a file or any source
-that produces its bytes on demand (a batch's zip, apps/delivery/zipstream.py). Each chunk is read once: a
-helper thread reads (or produces) and hashes the next chunk while the current one is on the wire. Before anybody may
-delete a source file, the receiving end must confirm the full length, every byte verified by a chunk
-sha1 we computed (or, for an upload partly sent without checksums, its whole file's sha1 equal to
-ours), and the file unpacked or stored."""
+that produces its bytes on demand (a batch's zip, apps/delivery/zipstream.py). Each chunk is read once:
+a helper thread reads (or produces) and hashes the next chunk while the current one is on the wire.
+Before anybody may delete a source file, the receiving end must confirm the full length, every byte
+verified by a chunk sha1 we computed (or, for an upload partly sent without checksums, its whole sha1
+equal to ours), and the file unpacked or stored."""
 from __future__ import annotations
 
 import base64
