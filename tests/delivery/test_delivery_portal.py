@@ -1,6 +1,8 @@
 """Deliveries to another portal over tus (here: this portal under live_server, unpacking into its own
 downloads folder): zip and direct batches through a connection that is cut mid-upload, a source that
 changed before the resumption, a refused token, and what is kept or cleared."""
+import zipfile
+
 import pytest
 
 from apps.audit.models import AuditEvent
@@ -122,6 +124,11 @@ def test_zip_mode_can_keep_the_zip_and_the_originals(retrieved, receiving, uploa
     assert job.status == "succeeded"
     assert sha1_tree(retrieved.source) == before and sha1_tree(receiving.downloads) == before
     assert [p.name for p in settings.DELIVERY_ZIP_DIR.glob("*.zip")] == [f"delivery-{job.pk}-batch-1.zip"]
+    kept = settings.DELIVERY_ZIP_DIR / f"delivery-{job.pk}-batch-1.zip"
+    batch = job.items.get()
+    assert batch.zip_path == str(kept) and kept.stat().st_size == batch.bytes  # the very bytes that were sent
+    with zipfile.ZipFile(kept) as bundle:
+        assert bundle.testzip() is None and sorted(bundle.namelist()) == sorted(before)
 
 
 def test_a_batch_failed_mid_upload_resumes_on_retry_without_resending_confirmed_bytes(
