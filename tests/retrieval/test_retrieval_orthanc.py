@@ -115,11 +115,11 @@ def test_a_disk_filling_up_mid_move_fails_the_row_naming_it_files_nothing_and_a_
     expected = orthanc.study_instances(study["StudyInstanceUID"])
     real_write, writes = staging.write_atomically, []
 
-    def disk_full_after_two(target, data):
+    def disk_full_after_two(target, data, **where):
         writes.append(target)
         if len(writes) > 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(target, data)
+        real_write(target, data, **where)
 
     monkeypatch.setattr(staging, "write_atomically", disk_full_after_two)
     text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"}])
