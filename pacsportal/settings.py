@@ -237,7 +237,7 @@ Q_CLUSTER = {
     "max_attempts": 1,  # our runner re-queues items itself; django-q must not replay them
     "ack_failures": True,
     "catch_up": False,
-    "poll": 0.2,
+    "poll": env.float("Q_POLL", default=0.2),
     "save_limit": 500,
     "label": "Task queue",
 }
