@@ -64,7 +64,9 @@ def bare_loop(paths: list[Path], out: Path) -> float:
 
 
 def configure_django(work: Path, source_root: Path) -> dict:
-    env = {"DEBUG": "1", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
+    # As deployed: DEBUG=1 would make Django keep and format every SQL statement of the import.
+    env = {"DEBUG": "0", "SECRET_KEY": "bench-only-" + "x" * 40, "SECURE_SSL": "0",
+           "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
            "IMPORT_ROOTS": str(source_root), "IMPORT_JPG_DIR": str(work / "jpg"), "LOG_LEVEL": "WARNING"}
     os.environ.update(env)
     import django
