@@ -166,7 +166,7 @@ def main() -> None:
                 assert counts["duplicate_images_skipped"] == len(paths), counts
                 times[f"{mode} first"].append(first)
                 times[f"{mode} again"].append(again)
-            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()))
         median = {key: statistics.median(values) for key, values in times.items()}
         bare_ips = len(paths) / median["bare"]
         rows = [("bare loop (1 process: pydicom + window + Pillow)", median["bare"], bare_ips, "1.00x bare")]
@@ -180,7 +180,7 @@ def main() -> None:
             rows.append((f"re-import, {mode}", median[f"{mode} again"], again_fps,
                          f"{again_fps / first_ips:.1f}x first import (per round: {round_again:.1f}x)"))
         table = ["| run (median of rounds) | seconds | per second | ratio |", "|---|---|---|---|"]
-        table += [f"| {name} | {seconds:.2f} | {rate:.1f} | {ratio} |" for name, seconds, rate, ratio in rows]
+        table += [f"| {name} | {seconds:.3f} | {rate:.0f} | {ratio} |" for name, seconds, rate, ratio in rows]
         cpu_ms = {key: statistics.median(values) / len(paths) * 1000 for key, values in CPU.items() if values}
         if len(cpu_ms) == 2:
             table += ["", f"CPU per image (all processes, median): bare loop {cpu_ms['bare']:.2f} ms, first import "
