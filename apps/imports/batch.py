@@ -74,8 +74,8 @@ def jpg_name(sop_instance_uid: str) -> str:
 
 @dataclass
 class Ledger:
-    """The item's outcomes, written at each write(): a row per file read, a count per patient and
-    outcome for the unchanged files."""
+    """The item's outcomes, stored at each write(): a row per file read and per failed file, a count
+    per patient and outcome for the unchanged files."""
 
     item: ImportItem
     outcomes: list[FileOutcome] = field(default_factory=list)
