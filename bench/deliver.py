@@ -3,20 +3,22 @@
 direct mode, through the worker's entry point (apps.jobs.runner.run_item), against a plain `curl`
 upload of the same zips to the same receiving end in the same run.
 
-    .venv/bin/python bench/deliver.py [--megabytes 1000] [--repeat 2] [--batch-size 10]
+    .venv/bin/python bench/deliver.py [--megabytes 1000] [--repeat 3] [--batch-size 10]
 
-What is timed: zip mode, from the first batch's run_item() to the last batch confirmed (zipping, the
-tus upload with per-chunk sha1 on both ends, the receiving end's unpacking, the confirmation); also
-"upload only", the same runs less their zipping. Direct mode: every file its own upload
-(creation-with-upload, DELIVERY_PARALLEL_UPLOADS at once). curl: one PATCH of each ready-made zip
+What is timed: zip mode and direct mode, from the first batch's run_item() to the last batch confirmed
+(the batch's zip produced while it is sent, the tus upload with per-chunk sha1 on both ends, the
+receiving end's unpacking, the confirmation, the audit). curl: one PATCH of each ready-made zip
 (`curl -T`, no checksum, so the receiving end hashes the whole file), the same unpacking; and the
 portal's tus sender alone on those same zips (apps/delivery/tus_client.py, sha1 per 16 MB chunk).
-Ratios are MB/s portal / MB/s curl. Runs interleave; medians are reported.
+Ratios are MB/s portal / MB/s curl. Runs interleave; medians are reported, with the CPU seconds each
+side used (this process and its curl children; the receiving gunicorn's processes, from /proc) and
+the load average while each variant ran.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +41,18 @@ def manage(env: dict, *args: str, stdin: str | None = None) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed: {done.stderr[-2000:]}")
     return done.stdout
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (all its threads) and its waited-for children (curl)."""
+    return sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
 
 
 class ReceivingPortal:
@@ -69,6 +83,11 @@ class ReceivingPortal:
             time.sleep(0.1)
         self.url = f"http://127.0.0.1:{self.port}"
 
+    def cpu(self) -> float:
+        """CPU seconds of gunicorn and its workers so far."""
+        pids = [self.proc.pid, *Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        return sum(process_cpu(int(pid)) for pid in pids)
+
     def received(self) -> int:
         return sum(1 for _ in (self.data / "downloads").rglob("*.dcm"))
 
@@ -90,8 +109,8 @@ def configure_django(work: Path) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def deliver(retrieval, target, mode: str, batch_size: int) -> tuple[float, float]:
-    """Run a delivery's batches in this process; returns (seconds, of which zipping)."""
+def deliver(retrieval, target, mode: str, batch_size: int) -> float:
+    """Run a delivery's batches in this process; returns the seconds."""
     from apps.delivery.models import DeliveryJob
     from apps.jobs.runner import run_item
 
@@ -101,8 +120,7 @@ def deliver(retrieval, target, mode: str, batch_size: int) -> tuple[float, float
         if run_item(batch._meta.label, batch.pk, continue_with_job=False) != "succeeded":
             batch.refresh_from_db()
             raise RuntimeError(f"{mode} batch {batch.number} failed: {batch.error}")
-    elapsed = time.monotonic() - started
-    return elapsed, sum(b.result.get("zip_seconds", 0) for b in job.items.all())
+    return time.monotonic() - started
 
 
 def curl_upload(portal: ReceivingPortal, zips: list[Path]) -> float:
@@ -151,19 +169,18 @@ def sender_upload(portal: ReceivingPortal, zips: list[Path], run: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megabytes", type=int, default=int(os.environ.get("MEGABYTES", 1000)))
-    parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 2)))
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     parser.add_argument("--batch-size", type=int, default=10, help="cases per batch")
     parser.add_argument("--no-direct", action="store_true", help="skip direct mode")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-deliver-"))
     configure_django(work)
-    from django.conf import settings
     from django.contrib.auth.models import User
 
-    from apps.delivery.bundle import make_zip
     from apps.delivery.deliver import gather
     from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
+    from apps.delivery.zipstream import ZipStream
     from tests.delivery.conftest import make_retrieval
 
     cases = 20
@@ -178,39 +195,46 @@ def main(argv=None) -> int:
         target = DeliveryTarget.objects.create(name="FAR", kind="portal", url=portal.url, token=portal.token)
         probe = DeliveryJob.for_retrieval(retrieval, target, batch_size=args.batch_size, start=False)
         zips = []
-        for number, lines in enumerate(probe.plan, start=1):  # the zips the delivery will make, made once
+        for number, lines in enumerate(probe.plan, start=1):  # the zips the delivery will send, made once
             path = work / "reference" / f"batch-{number}.zip"
-            make_zip(gather(DeliveryBatch(job=probe, number=number, lines=lines)).entries, path)
+            path.parent.mkdir(exist_ok=True)
+            ZipStream(gather(DeliveryBatch(job=probe, number=number, lines=lines)).entries).write_to(path)
             zips.append(path)
+        os.sync()  # the reference zips are on disk before any clock starts
         megabytes = sum(p.stat().st_size for p in zips) / 1e6
         files = sum(1 for _ in (work / "source").rglob("*.dcm"))
-        results: dict[str, list[float]] = {"curl -T (zips)": [], "tus sender (same zips)": [], "portal zip": [],
-                                           "portal zip, upload only": [], "portal direct": []}
+        variants = {
+            "curl -T (zips)": lambda run: curl_upload(portal, zips),
+            "tus sender (same zips)": lambda run: sender_upload(portal, zips, run),
+            "portal zip": lambda run: deliver(retrieval, target, "zip", args.batch_size),
+            "portal direct": lambda run: deliver(retrieval, target, "direct", args.batch_size),
+        }
+        if args.no_direct:
+            del variants["portal direct"]
+        results = {name: [] for name in variants}  # (seconds, sender CPU, receiver CPU, load average)
         for run in range(args.repeat):
-            portal.reset()
-            results["curl -T (zips)"].append(curl_upload(portal, zips))
-            portal.reset()
-            results["tus sender (same zips)"].append(sender_upload(portal, zips, run))
-            portal.reset()
-            total, zipping = deliver(retrieval, target, "zip", args.batch_size)
-            results["portal zip"].append(total)
-            results["portal zip, upload only"].append(total - zipping)
-            if portal.received() != files:
-                raise RuntimeError(f"zip mode: {portal.received()} files arrived, not {files}")
-            if not args.no_direct:
+            for name, variant in variants.items():
                 portal.reset()
-                results["portal direct"].append(deliver(retrieval, target, "direct", args.batch_size)[0])
+                os.sync()  # each variant starts with no dirty pages from the one before
+                cpu_here, cpu_there = own_cpu(), portal.cpu()
+                seconds = variant(run)
+                results[name].append((seconds, own_cpu() - cpu_here, portal.cpu() - cpu_there, os.getloadavg()[0]))
                 if portal.received() != files:
-                    raise RuntimeError(f"direct mode: {portal.received()} files arrived, not {files}")
-        curl = statistics.median(results["curl -T (zips)"])
+                    raise RuntimeError(f"{name}: {portal.received()} files arrived, not {files}")
+        curl = statistics.median(r[0] for r in results["curl -T (zips)"])
         print(f"\n{files} files, {megabytes:.0f} MB in {len(zips)} zips of {args.batch_size} cases; "
-              f"direct mode {settings.DELIVERY_PARALLEL_UPLOADS} files at once; 2 shared cores, loopback\n")
-        print("| variant | runs (s) | median (s) | MB/s | ratio to curl |\n|---|---|---|---|---|")
+              f"2 shared cores, loopback\n")
+        print("| variant | runs (s) | median (s) | MB/s | ratio to curl | CPU s sender / receiver (median) | "
+              "load average (1 min) |\n|---|---|---|---|---|---|---|")
         for name, runs in results.items():
-            if runs:
-                median = statistics.median(runs)
-                print(f"| {name} | {' '.join(f'{r:.2f}' for r in runs)} | {median:.2f} | {megabytes / median:.0f} | "
-                      f"{curl / median:.2f}x |")
+            median = statistics.median(r[0] for r in runs)
+            sender, receiver = (statistics.median(r[i] for r in runs) for i in (1, 2))
+            print(f"| {name} | {' '.join(f'{r[0]:.2f}' for r in runs)} | {median:.2f} | {megabytes / median:.0f} | "
+                  f"{curl / median:.2f}x | {sender:.2f} / {receiver:.2f} | "
+                  f"{' '.join(f'{r[3]:.1f}' for r in runs)} |")
+        ratios = {name: [f"{c[0] / r[0]:.2f}x" for c, r in zip(results["curl -T (zips)"], runs)]
+                  for name, runs in results.items() if name != "curl -T (zips)"}
+        print("\nratio to the curl run of the same round: " + "; ".join(f"{n}: {' '.join(v)}" for n, v in ratios.items()))
     finally:
         portal.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -64,7 +64,7 @@ DELIVERY_ZIP_DIR = Path(env("DELIVERY_ZIP_DIR", default=str(DATA_DIR / "delivery
 DELIVERY_ZIP_CLEANUP_HOURS = env.float("DELIVERY_ZIP_CLEANUP_HOURS", default=24)
 DELIVERY_CHUNK_BYTES = env.int("DELIVERY_CHUNK_MB", default=16) * 1024 * 1024
 DELIVERY_STOW_BATCH = env.int("DELIVERY_STOW_BATCH", default=50)
-DELIVERY_PARALLEL_UPLOADS = env.int("DELIVERY_PARALLEL_UPLOADS", default=4)  # direct mode: files at once
+DELIVERY_PARALLEL_COPIES = env.int("DELIVERY_PARALLEL_COPIES", default=4)  # direct mode to a folder: files at once
 DELIVERY_RETRIES = env.int("DELIVERY_RETRIES", default=6)  # per upload, backoff doubling from 0.5 s
 DELIVERY_BACKOFF_SECONDS = env.float("DELIVERY_BACKOFF_SECONDS", default=0.5)
 UPLOADS_DIR = Path(env("UPLOADS_DIR", default=str(DATA_DIR / "uploads")))

@@ -1,8 +1,5 @@
-"""Zip bundles of delivered cases, and their safe unpacking on the receiving end. Django-free.
-
-A bundle is stored, not deflated (DICOM pixel data hardly compresses, and the link is the bottleneck
-only across sites), with fixed timestamps and sorted entries, so the same cases give the same bytes:
-a re-run after a crash rebuilds an identical zip and the upload resumes where it stopped.
+"""Zip bundles of delivered cases: the names they may hold, and their safe unpacking on the receiving
+end. Django-free. (The sending end produces them: apps/delivery/zipstream.py.)
 
 Unpacking trusts nothing: every entry name must be a relative path of plain components (letters,
 digits, `._~-`, none starting with a dot, no `..`, no absolute path, no backslash, no symlink); one bad
@@ -21,7 +18,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-FIXED_TIME = (2000, 1, 1, 0, 0, 0)
 SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$")
 MAX_DEPTH = 8
 COPY_BUFFER = 1024 * 1024
@@ -61,26 +57,6 @@ def check_relative_path(name: str) -> PurePosixPath:
     if bad:
         raise BundleRefused(f"entry {name!r}: {bad[0]!r} is not a plain file or folder name")
     return path
-
-
-def make_zip(entries: list[tuple[str, Path]], destination: Path) -> int:
-    """Write a stored zip of (name inside the zip, file) pairs to `destination` (via a temporary file,
-    renamed at the end). Returns the zip's size."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as bundle:
-            for name, path in sorted(entries):
-                check_relative_path(name)
-                info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-                info.external_attr = (stat.S_IFREG | 0o644) << 16
-                info.file_size = path.stat().st_size
-                with open(path, "rb") as source, bundle.open(info, "w", force_zip64=True) as target:
-                    shutil.copyfileobj(source, target, COPY_BUFFER)
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
-    return destination.stat().st_size
 
 
 def _checked_members(bundle: zipfile.ZipFile, max_bytes: int) -> list[zipfile.ZipInfo]:

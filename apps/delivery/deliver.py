@@ -1,9 +1,10 @@
-"""One delivery batch, end to end: gather the files of its retrieved cases, zip them or not, send them
-to the target, and delete the sources only after the target confirmed every byte (portal: the full
-length, every byte checked by the receiving end against our chunk sha1s, the zip unpacked; folder: the
-copy re-read and hashed; PACS: every instance acknowledged). Until then nothing is deleted, and a
-re-run resumes: the zip is rebuilt byte for byte and the upload continues from the receiving end's
-offset."""
+"""One delivery batch, end to end: gather the files of its retrieved cases, send them to the target,
+and delete the sources only after the target confirmed every byte (portal: the full length, every
+byte checked by the receiving end against our chunk sha1s, the zip unpacked and each entry's CRC
+checked; folder: the copy re-read and hashed; PACS: every instance acknowledged). Until then nothing
+is deleted, and a re-run resumes: to a portal the batch's zip is produced again byte for byte (it is
+never stored here unless `keep_zip`) and the upload continues from the receiving end's offset; to a
+folder in direct mode, after the files already copied."""
 from __future__ import annotations
 
 import hashlib
@@ -15,13 +16,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from django.conf import settings
 
 from apps.audit import record
-from apps.delivery.bundle import file_sha1, make_zip
+from apps.delivery.bundle import file_sha1
 from apps.delivery.models import DeliveryTarget
 from apps.delivery.tus_client import SendCanceled, TusError, TusSender
+from apps.delivery.zipstream import ZipStream
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.models import ItemStatus
 
@@ -80,11 +83,19 @@ def deliver_batch(batch, ctx) -> None:
         batch.result["note"] = "No retrieved case in this batch; nothing to deliver."
         return
     progress = Progress(batch, ctx)
+    zipped = job.mode == job.Mode.ZIP and target.zippable
+    stream = ZipStream(found.entries) if zipped or target.kind == DeliveryTarget.Kind.PORTAL else None
     try:
-        if job.mode == job.Mode.ZIP and target.zippable:
-            confirmed = _deliver_zip(batch, target, found, ctx, progress)
+        if target.kind == DeliveryTarget.Kind.PORTAL:
+            confirmed = _deliver_to_portal(batch, target, stream, found, ctx, progress)
+        elif target.kind in (DeliveryTarget.Kind.DICOM, DeliveryTarget.Kind.DICOMWEB):
+            confirmed = _deliver_to_pacs(batch, target, found, ctx)
+        elif zipped:
+            confirmed = _zip_to_folder(batch, target, stream, found)
         else:
-            confirmed = _deliver_direct(batch, target, found, ctx, progress)
+            confirmed = _copy_to_folder(batch, target, found, ctx, progress)
+        if zipped and job.keep_zip:
+            _keep_zip(batch, stream)
     except (TusError, OSError) as exc:
         if getattr(exc, "restart", False):
             batch.upload_url = ""
@@ -93,11 +104,9 @@ def deliver_batch(batch, ctx) -> None:
         raise ItemFailed(f"Batch {batch.number} to {target.describe()} failed: {exc}. Nothing was deleted.") from exc
     except SendCanceled:
         raise ItemCanceled() from None
-    progress(batch.bytes if job.mode == job.Mode.DIRECT else batch.sent_bytes, batch.bytes, force=True)
+    progress(batch.sent_bytes, batch.bytes, force=True)
     if job.clear:
         clear_files([path for name, path in found.entries if name in confirmed], job.retrieval.downloads_root())
-    if batch.zip_path and not job.keep_zip:
-        Path(batch.zip_path).unlink(missing_ok=True)
     batch.result["cleared"] = job.clear
     batch.save(update_fields=["sent_bytes", "result"])
     _audit(batch, target, found, ok=True)
@@ -109,111 +118,88 @@ def _audit(batch, target, found: BatchFiles, *, ok: bool, error: str = "") -> No
            result="delivered" if ok else "failed", error=error)
 
 
-# --- zip mode ------------------------------------------------------------------------------------
-def _zip_for(batch, found: BatchFiles) -> Path:
-    """The batch's zip; rebuilt only when missing (the same cases give the same bytes)."""
-    path = Path(settings.DELIVERY_ZIP_DIR) / f"delivery-{batch.job_id}-batch-{batch.number}.zip"
-    if not path.exists():
-        make_zip(found.entries, path)
-    if batch.zip_path != str(path):
-        batch.zip_path = str(path)
-        batch.save(update_fields=["zip_path"])
-    return path
+def zip_name(batch) -> str:
+    return f"delivery-{batch.job_id}-batch-{batch.number}.zip"
 
 
-def _deliver_zip(batch, target, found: BatchFiles, ctx, progress) -> set[str]:
-    started = time.monotonic()
-    zip_path = _zip_for(batch, found)
-    batch.result["zip_seconds"] = round(time.monotonic() - started, 3)
-    batch.bytes = zip_path.stat().st_size
+# --- to another portal ---------------------------------------------------------------------------
+def _deliver_to_portal(batch, target, stream: ZipStream, found: BatchFiles, ctx, progress) -> set[str]:
+    """One upload per batch, in either mode: the batch's zip, produced while it is sent (never written
+    here), unpacked by the receiving portal. A re-run produces the same bytes and continues the upload
+    from the receiving end's offset."""
+    batch.bytes = stream.length
     batch.save(update_fields=["bytes"])
-    if target.kind == DeliveryTarget.Kind.PORTAL:
-        def remember(url):
-            batch.upload_url = url
-            type(batch).objects.filter(pk=batch.pk).update(upload_url=url)
 
-        with _sender(target, ctx, lambda sent, total: progress(sent, total, zip_path.name)) as sender:
-            receipt = sender.send(zip_path, zip_path.name, url=batch.upload_url or None, on_created=remember)
-        if receipt.files != len(found.entries):
-            raise TusError(f"the receiving portal unpacked {receipt.files} of {len(found.entries)} files")
-        batch.result.update(verified_bytes=receipt.verified, upload=receipt.url, resumed_at=receipt.resumed_at,
-                            started_at_offset=receipt.started_at, sent_this_run=receipt.sent_bytes)
-    else:
-        batch.result["sha1"] = copy_verified(zip_path, _folder(target) / zip_path.name)
+    def remember(url):
+        batch.upload_url = url
+        type(batch).objects.filter(pk=batch.pk).update(upload_url=url)
+
+    with TusSender(target.uploads_url(), target.token, chunk_size=settings.DELIVERY_CHUNK_BYTES,
+                   retries=settings.DELIVERY_RETRIES, backoff=settings.DELIVERY_BACKOFF_SECONDS,
+                   should_stop=ctx.should_stop,
+                   on_progress=lambda sent, total: progress(sent, total, stream.entry_at(sent))) as sender:
+        receipt = sender.send(stream, zip_name(batch), url=batch.upload_url or None, on_created=remember)
+    if receipt.files != len(found.entries):
+        raise TusError(f"the receiving portal unpacked {receipt.files} of {len(found.entries)} files", restart=True)
+    batch.result.update(verified_bytes=receipt.verified, upload=receipt.url, resumed_at=receipt.resumed_at,
+                        started_at_offset=receipt.started_at, sent_this_run=receipt.sent_bytes)
     batch.sent_bytes = batch.bytes
     return {name for name, _ in found.entries}
 
 
-def _sender(target, ctx, on_progress) -> TusSender:
-    return TusSender(target.uploads_url(), target.token, chunk_size=settings.DELIVERY_CHUNK_BYTES,
-                     retries=settings.DELIVERY_RETRIES, backoff=settings.DELIVERY_BACKOFF_SECONDS,
-                     should_stop=ctx.should_stop, on_progress=on_progress)
+# --- zips on this side ---------------------------------------------------------------------------
+def _zip_to_folder(batch, target, stream: ZipStream, found: BatchFiles) -> set[str]:
+    batch.bytes = stream.length
+    batch.save(update_fields=["bytes"])
+    batch.result["sha1"] = write_verified(_folder(target) / zip_name(batch), stream.write_to)
+    batch.sent_bytes = batch.bytes
+    return {name for name, _ in found.entries}
 
 
-# --- direct mode ---------------------------------------------------------------------------------
-def _deliver_direct(batch, target, found: BatchFiles, ctx, progress) -> set[str]:
-    kind = target.kind
-    if kind in (DeliveryTarget.Kind.DICOM, DeliveryTarget.Kind.DICOMWEB):
-        return _deliver_to_pacs(batch, target, found, ctx)
-    # Files a failed earlier run already delivered are not sent again (same files, same order).
+def _keep_zip(batch, stream: ZipStream) -> None:
+    """keep_zip: the batch's zip in DELIVERY_ZIP_DIR (written only when asked for: delivering needs none)."""
+    path = Path(settings.DELIVERY_ZIP_DIR) / zip_name(batch)
+    write_verified(path, stream.write_to)
+    batch.zip_path = str(path)
+    batch.save(update_fields=["zip_path"])
+
+
+# --- files to a folder ---------------------------------------------------------------------------
+def _copy_to_folder(batch, target, found: BatchFiles, ctx, progress) -> set[str]:
+    # Files a failed earlier run already delivered are not copied again (same files, same order).
     names = [name for name, _ in found.entries]
     fingerprint = hashlib.sha1("\n".join(names).encode()).hexdigest()
     done = batch.result.get("confirmed_files", 0) if batch.result.get("files_fingerprint") == fingerprint else 0
     confirmed = set(names[:done])
     sent = sum(path.stat().st_size for _, path in found.entries[:done])
-    send_one = _portal_sender(target) if kind == DeliveryTarget.Kind.PORTAL else _folder_copier(target)
-    stop = threading.Event()
-    # Several files travel at once: a small file's cost is the request's round trip, not its bytes.
-    # Results are taken in order, so the confirmed files stay a prefix a re-run can skip.
-    try:
-        with ThreadPoolExecutor(max_workers=settings.DELIVERY_PARALLEL_UPLOADS, thread_name_prefix="deliver") as pool:
-            pending = [(name, path, pool.submit(send_one, path, name, stop)) for name, path in found.entries[done:]]
-            try:
-                for name, path, future in pending:
-                    while not future.done():
-                        if ctx.should_stop():
-                            raise ItemCanceled()
-                        wait([future], timeout=0.5)
-                    future.result()
-                    confirmed.add(name)
-                    sent += path.stat().st_size
-                    batch.result.update(confirmed_files=len(confirmed), files_fingerprint=fingerprint)
-                    progress(sent, batch.bytes, name)
-            finally:
-                stop.set()
-                for _, _, future in pending:
-                    future.cancel()
-    finally:
-        for sender in getattr(send_one, "senders", []):
-            sender.close()
-    batch.sent_bytes = sent
-    return confirmed
-
-
-def _portal_sender(target):
-    """send(path, name, stop) for pool threads: one TusSender (one connection) per thread."""
-    local, senders = threading.local(), []
-
-    def send(path, name, stop):
-        if not hasattr(local, "sender"):
-            local.sender = TusSender(target.uploads_url(), target.token, chunk_size=settings.DELIVERY_CHUNK_BYTES,
-                                     retries=settings.DELIVERY_RETRIES, backoff=settings.DELIVERY_BACKOFF_SECONDS,
-                                     should_stop=stop.is_set)
-            senders.append(local.sender)
-        local.sender.send(path, name)
-
-    send.senders = senders
-    return send
-
-
-def _folder_copier(target):
     folder = _folder(target)
+    stop = threading.Event()
 
-    def copy(path, name, stop):
+    def copy(path, name):
         if not stop.is_set():
             copy_verified(path, folder / name)
 
-    return copy
+    # Several files at once (a folder may be a network share, where a file's cost is its round trips).
+    # Results are taken in order, so the confirmed files stay a prefix a re-run can skip.
+    with ThreadPoolExecutor(max_workers=settings.DELIVERY_PARALLEL_COPIES, thread_name_prefix="deliver") as pool:
+        pending = [(name, path, pool.submit(copy, path, name)) for name, path in found.entries[done:]]
+        try:
+            for name, path, future in pending:
+                while not future.done():
+                    if ctx.should_stop():
+                        raise ItemCanceled()
+                    wait([future], timeout=0.5)
+                future.result()
+                confirmed.add(name)
+                sent += path.stat().st_size
+                batch.result.update(confirmed_files=len(confirmed), files_fingerprint=fingerprint)
+                progress(sent, batch.bytes, name)
+        finally:
+            stop.set()
+            for _, _, future in pending:
+                future.cancel()
+    batch.sent_bytes = sent
+    return confirmed
 
 
 def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
@@ -261,19 +247,27 @@ def _folder(target) -> Path:
 
 
 # --- files ---------------------------------------------------------------------------------------
-def copy_verified(source: Path, destination: Path) -> str:
-    """Copy via a temporary name, re-read the copy, and rename it into place only if its sha1 matches."""
+def write_verified(destination: Path, write: Callable[[Path], str]) -> str:
+    """`write(path)` writes a file and returns the sha1 (hex) of what it meant to write. It writes under
+    a temporary name; the file is re-read and renamed to `destination` only if it reads back the same."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part")
     try:
-        shutil.copyfile(source, partial)
-        want, got = file_sha1(source), file_sha1(partial)
-        if want != got:
-            raise OSError(f"the copy of {source.name} in {destination.parent} reads back differently")
+        want = write(partial)
+        if file_sha1(partial) != want:
+            raise OSError(f"the copy of {destination.name} in {destination.parent} reads back differently")
         os.replace(partial, destination)
     finally:
         partial.unlink(missing_ok=True)
     return want
+
+
+def copy_verified(source: Path, destination: Path) -> str:
+    def copy(partial: Path) -> str:
+        shutil.copyfile(source, partial)
+        return file_sha1(source)
+
+    return write_verified(destination, copy)
 
 
 def clear_files(paths: list[Path], root: Path) -> None:

@@ -3,11 +3,12 @@
 Why not tuspy (the tests use it against our receiving end): it brings requests and aiohttp and has no
 hooks for cancellation and progress. This sender uses httpx (the project's one HTTP client), checks
 every chunk with `Upload-Checksum: sha1`, backs off exponentially after a failure and asks the server
-for its offset before going on, so confirmed bytes are never sent twice. Each chunk is read once: a
-helper thread reads and hashes the next chunk while the current one is on the wire. Before anybody may
-delete a source file, the receiving end must confirm the full length, every byte verified by a chunk
-sha1 we computed (or, for an upload partly sent without checksums, its whole file's sha1 equal to
-ours), and the file unpacked or stored."""
+for its offset before going on, so confirmed bytes are never sent twice. It sends a file or any source
+that produces its bytes on demand (a batch's zip, apps/delivery/zipstream.py). Each chunk is read once:
+a helper thread reads (or produces) and hashes the next chunk while the current one is on the wire.
+Before anybody may delete a source file, the receiving end must confirm the full length, every byte
+verified by a chunk sha1 we computed (or, for an upload partly sent without checksums, its whole sha1
+equal to ours), and the file unpacked or stored."""
 from __future__ import annotations
 
 import base64
@@ -63,13 +64,24 @@ def b64_sha1(data) -> str:
     return base64.b64encode(hashlib.sha1(data).digest()).decode()
 
 
-def read_at(path: Path, offset: int, size: int) -> bytes:
-    with open(path, "rb") as fp:
-        fp.seek(offset)
-        data = fp.read(size)
-    if len(data) != size:
-        raise TusError(f"{path} shrank while being sent")
-    return data
+class FileSource:
+    """What the sender sends: `length`, `read(offset, size)`, `sha1()` (hex of the whole). A file here;
+    a batch's zip produced while it is sent (apps/delivery/zipstream.py) has the same three."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.length = self.path.stat().st_size
+
+    def read(self, offset: int, size: int) -> bytes:
+        with open(self.path, "rb") as fp:
+            fp.seek(offset)
+            data = fp.read(size)
+        if len(data) != min(size, self.length - offset):
+            raise TusError(f"{self.path} shrank while being sent")
+        return data
+
+    def sha1(self) -> str:
+        return file_sha1(self.path)
 
 
 def encode_metadata(values: dict[str, str]) -> str:
@@ -122,10 +134,10 @@ class TusSender:
             raise TusError(f"{self.endpoint} failed (HTTP {code})", retriable=True, http_status=code)
         return response
 
-    def _create(self, path: Path, filename: str, first: tuple[bytes, str] | None = None) -> httpx.Response:
+    def _create(self, length: int, filename: str, first: tuple[bytes, str] | None = None) -> httpx.Response:
         """POST a new upload; with `first` (the whole small file and its base64 sha1) the file rides
         along (creation-with-upload): one request instead of two."""
-        headers = {"Upload-Length": str(path.stat().st_size), "Upload-Metadata": encode_metadata({"filename": filename})}
+        headers = {"Upload-Length": str(length), "Upload-Metadata": encode_metadata({"filename": filename})}
         content = None
         if first is not None:
             content = self._body(first[0], [0])
@@ -147,13 +159,16 @@ class TusSender:
             counter[0] += len(block)
             yield block
 
-    def _offset(self, url: str) -> int | None:
-        """The server's offset, or None when it no longer knows the upload (expired, deleted)."""
+    def _offset(self, url: str, length: int) -> int | None:
+        """The server's offset, or None when it no longer knows the upload (expired, deleted) or knows
+        it with another length (the source changed: its bytes cannot be continued)."""
         response = self._call("HEAD", url)
         if response.status_code in (404, 410):
             return None
         if response.status_code != 200 or "Upload-Offset" not in response.headers:
             raise TusError(f"HEAD {url} answered HTTP {response.status_code}", retriable=True)
+        if response.headers.get("Upload-Length") != str(length):
+            return None
         return int(response.headers["Upload-Offset"])
 
     def _patch(self, url: str, offset: int, data: bytes, checksum: str, counter: list[int]) -> httpx.Response:
@@ -169,36 +184,38 @@ class TusSender:
         raise TusError(f"PATCH at {offset} answered HTTP {code}: {response.text[:200]}", http_status=code)
 
     # --- the whole file ------------------------------------------------------------------------
-    def send(self, path: Path, filename: str, *, url: str | None = None,
+    def send(self, source, filename: str, *, url: str | None = None,
              on_created: Callable[[str], None] | None = None) -> Receipt:
-        """Upload `path` as `filename` (resuming `url` if the server still has it) and return the
-        receiving end's confirmation. Raises TusError (with .retriable) or SendCanceled."""
-        path = Path(path)
-        length = path.stat().st_size
+        """Upload `source` (a file's path, or anything with FileSource's `length`, `read` and `sha1`)
+        as `filename` (resuming `url` if the server still has it) and return the receiving end's
+        confirmation. Raises TusError (with .retriable) or SendCanceled."""
+        if isinstance(source, (str, Path)):
+            source = FileSource(source)
+        length = source.length
         counter, resumed, failures = [0], [], 0
-        confirmed = self._offset(url) if url else None
+        confirmed = self._offset(url, length) if url else None
         last, started_at = None, confirmed or 0
         if confirmed is None:
             small = 0 < length <= self.chunk_size
             first = None
             if small:
-                data = read_at(path, 0, length)
+                data = source.read(0, length)
                 first = (data, b64_sha1(data))
             try:
-                last = self._create(path, filename, first)
+                last = self._create(length, filename, first)
             except TusError as exc:
                 if not (small and exc.retriable):
                     raise
                 failures += 1  # the body did not make it: create again without it, then PATCH
                 self.sleep(max(self.backoff, exc.retry_after))
-                last = self._create(path, filename)
+                last = self._create(length, filename)
             url = str(httpx.URL(self.endpoint).join(last.headers["Location"]))
             confirmed = int(last.headers.get("Upload-Offset", 0))
             if on_created:
                 on_created(url)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-read") as helper:
             def chunk_at(offset):
-                data = read_at(path, offset, min(length, (offset // self.chunk_size + 1) * self.chunk_size) - offset)
+                data = source.read(offset, min(length, (offset // self.chunk_size + 1) * self.chunk_size) - offset)
                 return offset, data, b64_sha1(data)
 
             ahead = helper.submit(chunk_at, confirmed) if confirmed < length else None
@@ -220,7 +237,7 @@ class TusSender:
                         raise
                     failures += 1
                     self.sleep(max(min(self.backoff * 2 ** (failures - 1), self.max_backoff), exc.retry_after))
-                    known, last = self._offset(url), None
+                    known, last = self._offset(url, length), None
                     if known is None:
                         raise TusError(f"the receiving end lost upload {url} (expired or deleted)") from None
                     resumed.append(known)
@@ -229,12 +246,13 @@ class TusSender:
                 confirmed = known
                 if self.on_progress:
                     self.on_progress(confirmed, length)
-        receipt = self._confirm(url, path, length, last)
+        receipt = self._confirm(url, source, last)
         receipt.sent_bytes, receipt.resumed_at, receipt.started_at = counter[0], resumed, started_at
         return receipt
 
-    def _confirm(self, url: str, path: Path, length: int, last: httpx.Response | None) -> Receipt:
+    def _confirm(self, url: str, source, last: httpx.Response | None) -> Receipt:
         """The receiving end's outcome: from the answer that completed the upload, else asked with GET."""
+        length = source.length
         headers = last.headers if last is not None else {}
         if headers.get("Upload-State") in DONE_STATES:
             answer = {"state": headers["Upload-State"], "sha1": headers.get("Upload-Sha1", ""), "length": length,
@@ -247,14 +265,15 @@ class TusSender:
             except ValueError:
                 raise TusError(f"GET {url} answered HTTP {response.status_code} without the upload's outcome",
                                retriable=True) from None
-        if answer.get("state") not in DONE_STATES:
-            raise TusError(f"the receiving end did not accept the file: {answer.get('error') or answer.get('state')}")
+        if answer.get("state") not in DONE_STATES:  # refused for good: a new attempt needs a new upload
+            raise TusError(f"the receiving end did not accept the file: {answer.get('error') or answer.get('state')}",
+                           restart=True)
         if answer.get("length") != length or answer.get("offset") != length:
             raise TusError(f"the receiving end confirmed {answer.get('offset')}/{answer.get('length')} bytes, "
                            f"not {length}")
         sha1 = ""
         if answer.get("verified") != length:  # partly sent without checksums (not by us): compare whole files
-            sha1 = file_sha1(path)
+            sha1 = source.sha1()
             if answer.get("sha1") != sha1:
                 raise TusError(f"the receiving end's copy has sha1 {answer.get('sha1')}, ours {sha1}", restart=True)
         return Receipt(url=url, length=length, verified=answer["verified"], sha1=sha1, state=answer["state"],

@@ -64,7 +64,8 @@ class PacsClient:
         folder.mkdir(parents=True, exist_ok=True)
 
         def save(instance) -> int:
-            write_atomically(folder / f"{safe_uid(instance.sop_instance_uid)}.dcm", instance.data)
+            write_atomically(folder / f"{safe_uid(instance.sop_instance_uid)}.dcm", instance.chunks)
+            instance.written()
             return 0x0000
 
         return C_GETS[DEFAULT](self.peer, self.local, {"StudyInstanceUID": safe_uid(study_instance_uid)}, save)

@@ -7,6 +7,7 @@ length sequence must be closed, and the last element must end exactly where the 
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -53,8 +54,14 @@ class _Truncated(Exception):
     pass
 
 
+_EXPLICIT = {"<": struct.Struct("<HH2sH"), ">": struct.Struct(">HH2sH")}  # tag, VR, short length
+_IMPLICIT = {"<": struct.Struct("<HHL"), ">": struct.Struct(">HHL")}  # tag, length
+_LONG = {"<": struct.Struct("<L"), ">": struct.Struct(">L")}
+
+
 class _Walker:
-    """Checks the structure of an encoded dataset held in memory (a bytes-like object)."""
+    """Checks the structure of an encoded dataset held in memory (a bytes-like object). It runs once per
+    received instance while the PACS waits for our answer, so each element header is one unpack."""
 
     def __init__(self, data, little_endian: bool):
         self.data = data
@@ -71,9 +78,18 @@ class _Walker:
     def dataset(self, pos: int, stop: int, implicit: bool, depth: int = 0, until_item_end: bool = False) -> int:
         if depth > MAX_DEPTH:
             raise InvalidDicomFile(f"sequences nested more than {MAX_DEPTH} deep at byte {pos}")
+        data, end = self.data, self.end
+        header = (_IMPLICIT if implicit else _EXPLICIT)[self.prefix].unpack_from
+        long_length = _LONG[self.prefix].unpack_from
         while pos < stop:
-            group, element = self._unpack("HH", pos, 4)
-            tag = group << 16 | element
+            if pos + 8 > end:  # every element header (and delimiter) is at least 8 bytes
+                self._unpack("HHL", pos, 8)  # raises, naming where the data ends
+            if implicit:
+                group, element, length = header(data, pos)
+                tag, vr = group << 16 | element, None
+            else:
+                group, element, vr, length = header(data, pos)
+                tag = group << 16 | element
             if depth == 0:
                 self.last_tag = tag
             if tag in (ITEM_END, SEQUENCE_END):
@@ -82,20 +98,18 @@ class _Walker:
                     return pos + 8
                 raise InvalidDicomFile(f"unexpected delimiter ({group:04X},{element:04X}) at byte {pos}")
             if implicit:
-                (length,) = self._unpack("L", pos + 4, 4)
-                vr, pos = None, pos + 8
+                pos += 8
+            elif vr in LONG_VRS:
+                if pos + 12 > end:
+                    self._unpack("L", pos + 8, 4)  # raises
+                (length,) = long_length(data, pos + 8)
+                pos += 12
+            elif vr.isalpha() and vr.isupper():
+                pos += 8
             else:
-                (vr,) = self._unpack("2s", pos + 4, 2)
-                if vr in LONG_VRS:
-                    (length,) = self._unpack("L", pos + 8, 4)
-                    pos += 12
-                elif vr.isalpha() and vr.isupper():
-                    (length,) = self._unpack("H", pos + 6, 2)
-                    pos += 8
-                else:
-                    raise InvalidDicomFile(f"element ({group:04X},{element:04X}) at byte {pos} has no valid VR")
+                raise InvalidDicomFile(f"element ({group:04X},{element:04X}) at byte {pos} has no valid VR")
             if depth == 0 and tag in IDENTITY_TAGS and length != UNDEFINED and pos + length <= stop:
-                self.identity[IDENTITY_TAGS[tag]] = bytes(self.data[pos:pos + length]).decode(
+                self.identity[IDENTITY_TAGS[tag]] = bytes(data[pos:pos + length]).decode(
                     "ascii", "replace").strip(" \x00")
             if length == UNDEFINED:
                 # A UN of undefined length holds implicit little endian items (PS3.5 6.2.2).
@@ -128,12 +142,23 @@ class _Walker:
                 pos += length
 
 
+@functools.lru_cache(maxsize=256)
+def _uid(value: str) -> UID:
+    """pydicom's UID, once per value: building one validates it, a cost per received instance otherwise."""
+    return UID(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_image_storage(sop_class_uid: str) -> bool:
+    return "Image Storage" in UID(sop_class_uid).name
+
+
 def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "") -> DatasetIdentity:
     """Raise InvalidDicomFile unless `data` (an encoded dataset, no file meta) is structurally complete.
     An image (by its SOP class) must also reach its pixel data: a cut between two elements is
     otherwise invisible. Byte positions in messages count from the start of the dataset. Returns the
     study, series and SOP instance UIDs the dataset holds, read on the way."""
-    ts = UID(transfer_syntax_uid)
+    ts = _uid(transfer_syntax_uid)
     if ts.is_deflated:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
@@ -147,7 +172,7 @@ def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "")
         walker.dataset(0, len(data), ts.is_implicit_VR if ts.is_transfer_syntax else False)
     except _Truncated as exc:
         raise InvalidDicomFile(f"truncated: {exc}") from None
-    if "Image Storage" in UID(sop_class_uid).name and (walker.last_tag or 0) < min(PIXEL_TAGS):
+    if _is_image_storage(sop_class_uid) and (walker.last_tag or 0) < min(PIXEL_TAGS):
         last = walker.last_tag or 0
         raise InvalidDicomFile(f"truncated: an image without pixel data (it ends after element "
                                f"({last >> 16:04X},{last & 0xFFFF:04X}))")

@@ -10,13 +10,17 @@ Files are written to a temporary name then renamed, so a reader never sees half 
 """
 from __future__ import annotations
 
+import collections
+import logging
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 
 from apps.dicom.errors import InvalidDicomFile
 
+log = logging.getLogger(__name__)
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 AE_SAFE_RE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -36,30 +40,52 @@ def safe_ae(ae_title: str) -> str:
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
-def write_atomically(target: Path, data) -> None:
-    """Temporary file then rename: no reader (a count, a C-FIND, a C-MOVE) ever sees half an instance.
+def write_atomically(target: Path, data, *, within: Path | None = None) -> None:
+    """`data` (a buffer, or a sequence of buffers) into `target` by a temporary file and a rename: no
+    reader (a count, a C-FIND, a C-MOVE) ever sees half an instance.
 
-    This runs once per received instance while the PACS waits for our answer, so it is plain system
-    calls: the temporary name is unique per process and thread (one thread writes one file at a time),
+    This runs once per received instance, so it is plain system calls: the temporary name is unique per process and thread (one thread writes one file at a time),
     the folder is created only when the first open finds it missing, and the bytes go to the file
     unbuffered. Files are private to the portal's user (0600), as tempfile.mkstemp made them."""
     tmp = target.parent / f".incoming-{os.getpid()}-{threading.get_ident()}-{target.name}.part"
     try:
         fd = os.open(tmp, _CREATE, 0o600)
     except FileNotFoundError:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(target.parent, within)
         fd = os.open(tmp, _CREATE, 0o600)
     try:
         try:
-            view = memoryview(data).cast("B")
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _make_folder(folder: Path, within: Path | None) -> None:
+    """`folder` and its missing parents; with `within`, only those below it, which must exist (else
+    FileNotFoundError): a folder someone removed is never made again by a write arriving late."""
+    if within is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    below = [folder, *folder.parents][:len(folder.relative_to(within).parts)]
+    for part in reversed(below):
+        part.mkdir(exist_ok=True)
+    if not below and not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is gone")
+
+
+def _write_all(fd: int, data) -> None:
+    """`data`: one buffer, or a sequence of them (a ReceivedInstance's chunks) written with one writev."""
+    views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views:
+            views[0] = views[0][written:]
 
 
 class MoveStaging:
@@ -71,11 +97,35 @@ class MoveStaging:
             return self.root / safe_ae(originator_ae) / str(int(message_id))
         return self.root / "_unsolicited" / safe_ae(calling_ae)
 
-    def write(self, folder: Path, sop_instance_uid: str, data: bytes) -> Path:
-        """Store the bytes exactly as received. Re-sending an instance overwrites it (idempotent)."""
+    def write(self, folder: Path, sop_instance_uid: str, data) -> Path:
+        """Store the bytes (a buffer or a sequence of buffers) exactly as received. Re-sending an instance overwrites it (idempotent)."""
         target = folder / f"{safe_uid(sop_instance_uid)}.dcm"
         write_atomically(target, data)
         return target
+
+    @staticmethod
+    def remove(folder: Path) -> None:
+        """Take a staging folder away for good. It is renamed first, so a write still under way in the
+        receiver (answered before it reached the disk) can no longer land in it: every path into the
+        old name fails from that moment, and nothing makes the folder again."""
+        gone = folder.with_name(f".removed-{folder.name}-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.rename(folder, gone)
+        except FileNotFoundError:
+            return
+        except OSError:
+            gone = folder  # (not on this file system, say) remove it where it is
+        shutil.rmtree(gone, ignore_errors=True)
+
+    @staticmethod
+    def write_failure(folder: Path) -> str | None:
+        """Why the receiver could not write instances it had answered for into `folder`, or None."""
+        try:
+            return (folder / WRITE_FAILED).read_text(errors="replace").strip() or "a write failed"
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"a write failed (and so did reading why: {exc.strerror or exc})"
 
     @staticmethod
     def instances(folder: Path) -> list[Path]:
@@ -83,3 +133,131 @@ class MoveStaging:
         if not folder.is_dir():
             return []
         return sorted(p for p in folder.iterdir() if p.suffix == ".dcm" and not p.name.startswith("."))
+
+
+def _size(data) -> int:
+    return sum(map(len, data)) if isinstance(data, (list, tuple)) else len(data)
+
+
+MOVES_REMEMBERED = 4096
+WRITE_FAILED = ".write-failed"  # in a staging folder: why an instance answered for could not be written
+
+
+class BackgroundWrites:
+    """Staging writes on a thread of their own, so that answering a C-STORE does not wait for the disk.
+
+    Only for what a C-MOVE of ours brings in: the PACS keeps its copy whatever we answer, and the
+    retrieval files a study only when every instance it expected is on disk, so an instance answered for
+    and then not written (a disk filling up mid-move, a killed receiver) is a shortfall the row reports
+    and a retry fetches again, never a silent loss. Instances nobody else keeps a copy of must be written
+    before they are answered (MoveStaging.write), and so is the first instance of every move, which makes
+    its folder: a staging area that cannot be written at all is answered as such, instance by instance.
+    A failed background write is recorded in its move's folder (WRITE_FAILED, read by
+    MoveStaging.write_failure) and every later instance of that move is refused at once.
+
+    At most `max_bytes` wait (one instance always may): past that, submit() blocks, which slows the
+    association to the disk's pace instead of holding a study in memory."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024):
+        self.max_bytes = max_bytes
+        self._pending: collections.deque = collections.deque()
+        self._bytes = 0
+        self._changed = threading.Condition()
+        self._failed: dict[Path, str] = {}
+        self._started: dict[Path, None] = {}  # move folders written into, oldest first
+        self._writing = self._closed = False
+        self._thread = threading.Thread(target=self._run, name="staging-writes", daemon=True)
+        self._thread.start()
+
+    def submit(self, move_folder: Path, folder: Path, sop_instance_uid: str, data, written=None) -> None:
+        """Queue one instance of the move staged in `move_folder`, to be written into `folder` (the move's
+        or one inside it); raises OSError when it, or an earlier write of that move, failed. `written()`
+        is called once the write is over (done or failed): `data` is not read after that."""
+        target, size = folder / f"{safe_uid(sop_instance_uid)}.dcm", _size(data)
+        with self._changed:
+            while self._pending and self._bytes + size > self.max_bytes and not self._closed:
+                self._changed.wait()
+            if move_folder in self._failed:
+                raise OSError(f"an earlier instance of this retrieval could not be written: "
+                              f"{self._failed[move_folder]}")
+            if self._closed:
+                raise OSError("the receiver is stopping")
+            if move_folder in self._started:
+                self._pending.append((move_folder, target, data, size, written))
+                self._bytes += size
+                self._changed.notify_all()
+                return
+        try:
+            write_atomically(target, data)
+        except OSError as exc:
+            self._fail(move_folder, exc.strerror or str(exc))
+            raise
+        finally:
+            if written is not None:
+                written()
+        self._start(move_folder)
+
+    def flush(self) -> None:
+        """Wait until everything submitted so far is written (or has failed)."""
+        with self._changed:
+            while self._pending or self._writing:
+                self._changed.wait()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def __enter__(self) -> "BackgroundWrites":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self, move_folder: Path) -> None:
+        with self._changed:
+            self._started[move_folder] = None
+            if len(self._started) > MOVES_REMEMBERED:
+                del self._started[next(iter(self._started))]
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending and not self._closed:
+                    self._changed.wait()
+                if not self._pending:
+                    return
+                move_folder, target, data, size, written = self._pending.popleft()
+                self._writing = True
+            try:
+                if move_folder not in self._failed:
+                    write_atomically(target, data, within=move_folder)
+            except FileNotFoundError:
+                # The retrieval already took its folder away (it ended, or was canceled): an instance
+                # answered late is not kept, and its folder is not made again for nobody to remove.
+                log.debug("dropped a late instance for %s", move_folder)
+            except OSError as exc:
+                self._fail(move_folder, exc.strerror or str(exc))
+            except Exception as exc:  # a bug here must cost this retrieval's instance, never the thread
+                log.exception("staging write failed")
+                self._fail(move_folder, type(exc).__name__)
+            finally:
+                del data
+                if written is not None:
+                    written()
+                with self._changed:
+                    self._bytes -= size
+                    self._writing = False
+                    self._changed.notify_all()
+
+    def _fail(self, move_folder: Path, reason: str) -> None:
+        log.error("cannot write a staged instance into %s: %s", move_folder, reason)
+        with self._changed:
+            self._failed.setdefault(move_folder, reason)
+        try:
+            with open(move_folder / WRITE_FAILED, "a") as marker:
+                marker.write(reason + "\n")
+        except OSError:
+            pass  # the folder itself is gone or unwritable: the retrieval still sees instances missing

@@ -2,7 +2,9 @@
 RECEIVER_ALLOWED_AE_TITLES), carrying our AE title and the live move key of a C-MOVE that was sent to that
 very PACS. Everything else is refused: an unknown peer's association is rejected, an instance outside any
 move in flight gets a "not authorized" status and is never written (unless RECEIVER_KEEP_UNSOLICITED_MB
-allows keeping plain C-STOREs, then within that quota and for RECEIVER_UNSOLICITED_DAYS)."""
+allows keeping plain C-STOREs, then within that quota and for RECEIVER_UNSOLICITED_DAYS).
+An instance of a live move is answered once checked and queued for the disk (staging.BackgroundWrites
+says why nothing can be lost that way); a plain C-STORE only once written."""
 from __future__ import annotations
 
 import logging
@@ -14,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.dicom.scp import InstanceRefused, ReceivedInstance
-from apps.dicom.staging import MoveStaging
+from apps.dicom.staging import BackgroundWrites, MoveStaging
 from apps.retrieval.arrivals import arrival_folder, foreign_reason
 
 log = logging.getLogger("apps.retrieval.receive")
@@ -111,9 +113,12 @@ class UnsolicitedQuota:
         return removed
 
 
-def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None):
+def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
+                   writes: BackgroundWrites | None = None):
     """The SCP's callback: file one received instance under the move that asked for it, once `policy`
-    (None: keep everything, for in-process tests of the SCPs) agreed."""
+    (None: keep everything, for in-process tests of the SCPs) agreed. With `writes`, an instance of a live
+    move is answered once it is queued for the disk (BackgroundWrites says why that loses nothing);
+    a plain C-STORE is always written before it is answered."""
     quota = UnsolicitedQuota(staging.root / "_unsolicited")
 
     def on_instance(instance: ReceivedInstance) -> int:
@@ -124,12 +129,16 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None):
         folder = staging.folder(instance.move_originator_ae, instance.move_originator_message_id,
                                 instance.calling_ae)
         if why == "":
-            if not quota.take(len(instance.data)):
+            if not quota.take(instance.size):
                 raise InstanceRefused(0xA700, "Refused: the quota for unsolicited instances is used up")
         elif policy is not None:  # part of a live move: anything not of its study is staged apart
             _, study, series = policy.live_move(instance.move_originator_message_id)
-            folder = arrival_folder(folder, foreign_reason(instance, study, series))
-        staging.write(folder, instance.sop_instance_uid, instance.data)
+            move_folder, folder = folder, arrival_folder(folder, foreign_reason(instance, study, series))
+            if writes is not None:
+                writes.submit(move_folder, folder, instance.sop_instance_uid, instance.chunks, instance.written)
+                return 0x0000
+        staging.write(folder, instance.sop_instance_uid, instance.chunks)
+        instance.written()
         log.debug("staged %s from %s into %s", instance.sop_instance_uid, instance.calling_ae, folder)
         return 0x0000
 

@@ -14,7 +14,6 @@ flight and leaves no staging behind.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
 import uuid
@@ -27,7 +26,7 @@ from django.conf import settings
 from apps.audit import record
 from apps.dicom import dimse
 from apps.dicom.engines import C_GETS
-from apps.dicom.errors import DicomTimeout, RetrieveCanceled
+from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.query import study_query
 from apps.dicom.staging import MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
@@ -44,6 +43,7 @@ log = logging.getLogger(__name__)
 # How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
 # the last C-STORE before its final response, but our receiver is another process writing to disk).
 RECEIVER_GRACE_SECONDS = 2.0
+RECEIVER_POLL_SECONDS = 0.005  # the receiver answers before its last write lands: it is usually a moment behind
 
 
 @dataclass
@@ -184,10 +184,21 @@ class RowRetrieval:
                 raise ItemCanceled() from None
             except DicomTimeout as exc:
                 raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
+            except DimseFailure:  # a PACS gives up a move when we refuse an instance: say why we did
+                self._fail_if_unwritten(plan, folder)
+                raise
             staged = _wait_for_staged(self.staging, folder, plan.expected if wait_for_receiver else None)
+            self._fail_if_unwritten(plan, folder)
             self._file(plan, folder, staged, result, list_instances)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            self.staging.remove(folder)
+
+    def _fail_if_unwritten(self, plan: StudyPlan, folder: Path) -> None:
+        unwritten = self.staging.write_failure(folder)
+        if unwritten:
+            raise ItemFailed(f"The receiver could not write instances of study {plan.uid} into the staging "
+                             f"folder ({unwritten}); nothing of it was filed. Fix the staging folder "
+                             "(space, permissions), then retry the row.")
 
     def _file(self, plan: StudyPlan, folder: Path, staged: list[Path], result, list_instances) -> None:
         item = self.item
@@ -271,10 +282,10 @@ def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
     from apps.retrieval.models import MoveKey
 
     for key in MoveKey.objects.filter(item=item):
-        shutil.rmtree(staging.folder(local_ae_title, key.message_id), ignore_errors=True)
+        staging.remove(staging.folder(local_ae_title, key.message_id))
         key.delete()
     for folder in (staging.root / "c-get").glob(f"{item.pk}-*"):
-        shutil.rmtree(folder, ignore_errors=True)
+        staging.remove(folder)
 
 
 def _list_instances_alone(peer, local, study_uid: str, series_uid: str | None = None) -> set[str]:
@@ -310,7 +321,8 @@ def _stage_into(staging: MoveStaging, folder: Path, study_uid: str):
     """A C-GET's callback: stage each instance, apart when it is not of the study asked for."""
     def on_instance(instance) -> int:
         staging.write(arrival_folder(folder, foreign_reason(instance, study_uid)), instance.sop_instance_uid,
-                      instance.data)
+                      instance.chunks)
+        instance.written()
         return 0x0000
 
     return on_instance
@@ -321,8 +333,8 @@ def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int | None) -
     staged = staging.instances(folder)
     if expected is not None:
         deadline = time.monotonic() + RECEIVER_GRACE_SECONDS
-        while len(staged) < expected and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while len(staged) < expected and time.monotonic() < deadline and not staging.write_failure(folder):
+            time.sleep(RECEIVER_POLL_SECONDS)
             staged = staging.instances(folder)
     return staged
 

@@ -1,6 +1,8 @@
 """Deliveries to another portal over tus (here: this portal under live_server, unpacking into its own
-downloads folder): zip batches through a connection that is cut mid-zip, direct files, a refused
-token, and what is kept or cleared."""
+downloads folder): zip and direct batches through a connection that is cut mid-upload, a source that
+changed before the resumption, a refused token, and what is kept or cleared."""
+import zipfile
+
 import pytest
 
 from apps.audit.models import AuditEvent
@@ -65,17 +67,52 @@ def test_a_refused_token_fails_the_batch_with_the_reason_and_keeps_every_file(re
     assert event.details["result"] == "failed" and "401" in event.details["error"]
 
 
-def test_direct_mode_sends_each_file_and_keep_zip_clear_false_keep_everything(retrieved, receiving, uploader,
-                                                                               user, settings):
+def test_direct_mode_streams_each_batch_through_a_cut_connection_and_writes_no_zip(
+        retrieved, receiving, uploader, user, cutting_proxy, settings, tmp_path):
+    settings.DELIVERY_CHUNK_BYTES = 16 * 1024
     before = sha1_tree(retrieved.source)
-    target = portal_target(receiving.url, uploader.token)
+    proxy = cutting_proxy(130_000)
+    target = portal_target(f"http://127.0.0.1:{proxy.port}", uploader.token)
     job = DeliveryJob.for_retrieval(retrieved, target, user=user, mode="direct", batch_size=4)
     run_released(job)
-    assert job.status == "succeeded"
-    assert [b.files for b in job.items.order_by("number")] == [20, 10]
+    assert job.status == "succeeded", [b.error for b in job.items.all()]
+    batches = list(job.items.order_by("number"))
+    assert [b.files for b in batches] == [20, 10] and proxy.cuts == 1
+    assert [bool(b.result.get("resumed_at")) for b in batches] == [True, False]
+    # One upload a batch, unpacked there; identical files; the originals cleared only then.
+    assert {u.state for u in Upload.objects.all()} == {"unpacked"} and Upload.objects.count() == 2
     assert sha1_tree(receiving.downloads) == before and sha1_tree(retrieved.source) == {}
-    assert Upload.objects.filter(state="stored").count() == 30
+    # Nothing confirmed was sent twice, and no zip was ever written on the sending side.
+    assert proxy.forwarded <= sum(b.bytes for b in batches) + settings.DELIVERY_CHUNK_BYTES + 30_000
+    assert batches[0].result["sent_this_run"] <= batches[0].bytes + settings.DELIVERY_CHUNK_BYTES
+    assert not list(tmp_path.rglob("*.zip*"))
     assert job.progress()["files"] == 30 and job.progress()["sent_megabytes"] > 0
+
+
+def test_a_file_changed_between_a_cut_and_the_retry_is_never_confirmed(
+        retrieved, receiving, uploader, user, cutting_proxy, settings):
+    settings.DELIVERY_CHUNK_BYTES, settings.DELIVERY_RETRIES = 16 * 1024, 0
+    proxy = cutting_proxy(100_000)
+    target = portal_target(f"http://127.0.0.1:{proxy.port}", uploader.token)
+    job = DeliveryJob.for_retrieval(retrieved, target, user=user, mode="direct", batch_size=6)
+    run_released(job)
+    assert job.status == "failed" and Upload.objects.get().offset > 20_000
+    first = retrieved.source / sorted(sha1_tree(retrieved.source))[0]  # its bytes already reached the far end
+    first.write_bytes(first.read_bytes()[:-100] + bytes(100))  # same size, other pixels
+    before = sha1_tree(retrieved.source)
+
+    job.retry_failed(user)
+    run_released(job)  # the rest is sent, but the far end's copy of the first file has the old bytes
+    batch = job.items.get()
+    assert job.status == "failed" and "Bad CRC-32" in batch.error and "Nothing was deleted" in batch.error
+    assert sha1_tree(retrieved.source) == before and batch.upload_url == ""
+    assert Upload.objects.get().state == "failed"
+    assert not receiving.downloads.exists() or sha1_tree(receiving.downloads) == {}
+
+    job.retry_failed(user)
+    run_released(job)  # a fresh upload of what the files hold now
+    assert job.status == "succeeded" and Upload.objects.filter(state="unpacked").count() == 1
+    assert sha1_tree(receiving.downloads) == before and sha1_tree(retrieved.source) == {}
 
 
 def test_zip_mode_can_keep_the_zip_and_the_originals(retrieved, receiving, uploader, user, settings):
@@ -87,6 +124,11 @@ def test_zip_mode_can_keep_the_zip_and_the_originals(retrieved, receiving, uploa
     assert job.status == "succeeded"
     assert sha1_tree(retrieved.source) == before and sha1_tree(receiving.downloads) == before
     assert [p.name for p in settings.DELIVERY_ZIP_DIR.glob("*.zip")] == [f"delivery-{job.pk}-batch-1.zip"]
+    kept = settings.DELIVERY_ZIP_DIR / f"delivery-{job.pk}-batch-1.zip"
+    batch = job.items.get()
+    assert batch.zip_path == str(kept) and kept.stat().st_size == batch.bytes  # the very bytes that were sent
+    with zipfile.ZipFile(kept) as bundle:
+        assert bundle.testzip() is None and sorted(bundle.namelist()) == sorted(before)
 
 
 def test_a_batch_failed_mid_upload_resumes_on_retry_without_resending_confirmed_bytes(

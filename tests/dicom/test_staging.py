@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from apps.dicom.staging import MoveStaging, write_atomically
+from apps.dicom.staging import BackgroundWrites, MoveStaging, write_atomically
 
 
 def test_a_write_creates_the_folder_leaves_no_temporary_file_and_replaces_an_earlier_copy(tmp_path):
@@ -34,3 +34,52 @@ def test_threads_writing_the_same_instance_at_once_leave_one_whole_copy(tmp_path
     assert staging.instances(folder) == [folder / "1.2.3.dcm"]
     assert (folder / "1.2.3.dcm").read_bytes() in payloads
     assert [p.name for p in folder.iterdir()] == ["1.2.3.dcm"]
+
+
+def test_background_writes_land_whole_and_tell_when_their_bytes_are_no_longer_read(tmp_path):
+    staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "7"
+    done = []
+    with BackgroundWrites(max_bytes=300_000) as writes:  # a small queue: submit waits for the disk
+        for n in range(20):
+            writes.submit(move, move, f"1.2.{n}", [b"head", bytes([n]) * 100_000], lambda n=n: done.append(n))
+    assert sorted(done) == list(range(20))  # close() wrote everything queued
+    assert [p.name for p in staging.instances(move)] == sorted(f"1.2.{n}.dcm" for n in range(20))
+    assert (move / "1.2.3.dcm").read_bytes() == b"head" + bytes([3]) * 100_000
+    assert staging.write_failure(move) is None
+
+
+def test_a_background_write_that_fails_is_recorded_in_its_move_and_refuses_the_rest_of_that_move(tmp_path):
+    staging, move, other = MoveStaging(tmp_path), tmp_path / "AE" / "8", tmp_path / "AE" / "9"
+    with BackgroundWrites() as writes:
+        writes.submit(move, move, "1.2.1", b"w" * 10)  # the move's first instance: written at once
+        (move / "foreign").write_text("a file where the folder for foreign instances would go")
+        writes.submit(move, move / "foreign" / "other-study", "1.2.2", b"x" * 10)  # queued, fails later
+        writes.flush()
+        assert "Not a directory" in staging.write_failure(move)
+        with pytest.raises(OSError, match="an earlier instance of this retrieval could not be written"):
+            writes.submit(move, move, "1.2.3", b"y" * 10)
+        writes.submit(other, other, "1.2.4", b"z" * 10)  # another move is not concerned
+    assert [p.name for p in staging.instances(move)] == ["1.2.1.dcm"]
+    assert (other / "1.2.4.dcm").read_bytes() == b"z" * 10
+
+
+def test_when_a_move_cannot_make_its_folder_its_first_instance_is_refused_before_it_is_answered(tmp_path):
+    (tmp_path / "AE").write_text("a file where the staging folder of our AE title should be")
+    move, done = tmp_path / "AE" / "11", []
+    with BackgroundWrites() as writes:
+        with pytest.raises(NotADirectoryError):
+            writes.submit(move, move, "1.2.1", b"x", lambda: done.append(1))
+        with pytest.raises(OSError, match="Not a directory"):  # the rest of that move: refused at once
+            writes.submit(move, move, "1.2.2", b"y")
+    assert done == [1]
+
+
+def test_an_instance_queued_after_its_retrieval_removed_the_folder_is_dropped_not_written(tmp_path):
+    staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "10"
+    with BackgroundWrites() as writes:
+        writes.submit(move, move, "1.2.1", b"first")
+        writes.flush()
+        staging.remove(move)  # the retrieval ended (or was canceled) and took its staging folder away
+        writes.submit(move, move, "1.2.2", b"late")
+        writes.submit(move, move / "foreign" / "x", "1.2.3", b"late, of another study")
+    assert not move.exists() and list(move.parent.iterdir()) == []

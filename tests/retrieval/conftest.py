@@ -4,7 +4,7 @@ import pytest
 
 from apps.dicom.peers import LocalAE
 from apps.dicom.scp import StorageSCP
-from apps.dicom.staging import MoveStaging
+from apps.dicom.staging import BackgroundWrites, MoveStaging
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import DicomServer
 from tests.fixtures_common import unused_port
@@ -14,7 +14,8 @@ class Receiver:
     """`drop_every`: a faulty receiver that answers success but loses every n-th instance."""
 
     def __init__(self, staging: MoveStaging, ae_title: str):
-        self.write = staging_writer(staging, ReceiverPolicy(ae_title))
+        self.writes = BackgroundWrites()  # as `manage.py receive` writes: answered once queued
+        self.write = staging_writer(staging, ReceiverPolicy(ae_title), self.writes)
         self.drop_every = 0
         self.seen = 0
 
@@ -34,6 +35,7 @@ def portal(settings, tmp_path, orthanc):
     orthanc.add_modality("PORTALTEST", ae_title, port)
     with StorageSCP(LocalAE(ae_title=ae_title, port=port), receiver):
         yield receiver
+    receiver.writes.close()
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Batch retrieval against a real Orthanc: C-MOVE into the portal's receiver and C-GET, the exact
 files per row, partial jobs with every failure's reason, shortfalls, timeouts, and re-runs."""
+import errno
 from pathlib import Path
 
 import pydicom
 import pytest
 
 from apps.audit.models import AuditEvent
+from apps.dicom import staging
 from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
@@ -103,6 +105,35 @@ def test_a_receiver_that_loses_instances_makes_the_row_fail_with_the_shortfall(p
     assert job.status == "failed" and item.status == "failed"
     assert f"received {expected - expected // 2} of {expected} instances" in item.error
     assert item.instances == expected - expected // 2
+
+
+def test_a_disk_filling_up_mid_move_fails_the_row_naming_it_files_nothing_and_a_retry_gets_it_all(
+        portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
+    """The receiver answers a move's instances once they are queued for the disk; when the disk fails
+    after that answer, the row must say so and keep nothing of the study, never look complete."""
+    study = orthanc_dataset["studies"][0]
+    expected = orthanc.study_instances(study["StudyInstanceUID"])
+    real_write, writes = staging.write_atomically, []
+
+    def disk_full_after_two(target, data):
+        writes.append(target)
+        if len(writes) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(target, data)
+
+    monkeypatch.setattr(staging, "write_atomically", disk_full_after_two)
+    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"}])
+    job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False))
+    item = job.items.get()
+    assert item.status == "failed"
+    assert "The receiver could not write instances of study" in item.error
+    assert "No space left on device" in item.error and "nothing of it was filed" in item.error
+    assert not list(settings.DOWNLOADS_DIR.rglob("*.dcm")) and not list(settings.STAGING_DIR.rglob("*.dcm"))
+    monkeypatch.setattr(staging, "write_atomically", real_write)  # space freed
+    job.retry_failed()
+    job = run_inline(job)
+    assert job.items.get().status == "succeeded"
+    assert set(files_under(settings.DOWNLOADS_DIR)) == expected
 
 
 def test_rerunning_a_job_does_not_duplicate_files(portal, orthanc, orthanc_dataset, orthanc_servers, settings):

@@ -47,11 +47,12 @@ class _GetAssociation(RetrieveAssociation):
             raise DimseFailure(f"{self.peer.label} does not offer C-GET ({UID(self.sop_class).name}) to us; "
                                "check the services enabled for our AE title on the PACS.")
 
-    def on_message(self, cmd, context_id: int, parts) -> None:
+    def on_message(self, cmd, context_id: int, parts, release=None) -> None:
         field = commands.us(cmd, commands.COMMAND_FIELD)
         if field == commands.C_STORE_RQ:
             rsp, status = answer_c_store(cmd, parts, sop_class="", transfer_syntax=self.contexts[context_id],
-                                         sender_ae=self.peer.ae_title, on_instance=self.on_instance)
+                                         sender_ae=self.peer.ae_title, on_instance=self.on_instance,
+                                         release=release)
             if category(status) == "Failure":
                 self.refused.append(commands.text(cmd.get(commands.AFFECTED_SOP_INSTANCE)))
             self.send(context_id, True, rsp)

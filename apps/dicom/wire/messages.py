@@ -2,19 +2,79 @@
 wire engine answers a C-STORE-RQ (the Storage SCP for a C-MOVE, the C-GET SCU for its sub-operations)."""
 from __future__ import annotations
 
+import collections
+import mmap
+import socket
+import struct
 from typing import Callable
 
 from apps.dicom import files
 from apps.dicom.scp import ReceivedInstance, deliver
 from apps.dicom.wire import commands
-from apps.dicom.wire.pdu import UNEXPECTED_PDU, ProtocolError, pdvs
+from apps.dicom.wire.pdu import UNEXPECTED_PDU, ProtocolError, read_exact, recv_exact_into
+
+FIRST_CAPACITY = 1 << 20  # address space only: a page costs memory once a byte of it arrived
+POOLED_BUFFERS, POOLED_CAPACITY = 8, 16 << 20  # buffers kept for reuse, and the largest one kept
+
+
+class DatasetBuffer:
+    """One message's dataset in one anonymous memory map, its fragments received straight into it.
+
+    A PACS sends a CT instance in four or five PDUs (DCMTK's 128 KB), so receiving each into a buffer
+    of its own and joining them cost two extra copies of every byte, and fresh buffers page faults.
+    Here the bytes go from the socket to where the file is written from, once. The map grows as
+    fragments announce themselves (address space, not memory), and once the instance is written, the
+    buffer goes back to a small pool (release), so its pages are reused instead of faulted in again."""
+
+    __slots__ = ("map", "length")
+
+    def __init__(self):
+        self.map, self.length = mmap.mmap(-1, FIRST_CAPACITY), 0
+
+    def room_for(self, size: int) -> memoryview:
+        """A view of the next `size` bytes, growing the map when needed. The caller fills it, then
+        calls filled(size); no other view of the map may be alive while it grows."""
+        needed = self.length + size
+        if needed > len(self.map):
+            capacity = max(needed, 2 * len(self.map))
+            try:
+                self.map.resize(capacity)
+            except BufferError:  # a view of an earlier message lives on (a test kept it): a map of its own
+                old, self.map = self.map, mmap.mmap(-1, capacity)
+                self.map[:self.length] = old[:self.length]
+        return memoryview(self.map)[self.length:needed]
+
+    def filled(self, size: int) -> None:
+        self.length += size
+
+    def view(self) -> memoryview:
+        return memoryview(self.map)[:self.length]
+
+
+_pool: collections.deque = collections.deque(maxlen=POOLED_BUFFERS)  # appends and pops are atomic
+
+
+def _fresh_buffer() -> DatasetBuffer:
+    try:
+        buffer = _pool.pop()
+    except IndexError:
+        return DatasetBuffer()
+    buffer.length = 0
+    return buffer
+
+
+def _release(buffer: DatasetBuffer) -> None:
+    """The instance in `buffer` is written: its pages may hold the next one."""
+    if len(buffer.map) <= POOLED_CAPACITY:
+        _pool.append(buffer)
 
 
 class MessageAssembler:
     """Reassembles DIMSE messages from PDVs: the command set, then the dataset fragments, all on one
     presentation context. Subclasses hold `contexts` (the accepted ids) and implement
-    `on_message(command, context_id, dataset_parts)`; dataset parts are views into their PDU buffers,
-    so nothing is copied until the file is built."""
+    `on_message(command, context_id, dataset_parts, release)`: the dataset is one view of its
+    DatasetBuffer, and `release()` (None without a dataset), called once the dataset is no longer
+    needed, lets the buffer hold a later message; not calling it only forgoes the reuse."""
 
     contexts: dict
 
@@ -22,46 +82,76 @@ class MessageAssembler:
         self.context_id = None
         self.command_parts: list[bytes] = []
         self.command: dict[int, bytes] | None = None
-        self.dataset_parts: list = []
+        self.dataset: DatasetBuffer | None = None
 
-    def on_p_data(self, body: bytearray) -> None:
-        """Every PDV of one P-DATA-TF PDU, in order."""
-        for context_id, is_command, is_last, data in pdvs(body):
-            self.on_fragment(context_id, is_command, is_last, data)
+    def receive_p_data(self, sock: socket.socket, length: int, deadline: float | None) -> None:
+        """Every PDV of a P-DATA-TF whose `length`-byte body is still in `sock` (read_pdu_header was
+        read): command fragments into small buffers, dataset fragments straight into their message's
+        DatasetBuffer. The same checks as pdu.pdvs: each PDV must fit the PDU that announced it."""
+        remaining = length
+        while remaining:
+            if remaining < 6:
+                raise ProtocolError("a PDV header runs past the end of its P-DATA-TF")
+            head = read_exact(sock, 6, deadline)
+            pdv_length, context_id, control = struct.unpack(">LBB", head)
+            if pdv_length < 2 or 4 + pdv_length > remaining:
+                raise ProtocolError(f"a PDV claims {pdv_length} bytes, its P-DATA-TF holds {remaining - 4}")
+            size, is_last = pdv_length - 2, bool(control & 2)
+            if control & 1:
+                self.on_command_fragment(context_id, is_last, read_exact(sock, size, deadline))
+            else:
+                room = self._dataset_room(context_id, size)
+                recv_exact_into(sock, room, deadline)
+                room.release()
+                self._dataset_filled(size, is_last)
+            remaining -= 4 + pdv_length
 
-    def on_fragment(self, context_id: int, is_command: bool, is_last: bool, data: memoryview) -> None:
+    def _on_context(self, context_id: int) -> None:
         if context_id not in self.contexts:
             raise ProtocolError(f"a PDV on presentation context {context_id}, which was not accepted")
         if self.context_id is None:
             self.context_id = context_id
         elif context_id != self.context_id:
             raise ProtocolError("a message changed presentation context midway")
-        if is_command:
-            if self.command is not None:
-                raise ProtocolError("a command fragment where the dataset was expected", UNEXPECTED_PDU)
-            self.command_parts.append(bytes(data))
-            if is_last:
-                self.command = commands.decode(b"".join(self.command_parts))
-                if commands.us(self.command, commands.DATASET_TYPE) == commands.NO_DATASET:
-                    self._complete()
-        else:
-            if self.command is None or commands.us(self.command, commands.DATASET_TYPE) == commands.NO_DATASET:
-                raise ProtocolError("a dataset fragment without a command announcing it", UNEXPECTED_PDU)
-            self.dataset_parts.append(data)
-            if is_last:
+
+    def on_command_fragment(self, context_id: int, is_last: bool, data) -> None:
+        self._on_context(context_id)
+        if self.command is not None:
+            raise ProtocolError("a command fragment where the dataset was expected", UNEXPECTED_PDU)
+        self.command_parts.append(bytes(data))
+        if is_last:
+            self.command = commands.decode(b"".join(self.command_parts))
+            if commands.us(self.command, commands.DATASET_TYPE) == commands.NO_DATASET:
                 self._complete()
 
-    def _complete(self) -> None:
-        command, context_id, parts = self.command, self.context_id, self.dataset_parts
-        self.reset_message()
-        self.on_message(command, context_id, parts)
+    def _dataset_room(self, context_id: int, size: int) -> memoryview:
+        self._on_context(context_id)
+        if self.command is None or commands.us(self.command, commands.DATASET_TYPE) == commands.NO_DATASET:
+            raise ProtocolError("a dataset fragment without a command announcing it", UNEXPECTED_PDU)
+        if self.dataset is None:
+            self.dataset = _fresh_buffer()
+        return self.dataset.room_for(size)
 
-    def on_message(self, command: dict[int, bytes], context_id: int, parts: list) -> None:
+    def _dataset_filled(self, size: int, is_last: bool) -> None:
+        self.dataset.filled(size)
+        if is_last:
+            self._complete()
+
+    def _complete(self) -> None:
+        command, context_id, buffer = self.command, self.context_id, self.dataset
+        self.reset_message()
+        if buffer is None:
+            self.on_message(command, context_id, [], None)
+        else:
+            self.on_message(command, context_id, [buffer.view()], lambda: _release(buffer))
+
+    def on_message(self, command: dict[int, bytes], context_id: int, parts: list, release=None) -> None:
         raise NotImplementedError
 
 
 def answer_c_store(command: dict[int, bytes], parts: list, *, sop_class: str, transfer_syntax: str,
-                   sender_ae: str, on_instance: Callable[[ReceivedInstance], int] | None) -> tuple[bytes, int]:
+                   sender_ae: str, on_instance: Callable[[ReceivedInstance], int] | None,
+                   release: Callable[[], None] | None = None) -> tuple[bytes, int]:
     """Build the received instance (our file meta + the dataset bytes as they arrived), hand it to
     `on_instance` through the shared checks of `deliver`, and return (the C-STORE-RSP command set, status)."""
     message_id = commands.us(command, commands.MESSAGE_ID)
@@ -70,11 +160,11 @@ def answer_c_store(command: dict[int, bytes], parts: list, *, sop_class: str, tr
     sop_class = commands.text(command.get(commands.AFFECTED_SOP_CLASS)) or sop_class
     sop_instance = commands.text(command.get(commands.AFFECTED_SOP_INSTANCE))
     header = files.part10_bytes(sop_class, sop_instance, transfer_syntax, b"", sender_ae)
-    data = b"".join([header, *parts])
+    dataset = parts[0] if parts else b""  # the assembler hands over the dataset in one piece
     instance = ReceivedInstance(
         sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax_uid=transfer_syntax,
-        data=data, calling_ae=sender_ae,
+        chunks=(header, dataset), calling_ae=sender_ae, release=release,
         move_originator_ae=commands.text(command.get(commands.MOVE_ORIGINATOR_AE)) or None,
         move_originator_message_id=commands.us(command, commands.MOVE_ORIGINATOR_ID))
-    status, comment = deliver(instance, memoryview(data)[len(header):], on_instance)
+    status, comment = deliver(instance, dataset, on_instance)
     return commands.response(commands.C_STORE_RSP, message_id, sop_class, status, sop_instance, comment), status

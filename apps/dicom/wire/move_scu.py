@@ -38,7 +38,7 @@ class _MoveAssociation(RetrieveAssociation):
             raise DimseFailure(f"{self.peer.label} does not offer C-MOVE ({UID(self.sop_class).name}) to us; "
                                "check the services enabled for our AE title on the PACS.")
 
-    def on_message(self, cmd, context_id: int, parts) -> None:
+    def on_message(self, cmd, context_id: int, parts, release=None) -> None:
         field = commands.us(cmd, commands.COMMAND_FIELD)
         if field != commands.C_MOVE_RSP:
             raise pdu.ProtocolError(f"unexpected DIMSE command 0x{field or 0:04X} during the C-MOVE", pdu.UNEXPECTED_PDU)

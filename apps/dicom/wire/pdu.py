@@ -86,6 +86,14 @@ def read_pdu(sock: socket.socket, limit: int, idle_timeout: float | None = None)
     its bytes arrive (so it takes at most twice the timeout): a trickling peer cannot hold a connection.
     `idle_timeout`, when longer, is how long a peer may stay silent before a PDU begins (looked at each
     time the socket's timeout passes). Nothing here changes the socket's timeout: no system call added."""
+    pdu_type, length, deadline = read_pdu_header(sock, limit, idle_timeout)
+    return pdu_type, read_exact(sock, length, deadline)
+
+
+def read_pdu_header(sock: socket.socket, limit: int, idle_timeout: float | None = None
+                    ) -> tuple[int, int, float | None]:
+    """(PDU type, body length, deadline for the body): read_pdu up to the body, for a caller that reads
+    the body itself (a P-DATA-TF's dataset straight into its message buffer)."""
     per_wait, head = sock.gettimeout(), bytearray(6)
     give_up = None if idle_timeout is None else time.monotonic() + idle_timeout
     while True:
@@ -105,7 +113,20 @@ def read_pdu(sock: socket.socket, limit: int, idle_timeout: float | None = None)
         raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}", UNRECOGNIZED_PDU)
     if length > limit:
         raise ProtocolError(f"PDU of {length} bytes exceeds the {limit} we accept")
-    return pdu_type, read_exact(sock, length, deadline)
+    return pdu_type, length, deadline
+
+
+def recv_exact_into(sock: socket.socket, view: memoryview, deadline: float | None = None) -> None:
+    """Fill `view` from `sock` (the bytes of one PDV, into the buffer they belong in), under the same
+    deadline rule as read_exact."""
+    got, size = 0, len(view)
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise PeerClosed(f"connection closed after {got} of {size} bytes")
+        got += n
+        if deadline is not None and got < size and time.monotonic() > deadline:
+            raise socket.timeout(f"{got} of {size} bytes arrived in the time allowed")
 
 
 def text(raw) -> str:

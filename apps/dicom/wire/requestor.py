@@ -23,7 +23,7 @@ POLL_SECONDS = 0.2  # how often a wait with a stop event looks at it
 
 
 class RequestorAssociation(MessageAssembler):
-    """Subclasses implement on_message(command, context_id, dataset_parts) for what the peer sends."""
+    """Subclasses implement on_message(command, context_id, dataset_parts, release) for what the peer sends."""
 
     def __init__(self, peer: RemoteAE, local: LocalAE):
         self.peer, self.local = peer, local
@@ -75,12 +75,14 @@ class RequestorAssociation(MessageAssembler):
                 continue
             self.sock.settimeout(remaining)
             try:
-                pdu_type, body = pdu.read_pdu(self.sock, self.max_pdu + 6)
+                pdu_type, length, pdu_deadline = pdu.read_pdu_header(self.sock, self.max_pdu + 6)
+                if pdu_type == pdu.P_DATA_TF:
+                    self.receive_p_data(self.sock, length, pdu_deadline)
+                    continue
+                pdu.read_exact(self.sock, length, pdu_deadline)
             except socket.timeout:
                 return "deadline"
-            if pdu_type == pdu.P_DATA_TF:
-                self.on_p_data(body)
-            elif pdu_type == pdu.ABORT:
+            if pdu_type == pdu.ABORT:
                 raise AssociationAborted(f"{self.peer.label} aborted the association during the {what}. "
                                          "Check the PACS log; try again.")
             else:

@@ -148,10 +148,12 @@ class _Association(MessageAssembler):
     def _serve(self) -> None:
         idle_timeout = self.scp.limits.idle_timeout
         while True:
-            pdu_type, body = pdu.read_pdu(self.sock, MAX_PDU, idle_timeout)
+            pdu_type, length, deadline = pdu.read_pdu_header(self.sock, MAX_PDU, idle_timeout)
             if pdu_type == pdu.P_DATA_TF:
-                self.on_p_data(body)
-            elif pdu_type == pdu.RELEASE_RQ:
+                self.receive_p_data(self.sock, length, deadline)
+                continue
+            pdu.read_exact(self.sock, length, deadline)
+            if pdu_type == pdu.RELEASE_RQ:
                 self.sock.sendall(pdu.release_rp())
                 return
             elif pdu_type == pdu.ABORT:
@@ -160,14 +162,14 @@ class _Association(MessageAssembler):
             else:
                 raise pdu.ProtocolError(f"unexpected PDU type {pdu_type} during the association", pdu.UNEXPECTED_PDU)
 
-    def on_message(self, command, context_id: int, parts) -> None:
+    def on_message(self, command, context_id: int, parts, release=None) -> None:
         field, message_id = commands.us(command, commands.COMMAND_FIELD), commands.us(command, commands.MESSAGE_ID)
         if message_id is None:
             raise pdu.ProtocolError("a request without a message ID")
         abstract_syntax, transfer_syntax = self.contexts[context_id]
         if field == commands.C_STORE_RQ:
             rsp, _ = answer_c_store(command, parts, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
-                                    sender_ae=self.calling_ae, on_instance=self.on_instance)
+                                    sender_ae=self.calling_ae, on_instance=self.on_instance, release=release)
         elif field == commands.C_ECHO_RQ:
             rsp = commands.response(commands.C_ECHO_RSP, message_id, abstract_syntax, 0x0000)
         elif field == commands.C_CANCEL_RQ:

@@ -75,7 +75,7 @@ class StoreAssociation(RequestorAssociation):
                                "The PACS may be overloaded; try again or raise the timeout.")
         return self.response
 
-    def on_message(self, command, context_id: int, parts) -> None:
+    def on_message(self, command, context_id: int, parts, release=None) -> None:
         field = commands.us(command, commands.COMMAND_FIELD)
         if field != commands.C_STORE_RSP or commands.us(command, commands.RESPONDING_TO) != self.message_id:
             raise pdu.ProtocolError(f"unexpected DIMSE command 0x{field or 0:04X} while waiting for a C-STORE-RSP",

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand
 
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.scp import ReceiverLimits
-from apps.dicom.staging import MoveStaging
+from apps.dicom.staging import BackgroundWrites, MoveStaging
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
 
@@ -41,7 +41,8 @@ class Command(BaseCommand):
             local = type(local)(ae_title=local.ae_title, host=local.host, port=port)
         staging = MoveStaging(settings.STAGING_DIR)
         policy = ReceiverPolicy(local.ae_title)
-        writer = staging_writer(staging, policy)
+        writes = BackgroundWrites()
+        writer = staging_writer(staging, policy, writes)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -55,4 +56,5 @@ class Command(BaseCommand):
             self.stdout.flush()
             while not stop.wait(SWEEP_SECONDS):
                 writer.quota.sweep()
+        writes.close()  # what was answered for is on disk before the process ends
         log.info("receiver stopped")
