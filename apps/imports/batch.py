@@ -14,6 +14,7 @@ import hashlib
 import os
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,10 +74,12 @@ def jpg_name(sop_instance_uid: str) -> str:
 
 @dataclass
 class Ledger:
-    """The batch's outcomes, written in one go at the end."""
+    """The item's outcomes, stored at each write(): a row per file read and per failed file, a count
+    per patient and outcome for the unchanged files."""
 
     item: ImportItem
     outcomes: list[FileOutcome] = field(default_factory=list)
+    unchanged: Counter = field(default_factory=Counter)  # (outcome, patient pk) -> files
     known: dict[str, KnownFile] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.values, 0))
 
@@ -88,7 +91,7 @@ class Ledger:
         text = str(path)
         return text[len(self.source_prefix):] if text.startswith(self.source_prefix) else text
 
-    def add(self, path: Path, outcome: str, *, reason: str = "", note: str = "", patient_id=None,
+    def add(self, path: Path | str, outcome: str, *, reason: str = "", note: str = "", patient_id=None,
             stat=None, image_id=None, remember: bool = False):
         self.counts[outcome] += 1
         self.outcomes.append(FileOutcome(
@@ -98,14 +101,22 @@ class Ledger:
             self.known[str(path)] = KnownFile(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                                               image_id=image_id, patient_id=patient_id, failure=reason[:500])
 
+    def add_unchanged(self, outcome: str, patient_id) -> None:
+        """An unchanged file the scan decided without opening it: counted, not listed."""
+        self.counts[outcome] += 1
+        self.unchanged[outcome, patient_id] += 1
+
     def write(self):
         """Store what was added since the last write."""
+        self.outcomes += [FileOutcome(job_id=self.item.job_id, item=self.item, path="", outcome=outcome,
+                                      patient_id=patient_id, files=files)
+                          for (outcome, patient_id), files in self.unchanged.items()]
         with transaction.atomic():
             FileOutcome.objects.bulk_create(self.outcomes)
             if self.known:
                 KnownFile.objects.bulk_create(list(self.known.values()), update_conflicts=True, unique_fields=["path"],
                                               update_fields=["size", "mtime_ns", "image", "patient", "failure"])
-        self.outcomes, self.known = [], {}
+        self.outcomes, self.unchanged, self.known = [], Counter(), {}
 
 
 def import_batch(item: ImportItem, ctx) -> None:
@@ -170,22 +181,21 @@ def skip_known_files(names: list[str], item: ImportItem, ledger: Ledger) -> list
         "path", "size", "mtime_ns", "failure", "image_id", "patient_id", "image__item_id", "image__source_path")}
     fresh = []
     for name in names:
-        path = Path(name)
         try:
-            stat = path.stat()
+            stat = os.stat(name)
         except OSError as exc:
-            ledger.add(path, Outcome.FAILED, reason=f"cannot read the file: {exc.strerror or exc}")
+            ledger.add(name, Outcome.FAILED, reason=f"cannot read the file: {exc.strerror or exc}")
             continue
         seen = known.get(name)
         if seen and (seen[1], seen[2]) == (stat.st_size, stat.st_mtime_ns) and (seen[3] or seen[4]):
             _, _, _, failure, image_id, patient_id, image_item_id, image_source = seen
             if failure:
-                ledger.add(path, Outcome.FAILED, reason=failure)
+                ledger.add(name, Outcome.FAILED, reason=failure)
             else:
                 ours = image_item_id == item.pk and image_source == name  # this batch, before a crash
-                ledger.add(path, Outcome.IMPORTED if ours else Outcome.DUPLICATE, patient_id=patient_id)
+                ledger.add_unchanged(Outcome.IMPORTED if ours else Outcome.DUPLICATE, patient_id)
             continue
-        fresh.append((path, stat))
+        fresh.append((Path(name), stat))
     return fresh
 
 

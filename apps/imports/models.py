@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
@@ -63,7 +63,7 @@ class ImportJob(Job):
     def counts(self) -> dict[str, int]:
         """The import service's progress counters (their meaning is in the API schema, ImportProgressSerializer)."""
         by_outcome = dict.fromkeys(FileOutcome.Outcome.values, 0)
-        for row in self.outcomes.order_by().values("outcome").annotate(n=Count("pk")):
+        for row in self.outcomes.order_by().values("outcome").annotate(n=Sum("files")):
             by_outcome[row["outcome"]] = row["n"]
         patients = (self.outcomes.exclude(outcome=FileOutcome.Outcome.FAILED).exclude(patient=None)
                     .order_by().values("patient").distinct())
@@ -179,7 +179,10 @@ class ImportedImage(models.Model):
 
 
 class FileOutcome(models.Model):
-    """What one job did with one file: the job's counters and error list are counts of these rows."""
+    """What one job did with one file, or with `files` unchanged files of one patient at once: the files
+    the scan decides by path + size + mtime without opening them (a re-import's every file) are counted,
+    not listed, so a re-import writes a row per patient instead of per file. A failed file always has a
+    row of its own (its path and reason are the job's errors). The job's counters are sums of `files`."""
 
     class Outcome(models.TextChoices):
         IMPORTED = "imported"
@@ -193,6 +196,8 @@ class FileOutcome(models.Model):
     reason = models.CharField(max_length=500, blank=True, help_text="Why it failed.")
     note = models.CharField(max_length=500, blank=True, help_text="Folder-name fallback, header disagreements.")
     patient = models.ForeignKey(ImportedPatient, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    files = models.PositiveIntegerField(default=1, help_text="1, or how many unchanged files this row counts "
+                                                             "(path blank).")
 
     class Meta:
         ordering = ["job", "path"]

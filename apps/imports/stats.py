@@ -1,7 +1,7 @@
 """The detailed statistics of one import: the status counters, per-patient numbers, failures grouped."""
 from __future__ import annotations
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 
 from apps.imports.models import FileOutcome, ImportJob
 
@@ -13,8 +13,8 @@ REASONS_LISTED = 100  # the commonest; a tree of files each broken its own way s
 def job_stats(job: ImportJob) -> dict:
     per_patient = (job.outcomes.exclude(patient=None).order_by("patient__patient_id")
                    .values("patient__patient_id", "patient__name", "patient__first_job")
-                   .annotate(new_images=Count("pk", filter=Q(outcome=Outcome.IMPORTED)),
-                             duplicate_images=Count("pk", filter=Q(outcome=Outcome.DUPLICATE))))
+                   .annotate(new_images=Sum("files", filter=Q(outcome=Outcome.IMPORTED), default=0),
+                             duplicate_images=Sum("files", filter=Q(outcome=Outcome.DUPLICATE), default=0)))
     reasons = (job.outcomes.filter(outcome=Outcome.FAILED).order_by().values("reason")
                .annotate(count=Count("pk")).order_by("-count", "reason"))
     failures = []

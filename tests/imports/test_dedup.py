@@ -8,6 +8,7 @@ from django.db import connection
 from apps.imports import batch
 from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, ImportJob, KnownFile
 from apps.imports.start import create_import
+from apps.imports.stats import job_stats
 from apps.jobs import runner
 from tests.imports.conftest import run_job
 
@@ -40,6 +41,11 @@ def test_a_reimport_opens_no_file_and_reports_everything_duplicate(tree, monkeyp
     }
     assert {e["file"]: e["reason"] for e in again.errors()} == {e["file"]: e["reason"] for e in first.errors()}
     assert ImportedImage.objects.count() == len(expected["imported"])
+    # The unchanged files are counted per patient, not written one row each; failed files keep theirs.
+    assert again.outcomes.count() == len(expected["patients"]) + len(expected["failed"])
+    per_patient = {p["patient_id"]: (p["new_images"], p["duplicate_images"]) for p in job_stats(again)["patients"]}
+    assert per_patient == {p["patient_id"]: (0, p["new_images"] + p["duplicate_images"])
+                           for p in job_stats(first)["patients"]}
 
 
 def test_a_changed_file_is_read_again_and_caught_by_its_keys(tree):
