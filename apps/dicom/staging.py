@@ -11,6 +11,7 @@ Files are written to a temporary name then renamed, so a reader never sees half 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import re
@@ -37,22 +38,36 @@ def safe_ae(ae_title: str) -> str:
     return AE_SAFE_RE.sub("_", (ae_title or "").strip()) or "_"
 
 
+PENDING_PREFIX = ".incoming-"  # a write under way: the file it becomes is not there yet
+_sequence = itertools.count()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 def write_atomically(target: Path, data, *, within: Path | None = None) -> None:
     """`data` (a buffer, or a sequence of buffers) into `target` by a temporary file and a rename: no
-    reader (a count, a C-FIND, a C-MOVE) ever sees half an instance.
+    reader (a count, a C-FIND, a C-MOVE) ever sees half an instance. With `within`, only folders below
+    it are made (see _make_folder)."""
+    fd, tmp = open_temporary(target, within)
+    finish_temporary(fd, tmp, target, data)
 
-    This runs once per received instance, so it is plain system calls: the temporary name is unique per process and thread (one thread writes one file at a time),
-    the folder is created only when the first open finds it missing, and the bytes go to the file
-    unbuffered. Files are private to the portal's user (0600), as tempfile.mkstemp made them."""
-    tmp = target.parent / f".incoming-{os.getpid()}-{threading.get_ident()}-{target.name}.part"
+
+def open_temporary(target: Path, within: Path | None = None) -> tuple[int, Path]:
+    """The temporary file `target` is written through: (file descriptor, its path).
+
+    This runs once per received instance, so it is plain system calls: the name is unique in the process
+    (PENDING_PREFIX, the process, a sequence number, the target's name), the folder is made only when the
+    first open finds it missing, and the bytes go to the file unbuffered. Files are private to the
+    portal's user (0600), as tempfile.mkstemp made them."""
+    tmp = target.parent / f"{PENDING_PREFIX}{os.getpid()}-{next(_sequence)}-{target.name}.part"
     try:
-        fd = os.open(tmp, _CREATE, 0o600)
+        return os.open(tmp, _CREATE, 0o600), tmp
     except FileNotFoundError:
         _make_folder(target.parent, within)
-        fd = os.open(tmp, _CREATE, 0o600)
+        return os.open(tmp, _CREATE, 0o600), tmp
+
+
+def finish_temporary(fd: int, tmp: Path, target: Path, data) -> None:
+    """Write `data` through the temporary file of open_temporary, close it and give it its name."""
     try:
         try:
             _write_all(fd, data)
@@ -128,6 +143,14 @@ class MoveStaging:
             return f"a write failed (and so did reading why: {exc.strerror or exc})"
 
     @staticmethod
+    def writing(folder: Path) -> bool:
+        """Whether a write into `folder` itself is under way (an instance answered, its file not there yet)."""
+        try:
+            return any(name.startswith(PENDING_PREFIX) for name in os.listdir(folder))
+        except FileNotFoundError:
+            return False
+
+    @staticmethod
     def instances(folder: Path) -> list[Path]:
         """The complete instances in a staging folder (not the ones still being written)."""
         if not folder.is_dir():
@@ -152,8 +175,10 @@ class BackgroundWrites:
     and a retry fetches again, never a silent loss. Instances nobody else keeps a copy of must be written
     before they are answered (MoveStaging.write), and so is the first instance of every move, which makes
     its folder: a staging area that cannot be written at all is answered as such, instance by instance.
-    A failed background write is recorded in its move's folder (WRITE_FAILED, read by
-    MoveStaging.write_failure) and every later instance of that move is refused at once.
+    Each queued instance's temporary file is made before the answer, so the retrieval sees what is still
+    being written (MoveStaging.writing) and waits for it. A failed background write is recorded in its
+    move's folder (WRITE_FAILED, read by MoveStaging.write_failure) and every later instance of that move
+    is refused at once.
 
     At most `max_bytes` wait (one instance always may): past that, submit() blocks, which slows the
     association to the disk's pace instead of holding a study in memory."""
@@ -182,11 +207,22 @@ class BackgroundWrites:
                               f"{self._failed[move_folder]}")
             if self._closed:
                 raise OSError("the receiver is stopping")
-            if move_folder in self._started:
-                self._pending.append((move_folder, target, data, size, written))
+            started = move_folder in self._started
+        if started:
+            # The temporary file is made now, before the answer: a retrieval waiting for its instances
+            # sees the write under way (MoveStaging.writing), and a retrieval that is over gets a refusal.
+            try:
+                fd, tmp = open_temporary(target, within=move_folder)
+            except FileNotFoundError:
+                raise OSError("this retrieval is over; its staging folder was removed") from None
+            except OSError as exc:
+                self._fail(move_folder, exc.strerror or str(exc))
+                raise
+            with self._changed:
+                self._pending.append((move_folder, (fd, tmp, target), data, size, written))
                 self._bytes += size
                 self._changed.notify_all()
-                return
+            return
         try:
             write_atomically(target, data)
         except OSError as exc:
@@ -229,11 +265,14 @@ class BackgroundWrites:
                     self._changed.wait()
                 if not self._pending:
                     return
-                move_folder, target, data, size, written = self._pending.popleft()
+                move_folder, (fd, tmp, target), data, size, written = self._pending.popleft()
                 self._writing = True
             try:
-                if move_folder not in self._failed:
-                    write_atomically(target, data, within=move_folder)
+                if move_folder in self._failed:
+                    os.close(fd)
+                    tmp.unlink(missing_ok=True)
+                else:
+                    finish_temporary(fd, tmp, target, data)
             except FileNotFoundError:
                 # The retrieval already took its folder away (it ended, or was canceled): an instance
                 # answered late is not kept, and its folder is not made again for nobody to remove.

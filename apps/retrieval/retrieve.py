@@ -28,7 +28,7 @@ from apps.dicom import dimse
 from apps.dicom.engines import C_GETS
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.query import study_query
-from apps.dicom.staging import MoveStaging
+from apps.dicom.staging import BackgroundWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
@@ -187,9 +187,11 @@ class RowRetrieval:
             except DimseFailure:  # a PACS gives up a move when we refuse an instance: say why we did
                 self._fail_if_unwritten(plan, folder)
                 raise
-            staged = _wait_for_staged(self.staging, folder, plan.expected if wait_for_receiver else None)
+            wait = wait_for_receiver and plan.expected is not None
+            staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
+                self.staging.instances(folder))
             self._fail_if_unwritten(plan, folder)
-            self._file(plan, folder, staged, result, list_instances)
+            self._file(plan, folder, staged, result, list_instances, wait)
         finally:
             self.staging.remove(folder)
 
@@ -200,12 +202,16 @@ class RowRetrieval:
                              f"folder ({unwritten}); nothing of it was filed. Fix the staging folder "
                              "(space, permissions), then retry the row.")
 
-    def _file(self, plan: StudyPlan, folder: Path, staged: list[Path], result, list_instances) -> None:
+    def _file(self, plan: StudyPlan, folder: Path, staged: list[Path], result, list_instances, wait: bool
+              ) -> None:
         item = self.item
         arrivals = sort_arrivals(folder, staged, plan.sops)
         if plan.sops is None and plan.expected is not None and len(arrivals.matching) > plan.expected:
-            # More than the PACS said it holds: its own list of the study tells ours from the rest.
+            # More than the PACS said it holds: its own list of the study tells ours from the rest, and
+            # the count no longer says whether the receiver has written all of ours yet.
             plan.sops = list_instances(plan.uid, plan.series_uid)
+            if wait:
+                staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops)
             arrivals = sort_arrivals(folder, staged, plan.sops)
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
@@ -265,14 +271,25 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                 move_parts(row, plans, peer, local, pool=1 + extra,
                            list_instances=lambda uid, series: set(_list_instances_alone(peer, local, uid, series)))
         else:
-            c_get = C_GETS[settings.CGET_ENGINE]
             for plan in plans:
                 folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
-                row.fetch(plan, folder,
-                          lambda query: c_get(peer, local, query, _stage_into(staging, folder, plan.uid), stop=stop),
+                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan.uid, stop),
                           lambda uid, series: set(_list_instances_alone(peer, local, uid, series)),
                           wait_for_receiver=False)
     return row.outcome
+
+
+def _c_get_into(peer, local, query: dict, folder: Path, study_uid: str, stop):
+    """A C-GET of `query`, each instance staged into `folder` (apart when it is not of the study asked
+    for) and answered once queued for the disk, as the receiver does for a C-MOVE; every write is over
+    when this returns."""
+    with BackgroundWrites() as writes:
+        def on_instance(instance) -> int:
+            writes.submit(folder, arrival_folder(folder, foreign_reason(instance, study_uid)),
+                          instance.sop_instance_uid, instance.chunks, instance.written)
+            return 0x0000
+
+        return C_GETS[settings.CGET_ENGINE](peer, local, query, on_instance, stop=stop)
 
 
 def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
@@ -317,25 +334,18 @@ def retrieve_row(item, ctx, **where) -> RowOutcome:
     return outcome
 
 
-def _stage_into(staging: MoveStaging, folder: Path, study_uid: str):
-    """A C-GET's callback: stage each instance, apart when it is not of the study asked for."""
-    def on_instance(instance) -> int:
-        staging.write(arrival_folder(folder, foreign_reason(instance, study_uid)), instance.sop_instance_uid,
-                      instance.chunks)
-        instance.written()
-        return 0x0000
+def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int, sops=None) -> list[Path]:
+    """What a C-MOVE staged, once `expected` instances (every one of `sops`, when the PACS listed them)
+    are there and no write is under way: our receiver is another process, and it answers an instance
+    before its file is complete, so its last writes may trail the final response a little."""
+    def complete(staged):
+        return (len(staged) >= expected and (sops is None or set(sops) <= {p.stem for p in staged})
+                and not staging.writing(folder))
 
-    return on_instance
-
-
-def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int | None) -> list[Path]:
-    """What a C-MOVE staged; our receiver is another process and may trail the final response a little."""
-    staged = staging.instances(folder)
-    if expected is not None:
-        deadline = time.monotonic() + RECEIVER_GRACE_SECONDS
-        while len(staged) < expected and time.monotonic() < deadline and not staging.write_failure(folder):
-            time.sleep(RECEIVER_POLL_SECONDS)
-            staged = staging.instances(folder)
+    staged, deadline = staging.instances(folder), time.monotonic() + RECEIVER_GRACE_SECONDS
+    while not complete(staged) and time.monotonic() < deadline and not staging.write_failure(folder):
+        time.sleep(RECEIVER_POLL_SECONDS)
+        staged = staging.instances(folder)
     return staged
 
 

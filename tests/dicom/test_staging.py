@@ -1,9 +1,11 @@
 """Staging writes: whole files or none, under the name asked for, private to the portal's user."""
+import errno
 import stat
 import threading
 
 import pytest
 
+from apps.dicom import staging as staging_module
 from apps.dicom.staging import BackgroundWrites, MoveStaging, write_atomically
 
 
@@ -48,19 +50,38 @@ def test_background_writes_land_whole_and_tell_when_their_bytes_are_no_longer_re
     assert staging.write_failure(move) is None
 
 
-def test_a_background_write_that_fails_is_recorded_in_its_move_and_refuses_the_rest_of_that_move(tmp_path):
+def test_a_background_write_that_fails_is_recorded_in_its_move_and_refuses_the_rest_of_that_move(
+        tmp_path, monkeypatch):
     staging, move, other = MoveStaging(tmp_path), tmp_path / "AE" / "8", tmp_path / "AE" / "9"
+    real_write_all = staging_module._write_all
+
+    def disk_full_for_move_8(fd, data):
+        if bytes(data[0] if isinstance(data, (list, tuple)) else data).startswith(b"x"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_all(fd, data)
+
     with BackgroundWrites() as writes:
         writes.submit(move, move, "1.2.1", b"w" * 10)  # the move's first instance: written at once
-        (move / "foreign").write_text("a file where the folder for foreign instances would go")
-        writes.submit(move, move / "foreign" / "other-study", "1.2.2", b"x" * 10)  # queued, fails later
+        writes.submit(other, other, "1.2.9", b"z" * 10)
+        monkeypatch.setattr(staging_module, "_write_all", disk_full_for_move_8)
+        writes.submit(move, move, "1.2.2", b"x" * 10)  # answered: it fails on the writer's thread
         writes.flush()
-        assert "Not a directory" in staging.write_failure(move)
+        assert staging.write_failure(move) == "No space left on device"
         with pytest.raises(OSError, match="an earlier instance of this retrieval could not be written"):
             writes.submit(move, move, "1.2.3", b"y" * 10)
         writes.submit(other, other, "1.2.4", b"z" * 10)  # another move is not concerned
-    assert [p.name for p in staging.instances(move)] == ["1.2.1.dcm"]
+    assert [p.name for p in staging.instances(move)] == ["1.2.1.dcm"] and not staging.writing(move)
     assert (other / "1.2.4.dcm").read_bytes() == b"z" * 10
+
+
+def test_a_folder_that_cannot_be_made_fails_the_instance_before_it_is_answered(tmp_path):
+    staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "13"
+    with BackgroundWrites() as writes:
+        writes.submit(move, move, "1.2.1", b"w")
+        (move / "foreign").write_text("a file where the folder for foreign instances would go")
+        with pytest.raises(NotADirectoryError):
+            writes.submit(move, move / "foreign" / "other-study", "1.2.2", b"x")
+        assert "Not a directory" in staging.write_failure(move)
 
 
 def test_when_a_move_cannot_make_its_folder_its_first_instance_is_refused_before_it_is_answered(tmp_path):
@@ -79,7 +100,22 @@ def test_an_instance_queued_after_its_retrieval_removed_the_folder_is_dropped_no
     with BackgroundWrites() as writes:
         writes.submit(move, move, "1.2.1", b"first")
         writes.flush()
+        writes.submit(move, move, "1.2.2", b"queued before the end")
         staging.remove(move)  # the retrieval ended (or was canceled) and took its staging folder away
-        writes.submit(move, move, "1.2.2", b"late")
-        writes.submit(move, move / "foreign" / "x", "1.2.3", b"late, of another study")
+        for folder in (move, move / "foreign" / "x"):
+            with pytest.raises(OSError, match="this retrieval is over"):
+                writes.submit(move, folder, "1.2.3", b"late")
     assert not move.exists() and list(move.parent.iterdir()) == []
+
+
+def test_a_write_answered_for_is_visible_as_under_way_until_its_file_is_complete(tmp_path):
+    staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "12"
+    gate = threading.Event()
+    with BackgroundWrites() as writes:
+        writes.submit(move, move, "1.2.1", b"first")
+        assert not staging.writing(move)
+        writes.submit(move, move, "1.2.2", [b"second"], gate.wait)  # the writer stops after this write
+        writes.submit(move, move, "1.2.3", b"third")
+        assert staging.writing(move)  # at least the third is not on disk while the writer waits
+        gate.set()
+    assert not staging.writing(move) and len(staging.instances(move)) == 3
