@@ -38,7 +38,6 @@ def safe_ae(ae_title: str) -> str:
     return AE_SAFE_RE.sub("_", (ae_title or "").strip()) or "_"
 
 
-PENDING_PREFIX = ".incoming-"  # a write under way: the file it becomes is not there yet
 _sequence = itertools.count()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
@@ -46,28 +45,18 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 def write_atomically(target: Path, data, *, within: Path | None = None) -> None:
     """`data` (a buffer, or a sequence of buffers) into `target` by a temporary file and a rename: no
     reader (a count, a C-FIND, a C-MOVE) ever sees half an instance. With `within`, only folders below
-    it are made (see _make_folder)."""
-    fd, tmp = open_temporary(target, within)
-    finish_temporary(fd, tmp, target, data)
+    it are made (see _make_folder).
 
-
-def open_temporary(target: Path, within: Path | None = None) -> tuple[int, Path]:
-    """The temporary file `target` is written through: (file descriptor, its path).
-
-    This runs once per received instance, so it is plain system calls: the name is unique in the process
-    (PENDING_PREFIX, the process, a sequence number, the target's name), the folder is made only when the
+    This runs once per received instance, so it is plain system calls: the temporary name is unique in
+    the process (the process, a sequence number, the target's name), the folder is made only when the
     first open finds it missing, and the bytes go to the file unbuffered. Files are private to the
     portal's user (0600), as tempfile.mkstemp made them."""
-    tmp = target.parent / f"{PENDING_PREFIX}{os.getpid()}-{next(_sequence)}-{target.name}.part"
+    tmp = target.parent / f".incoming-{os.getpid()}-{next(_sequence)}-{target.name}.part"
     try:
-        return os.open(tmp, _CREATE, 0o600), tmp
+        fd = os.open(tmp, _CREATE, 0o600)
     except FileNotFoundError:
         _make_folder(target.parent, within)
-        return os.open(tmp, _CREATE, 0o600), tmp
-
-
-def finish_temporary(fd: int, tmp: Path, target: Path, data) -> None:
-    """Write `data` through the temporary file of open_temporary, close it and give it its name."""
+        fd = os.open(tmp, _CREATE, 0o600)
     try:
         try:
             _write_all(fd, data)
@@ -143,12 +132,16 @@ class MoveStaging:
             return f"a write failed (and so did reading why: {exc.strerror or exc})"
 
     @staticmethod
-    def writing(folder: Path) -> bool:
-        """Whether a write into `folder` itself is under way (an instance answered, its file not there yet)."""
+    def unwritten(folder: Path) -> set[str]:
+        """What the receiver answered for in `folder` (its ledger, ANSWERED) that is not on disk yet."""
         try:
-            return any(name.startswith(PENDING_PREFIX) for name in os.listdir(folder))
+            answered = set((folder / ANSWERED).read_text(errors="replace").split())
         except FileNotFoundError:
-            return False
+            return set()
+        if not answered:
+            return set()
+        present = {str(p.relative_to(folder)) for p in folder.rglob("*.dcm") if not p.name.startswith(".")}
+        return answered - present
 
     @staticmethod
     def instances(folder: Path) -> list[Path]:
@@ -163,6 +156,8 @@ def _size(data) -> int:
 
 
 MOVES_REMEMBERED = 4096
+LEDGERS_OPEN = 64  # ledgers of the most recent moves kept open
+ANSWERED = ".answered"  # in a move's staging folder: what the receiver answered for, a relative path a line
 WRITE_FAILED = ".write-failed"  # in a staging folder: why an instance answered for could not be written
 
 
@@ -175,8 +170,8 @@ class BackgroundWrites:
     and a retry fetches again, never a silent loss. Instances nobody else keeps a copy of must be written
     before they are answered (MoveStaging.write), and so is the first instance of every move, which makes
     its folder: a staging area that cannot be written at all is answered as such, instance by instance.
-    Each queued instance's temporary file is made before the answer, so the retrieval sees what is still
-    being written (MoveStaging.writing) and waits for it. A failed background write is recorded in its
+    Each instance answered for is noted in its move's ledger (ANSWERED) before the answer, so the
+    retrieval knows what is still being written (MoveStaging.unwritten) and waits for it. A failed background write is recorded in its
     move's folder (WRITE_FAILED, read by MoveStaging.write_failure) and every later instance of that move
     is refused at once.
 
@@ -190,6 +185,7 @@ class BackgroundWrites:
         self._changed = threading.Condition()
         self._failed: dict[Path, str] = {}
         self._started: dict[Path, None] = {}  # move folders written into, oldest first
+        self._ledgers: dict[Path, int] = {}  # move folder -> its open ANSWERED file, least recent first
         self._writing = self._closed = False
         self._thread = threading.Thread(target=self._run, name="staging-writes", daemon=True)
         self._thread.start()
@@ -209,17 +205,11 @@ class BackgroundWrites:
                 raise OSError("the receiver is stopping")
             started = move_folder in self._started
         if started:
-            # The temporary file is made now, before the answer: a retrieval waiting for its instances
-            # sees the write under way (MoveStaging.writing), and a retrieval that is over gets a refusal.
-            try:
-                fd, tmp = open_temporary(target, within=move_folder)
-            except FileNotFoundError:
-                raise OSError("this retrieval is over; its staging folder was removed") from None
-            except OSError as exc:
-                self._fail(move_folder, exc.strerror or str(exc))
-                raise
+            if not move_folder.is_dir():
+                raise OSError("this retrieval is over; its staging folder was removed")
+            self._answered(move_folder, target)
             with self._changed:
-                self._pending.append((move_folder, (fd, tmp, target), data, size, written))
+                self._pending.append((move_folder, target, data, size, written))
                 self._bytes += size
                 self._changed.notify_all()
             return
@@ -232,6 +222,18 @@ class BackgroundWrites:
             if written is not None:
                 written()
         self._start(move_folder)
+        self._answered(move_folder, target)
+
+    def _answered(self, move_folder: Path, target: Path) -> None:
+        """Note in the move's ledger (ANSWERED) that `target` was answered for: one append, no new file."""
+        with self._changed:
+            fd = self._ledgers.pop(move_folder, None)
+            if fd is None:
+                fd = os.open(move_folder / ANSWERED, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._ledgers[move_folder] = fd  # the most recent last
+            while len(self._ledgers) > LEDGERS_OPEN:
+                os.close(self._ledgers.pop(next(iter(self._ledgers))))
+        os.write(fd, f"{target.relative_to(move_folder)}\n".encode())
 
     def flush(self) -> None:
         """Wait until everything submitted so far is written (or has failed)."""
@@ -245,6 +247,9 @@ class BackgroundWrites:
             self._closed = True
             self._changed.notify_all()
         self._thread.join()
+        for fd in self._ledgers.values():
+            os.close(fd)
+        self._ledgers.clear()
 
     def __enter__(self) -> "BackgroundWrites":
         return self
@@ -265,14 +270,11 @@ class BackgroundWrites:
                     self._changed.wait()
                 if not self._pending:
                     return
-                move_folder, (fd, tmp, target), data, size, written = self._pending.popleft()
+                move_folder, target, data, size, written = self._pending.popleft()
                 self._writing = True
             try:
-                if move_folder in self._failed:
-                    os.close(fd)
-                    tmp.unlink(missing_ok=True)
-                else:
-                    finish_temporary(fd, tmp, target, data)
+                if move_folder not in self._failed:
+                    write_atomically(target, data, within=move_folder)
             except FileNotFoundError:
                 # The retrieval already took its folder away (it ended, or was canceled): an instance
                 # answered late is not kept, and its folder is not made again for nobody to remove.

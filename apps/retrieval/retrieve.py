@@ -340,7 +340,7 @@ def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int, sops=Non
     before its file is complete, so its last writes may trail the final response a little."""
     def complete(staged):
         return (len(staged) >= expected and (sops is None or set(sops) <= {p.stem for p in staged})
-                and not staging.writing(folder))
+                and not staging.unwritten(folder))
 
     staged, deadline = staging.instances(folder), time.monotonic() + RECEIVER_GRACE_SECONDS
     while not complete(staged) and time.monotonic() < deadline and not staging.write_failure(folder):
