@@ -15,6 +15,7 @@ import shutil
 import stat
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -40,6 +41,23 @@ def file_sha1(path: Path) -> str:
         while block := fp.read(COPY_BUFFER):
             digest.update(block)
     return digest.hexdigest()
+
+
+class Crc32:
+    """CRC-32 with hashlib's update/digest (4 bytes, big-endian): a chunk checksum at zlib's pace, about
+    3x sha1's here, for two portals that both offer it; sha1 stays the one every tus server has."""
+
+    def __init__(self):
+        self.value = 0
+
+    def update(self, data) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(4, "big")
+
+
+CHUNK_CHECKSUMS = {"crc32": Crc32, "sha1": hashlib.sha1}  # tus Upload-Checksum algorithms, preferred first
 
 
 def check_relative_path(name: str) -> PurePosixPath:

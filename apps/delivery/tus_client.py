@@ -2,17 +2,17 @@
 
 Why not tuspy (the tests use it against our receiving end): it brings requests and aiohttp and has no
 hooks for cancellation and progress. This sender uses httpx (the project's one HTTP client), checks
-every chunk with `Upload-Checksum: sha1`, backs off exponentially after a failure and asks the server
+every chunk with `Upload-Checksum` (crc32 when the server offers it, as our receiving end does: three
+times sha1's pace; else sha1), backs off exponentially after a failure and asks the server
 for its offset before going on, so confirmed bytes are never sent twice. It sends a file or any source
 that produces its bytes on demand (a batch's zip, apps/delivery/zipstream.py). Each chunk is read once:
 a helper thread reads (or produces) and hashes the next chunk while the current one is on the wire.
 Before anybody may delete a source file, the receiving end must confirm the full length, every byte
-verified by a chunk sha1 we computed (or, for an upload partly sent without checksums, its whole sha1
+verified by a chunk checksum we computed (or, for an upload partly sent without checksums, its whole sha1
 equal to ours), and the file unpacked or stored."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +22,7 @@ from typing import Callable
 
 import httpx
 
-from apps.delivery.bundle import file_sha1
+from apps.delivery.bundle import CHUNK_CHECKSUMS, file_sha1
 
 TUS_VERSION = "1.0.0"
 BLOCK = 1024 * 1024
@@ -60,8 +60,10 @@ class Receipt:
     resumed_at: list[int] = field(default_factory=list)  # offsets the server gave after each failure
 
 
-def b64_sha1(data) -> str:
-    return base64.b64encode(hashlib.sha1(data).digest()).decode()
+def b64_checksum(algorithm: str, data) -> str:
+    digest = CHUNK_CHECKSUMS[algorithm]()
+    digest.update(data)
+    return base64.b64encode(digest.digest()).decode()
 
 
 class FileSource:
@@ -96,6 +98,7 @@ class TusSender:
         self.endpoint = endpoint.rstrip("/") + "/"
         self.chunk_size, self.retries, self.backoff, self.max_backoff = chunk_size, retries, backoff, max_backoff
         self.should_stop, self.on_progress, self.sleep = should_stop, on_progress, sleep
+        self.algorithm: str | None = None  # the chunk checksum, from the server's discovery on the first send
         # TCP_NODELAY: headers and body leave in separate writes; with Nagle's algorithm on, the body
         # waits for the server's delayed ACK of the headers (~40 ms a request, the whole cost of a small file).
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
@@ -134,6 +137,13 @@ class TusSender:
             raise TusError(f"{self.endpoint} failed (HTTP {code})", retriable=True, http_status=code)
         return response
 
+    def _checksum_algorithm(self) -> str:
+        """The chunk checksum to use: the first of ours (CHUNK_CHECKSUMS) the server lists, else sha1,
+        which every tus server with the checksum extension has."""
+        response = self._call("OPTIONS", self.endpoint)
+        offered = {name.strip() for name in response.headers.get("Tus-Checksum-Algorithm", "").split(",")}
+        return next((name for name in CHUNK_CHECKSUMS if name in offered), "sha1")
+
     def _create(self, length: int, filename: str, first: tuple[bytes, str] | None = None) -> httpx.Response:
         """POST a new upload; with `first` (the whole small file and its base64 sha1) the file rides
         along (creation-with-upload): one request instead of two."""
@@ -142,7 +152,7 @@ class TusSender:
         if first is not None:
             content = self._body(first[0], [0])
             headers.update({"Content-Type": "application/offset+octet-stream", "Content-Length": str(len(first[0])),
-                            "Upload-Checksum": f"sha1 {first[1]}"})
+                            "Upload-Checksum": f"{self.algorithm} {first[1]}"})
         response = self._call("POST", self.endpoint, headers=headers, content=content)
         if response.status_code != 201 or "Location" not in response.headers:
             raise TusError(f"{self.endpoint} did not create the upload (HTTP {response.status_code}: "
@@ -174,7 +184,7 @@ class TusSender:
     def _patch(self, url: str, offset: int, data: bytes, checksum: str, counter: list[int]) -> httpx.Response:
         response = self._call("PATCH", url, content=self._body(data, counter), headers={
             "Content-Type": "application/offset+octet-stream", "Content-Length": str(len(data)),
-            "Upload-Offset": str(offset), "Upload-Checksum": f"sha1 {checksum}"})
+            "Upload-Offset": str(offset), "Upload-Checksum": f"{self.algorithm} {checksum}"})
         code = response.status_code
         if code == 204:
             return response
@@ -191,6 +201,8 @@ class TusSender:
         confirmation. Raises TusError (with .retriable) or SendCanceled."""
         if isinstance(source, (str, Path)):
             source = FileSource(source)
+        if self.algorithm is None:
+            self.algorithm = self._checksum_algorithm()
         length = source.length
         counter, resumed, failures = [0], [], 0
         confirmed = self._offset(url, length) if url else None
@@ -200,7 +212,7 @@ class TusSender:
             first = None
             if small:
                 data = source.read(0, length)
-                first = (data, b64_sha1(data))
+                first = (data, b64_checksum(self.algorithm, data))
             try:
                 last = self._create(length, filename, first)
             except TusError as exc:
@@ -216,7 +228,7 @@ class TusSender:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-read") as helper:
             def chunk_at(offset):
                 data = source.read(offset, min(length, (offset // self.chunk_size + 1) * self.chunk_size) - offset)
-                return offset, data, b64_sha1(data)
+                return offset, data, b64_checksum(self.algorithm, data)
 
             ahead = helper.submit(chunk_at, confirmed) if confirmed < length else None
             while confirmed < length:

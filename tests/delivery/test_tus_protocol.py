@@ -3,6 +3,7 @@ import base64
 import hashlib
 import io
 import zipfile
+import zlib
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ def test_discovery_lists_version_extensions_size_and_checksum(http, settings):
     assert response.headers["Tus-Version"] == "1.0.0"
     assert set(response.headers["Tus-Extension"].split(",")) == {"creation", "creation-with-upload", "checksum",
                                                                  "termination", "expiration"}
-    assert response.headers["Tus-Checksum-Algorithm"] == "sha1"
+    assert response.headers["Tus-Checksum-Algorithm"].split(",") == ["crc32", "sha1"]
     assert int(response.headers["Tus-Max-Size"]) == settings.UPLOAD_MAX_BYTES
 
 
@@ -103,6 +104,18 @@ def test_a_chunk_with_a_wrong_sha1_is_460_and_dropped(http):
     assert http.head(url).headers["Upload-Offset"] == "0"
     unknown = patch(http, url, 0, b"0123456789", **{"Upload-Checksum": "md5 AAAA"})
     assert unknown.status_code == 400 and "sha1" in unknown.json()["error"]
+
+
+def test_a_crc32_chunk_is_checked_too_460_when_it_does_not_match(http):
+    url = create(http, 10)
+    bad = patch(http, url, 0, b"0123456789", **{"Upload-Checksum": f"crc32 {b64crc32(b'something else')}"})
+    assert bad.status_code == 460 and http.head(url).headers["Upload-Offset"] == "0"
+    good = patch(http, url, 0, b"0123456789", **{"Upload-Checksum": f"crc32 {b64crc32(b'0123456789')}"})
+    assert good.status_code == 204 and good.headers["Upload-Verified"] == "10"
+
+
+def b64crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 def test_termination_deletes_the_upload_and_its_bytes(http):

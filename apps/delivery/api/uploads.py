@@ -1,4 +1,4 @@
-"""The receiving end: tus 1.0.0 (core, creation, creation-with-upload, checksum sha1, termination,
+"""The receiving end: tus 1.0.0 (core, creation, creation-with-upload, checksum sha1 and crc32, termination,
 expiration) at /api/uploads/, behind the API's token or session login and the `delivery.add_upload`
 permission. Each user sees only their own uploads. The answer that completes an upload carries its
 outcome (Upload-State, Upload-Verified, Upload-Files, Upload-Sha1); GET on an upload (outside tus)
@@ -21,7 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from apps.audit import record
-from apps.delivery.bundle import BundleRefused
+from apps.delivery.bundle import CHUNK_CHECKSUMS, BundleRefused
 from apps.delivery.models import Upload
 from apps.delivery.models.upload import ChunkRefused
 
@@ -102,9 +102,10 @@ class TusView(APIView):
         checksum = None
         if "Upload-Checksum" in request.headers:
             algorithm, _, value = request.headers["Upload-Checksum"].strip().partition(" ")
-            if algorithm.lower() != "sha1" or not value:
-                raise Refused(400, "Upload-Checksum must be 'sha1 <base64 digest>'; only sha1 is supported.")
-            checksum = ("sha1", value.strip())
+            if algorithm.lower() not in CHUNK_CHECKSUMS or not value:
+                raise Refused(400, "Upload-Checksum must be '<algorithm> <base64 digest>' with an algorithm of "
+                                   f"{', '.join(sorted(CHUNK_CHECKSUMS))}.")
+            checksum = (algorithm.lower(), value.strip())
         try:
             offset = upload.append(request._request, offset, int(raw_count), checksum)
         except ChunkRefused as exc:
@@ -121,7 +122,7 @@ class TusView(APIView):
 
     def options(self, request, *args, **kwargs):
         return tus_response(204, Tus_Version=TUS_VERSION, Tus_Extension=EXTENSIONS,
-                            Tus_Max_Size=settings.UPLOAD_MAX_BYTES, Tus_Checksum_Algorithm="sha1")
+                            Tus_Max_Size=settings.UPLOAD_MAX_BYTES, Tus_Checksum_Algorithm=",".join(CHUNK_CHECKSUMS))
 
 
 CHUNK_BODY = {OFFSET_STREAM: OpenApiTypes.BINARY}

@@ -4,7 +4,6 @@ keeping its layout, a finished single file is placed at DOWNLOADS_DIR/<filename>
 from __future__ import annotations
 
 import base64
-import hashlib
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.delivery.bundle import BundleRefused, check_relative_path, file_sha1, place_file, unpack
+from apps.delivery.bundle import CHUNK_CHECKSUMS, BundleRefused, check_relative_path, file_sha1, place_file, unpack
 
 READ_BLOCK = 1024 * 1024
 
@@ -86,7 +85,7 @@ class Upload(models.Model):
             raise ChunkRefused(409, f"Upload-Offset {offset} does not match the upload's offset {self.offset}.")
         if offset + count > self.length:
             raise ChunkRefused(400, f"{count} bytes at offset {offset} would pass Upload-Length {self.length}.")
-        digest = hashlib.sha1() if checksum else None
+        digest = CHUNK_CHECKSUMS[checksum[0]]() if checksum else None
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         with open(self.data_path, "r+b" if self.data_path.exists() else "w+b") as out:
