@@ -66,7 +66,7 @@ def test_a_sigkilled_cluster_loses_no_item_and_runs_none_twice(slow_scp, tmp_pat
     assert "never started; job re-queued" in recovery or "stopped answering" in recovery
 
 
-def test_two_workers_run_thirty_items_on_sqlite_without_lock_errors(echo_scp, tmp_path):
+def test_two_workers_run_thirty_items_on_sqlite_without_lock_errors(echo_scp, tmp_path, broker):
     server = make_server("LK", echo_scp.port, max_associations=2)
     job = make_echo_job([server] * 30)
     cluster = QCluster(tmp_path / "cluster.log", Q_WORKERS=2)
