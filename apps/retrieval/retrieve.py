@@ -27,12 +27,13 @@ from apps.audit import record
 from apps.dicom import dimse
 from apps.dicom.engines import C_GETS
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
-from apps.dicom.query import study_query
 from apps.dicom.staging import BackgroundWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
 from apps.retrieval.moves import extra_slots, move_parts, series_parts
+from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
+from apps.retrieval.plans import StudyPlan, list_instances, modality_label, plan_for, row_mismatch, row_query
 from apps.servers.models import DicomServer, local_ae
 
 if TYPE_CHECKING:
@@ -44,109 +45,6 @@ log = logging.getLogger(__name__)
 # the last C-STORE before its final response, but our receiver is another process writing to disk).
 RECEIVER_GRACE_SECONDS = 2.0
 RECEIVER_POLL_SECONDS = 0.005  # the receiver answers before its last write lands: it is usually a moment behind
-
-
-@dataclass
-class StudyOutcome:
-    study_instance_uid: str
-    folder: Path
-    expected: int | None
-    received: int
-    bytes: int
-    failed_on_pacs: int = 0
-    foreign: int = 0  # instances that arrived but were not part of the study: quarantined
-    foreign_reasons: str = ""
-    quarantine: str = ""
-    series_instance_uid: str = ""  # when the study was moved series by series: this one's outcome
-
-
-@dataclass
-class RowOutcome:
-    studies: list[StudyOutcome] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (StudyInstanceUID, why) the row did not ask for
-
-    @property
-    def expected(self) -> int:
-        return sum(s.expected or 0 for s in self.studies)
-
-    @property
-    def received(self) -> int:
-        return sum(s.received for s in self.studies)
-
-    @property
-    def bytes(self) -> int:
-        return sum(s.bytes for s in self.studies)
-
-
-@dataclass
-class StudyPlan:
-    """What to retrieve of one study: all of it, or one of its series (`series_uid`), and how many
-    instances that is."""
-
-    study: object  # the C-FIND match (a pydicom Dataset)
-    expected: int | None
-    sops: set[str] | None = None  # the study's SOP Instance UIDs, when the PACS listed them
-    series_uid: str | None = None
-
-    @property
-    def uid(self) -> str:
-        return str(self.study.StudyInstanceUID)
-
-    def move_query(self) -> tuple[str, dict[str, str]]:
-        """(Query/Retrieve level, identifier) of the retrieve request."""
-        if self.series_uid:
-            return "SERIES", {"StudyInstanceUID": self.uid, "SeriesInstanceUID": self.series_uid}
-        return "STUDY", {"StudyInstanceUID": self.uid}
-
-
-def row_query(item) -> dict[str, str]:
-    """The row's C-FIND identifier: the same builder as the query API, from the row's checked values."""
-    return study_query({"PatientID": item.patient_id, "StudyDate": item.study_date, "Modality": item.modality,
-                        "StudyInstanceUID": item.study_instance_uid})
-
-
-def _values(study, keyword: str) -> list[str]:
-    found = study.get(keyword, "")
-    return [str(v).strip() for v in ([found] if isinstance(found, str) else list(found or [])) if str(v).strip()]
-
-
-def row_mismatch(item, study) -> str | None:
-    """Why a study the PACS answered is not what the row asked for (some PACS match loosely, and C-FIND
-    wildcards widen a query), or None when it matches exactly."""
-    patient_id = str(study.get("PatientID", "") or "").strip()
-    if item.patient_id and patient_id != item.patient_id:
-        return "the PACS returned a study of another patient"
-    if item.study_instance_uid and str(study.get("StudyInstanceUID", "")) != item.study_instance_uid:
-        return "the PACS returned another study than the row's StudyInstanceUID"
-    if item.study_date:
-        first, _, last = item.study_date.partition("-") if "-" in item.study_date else (item.study_date,) * 3
-        date = str(study.get("StudyDate", "") or "").strip()
-        if not date or (first and date < first) or (last and date > last):
-            return "the PACS returned a study dated outside the row's StudyDate"
-    modalities = _values(study, "ModalitiesInStudy")
-    if item.modality and modalities and item.modality not in modalities:
-        return "the PACS returned a study without the row's modality"
-    return None
-
-
-def _plan(assoc, study) -> StudyPlan:
-    """NumberOfStudyRelatedInstances when the PACS gives it; else the instances listed at IMAGE level."""
-    value = str(study.get("NumberOfStudyRelatedInstances", "") or "").strip()
-    if value.isdigit():
-        return StudyPlan(study, int(value))
-    sops = _list_instances(assoc, str(study.StudyInstanceUID))
-    return StudyPlan(study, len(sops), sops)
-
-
-def _list_instances(assoc, study_uid: str, series_uid: str | None = None) -> set[str]:
-    query = {"StudyInstanceUID": study_uid, "SOPInstanceUID": ""}
-    if series_uid:
-        query["SeriesInstanceUID"] = series_uid
-    return {str(ds.SOPInstanceUID) for ds in assoc.find("IMAGE", query) if "SOPInstanceUID" in ds}
-
-
-def _modality_label(item, study) -> str:
-    return item.modality or "-".join(sorted(set(_values(study, "ModalitiesInStudy")))) or "ALL"
 
 
 def require_writable(folder: Path, what: str) -> None:
@@ -223,7 +121,7 @@ class RowRetrieval:
         study = plan.study
         target = study_folder(self.downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
                               str(study.get("PatientID", item.patient_id) or item.patient_id),
-                              _modality_label(item, study))
+                              modality_label(item, study))
         try:
             size = file_into(target, arrivals.matching)
         except OSError as exc:
@@ -264,7 +162,7 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                 if why:
                     row.outcome.skipped.append((str(study.get("StudyInstanceUID", "")), why))
                 else:
-                    plan = _plan(assoc, study)
+                    plan = plan_for(assoc, study)
                     plans += series_parts(assoc, plan) if parallel else [plan]
         if c_move:
             with extra_slots(ctx, server, min(server.max_associations, len(plans)) - 1) as extra:
@@ -307,7 +205,7 @@ def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
 
 def _list_instances_alone(peer, local, study_uid: str, series_uid: str | None = None) -> set[str]:
     with dimse.associate(peer, local, purpose="query") as assoc:
-        return _list_instances(assoc, study_uid, series_uid)
+        return list_instances(assoc, study_uid, series_uid)
 
 
 def retrieve_row(item, ctx, **where) -> RowOutcome:
@@ -347,23 +245,3 @@ def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int, sops=Non
         time.sleep(RECEIVER_POLL_SECONDS)
         staged = staging.instances(folder)
     return staged
-
-
-def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | None:
-    """None when exactly the expected instances of exactly the asked-for studies arrived; else the numbers."""
-    parts = []
-    for s in outcome.studies:
-        what = f"series {s.series_instance_uid} of study {s.study_instance_uid}" if s.series_instance_uid else (
-            f"study {s.study_instance_uid}")
-        if s.expected is not None and s.received < s.expected:
-            parts.append(f"{what}: received {s.received} of {s.expected} instances"
-                         + (f" ({s.failed_on_pacs} failed on the PACS side)" if s.failed_on_pacs else ""))
-        if s.foreign:
-            parts.append(f"{what}: {s.foreign} instances that are not part of it arrived "
-                         f"({s.foreign_reasons}) and were quarantined in {s.quarantine}, not filed")
-    for uid, why in outcome.skipped:
-        parts.append(f"{why} (study {uid}); it was skipped, not retrieved")
-    if not parts:
-        return None
-    kept = " Files of the requested studies that arrived were kept." if outcome.received else ""
-    return f"Line {line}, {server_name}: " + "; ".join(parts) + "." + kept

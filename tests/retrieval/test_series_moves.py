@@ -15,7 +15,8 @@ from apps.jobs import slots
 from apps.jobs.models import AssociationSlot
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
 from apps.retrieval.moves import series_parts
-from apps.retrieval.retrieve import RowOutcome, StudyOutcome, StudyPlan, problems_message
+from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
+from apps.retrieval.plans import StudyPlan
 from apps.servers.models import DicomServer
 from tests.receiver_process import receiver_process
 from tests.retrieval.test_integrity import PORTAL_AE, filed, run, staged_left, store_as
