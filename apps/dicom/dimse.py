@@ -14,13 +14,11 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from copy import deepcopy
 from io import BytesIO
 from pathlib import Path
 from typing import Callable, Iterator
 
 from pydicom import dcmread
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import _config, build_context, evt
@@ -33,6 +31,7 @@ from apps.dicom.errors import (AssociationAborted, DicomError, DicomTimeout, Dim
                                RetrieveCanceled)
 from apps.dicom.outcomes import MoveResult, StoreOutcome, not_accepted, store_words
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.query import describe_query, identifier
 from apps.dicom.scp import ReceivedInstance, answer_store
 from apps.dicom.status import category, describe
 
@@ -44,35 +43,6 @@ _config.STORE_SEND_CHUNKED_DATASET = True
 # pynetdicom logs request/response identifiers (patient names and IDs) at INFO; ours stay at DEBUG.
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
-
-LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-
-
-def identifier(level: str, query: dict | Dataset) -> Dataset:
-    """The C-FIND/C-MOVE/C-GET identifier for `query` (attribute keyword -> value, or a Dataset) at `level`."""
-    level = level.upper()
-    if level not in LEVELS:
-        raise ValueError(f"query level must be one of {', '.join(LEVELS)}, not {level!r}")
-    if isinstance(query, Dataset):
-        ds = deepcopy(query)
-    else:
-        ds = Dataset()
-        for keyword, value in query.items():
-            if tag_for_keyword(keyword) is None:
-                raise ValueError(f"'{keyword}' is not a DICOM attribute keyword")
-            setattr(ds, keyword, "" if value is None else value)
-    ds.QueryRetrieveLevel = level
-    return ds
-
-
-def describe_query(ds: Dataset) -> str:
-    """What an identifier asks for, in words for messages ("study 1.2.3"), without patient data."""
-    for keyword, words in (("SOPInstanceUID", "instance"), ("SeriesInstanceUID", "series"), ("StudyInstanceUID", "study")):
-        if text_value(ds.get(keyword, "")):
-            return f"{words} {text_value(ds.get(keyword))}"
-    # patient IDs stay out of messages, which reach logs and job reports
-    return "the patient's studies" if text_value(ds.get("PatientID", "")) else f"the {ds.QueryRetrieveLevel} query"
-
 
 class Association:
     """One open association with a peer; see `associate`. `raw` is the pynetdicom Association."""

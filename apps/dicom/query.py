@@ -1,4 +1,5 @@
-"""Study-level C-FIND identifiers, and the one way the portal reads a study date.
+"""Query identifiers (any level, and the study-level ones of every entry point), how messages name what
+an identifier asks for, and the one way the portal reads a study date.
 
 Used by the case lists of batch retrieval, the query API, the admin and the CLI, so that every entry
 point accepts the same dates and refuses the same mistakes with the same words.
@@ -12,6 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from copy import deepcopy
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+
+from apps.dicom.connect import text_value
 
 STUDY_KEYS = (
     "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime",
@@ -99,3 +106,32 @@ def study_query(filters: dict[str, str]) -> dict[str, str]:
             value = parse_study_date(value)
         query["ModalitiesInStudy" if key == "Modality" else key] = value
     return query
+
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+
+def identifier(level: str, query: dict | Dataset) -> Dataset:
+    """The C-FIND/C-MOVE/C-GET identifier for `query` (attribute keyword -> value, or a Dataset) at `level`."""
+    level = level.upper()
+    if level not in LEVELS:
+        raise ValueError(f"query level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if isinstance(query, Dataset):
+        ds = deepcopy(query)
+    else:
+        ds = Dataset()
+        for keyword, value in query.items():
+            if tag_for_keyword(keyword) is None:
+                raise ValueError(f"'{keyword}' is not a DICOM attribute keyword")
+            setattr(ds, keyword, "" if value is None else value)
+    ds.QueryRetrieveLevel = level
+    return ds
+
+
+def describe_query(ds: Dataset) -> str:
+    """What an identifier asks for, in words for messages ("study 1.2.3"), without patient data."""
+    for keyword, words in (("SOPInstanceUID", "instance"), ("SeriesInstanceUID", "series"), ("StudyInstanceUID", "study")):
+        if text_value(ds.get(keyword, "")):
+            return f"{words} {text_value(ds.get(keyword))}"
+    # patient IDs stay out of messages, which reach logs and job reports
+    return "the patient's studies" if text_value(ds.get("PatientID", "")) else f"the {ds.QueryRetrieveLevel} query"

@@ -16,7 +16,7 @@ from typing import Callable
 from pydicom.uid import UID
 
 from apps.dicom.connect import MODELS
-from apps.dicom.dimse import identifier
+from apps.dicom.query import identifier
 from apps.dicom.outcomes import MoveResult
 from apps.dicom.errors import DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE

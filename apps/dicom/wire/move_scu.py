@@ -14,7 +14,7 @@ import threading
 from pydicom.uid import UID
 
 from apps.dicom.connect import MODELS
-from apps.dicom.dimse import identifier
+from apps.dicom.query import identifier
 from apps.dicom.outcomes import MoveResult
 from apps.dicom.errors import DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE

@@ -13,7 +13,7 @@ from pydicom.uid import UID
 from pynetdicom.dsutils import decode, encode
 
 from apps.dicom.connect import CANCEL_GRACE_SECONDS, text_value
-from apps.dicom.dimse import describe_query
+from apps.dicom.query import describe_query
 from apps.dicom.outcomes import MoveResult
 from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.peers import LocalAE, RemoteAE
