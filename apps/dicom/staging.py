@@ -112,7 +112,7 @@ class MoveStaging:
         """Take a staging folder away for good. It is renamed first, so a write still under way in the
         receiver (answered before it reached the disk) can no longer land in it: every path into the
         old name fails from that moment, and nothing makes the folder again."""
-        gone = folder.with_name(f".removed-{folder.name}-{os.getpid()}-{threading.get_ident()}")
+        gone = folder.with_name(f".removed-{folder.name}-{os.getpid()}-{next(_sequence)}")
         try:
             os.rename(folder, gone)
         except FileNotFoundError:

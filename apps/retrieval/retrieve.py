@@ -13,6 +13,7 @@ flight and leaves no staging behind.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
@@ -164,16 +165,15 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                 else:
                     plan = plan_for(assoc, study)
                     plans += series_parts(assoc, plan) if parallel else [plan]
+        listed = functools.partial(_list_instances_alone, peer, local)  # the PACS's own list, when needed
         if c_move:
             with extra_slots(ctx, server, min(server.max_associations, len(plans)) - 1) as extra:
-                move_parts(row, plans, peer, local, pool=1 + extra,
-                           list_instances=lambda uid, series: set(_list_instances_alone(peer, local, uid, series)))
+                move_parts(row, plans, peer, local, pool=1 + extra, list_instances=listed)
         else:
             for plan in plans:
                 folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
                 row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan.uid, stop),
-                          lambda uid, series: set(_list_instances_alone(peer, local, uid, series)),
-                          wait_for_receiver=False)
+                          listed, wait_for_receiver=False)
     return row.outcome
 
 
