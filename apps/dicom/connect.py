@@ -158,6 +158,9 @@ def application_entity(ae_title: str) -> AE:
     return ae
 
 
+RELEASE_POLL_SECONDS = 0.0002
+
+
 def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, handlers=()):
     """An established pynetdicom Association, or a DicomError saying why not."""
     ae = application_entity(local.ae_title)
@@ -186,6 +189,24 @@ def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, 
     if tls_args:
         probe.tls_error = tls_args[0].handshake_error
     raise _open_error(peer, local, probe, time.monotonic() - started)
+
+
+def release_association(assoc) -> None:
+    """Release a pynetdicom association, returning once the peer has confirmed it (A-RELEASE-RP) or the
+    association was aborted. pynetdicom's release then stops its reactor thread, polling every 10 ms:
+    up to 10 ms more for a caller that opens the next association only once this one is over (the C-MOVE
+    after the row's C-FINDs, on a server allowing one association). That teardown ends on its own thread."""
+    def release() -> None:
+        try:
+            assoc.release()
+        except Exception as exc:  # the peer may have gone; the association is finished either way
+            log.debug("releasing an association failed: %s", exc)
+            assoc.abort()
+
+    teardown = threading.Thread(target=release, name="dicom-release", daemon=True)
+    teardown.start()
+    while teardown.is_alive() and not (assoc.is_released or assoc.is_aborted):
+        time.sleep(RELEASE_POLL_SECONDS)
 
 
 def query_contexts() -> list[PresentationContext]:

@@ -25,8 +25,8 @@ from pynetdicom import _config, build_context, evt
 from pynetdicom.sop_class import Verification
 
 from apps.dicom import files, reuse
-from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts, store_contexts,
-                                text_value)
+from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts,
+                                release_association, store_contexts, text_value)
 from apps.dicom.errors import (AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile,
                                RetrieveCanceled)
 from apps.dicom.outcomes import MoveResult, StoreOutcome, not_accepted, store_words
@@ -54,6 +54,10 @@ class Association:
         self._refused: list[str] = []  # instances of the running C-GET that we answered with a failure
         self._message_id = 0
         self.busy = False  # a request is in flight: an exception now leaves the association unusable
+
+    def release(self) -> None:
+        """Release the association (pynetdicom's thread teardown finishes on its own, see connect.py)."""
+        release_association(self.raw)
 
     def _next_id(self) -> int:
         self._message_id = self._message_id % 65535 + 1
@@ -289,7 +293,7 @@ def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
     except BaseException:
         wrapper.raw.abort()
         raise
-    wrapper.raw.release()
+    wrapper.release()
 
 
 def _lend(pool, key, wrapper: Association):

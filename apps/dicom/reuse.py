@@ -13,12 +13,9 @@ closes it under us, and so that no association lives long enough to meet a PACS'
 """
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-
-log = logging.getLogger(__name__)
 
 _current: ContextVar["AssociationPool | None"] = ContextVar("association_pool", default=None)
 
@@ -69,11 +66,7 @@ class AssociationPool:
 
 
 def _close(wrapper) -> None:
-    try:
-        wrapper.raw.release()
-    except Exception as exc:  # the peer may have gone; the association is finished either way
-        log.debug("releasing an idle association failed: %s", exc)
-        wrapper.raw.abort()
+    wrapper.release()
 
 
 def current() -> AssociationPool | None:

@@ -134,21 +134,51 @@ class MoveStaging:
     @staticmethod
     def unwritten(folder: Path) -> set[str]:
         """What the receiver answered for in `folder` (its ledger, ANSWERED) that is not on disk yet."""
-        try:
-            answered = set((folder / ANSWERED).read_text(errors="replace").split())
-        except FileNotFoundError:
-            return set()
-        if not answered:
-            return set()
-        present = {str(p.relative_to(folder)) for p in folder.rglob("*.dcm") if not p.name.startswith(".")}
-        return answered - present
+        return MoveStaging.progress(folder)[1]
 
     @staticmethod
     def instances(folder: Path) -> list[Path]:
         """The complete instances in a staging folder (not the ones still being written)."""
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.suffix == ".dcm" and not p.name.startswith("."))
+        return [folder / name for name in MoveStaging.progress(folder)[0]]
+
+    @staticmethod
+    def progress(folder: Path) -> tuple[list[str], set[str]]:
+        """(The names of the complete instances in `folder`, sorted; what the receiver answered for in it
+        that is not on disk yet), from one pass over the folder and its subfolders: the retrieval asks
+        this every few milliseconds while the receiver's last writes land."""
+        try:
+            answered = set((folder / ANSWERED).read_text(errors="replace").split())
+        except FileNotFoundError:
+            answered = set()
+        names, present = [], set()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.name.endswith(".dcm"):
+                        names.append(entry.name)
+                    elif answered and entry.is_dir(follow_symlinks=False):
+                        present.update(_files_below(entry.path, entry.name))
+        except FileNotFoundError:
+            return [], set()
+        present.update(names)
+        names.sort()
+        return names, answered - present
+
+
+def _files_below(path: str, relative: str) -> list[str]:
+    """The .dcm files under `path`, as paths relative to the staging folder (`relative` is `path`'s)."""
+    found = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                found += _files_below(entry.path, f"{relative}/{entry.name}")
+            elif entry.name.endswith(".dcm"):
+                found.append(f"{relative}/{entry.name}")
+    return found
 
 
 def _size(data) -> int:

@@ -3,7 +3,9 @@
 original spelling, so 'A/B' and 'A_B' never share a folder."""
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -32,6 +34,11 @@ def file_into(folder: Path, staged: list[Path]) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     total = 0
     for path in staged:
-        total += path.stat().st_size
-        shutil.move(path, folder / path.name)  # a rename when staging and downloads share a disk
+        total += os.stat(path).st_size
+        try:
+            os.replace(path, folder / path.name)  # staging and downloads share a disk: one system call
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.move(path, folder / path.name)  # on another disk: a copy, then the staged file goes
     return total

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
 # the last C-STORE before its final response, but our receiver is another process writing to disk).
 RECEIVER_GRACE_SECONDS = 2.0
-RECEIVER_POLL_SECONDS = 0.005  # the receiver answers before its last write lands: it is usually a moment behind
+RECEIVER_POLL_SECONDS = 0.002  # the receiver answers before its last write lands: it is usually a moment behind
 
 
 def require_writable(folder: Path, what: str) -> None:
@@ -236,12 +236,13 @@ def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int, sops=Non
     """What a C-MOVE staged, once `expected` instances (every one of `sops`, when the PACS listed them)
     are there and no write is under way: our receiver is another process, and it answers an instance
     before its file is complete, so its last writes may trail the final response a little."""
-    def complete(staged):
-        return (len(staged) >= expected and (sops is None or set(sops) <= {p.stem for p in staged})
-                and not staging.unwritten(folder))
-
-    staged, deadline = staging.instances(folder), time.monotonic() + RECEIVER_GRACE_SECONDS
-    while not complete(staged) and time.monotonic() < deadline and not staging.write_failure(folder):
+    wanted, deadline = set(sops) if sops is not None else None, time.monotonic() + RECEIVER_GRACE_SECONDS
+    while True:
+        names, unwritten = staging.progress(folder)
+        if len(names) >= expected and not unwritten and (
+                wanted is None or wanted <= {name[:-len(".dcm")] for name in names}):
+            break
+        if time.monotonic() >= deadline or staging.write_failure(folder):
+            break
         time.sleep(RECEIVER_POLL_SECONDS)
-        staged = staging.instances(folder)
-    return staged
+    return [folder / name for name in names]
