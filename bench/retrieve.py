@@ -36,7 +36,7 @@ PORTAL_AE, DCMTK_AE = "BENCHPORTAL", "BENCHSCP"
 
 
 def configure_django(work: Path, receiver_port: int) -> dict:
-    env = {"DEBUG": "1", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
+    env = {"DEBUG": "0", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
            "STAGING_DIR": str(work / "staging"), "DOWNLOADS_DIR": str(work / "downloads"),
            "DICOM_AE_TITLE": PORTAL_AE, "DICOM_PORT": str(receiver_port), "LOG_LEVEL": "WARNING"}
     os.environ.update(env)

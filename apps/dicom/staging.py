@@ -92,14 +92,26 @@ def _write_all(fd: int, data) -> None:
             views[0] = views[0][written:]
 
 
+FOLDERS_CACHED = 1024
+
+
 class MoveStaging:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._folders: dict[tuple, Path] = {}  # the receiver asks once per instance: the same few answers
 
     def folder(self, originator_ae: str | None, message_id: int | None, calling_ae: str = "") -> Path:
-        if originator_ae and message_id is not None:
-            return self.root / safe_ae(originator_ae) / str(int(message_id))
-        return self.root / "_unsolicited" / safe_ae(calling_ae)
+        key = (originator_ae, message_id, calling_ae)
+        found = self._folders.get(key)
+        if found is None:
+            if originator_ae and message_id is not None:
+                found = self.root / safe_ae(originator_ae) / str(int(message_id))
+            else:
+                found = self.root / "_unsolicited" / safe_ae(calling_ae)
+            if len(self._folders) >= FOLDERS_CACHED:
+                self._folders.clear()
+            self._folders[key] = found
+        return found
 
     def write(self, folder: Path, sop_instance_uid: str, data) -> Path:
         """Store the bytes (a buffer or a sequence of buffers) exactly as received. Re-sending an instance overwrites it (idempotent)."""
@@ -255,7 +267,8 @@ class BackgroundWrites:
         self._answered(move_folder, target)
 
     def _answered(self, move_folder: Path, target: Path) -> None:
-        """Note in the move's ledger (ANSWERED) that `target` was answered for: one append, no new file."""
+        """Note in the move's ledger (ANSWERED) that `target` (a path below `move_folder`) was answered
+        for: one append, no new file."""
         with self._changed:
             fd = self._ledgers.pop(move_folder, None)
             if fd is None:
@@ -263,7 +276,7 @@ class BackgroundWrites:
             self._ledgers[move_folder] = fd  # the most recent last
             while len(self._ledgers) > LEDGERS_OPEN:
                 os.close(self._ledgers.pop(next(iter(self._ledgers))))
-        os.write(fd, f"{target.relative_to(move_folder)}\n".encode())
+        os.write(fd, f"{str(target)[len(str(move_folder)) + 1:]}\n".encode())
 
     def flush(self) -> None:
         """Wait until everything submitted so far is written (or has failed)."""
