@@ -1,7 +1,9 @@
 """Retrieval benchmark: one study (default 500 CT instances, 512x512, in 4 series) from a real Orthanc,
 through the portal's worker path (apps.jobs.runner.run_item: C-FIND, C-MOVE into a real `manage.py
 receive` subprocess, staged, filed into DOWNLOADS_DIR), against DCMTK movescu -> storescp in the same run.
-Also C-GET: the portal's worker path with retrieve method c-get against DCMTK getscu.
+Also C-GET: the portal's worker path with retrieve method c-get against DCMTK getscu. For each association
+limit above 1, DCMTK's own parallel C-MOVE (that many lanes of series-level movescu into a forking storescp)
+is measured too: what moving series in parallel can gain on this machine at all.
 
     .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--series 4] [--receivers lean,pynetdicom]
                                        [--move-engines lean,pynetdicom] [--max-associations 1,2]
@@ -102,6 +104,43 @@ def dcmtk_move(orthanc: Orthanc, study_uid: str, work: Path, port: int, expected
     return elapsed
 
 
+def dcmtk_move_lanes(orthanc: Orthanc, study_uid: str, series_uids: list[str], work: Path, port: int,
+                     expected: int, lanes: int) -> float:
+    """DCMTK's own parallel C-MOVE, the reference for the portal's series in parallel: the study's series
+    in `lanes` lanes of series-level movescu runs (one after the other within a lane), into one storescp
+    that forks a process per association. What parallel moves can gain on this machine at all."""
+    out = work / "storescp-lanes-in"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    scp = subprocess.Popen(["storescp", "--fork", "-aet", DCMTK_AE, "-od", str(out), str(port)], env=DCMTK_ENV,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def lane(uids: list[str]) -> None:
+        for uid in uids:
+            timed(["movescu", "-S", "-aet", "BENCH", "-aec", orthanc.aet, "-aem", DCMTK_AE,
+                   "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study_uid}",
+                   "-k", f"SeriesInstanceUID={uid}", "127.0.0.1", str(orthanc.dicom_port)])
+
+    try:
+        while not port_open(port):
+            time.sleep(0.02)
+        threads = [threading.Thread(target=lane, args=(series_uids[k::lanes],)) for k in range(lanes)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 10  # a forked child may still be closing its last file
+        while count_files(out) < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        os.killpg(scp.pid, 15)  # storescp and the children it forked
+        scp.wait(10)
+    check(count_files(out), expected, f"movescu x{lanes} lanes -> storescp --fork")
+    return elapsed
+
+
 def dcmtk_get(orthanc: Orthanc, study_uid: str, work: Path, expected: int) -> float:
     out = work / "getscu-in"
     shutil.rmtree(out, ignore_errors=True)
@@ -152,7 +191,7 @@ def table(results: dict[str, list[float]], instances: int, megabytes: float, pai
         median = statistics.median(runs)
         lines.append(f"| {name} | {' '.join(f'{r:.2f}' for r in runs)} | {median:.2f} | "
                      f"{instances / median:.0f} | {megabytes / median:.0f} |")
-    lines += ["", "| ratio (inst/s, portal / DCMTK) | value |", "|---|---|"]
+    lines += ["", "| ratio (inst/s, variant / reference) | value |", "|---|---|"]
     for portal, dcmtk in pairs:
         if portal in results and dcmtk in results:
             ratio = statistics.median(results[dcmtk]) / statistics.median(results[portal])
@@ -208,6 +247,8 @@ def main(argv=None) -> int:
         get_engines = [e for e in args.get_engines.split(",") if e]
         moves = [(f"portal C-MOVE ({e} receiver, {m} requestor, {k} assoc.)", e, m, k)
                  for e in engines for m in move_engines for k in limits]
+        series_uids = [s["SeriesInstanceUID"] for s in manifest["studies"][0]["Series"]]
+        lanes = [k for k in limits if 1 < k <= len(series_uids)]
         # Untimed: Orthanc's files into the page cache, and the worker process's first run (imports, the
         # database connection): a portal worker is a long-running process.
         dcmtk_move(orthanc, study_uid, work, storescp_port, n)
@@ -221,6 +262,9 @@ def main(argv=None) -> int:
             print(f"run {run + 1}/{args.repeat}", file=sys.stderr)
             results.setdefault("DCMTK movescu -> storescp", []).append(
                 dcmtk_move(orthanc, study_uid, work, storescp_port, n))
+            for k in lanes:
+                results.setdefault(f"DCMTK {k} lanes of series movescu -> storescp --fork", []).append(
+                    dcmtk_move_lanes(orthanc, study_uid, series_uids, work, storescp_port, n, k))
             for name, engine, requestor, limit in moves:
                 use_engine("MOVE_ENGINE", requestor)
                 receiver = Receiver(env, engine)
@@ -237,6 +281,7 @@ def main(argv=None) -> int:
     finally:
         orthanc.stop()
     pairs = [(name, "DCMTK movescu -> storescp") for name, *_ in moves]
+    pairs += [(f"DCMTK {k} lanes of series movescu -> storescp --fork", "DCMTK movescu -> storescp") for k in lanes]
     pairs += [(f"portal C-GET ({e})", "DCMTK getscu") for e in get_engines]
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series from "

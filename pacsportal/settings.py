@@ -47,6 +47,8 @@ QUARANTINE_DIR = Path(env("QUARANTINE_DIR", default=str(DATA_DIR / "quarantine")
 # What peers may cost the receiver: associations at once (one more is refused, "local limit exceeded"),
 # seconds of silence between PDUs, seconds any wait inside a PDU may last (a PDU taking longer is cut).
 RECEIVER_MAX_ASSOCIATIONS = env.int("RECEIVER_MAX_ASSOCIATIONS", default=32)
+# Processes serving the receiver's port (the lean engine): series moved in parallel need more than one.
+RECEIVER_PROCESSES = env.int("RECEIVER_PROCESSES", default=min(4, os.cpu_count() or 1))
 RECEIVER_IDLE_TIMEOUT = env.float("RECEIVER_IDLE_TIMEOUT", default=300.0)
 RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
 # A case list with more rows than this has its rows created in the background ("preparing").

@@ -26,11 +26,11 @@ except (OSError, AttributeError):  # not Linux: children then outlive a SIGKILLe
     _prctl = None
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the supervisor dies, even by SIGKILL (Linux), so its own
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In the child before exec: `sig` when the supervisor dies, even by SIGKILL (Linux), so its own
     session does not turn it into an orphan that keeps a port."""
     if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        _prctl(PR_SET_PDEATHSIG, sig)
 
 
 @dataclass
@@ -60,11 +60,14 @@ class Child:
 class Supervisor:
     def __init__(self, commands: dict[str, list[str]], *, cwd: Path, status_path: Path | None = None,
                  say: Callable[[str], None] = print, first_delay: float = FIRST_DELAY, max_delay: float = MAX_DELAY,
-                 stable_after: float = STABLE_AFTER, stop_seconds: float = STOP_SECONDS):
+                 stable_after: float = STABLE_AFTER, stop_seconds: float = STOP_SECONDS, pass_fds: tuple = (),
+                 death_signal: int = signal.SIGTERM):
+        """`pass_fds`: file descriptors every child inherits (a listening socket they share).
+        `death_signal`: what a child gets when this supervisor dies."""
         self.children = [Child(name, command) for name, command in commands.items()]
         self.cwd, self.status_path, self.say = cwd, status_path, say
         self.first_delay, self.max_delay, self.stable_after = first_delay, max_delay, stable_after
-        self.stop_seconds = stop_seconds
+        self.stop_seconds, self.pass_fds, self.death_signal = stop_seconds, tuple(pass_fds), death_signal
 
     def start_all(self) -> None:
         for child in self.children:
@@ -73,7 +76,9 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         child.kill_group()  # what a dead leader left behind must not run twice or hold its port
-        child.proc = subprocess.Popen(child.command, cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent)
+        death_signal = self.death_signal
+        child.proc = subprocess.Popen(child.command, cwd=self.cwd, start_new_session=True, pass_fds=self.pass_fds,
+                                      preexec_fn=lambda: _die_with_parent(death_signal))
         child.started_at, child.problem = time.monotonic(), ""
         self.say(f"started {child.name} (pid {child.proc.pid})")
 

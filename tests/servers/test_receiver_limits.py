@@ -31,8 +31,10 @@ def limited_receiver(tmp_path, orthanc, orthanc_dataset):
     ae_title, port = "LIMITED", unused_port()
     orthanc.add_modality(ae_title, ae_title, port)
     live_move_key(orthanc, orthanc_dataset["studies"][0]["StudyInstanceUID"], 99)
+    # One process, so the limit counted here is exactly MAX_ASSOCIATIONS: with several, each process has
+    # its share, and a burst of connections need not split evenly (test_receiver_processes.py).
     proc = start_receiver(tmp_path, ae_title, port, RECEIVER_MAX_ASSOCIATIONS=MAX_ASSOCIATIONS,
-                          RECEIVER_PDU_TIMEOUT=PDU_TIMEOUT)
+                          RECEIVER_PDU_TIMEOUT=PDU_TIMEOUT, RECEIVER_PROCESSES=1)
     yield proc, ae_title, port, MoveStaging(tmp_path / "staging")
     proc.kill()
     proc.wait()

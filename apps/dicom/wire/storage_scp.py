@@ -179,6 +179,14 @@ class _Association(MessageAssembler):
         self.sock.sendall(pdu.p_data(context_id, True, rsp, self.peer_max_pdu))
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(LISTEN_BACKLOG)
+    return listener
+
+
 class LeanStorageSCP(Service):
     """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
     called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe),
@@ -186,8 +194,12 @@ class LeanStorageSCP(Service):
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
                  bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
-                 limits: ReceiverLimits = ReceiverLimits()):
+                 limits: ReceiverLimits = ReceiverLimits(), listener: socket.socket | None = None):
+        """`listener`: a listening socket inherited from the process that made it and shared with other
+        processes serving the same port (`manage.py receive` with several processes): accepted from,
+        never shut down here; its owner shuts it down, which wakes every process's accept()."""
         self.local, self.bind_host, self.on_instance, self.limits = local, bind_host, on_instance, limits
+        self.shared_listener = listener
         self.accepts_calling_ae = accepts_calling_ae
         self.associations = threading.BoundedSemaphore(limits.max_associations)
         self.handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
@@ -201,10 +213,7 @@ class LeanStorageSCP(Service):
         return self._listener.getsockname()[1] if self._listener is not None else None
 
     def start(self) -> "LeanStorageSCP":
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.bind_host, self.local.port))
-        listener.listen(LISTEN_BACKLOG)
+        listener = self.shared_listener or listening_socket(self.bind_host, self.local.port)
         self._listener = listener
         self._stopping.clear()
         self._acceptor = threading.Thread(target=self._accept_loop, args=(listener,), name="scp-accept", daemon=True)
@@ -218,7 +227,11 @@ class LeanStorageSCP(Service):
                 continue
             try:
                 conn, _ = listener.accept()
-            except OSError:  # the listener was shut down by stop()
+            except OSError:  # the listener was shut down by stop() (or, when shared, by its owner)
+                self.handshakes.release()
+                return
+            if self._stopping.is_set():  # a shared listener outlives our stop: this one is not ours to serve
+                conn.close()
                 self.handshakes.release()
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -246,12 +259,15 @@ class LeanStorageSCP(Service):
         if self._listener is None:
             return
         self._stopping.set()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
-        except OSError:
-            pass
-        self._listener.close()
-        self._acceptor.join(5)
+        if self.shared_listener is None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
+            except OSError:
+                pass
+            self._listener.close()
+            self._acceptor.join(5)
+        else:  # its owner shuts it down (that wakes our accept); ours ends with the process if not
+            self._acceptor.join(0.5)
         self._listener = None
         with self._lock:
             running = list(self._active.items())

@@ -8,22 +8,55 @@ Runs until SIGTERM/SIGINT, then stops accepting and lets running associations fi
 `--engine` (default: the RECEIVER_ENGINE setting, `lean`) picks the Storage SCP: `lean` is the socket-level
 one of apps/dicom/wire/storage_scp.py, about 3x the throughput of `pynetdicom` (bench/retrieve.py); both hand
 the same instances to the same writer.
+
+`--processes` (default: the RECEIVER_PROCESSES setting): the lean receiver serves its port from that many
+processes. One Python process runs one association at a time on the interpreter: series moved in parallel
+on two associations took as long as one. This process then only binds the port and supervises (a child
+that dies is restarted); the children accept from the listening socket it hands down, which the kernel
+gives to the process that has waited longest, and each takes its share of RECEIVER_MAX_ASSOCIATIONS.
+A child dies with this process, SIGKILL included. One process serves when the unsolicited quota is on
+(its accounting is one process's) or with the pynetdicom engine.
 """
+import argparse
 import logging
+import os
+import select
 import signal
+import socket
+import sys
 import threading
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from apps.core.supervisor import Supervisor
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.scp import ReceiverLimits
 from apps.dicom.staging import BackgroundWrites, MoveStaging
+from apps.dicom.wire.storage_scp import listening_socket
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
 
 log = logging.getLogger("apps.retrieval.receive")
 SWEEP_SECONDS = 3600.0  # how often kept unsolicited instances past their keep time are removed
+POLL_SECONDS = 0.2  # how often the supervising process looks after its children
+READY_SECONDS = 60.0  # the longest the supervising process waits for its children to accept
+
+
+def process_count(engine: str, wanted: int | None = None) -> int:
+    """How many processes serve the port: at most one per association allowed."""
+    if engine != "lean" or settings.RECEIVER_KEEP_UNSOLICITED_MB > 0:
+        return 1
+    return max(1, min(wanted or settings.RECEIVER_PROCESSES, settings.RECEIVER_MAX_ASSOCIATIONS))
+
+
+def _say_ready(fd: int) -> None:
+    try:
+        os.write(fd, b".")
+    except OSError:  # a restarted child: nobody waits for it any more
+        pass
+    os.close(fd)
 
 
 class Command(BaseCommand):
@@ -33,28 +66,83 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="override DICOM_PORT")
         parser.add_argument("--engine", choices=sorted(STORAGE_SCPS), default=None,
                             help="Storage SCP implementation (default: the RECEIVER_ENGINE setting)")
+        parser.add_argument("--processes", type=int, default=None,
+                            help="processes serving the port (default: the RECEIVER_PROCESSES setting)")
+        # How the supervising process starts its children: the socket they share, and each one's share.
+        parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+        parser.add_argument("--max-associations", type=int, default=None, help=argparse.SUPPRESS)
+        parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
-    def handle(self, *args, port=None, engine=None, **options):
+    def handle(self, *args, port=None, engine=None, processes=None, listen_fd=None, max_associations=None,
+               ready_fd=None, **options):
         engine = engine or settings.RECEIVER_ENGINE
         local = local_ae()
         if port is not None:
             local = type(local)(ae_title=local.ae_title, host=local.host, port=port)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        count = process_count(engine, processes)
+        if listen_fd is None and count > 1:
+            self.supervise(local, engine, count, stop)
+        else:
+            self.serve(local, engine, stop, listen_fd, max_associations, ready_fd)
+
+    def serve(self, local, engine: str, stop: threading.Event, listen_fd: int | None, max_associations: int | None,
+              ready_fd: int | None = None):
         staging = MoveStaging(settings.STAGING_DIR)
         policy = ReceiverPolicy(local.ae_title)
         writes = BackgroundWrites()
         writer = staging_writer(staging, policy, writes)
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        limits = ReceiverLimits(max_associations=settings.RECEIVER_MAX_ASSOCIATIONS,
+        limits = ReceiverLimits(max_associations=max_associations or settings.RECEIVER_MAX_ASSOCIATIONS,
                                 idle_timeout=settings.RECEIVER_IDLE_TIMEOUT, pdu_timeout=settings.RECEIVER_PDU_TIMEOUT)
+        shared = {} if listen_fd is None else {"listener": socket.socket(fileno=listen_fd)}
         with STORAGE_SCPS[engine](local, writer, bind_host=local.host, accepts_calling_ae=policy.calling_ae_allowed,
-                                  limits=limits) as scp:
-            log.info("receiver %s (%s) listening on %s:%s, staging in %s", local.ae_title, engine, local.host,
-                     scp.port, settings.STAGING_DIR)
-            self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{scp.port} (Ctrl-C to stop)")
-            self.stdout.flush()
+                                  limits=limits, **shared) as scp:
+            if ready_fd is not None:
+                _say_ready(ready_fd)
+            if listen_fd is None:
+                log.info("receiver %s (%s) listening on %s:%s, staging in %s", local.ae_title, engine, local.host,
+                         scp.port, settings.STAGING_DIR)
+                self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{scp.port} (Ctrl-C to stop)")
+                self.stdout.flush()
             while not stop.wait(SWEEP_SECONDS):
                 writer.quota.sweep()
         writes.close()  # what was answered for is on disk before the process ends
+        log.info("receiver stopped")
+
+    def supervise(self, local, engine: str, count: int, stop: threading.Event):
+        listener = listening_socket(local.host, local.port)
+        port, fd = listener.getsockname()[1], listener.fileno()
+        listener.set_inheritable(True)
+        ready_read, ready_write = os.pipe()  # each child writes a byte once it accepts
+        share = -(-settings.RECEIVER_MAX_ASSOCIATIONS // count)
+        command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "receive", "--engine", engine,
+                   "--port", str(port), "--listen-fd", str(fd), "--max-associations", str(share),
+                   "--ready-fd", str(ready_write)]
+        # A child is killed with us, not asked to stop: a receiver killed mid-move must not finish it.
+        supervisor = Supervisor({f"receiver-{n + 1}": command for n in range(count)}, cwd=settings.BASE_DIR,
+                                say=log.info, pass_fds=(fd, ready_write), death_signal=signal.SIGKILL)
+        supervisor.start_all()
+        os.close(ready_write)
+        ready, deadline = 0, time.monotonic() + READY_SECONDS  # "listening" is said once every child is
+        while ready < count and time.monotonic() < deadline and not stop.is_set():
+            if select.select([ready_read], [], [], POLL_SECONDS)[0]:
+                ready += len(os.read(ready_read, count))
+            supervisor.poll()
+        os.close(ready_read)  # a restarted child's byte goes nowhere (_say_ready)
+        log.info("receiver %s (%s, %d processes) listening on %s:%s, staging in %s", local.ae_title, engine, count,
+                 local.host, port, settings.STAGING_DIR)
+        self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{port} ({count} processes, Ctrl-C to stop)")
+        self.stdout.flush()
+        try:
+            while not stop.wait(POLL_SECONDS):
+                supervisor.poll()
+        finally:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # every child's accept() ends: nothing new is taken
+            except OSError:
+                pass
+            listener.close()
+            supervisor.stop_all()  # each child finishes its associations and writes what it answered for
         log.info("receiver stopped")

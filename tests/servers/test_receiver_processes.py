@@ -1,0 +1,152 @@
+"""`manage.py receive` on several processes: associations at once go to different processes (one Python
+process runs one association at a time on its interpreter), the association limit holds in total, a child
+that dies is replaced while the port stays served, and stopping or killing the receiver ends all of them."""
+import os
+import signal
+import socket
+import time
+
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from tests.fixtures_common import unused_port
+from tests.receiver_process import start_receive, stop
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CALLING_AE = "PROCTEST"
+
+
+def start(tmp_path, port, processes=2, **env):
+    return start_receive("RECEIVERP", "--processes", str(processes), DATA_DIR=tmp_path / "data",
+                         STAGING_DIR=tmp_path / "staging", DICOM_PORT=port, RECEIVER_ALLOWED_AE_TITLES=CALLING_AE,
+                         **env)
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def serving_process(client: socket.socket, server_port: int, pids: set[int]) -> int | None:
+    """Which of `pids` holds the receiver's end of the connection `client` made."""
+    client_port = client.getsockname()[1]
+    inode = None
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":"), fields[2].split(":")
+        if int(local[1], 16) == server_port and int(remote[1], 16) == client_port:
+            inode = fields[9]
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def associate(port: int):
+    ae = AE(ae_title=CALLING_AE)
+    ae.add_requested_context(Verification)
+    return ae.associate("127.0.0.1", port, ae_title="RECEIVERP")
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def port_refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_two_associations_at_once_are_served_by_two_processes(tmp_path):
+    port = unused_port()
+    proc = start(tmp_path, port)
+    try:
+        pids = children(proc.pid)
+        assert len(pids) == 2, pids
+        first, second = associate(port), associate(port)
+        try:
+            assert first.is_established and second.is_established
+            served_by = {serving_process(a.dul.socket.socket, port, pids) for a in (first, second)}
+            assert served_by == pids, "both associations landed in one process"
+            assert first.send_c_echo().Status == 0 and second.send_c_echo().Status == 0
+        finally:
+            first.release()
+            second.release()
+    finally:
+        stop(proc)
+
+
+def test_the_association_limit_holds_in_total_across_processes(tmp_path):
+    port = unused_port()
+    proc = start(tmp_path, port, RECEIVER_MAX_ASSOCIATIONS=2)
+    try:
+        assert len(children(proc.pid)) == 2
+        held = [associate(port) for _ in range(3)]
+        try:
+            assert sum(a.is_established for a in held) <= 2
+            assert any(a.is_rejected for a in held), "a third association beyond the limit of 2 was accepted"
+        finally:
+            for a in held:
+                if a.is_established:
+                    a.release()
+    finally:
+        stop(proc)
+
+
+def test_a_child_that_dies_is_replaced_and_the_port_stays_served(tmp_path):
+    port = unused_port()
+    proc = start(tmp_path, port)
+    try:
+        before = children(proc.pid)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(children(proc.pid) - {victim}) == 2, 30, "a replacement receiver process")
+        for _ in range(4):  # every process answers, the new one included
+            assoc = associate(port)
+            assert assoc.is_established and assoc.send_c_echo().Status == 0
+            assoc.release()
+    finally:
+        stop(proc)
+
+
+def test_sigterm_stops_every_process_and_frees_the_port(tmp_path):
+    port = unused_port()
+    proc = start(tmp_path, port)
+    pids = children(proc.pid)
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), 10, "the children to end")
+    assert port_refuses(port)
+
+
+def test_a_receiver_killed_takes_its_processes_with_it(tmp_path):
+    port = unused_port()
+    proc = start(tmp_path, port)
+    pids = children(proc.pid)
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+                             for pid in pids), 10, "the children to die with their parent")
+    assert port_refuses(port)
