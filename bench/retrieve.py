@@ -6,6 +6,7 @@ limit above 1, DCMTK's own parallel C-MOVE (that many lanes of series-level move
 is measured too: what moving series in parallel can gain on this machine at all.
 
     .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--series 4] [--receivers lean,pynetdicom]
+                                       [--receiver-processes 1,2]
                                        [--move-engines lean,pynetdicom] [--max-associations 1,2]
                                        [--get-engines lean,pynetdicom] [--no-get]
 
@@ -206,6 +207,9 @@ def main(argv=None) -> int:
     parser.add_argument("--series", type=int, default=int(os.environ.get("SERIES", 4)),
                         help="series in the study (a server allowing several associations moves them in parallel)")
     parser.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 512)), help="rows = cols")
+    parser.add_argument("--receiver-processes", default=os.environ.get("RECEIVER_PROCESSES_LIST", ""),
+                        help="comma-separated RECEIVER_PROCESSES values to measure the C-MOVE with "
+                             "(default: the setting's default)")
     parser.add_argument("--receivers", default=os.environ.get("RECEIVERS", "lean"),
                         help="comma-separated `manage.py receive --engine` values to measure")
     parser.add_argument("--move-engines", default=os.environ.get("MOVE_ENGINES", "lean"),
@@ -245,8 +249,9 @@ def main(argv=None) -> int:
         engines = [e for e in args.receivers.split(",") if e]
         move_engines = [e for e in args.move_engines.split(",") if e]
         get_engines = [e for e in args.get_engines.split(",") if e]
-        moves = [(f"portal C-MOVE ({e} receiver, {m} requestor, {k} assoc.)", e, m, k)
-                 for e in engines for m in move_engines for k in limits]
+        processes = [p for p in args.receiver_processes.split(",") if p] or [""]
+        moves = [(f"portal C-MOVE ({e} receiver{f' on {p} proc.' if p else ''}, {m} requestor, {k} assoc.)",
+                  e, m, k, p) for e in engines for m in move_engines for k in limits for p in processes]
         series_uids = [s["SeriesInstanceUID"] for s in manifest["studies"][0]["Series"]]
         lanes = [k for k in limits if 1 < k <= len(series_uids)]
         # Untimed: Orthanc's files into the page cache, and the worker process's first run (imports, the
@@ -265,9 +270,9 @@ def main(argv=None) -> int:
             for k in lanes:
                 results.setdefault(f"DCMTK {k} lanes of series movescu -> storescp --fork", []).append(
                     dcmtk_move_lanes(orthanc, study_uid, series_uids, work, storescp_port, n, k))
-            for name, engine, requestor, limit in moves:
+            for name, engine, requestor, limit, count in moves:
                 use_engine("MOVE_ENGINE", requestor)
-                receiver = Receiver(env, engine)
+                receiver = Receiver({**env, "RECEIVER_PROCESSES": count} if count else env, engine)
                 try:
                     results.setdefault(name, []).append(portal_retrieve(move_servers[limit], study_uid, n))
                 finally:
