@@ -77,61 +77,59 @@ def port_refuses(port: int) -> bool:
     return False
 
 
-def test_two_associations_at_once_are_served_by_two_processes(tmp_path):
+@pytest.fixture
+def receiver(tmp_path):
+    """(the receiver process, its port), on two processes; stopped at the end unless a test ended it."""
     port = unused_port()
     proc = start(tmp_path, port)
+    yield proc, port
+    stop(proc)
+
+
+def test_two_associations_at_once_are_served_by_two_processes(receiver):
+    proc, port = receiver
+    pids = children(proc.pid)
+    assert len(pids) == 2, pids
+    first, second = associate(port), associate(port)
     try:
-        pids = children(proc.pid)
-        assert len(pids) == 2, pids
-        first, second = associate(port), associate(port)
-        try:
-            assert first.is_established and second.is_established
-            served_by = {serving_process(a.dul.socket.socket, port, pids) for a in (first, second)}
-            assert served_by == pids, "both associations landed in one process"
-            assert first.send_c_echo().Status == 0 and second.send_c_echo().Status == 0
-        finally:
-            first.release()
-            second.release()
+        assert first.is_established and second.is_established
+        served_by = {serving_process(a.dul.socket.socket, port, pids) for a in (first, second)}
+        assert served_by == pids, "both associations landed in one process"
+        assert first.send_c_echo().Status == 0 and second.send_c_echo().Status == 0
     finally:
-        stop(proc)
+        first.release()
+        second.release()
 
 
 def test_the_association_limit_holds_in_total_across_processes(tmp_path):
     port = unused_port()
     proc = start(tmp_path, port, RECEIVER_MAX_ASSOCIATIONS=2)
+    held = []
     try:
         assert len(children(proc.pid)) == 2
         held = [associate(port) for _ in range(3)]
-        try:
-            assert sum(a.is_established for a in held) <= 2
-            assert any(a.is_rejected for a in held), "a third association beyond the limit of 2 was accepted"
-        finally:
-            for a in held:
-                if a.is_established:
-                    a.release()
+        assert sum(a.is_established for a in held) <= 2
+        assert any(a.is_rejected for a in held), "a third association beyond the limit of 2 was accepted"
     finally:
+        for a in held:
+            if a.is_established:
+                a.release()
         stop(proc)
 
 
-def test_a_child_that_dies_is_replaced_and_the_port_stays_served(tmp_path):
-    port = unused_port()
-    proc = start(tmp_path, port)
-    try:
-        before = children(proc.pid)
-        victim = min(before)
-        os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: len(children(proc.pid) - {victim}) == 2, 30, "a replacement receiver process")
-        for _ in range(4):  # every process answers, the new one included
-            assoc = associate(port)
-            assert assoc.is_established and assoc.send_c_echo().Status == 0
-            assoc.release()
-    finally:
-        stop(proc)
+def test_a_child_that_dies_is_replaced_and_the_port_stays_served(receiver):
+    proc, port = receiver
+    victim = min(children(proc.pid))
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(children(proc.pid) - {victim}) == 2, 30, "a replacement receiver process")
+    for _ in range(4):  # every process answers, the new one included
+        assoc = associate(port)
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assoc.release()
 
 
-def test_sigterm_stops_every_process_and_frees_the_port(tmp_path):
-    port = unused_port()
-    proc = start(tmp_path, port)
+def test_sigterm_stops_every_process_and_frees_the_port(receiver):
+    proc, port = receiver
     pids = children(proc.pid)
     assert len(pids) == 2
     proc.send_signal(signal.SIGTERM)
@@ -140,13 +138,20 @@ def test_sigterm_stops_every_process_and_frees_the_port(tmp_path):
     assert port_refuses(port)
 
 
-def test_a_receiver_killed_takes_its_processes_with_it(tmp_path):
-    port = unused_port()
-    proc = start(tmp_path, port)
+def test_a_receiver_killed_takes_its_processes_with_it(receiver):
+    proc, port = receiver
     pids = children(proc.pid)
     assert len(pids) == 2
     proc.kill()
     proc.wait(timeout=10)
-    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-                             for pid in pids), 10, "the children to die with their parent")
+    wait_for(lambda: not any(alive(pid) for pid in pids), 10, "the children to die with their parent")
     assert port_refuses(port)
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent to reap it)."""
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
