@@ -7,6 +7,7 @@ Plain Python (no Django), so it can be tested with any commands.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -76,9 +77,8 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         child.kill_group()  # what a dead leader left behind must not run twice or hold its port
-        death_signal = self.death_signal
         child.proc = subprocess.Popen(child.command, cwd=self.cwd, start_new_session=True, pass_fds=self.pass_fds,
-                                      preexec_fn=lambda: _die_with_parent(death_signal))
+                                      preexec_fn=functools.partial(_die_with_parent, self.death_signal))
         child.started_at, child.problem = time.monotonic(), ""
         self.say(f"started {child.name} (pid {child.proc.pid})")
 

@@ -158,9 +158,6 @@ def application_entity(ae_title: str) -> AE:
     return ae
 
 
-RELEASE_POLL_SECONDS = 0.0002
-
-
 def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, handlers=()):
     """An established pynetdicom Association, or a DicomError saying why not."""
     ae = application_entity(local.ae_title)
@@ -189,6 +186,9 @@ def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, 
     if tls_args:
         probe.tls_error = tls_args[0].handshake_error
     raise _open_error(peer, local, probe, time.monotonic() - started)
+
+
+RELEASE_POLL_SECONDS = 0.0002
 
 
 def release_association(assoc) -> None:

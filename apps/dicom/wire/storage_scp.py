@@ -187,6 +187,15 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return listener
 
 
+def close_listener(listener: socket.socket) -> None:
+    """Stop listening for good: shutdown() wakes every accept() blocked on it, in any process sharing it."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
+
+
 class LeanStorageSCP(Service):
     """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
     called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe),
@@ -260,11 +269,7 @@ class LeanStorageSCP(Service):
             return
         self._stopping.set()
         if self.shared_listener is None:
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
-            except OSError:
-                pass
-            self._listener.close()
+            close_listener(self._listener)
             self._acceptor.join(5)
         else:  # its owner shuts it down (that wakes our accept); ours ends with the process if not
             self._acceptor.join(0.5)

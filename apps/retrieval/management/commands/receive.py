@@ -34,7 +34,7 @@ from apps.core.supervisor import Supervisor
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.scp import ReceiverLimits
 from apps.dicom.staging import BackgroundWrites, MoveStaging
-from apps.dicom.wire.storage_scp import listening_socket
+from apps.dicom.wire.storage_scp import close_listener, listening_socket
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
 
@@ -139,10 +139,6 @@ class Command(BaseCommand):
             while not stop.wait(POLL_SECONDS):
                 supervisor.poll()
         finally:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # every child's accept() ends: nothing new is taken
-            except OSError:
-                pass
-            listener.close()
+            close_listener(listener)  # every child's accept() ends: nothing new is taken
             supervisor.stop_all()  # each child finishes its associations and writes what it answered for
         log.info("receiver stopped")
