@@ -6,9 +6,11 @@ HTTP to localhost; the DICOM port is acceptable on these sandboxed test machines
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -124,6 +126,17 @@ class Orthanc:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no Orthanc log)"
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """The PACS stopped in its tracks (SIGSTOP) and thawed afterwards (SIGCONT): what a test kills in
+        between is killed while a transfer is still under way, however fast that transfer otherwise is."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self._http is not None:

@@ -1,6 +1,7 @@
 """A clumsy world during a real C-MOVE (a private Orthanc with one 400-instance study, the real receiver
 process, real worker clusters): a worker SIGKILLed mid-move, and the PACS killed mid-transfer. Each ends
 with every instance filed exactly once, nothing foreign, and no staging or move key left behind."""
+import contextlib
 import subprocess
 import threading
 from pathlib import Path
@@ -70,6 +71,16 @@ def staged(settings) -> list[Path]:
     return [p for p in Path(settings.STAGING_DIR).rglob("*") if p.is_file() and not p.name.startswith(".")]
 
 
+@contextlib.contextmanager
+def caught_mid_move(pacs, settings):
+    """The PACS frozen as soon as the first instances are staged: a move of the whole study takes a
+    fraction of a second, so a slower poll, or no freeze, could find it finished before the kill."""
+    wait_for(lambda: staged(settings), 60, "the move to be under way", interval=0.001)
+    with pacs.frozen():
+        assert len(staged(settings)) < INSTANCES, "the move finished before the PACS could be frozen"
+        yield
+
+
 def filed(settings) -> list[str]:
     return [p.stem for p in Path(settings.DOWNLOADS_DIR).rglob("*.dcm")]
 
@@ -82,8 +93,8 @@ def test_a_worker_sigkilled_mid_move_is_reclaimed_and_files_every_instance_once(
     first = QCluster(tmp_path / "first.log", JOB_LEASE_SECONDS=3, Q_WORKERS=1, **cluster_env)
     try:
         job.start()
-        wait_for(lambda: len(staged(settings)) >= 20, 60, "the move to be under way")
-        first.kill()
+        with caught_mid_move(pacs, settings):
+            first.kill()
     finally:
         first.stop()
     assert job.items.get().status == "running" and len(filed(settings)) == 0
@@ -110,8 +121,8 @@ def test_the_pacs_killed_mid_transfer_fails_clearly_files_nothing_and_a_retry_su
     worker = threading.Thread(target=runner.run_item, args=(RetrievalItem._meta.label, job.items.get().pk))
     worker.start()
     try:
-        wait_for(lambda: len(staged(settings)) >= 20, 60, "the move to be under way")
-        pacs.process.kill()
+        with caught_mid_move(pacs, settings):
+            pacs.process.kill()
         worker.join(60)
         item = job.items.get()
         assert item.status == "failed" and "CRASH" in item.error, item.error
@@ -135,8 +146,9 @@ def test_the_receiver_sigkilled_mid_move_is_blamed_nothing_is_half_filed_and_a_r
     job = one_row_job(study_uid)
     worker = threading.Thread(target=runner.run_item, args=(RetrievalItem._meta.label, job.items.get().pk))
     worker.start()
-    wait_for(lambda: len(staged(settings)) >= 20, 60, "the move to be under way")
-    portal_env["receiver"][0].kill()
+    with caught_mid_move(pacs, settings):
+        portal_env["receiver"][0].kill()
+        portal_env["receiver"][0].wait()
     worker.join(90)
     item = job.items.get()
     assert item.status == "failed", item.error

@@ -38,8 +38,9 @@ def test_sigkill_mid_send_then_restart_archives_the_folder_once(root, pacs, empt
                                    cwd=settings.BASE_DIR, env=worker_env(**env), stdout=log, stderr=subprocess.STDOUT)
     try:
         run = wait_for(lambda: SendJob.objects.filter(inbox=inbox).first(), 30, "the watcher to start a run")
-        wait_for(lambda: len(empty_orthanc.instances()) >= 20, 60, "the send to be under way")
-        first.kill()
+        wait_for(lambda: empty_orthanc.instances(), 60, "the send to be under way", interval=0.01)
+        with empty_orthanc.frozen():
+            first.kill()
         watcher.send_signal(signal.SIGTERM)
         assert watcher.wait(timeout=15) == 0
     finally:
