@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from retrieve import DCMTK_ENV, PORTAL_AE, Receiver, configure_django  # noqa: E402
+from bench.publish import scratch  # noqa: E402
 from tests.pacs import Orthanc, free_ports  # noqa: E402
 
 NO_MATCH_DATE = "2024-01-02"
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.rows.split(",") if n]
 
-    work = Path(tempfile.mkdtemp(prefix="bench-caselist-"))
+    work = scratch("caselist")
     (receiver_port,) = free_ports(1)
     env = configure_django(work, receiver_port)
     env["Q_WORKERS"] = str(args.workers)

@@ -18,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.publish import scratch  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK leaves Nagle on otherwise (pacs-lab README)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     parser.add_argument("--height", type=int, default=3000)
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-photos-"))
+    work = scratch("photos")
     env = configure_django(work)
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission

@@ -21,7 +21,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.publish import publish  # noqa: E402
+from bench.publish import publish, scratch  # noqa: E402
 from tests.pacs import free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 from tests.servers.hostile import attack, rss_bytes  # noqa: E402
 
@@ -165,7 +164,7 @@ def main(argv=None) -> int:
                         help="another checkout whose receiver to measure alongside")
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-receiver-"))
+    work = scratch("receiver")
     receiver_port, storescp_port = free_ports(2)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pacsportal.settings")
     from apps.dicom.demo.synthetic import write_dataset
@@ -214,7 +213,6 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {size} | {min(times):.1f} | {statistics.median(times):.1f} |")
     report = "\n".join(lines) + "\n"
     publish("receiver", report)
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

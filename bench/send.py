@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.publish import publish
+from bench.publish import publish, scratch
 from bench.retrieve import DCMTK_ENV, configure_django, count_files, table, timed  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402
 
@@ -118,7 +116,7 @@ def main(argv=None) -> int:
                         help="the server's parallel association limit for the send job")
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-send-"))
+    work = scratch("send")
     scp_port, unused = free_ports(2)
     configure_django(work, unused)
     from apps.dicom.peers import RemoteAE
@@ -171,7 +169,6 @@ def main(argv=None) -> int:
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs. "
               "A ratio above 1 means the portal is faster than storescu.\n\n")
     publish("send", header + table(results, n, megabytes, pairs) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

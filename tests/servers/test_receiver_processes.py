@@ -145,7 +145,9 @@ def test_a_receiver_killed_takes_its_processes_with_it(receiver):
     proc.kill()
     proc.wait(timeout=10)
     wait_for(lambda: not any(alive(pid) for pid in pids), 10, "the children to die with their parent")
-    assert port_refuses(port)
+    # A killed process whose main thread is gone already looks dead while its other threads still hold
+    # its files for a moment: the port must be freed soon after, not necessarily at once.
+    wait_for(lambda: port_refuses(port), 10, "the port to be freed")
 
 
 def alive(pid: int) -> bool:
