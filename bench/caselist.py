@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from retrieve import DCMTK_ENV, PORTAL_AE, Receiver, configure_django  # noqa: E402
+
 from bench.publish import scratch  # noqa: E402
 from tests.pacs import Orthanc, free_ports  # noqa: E402
 

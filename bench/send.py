@@ -119,8 +119,8 @@ def main(argv=None) -> int:
     work = scratch("send")
     scp_port, unused = free_ports(2)
     configure_django(work, unused)
-    from apps.dicom.peers import RemoteAE
     from apps.dicom.demo.synthetic import write_dataset
+    from apps.dicom.peers import RemoteAE
     from apps.servers.models import DicomServer
 
     print(f"generating {args.instances} CT instances of {args.size}x{args.size} in {work}", file=sys.stderr)

@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.templatetags.static import static
-from django.views.generic import RedirectView
 from django.http import JsonResponse
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.health import portal_health

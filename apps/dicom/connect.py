@@ -25,8 +25,13 @@ from pynetdicom.sop_class import (
 from apps.dicom import errors, reuse
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
-from apps.dicom.syntaxes import (COMMON_STORAGE_SOP_CLASSES, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
-                                 MAX_CONTEXTS, TRANSFER_SYNTAXES)
+from apps.dicom.syntaxes import (
+    COMMON_STORAGE_SOP_CLASSES,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    MAX_CONTEXTS,
+    TRANSFER_SYNTAXES,
+)
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,24 @@ from pynetdicom import _config, build_context, evt
 from pynetdicom.sop_class import Verification
 
 from apps.dicom import files, reuse
-from apps.dicom.connect import (MODELS, Watchdog, get_contexts, open_association, query_contexts,
-                                release_association, store_contexts, text_value)
-from apps.dicom.errors import (AssociationAborted, DicomError, DicomTimeout, DimseFailure, InvalidDicomFile,
-                               RetrieveCanceled)
+from apps.dicom.connect import (
+    MODELS,
+    Watchdog,
+    get_contexts,
+    open_association,
+    query_contexts,
+    release_association,
+    store_contexts,
+    text_value,
+)
+from apps.dicom.errors import (
+    AssociationAborted,
+    DicomError,
+    DicomTimeout,
+    DimseFailure,
+    InvalidDicomFile,
+    RetrieveCanceled,
+)
 from apps.dicom.outcomes import MoveResult, StoreOutcome, not_accepted, store_words
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.query import describe_query, identifier

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-from io import BytesIO
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 from pydicom import dcmread

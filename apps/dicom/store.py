@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from apps.dicom import files
-from apps.dicom.syntaxes import MAX_CONTEXTS
-from apps.dicom.outcomes import StoreOutcome
 from apps.dicom.engines import DEFAULT, STORE_SCUS
 from apps.dicom.errors import DicomError, InvalidDicomFile
+from apps.dicom.outcomes import StoreOutcome
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.syntaxes import MAX_CONTEXTS
 
 log = logging.getLogger(__name__)
 

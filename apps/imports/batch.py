@@ -22,8 +22,7 @@ from django.db import IntegrityError, transaction
 
 from apps.audit import record
 from apps.dicom.header import ImageHeader
-from apps.imports.models import (FileOutcome, ImportedImage, ImportedPatient, ImportItem, KnownFile,
-                                 jpg_root)
+from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, ImportItem, KnownFile, jpg_root
 from apps.imports.patients import disagreement, ensure_patients
 from apps.imports.pool import render_stream
 from apps.jobs.errors import ItemCanceled

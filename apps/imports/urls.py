@@ -1,6 +1,5 @@
-from pacsportal.api_router import ApiRouter
-
 from apps.imports.api.views import ImageViewSet, ImportJobViewSet, PatientViewSet
+from pacsportal.api_router import ApiRouter
 
 router = ApiRouter()
 router.register("imports", ImportJobViewSet)

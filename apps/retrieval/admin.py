@@ -17,7 +17,6 @@ from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryFor
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import report_csv_response
 
-
 ITEMS_PER_PAGE = 100
 
 

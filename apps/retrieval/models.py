@@ -12,7 +12,6 @@ from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
 from apps.retrieval.caselist import CaseList
 from apps.servers.models import DicomServer
 
-
 PREPARE_CHUNK_ROWS = 2000
 FIRST_CHUNK_ROWS = 100
 

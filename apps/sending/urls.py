@@ -1,6 +1,5 @@
-from pacsportal.api_router import ApiRouter
-
 from apps.sending.api.views import InboxViewSet, SendJobViewSet
+from pacsportal.api_router import ApiRouter
 
 router = ApiRouter()
 router.register("sends", SendJobViewSet)

@@ -1,6 +1,5 @@
-from pacsportal.api_router import ApiRouter
-
 from apps.servers.api.views import DicomServerViewSet
+from pacsportal.api_router import ApiRouter
 
 router = ApiRouter()
 router.register("servers", DicomServerViewSet)

@@ -8,9 +8,9 @@ import pydicom
 import pytest
 
 from apps.dicom import dicomweb
+from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import DicomWebError
 from apps.dicom.peers import DicomWebEndpoint
-from apps.dicom.demo.synthetic import write_dataset
 from tests.fixtures_common import unused_port
 
 

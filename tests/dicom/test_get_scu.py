@@ -12,8 +12,8 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from apps.dicom import dimse
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure
-from apps.dicom.wire.get_scu import c_get
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.wire.get_scu import c_get
 from tests.pacs import dataset_part, free_ports, slow_retrieve_answers
 
 LOCAL = LocalAE(ae_title="LEANGET", port=0)

@@ -12,8 +12,14 @@ from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from apps.dicom import dimse
-from apps.dicom.errors import (AssociationAborted, AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure,
-                               RetrieveCanceled)
+from apps.dicom.errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConnectionFailed,
+    DicomTimeout,
+    DimseFailure,
+    RetrieveCanceled,
+)
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.move_scu import c_move

@@ -11,10 +11,10 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
 from apps.dicom import dimse
+from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import AssociationRejected
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
-from apps.dicom.demo.synthetic import write_dataset
 from tests.pacs import dataset_part
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)

@@ -16,16 +16,16 @@ from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
-from pynetdicom.transport import AddressInformation
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind, Verification
+from pynetdicom.transport import AddressInformation
 
 from apps.dicom import dimse, files, store
+from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import AssociationRejected
-from apps.dicom.wire.storage_scp import LeanStorageSCP
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.staging import MoveStaging
 from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from apps.dicom.demo.synthetic import write_dataset
+from apps.dicom.wire.storage_scp import LeanStorageSCP
 from apps.retrieval.receiving import staging_writer
 from tests.pacs import dataset_part, port_open
 from tests.servers.hostile import recv_pdu

@@ -9,10 +9,10 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
 from apps.dicom import dimse, files, store
+from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import ConnectionFailed, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
-from apps.dicom.demo.synthetic import write_dataset
 from tests.fixtures_common import unused_port
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)

@@ -2,10 +2,10 @@
 `cryptography` package is not installed), an in-process pynetdicom Verification + Storage SCP that
 requires a client certificate, and our SCU side (connect.open_association's TLS context)."""
 import ssl
-from io import BytesIO
 import subprocess
 import threading
 import time
+from io import BytesIO
 
 import pydicom
 import pytest
@@ -14,11 +14,11 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet, Verification
 
 from apps.dicom import dimse, store
-from apps.dicom.wire.get_scu import c_get
 from apps.dicom.connect import set_nodelay
+from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
-from apps.dicom.demo.synthetic import write_dataset
+from apps.dicom.wire.get_scu import c_get
 from apps.servers.models import DicomServer
 
 LOCAL = LocalAE(ae_title="TLSTEST", port=0)

@@ -112,7 +112,7 @@ def test_report_cells_that_a_spreadsheet_would_run_are_written_inert(value):
 
 @pytest.mark.django_db
 def test_json_rows_with_a_wildcard_or_a_smuggled_row_start_nothing(api):
-    from apps.retrieval.models import RetrievalJob, RetrievalItem
+    from apps.retrieval.models import RetrievalItem, RetrievalJob
     from apps.servers.models import DicomServer
 
     DicomServer.objects.create(name="ORTH", ae_title="ORTH", host="127.0.0.1", port=104)

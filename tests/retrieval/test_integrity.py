@@ -10,8 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pynetdicom import AE, StoragePresentationContexts, evt
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
 
 from apps.dicom import engines
 from apps.jobs import runner

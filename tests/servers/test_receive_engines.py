@@ -8,11 +8,9 @@ from apps.dicom import dimse, files
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
+from tests.pacs import dataset_part
 from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
-from tests.pacs import dataset_part
-
-
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,6 @@ from tests.fixtures_common import unused_port
 from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
 
-
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 

@@ -27,17 +27,30 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelMove, Verification)
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 
 from apps.dicom.connect import application_entity
 from apps.dicom.demo.qrmatch import (
-    LEVELS, UNIQUE_KEY, InvalidIdentifier, entity_rows, find_response, matches, read_record, requested_values,
-    text_value)
+    LEVELS,
+    UNIQUE_KEY,
+    InvalidIdentifier,
+    entity_rows,
+    find_response,
+    matches,
+    read_record,
+    requested_values,
+    text_value,
+)
 from apps.dicom.service import Service
-from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from apps.dicom.staging import safe_uid, write_atomically
+from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Callable
 from pydicom.uid import UID
 
 from apps.dicom.connect import MODELS
-from apps.dicom.query import identifier
-from apps.dicom.outcomes import MoveResult
 from apps.dicom.errors import DimseFailure
+from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.query import identifier
 from apps.dicom.scp import ReceivedInstance
 from apps.dicom.status import category
 from apps.dicom.syntaxes import COMMON_STORAGE_SOP_CLASSES, MAX_CONTEXTS, TRANSFER_SYNTAXES, UNCOMPRESSED

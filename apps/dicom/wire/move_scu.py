@@ -14,10 +14,10 @@ import threading
 from pydicom.uid import UID
 
 from apps.dicom.connect import MODELS
-from apps.dicom.query import identifier
-from apps.dicom.outcomes import MoveResult
 from apps.dicom.errors import DimseFailure
+from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.query import identifier
 from apps.dicom.syntaxes import UNCOMPRESSED
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.retrieve_scu import RetrieveAssociation, run_retrieve

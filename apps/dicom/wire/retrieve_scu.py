@@ -13,10 +13,10 @@ from pydicom.uid import UID
 from pynetdicom.dsutils import decode, encode
 
 from apps.dicom.connect import CANCEL_GRACE_SECONDS, text_value
-from apps.dicom.query import describe_query
-from apps.dicom.outcomes import MoveResult
 from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure, RetrieveCanceled
+from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.query import describe_query
 from apps.dicom.status import category, describe
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.requestor import RequestorAssociation

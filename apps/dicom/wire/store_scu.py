@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from apps.dicom import files
-from apps.dicom.outcomes import StoreOutcome, not_accepted, store_words
 from apps.dicom.errors import AssociationAborted, AssociationRejected, DicomTimeout
+from apps.dicom.outcomes import StoreOutcome, not_accepted, store_words
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.requestor import RequestorAssociation

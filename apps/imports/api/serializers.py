@@ -3,7 +3,6 @@ from rest_framework import serializers
 
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 
-
 ERRORS_LISTED = 1000  # a status poll stays small even for a tree of broken files
 
 

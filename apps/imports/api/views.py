@@ -7,8 +7,13 @@ from rest_framework import mixins, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.imports.api.serializers import (ImageSerializer, ImportRequestSerializer, ImportStartedSerializer,
-                                          ImportStatusSerializer, PatientSerializer)
+from apps.imports.api.serializers import (
+    ImageSerializer,
+    ImportRequestSerializer,
+    ImportStartedSerializer,
+    ImportStatusSerializer,
+    PatientSerializer,
+)
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob, jpg_root
 from apps.imports.scan import SourceRefused
 from apps.imports.start import start_import

@@ -6,8 +6,11 @@ from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
 from apps.retrieval import intake
-from apps.retrieval.api.serializers import (RetrievalJobListSerializer, RetrievalJobSerializer,
-                                            RetrievalRequestSerializer)
+from apps.retrieval.api.serializers import (
+    RetrievalJobListSerializer,
+    RetrievalJobSerializer,
+    RetrievalRequestSerializer,
+)
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_csv_response
 from pacsportal.permissions import model_permission

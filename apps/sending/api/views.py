@@ -8,8 +8,7 @@ from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
 from apps.sending import intake
-from apps.sending.api.serializers import (InboxRunSerializer, InboxSerializer, SendJobSerializer,
-                                          SendRequestSerializer)
+from apps.sending.api.serializers import InboxRunSerializer, InboxSerializer, SendJobSerializer, SendRequestSerializer
 from apps.sending.models import Inbox, SendJob
 from apps.sending.report import build_report, report_csv
 from apps.sending.roots import OutsideRoots
