@@ -56,6 +56,16 @@ def serving_process(client: socket.socket, server_port: int, pids: set[int]) -> 
     return None
 
 
+def listening_fd(pid: int) -> int:
+    """The file descriptor of `pid` that is the receiver's listening socket (handed down by its parent)."""
+    listening = {line.split()[9] for line in open("/proc/net/tcp").read().splitlines()[1:] if line.split()[3] == "0A"}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if target.startswith("socket:[") and target[8:-1] in listening:
+            return int(fd)
+    raise AssertionError(f"process {pid} holds no listening socket")
+
+
 def associate(port: int):
     ae = AE(ae_title=CALLING_AE)
     ae.add_requested_context(Verification)
@@ -119,9 +129,15 @@ def test_the_association_limit_holds_in_total_across_processes(tmp_path):
 
 def test_a_child_that_dies_is_replaced_and_the_port_stays_served(receiver):
     proc, port = receiver
-    victim = min(children(proc.pid))
+    initial = children(proc.pid)
+    victim = min(initial)
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: len(children(proc.pid) - {victim}) == 2, 30, "a replacement receiver process")
+    [replacement] = children(proc.pid) - {victim} - initial
+    # Nobody waits for a replacement's "ready": handed that pipe's number, it would write into whatever
+    # the parent has opened under it since.
+    assert "--ready-fd" not in open(f"/proc/{replacement}/cmdline").read().split("\0")
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{replacement}/fd")) == [0, 1, 2, listening_fd(replacement)]
     for _ in range(4):  # every process answers, the new one included
         assoc = associate(port)
         assert assoc.is_established and assoc.send_c_echo().Status == 0

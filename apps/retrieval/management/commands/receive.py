@@ -54,7 +54,7 @@ def process_count(engine: str, wanted: int | None = None) -> int:
 def _say_ready(fd: int) -> None:
     try:
         os.write(fd, b".")
-    except OSError:  # a restarted child: nobody waits for it any more
+    except OSError:  # the parent gave up waiting (READY_SECONDS)
         pass
     os.close(fd)
 
@@ -130,7 +130,12 @@ class Command(BaseCommand):
             if select.select([ready_read], [], [], POLL_SECONDS)[0]:
                 ready += len(os.read(ready_read, count))
             supervisor.poll()
-        os.close(ready_read)  # a restarted child's byte goes nowhere (_say_ready)
+        os.close(ready_read)
+        # Nobody waits for a restarted child's byte: it gets no pipe, whose number may name something else of
+        # ours by then.
+        supervisor.pass_fds = (fd,)
+        for child in supervisor.children:
+            child.command = command[:command.index("--ready-fd")]
         log.info("receiver %s (%s, %d processes) listening on %s:%s, staging in %s", local.ae_title, engine, count,
                  local.host, port, settings.STAGING_DIR)
         self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{port} ({count} processes, Ctrl-C to stop)")
