@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pynetdicom import AE
@@ -124,6 +125,25 @@ def test_the_association_limit_holds_in_total_across_processes(tmp_path):
         for a in held:
             if a.is_established:
                 a.release()
+        stop(proc)
+
+
+def test_a_burst_up_to_the_limit_is_served_in_full_however_it_falls_on_the_processes(tmp_path):
+    """The kernel gives each connection to a process waiting in accept(); in a burst one process may
+    get more than its share of the limit, and must leave the rest to the others instead of refusing."""
+    port, limit = unused_port(), 8
+    proc = start(tmp_path, port, RECEIVER_MAX_ASSOCIATIONS=limit)
+    try:
+        for _ in range(5):
+            with ThreadPoolExecutor(limit) as burst:
+                held = list(burst.map(lambda _: associate(port), range(limit)))
+            try:
+                assert sum(a.is_established for a in held) == limit, "refused within the limit"
+            finally:
+                for a in held:
+                    if a.is_established:
+                        a.release()
+    finally:
         stop(proc)
 
 

@@ -10,7 +10,9 @@ with the same statuses (apps.dicom.scp.deliver). One thread per association; TCP
 What a peer may cost is bounded (ReceiverLimits): PDU buffers grow as the bytes arrive (wire/pdu.py),
 at most `max_associations` associations run at once (one more is rejected, transient, "local limit
 exceeded"), at most MAX_HANDSHAKES connections negotiate at once (more wait in the listen backlog),
-and timeouts end silent or trickling peers.
+and timeouts end silent or trickling peers. On a port shared by several processes (`manage.py receive`),
+a process at its share of the limit stays out of accept() for up to FULL_WAIT_SECONDS, so a burst that
+the kernel happened to hand mostly to it goes to the others instead of being refused.
 """
 from __future__ import annotations
 
@@ -35,8 +37,49 @@ MAX_HANDSHAKES = 64  # connections not yet associated; each holds a thread until
 LISTEN_BACKLOG = 128
 LOCAL_LIMIT_EXCEEDED = (2, 3, 2)  # A-ASSOCIATE-RJ: rejected-transient, presentation service provider, reason 2
 STOP_GRACE_SECONDS = 10.0  # on stop, running associations get this long to finish before they are cut
+FULL_WAIT_SECONDS = 1.0  # a process at its share of a shared port leaves new connections this long to the others
 STORAGE_SOP_CLASSES = frozenset(ALL_STORAGE_SOP_CLASSES)
 ACCEPTED_TRANSFER_SYNTAXES = frozenset(TRANSFER_SYNTAXES)
+
+
+class Admission:
+    """Who comes in: at most `limit` associations at once, and at most `handshakes` connections negotiating
+    (each holds a thread until its A-ASSOCIATE-RQ is read; more wait in the listen backlog)."""
+
+    def __init__(self, limit: int, handshakes: int = MAX_HANDSHAKES):
+        self.limit, self.handshakes = limit, handshakes
+        self.associations = self.negotiating = 0
+        self._changed = threading.Condition()
+
+    def begin_handshake(self, timeout: float) -> bool:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.negotiating < self.handshakes, timeout):
+                return False
+            self.negotiating += 1
+            return True
+
+    def end_handshake(self) -> None:
+        with self._changed:
+            self.negotiating -= 1
+            self._changed.notify_all()
+
+    def take(self) -> bool:
+        """One association slot, if one is free."""
+        with self._changed:
+            if self.associations >= self.limit:
+                return False
+            self.associations += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._changed:
+            self.associations -= 1
+            self._changed.notify_all()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Until another connection could become an association, counting those still negotiating."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.associations + self.negotiating < self.limit, timeout)
 
 
 class _Association(MessageAssembler):
@@ -58,7 +101,7 @@ class _Association(MessageAssembler):
                 self.sock.settimeout(limits.pdu_timeout)  # the A-ASSOCIATE-RQ must come soon after connecting
                 associated = self._negotiate()
             finally:
-                self.scp.handshakes.release()
+                self.scp.admission.end_handshake()
             if associated:  # each wait inside a PDU bounded by the PDU timeout, between PDUs by the idle one
                 self.sock.settimeout(min(limits.idle_timeout, limits.pdu_timeout))
                 self._serve()
@@ -80,7 +123,7 @@ class _Association(MessageAssembler):
             self._send_quietly(pdu.abort(2, 0))
         finally:
             if self.holds_slot:
-                self.scp.associations.release()
+                self.scp.admission.give_back()
             self.sock.close()
 
     def _drain(self) -> None:
@@ -116,7 +159,7 @@ class _Association(MessageAssembler):
             rejection = (1, 1, 7)  # called AE title not recognised: a misconfigured PACS should hear so
         elif self.accepts_calling_ae is not None and not self.accepts_calling_ae(rq.calling_ae):
             rejection = (1, 1, 3)  # calling AE title not recognised: only configured peers may store to us
-        elif not self.scp.associations.acquire(blocking=False):
+        elif not self.scp.admission.take():
             log.warning("rejected an association from %s: %d associations are running, the limit", rq.calling_ae,
                         self.scp.limits.max_associations)
             self.sock.sendall(pdu.associate_rj(*LOCAL_LIMIT_EXCEEDED))
@@ -210,8 +253,7 @@ class LeanStorageSCP(Service):
         self.local, self.bind_host, self.on_instance, self.limits = local, bind_host, on_instance, limits
         self.shared_listener = listener
         self.accepts_calling_ae = accepts_calling_ae
-        self.associations = threading.BoundedSemaphore(limits.max_associations)
-        self.handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
+        self.admission = Admission(limits.max_associations)
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
@@ -232,16 +274,21 @@ class LeanStorageSCP(Service):
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stopping.is_set():
-            if not self.handshakes.acquire(timeout=0.5):  # all busy negotiating: leave the rest in the backlog
+            if self.shared_listener is not None:
+                # At our share of the port's limit, stay out of accept() a while: the kernel then gives the
+                # next connection to a process that has room. Still full after that, take it and refuse it
+                # ("local limit exceeded"), so the peer hears why.
+                self.admission.wait_for_room(FULL_WAIT_SECONDS)
+            if not self.admission.begin_handshake(timeout=0.5):  # all busy negotiating: leave the rest waiting
                 continue
             try:
                 conn, _ = listener.accept()
             except OSError:  # the listener was shut down by stop() (or, when shared, by its owner)
-                self.handshakes.release()
+                self.admission.end_handshake()
                 return
             if self._stopping.is_set():  # a shared listener outlives our stop: this one is not ours to serve
                 conn.close()
-                self.handshakes.release()
+                self.admission.end_handshake()
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             thread = threading.Thread(target=self._run, args=(conn,), name="scp-association", daemon=True)
@@ -254,7 +301,7 @@ class LeanStorageSCP(Service):
                 with self._lock:
                     self._active.pop(thread, None)
                 conn.close()
-                self.handshakes.release()
+                self.admission.end_handshake()
 
     def _run(self, conn: socket.socket) -> None:
         try:
