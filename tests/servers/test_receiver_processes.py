@@ -112,15 +112,17 @@ def test_two_associations_at_once_are_served_by_two_processes(receiver):
         second.release()
 
 
-def test_the_association_limit_holds_in_total_across_processes(tmp_path):
+@pytest.mark.parametrize("limit", [2, 3])
+def test_the_association_limit_holds_in_total_across_processes(tmp_path, limit):
+    """An odd limit too: 3 on 2 processes is 2 and 1, not 2 each."""
     port = unused_port()
-    proc = start(tmp_path, port, RECEIVER_MAX_ASSOCIATIONS=2)
+    proc = start(tmp_path, port, RECEIVER_MAX_ASSOCIATIONS=limit)
     held = []
     try:
         assert len(children(proc.pid)) == 2
-        held = [associate(port) for _ in range(3)]
-        assert sum(a.is_established for a in held) <= 2
-        assert any(a.is_rejected for a in held), "a third association beyond the limit of 2 was accepted"
+        held = [associate(port) for _ in range(limit + 1)]
+        assert sum(a.is_established for a in held) == limit, "refused within the limit"
+        assert held[-1].is_rejected, f"an association beyond the limit of {limit} was accepted"
     finally:
         for a in held:
             if a.is_established:

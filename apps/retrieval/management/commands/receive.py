@@ -13,7 +13,8 @@ the same instances to the same writer.
 processes. One Python process runs one association at a time on the interpreter: series moved in parallel
 on two associations took as long as one. This process then only binds the port and supervises (a child
 that dies is restarted); the children accept from the listening socket it hands down, which the kernel
-gives to the process that has waited longest, and each takes its share of RECEIVER_MAX_ASSOCIATIONS.
+gives to the process that has waited longest, and each takes its share of RECEIVER_MAX_ASSOCIATIONS (the
+shares add up to it).
 A child dies with this process, SIGKILL included. One process serves when the unsolicited quota is on
 (its accounting is one process's) or with the pynetdicom engine.
 """
@@ -116,13 +117,15 @@ class Command(BaseCommand):
         port, fd = listener.getsockname()[1], listener.fileno()
         listener.set_inheritable(True)
         ready_read, ready_write = os.pipe()  # each child writes a byte once it accepts
-        share = -(-settings.RECEIVER_MAX_ASSOCIATIONS // count)
         command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "receive", "--engine", engine,
-                   "--port", str(port), "--listen-fd", str(fd), "--max-associations", str(share),
-                   "--ready-fd", str(ready_write)]
-        # A child is killed with us, not asked to stop: a receiver killed mid-move must not finish it.
-        supervisor = Supervisor({f"receiver-{n + 1}": command for n in range(count)}, cwd=settings.BASE_DIR,
-                                say=log.info, pass_fds=(fd, ready_write), death_signal=signal.SIGKILL)
+                   "--port", str(port), "--listen-fd", str(fd)]
+        # The shares add up to the limit exactly (7 on 2 processes: 4 and 3). A child is killed with us,
+        # not asked to stop: a receiver killed mid-move must not finish it.
+        total = settings.RECEIVER_MAX_ASSOCIATIONS
+        commands = {f"receiver-{n + 1}": command + ["--max-associations", str(total // count + (n < total % count)),
+                                                    "--ready-fd", str(ready_write)] for n in range(count)}
+        supervisor = Supervisor(commands, cwd=settings.BASE_DIR, say=log.info, pass_fds=(fd, ready_write),
+                                death_signal=signal.SIGKILL)
         supervisor.start_all()
         os.close(ready_write)
         ready, deadline = 0, time.monotonic() + READY_SECONDS  # "listening" is said once every child is
@@ -135,7 +138,7 @@ class Command(BaseCommand):
         # ours by then.
         supervisor.pass_fds = (fd,)
         for child in supervisor.children:
-            child.command = command[:command.index("--ready-fd")]
+            child.command = child.command[:child.command.index("--ready-fd")]
         log.info("receiver %s (%s, %d processes) listening on %s:%s, staging in %s", local.ae_title, engine, count,
                  local.host, port, settings.STAGING_DIR)
         self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{port} ({count} processes, Ctrl-C to stop)")
