@@ -122,9 +122,10 @@ class Command(BaseCommand):
         # The shares add up to the limit exactly (7 on 2 processes: 4 and 3). A child is killed with us,
         # not asked to stop: a receiver killed mid-move must not finish it.
         total = settings.RECEIVER_MAX_ASSOCIATIONS
-        commands = {f"receiver-{n + 1}": command + ["--max-associations", str(total // count + (n < total % count)),
-                                                    "--ready-fd", str(ready_write)] for n in range(count)}
-        supervisor = Supervisor(commands, cwd=settings.BASE_DIR, say=log.info, pass_fds=(fd, ready_write),
+        commands = {f"receiver-{n + 1}": command + ["--max-associations", str(total // count + (n < total % count))]
+                    for n in range(count)}
+        supervisor = Supervisor({name: c + ["--ready-fd", str(ready_write)] for name, c in commands.items()},
+                                cwd=settings.BASE_DIR, say=log.info, pass_fds=(fd, ready_write),
                                 death_signal=signal.SIGKILL)
         supervisor.start_all()
         os.close(ready_write)
@@ -138,7 +139,7 @@ class Command(BaseCommand):
         # ours by then.
         supervisor.pass_fds = (fd,)
         for child in supervisor.children:
-            child.command = child.command[:child.command.index("--ready-fd")]
+            child.command = commands[child.name]
         log.info("receiver %s (%s, %d processes) listening on %s:%s, staging in %s", local.ae_title, engine, count,
                  local.host, port, settings.STAGING_DIR)
         self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{port} ({count} processes, Ctrl-C to stop)")
