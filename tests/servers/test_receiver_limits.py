@@ -31,8 +31,8 @@ def limited_receiver(tmp_path, orthanc, orthanc_dataset):
     ae_title, port = "LIMITED", unused_port()
     orthanc.add_modality(ae_title, ae_title, port)
     live_move_key(orthanc, orthanc_dataset["studies"][0]["StudyInstanceUID"], 99)
-    # One process, so the limit counted here is exactly MAX_ASSOCIATIONS: with several, each process has
-    # its share, and a burst of connections need not split evenly (test_receiver_processes.py).
+    # One process, so what is over the limit is refused at once: with several, a process at its share
+    # first leaves a connection to the others for up to a second (test_receiver_processes.py).
     proc = start_receiver(tmp_path, ae_title, port, RECEIVER_MAX_ASSOCIATIONS=MAX_ASSOCIATIONS,
                           RECEIVER_PDU_TIMEOUT=PDU_TIMEOUT, RECEIVER_PROCESSES=1)
     yield proc, ae_title, port, MoveStaging(tmp_path / "staging")
