@@ -184,8 +184,8 @@ def creation_cost_us(folder: Path, files: int = 100) -> float:
     """Microseconds to create one empty file in `folder`, measured on `files` new ones (left there).
     On ext4 without a journal (this machine's) every creation scans past the inodes deleted in the last
     minute or more (the kernel's recently_deleted()): about 2 us on a quiet file system, about 140 us
-    after the runs' own deletions, a cost storescp pays before each answer and our writer thread beside
-    the transfer. Printed at both ends of a run, so a table says which state it was measured in."""
+    after the runs' own deletions, a cost storescp pays before each answer and our receiver right after
+    it. Printed at both ends of a run, so a table says which state it was measured in."""
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for i in range(files):
@@ -231,6 +231,11 @@ def main(argv=None) -> int:
     parser.add_argument("--get-engines", default=os.environ.get("GET_ENGINES", "lean"),
                         help="comma-separated C-GET engines to measure: lean, pynetdicom")
     parser.add_argument("--no-get", action="store_true", help="skip the C-GET variants")
+    parser.add_argument("--settle", type=float, default=float(os.environ.get("SETTLE", 0)),
+                        help="before each timed run, remove every earlier run's files, sync, and wait this many "
+                             "seconds: on ext4 without a journal, creating files costs more for about a minute "
+                             "after deleting some (see creation_cost_us); 60 measures each run on a quiet file "
+                             "system, as on a journaled one")
     args = parser.parse_args(argv)
 
     work = scratch("retrieve")
@@ -276,24 +281,39 @@ def main(argv=None) -> int:
         finally:
             receiver.stop()
         results: dict[str, list[float]] = {}
+        outputs = [work / "storescp-in", work / "storescp-lanes-in", work / "getscu-in", Path(env["DOWNLOADS_DIR"])]
+
+        def settle() -> None:
+            if args.settle:
+                for folder in outputs:
+                    shutil.rmtree(folder, ignore_errors=True)
+                os.sync()
+                time.sleep(args.settle)
+                creation.append(creation_cost_us(work / "creations"))
+
         for run in range(args.repeat):
             print(f"run {run + 1}/{args.repeat}", file=sys.stderr)
+            settle()
             results.setdefault("DCMTK movescu -> storescp", []).append(
                 dcmtk_move(orthanc, study_uid, work, storescp_port, n))
             for k in lanes:
+                settle()
                 results.setdefault(f"DCMTK {k} lanes of series movescu -> storescp --fork", []).append(
                     dcmtk_move_lanes(orthanc, study_uid, series_uids, work, storescp_port, n, k))
             for name, engine, requestor, limit, count in moves:
                 use_engine("MOVE_ENGINE", requestor)
                 receiver = Receiver({**env, "RECEIVER_PROCESSES": count} if count else env, engine)
                 try:
+                    settle()
                     results.setdefault(name, []).append(portal_retrieve(move_servers[limit], study_uid, n))
                 finally:
                     receiver.stop()
             if not args.no_get:
+                settle()
                 results.setdefault("DCMTK getscu", []).append(dcmtk_get(orthanc, study_uid, work, n))
                 for engine in get_engines:
                     use_engine("CGET_ENGINE", engine)
+                    settle()
                     results.setdefault(f"portal C-GET ({engine})", []).append(
                         portal_retrieve(get_server, study_uid, n))
     finally:
@@ -306,7 +326,9 @@ def main(argv=None) -> int:
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series from "
               f"Orthanc on loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs. Creating a file in the "
-              f"work folder: {creation[0]:.0f} us before the runs, {creation[1]:.0f} us after.\n\n")
+              f"work folder: {creation[0]:.0f} us before the runs, {creation[-1]:.0f} us after"
+              + (f"; each run after {args.settle:g} s of settling, a creation then costing "
+                 f"{min(creation[1:-1]):.0f}-{max(creation[1:-1]):.0f} us" if args.settle else "") + ".\n\n")
     report = header + table(results, n, megabytes, pairs) + "\n"
     publish("retrieve", report)
     return 0

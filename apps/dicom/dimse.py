@@ -282,7 +282,7 @@ def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
     key = (peer, local, purpose) if pool is not None and purpose in ("query", "echo") and contexts is None else None
     wrapper = pool.take(key) if key else None
     if wrapper is not None:
-        yield from _lend(pool, key, wrapper)
+        yield from reuse.lend(pool, key, wrapper)
         return
     wrapper = Association(peer, local, on_instance)
     ext_neg, handlers = None, []
@@ -300,7 +300,7 @@ def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
     wrapper.raw = open_association(peer, local, requested, ext_neg=ext_neg, handlers=handlers)
     if key:
         pool.opened += 1
-        yield from _lend(pool, key, wrapper)
+        yield from reuse.lend(pool, key, wrapper)
         return
     try:
         yield wrapper
@@ -308,24 +308,6 @@ def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
         wrapper.raw.abort()
         raise
     wrapper.release()
-
-
-def _lend(pool, key, wrapper: Association):
-    """Yield a pooled association; it goes back to the pool unless the block broke it: a DICOM error, or
-    an exception in the middle of a request (the peer may still be answering it), aborts it."""
-    try:
-        yield wrapper
-    except Exception as exc:
-        if isinstance(exc, DicomError) or wrapper.busy or not wrapper.raw.is_established:
-            wrapper.raw.abort()
-        else:
-            pool.give(key, wrapper)
-        raise
-    except BaseException:
-        wrapper.raw.abort()
-        raise
-    if wrapper.raw.is_established:
-        pool.give(key, wrapper)
 
 
 def echo(peer: RemoteAE, local: LocalAE) -> float:

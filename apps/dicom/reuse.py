@@ -17,6 +17,8 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from apps.dicom.errors import DicomError
+
 _current: ContextVar["AssociationPool | None"] = ContextVar("association_pool", default=None)
 
 
@@ -67,6 +69,24 @@ class AssociationPool:
 
 def _close(wrapper) -> None:
     wrapper.release()
+
+
+def lend(pool: AssociationPool, key, wrapper):
+    """Yield a pooled association; it goes back to the pool unless the block broke it: a DICOM error, or
+    an exception in the middle of a request (the peer may still be answering it), aborts it."""
+    try:
+        yield wrapper
+    except Exception as exc:
+        if isinstance(exc, DicomError) or wrapper.busy or not wrapper.raw.is_established:
+            wrapper.raw.abort()
+        else:
+            pool.give(key, wrapper)
+        raise
+    except BaseException:
+        wrapper.raw.abort()
+        raise
+    if wrapper.raw.is_established:
+        pool.give(key, wrapper)
 
 
 def current() -> AssociationPool | None:

@@ -40,6 +40,15 @@ class ReceivedInstance:
     # Called once the chunks are written and nothing reads them again: their buffer may then hold a later
     # instance (wire/messages.py). Only whoever wrote the instance calls it, and then never reads it.
     release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    # What the callback left for once the C-STORE response is sent (the staging write of a live move's
+    # instance, staging.AnsweredWrites): the engine calls answered() right after sending it.
+    after_answer: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def answered(self) -> None:
+        """The response is sent (or sending it failed): do what was left for after it, once."""
+        after, self.after_answer = self.after_answer, None
+        if after is not None:
+            after()
 
     def written(self) -> None:
         """The instance is on disk: its buffer may be reused (see `release`)."""
@@ -130,13 +139,17 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
 
 
 def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
-    """pynetdicom's EVT_C_STORE handler: the instance as received, through `deliver`."""
+    """pynetdicom's EVT_C_STORE handler: the instance as received, through `deliver`. pynetdicom sends
+    the response once this returns, so what was left for after the answer is done before it."""
     try:
         instance = received_instance(event)
     except (AttributeError, TypeError, ValueError) as exc:
         log.warning("refused a malformed instance from %s: %s", event.assoc.requestor.ae_title, exc)
         return _failure(0xC000, f"Malformed dataset: {exc}")
-    status, comment = deliver(instance, event.request.DataSet.getbuffer(), on_instance)
+    try:
+        status, comment = deliver(instance, event.request.DataSet.getbuffer(), on_instance)
+    finally:
+        instance.answered()
     return _failure(status, comment) if comment else status
 
 

@@ -3,8 +3,9 @@ RECEIVER_ALLOWED_AE_TITLES), carrying our AE title and the live move key of a C-
 very PACS. Everything else is refused: an unknown peer's association is rejected, an instance outside any
 move in flight gets a "not authorized" status and is never written (unless RECEIVER_KEEP_UNSOLICITED_MB
 allows keeping plain C-STOREs, then within that quota and for RECEIVER_UNSOLICITED_DAYS).
-An instance of a live move is answered once checked and queued for the disk (staging.BackgroundWrites
-says why nothing can be lost that way); a plain C-STORE only once written."""
+An instance of a live move is answered once checked and noted in its move's ledger, and written right
+after the answer (staging.AnsweredWrites says why nothing can be lost that way); a plain C-STORE is
+answered only once written."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.dicom.scp import InstanceRefused, ReceivedInstance
-from apps.dicom.staging import BackgroundWrites, MoveStaging
+from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.retrieval.arrivals import arrival_folder, foreign_reason
 
 log = logging.getLogger("apps.retrieval.receive")
@@ -114,11 +115,11 @@ class UnsolicitedQuota:
 
 
 def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
-                   writes: BackgroundWrites | None = None):
+                   writes: AnsweredWrites | None = None):
     """The SCP's callback: file one received instance under the move that asked for it, once `policy`
     (None: keep everything, for in-process tests of the SCPs) agreed. With `writes`, an instance of a live
-    move is answered once it is queued for the disk (BackgroundWrites says why that loses nothing);
-    a plain C-STORE is always written before it is answered."""
+    move is written right after its answer (AnsweredWrites says why that loses nothing); a plain C-STORE
+    is always written before it is answered."""
     quota = UnsolicitedQuota(staging.root / "_unsolicited")
 
     def on_instance(instance: ReceivedInstance) -> int:
@@ -135,7 +136,8 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
             _, study, series = policy.live_move(instance.move_originator_message_id)
             move_folder, folder = folder, arrival_folder(folder, foreign_reason(instance, study, series))
             if writes is not None:
-                writes.submit(move_folder, folder, instance.sop_instance_uid, instance.chunks, instance.written)
+                instance.after_answer = writes.after_answer(move_folder, folder, instance.sop_instance_uid,
+                                                            instance.chunks, instance.written)
                 return 0x0000
         staging.write(folder, instance.sop_instance_uid, instance.chunks)
         instance.written()

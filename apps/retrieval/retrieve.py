@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from apps.audit import record
-from apps.dicom import dimse
-from apps.dicom.engines import C_GETS
+from apps.dicom.engines import C_GETS, FIND_ASSOCIATIONS
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
-from apps.dicom.staging import BackgroundWrites, MoveStaging
+from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
@@ -153,7 +152,7 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     # extra slots a server with max_associations > 1 has free) or the C-GET (the CGET_ENGINE's) follow.
     with ctx.association_slot(server):
         parallel = c_move and server.max_associations > 1
-        with dimse.associate(peer, local, purpose="query") as assoc:
+        with FIND_ASSOCIATIONS[settings.FIND_ENGINE](peer, local) as assoc:
             studies = assoc.find("STUDY", row_query(item))
             if not studies:
                 raise ItemFailed(f"No study on {server.name} matches line {item.line} ({item.describe()}).")
@@ -179,12 +178,13 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
 
 def _c_get_into(peer, local, query: dict, folder: Path, study_uid: str, stop):
     """A C-GET of `query`, each instance staged into `folder` (apart when it is not of the study asked
-    for) and answered once queued for the disk, as the receiver does for a C-MOVE; every write is over
-    when this returns."""
-    with BackgroundWrites() as writes:
+    for) and written right after its answer, as the receiver does for a C-MOVE; every write is over when
+    this returns."""
+    with AnsweredWrites() as writes:
         def on_instance(instance) -> int:
-            writes.submit(folder, arrival_folder(folder, foreign_reason(instance, study_uid)),
-                          instance.sop_instance_uid, instance.chunks, instance.written)
+            staged_in = arrival_folder(folder, foreign_reason(instance, study_uid))
+            instance.after_answer = writes.after_answer(folder, staged_in, instance.sop_instance_uid, instance.chunks,
+                                                        instance.written)
             return 0x0000
 
         return C_GETS[settings.CGET_ENGINE](peer, local, query, on_instance, stop=stop)
@@ -204,7 +204,7 @@ def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
 
 
 def _list_instances_alone(peer, local, study_uid: str, series_uid: str | None = None) -> set[str]:
-    with dimse.associate(peer, local, purpose="query") as assoc:
+    with FIND_ASSOCIATIONS[settings.FIND_ENGINE](peer, local) as assoc:
         return list_instances(assoc, study_uid, series_uid)
 
 

@@ -1,14 +1,11 @@
 """C-FIND against the real Orthanc holding the generated dataset (tests/conftest.py ORTHANC_DATASET:
 3 patients x 2 studies, modalities CT, MR, US in turn, dated 2021-03-01 + n days)."""
-import time
 
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from apps.dicom import dimse
-from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.peers import LocalAE
 
 LOCAL = LocalAE(ae_title="FINDTEST", port=0)
 STUDY_KEYS = {"PatientID": "", "StudyInstanceUID": "", "StudyDate": "", "ModalitiesInStudy": "",
@@ -68,30 +65,6 @@ def test_bad_queries_are_refused_before_anything_is_sent(orthanc):
         dimse.find(orthanc.peer(), LOCAL, "STUDY", {"NotAKeyword": ""})
     with pytest.raises(ValueError, match="level"):
         dimse.find(orthanc.peer(), LOCAL, "VOLUME", {"PatientID": ""})
-
-
-@pytest.fixture
-def endless_pacs():
-    """An in-process Q/R SCP with a thousand matching studies, one every 10 ms, that honours C-CANCEL."""
-    seen = {"sent": 0, "cancelled": False}
-
-    def on_find(event):
-        for n in range(1000):
-            if event.is_cancelled:
-                seen["cancelled"] = True
-                yield 0xFE00, None
-                return
-            match = Dataset()
-            match.QueryRetrieveLevel, match.StudyInstanceUID = "STUDY", f"1.2.3.{n}"
-            seen["sent"] += 1
-            yield 0xFF00, match
-            time.sleep(0.01)
-
-    ae = AE(ae_title="ENDLESS")
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    yield RemoteAE(ae_title="ENDLESS", host="127.0.0.1", port=server.server_address[1], name="ENDLESS"), seen
-    server.shutdown()
 
 
 def test_a_find_with_a_limit_keeps_one_more_and_cancels_the_rest(endless_pacs):

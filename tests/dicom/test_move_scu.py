@@ -172,10 +172,11 @@ def test_the_stop_event_cancels_a_running_move_within_a_second(slow_move_pacs):
 class RawMovePacs:
     """A 'PACS' on a raw socket that accepts the C-MOVE context, then answers the C-MOVE-RQ as told:
     "wrong-id" responds to another message, "abort" sends A-ABORT, "close" hangs up, "silent" sends one
-    pending response and then nothing (not even to the C-CANCEL)."""
+    pending response and then nothing (not even to the C-CANCEL), "burst" sends 1,000 pending responses
+    at once and the final one a byte at a time, then answers the A-RELEASE-RQ."""
 
     def __init__(self, mode: str):
-        self.mode = mode
+        self.mode, self.released = mode, False
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
         self.server.listen()
@@ -190,20 +191,32 @@ class RawMovePacs:
             while command is None or not any(not is_command for _, is_command, _, _ in pdvs):
                 pdvs = list(pdu.pdvs(pdu.read_pdu(conn, 1 << 20)[1]))
                 command = command or next((commands.decode(bytes(d)) for _, c, _, d in pdvs if c), None)
-            self.answer(conn, commands.us(command, commands.MESSAGE_ID))
-            time.sleep(6)  # longer than the retrieve timeout and the cancel grace together
+            if self.answer(conn, commands.us(command, commands.MESSAGE_ID)) != "released":
+                time.sleep(6)  # longer than the retrieve timeout and the cancel grace together
         except OSError:  # the requestor gave up on this misbehaving peer: that is the point
             pass
         finally:
             conn.close()
 
     def answer(self, conn, message_id: int):
-        def response(responding_to, status):
+        def response(responding_to, status, remaining=5, completed=0):
             return pdu.p_data(1, True, commands.encode({
                 commands.AFFECTED_SOP_CLASS: StudyRootQueryRetrieveInformationModelMove,
                 commands.COMMAND_FIELD: commands.C_MOVE_RSP, commands.RESPONDING_TO: responding_to,
                 commands.DATASET_TYPE: commands.NO_DATASET, commands.STATUS: status,
-                commands.REMAINING: 5, commands.COMPLETED: 0}), 0)
+                commands.REMAINING: remaining, commands.COMPLETED: completed}), 0)
+
+        if self.mode == "burst":  # more than the requestor's 64 KB read buffer, then a trickle
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.sendall(b"".join(response(message_id, 0xFF00, 1000 - n, n) for n in range(1000)))
+            final = response(message_id, 0x0000, 0, 1000)
+            for n in range(len(final)):
+                conn.sendall(final[n:n + 1])
+                time.sleep(0.001)
+            if pdu.read_pdu(conn, 1 << 20)[0] == pdu.RELEASE_RQ:
+                self.released = True
+                conn.sendall(pdu.release_rp())
+                return "released"
 
         if self.mode == "wrong-id":
             conn.sendall(response(message_id + 7, 0xFF00))
@@ -217,6 +230,18 @@ class RawMovePacs:
     def peer(self):
         return RemoteAE(ae_title="RAW", host="127.0.0.1", port=self.server.getsockname()[1], connect_timeout=1.0,
                         retrieve_timeout=1.0)
+
+
+def test_a_burst_of_pending_responses_and_a_final_one_in_single_bytes_are_read_whole_and_released():
+    """The requestor reads pending responses through a buffer, in batches (pdu.BufferedReads): what
+    crosses the buffer's end, or arrives a byte at a time, must come out the same."""
+    pacs = RawMovePacs("burst")
+    try:
+        result = c_move(pacs.peer(), LOCAL, {"StudyInstanceUID": generate_uid()}, "MOVEDEST")
+    finally:
+        pacs.server.close()
+    assert (result.status, result.completed, result.remaining, result.failed) == (0x0000, 1000, 0, 0)
+    assert pacs.released  # the A-RELEASE-RP was read through the same buffer
 
 
 @pytest.mark.parametrize("mode, error, words", [
@@ -234,3 +259,16 @@ def test_a_broken_pacs_is_a_typed_error_never_a_hang(mode, error, words):
     finally:
         pacs.server.close()
     assert time.monotonic() - started < 5
+
+
+def test_pending_responses_are_read_in_batches_that_never_wait_past_the_sub_operations_still_to_come():
+    """0.2 ms per sub-operation the PACS still has to do (at most 10 ms): the final response cannot come
+    sooner than that from a PACS sending fewer than 5,000 instances a second, so it is not seen later."""
+    from apps.dicom.wire.move_scu import _MoveAssociation
+
+    assoc = _MoveAssociation(RemoteAE(ae_title="X", host="127.0.0.1", port=1), LOCAL, 1)
+    waits = {}
+    for remaining in (0, 1, 10, 49, 50, 10_000):
+        assoc.result.remaining = remaining
+        waits[remaining] = assoc.batch_delay()
+    assert waits == pytest.approx({0: 0.0002, 1: 0.0002, 10: 0.002, 49: 0.0098, 50: 0.010, 10_000: 0.010})

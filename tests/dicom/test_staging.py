@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from apps.dicom import staging as staging_module
-from apps.dicom.staging import BackgroundWrites, MoveStaging, write_atomically
+from apps.dicom.staging import AnsweredWrites, MoveStaging, write_atomically
 
 
 def test_a_write_creates_the_folder_leaves_no_temporary_file_and_replaces_an_earlier_copy(tmp_path):
@@ -38,19 +38,25 @@ def test_threads_writing_the_same_instance_at_once_leave_one_whole_copy(tmp_path
     assert [p.name for p in folder.iterdir()] == ["1.2.3.dcm"]
 
 
-def test_background_writes_land_whole_and_tell_when_their_bytes_are_no_longer_read(tmp_path):
+def test_writes_left_for_after_the_answer_land_whole_and_tell_when_their_bytes_are_no_longer_read(tmp_path):
     staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "7"
     done = []
-    with BackgroundWrites(max_bytes=300_000) as writes:  # a small queue: submit waits for the disk
-        for n in range(20):
-            writes.submit(move, move, f"1.2.{n}", [b"head", bytes([n]) * 100_000], lambda n=n: done.append(n))
-    assert sorted(done) == list(range(20))  # close() wrote everything queued
+    with AnsweredWrites() as writes:
+        assert writes.after_answer(move, move, "1.2.0", [b"head", bytes(100_000)], lambda: done.append(0)) is None
+        assert done == [0] and [p.name for p in staging.instances(move)] == ["1.2.0.dcm"]  # the first: at once
+        later = [writes.after_answer(move, move, f"1.2.{n}", [b"head", bytes([n]) * 100_000],
+                                     lambda n=n: done.append(n)) for n in range(1, 20)]
+        assert done == [0] and len(staging.instances(move)) == 1  # answered for, not yet written
+        assert staging.unwritten(move) == {f"1.2.{n}.dcm" for n in range(1, 20)}
+        for write in later:
+            write()
+    assert done == list(range(20))
     assert [p.name for p in staging.instances(move)] == sorted(f"1.2.{n}.dcm" for n in range(20))
     assert (move / "1.2.3.dcm").read_bytes() == b"head" + bytes([3]) * 100_000
-    assert staging.write_failure(move) is None
+    assert staging.unwritten(move) == set() and staging.write_failure(move) is None
 
 
-def test_a_background_write_that_fails_is_recorded_in_its_move_and_refuses_the_rest_of_that_move(
+def test_a_write_after_the_answer_that_fails_is_recorded_in_its_move_and_refuses_the_rest_of_that_move(
         tmp_path, monkeypatch):
     staging, move, other = MoveStaging(tmp_path), tmp_path / "AE" / "8", tmp_path / "AE" / "9"
     real_write_all = staging_module._write_all
@@ -60,16 +66,16 @@ def test_a_background_write_that_fails_is_recorded_in_its_move_and_refuses_the_r
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write_all(fd, data)
 
-    with BackgroundWrites() as writes:
-        writes.submit(move, move, "1.2.1", b"w" * 10)  # the move's first instance: written at once
-        writes.submit(other, other, "1.2.9", b"z" * 10)
+    with AnsweredWrites() as writes:
+        writes.after_answer(move, move, "1.2.1", b"w" * 10)  # the move's first instance: written at once
+        writes.after_answer(other, other, "1.2.9", b"z" * 10)
         monkeypatch.setattr(staging_module, "_write_all", disk_full_for_move_8)
-        writes.submit(move, move, "1.2.2", b"x" * 10)  # answered: it fails on the writer's thread
-        writes.flush()
+        write = writes.after_answer(move, move, "1.2.2", b"x" * 10)
+        write()  # after the answer: the failure can no longer be answered, so it is recorded
         assert staging.write_failure(move) == "No space left on device"
         with pytest.raises(OSError, match="an earlier instance of this retrieval could not be written"):
-            writes.submit(move, move, "1.2.3", b"y" * 10)
-        writes.submit(other, other, "1.2.4", b"z" * 10)  # another move is not concerned
+            writes.after_answer(move, move, "1.2.3", b"y" * 10)
+        writes.after_answer(other, other, "1.2.4", b"z" * 10)()  # another move is not concerned
     assert [p.name for p in staging.instances(move)] == ["1.2.1.dcm"]
     assert (other / "1.2.4.dcm").read_bytes() == b"z" * 10
 
@@ -77,35 +83,58 @@ def test_a_background_write_that_fails_is_recorded_in_its_move_and_refuses_the_r
 def test_when_a_move_cannot_make_its_folder_its_first_instance_is_refused_before_it_is_answered(tmp_path):
     (tmp_path / "AE").write_text("a file where the staging folder of our AE title should be")
     move, done = tmp_path / "AE" / "11", []
-    with BackgroundWrites() as writes:
+    with AnsweredWrites() as writes:
         with pytest.raises(NotADirectoryError):
-            writes.submit(move, move, "1.2.1", b"x", lambda: done.append(1))
+            writes.after_answer(move, move, "1.2.1", b"x", lambda: done.append(1))
         with pytest.raises(OSError, match="Not a directory"):  # the rest of that move: refused at once
-            writes.submit(move, move, "1.2.2", b"y")
+            writes.after_answer(move, move, "1.2.2", b"y")
     assert done == [1]
 
 
-def test_an_instance_queued_after_its_retrieval_removed_the_folder_is_dropped_not_written(tmp_path):
-    staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "10"
-    with BackgroundWrites() as writes:
-        writes.submit(move, move, "1.2.1", b"first")
-        writes.flush()
-        writes.submit(move, move, "1.2.2", b"queued before the end")
+def test_an_instance_answered_as_its_retrieval_removed_the_folder_is_dropped_not_written(tmp_path):
+    staging, move, done = MoveStaging(tmp_path), tmp_path / "AE" / "10", []
+    with AnsweredWrites() as writes:
+        writes.after_answer(move, move, "1.2.1", b"first")
+        write = writes.after_answer(move, move, "1.2.2", b"answered before the end", lambda: done.append(2))
         staging.remove(move)  # the retrieval ended (or was canceled) and took its staging folder away
+        write()
         for folder in (move, move / "foreign" / "x"):
             with pytest.raises(OSError, match="this retrieval is over"):
-                writes.submit(move, folder, "1.2.3", b"late")
+                writes.after_answer(move, folder, "1.2.3", b"late")
+    assert done == [2]  # its buffer is free again
     assert not move.exists() and list(move.parent.iterdir()) == []
 
 
-def test_what_was_answered_for_but_is_not_on_disk_yet_is_known_to_the_retrieval(tmp_path):
-    staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "12"
-    gate = threading.Event()
-    with BackgroundWrites() as writes:
-        writes.submit(move, move, "1.2.1", b"first")
-        assert staging.unwritten(move) == set()
-        writes.submit(move, move, "1.2.2", [b"second"], gate.wait)  # the writer stops after this write
-        writes.submit(move, move / "foreign" / "other-study", "1.2.3", b"third, of another study")
-        assert "foreign/other-study/1.2.3.dcm" in staging.unwritten(move)  # not written while the writer waits
-        gate.set()
-    assert staging.unwritten(move) == set() and len(staging.instances(move)) == 2
+def test_after_close_a_move_s_instances_are_refused_and_what_was_answered_is_still_written(tmp_path):
+    staging, move = MoveStaging(tmp_path), tmp_path / "AE" / "13"
+    writes = AnsweredWrites()
+    writes.after_answer(move, move, "1.2.1", b"first")
+    write = writes.after_answer(move, move, "1.2.2", b"second")
+    writes.close()
+    with pytest.raises(OSError, match="the receiver is stopping"):
+        writes.after_answer(move, move, "1.2.3", b"third")
+    write()
+    assert [p.name for p in staging.instances(move)] == ["1.2.1.dcm", "1.2.2.dcm"]
+    assert staging.unwritten(move) == set()
+
+
+def test_threads_answering_for_many_moves_at_once_keep_every_ledger_line(tmp_path, monkeypatch):
+    """The ledgers of the least recent moves are closed as new ones open: a thread must never write its
+    line into a ledger another thread just closed (or into whatever file took its descriptor)."""
+    monkeypatch.setattr(staging_module, "LEDGERS_OPEN", 2)
+    staging, folders = MoveStaging(tmp_path), [tmp_path / "AE" / str(n) for n in range(6)]
+    with AnsweredWrites() as writes:
+        for folder in folders:
+            writes.after_answer(folder, folder, "1.2.0", b"first")
+
+        def answer(folder):
+            for n in range(1, 200):
+                writes.after_answer(folder, folder, f"1.2.{n}", b"x")
+
+        threads = [threading.Thread(target=answer, args=(folder,)) for folder in folders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for folder in folders:
+        assert staging.unwritten(folder) == {f"1.2.{n}.dcm" for n in range(1, 200)}

@@ -313,3 +313,39 @@ def test_the_association_announces_pacs_portal_not_pynetdicom(scp):
     names = [item.implementation_version_name for item in announced.user_information
              if hasattr(item, "implementation_version_name")]
     assert names == [IMPLEMENTATION_VERSION_NAME]
+
+
+def test_the_answer_goes_out_before_the_work_left_for_after_it_which_ends_before_the_next_instance(
+        synthetic_files):
+    """A live move's staging write runs after its answer (staging.AnsweredWrites), so the PACS sends on
+    while we write; and before the association reads on, so a write never lags more than one instance."""
+    events, gate = [], threading.Event()
+
+    def on_instance(instance):
+        events.append(("received", instance.sop_instance_uid))
+
+        def write():
+            events.append(("writing", instance.sop_instance_uid))
+            gate.wait(10)
+            events.append(("written", instance.sop_instance_uid))
+        instance.after_answer = write
+        return 0x0000
+
+    ct = [p for p in synthetic_files if files.read_meta(p).sop_class_uid == CTImageStorage][:2]
+    uids = [files.read_meta(p).sop_instance_uid for p in ct]
+    with LeanStorageSCP(LocalAE(ae_title="LEAN", port=0), on_instance) as server:
+        ae = AE(ae_title="SENDER")
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="LEAN")
+        try:
+            assert assoc.send_c_store(ct[0]).Status == 0x0000  # answered, though its write is held up
+            deadline = time.monotonic() + 5
+            while len(events) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert events == [("received", uids[0]), ("writing", uids[0])]
+            threading.Timer(0.3, gate.set).start()
+            assert assoc.send_c_store(ct[1]).Status == 0x0000
+        finally:
+            assoc.release()
+    assert events == [("received", uids[0]), ("writing", uids[0]), ("written", uids[0]),
+                      ("received", uids[1]), ("writing", uids[1]), ("written", uids[1])]

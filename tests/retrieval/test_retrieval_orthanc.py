@@ -109,8 +109,8 @@ def test_a_receiver_that_loses_instances_makes_the_row_fail_with_the_shortfall(p
 
 def test_a_disk_filling_up_mid_move_fails_the_row_naming_it_files_nothing_and_a_retry_gets_it_all(
         portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
-    """The receiver answers a move's instances once they are queued for the disk; when the disk fails
-    after that answer, the row must say so and keep nothing of the study, never look complete."""
+    """The receiver writes a move's instances after answering them; when the disk fails after that
+    answer, the row must say so and keep nothing of the study, never look complete."""
     study = orthanc_dataset["studies"][0]
     expected = orthanc.study_instances(study["StudyInstanceUID"])
     real_write, writes = staging._write_all, []

@@ -44,17 +44,22 @@ def tcp_sockets() -> list[list[str]]:
     return [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
 
 
-def socket_fds(pid: int) -> dict[str, int]:
-    """The socket inodes `pid` holds, each with its file descriptor."""
+def descriptors(pid: int) -> dict[int, str]:
+    """What each open file descriptor of `pid` names ("socket:[inode]", "pipe:[inode]", a path); one
+    closed while this looks is left out."""
     found = {}
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            found[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:  # closed meanwhile
             continue
-        if target.startswith("socket:["):
-            found[target[len("socket:["):-1]] = int(fd)
     return found
+
+
+def socket_fds(pid: int) -> dict[str, int]:
+    """The socket inodes `pid` holds, each with its file descriptor."""
+    return {target[len("socket:["):-1]: fd for fd, target in descriptors(pid).items()
+            if target.startswith("socket:[")}
 
 
 def serving_process(client: socket.socket, server_port: int, pids: set[int]) -> int | None:
@@ -160,8 +165,7 @@ def test_a_child_that_dies_is_replaced_and_the_port_stays_served(receiver):
     assert "--ready-fd" not in open(f"/proc/{replacement}/cmdline").read().split("\0")
     # Of what it was handed, only the listener: no pipe beyond stdout and stderr. (It may be opening files
     # of its own, Python's start-up ones, at the moment this looks.)
-    pipes = [fd for fd in os.listdir(f"/proc/{replacement}/fd") if int(fd) > 2
-             and os.readlink(f"/proc/{replacement}/fd/{fd}").startswith("pipe:")]
+    pipes = [fd for fd, target in descriptors(replacement).items() if fd > 2 and target.startswith("pipe:")]
     assert pipes == [] and listening_fd(replacement) > 2
     for _ in range(4):  # every process answers, the new one included
         assoc = associate(port)

@@ -50,12 +50,11 @@ class _GetAssociation(RetrieveAssociation):
     def on_message(self, cmd, context_id: int, parts, release=None) -> None:
         field = commands.us(cmd, commands.COMMAND_FIELD)
         if field == commands.C_STORE_RQ:
-            rsp, status = answer_c_store(cmd, parts, sop_class="", transfer_syntax=self.contexts[context_id],
-                                         sender_ae=self.peer.ae_title, on_instance=self.on_instance,
-                                         release=release)
+            status = answer_c_store(cmd, parts, sop_class="", transfer_syntax=self.contexts[context_id],
+                                    sender_ae=self.peer.ae_title, on_instance=self.on_instance, release=release,
+                                    send=lambda rsp: self.send(context_id, True, rsp))
             if category(status) == "Failure":
                 self.refused.append(commands.text(cmd.get(commands.AFFECTED_SOP_INSTANCE)))
-            self.send(context_id, True, rsp)
         elif field == commands.C_GET_RSP:
             self.on_retrieve_response(cmd, context_id, parts)
         else:

@@ -151,9 +151,11 @@ class MessageAssembler:
 
 def answer_c_store(command: dict[int, bytes], parts: list, *, sop_class: str, transfer_syntax: str,
                    sender_ae: str, on_instance: Callable[[ReceivedInstance], int] | None,
-                   release: Callable[[], None] | None = None) -> tuple[bytes, int]:
+                   send: Callable[[bytes], None], release: Callable[[], None] | None = None) -> int:
     """Build the received instance (our file meta + the dataset bytes as they arrived), hand it to
-    `on_instance` through the shared checks of `deliver`, and return (the C-STORE-RSP command set, status)."""
+    `on_instance` through the shared checks of `deliver`, `send` the C-STORE-RSP command set, then do what
+    the callback left for after the answer (ReceivedInstance.answered), even when sending failed.
+    Returns the status answered."""
     message_id = commands.us(command, commands.MESSAGE_ID)
     if message_id is None:
         raise ProtocolError("a C-STORE-RQ without a message ID")
@@ -166,5 +168,9 @@ def answer_c_store(command: dict[int, bytes], parts: list, *, sop_class: str, tr
         chunks=(header, dataset), calling_ae=sender_ae, release=release,
         move_originator_ae=commands.text(command.get(commands.MOVE_ORIGINATOR_AE)) or None,
         move_originator_message_id=commands.us(command, commands.MOVE_ORIGINATOR_ID))
-    status, comment = deliver(instance, dataset, on_instance)
-    return commands.response(commands.C_STORE_RSP, message_id, sop_class, status, sop_instance, comment), status
+    try:
+        status, comment = deliver(instance, dataset, on_instance)
+        send(commands.response(commands.C_STORE_RSP, message_id, sop_class, status, sop_instance, comment))
+    finally:
+        instance.answered()
+    return status

@@ -3,6 +3,7 @@ connect, propose contexts and read the answer into typed errors, send message pa
 PDU against a deadline, and end with A-RELEASE (or A-ABORT when something went wrong)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -23,11 +24,17 @@ POLL_SECONDS = 0.2  # how often a wait with a stop event looks at it
 
 
 class RequestorAssociation(MessageAssembler):
-    """Subclasses implement on_message(command, context_id, dataset_parts, release) for what the peer sends."""
+    """Subclasses implement on_message(command, context_id, dataset_parts, release) for what the peer sends.
+    `buffered` reads what the peer sends after negotiation through pdu.BufferedReads; then batch_delay()
+    is how long to wait after a PDU when nothing else has arrived, so that what the peer sends meanwhile
+    is read in one go (see move_scu)."""
+
+    buffered = False
 
     def __init__(self, peer: RemoteAE, local: LocalAE):
         self.peer, self.local = peer, local
         self.sock: socket.socket | None = None
+        self.reads = None  # after negotiation, what every read goes through: the socket or its buffer
         self.max_pdu = peer.max_pdu or MAX_PDU  # what we accept
         self.peer_max_pdu = 0  # what the peer accepts; 0 = no limit
         self.contexts: dict[int, str] = {}  # accepted context id -> transfer syntax
@@ -57,6 +64,25 @@ class RequestorAssociation(MessageAssembler):
             raise pdu.ProtocolError(f"expected A-ASSOCIATE-AC, got PDU type {pdu_type}", pdu.UNEXPECTED_PDU)
         self.contexts, self.peer_max_pdu = pdu.parse_associate_ac(body)
         self.established = True
+        self.reads = pdu.BufferedReads(self.sock) if self.buffered else self.sock
+
+    def batch_delay(self) -> float:
+        return 0.0
+
+    @contextlib.contextmanager
+    def aborted_on_failure(self, what: str):
+        """Inside the block, a peer breaking the protocol or dropping the connection aborts the association
+        and becomes AssociationAborted naming `what` (a request, say "C-FIND at STUDY level")."""
+        try:
+            yield
+        except pdu.ProtocolError as exc:
+            log.warning("aborting the association with %s during the %s: %s", self.peer.label, what, exc)
+            self.close(release=False)
+            raise AssociationAborted(f"{self.peer.label} broke the DICOM protocol during the {what} ({exc}).") from None
+        except (pdu.PeerClosed, OSError) as exc:  # reset, broken pipe, a send that timed out
+            self.close(release=False)
+            raise AssociationAborted(f"{self.peer.label} dropped the association during the {what} ({exc}). "
+                                     "Check the PACS log; try again.") from None
 
     def send(self, context_id: int, is_command: bool, data) -> None:
         self.sock.sendall(pdu.p_data(context_id, is_command, data, self.peer_max_pdu))
@@ -65,7 +91,12 @@ class RequestorAssociation(MessageAssembler):
         """Hand the peer's messages to on_message until done() is true ("final"), `deadline` (monotonic)
         passes ("deadline") or `stop` is set ("stopped"); both are looked at between PDUs only, never
         inside one. An A-ABORT becomes AssociationAborted, any other PDU a ProtocolError."""
+        reads = self.reads
         while not done():
+            if reads is not self.sock and not reads.pending():
+                delay = self.batch_delay()
+                if delay:
+                    time.sleep(delay)
             if stop is not None and stop.is_set():
                 return "stopped"
             remaining = deadline - time.monotonic()
@@ -75,11 +106,11 @@ class RequestorAssociation(MessageAssembler):
                 continue
             self.sock.settimeout(remaining)
             try:
-                pdu_type, length, pdu_deadline = pdu.read_pdu_header(self.sock, self.max_pdu + 6)
+                pdu_type, length, pdu_deadline = pdu.read_pdu_header(reads, self.max_pdu + 6)
                 if pdu_type == pdu.P_DATA_TF:
-                    self.receive_p_data(self.sock, length, pdu_deadline)
+                    self.receive_p_data(reads, length, pdu_deadline)
                     continue
-                pdu.read_exact(self.sock, length, pdu_deadline)
+                pdu.read_exact(reads, length, pdu_deadline)
             except socket.timeout:
                 return "deadline"
             if pdu_type == pdu.ABORT:
@@ -90,6 +121,8 @@ class RequestorAssociation(MessageAssembler):
         return "final"
 
     def _readable(self, seconds: float) -> bool:
+        if self.reads is not self.sock and self.reads.pending():
+            return True  # bytes already read wait in our buffer
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True  # decrypted bytes already wait in the TLS layer, where select() cannot see them
         return bool(select.select([self.sock], [], [], seconds)[0])
@@ -108,7 +141,7 @@ class RequestorAssociation(MessageAssembler):
         try:
             self.sock.settimeout(self.peer.connect_timeout)
             self.sock.sendall(pdu.release_rq())
-            while pdu.read_pdu(self.sock, self.max_pdu + 6)[0] not in (pdu.RELEASE_RP, pdu.ABORT):
+            while pdu.read_pdu(self.reads, self.max_pdu + 6)[0] not in (pdu.RELEASE_RP, pdu.ABORT):
                 pass
         except (OSError, pdu.PeerClosed, pdu.ProtocolError):
             log.debug("no A-RELEASE-RP from %s", self.peer.label)

@@ -13,7 +13,7 @@ from pydicom.uid import UID
 from pynetdicom.dsutils import decode, encode
 
 from apps.dicom.connect import CANCEL_GRACE_SECONDS, text_value
-from apps.dicom.errors import AssociationAborted, DicomTimeout, DimseFailure, RetrieveCanceled
+from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.query import describe_query
@@ -86,29 +86,22 @@ def run_retrieve(assoc: RetrieveAssociation, ds, *, stop: threading.Event | None
                                                if "move_destination" in request_elements else "")
     assoc.connect()
     try:
-        assoc.negotiate()
-        ts = UID(assoc.contexts[1])
-        assoc.request(encode(ds, ts.is_implicit_VR, ts.is_little_endian), **request_elements)
-        ended = assoc.run_until_final(time.monotonic() + peer.retrieve_timeout, stop)
-        if ended != "final":
-            assoc.cancel()
-            if assoc.run_until_final(time.monotonic() + CANCEL_GRACE_SECONDS) != "final":
-                assoc.close(release=False)  # the PACS kept going: abort
-        if ended == "stopped":
-            raise RetrieveCanceled(f"The {what} from {peer.label} was cancelled on request "
-                                   f"({assoc.result.completed} instances had arrived).")
-        if ended == "deadline":
-            raise DicomTimeout(f"The {what} from {peer.label} did not finish within {peer.retrieve_timeout:g} s "
-                               f"and was cancelled ({assoc.result.completed} instances had arrived). Raise the "
-                               "timeout for large studies, or check the PACS load.")
-    except pdu.ProtocolError as exc:
-        log.warning("aborting the %s association with %s: %s", name, peer.label, exc)
-        assoc.close(release=False)
-        raise AssociationAborted(f"{peer.label} broke the DICOM protocol during the {what} ({exc}).") from None
-    except (pdu.PeerClosed, OSError) as exc:  # reset, broken pipe, a send that timed out
-        assoc.close(release=False)
-        raise AssociationAborted(f"{peer.label} dropped the association during the {what} ({exc}). "
-                                 "Check the PACS log; try again.") from None
+        with assoc.aborted_on_failure(what):
+            assoc.negotiate()
+            ts = UID(assoc.contexts[1])
+            assoc.request(encode(ds, ts.is_implicit_VR, ts.is_little_endian), **request_elements)
+            ended = assoc.run_until_final(time.monotonic() + peer.retrieve_timeout, stop)
+            if ended != "final":
+                assoc.cancel()
+                if assoc.run_until_final(time.monotonic() + CANCEL_GRACE_SECONDS) != "final":
+                    assoc.close(release=False)  # the PACS kept going: abort
+            if ended == "stopped":
+                raise RetrieveCanceled(f"The {what} from {peer.label} was cancelled on request "
+                                       f"({assoc.result.completed} instances had arrived).")
+            if ended == "deadline":
+                raise DicomTimeout(f"The {what} from {peer.label} did not finish within {peer.retrieve_timeout:g} s "
+                                   f"and was cancelled ({assoc.result.completed} instances had arrived). Raise the "
+                                   "timeout for large studies, or check the PACS load.")
     except BaseException:
         assoc.close(release=assoc.final)
         raise

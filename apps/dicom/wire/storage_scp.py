@@ -211,14 +211,19 @@ class _Association(MessageAssembler):
             raise pdu.ProtocolError("a request without a message ID")
         abstract_syntax, transfer_syntax = self.contexts[context_id]
         if field == commands.C_STORE_RQ:
-            rsp, _ = answer_c_store(command, parts, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
-                                    sender_ae=self.calling_ae, on_instance=self.on_instance, release=release)
-        elif field == commands.C_ECHO_RQ:
+            answer_c_store(command, parts, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
+                           sender_ae=self.calling_ae, on_instance=self.on_instance, release=release,
+                           send=lambda rsp: self._answer(context_id, rsp))
+            return
+        if field == commands.C_ECHO_RQ:
             rsp = commands.response(commands.C_ECHO_RSP, message_id, abstract_syntax, 0x0000)
         elif field == commands.C_CANCEL_RQ:
             return  # nothing of ours to cancel
         else:  # a service this SCP does not offer: "unrecognized operation"
             rsp = commands.response((field or 0) | 0x8000, message_id, abstract_syntax, 0x0211)
+        self._answer(context_id, rsp)
+
+    def _answer(self, context_id: int, rsp: bytes) -> None:
         self.sock.sendall(pdu.p_data(context_id, True, rsp, self.peer_max_pdu))
 
 

@@ -34,7 +34,7 @@ from django.core.management.base import BaseCommand
 from apps.core.supervisor import Supervisor
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.scp import ReceiverLimits
-from apps.dicom.staging import BackgroundWrites, MoveStaging
+from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.dicom.wire.storage_scp import close_listener, listening_socket
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
@@ -93,7 +93,7 @@ class Command(BaseCommand):
               ready_fd: int | None = None):
         staging = MoveStaging(settings.STAGING_DIR)
         policy = ReceiverPolicy(local.ae_title)
-        writes = BackgroundWrites()
+        writes = AnsweredWrites()
         writer = staging_writer(staging, policy, writes)
         limits = ReceiverLimits(max_associations=max_associations or settings.RECEIVER_MAX_ASSOCIATIONS,
                                 idle_timeout=settings.RECEIVER_IDLE_TIMEOUT, pdu_timeout=settings.RECEIVER_PDU_TIMEOUT)
@@ -109,7 +109,7 @@ class Command(BaseCommand):
                 self.stdout.flush()
             while not stop.wait(SWEEP_SECONDS):
                 writer.quota.sweep()
-        writes.close()  # what was answered for is on disk before the process ends
+        writes.close()  # the associations, stopped above, wrote what they answered for
         log.info("receiver stopped")
 
     def supervise(self, local, engine: str, count: int, stop: threading.Event):

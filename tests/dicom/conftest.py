@@ -1,0 +1,33 @@
+"""Peers shared by the C-FIND tests of both engines (pynetdicom's, apps.dicom.dimse, and wire/find_scu.py)."""
+import time
+
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+from apps.dicom.peers import RemoteAE
+
+
+@pytest.fixture
+def endless_pacs():
+    """An in-process Q/R SCP with a thousand matching studies, one every 10 ms, that honours C-CANCEL."""
+    seen = {"sent": 0, "cancelled": False}
+
+    def on_find(event):
+        for n in range(1000):
+            if event.is_cancelled:
+                seen["cancelled"] = True
+                yield 0xFE00, None
+                return
+            match = Dataset()
+            match.QueryRetrieveLevel, match.StudyInstanceUID = "STUDY", f"1.2.3.{n}"
+            seen["sent"] += 1
+            yield 0xFF00, match
+            time.sleep(0.01)
+
+    ae = AE(ae_title="ENDLESS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    yield RemoteAE(ae_title="ENDLESS", host="127.0.0.1", port=server.server_address[1], name="ENDLESS"), seen
+    server.shutdown()
