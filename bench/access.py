@@ -25,12 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.pacs import free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
+from bench.publish import DEPLOYED  # noqa: E402  (needs the repo root on sys.path)
+from tests.pacs import free_ports, port_open  # noqa: E402
 
 
 def configure_django(work: Path) -> dict:
-    env = {"DEBUG": "0", "SECRET_KEY": "bench-only-" + "x" * 40, "SECURE_SSL": "0", "DJANGO_SETTINGS_MODULE":
-           "pacsportal.settings", "DATA_DIR": str(work), "LOG_LEVEL": "WARNING", "DEMO_PACS": "0",
+    env = {**DEPLOYED, "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work), "LOG_LEVEL": "WARNING", "DEMO_PACS": "0",
            # A bad token per request must not lock the bench out, and no rate may throttle it.
            "LOGIN_FAILURE_LIMIT": "1000000", "API_RATE_USER": "1000000/min"}
     os.environ.update(env)

@@ -28,6 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.publish import DEPLOYED  # noqa: E402  (needs the repo root on sys.path)
+
 
 def make_tree(source: Path, files: int, size: int) -> list[Path]:
     from tests.imports.tree import ct, write
@@ -64,9 +66,7 @@ def bare_loop(paths: list[Path], out: Path) -> float:
 
 
 def configure_django(work: Path, source_root: Path) -> dict:
-    # As deployed: DEBUG=1 would make Django keep and format every SQL statement of the import.
-    env = {"DEBUG": "0", "SECRET_KEY": "bench-only-" + "x" * 40, "SECURE_SSL": "0",
-           "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
+    env = {**DEPLOYED, "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
            "IMPORT_ROOTS": str(source_root), "IMPORT_JPG_DIR": str(work / "jpg"), "LOG_LEVEL": "WARNING"}
     os.environ.update(env)
     import django

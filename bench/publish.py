@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The portal as deployed (DEBUG=1 would make Django keep and format every SQL statement), with a key that
+# only ever signs a benchmark's throw-away database: without one, DEBUG=0 refuses to start on a fresh clone.
+DEPLOYED = {"DEBUG": "0", "SECRET_KEY": "bench-only-" + "x" * 40, "SECURE_SSL": "0"}
 
 
 def publish(name: str, report: str) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.publish import publish, scratch  # noqa: E402
+from bench.publish import DEPLOYED, publish, scratch  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK leaves Nagle on otherwise (pacs-lab README)
@@ -38,7 +38,7 @@ PORTAL_AE, DCMTK_AE = "BENCHPORTAL", "BENCHSCP"
 
 
 def configure_django(work: Path, receiver_port: int) -> dict:
-    env = {"DEBUG": "0", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
+    env = {**DEPLOYED, "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "data"),
            "STAGING_DIR": str(work / "staging"), "DOWNLOADS_DIR": str(work / "downloads"),
            "DICOM_AE_TITLE": PORTAL_AE, "DICOM_PORT": str(receiver_port), "LOG_LEVEL": "WARNING"}
     os.environ.update(env)
