@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db import models
 
 from apps.audit import record
 from apps.servers.models import DicomServer
@@ -12,6 +13,9 @@ class DicomServerAdmin(admin.ModelAdmin):
     list_filter = ("retrieve_method", "open_to_everyone")
     actions = ["test_echo"]
     filter_horizontal = ("query_groups", "retrieve_groups", "send_groups")
+    # A DICOMweb URL typed without a scheme is taken as https, as delivery targets' are: images of patients
+    # do not go in the clear by default (and Django 6 makes https the default anyway).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("name", "ae_title", "host", "port", "description")}),
         ("Timeouts and limits", {"fields": ("query_timeout", "download_timeout", "retries",

@@ -68,3 +68,13 @@ def test_the_query_help_text_says_wildcards_widen_on_purpose(api):
     schema = api.get("/api/schema/", {"format": "json"}).json()
     text = str(schema["paths"]["/api/servers/{name}/studies/"])
     assert "wildcards" in text and "case lists never do" in text
+
+
+def test_a_dicomweb_url_typed_in_the_admin_without_a_scheme_is_taken_as_https(admin_client_logged_in, recwarn):
+    form = {"name": "WEB", "ae_title": "X", "host": "127.0.0.1", "port": 104, "query_timeout": 30,
+            "download_timeout": 120, "retries": 0, "retrieve_method": "c-move", "max_associations": 2,
+            "dicomweb_url": "pacs.example/dicom-web", "dicomweb_auth": "none", "open_to_everyone": "on"}
+    assert admin_client_logged_in.post("/admin/servers/dicomserver/add/", form).status_code == 302
+    assert DicomServer.objects.get(name="WEB").dicomweb_url == "https://pacs.example/dicom-web"
+    # Django 5's form field warned that its default (http) changes in Django 6: the admin says which it means.
+    assert not [w for w in recwarn if "assume_scheme" in str(w.message)]
