@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -197,6 +198,19 @@ class Orthanc:
                               timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"storescu failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
+class Collector:
+    """A retrieval's on_instance callback that keeps every instance it is handed (from any thread) and
+    answers success."""
+
+    def __init__(self):
+        self.instances, self.lock = [], threading.Lock()
+
+    def __call__(self, instance):
+        with self.lock:
+            self.instances.append(instance)
+        return 0x0000
 
 
 def slow_retrieve_answers(event, seen: dict, *, count: int = 100, every: float = 0.5):

@@ -1,6 +1,5 @@
 """The lean C-GET SCU against the real Orthanc: the same instances, bytes, counts and errors as the
 pynetdicom C-GET (apps.dicom.dimse.get), and the overall retrieve timeout against a slow in-process PACS."""
-import threading
 import time
 
 import pydicom
@@ -14,19 +13,9 @@ from apps.dicom import dimse
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.wire.get_scu import c_get
-from tests.pacs import dataset_part, free_ports, slow_retrieve_answers
+from tests.pacs import Collector, dataset_part, free_ports, slow_retrieve_answers
 
 LOCAL = LocalAE(ae_title="LEANGET", port=0)
-
-
-class Collector:
-    def __init__(self):
-        self.instances, self.lock = [], threading.Lock()
-
-    def __call__(self, instance):
-        with self.lock:
-            self.instances.append(instance)
-        return 0x0000
 
 
 def test_a_study_arrives_complete_and_byte_identical_to_the_pynetdicom_get(orthanc, orthanc_dataset):

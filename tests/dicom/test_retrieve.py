@@ -1,5 +1,4 @@
 """C-MOVE and C-GET from the real Orthanc into this layer, and the overall retrieve timeout."""
-import threading
 import time
 
 import pydicom
@@ -13,17 +12,7 @@ from apps.dicom import dimse
 from apps.dicom.errors import DicomTimeout, DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
-from tests.pacs import dataset_part, slow_retrieve_answers
-
-
-class Collector:
-    def __init__(self):
-        self.instances, self.lock = [], threading.Lock()
-
-    def __call__(self, instance):
-        with self.lock:
-            self.instances.append(instance)
-        return 0x0000
+from tests.pacs import Collector, dataset_part, slow_retrieve_answers
 
 
 @pytest.fixture
