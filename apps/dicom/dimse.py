@@ -278,36 +278,25 @@ def associate(peer: RemoteAE, local: LocalAE, *, purpose: str, contexts=None,
                      = the SOP class UIDs to receive (default: pynetdicom's 120 common storage classes).
     purpose "echo":  Verification only.
     """
-    pool = reuse.current()
-    key = (peer, local, purpose) if pool is not None and purpose in ("query", "echo") and contexts is None else None
-    wrapper = pool.take(key) if key else None
-    if wrapper is not None:
-        yield from reuse.lend(pool, key, wrapper)
-        return
-    wrapper = Association(peer, local, on_instance)
-    ext_neg, handlers = None, []
-    if purpose == "query" and contexts is None:
-        requested = query_contexts()
-    elif purpose == "echo" and contexts is None:
-        requested = [build_context(Verification)]
-    elif purpose == "store":
-        requested = store_contexts(contexts or [])
-    elif purpose == "get":
-        requested, ext_neg = get_contexts(contexts)
-        handlers = [(evt.EVT_C_STORE, wrapper._handle_store)]
-    else:
+    if purpose not in ("query", "echo", "store", "get") or (purpose in ("query", "echo") and contexts is not None):
         raise ValueError(f"unknown association purpose {purpose!r} (or contexts given where none are taken)")
-    wrapper.raw = open_association(peer, local, requested, ext_neg=ext_neg, handlers=handlers)
-    if key:
-        pool.opened += 1
-        yield from reuse.lend(pool, key, wrapper)
-        return
-    try:
-        yield wrapper
-    except BaseException:
-        wrapper.raw.abort()
-        raise
-    wrapper.release()
+
+    def open_new() -> Association:
+        wrapper = Association(peer, local, on_instance)
+        ext_neg, handlers = None, []
+        if purpose == "query":
+            requested = query_contexts()
+        elif purpose == "echo":
+            requested = [build_context(Verification)]
+        elif purpose == "store":
+            requested = store_contexts(contexts or [])
+        else:
+            requested, ext_neg = get_contexts(contexts)
+            handlers = [(evt.EVT_C_STORE, wrapper._handle_store)]
+        wrapper.raw = open_association(peer, local, requested, ext_neg=ext_neg, handlers=handlers)
+        return wrapper
+
+    yield from reuse.pooled_or_own((peer, local, purpose) if purpose in ("query", "echo") else None, open_new)
 
 
 def echo(peer: RemoteAE, local: LocalAE) -> float:

@@ -89,6 +89,28 @@ def lend(pool: AssociationPool, key, wrapper):
         pool.give(key, wrapper)
 
 
+def pooled_or_own(key, open_new):
+    """Yield an association: inside reusing_associations() and with a `key` (None: never pooled), the
+    pool's idle one for `key` if fresh, else one from `open_new()`, lent (see lend); otherwise one from
+    `open_new()` for this block alone, released at the end and aborted if the block raises. Serves both
+    dimse.associate and the socket-level C-FIND SCU (wire/find_scu.find_association)."""
+    pool = current() if key is not None else None
+    wrapper = pool.take(key) if pool is not None else None
+    if wrapper is None:
+        wrapper = open_new()
+        if pool is not None:
+            pool.opened += 1
+    if pool is not None:
+        yield from lend(pool, key, wrapper)
+        return
+    try:
+        yield wrapper
+    except BaseException:
+        wrapper.raw.abort()
+        raise
+    wrapper.release()
+
+
 def current() -> AssociationPool | None:
     return _current.get()
 

@@ -142,19 +142,4 @@ class _Request:
 def find_association(peer: RemoteAE, local: LocalAE) -> Iterator[FindAssociation]:
     """An association for C-FINDs, released at the end (aborted if the block raises); inside
     reuse.reusing_associations(), the one the previous block left open with this peer, when fresh."""
-    pool = reuse.current()
-    key = (peer, local, "find") if pool is not None else None
-    assoc = pool.take(key) if key else None
-    if assoc is None:
-        assoc = FindAssociation(peer, local).open()
-        if key:
-            pool.opened += 1
-    if key:
-        yield from reuse.lend(pool, key, assoc)
-        return
-    try:
-        yield assoc
-    except BaseException:
-        assoc.abort()
-        raise
-    assoc.release()
+    yield from reuse.pooled_or_own((peer, local, "find"), lambda: FindAssociation(peer, local).open())
