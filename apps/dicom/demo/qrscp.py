@@ -14,7 +14,6 @@ import argparse
 import ipaddress
 import logging
 import re
-import signal
 import socket
 import threading
 from collections import defaultdict
@@ -48,7 +47,7 @@ from apps.dicom.demo.qrmatch import (
     requested_values,
     text_value,
 )
-from apps.dicom.service import Service
+from apps.dicom.service import Service, stop_on_signals
 from apps.dicom.staging import safe_uid, write_atomically
 from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 
@@ -280,9 +279,7 @@ def main(argv=None) -> None:
                         help="C-MOVE destination NAME=AET@host:port (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         pacs = DemoPACS(args.dir, ae_title=args.aet, host=args.host, port=args.port)
         for name, called_ae, host, port in args.dest:

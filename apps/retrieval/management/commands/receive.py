@@ -34,6 +34,7 @@ from django.core.management.base import BaseCommand
 from apps.core.supervisor import Supervisor
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.scp import ReceiverLimits
+from apps.dicom.service import stop_on_signals
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.dicom.wire.storage_scp import close_listener, listening_socket
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
@@ -80,9 +81,7 @@ class Command(BaseCommand):
         local = local_ae()
         if port is not None:
             local = type(local)(ae_title=local.ae_title, host=local.host, port=port)
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = stop_on_signals()
         count = process_count(engine, processes)
         if listen_fd is None and count > 1:
             self.supervise(local, engine, count, stop)

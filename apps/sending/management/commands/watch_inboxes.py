@@ -2,11 +2,12 @@
 
 Ready folders become send jobs on the worker cluster, so stopping or killing this process loses
 nothing: on start it finds every folder that arrived meanwhile. SIGTERM or Ctrl-C stops it cleanly."""
-import signal
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from apps.dicom.service import stop_on_signals
 from apps.sending.watcher import InboxWatcher
 
 
@@ -27,8 +28,13 @@ class Command(BaseCommand):
             watcher.stop()
             self.stdout.write(f"{len(started)} runs started")
             return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: watcher.stop())
+        stop = stop_on_signals()
+
+        def end_the_watch() -> None:  # not from a signal handler: see stop_on_signals
+            stop.wait()
+            watcher.wake.set()
+
+        threading.Thread(target=end_the_watch, name="inbox-stop", daemon=True).start()
         self.stdout.write(f"watching inboxes ({watcher.mode}, every {poll:g} s); SIGTERM or Ctrl-C stops")
         watcher.run_forever(poll)
         watcher.stop()

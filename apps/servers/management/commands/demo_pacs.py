@@ -5,14 +5,13 @@ data only (no real patients), on loopback, and moves to the portal's receiver.
 """
 import json
 import shutil
-import signal
-import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.dicom.demo.qrscp import DemoPACS
 from apps.dicom.demo.synthetic import write_dataset
+from apps.dicom.service import stop_on_signals
 from apps.servers.models import DicomServer
 
 DEMO_AE = "DEMO"
@@ -39,9 +38,7 @@ class Command(BaseCommand):
                       "description": "Built-in demo PACS (synthetic data, DEMO_PACS=0 turns it off)"},
         )
         destinations = {settings.DICOM_AE_TITLE: ("127.0.0.1", settings.DICOM_PORT)}
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = stop_on_signals()
         with DemoPACS(storage, ae_title=DEMO_AE, port=settings.DEMO_PACS_PORT, destinations=destinations) as pacs:
             self.stdout.write(f"Demo PACS {DEMO_AE} on 127.0.0.1:{pacs.port} (server 'DEMO')")
             self.stdout.flush()
