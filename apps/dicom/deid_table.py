@@ -633,4 +633,14 @@ TABLE: dict[int, tuple[str, str]] = {
     0x40084000: ("X", "C"),  # Results Comments
     0xFFFAFFFA: ("X", ""),  # Digital Signatures Sequence
     0xFFFCFFFC: ("X", ""),  # Data Set Trailing Padding
+    # Listed by later editions (up to 2026c) than the transcription above; the tests' second table found them.
+    0x00400556: ("X", "C"),  # Acquisition Context Description
+    0x003A020C: ("X", "C"),  # Channel Derivation Description
+    0x003A0203: ("X", "C"),  # Channel Label
+    0x00102161: ("X", "P"),  # Ethnic Group Code Sequence
+    0x00181011: ("X", "V"),  # Hardcopy Creation Device ID
+    0x003A0020: ("X", "C"),  # Multiplex Group Label
+    0x00181010: ("X", "V"),  # Secondary Capture Device ID
+    0x300A0054: ("U", ""),  # Table Top Position Alignment UID
+    0x00700006: ("D", "C"),  # Unformatted Text Value
 }
