@@ -19,4 +19,5 @@ api_urlpatterns = [
     path("", include("apps.sending.urls")),
     path("", include("apps.delivery.urls")),
     path("", include("apps.imports.urls")),
+    path("", include("apps.projects.urls")),
 ]

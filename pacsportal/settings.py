@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "apps.photos",
     "apps.sending",
     "apps.delivery",
+    "apps.projects",
 ]
 
 MIDDLEWARE = [

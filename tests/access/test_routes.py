@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 from apps.jobs.models import EchoJob
 from apps.photos.models import PhotoSend, PhotoUpload
+from apps.projects.models import Project
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 from apps.sending.models import Inbox, SendItem, SendJob
 from apps.servers.models import DicomServer
@@ -39,6 +40,7 @@ DELIVERY_VIEW = ("delivery.view_deliveryjob",)
 UPLOAD = ("delivery.add_upload",)
 NO_UPLOAD = "6f1c1f8e-0000-4000-8000-000000000000"
 IMPORT_VIEW = ("imports.view_importjob",)
+PSEUDONYM_MAP = ("projects.view_project", "projects.view_pseudonym_map")
 RULES = {
     ("healthz", "GET"): Rule("/healthz", OPEN, 200),
     ("metrics", "GET"): Rule("/metrics", STAFF, 200),
@@ -141,6 +143,16 @@ RULES = {
     ("imported-image-detail", "GET"): Rule("/api/images/{image}/", ("imports.view_importedimage",), 200),
     ("imported-image-jpg", "GET"): Rule("/api/images/{image}/jpg", ("imports.view_importedimage",), 200),
     ("admin:imports_start", "GET"): Rule("/admin/imports/importjob/start/", ("imports.start_import",), 200),
+    ("project-list", "GET"): Rule("/api/projects/", ("projects.view_project",), 200),
+    ("project-list", "POST"): Rule("/api/projects/", ("projects.add_project",), 400),
+    ("project-detail", "GET"): Rule("/api/projects/{project}/", ("projects.view_project",), 200),
+    ("project-detail", "PUT"): Rule("/api/projects/{project}/", ("projects.change_project",), 400),
+    ("project-detail", "PATCH"): Rule("/api/projects/{project}/", ("projects.change_project",), 200,
+                                      {"description": "changed"}),
+    ("project-detail", "DELETE"): Rule("/api/projects/SPAREPROJ/", ("projects.delete_project",), 204),
+    ("project-pseudonyms", "GET"): Rule("/api/projects/{project}/pseudonyms", PSEUDONYM_MAP, 200),
+    ("admin:projects_project_pseudonyms", "GET"): Rule("/admin/projects/project/{project_pk}/pseudonyms/",
+                                                       PSEUDONYM_MAP, 200),
 }
 # The portal's own pages outside the admin: a session login, the page's login form for strangers (302).
 PAGES = ("photos:",)
@@ -222,7 +234,11 @@ def objects_for(owner) -> dict:
                                          width=1, height=1, jpg="rt/1.2.3.jpg", source_path="/nowhere/a.dcm")
     image.jpg_path().parent.mkdir(parents=True, exist_ok=True)
     image.jpg_path().write_bytes(b"\xff\xd8\xff\xd9")
+    project = Project.objects.create(name="RTP")
+    project.patient("P1")
+    Project.objects.create(name="SPAREPROJ")
     return {"server": server.name, "echo": echo.pk, "retrieval": retrieval.pk, "photo": photo.pk, "send": send.pk,
+            "project": project.name, "project_pk": project.pk,
             "inbox": inbox.name, "target": target.name, "delivery": delivery.pk,
             "import": imported.task_id, "patient": patient.pk, "image": image.pk}
 
