@@ -1,0 +1,125 @@
+"""Attacks on projects from outside: accounts without the permission, another account with only part of
+it, a hunt for the secret, the map, through the API, the admin, the change log, the audit log and logs."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from auditlog.models import LogEntry
+from django.contrib.auth.models import Permission
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from apps.audit.models import AuditEvent
+from apps.projects.models import Project
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def account(django_user_model, name, *codenames, staff=False):
+    user = django_user_model.objects.create_user(name, password="pw-123-456", is_staff=staff)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="projects", codename__in=codenames))
+    return user
+
+
+@pytest.fixture
+def project():
+    project = Project.objects.create(name="TRIAL1", options=["retain-longitudinal-dates"])
+    project.patient("SECRET-PATIENT-77")
+    return project
+
+
+def test_an_account_without_permissions_sees_no_project_and_changes_none(django_user_model, project):
+    stranger = client_for(account(django_user_model, "stranger"))
+    for method, url, body in [("get", "/api/projects/", None), ("get", "/api/projects/TRIAL1/", None),
+                              ("get", "/api/projects/TRIAL1/pseudonyms", None),
+                              ("post", "/api/projects/", {"name": "MINE"}),
+                              ("patch", "/api/projects/TRIAL1/", {"allow_burned_in": True}),
+                              ("delete", "/api/projects/TRIAL1/", None)]:
+        answer = getattr(stranger, method)(url, body, format="json") if body else getattr(stranger, method)(url)
+        assert answer.status_code == 403, (method, url, answer.status_code)
+        assert answer["Content-Type"].startswith("application/json")
+        assert b"SECRET-PATIENT-77" not in answer.content
+    project.refresh_from_db()
+    assert project.allow_burned_in is False and not Project.objects.filter(name="MINE").exists()
+
+
+def test_viewing_projects_does_not_open_the_map(django_user_model, project):
+    viewer = client_for(account(django_user_model, "viewer", "view_project", "change_project"))
+    answer = viewer.get("/api/projects/TRIAL1/pseudonyms")
+    assert answer.status_code == 403
+    assert viewer.get("/api/projects/TRIAL1/pseudonyms?output=csv").status_code == 403
+    body = viewer.get("/api/projects/TRIAL1/").content + viewer.get("/api/projects/").content
+    assert b"SECRET-PATIENT-77" not in body and project.patient("SECRET-PATIENT-77").pseudonym.encode() not in body
+    assert not AuditEvent.objects.filter(action="project.pseudonyms_viewed").exists()
+
+
+def test_the_map_permission_alone_is_not_enough_either(django_user_model, project):
+    only_map = client_for(account(django_user_model, "onlymap", "view_pseudonym_map"))
+    assert only_map.get("/api/projects/TRIAL1/pseudonyms").status_code == 403
+
+
+def test_an_unknown_project_is_a_json_404(django_user_model, project):
+    holder = client_for(account(django_user_model, "holder", "view_project", "view_pseudonym_map"))
+    answer = holder.get("/api/projects/NOPE/pseudonyms")
+    assert answer.status_code == 404 and answer["Content-Type"].startswith("application/json")
+
+
+def test_the_secret_cannot_be_set_or_read_through_the_api(django_user_model, project):
+    editor = client_for(account(django_user_model, "editor", "view_project", "change_project", "add_project"))
+    secret = project.secret
+    answer = editor.patch("/api/projects/TRIAL1/", {"secret": "00" * 32, "description": "x"}, format="json")
+    assert answer.status_code == 200 and "secret" not in answer.json()
+    made = editor.post("/api/projects/", {"name": "T2", "secret": "11" * 32}, format="json")
+    assert made.status_code == 201
+    project.refresh_from_db()
+    assert project.secret == secret and Project.objects.get(name="T2").secret != "11" * 32
+    schemas = editor.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert "name" in schemas["Project"]["properties"] and "secret" not in schemas["Project"]["properties"]
+
+
+def test_the_secret_is_nowhere_a_person_can_look(django_user_model, client, project, caplog):
+    caplog.set_level(logging.DEBUG)
+    boss = django_user_model.objects.create_superuser("boss", password="boss-pass-123", email="")
+    client.force_login(boss)
+    pages = [client.get("/admin/projects/project/"), client.get(f"/admin/projects/project/{project.pk}/change/"),
+             client.get(f"/admin/projects/project/{project.pk}/pseudonyms/"),
+             client.get(f"/admin/projects/project/{project.pk}/history/"), client.get("/admin/projects/project/add/")]
+    assert all(p.status_code == 200 for p in pages)
+    client.post(f"/admin/projects/project/{project.pk}/change/",
+                {"name": "TRIAL1", "description": "edited", "profile": "basic", "options": '["clean-descriptors"]',
+                 "max_date_shift_days": 5})
+    project.refresh_from_db()
+    assert project.description == "edited"  # the change went through the admin
+    api = client_for(boss)
+    pages += [api.get("/api/projects/"), api.get("/api/projects/TRIAL1/"), api.get("/api/projects/TRIAL1/pseudonyms"),
+              api.get("/api/projects/TRIAL1/pseudonyms?output=csv")]
+    seen = b"".join(p.content for p in pages).decode()
+    seen += "".join(str(e.changes) + str(e.additional_data) for e in LogEntry.objects.all())
+    seen += "".join(str(e.details) for e in AuditEvent.objects.all())
+    seen += caplog.text
+    assert project.secret not in seen and project.secret[:16] not in seen
+    assert LogEntry.objects.filter(object_repr="TRIAL1").exists()  # changes are logged, without the secret
+    # the map was looked at three times (admin page, JSON, CSV): three audit events
+    assert AuditEvent.objects.filter(action="project.pseudonyms_viewed", actor=boss).count() == 3
+    assert "SECRET-PATIENT-77" not in caplog.text  # no original PatientID in the logs either
+
+
+def test_the_admin_map_page_needs_the_map_permission(django_user_model, client, project):
+    staff = account(django_user_model, "staffer", "view_project", "change_project", staff=True)
+    client.force_login(staff)
+    assert client.get(f"/admin/projects/project/{project.pk}/change/").status_code == 200
+    page = client.get(f"/admin/projects/project/{project.pk}/pseudonyms/")
+    assert page.status_code == 403 and b"SECRET-PATIENT-77" not in page.content
+    assert client.get(f"/admin/projects/project/{project.pk}/pseudonyms/?output=csv").status_code == 403
+    change = client.get(f"/admin/projects/project/{project.pk}/change/").content
+    assert b"SECRET-PATIENT-77" not in change and project.secret.encode() not in change
+    assert not AuditEvent.objects.filter(action="project.pseudonyms_viewed").exists()
+    # the map itself is no model in the admin
+    assert client.get("/admin/projects/pseudonym/").status_code == 404
