@@ -71,6 +71,18 @@ class Project(models.Model):
         """The transform's view of this project (UIDs cached on it, so keep one per job or worker)."""
         return deidentify.Recipe(bytes.fromhex(self.secret), self.options, allow_burned_in=self.allow_burned_in)
 
+    def deidentify_file(self, source):
+        """De-identify one instance (bytes or a path) for this project: a `Deidentified` with the bytes,
+        the new SOP Instance UID and the layout values. Jobs keep one `pseudonymizer()` instead."""
+        if getattr(self, "_pseudonymizer", None) is None:
+            self._pseudonymizer = self.pseudonymizer()
+        return self._pseudonymizer.file(source)
+
+    def pseudonymizer(self):
+        from apps.projects.pseudonymize import Pseudonymizer
+
+        return Pseudonymizer(self)
+
     def patient(self, patient_id: str) -> deidentify.Patient:
         """The patient's pseudonym and date shift, made on first sight. Two workers racing for a new
         patient compute the same keyed values; the unique constraints let one row in, the other reads it."""
