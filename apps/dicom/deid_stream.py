@@ -72,10 +72,15 @@ def _dropped(group: int, elem: int, skip_private: bool) -> bool:
         or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF
 
 
+MAX_DEPTH = 32  # sequences within sequences; real files stay within a handful
+
+
 def parse(buf: bytes, pos: int, end: int | None, implicit: bool, in_item: bool = False,
-          skip_private: bool = False) -> tuple[list[Element], int]:
+          skip_private: bool = False, depth: int = 0) -> tuple[list[Element], int]:
     """The elements from `pos` to `end` (or to the item delimiter when `in_item` and `end` is None).
     With `skip_private`, private elements, group lengths, curves and overlays are stepped over."""
+    if depth > MAX_DEPTH:
+        raise StreamError(f"sequences nested more than {MAX_DEPTH} deep")
     out: list[Element] = []
     size = len(buf)
     limit = size if end is None else end
@@ -114,7 +119,7 @@ def parse(buf: bytes, pos: int, end: int | None, implicit: bool, in_item: bool =
         if length == UNDEFINED:
             if vr == "SQ" or vr == "UN":
                 inner_implicit = implicit or vr == "UN"  # a UN sequence holds implicit VR items
-                items, after = _parse_items(buf, value_start, None, inner_implicit, skip_private)
+                items, after = _parse_items(buf, value_start, None, inner_implicit, skip_private, depth)
                 if not _dropped(group, elem, skip_private):
                     out.append(Element(tag, vr, pos, value_start, length, after, items, True, inner_implicit,
                                        kind))
@@ -130,7 +135,7 @@ def parse(buf: bytes, pos: int, end: int | None, implicit: bool, in_item: bool =
             pass
         elif vr == "SQ" or kind == "SQ":
             inner_implicit = implicit or kind == "SQ"
-            items, _ = _parse_items(buf, value_start, value_end, inner_implicit, skip_private)
+            items, _ = _parse_items(buf, value_start, value_end, inner_implicit, skip_private, depth)
             out.append(Element(tag, vr, pos, value_start, length, value_end, items, False, inner_implicit,
                                kind))
         else:
@@ -142,7 +147,7 @@ def parse(buf: bytes, pos: int, end: int | None, implicit: bool, in_item: bool =
 
 
 def _parse_items(buf: bytes, pos: int, end: int | None, implicit: bool,
-                 skip_private: bool) -> tuple[list[Item], int]:
+                 skip_private: bool, depth: int) -> tuple[list[Item], int]:
     items = []
     size = len(buf)
     while end is None or pos < end:
@@ -155,10 +160,10 @@ def _parse_items(buf: bytes, pos: int, end: int | None, implicit: bool,
         if tag != ITEM:
             raise StreamError(f"expected an item at byte {pos}")
         if length == UNDEFINED:
-            elements, pos = parse(buf, pos + 8, None, implicit, True, skip_private)
+            elements, pos = parse(buf, pos + 8, None, implicit, True, skip_private, depth + 1)
             items.append(Item(elements, True))
         else:
-            elements, _ = parse(buf, pos + 8, pos + 8 + length, implicit, False, skip_private)
+            elements, _ = parse(buf, pos + 8, pos + 8 + length, implicit, False, skip_private, depth + 1)
             items.append(Item(elements, False))
             pos = pos + 8 + length
     return items, pos

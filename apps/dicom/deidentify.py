@@ -232,10 +232,14 @@ def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], P
     own transfer syntax, pixel data as it was. Raises HeldBack or CannotDeidentify."""
     try:
         meta, start, syntax = stream.read_meta(data)
-        if syntax not in stream.NOT_STREAMED:
-            return _deidentify_stream(data, meta, start, syntax, recipe, patient_for)
     except stream.StreamError:
-        pass  # pydicom reads what the walk does not (no preamble, odd encodings) or says why it cannot
+        meta = None  # no preamble or an odd file meta: pydicom reads it, or says why it cannot
+    if meta is not None and syntax not in stream.NOT_STREAMED:
+        try:
+            return _deidentify_stream(data, meta, start, syntax, recipe, patient_for)
+        except stream.StreamError as exc:
+            # A broken file is refused, never filed as the part that could be read.
+            raise CannotDeidentify(f"unreadable DICOM: {exc}") from None
     from apps.dicom.deid_dataset import deidentify_with_pydicom
 
     return deidentify_with_pydicom(data, recipe, patient_for)

@@ -123,3 +123,30 @@ def test_the_admin_map_page_needs_the_map_permission(django_user_model, client, 
     assert not AuditEvent.objects.filter(action="project.pseudonyms_viewed").exists()
     # the map itself is no model in the admin
     assert client.get("/admin/projects/pseudonym/").status_code == 404
+
+
+def hostile_files() -> dict[str, bytes]:
+    from tests.projects import planted
+
+    good = planted.as_file(planted.planted_dataset())
+    start = good.index(b"\x08\x00\x05\x00")  # the data set's first element, after the file meta
+    sequence, item = b"\x08\x00\x15\x11SQ\0\0\xff\xff\xff\xff", b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    item_end, sequence_end = b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\xdd\xe0\0\0\0\0"
+    return {
+        "cut in half": good[: len(good) // 2],
+        "cut in the file meta": good[:140],
+        "a length past the end": good[:start] + b"\x08\x00\x16\x00UI\xff\x00" + b"1.2",
+        "an item never closed": good[:start] + sequence + item + b"\x08\x00\x16\x00UI\x04\x001.2\0",
+        "sequences 5,000 deep": good[:start] + (sequence + item) * 5000 + (item_end + sequence_end) * 5000,
+        "not DICOM at all": b"%PDF-1.4 " * 100,
+    }
+
+
+@pytest.mark.parametrize("name", list(hostile_files()))
+def test_a_hostile_file_fails_with_a_reason_and_leaves_nothing(name, tmp_path):
+    from apps.dicom.deidentify import CannotDeidentify
+
+    project = Project.objects.create(name="HOSTILE")
+    with pytest.raises(CannotDeidentify, match="unreadable"):
+        project.pseudonymizer().write(hostile_files()[name], tmp_path, "LK")
+    assert list(tmp_path.rglob("*.dcm")) == [] and list(tmp_path.rglob("*.part")) == []
