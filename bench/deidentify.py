@@ -1,6 +1,7 @@
 """How fast each de-identification engine turns a Part-10 file's bytes into de-identified bytes.
 
 Usage: python bench/deidentify.py [--instances 200] [--engines ours,dicognito,dicom-anonymizer,deid]
+                                 [--source ct-small|synthetic]
 
 Each engine gets the same bytes (pydicom's CT_small.dcm, a 128×128 CT with GE private tags, copied with a new
 SOPInstanceUID per instance) and must hand back bytes: read, de-identify, write. The candidate libraries are
@@ -25,8 +26,15 @@ from pydicom.data import get_testdata_file
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def instances(n: int) -> list[bytes]:
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+def instances(n: int, source: str = "ct-small") -> list[bytes]:
+    if source == "synthetic":  # the CT of bench/retrieve.py: 512x512, a few public elements, no private ones
+        from apps.dicom.demo.synthetic import write_dataset
+
+        folder = tempfile.mkdtemp()
+        write_dataset(folder, patients=1, instances=1, rows=512, cols=512, modalities=("CT",))
+        ds = pydicom.dcmread(next(p for p in sorted(__import__("pathlib").Path(folder).rglob("*.dcm"))))
+    else:
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     out = []
     for k in range(n):
         ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{k + 1}"
@@ -97,9 +105,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--instances", type=int, default=200)
     p.add_argument("--engines", default=",".join(ENGINES))
+    p.add_argument("--source", choices=["ct-small", "synthetic"], default="ct-small",
+                   help="pydicom's CT_small (GE, many private tags) or bench/retrieve.py's 512x512 synthetic CT")
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
-    files = instances(a.instances)
+    files = instances(a.instances, a.source)
     for name in a.engines.split(","):
         try:
             engine = ENGINES[name]()
