@@ -92,7 +92,7 @@ class _Walk:
             else:  # D, C, Q, U on a sequence: keep its items, cleaned by the same rules
                 self._items(elem)
             return
-        if action == "Z":
+        if action == "Z" or action == "Q":  # Q (X/Z/U*) on something that is no sequence: emptied
             elem.value = None
         elif action == "U":
             value = elem.value

@@ -346,7 +346,7 @@ class StreamWalk:
         vr = el.kind
         if el.items is not None:
             return self._sequence(el, implicit, empty=action == "Z")
-        if action == "Z":
+        if action == "Z" or action == "Q":  # Q (X/Z/U*) on something that is no sequence: emptied
             return header(el.tag, el.vr, 0, implicit)
         if action == "U" or (action == "D" and vr == "UI"):
             values = [v.strip("\0 ") for v in text(self.buf, el).split("\\")]
