@@ -144,10 +144,10 @@ class _Walk:
     def _safe_private(self, ds: Dataset, tag: int) -> bool:
         element = tag & 0xFFFF
         if element < 0x0100:
-            return element >= 0x10 and self.recipe.safe_private(str(ds[tag].value), None)
+            return element >= 0x10 and self.recipe.safe_private(tag >> 16, str(ds[tag].value), None)
         creator_tag = (tag & 0xFFFF0000) | (element >> 8)
         return creator_tag in ds and ds[tag].VR != "SQ" and \
-            self.recipe.safe_private(str(ds[creator_tag].value), element & 0xFF)
+            self.recipe.safe_private(tag >> 16, str(ds[creator_tag].value), element & 0xFF)
 
 
 def _scrub_values(ds: Dataset) -> list[str]:

@@ -262,7 +262,7 @@ class StreamWalk:
 
     `actions` is the recipe's resolved table (tag → X Z D U K S C Q), `uid` maps a UID, `pseudonym` replaces
     PatientID and PatientName, `days` shifts dates (None: dates the table does not list are emptied),
-    `scrub` (a compiled pattern or None) cleans descriptors, `safe_private(creator, byte)` keeps a private
+    `scrub` (a compiled pattern or None) cleans descriptors, `safe_private(group, creator, byte)` keeps a private
     element, `encodings` are the data set's character sets."""
 
     def __init__(self, buf, actions, uid, pseudonym: str, days, scrub, safe_private, encodings):
@@ -321,10 +321,11 @@ class StreamWalk:
         if element < 0x0100:
             if element >= 0x10:
                 creators[el.tag] = text(self.buf, el)
-                return self.safe_private(creators[el.tag], None)
+                return self.safe_private(el.tag >> 16, creators[el.tag], None)
             return False
         creator = creators.get((el.tag & 0xFFFF0000) | (element >> 8))
-        return creator is not None and el.items is None and self.safe_private(creator, element & 0xFF)
+        return creator is not None and el.items is None and self.safe_private(el.tag >> 16, creator,
+                                                                                element & 0xFF)
 
     def _value(self, el: Element, value: bytes, implicit: bool) -> bytes:
         return header(el.tag, el.vr, len(value), implicit) + value

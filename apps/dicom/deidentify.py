@@ -65,15 +65,16 @@ BURNED_IN_CLASSES = {
 }
 ENCAPSULATED_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.104."
 
-# Private attributes kept by Retain Safe Private: (private creator, element byte) from PS3.15 table
-# E.3.10-1, only entries whose values are acquisition parameters. Everything else private is removed.
+# Private attributes kept by Retain Safe Private: (group, private creator, element byte), entries of PS3.15
+# table E.3.10-1 that hold scaling or acquisition numbers. Kept short on purpose: everything else private goes.
 SAFE_PRIVATE = frozenset({
-    ("GEMS_ACQU_01", 0x24), ("GEMS_ACQU_01", 0x25), ("GEMS_ACQU_01", 0x27),
-    ("GEMS_PARM_01", 0x27), ("GEMS_PARM_01", 0x2E),
-    ("SIEMENS CT VA0  COAD", 0x20), ("SIEMENS MR HEADER", 0x08), ("SIEMENS MR HEADER", 0x0C),
-    ("Philips Imaging DD 001", 0x04), ("Philips MR Imaging DD 001", 0x13),
+    (0x0019, "GEMS_ACQU_01", 0x23),  # Table Speed [mm/rotation]
+    (0x2005, "Philips MR Imaging DD 001", 0x0D), (0x2005, "Philips MR Imaging DD 001", 0x0E),  # scale
+    (0x2005, "PHILIPS MR IMAGING DD 001", 0x0D), (0x2005, "PHILIPS MR IMAGING DD 001", 0x0E),  # intercept, slope
+    (0x7053, "Philips PET Private Group", 0x00),  # SUV Factor
+    (0x7053, "Philips PET Private Group", 0x09),  # Activity Concentration Factor
 })
-SAFE_CREATORS = frozenset(creator for creator, _ in SAFE_PRIVATE)
+SAFE_CREATORS = frozenset((group, creator) for group, creator, _ in SAFE_PRIVATE)
 
 DROPPED_META = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102})  # AE titles, private
 PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
@@ -168,12 +169,14 @@ class Recipe:
             found = self._uids[value] = new_uid(self.secret, value)
         return found
 
-    def safe_private(self, creator: str, element: int | None) -> bool:
+    def safe_private(self, group: int, creator: str, element: int | None) -> bool:
         """Whether Retain Safe Private keeps this private element (None: the creator element itself)."""
         if OPTION_PRIVATE not in self.options:
             return False
         creator = creator.strip()
-        return creator in SAFE_CREATORS if element is None else (creator, element) in SAFE_PRIVATE
+        if element is None:
+            return (group, creator) in SAFE_CREATORS
+        return (group, creator, element) in SAFE_PRIVATE
 
     def inserts(self, implicit: bool) -> dict[int, bytes]:
         """The elements that record what was done, encoded once per recipe and VR form."""

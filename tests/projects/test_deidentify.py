@@ -222,11 +222,13 @@ def test_options_keep_what_they_name_and_nothing_else():
 def test_safe_private_keeps_only_listed_private_elements():
     ds = planted.planted_dataset()
     block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
-    block.add_new(0x24, "DS", "1.5")
+    block.add_new(0x23, "DS", "1.5")
     block.add_new(0x99, "LO", "Plantprivate")
+    elsewhere = ds.private_block(0x0021, "GEMS_ACQU_01", create=True)  # a safe creator in another group
+    elsewhere.add_new(0x23, "LO", "Plantprivate")
     out = planted.read(run(planted.as_file(ds), recipe(d.OPTION_PRIVATE)).data)
     private = {e.tag: e.value for e in out if e.tag.is_private}
-    assert private == {0x00190010: "GEMS_ACQU_01", 0x00191024: "1.5"}
+    assert private == {0x00190010: "GEMS_ACQU_01", 0x00191023: "1.5"}
 
 
 def test_unknown_options_are_refused():
