@@ -197,6 +197,8 @@ def deidentify_with_pydicom(data: bytes, recipe: Recipe, patient_for) -> Deident
             raise ValueError("no SOP Class UID")
     except Exception as exc:  # noqa: BLE001 - any parse failure is an unreadable file
         raise CannotDeidentify(f"unreadable DICOM ({type(exc).__name__})") from None
+    # Held back or refused before the map hears of the patient, as on the byte walk.
+    _check_kind(str(ds.get("SOPClassUID", "")), str(ds.get("BurnedInAnnotation", "") or ""), recipe)
     patient = patient_for(original_id)
     deidentify_dataset(ds, recipe, patient)
     out = io.BytesIO()

@@ -99,3 +99,14 @@ def test_two_worker_processes_give_the_same_pseudonyms_uids_and_bytes(tmp_path):
     again = project.deidentify_file(files[0])  # and a later job in this process lines up with them
     assert [again.patient_id, again.sop_instance_uid, again.study_instance_uid,
             hashlib.sha256(again.data).hexdigest()] == first[0]
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"])  # byte walk, pydicom's path
+def test_a_held_back_instance_leaves_no_patient_in_the_map(syntax):
+    from pydicom.uid import UID
+
+    project = Project.objects.create(name="HELD")
+    data = planted.as_file(planted.planted_dataset(burned_in="YES"), UID(syntax))
+    with pytest.raises(d.HeldBack):
+        project.deidentify_file(data)
+    assert not Pseudonym.objects.filter(project=project).exists()
