@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apps.core.supervisor import STOP_SECONDS
+from apps.dicom.supervisor import STOP_SECONDS
 from apps.dicom import dimse
 from apps.dicom.errors import DicomError
 from apps.dicom.peers import LocalAE, RemoteAE

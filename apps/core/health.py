@@ -1,4 +1,4 @@
-"""What /healthz answers: the state `runportal` writes for its processes (apps/core/supervisor.py).
+"""What /healthz answers: the state `runportal` writes for its processes (apps/dicom/supervisor.py).
 Without a running supervisor (the web alone, scale-out services) only the web is known: it answers."""
 from __future__ import annotations
 

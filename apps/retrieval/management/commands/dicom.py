@@ -152,10 +152,7 @@ class Command(BaseCommand):
                     job.refresh_from_db()
                     self._progress(job)
             else:
-                for item in job.items.all():
-                    runner.run_item(item._meta.label, item.pk)
-                    job.refresh_from_db()
-                    self._progress(job)
+                job = runner.run_inline(job, on_progress=self._progress)
             self.stdout.write("")
             report = build_report(job)
             reports = settings.DATA_DIR / "reports"

@@ -31,7 +31,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.core.supervisor import Supervisor
+from apps.dicom.supervisor import Supervisor
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.scp import ReceiverLimits
 from apps.dicom.service import stop_on_signals
