@@ -98,7 +98,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
     wait_for(lambda: not alive(child), 5, "the child outlived its supervisor")
 
 
-def test_healthz_names_the_part_that_is_down_and_says_ok_when_all_are_up(client, settings, tmp_path):
+def test_healthz_names_the_part_that_is_down_and_says_ok_when_all_are_up(client, db, settings, tmp_path):
     settings.DATA_DIR = tmp_path
     assert client.get("/healthz").json() == {"status": "ok"}  # no supervisor: the web alone
     supervisor = Supervisor({"receiver": SLEEPER, "workers": SLEEPER}, cwd=tmp_path,
