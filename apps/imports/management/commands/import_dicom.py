@@ -4,8 +4,8 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.imports.intake import create_import
 from apps.imports.scan import SourceRefused
-from apps.imports.start import create_import
 from apps.jobs.runner import run_inline
 
 BAR_WIDTH = 30
