@@ -31,3 +31,9 @@ def enqueue(job, items=None, *, after_commit: bool = True) -> int:
         for pk in pks:
             push(label, pk)
     return marked
+
+
+def later(task: str, *args) -> None:
+    """Put one plain django-q2 task (a dotted function path) on the broker once the current transaction
+    commits: work that is not an item, such as creating a long list's rows in the background."""
+    transaction.on_commit(lambda: async_task(task, *args))

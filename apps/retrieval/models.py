@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.jobs.errors import ItemFailed
 from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
+from apps.jobs.queue import later
 from apps.retrieval.caselist import CaseList
 from apps.servers.models import DicomServer
 
@@ -47,9 +48,7 @@ class RetrievalJob(Job):
                                  row_errors=row_errors(case_list), preparing=bool(text), case_list_text=text,
                                  default_server=default_server)
         if text:
-            from django_q.tasks import async_task
-
-            transaction.on_commit(lambda: async_task("apps.retrieval.tasks.prepare_job", job.pk))
+            later("apps.retrieval.tasks.prepare_job", job.pk)
             return job
         job.create_items(case_list.rows)
         if start:
