@@ -7,12 +7,11 @@
 Both are read with the (status, heartbeat_at) lease index every item table has; no patient data is named."""
 from datetime import timedelta
 
-from django.apps import apps
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.jobs.models import JobItem
+from apps.jobs.runner import item_models
 
 
 def stuck_items(limit: int = 5) -> list[str]:
@@ -23,7 +22,7 @@ def stuck_items(limit: int = 5) -> list[str]:
     if settings.JOB_STUCK_SECONDS:
         stuck |= Q(started_at__lt=now - timedelta(seconds=settings.JOB_STUCK_SECONDS))
     found = []
-    for model in (m for m in apps.get_models() if issubclass(m, JobItem)):
+    for model in item_models():
         rows = model.objects.filter(stuck, status="running").values("pk", "worker", "heartbeat_at", "started_at")
         for row in rows.order_by("started_at")[:limit - len(found)]:
             found.append(_describe(model, row, now, lease))

@@ -1,7 +1,8 @@
 """The ONE generic job runner. django-q2 carries (model label, item pk); run_item claims the item with a
-compare-and-set, runs the item's registered processor (apps/jobs/registry.py) under a heartbeat, and records the outcome. reclaim_stale()
-re-queues items whose worker died (heartbeat older than JOB_LEASE_SECONDS) and pending items whose
-queue message was lost with a killed cluster. The claim makes every duplicate message harmless."""
+compare-and-set, runs the item's registered processor (apps/jobs/registry.py) under a heartbeat, and
+records the outcome. run_inline runs a whole job in this process. reclaim_stale() re-queues items whose
+worker died (heartbeat older than JOB_LEASE_SECONDS) and pending items whose queue message was lost with
+a killed cluster. The claim makes every duplicate message harmless."""
 import logging
 import os
 import random
