@@ -6,13 +6,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 
+from apps.jobs.models import Job, JobItem
+
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def metrics(request):
-    from apps.jobs.models import Job, JobItem
-
     counters = {}
     for model in apps.get_models():
         if issubclass(model, Job) and not model._meta.abstract:

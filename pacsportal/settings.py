@@ -252,6 +252,9 @@ if Q_BROKER == "orm":
 else:
     Q_CLUSTER["redis"] = Q_BROKER
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
+# /healthz reports a worker whose item has run longer than this though its heartbeat is alive (blocked in
+# one item); 0 turns the check off. Far above any item's own timeouts.
+JOB_STUCK_SECONDS = env.int("JOB_STUCK_SECONDS", default=6 * 3600)
 # A worker runs item after item of one job; after this long it gives the worker to other waiting jobs.
 JOB_SLICE_SECONDS = env.float("JOB_SLICE_SECONDS", default=2.0)
 JOB_STATUS_SECONDS = 1.0  # a busy worker derives its job's status at most this often (and when it stops)

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apps.core.supervisor import STOP_SECONDS
 from apps.dicom import dimse
 from apps.dicom.errors import DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.supervisor import STOP_SECONDS
 from tests.fixtures_common import unused_port
 
 ROOT = Path(__file__).resolve().parents[1]

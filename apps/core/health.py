@@ -1,5 +1,7 @@
-"""What /healthz answers: the state `runportal` writes for its processes (apps/core/supervisor.py).
-Without a running supervisor (the web alone, scale-out services) only the web is known: it answers."""
+"""What /healthz answers: the state `runportal` writes for its processes (apps/dicom/supervisor.py), and
+workers stuck in one item (apps/jobs/health.py), which the database shows wherever the web runs.
+Without a running supervisor (the web alone, scale-out services) the web answers, and "workers" is
+named only when one is stuck."""
 from __future__ import annotations
 
 import json
@@ -7,6 +9,9 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DatabaseError
+
+from apps.jobs.health import stuck_items
 
 
 def status_path() -> Path:
@@ -26,13 +31,16 @@ def _alive(pid) -> bool:
 def portal_health() -> tuple[int, dict]:
     """(HTTP status, body): 200 {"status": "ok", "parts": {...}} when every part is up, 503 with "down"
     naming the parts that are not and a message saying why."""
+    parts = _supervised_parts()
     try:
-        state = json.loads(status_path().read_text())
-    except (FileNotFoundError, ValueError):
+        stuck = stuck_items()
+    except DatabaseError as exc:
+        parts["database"] = {"up": False, "problem": f"{type(exc).__name__}: {exc}"}
+    else:
+        if stuck:
+            parts["workers"] = {**parts.get("workers", {}), "up": False, "problem": "; ".join(stuck)}
+    if not parts:
         return 200, {"status": "ok"}
-    if not _alive(state.get("supervisor")):  # left by a portal that is gone
-        return 200, {"status": "ok"}
-    parts = state.get("parts", {})
     down = [name for name, part in parts.items() if not part.get("up")]
     body = {"status": "down" if down else "ok", "parts": {name: "down" if name in down else "up" for name in parts}}
     if down:
@@ -40,3 +48,14 @@ def portal_health() -> tuple[int, dict]:
         body["message"] = "; ".join(f"{name} is down ({parts[name].get('problem') or 'not running'})"
                                     for name in down)
     return (503 if down else 200), body
+
+
+def _supervised_parts() -> dict:
+    """The parts `runportal` reports, or none when no portal supervisor is running here."""
+    try:
+        state = json.loads(status_path().read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    if not _alive(state.get("supervisor")):  # left by a portal that is gone
+        return {}
+    return state.get("parts", {})

@@ -22,3 +22,9 @@ class DeliveryConfig(AppConfig):
         from apps.delivery import hooks  # noqa: F401  (connects to job progress)
 
         post_migrate.connect(ensure_cleanup_schedule, sender=self, dispatch_uid="delivery-cleanup-schedule")
+
+        from apps.delivery import work
+        from apps.delivery.models import DeliveryBatch
+        from apps.jobs.registry import register
+
+        register(DeliveryBatch, work.deliver)

@@ -7,12 +7,12 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from apps.delivery.models import DeliveryBatch, Upload
+
 log = logging.getLogger("apps.delivery")
 
 
 def clean_stale() -> dict:
-    from apps.delivery.models import DeliveryBatch, Upload
-
     expired = Upload.objects.filter(state=Upload.State.RECEIVING, expires_at__lte=timezone.now())
     uploads = 0
     for upload in expired:

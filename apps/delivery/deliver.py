@@ -23,10 +23,15 @@ from django.conf import settings
 from apps.audit import record
 from apps.delivery.bundle import file_sha1
 from apps.delivery.models import DeliveryTarget
+from apps.delivery.models.target import confined_folder
 from apps.delivery.tus_client import SendCanceled, TusError, TusSender
 from apps.delivery.zipstream import ZipStream
+from apps.dicom.dicomweb import stow
+from apps.dicom.errors import DicomError
+from apps.dicom.store import store_files
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.models import ItemStatus
+from apps.servers.models import local_ae
 
 PROGRESS_EVERY = 1.0  # seconds between progress writes
 
@@ -203,11 +208,6 @@ def _copy_to_folder(batch, target, found: BatchFiles, ctx, progress) -> set[str]
 
 
 def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
-    from apps.dicom.dicomweb import stow
-    from apps.dicom.errors import DicomError
-    from apps.dicom.store import store_files
-    from apps.servers.models import local_ae
-
     server = target.server
     if not server.may(batch.job.created_by, "send"):  # access may have changed since the job started
         raise ItemFailed(f"Batch {batch.number}: {server.refusal('send')} Nothing was deleted.")
@@ -237,8 +237,6 @@ def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
 def _folder(target) -> Path:
     """The folder target, checked again now: the roots or a symlink may have changed since it was saved."""
     from django.core.exceptions import ValidationError
-
-    from apps.delivery.models.target import confined_folder
 
     try:
         return confined_folder(target.path)

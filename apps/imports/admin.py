@@ -8,9 +8,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from apps.imports.intake import start_import
 from apps.imports.models import ImportedImage, ImportedPatient, ImportItem, ImportJob
 from apps.imports.scan import SourceRefused
-from apps.imports.start import start_import
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 
 ERRORS_SHOWN = 500

@@ -15,3 +15,9 @@ class ImportsConfig(AppConfig):
 
         if not auditlog.contains(ImportedPatient):
             auditlog.register(ImportedPatient)
+
+        from apps.imports import work
+        from apps.imports.models import ImportItem
+        from apps.jobs.registry import register
+
+        register(ImportItem, work.import_item)

@@ -119,15 +119,6 @@ class ImportItem(JobItem):
             return "scan of the source folder"
         return f"batch {self.number} ({len(self.files)} files from {Path(self.files[0]).name if self.files else '-'})"
 
-    def process(self, ctx) -> None:
-        if self.kind == self.Kind.SCAN:
-            from apps.imports.scan import scan_tree
-
-            scan_tree(self, ctx)
-        else:
-            from apps.imports.batch import import_batch
-
-            import_batch(self, ctx)
 
 
 class ImportedPatient(models.Model):
@@ -221,4 +212,3 @@ class KnownFile(models.Model):
 
 def patients_with_counts():
     return ImportedPatient.objects.annotate(image_count=Count("images"))
-

@@ -9,9 +9,10 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.imports import pool
-from apps.imports.batch import sweep_incoming
+from apps.imports.batch import Ledger, skip_known_files, sweep_incoming
+from apps.imports.models import ImportItem
 from apps.jobs.errors import ItemCanceled, ItemFailed
-from apps.jobs.runner import enqueue_many
+from apps.jobs.queue import enqueue
 
 
 class SourceRefused(ValueError):
@@ -92,9 +93,6 @@ KNOWN_CHECK_CHUNK = 1000  # paths per known-file query
 def scan_tree(item, ctx) -> None:
     """List the tree, decide every file that is unchanged since it was last looked at (a re-import's
     whole work, done here without a queue hop per batch), and cut the rest into batch items."""
-    from apps.imports.batch import Ledger, skip_known_files
-    from apps.imports.models import ImportItem
-
     job = item.job
     if job.items.filter(kind=ImportItem.Kind.FILES).exists():
         return queue_batches(job)  # a re-run after this scan had committed its batches: nothing to redo
@@ -127,4 +125,4 @@ def scan_tree(item, ctx) -> None:
 
 def queue_batches(job) -> None:
     if not job.run_inline:
-        enqueue_many(list(job.items.filter(kind="files", status="pending")))
+        enqueue(job, job.items.filter(kind="files", status="pending"))

@@ -11,12 +11,10 @@ failed actions) and JobItemInline (read-only items). Usage:
 """
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.jobs.access import start_permission, visible_jobs
-from apps.jobs.models import EchoItem, EchoJob
 from pacsportal.permissions import model_permission
 
 
@@ -118,29 +116,3 @@ class JobAdminMixin:
     def retry_failed_items(self, request, queryset):
         again = sum(job.retry_failed(user=request.user) for job in queryset)
         self.message_user(request, f"Re-queued {again} failed item(s).", messages.SUCCESS)
-
-
-class EchoItemInline(JobItemInline):
-    model = EchoItem
-    fields = ["server_name", "result"] + JobItemInline.fields
-
-
-@admin.register(EchoJob)
-class EchoJobAdmin(JobAdminMixin, admin.ModelAdmin):
-    inlines = [EchoItemInline]
-    change_list_template = "admin/jobs/echojob/change_list.html"
-
-    def get_urls(self):
-        run = path("run/", self.admin_site.admin_view(self.run_view), name="jobs_echojob_run")
-        return [run, *super().get_urls()]
-
-    def run_view(self, request):
-        """POST: start an EchoJob over every server, then show it."""
-        from apps.servers.models import DicomServer
-
-        self.require_start(request)
-        if request.method != "POST":
-            return redirect("admin:jobs_echojob_changelist")
-        job = EchoJob.for_servers(DicomServer.objects.all(), user=request.user)
-        job.start(user=request.user)
-        return redirect("admin:jobs_echojob_change", job.pk)

@@ -1,4 +1,4 @@
-"""ItemContext: what a running item's process(ctx) gets from the runner."""
+"""ItemContext: what a running item's work (its registered processor, fn(item, ctx)) gets from the runner."""
 import threading
 import time
 from contextlib import contextmanager

@@ -1,7 +1,8 @@
 """The ONE generic job runner. django-q2 carries (model label, item pk); run_item claims the item with a
-compare-and-set, runs item.process(ctx) under a heartbeat, and records the outcome. reclaim_stale()
-re-queues items whose worker died (heartbeat older than JOB_LEASE_SECONDS) and pending items whose
-queue message was lost with a killed cluster. The claim makes every duplicate message harmless."""
+compare-and-set, runs the item's registered processor (apps/jobs/registry.py) under a heartbeat, and
+records the outcome. run_inline runs a whole job in this process. reclaim_stale() re-queues items whose
+worker died (heartbeat older than JOB_LEASE_SECONDS) and pending items whose queue message was lost with
+a killed cluster. The claim makes every duplicate message harmless."""
 import logging
 import os
 import random
@@ -11,20 +12,21 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.brokers import get_broker
-from django_q.tasks import async_task
 
+from apps.audit import record
 from apps.dicom.errors import DicomError, DicomTimeout
+from apps.jobs import registry
 from apps.jobs.context import ItemContext, WorkerSession
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.jobs.joblog import item_logger, log_crash
-from apps.jobs.models import ItemStatus, JobItem
+from apps.jobs.models import ItemStatus, JobItem, JobStatus
+from apps.jobs.queue import RUN_ITEM, enqueue, push
 
 log = logging.getLogger("apps.jobs")
-RUN_ITEM = "apps.jobs.runner.run_item"
+__all__ = ["RUN_ITEM", "reclaim_stale", "run_inline", "run_item"]
 CRASHES_TOLERATED = 2  # runs lost to dying workers before an item is failed instead of re-queued
 
 
@@ -34,49 +36,6 @@ def worker_id() -> str:
 
 def item_models() -> list[type[JobItem]]:
     return [m for m in apps.get_models() if issubclass(m, JobItem)]
-
-
-def _push(label: str, pk: int) -> None:
-    async_task(RUN_ITEM, label, pk, group=label)
-
-
-def enqueue(item: JobItem) -> None:
-    enqueue_many([item])
-
-
-def enqueue_many(items) -> None:
-    """Mark the items queued and, once the current transaction commits (a worker must see them), put on
-    the broker one message per worker the job may use (job.parallelism()), not one per item: each
-    message's worker runs item after item of the job (run_item), so a 100,000-row list is a handful
-    of messages, and a canceled job leaves only those few, which find nothing pending and end at once."""
-    keys = _mark_queued(list(items))
-    transaction.on_commit(lambda: [_push(label, pk) for label, pk in keys])
-
-
-def _mark_queued(items) -> list[tuple[str, int]]:
-    """Set queued_at on the items; the (label, pk) to put on the broker: job.parallelism() per job."""
-    keys = []
-    for model in {type(item) for item in items}:
-        mine = [i for i in items if type(i) is model]
-        model.objects.filter(pk__in=[i.pk for i in mine]).update(queued_at=timezone.now())
-        by_job: dict[int, list[JobItem]] = {}
-        for item in mine:
-            by_job.setdefault(item.job_id, []).append(item)
-        for job_items in by_job.values():
-            drivers = max(1, job_items[0].job.parallelism())
-            keys += [(model._meta.label, item.pk) for item in job_items[:drivers]]
-    return keys
-
-
-def enqueue_pending(job, pending) -> int:
-    """Mark the job's `pending` items (a queryset) queued with one UPDATE, and after the transaction
-    commits put job.parallelism() messages for its first items on the broker; however many items, the
-    work is two queries. Returns how many items were marked."""
-    marked = pending.update(queued_at=timezone.now())
-    label = pending.model._meta.label
-    pks = list(pending.order_by("pk").values_list("pk", flat=True)[:max(1, job.parallelism())])
-    transaction.on_commit(lambda: [_push(label, pk) for pk in pks])
-    return marked
 
 
 def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
@@ -112,6 +71,25 @@ def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
     if item is not None:
         item.job.refresh_status()
     return status
+
+
+def run_inline(job, *, user=None, on_progress=lambda job: None):
+    """Run the job's pending items in this process, one at a time in the order they were created, without
+    the broker or a worker cluster: the CLI's way, and the photo page's (its sender waits for the answer).
+    Items the work creates while it runs (an import's batches) run too. Claims, heartbeats, retries and
+    outcomes are the workers' own (run_item); `on_progress(job)` is called after each item. Returns the job,
+    refreshed."""
+    pending = job.items.filter(status=ItemStatus.PENDING)
+    type(job).objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, completed_at=None,
+                                               started_at=job.started_at or timezone.now())
+    record(user, "job.started", job, items=pending.count())
+    while (item := pending.order_by("pk").first()) is not None:
+        run_item(item._meta.label, item.pk, continue_with_job=False)
+        job.refresh_from_db()
+        on_progress(job)
+    job.refresh_status()
+    job.refresh_from_db()
+    return job
 
 
 def _claim(model, pk: int, me: str) -> bool:
@@ -152,7 +130,7 @@ def _yield_to_others(model, job_id: int, item) -> None:
     waiting = model.objects.filter(job_id=job_id, status=ItemStatus.PENDING).order_by("pk").first()
     if waiting is not None:
         item_logger(item).debug("yielding the worker to other jobs; job goes back on the queue")
-        _push(model._meta.label, waiting.pk)
+        push(model._meta.label, waiting.pk)
 
 
 def _run_claimed(model, pk: int, me: str, session) -> tuple[JobItem, str]:
@@ -175,12 +153,14 @@ def _run_claimed(model, pk: int, me: str, session) -> tuple[JobItem, str]:
 
 
 def _attempts(item: JobItem, ctx: ItemContext) -> tuple[str, str]:
-    """Run process() until it succeeds, fails for good, or runs out of attempts. Returns (status, error)."""
+    """Run the item's processor until it succeeds, fails for good, or runs out of attempts. Returns
+    (status, error)."""
+    process = registry.processor_for(type(item))
     while True:
         if ctx.should_stop():
             return ItemStatus.CANCELED, "Canceled."
         try:
-            item.process(ctx)
+            process(item, ctx)
             return ItemStatus.SUCCEEDED, ""
         except ItemCanceled:
             return ItemStatus.CANCELED, "Canceled while running."
@@ -240,11 +220,9 @@ def _requeue_forgotten_jobs(model, cutoff) -> int:
                                                      queued_at=first.queued_at).update(queued_at=timezone.now()):
             continue  # another sweeper took it
         item_logger(first).warning("queued %s ago but never started; job re-queued", timezone.now() - first.queued_at)
-        pending = list(model.objects.filter(job_id=job_id, status=ItemStatus.PENDING).select_related("job")
-                       .order_by("pk"))
-        for label, pk in _mark_queued(pending):
-            _push(label, pk)
-            requeued += 1
+        marked = enqueue(first.job, model.objects.filter(job_id=job_id, status=ItemStatus.PENDING),
+                         after_commit=False)
+        requeued += min(marked, max(1, first.job.parallelism()))  # the messages enqueue() put on the broker
     return requeued
 
 
@@ -260,5 +238,5 @@ def _reclaim_running(model, item) -> int:
     if not mine.update(status=ItemStatus.PENDING, worker="", queued_at=timezone.now()):
         return 0
     item_log.warning("worker %s stopped answering (heartbeat %s); re-queued", item.worker, item.heartbeat_at)
-    _push(model._meta.label, item.pk)
+    push(model._meta.label, item.pk)
     return 1

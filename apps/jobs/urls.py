@@ -1,12 +1,8 @@
 from django.urls import re_path
 
-from apps.jobs.api.views import EchoJobViewSet, job_progress
-from pacsportal.api_router import ApiRouter
+from apps.jobs.api.views import job_progress
 
-router = ApiRouter()
-router.register("echo-jobs", EchoJobViewSet)
 urlpatterns = [
     re_path(r"^jobs/(?P<app_label>[\w]+)/(?P<model>[\w]+)/(?P<pk>[0-9]+)/progress/?$", job_progress,
             name="job-progress"),
-    *router.urls,
 ]

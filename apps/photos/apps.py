@@ -12,3 +12,9 @@ class PhotosConfig(AppConfig):
         from apps.photos.models import PhotoSettings
 
         auditlog.register(PhotoSettings)  # who changed the photo settings, and what
+
+        from apps.jobs.registry import register
+        from apps.photos import work
+        from apps.photos.models import PhotoSend
+
+        register(PhotoSend, work.send_photos)

@@ -4,16 +4,13 @@ STOW-RS request."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.utils import timezone
 
 from apps.dicom.capture import CHARSETS, TRANSFER_SYNTAXES, CaptureOptions
-from apps.jobs.errors import ItemFailed
-from apps.jobs.models import Job, JobItem, JobStatus
+from apps.jobs.models import Job, JobItem
 
 MAX_TIMEOUT_SECONDS = 100  # the web server ends a request after 120 s; the answer must come before
 
@@ -117,21 +114,6 @@ class PhotoUpload(Job):
         instances = (item.result or {}).get("instances", []) if item else []
         return {"photos": self.photos, "stored": sum(1 for i in instances if i["status"] == "success")}
 
-    def send_now(self, user=None) -> PhotoSend:
-        """Run the send in this process, now: the sender is waiting for the answer. A failed send stays
-        in the admin, files kept, for "Retry failed items" (which goes through the workers)."""
-        from apps.audit import record
-        from apps.jobs.runner import run_item
-
-        self.status, self.started_at = JobStatus.RUNNING, timezone.now()
-        self.save(update_fields=["status", "started_at"])
-        record(user, "job.started", self, items=1)
-        item = self.items.get()
-        run_item(item._meta.label, item.pk)
-        item.refresh_from_db()
-        self.refresh_from_db()
-        return item
-
     def remove_files(self) -> None:
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -151,36 +133,3 @@ class PhotoSend(JobItem):
 
     def instances(self) -> list[dict]:
         return self.result.setdefault("instances", [])
-
-    def process(self, ctx) -> None:
-        from apps.audit import record
-        from apps.photos.sending import send_instances
-
-        upload = self.job
-        if upload.dicom_server is None:
-            self.result["code"] = "PACS_REJECTED"
-            raise ItemFailed(f"Server {upload.server_name} was deleted; the photos wait in {upload.folder}.")
-        # Checked again when the send runs: a retry may come after the sender lost access to the server.
-        if not upload.dicom_server.may(upload.created_by, "send"):
-            self.result["code"] = "PACS_REJECTED"
-            raise ItemFailed(upload.dicom_server.refusal("send"))
-        todo = [i for i in self.instances() if i["status"] != "success"]
-        missing = [i for i in todo if not Path(i["path"]).is_file()]
-        if missing:
-            self.result["code"] = "PACS_REJECTED"
-            raise ItemFailed(f"{len(missing)} DICOM file(s) of this upload are gone (first: {missing[0]['path']}).")
-        try:
-            send_instances(upload, todo, ctx, self.result)
-        except ItemFailed:
-            self.result["code"] = "PACS_REJECTED"
-            raise
-        failed = [i for i in self.instances() if i["status"] != "success"]
-        if failed:
-            self.result["code"] = "PACS_REJECTED"
-            raise ItemFailed(f"{upload.server_name} refused {len(failed)} of {len(self.instances())} photos; "
-                             f"photo {failed[0]['index']}: {failed[0]['message']}")
-        self.result.pop("code", None)
-        record(upload.created_by, "photos.stored", upload, patient_id=upload.patient_id, server=upload.server_name,
-               instances=[i["sopInstanceUID"] for i in self.instances()])
-        if not upload.keep_files:
-            upload.remove_files()

@@ -5,3 +5,10 @@ class RetrievalConfig(AppConfig):
     name = "apps.retrieval"
     label = "retrieval"
     verbose_name = "Retrieval from PACS"
+
+    def ready(self):
+        from apps.jobs.registry import register
+        from apps.retrieval import work
+        from apps.retrieval.models import RetrievalItem
+
+        register(RetrievalItem, work.retrieve)

@@ -1,20 +1,8 @@
 from django import forms
 
 from apps.delivery.forms import DeliveryChoiceForm
+from apps.jobs.forms import MultipleFileField, MultipleFileInput
 from apps.servers.models import DicomServer
-
-
-class MultipleFileInput(forms.ClearableFileInput):
-    allow_multiple_selected = True
-
-
-class MultipleFileField(forms.FileField):
-    """A multiple file input hands over a list; FileField alone takes one file and calls a list
-    "No file was submitted" (Django's documented pattern for several files in one field)."""
-
-    def clean(self, data, initial=None):
-        files = data if isinstance(data, (list, tuple)) and data else [data]  # [] still fails 'required'
-        return [super(MultipleFileField, self).clean(one, initial) for one in files]
 
 
 class CaseListUploadForm(DeliveryChoiceForm):

@@ -11,11 +11,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from apps.jobs.models import ItemStatus
+from apps.jobs.queue import enqueue
 from apps.retrieval.caselist import COLUMNS, CaseList, decode, parse_case_list
-from apps.retrieval.models import RetrievalJob
+from apps.retrieval.models import RetrievalJob, row_errors
 from apps.servers.models import DicomServer
 
 MAX_CASE_LIST_BYTES = 5 * 1024 * 1024
+PREPARE_CHUNK_ROWS = 2000
+FIRST_CHUNK_ROWS = 100
 
 
 @dataclass
@@ -92,3 +96,30 @@ def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
                                                 text=text, default_server=default_server))
         deliver_each([jobs[-1]], delivery, user, lines=[row.line for row in f.case_list.rows])
     return jobs
+
+
+def prepare(job: RetrievalJob, chunk: int = PREPARE_CHUNK_ROWS) -> None:
+    """Create the rows of a list uploaded for the background, a chunk at a time; the first chunk starts
+    at once, so the first row is under way while the rest is written. A cancel that arrives meanwhile
+    makes the remaining rows canceled (the report stays complete). Re-running it after a crash
+    creates only the rows still missing."""
+    # read again for the job's owner, as the upload was: servers they may not retrieve from stay refused
+    case_list = read_case_list(job.case_list_text, user=job.created_by, default_server=job.default_server)
+    type(job).objects.filter(pk=job.pk).update(row_errors=row_errors(case_list))
+    done = set(job.items.values_list("line", flat=True))
+    rows = [r for r in case_list.rows if r.line not in done]
+    # a small first chunk, so the first rows are under way within moments of the upload
+    bounds = [0, *range(min(FIRST_CHUNK_ROWS, len(rows)), len(rows), chunk), len(rows)]
+    for start, end in zip(bounds, bounds[1:]):
+        if type(job).objects.filter(pk=job.pk, cancel_requested=True).exists():
+            job.create_items(rows[start:], status=ItemStatus.CANCELED, error="Canceled before it started.")
+            break
+        job.create_items(rows[start:end])
+        if start == 0:
+            job.start(job.created_by)
+    type(job).objects.filter(pk=job.pk).update(preparing=False, case_list_text="")
+    job.preparing, job.case_list_text = False, ""
+    if not job.items.filter(status=ItemStatus.RUNNING).exists():
+        # the workers ran out of rows before the last chunk came (a running one goes on to them)
+        enqueue(job)
+    job.refresh_status()

@@ -9,11 +9,9 @@ from django.utils import timezone
 
 from apps.jobs.errors import ItemFailed
 from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
+from apps.jobs.queue import later
 from apps.retrieval.caselist import CaseList
 from apps.servers.models import DicomServer
-
-PREPARE_CHUNK_ROWS = 2000
-FIRST_CHUNK_ROWS = 100
 
 
 class RetrievalJob(Job):
@@ -50,16 +48,14 @@ class RetrievalJob(Job):
                                  row_errors=row_errors(case_list), preparing=bool(text), case_list_text=text,
                                  default_server=default_server)
         if text:
-            from django_q.tasks import async_task
-
-            transaction.on_commit(lambda: async_task("apps.retrieval.tasks.prepare_job", job.pk))
+            later("apps.retrieval.tasks.prepare_job", job.pk)
             return job
-        job._create_items(case_list.rows)
+        job.create_items(case_list.rows)
         if start:
             job.start(user)
         return job
 
-    def _create_items(self, rows, *, status: str = ItemStatus.PENDING, error: str = "") -> None:
+    def create_items(self, rows, *, status: str = ItemStatus.PENDING, error: str = "") -> None:
         servers = {s.name: s for s in DicomServer.objects.filter(name__in={r.server for r in rows})}
         RetrievalItem.objects.bulk_create([
             RetrievalItem(job=self, line=r.line, patient_id=r.patient_id, study_date=r.study_date,
@@ -67,35 +63,6 @@ class RetrievalJob(Job):
                           study_instance_uid=r.study_instance_uid, status=status, error=error)
             for r in rows
         ], batch_size=1000)
-
-    def prepare(self, chunk: int = PREPARE_CHUNK_ROWS) -> None:
-        """Create the rows of a list uploaded for the background, a chunk at a time; the first chunk starts
-        at once, so the first row is under way while the rest is written. A cancel that arrives meanwhile
-        makes the remaining rows canceled (the report stays complete). Re-running it after a crash
-        creates only the rows still missing."""
-        from apps.jobs.runner import enqueue_pending
-        from apps.retrieval.intake import read_case_list
-
-        # read again for the job's owner, as the upload was: servers they may not retrieve from stay refused
-        case_list = read_case_list(self.case_list_text, user=self.created_by, default_server=self.default_server)
-        type(self).objects.filter(pk=self.pk).update(row_errors=row_errors(case_list))
-        done = set(self.items.values_list("line", flat=True))
-        rows = [r for r in case_list.rows if r.line not in done]
-        # a small first chunk, so the first rows are under way within moments of the upload
-        bounds = [0, *range(min(FIRST_CHUNK_ROWS, len(rows)), len(rows), chunk), len(rows)]
-        for start, end in zip(bounds, bounds[1:]):
-            if type(self).objects.filter(pk=self.pk, cancel_requested=True).exists():
-                self._create_items(rows[start:], status=ItemStatus.CANCELED, error="Canceled before it started.")
-                break
-            self._create_items(rows[start:end])
-            if start == 0:
-                self.start(self.created_by)
-        type(self).objects.filter(pk=self.pk).update(preparing=False, case_list_text="")
-        self.preparing, self.case_list_text = False, ""
-        if not self.items.filter(status=ItemStatus.RUNNING).exists():
-            # the workers ran out of rows before the last chunk came (a running one goes on to them)
-            enqueue_pending(self, self.items.filter(status=ItemStatus.PENDING))
-        self.refresh_status()
 
     def parallelism(self) -> int:
         """Workers beyond the servers' association limits would only wait for a slot."""
@@ -151,7 +118,7 @@ class RetrievalItem(JobItem):
     bytes = models.BigIntegerField(default=0)
     path = models.CharField(max_length=500, blank=True, help_text="Folder under DOWNLOADS_DIR.")
 
-    class Meta:
+    class Meta(JobItem.Meta):  # inherits the lease index every sweep queries
         ordering = ["job", "line"]
 
     def __str__(self) -> str:
@@ -169,13 +136,6 @@ class RetrievalItem(JobItem):
     def max_attempts(self) -> int:
         return 1 + self.dicom_server.retries
 
-    def process(self, ctx) -> None:
-        from apps.retrieval.retrieve import retrieve_row
-
-        # Access is checked again when the row runs: it may have been withdrawn since the list was read.
-        if not self.dicom_server.may(self.job.created_by, "retrieve"):
-            raise ItemFailed(self.dicom_server.refusal("retrieve"))
-        retrieve_row(self, ctx)
 
 
 class MoveKey(models.Model):

@@ -23,6 +23,7 @@ from apps.dicom import reuse
 from apps.dicom.engines import C_MOVES
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.jobs.errors import ItemCanceled, ItemFailed
+from apps.retrieval.models import MoveKey
 from apps.retrieval.receiver_check import receiver_problem
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,6 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
     """C-MOVE each part (a study, or a series of one) into the receiver, `pool` at a time, each under its
     own move key, and check and file what arrived for each as soon as its move ends. Any failure stops
     the other moves and is raised once they ended; nothing of a failed part is filed."""
-    from apps.retrieval.models import MoveKey
-
     item, ctx, staging = row.item, row.ctx, row.staging
     failed = threading.Event()
     stop = AnyOf(ctx.stop_requested, failed)

@@ -19,6 +19,8 @@ from django.db import connection
 from apps.dicom.scp import InstanceRefused, ReceivedInstance
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.retrieval.arrivals import arrival_folder, foreign_reason
+from apps.retrieval.models import MoveKey
+from apps.servers.models import DicomServer
 
 log = logging.getLogger("apps.retrieval.receive")
 NOT_AUTHORIZED = 0x0124  # "Refused: Not authorized", a general DIMSE status (PS3.7 annex C)
@@ -47,8 +49,6 @@ class ReceiverPolicy:
             fresh = time.monotonic() - self._allowed_at < REFRESH_SECONDS
             if fresh and calling_ae in self._allowed:
                 return True
-        from apps.servers.models import DicomServer
-
         allowed = set(self._query(lambda: list(DicomServer.objects.values_list("ae_title", flat=True))))
         allowed |= set(settings.RECEIVER_ALLOWED_AE_TITLES)
         with self._lock:
@@ -61,8 +61,6 @@ class ReceiverPolicy:
             cached = self._keys.get(message_id)
             if cached and cached[1] > time.monotonic():
                 return cached[0]
-        from apps.retrieval.models import MoveKey
-
         move = self._query(lambda: MoveKey.live(message_id))
         if move is not None:
             with self._lock:

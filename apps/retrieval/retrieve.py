@@ -31,6 +31,7 @@ from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
 from apps.retrieval.layout import file_into, study_folder
+from apps.retrieval.models import MoveKey
 from apps.retrieval.moves import extra_slots, move_parts, series_parts
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
 from apps.retrieval.plans import StudyPlan, list_instances, modality_label, plan_for, row_mismatch, row_query
@@ -194,8 +195,6 @@ def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
     """A run of this row that died (a killed worker, a reclaimed lease) leaves its move keys and staging
     behind; only one run of a row is current, so this one takes them away: the receiver refuses what
     still arrives for them, and nothing of theirs is ever filed."""
-    from apps.retrieval.models import MoveKey
-
     for key in MoveKey.objects.filter(item=item):
         staging.remove(staging.folder(local_ae_title, key.message_id))
         key.delete()

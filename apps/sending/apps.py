@@ -15,3 +15,9 @@ class SendingConfig(AppConfig):
 
         if not auditlog.contains(Inbox):
             auditlog.register(Inbox, exclude_fields=["updated_at", "unmatched"], m2m_fields={"destinations"})
+
+        from apps.jobs.registry import register
+        from apps.sending import work
+        from apps.sending.models import SendItem
+
+        register(SendItem, work.send)

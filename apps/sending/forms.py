@@ -1,6 +1,6 @@
 from django import forms
 
-from apps.retrieval.forms import MultipleFileField, MultipleFileInput
+from apps.jobs.forms import MultipleFileField, MultipleFileInput
 from apps.sending.models import SendJob
 from apps.servers.models import DicomServer
 

@@ -25,9 +25,10 @@ def relative_files(source: Path) -> list[str]:
 
 
 def start_send(*, servers, source: Path, root: Path, user=None, method: str = SendJob.Method.C_STORE,
-               uploaded: bool = False, description: str = "", **run) -> SendJob:
+               uploaded: bool = False, description: str = "", start: bool = True, **run) -> SendJob:
     """Create the job and its batches and queue them, in one transaction: a crash leaves either no job
-    or a queued one (which the runner re-queues if its messages were lost)."""
+    or a queued one (which the runner re-queues if its messages were lost). `start=False` leaves it for
+    runner.run_inline (the command line)."""
     paths = relative_files(source)
     with transaction.atomic():
         job = SendJob.objects.create(created_by=user, source_path=str(source), root=str(root), method=method,
@@ -35,7 +36,8 @@ def start_send(*, servers, source: Path, root: Path, user=None, method: str = Se
         job.servers.set(servers)
         job.add_items(paths)
         job.add_log(f"{len(paths)} files to {', '.join(s.name for s in servers)} by {method}")
-        job.start(user)
+        if start:
+            job.start(user)
     return job
 
 

@@ -20,6 +20,8 @@ from django.utils import timezone
 from apps.dicom.rewrite import DEFAULT_FOLDER_PATTERN
 from apps.jobs.models import Job, JobItem, JobStatus
 from apps.jobs.models.base import JOB_DONE
+from apps.sending.roots import OutsideRoots, confined
+from apps.sending.settle import settle
 from apps.servers.models import DicomServer, server_name_validator
 
 FILES_PER_ITEM_MIN = 25  # below this, another parallel association costs more than it saves
@@ -55,8 +57,6 @@ class Inbox(models.Model):
         return self.name
 
     def clean(self):
-        from apps.sending.roots import OutsideRoots, confined
-
         errors = {}
         try:
             compiled = re.compile(self.pattern)
@@ -156,8 +156,6 @@ class SendJob(Job):
         all were stored. Idempotent."""
         status = super().refresh_status()
         if status in JOB_DONE and (self.is_inbox_run or self.uploaded):
-            from apps.sending.settle import settle
-
             settle(self)
         return status
 
@@ -181,8 +179,3 @@ class SendItem(JobItem):
 
     def max_attempts(self) -> int:
         return 1 + min((s.retries for s in self.job.servers.all()), default=0)
-
-    def process(self, ctx) -> None:
-        from apps.sending.batch import send_batch
-
-        send_batch(self, ctx)

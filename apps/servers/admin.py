@@ -1,9 +1,13 @@
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db import models
+from django.shortcuts import redirect
+from django.urls import path
 
 from apps.audit import record
-from apps.servers.models import DicomServer
+from apps.jobs.admin import JobAdminMixin, JobItemInline
+from apps.servers.intake import start_echo_job
+from apps.servers.models import DicomServer, EchoItem, EchoJob
 
 
 @admin.register(DicomServer)
@@ -44,3 +48,26 @@ class DicomServerAdmin(admin.ModelAdmin):
         extra_context = {**(extra_context or {}), "local_ae": {
             "ae_title": settings.DICOM_AE_TITLE, "host": settings.DICOM_HOST, "port": settings.DICOM_PORT}}
         return super().changelist_view(request, extra_context)
+
+
+class EchoItemInline(JobItemInline):
+    model = EchoItem
+    fields = ["server_name", "result"] + JobItemInline.fields
+
+
+@admin.register(EchoJob)
+class EchoJobAdmin(JobAdminMixin, admin.ModelAdmin):
+    inlines = [EchoItemInline]
+    change_list_template = "admin/servers/echojob/change_list.html"
+
+    def get_urls(self):
+        run = path("run/", self.admin_site.admin_view(self.run_view), name="servers_echojob_run")
+        return [run, *super().get_urls()]
+
+    def run_view(self, request):
+        """POST: start an EchoJob over every server, then show it."""
+        self.require_start(request)
+        if request.method != "POST":
+            return redirect("admin:servers_echojob_changelist")
+        job = start_echo_job(DicomServer.objects.all(), user=request.user)
+        return redirect("admin:servers_echojob_change", job.pk)

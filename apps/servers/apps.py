@@ -17,3 +17,9 @@ class ServersConfig(AppConfig):
             # Who may use the server is part of its configuration: group changes are recorded too.
             auditlog.register(DicomServer, exclude_fields=["updated_at"], mask_fields=["dicomweb_secret"],
                               m2m_fields={"query_groups", "retrieve_groups", "send_groups"})
+
+        from apps.jobs.registry import register
+        from apps.servers import work
+        from apps.servers.models import EchoItem
+
+        register(EchoItem, work.echo)

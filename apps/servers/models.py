@@ -9,7 +9,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models.functions import Lower
 
+from apps.dicom import dimse
+from apps.dicom.errors import DicomError
 from apps.dicom.peers import DicomWebEndpoint, LocalAE, RemoteAE
+from apps.jobs.models import Job, JobItem
 
 
 def validate_ae_title(value: str) -> None:
@@ -163,15 +166,17 @@ class DicomServer(models.Model):
         )
 
     def echo(self) -> dict:
-        """C-ECHO this server: {"ok", "elapsed_ms", "error"} for the API, the admin and the echo job."""
-        from apps.dicom import dimse
-        from apps.dicom.errors import DicomError
-
+        """C-ECHO this server: {"ok", "elapsed_ms", "error"} for the API and the admin."""
         try:
-            elapsed = dimse.echo(self.as_peer(), local_ae())
+            elapsed = self.echo_ms()
         except DicomError as exc:
             return {"ok": False, "elapsed_ms": None, "error": str(exc)}
         return {"ok": True, "elapsed_ms": round(elapsed, 1), "error": None}
+
+    def echo_ms(self) -> float:
+        """C-ECHO this server and return the milliseconds it took; a DicomError says why it failed (the
+        echo job's item lets the runner judge it: retried, failed or timed out)."""
+        return dimse.echo(self.as_peer(), local_ae())
 
     def as_dicomweb(self) -> DicomWebEndpoint | None:
         if not self.dicomweb_url:
@@ -188,3 +193,22 @@ def local_ae() -> LocalAE:
     """The portal's own AE: title and the receiver's address, from settings (DICOM_AE_TITLE, DICOM_PORT)."""
     return LocalAE(ae_title=settings.DICOM_AE_TITLE, host=settings.DICOM_HOST, port=settings.DICOM_PORT)
 
+
+class EchoJob(Job):
+    """C-ECHO every configured server, one item per server: the servers' own job, which also exercises
+    the runner end to end."""
+
+    class Meta(Job.Meta):
+        verbose_name = "echo job"
+
+
+class EchoItem(JobItem):
+    job = models.ForeignKey(EchoJob, on_delete=models.CASCADE, related_name="items")
+    dicom_server = models.ForeignKey(DicomServer, null=True, on_delete=models.SET_NULL, related_name="+")
+    server_name = models.CharField(max_length=32, help_text="Kept so the item still reads well if the server goes.")
+
+    class Meta(JobItem.Meta):
+        verbose_name = "echo item"
+
+    def server(self):
+        return self.dicom_server

@@ -5,8 +5,8 @@ from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from apps.jobs.models import EchoJob
 from apps.retrieval.models import RetrievalItem, RetrievalJob
+from apps.servers.intake import create_echo_job
 from apps.servers.models import DicomServer
 
 pytestmark = pytest.mark.django_db
@@ -70,10 +70,10 @@ def test_view_all_jobs_shows_and_lets_cancel_every_users_jobs(user, other, serve
 
 
 def test_echo_jobs_follow_the_same_rule(api, user, other, server):
-    theirs = EchoJob.for_servers([server], user=other)
+    theirs = create_echo_job([server], user=other)
     assert api.get("/api/echo-jobs/").json() == []
     assert api.get(f"/api/echo-jobs/{theirs.pk}/").status_code == 404
-    assert api.get(f"/api/jobs/jobs/echojob/{theirs.pk}/progress").status_code == 404
+    assert api.get(f"/api/jobs/servers/echojob/{theirs.pk}/progress").status_code == 404
 
 
 def test_the_admin_lists_and_opens_only_own_jobs(client, django_user_model, user, server):

@@ -10,11 +10,11 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
-from apps.jobs.models import EchoJob
 from apps.photos.models import PhotoSend, PhotoUpload
 from apps.projects.models import Project
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 from apps.sending.models import Inbox, SendItem, SendJob
+from apps.servers.intake import create_echo_job
 from apps.servers.models import DicomServer
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ class Rule:
 RETRIEVAL_VIEW = ("retrieval.view_retrievaljob",)
 SEND_VIEW = ("sending.view_sendjob",)
 INBOX_VIEW = ("sending.view_inbox",)
-ECHO_VIEW = ("jobs.view_echojob",)
+ECHO_VIEW = ("servers.view_echojob",)
 PHOTO_VIEW = ("photos.view_photoupload",)
 DELIVERY_VIEW = ("delivery.view_deliveryjob",)
 UPLOAD = ("delivery.add_upload",)
@@ -58,10 +58,10 @@ RULES = {
     ("dicomserver-studies", "GET"): Rule("/api/servers/{server}/studies?PatientID=P1", ("servers.query_server",), 502),
     ("job-progress", "GET"): Rule("/api/jobs/retrieval/retrievaljob/{retrieval}/progress", RETRIEVAL_VIEW, 200),
     ("echojob-list", "GET"): Rule("/api/echo-jobs/", ECHO_VIEW, 200),
-    ("echojob-list", "POST"): Rule("/api/echo-jobs/", ("jobs.add_echojob",), 201),
+    ("echojob-list", "POST"): Rule("/api/echo-jobs/", ("servers.add_echojob",), 201),
     ("echojob-detail", "GET"): Rule("/api/echo-jobs/{echo}/", ECHO_VIEW, 200),
-    ("echojob-cancel", "POST"): Rule("/api/echo-jobs/{echo}/cancel/", ("jobs.change_echojob",), 200),
-    ("echojob-retry", "POST"): Rule("/api/echo-jobs/{echo}/retry/", ("jobs.change_echojob",), 200),
+    ("echojob-cancel", "POST"): Rule("/api/echo-jobs/{echo}/cancel/", ("servers.change_echojob",), 200),
+    ("echojob-retry", "POST"): Rule("/api/echo-jobs/{echo}/retry/", ("servers.change_echojob",), 200),
     ("retrievaljob-list", "GET"): Rule("/api/retrievals/", RETRIEVAL_VIEW, 200),
     ("retrievaljob-list", "POST"): Rule("/api/retrievals/", ("retrieval.start_retrieval",), 400),
     ("retrievaljob-detail", "GET"): Rule("/api/retrievals/{retrieval}/", RETRIEVAL_VIEW, 200),
@@ -96,7 +96,7 @@ RULES = {
                                            200),
     ("admin:retrieval_report", "GET"): Rule("/admin/retrieval/retrievaljob/{retrieval}/report.csv", RETRIEVAL_VIEW,
                                             200),
-    ("admin:jobs_echojob_run", "POST"): Rule("/admin/jobs/echojob/run/", ("jobs.add_echojob",), 302),
+    ("admin:servers_echojob_run", "POST"): Rule("/admin/servers/echojob/run/", ("servers.add_echojob",), 302),
     # Photos: the phone app's API (a JSON body to the multipart upload is a 415: it got past every check;
     # without a destination the echo is a 400), its upload history, and the phone page with its PWA files.
     ("photos-studies", "POST"): Rule("/api/studies", ("photos.send_photos",), 415),
@@ -215,7 +215,7 @@ def objects_for(owner) -> dict:
 
     server = DicomServer.objects.create(name="RT", ae_title="RT", host="127.0.0.1", port=1, query_timeout=2)
     DicomServer.objects.create(name="SPARE", ae_title="SPARE", host="127.0.0.1", port=1)
-    echo = EchoJob.for_servers([server], user=owner)
+    echo = create_echo_job([server], user=owner)
     retrieval = RetrievalJob.objects.create(created_by=owner, source_name="cases.csv")
     RetrievalItem.objects.create(job=retrieval, line=2, patient_id="P1", study_date="20240101",
                                  dicom_server=server, server_name="RT", status="failed", error="down")

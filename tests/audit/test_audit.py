@@ -5,8 +5,7 @@ from auditlog.models import LogEntry
 
 from apps.audit import record
 from apps.audit.models import AuditEvent
-from apps.jobs.models import EchoItem
-from apps.servers.models import DicomServer
+from apps.servers.models import DicomServer, EchoItem
 from tests.jobs.conftest import make_echo_job, make_server
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +19,7 @@ def test_start_cancel_and_retry_record_who_did_it(user):
     job.cancel(user=user)
     events = list(AuditEvent.objects.order_by("id"))
     assert [e.action for e in events] == ["job.started", "job.retried", "job.canceled"]
-    assert {(e.actor, e.actor_name, e.target) for e in events} == {(user, "tech", f"jobs.EchoJob:{job.pk}")}
+    assert {(e.actor, e.actor_name, e.target) for e in events} == {(user, "tech", f"servers.EchoJob:{job.pk}")}
     assert events[0].details == {"items": 2} and events[1].details == {"items": 1}
     assert events[2].details == {"canceled_items": 2, "running_items_asked_to_stop": 0}
     assert set(EchoItem.objects.values_list("status", flat=True)) == {"canceled"}
@@ -50,7 +49,7 @@ def test_changing_a_server_is_recorded_by_auditlog_with_the_secret_masked(admin_
 
 
 def test_the_audit_admin_shows_events_but_forbids_add_change_and_delete(admin_client_logged_in, user):
-    event = record(user, "job.started", "jobs.EchoJob:1", items=3)
+    event = record(user, "job.started", "servers.EchoJob:1", items=3)
     listing = admin_client_logged_in.get("/admin/audit/auditevent/")
     assert listing.status_code == 200 and b"job.started" in listing.content
     assert admin_client_logged_in.get("/admin/audit/auditevent/?action=job.started").status_code == 200

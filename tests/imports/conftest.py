@@ -1,7 +1,7 @@
 import pytest
 
 from apps.imports.models import ImportJob
-from apps.imports.start import run_inline
+from apps.jobs.runner import run_inline
 from tests.imports.tree import build_tree
 
 

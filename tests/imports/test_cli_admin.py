@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 
+from apps.imports.intake import create_import
 from apps.imports.models import ImportedImage, ImportJob
-from apps.imports.start import create_import
 from apps.jobs import runner
 from tests.imports.conftest import run_job
 

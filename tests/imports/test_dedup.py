@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 
 from apps.imports import batch
+from apps.imports.intake import create_import
 from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, ImportJob, KnownFile
-from apps.imports.start import create_import
 from apps.imports.stats import job_stats
 from apps.jobs import runner
 from tests.imports.conftest import run_job

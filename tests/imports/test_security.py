@@ -5,8 +5,8 @@ import os
 import pytest
 from rest_framework.test import APIClient
 
+from apps.imports.intake import create_import
 from apps.imports.models import ImportJob
-from apps.imports.start import create_import
 from tests.imports.conftest import run_job
 from tests.imports.tree import ct, write
 

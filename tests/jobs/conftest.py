@@ -1,7 +1,7 @@
 import pytest
 
-from apps.jobs.models import EchoJob
-from apps.servers.models import DicomServer
+from apps.servers.intake import create_echo_job
+from apps.servers.models import DicomServer, EchoJob
 from tests.jobs.peers import RecordingEchoSCP
 
 
@@ -18,4 +18,4 @@ def make_server(name: str, port: int, **fields) -> DicomServer:
 
 def make_echo_job(servers, user=None) -> EchoJob:
     """An EchoJob over the given servers (a server may appear several times: one item each)."""
-    return EchoJob.for_servers(servers, user=user, description="test")
+    return create_echo_job(servers, user=user, description="test")

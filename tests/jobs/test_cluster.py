@@ -5,7 +5,8 @@ import time
 import pytest
 from django_q.models import Task
 
-from apps.jobs.models import EchoItem, JobStatus
+from apps.jobs.models import JobStatus
+from apps.servers.models import EchoItem
 from tests.jobs.cluster import QCluster, wait_for
 from tests.jobs.conftest import make_echo_job, make_server
 from tests.jobs.peers import RecordingEchoSCP

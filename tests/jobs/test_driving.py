@@ -4,11 +4,12 @@ worker gives way to another job's waiting items after its time slice."""
 import pytest
 from django_q.models import OrmQ
 
-from apps.jobs.models import AssociationSlot, EchoJob, JobStatus
+from apps.jobs.models import AssociationSlot, JobStatus
 from apps.jobs.runner import run_item
+from apps.servers.models import EchoJob
 from tests.jobs.conftest import make_echo_job, make_server
 
-LABEL = "jobs.EchoItem"
+LABEL = "servers.EchoItem"
 pytestmark = pytest.mark.django_db
 
 

@@ -1,5 +1,5 @@
 """The generic runner in one process: claim, outcomes, retries, cancel, retry, reclaim, logs.
-Item work is an EchoItem whose process() the test replaces; the runner is the thing under test."""
+Item work is an EchoItem whose registered processor the test replaces; the runner is the thing under test."""
 import logging
 import threading
 import time
@@ -9,12 +9,14 @@ import pytest
 from django.utils import timezone
 
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout
+from apps.jobs import registry
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
-from apps.jobs.models import EchoItem, JobStatus
+from apps.jobs.models import JobStatus
 from apps.jobs.runner import reclaim_stale, run_item
+from apps.servers.models import EchoItem
 from tests.jobs.conftest import make_echo_job, make_server
 
-LABEL = "jobs.EchoItem"
+LABEL = "servers.EchoItem"
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def behave(monkeypatch, *behaviours):
     def process(item, ctx):
         first = EchoItem.objects.filter(job=item.job).order_by("pk").first().pk
         behaviours[item.pk - first](item, ctx)
-    monkeypatch.setattr(EchoItem, "process", process)
+    monkeypatch.setitem(registry.PROCESSORS, LABEL, process)
 
 
 def run_all(job):
@@ -56,7 +58,7 @@ def test_it_claims_an_item_once_when_two_workers_race(transactional_db, monkeypa
     def slow(item, ctx):
         calls.append(item.pk)
         time.sleep(0.3)
-    monkeypatch.setattr(EchoItem, "process", slow)
+    monkeypatch.setitem(registry.PROCESSORS, LABEL, slow)
     job.start()
     pk = job.items.get().pk
     outcomes = []
@@ -137,7 +139,7 @@ def test_cancel_stops_pending_items_and_asks_running_ones_to_stop(transactional_
                 stopped_by_request.set()
                 raise ItemCanceled()
             time.sleep(0.05)
-    monkeypatch.setattr(EchoItem, "process", until_stopped)
+    monkeypatch.setitem(registry.PROCESSORS, LABEL, until_stopped)
     job.start()
     first = job.items.order_by("pk").first()
     worker = threading.Thread(target=run_item, args=(LABEL, first.pk))
@@ -217,8 +219,8 @@ def test_patient_data_stays_out_of_logs_above_debug(job, monkeypatch, caplog):
     assert patient not in caplog.text
     first = job.items.order_by("pk").first()
     runner_lines = [r.getMessage() for r in caplog.records if r.name == "apps.jobs"]
-    assert f"job=jobs.EchoJob:{job.pk} item={first.pk} started attempt 1" in "\n".join(runner_lines)
-    assert all(line.startswith(f"job=jobs.EchoJob:{job.pk} item=") for line in runner_lines)
+    assert f"job=servers.EchoJob:{job.pk} item={first.pk} started attempt 1" in "\n".join(runner_lines)
+    assert all(line.startswith(f"job=servers.EchoJob:{job.pk} item=") for line in runner_lines)
 
     caplog.clear()
     caplog.set_level(logging.DEBUG)

@@ -6,7 +6,8 @@ import sys
 import pytest
 from django.conf import settings
 
-from apps.jobs.models import AssociationSlot, EchoItem
+from apps.jobs.models import AssociationSlot
+from apps.servers.models import EchoItem
 from tests.jobs.cluster import worker_env
 from tests.jobs.conftest import make_echo_job, make_server
 from tests.jobs.peers import RecordingEchoSCP
@@ -21,7 +22,7 @@ def test_separate_processes_share_the_association_limit(limit, expected_most_ope
         server = make_server("LK", scp.port, max_associations=limit)
         job = make_echo_job([server] * 6)
         job.start()
-        code = "from apps.jobs.runner import run_item; print(run_item('jobs.EchoItem', {}))"
+        code = "from apps.jobs.runner import run_item; print(run_item('servers.EchoItem', {}))"
         workers = [subprocess.Popen([sys.executable, "manage.py", "shell", "-c", code.format(item.pk)],
                                     cwd=settings.BASE_DIR, env=worker_env(), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True) for item in job.items.all()]

@@ -4,6 +4,7 @@ withdrawn fails with the same reason."""
 import pytest
 from django.contrib.auth.models import Group
 
+from apps.jobs.runner import run_inline
 from apps.photos.models import PhotoSend, PhotoUpload
 from apps.servers.models import DicomServer
 from tests.photos.conftest import post_photos
@@ -43,5 +44,5 @@ def test_a_retry_after_access_was_withdrawn_fails_with_the_reason(api, user, war
     DicomServer.objects.filter(pk=destination.pk).update(ae_title=destination.ae_title)
     upload = PhotoUpload.objects.get(pk=body["upload"])
     PhotoSend.objects.filter(job=upload).update(status="pending")
-    item = upload.send_now()
+    item = run_inline(upload).items.get()
     assert item.status == "failed" and "You may not send to server 'PHOTOPACS'" in item.error

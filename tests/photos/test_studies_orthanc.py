@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
+from apps.jobs.runner import run_inline
 from apps.photos.models import PhotoSend, PhotoUpload
 from apps.servers.models import DicomServer
 from tests.photos import images
@@ -192,7 +193,7 @@ def test_a_rejected_association_is_502_and_a_retry_sends_what_is_missing(api, de
     folder = Path(upload.folder)
     assert len(list(folder.glob("*.dcm"))) == 2 and len(list((folder / "originals").iterdir())) == 2
     PhotoSend.objects.filter(job=upload).update(status="pending", error="", attempts=0)
-    item = upload.send_now()
+    item = run_inline(upload).items.get()
     assert item.status == "succeeded"
     assert empty_orthanc.instances() == {i["sopInstanceUID"] for i in body["instances"]}
     assert not folder.exists()

@@ -7,6 +7,7 @@ import pytest
 from django_q.models import OrmQ
 
 from apps.jobs.models import ItemStatus
+from apps.retrieval import intake
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 from apps.retrieval.report import build_report
 from apps.retrieval.tasks import prepare_job
@@ -60,9 +61,9 @@ def test_a_rerun_of_the_preparation_creates_no_duplicates(api, django_capture_on
     with django_capture_on_commit_callbacks(execute=True):
         job_id = api.post("/api/retrievals/", {"file": big_list()}, format="multipart").json()["id"]
     job = RetrievalJob.objects.get(pk=job_id)
-    job.prepare(chunk=1000)
+    intake.prepare(job, chunk=1000)
     RetrievalJob.objects.filter(pk=job_id).update(preparing=True, case_list_text=big_list().getvalue().decode())
-    RetrievalJob.objects.get(pk=job_id).prepare()  # as after a worker died half-way
+    intake.prepare(RetrievalJob.objects.get(pk=job_id))  # as after a worker died half-way
     assert RetrievalItem.objects.filter(job_id=job_id).count() == ROWS
 
 

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.delivery.follow import REFUSED, may_deliver
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
 from apps.servers.models import DicomServer
@@ -78,8 +79,6 @@ class DeliveryOptionsField(serializers.Field):
 
     def to_internal_value(self, data):
         import json
-
-        from apps.delivery.follow import REFUSED, may_deliver
 
         if isinstance(data, str):
             try:

@@ -7,6 +7,7 @@ from apps.delivery.api.serializers import DeliveryJobSerializer, DeliveryRequest
 from apps.delivery.models import DeliveryJob, DeliveryTarget
 from apps.jobs.access import visible_jobs
 from apps.jobs.api.views import JobViewSetMixin
+from apps.retrieval.models import RetrievalJob
 
 
 class DeliveryTargetViewSet(viewsets.ModelViewSet):
@@ -37,8 +38,6 @@ class DeliveryJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retrieve
 
     @extend_schema(request=DeliveryRequestSerializer, responses={201: DeliveryJobSerializer})
     def create(self, request):
-        from apps.retrieval.models import RetrievalJob
-
         body = DeliveryRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         data = body.validated_data

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import IntegrityError, models, transaction
 
 from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
+from apps.jobs.queue import enqueue
 
 FINISHED = [ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.TIMED_OUT, ItemStatus.CANCELED]
 
@@ -53,8 +54,6 @@ class DeliveryJob(Job):
     def release_ready(self) -> int:
         """Create and queue the batches whose cases have all finished retrieving (called whenever the
         retrieval makes progress). A batch is created once: (job, number) is unique."""
-        from apps.jobs.runner import enqueue_many
-
         fresh = type(self).objects.filter(pk=self.pk, started_at__isnull=False, cancel_requested=False,
                                           status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists()
         if not fresh or self.retrieval_id is None:
@@ -70,7 +69,7 @@ class DeliveryJob(Job):
                     created.append(DeliveryBatch.objects.create(job=self, number=number, lines=lines, cases=len(lines)))
             except IntegrityError:  # another worker released it a moment ago
                 continue
-        enqueue_many(created)
+        enqueue(self, self.items.filter(pk__in=[batch.pk for batch in created]))
         return len(created)
 
     def derive_status(self, counts: dict[str, int]) -> str:
@@ -108,8 +107,3 @@ class DeliveryBatch(JobItem):
 
     def __str__(self) -> str:
         return f"batch {self.number}"
-
-    def process(self, ctx) -> None:
-        from apps.delivery.deliver import deliver_batch
-
-        deliver_batch(self, ctx)

@@ -14,9 +14,9 @@ from apps.imports.api.serializers import (
     ImportStatusSerializer,
     PatientSerializer,
 )
+from apps.imports.intake import start_import
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob, jpg_root
 from apps.imports.scan import SourceRefused
-from apps.imports.start import start_import
 from apps.imports.stats import job_stats
 from apps.jobs.api.views import JobViewSetMixin
 from pacsportal.permissions import model_permission

@@ -5,14 +5,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from apps.jobs.access import job_permissions, visible_jobs
-from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
-from apps.jobs.models import EchoItem, EchoJob, Job
+from apps.jobs.models import Job
 from pacsportal.permissions import model_permission
 
 
@@ -46,35 +44,6 @@ class JobViewSetMixin:
     @action(detail=True, methods=["post"])
     def retry(self, request, *args, **kwargs):
         return self._on_job("retry_failed")
-
-
-class EchoItemSerializer(JobItemSerializer):
-    class Meta(JobItemSerializer.Meta):
-        model = EchoItem
-        fields = JobItemSerializer.Meta.fields + ["server_name"]
-        read_only_fields = fields
-
-
-class EchoJobSerializer(JobSerializer):
-    items = EchoItemSerializer(many=True, read_only=True)
-
-    class Meta(JobSerializer.Meta):
-        model = EchoJob
-
-
-class EchoJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Echo every configured server. POST starts a job (no body needed); GET shows its items."""
-
-    queryset = EchoJob.objects.prefetch_related("items")
-    serializer_class = EchoJobSerializer
-
-    @extend_schema(request=None, responses={201: EchoJobSerializer})
-    def create(self, request):
-        from apps.servers.models import DicomServer
-
-        job = EchoJob.for_servers(DicomServer.objects.all(), user=request.user)
-        job.start(user=request.user)
-        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)

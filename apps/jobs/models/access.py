@@ -1,5 +1,5 @@
 """Permissions that span every job app. The model has no table: it only gives the permission a home, so
-the admin lists it under "Jobs" beside the echo jobs and groups can be granted it."""
+the admin lists it under "Jobs" and groups can be granted it."""
 from django.db import models
 
 

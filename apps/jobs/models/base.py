@@ -1,8 +1,9 @@
 """The abstract Job / JobItem every app builds on, and how a job's status follows from its items.
 
 An app declares `class XxxJob(Job)` and `class XxxItem(JobItem)` with
-`job = models.ForeignKey(XxxJob, on_delete=models.CASCADE, related_name="items")`, and implements
-XxxItem.process(ctx). The generic runner (apps/jobs/runner.py) does the rest."""
+`job = models.ForeignKey(XxxJob, on_delete=models.CASCADE, related_name="items")`, and registers the
+item's work in its AppConfig.ready() (apps/jobs/registry.py). The generic runner (apps/jobs/runner.py)
+does the rest."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -13,8 +14,11 @@ from django.db import models, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from apps.audit import record
+from apps.jobs.queue import enqueue
+from apps.jobs.signals import job_refreshed
+
 if TYPE_CHECKING:
-    from apps.jobs.context import ItemContext
     from apps.servers.models import DicomServer
 
 
@@ -92,7 +96,7 @@ class Job(models.Model):
         return {}
 
     def parallelism(self) -> int:
-        """How many workers may run this job's items at once: one broker message each (enqueue_pending)."""
+        """How many workers may run this job's items at once: one broker message each (apps/jobs/queue.py)."""
         return settings.Q_CLUSTER["workers"]
 
     def derive_status(self, counts: dict[str, int]) -> str:
@@ -110,20 +114,15 @@ class Job(models.Model):
                 job.completed_at = timezone.now() if status in JOB_DONE else None
                 job.save(update_fields=["status", "completed_at"])
         self.status, self.completed_at = job.status, job.completed_at
-        from apps.jobs.signals import job_refreshed
-
         job_refreshed.send(sender=type(self), job=self)
         return status
 
     def start(self, user=None) -> int:
         """Queue every pending item. Returns how many were queued."""
-        from apps.audit import record
-        from apps.jobs.runner import enqueue_pending
-
         self.status, self.completed_at = JobStatus.RUNNING, None
         self.started_at = self.started_at or timezone.now()
         self.save(update_fields=["status", "started_at", "completed_at"])
-        queued = enqueue_pending(self, self.items.filter(status=ItemStatus.PENDING))
+        queued = enqueue(self)
         record(user, "job.started", self, items=queued)
         self.refresh_status()  # a job without items is done at once
         return queued
@@ -131,8 +130,6 @@ class Job(models.Model):
     def cancel(self, user=None) -> int:
         """Cancel pending items now; running items see ctx.should_stop() and stop at their next check.
         Returns how many pending items were canceled."""
-        from apps.audit import record
-
         with transaction.atomic():
             type(self).objects.filter(pk=self.pk).update(cancel_requested=True)
             canceled = self.items.filter(status=ItemStatus.PENDING).update(
@@ -145,16 +142,13 @@ class Job(models.Model):
 
     def retry_failed(self, user=None) -> int:
         """Send failed and timed-out items round again, each with a fresh attempt budget."""
-        from apps.audit import record
-        from apps.jobs.runner import enqueue_pending
-
         with transaction.atomic():
             again = self.items.filter(status__in=[ItemStatus.FAILED, ItemStatus.TIMED_OUT]).update(
                 status=ItemStatus.PENDING, error="", attempts=0, finished_at=None, worker="")
             self.cancel_requested, self.status, self.completed_at = False, JobStatus.RUNNING, None
             self.started_at = self.started_at or timezone.now()
             self.save(update_fields=["cancel_requested", "status", "completed_at", "started_at"])
-            enqueue_pending(self, self.items.filter(status=ItemStatus.PENDING))
+            enqueue(self)
         record(user, "job.retried", self, items=again)
         self.refresh_status()
         return again
@@ -183,12 +177,7 @@ class JobItem(models.Model):
     def status_counts(cls) -> dict[str, int]:
         return count_by_status(cls.objects.all(), ItemStatus.values)
 
-    # --- hooks for the app ---------------------------------------------------------------------
-    def process(self, ctx: ItemContext) -> None:
-        """Do the work; raise ItemFailed/ItemTimedOut/DicomError to fail. Must be idempotent: after a
-        crash the item runs again and must finish without duplicates. Put outputs in self.result."""
-        raise NotImplementedError
-
+    # --- hooks for the app (the work itself is registered: apps/jobs/registry.py) ----------------
     def server(self) -> DicomServer | None:
         """The server this item talks to (ctx.association_slot() limits associations to it)."""
         return None

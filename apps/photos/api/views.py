@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from apps.audit import record
 from apps.jobs.api.views import JobViewSetMixin
+from apps.jobs.runner import run_inline
 from apps.photos import echo, intake
 from apps.photos.access import CHANGE_SETTINGS, SEND_PHOTOS, VIEW_SETTINGS, requires
 from apps.photos.api.serializers import SETTINGS_KEYS, PhotoSettingsSerializer, PhotoUploadSerializer
@@ -77,7 +78,7 @@ class StudiesView(PhotoApiView):
             record(request.user, "photos.refused", "photos", reason=str(exc), patient_id=data.get("patientId", ""))
             return error("FORBIDDEN" if isinstance(exc, ServerAccessDenied) else "VALIDATION_ERROR", str(exc))
         upload = intake.create_upload(request.user, submission, photo_settings)
-        item = upload.send_now(request.user)
+        item = run_inline(upload, user=request.user).items.get()  # the sender waits for the answer
         instances = item.result.get("instances", [])
         stored = sum(1 for i in instances if i["status"] == "success")
         record(request.user, "photos.uploaded", upload, patient_id=upload.patient_id, server=upload.server_name,

@@ -1,7 +1,7 @@
 """manage.py runportal — run the whole portal on one machine until Ctrl-C (what `make run` starts).
 
 Processes: web (gunicorn), the django-q2 worker cluster, the DICOM receiver, the inbox watcher and,
-unless DEMO_PACS=0, the demo PACS, each in its own process group under apps/core/supervisor.py: one that dies is restarted
+unless DEMO_PACS=0, the demo PACS, each in its own process group under apps/dicom/supervisor.py: one that dies is restarted
 with backoff while the others go on, /healthz names it while it is down, and Ctrl-C or SIGTERM ends
 every process started, their children included. Scale-out runs the same pieces as separate services
 instead (README, "Scaling out").
@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.core.health import status_path
-from apps.core.supervisor import STOP_SECONDS, Supervisor
+from apps.dicom.supervisor import STOP_SECONDS, Supervisor
 
 
 def portal_processes() -> dict[str, list[str]]:

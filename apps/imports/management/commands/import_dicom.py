@@ -4,8 +4,9 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.imports.intake import create_import
 from apps.imports.scan import SourceRefused
-from apps.imports.start import create_import, run_inline
+from apps.jobs.runner import run_inline
 
 BAR_WIDTH = 30
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         except SourceRefused as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{job.task_id}: importing {job.source_path}")
-        job = run_inline(job, on_progress=self.progress)
+        job = run_inline(job, user=owner, on_progress=self.progress)
         counts = job.counts()
         self.stderr.write("")
         self.stdout.write(", ".join(f"{key} {value}" for key, value in counts.items()))

@@ -31,11 +31,11 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.core.supervisor import Supervisor
 from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.scp import ReceiverLimits
 from apps.dicom.service import stop_on_signals
 from apps.dicom.staging import AnsweredWrites, MoveStaging
+from apps.dicom.supervisor import Supervisor
 from apps.dicom.wire.storage_scp import close_listener, listening_socket
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae

@@ -1,4 +1,4 @@
-"""apps/core/supervisor.py with plain commands: restarts with growing delays while the others run on, a stop
+"""apps/dicom/supervisor.py with plain commands: restarts with growing delays while the others run on, a stop
 that ends children and grandchildren that ignore SIGTERM, children that die with a killed supervisor,
 and /healthz reading its status file."""
 import json
@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from apps.core.supervisor import Supervisor
+from apps.dicom.supervisor import Supervisor
 
 PY = sys.executable
 SLEEPER = [PY, "-c", "import time; time.sleep(60)"]
@@ -84,7 +84,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from apps.core.supervisor import Supervisor
+        from apps.dicom.supervisor import Supervisor
         supervisor = Supervisor({{"child": {SLEEPER!r}}}, cwd={str(tmp_path)!r}, say=lambda line: None)
         supervisor.start_all()
         print(supervisor.children[0].proc.pid, flush=True)
@@ -98,7 +98,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
     wait_for(lambda: not alive(child), 5, "the child outlived its supervisor")
 
 
-def test_healthz_names_the_part_that_is_down_and_says_ok_when_all_are_up(client, settings, tmp_path):
+def test_healthz_names_the_part_that_is_down_and_says_ok_when_all_are_up(client, db, settings, tmp_path):
     settings.DATA_DIR = tmp_path
     assert client.get("/healthz").json() == {"status": "ok"}  # no supervisor: the web alone
     supervisor = Supervisor({"receiver": SLEEPER, "workers": SLEEPER}, cwd=tmp_path,

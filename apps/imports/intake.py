@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.utils import timezone
 
 from apps.audit import record
 from apps.imports.models import ImportItem, ImportJob
@@ -24,21 +23,4 @@ def start_import(source_path: str, description: str = "", *, user=None) -> Impor
     """Create the job and queue its scan for the workers."""
     job = create_import(source_path, description, user=user)
     job.start(user)
-    return job
-
-
-def run_inline(job: ImportJob, on_progress=lambda job: None) -> ImportJob:
-    """Run every item in this process, scan first (the CLI's way: no worker cluster needed)."""
-    from apps.jobs import runner
-
-    type(job).objects.filter(pk=job.pk, started_at=None).update(started_at=timezone.now())
-    while True:
-        item = job.items.filter(status="pending").order_by("number").first()
-        if item is None:
-            break
-        runner.run_item(item._meta.label, item.pk, continue_with_job=False)  # one at a time: the bar moves
-        job.refresh_from_db()
-        on_progress(job)
-    job.refresh_status()
-    job.refresh_from_db()
     return job
