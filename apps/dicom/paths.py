@@ -27,6 +27,14 @@ class PathRefused(ValueError):
     """A path that may not be used; the message says why."""
 
 
+class PathMissing(PathRefused):
+    """A path that must exist and does not."""
+
+
+class PathOutside(PathRefused):
+    """A path that resolves outside every root (or no root is configured)."""
+
+
 class NotRegularFile(OSError):
     """A path that is not a regular file (a FIFO, a device, a socket, a folder): never opened."""
 
@@ -84,7 +92,7 @@ def confine(path: str | os.PathLike, roots: Iterable[str | os.PathLike], *, what
     allowed = resolved_roots(roots)
     named = ", ".join(map(str, allowed))
     if not allowed:
-        raise PathRefused(f"No {roots_name} are configured, so no {what} on the server can be used.")
+        raise PathOutside(f"No {roots_name} are configured, so no {what} on the server can be used.")
     text = os.fspath(path)
     bad = control_character(text)
     if bad:
@@ -94,7 +102,7 @@ def confine(path: str | os.PathLike, roots: Iterable[str | os.PathLike], *, what
     try:
         resolved = Path(text).resolve(strict=must_exist)
     except FileNotFoundError:
-        raise PathRefused(f"The {what} {text} does not exist.") from None
+        raise PathMissing(f"The {what} {text} does not exist.") from None
     except RuntimeError:  # Python 3.11 reports a loop of symbolic links so (later versions: ELOOP)
         raise PathRefused(f"The {what} {text} leads into a loop of symbolic links.") from None
     except OSError as exc:
@@ -103,7 +111,7 @@ def confine(path: str | os.PathLike, roots: Iterable[str | os.PathLike], *, what
         raise PathRefused(f"The {what} {text} cannot be used: {exc.strerror or exc}.") from None
     if not within(resolved, allowed):
         via = f" (it resolves to {resolved})" if str(resolved) != text.rstrip("/") else ""
-        raise PathRefused(f"The {what} {text} is outside {roots_name} ({named}){via}.")
+        raise PathOutside(f"The {what} {text} is outside {roots_name} ({named}){via}.")
     return resolved
 
 
@@ -119,14 +127,14 @@ def _link_problem(link: str, roots: list[Path], roots_name: str) -> str:
         if exc.errno == errno.ELOOP:
             return "a loop of symbolic links: not followed"
         return f"a symbolic link that cannot be followed: {exc.strerror or exc}"
-    if not within(target, roots):
-        return f"a symbolic link that leads outside {roots_name}: not read"
     try:
         mode = os.stat(target).st_mode
     except OSError as exc:
         return f"a symbolic link that cannot be followed: {exc.strerror or exc}"
     if stat.S_ISDIR(mode):
         return "a symbolic link to a folder: not followed"
+    if not within(target, roots):
+        return f"a symbolic link that leads outside {roots_name}: not read"
     if not stat.S_ISREG(mode):
         return f"a symbolic link to {kind_of(mode)}, not a regular file: not read"
     return ""

@@ -116,13 +116,16 @@ class SendJob(Job):
         stamped = f"{timezone.now():%Y-%m-%d %H:%M:%S} {line}\n"
         type(self).objects.filter(pk=self.pk).update(log=Concat(F("log"), Value(stamped)))
 
-    def add_items(self, relative_paths: list[str]) -> None:
-        """Split the files into batches: as many as the tightest server limit allows, but not tiny ones."""
+    def add_items(self, relative_paths: list[str], skipped: list[list[str]] = ()) -> None:
+        """Split the files into batches: as many as the tightest server limit allows, but not tiny ones.
+        What the walk did not send (FIFOs, links out…) is listed on the first batch as skipped."""
         limit = min((s.max_associations for s in self.servers.all()), default=1)
         count = max(1, min(limit, math.ceil(len(relative_paths) / FILES_PER_ITEM_MIN)))
         size = max(1, math.ceil(len(relative_paths) / count))
         batches = [relative_paths[i:i + size] for i in range(0, len(relative_paths), size)] or [[]]
-        SendItem.objects.bulk_create(SendItem(job=self, batch=n, paths=b, files=len(b)) for n, b in enumerate(batches))
+        SendItem.objects.bulk_create(SendItem(job=self, batch=n, paths=b, files=len(b),
+                                              result={"skipped": list(skipped)} if n == 0 and skipped else {})
+                                     for n, b in enumerate(batches))
 
     def files_on_disk(self, relative_paths) -> list[Path]:
         source = Path(self.source_path)

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from apps.dicom.paths import NotRegularFile, PathRefused, Skipped, confine, list_files, open_regular, read_regular
+from apps.dicom.paths import (
+    NotRegularFile,
+    PathMissing,
+    PathRefused,
+    Skipped,
+    confine,
+    list_files,
+    open_regular,
+    read_regular,
+)
 
 
 @pytest.fixture
@@ -71,6 +80,7 @@ def test_nul_and_control_characters_are_refused(roots, bad, named):
 
 
 def test_no_roots_refuses_everything(roots):
+    """(as being outside every root)"""
     root, _ = roots
     assert "No IMPORT_ROOTS are configured" in refused(str(root), [])
 
@@ -78,7 +88,8 @@ def test_no_roots_refuses_everything(roots):
 def test_a_missing_path_is_refused_only_when_it_must_exist(roots):
     root, _ = roots
     assert confine(str(root / "new"), [root]) == root / "new"
-    assert "does not exist" in refused(str(root / "new"), [root], must_exist=True)
+    with pytest.raises(PathMissing, match="does not exist"):
+        confine(str(root / "new"), [root], must_exist=True)
 
 
 @pytest.fixture
