@@ -212,10 +212,12 @@ def open_regular(path: str | os.PathLike):
         if not stat.S_ISREG(mode):  # swapped between the look and the open
             raise NotRegularFile(path, mode)
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        fp = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+    fp.raw.name = os.fspath(path)  # as open() names it (readers put it in their messages), not the descriptor
+    return fp
 
 
 def read_regular(path: str | os.PathLike) -> bytes:

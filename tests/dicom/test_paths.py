@@ -178,6 +178,8 @@ def test_open_regular_never_blocks_on_a_fifo_or_a_device(roots, hostile_tree):
                        "to-pipe": "a FIFO (named pipe), not a regular file",
                        "null": "a character device, not a regular file", "sub": "a folder, not a regular file"}
     assert read_regular(hostile_tree / "good.dcm") == b"G"
+    with open_regular(hostile_tree / "good.dcm") as fp:
+        assert fp.name == str(hostile_tree / "good.dcm")  # readers name the file in their messages
     with pytest.raises(FileNotFoundError):
         open_regular(hostile_tree / "gone")
 

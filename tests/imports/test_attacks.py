@@ -66,3 +66,21 @@ def test_a_multi_valued_patient_id_is_refused_with_the_reason(api, import_root):
     assert "PatientID" in errors["multi.dcm"] and "2 values" in errors["multi.dcm"]
     assert list(ImportedPatient.objects.values_list("patient_id", flat=True)) == ["P2"]
     assert not ImportedPatient.objects.filter(patient_id__contains="[").exists()
+
+
+def test_a_file_swapped_for_a_fifo_after_the_scan_is_refused_not_waited_for(api, import_root):
+    """The scan and the batches are apart in time: a batch never opens what is no longer a regular file."""
+    from apps.jobs import runner
+
+    source = import_root / "swap"
+    write(ct("P1", "Kim^Minji"), source / "a.dcm")
+    write(ct("P1", "Kim^Minji"), source / "b.dcm")
+    job = start(api, source)
+    scan = job.items.get(kind="scan")
+    runner.run_item(scan._meta.label, scan.pk, continue_with_job=False)
+    (source / "b.dcm").unlink()
+    os.mkfifo(source / "b.dcm")
+    errors = {e["file"]: e["reason"] for e in status_of(api, finished(job))["errors"]}
+    assert [(os.path.basename(f), r) for f, r in errors.items()] == [
+        ("b.dcm", "a FIFO (named pipe), not a regular file: not read")]
+    assert status_of(api, job)["progress"]["new_images_uploaded"] == 1
