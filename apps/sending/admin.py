@@ -100,7 +100,8 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
 
 @admin.register(Inbox)
 class InboxAdmin(admin.ModelAdmin):
-    list_display = ("name", "path", "enabled", "debounce_seconds", "destination_names", "archive_path", "runs_link")
+    list_display = ("name", "path", "enabled", "disabled_reason", "debounce_seconds", "destination_names", "archive_path",
+                    "runs_link")
     list_filter = ("enabled",)
     filter_horizontal = ("destinations",)
     readonly_fields = ("disabled_reason", "unmatched_folders", "runs_link", "created_at", "updated_at")
