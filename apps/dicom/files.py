@@ -20,6 +20,7 @@ from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID
 
 from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.paths import open_regular, read_regular
 from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 # Explicit VRs whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2).
@@ -230,7 +231,7 @@ def read_meta(source: str | os.PathLike | bytes) -> DicomFileInfo:
     try:
         if name == "<bytes>":
             return _read_meta(name, io.BytesIO(bytes(source)), len(source))
-        with open(source, "rb") as fp:
+        with open_regular(source) as fp:
             return _read_meta(name, fp, os.fstat(fp.fileno()).st_size)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
@@ -242,7 +243,7 @@ def read_checked(source: str | os.PathLike | bytes) -> tuple[DicomFileInfo, byte
     """The whole file, once it is proven complete DICOM. Raises InvalidDicomFile naming the file."""
     name = source_name(source)
     try:
-        data = bytes(source) if name == "<bytes>" else Path(source).read_bytes()
+        data = bytes(source) if name == "<bytes>" else read_regular(source)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
     try:
@@ -258,7 +259,7 @@ def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
     file meta again. Raises InvalidDicomFile naming the file (also when it changed in between)."""
     name = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
     if len(data) != info.size or data[128:132] != b"DICM":

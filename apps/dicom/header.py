@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.files import inspect
@@ -74,6 +75,10 @@ def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
         sop_uid = text(ds, "SOPInstanceUID", 200)
         if not valid_uid(sop_uid):
             raise HeaderError("no valid SOPInstanceUID" + (f" ({sop_uid[:70]!r})" if sop_uid else ""))
+        for keyword in ("PatientID", "PatientName"):  # str() of several values is Python's repr of a list
+            value = ds.get(keyword)
+            if isinstance(value, MultiValue):
+                raise HeaderError(f"the {keyword} holds {len(value)} values (separated by '\\'); a patient has one")
         birth = text(ds, "PatientBirthDate", 8)
         return ImageHeader(
             patient_id=text(ds, "PatientID"), patient_name=text(ds, "PatientName", 200),

@@ -28,6 +28,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
 from apps.dicom.header import PIXEL_KEYWORDS, HeaderError, ImageHeader, header_from_dataset, structural_problem
+from apps.dicom.paths import NotRegularFile, open_regular
 
 JPEG_QUALITY = 90
 MAX_PIXELS = 100_000_000  # per frame; the largest radiographs are ~ 50 megapixels
@@ -54,7 +55,12 @@ def first(value) -> float:
 def read_dataset(path: str | os.PathLike) -> Dataset:
     """The whole file, pixel data included; RenderError names what is wrong with it."""
     try:
-        return pydicom.dcmread(path)
+        with open_regular(path) as fp:  # a FIFO put where a file was would block a plain open for ever
+            ds = pydicom.dcmread(fp)
+        ds.filename = os.fspath(path)
+        return ds
+    except NotRegularFile as exc:
+        raise RenderError(f"{exc.strerror}: not read") from None
     except InvalidDicomError:
         raise RenderError("not a DICOM file (no DICM marker after the 128-byte preamble)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:

@@ -28,12 +28,13 @@ class Patient:
     patient_name: str  # DICOM person name: components separated by "^"
 
 
-def patient_from_folder(name: str, pattern: str = DEFAULT_FOLDER_PATTERN) -> Patient:
+def patient_from_folder(name: str, pattern=DEFAULT_FOLDER_PATTERN) -> Patient:
     """PatientID (group 1) and PatientName (group 2) from a folder name such as `#00042-홍^길동`.
+    `pattern` is a regular expression's text or a compiled one (the inbox watcher's RE2 patterns).
     Raises ValueError saying what is wrong when the name does not fit."""
-    match = re.fullmatch(pattern, name)
+    match = pattern.fullmatch(name) if hasattr(pattern, "fullmatch") else re.fullmatch(pattern, name)
     if not match or len(match.groups()) < 2:
-        raise ValueError(f"the folder name does not match the pattern {pattern}")
+        raise ValueError(f"the folder name does not match the pattern {getattr(pattern, 'pattern', pattern)}")
     patient_id, patient_name = match.group(1).strip(), match.group(2).strip()
     if not patient_id or not patient_name:
         raise ValueError("the folder name gives an empty PatientID or PatientName")

@@ -8,38 +8,40 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from apps.dicom import paths
+from apps.dicom.paths import PathRefused
 from apps.imports import pool
 from apps.imports.batch import Ledger, skip_known_files, sweep_incoming
 from apps.imports.models import ImportItem
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.queue import enqueue
 
+ROOTS_NAME = "IMPORT_ROOTS"
 
-class SourceRefused(ValueError):
+
+class SourceRefused(PathRefused):
     pass
 
 
+def import_roots() -> list[Path]:
+    return paths.resolved_roots(settings.IMPORT_ROOTS)
+
+
 def inside_roots(path: Path) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in settings.IMPORT_ROOTS)
+    return paths.within(path, import_roots())
 
 
 def resolve_source(text: str) -> Path:
     """The folder a user named, with symlinks and `..` resolved, if it lies inside IMPORT_ROOTS."""
-    roots = settings.IMPORT_ROOTS
-    if not roots:
+    if not settings.IMPORT_ROOTS:
         raise SourceRefused("No folder may be imported: the IMPORT_ROOTS setting is empty.")
-    named = ", ".join(str(r) for r in roots)
-    if not text or "\x00" in text:
-        raise SourceRefused(f"source_path must name a folder inside IMPORT_ROOTS ({named}).")
-    path = Path(text).expanduser()
-    if not path.is_absolute():
-        raise SourceRefused(f"source_path must be an absolute path inside IMPORT_ROOTS ({named}).")
     try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError):
+        resolved = paths.confine(text or "", import_roots(), what="source_path", roots_name=ROOTS_NAME,
+                                 must_exist=True)
+    except paths.PathMissing:
         raise SourceRefused(f"{text}: no such folder.") from None
-    if not inside_roots(resolved):
-        raise SourceRefused(f"{text} resolves to {resolved}, which is outside IMPORT_ROOTS ({named}).")
+    except PathRefused as exc:
+        raise SourceRefused(str(exc)) from None
     if not resolved.is_dir():
         raise SourceRefused(f"{text}: not a folder.")
     return resolved
@@ -47,44 +49,16 @@ def resolve_source(text: str) -> Path:
 
 def walk(source: Path, should_stop):
     """(files, problems): every regular file under source in tree order (a folder's files, then its
-    subfolders), and what was not used. Symbolic links are used only when they resolve inside
-    IMPORT_ROOTS; links to folders are not followed (a loop or a second path to the same images).
-    The folder entries say what each name is, so a plain file costs no system call here."""
-    files, problems = [], []
+    subfolders), and what was not used with the reason (apps/dicom/paths.walk: FIFOs, devices, loops
+    of links, links out of IMPORT_ROOTS or to folders, unreadable folders)."""
 
-    def refuse(path: str, reason: str):
-        problems.append({"file": os.path.relpath(path, source), "reason": reason})
-
-    folders = [str(source)]
-    while folders:
+    def stop_if_asked():
         if should_stop():
             raise ItemCanceled()
-        folder = folders.pop()
-        try:
-            with os.scandir(folder) as listing:
-                entries = sorted(listing, key=lambda entry: entry.name)
-        except OSError as exc:
-            refuse(exc.filename or folder, f"cannot read the folder: {exc.strerror or exc}")
-            continue
-        subfolders = []
-        for entry in entries:
-            if entry.is_symlink():
-                target = Path(entry.path).resolve()
-                if target.is_dir():
-                    refuse(entry.path, "a symbolic link to a folder: not followed")
-                elif not inside_roots(target):
-                    refuse(entry.path, "a symbolic link that leads outside IMPORT_ROOTS: not read")
-                elif not target.is_file():
-                    refuse(entry.path, "a symbolic link to something that is not a regular file")
-                else:
-                    files.append(entry.path)
-            elif entry.is_dir(follow_symlinks=False):
-                subfolders.append(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                files.append(entry.path)
-            # sockets, fifos, devices: not files anyone imports
-        folders += reversed(subfolders)  # popped in name order
-    return files, problems
+
+    found, skipped = paths.list_files(source, import_roots(), roots_name=ROOTS_NAME, should_stop=stop_if_asked)
+    return ([str(p) for p in found],
+            [{"file": os.path.relpath(s.path, source), "reason": s.reason} for s in skipped])
 
 
 KNOWN_CHECK_CHUNK = 1000  # paths per known-file query

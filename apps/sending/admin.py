@@ -100,10 +100,26 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
 
 @admin.register(Inbox)
 class InboxAdmin(admin.ModelAdmin):
-    list_display = ("name", "path", "enabled", "debounce_seconds", "destination_names", "archive_path", "runs_link")
+    list_display = ("name", "path", "enabled", "disabled_reason", "debounce_seconds", "destination_names", "archive_path",
+                    "runs_link")
     list_filter = ("enabled",)
     filter_horizontal = ("destinations",)
-    readonly_fields = ("unmatched_folders", "runs_link", "created_at", "updated_at")
+    readonly_fields = ("disabled_reason", "unmatched_folders", "runs_link", "created_at", "updated_at")
+
+    def get_form(self, request, obj=None, **kwargs):
+        """Every save checks that the user may send to each destination, as the API does."""
+        form = super().get_form(request, obj, **kwargs)
+        user = request.user
+
+        class SendAccessChecked(form):
+            def clean(self):
+                data = super().clean()
+                for server in data.get("destinations") or []:
+                    if not server.may(user, "send"):
+                        self.add_error("destinations", server.refusal("send"))
+                return data
+
+        return SendAccessChecked
 
     @admin.display(description="Destinations")
     def destination_names(self, inbox):

@@ -5,6 +5,7 @@ to every destination. The item fails, naming what went wrong, unless every desti
 every file; destinations that already confirmed all of it are skipped when the item runs again."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -13,12 +14,11 @@ from pathlib import Path
 from django.conf import settings
 
 from apps.audit import record
-from apps.dicom import dicomweb, files
+from apps.dicom import dicomweb, files, paths
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.rewrite import Patient, rewrite_patient
 from apps.dicom.store import store_listed
 from apps.jobs.errors import ItemCanceled, ItemFailed
-from apps.sending.roots import inside
 from apps.servers.models import local_ae
 
 HEARTBEAT_EVERY = 1.0  # seconds between progress writes while a batch is being sent
@@ -88,16 +88,14 @@ def check_files(job, relative_paths) -> tuple[list[Sendable], list[list[str]]]:
     sendable, skipped = [], []
     for relative, path in zip(relative_paths, job.files_on_disk(relative_paths)):
         name = relative or path.name
-        try:
-            resolved = path.resolve(strict=True)
-        except OSError:
+        if not os.path.lexists(path):
             skipped.append([name, "no longer there (moved or deleted while the job waited)"])
             continue
-        if not inside(resolved, root):
-            skipped.append([name, "leads outside the allowed folder (a symbolic link); not read"])
-            continue
-        try:
+        try:  # the tree may have changed since the job was started: confined again, opened without blocking
+            resolved = paths.confine(path, [root], what="file", roots_name="the allowed folder", must_exist=True)
             sendable.append(Sendable(name, resolved, files.read_meta(resolved)))  # completeness: when sent
+        except paths.PathRefused as exc:
+            skipped.append([name, f"{exc} Not read."])
         except InvalidDicomFile as exc:
             skipped.append([name, exc.message.removeprefix(f"{resolved}: ")])
     return sendable, skipped

@@ -2,6 +2,7 @@
 in DATA_DIR until every destination stored them), or from a ready inbox folder (the watcher)."""
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from apps.dicom import files
+from apps.dicom import paths
 from apps.dicom.rewrite import Patient
 from apps.sending.models import Inbox, SendJob
 from apps.sending.roots import confined, root_of
@@ -17,11 +18,13 @@ from apps.sending.roots import confined, root_of
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def relative_files(source: Path) -> list[str]:
-    """Every file to send, relative to `source` ("" when the source is one file); hidden ones left out."""
-    if source.is_file():
-        return [""]
-    return [str(p.relative_to(source)) for p in files.iter_files([source])]
+def relative_files(source: Path, root: Path) -> tuple[list[str], list[list[str]]]:
+    """Every regular file to send, relative to `source` ("" when the source is one file), hidden ones
+    left out; and [name, reason] of every entry that is not sent (a FIFO, a device, a link out of
+    `root`, a loop of links…), as the job's report lists it."""
+    found, skipped = paths.list_files(source, [root], roots_name="the allowed folder", skip_hidden=True)
+    return ([os.path.relpath(p, source) if p != source else "" for p in found],
+            [[os.path.relpath(s.path, source) if s.path != source else source.name, s.reason] for s in skipped])
 
 
 def start_send(*, servers, source: Path, root: Path, user=None, method: str = SendJob.Method.C_STORE,
@@ -29,13 +32,13 @@ def start_send(*, servers, source: Path, root: Path, user=None, method: str = Se
     """Create the job and its batches and queue them, in one transaction: a crash leaves either no job
     or a queued one (which the runner re-queues if its messages were lost). `start=False` leaves it for
     runner.run_inline (the command line)."""
-    paths = relative_files(source)
+    names, skipped = relative_files(source, root)
     with transaction.atomic():
         job = SendJob.objects.create(created_by=user, source_path=str(source), root=str(root), method=method,
                                      uploaded=uploaded, description=description[:200], **run)
         job.servers.set(servers)
-        job.add_items(paths)
-        job.add_log(f"{len(paths)} files to {', '.join(s.name for s in servers)} by {method}")
+        job.add_items(names, skipped)
+        job.add_log(f"{len(names)} files to {', '.join(s.name for s in servers)} by {method}")
         if start:
             job.start(user)
     return job

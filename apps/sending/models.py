@@ -7,23 +7,31 @@ server as the server's limit allows. An item is idempotent: a re-run re-sends it
 keeps one copy per SOP instance) and skips destinations that already confirmed all of it."""
 from __future__ import annotations
 
+import logging
 import math
-import re
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Sum, Value
+from django.db.models import Count, F, Sum, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from apps.dicom import paths
 from apps.dicom.rewrite import DEFAULT_FOLDER_PATTERN
 from apps.jobs.models import Job, JobItem, JobStatus
 from apps.jobs.models.base import JOB_DONE
+from apps.sending.patterns import PatternError, compile_pattern
 from apps.sending.roots import OutsideRoots, confined
 from apps.sending.settle import settle
 from apps.servers.models import DicomServer, server_name_validator
 
+log = logging.getLogger("apps.sending")
+FOLDER_FIELDS = ("path", "archive_path", "error_path")
+FOLDER_WORDS = {"path": "watched folder", "archive_path": "archive", "error_path": "error folder"}
+FOLDER_OWNERSHIP = ("The watched folder, inside IMPORT_ROOTS, sharing nothing with another inbox's folders. An inbox's "
+                    "folder belongs to whoever may manage inboxes: anything put in it is sent to the destinations "
+                    "with the patient its name gives, and moved to the archive.")
 FILES_PER_ITEM_MIN = 25  # below this, another parallel association costs more than it saves
 NOTHING_SENT = "Nothing was sent: none of the files is DICOM (see the report for each file's reason)."
 
@@ -33,10 +41,10 @@ class Inbox(models.Model):
     nothing in it changed for `debounce_seconds`, then moved to `<archive_path>/<yyyymmdd_hhmmss>/`."""
 
     name = models.CharField(max_length=32, unique=True, validators=[server_name_validator])
-    path = models.CharField(max_length=500, help_text="The watched folder; must lie inside IMPORT_ROOTS.")
+    path = models.CharField(max_length=500, help_text=FOLDER_OWNERSHIP)
     pattern = models.CharField(max_length=200, default=DEFAULT_FOLDER_PATTERN,
-                               help_text="Regular expression for folder names: group 1 = PatientID, "
-                                         "group 2 = PatientName ('^' separates name components).")
+                               help_text="Regular expression (RE2) for folder names with exactly two groups: group 1 = "
+                                         "PatientID, group 2 = PatientName ('^' separates name components).")
     destinations = models.ManyToManyField(DicomServer, related_name="+",
                                           help_text="Every folder goes to all of them (e.g. primary and backup).")
     debounce_seconds = models.PositiveIntegerField(default=180, help_text="Quiet time before a folder is sent.")
@@ -44,6 +52,8 @@ class Inbox(models.Model):
     error_path = models.CharField(max_length=500, blank=True,
                                   help_text="Optional: folders that failed move here (retry still works).")
     enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True, editable=False,
+                                       help_text="Why the portal disabled this inbox; cleared when it is enabled again.")
     unmatched = models.JSONField(default=list, blank=True, editable=False,
                                  help_text="Folders whose names do not match the pattern (reported once).")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -56,16 +66,21 @@ class Inbox(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        if self.enabled and self.disabled_reason:  # enabled again by someone who read the reason
+            self.disabled_reason = ""
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "disabled_reason"}
+        super().save(*args, **kwargs)
+
     def clean(self):
         errors = {}
         try:
-            compiled = re.compile(self.pattern)
-            if compiled.groups < 2:
-                errors["pattern"] = "The pattern needs two groups: PatientID and PatientName."
-        except re.error as exc:
-            errors["pattern"] = f"Not a valid regular expression: {exc}."
+            compile_pattern(self.pattern)
+        except PatternError as exc:
+            errors["pattern"] = str(exc)
         resolved = {}
-        for field in ("path", "archive_path", "error_path"):
+        for field in FOLDER_FIELDS:
             value = getattr(self, field)
             if field == "error_path" and not value:
                 continue
@@ -78,8 +93,49 @@ class Inbox(models.Model):
             target = resolved.get(field)
             if watched and target and (target == watched or target.is_relative_to(watched)):
                 errors[field] = "Must not lie inside the watched folder (it would be watched too)."
+        for field, problem in self.overlaps(resolved).items():
+            errors.setdefault(field, problem)
         if errors:
             raise ValidationError(errors)
+
+    def overlaps(self, resolved: dict[str, Path]) -> dict[str, str]:
+        """Why each of this inbox's folders may not be used because of another inbox: a watched folder
+        shares nothing with another inbox's folders (the same, inside, or containing one), and an
+        archive or error folder lies in no other inbox's watched folder. Otherwise one inbox takes the
+        folders meant for another, with its own pattern, destinations and archive."""
+        problems = {}
+        for other in Inbox.objects.exclude(pk=self.pk) if self.pk else Inbox.objects.all():
+            for theirs_field in FOLDER_FIELDS:
+                value = getattr(other, theirs_field)
+                if not value:
+                    continue
+                try:
+                    theirs = Path(value).resolve()
+                except (OSError, RuntimeError):
+                    continue
+                for field, mine in resolved.items():
+                    if field != "path" and theirs_field != "path":
+                        continue  # two inboxes may archive into one folder
+                    if field not in problems and paths.overlap(mine, theirs):
+                        problems[field] = (f"Overlaps inbox {other.name}'s {FOLDER_WORDS[theirs_field]} ({theirs}): "
+                                           "inbox folders may not be the same as, lie inside or contain another "
+                                           "inbox's folder, archive or error folder.")
+        return problems
+
+    @classmethod
+    def destination_deleted(cls, server, actor=None) -> None:
+        """A DICOM server is being deleted: every enabled inbox for which it is the only destination is
+        disabled, with the reason on the inbox, a warning in the log and an audit event for operators."""
+        from apps.audit import record
+
+        theirs = cls.objects.filter(destinations=server, enabled=True).values("pk")
+        alone = cls.objects.filter(pk__in=theirs).annotate(count=Count("destinations")).filter(count=1)
+        for inbox in alone:
+            reason = (f"Disabled on {timezone.localtime():%Y-%m-%d %H:%M}: its only destination {server.name} was "
+                      "deleted. Name another destination and enable it again.")
+            cls.objects.filter(pk=inbox.pk).update(enabled=False, disabled_reason=reason)
+            log.warning("inbox %s disabled: its only destination %s was deleted", inbox.name, server.name)
+            record(actor, "inbox.disabled", inbox, reason=reason, server=server.name)
 
 
 class SendJob(Job):
@@ -116,13 +172,16 @@ class SendJob(Job):
         stamped = f"{timezone.now():%Y-%m-%d %H:%M:%S} {line}\n"
         type(self).objects.filter(pk=self.pk).update(log=Concat(F("log"), Value(stamped)))
 
-    def add_items(self, relative_paths: list[str]) -> None:
-        """Split the files into batches: as many as the tightest server limit allows, but not tiny ones."""
+    def add_items(self, relative_paths: list[str], skipped: list[list[str]] = ()) -> None:
+        """Split the files into batches: as many as the tightest server limit allows, but not tiny ones.
+        What the walk did not send (FIFOs, links out…) is listed on the first batch as skipped."""
         limit = min((s.max_associations for s in self.servers.all()), default=1)
         count = max(1, min(limit, math.ceil(len(relative_paths) / FILES_PER_ITEM_MIN)))
         size = max(1, math.ceil(len(relative_paths) / count))
         batches = [relative_paths[i:i + size] for i in range(0, len(relative_paths), size)] or [[]]
-        SendItem.objects.bulk_create(SendItem(job=self, batch=n, paths=b, files=len(b)) for n, b in enumerate(batches))
+        SendItem.objects.bulk_create(SendItem(job=self, batch=n, paths=b, files=len(b),
+                                              result={"skipped": list(skipped)} if n == 0 and skipped else {})
+                                     for n, b in enumerate(batches))
 
     def files_on_disk(self, relative_paths) -> list[Path]:
         source = Path(self.source_path)

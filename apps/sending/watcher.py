@@ -24,10 +24,10 @@ from pathlib import Path
 from django.db import close_old_connections
 from django.utils import timezone
 
-from apps.dicom.rewrite import patient_from_folder
 from apps.jobs.models import JobStatus
 from apps.sending.intake import start_inbox_run
 from apps.sending.models import Inbox, SendJob
+from apps.sending.patterns import PatternError, compile_pattern, patient_of
 from apps.sending.roots import OutsideRoots, confined
 from apps.sending.settle import settle
 
@@ -154,13 +154,18 @@ class InboxWatcher:
         if not inbox.destinations.all():
             self._warn_once(inbox, "it has no destinations; nothing is sent")
             return []
+        try:
+            compile_pattern(inbox.pattern)
+        except PatternError as exc:  # saved before patterns were checked: nothing can be matched
+            self._warn_once(inbox, str(exc))
+            return []
         folders = sorted((e for e in os.scandir(path) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")),
                          key=lambda e: e.name)
         self._forget_unmatched(inbox, {e.name for e in folders})
         started = []
         for entry in folders:
             try:
-                patient = patient_from_folder(entry.name, inbox.pattern)
+                patient = patient_of(entry.name, inbox.pattern)
             except ValueError as exc:
                 self._report_unmatched(inbox, entry.name, str(exc))
                 continue

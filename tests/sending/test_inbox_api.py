@@ -10,9 +10,11 @@ from tests.sending.conftest import run_items, study_tree
 
 @pytest.fixture
 def keeper(api, user):
-    """The API user, allowed to manage inboxes."""
+    """The API user, allowed to manage inboxes: the inbox permissions and a staff account."""
     user.user_permissions.add(*Permission.objects.filter(content_type__app_label="sending",
                                                          codename__endswith="_inbox"))
+    user.is_staff = True
+    user.save()
     return api
 
 
@@ -21,7 +23,7 @@ def body(root, **over):
             "debounce_seconds": 0, **over}
 
 
-def test_create_list_change_and_runs(keeper, root, pacs, empty_orthanc):
+def test_create_list_change_and_runs(keeper, user, root, pacs, empty_orthanc):
     (root / "inbox").mkdir()
     created = keeper.post("/api/inboxes/", body(root), format="json")
     assert created.status_code == 201, created.content
@@ -31,7 +33,8 @@ def test_create_list_change_and_runs(keeper, root, pacs, empty_orthanc):
     from auditlog.models import LogEntry
 
     changes = LogEntry.objects.filter(content_type__model="inbox").order_by("timestamp")
-    assert [c.action for c in changes][:1] == [LogEntry.Action.CREATE] and changes[0].actor is not None
+    assert [c.action for c in changes][:1] == [LogEntry.Action.CREATE] and changes[0].actor == user
+    assert {c.actor for c in changes} == {user}  # the change by PATCH names the token's user too
 
     study_tree(root / "inbox" / "#00042-홍^길동", patients=1, instances=2)
     watcher = InboxWatcher(mode="polling")

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from apps.dicom import paths
 from apps.servers.models import DicomServer, server_name_validator
 
 
@@ -13,15 +14,18 @@ def delivery_roots() -> list[Path]:
 
 
 def confined_folder(path: str) -> Path:
-    """The folder resolved (symlinks and `..`), or ValidationError unless it lies inside a root."""
+    """The folder resolved (symlinks and `..`), or ValidationError unless it lies inside a root
+    (apps/dicom/paths.confine decides)."""
     if not path:
         raise ValidationError({"path": "A folder target needs a path."})
-    resolved = Path(path).resolve()
     roots = delivery_roots()
-    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+    try:
+        return paths.confine(path, roots, what="folder", roots_name="DELIVERY_ROOTS or IMPORT_ROOTS")
+    except paths.PathOutside:
         allowed = ", ".join(str(r) for r in roots) or "none configured (set DELIVERY_ROOTS)"
-        raise ValidationError({"path": f"{path} is not inside an allowed delivery folder ({allowed})."})
-    return resolved
+        raise ValidationError({"path": f"{path} is not inside an allowed delivery folder ({allowed})."}) from None
+    except paths.PathRefused as exc:
+        raise ValidationError({"path": str(exc)}) from None
 
 
 class DeliveryTarget(models.Model):

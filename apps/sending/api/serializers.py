@@ -60,8 +60,8 @@ class InboxSerializer(serializers.ModelSerializer):
     class Meta:
         model = Inbox
         fields = ["name", "path", "pattern", "destinations", "debounce_seconds", "archive_path", "error_path",
-                  "enabled", "unmatched", "created_at", "updated_at"]
-        read_only_fields = ["unmatched", "created_at", "updated_at"]
+                  "enabled", "disabled_reason", "unmatched", "created_at", "updated_at"]
+        read_only_fields = ["disabled_reason", "unmatched", "created_at", "updated_at"]
 
     def validate(self, data):
         destinations = data.pop("destinations", None)
@@ -74,11 +74,14 @@ class InboxSerializer(serializers.ModelSerializer):
         if destinations is not None:
             if not destinations:
                 raise serializers.ValidationError({"destinations": "Name at least one server."})
-            for server in destinations:  # whoever sets up an inbox must be allowed to send where it sends
-                server.check_access(self.context["request"].user, "send")
             data["destinations"] = destinations
         elif self.instance is None:
             raise serializers.ValidationError({"destinations": "Name at least one server."})
+        else:
+            destinations = list(self.instance.destinations.all())
+        # whoever changes an inbox, in any way, must be allowed to send wherever it sends
+        for server in destinations:
+            server.check_access(self.context["request"].user, "send")
         return data
 
 

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
@@ -64,12 +65,26 @@ class SendJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMode
         return Response(report)
 
 
+class StaffToManageInboxes(BasePermission):
+    """Creating, changing and deleting inboxes needs a staff account on top of the model permission:
+    an inbox's folder, and every folder put in it, belongs to whoever may manage inboxes."""
+
+    message = ("Managing inboxes needs a staff account (and the inbox permissions): an inbox's folder, and "
+               "everything put in it, belongs to whoever may manage inboxes.")
+
+    def has_permission(self, request, view) -> bool:
+        return request.method in SAFE_METHODS or bool(request.user and request.user.is_staff)
+
+
 class InboxViewSet(viewsets.ModelViewSet):
     """Watched inboxes by name; GET {name}/runs/ lists the folders each one sent (or failed to)."""
 
     queryset = Inbox.objects.prefetch_related("destinations")
     serializer_class = InboxSerializer  # reading needs view_inbox too (the project's model permissions)
     lookup_field = "name"
+
+    def get_permissions(self):
+        return [*super().get_permissions(), StaffToManageInboxes()]
 
     # DRF authenticates a token after django-auditlog's middleware ran: name the actor for the change log.
     def perform_create(self, serializer):
