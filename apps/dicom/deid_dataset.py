@@ -12,7 +12,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from apps.dicom.deidentify import (
+from apps.dicom.deid_rules import (
     OPTION_DATES,
     PATIENT_ID,
     PATIENT_NAME,
@@ -20,9 +20,9 @@ from apps.dicom.deidentify import (
     Deidentified,
     Patient,
     Recipe,
-    _check_kind,
-    _cleans,
-    _pattern,
+    check_kind,
+    cleans_descriptors,
+    scrub_pattern,
 )
 
 DUMMY_TEXT = "ANONYMIZED"
@@ -38,7 +38,7 @@ class _Walk:
     def __init__(self, recipe: Recipe, patient: Patient, scrub: list[str]):
         self.recipe = recipe
         self.patient = patient
-        self.scrub = _pattern(scrub)
+        self.scrub = scrub_pattern(scrub)
         self.shift = dt.timedelta(days=patient.date_shift_days)
 
     def dataset(self, ds: Dataset) -> None:
@@ -167,8 +167,8 @@ def _scrub_values(ds: Dataset) -> list[str]:
 
 def deidentify_dataset(ds: Dataset, recipe: Recipe, patient: Patient) -> None:
     """De-identify `ds` in place (file meta included). Raises HeldBack or CannotDeidentify."""
-    _check_kind(str(ds.get("SOPClassUID", "")), str(ds.get("BurnedInAnnotation", "") or ""), recipe)
-    scrub = _scrub_values(ds) if _cleans(recipe) else []
+    check_kind(str(ds.get("SOPClassUID", "")), str(ds.get("BurnedInAnnotation", "") or ""), recipe)
+    scrub = _scrub_values(ds) if cleans_descriptors(recipe) else []
     _Walk(recipe, patient, scrub).dataset(ds)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = recipe.method_text()
@@ -198,7 +198,7 @@ def deidentify_with_pydicom(data: bytes, recipe: Recipe, patient_for) -> Deident
     except Exception as exc:  # noqa: BLE001 - any parse failure is an unreadable file
         raise CannotDeidentify(f"unreadable DICOM ({type(exc).__name__})") from None
     # Held back or refused before the map hears of the patient, as on the byte walk.
-    _check_kind(str(ds.get("SOPClassUID", "")), str(ds.get("BurnedInAnnotation", "") or ""), recipe)
+    check_kind(str(ds.get("SOPClassUID", "")), str(ds.get("BurnedInAnnotation", "") or ""), recipe)
     patient = patient_for(original_id)
     deidentify_dataset(ds, recipe, patient)
     out = io.BytesIO()

@@ -2,7 +2,7 @@
 import csv
 import io
 
-from apps.retrieval.report import inert
+from apps.jobs.spreadsheets import inert
 
 MAP_FIELDS = ["PatientID", "pseudonym", "date_shift_days"]
 

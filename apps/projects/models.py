@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import IntegrityError, models, transaction
 
 from apps.dicom import deidentify
+from apps.projects.pseudonymize import Pseudonymizer
 
 NAME_RULE = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z",
                            "A project name is 1 to 40 letters, digits, '-' or '_', starting with a letter or digit "
@@ -79,8 +80,6 @@ class Project(models.Model):
         return self._pseudonymizer.file(source)
 
     def pseudonymizer(self):
-        from apps.projects.pseudonymize import Pseudonymizer
-
         return Pseudonymizer(self)
 
     def patient(self, patient_id: str) -> deidentify.Patient:

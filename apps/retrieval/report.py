@@ -9,19 +9,10 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from apps.jobs.models import ItemStatus
+from apps.jobs.spreadsheets import inert
 
 FIELDS = ("line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
           "path", "reason", "text")
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"); a case
-# list's values are whatever its author typed, so such a cell is written with a leading apostrophe.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def inert(value):
-    """`value` as a spreadsheet shows it without running it."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def _row(item) -> dict:

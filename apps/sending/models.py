@@ -17,6 +17,7 @@ from django.db.models import Count, F, Sum, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from apps.audit import record
 from apps.dicom import paths
 from apps.dicom.rewrite import DEFAULT_FOLDER_PATTERN
 from apps.jobs.models import Job, JobItem, JobStatus
@@ -126,8 +127,6 @@ class Inbox(models.Model):
     def destination_deleted(cls, server, actor=None) -> None:
         """A DICOM server is being deleted: every enabled inbox for which it is the only destination is
         disabled, with the reason on the inbox, a warning in the log and an audit event for operators."""
-        from apps.audit import record
-
         theirs = cls.objects.filter(destinations=server, enabled=True).values("pk")
         alone = cls.objects.filter(pk__in=theirs).annotate(count=Count("destinations")).filter(count=1)
         for inbox in alone:

@@ -129,3 +129,10 @@ def as_file(ds: Dataset, syntax=ExplicitVRLittleEndian) -> bytes:
 
 def read(data: bytes) -> Dataset:
     return pydicom.dcmread(io.BytesIO(data))
+
+
+def retrieval_layout(root, server: str):
+    """The folder a retrieval files a de-identified instance in: <root>/<SERVER>/<date>_<pseudonym>_<modality>."""
+    from apps.retrieval.layout import study_folder
+
+    return lambda result: study_folder(root, server, result.study_date, result.patient_id, result.modality)

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
 from apps.projects.models import Project
+from tests.projects.planted import retrieval_layout
 
 pytestmark = pytest.mark.django_db
 
@@ -148,5 +149,5 @@ def test_a_hostile_file_fails_with_a_reason_and_leaves_nothing(name, tmp_path):
 
     project = Project.objects.create(name="HOSTILE")
     with pytest.raises(CannotDeidentify, match="unreadable"):
-        project.pseudonymizer().write(hostile_files()[name], tmp_path, "LK")
+        project.pseudonymizer().write(hostile_files()[name], retrieval_layout(tmp_path, "LK"))
     assert list(tmp_path.rglob("*.dcm")) == [] and list(tmp_path.rglob("*.part")) == []

@@ -15,6 +15,7 @@ from django.db import connection
 from apps.dicom import deidentify as d
 from apps.projects.models import Project, Pseudonym
 from tests.projects import planted
+from tests.projects.planted import retrieval_layout
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def test_a_file_from_bytes_or_a_path_lands_under_its_pseudonymized_layout(tmp_pa
     row = Pseudonym.objects.get(project=project)
     assert (row.patient_id, row.pseudonym) == (planted.PATIENT_ID, from_bytes.patient_id)
     assert from_bytes.sop_instance_uid == d.new_uid(bytes.fromhex(project.secret), "1.2.826.0.1.3680043.8.498.77003")
-    path, result = project.pseudonymizer().write(data, tmp_path / "downloads", "LK")
+    path, result = project.pseudonymizer().write(data, retrieval_layout(tmp_path / "downloads", "LK"))
     shifted = result.study_date
     assert shifted and shifted != "20200301"
     assert path == tmp_path / "downloads" / "LK" / f"{shifted}_{row.pseudonym}_CT" / f"{result.sop_instance_uid}.dcm"

@@ -5,9 +5,10 @@ import io
 
 import pytest
 
+from apps.jobs.spreadsheets import inert
 from apps.retrieval.caselist import parse_case_list
 from apps.retrieval.intake import rows_to_csv
-from apps.retrieval.report import inert, report_csv
+from apps.retrieval.report import report_csv
 
 SERVERS = {"LK", "ORTH"}
 

@@ -1,6 +1,7 @@
+from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
-from apps.projects.models import Project
+from apps.projects.models import Project, validate_options
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -28,10 +29,6 @@ class ProjectSerializer(serializers.ModelSerializer):
         return value
 
     def validate_options(self, value):
-        from django.core.exceptions import ValidationError
-
-        from apps.projects.models import validate_options
-
         try:
             validate_options(value)
         except ValidationError as exc:
