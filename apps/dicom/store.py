@@ -54,8 +54,9 @@ def store(target: RemoteAE | DicomWebEndpoint, sources: Iterable[Source], *, loc
     `stow_batch` instances per request. A file that is not complete DICOM is a failure with its reason
     (also in `invalid`) and the rest still go. An error that ends the exchange (association refused,
     aborted, timeout; HTTP failure) is raised with `.report` holding what was done so far.
-    `on_progress(done, total)` is called after each file (C-STORE) or request (STOW-RS)."""
-    sources = list(sources)
+    `on_progress(done, total)` is called after each file (C-STORE) or request (STOW-RS). Folders are walked."""
+    sources = [found for source in sources
+               for found in ([source] if isinstance(source, tuple) else files.iter_files([source]))]
     if isinstance(target, DicomWebEndpoint):
         return _stow(target, sources, on_progress, stow_batch)
     if local is None:

@@ -66,6 +66,15 @@ def test_files_with_their_headers_read_already_are_stored_alike(server, empty_or
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_a_folder_is_walked_whichever_the_method(server, empty_orthanc, sources, tmp_path, method):
+    good, junk, cut = sources
+    report = storing.store(server, [tmp_path], method=method)
+    assert sorted(o.path for o in report.stored) == sorted(str(p) for p in good)
+    assert {str(junk), str(cut)} <= {path for path, _ in report.failed}  # the manifest is not DICOM either
+    assert empty_orthanc.instances() == {uid(p) for p in good}
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_the_callers_slot_is_held_while_storing_and_released_after(server, sources, method):
     good, _, _ = sources
     held, seen = threading.Event(), []
