@@ -11,17 +11,9 @@ import pytest
 from apps.dicom import files
 from apps.dicom.demo.synthetic import write_dataset
 from apps.servers import storing
-from apps.servers.models import DicomServer
 
 pytestmark = pytest.mark.django_db
 METHODS = [storing.C_STORE, storing.STOW_RS]
-
-
-@pytest.fixture
-def server(empty_orthanc):
-    peer = empty_orthanc.peer()
-    return DicomServer.objects.create(name="VICTIM", ae_title=peer.ae_title, host=peer.host, port=peer.port,
-                                      retries=0, dicomweb_url=empty_orthanc.dicomweb().base_url)
 
 
 @pytest.fixture

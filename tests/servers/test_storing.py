@@ -20,13 +20,6 @@ METHODS = [storing.C_STORE, storing.STOW_RS]
 
 
 @pytest.fixture
-def server(empty_orthanc):
-    peer = empty_orthanc.peer()
-    return DicomServer.objects.create(name="STORE", ae_title=peer.ae_title, host=peer.host, port=peer.port,
-                                      retries=0, dicomweb_url=empty_orthanc.dicomweb().base_url)
-
-
-@pytest.fixture
 def sources(tmp_path):
     """Five good instances (two kinds of object), a file that is not DICOM and a truncated one."""
     write_dataset(tmp_path, patients=1, studies=1, series=1, instances=5, rows=32, cols=32,
