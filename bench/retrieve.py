@@ -7,8 +7,7 @@ is measured too: what moving series in parallel can gain on this machine at all.
 
     .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--series 4] [--receivers lean,pynetdicom]
                                        [--receiver-processes 1,2]
-                                       [--move-engines lean,pynetdicom] [--max-associations 1,2]
-                                       [--get-engines lean,pynetdicom] [--no-get]
+                                       [--max-associations 1,2] [--no-get]
 
 Every variant runs REPEAT times, interleaved (drift on a shared VM hits all alike); medians are
 reported as a markdown table on stdout and in bench/results/retrieve-<date>.md. DCMTK times are
@@ -172,14 +171,6 @@ def portal_retrieve(server, study_uid: str, expected: int) -> float:
     return elapsed
 
 
-def use_engine(setting: str, engine: str) -> None:
-    """The worker's C-GET and C-MOVE requestors are the CGET_ENGINE and MOVE_ENGINE settings: "lean"
-    (apps/dicom/wire/) or "pynetdicom" (apps.dicom.dimse), as a deployment would set them."""
-    from django.conf import settings
-
-    setattr(settings, setting, engine)
-
-
 def creation_cost_us(folder: Path, files: int = 100) -> float:
     """Microseconds to create one empty file in `folder`, measured on `files` new ones (left there).
     On ext4 without a journal (this machine's) every creation scans past the inodes deleted in the last
@@ -224,12 +215,8 @@ def main(argv=None) -> int:
                              "(default: the setting's default)")
     parser.add_argument("--receivers", default=os.environ.get("RECEIVERS", "lean"),
                         help="comma-separated `manage.py receive --engine` values to measure")
-    parser.add_argument("--move-engines", default=os.environ.get("MOVE_ENGINES", "lean"),
-                        help="comma-separated C-MOVE requestors to measure: lean, pynetdicom")
     parser.add_argument("--max-associations", default=os.environ.get("MAX_ASSOCIATIONS", "1,2"),
                         help="comma-separated server association limits to measure the C-MOVE with")
-    parser.add_argument("--get-engines", default=os.environ.get("GET_ENGINES", "lean"),
-                        help="comma-separated C-GET engines to measure: lean, pynetdicom")
     parser.add_argument("--no-get", action="store_true", help="skip the C-GET variants")
     parser.add_argument("--settle", type=float, default=float(os.environ.get("SETTLE", 0)),
                         help="before each timed run, remove every earlier run's files, sync, and wait this many "
@@ -265,11 +252,9 @@ def main(argv=None) -> int:
         get_server = DicomServer.objects.create(name="BENCHGET", retrieve_method="c-get", **common)
         n = manifest["files"]
         engines = [e for e in args.receivers.split(",") if e]
-        move_engines = [e for e in args.move_engines.split(",") if e]
-        get_engines = [e for e in args.get_engines.split(",") if e]
         processes = [p for p in args.receiver_processes.split(",") if p] or [""]
-        moves = [(f"portal C-MOVE ({e} receiver{f' on {p} proc.' if p else ''}, {m} requestor, {k} assoc.)",
-                  e, m, k, p) for e in engines for m in move_engines for k in limits for p in processes]
+        moves = [(f"portal C-MOVE ({e} receiver{f' on {p} proc.' if p else ''}, {k} assoc.)",
+                  e, k, p) for e in engines for k in limits for p in processes]
         series_uids = [s["SeriesInstanceUID"] for s in manifest["studies"][0]["Series"]]
         lanes = [k for k in limits if 1 < k <= len(series_uids)]
         # Untimed: Orthanc's files into the page cache, and the worker process's first run (imports, the
@@ -300,8 +285,7 @@ def main(argv=None) -> int:
                 settle()
                 results.setdefault(f"DCMTK {k} lanes of series movescu -> storescp --fork", []).append(
                     dcmtk_move_lanes(orthanc, study_uid, series_uids, work, storescp_port, n, k))
-            for name, engine, requestor, limit, count in moves:
-                use_engine("MOVE_ENGINE", requestor)
+            for name, engine, limit, count in moves:
                 receiver = Receiver({**env, "RECEIVER_PROCESSES": count} if count else env, engine)
                 try:
                     settle()
@@ -311,17 +295,14 @@ def main(argv=None) -> int:
             if not args.no_get:
                 settle()
                 results.setdefault("DCMTK getscu", []).append(dcmtk_get(orthanc, study_uid, work, n))
-                for engine in get_engines:
-                    use_engine("CGET_ENGINE", engine)
-                    settle()
-                    results.setdefault(f"portal C-GET ({engine})", []).append(
-                        portal_retrieve(get_server, study_uid, n))
+                settle()
+                results.setdefault("portal C-GET", []).append(portal_retrieve(get_server, study_uid, n))
     finally:
         orthanc.stop()
     creation.append(creation_cost_us(work / "creations"))
     pairs = [(name, "DCMTK movescu -> storescp") for name, *_ in moves]
     pairs += [(f"DCMTK {k} lanes of series movescu -> storescp --fork", "DCMTK movescu -> storescp") for k in lanes]
-    pairs += [(f"portal C-GET ({e})", "DCMTK getscu") for e in get_engines]
+    pairs += [] if args.no_get else [("portal C-GET", "DCMTK getscu")]
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series from "
               f"Orthanc on loopback, "

@@ -1,5 +1,5 @@
 """Where a C-MOVE's CPU goes: CPU seconds of Orthanc, the receiving side and the requesting side for one
-study, the portal's worker path (the lean receiver; MOVE_ENGINE lean and pynetdicom; 1 and 2
+study, the portal's worker path (the lean receiver, the socket-level C-MOVE requestor; 1 and 2
 associations) against DCMTK movescu -> storescp, in the same run.
 
 On a shared 2-core machine wall clock follows the load of everyone else; CPU seconds per process do not,
@@ -109,11 +109,8 @@ def main(argv=None) -> int:
         portal(orthanc, env, servers[1], study_uid, n)
         for _ in range(args.repeat):
             rows.setdefault("DCMTK movescu -> storescp", []).append(dcmtk(orthanc, study_uid, work, storescp_port))
-            for engine in ("lean", "pynetdicom"):
-                for k in (1, 2):
-                    bench.use_engine("MOVE_ENGINE", engine)
-                    rows.setdefault(f"portal, {engine} requestor, {k} assoc.", []).append(
-                        portal(orthanc, env, servers[k], study_uid, n))
+            for k in (1, 2):
+                rows.setdefault(f"portal, {k} assoc.", []).append(portal(orthanc, env, servers[k], study_uid, n))
     finally:
         orthanc.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -33,12 +33,8 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
-# Which implementation runs the receiver, C-GET and C-STORE: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
+# Which Storage SCP runs the receiver: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
-CGET_ENGINE = env("CGET_ENGINE", default="lean")
-MOVE_ENGINE = env("MOVE_ENGINE", default="lean")  # the C-MOVE requestor: lean (wire/move_scu.py) or pynetdicom
-FIND_ENGINE = env("FIND_ENGINE", default="lean")  # a retrieval row's C-FINDs: lean (wire/find_scu.py) or pynetdicom
-STORE_ENGINE = env("STORE_ENGINE", default="lean")  # C-STORE SCU: lean (wire/) or pynetdicom
 # The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
 # flight; plain C-STOREs are refused unless a quota (MB) is set, then kept for RECEIVER_UNSOLICITED_DAYS.
 RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])

@@ -26,12 +26,10 @@ from apps.delivery.models import DeliveryTarget
 from apps.delivery.models.target import confined_folder
 from apps.delivery.tus_client import SendCanceled, TusError, TusSender
 from apps.delivery.zipstream import ZipStream
-from apps.dicom.dicomweb import stow
 from apps.dicom.errors import DicomError
-from apps.dicom.store import store_files
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.models import ItemStatus
-from apps.servers.models import local_ae
+from apps.servers import storing
 
 PROGRESS_EVERY = 1.0  # seconds between progress writes
 
@@ -212,17 +210,13 @@ def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
     if not server.may(batch.job.created_by, "send"):  # access may have changed since the job started
         raise ItemFailed(f"Batch {batch.number}: {server.refusal('send')} Nothing was deleted.")
     by_sop = {Path(name).stem: name for name, _ in found.entries}
-    paths = [path for _, path in found.entries]
+    stow = target.kind == DeliveryTarget.Kind.DICOMWEB
     try:
-        if target.kind == DeliveryTarget.Kind.DICOMWEB:
-            result = stow(server.as_dicomweb(), paths, batch_size=settings.DELIVERY_STOW_BATCH)
-            stored = set(result.stored) | {uid for uid, _ in result.warnings}
-            failed = result.failed
-        else:
-            with ctx.association_slot(server):
-                report = store_files(server.as_peer(), local_ae(), paths)
-            stored = {o.sop_instance_uid for o in report.stored + report.warnings}
-            failed = report.failed
+        report = storing.store(server, [path for _, path in found.entries],
+                               method=storing.STOW_RS if stow else storing.C_STORE,
+                               slot=ctx.association_slot(server), stow_batch=settings.DELIVERY_STOW_BATCH)
+        stored = {o.sop_instance_uid for o in report.stored + report.warnings}
+        failed = report.failed
     except DicomError as exc:
         raise ItemFailed(f"Batch {batch.number} to {target.describe()} failed: {exc}. Nothing was deleted.") from exc
     confirmed = {by_sop[uid] for uid in stored if uid in by_sop}

@@ -18,10 +18,10 @@ import os
 from pathlib import Path
 
 from apps.dicom import dimse
-from apps.dicom.engines import C_GETS, DEFAULT
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.scu import c_get
 from apps.dicom.staging import safe_uid, write_atomically
 from apps.dicom.store import StoreReport, store_files
 
@@ -68,7 +68,7 @@ class PacsClient:
             instance.written()
             return 0x0000
 
-        return C_GETS[DEFAULT](self.peer, self.local, {"StudyInstanceUID": safe_uid(study_instance_uid)}, save)
+        return c_get(self.peer, self.local, {"StudyInstanceUID": safe_uid(study_instance_uid)}, save)
 
     # the old tool's method names
     send_dicom_file = send_file

@@ -8,8 +8,7 @@ import ssl
 import threading
 import time
 
-from pydicom.uid import UID
-from pynetdicom import AE, build_context, build_role, evt
+from pynetdicom import AE, build_context, evt
 from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
@@ -26,11 +25,8 @@ from apps.dicom import errors, reuse
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.syntaxes import (
-    COMMON_STORAGE_SOP_CLASSES,
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
-    MAX_CONTEXTS,
-    TRANSFER_SYNTAXES,
 )
 
 log = logging.getLogger(__name__)
@@ -128,7 +124,7 @@ def _open_error(peer: RemoteAE, local: LocalAE, probe: _OpenProbe, elapsed: floa
 
 
 def open_socket(peer: RemoteAE) -> socket.socket:
-    """A TCP (or TLS) connection to `peer` for the socket-level engines: TCP_NODELAY, the connect timeout,
+    """A TCP (or TLS) connection to `peer` for the socket-level SCUs (wire/): TCP_NODELAY, the connect timeout,
     and the same typed errors as an association opened by pynetdicom."""
     started = time.monotonic()
     reuse.before_connect(peer)
@@ -168,9 +164,9 @@ def open_association(peer: RemoteAE, local: LocalAE, contexts, *, ext_neg=None, 
     ae = application_entity(local.ae_title)
     ae.connection_timeout = peer.connect_timeout
     ae.acse_timeout = peer.connect_timeout  # association request and release
-    ae.dimse_timeout = peer.query_timeout  # per response; retrievals raise it (dimse.Association)
-    # The association may sit idle while the caller works between requests, or while a PACS runs a
-    # long C-MOVE without pending responses; the DIMSE timeouts bound the waits that matter.
+    ae.dimse_timeout = peer.query_timeout  # per response
+    # The association may sit idle while the caller works between requests; the DIMSE timeout bounds
+    # the waits that matter.
     ae.network_timeout = max(peer.query_timeout, peer.retrieve_timeout) + peer.connect_timeout
     ae.maximum_pdu_size = peer.max_pdu
     ae.requested_contexts = contexts
@@ -199,8 +195,8 @@ RELEASE_POLL_SECONDS = 0.0002
 def release_association(assoc) -> None:
     """Release a pynetdicom association, returning once the peer has confirmed it (A-RELEASE-RP) or the
     association was aborted. pynetdicom's release then stops its reactor thread, polling every 10 ms:
-    up to 10 ms more for a caller that opens the next association only once this one is over (the C-MOVE
-    after the row's C-FINDs, on a server allowing one association). That teardown ends on its own thread."""
+    up to 10 ms more for a caller that opens the next association only once this one is over (a server
+    allowing one association). That teardown ends on its own thread."""
     def release() -> None:
         try:
             assoc.release()
@@ -215,67 +211,5 @@ def release_association(assoc) -> None:
 
 
 def query_contexts() -> list[PresentationContext]:
-    return [build_context(Verification)] + [build_context(uid) for model in MODELS.values() for uid in model]
-
-
-def get_contexts(storage_sop_classes) -> tuple[list[PresentationContext], list]:
-    """Study/Patient Root FIND and GET, plus every storage SOP class we may receive, with the SCP role
-    (PS3.4 C.4.3: the C-STOREs of a C-GET travel back on our own association)."""
-    contexts = [build_context(Verification)] + [build_context(m[i]) for m in MODELS.values() for i in (0, 2)]
-    storage = [UID(str(uid)) for uid in (storage_sop_classes or COMMON_STORAGE_SOP_CLASSES)]
-    if len(contexts) + len(storage) > MAX_CONTEXTS:
-        raise ValueError(f"C-GET can receive at most {MAX_CONTEXTS - len(contexts)} SOP classes per association")
-    contexts += [build_context(uid, TRANSFER_SYNTAXES) for uid in storage]
-    return contexts, [build_role(uid, scp_role=True) for uid in storage]
-
-
-def store_contexts(pairs) -> list[PresentationContext]:
-    """One context per (SOP class, transfer syntax) so each file goes exactly as it is encoded."""
-    contexts = [cx if isinstance(cx, PresentationContext) else build_context(cx[0], [cx[1]]) for cx in pairs]
-    if not contexts or len(contexts) > MAX_CONTEXTS:
-        raise ValueError(f"a store association needs 1 to {MAX_CONTEXTS} presentation contexts, got {len(contexts)}")
-    return contexts
-
-
-class Watchdog:
-    """Ends a retrieval that exceeds its total time, or that the caller asks to stop (`stop` set): C-CANCEL
-    first, then abort if the PACS keeps going after the grace period. `fired` says the deadline passed,
-    `stopped` that the caller asked."""
-
-    POLL_SECONDS = 0.2
-
-    def __init__(self, assoc, message_id: int, sop_class: str, seconds: float, stop: threading.Event | None = None):
-        self.fired = self.stopped = False
-        self._assoc, self._message_id, self._sop_class = assoc, message_id, sop_class
-        self._seconds, self._stop = seconds, stop
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="retrieve-watchdog", daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._done.set()
-        self._thread.join()
-
-    @property
-    def ended(self) -> bool:
-        return self.fired or self.stopped
-
-    def _watch(self) -> None:
-        deadline = time.monotonic() + self._seconds
-        while not self._done.wait(self.POLL_SECONDS):
-            if self._stop is not None and self._stop.is_set():
-                self.stopped = True
-            elif time.monotonic() >= deadline:
-                self.fired = True
-            else:
-                continue
-            try:
-                self._assoc.send_c_cancel(self._message_id, query_model=self._sop_class)
-            except Exception:  # the association may already be gone; the abort below still runs
-                log.debug("C-CANCEL not sent", exc_info=True)
-            if not self._done.wait(CANCEL_GRACE_SECONDS):
-                self._assoc.abort()
-            return
+    """Verification and the Study/Patient Root FIND models: what dimse.associate's "query" purpose proposes."""
+    return [build_context(Verification)] + [build_context(model[0]) for model in MODELS.values()]

@@ -12,7 +12,7 @@ import os
 import ssl
 import uuid
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import httpx
 
@@ -37,6 +37,7 @@ class StowResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (SOP Instance UID or file path, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # stored, with the server's warning
     requests: int = 0
+    sent: dict[str, str] = field(default_factory=dict)  # SOP Instance UID -> the source it was read from
 
 
 def _client(endpoint: DicomWebEndpoint) -> httpx.Client:
@@ -103,25 +104,39 @@ def _reason(item: dict, tag: str) -> str:
     return describe(int(codes[0]), "store") if codes else "no reason given"
 
 
-def stow(endpoint: DicomWebEndpoint, sources: Iterable[str | os.PathLike | bytes], *, batch_size: int = 20) -> StowResult:
-    """STOW-RS every source (file path or Part-10 bytes), `batch_size` instances per request. A source
-    that is not complete DICOM is a failure named by its path and is not sent."""
+def stow(endpoint: DicomWebEndpoint, sources: Iterable[str | os.PathLike | bytes | tuple], *, batch_size: int = 20,
+         on_progress: Callable[[int], None] | None = None) -> StowResult:
+    """STOW-RS every source (file path, Part-10 bytes, or (path, header) with the header files.read_meta
+    read, which the file must still match), `batch_size` instances per request. A source that is not
+    complete DICOM is a failure named by its path and is not sent. `on_progress(done)` is
+    called after each request with the number of sources dealt with so far. An HTTP-level failure
+    (DicomWebError) carries `.result`: what the requests before it stored."""
     result = StowResult()
     batch: list[tuple[str, bytes]] = []  # (SOP Instance UID, file bytes)
-    with _client(endpoint) as client:
-        for source in sources:
-            try:
-                info, data = files.read_checked(source)
-            except InvalidDicomFile as exc:
-                name = files.source_name(source)
-                result.failed.append((name, exc.message.removeprefix(f"{name}: ")))
-                continue
-            batch.append((info.sop_instance_uid, data))
-            if len(batch) >= batch_size:
+    done = 0
+    try:
+        with _client(endpoint) as client:
+            for source in sources:
+                done += 1
+                source, known = source if isinstance(source, tuple) else (source, None)
+                try:
+                    info, data = (known, files.read_complete(source, known)) if known else files.read_checked(source)
+                except InvalidDicomFile as exc:
+                    name = files.source_name(source)
+                    result.failed.append((name, exc.message.removeprefix(f"{name}: ")))
+                    continue
+                result.sent[info.sop_instance_uid] = files.source_name(source)
+                batch.append((info.sop_instance_uid, data))
+                if len(batch) >= batch_size:
+                    _stow_batch(client, endpoint, batch, result)
+                    batch = []
+                    if on_progress:
+                        on_progress(done)
+            if batch:
                 _stow_batch(client, endpoint, batch, result)
-                batch = []
-        if batch:
-            _stow_batch(client, endpoint, batch, result)
+    except DicomWebError as exc:
+        exc.result = result
+        raise
     log.info("STOW-RS to %s: %d stored, %d with warnings, %d failed in %d requests", endpoint.label,
              len(result.stored), len(result.warnings), len(result.failed), result.requests)
     return result

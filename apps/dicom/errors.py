@@ -59,8 +59,9 @@ class DicomWebError(DicomError):
         self.retriable = retriable
 
 
-# What went wrong while opening an association, in words that say what to check. Both engines (pynetdicom
-# in connect.py, the socket-level ones in wire/) raise these, so a failure reads the same whichever ran.
+# What went wrong while opening an association, in words that say what to check. Both ways of opening one
+# (pynetdicom's in connect.py, for echo and queries; the socket-level one in wire/) raise these, so a
+# failure reads the same whichever opened it.
 REJECT_REASONS = {  # (source, diagnostic) of an A-ASSOCIATE-RJ, PS3.8 9.3.4
     (1, 1): "no reason given by the PACS; check the AE titles configured on both sides",
     (1, 2): "application context name not supported",

@@ -256,13 +256,15 @@ def read_checked(source: str | os.PathLike | bytes) -> tuple[DicomFileInfo, byte
 
 def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
     """The file's bytes, proven complete against the header read_meta gave (`info`), without parsing the
-    file meta again. Raises InvalidDicomFile naming the file (also when it changed in between)."""
+    file meta again. Raises InvalidDicomFile naming the file (also when it changed in between: another
+    size, or a file meta that no longer names the instance)."""
     name = os.fspath(path)
     try:
         data = read_regular(path)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    if len(data) != info.size or data[128:132] != b"DICM":
+    if (len(data) != info.size or data[128:132] != b"DICM"
+            or info.sop_instance_uid.encode("ascii", "replace") not in data[132:info.dataset_offset]):
         raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
     try:
         check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid, info.sop_class_uid)

@@ -1,5 +1,5 @@
-"""What a retrieve or a store came back with, whichever engine ran it (pynetdicom in dimse.py, the socket-level
-SCUs in wire/): the sub-operation counts of a C-MOVE/C-GET, and one C-STORE's outcome in words."""
+"""What a retrieve or a store came back with (the socket-level SCUs in wire/, STOW-RS through store.py): the
+sub-operation counts of a C-MOVE/C-GET, and one stored instance's outcome in words."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,16 +1,11 @@
-"""Sending an upload's DICOM files through the DICOM layer: C-STORE in one association (TLS when the
+"""Sending an upload's DICOM files (apps/servers/storing.py): C-STORE in one association (TLS when the
 server has it) or STOW-RS in one request, and what each outcome means for the sender."""
 from __future__ import annotations
 
-from dataclasses import replace
-
-from django.conf import settings
-
-from apps.dicom import dicomweb, store
 from apps.dicom.errors import ConnectionFailed, DicomError, DicomTimeout, DicomWebError
-from apps.jobs.errors import ItemFailed
+from apps.dicom.store import StoreReport
 from apps.photos.models import Backend
-from apps.servers.models import local_ae
+from apps.servers import storing
 
 
 def error_code(exc: DicomError) -> str:
@@ -35,51 +30,36 @@ def send_instances(upload, todo: list[dict], ctx, result: dict) -> None:
     the whole exchange is re-raised after marking what was and was not stored, with result["code"]."""
     server = upload.dicom_server
     seconds = float(upload.timeout_seconds)
+    by_path = {instance["path"]: instance for instance in todo}
+    stow = upload.backend == Backend.DICOMWEB
     try:
-        if upload.backend == Backend.DICOMWEB:
-            _stow(server, todo, seconds, upload.verify_tls)
-        else:
-            peer = replace(server.as_peer(), connect_timeout=seconds, query_timeout=seconds, retrieve_timeout=seconds)
-            with ctx.association_slot(server, timeout=seconds):
-                _cstore(peer, todo)
+        report = storing.store(server, list(by_path), method=storing.STOW_RS if stow else storing.C_STORE,
+                               slot=ctx.association_slot(server, timeout=seconds), timeout=seconds,
+                               verify_tls=upload.verify_tls if stow else None, stow_batch=max(1, len(todo)))
     except DicomError as exc:
+        _apply(getattr(exc, "report", None), by_path)
         result["code"] = error_code(exc)
         for instance in todo:
             if instance["status"] != "success":
                 _mark(instance, False, str(exc))
         raise
+    answered = _apply(report, by_path)
+    for path, instance in by_path.items():
+        if path not in answered:
+            _mark(instance, False, "not acknowledged")
 
 
-def _cstore(peer, todo: list[dict]) -> None:
-    by_path = {instance["path"]: instance for instance in todo}
-    try:
-        report = store.store_files(peer, local_ae(), list(by_path), engine=settings.STORE_ENGINE)
-    except DicomError as exc:
-        _apply(getattr(exc, "report", None), by_path)
-        raise
-    _apply(report, by_path)
-
-
-def _apply(report: store.StoreReport | None, by_path: dict[str, dict]) -> None:
+def _apply(report: StoreReport | None, by_path: dict[str, dict]) -> set[str]:
+    """Mark each instance the report names; the paths it named."""
     if report is None:
-        return
+        return set()
+    answered = set()
     for outcome in report.stored + report.warnings:
-        _mark(by_path[outcome.path], True, outcome.message)
+        if outcome.path in by_path:
+            _mark(by_path[outcome.path], True, outcome.message)
+            answered.add(outcome.path)
     for path, reason in report.failed:
-        _mark(by_path[path], False, reason)
-
-
-def _stow(server, todo: list[dict], seconds: float, verify_tls: bool) -> None:
-    endpoint = server.as_dicomweb()
-    if endpoint is None:
-        raise ItemFailed(f"Server {server.name} has no DICOMweb URL; set one in the admin or use C-STORE.")
-    endpoint = replace(endpoint, timeout=seconds, verify_tls=verify_tls)
-    answer = dicomweb.stow(endpoint, [instance["path"] for instance in todo], batch_size=len(todo))
-    stored = set(answer.stored) | {uid for uid, _ in answer.warnings}
-    reasons = dict(answer.failed)
-    for instance in todo:
-        uid = instance["sopInstanceUID"]
-        if uid in stored:
-            _mark(instance, True, "stored")
-        else:
-            _mark(instance, False, reasons.get(uid) or reasons.get(instance["path"]) or "not acknowledged")
+        if path in by_path:
+            _mark(by_path[path], False, reason)
+            answered.add(path)
+    return answered

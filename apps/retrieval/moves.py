@@ -17,11 +17,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
-from django.conf import settings
-
 from apps.dicom import reuse
-from apps.dicom.engines import C_MOVES
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
+from apps.dicom.scu import c_move
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.retrieval.models import MoveKey
 from apps.retrieval.receiver_check import receiver_problem
@@ -79,7 +77,7 @@ def move_to_receiver(peer, local, part, message_id: int, stop):
     receiver is known to be up: a dead receiver is said to be one, in the item and at INFO."""
     level, query = part.move_query()
     try:
-        result = C_MOVES[settings.MOVE_ENGINE](peer, local, query, local.ae_title, level=level,
+        result = c_move(peer, local, query, local.ae_title, level=level,
                                                message_id=message_id, stop=stop)
     except DimseFailure:
         _fail_if_receiver_down()

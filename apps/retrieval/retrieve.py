@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from apps.audit import record
-from apps.dicom.engines import C_GETS, FIND_ASSOCIATIONS
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
+from apps.dicom.scu import c_get, find_association
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
@@ -149,11 +149,11 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     c_move = server.retrieve_method != DicomServer.RetrieveMethod.C_GET
     stop = ctx.stop_requested
     # One association at a time per slot, so the server's association limit holds: the C-FINDs share one,
-    # then the C-MOVEs (the MOVE_ENGINE's, each on an association of its own, series in parallel on the
-    # extra slots a server with max_associations > 1 has free) or the C-GET (the CGET_ENGINE's) follow.
+    # then the C-MOVEs (each on an association of its own, series in parallel on the extra slots a
+    # server with max_associations > 1 has free) or the C-GET follow.
     with ctx.association_slot(server):
         parallel = c_move and server.max_associations > 1
-        with FIND_ASSOCIATIONS[settings.FIND_ENGINE](peer, local) as assoc:
+        with find_association(peer, local) as assoc:
             studies = assoc.find("STUDY", row_query(item))
             if not studies:
                 raise ItemFailed(f"No study on {server.name} matches line {item.line} ({item.describe()}).")
@@ -188,7 +188,7 @@ def _c_get_into(peer, local, query: dict, folder: Path, study_uid: str, stop):
                                                         instance.written)
             return 0x0000
 
-        return C_GETS[settings.CGET_ENGINE](peer, local, query, on_instance, stop=stop)
+        return c_get(peer, local, query, on_instance, stop=stop)
 
 
 def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
@@ -203,7 +203,7 @@ def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
 
 
 def _list_instances_alone(peer, local, study_uid: str, series_uid: str | None = None) -> set[str]:
-    with FIND_ASSOCIATIONS[settings.FIND_ENGINE](peer, local) as assoc:
+    with find_association(peer, local) as assoc:
         return list_instances(assoc, study_uid, series_uid)
 
 

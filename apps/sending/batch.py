@@ -14,12 +14,11 @@ from pathlib import Path
 from django.conf import settings
 
 from apps.audit import record
-from apps.dicom import dicomweb, files, paths
+from apps.dicom import files, paths
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.rewrite import Patient, rewrite_patient
-from apps.dicom.store import store_listed
 from apps.jobs.errors import ItemCanceled, ItemFailed
-from apps.servers.models import local_ae
+from apps.servers import storing
 
 HEARTBEAT_EVERY = 1.0  # seconds between progress writes while a batch is being sent
 
@@ -126,7 +125,6 @@ def send_to(server, method: str, sendable: list[Sendable], outcome: dict, ctx) -
     """Send the batch to one server and fill `outcome` (stored count, warnings and failures by file).
     An association-level error fails every file that did not land, then propagates for the runner."""
     by_path = {str(s.path): s.relative for s in sendable}
-    by_uid = {s.info.sop_instance_uid: s.relative for s in sendable}
     landed: set[str] = set()
     last_beat = [time.monotonic()]
 
@@ -136,21 +134,10 @@ def send_to(server, method: str, sendable: list[Sendable], outcome: dict, ctx) -
             ctx.heartbeat(sending={"server": server.name, "done": done, "total": total})
 
     try:
-        with ctx.association_slot(server):
-            if method == "stow-rs":
-                endpoint = server.as_dicomweb()
-                if endpoint is None:
-                    raise ItemFailed(f"Server {server.name} has no DICOMweb URL; STOW-RS is not possible.")
-                stow = dicomweb.stow(endpoint, [s.path for s in sendable])
-                landed |= {by_uid.get(uid, uid) for uid in stow.stored + [uid for uid, _ in stow.warnings]}
-                outcome["warnings"] = [[by_uid.get(uid, uid), reason] for uid, reason in stow.warnings]
-                outcome["failed"] = [[by_uid.get(uid, by_path.get(uid, uid)), reason] for uid, reason in stow.failed]
-                # stow names a file it did not send (not complete DICOM) by its path, the server's refusals by UID
-                outcome["incomplete"] = [[by_path[key], reason] for key, reason in stow.failed if key in by_path]
-            elif sendable:
-                report = store_listed(server.as_peer(), local_ae(), [(s.path, s.info) for s in sendable],
-                                      on_progress=progress, engine=settings.STORE_ENGINE)
-                _take_store_report(report, by_path, landed, outcome)
+        if sendable:
+            report = storing.store(server, [(s.path, s.info) for s in sendable], method=method,
+                                   slot=ctx.association_slot(server), on_progress=progress)
+            _take_store_report(report, by_path, landed, outcome)
     except DicomError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
@@ -170,6 +157,7 @@ def _tally(outcome: dict, sendable: list[Sendable], landed: set) -> None:
 
 
 def _take_store_report(report, by_path: dict, landed: set, outcome: dict) -> None:
+    """A file the server named by a UID we did not send stays named by that UID."""
     landed |= {by_path.get(o.path, o.path) for o in report.stored + report.warnings}
     outcome["warnings"] = [[by_path.get(o.path, o.path), o.message] for o in report.warnings]
     outcome["failed"] = [[by_path.get(path, path), reason] for path, reason in report.failed]

@@ -1,4 +1,4 @@
-"""Peers shared by the C-FIND tests of both engines (pynetdicom's, apps.dicom.dimse, and wire/find_scu.py)."""
+"""Peers shared by the tests of both C-FIND clients (pynetdicom's in apps.dicom.dimse, for browsing, and wire/find_scu.py)."""
 import time
 
 import pytest

@@ -12,6 +12,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Ver
 from apps.dicom import dimse
 from apps.dicom.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomTimeout, DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE
+from apps.dicom.scu import c_move
 
 LOCAL = LocalAE(ae_title="PORTAL", port=0)
 
@@ -80,7 +81,7 @@ def test_successful_find_still_returns_matches(find_scp):
 def test_a_service_the_peer_does_not_offer_is_named(find_scp):
     peer, _ = find_scp
     with pytest.raises(DimseFailure, match="does not offer C-MOVE"):
-        dimse.move(peer, LOCAL, {"StudyInstanceUID": "1.2.3"}, "PORTAL")
+        c_move(peer, LOCAL, {"StudyInstanceUID": "1.2.3"}, "PORTAL")
 
 
 def test_an_unknown_calling_ae_title_is_rejected_with_advice():

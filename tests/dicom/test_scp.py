@@ -7,14 +7,15 @@ import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage
 
-from apps.dicom import dimse
+from apps.dicom import dimse, files
 from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import AssociationRejected
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
+from apps.dicom.scu import store_association
 from tests.pacs import dataset_part
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)
@@ -51,8 +52,8 @@ def scp():
 
 
 def store_all(peer, paths):
-    with dimse.associate(peer, LOCAL, purpose="store", contexts=[(CTImageStorage, ExplicitVRLittleEndian)]) as assoc:
-        return [assoc.store(p) for p in paths]
+    with store_association(peer, LOCAL, [(CTImageStorage, ExplicitVRLittleEndian)]) as assoc:
+        return [assoc.store_file(p, files.read_meta(p)) for p in paths]
 
 
 def test_port_zero_gives_a_real_port_and_echo_works(scp):
@@ -85,8 +86,9 @@ def test_a_failing_callback_answers_a_failure_status_and_the_server_keeps_servin
     assert len(scp.receiver.kept) == len(ct_files) - 1
 
 
-def test_malformed_data_is_refused_before_the_callback(scp, ct_files, tmp_path):
+def test_malformed_data_is_refused_before_the_callback(scp, ct_files, tmp_path, monkeypatch):
     """A dataset whose last element claims more bytes than were sent (sent raw, as a broken peer would)."""
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)  # pynetdicom sends the file's bytes unchecked
     path = tmp_path / "broken.dcm"
     path.write_bytes(ct_files[0].read_bytes()[:-4])  # the pixel data now ends 4 bytes early
     ae = AE(ae_title="BROKEN")

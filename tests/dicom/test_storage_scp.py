@@ -12,7 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID
+from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, _config
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
@@ -131,7 +131,8 @@ def test_a_failing_callback_answers_its_status_and_the_association_goes_on(scp, 
     assert [i.sop_instance_uid for i in scp.kept.instances] == [files.read_meta(ct[1]).sop_instance_uid]
 
 
-def test_a_truncated_dataset_is_refused_as_malformed_before_the_callback(scp, synthetic_files, tmp_path):
+def test_a_truncated_dataset_is_refused_as_malformed_before_the_callback(scp, synthetic_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)  # pynetdicom sends the file's bytes unchecked
     path = tmp_path / "cut.dcm"
     path.write_bytes(synthetic_files[0].read_bytes()[:-4])
     ae = AE(ae_title="BROKEN")

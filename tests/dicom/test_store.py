@@ -8,11 +8,12 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
-from apps.dicom import dimse, files, store
+from apps.dicom import files, store
 from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import ConnectionFailed, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scp import StorageSCP
+from apps.dicom.scu import store_association
 from tests.fixtures_common import unused_port
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)
@@ -72,21 +73,20 @@ def test_compressed_files_are_stored_in_their_own_transfer_syntax(empty_orthanc)
         assert stored_syntax != ExplicitVRLittleEndian
 
 
-def test_one_association_stores_a_dataset_bytes_and_a_file(empty_orthanc, tmp_path):
+def test_one_association_stores_files_and_says_which_it_could_not(empty_orthanc, tmp_path):
     write_dataset(tmp_path, patients=1, studies=1, instances=3, modalities=("CT",), seed=3, id_prefix="ONE")
     paths = sorted(tmp_path.rglob("*.dcm"))
-    dataset = pydicom.dcmread(paths[0])
-    contexts = [(CTImageStorage, ExplicitVRLittleEndian)]
-    with dimse.associate(empty_orthanc.peer(), LOCAL, purpose="store", contexts=contexts) as assoc:
-        outcomes = [assoc.store(dataset), assoc.store(paths[1].read_bytes()), assoc.store(paths[2])]
-        not_offered = assoc.store(real_file("MR_small_RLE.dcm"))
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(paths[2].read_bytes()[:-50])
+    rle = real_file("MR_small_RLE.dcm")
+    with store_association(empty_orthanc.peer(), LOCAL, [(CTImageStorage, ExplicitVRLittleEndian)]) as assoc:
+        outcomes = [assoc.store_file(paths[0], files.read_meta(paths[0])), assoc.store_file(paths[1], files.read_meta(paths[1]))]
+        not_offered = assoc.store_file(rle, files.read_meta(rle))
         with pytest.raises(InvalidDicomFile, match="truncated"):
-            assoc.store(paths[2].read_bytes()[:-50])
-        del dataset.file_meta
-        with pytest.raises(InvalidDicomFile, match="TransferSyntaxUID"):
-            assoc.store(dataset)
+            assoc.store_file(truncated, files.read_meta(truncated))
+        outcomes.append(assoc.store_file(paths[2], files.read_meta(paths[2])))  # the association still serves
     assert [(o.ok, o.status, o.warning) for o in outcomes] == [(True, 0x0000, False)] * 3
-    assert [o.path for o in outcomes] == [None, None, str(paths[2])]
+    assert [o.path for o in outcomes] == [str(p) for p in paths]
     assert not not_offered.ok and not_offered.status is None and "does not accept" in not_offered.message
     assert empty_orthanc.instances() == {file_uid(p) for p in paths}
 
@@ -144,9 +144,8 @@ def test_an_unreachable_pacs_raises_with_the_report_so_far(tmp_path):
 def test_store_refuses_a_jpeg_file_without_a_jpeg_context_rather_than_decoding_it(empty_orthanc):
     path = real_file("SC_rgb_jpeg_dcmtk.dcm")
     assert files.read_meta(path).transfer_syntax_uid == JPEGBaseline8Bit
-    with dimse.associate(empty_orthanc.peer(), LOCAL, purpose="store",
-                         contexts=[(files.read_meta(path).sop_class_uid, ExplicitVRLittleEndian),
-                                   (MRImageStorage, ExplicitVRLittleEndian)]) as assoc:
-        outcome = assoc.store(path)
+    with store_association(empty_orthanc.peer(), LOCAL, [(files.read_meta(path).sop_class_uid, ExplicitVRLittleEndian),
+                                                         (MRImageStorage, ExplicitVRLittleEndian)]) as assoc:
+        outcome = assoc.store_file(path, files.read_meta(path))
     assert not outcome.ok and "JPEG Baseline" in outcome.message
     assert empty_orthanc.instances() == set()

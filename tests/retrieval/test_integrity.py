@@ -12,9 +12,8 @@ import pytest
 from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
 
-from apps.dicom import engines
 from apps.jobs import runner
-from apps.retrieval import intake
+from apps.retrieval import intake, moves
 from apps.retrieval.models import MoveKey, RetrievalJob
 from apps.servers.models import DicomServer
 from tests.fixtures_common import unused_port
@@ -100,7 +99,7 @@ def test_forged_stores_during_a_real_retrieval_are_refused_or_quarantined_never_
         receiver, orth, orthanc, orthanc_dataset, settings, monkeypatch, forge, words):
     study = orthanc_dataset["studies"][0]
     forged = forge(study, orthanc, orthanc_dataset)
-    real_move, outcomes = engines.C_MOVES[settings.MOVE_ENGINE], {}
+    real_move, outcomes = moves.c_move, {}
 
     def move_with_forgers(peer, local, query, destination_ae, *, message_id, **kw):
         # While our C-MOVE is in flight: a stranger's association is refused outright; a peer spoofing the
@@ -111,7 +110,7 @@ def test_forged_stores_during_a_real_retrieval_are_refused_or_quarantined_never_
         outcomes["spoofed"] = store_as(orth.ae_title, receiver, forged, originator=(PORTAL_AE, message_id))
         return real_move(peer, local, query, destination_ae, message_id=message_id, **kw)
 
-    monkeypatch.setitem(engines.C_MOVES, settings.MOVE_ENGINE, move_with_forgers)
+    monkeypatch.setattr(moves, "c_move", move_with_forgers)
     job = run(job_for(study))
     item = job.items.get()
     expected = orthanc.study_instances(study["StudyInstanceUID"])
@@ -172,7 +171,7 @@ def test_a_stale_run_files_nothing_once_another_worker_took_the_item_over(receiv
     study = orthanc_dataset["studies"][1]
     job = job_for(study)
     item = job.items.get()
-    real_move, took_over = engines.C_MOVES[settings.MOVE_ENGINE], threading.Event()
+    real_move, took_over = moves.c_move, threading.Event()
 
     def move_then_lose_the_lease(*args, **kw):
         result = real_move(*args, **kw)
@@ -182,7 +181,7 @@ def test_a_stale_run_files_nothing_once_another_worker_took_the_item_over(receiv
             runner.run_item(item._meta.label, item.pk)
         return result
 
-    monkeypatch.setitem(engines.C_MOVES, settings.MOVE_ENGINE, move_then_lose_the_lease)
+    monkeypatch.setattr(moves, "c_move", move_then_lose_the_lease)
     run(job)
     item.refresh_from_db()
     assert item.status == "succeeded" and item.attempts == 2

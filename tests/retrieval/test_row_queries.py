@@ -1,6 +1,5 @@
 """A retrieval row's C-FINDs in a worker's session: one association carries the queries of every row of a
-job to the same server, on either C-FIND engine (FIND_ENGINE: wire/find_scu.py or pynetdicom's), so a long
-case list pays for one association, not one per row."""
+job to the same server (wire/find_scu.py), so a long case list pays for one association, not one per row."""
 import threading
 
 import pytest
@@ -44,9 +43,7 @@ def counting_pacs():
     pacs.server.shutdown()
 
 
-@pytest.mark.parametrize("engine", ["lean", "pynetdicom"])
-def test_one_association_carries_the_c_finds_of_every_row(counting_pacs, settings, engine):
-    settings.FIND_ENGINE = engine
+def test_one_association_carries_the_c_finds_of_every_row(counting_pacs):
     DicomServer.objects.create(name="CF", ae_title="COUNTFIND", host="127.0.0.1", port=counting_pacs.port,
                                retries=0, max_associations=1)
     rows = [{"PatientID": f"NOBODY{n}", "StudyDate": "2024-01-05", "Modality": "CT", "Server": "CF"}

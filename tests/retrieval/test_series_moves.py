@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pydicom
 import pytest
 
-from apps.dicom import engines
 from apps.dicom.errors import DimseFailure
 from apps.jobs import slots
 from apps.jobs.models import AssociationSlot
+from apps.retrieval import moves
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
 from apps.retrieval.moves import series_parts
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
@@ -61,10 +61,10 @@ class MoveSpy:
     moves in flight at once (each lingers 0.3 s first, so moves that run in parallel overlap)."""
 
     def __init__(self, monkeypatch, settings, before=None):
-        self.real = engines.C_MOVES[settings.MOVE_ENGINE]
+        self.real = moves.c_move
         self.moves, self.running, self.peak, self.lock = [], 0, 0, threading.Lock()
         self.before = before
-        monkeypatch.setitem(engines.C_MOVES, settings.MOVE_ENGINE, self)
+        monkeypatch.setattr(moves, "c_move", self)
 
     def __call__(self, peer, local, query, destination_ae, *, level, message_id, **kw):
         with self.lock:

@@ -4,8 +4,9 @@ import signal
 
 import pytest
 
-from apps.dicom import dimse, files
+from apps.dicom import files
 from apps.dicom.peers import LocalAE
+from apps.dicom.scu import c_move
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
 from tests.pacs import dataset_part
@@ -28,7 +29,7 @@ def test_each_engine_stages_a_move_byte_for_byte_and_stops_on_sigterm(tmp_path, 
     live_move_key(orthanc, study["StudyInstanceUID"], 777)
     proc = start_receiver(tmp_path, ae_title, port, engine)
     try:
-        result = dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
+        result = c_move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
                             ae_title, message_id=777)
         staging = MoveStaging(tmp_path / "staging")
         staged = staging.instances(staging.folder(ae_title, 777))

@@ -4,9 +4,9 @@ import signal
 import pydicom
 import pytest
 
-from apps.dicom import dimse
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE
+from apps.dicom.scu import c_move
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
 from tests.receiver_process import start_receive
@@ -38,7 +38,7 @@ def test_a_move_from_orthanc_is_staged_complete_under_its_originator_and_message
     expected = orthanc.study_instances(study["StudyInstanceUID"])
     live_move_key(orthanc, study["StudyInstanceUID"], 4242)
 
-    result = dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
+    result = c_move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
                         ae_title, message_id=4242)
     assert result.completed == len(expected) and result.failed == 0
 
@@ -55,7 +55,7 @@ def test_two_moves_of_one_study_never_mix(receiver, orthanc, orthanc_dataset):
     expected = orthanc.study_instances(uid)
     for message_id in (11, 12):
         live_move_key(orthanc, uid, message_id)
-        dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": uid}, ae_title,
+        c_move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": uid}, ae_title,
                    message_id=message_id)
     for message_id in (11, 12):
         assert {p.stem for p in staging.instances(staging.folder(ae_title, message_id))} == expected

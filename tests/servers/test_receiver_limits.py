@@ -9,6 +9,7 @@ import pytest
 
 from apps.dicom import dimse
 from apps.dicom.peers import LocalAE
+from apps.dicom.scu import c_move
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
 from tests.receiver_process import start_receive
@@ -64,7 +65,7 @@ def test_200_connections_announcing_large_pdus_cost_little_and_a_study_arrives_a
 
     study = orthanc_dataset["studies"][0]
     expected = orthanc.study_instances(study["StudyInstanceUID"])
-    result = dimse.move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
+    result = c_move(orthanc.peer(), LocalAE(ae_title=ae_title), {"StudyInstanceUID": study["StudyInstanceUID"]},
                         ae_title, message_id=99)
     assert result.completed == len(expected) and result.failed == 0
     assert {p.stem for p in staging.instances(staging.folder(ae_title, 99))} == expected

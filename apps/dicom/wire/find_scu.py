@@ -1,12 +1,9 @@
-"""A C-FIND SCU written directly on sockets, for a retrieval row's own queries (its studies, their series
-or instances) before the row's C-MOVE or C-GET.
+"""The C-FIND SCU of a retrieval row's own queries (its studies, their series or instances) before the
+row's C-MOVE or C-GET (why on sockets: wire/__init__.py; on pynetdicom a row's association and C-FINDs
+took about 14 ms before its first move, here 6–7). An association is a connect and two small PDUs, a
+C-FIND one request and its responses read through a buffer.
 
-pynetdicom takes about 5 ms to open an association and 3.5 ms per C-FIND against Orthanc, most of it its
-reactor's 1 ms polls, and 2 ms to release: about 14 ms of a row's time and CPU before its first move, on
-a small machine where the PACS and the receiver need the CPU. Here an association is a connect and two
-small PDUs, a C-FIND one request and its responses read through a buffer.
-
-The matches are pydicom Datasets and the errors those of apps.dicom.dimse.Association.find. An open
+The matches are pydicom Datasets; the contract and its errors: apps.dicom.scu.FindAssociation. An open
 association can be lent by the reuse pool (apps.dicom.reuse) like dimse's: `raw` is itself, with
 `is_established` and `abort()`."""
 from __future__ import annotations

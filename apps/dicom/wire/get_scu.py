@@ -1,12 +1,6 @@
-"""A C-GET SCU written directly on sockets: the C-GET fast path.
-
-With C-GET the PACS sends its C-STOREs back on our own association and waits for each C-STORE
-response, so the Python we spend per instance is the retrieval's throughput. pynetdicom spends ~3 ms
-(PDU objects, its reactor's 1 ms sleep, a pydicom Dataset per message); this SCU reads PDUs into
-buffers, keeps dataset fragments as views of them, and answers each C-STORE as the Storage SCP does
-(wire/messages.py), on the requestor's side of the upper layer (wire/pdu.py).
-
-The result, the statuses and the errors are those of apps.dicom.dimse.Association.get.
+"""The C-GET SCU (why on sockets: wire/__init__.py). The PACS sends its C-STOREs back on our own association;
+each is answered as the Storage SCP answers one (wire/messages.py), on the requestor's side of the upper
+layer (wire/requestor.py). The contract and its errors: apps.dicom.scu.CGet.
 """
 from __future__ import annotations
 
@@ -64,8 +58,7 @@ class _GetAssociation(RetrieveAssociation):
 def c_get(peer: RemoteAE, local: LocalAE, query: dict, on_instance: Callable[[ReceivedInstance], int], *,
           level: str = "STUDY", message_id: int = 1, stop: threading.Event | None = None) -> MoveResult:
     """C-GET (Study Root) on an association of its own: each instance goes to `on_instance` (which
-    returns a status word; raising makes that instance fail). The same MoveResult and errors as
-    apps.dicom.dimse.Association.get; beyond `peer.retrieve_timeout`, or once `stop` is set, the C-GET is
-    cancelled, the association aborted if the PACS keeps going, and DicomTimeout (or RetrieveCanceled)
-    raised."""
+    returns a status word; raising makes that instance fail). Beyond `peer.retrieve_timeout`, or once `stop`
+    is set, the C-GET is cancelled, the association aborted if the PACS keeps going, and DicomTimeout (or
+    RetrieveCanceled) raised (apps.dicom.scu)."""
     return run_retrieve(_GetAssociation(peer, local, on_instance, message_id), identifier(level, query), stop=stop)

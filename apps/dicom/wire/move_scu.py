@@ -1,11 +1,7 @@
-"""A C-MOVE SCU written directly on sockets.
-
-During a C-MOVE the PACS sends a pending response after every sub-operation. pynetdicom turns each into
-PDU objects and a pydicom Dataset and polls its reactor with a 1 ms sleep: about 3 ms of CPU per
-instance, taken on a small machine from the PACS and the receiver that are doing the actual work. Here
-a pending response is one read of a small PDU and a few struct unpacks.
-
-The result, the statuses and the errors are those of apps.dicom.dimse.Association.move.
+"""The C-MOVE requestor (why on sockets: wire/__init__.py). The PACS sends a pending response after every
+sub-operation; they only say how far it got, so they are read in batches through a buffer, a few struct
+unpacks each, and leave the CPU to the PACS and our receiver, which do the moving. The contract and its
+errors: apps.dicom.scu.CMove.
 """
 from __future__ import annotations
 
@@ -31,9 +27,8 @@ class _MoveAssociation(RetrieveAssociation):
     buffered = True
 
     def batch_delay(self) -> float:
-        """The pending responses only say how far the PACS got: read in batches, not on a wake-up each,
-        they leave the CPU to the PACS and our receiver, which do the moving (bench/README.md, "C-MOVE,
-        stop 19"). A batch waits 0.2 ms for each
+        """Pending responses are read in batches, not on a wake-up each, so that the worker's CPU goes to
+        the PACS and the receiver (bench/README.md, bench/retrieve.py). A batch waits 0.2 ms for each
         sub-operation still to come, at most 10 ms, so the final response is seen later only from a PACS
         sending more than 5,000 instances a second, and then by at most 10 ms."""
         return min(BATCH_MAX, max(1, self.result.remaining) * BATCH_PER_REMAINING)

@@ -1,6 +1,6 @@
-"""The requesting side of an association on a raw socket, shared by the wire SCUs (C-GET, C-STORE):
-connect, propose contexts and read the answer into typed errors, send message parts, read the next
-PDU against a deadline, and end with A-RELEASE (or A-ABORT when something went wrong)."""
+"""The requesting side of an association on a raw socket, shared by the wire SCUs (C-FIND, C-GET, C-MOVE,
+C-STORE): connect, propose contexts and read the answer into typed errors, send message parts, read the
+next PDU against a deadline, and end with A-RELEASE (or A-ABORT when something went wrong)."""
 from __future__ import annotations
 
 import contextlib

@@ -1,7 +1,7 @@
 """What the socket-level C-GET and C-MOVE requestors share: one retrieve request on an association of its
 own, its pending and final responses (sub-operation counts, the Failed SOP Instance UID List), a C-CANCEL
-when the deadline passes or the stop event is set, and the same MoveResult and errors as
-apps.dicom.dimse.Association.get/move."""
+when the deadline passes or the stop event is set, and the MoveResult and errors of apps.dicom.scu's
+CGet and CMove."""
 from __future__ import annotations
 
 import logging

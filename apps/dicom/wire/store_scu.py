@@ -1,13 +1,7 @@
-"""A C-STORE SCU written directly on sockets: the send fast path.
-
-A PACS answers each C-STORE before the next one may go (no asynchronous operations are negotiated), so
-the Python spent per instance is the sending throughput. pynetdicom spends several milliseconds per
-instance (a reactor thread handing PDUs over queues with a 1 ms poll, a pydicom Dataset per command);
-this SCU reads the file once, hands command and dataset to the socket without copying them
-(scatter-gather), and reads the response
-itself, on the requestor's side of the upper layer (wire/requestor.py).
-
-The outcomes and errors are those of apps.dicom.dimse.Association.store for files.
+"""The C-STORE SCU of every send (why on sockets: wire/__init__.py). It reads each file once, hands command
+and dataset to the socket without copying them (scatter-gather), and reads the response itself, on the
+requestor's side of the upper layer (wire/requestor.py). The contract and its errors:
+apps.dicom.scu.StoreAssociation.
 """
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ class Command(BaseCommand):
         if ae_title:
             local = LocalAE(ae_title=ae_title, host=local.host, port=local.port)
         peer = self._server(server).as_peer() if server else RemoteAE(ae_title=pacs_ae_title, host=ip, port=port)
-        report = store.store_files(peer, local, paths, engine=settings.STORE_ENGINE)
+        report = store.store_files(peer, local, paths)
         for path, reason in report.failed:
             self.stderr.write(f"FAILED {path}: {reason}")
         self._sent(len(report.stored), len(paths), len(report.warnings), len(report.failed))
