@@ -186,15 +186,21 @@ if not SECURE_SSL_REDIRECT:
     SILENCED_SYSTEM_CHECKS.append("security.W008")
 
 # --- Access: lockout after failed logins and bad API tokens (django-axes), API rates ---------------
-AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+# Counted per (account, address) pair, so a guesser sharing an address with others (a NAT, a proxy) locks only
+# the account guessed, from there; unknown account names and bad API tokens count per address, as one
+# pseudo-account each ("(unknown account)", "(API token)"), with a higher limit (pacsportal/authentication.py).
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=50)
+AXES_FAILURE_LIMIT = "pacsportal.authentication.failure_limit"
+AXES_USERNAME_CALLABLE = "pacsportal.authentication.lockout_username"
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = False  # failures expire with the cool-off; another account's login must not clear them
 # Behind a reverse proxy every request comes from the proxy: with BEHIND_PROXY=1 the client is the address the
 # proxy appended to X-Forwarded-For (never an address the client wrote there itself).
 BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
 AXES_CLIENT_IP_CALLABLE = "pacsportal.authentication.client_address"
-AXES_SENSITIVE_PARAMETERS = ["password", "token"]
+AXES_SENSITIVE_PARAMETERS = ["password", "token", "username", "csrfmiddlewaretoken"]  # a typed-in password, too
 
 # --- API -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
