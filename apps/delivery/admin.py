@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
-from apps.jobs.admin import JobAdminMixin, JobItemInline
+from apps.jobs.admin import JobAdminMixin, JobItemInline, OwnedAdminMixin
 
 
 class DeliveryTargetForm(forms.ModelForm):
@@ -26,6 +26,21 @@ class DeliveryTargetAdmin(admin.ModelAdmin):
     form = DeliveryTargetForm
     list_display = ("name", "kind", "url", "server", "path", "description")
     list_filter = ("kind",)
+
+    @admin.display(description="Portal API token")
+    def token_status(self, target):
+        return "set (never shown)" if target and target.token else "not set"
+
+    def get_fields(self, request, obj=None):
+        # A user who may only view the target gets every field read-only, which would print the token.
+        fields = list(super().get_fields(request, obj))
+        if not self.has_change_permission(request, obj):
+            fields = ["token_status" if f == "token" else f for f in fields]
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly + (["token_status"] if not self.has_change_permission(request, obj) else [])
 
 
 class DeliveryBatchInline(JobItemInline):
@@ -52,7 +67,9 @@ class DeliveryJobAdmin(JobAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Upload)
-class UploadAdmin(admin.ModelAdmin):
+class UploadAdmin(OwnedAdminMixin, admin.ModelAdmin):
+    """Each account's own uploads (everyone's with "view all jobs"), as the tus API shows them."""
+
     list_display = ("id", "created_by", "state", "offset", "length", "files", "created_at", "expires_at")
     list_filter = ("state",)
     readonly_fields = [f.name for f in Upload._meta.fields]
