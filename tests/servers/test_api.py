@@ -86,7 +86,9 @@ def test_study_query_finds_exactly_the_patients_studies(api, orthanc, orthanc_da
     assert {s["StudyInstanceUID"] for s in body["studies"]} == expected
     assert body["count"] == len(expected)
     first = body["studies"][0]
-    assert first["PatientID"] == patient and first["NumberOfStudyRelatedInstances"] > 0
+    known = next(s for s in orthanc_dataset["studies"] if s["StudyInstanceUID"] == first["StudyInstanceUID"])
+    assert first["PatientID"] == patient
+    assert first["NumberOfStudyRelatedInstances"] == sum(series["Instances"] for series in known["Series"]) == 5
 
 
 def test_study_query_by_date_range_and_modality(api, orthanc, orthanc_dataset):
