@@ -7,7 +7,7 @@ from django.urls import path
 from apps.audit import record
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.servers.intake import start_echo_job
-from apps.servers.models import DicomServer, EchoItem, EchoJob
+from apps.servers.models import DicomServer, EchoItem, EchoJob, ServerAccessDenied
 
 
 @admin.register(DicomServer)
@@ -34,6 +34,11 @@ class DicomServerAdmin(admin.ModelAdmin):
     @admin.action(description="Test C-ECHO", permissions=["view"])  # as POST /api/servers/{name}/echo/
     def test_echo(self, request, queryset):
         for server in queryset:
+            try:
+                server.check_any_access(request.user)  # as the API's echo: only a server one may use
+            except ServerAccessDenied as exc:
+                self.message_user(request, f"{server.name}: not tested. {exc}", messages.ERROR)
+                continue
             result = server.echo()
             record(request.user, "server.echo", server, ok=result["ok"], error=result["error"])
             if result["ok"]:
