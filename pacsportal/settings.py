@@ -33,6 +33,11 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
+# Pixels, read from each photo's header before it is decoded: per photo (48 MP phone cameras pass), per upload,
+# and decoded at once by one web process (photos wait for room: memory stays bounded, apps/photos/budget.py).
+PHOTO_MAX_PIXELS = env.int("PHOTO_MAX_PIXELS", default=50_000_000)
+PHOTO_MAX_TOTAL_PIXELS = env.int("PHOTO_MAX_TOTAL_PIXELS", default=400_000_000)
+PHOTO_DECODE_PIXELS = env.int("PHOTO_DECODE_PIXELS", default=PHOTO_MAX_PIXELS)
 # Which Storage SCP runs the receiver: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 # The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
@@ -102,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "pacsportal.errors.RefuseChunkedBodies",  # before anything reads a body it cannot read
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -75,3 +75,11 @@ def test_an_empty_case_list_says_it_is_empty(api, content, words):
     assert answer.status_code == 400
     assert answer.json()["error"].startswith("cases.csv: ") and words in answer.json()["error"], answer.json()
     assert not RetrievalJob.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["/api/retrievals/", "/api/sends/", "/api/servers/"])
+def test_a_chunked_body_is_refused_with_411_naming_the_missing_length(api, url):
+    answer = api.generic("POST", url, b"", content_type="application/json", HTTP_TRANSFER_ENCODING="chunked")
+    assert answer.status_code == 411
+    assert answer.json() == {"detail": "The request body was sent without a Content-Length (chunked transfer "
+                                       "encoding), which this server cannot read; send it with its length."}
