@@ -154,14 +154,18 @@ def _open(source: str | os.PathLike | BinaryIO) -> Image.Image:
 PHOTO_FORMAT_NAMES = "JPEG, PNG, BMP, WebP, TIFF or HEIC"
 
 
+class TooManyPixels(CaptureError):
+    """A picture so large that Pillow will not open it (a decompression bomb)."""
+
+
 def photo_size(source: str | os.PathLike | BinaryIO, name: str) -> tuple[int, int]:
     """Width and height from the header alone (nothing decoded), so a caller can refuse a picture by its
     pixel count before spending memory on it; CaptureError naming `name` if it is no photo we read."""
     try:
         with _open(source) as probe:
             return probe.size
-    except Image.DecompressionBombError:  # Pillow's own refusal, for twice its limit
-        raise CaptureError(name, f"has more than the {MAX_PIXELS // 10**6} megapixels a photo may have.") from None
+    except Image.DecompressionBombError:  # Pillow's own refusal, for twice its limit: not even the size is read
+        raise TooManyPixels(name, f"has more than {2 * MAX_PIXELS // 10**6} megapixels.") from None
     except UnidentifiedImageError:
         raise CaptureError(name, f"is not a photo this portal reads ({PHOTO_FORMAT_NAMES}); it is checked by its "
                                  "content, not its name.") from None

@@ -135,6 +135,8 @@ def check_pixels(uploads) -> list[int]:
         label = _label(number, upload)
         try:
             width, height = capture.photo_size(_source(upload), label)
+        except capture.TooManyPixels as exc:
+            raise Refused(f"{exc} {pixel_limits()}") from None
         except capture.CaptureError as exc:
             raise Refused(str(exc)) from None
         if width * height > settings.PHOTO_MAX_PIXELS:

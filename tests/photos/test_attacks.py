@@ -137,3 +137,20 @@ def test_a_patient_name_dicom_cannot_hold_is_refused_naming_the_rule(http, nowhe
     message = answer.json()["message"]
     assert message.startswith("patientName:") and words in message, message
     assert not PhotoUpload.objects.exists()
+
+
+def test_a_picture_too_large_even_to_open_names_the_limits(http, nowhere, tmp_path):
+    """400 MP in 57 bytes: Pillow itself will not open it; the answer still names the portal's limits."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    answer = post(http, [bomb])
+    assert answer.status_code == 400
+    message = answer.json()["message"]
+    assert message.startswith("images[1] (bomb.png): has more than") and "(PHOTO_MAX_PIXELS)" in message, message
