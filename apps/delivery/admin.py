@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
 from apps.jobs.admin import JobAdminMixin, JobItemInline, OwnedAdminMixin
+from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
 class DeliveryTargetForm(forms.ModelForm):
@@ -22,25 +23,11 @@ class DeliveryTargetForm(forms.ModelForm):
 
 
 @admin.register(DeliveryTarget)
-class DeliveryTargetAdmin(admin.ModelAdmin):
+class DeliveryTargetAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     form = DeliveryTargetForm
+    secret_fields = ("token",)
     list_display = ("name", "kind", "url", "server", "path", "description")
     list_filter = ("kind",)
-
-    @admin.display(description="Portal API token")
-    def token_status(self, target):
-        return "set (never shown)" if target and target.token else "not set"
-
-    def get_fields(self, request, obj=None):
-        # A user who may only view the target gets every field read-only, which would print the token.
-        fields = list(super().get_fields(request, obj))
-        if not self.has_change_permission(request, obj):
-            fields = ["token_status" if f == "token" else f for f in fields]
-        return fields
-
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        return readonly + (["token_status"] if not self.has_change_permission(request, obj) else [])
 
 
 class DeliveryBatchInline(JobItemInline):

@@ -8,10 +8,12 @@ from apps.audit import record
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.servers.intake import start_echo_job
 from apps.servers.models import DicomServer, EchoItem, EchoJob, ServerAccessDenied
+from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
 @admin.register(DicomServer)
-class DicomServerAdmin(admin.ModelAdmin):
+class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
+    secret_fields = ("dicomweb_secret",)
     list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
     search_fields = ("name", "ae_title", "host", "description")
     list_filter = ("retrieve_method", "open_to_everyone")

@@ -97,5 +97,34 @@ def test_a_delivery_targets_token_is_never_shown(client, django_user_model):
             page = client.get(url)
             assert page.status_code == 200
             assert "secret-token" not in page.content.decode(), (codenames, url)
-        page = client.get(f"/admin/delivery/deliverytarget/{target.pk}/change/").content.decode()
-        assert "set (never shown)" in page or "Leave empty to keep the current one" in page
+    page = client.get(f"/admin/delivery/deliverytarget/{target.pk}/change/").content.decode()
+    assert "Leave empty to keep the current one" in page
+    client.force_login(staff(django_user_model, "only-views", "view_deliverytarget"))
+    page = client.get(f"/admin/delivery/deliverytarget/{target.pk}/change/").content.decode()
+    assert "portal API token: set (never shown)" in page
+
+
+def server_form(server, **changes):
+    form = {"name": server.name, "ae_title": server.ae_title, "host": server.host, "port": server.port,
+            "query_timeout": 30, "download_timeout": 120, "retries": 0, "retrieve_method": "c-move",
+            "max_associations": 2, "dicomweb_url": server.dicomweb_url, "dicomweb_auth": server.dicomweb_auth,
+            "dicomweb_username": "", "dicomweb_secret": "", "open_to_everyone": "on"}
+    return {**form, **changes}
+
+
+def test_a_servers_dicomweb_secret_is_never_shown_and_kept_when_left_empty(client, django_user_model):
+    from apps.servers.models import DicomServer
+
+    server = DicomServer.objects.create(name="WEB", ae_title="WEB", host="10.1.2.3", port=104,
+                                        dicomweb_url="https://pacs.example/dicom-web", dicomweb_auth="bearer",
+                                        dicomweb_secret="bearer-secret-0123")
+    client.force_login(staff(django_user_model, "server-viewer", "view_dicomserver"))
+    page = client.get(f"/admin/servers/dicomserver/{server.pk}/change/").content.decode()
+    assert "bearer-secret" not in page and "DICOMweb password or token: set (never shown)" in page
+    client.force_login(staff(django_user_model, "server-editor", "view_dicomserver", "change_dicomserver"))
+    page = client.get(f"/admin/servers/dicomserver/{server.pk}/change/").content.decode()
+    assert "bearer-secret" not in page and "Leave empty to keep the current one" in page
+    saved = client.post(f"/admin/servers/dicomserver/{server.pk}/change/", server_form(server, description="x"))
+    assert saved.status_code == 302, saved.content.decode()[:3000]
+    server.refresh_from_db()
+    assert server.dicomweb_secret == "bearer-secret-0123" and server.description == "x"
