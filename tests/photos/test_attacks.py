@@ -153,3 +153,33 @@ def test_a_picture_too_large_even_to_open_names_the_limits(http, nowhere, tmp_pa
     assert answer.status_code == 400
     message = answer.json()["message"]
     assert message.startswith("images[1] (bomb.png): has more than") and "(PHOTO_MAX_PIXELS)" in message, message
+
+
+@pytest.mark.parametrize("photo_first", [True, False])
+def test_a_photo_over_the_size_limit_says_so_whatever_the_field_order(http, nowhere, photo_first):
+    """25 MB in one photo (the limit is 20): the answer names the size rule, not a field the parser never
+    reached."""
+    image = ("images[]", ("big.jpg", b"\xff\xd8" + b"\x00" * (25 * 2**20), "image/jpeg"))
+    fields = [("patientId", (None, b"P-BIG"))]
+    answer = http.post("/api/studies", files=[image, *fields] if photo_first else [*fields, image])
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "images[]: big.jpg is larger than the 20 MB a photo may have."
+    assert not PhotoUpload.objects.exists()
+
+
+def test_an_upload_claiming_more_than_all_photos_may_have_is_refused_before_it_is_read(live_server, user, nowhere):
+    token = Token.objects.create(user=user).key
+    host, port = live_server.thread.host, live_server.thread.port
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall((f"POST /api/studies HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Token {token}\r\n"
+                      "Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 734003200\r\n\r\n").encode())
+        reader = conn.makefile("rb")
+        status = reader.readline()
+        headers = {}
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            key, _, value = line.decode().partition(":")
+            headers[key.strip().lower()] = value.strip()
+        body = reader.read(int(headers["content-length"]))
+    assert status.startswith(b"HTTP/1.1 400"), status
+    assert httpx.Response(200, content=body).json()["message"] == (
+        "images[]: the upload is 700 MB; at most 30 photos of 20 MB each are accepted.")
