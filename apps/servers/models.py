@@ -180,10 +180,14 @@ class DicomServer(models.Model):
         if not self.may(user, action):
             raise ServerAccessDenied(self.refusal(action))
 
+    def may_use(self, user) -> bool:
+        """Whether the user may query, retrieve from or send to this server."""
+        return any(self.may(user, action) for action in ACCESS_VERBS)
+
     def check_any_access(self, user) -> None:
         """For what serves every use (a C-ECHO): the user must be allowed to query, retrieve from or send to
         this server; ServerAccessDenied otherwise."""
-        if not any(self.may(user, action) for action in ACCESS_VERBS):
+        if not self.may_use(user):
             raise ServerAccessDenied(f"You may not use server '{self.name}': it is open only to its query, "
                                      "retrieve and send groups. Ask an administrator to add you to one of them.")
 

@@ -87,3 +87,17 @@ def test_the_admins_echo_action_skips_a_server_closed_to_the_user(client, django
                        follow=True)
     assert "HIDDEN: not tested. You may not use server &#x27;HIDDEN&#x27;" in page.content.decode()
     assert accepted == [] and not AuditEvent.objects.filter(action="server.echo").exists()
+
+
+def test_an_echo_job_leaves_out_the_servers_closed_to_the_user(live_server, viewer, radiology, silent_listener):
+    port, accepted = silent_listener
+    closed("HIDDEN", radiology, port=port)
+    DicomServer.objects.create(name="OPENPACS", ae_title="OPENPACS", host="127.0.0.1", port=port)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["add_echojob", "view_echojob"]))
+    from apps.servers.models import EchoJob
+
+    with http_for(live_server, viewer) as http:
+        started = http.post("/api/echo-jobs/")
+    assert started.status_code == 201, started.text
+    job = EchoJob.objects.get(pk=started.json()["id"])
+    assert [item.server_name for item in job.items.all()] == ["OPENPACS"]
