@@ -6,6 +6,9 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.http import JsonResponse
 from django.views import defaults
 
+from apps.photos.models import PhotoSettings
+from apps.photos.uploads import MAX_PHOTOS
+
 PHOTO_ROUTES = ("/api/studies", "/api/pacs/", "/api/settings")  # the phone app's contract: its own shape
 
 
@@ -34,9 +37,6 @@ def bad_request(request, exception, template_name=defaults.ERROR_400_TEMPLATE_NA
 
 def chunked_refusal(path: str) -> str:
     if path.startswith("/api/studies"):
-        from apps.photos.models import PhotoSettings
-        from apps.photos.uploads import MAX_PHOTOS
-
         return (f"images[]: the upload was sent without a Content-Length (chunked), so its size cannot be "
                 f"checked before it is read; send it with its length, at most {MAX_PHOTOS} photos of "
                 f"{PhotoSettings.load().max_upload_mb} MB each.")
