@@ -1,7 +1,12 @@
 """Who is calling, and how hard guessing is.
 
-- AuditedTokenAuthentication: API tokens that (1) count bad tokens with django-axes, the same lockout as
-  wrong admin passwords, so guessing a token is as slow as guessing a password, and (2) name the token's
+- The lockout (django-axes) counts failures per (account, address) pair: a guesser sharing an address with
+  others (a NAT, a proxy) locks only the account it guesses, from that address. Unknown account names and
+  bad API tokens have no account: they count per address as one pseudo-account each, with the higher
+  LOGIN_ADDRESS_FAILURE_LIMIT, and the names typed are not stored (they are often passwords).
+- AuditedTokenAuthentication: API tokens that (1) count bad tokens with django-axes, so an address guessing
+  tokens is stopped, while a valid token is always served (a token is 160 random bits: the lockout stops
+  the load and reports it, it is not what makes tokens unguessable), and (2) name the token's
   user as the actor of django-auditlog's records: auditlog's middleware runs before DRF authenticates a
   token, so without (2) every model change made with a token would be recorded with actor None.
 - LockoutBackend: the same lockout in front of the admin's password login.
@@ -11,12 +16,35 @@ from auditlog.context import auditlog_value
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
 TOKEN_CREDENTIALS = {"username": "(API token)"}  # axes needs a name; the token itself is never stored
+UNKNOWN_ACCOUNT = "(unknown account)"  # parentheses: no real user name can have them (Django's validator)
+PER_ADDRESS = {TOKEN_CREDENTIALS["username"], UNKNOWN_ACCOUNT}
+
+
+def lockout_username(request, credentials=None) -> str:
+    """The name axes counts failures under: the account's, or a pseudo-account when no account has it."""
+    name = (credentials or {}).get("username") if credentials else getattr(request, "POST", {}).get("username")
+    if name in PER_ADDRESS:
+        return name
+    known = getattr(request, "_lockout_known", None)
+    if known is None:
+        known = request._lockout_known = {}
+    if name not in known:
+        model = get_user_model()
+        known[name] = bool(name) and model._default_manager.filter(**{model.USERNAME_FIELD: name}).exists()
+    return name if known[name] else UNKNOWN_ACCOUNT
+
+
+def failure_limit(request, credentials=None) -> int:
+    if lockout_username(request, credentials) in PER_ADDRESS:
+        return settings.LOGIN_ADDRESS_FAILURE_LIMIT
+    return settings.LOGIN_FAILURE_LIMIT
 
 
 def client_address(request) -> str | None:
@@ -73,11 +101,11 @@ class AuditedTokenAuthentication(TokenAuthentication):
         if not words or words[0].lower() != self.keyword.lower().encode():
             return None  # no token offered: nothing to count, the session may still authenticate
         probe = lockout_probe(request._request)
-        if AxesProxyHandler.is_locked(probe, TOKEN_CREDENTIALS):
-            raise LockedOut()
         try:
             user, token = super().authenticate(request)
         except exceptions.AuthenticationFailed:
+            if AxesProxyHandler.is_locked(probe, TOKEN_CREDENTIALS):
+                raise LockedOut() from None
             user_login_failed.send(sender=type(self), credentials=TOKEN_CREDENTIALS, request=probe)
             if getattr(probe, "axes_locked_out", False):  # this failure reached the limit, as a login form's would
                 raise LockedOut() from None

@@ -33,6 +33,11 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 STAGING_DIR = Path(env("STAGING_DIR", default=str(DATA_DIR / "staging")))
 DOWNLOADS_DIR = Path(env("DOWNLOADS_DIR", default=str(DATA_DIR / "downloads")))
 PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos waiting for the PACS
+# Pixels, read from each photo's header before it is decoded: per photo (48 MP phone cameras pass), per upload,
+# and decoded at once by one web process (photos wait for room: memory stays bounded, apps/photos/budget.py).
+PHOTO_MAX_PIXELS = env.int("PHOTO_MAX_PIXELS", default=50_000_000)
+PHOTO_MAX_TOTAL_PIXELS = env.int("PHOTO_MAX_TOTAL_PIXELS", default=400_000_000)
+PHOTO_DECODE_PIXELS = env.int("PHOTO_DECODE_PIXELS", default=PHOTO_MAX_PIXELS)
 # Which Storage SCP runs the receiver: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
 RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 # The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
@@ -102,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "pacsportal.errors.RefuseChunkedBodies",  # before anything reads a body it cannot read
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -186,15 +192,21 @@ if not SECURE_SSL_REDIRECT:
     SILENCED_SYSTEM_CHECKS.append("security.W008")
 
 # --- Access: lockout after failed logins and bad API tokens (django-axes), API rates ---------------
-AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+# Counted per (account, address) pair, so a guesser sharing an address with others (a NAT, a proxy) locks only
+# the account guessed, from there; unknown account names and bad API tokens count per address, as one
+# pseudo-account each ("(unknown account)", "(API token)"), with a higher limit (pacsportal/authentication.py).
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=50)
+AXES_FAILURE_LIMIT = "pacsportal.authentication.failure_limit"
+AXES_USERNAME_CALLABLE = "pacsportal.authentication.lockout_username"
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = False  # failures expire with the cool-off; another account's login must not clear them
 # Behind a reverse proxy every request comes from the proxy: with BEHIND_PROXY=1 the client is the address the
 # proxy appended to X-Forwarded-For (never an address the client wrote there itself).
 BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
 AXES_CLIENT_IP_CALLABLE = "pacsportal.authentication.client_address"
-AXES_SENSITIVE_PARAMETERS = ["password", "token"]
+AXES_SENSITIVE_PARAMETERS = ["password", "token", "username", "csrfmiddlewaretoken"]  # a typed-in password, too
 
 # --- API -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

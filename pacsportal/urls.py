@@ -26,3 +26,5 @@ urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("photos/", include("apps.photos.page_urls")),
 ]
+
+handler400 = "pacsportal.errors.bad_request"  # on /api/: JSON naming the limit, not Django's HTML page

@@ -4,7 +4,8 @@ from django import forms
 from django.contrib import admin
 
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
-from apps.jobs.admin import JobAdminMixin, JobItemInline
+from apps.jobs.admin import JobAdminMixin, JobItemInline, OwnedAdminMixin
+from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
 class DeliveryTargetForm(forms.ModelForm):
@@ -22,8 +23,9 @@ class DeliveryTargetForm(forms.ModelForm):
 
 
 @admin.register(DeliveryTarget)
-class DeliveryTargetAdmin(admin.ModelAdmin):
+class DeliveryTargetAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     form = DeliveryTargetForm
+    secret_fields = ("token",)
     list_display = ("name", "kind", "url", "server", "path", "description")
     list_filter = ("kind",)
 
@@ -52,7 +54,9 @@ class DeliveryJobAdmin(JobAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Upload)
-class UploadAdmin(admin.ModelAdmin):
+class UploadAdmin(OwnedAdminMixin, admin.ModelAdmin):
+    """Each account's own uploads (everyone's with "view all jobs"), as the tus API shows them."""
+
     list_display = ("id", "created_by", "state", "offset", "length", "files", "created_at", "expires_at")
     list_filter = ("state",)
     readonly_fields = [f.name for f in Upload._meta.fields]

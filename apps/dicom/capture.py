@@ -120,7 +120,10 @@ def check_patient(patient: Patient, charset: str) -> Patient:
     if not patient_id:
         raise CaptureError("patientId", "is required.")
     name = check_text("patientName", patient.name, 64, charset)
-    if name.count("^") > 4 or "=" in name:
+    if "=" in name:
+        raise CaptureError("patientName", "must not contain '='; in DICOM '=' separates the alphabetic, ideographic "
+                                          "and phonetic forms of a name. Write it as Family^Given.")
+    if name.count("^") > 4:
         raise CaptureError("patientName", "use at most five '^'-separated parts (Family^Given^Middle^Prefix^Suffix).")
     if patient.birth_date and patient.birth_date > date.today():
         raise CaptureError("birthDate", f"{patient.birth_date.isoformat()} is in the future.")
@@ -148,16 +151,40 @@ def _open(source: str | os.PathLike | BinaryIO) -> Image.Image:
     return Image.open(source, formats=PHOTO_FORMATS)
 
 
-def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: int = 1024) -> Photo:
+PHOTO_FORMAT_NAMES = "JPEG, PNG, BMP, WebP, TIFF or HEIC"
+
+
+class TooManyPixels(CaptureError):
+    """A picture so large that Pillow will not open it (a decompression bomb)."""
+
+
+def photo_size(source: str | os.PathLike | BinaryIO, name: str) -> tuple[int, int]:
+    """Width and height from the header alone (nothing decoded), so a caller can refuse a picture by its
+    pixel count before spending memory on it; CaptureError naming `name` if it is no photo we read."""
+    try:
+        with _open(source) as probe:
+            return probe.size
+    except Image.DecompressionBombError:  # Pillow's own refusal, for twice its limit: not even the size is read
+        raise TooManyPixels(name, f"has more than {2 * MAX_PIXELS // 10**6} megapixels.") from None
+    except UnidentifiedImageError:
+        raise CaptureError(name, f"is not a photo this portal reads ({PHOTO_FORMAT_NAMES}); it is checked by its "
+                                 "content, not its name.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CaptureError(name, f"is a damaged or incomplete image file ({exc}).") from None
+
+
+def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: int = 1024,
+               max_pixels: int = MAX_PIXELS) -> Photo:
     """Decode a photo by its content: upright (EXIF orientation), RGB 8-bit (alpha flattened onto
     white), sRGB when it carries another ICC profile, long edge at most `resize_max`. Anything that
-    is not a whole photo in one of PHOTO_FORMATS raises CaptureError naming `name`."""
-    formats, source_format = "JPEG, PNG, BMP, WebP, TIFF or HEIC", "image"
+    is not a whole photo in one of PHOTO_FORMATS, or has more than `max_pixels`, raises CaptureError
+    naming `name`. Memory: the decoded picture once, then only what is shrunk from it."""
+    formats, source_format = PHOTO_FORMAT_NAMES, "image"
     try:
         with _open(source) as probe:
             source_format, size = probe.format, probe.size
-            if size[0] * size[1] > MAX_PIXELS:  # from the header alone, before anything is decoded
-                raise CaptureError(name, f"{size[0]}x{size[1]} pixels is more than the {MAX_PIXELS // 10**6} "
+            if size[0] * size[1] > max_pixels:  # from the header alone, before anything is decoded
+                raise CaptureError(name, f"{size[0]}x{size[1]} pixels is more than the {max_pixels / 10**6:g} "
                                          "megapixels a photo may have.")
             probe.verify()  # structure and checksums, before any pixel is decoded
         image = _open(source)
@@ -177,6 +204,7 @@ def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: i
         raise CaptureError(name, f"is a damaged or incomplete {source_format} file ({exc}).") from None
     icc = image.info.get("icc_profile")
     turn = ORIENTATIONS.get(image.getexif().get(EXIF_ORIENTATION))
+    image = _shrink_early(image, resize_max)
     image = _to_rgb(image)
     if resize_max and max(image.size) > resize_max:  # before turning: turning a smaller image is cheaper
         scale = resize_max / max(image.size)
@@ -187,6 +215,16 @@ def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: i
     if icc:
         image = _to_srgb(image, icc)
     return Photo(image, source_format, size)
+
+
+def _shrink_early(image: Image.Image, resize_max: int) -> Image.Image:
+    """A large picture shrunk by a whole factor (block averages) right after decoding, before any mode
+    conversion, which would otherwise copy it at full size once or twice; the final size comes from the
+    LANCZOS resize after, from at least twice the target."""
+    factor = max(image.size) // (2 * resize_max) if resize_max else 0
+    if factor < 2 or image.mode not in ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"):
+        return image
+    return image.reduce(factor)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

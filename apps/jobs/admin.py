@@ -1,5 +1,6 @@
 """Reusable admin for every app's jobs: JobAdminMixin (list with live progress bars, Cancel and Retry
-failed actions) and JobItemInline (read-only items). Usage:
+failed actions, built on OwnedAdminMixin: the own-objects rule for any model with an owner) and
+JobItemInline (read-only items). Usage:
 
     class RetrievalItemInline(JobItemInline):
         model = RetrievalItem
@@ -11,6 +12,7 @@ failed actions) and JobItemInline (read-only items). Usage:
 """
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -60,7 +62,22 @@ class JobItemInline(admin.TabularInline):
         return request.user.has_perm(model_permission(self.parent_model, "view"))
 
 
-class JobAdminMixin:
+class OwnedAdminMixin:
+    """The API's own-objects rule in the admin, for any model with an owner (`created_by`): the list, the
+    change, delete and history pages and every bulk action see only the user's own objects, unless they
+    hold "view all jobs" (superusers hold every permission); another account's object is a 404, as in
+    the API, never "does not exist" with a redirect, nor "forbidden", which would tell that it exists."""
+
+    def get_queryset(self, request):
+        return visible_jobs(super().get_queryset(request), request.user)
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Django's change, delete and history views call this when get_object() finds nothing in
+        # get_queryset(): a missing object and another account's answer alike.
+        raise Http404(f"No {opts.verbose_name} {object_id} here.")
+
+
+class JobAdminMixin(OwnedAdminMixin):
     """The base of every job admin: a user lists only their own jobs unless they hold "view all jobs";
     custom views call require_start / require_view, the same permissions as the API twins."""
 
@@ -80,9 +97,6 @@ class JobAdminMixin:
 
     def has_add_permission(self, request):
         return False  # jobs are started by their app's own page or API, not typed in
-
-    def get_queryset(self, request):
-        return visible_jobs(super().get_queryset(request), request.user)
 
     def has_start_permission(self, request) -> bool:
         return request.user.has_perm(start_permission(self.model))

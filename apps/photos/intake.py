@@ -16,6 +16,7 @@ from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from apps.dicom import capture
+from apps.photos.budget import decode_budget
 from apps.photos.models import Backend, PhotoSend, PhotoSettings, PhotoUpload
 from apps.servers.models import DicomServer
 
@@ -99,16 +100,53 @@ def read_submission(user, data, files, photo_settings: PhotoSettings) -> Submiss
     uploads = [f for field in IMAGE_FIELDS for f in files.getlist(field)]
     if not uploads:
         raise Refused("images[]: attach at least one photo.")
+    sizes = check_pixels(uploads)  # every header first: nothing is decoded when one photo, or all, are too large
     photos = []
-    for number, upload in enumerate(uploads, start=1):
-        label = f"images[{number}] ({upload.name})"
+    for number, (upload, pixels) in enumerate(zip(uploads, sizes), start=1):
         try:
-            photo = capture.read_photo(upload.temporary_file_path() if hasattr(upload, "temporary_file_path")
-                                       else upload, label, resize_max=photo_settings.local_resize_max)
+            with decode_budget().held(pixels):
+                photo = capture.read_photo(_source(upload), _label(number, upload),
+                                           resize_max=photo_settings.local_resize_max,
+                                           max_pixels=settings.PHOTO_MAX_PIXELS)
         except capture.CaptureError as exc:
             raise Refused(str(exc)) from None
         photos.append((upload.name, photo, upload))
     return Submission(patient, when, description, server, photos)
+
+
+def _source(upload):
+    return upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload
+
+
+def _label(number: int, upload) -> str:
+    return f"images[{number}] ({upload.name})"
+
+
+def pixel_limits() -> str:
+    return (f"Limits: {settings.PHOTO_MAX_PIXELS / 10**6:g} megapixels per photo (PHOTO_MAX_PIXELS), "
+            f"{settings.PHOTO_MAX_TOTAL_PIXELS / 10**6:g} megapixels per upload (PHOTO_MAX_TOTAL_PIXELS).")
+
+
+def check_pixels(uploads) -> list[int]:
+    """Each photo's pixel count, read from its header; Refused naming the photo, or the total, and both limits
+    when one photo or all of them together have more pixels than the settings allow."""
+    sizes = []
+    for number, upload in enumerate(uploads, start=1):
+        label = _label(number, upload)
+        try:
+            width, height = capture.photo_size(_source(upload), label)
+        except capture.TooManyPixels as exc:
+            raise Refused(f"{exc} {pixel_limits()}") from None
+        except capture.CaptureError as exc:
+            raise Refused(str(exc)) from None
+        if width * height > settings.PHOTO_MAX_PIXELS:
+            raise Refused(f"{label}: {width}x{height} pixels ({width * height / 10**6:.1f} megapixels) is more than a "
+                          f"photo may have. {pixel_limits()}")
+        sizes.append(width * height)
+    if sum(sizes) > settings.PHOTO_MAX_TOTAL_PIXELS:
+        raise Refused(f"images[]: {len(sizes)} photos of {sum(sizes) / 10**6:.1f} megapixels in all are more than "
+                      f"one upload may have; send them in several. {pixel_limits()}")
+    return sizes
 
 
 def create_upload(user, submission: Submission, photo_settings: PhotoSettings) -> PhotoUpload:

@@ -97,6 +97,7 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
     if isinstance(text, bytes):
         text = decode(text)
     servers = {s.upper(): s for s in known_servers}
+    shown = sorted(s for s in known_servers if s not in (refused or {}))  # an unknown name lists only these
     rows: list[CaseRow] = []
     errors: list[RowError] = []
     seen: dict[tuple, int] = {}
@@ -111,7 +112,7 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
                                                     f"expected {','.join(COLUMNS[:4])}[,StudyInstanceUID]"))
                 order = list(DEFAULT_ORDER)
             continue
-        row, problem = _row(number, cells, order, servers, default_server, header_seen)
+        row, problem = _row(number, cells, order, servers, default_server, header_seen, shown)
         if row is not None and row.server in (refused or {}):
             row, problem = None, refused[row.server]
         if problem:
@@ -128,7 +129,7 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
     return CaseList(rows, errors)
 
 
-def _row(number, cells, order, servers, default_server, header_seen) -> tuple[CaseRow | None, str]:
+def _row(number, cells, order, servers, default_server, header_seen, shown) -> tuple[CaseRow | None, str]:
     expected = len(order) if header_seen else None
     if expected is not None and len(cells) != expected:
         return None, f"has {len(cells)} columns, the header has {expected}"
@@ -164,6 +165,6 @@ def _row(number, cells, order, servers, default_server, header_seen) -> tuple[Ca
         return None, "Server is empty"
     server = servers.get(server_name.upper())
     if server is None:
-        known = ", ".join(sorted(servers.values())) or "none configured"
+        known = ", ".join(shown) or ("none you may retrieve from" if servers else "none configured")
         return None, f"unknown server '{server_name}' (known: {known})"
     return CaseRow(number, values["PatientID"], date, modality, server, uid), ""

@@ -64,8 +64,20 @@ def read_case_lists(sources, *, user, default_server: str = "") -> list[CaseList
         except ValueError as exc:
             read.append(CaseListFile(name, content, None, str(exc)))
             continue
-        read.append(CaseListFile(name, content, case_list, "" if case_list.rows else "no row can be run."))
+        read.append(CaseListFile(name, content, case_list, "" if case_list.rows else _nothing_to_run(content, case_list)))
     return read
+
+
+def _nothing_to_run(content: bytes, case_list: CaseList) -> str:
+    try:
+        empty = not decode(content).strip()
+    except ValueError:  # a spreadsheet: its rows were read from its cells
+        empty = not content
+    if empty:
+        return "no row can be run: the file is empty."
+    if not case_list.errors:
+        return "no row can be run: the file holds no case rows (only a header, comments or blank lines)."
+    return "no row can be run."
 
 
 def rows_to_csv(rows: list[dict]) -> str:

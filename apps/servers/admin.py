@@ -7,11 +7,13 @@ from django.urls import path
 from apps.audit import record
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.servers.intake import start_echo_job
-from apps.servers.models import DicomServer, EchoItem, EchoJob
+from apps.servers.models import DicomServer, EchoItem, EchoJob, ServerAccessDenied
+from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
 @admin.register(DicomServer)
-class DicomServerAdmin(admin.ModelAdmin):
+class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
+    secret_fields = ("dicomweb_secret",)
     list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
     search_fields = ("name", "ae_title", "host", "description")
     list_filter = ("retrieve_method", "open_to_everyone")
@@ -34,6 +36,11 @@ class DicomServerAdmin(admin.ModelAdmin):
     @admin.action(description="Test C-ECHO", permissions=["view"])  # as POST /api/servers/{name}/echo/
     def test_echo(self, request, queryset):
         for server in queryset:
+            try:
+                server.check_any_access(request.user)  # as the API's echo: only a server one may use
+            except ServerAccessDenied as exc:
+                self.message_user(request, f"{server.name}: not tested. {exc}", messages.ERROR)
+                continue
             result = server.echo()
             record(request.user, "server.echo", server, ok=result["ok"], error=result["error"])
             if result["ok"]:

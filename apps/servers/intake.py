@@ -10,6 +10,9 @@ def create_echo_job(servers, *, user=None, description: str = "Echo every server
 
 
 def start_echo_job(servers, *, user=None) -> EchoJob:
+    """Echoes only the servers this user may use (query, retrieve from or send to): an echo opens an
+    association, which a server closed to the user's groups must not see from them."""
+    servers = [s for s in servers if s.may_use(user)]
     job = create_echo_job(servers, user=user)
     job.start(user=user)
     return job

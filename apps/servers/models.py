@@ -1,6 +1,7 @@
 """DICOM servers the portal talks to, and who the portal itself is on the network."""
 import ipaddress
 import re
+import socket
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -32,17 +33,47 @@ QUERY_TIMEOUT_MAX = 3600  # one C-FIND or C-ECHO; longer is a hung PACS, not a s
 DOWNLOAD_TIMEOUT_MAX = 86400  # one C-MOVE/C-GET: a day, the job timeout's limit too
 
 
+def _as_address(value: str):
+    """The IP address `value` is, also in the forms the C library's resolver takes as one ('0', '4294967295',
+    '0x7f.1'), which a connect() would reach; None for a host name."""
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9][0-9a-fA-FxX.]*", value):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(value))
+        except OSError:
+            return None
+    return None
+
+
+def _not_unicast(address) -> str:
+    """Why an address cannot be one PACS: every host, nobody, or a group (an association needs one peer)."""
+    address = getattr(address, "ipv4_mapped", None) or address
+    if address.is_unspecified:
+        return "is the unspecified address (every interface of this machine, not a PACS)"
+    if address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"):
+        return "is a broadcast address"
+    if address.is_multicast:
+        return "is a multicast address"
+    if address.version == 4 and address.is_reserved:
+        return "is a reserved address (240.0.0.0/4)"
+    return ""
+
+
 def validate_host(value: str) -> None:
     """A host name (letters, digits, '-' and dots) or an IPv4/IPv6 address: no scheme, port, path or spaces."""
     if "://" in value:
         raise ValidationError(f"Host '{value}' has a scheme; give only the host name or address, e.g. pacs.local.")
     if not value or any(c.isspace() for c in value):
         raise ValidationError(f"Host '{value}' must be one host name or address, without spaces.")
-    try:
-        ipaddress.ip_address(value)
+    address = _as_address(value)
+    if address is not None:
+        problem = _not_unicast(address)
+        if problem:
+            raise ValidationError(f"Host '{value}' {problem}; give the PACS's own address or name.")
         return
-    except ValueError:
-        pass
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
     if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
         raise ValidationError(f"Host '{value}' is not a host name or IP address (letters, digits, '-' and "
@@ -148,6 +179,17 @@ class DicomServer(models.Model):
         """Raise ServerAccessDenied (a 403 with this message) unless the user may `action` this server."""
         if not self.may(user, action):
             raise ServerAccessDenied(self.refusal(action))
+
+    def may_use(self, user) -> bool:
+        """Whether the user may query, retrieve from or send to this server."""
+        return any(self.may(user, action) for action in ACCESS_VERBS)
+
+    def check_any_access(self, user) -> None:
+        """For what serves every use (a C-ECHO): the user must be allowed to query, retrieve from or send to
+        this server; ServerAccessDenied otherwise."""
+        if not self.may_use(user):
+            raise ServerAccessDenied(f"You may not use server '{self.name}': it is open only to its query, "
+                                     "retrieve and send groups. Ask an administrator to add you to one of them.")
 
     def refusal(self, action: str) -> str:
         return (f"You may not {ACCESS_VERBS[action]} server '{self.name}': it is open only to its {action} "

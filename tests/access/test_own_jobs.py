@@ -85,9 +85,9 @@ def test_the_admin_lists_and_opens_only_own_jobs(client, django_user_model, user
     assert f"/admin/retrieval/retrievaljob/{mine.pk}/change/" in listing
     assert f"/admin/retrieval/retrievaljob/{theirs.pk}/change/" not in listing
     assert client.get(f"/admin/retrieval/retrievaljob/{mine.pk}/change/").status_code == 200
-    # Django's admin answers a job it cannot find with a redirect to the index ("doesn't exist").
+    # Another account's job is a 404, as in the API (not Django's "doesn't exist" redirect).
     other_page = client.get(f"/admin/retrieval/retrievaljob/{theirs.pk}/change/")
-    assert other_page.status_code == 302 and "PID-tech" not in other_page.content.decode()
+    assert other_page.status_code == 404 and "PID-tech" not in other_page.content.decode()
     assert client.get(f"/admin/retrieval/retrievaljob/{theirs.pk}/report.csv").status_code == 404
     report = client.get(f"/admin/retrieval/retrievaljob/{mine.pk}/report.csv")
     assert report.status_code == 200 and "PID-ward-staff" in report.content.decode()

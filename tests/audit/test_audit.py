@@ -50,10 +50,19 @@ def test_changing_a_server_is_recorded_by_auditlog_with_the_secret_masked(admin_
 
 def test_the_audit_admin_shows_events_but_forbids_add_change_and_delete(admin_client_logged_in, user):
     event = record(user, "job.started", "servers.EchoJob:1", items=3)
+    other = record(admin_client_logged_in.user, "server.echo", "servers.DicomServer:7")
     listing = admin_client_logged_in.get("/admin/audit/auditevent/")
-    assert listing.status_code == 200 and b"job.started" in listing.content
-    assert admin_client_logged_in.get("/admin/audit/auditevent/?action=job.started").status_code == 200
-    assert admin_client_logged_in.get(f"/admin/audit/auditevent/?actor__id__exact={user.pk}").status_code == 200
+    assert listing.status_code == 200 and b"job.started" in listing.content and b"DicomServer:7" in listing.content
+
+    def listed(query: str) -> set[int]:
+        page = admin_client_logged_in.get(f"/admin/audit/auditevent/?{query}")
+        assert page.status_code == 200
+        return {pk for pk in (event.pk, other.pk) if f"/admin/audit/auditevent/{pk}/change/" in page.content.decode()}
+
+    assert listed("") == {event.pk, other.pk}
+    assert listed("action=job.started") == {event.pk}  # the filters filter
+    assert listed(f"actor__id__exact={user.pk}") == {event.pk}
+    assert listed(f"actor__id__exact={admin_client_logged_in.user.pk}") == {other.pk}
     assert admin_client_logged_in.get("/admin/audit/auditevent/add/").status_code == 403
     detail = admin_client_logged_in.get(f"/admin/audit/auditevent/{event.pk}/change/")
     assert detail.status_code == 200 and b'name="_save"' not in detail.content  # view only

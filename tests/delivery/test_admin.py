@@ -41,4 +41,4 @@ def test_job_page_shows_batches_and_staff_see_only_their_own(client, retrieved, 
     page = client.get(f"/admin/delivery/deliveryjob/{mine.pk}/change/").content.decode()
     batch = mine.items.order_by("number").first()
     assert str(batch.bytes) in page and "succeeded" in page
-    assert client.get(f"/admin/delivery/deliveryjob/{theirs.pk}/change/").status_code == 302  # not found: back to list
+    assert client.get(f"/admin/delivery/deliveryjob/{theirs.pk}/change/").status_code == 404  # another account's job, as in the API

@@ -37,3 +37,23 @@ def plain(path: Path, fmt: str, size=(64, 48), color=BLUE) -> Path:
 
 def near(pixel, color, tolerance: int = 40) -> bool:
     return all(abs(int(a) - int(b)) <= tolerance for a, b in zip(pixel, color))
+
+
+def huge_grey_png(path: Path, width: int, height: int) -> Path:
+    """A valid 8-bit grey PNG of width x height black pixels, written row by row: a few hundred kB on disk
+    however many pixels it claims, and no memory spent making it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\x00" * (width + 1)  # filter byte 0, then the row's pixels
+    rows_per_step = max(1, 2**22 // len(row))
+    parts = []
+    for start in range(0, height, rows_per_step):
+        parts.append(packer.compress(row * min(rows_per_step, height - start)))
+    parts.append(packer.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    return path

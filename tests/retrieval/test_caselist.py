@@ -74,7 +74,8 @@ def test_a_default_server_fills_rows_without_one():
 def test_output_folders_are_safe_and_distinct(tmp_path):
     assert study_folder(tmp_path, "LK", "20190520", "8318169", "CT") == tmp_path / "LK" / "20190520_8318169_CT"
     hostile = study_folder(tmp_path, "LK", "20190520", "../../etc/passwd", "CT")
-    assert hostile.parent == tmp_path / "LK" and ".." not in hostile.name.split("_")[1].split("~")[0].split("/")
+    assert hostile.parent == tmp_path / "LK" and hostile.resolve().parent == (tmp_path / "LK").resolve() and \
+        hostile.name.startswith("20190520_") and hostile.name.endswith("_CT") and hostile.name not in (".", "..")
     assert safe_component("A/B") != safe_component("A_B")
     assert safe_component("A_B") == "A_B"
     assert study_folder(tmp_path, "LK", "20190520", "P1", "")  .name == "20190520_P1_ALL"

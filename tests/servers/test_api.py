@@ -38,6 +38,15 @@ def test_it_creates_reads_updates_and_deletes_a_server_by_name(api):
     ("ae_title", "   ", "may not be blank"),
     ("name", "../etc", "letters, digits"),
     ("retrieve_method", "c-teleport", "not a valid choice"),
+    ("host", "0.0.0.0", "is the unspecified address"),
+    ("host", "::", "is the unspecified address"),
+    ("host", "0", "is the unspecified address"),  # 0.0.0.0 as the C library reads it
+    ("host", "255.255.255.255", "is a broadcast address"),
+    ("host", "4294967295", "is a broadcast address"),
+    ("host", "224.0.0.1", "is a multicast address"),
+    ("host", "ff02::1", "is a multicast address"),
+    ("host", "240.0.0.1", "is a reserved address"),
+    ("host", "::ffff:0.0.0.0", "is the unspecified address"),
 ])
 def test_it_refuses_bad_server_fields_with_a_clear_400(api, field, value, words):
     response = api.post("/api/servers/", server_body(**{field: value}), format="json")
@@ -45,6 +54,11 @@ def test_it_refuses_bad_server_fields_with_a_clear_400(api, field, value, words)
     messages = " ".join(response.json()[field])
     assert words in messages, messages
     assert not DicomServer.objects.exists()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "::1", "pacs.hospital.local", "PACS-2"])
+def test_it_takes_unicast_addresses_and_host_names(api, host):
+    assert api.post("/api/servers/", server_body(host=host), format="json").status_code == 201
 
 
 def test_it_refuses_a_duplicate_name(api):
@@ -86,7 +100,9 @@ def test_study_query_finds_exactly_the_patients_studies(api, orthanc, orthanc_da
     assert {s["StudyInstanceUID"] for s in body["studies"]} == expected
     assert body["count"] == len(expected)
     first = body["studies"][0]
-    assert first["PatientID"] == patient and first["NumberOfStudyRelatedInstances"] > 0
+    known = next(s for s in orthanc_dataset["studies"] if s["StudyInstanceUID"] == first["StudyInstanceUID"])
+    assert first["PatientID"] == patient
+    assert first["NumberOfStudyRelatedInstances"] == sum(series["Instances"] for series in known["Series"]) == 5
 
 
 def test_study_query_by_date_range_and_modality(api, orthanc, orthanc_dataset):

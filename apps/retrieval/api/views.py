@@ -15,6 +15,9 @@ from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_csv_response
 from pacsportal.permissions import model_permission
 
+JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "true or false",
+              type(None): "null"}
+
 
 class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                           viewsets.GenericViewSet):
@@ -39,6 +42,10 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
 
     @extend_schema(request=RetrievalRequestSerializer, responses={201: RetrievalJobSerializer(many=True)})
     def create(self, request):
+        if not hasattr(request.data, "items"):  # JSON that is not an object: a list, a string, a number
+            return Response({"error": "The body must be a JSON object ({\"rows\": [...]}) or a multipart form "
+                                      f"with 'file'; got a JSON {JSON_KINDS.get(type(request.data), 'value')}."},
+                            status=status.HTTP_400_BAD_REQUEST)
         files = request.FILES.getlist("file")
         body = RetrievalRequestSerializer(data={k: v for k, v in request.data.items() if k != "file"},
                                           context={"request": request})

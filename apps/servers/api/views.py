@@ -16,7 +16,7 @@ from apps.servers.models import DicomServer
 
 class DicomServerViewSet(viewsets.ModelViewSet):
     """DICOM servers, addressed by their short name (case-exact): /api/servers/LK/. Reading needs the view
-    permission, echo too; a study query needs "query server" and the server's query access."""
+    permission, echo too (and access to the server: query, retrieve or send); a study query needs "query server" and the server's query access."""
 
     action_permissions = {"echo": ["servers.view_dicomserver"], "studies": ["servers.query_server"]}
     queryset = DicomServer.objects.prefetch_related("query_groups", "retrieve_groups", "send_groups")
@@ -38,6 +38,7 @@ class DicomServerViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def echo(self, request, name=None):
         server = self.get_object()
+        server.check_any_access(request.user)  # an echo opens an association: not for a server closed to them
         result = server.echo()
         record(request.user, "server.echo", server, ok=result["ok"], error=result["error"])
         return Response(result)
