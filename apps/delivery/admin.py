@@ -4,7 +4,9 @@ from django import forms
 from django.contrib import admin
 
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
+from apps.delivery.api.serializers import TOKEN_STAYS
 from apps.jobs.admin import JobAdminMixin, JobItemInline, OwnedAdminMixin
+from apps.servers.outbound import secret_after_change
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
@@ -12,14 +14,22 @@ class DeliveryTargetForm(forms.ModelForm):
     url = forms.URLField(label="Portal URL", required=False, assume_scheme="https",
                          help_text="Base URL of the receiving portal, e.g. https://far.example:8000")
     token = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                            help_text="API token of the receiving portal. Leave empty to keep the current one.")
+                            help_text="API token of the receiving portal. Leave empty to keep the current one "
+                                      "(a changed URL drops it: give the new URL's token).")
 
     class Meta:
         model = DeliveryTarget
         fields = ["name", "kind", "url", "token", "server", "path", "description"]
 
-    def clean_token(self):
-        return self.cleaned_data["token"] or (self.instance.token if self.instance.pk else "")
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk:
+            stored_url = type(self.instance).objects.filter(pk=self.instance.pk).values_list("url", flat=True).first()
+            cleaned["token"] = secret_after_change(stored_url or "", cleaned.get("url") or "", self.instance.token,
+                                                   cleaned.get("token"))
+            if not cleaned["token"] and self.instance.token and cleaned.get("kind") == DeliveryTarget.Kind.PORTAL:
+                self.add_error("token", TOKEN_STAYS)
+        return cleaned
 
 
 @admin.register(DeliveryTarget)

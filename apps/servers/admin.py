@@ -1,3 +1,4 @@
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db import models
@@ -8,12 +9,34 @@ from apps.audit import record
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.servers.intake import start_echo_job
 from apps.servers.models import DicomServer, EchoItem, EchoJob, ServerAccessDenied
+from apps.servers.outbound import secret_after_change
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
+
+
+class DicomServerForm(forms.ModelForm):
+    dicomweb_secret = forms.CharField(
+        label="DICOMweb password or token", required=False, max_length=500,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Typed in, never shown. Leave empty to keep the current one; a changed DICOMweb URL drops it.")
+
+    class Meta:
+        model = DicomServer
+        fields = ["dicomweb_secret"]  # the rest as the admin lists them (fieldsets)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk:
+            stored = DicomServer.objects.filter(pk=self.instance.pk).values_list("dicomweb_url", flat=True).first()
+            cleaned["dicomweb_secret"] = secret_after_change(stored or "", cleaned.get("dicomweb_url") or "",
+                                                             self.instance.dicomweb_secret,
+                                                             cleaned.get("dicomweb_secret"))
+        return cleaned
 
 
 @admin.register(DicomServer)
 class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     secret_fields = ("dicomweb_secret",)
+    form = DicomServerForm
     list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
     search_fields = ("name", "ae_title", "host", "description")
     list_filter = ("retrieve_method", "open_to_everyone")

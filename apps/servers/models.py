@@ -14,6 +14,7 @@ from apps.dicom import dimse
 from apps.dicom.errors import DicomError
 from apps.dicom.peers import DicomWebEndpoint, LocalAE, RemoteAE
 from apps.jobs.models import Job, JobItem
+from apps.servers.outbound import check_outbound_url
 
 
 def validate_ae_title(value: str) -> None:
@@ -124,7 +125,8 @@ class DicomServer(models.Model):
     tls_ca_file = models.CharField("TLS CA file", max_length=500, blank=True)
     tls_cert_file = models.CharField("TLS client certificate", max_length=500, blank=True)
     tls_key_file = models.CharField("TLS client key", max_length=500, blank=True)
-    dicomweb_url = models.URLField("DICOMweb base URL", blank=True, help_text="e.g. http://pacs:8042/dicom-web")
+    dicomweb_url = models.URLField("DICOMweb base URL", blank=True, help_text="e.g. https://pacs:8042/dicom-web (http or a loopback "
+                                   "address only for hosts in TRUSTED_HTTP_HOSTS)")
     dicomweb_auth = models.CharField(max_length=8, choices=WebAuth.choices, default=WebAuth.NONE)
     dicomweb_username = models.CharField(max_length=150, blank=True)
     dicomweb_secret = models.CharField("DICOMweb password or token", max_length=500, blank=True)
@@ -158,7 +160,9 @@ class DicomServer(models.Model):
         if self.tls_enabled and not self.tls_ca_file:
             raise ValidationError({"tls_ca_file": "TLS needs the CA file that signed the server's certificate."})
         if self.dicomweb_auth != self.WebAuth.NONE and not self.dicomweb_secret:
-            raise ValidationError({"dicomweb_secret": "This authentication needs a password or token."})
+            raise ValidationError({"dicomweb_secret": "This authentication needs a password or token (a changed "
+                                                      "DICOMweb URL drops the stored one: type it again)."})
+        check_outbound_url(self.dicomweb_url, "dicomweb_url")
 
     @classmethod
     def name_clash(cls, name: str, *, exclude_pk=None) -> "DicomServer | None":

@@ -28,12 +28,29 @@ def uploader(db, django_user_model):
 
 
 @pytest.fixture
-def receiving(settings, tmp_path, live_server):
-    """The receiving portal: this portal over HTTP, with its own downloads and uploads folders."""
+def trusted_loopback(settings):
+    """The suite's receiving portals and PACS listen on loopback over plain http: trust them, as an
+    operator would list a portal on the same machine in TRUSTED_HTTP_HOSTS."""
+    settings.TRUSTED_HTTP_HOSTS = ["127.0.0.1", "localhost"]
+
+
+@pytest.fixture
+def unpack_at_once(monkeypatch):
+    """django-q2 runs queued tasks (the receiving end's unpacking) at once in the caller, as if a worker
+    took them immediately. tests/delivery/test_attacks.py shows they are queued off the request."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def receiving(settings, tmp_path, live_server, trusted_loopback, unpack_at_once):
+    """The receiving portal: this portal over HTTP, with its own downloads and uploads folders; what the
+    uploader account sends lands in its folder under received/."""
     settings.DOWNLOADS_DIR = tmp_path / "received"
     settings.UPLOADS_DIR = tmp_path / "uploads"
     settings.DELIVERY_ZIP_DIR = tmp_path / "zips"
-    live_server.downloads = settings.DOWNLOADS_DIR
+    live_server.downloads = settings.DOWNLOADS_DIR / "received" / "far-site"
     return live_server
 
 

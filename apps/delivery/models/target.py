@@ -7,6 +7,7 @@ from django.db import models
 
 from apps.dicom import paths
 from apps.servers.models import DicomServer, server_name_validator
+from apps.servers.outbound import check_outbound_url
 
 
 def delivery_roots() -> list[Path]:
@@ -55,6 +56,8 @@ class DeliveryTarget(models.Model):
     def clean(self):
         if self.kind == self.Kind.PORTAL and not (self.url and self.token):
             raise ValidationError("A portal target needs the receiving portal's URL and an API token of it.")
+        if self.kind == self.Kind.PORTAL:
+            check_outbound_url(self.url, "url")
         if self.kind in (self.Kind.DICOM, self.Kind.DICOMWEB) and self.server is None:
             raise ValidationError({"server": "A DICOM target names one of the configured DICOM servers."})
         if self.kind == self.Kind.DICOMWEB and self.server and not self.server.dicomweb_url:
@@ -66,6 +69,8 @@ class DeliveryTarget(models.Model):
     def zippable(self) -> bool:
         """Zip mode applies to portals and folders; DICOM targets always take the files themselves."""
         return self.kind in (self.Kind.PORTAL, self.Kind.FOLDER)
+
+    DESTINATION_FIELDS = ("kind", "url", "server", "path")  # where it sends: only staff set these
 
     def uploads_url(self) -> str:
         return self.url.rstrip("/") + "/api/uploads/"
