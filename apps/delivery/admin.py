@@ -2,9 +2,10 @@
 and per-batch bytes, and the receiving end's uploads (read-only)."""
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
-from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
 from apps.delivery.api.serializers import TOKEN_STAYS
+from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
 from apps.jobs.admin import JobAdminMixin, JobItemInline, OwnedAdminMixin
 from apps.servers.outbound import secret_after_change
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
@@ -23,6 +24,11 @@ class DeliveryTargetForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if not self.instance.pk or {"url", "kind"} & set(self.changed_data):
+            try:
+                DeliveryTarget(kind=cleaned.get("kind"), url=cleaned.get("url") or "").check_url()
+            except ValidationError as exc:
+                self.add_error("url", exc.message_dict["url"])
         if self.instance.pk:
             stored_url = type(self.instance).objects.filter(pk=self.instance.pk).values_list("url", flat=True).first()
             cleaned["token"] = secret_after_change(stored_url or "", cleaned.get("url") or "", self.instance.token,

@@ -1,6 +1,7 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.shortcuts import redirect
 from django.urls import path
@@ -9,7 +10,7 @@ from apps.audit import record
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.servers.intake import start_echo_job
 from apps.servers.models import DicomServer, EchoItem, EchoJob, ServerAccessDenied
-from apps.servers.outbound import secret_after_change
+from apps.servers.outbound import check_outbound_url, secret_after_change
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
@@ -24,7 +25,13 @@ class DicomServerForm(forms.ModelForm):
         fields = ["dicomweb_secret"]  # the rest as the admin lists them (fieldsets)
 
     def clean(self):
+        """The outbound-URL rule for a DICOMweb URL set or changed now (sending checks it again)."""
         cleaned = super().clean()
+        if "dicomweb_url" in self.changed_data:
+            try:
+                check_outbound_url(cleaned.get("dicomweb_url") or "", "dicomweb_url")
+            except ValidationError as exc:
+                self.add_error("dicomweb_url", exc.message_dict["dicomweb_url"])
         if self.instance.pk:
             stored = DicomServer.objects.filter(pk=self.instance.pk).values_list("dicomweb_url", flat=True).first()
             cleaned["dicomweb_secret"] = secret_after_change(stored or "", cleaned.get("dicomweb_url") or "",

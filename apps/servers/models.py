@@ -14,7 +14,6 @@ from apps.dicom import dimse
 from apps.dicom.errors import DicomError
 from apps.dicom.peers import DicomWebEndpoint, LocalAE, RemoteAE
 from apps.jobs.models import Job, JobItem
-from apps.servers.outbound import check_outbound_url
 
 
 def validate_ae_title(value: str) -> None:
@@ -162,7 +161,6 @@ class DicomServer(models.Model):
         if self.dicomweb_auth != self.WebAuth.NONE and not self.dicomweb_secret:
             raise ValidationError({"dicomweb_secret": "This authentication needs a password or token (a changed "
                                                       "DICOMweb URL drops the stored one: type it again)."})
-        check_outbound_url(self.dicomweb_url, "dicomweb_url")
 
     @classmethod
     def name_clash(cls, name: str, *, exclude_pk=None) -> "DicomServer | None":

@@ -3,7 +3,6 @@ clash or explode, a user who may change a target pointing it (and its token) els
 aimed at the portal's own machine, receiving ends that are not portals or answer nonsense, a full or
 read-only disk. Each asserts nothing foreign was written or sent and that the answer names the cause."""
 import base64
-import hashlib
 import io
 import json
 import os

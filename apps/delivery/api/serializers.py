@@ -41,6 +41,8 @@ class DeliveryTargetSerializer(serializers.ModelSerializer):
             setattr(target, field, value)
         try:
             target.clean()
+            if self.instance is None or target.url != self.instance.url or target.kind != self.instance.kind:
+                target.check_url()
         except ValidationError as exc:
             raise serializers.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         return attrs

@@ -10,7 +10,6 @@ from apps.jobs.access import visible_jobs
 from apps.jobs.api.views import JobViewSetMixin
 from apps.retrieval.models import RetrievalJob
 
-
 STAFF_ONLY = ("Only staff may create delivery targets or change where one sends (kind, url, server, path): "
               "a target decides where patients' images and a stored token go.")
 

@@ -56,8 +56,6 @@ class DeliveryTarget(models.Model):
     def clean(self):
         if self.kind == self.Kind.PORTAL and not (self.url and self.token):
             raise ValidationError("A portal target needs the receiving portal's URL and an API token of it.")
-        if self.kind == self.Kind.PORTAL:
-            check_outbound_url(self.url, "url")
         if self.kind in (self.Kind.DICOM, self.Kind.DICOMWEB) and self.server is None:
             raise ValidationError({"server": "A DICOM target names one of the configured DICOM servers."})
         if self.kind == self.Kind.DICOMWEB and self.server and not self.server.dicomweb_url:
@@ -71,6 +69,12 @@ class DeliveryTarget(models.Model):
         return self.kind in (self.Kind.PORTAL, self.Kind.FOLDER)
 
     DESTINATION_FIELDS = ("kind", "url", "server", "path")  # where it sends: only staff set these
+
+    def check_url(self) -> None:
+        """The outbound-URL rule (apps/servers/outbound.py), for a portal target whose URL is set or
+        changed now; delivering checks it again before anything is sent."""
+        if self.kind == self.Kind.PORTAL:
+            check_outbound_url(self.url, "url")
 
     def uploads_url(self) -> str:
         return self.url.rstrip("/") + "/api/uploads/"

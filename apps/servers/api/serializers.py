@@ -32,6 +32,9 @@ class DicomServerSerializer(serializers.ModelSerializer):
         ]
 
     def validate_dicomweb_url(self, value: str) -> str:
+        """The outbound-URL rule when the URL is set or changed (sending checks it again)."""
+        if self.instance is not None and value == self.instance.dicomweb_url:
+            return value
         try:
             check_outbound_url(value, "dicomweb_url")
         except DjangoValidationError as exc:
