@@ -34,13 +34,22 @@ def trusted_loopback(settings):
     settings.TRUSTED_HTTP_HOSTS = ["127.0.0.1", "localhost"]
 
 
+class InServerThreads:
+    """True in the live server's request threads only: django-q2 runs the tasks the receiving portal
+    queues (its unpacking) at once, as if its worker took them immediately, while the sending side's
+    jobs stay queued for the test to run in order (run_released)."""
+
+    def __bool__(self) -> bool:
+        return threading.current_thread() is not threading.main_thread()
+
+
 @pytest.fixture
 def unpack_at_once(monkeypatch):
-    """django-q2 runs queued tasks (the receiving end's unpacking) at once in the caller, as if a worker
-    took them immediately. tests/delivery/test_attacks.py shows they are queued off the request."""
+    """The receiving portal's worker, without a process: see InServerThreads. test_attacks.py and
+    test_tus_client.py show the unpacking is queued off the request and the sender waits for it."""
     from django_q.conf import Conf
 
-    monkeypatch.setattr(Conf, "SYNC", True)
+    monkeypatch.setattr(Conf, "SYNC", InServerThreads())
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from apps.delivery.bundle import (
     CHUNK_CHECKSUMS,
@@ -179,10 +180,12 @@ class Upload(models.Model):
             self.save(update_fields=["sha1", "completed_at"])
             self.settle()
             return
-        from django_q.tasks import async_task
-
         self.state = self.State.UNPACKING
-        self.save(update_fields=["sha1", "state", "completed_at"])
+        self.expires_at = self.completed_at  # while unpacking: the worker's lease (free to take from now)
+        self.save(update_fields=["sha1", "state", "completed_at", "expires_at"])
+        self.queue_unpacking()
+
+    def queue_unpacking(self) -> None:
         pk = str(self.pk)
         transaction.on_commit(lambda: async_task("apps.delivery.receiving.unpack_upload", pk,
                                                  group="delivery: unpack uploads"))
