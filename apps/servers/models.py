@@ -85,6 +85,16 @@ server_name_validator = RegexValidator(
 )
 
 
+RESERVED_NAMES = {"received"}  # DOWNLOADS_DIR/received/ holds what other portals upload, by account
+
+
+def reserved_name_problem(name: str) -> str | None:
+    if name.lower() in RESERVED_NAMES:
+        return (f"'{name}' is reserved: DOWNLOADS_DIR/{name}/ holds the files other portals upload, and a "
+                "server's retrievals must never land among them.")
+    return None
+
+
 class ServerAccessDenied(PermissionDenied):
     """This user may not query, retrieve from or send to this server (answered as 403 with the message)."""
 
@@ -156,6 +166,8 @@ class DicomServer(models.Model):
         return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
 
     def clean(self):
+        if reserved_name_problem(self.name or ""):
+            raise ValidationError({"name": reserved_name_problem(self.name)})
         if self.tls_enabled and not self.tls_ca_file:
             raise ValidationError({"tls_ca_file": "TLS needs the CA file that signed the server's certificate."})
         if self.dicomweb_auth != self.WebAuth.NONE and not self.dicomweb_secret:

@@ -240,3 +240,19 @@ def test_an_upload_completing_on_a_read_only_disk_stays_resumable(receiving, upl
                                                            "Upload-Offset": "5"})
         assert again.status_code == 204 and again.headers["Upload-State"] == "stored"
     assert (receiving.downloads / "LK/a_1_CT/1.dcm").read_bytes() == b"0123456789"
+
+
+def test_no_server_may_be_named_like_the_uploads_folder(api, admin_client_logged_in):
+    """A server's retrievals land in DOWNLOADS_DIR/<server>/: one named 'received' would mix them with
+    (and let uploads clash with) what other portals upload."""
+    from apps.servers.models import DicomServer
+
+    body = {"ae_title": "R", "host": "10.0.0.9", "port": 104}
+    for name in ("received", "RECEIVED"):
+        response = api.post("/api/servers/", {"name": name, **body}, format="json")
+        assert response.status_code == 400 and "reserved" in str(response.json()["name"])
+    page = admin_client_logged_in.post("/admin/servers/dicomserver/add/", {
+        "name": "Received", "query_timeout": 30, "download_timeout": 120, "retries": 2, "retrieve_method": "c-move",
+        "max_associations": 2, "dicomweb_auth": "none", "open_to_everyone": "on", **body})
+    assert page.status_code == 200 and "is reserved" in page.content.decode()
+    assert not DicomServer.objects.exists()

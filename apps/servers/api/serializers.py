@@ -2,7 +2,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from apps.servers.models import DicomServer
+from apps.servers.models import DicomServer, reserved_name_problem
 from apps.servers.outbound import check_outbound_url, secret_after_change
 
 
@@ -49,6 +49,8 @@ class DicomServerSerializer(serializers.ModelSerializer):
         return super().update(instance, validated_data)
 
     def validate_name(self, value: str) -> str:
+        if reserved_name_problem(value):
+            raise serializers.ValidationError(reserved_name_problem(value))
         clash = DicomServer.name_clash(value, exclude_pk=self.instance.pk if self.instance else None)
         if clash is not None:
             raise serializers.ValidationError(
