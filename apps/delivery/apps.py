@@ -20,7 +20,7 @@ class DeliveryConfig(AppConfig):
 
     def ready(self):
         from apps.delivery import hooks  # noqa: F401  (connects to job progress)
-        from apps.delivery.follow import attachment
+        from apps.delivery.attach import attachment
         from apps.retrieval import extensions
 
         extensions.register(attachment())  # a retrieval may carry a delivery; retrieval never imports delivery

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.delivery.models import DeliveryBatch, Upload
+from apps.delivery.receiving import lease_seconds
 
 log = logging.getLogger("apps.delivery")
 
@@ -38,9 +39,6 @@ def clean_stale() -> dict:
 
 def resume_unpacking() -> int:
     """Queue again the zips left "unpacking" by a worker that died; remove the scratch folders left."""
-    from apps.delivery.models import Upload
-    from apps.delivery.receiving import lease_seconds
-
     stalled = list(Upload.objects.filter(state=Upload.State.UNPACKING,
                                          expires_at__lte=timezone.now() - timedelta(hours=1)))
     for upload in stalled:

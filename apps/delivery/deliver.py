@@ -30,6 +30,7 @@ from apps.dicom.errors import DicomError
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.models import ItemStatus
 from apps.servers import storing
+from apps.servers.outbound import outbound_problem
 
 PROGRESS_EVERY = 1.0  # seconds between progress writes
 
@@ -234,8 +235,6 @@ def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
 def _check_outbound(batch, target, url: str) -> None:
     """The URL is checked again now: a name may resolve elsewhere than when it was saved, and targets
     saved before the rule existed were never checked."""
-    from apps.servers.outbound import outbound_problem
-
     problem = outbound_problem(url)
     if problem:
         raise ItemFailed(f"Batch {batch.number} to {target.name}: {problem}. Nothing was sent or deleted.")

@@ -2,7 +2,8 @@
 per retrieval job, planned from the case list's lines. Its batches are created and queued as their
 cases finish retrieving (apps/delivery/hooks.py); the runner shares the workers between jobs in turn,
 so batch 1 travels while batch 2 downloads. Retrieval knows nothing of deliveries: `ATTACHMENT` is
-registered with its extension registry (apps/retrieval/extensions.py) in DeliveryConfig.ready()."""
+registered with its extension registry (apps/retrieval/extensions.py) in DeliveryConfig.ready()
+(apps/delivery/attach.py)."""
 from apps.delivery.models import DeliveryJob
 from apps.jobs.access import start_permission
 
@@ -35,33 +36,3 @@ def deliver_each(retrievals, options: dict | None, user, *, lines: list[int] | N
     target = options.pop("target")
     return [DeliveryJob.for_retrieval(job, target, user=user, lines=lines, **options) for job in retrievals]
 
-
-def attachment():
-    """The `delivery` a retrieval may carry, for retrieval's extension registry: the API field, the
-    admin upload's fields, the check, what to do once each retrieval job exists, what the job shows."""
-    from rest_framework import serializers
-
-    from apps.delivery.api.serializers import DeliveryOptionsField
-    from apps.delivery.forms import DeliveryChoiceForm
-    from apps.retrieval.extensions import Attachment
-
-    def started(job, options, user, *, lines=None):
-        deliver_each([job], options, user, lines=lines)
-
-    def preview(form) -> str:
-        options = form.delivery_options()
-        if options is None:
-            return ""
-        return (f"Each batch of {options['batch_size']} cases goes to {options['target'].name} ({options['mode']}) "
-                "as soon as it is retrieved.")
-
-    return Attachment(
-        name="delivery",
-        request_field=lambda: DeliveryOptionsField(
-            required=False, help_text='Deliver the cases in batches as they are retrieved: {"target", "mode": '
-                                      '"zip"|"direct", "batch_size", "keep_zip", "clear"}.'),
-        started=started, form=DeliveryChoiceForm, form_options=lambda form: form.delivery_options(),
-        form_hidden=lambda form: form.delivery_hidden(), preview=preview, refusal=delivery_refusal,
-        summary=lambda options: f", delivered to {options['target'].name} in batches",
-        job_fields={"deliveries": lambda: serializers.PrimaryKeyRelatedField(
-            many=True, read_only=True, help_text="Delivery jobs of its cases.")})

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.audit import record
+from apps.delivery.models import Upload
 
 log = logging.getLogger("apps.delivery")
 
@@ -21,8 +22,6 @@ def lease_seconds() -> int:
 
 
 def unpack_upload(upload_id: str) -> str:
-    from apps.delivery.models import Upload
-
     now = timezone.now()
     taken = Upload.objects.filter(pk=upload_id, state=Upload.State.UNPACKING, expires_at__lte=now).update(
         expires_at=now + timedelta(seconds=lease_seconds()))
