@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from apps.delivery.api.serializers import TOKEN_STAYS
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
 from apps.jobs.admin import JobAdminMixin, JobItemInline, OwnedAdminMixin
-from apps.servers.outbound import secret_after_change
+from apps.servers.outbound import same_destination
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
@@ -29,12 +29,9 @@ class DeliveryTargetForm(forms.ModelForm):
                 DeliveryTarget(kind=cleaned.get("kind"), url=cleaned.get("url") or "").check_url()
             except ValidationError as exc:
                 self.add_error("url", exc.message_dict["url"])
-        if self.instance.pk:
-            stored_url = type(self.instance).objects.filter(pk=self.instance.pk).values_list("url", flat=True).first()
-            cleaned["token"] = secret_after_change(stored_url or "", cleaned.get("url") or "", self.instance.token,
-                                                   cleaned.get("token"))
-            if not cleaned["token"] and self.instance.token and cleaned.get("kind") == DeliveryTarget.Kind.PORTAL:
-                self.add_error("token", TOKEN_STAYS)
+        moved = self.instance.pk and not same_destination(self.instance.url, cleaned.get("url") or "")
+        if moved and not cleaned.get("token") and self.instance.token and cleaned.get("kind") == DeliveryTarget.Kind.PORTAL:
+            self.add_error("token", TOKEN_STAYS)
         return cleaned
 
 
@@ -42,6 +39,10 @@ class DeliveryTargetForm(forms.ModelForm):
 class DeliveryTargetAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     form = DeliveryTargetForm
     secret_fields = ("token",)
+
+    def keeps_stored_secret(self, obj, name, data) -> bool:
+        """A changed URL (scheme, host, port or path) drops the stored token unless one is typed."""
+        return same_destination(obj.url, data.get("url") or "")
     list_display = ("name", "kind", "url", "server", "path", "description")
     list_filter = ("kind",)
 

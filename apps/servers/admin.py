@@ -10,19 +10,14 @@ from apps.audit import record
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.servers.intake import start_echo_job
 from apps.servers.models import DicomServer, EchoItem, EchoJob, ServerAccessDenied
-from apps.servers.outbound import check_outbound_url, secret_after_change
+from apps.servers.outbound import check_outbound_url, same_destination
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
 class DicomServerForm(forms.ModelForm):
-    dicomweb_secret = forms.CharField(
-        label="DICOMweb password or token", required=False, max_length=500,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Typed in, never shown. Leave empty to keep the current one; a changed DICOMweb URL drops it.")
-
     class Meta:
         model = DicomServer
-        fields = ["dicomweb_secret"]  # the rest as the admin lists them (fieldsets)
+        fields = ["name"]  # the rest as the admin lists them (fieldsets)
 
     def clean(self):
         """The outbound-URL rule for a DICOMweb URL set or changed now (sending checks it again)."""
@@ -32,11 +27,6 @@ class DicomServerForm(forms.ModelForm):
                 check_outbound_url(cleaned.get("dicomweb_url") or "", "dicomweb_url")
             except ValidationError as exc:
                 self.add_error("dicomweb_url", exc.message_dict["dicomweb_url"])
-        if self.instance.pk:
-            stored = DicomServer.objects.filter(pk=self.instance.pk).values_list("dicomweb_url", flat=True).first()
-            cleaned["dicomweb_secret"] = secret_after_change(stored or "", cleaned.get("dicomweb_url") or "",
-                                                             self.instance.dicomweb_secret,
-                                                             cleaned.get("dicomweb_secret"))
         return cleaned
 
 
@@ -44,6 +34,10 @@ class DicomServerForm(forms.ModelForm):
 class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     secret_fields = ("dicomweb_secret",)
     form = DicomServerForm
+
+    def keeps_stored_secret(self, obj, name, data) -> bool:
+        """A changed DICOMweb URL (scheme, host, port or path) drops the stored secret unless one is typed."""
+        return same_destination(obj.dicomweb_url, data.get("dicomweb_url") or "")
     list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
     search_fields = ("name", "ae_title", "host", "description")
     list_filter = ("retrieve_method", "open_to_everyone")
