@@ -9,6 +9,11 @@ KEEP_HINT = "Never shown once stored. Leave empty to keep the current one."
 class SecretFieldsAdminMixin:
     secret_fields: tuple[str, ...] = ()
 
+    def keeps_stored_secret(self, obj, name: str, data: dict) -> bool:
+        """Whether an empty box keeps obj's stored secret `name`; an admin says no when what the secret
+        belongs to changed in `data` (a URL pointed elsewhere must not take the credential along)."""
+        return True
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if field is not None and db_field.name in self.secret_fields:
@@ -22,11 +27,14 @@ class SecretFieldsAdminMixin:
         if not secrets:
             return form
 
+        model_admin = self
+
         class KeepStoredSecrets(form):
             def clean(self):
                 data = super().clean()
                 for name in secrets:  # before the model's own checks, which may need the secret
-                    if name in data and not data[name] and self.instance.pk:
+                    if name in data and not data[name] and self.instance.pk \
+                            and model_admin.keeps_stored_secret(self.instance, name, data):
                         data[name] = getattr(self.instance, name)
                 return data
 

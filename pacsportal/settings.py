@@ -74,6 +74,13 @@ DELIVERY_BACKOFF_SECONDS = env.float("DELIVERY_BACKOFF_SECONDS", default=0.5)
 UPLOADS_DIR = Path(env("UPLOADS_DIR", default=str(DATA_DIR / "uploads")))
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_GB", default=20) * 1024 ** 3
 UPLOAD_MAX_UNPACKED_BYTES = 2 * UPLOAD_MAX_BYTES
+# A received zip may unpack to at most this many times its own size, and no entry (over 64 kB) to more
+# than UPLOAD_MAX_ENTRY_RATIO times its compressed size: a zip bomb fails and writes nothing.
+UPLOAD_MAX_UNPACK_FACTOR = env.float("UPLOAD_MAX_UNPACK_FACTOR", default=5)
+UPLOAD_MAX_ENTRY_RATIO = env.float("UPLOAD_MAX_ENTRY_RATIO", default=100)
+# Delivery targets and DICOMweb URLs must be https and not loopback/link-local, unless their host (or
+# host:port) is listed here (apps/servers/outbound.py).
+TRUSTED_HTTP_HOSTS = env.list("TRUSTED_HTTP_HOSTS", default=[])
 UPLOAD_EXPIRE_HOURS = env.float("UPLOAD_EXPIRE_HOURS", default=24)
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)

@@ -2,9 +2,12 @@
 and per-batch bytes, and the receiving end's uploads (read-only)."""
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
+from apps.delivery.api.serializers import TOKEN_STAYS
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget, Upload
 from apps.jobs.admin import JobAdminMixin, JobItemInline, OwnedAdminMixin
+from apps.servers.outbound import same_destination
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
 
 
@@ -12,20 +15,34 @@ class DeliveryTargetForm(forms.ModelForm):
     url = forms.URLField(label="Portal URL", required=False, assume_scheme="https",
                          help_text="Base URL of the receiving portal, e.g. https://far.example:8000")
     token = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                            help_text="API token of the receiving portal. Leave empty to keep the current one.")
+                            help_text="API token of the receiving portal. Leave empty to keep the current one "
+                                      "(a changed URL drops it: give the new URL's token).")
 
     class Meta:
         model = DeliveryTarget
         fields = ["name", "kind", "url", "token", "server", "path", "description"]
 
-    def clean_token(self):
-        return self.cleaned_data["token"] or (self.instance.token if self.instance.pk else "")
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.pk or {"url", "kind"} & set(self.changed_data):
+            try:
+                DeliveryTarget(kind=cleaned.get("kind"), url=cleaned.get("url") or "").check_url()
+            except ValidationError as exc:
+                self.add_error("url", exc.message_dict["url"])
+        moved = self.instance.pk and not same_destination(self.instance.url, cleaned.get("url") or "")
+        if moved and not cleaned.get("token") and self.instance.token and cleaned.get("kind") == DeliveryTarget.Kind.PORTAL:
+            self.add_error("token", TOKEN_STAYS)
+        return cleaned
 
 
 @admin.register(DeliveryTarget)
 class DeliveryTargetAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     form = DeliveryTargetForm
     secret_fields = ("token",)
+
+    def keeps_stored_secret(self, obj, name, data) -> bool:
+        """A changed URL (scheme, host, port or path) drops the stored token unless one is typed."""
+        return same_destination(obj.url, data.get("url") or "")
     list_display = ("name", "kind", "url", "server", "path", "description")
     list_filter = ("kind",)
 

@@ -20,6 +20,10 @@ class DeliveryConfig(AppConfig):
 
     def ready(self):
         from apps.delivery import hooks  # noqa: F401  (connects to job progress)
+        from apps.delivery.attach import attachment
+        from apps.retrieval import extensions
+
+        extensions.register(attachment())  # a retrieval may carry a delivery; retrieval never imports delivery
 
         post_migrate.connect(ensure_cleanup_schedule, sender=self, dispatch_uid="delivery-cleanup-schedule")
 

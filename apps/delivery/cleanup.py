@@ -1,13 +1,18 @@
 """Stale files: incomplete uploads past their expiry (receiving end) and delivery zips older than
-DELIVERY_ZIP_CLEANUP_HOURS (sending end). A zip whose batch is pending or running is in use and kept."""
+DELIVERY_ZIP_CLEANUP_HOURS (sending end). A zip whose batch is pending or running is in use and kept.
+Zips whose unpacking worker died (its lease passed an hour ago) are queued again, and the scratch
+folders such a worker left in the received folders are removed."""
 import logging
+import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
 from apps.delivery.models import DeliveryBatch, Upload
+from apps.delivery.receiving import lease_seconds
 
 log = logging.getLogger("apps.delivery")
 
@@ -28,4 +33,20 @@ def clean_stale() -> dict:
             zips += 1
     if uploads or zips:
         log.info("cleaned %d expired uploads and %d old delivery zips", uploads, zips)
+    resume_unpacking()
     return {"uploads": uploads, "zips": zips}
+
+
+def resume_unpacking() -> int:
+    """Queue again the zips left "unpacking" by a worker that died; remove the scratch folders left."""
+    stalled = list(Upload.objects.filter(state=Upload.State.UNPACKING,
+                                         expires_at__lte=timezone.now() - timedelta(hours=1)))
+    for upload in stalled:
+        upload.queue_unpacking()
+    cutoff = time.time() - lease_seconds() - 3600
+    for scratch in Path(settings.DOWNLOADS_DIR).glob("received/*/.incoming-*"):
+        if scratch.is_dir() and not scratch.is_symlink() and scratch.stat().st_mtime < cutoff:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if stalled:
+        log.warning("queued %d uploads again whose unpacking stopped (a worker died)", len(stalled))
+    return len(stalled)

@@ -30,6 +30,7 @@ from apps.dicom.errors import DicomError
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.jobs.models import ItemStatus
 from apps.servers import storing
+from apps.servers.outbound import outbound_problem
 
 PROGRESS_EVERY = 1.0  # seconds between progress writes
 
@@ -132,6 +133,7 @@ def _deliver_to_portal(batch, target, stream: ZipStream, found: BatchFiles, ctx,
     from the receiving end's offset."""
     batch.bytes = stream.length
     batch.save(update_fields=["bytes"])
+    _check_outbound(batch, target, target.url)
 
     def remember(url):
         batch.upload_url = url
@@ -211,6 +213,8 @@ def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
         raise ItemFailed(f"Batch {batch.number}: {server.refusal('send')} Nothing was deleted.")
     by_sop = {Path(name).stem: name for name, _ in found.entries}
     stow = target.kind == DeliveryTarget.Kind.DICOMWEB
+    if stow:
+        _check_outbound(batch, target, server.dicomweb_url)
     try:
         report = storing.store(server, [path for _, path in found.entries],
                                method=storing.STOW_RS if stow else storing.C_STORE,
@@ -226,6 +230,14 @@ def _deliver_to_pacs(batch, target, found: BatchFiles, ctx) -> set[str]:
                          f"{len(found.entries)} instances ({reasons}). Nothing was deleted.")
     batch.sent_bytes = batch.bytes
     return confirmed
+
+
+def _check_outbound(batch, target, url: str) -> None:
+    """The URL is checked again now: a name may resolve elsewhere than when it was saved, and targets
+    saved before the rule existed were never checked."""
+    problem = outbound_problem(url)
+    if problem:
+        raise ItemFailed(f"Batch {batch.number} to {target.name}: {problem}. Nothing was sent or deleted.")
 
 
 def _folder(target) -> Path:

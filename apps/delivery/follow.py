@@ -1,7 +1,9 @@
 """A retrieval that carries a delivery (`{target, mode, batch_size, keep_zip, clear}`): one delivery job
 per retrieval job, planned from the case list's lines. Its batches are created and queued as their
 cases finish retrieving (apps/delivery/hooks.py); the runner shares the workers between jobs in turn,
-so batch 1 travels while batch 2 downloads."""
+so batch 1 travels while batch 2 downloads. Retrieval knows nothing of deliveries: `ATTACHMENT` is
+registered with its extension registry (apps/retrieval/extensions.py) in DeliveryConfig.ready()
+(apps/delivery/attach.py)."""
 from apps.delivery.models import DeliveryJob
 from apps.jobs.access import start_permission
 
@@ -33,3 +35,4 @@ def deliver_each(retrievals, options: dict | None, user, *, lines: list[int] | N
     options = dict(options)
     target = options.pop("target")
     return [DeliveryJob.for_retrieval(job, target, user=user, lines=lines, **options) for job in retrievals]
+

@@ -43,6 +43,22 @@ class TusError(Exception):
         return self.message
 
 
+def reason(response: httpx.Response) -> str:
+    """`: <the error it gave>` from a JSON error answer, to say why; empty otherwise."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return f": {str(body.get('error'))[:300]}" if isinstance(body, dict) and body.get("error") else ""
+
+
+def offset_of(response: httpx.Response, what: str) -> int:
+    value = response.headers.get("Upload-Offset", "")
+    if not value.isdigit():
+        raise TusError(f"{what} answered Upload-Offset {value[:40]!r}, not a whole number of bytes", retriable=True)
+    return int(value)
+
+
 class SendCanceled(Exception):
     """should_stop() said so; the upload stays resumable."""
 
@@ -94,7 +110,8 @@ class TusSender:
     def __init__(self, endpoint: str, token: str, *, chunk_size: int = 16 * BLOCK, retries: int = 6,
                  backoff: float = 0.5, max_backoff: float = 30.0, timeout: float = 60.0,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_progress: Callable[[int, int], None] | None = None, sleep: Callable[[float], None] = time.sleep):
+                 on_progress: Callable[[int, int], None] | None = None, sleep: Callable[[float], None] = time.sleep,
+                 confirm_timeout: float = 3600.0):
         self.endpoint = endpoint.rstrip("/") + "/"
         self.chunk_size, self.retries, self.backoff, self.max_backoff = chunk_size, retries, backoff, max_backoff
         self.should_stop, self.on_progress, self.sleep = should_stop, on_progress, sleep
@@ -102,7 +119,9 @@ class TusSender:
         # TCP_NODELAY: headers and body leave in separate writes; with Nagle's algorithm on, the body
         # waits for the server's delayed ACK of the headers (~40 ms a request, the whole cost of a small file).
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        self.client = httpx.Client(headers={"Authorization": f"Token {token}", "Tus-Resumable": TUS_VERSION},
+        self.credentials = {"Authorization": f"Token {token}"}  # sent only once the endpoint proved it speaks tus
+        self.confirm_timeout = confirm_timeout
+        self.client = httpx.Client(headers={"Tus-Resumable": TUS_VERSION},
                                    timeout=httpx.Timeout(timeout, connect=10.0), transport=transport)
 
     def close(self) -> None:
@@ -115,9 +134,10 @@ class TusSender:
         self.close()
 
     # --- one exchange --------------------------------------------------------------------------
-    def _call(self, method: str, url: str, **kwargs) -> httpx.Response:
+    def _call(self, method: str, url: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
+        headers = {**(self.credentials if method != "OPTIONS" else {}), **(headers or {})}
         try:
-            response = self.client.request(method, url, **kwargs)
+            response = self.client.request(method, url, headers=headers, **kwargs)
         except httpx.TimeoutException:
             raise TusError(f"{self.endpoint} did not answer in time", retriable=True) from None
         except httpx.TransportError as exc:
@@ -134,13 +154,24 @@ class TusSender:
             raise TusError(f"{self.endpoint} asks us to slow down (HTTP 429)", retriable=True, http_status=code,
                            retry_after=min(float(wait) if wait.isdigit() else self.backoff, MAX_RETRY_AFTER))
         if code >= 500:
-            raise TusError(f"{self.endpoint} failed (HTTP {code})", retriable=True, http_status=code)
+            raise TusError(f"{self.endpoint} failed (HTTP {code}{reason(response)})", retriable=True,
+                           http_status=code)
         return response
 
     def _checksum_algorithm(self) -> str:
-        """The chunk checksum to use: the first of ours (CHUNK_CHECKSUMS) the server lists, else sha1,
-        which every tus server with the checksum extension has."""
+        """Discovery, without our credentials: the endpoint must answer as a tus 1.0.0 server with the
+        creation extension (as a receiving portal does) before anything else is sent; any other service
+        at that URL (a PACS's REST API, a listener) gets neither the token nor the data. Then the chunk
+        checksum to use: the first of ours (CHUNK_CHECKSUMS) the server lists, else sha1, which every
+        tus server with the checksum extension has."""
         response = self._call("OPTIONS", self.endpoint)
+        versions = {v.strip() for v in response.headers.get("Tus-Version", "").split(",")}
+        extensions = {e.strip() for e in response.headers.get("Tus-Extension", "").split(",")}
+        if (response.status_code not in (200, 204) or response.headers.get("Tus-Resumable") != TUS_VERSION
+                or TUS_VERSION not in versions or "creation" not in extensions):
+            raise TusError(f"{self.endpoint} does not answer as a tus {TUS_VERSION} upload endpoint with the creation "
+                           f"extension (OPTIONS answered HTTP {response.status_code}); it is not a receiving portal, "
+                           "so neither the token nor any data was sent", http_status=response.status_code)
         offered = {name.strip() for name in response.headers.get("Tus-Checksum-Algorithm", "").split(",")}
         return next((name for name in CHUNK_CHECKSUMS if name in offered), "sha1")
 
@@ -159,6 +190,16 @@ class TusSender:
                            f"{response.text[:200]})", http_status=response.status_code,
                            retriable=response.status_code == 460)
         return response
+
+    def _same_origin(self, location: str) -> str:
+        """The upload's URL; it must be on the endpoint's own scheme, host and port (the token and the
+        data go there)."""
+        endpoint = httpx.URL(self.endpoint)
+        url = endpoint.join(location)
+        if (url.scheme, url.host, url.port) != (endpoint.scheme, endpoint.host, endpoint.port):
+            raise TusError(f"{self.endpoint} named an upload on another server ({url.scheme}://{url.host}"
+                           f"{':' + str(url.port) if url.port else ''}); nothing is sent there")
+        return str(url)
 
     def _body(self, data: bytes, counter: list[int]):
         view = memoryview(data)
@@ -179,7 +220,7 @@ class TusSender:
             raise TusError(f"HEAD {url} answered HTTP {response.status_code}", retriable=True)
         if response.headers.get("Upload-Length") != str(length):
             return None
-        return int(response.headers["Upload-Offset"])
+        return offset_of(response, f"HEAD {url}")
 
     def _patch(self, url: str, offset: int, data: bytes, checksum: str, counter: list[int]) -> httpx.Response:
         response = self._call("PATCH", url, content=self._body(data, counter), headers={
@@ -221,8 +262,8 @@ class TusSender:
                 failures += 1  # the body did not make it: create again without it, then PATCH
                 self.sleep(max(self.backoff, exc.retry_after))
                 last = self._create(length, filename)
-            url = str(httpx.URL(self.endpoint).join(last.headers["Location"]))
-            confirmed = int(last.headers.get("Upload-Offset", 0))
+            url = self._same_origin(last.headers["Location"])
+            confirmed = offset_of(last, f"POST {self.endpoint}") if "Upload-Offset" in last.headers else 0
             if on_created:
                 on_created(url)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-read") as helper:
@@ -242,7 +283,7 @@ class TusSender:
                 ahead = helper.submit(chunk_at, end) if end < length else None
                 try:
                     last = self._patch(url, offset, data, checksum, counter)
-                    known = int(last.headers["Upload-Offset"])
+                    known = offset_of(last, f"PATCH {url}")
                     failures = 0
                 except TusError as exc:
                     if not exc.retriable or failures >= self.retries:
@@ -262,21 +303,41 @@ class TusSender:
         receipt.sent_bytes, receipt.resumed_at, receipt.started_at = counter[0], resumed, started_at
         return receipt
 
-    def _confirm(self, url: str, source, last: httpx.Response | None) -> Receipt:
-        """The receiving end's outcome: from the answer that completed the upload, else asked with GET."""
-        length = source.length
-        headers = last.headers if last is not None else {}
-        if headers.get("Upload-State") in DONE_STATES:
-            answer = {"state": headers["Upload-State"], "sha1": headers.get("Upload-Sha1", ""), "length": length,
-                      "verified": int(headers.get("Upload-Verified", 0)), "files": int(headers.get("Upload-Files", 0)),
-                      "offset": int(headers["Upload-Offset"])}
-        else:
+    def _outcome(self, url: str) -> dict:
+        """The upload's outcome as JSON, asked again (backing off, at most `confirm_timeout` seconds)
+        while the receiving end is still unpacking it."""
+        deadline, wait = time.monotonic() + self.confirm_timeout, self.backoff
+        while True:
             response = self._call("GET", url, headers={"Accept": "application/json"})
             try:
                 answer = response.json()
             except ValueError:
                 raise TusError(f"GET {url} answered HTTP {response.status_code} without the upload's outcome",
                                retriable=True) from None
+            if not isinstance(answer, dict):
+                raise TusError(f"GET {url} answered HTTP {response.status_code} with a JSON "
+                               f"{type(answer).__name__}, not the upload's outcome (an object)", retriable=True)
+            if answer.get("state") != "unpacking":
+                return answer
+            if time.monotonic() > deadline:
+                raise TusError(f"the receiving end was still unpacking {url} after {self.confirm_timeout:.0f} s",
+                               retriable=True)
+            if self.should_stop():
+                raise SendCanceled()
+            self.sleep(wait)
+            wait = min(wait * 2, self.max_backoff)
+
+    def _confirm(self, url: str, source, last: httpx.Response | None) -> Receipt:
+        """The receiving end's outcome: from the answer that completed the upload, else asked with GET."""
+        length = source.length
+        headers = last.headers if last is not None else {}
+        numbers = [headers.get(name, "0") for name in ("Upload-Verified", "Upload-Files", "Upload-Offset")]
+        if headers.get("Upload-State") in DONE_STATES and all(n.isdigit() for n in numbers):
+            verified, files, offset = map(int, numbers)
+            answer = {"state": headers["Upload-State"], "sha1": headers.get("Upload-Sha1", ""), "length": length,
+                      "verified": verified, "files": files, "offset": offset}
+        else:
+            answer = self._outcome(url)
         if answer.get("state") not in DONE_STATES:  # refused for good: a new attempt needs a new upload
             raise TusError(f"the receiving end did not accept the file: {answer.get('error') or answer.get('state')}",
                            restart=True)
@@ -288,5 +349,6 @@ class TusSender:
             sha1 = source.sha1()
             if answer.get("sha1") != sha1:
                 raise TusError(f"the receiving end's copy has sha1 {answer.get('sha1')}, ours {sha1}", restart=True)
+        files = answer.get("files", 0)
         return Receipt(url=url, length=length, verified=answer["verified"], sha1=sha1, state=answer["state"],
-                       files=answer.get("files", 0))
+                       files=files if isinstance(files, int) else 0)

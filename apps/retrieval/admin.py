@@ -9,10 +9,9 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.delivery.follow import delivery_refusal
 from apps.jobs.admin import JobAdminMixin
 from apps.jobs.models import ItemStatus
-from apps.retrieval import intake
+from apps.retrieval import extensions, intake
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import report_csv_response
@@ -84,7 +83,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
         if request.method == "POST" and "confirm" in request.POST:
-            confirm = ConfirmForm(request.POST)
+            confirm = extensions.with_forms(ConfirmForm)(request.POST)
             if not confirm.is_valid():
                 self.message_user(request, "; ".join(e for errors in confirm.errors.values() for e in errors),
                                   messages.ERROR)
@@ -98,24 +97,25 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 self.message_user(request, "The previewed case lists came back damaged; upload them again.",
                                   messages.ERROR)
                 return redirect("admin:retrieval_upload")
-            delivery = confirm.delivery_options()
-            refusal = delivery_refusal(request.user, delivery)
+            chosen = {a.name: a.form_options(confirm) for a in extensions.attachments() if a.form is not None}
+            refusal = extensions.refusal(chosen, request.user)
             if refusal:
                 self.message_user(request, refusal, messages.ERROR)
                 return redirect("admin:retrieval_upload")
             default = confirm.cleaned_data["default_server"]
             read = intake.read_case_lists(sources, user=request.user, default_server=default)
             jobs = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
-                                     default_server=default, delivery=delivery)
-            delivered = f", delivered to {delivery['target'].name} in batches" if delivery else ""
+                                     default_server=default, **chosen)
+            attached = "".join(a.summary(chosen[a.name]) for a in extensions.attachments()
+                               if chosen.get(a.name) is not None)
             for job, started in zip(jobs, (f for f in read if f.runnable)):
                 later = " (being prepared in the background)" if job.preparing else ""
                 self.message_user(request, f"Started {job}: {len(started.case_list.rows)} rows{later}, "
-                                           f"{len(job.row_errors)} bad rows skipped{delivered}.", messages.SUCCESS)
+                                           f"{len(job.row_errors)} bad rows skipped{attached}.", messages.SUCCESS)
             for refused in (f for f in read if not f.runnable):
                 self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)
             return redirect("admin:retrieval_retrievaljob_changelist")
-        form = CaseListUploadForm(request.POST or None, request.FILES or None)
+        form = extensions.with_forms(CaseListUploadForm)(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             default = form.cleaned_data["default_server"].name if form.cleaned_data["default_server"] else ""
             previews = intake.read_case_lists([(f.name, f) for f in form.cleaned_data["files"]],
@@ -123,7 +123,8 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for preview in previews:
                 preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
-                           delivery=form.delivery_hidden(),
+                           attached=[(a.form_hidden(form), a.preview(form))
+                                     for a in extensions.attachments() if a.form is not None],
                            runnable=any(p.runnable for p in previews))
             return render(request, "admin/retrieval/preview.html", context)
         context["form"] = form

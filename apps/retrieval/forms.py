@@ -1,12 +1,13 @@
 from django import forms
 
-from apps.delivery.forms import DeliveryChoiceForm
 from apps.jobs.forms import MultipleFileField, MultipleFileInput
 from apps.servers.models import DicomServer
 
 
-class CaseListUploadForm(DeliveryChoiceForm):
-    field_order = ["files", "timeout", "default_server"]  # the delivery choice comes last
+class CaseListUploadForm(forms.Form):
+    """The admin shows it with the registered attachments' fields after these (extensions.with_forms)."""
+
+    field_order = ["files", "timeout", "default_server"]  # attachments' fields come last
     files = MultipleFileField(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".csv,.txt,text/csv"}),
                               label="Case lists (CSV)",
                               help_text="PatientID,StudyDate,Modality,Server — one job per file.")
@@ -16,7 +17,7 @@ class CaseListUploadForm(DeliveryChoiceForm):
                                             help_text="Used for rows that leave Server empty.")
 
 
-class ConfirmForm(DeliveryChoiceForm):
+class ConfirmForm(forms.Form):
     """The preview's hidden fields, checked again: they come back from the browser."""
 
     timeout = forms.IntegerField(required=False, min_value=1, max_value=86400, label="Download timeout (s)")

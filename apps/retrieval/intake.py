@@ -13,6 +13,7 @@ from django.conf import settings
 
 from apps.jobs.models import ItemStatus
 from apps.jobs.queue import enqueue
+from apps.retrieval import extensions
 from apps.retrieval.caselist import COLUMNS, CaseList, decode, parse_case_list
 from apps.retrieval.models import RetrievalJob, row_errors
 from apps.servers.models import DicomServer
@@ -92,13 +93,11 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
-               default_server: str = "", delivery: dict | None = None) -> list[RetrievalJob]:
+               default_server: str = "", **attached) -> list[RetrievalJob]:
     """One job per runnable file. A list longer than RETRIEVAL_INLINE_ROWS gets its rows created in the
     background (the job shows "preparing" meanwhile), so the upload answers at once however long it is.
-    With `delivery` ({target, mode, batch_size, ...}) each job's cases are delivered in batches as they
-    are retrieved (apps/delivery/follow.py)."""
-    from apps.delivery.follow import deliver_each
-
+    `attached`: options of registered attachments by name (apps/retrieval/extensions.py), each run for
+    each job as it is created."""
     jobs = []
     for f in files:
         if not f.runnable:
@@ -106,7 +105,7 @@ def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
         text = decode(f.content) if len(f.case_list.rows) > settings.RETRIEVAL_INLINE_ROWS else ""
         jobs.append(RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout,
                                                 text=text, default_server=default_server))
-        deliver_each([jobs[-1]], delivery, user, lines=[row.line for row in f.case_list.rows])
+        extensions.attach([jobs[-1]], attached, user, lines=[row.line for row in f.case_list.rows])
     return jobs
 
 

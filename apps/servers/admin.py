@@ -1,5 +1,7 @@
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.shortcuts import redirect
 from django.urls import path
@@ -8,12 +10,34 @@ from apps.audit import record
 from apps.jobs.admin import JobAdminMixin, JobItemInline
 from apps.servers.intake import start_echo_job
 from apps.servers.models import DicomServer, EchoItem, EchoJob, ServerAccessDenied
+from apps.servers.outbound import check_outbound_url, same_destination
 from pacsportal.admin_secrets import SecretFieldsAdminMixin
+
+
+class DicomServerForm(forms.ModelForm):
+    class Meta:
+        model = DicomServer
+        fields = ["name"]  # the rest as the admin lists them (fieldsets)
+
+    def clean(self):
+        """The outbound-URL rule for a DICOMweb URL set or changed now (sending checks it again)."""
+        cleaned = super().clean()
+        if "dicomweb_url" in self.changed_data:
+            try:
+                check_outbound_url(cleaned.get("dicomweb_url") or "", "dicomweb_url")
+            except ValidationError as exc:
+                self.add_error("dicomweb_url", exc.message_dict["dicomweb_url"])
+        return cleaned
 
 
 @admin.register(DicomServer)
 class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     secret_fields = ("dicomweb_secret",)
+    form = DicomServerForm
+
+    def keeps_stored_secret(self, obj, name, data) -> bool:
+        """A changed DICOMweb URL (scheme, host, port or path) drops the stored secret unless one is typed."""
+        return same_destination(obj.dicomweb_url, data.get("dicomweb_url") or "")
     list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
     search_fields = ("name", "ae_title", "host", "description")
     list_filter = ("retrieve_method", "open_to_everyone")

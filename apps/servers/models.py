@@ -85,6 +85,16 @@ server_name_validator = RegexValidator(
 )
 
 
+RESERVED_NAMES = {"received"}  # DOWNLOADS_DIR/received/ holds what other portals upload, by account
+
+
+def reserved_name_problem(name: str) -> str | None:
+    if name.lower() in RESERVED_NAMES:
+        return (f"'{name}' is reserved: DOWNLOADS_DIR/{name}/ holds the files other portals upload, and a "
+                "server's retrievals must never land among them.")
+    return None
+
+
 class ServerAccessDenied(PermissionDenied):
     """This user may not query, retrieve from or send to this server (answered as 403 with the message)."""
 
@@ -124,7 +134,8 @@ class DicomServer(models.Model):
     tls_ca_file = models.CharField("TLS CA file", max_length=500, blank=True)
     tls_cert_file = models.CharField("TLS client certificate", max_length=500, blank=True)
     tls_key_file = models.CharField("TLS client key", max_length=500, blank=True)
-    dicomweb_url = models.URLField("DICOMweb base URL", blank=True, help_text="e.g. http://pacs:8042/dicom-web")
+    dicomweb_url = models.URLField("DICOMweb base URL", blank=True, help_text="e.g. https://pacs:8042/dicom-web (http or a loopback "
+                                   "address only for hosts in TRUSTED_HTTP_HOSTS)")
     dicomweb_auth = models.CharField(max_length=8, choices=WebAuth.choices, default=WebAuth.NONE)
     dicomweb_username = models.CharField(max_length=150, blank=True)
     dicomweb_secret = models.CharField("DICOMweb password or token", max_length=500, blank=True)
@@ -155,10 +166,13 @@ class DicomServer(models.Model):
         return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
 
     def clean(self):
+        if reserved_name_problem(self.name or ""):
+            raise ValidationError({"name": reserved_name_problem(self.name)})
         if self.tls_enabled and not self.tls_ca_file:
             raise ValidationError({"tls_ca_file": "TLS needs the CA file that signed the server's certificate."})
         if self.dicomweb_auth != self.WebAuth.NONE and not self.dicomweb_secret:
-            raise ValidationError({"dicomweb_secret": "This authentication needs a password or token."})
+            raise ValidationError({"dicomweb_secret": "This authentication needs a password or token (a changed "
+                                                      "DICOMweb URL drops the stored one: type it again)."})
 
     @classmethod
     def name_clash(cls, name: str, *, exclude_pk=None) -> "DicomServer | None":

@@ -28,12 +28,38 @@ def uploader(db, django_user_model):
 
 
 @pytest.fixture
-def receiving(settings, tmp_path, live_server):
-    """The receiving portal: this portal over HTTP, with its own downloads and uploads folders."""
+def trusted_loopback(settings):
+    """The suite's receiving portals and PACS listen on loopback over plain http: trust them, as an
+    operator would list a portal on the same machine in TRUSTED_HTTP_HOSTS."""
+    settings.TRUSTED_HTTP_HOSTS = ["127.0.0.1", "localhost"]
+
+
+class InServerThreads:
+    """True in the live server's request threads only: django-q2 runs the tasks the receiving portal
+    queues (its unpacking) at once, as if its worker took them immediately, while the sending side's
+    jobs stay queued for the test to run in order (run_released)."""
+
+    def __bool__(self) -> bool:
+        return threading.current_thread() is not threading.main_thread()
+
+
+@pytest.fixture
+def unpack_at_once(monkeypatch):
+    """The receiving portal's worker, without a process: see InServerThreads. test_attacks.py and
+    test_tus_client.py show the unpacking is queued off the request and the sender waits for it."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", InServerThreads())
+
+
+@pytest.fixture
+def receiving(settings, tmp_path, live_server, trusted_loopback, unpack_at_once):
+    """The receiving portal: this portal over HTTP, with its own downloads and uploads folders; what the
+    uploader account sends lands in its folder under received/."""
     settings.DOWNLOADS_DIR = tmp_path / "received"
     settings.UPLOADS_DIR = tmp_path / "uploads"
     settings.DELIVERY_ZIP_DIR = tmp_path / "zips"
-    live_server.downloads = settings.DOWNLOADS_DIR
+    live_server.downloads = settings.DOWNLOADS_DIR / "received" / "far-site"
     return live_server
 
 

@@ -6,7 +6,7 @@ from django.contrib.auth.models import Permission
 from apps.delivery.models import DeliveryJob, DeliveryTarget
 from tests.delivery.conftest import run_released
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("trusted_loopback")]
 
 
 def test_the_token_is_write_only_in_the_admin(admin_client_logged_in):

@@ -9,7 +9,7 @@ from apps.audit.models import AuditEvent
 from apps.delivery.models import DeliveryJob, DeliveryTarget
 from tests.delivery.conftest import run_released
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("trusted_loopback")]
 
 
 def grant(user, *codenames):
@@ -20,6 +20,8 @@ def grant(user, *codenames):
 def deliverer(api, user):
     grant(user, "view_deliverytarget", "add_deliverytarget", "change_deliverytarget", "view_deliveryjob",
           "add_deliveryjob", "change_deliveryjob")
+    user.is_staff = True  # creating targets is a staff permission
+    user.save()
     return api
 
 

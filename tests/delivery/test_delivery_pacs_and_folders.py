@@ -9,7 +9,7 @@ from apps.delivery.models import DeliveryJob, DeliveryTarget
 from apps.servers.models import DicomServer
 from tests.delivery.conftest import run_released, sha1_tree
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.orthanc]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.orthanc, pytest.mark.usefixtures("trusted_loopback")]
 
 
 def sop_uids(root):

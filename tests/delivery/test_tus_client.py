@@ -63,3 +63,35 @@ def test_a_throttled_sender_waits_as_long_as_the_server_asks_and_goes_on(receivi
         receipt = sender.send(path, "LK/t_1_CT/1.dcm")
     assert receipt.verified == 50_000 and waits and all(w >= 1 for w in waits)
     assert (receiving.downloads / "LK/t_1_CT/1.dcm").read_bytes() == path.read_bytes()
+
+
+def test_the_sender_waits_while_the_receiving_end_unpacks(live_server, uploader, settings, tmp_path, broker,
+                                                          trusted_loopback):
+    """A zip is unpacked by the receiving end's worker after the last chunk: the sender asks again until
+    it is; here the worker runs whenever the sender waits."""
+    import io
+    import zipfile
+
+    from django_q.signing import SignedPackage
+
+    from apps.delivery.receiving import unpack_upload
+
+    settings.DOWNLOADS_DIR, settings.UPLOADS_DIR = tmp_path / "downloads", tmp_path / "uploads"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("LK/a_1_CT/1.dcm", b"one")
+        bundle.writestr("LK/a_1_CT/2.dcm", b"two")
+    (tmp_path / "batch.zip").write_bytes(buffer.getvalue())
+    waits = []
+
+    def worker_runs(seconds):
+        waits.append(seconds)
+        for message in broker.connection.order_by("id"):
+            task = SignedPackage.loads(message.payload)
+            message.delete()
+            unpack_upload(*task["args"])
+
+    with TusSender(f"{live_server.url}/api/uploads/", uploader.token, sleep=worker_runs) as sender:
+        receipt = sender.send(tmp_path / "batch.zip", "batch.zip")
+    assert waits and receipt.state == "unpacked" and receipt.files == 2
+    assert (tmp_path / "downloads/received/far-site/LK/a_1_CT/2.dcm").read_bytes() == b"two"

@@ -204,10 +204,11 @@ def test_tuspy_uploads_a_zip_in_checksummed_chunks_and_it_is_unpacked(receiving,
     assert not upload.data_path.exists()
 
 
-def cut_patch(receiving, token: str, url: str, body: bytes, declared: int, checksum: str = "") -> None:
-    """A PATCH that declares `declared` bytes, sends `body` and hangs up."""
+def cut_patch(receiving, token: str, url: str, body: bytes, declared: int, checksum: str = "") -> bytes:
+    """A PATCH that declares `declared` bytes, sends `body` and stops sending (a half-closed connection:
+    the server reads the end of the body where more was declared). Returns the server's answer head,
+    read to its end: once it arrived, the server has handled the cut request."""
     import socket
-    import time
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -215,19 +216,25 @@ def cut_patch(receiving, token: str, url: str, body: bytes, declared: int, check
                f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
                f"Content-Length: {declared}\r\n" + (f"Upload-Checksum: sha1 {checksum}\r\n" if checksum else "")
                + "\r\n").encode()
-    with socket.create_connection((parts.hostname, parts.port)) as conn:
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
         conn.sendall(request + body)
-        time.sleep(0.3)
-    time.sleep(0.5)  # the server thread notices the end of the body
+        conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            block = conn.recv(4096)
+            assert block, f"the server hung up without answering: {answer!r}"
+            answer += block
+    return answer.split(b"\r\n", 1)[0]
 
 
 def test_a_cut_patch_keeps_what_arrived_unless_it_carried_a_checksum(http, receiving, uploader):
     plain = create(http, 10)
-    cut_patch(receiving, uploader.token, plain, b"12345", declared=10)
+    assert b" 204 " in cut_patch(receiving, uploader.token, plain, b"12345", declared=10)
     assert http.head(plain).headers["Upload-Offset"] == "5"
     assert patch(http, plain, 5, b"67890").status_code == 204
     checked = create(http, 10)
-    cut_patch(receiving, uploader.token, checked, b"12345", declared=10, checksum=b64sha1(b"1234567890"))
+    assert b" 400 " in cut_patch(receiving, uploader.token, checked, b"12345", declared=10,
+                                 checksum=b64sha1(b"1234567890"))
     assert http.head(checked).headers["Upload-Offset"] == "0"
 
 

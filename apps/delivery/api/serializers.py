@@ -5,6 +5,10 @@ from apps.delivery.follow import REFUSED, may_deliver
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
 from apps.servers.models import DicomServer
+from apps.servers.outbound import secret_after_change
+
+TOKEN_STAYS = ("The URL now points elsewhere, and the stored token belongs to the old one: it is not kept. "
+               "Give the receiving portal's token for the new URL in the same request.")
 
 
 class DeliveryTargetSerializer(serializers.ModelSerializer):
@@ -27,11 +31,18 @@ class DeliveryTargetSerializer(serializers.ModelSerializer):
 
         from django.core.exceptions import ValidationError
 
+        if self.instance is not None and "url" in attrs:
+            kept = secret_after_change(self.instance.url, attrs["url"], self.instance.token, attrs.get("token"))
+            if not kept and self.instance.token and attrs.get("kind", self.instance.kind) == DeliveryTarget.Kind.PORTAL:
+                raise serializers.ValidationError({"token": [TOKEN_STAYS]})
+            attrs["token"] = kept
         target = copy(self.instance) if self.instance else DeliveryTarget()
         for field, value in attrs.items():
             setattr(target, field, value)
         try:
             target.clean()
+            if self.instance is None or target.url != self.instance.url or target.kind != self.instance.kind:
+                target.check_url()
         except ValidationError as exc:
             raise serializers.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         return attrs

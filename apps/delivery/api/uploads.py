@@ -2,7 +2,9 @@
 expiration) at /api/uploads/, behind the API's token or session login and the `delivery.add_upload`
 permission. Each user sees only their own uploads. The answer that completes an upload carries its
 outcome (Upload-State, Upload-Verified, Upload-Files, Upload-Sha1); GET on an upload (outside tus)
-answers it as JSON. That is what a sender reads before it deletes anything."""
+answers it as JSON. That is what a sender reads before it deletes anything. A zip is unpacked by a worker:
+until then its state is "unpacking". Discovery (OPTIONS) answers anyone: a sender checks that it talks
+to a tus server before it sends a token."""
 import base64
 import binascii
 import logging
@@ -35,6 +37,8 @@ class MayUpload(permissions.BasePermission):
     message = "This account may not upload deliveries (it needs the 'delivery.add_upload' permission)."
 
     def has_permission(self, request, view):
+        if request.method == "OPTIONS":  # tus discovery says only what this portal speaks; a sender asks first
+            return True
         return bool(request.user and request.user.is_authenticated and request.user.has_perm("delivery.add_upload"))
 
 
@@ -109,9 +113,11 @@ class TusView(APIView):
         try:
             offset = upload.append(request._request, offset, int(raw_count), checksum)
         except ChunkRefused as exc:
-            raise Refused(exc.status, exc.message, Upload_Offset=upload.offset) from None
+            extra = {"Retry_After": 60} if exc.status == 503 else {}
+            raise Refused(exc.status, exc.message, Upload_Offset=upload.offset, **extra) from None
         headers = {"Upload_Offset": offset, **expiry(upload)}
         if upload.state != Upload.State.RECEIVING:
+            upload.refresh_from_db()  # a worker may have unpacked it already
             record(request.user, "upload.received", upload, filename=upload.filename, bytes=upload.length,
                    state=upload.state, files=upload.files, error=upload.error)
             log.info("upload %s complete: %s, %d files", upload.id, upload.state, upload.files)
@@ -143,7 +149,12 @@ class UploadCollection(TusView):
             filename = Upload.check_filename(metadata.get("filename", ""))
         except (ValueError, BundleRefused) as exc:
             raise Refused(400, f"Upload-Metadata needs a safe relative 'filename': {exc}") from None
-        upload = Upload.objects.create(created_by=request.user, filename=filename, metadata=metadata, length=length)
+        upload = Upload(created_by=request.user, filename=filename, metadata=metadata, length=length)
+        try:
+            upload.check_destination()
+        except BundleRefused as exc:
+            raise Refused(409, f"filename {exc}; nothing is ever replaced.") from None
+        upload.save()
         upload.data_path.parent.mkdir(parents=True, exist_ok=True)
         upload.data_path.touch()
         log.info("upload %s created: %d bytes by %s", upload.id, length, request.user.get_username())

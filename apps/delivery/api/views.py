@@ -1,5 +1,6 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from apps.audit import record
@@ -9,19 +10,30 @@ from apps.jobs.access import visible_jobs
 from apps.jobs.api.views import JobViewSetMixin
 from apps.retrieval.models import RetrievalJob
 
+STAFF_ONLY = ("Only staff may create delivery targets or change where one sends (kind, url, server, path): "
+              "a target decides where patients' images and a stored token go.")
+
 
 class DeliveryTargetViewSet(viewsets.ModelViewSet):
-    """Delivery targets by name: `portal` (url + write-only token), `dicom`/`dicomweb` (a server), `folder` (path)."""
+    """Delivery targets by name: `portal` (url + write-only token), `dicom`/`dicomweb` (a server), `folder` (path).
+    Creating one, or changing where it sends, needs the model permission and a staff account; changing
+    only its description or token needs the change permission."""
 
     queryset = DeliveryTarget.objects.select_related("server")
     serializer_class = DeliveryTargetSerializer
     lookup_field = "name"
 
     def perform_create(self, serializer):
+        if not self.request.user.is_staff:
+            raise PermissionDenied(STAFF_ONLY)
         target = serializer.save()
         record(self.request.user, "delivery_target.created", target, name=target.name, kind=target.kind)
 
     def perform_update(self, serializer):
+        redirected = [f for f in DeliveryTarget.DESTINATION_FIELDS
+                      if f in serializer.validated_data and serializer.validated_data[f] != getattr(serializer.instance, f)]
+        if redirected and not self.request.user.is_staff:
+            raise PermissionDenied(f"{STAFF_ONLY} This request changes {', '.join(redirected)}.")
         target = serializer.save()
         record(self.request.user, "delivery_target.changed", target, name=target.name, kind=target.kind)
 

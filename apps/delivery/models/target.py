@@ -7,6 +7,7 @@ from django.db import models
 
 from apps.dicom import paths
 from apps.servers.models import DicomServer, server_name_validator
+from apps.servers.outbound import check_outbound_url
 
 
 def delivery_roots() -> list[Path]:
@@ -66,6 +67,14 @@ class DeliveryTarget(models.Model):
     def zippable(self) -> bool:
         """Zip mode applies to portals and folders; DICOM targets always take the files themselves."""
         return self.kind in (self.Kind.PORTAL, self.Kind.FOLDER)
+
+    DESTINATION_FIELDS = ("kind", "url", "server", "path")  # where it sends: only staff set these
+
+    def check_url(self) -> None:
+        """The outbound-URL rule (apps/servers/outbound.py), for a portal target whose URL is set or
+        changed now; delivering checks it again before anything is sent."""
+        if self.kind == self.Kind.PORTAL:
+            check_outbound_url(self.url, "url")
 
     def uploads_url(self) -> str:
         return self.url.rstrip("/") + "/api/uploads/"

@@ -1,6 +1,9 @@
 """The receiving end's uploads (tus 1.0.0 resources at /api/uploads/<id>): bytes land in
-UPLOADS_DIR/<id>.part at the offsets the client names; a finished zip is unpacked into DOWNLOADS_DIR
-keeping its layout, a finished single file is placed at DOWNLOADS_DIR/<filename>."""
+UPLOADS_DIR/<id>.part at the offsets the client names. Everything an account sends lands in its own
+folder, DOWNLOADS_DIR/received/<account>/ (never among retrieved files or another account's): a
+finished zip is unpacked there by a worker (off the web request: apps/delivery/receiving.py), keeping
+its layout; a finished single file is placed at <that folder>/<filename>. Nothing already there is
+ever replaced (apps/delivery/bundle.py)."""
 from __future__ import annotations
 
 import base64
@@ -9,10 +12,20 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
-from apps.delivery.bundle import CHUNK_CHECKSUMS, BundleRefused, check_relative_path, file_sha1, place_file, unpack
+from apps.delivery.bundle import (
+    CHUNK_CHECKSUMS,
+    SAFE_COMPONENT,
+    BundleRefused,
+    check_placement,
+    check_relative_path,
+    file_sha1,
+    place_file,
+    unpack,
+)
 
 READ_BLOCK = 1024 * 1024
 
@@ -27,8 +40,9 @@ class ChunkRefused(Exception):
 class Upload(models.Model):
     class State(models.TextChoices):
         RECEIVING = "receiving"
-        UNPACKED = "unpacked"  # a zip, unpacked into DOWNLOADS_DIR
-        STORED = "stored"  # one file, placed into DOWNLOADS_DIR
+        UNPACKING = "unpacking"  # a complete zip, waiting for (or in) a worker
+        UNPACKED = "unpacked"  # a zip, unpacked into the account's received folder
+        STORED = "stored"  # one file, placed into the account's received folder
         FAILED = "failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -43,7 +57,8 @@ class Upload(models.Model):
                                       "Upload-Checksum (sha1) matched.")
     sha1 = models.CharField(max_length=40, blank=True, help_text="Of the whole file, once complete, when not "
                             "every byte was verified by chunk checksums.")
-    files = models.PositiveIntegerField(default=0, help_text="Files written into downloads.")
+    files = models.PositiveIntegerField(default=0, help_text="Files delivered into the account's received folder "
+                                        "(including those already there with the same bytes).")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -73,9 +88,42 @@ class Upload(models.Model):
         return self.state == self.State.RECEIVING and self.expires_at <= timezone.now()
 
     @staticmethod
+    def received_folder(user) -> Path:
+        """DOWNLOADS_DIR/received/<account>: the user name when it is a plain folder name, else `~<id>`
+        (a user name never holds `~`, so two accounts never share a folder)."""
+        name = user.get_username()
+        folder = name if SAFE_COMPONENT.match(name) else f"~{user.pk}"
+        return Path(settings.DOWNLOADS_DIR) / "received" / folder
+
+    @property
+    def destination(self) -> Path:
+        return self.received_folder(self.created_by)
+
+    @property
+    def is_zip(self) -> bool:
+        return self.filename.lower().endswith(".zip")
+
+    @staticmethod
     def check_filename(name: str) -> str:
         """The name must be a plain relative path (it decides where the file lands)."""
         return str(check_relative_path(name))
+
+    def check_destination(self) -> None:
+        """BundleRefused when a single file of this name could never land (a folder there, or a file
+        where its folder would be): said at creation, before any byte is sent."""
+        if not self.is_zip:
+            check_placement(self.destination, self.filename)
+
+    def writable_problem(self) -> str | None:
+        """Why the account's received folder cannot take files now (our disk), or None."""
+        try:
+            self.destination.mkdir(parents=True, exist_ok=True)
+            probe = self.destination / f".probe-{uuid.uuid4().hex}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            return f"the receiving portal cannot write into its downloads folder ({exc.strerror or exc})"
+        return None
 
     def append(self, stream, offset: int, count: int, checksum: tuple[str, str] | None) -> int:
         """Write `count` bytes read from `stream` at `offset`. With a checksum the chunk is kept whole or
@@ -107,6 +155,11 @@ class Upload(models.Model):
                     raise ChunkRefused(400, f"the chunk ended after {written} of {count} bytes; it was dropped")
                 raise ChunkRefused(460, "Upload-Checksum does not match the chunk; it was dropped.")
             out.truncate(offset + written)
+            problem = self.writable_problem() if offset + written == self.length else None
+            if problem:  # the last bytes are dropped: the upload stays resumable from `offset`
+                out.truncate(offset)
+                raise ChunkRefused(503, f"{problem}; the last chunk was not kept, the upload stays at offset "
+                                        f"{offset}: send it again later.")
         verified = self.verified + written if digest and self.verified == offset else self.verified
         moved = type(self).objects.filter(pk=self.pk, offset=offset, state=self.State.RECEIVING).update(
             offset=offset + written, verified=verified, expires_at=self.next_expiry())
@@ -118,23 +171,51 @@ class Upload(models.Model):
         return self.offset
 
     def finish(self) -> None:
-        """Unpack or place the complete file. A refused file writes nothing into downloads and leaves
-        the reason in `error`."""
+        """The last byte arrived: a single file is placed now (a rename's work); a zip is handed to a
+        worker (its unpacking may take minutes and must not hold a web thread) and shows "unpacking"."""
         if self.verified < self.length:  # some bytes came without a checksum: hash the whole file
             self.sha1 = file_sha1(self.data_path)
+        self.completed_at = timezone.now()
+        if not self.is_zip:
+            self.save(update_fields=["sha1", "completed_at"])
+            self.settle()
+            return
+        self.state = self.State.UNPACKING
+        self.expires_at = self.completed_at  # while unpacking: the worker's lease (free to take from now)
+        self.save(update_fields=["sha1", "state", "completed_at", "expires_at"])
+        self.queue_unpacking()
+
+    def queue_unpacking(self) -> None:
+        pk = str(self.pk)
+        transaction.on_commit(lambda: async_task("apps.delivery.receiving.unpack_upload", pk,
+                                                 group="delivery: unpack uploads"))
+
+    def unpack_limit(self) -> int:
+        """The most a zip of this length may unpack to (settings UPLOAD_MAX_UNPACK_FACTOR, _UNPACKED_BYTES)."""
+        return int(min(settings.UPLOAD_MAX_UNPACKED_BYTES, settings.UPLOAD_MAX_UNPACK_FACTOR * max(self.length, 1)))
+
+    def settle(self) -> None:
+        """Unpack or place the complete file into the account's folder. A refused file (or a disk that
+        refused it) writes nothing there and leaves the reason in `error`."""
         try:
-            downloads = Path(settings.DOWNLOADS_DIR)
-            if self.filename.lower().endswith(".zip"):
-                self.files = len(unpack(self.data_path, downloads, max_bytes=settings.UPLOAD_MAX_UNPACKED_BYTES).files)
-                self.state = self.State.UNPACKED
+            if self.is_zip:
+                unpacked = unpack(self.data_path, self.destination, max_bytes=self.unpack_limit(),
+                                  max_ratio=settings.UPLOAD_MAX_ENTRY_RATIO)
+                self.files, self.state = len(unpacked.files), self.State.UNPACKED
+                if unpacked.already:
+                    self.error = f"{len(unpacked.already)} of the files were already here with the same bytes"
             else:
-                place_file(self.data_path, downloads, self.filename)
+                if not place_file(self.data_path, self.destination, self.filename):
+                    self.error = f"{self.filename} was already here with the same bytes"
                 self.files, self.state = 1, self.State.STORED
         except BundleRefused as exc:
-            self.state, self.error = self.State.FAILED, f"{self.filename}: {exc}"
+            self.state, self.error = self.State.FAILED, f"{self.filename}: {exc}. Nothing of it was written."
+        except OSError as exc:
+            self.state, self.error = self.State.FAILED, (
+                f"{self.filename}: the receiving portal could not write it ({exc.strerror or exc}). "
+                "Nothing of it was written.")
         self.data_path.unlink(missing_ok=True)
-        self.completed_at = timezone.now()
-        self.save(update_fields=["sha1", "state", "error", "files", "completed_at"])
+        self.save(update_fields=["state", "error", "files"])
 
     def outcome(self) -> dict:
         """What the sender reads before it deletes anything."""

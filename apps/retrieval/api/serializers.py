@@ -1,8 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.delivery.api.serializers import DeliveryOptionsField
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
+from apps.retrieval import extensions
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 
 
@@ -28,12 +28,15 @@ class RetrievalJobListSerializer(JobSerializer):
 
     status = serializers.CharField(source="shown_status", read_only=True,
                                    help_text="The job's status, or 'preparing' while its rows are created.")
-    deliveries = serializers.PrimaryKeyRelatedField(many=True, read_only=True, help_text="Delivery jobs of its cases.")
 
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
-        fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors",
-                                                                          "deliveries"]
+        fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors"]
+
+    def get_fields(self):
+        """The declared fields and what registered attachments show of a job (apps/retrieval/extensions.py)."""
+        shown = {name: make() for a in extensions.attachments() for name, make in a.job_fields.items()}
+        return {**super().get_fields(), **shown}
 
 
 class RetrievalJobSerializer(RetrievalJobListSerializer):
@@ -90,5 +93,7 @@ class RetrievalRequestSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=86400, allow_null=True)
     server = serializers.CharField(required=False, allow_blank=True, default="",
                                    help_text="Server for rows that name none (like the CLI's --server).")
-    delivery = DeliveryOptionsField(required=False, help_text="Deliver the cases in batches as they are retrieved: "
-                                    '{"target", "mode": "zip"|"direct", "batch_size", "keep_zip", "clear"}.')
+
+    def get_fields(self):
+        """The declared fields and one per registered attachment (apps/retrieval/extensions.py)."""
+        return {**super().get_fields(), **{a.name: a.request_field() for a in extensions.attachments()}}

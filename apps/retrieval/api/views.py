@@ -5,7 +5,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
-from apps.retrieval import intake
+from apps.retrieval import extensions, intake
 from apps.retrieval.api.serializers import (
     RetrievalJobListSerializer,
     RetrievalJobSerializer,
@@ -64,7 +64,7 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
                             status=status.HTTP_400_BAD_REQUEST)
         jobs = intake.start_jobs(read, user=request.user, timeout=body.validated_data.get("timeout"),
                                  default_server=body.validated_data["server"],
-                                 delivery=body.validated_data.get("delivery"))
+                                 **{a.name: body.validated_data.get(a.name) for a in extensions.attachments()})
         payload = [self.get_serializer(job).data for job in jobs]
         return Response(payload[0] if rows is not None or len(payload) == 1 else payload,
                         status=status.HTTP_201_CREATED)

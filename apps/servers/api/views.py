@@ -14,6 +14,22 @@ from apps.servers.api.serializers import DicomServerSerializer, EchoResultSerial
 from apps.servers.models import DicomServer
 
 
+def keepers(objects) -> str:
+    """'3 retrieval rows of past jobs and delivery target FAR': what holds a server, by kind."""
+    by_kind: dict[str, list] = {}
+    for obj in objects:
+        by_kind.setdefault(obj._meta.label, []).append(obj)
+    said = []
+    for label, found in sorted(by_kind.items()):
+        if label == "retrieval.RetrievalItem":
+            said.append(f"{len(found)} retrieval row(s) of past jobs")
+        elif label == "delivery.DeliveryTarget":
+            said.append(f"delivery target(s) {', '.join(sorted(t.name for t in found))}")
+        else:
+            said.append(f"{len(found)} {found[0]._meta.verbose_name_plural}")
+    return " and ".join(said)
+
+
 class DicomServerViewSet(viewsets.ModelViewSet):
     """DICOM servers, addressed by their short name (case-exact): /api/servers/LK/. Reading needs the view
     permission, echo too (and access to the server: query, retrieve or send); a study query needs "query server" and the server's query access."""
@@ -29,9 +45,9 @@ class DicomServerViewSet(viewsets.ModelViewSet):
         try:
             server.delete()
         except ProtectedError as exc:
-            return Response({"error": f"Server '{server.name}' is named by {len(exc.protected_objects)} retrieval "
-                                      "row(s) of past jobs, which keep it; it cannot be deleted. Rename it or "
-                                      "change its address instead."}, status=status.HTTP_409_CONFLICT)
+            return Response({"error": f"Server '{server.name}' is named by {keepers(exc.protected_objects)}, "
+                                      "which keep it; it cannot be deleted. Rename it or change its address "
+                                      "instead."}, status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=EchoResultSerializer)
