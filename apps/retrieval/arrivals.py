@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.dicom.scp import ReceivedInstance
+from apps.dicom.wire.received import ReceivedInstance
 
 log = logging.getLogger(__name__)
 FOREIGN = "foreign"

@@ -16,8 +16,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from apps.dicom.scp import InstanceRefused, ReceivedInstance
 from apps.dicom.staging import AnsweredWrites, MoveStaging
+from apps.dicom.wire.received import InstanceRefused, ReceivedInstance
 from apps.retrieval.arrivals import arrival_folder, foreign_reason
 from apps.retrieval.models import MoveKey
 from apps.servers.models import DicomServer

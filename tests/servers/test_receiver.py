@@ -4,11 +4,13 @@ import signal
 import pydicom
 import pytest
 
+from apps.dicom import files
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE
 from apps.dicom.scu import c_move
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
+from tests.pacs import dataset_part
 from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
 
@@ -46,6 +48,10 @@ def test_a_move_from_orthanc_is_staged_complete_under_its_originator_and_message
     assert {p.stem for p in staged} == expected
     ds = pydicom.dcmread(staged[0])
     assert ds.StudyInstanceUID == study["StudyInstanceUID"]
+    originals = {files.read_meta(p).sop_instance_uid: p for p in orthanc.dataset_dir.rglob("*.dcm")}
+    for path in staged:  # complete Part-10 files, the datasets byte for byte as Orthanc holds them
+        info = files.inspect(path)
+        assert dataset_part(path.read_bytes()) == dataset_part(originals[info.sop_instance_uid].read_bytes())
     assert not list(staging.folder(ae_title, 4242).glob(".incoming-*")), "no half-written files left"
 
 

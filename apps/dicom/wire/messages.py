@@ -9,9 +9,9 @@ import struct
 from typing import Callable
 
 from apps.dicom import files
-from apps.dicom.scp import ReceivedInstance, deliver
 from apps.dicom.wire import commands
 from apps.dicom.wire.pdu import UNEXPECTED_PDU, ProtocolError, read_exact, recv_exact_into
+from apps.dicom.wire.received import ReceivedInstance, deliver
 
 FIRST_CAPACITY = 1 << 20  # address space only: a page costs memory once a byte of it arrived
 POOLED_BUFFERS, POOLED_CAPACITY = 8, 16 << 20  # buffers kept for reuse, and the largest one kept

@@ -4,8 +4,8 @@ pynetdicom spends ~3 ms of Python per received instance (PDU objects, a 1 ms sle
 building the response as a pydicom Dataset); a PACS answering a C-MOVE waits for every C-STORE
 response, so that cost is the receiver's throughput. This SCP does only what storage needs
 (PS3.8 upper layer in wire/pdu.py, command sets in wire/commands.py; PS3.7 C-STORE and C-ECHO),
-reads PDUs into buffers without decoding the dataset, and hands each instance to the same callback as apps.dicom.scp.StorageSCP (a ReceivedInstance, the dataset bytes as received),
-with the same statuses (apps.dicom.scp.deliver). One thread per association; TCP_NODELAY; large PDUs.
+reads PDUs into buffers without decoding the dataset, and hands each instance to a callback (a
+ReceivedInstance, the dataset bytes as received) through the checks of wire/received.deliver. One thread per association; TCP_NODELAY; large PDUs.
 
 What a peer may cost is bounded (ReceiverLimits): PDU buffers grow as the bytes arrive (wire/pdu.py),
 at most `max_associations` associations run at once (one more is rejected, transient, "local limit
@@ -24,11 +24,11 @@ from typing import Callable
 from pynetdicom.sop_class import Verification
 
 from apps.dicom.peers import LocalAE
-from apps.dicom.scp import ReceivedInstance, ReceiverLimits
 from apps.dicom.service import Service
 from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.messages import MessageAssembler, answer_c_store
+from apps.dicom.wire.received import ReceivedInstance, ReceiverLimits
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def close_listener(listener: socket.socket) -> None:
 
 
 class LeanStorageSCP(Service):
-    """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
+    """The receiver's Storage SCP: `bind_host`:`local.port` (0 = any free port),
     called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe),
     `accepts_calling_ae(ae_title) -> bool` to reject associations from peers we do not know, and `limits`."""
 
