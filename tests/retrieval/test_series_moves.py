@@ -126,7 +126,7 @@ def test_an_instance_of_another_series_under_a_series_key_is_quarantined(receive
         # a peer with the PACS's AE title and this series' live key sends an instance of another series
         if not forged:
             stranger = next(ds for ds in datasets if str(ds.SeriesInstanceUID) != query["SeriesInstanceUID"])
-            forged["sop"] = str(stranger.SOPInstanceUID)
+            forged["sop"], forged["series"] = str(stranger.SOPInstanceUID), query["SeriesInstanceUID"]
             forged["status"] = store_as(three_series.pacs.aet, receiver, [stranger], originator=(PORTAL_AE, message_id))
 
     MoveSpy(monkeypatch, settings, before=forge)
@@ -135,9 +135,12 @@ def test_an_instance_of_another_series_under_a_series_key_is_quarantined(receive
     assert forged["status"] == [0]
     assert item.status == "failed" and "1 instances that are not part of it arrived" in item.error
     assert "of another series than the one moved" in item.error and "series " in item.error
-    assert filed(settings) == three_series.instances, "its own series' move filed it; the forged copy was not"
-    quarantined = [p.stem for p in (settings.QUARANTINE_DIR).rglob("*.dcm")]
-    assert quarantined == [forged["sop"]]
+    withheld = {str(ds.SOPInstanceUID) for ds in datasets if str(ds.SeriesInstanceUID) == forged["series"]}
+    assert len(withheld) == 4 and "with the 4 of it that arrived alongside: nothing of it was filed" in item.error
+    assert filed(settings) == three_series.instances - withheld, (
+        "the series that came with a forgery is not filed; the stranger's own series' move filed it")
+    quarantined = sorted(p.stem for p in (settings.QUARANTINE_DIR).rglob("*.dcm"))
+    assert quarantined == sorted([forged["sop"], *withheld])
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
 
 

@@ -84,5 +84,7 @@ def test_staging_refuses_a_hostile_uid_and_writes_atomically(tmp_path):
             staging.write(folder, hostile, b"x")
     path = staging.write(folder, "1.2.3.4", b"DICM-bytes")
     assert path.read_bytes() == b"DICM-bytes" and staging.instances(folder) == [path]
-    staging.write(folder, "1.2.3.4", b"again")  # a re-sent instance replaces, never duplicates
-    assert staging.instances(folder) == [path] and path.read_bytes() == b"again"
+    assert staging.write(folder, "1.2.3.4", b"DICM-bytes") == path  # the same bytes again: nothing changes
+    apart = staging.write(folder, "1.2.3.4", b"other bytes")  # never replaces what is staged: kept apart
+    assert staging.instances(folder) == [path] and path.read_bytes() == b"DICM-bytes"
+    assert apart.parent == folder / "foreign" / "duplicate" and apart.read_bytes() == b"other bytes"

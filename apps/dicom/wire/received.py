@@ -8,6 +8,8 @@ anything else), never the server; malformed data is refused with 0xC000 before t
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,6 +32,8 @@ class ReceivedInstance:
     move_originator_ae: str | None = None
     move_originator_message_id: int | None = None
     identity: files.DatasetIdentity = files.DatasetIdentity()  # what the dataset itself says it is
+    peer_address: str = ""  # the IP address the association came from ("" for a C-GET: our own association)
+    cut_off: bool = False  # the callback refused it and wants the association aborted once answered
     # Called once the chunks are written and nothing reads them again: their buffer may then hold a later
     # instance (wire/messages.py). Only whoever wrote the instance calls it, and then never reads it.
     release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
@@ -74,15 +78,49 @@ class ReceiverLimits:
     max_associations: int = 32
     idle_timeout: float = 300.0
     pdu_timeout: float = 60.0
+    # Seconds a connection may stay silent before its association request, and an association before it
+    # sent an instance we kept: one holding a slot for nothing is cut this soon.
+    quiet_timeout: float = 10.0
+    # Associations at once from one address that is not a configured server's (0: no limit of its own),
+    # and connections negotiating at once from any one address.
+    per_address: int = 0
+    handshakes_per_address: int = 8
+
+
+class Throttle:
+    """At most one log line per key (a peer address) per `seconds`: `due(key)` is None while quiet, else how
+    many events of that key went unlogged before this one. A sweeping peer writes one line a minute, not
+    one per guess."""
+
+    def __init__(self, seconds: float = 60.0, keys: int = 4096):
+        self.seconds, self.keys = seconds, keys
+        self._lock = threading.Lock()
+        self._seen: dict = {}  # key -> (logged at, events kept quiet since)
+
+    def due(self, key) -> int | None:
+        now = time.monotonic()
+        with self._lock:
+            logged_at, quiet = self._seen.get(key, (None, 0))
+            if logged_at is not None and now - logged_at < self.seconds:
+                self._seen[key] = (logged_at, quiet + 1)
+                return None
+            if len(self._seen) >= self.keys:
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+            return quiet
 
 
 class InstanceRefused(Exception):
     """Raised by an `on_instance` callback that will not keep an instance: the sender gets `status` and
     `comment` (e.g. 0x0124 "Refused: Not authorized" for a C-STORE outside any retrieval)."""
 
-    def __init__(self, status: int, comment: str):
+    def __init__(self, status: int, comment: str, *, cut_off: bool = False):
         super().__init__(comment)
-        self.status, self.comment = status, comment
+        self.status, self.comment, self.cut_off = status, comment, cut_off
+
+
+class PeerCutOff(Exception):
+    """Raised by the Storage SCP once a refusal that cut the peer off is answered: the association is aborted."""
 
 
 def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[ReceivedInstance], int] | None
@@ -100,6 +138,7 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
     try:
         status = on_instance(instance)
     except InstanceRefused as exc:
+        instance.cut_off = exc.cut_off
         return exc.status, exc.comment
     except OSError as exc:
         log.error("cannot keep instance %s: %s", instance.sop_instance_uid, exc)

@@ -21,7 +21,7 @@ class DicomServerSerializer(serializers.ModelSerializer):
         model = DicomServer
         fields = [
             "name", "ae_title", "host", "port", "description", "query_timeout", "download_timeout",
-            "retries", "retrieve_method", "max_associations", "dicomweb_url",
+            "retries", "retrieve_method", "max_associations", "store_from", "dicomweb_url",
             "open_to_everyone", "query_groups", "retrieve_groups", "send_groups",
         ]
 

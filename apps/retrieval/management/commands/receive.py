@@ -34,12 +34,14 @@ from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.dicom.supervisor import Supervisor
 from apps.dicom.wire.received import ReceiverLimits
 from apps.dicom.wire.storage_scp import LeanStorageSCP, close_listener, listening_socket
-from apps.retrieval.receiving import ReceiverPolicy, staging_writer
+from apps.retrieval.receiver_check import publish_state
+from apps.retrieval.receiving import CUT_OFF_FOLDER, PeerGuard, ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
 
 log = logging.getLogger("apps.retrieval.receive")
 SWEEP_SECONDS = 3600.0  # how often kept unsolicited instances past their keep time are removed
 POLL_SECONDS = 0.2  # how often the supervising process looks after its children
+STATE_SECONDS = 1.0  # how often each serving process publishes its state (slots in use) for /healthz
 READY_SECONDS = 60.0  # the longest the supervising process waits for its children to accept
 
 
@@ -86,12 +88,17 @@ class Command(BaseCommand):
               ready_fd: int | None = None):
         staging = MoveStaging(settings.STAGING_DIR)
         policy = ReceiverPolicy(local.ae_title)
+        guard = PeerGuard(staging.root / CUT_OFF_FOLDER, query=policy._query)
         writes = AnsweredWrites()
-        writer = staging_writer(staging, policy, writes)
-        limits = ReceiverLimits(max_associations=max_associations or settings.RECEIVER_MAX_ASSOCIATIONS,
-                                idle_timeout=settings.RECEIVER_IDLE_TIMEOUT, pdu_timeout=settings.RECEIVER_PDU_TIMEOUT)
+        writer = staging_writer(staging, policy, writes, guard)
+        total = settings.RECEIVER_MAX_ASSOCIATIONS
+        share = max_associations or total
+        limits = ReceiverLimits(max_associations=share, idle_timeout=settings.RECEIVER_IDLE_TIMEOUT,
+                                pdu_timeout=settings.RECEIVER_PDU_TIMEOUT, quiet_timeout=settings.RECEIVER_QUIET_TIMEOUT,
+                                per_address=max(1, round(settings.RECEIVER_PEER_ASSOCIATIONS * share / total)))
         shared = {} if listen_fd is None else {"listener": socket.socket(fileno=listen_fd)}
         with LeanStorageSCP(local, writer, bind_host=local.host, accepts_calling_ae=policy.calling_ae_allowed,
+                            accepts_address=guard.accepts, trusted_address=policy.trusted_address,
                             limits=limits, **shared) as scp:
             if ready_fd is not None:
                 _say_ready(ready_fd)
@@ -100,8 +107,13 @@ class Command(BaseCommand):
                          scp.port, settings.STAGING_DIR)
                 self.stdout.write(f"Receiver {local.ae_title} on {local.host}:{scp.port} (Ctrl-C to stop)")
                 self.stdout.flush()
-            while not stop.wait(SWEEP_SECONDS):
-                writer.quota.sweep()
+            swept = time.monotonic()
+            with publish_state(scp.admission.state) as publish:
+                while not stop.wait(STATE_SECONDS):
+                    publish()
+                    if time.monotonic() - swept >= SWEEP_SECONDS:
+                        writer.quota.sweep()
+                        swept = time.monotonic()
         writes.close()  # the associations, stopped above, wrote what they answered for
         log.info("receiver stopped")
 
