@@ -90,11 +90,11 @@ def move_to_receiver(peer, local, part, message_id: int, stop):
 
 
 def _fail_if_receiver_down(started: float) -> None:
+    problem = receiver_problem()  # first: the receiver publishes a refusal for want of a slot a moment after it
     full = receiver_saturation(since=started)
     if full:
         log.info("retrieval failed because the receiver was full: %s", full)
         raise ItemFailed(f"The C-MOVE failed because {full}. The PACS is not to blame; retry the row.")
-    problem = receiver_problem()
     if problem:
         log.info("retrieval failed because the receiver is down: %s", problem)
         raise ItemFailed(f"The C-MOVE failed because {problem[0].lower()}{problem[1:]}")

@@ -249,13 +249,14 @@ class UnsolicitedQuota:
 
 
 def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
-                   writes: AnsweredWrites | None = None, guard: PeerGuard | None = None):
+                   writes: AnsweredWrites | None = None, guard: PeerGuard | None = None,
+                   throttle: Throttle | None = None):
     """The SCP's callback: file one received instance under the move that asked for it, once `policy`
     (None: keep everything, for in-process tests of the SCPs) agreed. With `writes`, an instance of a live
     move is written right after its answer (AnsweredWrites says why that loses nothing); a plain C-STORE
     is always written before it is answered. With `guard`, refusals count against the peer's address."""
     quota = UnsolicitedQuota(staging.root / "_unsolicited")
-    throttle = Throttle()
+    throttle = throttle or Throttle()
 
     def refuse(instance: ReceivedInstance, why: str):
         key = instance.move_originator_message_id

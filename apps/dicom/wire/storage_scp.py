@@ -54,6 +54,7 @@ class Admission:
         self.by_address: dict[str, int] = {}  # associations per peer address
         self.negotiating_by_address: dict[str, int] = {}
         self.refused_full_at = 0.0  # time.time() of the last association refused for want of a slot
+        self.refused_full = threading.Event()  # set with it: whoever publishes the state may do so at once
         self._changed = threading.Condition()
 
     def address_handshake(self, address: str, cap: int) -> bool:
@@ -90,6 +91,7 @@ class Admission:
         with self._changed:
             if self.associations >= self.limit:
                 self.refused_full_at = time.time()
+                self.refused_full.set()
                 return f"{self.associations} associations are running, the limit"
             if cap and self.by_address.get(address, 0) >= cap:
                 return f"{cap} associations from {address} are running, the limit for one address"
@@ -323,7 +325,7 @@ class LeanStorageSCP(Service):
                  bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
                  limits: ReceiverLimits = ReceiverLimits(), listener: socket.socket | None = None,
                  accepts_address: Callable[[str], bool] | None = None,
-                 trusted_address: Callable[[str], bool] | None = None):
+                 trusted_address: Callable[[str], bool] | None = None, throttle: Throttle | None = None):
         """`listener`: a listening socket inherited from the process that made it and shared with other
         processes serving the same port (`manage.py receive` with several processes): accepted from,
         never shut down here; its owner shuts it down, which wakes every process's accept()."""
@@ -332,7 +334,7 @@ class LeanStorageSCP(Service):
         self.accepts_calling_ae, self.accepts_address, self.trusted_address = (accepts_calling_ae, accepts_address,
                                                                                trusted_address)
         self.admission = Admission(limits.max_associations)
-        self.throttle = Throttle()
+        self.throttle = throttle or Throttle()  # shared with the callback's refusals: one line per address
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None

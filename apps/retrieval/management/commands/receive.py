@@ -32,7 +32,7 @@ from django.core.management.base import BaseCommand
 from apps.dicom.service import stop_on_signals
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.dicom.supervisor import Supervisor
-from apps.dicom.wire.received import ReceiverLimits
+from apps.dicom.wire.received import ReceiverLimits, Throttle
 from apps.dicom.wire.storage_scp import LeanStorageSCP, close_listener, listening_socket
 from apps.retrieval.receiver_check import publish_state
 from apps.retrieval.receiving import CUT_OFF_FOLDER, PeerGuard, ReceiverPolicy, staging_writer
@@ -90,7 +90,8 @@ class Command(BaseCommand):
         policy = ReceiverPolicy(local.ae_title)
         guard = PeerGuard(staging.root / CUT_OFF_FOLDER, query=policy._query)
         writes = AnsweredWrites()
-        writer = staging_writer(staging, policy, writes, guard)
+        throttle = Throttle()  # one line a minute per peer address, for the SCP's refusals and the writer's
+        writer = staging_writer(staging, policy, writes, guard, throttle)
         total = settings.RECEIVER_MAX_ASSOCIATIONS
         share = max_associations or total
         limits = ReceiverLimits(max_associations=share, idle_timeout=settings.RECEIVER_IDLE_TIMEOUT,
@@ -99,7 +100,7 @@ class Command(BaseCommand):
         shared = {} if listen_fd is None else {"listener": socket.socket(fileno=listen_fd)}
         with LeanStorageSCP(local, writer, bind_host=local.host, accepts_calling_ae=policy.calling_ae_allowed,
                             accepts_address=guard.accepts, trusted_address=policy.trusted_address,
-                            limits=limits, **shared) as scp:
+                            throttle=throttle, limits=limits, **shared) as scp:
             if ready_fd is not None:
                 _say_ready(ready_fd)
             if listen_fd is None:
@@ -109,7 +110,11 @@ class Command(BaseCommand):
                 self.stdout.flush()
             swept = time.monotonic()
             with publish_state(scp.admission.state) as publish:
-                while not stop.wait(STATE_SECONDS):
+                full = scp.admission.refused_full
+                while not stop.is_set():
+                    if full.wait(STATE_SECONDS):  # refused for want of a slot: said at once, then at most 10 times a second
+                        full.clear()
+                        stop.wait(0.1)
                     publish()
                     if time.monotonic() - swept >= SWEEP_SECONDS:
                         writer.quota.sweep()
