@@ -83,8 +83,10 @@ class RowRetrieval:
                 raise ItemCanceled() from None
             except DicomTimeout as exc:
                 raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
-            except DimseFailure:  # a PACS gives up a move when we refuse an instance: say why we did
+            except DimseFailure as exc:  # a PACS gives up a move when we refuse an instance: say why we did
                 self._fail_if_unwritten(plan, folder)
+                log.info("line %s, %s: the retrieve failed on the PACS: %s", self.item.line, self.item.server_name,
+                         exc)
                 raise
             wait = wait_for_receiver and plan.expected is not None
             staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
