@@ -73,15 +73,18 @@ def extra_slots(ctx, server, wanted: int):
         yield got
 
 
-def move_to_receiver(peer, local, part, message_id: int, stop):
+def move_to_receiver(peer, local, part, message_id: int, stop, failed: threading.Event | None = None):
     """A C-MOVE of `part` to our receiver. When C-STOREs to us failed, the PACS is blamed only once our own
-    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO."""
+    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO. `failed` is set
+    the moment the move fails, before that diagnosis: the parts beside it stop without waiting for it."""
     level, query = part.move_query()
     started = time.time()
     try:
         result = c_move(peer, local, query, local.ae_title, level=level,
                                                message_id=message_id, stop=stop)
     except DimseFailure:
+        if failed is not None:
+            failed.set()
         _fail_if_receiver_down(started)
         raise
     if result.failed:  # some C-STOREs to us failed: a receiver that died mid-move is to blame, not the PACS
@@ -122,7 +125,11 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
             if stop.is_set():  # a sibling failed or the row was canceled before this part's turn
                 raise RetrieveCanceled("not started: the retrieval was stopped")
             with gate:
-                return move_to_receiver(peer, local, part, keys[id(part)].message_id, stop)
+                try:
+                    return move_to_receiver(peer, local, part, keys[id(part)].message_id, stop, failed)
+                except BaseException:
+                    failed.set()  # before this thread takes the next part: it must find the row stopping
+                    raise
 
         def listed(uid, series):
             with gate:
