@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('servers', '0004_host_and_timeout_limits'),
+        ('servers', '0005_echo_jobs_from_jobs'),
     ]
 
     operations = [

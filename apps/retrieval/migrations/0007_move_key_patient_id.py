@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('retrieval', '0005_move_key_series'),
+        ('retrieval', '0006_lease_index_on_items'),
     ]
 
     operations = [
