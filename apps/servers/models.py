@@ -196,8 +196,15 @@ class DicomServer(models.Model):
         return cls.objects.filter(name__iexact=name).exclude(pk=exclude_pk).first()
 
     def store_sources(self) -> list[tuple[str, str]]:
-        """(AE title, host) of every node whose C-STOREs answer this server's C-MOVEs: itself first."""
-        return [(self.ae_title, self.host)] + [parse_store_from(entry) for entry in self.store_from or []]
+        """(AE title, host) of every node whose C-STOREs answer this server's C-MOVEs: itself first. An entry
+        stored malformed (past the validation, by hand) names no node: nothing is kept from it."""
+        sources = [(self.ae_title, self.host)]
+        for entry in self.store_from if isinstance(self.store_from, list) else []:
+            try:
+                sources.append(parse_store_from(entry))
+            except ValidationError:
+                continue
+        return sources
 
     def may(self, user, action: str) -> bool:
         """Whether the user may "query", "retrieve" or "send" here. None is the portal itself (command line,

@@ -238,3 +238,5 @@ def test_store_from_takes_only_ae_title_at_host_entries_and_names_the_bad_one(ap
     assert good.status_code == 201 and good.json()["store_from"] == ["ORTHANC2@10.0.0.6", "ORTHANC@pacs-b.local"]
     assert DicomServer.objects.get(name="CL").store_sources() == [
         ("ORTHANC", "10.0.0.5"), ("ORTHANC2", "10.0.0.6"), ("ORTHANC", "pacs-b.local")]
+    DicomServer.objects.filter(name="CL").update(store_from=["junk", "N2@10.0.0.7", 5])  # past the validation
+    assert DicomServer.objects.get(name="CL").store_sources() == [("ORTHANC", "10.0.0.5"), ("N2", "10.0.0.7")]
