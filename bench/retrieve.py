@@ -5,7 +5,7 @@ Also C-GET: the portal's worker path with retrieve method c-get against DCMTK ge
 limit above 1, DCMTK's own parallel C-MOVE (that many lanes of series-level movescu into a forking storescp)
 is measured too: what moving series in parallel can gain on this machine at all.
 
-    .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--series 4] [--receivers lean,pynetdicom]
+    .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--series 4]
                                        [--receiver-processes 1,2]
                                        [--max-associations 1,2] [--no-get]
 
@@ -52,9 +52,8 @@ def configure_django(work: Path, receiver_port: int) -> dict:
 class Receiver:
     """`manage.py receive` as its own process, the way the portal runs it."""
 
-    def __init__(self, env: dict, engine: str):
-        self.engine = engine
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive", "--engine", engine],
+    def __init__(self, env: dict):
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "receive"],
                                      env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seen = []
         for line in self.proc.stdout:
@@ -213,8 +212,6 @@ def main(argv=None) -> int:
     parser.add_argument("--receiver-processes", default=os.environ.get("RECEIVER_PROCESSES_LIST", ""),
                         help="comma-separated RECEIVER_PROCESSES values to measure the C-MOVE with "
                              "(default: the setting's default)")
-    parser.add_argument("--receivers", default=os.environ.get("RECEIVERS", "lean"),
-                        help="comma-separated `manage.py receive --engine` values to measure")
     parser.add_argument("--max-associations", default=os.environ.get("MAX_ASSOCIATIONS", "1,2"),
                         help="comma-separated server association limits to measure the C-MOVE with")
     parser.add_argument("--no-get", action="store_true", help="skip the C-GET variants")
@@ -251,16 +248,15 @@ def main(argv=None) -> int:
                                                       max_associations=n, **common) for n in limits}
         get_server = DicomServer.objects.create(name="BENCHGET", retrieve_method="c-get", **common)
         n = manifest["files"]
-        engines = [e for e in args.receivers.split(",") if e]
         processes = [p for p in args.receiver_processes.split(",") if p] or [""]
-        moves = [(f"portal C-MOVE ({e} receiver{f' on {p} proc.' if p else ''}, {k} assoc.)",
-                  e, k, p) for e in engines for k in limits for p in processes]
+        moves = [(f"portal C-MOVE ({f'{p} receiver proc., ' if p else ''}{k} assoc.)", k, p)
+                 for k in limits for p in processes]
         series_uids = [s["SeriesInstanceUID"] for s in manifest["studies"][0]["Series"]]
         lanes = [k for k in limits if 1 < k <= len(series_uids)]
         # Untimed: Orthanc's files into the page cache, and the worker process's first run (imports, the
         # database connection): a portal worker is a long-running process.
         dcmtk_move(orthanc, study_uid, work, storescp_port, n)
-        receiver = Receiver(env, engines[0])
+        receiver = Receiver(env)
         try:
             portal_retrieve(move_servers[limits[0]], study_uid, n)
         finally:
@@ -285,8 +281,8 @@ def main(argv=None) -> int:
                 settle()
                 results.setdefault(f"DCMTK {k} lanes of series movescu -> storescp --fork", []).append(
                     dcmtk_move_lanes(orthanc, study_uid, series_uids, work, storescp_port, n, k))
-            for name, engine, limit, count in moves:
-                receiver = Receiver({**env, "RECEIVER_PROCESSES": count} if count else env, engine)
+            for name, limit, count in moves:
+                receiver = Receiver({**env, "RECEIVER_PROCESSES": count} if count else env)
                 try:
                     settle()
                     results.setdefault(name, []).append(portal_retrieve(move_servers[limit], study_uid, n))

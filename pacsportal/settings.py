@@ -38,8 +38,6 @@ PHOTOS_DIR = Path(env("PHOTOS_DIR", default=str(DATA_DIR / "photos")))  # photos
 PHOTO_MAX_PIXELS = env.int("PHOTO_MAX_PIXELS", default=50_000_000)
 PHOTO_MAX_TOTAL_PIXELS = env.int("PHOTO_MAX_TOTAL_PIXELS", default=400_000_000)
 PHOTO_DECODE_PIXELS = env.int("PHOTO_DECODE_PIXELS", default=PHOTO_MAX_PIXELS)
-# Which Storage SCP runs the receiver: "lean" (socket-level, apps/dicom/wire/) or "pynetdicom".
-RECEIVER_ENGINE = env("RECEIVER_ENGINE", default="lean")
 # The receiver keeps C-STOREs only from the AE titles of configured servers (plus these), only for moves in
 # flight; plain C-STOREs are refused unless a quota (MB) is set, then kept for RECEIVER_UNSOLICITED_DAYS.
 RECEIVER_ALLOWED_AE_TITLES = env.list("RECEIVER_ALLOWED_AE_TITLES", default=[])
@@ -49,9 +47,17 @@ QUARANTINE_DIR = Path(env("QUARANTINE_DIR", default=str(DATA_DIR / "quarantine")
 # What peers may cost the receiver: associations at once (one more is refused, "local limit exceeded"),
 # seconds of silence between PDUs, seconds any wait inside a PDU may last (a PDU taking longer is cut).
 RECEIVER_MAX_ASSOCIATIONS = env.int("RECEIVER_MAX_ASSOCIATIONS", default=32)
-# Processes serving the receiver's port (the lean engine): series moved in parallel need more than one.
+# Processes serving the receiver's port: series moved in parallel need more than one.
 RECEIVER_PROCESSES = env.int("RECEIVER_PROCESSES", default=min(4, os.cpu_count() or 1))
 RECEIVER_IDLE_TIMEOUT = env.float("RECEIVER_IDLE_TIMEOUT", default=300.0)
+# Seconds a connection may stay silent before its association request, or an association before it sent an
+# instance of a live move: an association holding a slot for nothing is cut this soon.
+RECEIVER_QUIET_TIMEOUT = env.float("RECEIVER_QUIET_TIMEOUT", default=10.0)
+# Associations at once from one address that is no configured server's (a server's may use every slot).
+RECEIVER_PEER_ASSOCIATIONS = env.int("RECEIVER_PEER_ASSOCIATIONS", default=max(1, RECEIVER_MAX_ASSOCIATIONS // 4))
+# A peer address answered "not authorized" more often than this is cut off for RECEIVER_CUT_OFF_SECONDS.
+RECEIVER_REFUSALS_ALLOWED = env.int("RECEIVER_REFUSALS_ALLOWED", default=5)
+RECEIVER_CUT_OFF_SECONDS = env.float("RECEIVER_CUT_OFF_SECONDS", default=600.0)
 RECEIVER_PDU_TIMEOUT = env.float("RECEIVER_PDU_TIMEOUT", default=60.0)
 # A case list with more rows than this has its rows created in the background ("preparing").
 RETRIEVAL_INLINE_ROWS = env.int("RETRIEVAL_INLINE_ROWS", default=200)

@@ -28,6 +28,7 @@ def start_receive(ae_title: str, *args: str, **env) -> subprocess.Popen:
                 ready.set()
 
     threading.Thread(target=read, daemon=True).start()
+    proc.output = seen  # what it said so far, a line an item
     deadline = time.monotonic() + 30
     while not ready.wait(0.1):
         assert proc.poll() is None and time.monotonic() < deadline, "receiver did not start:\n" + "".join(seen)
@@ -41,15 +42,16 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def receiver_process(settings, tmp_path, pacs, ae_title: str):
-    """The receiver for `ae_title`, declared in `pacs` (an Orthanc fixture) as a C-MOVE destination, with
-    settings pointing the portal at it; yields its port."""
+def receiver_process(settings, tmp_path, pacs, ae_title: str, **env):
+    """The receiver for `ae_title` (with `env` added to its environment), declared in `pacs` (an Orthanc
+    fixture) as a C-MOVE destination, with settings pointing the portal at it; yields its port."""
     port = unused_port()
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = ae_title, port
     settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
     settings.QUARANTINE_DIR = tmp_path / "quarantine"
     pacs.add_modality(ae_title, ae_title, port)
-    proc = start_receive(ae_title, DATA_DIR=tmp_path / "data", STAGING_DIR=settings.STAGING_DIR, DICOM_PORT=port)
+    proc = start_receive(ae_title, DATA_DIR=tmp_path / "data", STAGING_DIR=settings.STAGING_DIR, DICOM_PORT=port,
+                         **env)
     try:
         yield port
     finally:

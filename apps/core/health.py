@@ -1,5 +1,6 @@
 """What /healthz answers: the state `runportal` writes for its processes (apps/dicom/supervisor.py), and
-workers stuck in one item (apps/jobs/health.py), which the database shows wherever the web runs.
+workers stuck in one item (apps/jobs/health.py), which the database shows wherever the web runs, and a
+receiver whose association slots are all taken (apps/retrieval/receiver_check.py).
 Without a running supervisor (the web alone, scale-out services) the web answers, and "workers" is
 named only when one is stuck."""
 from __future__ import annotations
@@ -12,6 +13,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from apps.jobs.health import stuck_items
+from apps.retrieval.receiver_check import receiver_saturation
 
 
 def status_path() -> Path:
@@ -39,14 +41,18 @@ def portal_health() -> tuple[int, dict]:
     else:
         if stuck:
             parts["workers"] = {**parts.get("workers", {}), "up": False, "problem": "; ".join(stuck)}
+    saturated = receiver_saturation()
+    if saturated:
+        parts["receiver"] = {**parts.get("receiver", {}), "up": False, "state": "saturated", "problem": saturated}
     if not parts:
         return 200, {"status": "ok"}
     down = [name for name, part in parts.items() if not part.get("up")]
-    body = {"status": "down" if down else "ok", "parts": {name: "down" if name in down else "up" for name in parts}}
+    body = {"status": "down" if down else "ok",
+            "parts": {name: parts[name].get("state") or ("down" if name in down else "up") for name in parts}}
     if down:
         body["down"] = down
-        body["message"] = "; ".join(f"{name} is down ({parts[name].get('problem') or 'not running'})"
-                                    for name in down)
+        body["message"] = "; ".join(f"{name} is {parts[name].get('state') or 'down'} "
+                                    f"({parts[name].get('problem') or 'not running'})" for name in down)
     return (503 if down else 200), body
 
 

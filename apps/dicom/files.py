@@ -29,7 +29,8 @@ UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 MAX_DEPTH = 32  # nested sequences deeper than this are malformed, not clinical
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float / Double Float / Pixel Data
-IDENTITY_TAGS = {0x0020000D: "study", 0x0020000E: "series", 0x00080018: "sop"}  # read on the way, top level
+IDENTITY_TAGS = {0x0020000D: "study", 0x0020000E: "series", 0x00080018: "sop",  # read on the way, top level
+                 0x00100020: "patient"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class DatasetIdentity:
     study: str = ""
     series: str = ""
     sop: str = ""
+    patient: str = ""  # PatientID as ASCII (other bytes replaced)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.wire import find_scu, get_scu, move_scu, store_scu
 
 if TYPE_CHECKING:
-    from apps.dicom.scp import ReceivedInstance
+    from apps.dicom.wire.received import ReceivedInstance
 
 
 class FindAssociation(Protocol):

@@ -42,10 +42,12 @@ _sequence = itertools.count()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
-def write_atomically(target: Path, data, *, within: Path | None = None) -> None:
+def write_atomically(target: Path, data, *, within: Path | None = None, replace: bool = True) -> bool:
     """`data` (a buffer, or a sequence of buffers) into `target` by a temporary file and a rename: no
     reader (a count, a C-FIND, a C-MOVE) ever sees half an instance. With `within`, only folders below
-    it are made (see _make_folder).
+    it are made (see _make_folder). With `replace=False` an existing `target` is never replaced (a hard
+    link, which fails when the name exists, instead of the rename): True when written or when `target`
+    already held the same bytes, False when it holds other bytes (then nothing was written).
 
     This runs once per received instance, so it is plain system calls: the temporary name is unique in
     the process (the process, a sequence number, the target's name), the folder is made only when the
@@ -62,10 +64,43 @@ def write_atomically(target: Path, data, *, within: Path | None = None) -> None:
             _write_all(fd, data)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+            return True
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return _holds(target, data)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _holds(path: Path, data) -> bool:
+    """Whether the file at `path` is exactly `data` (read only when an instance arrives a second time)."""
+    views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
+    try:
+        return path.read_bytes() == b"".join(views)
+    except OSError:
+        return False
+
+
+DUPLICATE = "foreign/duplicate"  # below a move's folder: a SOP instance sent again with other content
+
+
+def write_new(move_folder: Path, target: Path, data, *, within: Path | None = None) -> Path:
+    """`data` into `target` unless it already holds other bytes: then beside the move's instances, under
+    DUPLICATE, where the retrieval finds it and quarantines the study. An instance staged is never
+    replaced by a second arrival. Returns where it was written."""
+    if write_atomically(target, data, within=within, replace=False):
+        return target
+    apart = move_folder / DUPLICATE / f"{target.stem}~{os.getpid()}-{next(_sequence)}.dcm"
+    log.debug("kept a second, different copy of %s apart", target.name)
+    write_atomically(apart, data, within=within or move_folder)
+    return apart
 
 
 def _make_folder(folder: Path, within: Path | None) -> None:
@@ -113,11 +148,11 @@ class MoveStaging:
             self._folders[key] = found
         return found
 
-    def write(self, folder: Path, sop_instance_uid: str, data) -> Path:
-        """Store the bytes (a buffer or a sequence of buffers) exactly as received. Re-sending an instance overwrites it (idempotent)."""
+    def write(self, folder: Path, sop_instance_uid: str, data, move_folder: Path | None = None) -> Path:
+        """Store the bytes (a buffer or a sequence of buffers) exactly as received. The same bytes again
+        change nothing; other bytes under a SOP Instance UID already staged are kept apart (write_new)."""
         target = folder / f"{safe_uid(sop_instance_uid)}.dcm"
-        write_atomically(target, data)
-        return target
+        return write_new(move_folder or folder, target, data)
 
     @staticmethod
     def remove(folder: Path) -> None:
@@ -247,7 +282,7 @@ class AnsweredWrites:
             self._answered(move_folder, target)
             return functools.partial(self._write, move_folder, target, data, written)
         try:
-            write_atomically(target, data)
+            write_new(move_folder, target, data)
         except OSError as exc:
             self._fail(move_folder, exc.strerror or str(exc))
             raise
@@ -274,7 +309,7 @@ class AnsweredWrites:
     def _write(self, move_folder: Path, target: Path, data, written) -> None:
         try:
             if move_folder not in self._failed:
-                write_atomically(target, data, within=move_folder)
+                write_new(move_folder, target, data, within=move_folder)
         except FileNotFoundError:
             # The retrieval already took its folder away (it ended, or was canceled): an instance
             # answered late is not kept, and its folder is not made again for nobody to remove.

@@ -12,27 +12,34 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.dicom.scp import ReceivedInstance
+from apps.dicom.wire.received import ReceivedInstance
 
 log = logging.getLogger(__name__)
 FOREIGN = "foreign"
+WITHHELD = "withheld"  # in a quarantine: the study's own instances that arrived with foreign ones
 REASONS = {
     "other-study": "of another study",
     "other-series": "of another series than the one moved",
     "sop-mismatch": "whose dataset names another SOP Instance UID than it was sent as",
     "unlisted": "not among the instances the PACS listed for the study",
+    "other-patient": "naming another PatientID than the PACS's C-FIND answered",
+    "duplicate": "sent again under a SOP Instance UID already received, with other content",
 }
 
 
-def foreign_reason(instance: ReceivedInstance, study_uid: str, series_uid: str = "") -> str | None:
+def foreign_reason(instance: ReceivedInstance, study_uid: str, series_uid: str = "", patient_id: str = ""
+                   ) -> str | None:
     """Why an arriving instance is not part of `study_uid` (and of `series_uid`, when the move was of one
-    series): a key of REASONS, or None when it is."""
+    series, and of `patient_id`, the PatientID the C-FIND answered, when it is ASCII as nearly all are): a
+    key of REASONS, or None when it is."""
     if instance.identity.study != study_uid:
         return "other-study"
     if series_uid and instance.identity.series != series_uid:
         return "other-series"
     if not instance.self_consistent:
         return "sop-mismatch"
+    if patient_id and instance.identity.patient != patient_id.strip() and patient_id.isascii():
+        return "other-patient"
     return None
 
 

@@ -28,17 +28,58 @@ def study_folder(root: Path, server: str, study_date: str, patient_id: str, moda
     return Path(root) / safe_component(server) / name
 
 
+class FilingFailed(Exception):
+    """Filing a study failed: `reason` (the OS error), and the files that stayed in the study folder
+    although the rest was taken back (`stayed`: only when removing them failed too)."""
+
+    def __init__(self, reason: str, stayed: list[str]):
+        super().__init__(reason)
+        self.reason, self.stayed = reason, stayed
+
+    def what_stayed(self) -> str:
+        if not self.stayed:
+            return "nothing of it was kept"
+        names = ", ".join(self.stayed[:5]) + (f" and {len(self.stayed) - 5} more" if len(self.stayed) > 5 else "")
+        return f"{len(self.stayed)} files of it could not be taken back and stayed in the folder ({names})"
+
+
 def file_into(folder: Path, staged: list[Path]) -> int:
     """Move staged instances into the study folder as they arrived (a rename on one filesystem, never a
-    re-encode). Returns the bytes filed. An instance already there is replaced, so a re-run never duplicates."""
-    folder.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for path in staged:
-        total += os.stat(path).st_size
-        try:
-            os.replace(path, folder / path.name)  # staging and downloads share a disk: one system call
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            shutil.move(path, folder / path.name)  # on another disk: a copy, then the staged file goes
+    re-encode). Returns the bytes filed. An instance already there (an earlier run of the row) is replaced,
+    so a re-run never duplicates. All or nothing: when one fails (a full disk, say), the files this call
+    put there are removed again, and FilingFailed names any that could not be."""
+    placed: list[Path] = []
+    total, made = 0, not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in staged:
+            target = folder / path.name
+            new = not os.path.lexists(target)
+            total += os.stat(path).st_size
+            try:
+                os.replace(path, target)  # staging and downloads share a disk: one system call
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                try:
+                    shutil.move(path, target)  # on another disk: a copy, then the staged file goes
+                except BaseException:
+                    if new:
+                        placed.append(target)  # a part of it may be there
+                    raise
+            if new:
+                placed.append(target)
+    except OSError as exc:
+        stayed = []
+        for target in placed:
+            try:
+                target.unlink(missing_ok=True)
+            except OSError:
+                stayed.append(target.name)
+        if made and not stayed:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise FilingFailed(exc.strerror or str(exc), stayed) from exc
     return total

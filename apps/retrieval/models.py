@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError, models, transaction
@@ -150,6 +151,8 @@ class MoveKey(models.Model):
     study_instance_uid = models.CharField(max_length=64)
     series_instance_uid = models.CharField(max_length=64, blank=True,
                                            help_text="When the move is of one series: only its instances are kept.")
+    patient_id = models.CharField(max_length=64, blank=True,
+                                  help_text="The PatientID the C-FIND answered: only instances naming it are filed.")
     expires_at = models.DateTimeField(db_index=True)
 
     MAX_DRAWS = 64
@@ -159,7 +162,7 @@ class MoveKey(models.Model):
 
     @classmethod
     def allocate(cls, item: RetrievalItem, pacs_ae_title: str, study_instance_uid: str, *, seconds: float,
-                 series: str = "") -> "MoveKey":
+                 series: str = "", patient_id: str = "") -> "MoveKey":
         now = timezone.now()
         cls.objects.filter(expires_at__lt=now).delete()  # keys of moves that died with their worker
         for _ in range(cls.MAX_DRAWS):
@@ -167,15 +170,31 @@ class MoveKey(models.Model):
                 with transaction.atomic():
                     return cls.objects.create(message_id=secrets.randbelow(65535) + 1, item=item,
                                               pacs_ae_title=pacs_ae_title, study_instance_uid=study_instance_uid,
-                                              series_instance_uid=series,
+                                              series_instance_uid=series, patient_id=patient_id[:64],
                                               expires_at=now + timedelta(seconds=seconds))
             except IntegrityError:
                 continue  # drawn by a move in flight: draw again
         raise ItemFailed(f"No free C-MOVE key after {cls.MAX_DRAWS} draws: too many retrievals in flight.")
 
     @classmethod
-    def live(cls, message_id: int) -> tuple[str, str, str] | None:
-        """(the AE title its C-STOREs must come from, the study moved, the series moved or "") of a live key;
-        None for no such move."""
-        return cls.objects.filter(message_id=message_id, expires_at__gt=timezone.now()).values_list(
-            "pacs_ae_title", "study_instance_uid", "series_instance_uid").first()
+    def live(cls, message_id: int) -> "LiveMove | None":
+        """What the receiver checks an instance under a live key against; None for no such move."""
+        found = cls.objects.filter(message_id=message_id, expires_at__gt=timezone.now()).select_related(
+            "item__dicom_server").first()
+        if found is None:
+            return None
+        server = found.item.dicom_server
+        sources = server.store_sources() if server is not None and server.ae_title == found.pacs_ae_title else [
+            (found.pacs_ae_title, "")]
+        return LiveMove(found.study_instance_uid, found.series_instance_uid, found.patient_id, tuple(sources))
+
+
+@dataclass(frozen=True)
+class LiveMove:
+    """A C-MOVE in flight, as the receiver sees it: what it moves, the PatientID its C-FIND answered, and the
+    (AE title, host) pairs its C-STOREs may come from (the server's own, then its store_from nodes)."""
+
+    study: str
+    series: str
+    patient_id: str
+    sources: tuple[tuple[str, str], ...]

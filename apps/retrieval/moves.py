@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
@@ -22,7 +23,7 @@ from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.scu import c_move
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.retrieval.models import MoveKey
-from apps.retrieval.receiver_check import receiver_problem
+from apps.retrieval.receiver_check import receiver_problem, receiver_saturation
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +73,31 @@ def extra_slots(ctx, server, wanted: int):
         yield got
 
 
-def move_to_receiver(peer, local, part, message_id: int, stop):
+def move_to_receiver(peer, local, part, message_id: int, stop, failed: threading.Event | None = None):
     """A C-MOVE of `part` to our receiver. When C-STOREs to us failed, the PACS is blamed only once our own
-    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO."""
+    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO. `failed` is set
+    the moment the move fails, before that diagnosis: the parts beside it stop without waiting for it."""
     level, query = part.move_query()
+    started = time.time()
     try:
         result = c_move(peer, local, query, local.ae_title, level=level,
                                                message_id=message_id, stop=stop)
     except DimseFailure:
-        _fail_if_receiver_down()
+        if failed is not None:
+            failed.set()
+        _fail_if_receiver_down(started)
         raise
     if result.failed:  # some C-STOREs to us failed: a receiver that died mid-move is to blame, not the PACS
-        _fail_if_receiver_down()
+        _fail_if_receiver_down(started)
     return result
 
 
-def _fail_if_receiver_down() -> None:
-    problem = receiver_problem()
+def _fail_if_receiver_down(started: float) -> None:
+    problem = receiver_problem()  # first: the receiver publishes a refusal for want of a slot a moment after it
+    full = receiver_saturation(since=started)
+    if full:
+        log.info("retrieval failed because the receiver was full: %s", full)
+        raise ItemFailed(f"The C-MOVE failed because {full}. The PACS is not to blame; retry the row.")
     if problem:
         log.info("retrieval failed because the receiver is down: %s", problem)
         raise ItemFailed(f"The C-MOVE failed because {problem[0].lower()}{problem[1:]}")
@@ -109,13 +118,18 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
     try:
         for part in parts:
             keys[id(part)] = MoveKey.allocate(item, item.dicom_server.ae_title, part.uid, series=part.series_uid or "",
-                                              seconds=peer.retrieve_timeout * rounds + MOVE_KEY_MARGIN_SECONDS)
+                                              seconds=peer.retrieve_timeout * rounds + MOVE_KEY_MARGIN_SECONDS,
+                                              patient_id=part.patient_id)
 
         def run(part):
             if stop.is_set():  # a sibling failed or the row was canceled before this part's turn
                 raise RetrieveCanceled("not started: the retrieval was stopped")
             with gate:
-                return move_to_receiver(peer, local, part, keys[id(part)].message_id, stop)
+                try:
+                    return move_to_receiver(peer, local, part, keys[id(part)].message_id, stop, failed)
+                except BaseException:
+                    failed.set()  # before this thread takes the next part: it must find the row stopping
+                    raise
 
         def listed(uid, series):
             with gate:

@@ -18,6 +18,7 @@ class StudyOutcome:
     foreign_reasons: str = ""
     quarantine: str = ""
     series_instance_uid: str = ""  # when the study was moved series by series: this one's outcome
+    withheld: int = 0  # instances of the study quarantined with the foreign ones, not filed
 
 
 @dataclass
@@ -44,12 +45,14 @@ def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | 
     for s in outcome.studies:
         what = f"series {s.series_instance_uid} of study {s.study_instance_uid}" if s.series_instance_uid else (
             f"study {s.study_instance_uid}")
-        if s.expected is not None and s.received < s.expected:
-            parts.append(f"{what}: received {s.received} of {s.expected} instances"
+        if s.expected is not None and s.received + s.withheld < s.expected:
+            parts.append(f"{what}: received {s.received + s.withheld} of {s.expected} instances"
                          + (f" ({s.failed_on_pacs} failed on the PACS side)" if s.failed_on_pacs else ""))
         if s.foreign:
             parts.append(f"{what}: {s.foreign} instances that are not part of it arrived "
-                         f"({s.foreign_reasons}) and were quarantined in {s.quarantine}, not filed")
+                         f"({s.foreign_reasons}) and were quarantined in {s.quarantine}, not filed"
+                         + (f", with the {s.withheld} of it that arrived alongside: nothing of it was filed"
+                            if s.withheld else ""))
     for uid, why in outcome.skipped:
         parts.append(f"{why} (study {uid}); it was skipped, not retrieved")
     if not parts:

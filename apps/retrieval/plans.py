@@ -22,6 +22,11 @@ class StudyPlan:
     def uid(self) -> str:
         return str(self.study.StudyInstanceUID)
 
+    @property
+    def patient_id(self) -> str:
+        """The PatientID the C-FIND answered for the study ("" when it named none)."""
+        return str(self.study.get("PatientID", "") or "").strip()
+
     def move_query(self) -> tuple[str, dict[str, str]]:
         """(Query/Retrieve level, identifier) of the retrieve request."""
         if self.series_uid:

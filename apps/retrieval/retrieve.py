@@ -29,8 +29,8 @@ from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.scu import c_get, find_association
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
-from apps.retrieval.arrivals import arrival_folder, foreign_reason, quarantine, sort_arrivals
-from apps.retrieval.layout import file_into, study_folder
+from apps.retrieval.arrivals import WITHHELD, arrival_folder, foreign_reason, quarantine, sort_arrivals
+from apps.retrieval.layout import FilingFailed, file_into, study_folder
 from apps.retrieval.models import MoveKey
 from apps.retrieval.moves import extra_slots, move_parts, series_parts
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
@@ -83,8 +83,10 @@ class RowRetrieval:
                 raise ItemCanceled() from None
             except DicomTimeout as exc:
                 raise ItemTimedOut(f"{exc} Raise the timeout (job or server) for large studies.") from exc
-            except DimseFailure:  # a PACS gives up a move when we refuse an instance: say why we did
+            except DimseFailure as exc:  # a PACS gives up a move when we refuse an instance: say why we did
                 self._fail_if_unwritten(plan, folder)
+                log.info("line %s, %s: the retrieve failed on the PACS: %s", self.item.line, self.item.server_name,
+                         exc)
                 raise
             wait = wait_for_receiver and plan.expected is not None
             staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
@@ -115,24 +117,27 @@ class RowRetrieval:
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
             raise ItemCanceled()
-        where = ""
-        if arrivals.foreign:
-            where = str(quarantine(arrivals.foreign, Path(settings.QUARANTINE_DIR)
+        where, matching, withheld = "", arrivals.matching, 0
+        if arrivals.foreign:  # all or nothing: with anything foreign, nothing of the study is trusted or filed
+            withheld, matching = len(arrivals.matching), []
+            where = str(quarantine(arrivals.foreign + [(path, WITHHELD) for path in arrivals.matching],
+                                   Path(settings.QUARANTINE_DIR)
                                    / f"retrieval-{item.job_id}-{item.pk}-{uuid.uuid4().hex[:8]}"))
         study = plan.study
         target = study_folder(self.downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
                               str(study.get("PatientID", item.patient_id) or item.patient_id),
                               modality_label(item, study))
         try:
-            size = file_into(target, arrivals.matching)
-        except OSError as exc:
-            log.info("cannot file into %s: %s", target, exc.strerror or exc)
-            raise ItemFailed(f"Cannot file the study into {target} ({exc.strerror or exc}); nothing of it was "
-                             "kept. Fix the downloads folder, then retry the row.") from None
-        self.outcome.studies.append(StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), size,
+            size = file_into(target, matching)
+        except FilingFailed as exc:
+            log.info("cannot file a study of line %s into the downloads folder: %s", item.line, exc.reason)
+            log.debug("cannot file into %s: %s", target, exc.reason)
+            raise ItemFailed(f"Cannot file the study into {target} ({exc.reason}); {exc.what_stayed()}. Fix the "
+                             "downloads folder, then retry the row.") from None
+        self.outcome.studies.append(StudyOutcome(plan.uid, target, plan.expected, len(matching), size,
                                                  failed_on_pacs=result.failed, foreign=len(arrivals.foreign),
                                                  foreign_reasons=arrivals.reasons(), quarantine=where,
-                                                 series_instance_uid=plan.series_uid or ""))
+                                                 series_instance_uid=plan.series_uid or "", withheld=withheld))
         self.ctx.heartbeat(instances=self.outcome.received, bytes=self.outcome.bytes)
 
 
@@ -172,18 +177,19 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
         else:
             for plan in plans:
                 folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
-                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan.uid, stop),
+                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan, stop),
                           listed, wait_for_receiver=False)
     return row.outcome
 
 
-def _c_get_into(peer, local, query: dict, folder: Path, study_uid: str, stop):
-    """A C-GET of `query`, each instance staged into `folder` (apart when it is not of the study asked
-    for) and written right after its answer, as the receiver does for a C-MOVE; every write is over when
-    this returns."""
+def _c_get_into(peer, local, query: dict, folder: Path, plan: StudyPlan, stop):
+    """A C-GET of `query`, each instance staged into `folder` (apart when it is not of the study, series or
+    patient asked for) and written right after its answer, as the receiver does for a C-MOVE; every write
+    is over when this returns."""
     with AnsweredWrites() as writes:
         def on_instance(instance) -> int:
-            staged_in = arrival_folder(folder, foreign_reason(instance, study_uid))
+            staged_in = arrival_folder(folder, foreign_reason(instance, plan.uid, plan.series_uid or "",
+                                                              plan.patient_id))
             instance.after_answer = writes.after_answer(folder, staged_in, instance.sop_instance_uid, instance.chunks,
                                                         instance.written)
             return 0x0000

@@ -50,6 +50,7 @@ class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("name", "ae_title", "host", "port", "description")}),
         ("Timeouts and limits", {"fields": ("query_timeout", "download_timeout", "retries",
                                             "retrieve_method", "max_associations")}),
+        ("Clustered PACS", {"classes": ("collapse",), "fields": ("store_from",)}),
         ("TLS", {"classes": ("collapse",), "fields": ("tls_enabled", "tls_ca_file", "tls_cert_file",
                                                        "tls_key_file")}),
         ("DICOMweb", {"classes": ("collapse",), "fields": ("dicomweb_url", "dicomweb_auth",

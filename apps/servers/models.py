@@ -80,6 +80,31 @@ def validate_host(value: str) -> None:
                               "dots, e.g. pacs.hospital.local or 10.0.0.5).")
 
 
+STORE_FROM_MAX = 32
+
+
+def parse_store_from(entry: str) -> tuple[str, str]:
+    """One `store_from` entry, `AE_TITLE@host`, as (AE title, host); ValidationError naming it if malformed."""
+    if not isinstance(entry, str) or entry.count("@") != 1:
+        raise ValidationError(f"Store-from entry {entry!r} must be AE_TITLE@host, e.g. ORTHANC2@10.0.0.6.")
+    ae_title, host = entry.split("@")
+    try:
+        validate_ae_title(ae_title)
+        validate_host(host)
+    except ValidationError as exc:
+        raise ValidationError(f"Store-from entry {entry!r}: {exc.messages[0]}") from None
+    return ae_title, host
+
+
+def validate_store_from(value) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("Store-from must be a list of AE_TITLE@host entries.")
+    if len(value) > STORE_FROM_MAX:
+        raise ValidationError(f"Store-from lists {len(value)} nodes; at most {STORE_FROM_MAX}.")
+    for entry in value:
+        parse_store_from(entry)
+
+
 server_name_validator = RegexValidator(
     r"^[A-Za-z0-9_-]{1,32}$", "Use 1 to 32 letters, digits, '_' or '-' (it names folders and URLs)."
 )
@@ -130,6 +155,11 @@ class DicomServer(models.Model):
     max_associations = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1), MaxValueValidator(64)],
         help_text="Most associations the portal opens to this server at once, across all workers.")
+    store_from = models.JSONField(
+        "also stores from", default=list, blank=True, validators=[validate_store_from],
+        help_text="Further nodes (a clustered PACS) whose C-STOREs answer this server's C-MOVEs, as a list of "
+                  "AE_TITLE@host. The receiver keeps a moved instance only from this server's own AE title and "
+                  "host, or from one of these.")
     tls_enabled = models.BooleanField("TLS", default=False)
     tls_ca_file = models.CharField("TLS CA file", max_length=500, blank=True)
     tls_cert_file = models.CharField("TLS client certificate", max_length=500, blank=True)
@@ -178,6 +208,17 @@ class DicomServer(models.Model):
     def name_clash(cls, name: str, *, exclude_pk=None) -> "DicomServer | None":
         """The server whose name equals `name` without regard to case, if any (other than exclude_pk)."""
         return cls.objects.filter(name__iexact=name).exclude(pk=exclude_pk).first()
+
+    def store_sources(self) -> list[tuple[str, str]]:
+        """(AE title, host) of every node whose C-STOREs answer this server's C-MOVEs: itself first. An entry
+        stored malformed (past the validation, by hand) names no node: nothing is kept from it."""
+        sources = [(self.ae_title, self.host)]
+        for entry in self.store_from if isinstance(self.store_from, list) else []:
+            try:
+                sources.append(parse_store_from(entry))
+            except ValidationError:
+                continue
+        return sources
 
     def may(self, user, action: str) -> bool:
         """Whether the user may "query", "retrieve" or "send" here. None is the portal itself (command line,

@@ -25,7 +25,7 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_threads_writing_the_same_instance_at_once_leave_one_whole_copy(tmp_path):
+def test_threads_writing_the_same_instance_at_once_leave_one_whole_copy_and_the_others_apart(tmp_path):
     staging, folder = MoveStaging(tmp_path), tmp_path / "AE" / "5"
     payloads = [bytes([n]) * 200_000 for n in range(8)]
     threads = [threading.Thread(target=staging.write, args=(folder, "1.2.3", data)) for data in payloads]
@@ -34,8 +34,11 @@ def test_threads_writing_the_same_instance_at_once_leave_one_whole_copy(tmp_path
     for t in threads:
         t.join()
     assert staging.instances(folder) == [folder / "1.2.3.dcm"]
-    assert (folder / "1.2.3.dcm").read_bytes() in payloads
-    assert [p.name for p in folder.iterdir()] == ["1.2.3.dcm"]
+    staged = (folder / "1.2.3.dcm").read_bytes()
+    assert staged in payloads
+    assert sorted(p.name for p in folder.iterdir()) == ["1.2.3.dcm", "foreign"], "no half-written file"
+    apart = [p.read_bytes() for p in (folder / "foreign" / "duplicate").iterdir()]
+    assert sorted(apart + [staged]) == sorted(payloads), "never replaced: every other copy whole, kept apart"
 
 
 def test_writes_left_for_after_the_answer_land_whole_and_tell_when_their_bytes_are_no_longer_read(tmp_path):

@@ -1,6 +1,6 @@
 """The socket-level Storage SCP (apps/dicom/wire/storage_scp.py) against real peers (pynetdicom, DCMTK storescu and
-storescp) and against broken ones speaking raw PDUs: bytes as received, the same statuses as the
-pynetdicom SCP, contexts refused with the right result, aborts that leave nothing half-written."""
+storescp) and against broken ones speaking raw PDUs: bytes as received, the statuses of
+wire/received.deliver, contexts refused with the right result, aborts that leave nothing half-written."""
 import os
 import socket
 import struct

@@ -1,4 +1,4 @@
-"""What a peer may cost a Storage SCP (both engines, in process): PDU buffers that grow as bytes arrive,
+"""What a peer may cost a Storage SCP (in process): PDU buffers that grow as bytes arrive,
 a deadline per PDU that ends a trickling peer, the idle timeout, and the association limit answered with
 A-ASSOCIATE-RJ transient "local limit exceeded" (retriable) while the associations in progress go on."""
 import socket
@@ -14,8 +14,8 @@ from pynetdicom.sop_class import Verification
 from apps.dicom import dimse
 from apps.dicom.errors import AssociationRejected
 from apps.dicom.peers import LocalAE, RemoteAE
-from apps.dicom.scp import ReceiverLimits, StorageSCP
 from apps.dicom.wire import pdu
+from apps.dicom.wire.received import ReceiverLimits
 from apps.dicom.wire.storage_scp import LeanStorageSCP
 
 LOCAL = LocalAE(ae_title="PROBE", port=0)
@@ -100,10 +100,9 @@ def _associate(port: int, called: str):
     return assoc
 
 
-@pytest.mark.parametrize("engine", [LeanStorageSCP, StorageSCP])
-def test_one_association_over_the_limit_is_refused_as_transient_local_limit_exceeded(engine):
+def test_one_association_over_the_limit_is_refused_as_transient_local_limit_exceeded():
     limits = ReceiverLimits(max_associations=2)
-    with engine(LocalAE(ae_title="CAPPED", port=0), lambda i: 0, limits=limits) as scp:
+    with LeanStorageSCP(LocalAE(ae_title="CAPPED", port=0), lambda i: 0, limits=limits) as scp:
         peer = RemoteAE(ae_title="CAPPED", host="127.0.0.1", port=scp.port)
         held = [_associate(scp.port, "CAPPED") for _ in range(2)]
         with pytest.raises(AssociationRejected, match="local limit exceeded") as refused:

@@ -12,8 +12,8 @@ from apps.dicom import files, store
 from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import ConnectionFailed, InvalidDicomFile
 from apps.dicom.peers import LocalAE, RemoteAE
-from apps.dicom.scp import StorageSCP
 from apps.dicom.scu import store_association
+from apps.dicom.wire.storage_scp import LeanStorageSCP
 from tests.fixtures_common import unused_port
 
 LOCAL = LocalAE(ae_title="SENDER", port=0)
@@ -105,7 +105,7 @@ def test_more_than_128_kinds_of_object_take_several_associations(tmp_path):
         ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = sop_class, ds.SOPInstanceUID
         ds.save_as(tmp_path / f"{n:03d}.dcm", enforce_file_format=True)
     received = []
-    with StorageSCP(LocalAE(ae_title="MANYKINDS", port=0), lambda i: received.append(i.sop_class_uid) or 0) as scp:
+    with LeanStorageSCP(LocalAE(ae_title="MANYKINDS", port=0), lambda i: received.append(i.sop_class_uid) or 0) as scp:
         peer = RemoteAE(ae_title="MANYKINDS", host="127.0.0.1", port=scp.port)
         report = store.store_files(peer, LOCAL, [tmp_path])
     assert report.failed == [] and len(report.stored) == 130
@@ -115,7 +115,7 @@ def test_more_than_128_kinds_of_object_take_several_associations(tmp_path):
 def test_a_warning_status_is_kept_apart_from_clean_successes(tmp_path):
     write_dataset(tmp_path, patients=1, studies=1, instances=2, modalities=("MR",), seed=5, id_prefix="WRN")
     answers = iter([0x0000, 0xB000])
-    with StorageSCP(LocalAE(ae_title="WARNS", port=0), lambda i: next(answers)) as scp:
+    with LeanStorageSCP(LocalAE(ae_title="WARNS", port=0), lambda i: next(answers)) as scp:
         report = store.store_files(RemoteAE(ae_title="WARNS", host="127.0.0.1", port=scp.port), LOCAL,
                                    sorted(tmp_path.rglob("*.dcm")))
     assert len(report.stored) == 1 and len(report.warnings) == 1 and report.failed == []
@@ -126,7 +126,7 @@ def test_a_failure_status_fails_that_file_only(tmp_path):
     write_dataset(tmp_path, patients=1, studies=1, instances=3, modalities=("MR",), seed=6, id_prefix="FLR")
     paths = sorted(tmp_path.rglob("*.dcm"))
     answers = iter([0x0000, 0xA700, 0x0000])
-    with StorageSCP(LocalAE(ae_title="FULL", port=0), lambda i: next(answers)) as scp:
+    with LeanStorageSCP(LocalAE(ae_title="FULL", port=0), lambda i: next(answers)) as scp:
         report = store.store_files(RemoteAE(ae_title="FULL", host="127.0.0.1", port=scp.port), LOCAL, paths)
     assert len(report.stored) == 2 and [p for p, _ in report.failed] == [str(paths[1])]
     assert "0xA700" in report.failed[0][1] and "out of resources" in report.failed[0][1].lower()

@@ -2,9 +2,9 @@
 declared in Orthanc as a C-MOVE destination, with settings pointing the portal at it."""
 import pytest
 
-from apps.dicom.engines import STORAGE_SCPS
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import AnsweredWrites, MoveStaging
+from apps.dicom.wire.storage_scp import LeanStorageSCP
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import DicomServer
 from tests.fixtures_common import unused_port
@@ -14,7 +14,7 @@ class Receiver:
     """`drop_every`: a faulty receiver that answers success but loses every n-th instance."""
 
     def __init__(self, staging: MoveStaging, ae_title: str):
-        self.writes = AnsweredWrites()  # as `manage.py receive` writes (pynetdicom's SCP: before the answer)
+        self.writes = AnsweredWrites()  # as `manage.py receive` writes
         self.write = staging_writer(staging, ReceiverPolicy(ae_title), self.writes)
         self.drop_every = 0
         self.seen = 0
@@ -26,16 +26,15 @@ class Receiver:
         return self.write(instance)
 
 
-@pytest.fixture(params=["lean", "pynetdicom"])
-def portal(request, settings, tmp_path, orthanc):
-    """Our receiver in-process on either Storage SCP engine: the socket-level one writes a move's instance
-    right after its answer, pynetdicom's before it."""
+@pytest.fixture
+def portal(settings, tmp_path, orthanc):
+    """Our receiver in-process: the Storage SCP of `manage.py receive` with its staging writer and policy."""
     ae_title, port = "PORTALTEST", unused_port()
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = ae_title, port
     settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
     receiver = Receiver(MoveStaging(settings.STAGING_DIR), ae_title)
     orthanc.add_modality("PORTALTEST", ae_title, port)
-    with STORAGE_SCPS[request.param](LocalAE(ae_title=ae_title, port=port), receiver):
+    with LeanStorageSCP(LocalAE(ae_title=ae_title, port=port), receiver):
         yield receiver
     receiver.writes.close()
 

@@ -57,7 +57,10 @@ def filed(settings) -> set[str]:
 
 
 def staged_left(settings) -> list[Path]:
-    return [p for p in Path(settings.STAGING_DIR).rglob("*") if p.is_file()]
+    """Every file left in staging but the receiver's own bookkeeping at its top (.receiver-<pid>.json, .cut-off/)."""
+    root = Path(settings.STAGING_DIR)
+    return [p for p in root.rglob("*") if p.is_file() and not p.relative_to(root).parts[0].startswith(".receiver-")
+            and p.relative_to(root).parts[0] != ".cut-off"]
 
 
 def store_as(calling_ae: str, port: int, datasets, *, originator=None) -> list[int]:
@@ -117,10 +120,12 @@ def test_forged_stores_during_a_real_retrieval_are_refused_or_quarantined_never_
     assert outcomes["spoofed"] == [0] * len(forged)
     assert item.status == "failed" and f"{len(forged)} instances that are not part of it arrived" in item.error
     assert words in item.error and "quarantined" in item.error
-    assert filed(settings) == expected, "every instance of the study, nothing foreign"
-    assert item.instances == item.expected == len(expected)
-    quarantined = {p.stem for p in Path(settings.QUARANTINE_DIR).rglob("*.dcm")}
-    assert quarantined == {str(ds.SOPInstanceUID) for ds in forged}
+    assert f"with the {len(expected)} of it that arrived alongside: nothing of it was filed" in item.error
+    assert filed(settings) == set(), "all or nothing: a study that came with forgeries is not trusted, not filed"
+    assert item.instances == 0 and item.expected == len(expected)
+    quarantine = Path(settings.QUARANTINE_DIR)
+    assert {p.stem for p in quarantine.rglob("withheld/*.dcm")} == expected, "the study's own, kept for inspection"
+    assert {p.stem for p in quarantine.rglob("*.dcm")} - expected == {str(ds.SOPInstanceUID) for ds in forged}
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
 
 

@@ -24,17 +24,26 @@ from tests.retrieval.test_integrity import PORTAL_AE, filed, run, staged_left, s
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def three_series(empty_orthanc, tmp_path):
+def study_of(empty_orthanc, tmp_path, series: int, instances: int):
     from apps.dicom.demo.synthetic import write_dataset
 
-    manifest = write_dataset(tmp_path / "dataset", patients=1, studies=1, series=3, instances=4, seed=11,
-                             id_prefix="SER")
+    manifest = write_dataset(tmp_path / "dataset", patients=1, studies=1, series=series, instances=instances,
+                             seed=11, id_prefix="SER")
     empty_orthanc.load(tmp_path / "dataset")
     study = manifest["studies"][0]
     paths = list((tmp_path / "dataset").rglob("*.dcm"))
     return SimpleNamespace(pacs=empty_orthanc, uid=study["StudyInstanceUID"], paths=paths,
                            instances=empty_orthanc.study_instances(study["StudyInstanceUID"]))
+
+
+@pytest.fixture
+def three_series(empty_orthanc, tmp_path):
+    return study_of(empty_orthanc, tmp_path, series=3, instances=4)
+
+
+@pytest.fixture
+def six_series(empty_orthanc, tmp_path):
+    return study_of(empty_orthanc, tmp_path, series=6, instances=2)
 
 
 @pytest.fixture
@@ -126,7 +135,7 @@ def test_an_instance_of_another_series_under_a_series_key_is_quarantined(receive
         # a peer with the PACS's AE title and this series' live key sends an instance of another series
         if not forged:
             stranger = next(ds for ds in datasets if str(ds.SeriesInstanceUID) != query["SeriesInstanceUID"])
-            forged["sop"] = str(stranger.SOPInstanceUID)
+            forged["sop"], forged["series"] = str(stranger.SOPInstanceUID), query["SeriesInstanceUID"]
             forged["status"] = store_as(three_series.pacs.aet, receiver, [stranger], originator=(PORTAL_AE, message_id))
 
     MoveSpy(monkeypatch, settings, before=forge)
@@ -135,13 +144,16 @@ def test_an_instance_of_another_series_under_a_series_key_is_quarantined(receive
     assert forged["status"] == [0]
     assert item.status == "failed" and "1 instances that are not part of it arrived" in item.error
     assert "of another series than the one moved" in item.error and "series " in item.error
-    assert filed(settings) == three_series.instances, "its own series' move filed it; the forged copy was not"
-    quarantined = [p.stem for p in (settings.QUARANTINE_DIR).rglob("*.dcm")]
-    assert quarantined == [forged["sop"]]
+    withheld = {str(ds.SOPInstanceUID) for ds in datasets if str(ds.SeriesInstanceUID) == forged["series"]}
+    assert len(withheld) == 4 and "with the 4 of it that arrived alongside: nothing of it was filed" in item.error
+    assert filed(settings) == three_series.instances - withheld, (
+        "the series that came with a forgery is not filed; the stranger's own series' move filed it")
+    quarantined = sorted(p.stem for p in (settings.QUARANTINE_DIR).rglob("*.dcm"))
+    assert quarantined == sorted([forged["sop"], *withheld])
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
 
 
-def test_a_failed_series_move_stops_the_rest_and_fails_the_row_with_its_reason(receiver, three_series, settings,
+def test_a_failed_series_move_stops_the_rest_and_fails_the_row_with_its_reason(six_series, settings, tmp_path,
                                                                             monkeypatch):
     refused = []
 
@@ -151,10 +163,12 @@ def test_a_failed_series_move_stops_the_rest_and_fails_the_row_with_its_reason(r
             raise DimseFailure("SPARE answered the C-MOVE with failure status 0xA801 (test)", status=0xA801)
 
     spy = MoveSpy(monkeypatch, settings, before=refuse_the_first)
-    job = run(job_of(three_series.uid, server_for(three_series.pacs, 2)))
+    with receiver_process(settings, tmp_path, six_series.pacs, PORTAL_AE):
+        job = run(job_of(six_series.uid, server_for(six_series.pacs, 2)))
     item = job.items.get()
     assert item.status == "failed" and "0xA801 (test)" in item.error
-    assert len(spy.moves) <= 3 and filed(settings) <= three_series.instances
+    assert len(spy.moves) == 2, f"the refused move and the one beside it; none of the other four started: {spy.moves}"
+    assert filed(settings) <= six_series.instances
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
     assert not AssociationSlot.objects.exclude(holder="").exists()
 

@@ -4,11 +4,13 @@ import signal
 import pydicom
 import pytest
 
+from apps.dicom import files
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.peers import LocalAE
 from apps.dicom.scu import c_move
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
+from tests.pacs import dataset_part
 from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
 
@@ -46,6 +48,10 @@ def test_a_move_from_orthanc_is_staged_complete_under_its_originator_and_message
     assert {p.stem for p in staged} == expected
     ds = pydicom.dcmread(staged[0])
     assert ds.StudyInstanceUID == study["StudyInstanceUID"]
+    originals = {files.read_meta(p).sop_instance_uid: p for p in orthanc.dataset_dir.rglob("*.dcm")}
+    for path in staged:  # complete Part-10 files, the datasets byte for byte as Orthanc holds them
+        info = files.inspect(path)
+        assert dataset_part(path.read_bytes()) == dataset_part(originals[info.sop_instance_uid].read_bytes())
     assert not list(staging.folder(ae_title, 4242).glob(".incoming-*")), "no half-written files left"
 
 
@@ -78,5 +84,7 @@ def test_staging_refuses_a_hostile_uid_and_writes_atomically(tmp_path):
             staging.write(folder, hostile, b"x")
     path = staging.write(folder, "1.2.3.4", b"DICM-bytes")
     assert path.read_bytes() == b"DICM-bytes" and staging.instances(folder) == [path]
-    staging.write(folder, "1.2.3.4", b"again")  # a re-sent instance replaces, never duplicates
-    assert staging.instances(folder) == [path] and path.read_bytes() == b"again"
+    assert staging.write(folder, "1.2.3.4", b"DICM-bytes") == path  # the same bytes again: nothing changes
+    apart = staging.write(folder, "1.2.3.4", b"other bytes")  # never replaces what is staged: kept apart
+    assert staging.instances(folder) == [path] and path.read_bytes() == b"DICM-bytes"
+    assert apart.parent == folder / "foreign" / "duplicate" and apart.read_bytes() == b"other bytes"

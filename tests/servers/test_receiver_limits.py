@@ -2,6 +2,7 @@
 PACS: AE titles are no secret) cost the real receiver process little memory, the association limit refuses
 the surplus as "local limit exceeded", the PDU deadline ends the stalled peers, and a study from a real
 Orthanc is received completely afterwards."""
+import socket
 import subprocess
 import time
 
@@ -12,6 +13,7 @@ from apps.dicom.peers import LocalAE
 from apps.dicom.scu import c_move
 from apps.dicom.staging import MoveStaging
 from tests.fixtures_common import unused_port
+from tests.jobs.cluster import wait_for
 from tests.receiver_process import start_receive
 from tests.retrieval.keys import live_move_key
 from tests.servers.hostile import attack, rss_bytes
@@ -20,6 +22,17 @@ RSS_GROWTH_BOUND = 40 * 1024 * 1024  # 200 peers announcing 4 MB / 1 MB took the
 MAX_ASSOCIATIONS, PDU_TIMEOUT = 20, 2.0
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the receiver reads servers and move keys from it
+
+
+def unread_by_receiver(client: socket.socket, port: int) -> int:
+    """Bytes `client` sent that the receiver on `port` has not read yet: the receive queue of the
+    receiver's end of the connection (/proc/net/tcp: local and remote address:port, state, tx:rx queue)."""
+    client_port = client.getsockname()[1]
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and int(fields[2].split(":")[1], 16) == client_port:
+            return int(fields[4].split(":")[1], 16)
+    return 0  # closed already
 
 
 def start_receiver(tmp_path, ae_title, port, **settings) -> subprocess.Popen:
@@ -49,7 +62,10 @@ def test_200_connections_announcing_large_pdus_cost_little_and_a_study_arrives_a
 
     hostile = attack("127.0.0.1", port, ae_title, calling_ae=orthanc.aet, large_p_data=100, large_requests=100)
     try:
-        time.sleep(0.5)  # let the receiver read what each peer sent
+        # the receiver has read what each associated peer sent (where a buffer would be allocated) when
+        # nothing of it waits in the receiving end's socket queue
+        wait_for(lambda: all(unread_by_receiver(s, port) == 0 for s in hostile.sockets[:hostile.associated]), 10,
+                 "the receiver to read what each associated peer sent")
         during = rss_bytes(proc.pid)
         assert hostile.associated == MAX_ASSOCIATIONS
         assert hostile.refusals == [(2, 3, 2)] * (100 - MAX_ASSOCIATIONS), "transient, local limit exceeded"

@@ -20,6 +20,8 @@ CALLING_AE = "PROCTEST"
 
 
 def start(tmp_path, port, processes=2, **env):
+    """All associations here come from one address that is no server's: it may take every slot."""
+    env.setdefault("RECEIVER_PEER_ASSOCIATIONS", 64)
     return start_receive("RECEIVERP", "--processes", str(processes), DATA_DIR=tmp_path / "data",
                          STAGING_DIR=tmp_path / "staging", DICOM_PORT=port, RECEIVER_ALLOWED_AE_TITLES=CALLING_AE,
                          **env)

@@ -14,11 +14,11 @@ from apps.dicom.errors import DimseFailure
 from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.query import identifier
-from apps.dicom.scp import ReceivedInstance
 from apps.dicom.status import category
 from apps.dicom.syntaxes import COMMON_STORAGE_SOP_CLASSES, MAX_CONTEXTS, TRANSFER_SYNTAXES, UNCOMPRESSED
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.messages import answer_c_store
+from apps.dicom.wire.received import ReceivedInstance
 from apps.dicom.wire.retrieve_scu import RetrieveAssociation, run_retrieve
 
 # Context 1 is the GET model; the storage classes we take the SCP role for fill the rest.

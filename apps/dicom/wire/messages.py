@@ -9,9 +9,9 @@ import struct
 from typing import Callable
 
 from apps.dicom import files
-from apps.dicom.scp import ReceivedInstance, deliver
 from apps.dicom.wire import commands
 from apps.dicom.wire.pdu import UNEXPECTED_PDU, ProtocolError, read_exact, recv_exact_into
+from apps.dicom.wire.received import PeerCutOff, ReceivedInstance, deliver
 
 FIRST_CAPACITY = 1 << 20  # address space only: a page costs memory once a byte of it arrived
 POOLED_BUFFERS, POOLED_CAPACITY = 8, 16 << 20  # buffers kept for reuse, and the largest one kept
@@ -151,11 +151,12 @@ class MessageAssembler:
 
 def answer_c_store(command: dict[int, bytes], parts: list, *, sop_class: str, transfer_syntax: str,
                    sender_ae: str, on_instance: Callable[[ReceivedInstance], int] | None,
-                   send: Callable[[bytes], None], release: Callable[[], None] | None = None) -> int:
+                   send: Callable[[bytes], None], release: Callable[[], None] | None = None,
+                   peer_address: str = "") -> int:
     """Build the received instance (our file meta + the dataset bytes as they arrived), hand it to
     `on_instance` through the shared checks of `deliver`, `send` the C-STORE-RSP command set, then do what
     the callback left for after the answer (ReceivedInstance.answered), even when sending failed.
-    Returns the status answered."""
+    Returns the status answered; raises PeerCutOff after answering when the callback cut the peer off."""
     message_id = commands.us(command, commands.MESSAGE_ID)
     if message_id is None:
         raise ProtocolError("a C-STORE-RQ without a message ID")
@@ -165,7 +166,7 @@ def answer_c_store(command: dict[int, bytes], parts: list, *, sop_class: str, tr
     dataset = parts[0] if parts else b""  # the assembler hands over the dataset in one piece
     instance = ReceivedInstance(
         sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax_uid=transfer_syntax,
-        chunks=(header, dataset), calling_ae=sender_ae, release=release,
+        chunks=(header, dataset), calling_ae=sender_ae, release=release, peer_address=peer_address,
         move_originator_ae=commands.text(command.get(commands.MOVE_ORIGINATOR_AE)) or None,
         move_originator_message_id=commands.us(command, commands.MOVE_ORIGINATOR_ID))
     try:
@@ -173,4 +174,6 @@ def answer_c_store(command: dict[int, bytes], parts: list, *, sop_class: str, tr
         send(commands.response(commands.C_STORE_RSP, message_id, sop_class, status, sop_instance, comment))
     finally:
         instance.answered()
+    if instance.cut_off:
+        raise PeerCutOff(f"{sender_ae} at {peer_address} was cut off")
     return status

@@ -4,8 +4,8 @@ pynetdicom spends ~3 ms of Python per received instance (PDU objects, a 1 ms sle
 building the response as a pydicom Dataset); a PACS answering a C-MOVE waits for every C-STORE
 response, so that cost is the receiver's throughput. This SCP does only what storage needs
 (PS3.8 upper layer in wire/pdu.py, command sets in wire/commands.py; PS3.7 C-STORE and C-ECHO),
-reads PDUs into buffers without decoding the dataset, and hands each instance to the same callback as apps.dicom.scp.StorageSCP (a ReceivedInstance, the dataset bytes as received),
-with the same statuses (apps.dicom.scp.deliver). One thread per association; TCP_NODELAY; large PDUs.
+reads PDUs into buffers without decoding the dataset, and hands each instance to a callback (a
+ReceivedInstance, the dataset bytes as received) through the checks of wire/received.deliver. One thread per association; TCP_NODELAY; large PDUs.
 
 What a peer may cost is bounded (ReceiverLimits): PDU buffers grow as the bytes arrive (wire/pdu.py),
 at most `max_associations` associations run at once (one more is rejected, transient, "local limit
@@ -19,16 +19,17 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from typing import Callable
 
 from pynetdicom.sop_class import Verification
 
 from apps.dicom.peers import LocalAE
-from apps.dicom.scp import ReceivedInstance, ReceiverLimits
 from apps.dicom.service import Service
 from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from apps.dicom.wire import commands, pdu
 from apps.dicom.wire.messages import MessageAssembler, answer_c_store
+from apps.dicom.wire.received import PeerCutOff, ReceivedInstance, ReceiverLimits, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,33 @@ ACCEPTED_TRANSFER_SYNTAXES = frozenset(TRANSFER_SYNTAXES)
 
 class Admission:
     """Who comes in: at most `limit` associations at once, and at most `handshakes` connections negotiating
-    (each holds a thread until its A-ASSOCIATE-RQ is read; more wait in the listen backlog)."""
+    (each holds a thread until its A-ASSOCIATE-RQ is read; more wait in the listen backlog). Both are also
+    counted per peer address, so one address cannot take every slot (take(), address_handshake())."""
 
     def __init__(self, limit: int, handshakes: int = MAX_HANDSHAKES):
         self.limit, self.handshakes = limit, handshakes
         self.associations = self.negotiating = 0
+        self.by_address: dict[str, int] = {}  # associations per peer address
+        self.negotiating_by_address: dict[str, int] = {}
+        self.refused_full_at = 0.0  # time.time() of the last association refused for want of a slot
+        self.refused_full = threading.Event()  # set with it: whoever publishes the state may do so at once
         self._changed = threading.Condition()
+
+    def address_handshake(self, address: str, cap: int) -> bool:
+        """One of the address's `cap` negotiating places (0: any); the connection is closed at once without."""
+        with self._changed:
+            if cap and self.negotiating_by_address.get(address, 0) >= cap:
+                return False
+            self.negotiating_by_address[address] = self.negotiating_by_address.get(address, 0) + 1
+            return True
+
+    def end_address_handshake(self, address: str) -> None:
+        with self._changed:
+            left = self.negotiating_by_address.get(address, 1) - 1
+            if left > 0:
+                self.negotiating_by_address[address] = left
+            else:
+                self.negotiating_by_address.pop(address, None)
 
     def begin_handshake(self, timeout: float) -> bool:
         with self._changed:
@@ -63,18 +85,35 @@ class Admission:
             self.negotiating -= 1
             self._changed.notify_all()
 
-    def take(self) -> bool:
-        """One association slot, if one is free."""
+    def take(self, address: str = "", cap: int = 0) -> str | None:
+        """One association slot for a peer at `address`, at most `cap` of them for that address (0: any);
+        None when taken, else why not."""
         with self._changed:
             if self.associations >= self.limit:
-                return False
+                self.refused_full_at = time.time()
+                self.refused_full.set()
+                return f"{self.associations} associations are running, the limit"
+            if cap and self.by_address.get(address, 0) >= cap:
+                return f"{cap} associations from {address} are running, the limit for one address"
             self.associations += 1
-            return True
+            self.by_address[address] = self.by_address.get(address, 0) + 1
+            return None
 
-    def give_back(self) -> None:
+    def give_back(self, address: str = "") -> None:
         with self._changed:
             self.associations -= 1
+            left = self.by_address.get(address, 1) - 1
+            if left > 0:
+                self.by_address[address] = left
+            else:
+                self.by_address.pop(address, None)
             self._changed.notify_all()
+
+    def state(self) -> dict:
+        """What /healthz and a failing retrieval read (see `manage.py receive`): slots in use and the last refusal."""
+        with self._changed:
+            return {"associations": self.associations, "limit": self.limit, "refused_full_at": self.refused_full_at,
+                    "addresses": len(self.by_address)}
 
     def wait_for_room(self, timeout: float) -> bool:
         """Until another connection could become an association, counting those still negotiating."""
@@ -89,7 +128,12 @@ class _Association(MessageAssembler):
         self.sock, self.scp, self.local, self.on_instance = sock, scp, scp.local, scp.on_instance
         self.accepts_calling_ae = scp.accepts_calling_ae
         self.holds_slot = False  # one of the SCP's max_associations slots
+        self.engaged = False  # an instance of ours was kept: the full idle timeout applies from then on
         self.calling_ae = ""
+        try:
+            self.peer_address = sock.getpeername()[0]
+        except OSError:
+            self.peer_address = ""
         self.peer_max_pdu = 0
         self.contexts: dict[int, tuple[str, str]] = {}  # accepted id -> (abstract syntax, transfer syntax)
         self.reset_message()
@@ -97,24 +141,39 @@ class _Association(MessageAssembler):
     def run(self) -> None:
         limits = self.scp.limits
         try:
+            admission = self.scp.admission
             try:
-                self.sock.settimeout(limits.pdu_timeout)  # the A-ASSOCIATE-RQ must come soon after connecting
-                associated = self._negotiate()
+                if not admission.address_handshake(self.peer_address, self.scp.address_cap(
+                        self.peer_address, limits.handshakes_per_address)):
+                    self.scp.say_refused(self.peer_address, "too many connections negotiating from its address")
+                    return
+                try:  # the A-ASSOCIATE-RQ must come soon after connecting
+                    self.sock.settimeout(min(limits.pdu_timeout, limits.quiet_timeout))
+                    associated = self._negotiate()
+                finally:
+                    admission.end_address_handshake(self.peer_address)
             finally:
-                self.scp.admission.end_handshake()
+                admission.end_handshake()
             if associated:  # each wait inside a PDU bounded by the PDU timeout, between PDUs by the idle one
-                self.sock.settimeout(min(limits.idle_timeout, limits.pdu_timeout))
+                self.sock.settimeout(min(limits.idle_timeout, limits.pdu_timeout, limits.quiet_timeout))
                 self._serve()
         except pdu.PeerClosed as exc:
             log.debug("association with %s ended: %s", self.calling_ae or "a peer", exc)
+        except PeerCutOff as exc:  # the callback said why, once
+            log.debug("aborting the association: %s", exc)
+            self._send_quietly(pdu.abort(0, 0))
+            self._drain()
         except pdu.ProtocolError as exc:
             log.warning("aborting the association with %s: %s", self.calling_ae or "a peer", exc)
             self._send_quietly(pdu.abort(2, exc.reason))
             self._drain()
         except socket.timeout as exc:
-            log.warning("aborting the association with %s: %s (silent for up to %g s between PDUs, %g s for a "
-                        "PDU)", self.calling_ae or "a peer", "silent too long" if str(exc) == "timed out" else exc,
-                        limits.idle_timeout, limits.pdu_timeout)
+            quiet = self.scp.throttle.due(self.peer_address)
+            if quiet is not None:
+                log.warning("aborting the association with %s at %s: %s (silent for up to %g s between PDUs, %g s "
+                            "before sending an instance we keep, %g s for a PDU)%s", self.calling_ae or "a peer",
+                            self.peer_address, "silent too long" if str(exc) == "timed out" else exc,
+                            limits.idle_timeout, limits.quiet_timeout, limits.pdu_timeout, _more(quiet))
             self._send_quietly(pdu.abort(2, 0))
         except OSError as exc:
             log.debug("association with %s lost: %s", self.calling_ae or "a peer", exc)
@@ -123,7 +182,7 @@ class _Association(MessageAssembler):
             self._send_quietly(pdu.abort(2, 0))
         finally:
             if self.holds_slot:
-                self.scp.admission.give_back()
+                self.scp.admission.give_back(self.peer_address)
             self.sock.close()
 
     def _drain(self) -> None:
@@ -151,7 +210,9 @@ class _Association(MessageAssembler):
         rq = pdu.parse_associate_rq(body)
         self.calling_ae, self.peer_max_pdu = rq.calling_ae, rq.max_pdu
         rejection = None
-        if not rq.protocol_version & 1:
+        if self.scp.accepts_address is not None and not self.scp.accepts_address(self.peer_address):
+            rejection = (2, 1, 1)  # transient, no reason given: an address cut off for a while
+        elif not rq.protocol_version & 1:
             rejection = (1, 2, 2)  # ACSE: protocol version not supported
         elif rq.application_context != pdu.APPLICATION_CONTEXT:
             rejection = (1, 1, 2)  # application context name not supported
@@ -159,16 +220,17 @@ class _Association(MessageAssembler):
             rejection = (1, 1, 7)  # called AE title not recognised: a misconfigured PACS should hear so
         elif self.accepts_calling_ae is not None and not self.accepts_calling_ae(rq.calling_ae):
             rejection = (1, 1, 3)  # calling AE title not recognised: only configured peers may store to us
-        elif not self.scp.admission.take():
-            log.warning("rejected an association from %s: %d associations are running, the limit", rq.calling_ae,
-                        self.scp.limits.max_associations)
-            self.sock.sendall(pdu.associate_rj(*LOCAL_LIMIT_EXCEEDED))
-            return False
         else:
+            full = self.scp.admission.take(self.peer_address,
+                                           self.scp.address_cap(self.peer_address, self.scp.limits.per_address))
+            if full:
+                self.scp.say_refused(self.peer_address, f"association from {rq.calling_ae} rejected: {full}")
+                self.sock.sendall(pdu.associate_rj(*LOCAL_LIMIT_EXCEEDED))
+                return False
             self.holds_slot = True
         if rejection:
-            log.warning("rejected an association from %s calling %s (reason %d)", rq.calling_ae, rq.called_ae,
-                        rejection[2])
+            self.scp.say_refused(self.peer_address, f"association from {rq.calling_ae} calling {rq.called_ae} "
+                                                    f"rejected (reason {rejection[2]})")
             self.sock.sendall(pdu.associate_rj(*rejection))
             return False
         results = []
@@ -189,8 +251,9 @@ class _Association(MessageAssembler):
         return True
 
     def _serve(self) -> None:
-        idle_timeout = self.scp.limits.idle_timeout
+        limits = self.scp.limits
         while True:
+            idle_timeout = limits.idle_timeout if self.engaged else min(limits.idle_timeout, limits.quiet_timeout)
             pdu_type, length, deadline = pdu.read_pdu_header(self.sock, MAX_PDU, idle_timeout)
             if pdu_type == pdu.P_DATA_TF:
                 self.receive_p_data(self.sock, length, deadline)
@@ -211,9 +274,12 @@ class _Association(MessageAssembler):
             raise pdu.ProtocolError("a request without a message ID")
         abstract_syntax, transfer_syntax = self.contexts[context_id]
         if field == commands.C_STORE_RQ:
-            answer_c_store(command, parts, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
-                           sender_ae=self.calling_ae, on_instance=self.on_instance, release=release,
-                           send=lambda rsp: self._answer(context_id, rsp))
+            status = answer_c_store(command, parts, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
+                                    sender_ae=self.calling_ae, on_instance=self.on_instance, release=release,
+                                    send=lambda rsp: self._answer(context_id, rsp), peer_address=self.peer_address)
+            if not self.engaged and (status == 0x0000 or status & 0xF000 == 0xB000):
+                self.engaged = True
+                self.sock.settimeout(min(self.scp.limits.idle_timeout, self.scp.limits.pdu_timeout))
             return
         if field == commands.C_ECHO_RQ:
             rsp = commands.response(commands.C_ECHO_RSP, message_id, abstract_syntax, 0x0000)
@@ -225,6 +291,10 @@ class _Association(MessageAssembler):
 
     def _answer(self, context_id: int, rsp: bytes) -> None:
         self.sock.sendall(pdu.p_data(context_id, True, rsp, self.peer_max_pdu))
+
+
+def _more(quiet: int) -> str:
+    return f" ({quiet} more from that address in the last minute, not logged)" if quiet else ""
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -245,20 +315,26 @@ def close_listener(listener: socket.socket) -> None:
 
 
 class LeanStorageSCP(Service):
-    """Same interface as apps.dicom.scp.StorageSCP: `bind_host`:`local.port` (0 = any free port),
+    """The receiver's Storage SCP: `bind_host`:`local.port` (0 = any free port),
     called AE title `local.ae_title`, `on_instance(ReceivedInstance) -> status` (thread-safe),
-    `accepts_calling_ae(ae_title) -> bool` to reject associations from peers we do not know, and `limits`."""
+    `accepts_calling_ae(ae_title) -> bool` to reject associations from peers we do not know,
+    `accepts_address(ip) -> bool` to reject an address cut off for a while, `trusted_address(ip) -> bool`
+    (a configured server's: exempt from `limits.per_address`), and `limits`."""
 
     def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
                  bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
-                 limits: ReceiverLimits = ReceiverLimits(), listener: socket.socket | None = None):
+                 limits: ReceiverLimits = ReceiverLimits(), listener: socket.socket | None = None,
+                 accepts_address: Callable[[str], bool] | None = None,
+                 trusted_address: Callable[[str], bool] | None = None, throttle: Throttle | None = None):
         """`listener`: a listening socket inherited from the process that made it and shared with other
         processes serving the same port (`manage.py receive` with several processes): accepted from,
         never shut down here; its owner shuts it down, which wakes every process's accept()."""
         self.local, self.bind_host, self.on_instance, self.limits = local, bind_host, on_instance, limits
         self.shared_listener = listener
-        self.accepts_calling_ae = accepts_calling_ae
+        self.accepts_calling_ae, self.accepts_address, self.trusted_address = (accepts_calling_ae, accepts_address,
+                                                                               trusted_address)
         self.admission = Admission(limits.max_associations)
+        self.throttle = throttle or Throttle()  # shared with the callback's refusals: one line per address
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
@@ -267,6 +343,18 @@ class LeanStorageSCP(Service):
 
     def bound_port(self) -> int | None:
         return self._listener.getsockname()[1] if self._listener is not None else None
+
+    def address_cap(self, address: str, cap: int) -> int:
+        """`cap` for an address that is no configured server's; 0 (no cap of its own) for a server's."""
+        if not cap or (self.trusted_address is not None and self.trusted_address(address)):
+            return 0
+        return cap
+
+    def say_refused(self, address: str, what: str) -> None:
+        """One WARNING per peer address per minute, however many it is refused."""
+        quiet = self.throttle.due(address)
+        if quiet is not None:
+            log.warning("refused a peer at %s: %s%s", address, what, _more(quiet))
 
     def start(self) -> "LeanStorageSCP":
         listener = self.shared_listener or listening_socket(self.bind_host, self.local.port)

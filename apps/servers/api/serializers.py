@@ -27,7 +27,7 @@ class DicomServerSerializer(serializers.ModelSerializer):
         model = DicomServer
         fields = [
             "name", "ae_title", "host", "port", "description", "query_timeout", "download_timeout",
-            "retries", "retrieve_method", "max_associations", "dicomweb_url", "dicomweb_secret",
+            "retries", "retrieve_method", "max_associations", "store_from", "dicomweb_url", "dicomweb_secret",
             "open_to_everyone", "query_groups", "retrieve_groups", "send_groups",
         ]
 

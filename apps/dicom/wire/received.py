@@ -1,5 +1,6 @@
-"""The receiving side: a Storage SCP (plus Verification) that hands every instance, as the bytes that
-arrived, to a callback. The portal's receiver (`manage.py receive`) and C-GET both use it.
+"""What a Storage SCP (the receiver, wire/storage_scp.py) or a C-GET (wire/get_scu.py) hands on: one received
+instance as the bytes that arrived, what a peer may cost the receiver, and the checks every received
+instance passes before a callback sees it.
 
 A callback that raises costs one instance a failure status (0xA700 for a disk problem, 0xC000 for
 anything else), never the server; malformed data is refused with 0xC000 before the callback runs.
@@ -7,19 +8,13 @@ anything else), never the server; malformed data is refused with 0xC000 before t
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pydicom.dataset import Dataset
-from pynetdicom import evt
-from pynetdicom.sop_class import Verification
-
 from apps.dicom import files
-from apps.dicom.connect import application_entity, set_nodelay, text_value
 from apps.dicom.errors import InvalidDicomFile
-from apps.dicom.peers import LocalAE
-from apps.dicom.service import Service
-from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +32,8 @@ class ReceivedInstance:
     move_originator_ae: str | None = None
     move_originator_message_id: int | None = None
     identity: files.DatasetIdentity = files.DatasetIdentity()  # what the dataset itself says it is
+    peer_address: str = ""  # the IP address the association came from ("" for a C-GET: our own association)
+    cut_off: bool = False  # the callback refused it and wants the association aborted once answered
     # Called once the chunks are written and nothing reads them again: their buffer may then hold a later
     # instance (wire/messages.py). Only whoever wrote the instance calls it, and then never reads it.
     release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
@@ -81,43 +78,56 @@ class ReceiverLimits:
     max_associations: int = 32
     idle_timeout: float = 300.0
     pdu_timeout: float = 60.0
+    # Seconds a connection may stay silent before its association request, and an association before it
+    # sent an instance we kept: one holding a slot for nothing is cut this soon.
+    quiet_timeout: float = 10.0
+    # Associations at once from one address that is not a configured server's (0: no limit of its own),
+    # and connections negotiating at once from any one address.
+    per_address: int = 0
+    handshakes_per_address: int = 8
+
+
+class Throttle:
+    """At most one log line per key (a peer address) per `seconds`: `due(key)` is None while quiet, else how
+    many events of that key went unlogged before this one. A sweeping peer writes one line a minute, not
+    one per guess."""
+
+    def __init__(self, seconds: float = 60.0, keys: int = 4096):
+        self.seconds, self.keys = seconds, keys
+        self._lock = threading.Lock()
+        self._seen: dict = {}  # key -> (logged at, events kept quiet since)
+
+    def due(self, key) -> int | None:
+        now = time.monotonic()
+        with self._lock:
+            logged_at, quiet = self._seen.get(key, (None, 0))
+            if logged_at is not None and now - logged_at < self.seconds:
+                self._seen[key] = (logged_at, quiet + 1)
+                return None
+            if len(self._seen) >= self.keys:
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+            return quiet
 
 
 class InstanceRefused(Exception):
     """Raised by an `on_instance` callback that will not keep an instance: the sender gets `status` and
     `comment` (e.g. 0x0124 "Refused: Not authorized" for a C-STORE outside any retrieval)."""
 
-    def __init__(self, status: int, comment: str):
+    def __init__(self, status: int, comment: str, *, cut_off: bool = False):
         super().__init__(comment)
-        self.status, self.comment = status, comment
+        self.status, self.comment, self.cut_off = status, comment, cut_off
 
 
-def received_instance(event) -> ReceivedInstance:
-    """The instance of a C-STORE request, as the bytes that arrived (also used for C-GET)."""
-    req = event.request
-    sender = event.assoc.acceptor if event.assoc.is_requestor else event.assoc.requestor
-    sop_class, sop_instance = text_value(req.AffectedSOPClassUID), text_value(req.AffectedSOPInstanceUID)
-    transfer_syntax, calling_ae = str(event.context.transfer_syntax), text_value(sender.ae_title)
-    message_id = req.MoveOriginatorMessageID
-    return ReceivedInstance(
-        sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax_uid=transfer_syntax,
-        chunks=(files.part10_bytes(sop_class, sop_instance, transfer_syntax, req.DataSet.getvalue(), calling_ae),),
-        calling_ae=calling_ae, move_originator_ae=text_value(req.MoveOriginatorApplicationEntityTitle) or None,
-        move_originator_message_id=int(message_id) if message_id is not None else None)
-
-
-def _failure(status: int, comment: str) -> Dataset:
-    rsp = Dataset()
-    rsp.Status = status
-    rsp.ErrorComment = comment[:64]  # LO
-    return rsp
+class PeerCutOff(Exception):
+    """Raised by the Storage SCP once a refusal that cut the peer off is answered: the association is aborted."""
 
 
 def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[ReceivedInstance], int] | None
             ) -> tuple[int, str]:
     """Check one received instance and hand it to `on_instance`; whatever happens becomes a status word
     and a comment: malformed data 0xC000 before the callback runs, a failing disk 0xA700 (out of
-    resources), any other error 0xC000. Shared by both Storage SCPs; the server keeps serving."""
+    resources), any other error 0xC000. The server keeps serving."""
     try:
         instance.identity = files.check_dataset_bytes(dataset, instance.transfer_syntax_uid)
     except (InvalidDicomFile, ValueError) as exc:
@@ -128,6 +138,7 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
     try:
         status = on_instance(instance)
     except InstanceRefused as exc:
+        instance.cut_off = exc.cut_off
         return exc.status, exc.comment
     except OSError as exc:
         log.error("cannot keep instance %s: %s", instance.sop_instance_uid, exc)
@@ -136,55 +147,3 @@ def deliver(instance: ReceivedInstance, dataset, on_instance: Callable[[Received
         log.exception("receiver failed on instance %s", instance.sop_instance_uid)
         return 0xC000, f"Receiver error: {type(exc).__name__}"
     return (0x0000 if status is None else int(status)), ""
-
-
-def answer_store(event, on_instance: Callable[[ReceivedInstance], int] | None):
-    """pynetdicom's EVT_C_STORE handler: the instance as received, through `deliver`. pynetdicom sends
-    the response once this returns, so what was left for after the answer is done before it."""
-    try:
-        instance = received_instance(event)
-    except (AttributeError, TypeError, ValueError) as exc:
-        log.warning("refused a malformed instance from %s: %s", event.assoc.requestor.ae_title, exc)
-        return _failure(0xC000, f"Malformed dataset: {exc}")
-    try:
-        status, comment = deliver(instance, event.request.DataSet.getbuffer(), on_instance)
-    finally:
-        instance.answered()
-    return _failure(status, comment) if comment else status
-
-
-class StorageSCP(Service):
-    """A Storage SCP on `bind_host`:`local.port` (0 = any free port; `.port` tells which) answering
-    to `local.ae_title`. Each association runs in its own thread; `on_instance` must be thread-safe.
-    A peer that `accepts_calling_ae` does not know gets "not authorized" for every C-STORE."""
-
-    def __init__(self, local: LocalAE, on_instance: Callable[[ReceivedInstance], int], *,
-                 bind_host: str = "127.0.0.1", accepts_calling_ae: Callable[[str], bool] | None = None,
-                 limits: ReceiverLimits = ReceiverLimits()):
-        self.local, self.bind_host, self.limits = local, bind_host, limits
-        self._on_instance = on_instance
-        self._accepts_calling_ae = accepts_calling_ae
-        self._server = None
-
-    def start(self) -> "StorageSCP":
-        ae = application_entity(self.local.ae_title)
-        ae.require_called_aet = True  # a PACS that calls us by another name is misconfigured: say so
-        ae.maximum_pdu_size = 0  # let senders use PDUs as large as they like
-        ae.maximum_associations = self.limits.max_associations  # beyond: A-ASSOCIATE-RJ, local limit exceeded
-        ae.network_timeout = self.limits.idle_timeout  # a sender silent this long is gone
-        ae.acse_timeout = self.limits.pdu_timeout
-        for sop_class in ALL_STORAGE_SOP_CLASSES:
-            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification)
-        self._server = ae.start_server(
-            (self.bind_host, self.local.port), block=False,
-            evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_C_STORE, self._handle_store)])
-        log.debug("Storage SCP %s listening on %s:%s", self.local.ae_title, self.bind_host, self.port)
-        return self
-
-    def _handle_store(self, event):
-        calling_ae = text_value(event.assoc.requestor.ae_title)
-        if self._accepts_calling_ae is not None and not self._accepts_calling_ae(calling_ae):
-            return _failure(0x0124, f"Refused: calling AE title {calling_ae} is not a configured peer")
-        return answer_store(event, self._on_instance)
-
