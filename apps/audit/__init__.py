@@ -26,6 +26,16 @@ def request_address() -> str | None:
         return None
 
 
+def track_changes(model, **options: Any) -> None:
+    """Have django-auditlog record `model`'s changes (who, when, which fields, old -> new), with auditlog's
+    register() options (exclude_fields, mask_fields, m2m_fields...). Called from an app's ready(); once
+    registered, a model keeps its first options."""
+    from auditlog.registry import auditlog
+
+    if not auditlog.contains(model):
+        auditlog.register(model, **options)
+
+
 def record(actor: Any, action: str, target: Any = "", **details: Any):
     """Store one AuditEvent. `actor` is a user, None (the system) or a name such as "inbox-watcher"."""
     from apps.audit.models import AuditEvent  # imported late: this module is imported before models load

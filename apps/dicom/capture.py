@@ -154,6 +154,18 @@ def _open(source: str | os.PathLike | BinaryIO) -> Image.Image:
 PHOTO_FORMAT_NAMES = "JPEG, PNG, BMP, WebP, TIFF or HEIC"
 
 
+# What Pillow raises for a file that is no photo it reads (UnidentifiedImageError, an OSError) or a broken one.
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _unreadable(name: str, exc: Exception, source_format: str = "image") -> CaptureError:
+    """The CaptureError for one of _UNREADABLE: not a photo by its content, or a damaged `source_format` file."""
+    if isinstance(exc, UnidentifiedImageError):
+        return CaptureError(name, f"is not a photo this portal reads ({PHOTO_FORMAT_NAMES}); it is checked by its "
+                                  "content, not its name.")
+    return CaptureError(name, f"is a damaged or incomplete {source_format} file ({exc}).")
+
+
 class TooManyPixels(CaptureError):
     """A picture so large that Pillow will not open it (a decompression bomb)."""
 
@@ -166,11 +178,8 @@ def photo_size(source: str | os.PathLike | BinaryIO, name: str) -> tuple[int, in
             return probe.size
     except Image.DecompressionBombError:  # Pillow's own refusal, for twice its limit: not even the size is read
         raise TooManyPixels(name, f"has more than {2 * MAX_PIXELS // 10**6} megapixels.") from None
-    except UnidentifiedImageError:
-        raise CaptureError(name, f"is not a photo this portal reads ({PHOTO_FORMAT_NAMES}); it is checked by its "
-                                 "content, not its name.") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise CaptureError(name, f"is a damaged or incomplete image file ({exc}).") from None
+    except _UNREADABLE as exc:
+        raise _unreadable(name, exc) from None
 
 
 def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: int = 1024,
@@ -179,7 +188,7 @@ def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: i
     white), sRGB when it carries another ICC profile, long edge at most `resize_max`. Anything that
     is not a whole photo in one of PHOTO_FORMATS, or has more than `max_pixels`, raises CaptureError
     naming `name`. Memory: the decoded picture once, then only what is shrunk from it."""
-    formats, source_format = PHOTO_FORMAT_NAMES, "image"
+    source_format = "image"
     try:
         with _open(source) as probe:
             source_format, size = probe.format, probe.size
@@ -197,11 +206,8 @@ def read_photo(source: str | os.PathLike | BinaryIO, name: str, *, resize_max: i
         raise
     except Image.DecompressionBombError:  # Pillow's own refusal, for twice its limit
         raise CaptureError(name, f"has more than the {MAX_PIXELS // 10**6} megapixels a photo may have.") from None
-    except UnidentifiedImageError:
-        raise CaptureError(name, f"is not a photo this portal reads ({formats}); it is checked by its content, "
-                                 "not its name.") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise CaptureError(name, f"is a damaged or incomplete {source_format} file ({exc}).") from None
+    except _UNREADABLE as exc:
+        raise _unreadable(name, exc, source_format) from None
     icc = image.info.get("icc_profile")
     turn = ORIENTATIONS.get(image.getexif().get(EXIF_ORIENTATION))
     image = _shrink_early(image, resize_max)

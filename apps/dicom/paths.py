@@ -56,20 +56,13 @@ def control_character(text: str) -> str:
     return ""
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+          (stat.S_ISREG, "a regular file"))
+
+
 def kind_of(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    return "a regular file" if stat.S_ISREG(mode) else "an unknown kind of file"
+    return next((kind for test, kind in _KINDS if test(mode)), "an unknown kind of file")
 
 
 def resolved_roots(roots: Iterable[str | os.PathLike]) -> list[Path]:

@@ -7,14 +7,10 @@ class PhotosConfig(AppConfig):
     verbose_name = "Photos to PACS"
 
     def ready(self):
-        from auditlog.registry import auditlog
-
-        from apps.photos.models import PhotoSettings
-
-        auditlog.register(PhotoSettings)  # who changed the photo settings, and what
-
+        from apps.audit import track_changes
         from apps.jobs.registry import register
         from apps.photos import work
-        from apps.photos.models import PhotoSend
+        from apps.photos.models import PhotoSend, PhotoSettings
 
+        track_changes(PhotoSettings)  # who changed the photo settings, and what
         register(PhotoSend, work.send_photos)

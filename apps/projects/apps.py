@@ -7,10 +7,8 @@ class ProjectsConfig(AppConfig):
     verbose_name = "Research projects"
 
     def ready(self):
-        # Project changes are recorded by django-auditlog, without the secret (it never leaves the database).
-        from auditlog.registry import auditlog
-
+        from apps.audit import track_changes
         from apps.projects.models import Project
 
-        if not auditlog.contains(Project):
-            auditlog.register(Project, exclude_fields=["secret", "updated_at"])
+        # Project changes are recorded by django-auditlog, without the secret (it never leaves the database).
+        track_changes(Project, exclude_fields=["secret", "updated_at"])

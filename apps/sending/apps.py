@@ -9,22 +9,18 @@ class SendingConfig(AppConfig):
     def ready(self):
         # Inbox changes (who, when, which fields, old -> new) are recorded by django-auditlog; the folders
         # the watcher reports as unmatched are its own notes, not configuration.
-        from auditlog.registry import auditlog
         from django.db.models.signals import pre_delete
 
-        from apps.sending.models import Inbox
-        from apps.servers.models import DicomServer
-
-        if not auditlog.contains(Inbox):
-            auditlog.register(Inbox, exclude_fields=["updated_at", "unmatched", "disabled_reason"],
-                              m2m_fields={"destinations"})
-        # Deleting a server removes it from every inbox's destinations without m2m signals: look first.
-        pre_delete.connect(_server_deleted, sender=DicomServer, dispatch_uid="sending.inbox_destination_deleted")
-
+        from apps.audit import track_changes
         from apps.jobs.registry import register
         from apps.sending import work
-        from apps.sending.models import SendItem
+        from apps.sending.models import Inbox, SendItem
+        from apps.servers.models import DicomServer
 
+        track_changes(Inbox, exclude_fields=["updated_at", "unmatched", "disabled_reason"],
+                      m2m_fields={"destinations"})
+        # Deleting a server removes it from every inbox's destinations without m2m signals: look first.
+        pre_delete.connect(_server_deleted, sender=DicomServer, dispatch_uid="sending.inbox_destination_deleted")
         register(SendItem, work.send)
 
 

@@ -71,3 +71,23 @@ def test_the_audit_admin_shows_events_but_forbids_add_change_and_delete(admin_cl
     bulk = admin_client_logged_in.post("/admin/audit/auditevent/", {"action": "delete_selected",
                                                                      "_selected_action": [event.pk]})
     assert bulk.status_code == 200 and AuditEvent.objects.filter(pk=event.pk, action="job.started").exists()
+
+
+def test_every_app_has_its_models_tracked_once_with_the_options_its_ready_gave():
+    from auditlog.registry import auditlog
+
+    from apps.audit import track_changes
+    from apps.imports.models import ImportedPatient
+    from apps.photos.models import PhotoSettings
+    from apps.projects.models import Project
+    from apps.sending.models import Inbox
+
+    tracked = {model.__name__ for model in auditlog.get_models()}
+    assert {"DicomServer", "ImportedPatient", "Inbox", "PhotoSettings", "Project"} <= tracked
+    assert auditlog.get_model_fields(DicomServer)["mask_fields"] == ["dicomweb_secret"]
+    assert auditlog.get_model_fields(Project)["exclude_fields"] == ["secret", "updated_at"]
+    assert auditlog.get_model_fields(Inbox)["exclude_fields"] == ["updated_at", "unmatched", "disabled_reason"]
+    assert auditlog.get_model_fields(ImportedPatient)["exclude_fields"] == []
+    assert auditlog.get_model_fields(PhotoSettings)["exclude_fields"] == []
+    track_changes(DicomServer)  # a second call (a ready() run again) keeps the secret masked
+    assert auditlog.get_model_fields(DicomServer)["mask_fields"] == ["dicomweb_secret"]

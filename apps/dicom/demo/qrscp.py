@@ -25,17 +25,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
+from pynetdicom.sop_class import Verification
 
-from apps.dicom.connect import application_entity
+from apps.dicom.connect import MODELS, application_entity
 from apps.dicom.demo.qrmatch import (
     LEVELS,
     UNIQUE_KEY,
@@ -53,14 +45,10 @@ from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
 
-QR_MODELS = {  # SOP class -> (service, levels the model allows)
-    PatientRootQueryRetrieveInformationModelFind: ("find", LEVELS),
-    PatientRootQueryRetrieveInformationModelMove: ("move", LEVELS),
-    PatientRootQueryRetrieveInformationModelGet: ("get", LEVELS),
-    StudyRootQueryRetrieveInformationModelFind: ("find", LEVELS[1:]),
-    StudyRootQueryRetrieveInformationModelMove: ("move", LEVELS[1:]),
-    StudyRootQueryRetrieveInformationModelGet: ("get", LEVELS[1:]),
-}
+# SOP class -> (service, levels the model allows): the models the portal's SCUs use (connect.MODELS), the
+# Study Root one without the PATIENT level.
+QR_MODELS = {sop_class: (service, LEVELS if model == "patient" else LEVELS[1:])
+             for model in ("patient", "study") for service, sop_class in zip(("find", "move", "get"), MODELS[model])}
 PENDING, CANCELED, SUCCESS = 0xFF00, 0xFE00, 0x0000
 IDENTIFIER_MISMATCH, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xA900, 0xC000, 0xA700
 
