@@ -8,6 +8,7 @@ filed."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,12 @@ def quarantine(foreign: list[tuple[Path, str]], folder: Path) -> Path:
     """Move foreign files out of staging into `folder/<reason>/` (kept for inspection, never filed)."""
     for path, why in foreign:
         (folder / why).mkdir(parents=True, exist_ok=True)
-        shutil.move(path, folder / why / path.name)
-    log.warning("quarantined %d instances that were not part of the request in %s", len(foreign), folder)
+        target, n = folder / why / path.name, 0
+        while os.path.lexists(target):  # a study's parts share its quarantine: keep every copy
+            n += 1
+            target = folder / why / f"{path.stem}~{n}{path.suffix}"
+        shutil.move(path, target)
+    withheld = sum(why == WITHHELD for _, why in foreign)
+    log.warning("quarantined %d instances that were not part of the request (and %d of the study withheld with "
+                "them) in %s", len(foreign) - withheld, withheld, folder)
     return folder

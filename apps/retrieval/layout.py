@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
@@ -43,19 +44,27 @@ class FilingFailed(Exception):
         return f"{len(self.stayed)} files of it could not be taken back and stayed in the folder ({names})"
 
 
-def file_into(folder: Path, staged: list[Path]) -> int:
+@dataclass
+class Filed:
+    """What one file_into placed: the bytes, and the files as they are named in the folder now."""
+
+    bytes: int = 0
+    paths: list[Path] = field(default_factory=list)
+
+
+def file_into(folder: Path, staged: list[Path]) -> Filed:
     """Move staged instances into the study folder as they arrived (a rename on one filesystem, never a
-    re-encode). Returns the bytes filed. An instance already there (an earlier run of the row) is replaced,
+    re-encode). Returns the bytes and the files it placed, so a caller can take them back. An instance already there (an earlier run of the row) is replaced,
     so a re-run never duplicates. All or nothing: when one fails (a full disk, say), the files this call
     put there are removed again, and FilingFailed names any that could not be."""
-    placed: list[Path] = []
-    total, made = 0, not folder.exists()
+    placed: list[Path] = []  # new names only: what a failure removes again
+    filed, made = Filed(), not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for path in staged:
             target = folder / path.name
             new = not os.path.lexists(target)
-            total += os.stat(path).st_size
+            filed.bytes += os.stat(path).st_size
             try:
                 os.replace(path, target)  # staging and downloads share a disk: one system call
             except OSError as exc:
@@ -69,6 +78,7 @@ def file_into(folder: Path, staged: list[Path]) -> int:
                     raise
             if new:
                 placed.append(target)
+            filed.paths.append(target)
     except OSError as exc:
         stayed = []
         for target in placed:
@@ -82,4 +92,4 @@ def file_into(folder: Path, staged: list[Path]) -> int:
             except OSError:
                 pass
         raise FilingFailed(exc.strerror or str(exc), stayed) from exc
-    return total
+    return filed

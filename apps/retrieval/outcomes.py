@@ -18,7 +18,7 @@ class StudyOutcome:
     foreign_reasons: str = ""
     quarantine: str = ""
     series_instance_uid: str = ""  # when the study was moved series by series: this one's outcome
-    withheld: int = 0  # instances of the study quarantined with the foreign ones, not filed
+    withheld: int = 0  # instances of the study (of any of its parts) quarantined with the foreign ones, not filed
 
 
 @dataclass
@@ -53,6 +53,9 @@ def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | 
                          f"({s.foreign_reasons}) and were quarantined in {s.quarantine}, not filed"
                          + (f", with the {s.withheld} of it that arrived alongside: nothing of it was filed"
                             if s.withheld else ""))
+        elif s.withheld:  # a clean part of a study another part of which brought something foreign
+            parts.append(f"{what}: its {s.withheld} instances were quarantined in {s.quarantine} with the "
+                         "study's foreign arrivals, not filed")
     for uid, why in outcome.skipped:
         parts.append(f"{why} (study {uid}); it was skipped, not retrieved")
     if not parts:

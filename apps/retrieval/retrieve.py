@@ -4,8 +4,9 @@ download layout.
 
 Integrity: each C-MOVE carries a move key drawn at random and held in the database while it runs
 (models.MoveKey), so its instances land in a staging folder of their own that nobody can guess into; what
-arrived is checked (arrivals.py) and anything not part of the study is quarantined, never filed. Less than
-expected and more than expected are both failures with numbers.
+arrived is checked (arrivals.py) and anything not part of the study is quarantined, never filed, and with it
+the whole study, also the parts of it moved on other associations (holding.py). Less than expected and more
+than expected are both failures with numbers.
 
 A row is idempotent: every move stages into a fresh folder and filing replaces same-named files, so a row
 re-run after a crash or a retry finishes without duplicates. A canceled row files nothing of the study in
@@ -29,11 +30,12 @@ from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.scu import c_get, find_association
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
-from apps.retrieval.arrivals import WITHHELD, arrival_folder, foreign_reason, quarantine, sort_arrivals
-from apps.retrieval.layout import FilingFailed, file_into, study_folder
+from apps.retrieval.arrivals import arrival_folder, foreign_reason, sort_arrivals
+from apps.retrieval.holding import HOLD, StudyHolds
+from apps.retrieval.layout import FilingFailed, study_folder
 from apps.retrieval.models import MoveKey
 from apps.retrieval.moves import extra_slots, move_parts, series_parts
-from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
+from apps.retrieval.outcomes import RowOutcome, problems_message
 from apps.retrieval.plans import StudyPlan, list_instances, modality_label, plan_for, row_mismatch, row_query
 from apps.servers.models import DicomServer, local_ae
 
@@ -70,6 +72,13 @@ class RowRetrieval:
     staging: MoveStaging
     downloads: Path
     outcome: RowOutcome = field(default_factory=RowOutcome)
+    holds: StudyHolds = None  # where checked parts of a study wait for its other parts (holding.py)
+
+    def __post_init__(self):
+        if self.holds is None:
+            item = self.item
+            self.holds = StudyHolds(self.staging.root / HOLD / f"{item.pk}-{uuid.uuid4().hex}", lambda: (
+                Path(settings.QUARANTINE_DIR) / f"retrieval-{item.job_id}-{item.pk}-{uuid.uuid4().hex[:8]}"))
 
     def fetch(self, plan: StudyPlan, folder: Path, retrieve, list_instances, *, wait_for_receiver: bool) -> None:
         """Retrieve one study (`retrieve`: a C-MOVE to our receiver or a C-GET, staging into the fresh
@@ -117,27 +126,18 @@ class RowRetrieval:
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
             raise ItemCanceled()
-        where, matching, withheld = "", arrivals.matching, 0
-        if arrivals.foreign:  # all or nothing: with anything foreign, nothing of the study is trusted or filed
-            withheld, matching = len(arrivals.matching), []
-            where = str(quarantine(arrivals.foreign + [(path, WITHHELD) for path in arrivals.matching],
-                                   Path(settings.QUARANTINE_DIR)
-                                   / f"retrieval-{item.job_id}-{item.pk}-{uuid.uuid4().hex[:8]}"))
         study = plan.study
         target = study_folder(self.downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
                               str(study.get("PatientID", item.patient_id) or item.patient_id),
                               modality_label(item, study))
-        try:
-            size = file_into(target, matching)
+        try:  # all or nothing per study, over all its parts: with anything foreign, nothing of it is filed
+            self.outcome.studies.append(self.holds.settle(plan, arrivals, target, failed_on_pacs=result.failed,
+                                                          series_instance_uid=plan.series_uid or ""))
         except FilingFailed as exc:
             log.info("cannot file a study of line %s into the downloads folder: %s", item.line, exc.reason)
             log.debug("cannot file into %s: %s", target, exc.reason)
             raise ItemFailed(f"Cannot file the study into {target} ({exc.reason}); {exc.what_stayed()}. Fix the "
                              "downloads folder, then retry the row.") from None
-        self.outcome.studies.append(StudyOutcome(plan.uid, target, plan.expected, len(matching), size,
-                                                 failed_on_pacs=result.failed, foreign=len(arrivals.foreign),
-                                                 foreign_reasons=arrivals.reasons(), quarantine=where,
-                                                 series_instance_uid=plan.series_uid or "", withheld=withheld))
         self.ctx.heartbeat(instances=self.outcome.received, bytes=self.outcome.bytes)
 
 
@@ -171,14 +171,18 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                     plan = plan_for(assoc, study)
                     plans += series_parts(assoc, plan) if parallel else [plan]
         listed = functools.partial(_list_instances_alone, peer, local)  # the PACS's own list, when needed
-        if c_move:
-            with extra_slots(ctx, server, min(server.max_associations, len(plans)) - 1) as extra:
-                move_parts(row, plans, peer, local, pool=1 + extra, list_instances=listed)
-        else:
-            for plan in plans:
-                folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
-                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan, stop),
-                          listed, wait_for_receiver=False)
+        row.holds.expect(plans)
+        try:
+            if c_move:
+                with extra_slots(ctx, server, min(server.max_associations, len(plans)) - 1) as extra:
+                    move_parts(row, plans, peer, local, pool=1 + extra, list_instances=listed)
+            else:
+                for plan in plans:
+                    folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
+                    row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan, stop),
+                              listed, wait_for_receiver=False)
+        finally:
+            row.holds.remove()
     return row.outcome
 
 
@@ -204,7 +208,7 @@ def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
     for key in MoveKey.objects.filter(item=item):
         staging.remove(staging.folder(local_ae_title, key.message_id))
         key.delete()
-    for folder in (staging.root / "c-get").glob(f"{item.pk}-*"):
+    for folder in [*(staging.root / "c-get").glob(f"{item.pk}-*"), *(staging.root / HOLD).glob(f"{item.pk}-*")]:
         staging.remove(folder)
 
 
@@ -223,7 +227,7 @@ def retrieve_row(item, ctx, **where) -> RowOutcome:
     item.path = "; ".join(sorted({str(s.folder.relative_to(root)) for s in outcome.studies}))[:500]
     item.result = {"studies": [{"StudyInstanceUID": s.study_instance_uid, "expected": s.expected,
                                 "received": s.received, "folder": str(s.folder), "quarantined": s.foreign,
-                                "quarantine": s.quarantine, **({"SeriesInstanceUID": s.series_instance_uid}
+                                "quarantine": s.quarantine, "withheld": s.withheld, **({"SeriesInstanceUID": s.series_instance_uid}
                                                                if s.series_instance_uid else {})}
                                for s in outcome.studies],
                    "skipped": [{"StudyInstanceUID": uid, "reason": why} for uid, why in outcome.skipped]}

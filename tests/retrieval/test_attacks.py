@@ -17,6 +17,7 @@ from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
 from apps.servers.models import DicomServer
 from tests.receiver_process import receiver_process
 from tests.retrieval.test_integrity import PORTAL_AE, filed, job_for, other_patients_instances, run, staged_left
+from tests.retrieval.test_series_moves import MoveSpy, job_of, server_for, study_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SWEEPER, STRANGER = "127.0.0.7", "127.0.0.9"  # loopback addresses that are not the PACS's (127.0.0.1)
@@ -201,3 +202,52 @@ def test_a_foreign_or_surplus_instance_over_c_get_is_quarantined_with_the_study(
     quarantined = list(Path(settings.QUARANTINE_DIR).rglob("*.dcm"))
     assert len(quarantined) == 4 and len([p for p in quarantined if p.parent.name == "withheld"]) == 3
     assert [p for p in Path(settings.STAGING_DIR).rglob("*.dcm")] == []
+
+
+@pytest.fixture
+def three_series(empty_orthanc, tmp_path):
+    return study_of(empty_orthanc, tmp_path, series=3, instances=4)
+
+
+@pytest.mark.parametrize("forged_move", [1, 3])  # the first series moved, or the last: its siblings filed before
+def test_a_forgery_in_one_series_of_a_study_moved_in_parallel_quarantines_the_whole_study(
+        three_series, settings, tmp_path, monkeypatch, forged_move):
+    pacs, datasets = three_series.pacs, [pydicom.dcmread(p) for p in three_series.paths]
+    forged = {}
+
+    def forge(query, message_id):
+        # the forged_move-th series move: a peer at the PACS's address with its AE title and this series'
+        # live key sends an instance of this series naming another patient
+        forged["moves"] = forged.get("moves", 0) + 1
+        if forged["moves"] == forged_move:
+            ds = next(ds for ds in datasets if str(ds.SeriesInstanceUID) == query["SeriesInstanceUID"])
+            ds.PatientID, ds.SOPInstanceUID = "SOMEONE-ELSE", pydicom.uid.generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            forged["sop"], forged["series"] = str(ds.SOPInstanceUID), query["SeriesInstanceUID"]
+            forged["status"] = store_with_key("127.0.0.1", pacs.aet, receiver_port["port"], [ds], message_id)
+
+    receiver_port = {}
+    spy = MoveSpy(monkeypatch, settings, before=forge)
+    with receiver_process(settings, tmp_path, pacs, PORTAL_AE) as port:
+        receiver_port["port"] = port
+        # two associations for three series: the third moves once a sibling has been checked and filed
+        item = run(job_of(three_series.uid, server_for(pacs, 2))).items.get()
+
+    assert forged["status"] == [0] and len({key for _, _, key in spy.moves}) == 3, spy.moves
+    assert filed(settings) == set() and item.instances == 0, "nothing of a study that came with a forgery is filed"
+    quarantined = list(Path(settings.QUARANTINE_DIR).rglob("*.dcm"))
+    assert {p.stem for p in quarantined} == three_series.instances | {forged["sop"]}
+    assert len(quarantined) == 13 and len({p.parent.parent for p in quarantined}) == 1, "one quarantine per study"
+    assert sorted(p.parent.name for p in quarantined) == ["other-patient"] + ["withheld"] * 12
+    where = str(quarantined[0].parent.parent)
+    assert item.status == "failed", item.error
+    assert f"series {forged['series']} of study {three_series.uid}" in item.error
+    assert "naming another PatientID than the PACS's C-FIND answered" in item.error and where in item.error
+    assert "with the 4 of it that arrived alongside: nothing of it was filed" in item.error, item.error
+    clean = sorted({str(ds.SeriesInstanceUID) for ds in datasets} - {forged["series"]})
+    for series in clean:
+        assert (f"series {series} of study {three_series.uid}: its 4 instances were quarantined in {where} "
+                "with the study's foreign arrivals, not filed") in item.error, item.error
+    assert "were kept" not in item.error
+    assert sorted((s["received"], s["withheld"]) for s in item.result["studies"]) == [(0, 4)] * 3
+    assert staged_left(settings) == [] and not MoveKey.objects.exists()
