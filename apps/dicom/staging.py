@@ -249,7 +249,7 @@ class AnsweredWrites:
     is recorded in its move's folder (WRITE_FAILED, read by MoveStaging.write_failure) and every later
     instance of that move is refused at once.
 
-    Why on the answering thread and not on a writer thread of the process (stop 16's design): the two
+    Why on the answering thread and not on a writer thread of the process: the two
     shared the interpreter on a 2-core machine where the PACS needs a core too, and the thread owing the
     PACS its answer kept waiting for the writer (a 200-byte answer took 220-285 us on average, 60 us
     now). Each association writes its own instances, so a slow disk slows that association's PACS down

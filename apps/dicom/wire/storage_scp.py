@@ -1,8 +1,6 @@
 """A Storage SCP written directly on sockets: the receiver's fast path.
 
-pynetdicom spends ~3 ms of Python per received instance (PDU objects, a 1 ms sleep in its reactor,
-building the response as a pydicom Dataset); a PACS answering a C-MOVE waits for every C-STORE
-response, so that cost is the receiver's throughput. This SCP does only what storage needs
+Why on sockets: wire/__init__.py. This SCP does only what storage needs
 (PS3.8 upper layer in wire/pdu.py, command sets in wire/commands.py; PS3.7 C-STORE and C-ECHO),
 reads PDUs into buffers without decoding the dataset, and hands each instance to a callback (a
 ReceivedInstance, the dataset bytes as received) through the checks of wire/received.deliver. One thread per association; TCP_NODELAY; large PDUs.
