@@ -74,7 +74,7 @@ def wake(job=None) -> int:
             with transaction.atomic():
                 count = held.filter(job_id=each.pk).update(waiting="")
                 if count:
-                    enqueue(each, model.objects.filter(job_id=each.pk, status=ItemStatus.PENDING, queued_at=None))
+                    enqueue(each, model.objects.filter(job_id=each.pk, status=ItemStatus.PENDING, waiting=""))
             released += count
     return released
 

@@ -168,7 +168,7 @@ class Job(models.Model):
             self.paused = False
             released = self.items.filter(status=ItemStatus.PENDING).exclude(waiting="").update(waiting="")
             if released and not self.cancel_requested:
-                enqueue(self, self.items.filter(status=ItemStatus.PENDING, queued_at=None))
+                enqueue(self, self.items.filter(status=ItemStatus.PENDING, waiting=""))
         record(user, "job.resumed", self, items=released)
         return released
 
