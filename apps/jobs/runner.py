@@ -92,6 +92,7 @@ def _drive(model, job_id: int, pk: int, me: str, session, continue_with_job: boo
 def run_inline(job, *, user=None, on_progress=lambda job: None):
     """Run the job's pending items in this process, one at a time in the order they were created, without
     the broker or a worker cluster: the CLI's way, and the photo page's (its sender waits for the answer).
+    Items held back (a pause, a server's closed window) stay pending for the workers, and the log says so.
     Items the work creates while it runs (an import's batches) run too. Claims, heartbeats, retries and
     outcomes are the workers' own (run_item); `on_progress(job)` is called after each item. Returns the job,
     refreshed."""
@@ -105,6 +106,8 @@ def run_inline(job, *, user=None, on_progress=lambda job: None):
         on_progress(job)
     job.refresh_status()
     job.refresh_from_db()
+    if waiting := job.waiting_reason():  # held (a pause, a closed window): left to the workers
+        log.warning("%s: %d item(s) wait for the workers: %s", job, job.items.exclude(waiting="").count(), waiting)
     return job
 
 

@@ -139,3 +139,13 @@ def test_admin_pauses_and_resumes_an_app(admin_client_logged_in, echo_scp, broke
         client.post("/admin/jobs/apppause/", {"action": "resume_apps", "_selected_action": [pause.pk]})
     drain(broker)
     assert not AppPause.objects.exists() and EchoJob.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_run_inline_leaves_held_items_to_the_workers_and_returns(echo_scp, caplog):
+    from apps.jobs.runner import run_inline
+
+    lk, other = make_server("LK", echo_scp.port, paused=True), make_server("OTHER", echo_scp.port)
+    job = run_inline(make_echo_job([lk, other, lk]))
+    assert states(job) == {"pending": 2, "succeeded": 1} and echo_scp.echoes == {"OTHER": 1}
+    assert "2 item(s) wait for the workers: Paused: server LK is paused" in caplog.text

@@ -152,3 +152,30 @@ def test_real_workers_start_a_one_row_urgent_job_within_one_slice_ahead_of_waiti
         assert not started.exists() or first_started(job) > first_started(urgent), "an ordinary job went first"
     assert "database is locked" not in cluster.output().lower()
     print(f"urgent one-row job began {began:.2f} s after its start (JOB_SLICE_SECONDS={slice_seconds})")
+
+
+@pytest.mark.django_db
+def test_every_job_api_starts_urgent_jobs(api, settings, tmp_path):
+    """The flag is read once for every job API (JobViewSetMixin): retrievals (JSON and a form's field),
+    sends and imports are urgent when asked, whatever their own body's fields."""
+    from apps.imports.models import ImportJob
+    from apps.retrieval.models import RetrievalJob
+    from apps.sending.models import SendJob
+
+    make_server("LK", 104)
+    settings.IMPORT_ROOTS = [tmp_path.resolve()]
+    (tmp_path / "cases").mkdir()
+    rows = {"rows": [{"PatientID": "P1", "StudyDate": "2025-01-01", "Modality": "CT"}], "server": "LK"}
+    json_list = api.post("/api/retrievals/", {**rows, "urgent": True}, format="json")
+    assert json_list.status_code == 201, json_list.content
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    form = api.post("/api/retrievals/", {"file": SimpleUploadedFile("a.csv", b"P2,2025-01-02,MR,LK\n"),
+                                         "urgent": "true"}, format="multipart")
+    assert form.status_code == 201, form.content
+    assert list(RetrievalJob.objects.order_by("pk").values_list("urgent", flat=True)) == [True, True]
+    sent = api.post("/api/sends/", {"servers": ["LK"], "path": str(tmp_path / "cases"), "urgent": True},
+                    format="json")
+    assert sent.status_code == 201, sent.content
+    imported = api.post("/api/imports/", {"source_path": str(tmp_path / "cases"), "urgent": True}, format="json")
+    assert imported.status_code == 201, imported.content
+    assert SendJob.objects.get().urgent and ImportJob.objects.get().urgent
