@@ -68,7 +68,7 @@ def wake(job=None) -> int:
                 continue
             jobs = [job]
         else:
-            job_ids = set(held.values_list("job_id", flat=True))
+            job_ids = held.order_by().values_list("job_id", flat=True).distinct()
             jobs = job_model.objects.filter(pk__in=job_ids, paused=False, cancel_requested=False)
         for each in jobs:
             with transaction.atomic():
