@@ -150,3 +150,27 @@ def test_run_inline_leaves_held_items_to_the_workers_and_returns(echo_scp, caplo
     job = run_inline(make_echo_job([lk, other, lk]))
     assert states(job) == {"pending": 2, "succeeded": 1} and echo_scp.echoes == {"OTHER": 1}
     assert "2 item(s) wait for the workers: Paused: server LK is paused" in caplog.text
+
+
+@pytest.mark.django_db
+def test_admin_pauses_and_resumes_a_server_and_the_resume_wakes_its_rows(admin_client_logged_in, echo_scp, broker,
+                                                                         django_capture_on_commit_callbacks):
+    from apps.audit.models import AuditEvent
+    from apps.servers.models import DicomServer
+
+    client = admin_client_logged_in
+    server = make_server("LK", echo_scp.port)
+    client.post("/admin/servers/dicomserver/", {"action": "pause_servers", "_selected_action": [server.pk]})
+    assert DicomServer.objects.get(pk=server.pk).paused
+    job = make_echo_job([server] * 2)
+    with django_capture_on_commit_callbacks(execute=True):
+        job.start()
+    drain(broker)
+    assert states(job) == {"pending": 2} and not echo_scp.echoes
+    assert "Paused: server LK is paused" in client.get("/admin/servers/echojob/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/servers/dicomserver/", {"action": "resume_servers", "_selected_action": [server.pk]})
+    drain(broker)
+    assert EchoJob.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED and echo_scp.echoes["LK"] == 2
+    assert sorted(AuditEvent.objects.filter(action__startswith="server.").values_list("action", flat=True)) == [
+        "server.paused", "server.resumed"]
