@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('servers', '0005_echo_jobs_from_jobs'),
+        ('servers', '0006_dicomweb_url_outbound_rule'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('delivery', '0001_initial'),
+        ('delivery', '0002_upload_unpacking_state'),
     ]
 
     operations = [
