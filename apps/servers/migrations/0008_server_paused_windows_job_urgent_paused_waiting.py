@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('servers', '0006_dicomweb_url_outbound_rule'),
+        ('servers', '0007_store_from'),
     ]
 
     operations = [
