@@ -27,7 +27,7 @@ def start_permission(job_model) -> str:
 
 
 def job_permissions(job_model) -> dict[str, list[str]]:
-    """Permissions per API action of a job viewset: start, see, cancel/retry (change)."""
+    """Permissions per API action of a job viewset: start, see, cancel/retry/pause/resume (change)."""
     view, change = model_permission(job_model, "view"), model_permission(job_model, "change")
     return {"list": [view], "retrieve": [view], "create": [start_permission(job_model)],
-            "cancel": [change], "retry": [change]}
+            "cancel": [change], "retry": [change], "pause": [change], "resume": [change]}

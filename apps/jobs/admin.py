@@ -10,14 +10,20 @@ JobItemInline (read-only items). Usage:
     class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         inlines = [RetrievalItemInline]
 """
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.audit import record
+from apps.jobs import holds, priority
 from apps.jobs.access import start_permission, visible_jobs
+from apps.jobs.models import AppPause
 from pacsportal.permissions import model_permission
+
+PAUSE_APPS = "jobs.pause_apps"
 
 
 def progress_html(job) -> str:
@@ -26,8 +32,9 @@ def progress_html(job) -> str:
     url = reverse("job-progress", args=[job._meta.app_label, job._meta.model_name, job.pk])
     return format_html(
         '<div class="job-progress" data-url="{}" data-status="{}">'
-        '<progress max="{}" value="{}"></progress> <span class="job-counters">{}</span></div>',
-        url, job.status, max(progress["total"], 1), done, counters_text(progress))
+        '<progress max="{}" value="{}"></progress> <span class="job-counters">{}</span> '
+        '<strong class="job-state">{}</strong></div>',
+        url, job.status, max(progress["total"], 1), done, counters_text(progress), job.state())
 
 
 ITEM_KEYS = ("pending", "running", "succeeded", "failed", "timed_out", "canceled")
@@ -85,9 +92,9 @@ class JobAdminMixin(OwnedAdminMixin):
     list_filter = ["status", "created_at"]
     date_hierarchy = "created_at"
     readonly_fields = ["status", "progress", "description", "created_by", "created_at", "started_at",
-                       "completed_at", "cancel_requested"]
+                       "completed_at", "cancel_requested", "urgent", "paused"]
     fields = readonly_fields
-    actions = ["cancel_jobs", "retry_failed_items"]
+    actions = ["cancel_jobs", "retry_failed_items", "pause_jobs", "resume_jobs", "make_urgent"]
     change_list_template = "admin/jobs/job_change_list.html"
     change_form_template = "admin/jobs/job_change_form.html"
 
@@ -130,3 +137,80 @@ class JobAdminMixin(OwnedAdminMixin):
     def retry_failed_items(self, request, queryset):
         again = sum(job.retry_failed(user=request.user) for job in queryset)
         self.message_user(request, f"Re-queued {again} failed item(s).", messages.SUCCESS)
+
+    @admin.action(description="Pause selected jobs (running items finish)", permissions=["change"])
+    def pause_jobs(self, request, queryset):
+        held = sum(job.pause(user=request.user) for job in queryset)
+        self.message_user(request, f"Paused {queryset.count()} job(s); {held} item(s) wait.", messages.SUCCESS)
+
+    @admin.action(description="Resume selected jobs", permissions=["change"])
+    def resume_jobs(self, request, queryset):
+        again = sum(job.resume(user=request.user) for job in queryset)
+        self.message_user(request, f"Resumed {queryset.count()} job(s); {again} item(s) queued.", messages.SUCCESS)
+
+    @admin.action(description="Make selected jobs urgent", permissions=["raise"])
+    def make_urgent(self, request, queryset):
+        for job in queryset:
+            job.make_urgent(user=request.user)
+        self.message_user(request, f"{queryset.count()} job(s) are urgent now.", messages.SUCCESS)
+
+    def has_raise_permission(self, request) -> bool:
+        """Raising a job to urgent needs its change permission and "start urgent jobs" (an admin action's
+        permissions are alternatives, so both are asked here)."""
+        return self.has_change_permission(request) and priority.may_start_urgent(request.user)
+
+
+class AppPauseForm(forms.ModelForm):
+    app_label = forms.ChoiceField(label="App", help_text="Every job of this app waits: nothing new starts, "
+                                                         "running items finish.")
+
+    class Meta:
+        model = AppPause
+        fields = ["app_label"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        paused = set(AppPause.objects.values_list("app_label", flat=True))
+        self.fields["app_label"].choices = [(label, holds.app_name(label)) for label in holds.job_apps()
+                                            if label not in paused]
+
+
+@admin.register(AppPause)
+class AppPauseAdmin(admin.ModelAdmin):
+    """Pause a whole app (add a row) or resume it (delete the row); the API twin is /api/jobs/apps/."""
+
+    form = AppPauseForm
+    list_display = ["app_label", "paused_by", "paused_at"]
+    actions = ["resume_apps"]
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(PAUSE_APPS)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm(PAUSE_APPS)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(PAUSE_APPS) or super().has_view_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # resume_apps wakes what waited; a bare delete would not
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        held = holds.pause_app(obj.app_label, request.user)
+        obj.pk = AppPause.objects.get(app_label=obj.app_label).pk
+        record(request.user, "app.paused", f"app {obj.app_label}", held_items=held)
+
+    def delete_model(self, request, obj):
+        released = holds.resume_app(obj.app_label)
+        record(request.user, "app.resumed", f"app {obj.app_label}", released_items=released)
+
+    @admin.action(description="Resume selected apps", permissions=["delete"])
+    def resume_apps(self, request, queryset):
+        for pause in list(queryset):
+            self.delete_model(request, pause)
+        self.message_user(request, "Resumed; waiting items are back on the queue.", messages.SUCCESS)

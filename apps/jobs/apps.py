@@ -5,13 +5,14 @@ RECLAIM_SCHEDULE = "jobs: reclaim stale items"
 
 
 def ensure_reclaim_schedule(sender, using="default", **kwargs):
-    """A django-q2 Schedule runs reclaim_stale every minute (the finest a Schedule can do); workers also
-    sweep when they spawn and, every half lease, after finishing an item (runner._reclaim_now_and_then)."""
+    """A django-q2 Schedule runs runner.sweep every minute (the finest a Schedule can do): reclaim_stale,
+    then held items back on the queue (a server's window may have opened). Workers also reclaim when they
+    spawn and, every half lease, after finishing an item (runner._reclaim_now_and_then)."""
     from django_q.models import Schedule
 
     Schedule.objects.using(using).update_or_create(
         name=RECLAIM_SCHEDULE,
-        defaults={"func": "apps.jobs.runner.reclaim_stale", "schedule_type": Schedule.MINUTES, "minutes": 1,
+        defaults={"func": "apps.jobs.runner.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1})
 
 

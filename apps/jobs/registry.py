@@ -19,3 +19,16 @@ def processor_for(model) -> Callable:
     except KeyError:
         raise LookupError(f"No processor is registered for {model._meta.label}: its app's ready() must call "
                           "apps.jobs.registry.register()") from None
+
+
+# "May this item start now?" checks of the rooms above the runner (servers: a paused server, a closed
+# window). Each is `check(item) -> Hold | None` (apps/jobs/holds.py); the runner asks them after it
+# claimed an item and before the work starts, so the runner never imports those rooms.
+CHECKS: list[Callable] = []
+
+
+def add_check(check: Callable) -> None:
+    """Make the runner ask `check(item)` before it starts an item (registering the same function again is a
+    no-op, so a ready() that runs twice adds it once)."""
+    if check not in CHECKS:
+        CHECKS.append(check)

@@ -12,13 +12,13 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django_q.brokers import get_broker
 
 from apps.audit import record
 from apps.dicom.errors import DicomError, DicomTimeout
-from apps.jobs import registry
+from apps.jobs import holds, registry
 from apps.jobs.context import ItemContext, WorkerSession
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.jobs.joblog import item_logger, log_crash
@@ -26,7 +26,7 @@ from apps.jobs.models import ItemStatus, JobItem, JobStatus
 from apps.jobs.queue import RUN_ITEM, enqueue, push
 
 log = logging.getLogger("apps.jobs")
-__all__ = ["RUN_ITEM", "reclaim_stale", "run_inline", "run_item"]
+__all__ = ["RUN_ITEM", "reclaim_stale", "run_inline", "run_item", "sweep"]
 CRASHES_TOLERATED = 2  # runs lost to dying workers before an item is failed instead of re-queued
 
 
@@ -34,52 +34,69 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def item_models() -> list[type[JobItem]]:
-    return [m for m in apps.get_models() if issubclass(m, JobItem)]
+item_models = holds.item_models
 
 
 def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
     """django-q2 task: run item `pk` (unless another worker has it or it is no longer pending), then keep
     claiming the job's next pending items without going back to the broker, with one association slot and
-    open association kept from row to row (WorkerSession). After JOB_SLICE_SECONDS, when items of another
-    job are waiting, the worker puts this job back on the broker behind them and returns: jobs share the
-    workers in turn, and a huge list never starves a one-row job. The job's status is derived at most
-    every JOB_STATUS_SECONDS while the worker runs, and when it stops. `continue_with_job=False` runs
-    item `pk` alone (a test stepping through a job)."""
+    open association kept from row to row (WorkerSession). An urgent job comes first: a message of an
+    ordinary job finding urgent items waiting goes back on the broker and its worker drives the urgent job.
+    After JOB_SLICE_SECONDS the worker looks around: it moves to an urgent job's waiting items (when its own
+    job is not urgent), or, when items of another job of the same priority wait, it puts this job back on
+    the broker behind them and returns: jobs share the workers in turn, and a huge list never starves a
+    one-row job. The job's status is derived at most every JOB_STATUS_SECONDS while the worker runs, and
+    when it stops. `continue_with_job=False` runs item `pk` alone (a test stepping through a job)."""
     model = apps.get_model(label)
     me = worker_id()
     job_id = model.objects.filter(pk=pk).values_list("job_id", flat=True).first()
     if job_id is None:
         return "not pending"
-    started = time.monotonic()
-    status, refreshed, item = "not pending", 0.0, None
+    status = "not pending"
     with WorkerSession(me) as session:
-        claimed = pk if _claim(model, pk, me) else (_claim_next(model, job_id, me) if continue_with_job else None)
-        while claimed is not None:
-            item, status = _run_claimed(model, claimed, me, session)
-            session.keep_alive()
-            if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
-                item.job.refresh_status()
-                refreshed = time.monotonic()
-            _reclaim_now_and_then()
-            if time.monotonic() - started > settings.JOB_SLICE_SECONDS:
-                if _others_waiting(job_id, model):
-                    _yield_to_others(model, job_id, item)
-                    break
-                started = time.monotonic()  # alone: look again after another slice
-            claimed = _claim_next(model, job_id, me) if continue_with_job else None
+        if continue_with_job and (urgent := _urgent_waiting(model, job_id)):
+            push(label, pk)  # this message keeps its job's turn, behind the urgent work
+            model, job_id, pk = urgent
+        while pk is not None:
+            status, switch = _drive(model, job_id, pk, me, session, continue_with_job)
+            model, job_id, pk = switch or (model, job_id, None)
+    return status
+
+
+def _drive(model, job_id: int, pk: int, me: str, session, continue_with_job: bool):
+    """Run item `pk` and the job's next ones (see run_item). Returns (status of the last item, the urgent
+    job's (model, job id, item pk) to drive next, or None)."""
+    started = time.monotonic()
+    status, refreshed, item, switch = "not pending", 0.0, None, None
+    claimed = pk if _claim(model, pk, me) else (_claim_next(model, job_id, me) if continue_with_job else None)
+    while claimed is not None:
+        item, status = _run_claimed(model, claimed, me, session)
+        session.keep_alive()
+        if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
+            item.job.refresh_status()
+            refreshed = time.monotonic()
+        _reclaim_now_and_then()
+        if continue_with_job and time.monotonic() - started > settings.JOB_SLICE_SECONDS:
+            urgent = item.job.urgent
+            switch = None if urgent else _urgent_waiting(model, job_id, current_urgent=False)
+            if switch or _others_waiting(job_id, model, urgent_only=urgent):
+                _yield_to_others(model, job_id, item)
+                break
+            started = time.monotonic()  # alone: look again after another slice
+        claimed = _claim_next(model, job_id, me) if continue_with_job else None
     if item is not None:
         item.job.refresh_status()
-    return status
+    return status, switch
 
 
 def run_inline(job, *, user=None, on_progress=lambda job: None):
     """Run the job's pending items in this process, one at a time in the order they were created, without
     the broker or a worker cluster: the CLI's way, and the photo page's (its sender waits for the answer).
+    Items held back (a pause, a server's closed window) stay pending for the workers, and the log says so.
     Items the work creates while it runs (an import's batches) run too. Claims, heartbeats, retries and
     outcomes are the workers' own (run_item); `on_progress(job)` is called after each item. Returns the job,
     refreshed."""
-    pending = job.items.filter(status=ItemStatus.PENDING)
+    pending = job.items.filter(status=ItemStatus.PENDING, waiting="")  # held items wait for the workers
     type(job).objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, completed_at=None,
                                                started_at=job.started_at or timezone.now())
     record(user, "job.started", job, items=pending.count())
@@ -89,13 +106,15 @@ def run_inline(job, *, user=None, on_progress=lambda job: None):
         on_progress(job)
     job.refresh_status()
     job.refresh_from_db()
+    if waiting := job.waiting_reason():  # held (a pause, a closed window): left to the workers
+        log.warning("%s: %d item(s) wait for the workers: %s", job, job.items.exclude(waiting="").count(), waiting)
     return job
 
 
 def _claim(model, pk: int, me: str) -> bool:
     """The compare-and-set that makes exactly one worker run an item."""
     now = timezone.now()
-    return bool(model.objects.filter(pk=pk, status=ItemStatus.PENDING).update(
+    return bool(model.objects.filter(pk=pk, status=ItemStatus.PENDING, waiting="").update(
         status=ItemStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, worker=me,
         attempts=F("attempts") + 1, error=""))
 
@@ -104,7 +123,7 @@ def _claim_next(model, job_id: int, me: str) -> int | None:
     """Claim one of the job's first pending items (several workers drive one job: each tries the few
     first in its own random order, so they rarely collide); None when nothing is pending."""
     while True:
-        candidates = list(model.objects.filter(job_id=job_id, status=ItemStatus.PENDING)
+        candidates = list(model.objects.filter(job_id=job_id, status=ItemStatus.PENDING, waiting="")
                           .order_by("pk").values_list("pk", flat=True)[:4])
         if not candidates:
             return None
@@ -114,15 +133,47 @@ def _claim_next(model, job_id: int, me: str) -> int | None:
                 return pk
 
 
-def _others_waiting(job_id: int, model) -> bool:
-    """Is an item of any other job queued and not yet started?"""
+def _waiting_items(model):
+    """Items queued and not yet started, nor held back."""
+    return model.objects.filter(status=ItemStatus.PENDING, queued_at__isnull=False, waiting="")
+
+
+def _others_waiting(job_id: int, model, *, urgent_only: bool = False) -> bool:
+    """Is an item of any other job (an urgent one, with `urgent_only`) queued and not yet started?"""
     for other in item_models():
-        waiting = other.objects.filter(status=ItemStatus.PENDING, queued_at__isnull=False)
+        waiting = _waiting_items(other)
+        if urgent_only:
+            waiting = waiting.filter(job__urgent=True)
         if other is model:
             waiting = waiting.exclude(job_id=job_id)
         if waiting.exists():
             return True
     return False
+
+
+def _urgent_waiting(model, job_id: int, *, current_urgent: bool | None = None):
+    """(model, job id, item pk) of an urgent job with items waiting, when job `job_id` is not urgent itself;
+    else None. Of several urgent jobs, the one served least recently (its latest item start the oldest, or
+    none yet) comes first: urgent jobs take turns as ordinary ones do."""
+    if current_urgent is None:
+        job_model = model._meta.get_field("job").related_model
+        current_urgent = job_model.objects.filter(pk=job_id, urgent=True).exists()
+    if current_urgent:
+        return None
+    best = None
+    for other in item_models():
+        urgent_jobs = (_waiting_items(other).filter(job__urgent=True, job__paused=False)
+                       .order_by().values_list("job_id", flat=True).distinct())
+        for other_job in urgent_jobs:
+            served = other.objects.filter(job_id=other_job).aggregate(last=Max("started_at"))["last"]
+            key = (served.timestamp() if served else 0.0, other_job)
+            if best is None or key < best[0]:
+                best = (key, other, other_job)
+    if best is None:
+        return None
+    _, other, other_job = best
+    first = _waiting_items(other).filter(job_id=other_job).order_by("pk").values_list("pk", flat=True).first()
+    return (other, other_job, first) if first is not None else None
 
 
 def _yield_to_others(model, job_id: int, item) -> None:
@@ -136,6 +187,10 @@ def _yield_to_others(model, job_id: int, item) -> None:
 def _run_claimed(model, pk: int, me: str, session) -> tuple[JobItem, str]:
     """Run one claimed item under a heartbeat and record its outcome (only if the item is still ours)."""
     item = model.objects.select_related("job").get(pk=pk)
+    hold = holds.hold_for(item)
+    if hold is not None:
+        _hold(model, item, hold, me)
+        return item, "waiting"
     ctx = ItemContext(item, me, session)
     ctx.log.info("started attempt %d on %s", item.attempts, me)
     started = time.monotonic()
@@ -150,6 +205,15 @@ def _run_claimed(model, pk: int, me: str, session) -> tuple[JobItem, str]:
     else:
         ctx.log.warning("lost its lease while running (another worker took it over); outcome dropped")
     return item, status
+
+
+def _hold(model, item, hold, me: str) -> None:
+    """Give a claimed item back unstarted (its attempt not counted) and hold it, with the job's other
+    pending items the hold covers, until holds.wake() releases them."""
+    model.objects.filter(pk=item.pk, status=ItemStatus.RUNNING, worker=me, attempts=item.attempts).update(
+        status=ItemStatus.PENDING, worker="", attempts=F("attempts") - 1, started_at=None, heartbeat_at=None)
+    held = holds.hold_back(model, item.job_id, hold)
+    item_logger(item).info("held back with %d other pending item(s): %s", held - 1, hold.reason)
 
 
 def _attempts(item: JobItem, ctx: ItemContext) -> tuple[str, str]:
@@ -189,6 +253,12 @@ def _reclaim_now_and_then() -> None:
     if time.monotonic() - _last_reclaim > settings.JOB_LEASE_SECONDS / 2:
         _last_reclaim = time.monotonic()
         reclaim_stale()
+
+
+def sweep() -> int:
+    """The minute schedule: reclaim_stale(), then put held items back on the queue (holds.wake): a window
+    that opened since, or a hold whose cause is gone, lets them start. Returns the items re-queued."""
+    return reclaim_stale() + holds.wake()
 
 
 def reclaim_stale() -> int:

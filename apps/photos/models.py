@@ -131,5 +131,8 @@ class PhotoSend(JobItem):
     def server(self):
         return self.job.dicom_server
 
+    def direction(self) -> str:
+        return "send"
+
     def instances(self) -> list[dict]:
         return self.result.setdefault("instances", [])

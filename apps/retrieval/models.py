@@ -134,6 +134,9 @@ class RetrievalItem(JobItem):
     def server(self) -> DicomServer:
         return self.dicom_server
 
+    def direction(self) -> str:
+        return "retrieve"
+
     def max_attempts(self) -> int:
         return 1 + self.dicom_server.retries
 

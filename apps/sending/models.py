@@ -237,3 +237,9 @@ class SendItem(JobItem):
 
     def max_attempts(self) -> int:
         return 1 + min((s.retries for s in self.job.servers.all()), default=0)
+
+    def servers(self) -> list:
+        return list(self.job.servers.all())  # every batch goes to every destination
+
+    def direction(self) -> str:
+        return "send"

@@ -38,10 +38,11 @@ class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     def keeps_stored_secret(self, obj, name, data) -> bool:
         """A changed DICOMweb URL (scheme, host, port or path) drops the stored secret unless one is typed."""
         return same_destination(obj.dicomweb_url, data.get("dicomweb_url") or "")
-    list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "description")
+    list_display = ("name", "ae_title", "host", "port", "retrieve_method", "max_associations", "paused",
+                    "description")
     search_fields = ("name", "ae_title", "host", "description")
-    list_filter = ("retrieve_method", "open_to_everyone")
-    actions = ["test_echo"]
+    list_filter = ("retrieve_method", "open_to_everyone", "paused")
+    actions = ["test_echo", "pause_servers", "resume_servers"]
     filter_horizontal = ("query_groups", "retrieve_groups", "send_groups")
     # A DICOMweb URL typed without a scheme is taken as https, as delivery targets' are: images of patients
     # do not go in the clear by default (and Django 6 makes https the default anyway).
@@ -56,7 +57,24 @@ class DicomServerAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
         ("DICOMweb", {"classes": ("collapse",), "fields": ("dicomweb_url", "dicomweb_auth",
                                                             "dicomweb_username", "dicomweb_secret")}),
         ("Who may use it", {"fields": ("open_to_everyone", "query_groups", "retrieve_groups", "send_groups")}),
+        ("Operations", {"fields": ("paused", "windows")}),
     )
+
+    @admin.action(description="Pause selected servers (running items finish)", permissions=["change"])
+    def pause_servers(self, request, queryset):
+        self._set_paused(request, queryset, True)
+
+    @admin.action(description="Resume selected servers", permissions=["change"])
+    def resume_servers(self, request, queryset):
+        self._set_paused(request, queryset, False)
+
+    def _set_paused(self, request, queryset, paused: bool):
+        for server in queryset:
+            server.paused = paused
+            server.save(update_fields=["paused", "updated_at"])  # saved one by one: audited, held work woken
+            record(request.user, "server.paused" if paused else "server.resumed", server)
+        self.message_user(request, f"{'Paused' if paused else 'Resumed'} {queryset.count()} server(s).",
+                          messages.SUCCESS)
 
     @admin.action(description="Test C-ECHO", permissions=["view"])  # as POST /api/servers/{name}/echo/
     def test_echo(self, request, queryset):

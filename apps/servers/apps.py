@@ -18,3 +18,22 @@ class ServersConfig(AppConfig):
         track_changes(DicomServer, exclude_fields=["updated_at"], mask_fields=["dicomweb_secret"],
                       m2m_fields={"query_groups", "retrieve_groups", "send_groups"})
         register(EchoItem, work.echo)
+
+        # Work with a paused server, or outside its windows, waits (apps/servers/windows.py); a server
+        # resumed or given other windows wakes what waited at once, not at the next minute's sweep.
+        from django.db.models.signals import post_save
+
+        from apps.jobs.registry import add_check
+        from apps.servers import windows
+
+        add_check(windows.hold)
+        post_save.connect(wake_held_work, sender=DicomServer, dispatch_uid="servers-wake-held-work")
+
+
+def wake_held_work(sender, instance, **kwargs):
+    from django.db import transaction
+
+    from apps.jobs import holds
+
+    if not instance.paused:
+        transaction.on_commit(holds.wake)

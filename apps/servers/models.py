@@ -14,6 +14,7 @@ from apps.dicom import dimse
 from apps.dicom.errors import DicomError
 from apps.dicom.peers import DicomWebEndpoint, LocalAE, RemoteAE
 from apps.jobs.models import Job, JobItem
+from apps.servers.windows import validate_windows
 
 
 def validate_ae_title(value: str) -> None:
@@ -179,6 +180,12 @@ class DicomServer(models.Model):
                                              help_text="Groups that may retrieve studies from this server.")
     send_groups = models.ManyToManyField(Group, blank=True, related_name="+",
                                          help_text="Groups that may send images to this server.")
+    paused = models.BooleanField(default=False, help_text="Start no new work with this server (what runs "
+                                                          "finishes its item); clear to continue.")
+    windows = models.JSONField(default=list, blank=True, validators=[validate_windows],
+                               help_text='When the portal may work with it, e.g. [{"direction": "retrieve", '
+                                         '"days": "mon,tue,wed,thu,fri", "start": "20:00", "end": "07:00"}] '
+                                         "(the portal's time zone; a direction without windows is always open).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -154,6 +154,19 @@ RULES = {
     ("project-pseudonyms", "GET"): Rule("/api/projects/{project}/pseudonyms", PSEUDONYM_MAP, 200),
     ("admin:projects_project_pseudonyms", "GET"): Rule("/admin/projects/project/{project_pk}/pseudonyms/",
                                                        PSEUDONYM_MAP, 200),
+    # Operations: pausing one job (its change permission, as cancel), and a whole app ("pause apps").
+    **{(f"{name}-{verb}", "POST"): Rule(f"/api/{prefix}/{{{key}}}/{verb}/", (change,), 200)
+       for name, prefix, key, change in [
+           ("echojob", "echo-jobs", "echo", "servers.change_echojob"),
+           ("retrievaljob", "retrievals", "retrieval", "retrieval.change_retrievaljob"),
+           ("deliveryjob", "deliveries", "delivery", "delivery.change_deliveryjob"),
+           ("photoupload", "photo-uploads", "photo", "photos.change_photoupload"),
+           ("sendjob", "sends", "send", "sending.change_sendjob"),
+           ("importjob", "imports", "import", "imports.change_importjob")]
+       for verb in ("pause", "resume")},
+    ("job-apps", "GET"): Rule("/api/jobs/apps/", ("jobs.view_apppause",), 200),
+    ("job-app-pause", "POST"): Rule("/api/jobs/apps/sending/pause/", ("jobs.pause_apps",), 200),
+    ("job-app-resume", "POST"): Rule("/api/jobs/apps/sending/resume/", ("jobs.pause_apps",), 200),
 }
 # The portal's own pages outside the admin: a session login, the page's login form for strangers (302).
 PAGES = ("photos:",)

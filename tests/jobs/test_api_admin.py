@@ -7,7 +7,8 @@ from apps.servers.models import EchoItem, EchoJob
 from tests.jobs.conftest import make_echo_job, make_server
 
 pytestmark = pytest.mark.django_db
-JOB_KEYS = {"id", "status", "description", "created_at", "started_at", "completed_at", "progress", "items"}
+JOB_KEYS = {"id", "status", "urgent", "paused", "waiting", "description", "created_at", "started_at", "completed_at",
+            "progress", "items"}
 
 
 def test_post_starts_an_echo_job_over_every_server(api, user, echo_scp):

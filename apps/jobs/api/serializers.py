@@ -15,14 +15,19 @@ from rest_framework import serializers
 
 class JobItemSerializer(serializers.ModelSerializer):
     class Meta:
-        fields = ["id", "status", "error", "attempts", "result", "started_at", "finished_at"]
+        fields = ["id", "status", "error", "waiting", "attempts", "result", "started_at", "finished_at"]
         read_only_fields = fields
 
 
 class JobSerializer(serializers.ModelSerializer):
     progress = serializers.DictField(read_only=True, help_text="Item counters: total, pending, running, "
                                      "succeeded, failed, timed_out, canceled, and the app's own.")
+    waiting = serializers.CharField(source="waiting_reason", read_only=True,
+                                    help_text="Why pending items are held back (a pause, a server's window); "
+                                              "empty when nothing is.")
 
     class Meta:
-        fields = ["id", "status", "description", "created_at", "started_at", "completed_at", "progress", "items"]
-        read_only_fields = ["id", "status", "created_at", "started_at", "completed_at", "progress", "items"]
+        fields = ["id", "status", "urgent", "paused", "waiting", "description", "created_at", "started_at",
+                  "completed_at", "progress", "items"]
+        read_only_fields = ["id", "status", "urgent", "paused", "waiting", "created_at", "started_at",
+                            "completed_at", "progress", "items"]

@@ -15,6 +15,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from apps.audit import record
+from apps.jobs import priority
 from apps.jobs.queue import enqueue
 from apps.jobs.signals import job_refreshed
 
@@ -40,6 +41,7 @@ class ItemStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
+JOB_PAUSED = "Paused: the job is paused; resume it to continue."
 JOB_DONE = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.CANCELED}
 
 
@@ -72,6 +74,8 @@ class Job(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     description = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    urgent = models.BooleanField(default=False, help_text="Workers take the items of urgent jobs first.")
+    paused = models.BooleanField(default=False, help_text="Nothing new is started until the job is resumed.")
 
     class Meta:
         abstract = True
@@ -79,6 +83,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self._meta.verbose_name} #{self.pk}"
+
+    def save(self, *args, **kwargs):
+        if self._state.adding and priority.requested():
+            self.urgent = True  # created by a request that asked for "urgent": true (apps/jobs/priority.py)
+        super().save(*args, **kwargs)
 
     @classmethod
     def status_counts(cls) -> dict[str, int]:
@@ -140,6 +149,49 @@ class Job(models.Model):
         self.refresh_status()
         return canceled
 
+    def pause(self, user=None) -> int:
+        """Start nothing new: pending items wait (their `waiting` says why) until resume(); running items
+        finish. Returns how many pending items are held."""
+        with transaction.atomic():
+            type(self).objects.filter(pk=self.pk).update(paused=True)
+            held = self.items.filter(status=ItemStatus.PENDING).update(waiting=JOB_PAUSED, queued_at=None)
+        self.paused = True
+        running = self.items.filter(status=ItemStatus.RUNNING).count()
+        record(user, "job.paused", self, held_items=held, running_items_finishing=running)
+        return held
+
+    def resume(self, user=None) -> int:
+        """Undo pause(): every held item goes back on the queue (one still held by something else, a
+        paused server or a closed window, is found again when a worker claims it). Returns how many."""
+        with transaction.atomic():
+            type(self).objects.filter(pk=self.pk).update(paused=False)
+            self.paused = False
+            released = self.items.filter(status=ItemStatus.PENDING).exclude(waiting="").update(waiting="")
+            if released and not self.cancel_requested:
+                enqueue(self, self.items.filter(status=ItemStatus.PENDING, waiting=""))
+        record(user, "job.resumed", self, items=released)
+        return released
+
+    def make_urgent(self, user=None) -> None:
+        """Raise the job: from its next item on, workers take its items before those of ordinary jobs."""
+        type(self).objects.filter(pk=self.pk).update(urgent=True)
+        self.urgent = True
+        record(user, "job.raised", self)
+
+    def waiting_reason(self) -> str:
+        """Why the job's pending items are held back, in words ("" when nothing is held)."""
+        return (self.items.filter(status=ItemStatus.PENDING).exclude(waiting="").order_by("pk")
+                .values_list("waiting", flat=True).first() or "")
+
+    def state(self) -> str:
+        """Urgent, paused, or why its items wait ("waiting for the window of LK, opens at 20:00"), in the
+        words the admin shows next to the progress bar and the progress endpoint sends."""
+        waiting = self.waiting_reason()
+        parts = (["urgent"] if self.urgent else []) + (["paused"] if self.paused else [])
+        if waiting and waiting != JOB_PAUSED:
+            parts.append(waiting)
+        return " · ".join(parts)
+
     def retry_failed(self, user=None) -> int:
         """Send failed and timed-out items round again, each with a fresh attempt budget."""
         with transaction.atomic():
@@ -164,6 +216,8 @@ class JobItem(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker running it.")
+    waiting = models.CharField(max_length=200, blank=True,
+                               help_text="Why this pending item is held back (a pause, a server's window).")
 
     class Meta:
         abstract = True
@@ -185,3 +239,20 @@ class JobItem(models.Model):
     def max_attempts(self) -> int:
         """Runs allowed for retriable DICOM errors (retrieval: 1 + server.retries)."""
         return 1
+
+    def servers(self) -> list:
+        """Every server the item's work talks to: a pause or a closed window of any of them holds it back."""
+        server = self.server()
+        return [server] if server is not None else []
+
+    def direction(self) -> str | None:
+        """Which of a server's windows the work needs: "query", "retrieve" or "send"; None: no window
+        applies (an echo)."""
+        return None
+
+    def held_with(self, server) -> dict:
+        """Lookups of the job's other pending items that wait with this one when `server` holds it back:
+        those of the same server when items name their server, else all of them."""
+        if any(f.name == "dicom_server" for f in self._meta.fields):
+            return {"dicom_server": server}
+        return {}

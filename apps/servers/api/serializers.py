@@ -28,7 +28,7 @@ class DicomServerSerializer(serializers.ModelSerializer):
         fields = [
             "name", "ae_title", "host", "port", "description", "query_timeout", "download_timeout",
             "retries", "retrieve_method", "max_associations", "store_from", "dicomweb_url", "dicomweb_secret",
-            "open_to_everyone", "query_groups", "retrieve_groups", "send_groups",
+            "open_to_everyone", "query_groups", "retrieve_groups", "send_groups", "paused", "windows",
         ]
 
     def validate_dicomweb_url(self, value: str) -> str:
