@@ -83,7 +83,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
         if request.method == "POST" and "confirm" in request.POST:
-            confirm = extensions.with_forms(ConfirmForm)(request.POST)
+            confirm = extensions.with_forms(ConfirmForm)(request.POST, user=request.user)
             if not confirm.is_valid():
                 self.message_user(request, "; ".join(e for errors in confirm.errors.values() for e in errors),
                                   messages.ERROR)
@@ -105,7 +105,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             default = confirm.cleaned_data["default_server"]
             read = intake.read_case_lists(sources, user=request.user, default_server=default)
             jobs = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
-                                     default_server=default, **chosen)
+                                     default_server=default, project=confirm.cleaned_data["project"], **chosen)
             attached = "".join(a.summary(chosen[a.name]) for a in extensions.attachments()
                                if chosen.get(a.name) is not None)
             for job, started in zip(jobs, (f for f in read if f.runnable)):
@@ -115,7 +115,8 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for refused in (f for f in read if not f.runnable):
                 self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)
             return redirect("admin:retrieval_retrievaljob_changelist")
-        form = extensions.with_forms(CaseListUploadForm)(request.POST or None, request.FILES or None)
+        form = extensions.with_forms(CaseListUploadForm)(request.POST or None, request.FILES or None,
+                                                         user=request.user)
         if request.method == "POST" and form.is_valid():
             default = form.cleaned_data["default_server"].name if form.cleaned_data["default_server"] else ""
             previews = intake.read_case_lists([(f.name, f) for f in form.cleaned_data["files"]],
@@ -123,6 +124,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for preview in previews:
                 preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
+                           project=form.cleaned_data["project"] or "",
                            attached=[(a.form_hidden(form), a.preview(form))
                                      for a in extensions.attachments() if a.form is not None],
                            runnable=any(p.runnable for p in previews))
@@ -133,7 +135,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def query_view(self, request):
         self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Retrieve one study"}
-        form = SingleQueryForm(request.POST or None)
+        form = SingleQueryForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             text = intake.rows_to_csv([{"PatientID": data["patient_id"], "StudyDate": data["study_date"],
@@ -143,7 +145,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 form.add_error(None, "; ".join(e.message for e in read.case_list.errors) if read.case_list
                                else read.problem)
             else:
-                (job,) = intake.start_jobs([read], user=request.user, timeout=data["timeout"])
+                (job,) = intake.start_jobs([read], user=request.user, timeout=data["timeout"], project=data["project"])
                 self.message_user(request, f"Started {job}.", messages.SUCCESS)
                 return redirect("admin:retrieval_retrievaljob_change", job.pk)
         context["form"] = form

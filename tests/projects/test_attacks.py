@@ -151,3 +151,74 @@ def test_a_hostile_file_fails_with_a_reason_and_leaves_nothing(name, tmp_path):
     with pytest.raises(CannotDeidentify, match="unreadable"):
         project.pseudonymizer().write(hostile_files()[name], retrieval_layout(tmp_path, "LK"))
     assert list(tmp_path.rglob("*.dcm")) == [] and list(tmp_path.rglob("*.part")) == []
+
+
+@pytest.fixture
+def researcher(django_user_model, settings, tmp_path):
+    """May start retrievals, sends and deliveries, but not handle identified data."""
+    from apps.servers.models import DicomServer
+
+    settings.IMPORT_ROOTS = [tmp_path.resolve()]
+    settings.DATA_DIR = tmp_path / "data"
+    DicomServer.objects.create(name="LK", ae_title="LK", host="127.0.0.1", port=104)
+    user = django_user_model.objects.create_user("researcher", password="pw-123-456")
+    user.user_permissions.set(Permission.objects.exclude(codename__in=["handle_identified_data", "view_all_jobs"]))
+    return user
+
+
+ROWS = [{"PatientID": "P1", "StudyDate": "2024-01-02", "Modality": "CT", "Server": "LK"}]
+
+
+@pytest.mark.parametrize("given", ["", None, "   ", "trial1", "TRIAL1\n\x00", ["TRIAL1"], {"name": "TRIAL1"}, 1,
+                                   "TRIAL1' OR '1'='1"])
+def test_no_project_look_alike_lets_identified_data_through(researcher, project, given):
+    from apps.retrieval.models import RetrievalJob
+    from apps.sending.models import SendJob
+
+    api = client_for(researcher)
+    for path, body in [("/api/retrievals/", {"rows": ROWS, "project": given}),
+                       ("/api/sends/", {"servers": ["LK"], "path": str(settings_root()), "project": given})]:
+        answer = api.post(path, body, format="json")
+        assert answer.status_code in (400, 403), (path, given, answer.status_code, answer.content)
+        assert answer["Content-Type"].startswith("application/json")
+        assert b"handle_identified_data" in answer.content or b"project" in answer.content
+    assert not RetrievalJob.objects.exists() and not SendJob.objects.exists()
+
+
+def settings_root():
+    from django.conf import settings
+
+    return settings.IMPORT_ROOTS[0]
+
+
+def test_another_accounts_retrieval_cannot_be_delivered_under_a_project(researcher, project, django_user_model):
+    from apps.delivery.models import DeliveryJob, DeliveryTarget
+    from apps.retrieval.models import RetrievalJob
+
+    other = django_user_model.objects.create_user("clinician", password="pw-123-456")
+    theirs = RetrievalJob.objects.create(created_by=other, status="succeeded")
+    DeliveryTarget.objects.create(name="DROP", kind="folder", path=str(settings_root() / "drop"))
+    answer = client_for(researcher).post("/api/deliveries/", {"retrieval": theirs.pk, "target": "DROP",
+                                                              "project": "TRIAL1"}, format="json")
+    assert answer.status_code == 400 and f"#{theirs.pk}".encode() in answer.content
+    assert not DeliveryJob.objects.exists()
+
+
+def test_a_jobs_project_cannot_be_changed_or_removed_through_the_api(researcher, project):
+    from apps.retrieval.models import RetrievalJob
+
+    api = client_for(researcher)
+    job_id = api.post("/api/retrievals/", {"rows": ROWS, "project": "TRIAL1"}, format="json").json()["id"]
+    for method in ("patch", "put"):
+        answer = getattr(api, method)(f"/api/retrievals/{job_id}/", {"project": None}, format="json")
+        assert answer.status_code in (403, 405)
+    assert RetrievalJob.objects.get(pk=job_id).project == project
+
+
+def test_a_project_named_by_jobs_cannot_be_deleted(researcher, project, admin_client_logged_in):
+    api = client_for(researcher)
+    assert api.post("/api/retrievals/", {"rows": ROWS, "project": "TRIAL1"}, format="json").status_code == 201
+    boss = client_for(admin_client_logged_in.user)
+    answer = boss.delete("/api/projects/TRIAL1/")
+    assert answer.status_code == 409 and b"jobs that name it" in answer.content
+    assert Project.objects.filter(name="TRIAL1").exists()

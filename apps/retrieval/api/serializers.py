@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
+from apps.projects.access import ProjectField, ProjectNameField
 from apps.retrieval import extensions
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 
@@ -28,10 +29,12 @@ class RetrievalJobListSerializer(JobSerializer):
 
     status = serializers.CharField(source="shown_status", read_only=True,
                                    help_text="The job's status, or 'preparing' while its rows are created.")
+    project = ProjectNameField(read_only=True)
 
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
-        fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors"]
+        fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors",
+                                                                          "project"]
 
     def get_fields(self):
         """The declared fields and what registered attachments show of a job (apps/retrieval/extensions.py)."""
@@ -93,6 +96,7 @@ class RetrievalRequestSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=86400, allow_null=True)
     server = serializers.CharField(required=False, allow_blank=True, default="",
                                    help_text="Server for rows that name none (like the CLI's --server).")
+    project = ProjectField()
 
     def get_fields(self):
         """The declared fields and one per registered attachment (apps/retrieval/extensions.py)."""
