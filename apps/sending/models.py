@@ -205,6 +205,9 @@ class SendJob(Job):
         count = max(1, min(limit, math.ceil(len(relative_paths) / FILES_PER_ITEM_MIN)))
         size = max(1, math.ceil(len(relative_paths) / count))
         batches = [relative_paths[i:i + size] for i in range(0, len(relative_paths), size)] or [[]]
+        if self.project_id:  # a project's report names no path: a path may name the patient
+            skipped = [[f"entry {n + 1} not sent", reason.replace(name, "…").replace(self.source_path, "…")]
+                       for n, (name, reason) in enumerate(skipped)]
         SendItem.objects.bulk_create(SendItem(job=self, batch=n, paths=b, files=len(b),
                                               result={"skipped": list(skipped)} if n == 0 and skipped else {})
                                      for n, b in enumerate(batches))

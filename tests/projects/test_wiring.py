@@ -4,7 +4,6 @@ clinician, who may. Without a project the researcher gets a 403 naming the rule 
 unknown project is a 400 naming it; the admin's forms offer the researcher only projects."""
 from __future__ import annotations
 
-
 import httpx
 import pytest
 from django.contrib.auth.models import Permission
