@@ -182,3 +182,20 @@ def test_an_inbox_with_a_project_rewrites_the_folders_patient_then_deidentifies(
     assert b"Plantfolder" not in shown and b"#4711" not in shown and pseudonym.encode() in shown
     job.refresh_from_db()
     assert job.archive_path and Path(job.archive_path).exists(), "archived once sent"
+
+
+def test_the_command_lines_send_takes_a_project(root, pacs, project, empty_orthanc, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    case = root / f"case_{PATIENT_ID}"
+    planted_case(case)
+    with pytest.raises(CommandError, match="NOPE7"):
+        call_command("dicom", "send-dir", str(case), "--server", "PACS", "--project", "NOPE7")
+    with pytest.raises(SystemExit):  # the held-back and the text file are not sent: exit 1, as for any failure
+        call_command("dicom", "send-dir", str(case), "--server", "PACS", "--project", "TRIAL1")
+    out, err = capsys.readouterr()
+    assert "sent 3 of 5 files" in out and "held back" in err
+    assert str(case) not in out + err and PATIENT_ID not in out + err
+    stored = arrived(empty_orthanc)
+    assert len(stored) == 3 and {read(d).PatientID for d in stored} == {project.patient(PATIENT_ID).pseudonym}
