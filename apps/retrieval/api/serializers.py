@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
 from apps.projects.access import ProjectField, ProjectNameField
+from apps.projects.masking import Mask
 from apps.retrieval import extensions
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 
@@ -20,6 +21,11 @@ class RetrievalItemSerializer(JobItemSerializer):
             "line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
             "bytes", "path"]
 
+    def to_representation(self, item):
+        shown = super().to_representation(item)
+        mask = self.context.get("mask")  # a project's job: no original next to a pseudonym
+        return mask.retrieval_row(shown, item.patient_id, item.study_date) if mask else shown
+
 
 ITEMS_PAGE_SIZE, ITEMS_PAGE_SIZE_MAX = 100, 1000
 
@@ -30,6 +36,7 @@ class RetrievalJobListSerializer(JobSerializer):
     status = serializers.CharField(source="shown_status", read_only=True,
                                    help_text="The job's status, or 'preparing' while its rows are created.")
     project = ProjectNameField(read_only=True)
+    row_errors = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
@@ -40,6 +47,13 @@ class RetrievalJobListSerializer(JobSerializer):
         """The declared fields and what registered attachments show of a job (apps/retrieval/extensions.py)."""
         shown = {name: make() for a in extensions.attachments() for name, make in a.job_fields.items()}
         return {**super().get_fields(), **shown}
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_row_errors(self, job) -> list:
+        if not job.project_id:
+            return job.row_errors
+        mask = Mask(job.project)
+        return [mask.retrieval_row(e, "", "") for e in job.row_errors]
 
 
 class RetrievalJobSerializer(RetrievalJobListSerializer):
@@ -66,7 +80,8 @@ class RetrievalJobSerializer(RetrievalJobListSerializer):
 
     @extend_schema_field(RetrievalItemSerializer(many=True))
     def get_items(self, job):
-        return RetrievalItemSerializer(self._page(job)[0], many=True).data
+        context = {"mask": Mask(job.project)} if job.project_id else {}
+        return RetrievalItemSerializer(self._page(job)[0], many=True, context=context).data
 
     @extend_schema_field(serializers.DictField())
     def get_items_page(self, job) -> dict:
