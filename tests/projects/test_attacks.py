@@ -222,3 +222,38 @@ def test_a_project_named_by_jobs_cannot_be_deleted(researcher, project, admin_cl
     answer = boss.delete("/api/projects/TRIAL1/")
     assert answer.status_code == 409 and b"jobs that name it" in answer.content
     assert Project.objects.filter(name="TRIAL1").exists()
+
+
+def test_hostile_names_in_a_projects_send_never_reach_its_report(researcher, project, free_port):
+    """A FIFO, a link out of the roots, a truncated file and a text file, each named after the patient: the
+    walk and the checks skip them, and the job's body, report and log name none of them."""
+    import os
+
+    from apps.jobs import runner
+    from apps.jobs.models import ItemStatus
+    from apps.sending.models import SendJob
+    from apps.servers.models import DicomServer
+    from tests.projects.planted import PATIENT_ID, as_file, planted_dataset
+
+    DicomServer.objects.filter(name="LK").update(port=free_port)  # nothing listens: the store fails too
+    case = settings_root() / f"Smith_{PATIENT_ID}"
+    case.mkdir()
+    os.mkfifo(case / f"{PATIENT_ID}_fifo.dcm")
+    os.symlink("/etc/hostname", case / f"{PATIENT_ID}_link.dcm")
+    (case / f"{PATIENT_ID}_cut.dcm").write_bytes(as_file(planted_dataset())[:400])
+    (case / f"{PATIENT_ID}.txt").write_text(PATIENT_ID)
+    (case / "one.dcm").write_bytes(as_file(planted_dataset()))
+    api = client_for(researcher)
+    answer = api.post("/api/sends/", {"servers": ["LK"], "path": str(case), "project": "TRIAL1"}, format="json")
+    assert answer.status_code == 201, answer.content
+    job = SendJob.objects.get(pk=answer.json()["id"])
+    for item in job.items.filter(status=ItemStatus.PENDING):
+        runner.run_item(item._meta.label, item.pk)
+    shown = (api.get(f"/api/sends/{job.pk}/").content + api.get(f"/api/sends/{job.pk}/report").content
+             + api.get(f"/api/sends/{job.pk}/report?output=csv").content)
+    assert b"Smith" not in shown and PATIENT_ID.encode() not in shown
+    report = api.get(f"/api/sends/{job.pk}/report").json()["files"]
+    reasons = " ".join(row["reason"] for row in report)
+    assert len([r for r in report if r["outcome"] == "skipped"]) == 4, report
+    assert "truncated" in reasons and "not a DICOM file" in reasons
+    assert "LK" in api.get(f"/api/sends/{job.pk}/").json()["error"]  # the store's failure names the server
