@@ -11,12 +11,27 @@ from django.utils.html import format_html, format_html_join
 
 from apps.jobs.admin import JobAdminMixin
 from apps.jobs.models import ItemStatus
+from apps.projects.masking import Mask
 from apps.retrieval import extensions, intake
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import report_csv_response
 
 ITEMS_PER_PAGE = 100
+
+
+def masked_items(job, items) -> list:
+    """A project's rows as the page shows them: the pseudonym, the project's UIDs and shifted dates."""
+    mask, shown = Mask(job.project), []
+    for item in items:
+        row = mask.retrieval_row({"PatientID": item.patient_id, "StudyDate": item.study_date,
+                                  "StudyInstanceUID": item.study_instance_uid, "error": item.error,
+                                  "path": item.path}, item.patient_id, item.study_date)
+        item.patient_id, item.study_date, item.study_instance_uid = (row["PatientID"], row["StudyDate"],
+                                                                     row["StudyInstanceUID"])
+        item.error, item.path = row["error"], row["path"]
+        shown.append(item)  # shown only, never saved
+    return shown
 
 
 @admin.register(RetrievalJob)
@@ -53,8 +68,10 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             items = job.items.order_by("line", "pk")
             if status:
                 items = items.filter(status=status)
-            extra = {"items_page": Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("items_page")),
-                     "items_status": status, "item_statuses": ItemStatus.values}
+            page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("items_page"))
+            if job.project_id:
+                page.object_list = masked_items(job, page.object_list)
+            extra = {"items_page": page, "items_status": status, "item_statuses": ItemStatus.values}
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="Report")
@@ -65,8 +82,10 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def bad_rows(self, job):
         if not job.row_errors:
             return "none"
+        shown = [Mask(job.project).retrieval_row(e, "", "") for e in job.row_errors] if job.project_id else (
+            job.row_errors)
         rows = format_html_join("", '<tr class="bad-row"><td>{}</td><td><code>{}</code></td><td>{}</td></tr>',
-                                ((e["line"], e["text"], e["message"]) for e in job.row_errors))
+                                ((e["line"], e["text"], e["message"]) for e in shown))
         return format_html('<table class="bad-rows"><thead><tr><th>Line</th><th>Row as written</th>'
                            '<th>Problem</th></tr></thead><tbody>{}</tbody></table>', rows)
 

@@ -75,3 +75,13 @@ def test_without_the_dates_option_no_date_is_shown(api):
 def test_a_job_without_a_project_shows_the_rows_as_given(api):
     shown = everything(api, start(api))
     assert ORIGINAL_ID.encode() in shown and ORIGINAL_UID.encode() in shown and PACS_UID.encode() in shown
+
+
+def test_the_admin_job_page_names_no_original(api, admin_client_logged_in):
+    project = Project.objects.create(name="TRIAL1", options=["retain-longitudinal-dates"])
+    job = start(api, "TRIAL1")
+    page = admin_client_logged_in.get(f"/admin/retrieval/retrievaljob/{job.pk}/change/").content
+    for original in (ORIGINAL_ID, ORIGINAL_UID, PACS_UID, "20200301", "2020-02-30"):
+        assert original.encode() not in page, original
+    assert project.patient(ORIGINAL_ID).pseudonym.encode() in page
+    assert ORIGINAL_ID.encode() not in admin_client_logged_in.get(f"/admin/retrieval/retrievaljob/{job.pk}/report.csv").content
