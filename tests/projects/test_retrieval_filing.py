@@ -73,3 +73,57 @@ def test_a_failing_write_takes_back_what_it_wrote(tmp_path):
         file_deidentified(project.pseudonymizer(), paths, folder_of)
     assert failure.value.removed == 2 and "exists" in failure.value.reason
     assert [p.name for p in downloads.rglob("*") if p.is_file()] == ["f3"]
+
+
+def test_instances_are_deidentified_while_the_move_still_runs_and_filed_after_the_check(tmp_path):
+    """The early thread takes each instance as it lands (the row's thread is waiting on the PACS); filing
+    moves its results into place and de-identifies what it had not reached: the same files as filing alone."""
+    import threading
+    import time
+
+    from apps.retrieval.deidentified import EarlyDeidentifier
+
+    project = Project.objects.create(name="TRIAL1")
+    sources = staged(tmp_path / "made", sc=False, n=4)
+    folder = tmp_path / "staging"
+    folder.mkdir()
+    landed = threading.Event()
+
+    def listing():
+        found = sorted(folder.glob("*.dcm"))
+        if len(found) >= 2:
+            landed.set()
+        return found
+    early = EarlyDeidentifier(project.pseudonymizer(), listing, tmp_path / "scratch", known=[PATIENT_ID])
+    with early:
+        for source in sources[:2]:
+            source.rename(folder / source.name)
+        assert landed.wait(5)
+        deadline = time.monotonic() + 10
+        while len(early._done) < 2 and time.monotonic() < deadline:  # the thread's own pace
+            landed.wait(0.01)
+        assert len(early._done) == 2
+        for source in sources[2:]:  # the last ones land as the move ends: the row does them
+            source.rename(folder / source.name)
+        filed = early.file(sorted(folder.glob("*.dcm")), retrieval_layout(tmp_path / "downloads", "LK"))
+    assert filed.count == 4 and len(filed.folders) == 1
+    assert not (tmp_path / "scratch").exists()
+    alone = file_deidentified(project.pseudonymizer(), sorted(folder.glob("*.dcm")),
+                              retrieval_layout(tmp_path / "again", "LK"))
+    assert sorted((p.name, p.read_bytes()) for p in filed.folders[0].iterdir()) == sorted(
+        (p.name, p.read_bytes()) for p in alone.folders[0].iterdir())
+    for p in filed.folders[0].iterdir():
+        assert leaks(p.read_bytes(), "ISO_IR 192") == []
+
+
+def test_the_early_thread_leaves_an_unknown_patient_to_the_row(tmp_path):
+    from apps.retrieval.deidentified import EarlyDeidentifier
+
+    project = Project.objects.create(name="TRIAL1")
+    folder = tmp_path / "staging"
+    paths = staged(folder, sc=False, n=2)
+    with EarlyDeidentifier(project.pseudonymizer(), lambda: paths, tmp_path / "scratch") as early:
+        early.stop()
+        assert early._done == {}  # nobody looked the patient up: the thread touches no database
+        filed = early.file(paths, retrieval_layout(tmp_path / "downloads", "LK"))
+    assert filed.count == 2 and filed.pseudonym == project.patient(PATIENT_ID).pseudonym
