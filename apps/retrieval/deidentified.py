@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Callable
 
 from apps.dicom import deidentify, paths
+from apps.dicom.deid_stream import shift_dates
 from apps.projects.pseudonymize import CannotDeidentify, Deidentified, HeldBack, Pseudonymizer
+from apps.retrieval.layout import FilingFailed, study_folder
 
 EARLY_POLL_SECONDS = 0.02
 
@@ -56,6 +58,16 @@ def file_deidentified(pseudonymizer: Pseudonymizer, staged: list[Path],
         written.append(target)
         _count(filed, target, result)
     return filed
+
+
+def deidentified_folder(pseudonymizer: Pseudonymizer, downloads: Path, server: str, plan, label: str) -> Path:
+    """Where a project's study is filed: <SERVER>/<shifted date>_<pseudonym>_<modality>, from the study's
+    C-FIND answer, as its de-identified instances say (the date shifted with the dates option, else none)."""
+    patient = pseudonymizer.patient(plan.patient_id)
+    date = ""
+    if deidentify.OPTION_DATES in pseudonymizer.recipe.options:
+        date = shift_dates(str(plan.study.get("StudyDate", "") or ""), "DA", patient.date_shift_days) or ""
+    return study_folder(downloads, server, date, patient.pseudonym, label)
 
 
 class _Unknown(Exception):
@@ -121,6 +133,15 @@ class EarlyDeidentifier:
                 self._done[str(path)] = (target, result)
             if last or self._stop.wait(EARLY_POLL_SECONDS):
                 return
+
+    def committer(self, target: Path) -> Callable[[list[Path]], Filed]:
+        """What files a project's whole study into `target` (holding.StudyHolds.settle's `commit`)."""
+        def commit(staged: list[Path]) -> Filed:
+            try:
+                return self.file(staged, lambda result: target)
+            except DeidentifiedFilingFailed as exc:
+                raise FilingFailed(exc.reason, []) from None
+        return commit
 
     def file(self, staged: list[Path], folder_of: Callable[[Deidentified], Path]) -> Filed:
         """File the checked instances: the early results moved into place, the rest de-identified now."""

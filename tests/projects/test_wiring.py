@@ -176,16 +176,3 @@ def test_the_admin_forms_offer_the_researcher_only_projects(world, client):
                                                         "method": "c-store", "project": "TRIAL1"})
     assert page.status_code == 302 and SendJob.objects.get().project.name == "TRIAL1"
 
-
-def test_until_they_de_identify_a_projects_retrieval_and_delivery_send_nothing_identified(world, tmp_path, settings):
-    """A job that asked for a project fails its rows with the reason rather than file identified data."""
-    from apps.jobs import runner
-
-    settings.DOWNLOADS_DIR = tmp_path / "downloads"
-    answer = world.researcher.post("/api/retrievals/", json={**ROWS, "project": "TRIAL1"})
-    job = RetrievalJob.objects.get(pk=answer.json()["id"])
-    item = job.items.get()
-    runner.run_item(item._meta.label, item.pk)
-    item.refresh_from_db()
-    assert item.status == "failed" and "TRIAL1" in item.error and "nothing was retrieved" in item.error
-    assert not any((tmp_path / "downloads").rglob("*"))
