@@ -76,8 +76,9 @@ class Progress:
 
 
 def deliver_batch(batch, ctx) -> None:
-    if batch.job.project_id is None:
-        return _deliver(batch, ctx)
+    job = batch.job
+    if job.project_id is None or (job.retrieval is not None and job.retrieval.project_id == job.project_id):
+        return _deliver(batch, ctx)  # nothing to do, or filed de-identified for this project already
     # a project's batch: de-identified copies in a work folder of its own, sent, then removed
     work = Path(settings.DATA_DIR) / "delivery" / "work" / f"batch{batch.pk}"
     shutil.rmtree(work, ignore_errors=True)

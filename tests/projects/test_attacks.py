@@ -257,3 +257,19 @@ def test_hostile_names_in_a_projects_send_never_reach_its_report(researcher, pro
     assert len([r for r in report if r["outcome"] == "skipped"]) == 4, report
     assert "truncated" in reasons and "not a DICOM file" in reasons
     assert "LK" in api.get(f"/api/sends/{job.pk}/").json()["error"]  # the store's failure names the server
+
+
+def test_a_projects_retrieval_cannot_be_delivered_for_another_project(researcher, project):
+    from apps.delivery.models import DeliveryJob, DeliveryTarget
+    from apps.retrieval.models import RetrievalJob
+
+    filed = RetrievalJob.objects.create(created_by=researcher, status="succeeded", project=project)
+    Project.objects.create(name="TRIAL2")
+    DeliveryTarget.objects.create(name="DROP", kind="folder", path=str(settings_root() / "drop"))
+    api = client_for(researcher)
+    answer = api.post("/api/deliveries/", {"retrieval": filed.pk, "target": "DROP", "project": "TRIAL2"},
+                      format="json")
+    assert answer.status_code == 400 and b"TRIAL1" in answer.content and b"TRIAL2" in answer.content
+    same = api.post("/api/deliveries/", {"retrieval": filed.pk, "target": "DROP", "project": "TRIAL1"},
+                    format="json")
+    assert same.status_code == 201 and DeliveryJob.objects.count() == 1

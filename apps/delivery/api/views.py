@@ -58,6 +58,10 @@ class DeliveryJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retrieve
         if retrieval is None:
             return Response({"retrieval": [f"You have no retrieval job #{data['retrieval']}."]},
                             status=status.HTTP_400_BAD_REQUEST)
+        if data["project"] and retrieval.project_id and data["project"].pk != retrieval.project_id:
+            return Response({"project": [f"Retrieval job #{retrieval.pk} filed its files de-identified for project "
+                                         f"{retrieval.project}; they cannot be de-identified again for "
+                                         f"{data['project']}."]}, status=status.HTTP_400_BAD_REQUEST)
         # files a project's retrieval filed are de-identified already; others need a project or the permission
         require_project(request.user, data["project"] or retrieval.project)
         job = DeliveryJob.for_retrieval(retrieval, data["target"], user=request.user, mode=data["mode"],
