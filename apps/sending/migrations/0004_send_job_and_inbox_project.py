@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('projects', '0002_grant_handle_identified_data'),
-        ('sending', '0002_inbox_disabled_reason_and_folder_ownership'),
+        ('sending', '0003_job_urgent_paused_waiting'),
     ]
 
     operations = [

@@ -7,14 +7,14 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
+        ('delivery', '0003_job_urgent_paused_waiting'),
         ('projects', '0002_grant_handle_identified_data'),
-        ('retrieval', '0007_move_key_patient_id'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='retrievaljob',
+            model_name='deliveryjob',
             name='project',
-            field=models.ForeignKey(blank=True, help_text='The research project its instances are de-identified for; empty: identified.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='projects.project'),
+            field=models.ForeignKey(blank=True, help_text='The research project what it sends is de-identified for; empty: as filed.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='projects.project'),
         ),
     ]
