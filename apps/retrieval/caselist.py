@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 
 from apps.dicom.query import DATE_FORMS, QueryError, literal_value_problem, parse_study_date
 
-COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID")
-DEFAULT_ORDER = COLUMNS
+COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "MaxStudies")
+DEFAULT_ORDER = COLUMNS[:5]  # a list without a header: the batch download tool's four columns and the UID
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
 
@@ -33,6 +33,7 @@ class CaseRow:
     modality: str
     server: str
     study_instance_uid: str = ""
+    max_studies: int | None = None  # a query finding more studies than this flags the row
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +110,7 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
             unknown = [c for c in order if c not in COLUMNS]
             if unknown:
                 errors.append(RowError(number, raw, f"unknown column(s) {', '.join(unknown)}; "
-                                                    f"expected {','.join(COLUMNS[:4])}[,StudyInstanceUID]"))
+                                                    f"expected {','.join(COLUMNS[:4])}[,StudyInstanceUID][,MaxStudies]"))
                 order = list(DEFAULT_ORDER)
             continue
         row, problem = _row(number, cells, order, servers, default_server, header_seen, shown)
@@ -167,4 +168,9 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
     if server is None:
         known = ", ".join(shown) or ("none you may retrieve from" if servers else "none configured")
         return None, f"unknown server '{server_name}' (known: {known})"
-    return CaseRow(number, values["PatientID"], date, modality, server, uid), ""
+    max_studies = None
+    if values["MaxStudies"]:
+        if not values["MaxStudies"].isdigit() or not 0 < int(values["MaxStudies"]) < 1_000_000:
+            return None, f"MaxStudies '{values['MaxStudies']}' is not a whole number of studies (1 or more)"
+        max_studies = int(values["MaxStudies"])
+    return CaseRow(number, values["PatientID"], date, modality, server, uid, max_studies), ""
