@@ -16,6 +16,7 @@ from apps.jobs.queue import enqueue
 from apps.retrieval import extensions
 from apps.retrieval.caselist import COLUMNS, CaseList, decode, parse_case_list
 from apps.retrieval.models import RetrievalJob, row_errors
+from apps.retrieval.spreadsheet import case_list_bytes
 from apps.servers.models import DicomServer
 
 MAX_CASE_LIST_BYTES = 5 * 1024 * 1024
@@ -61,6 +62,7 @@ def read_case_lists(sources, *, user, default_server: str = "") -> list[CaseList
         content = source if isinstance(source, bytes) else (source.encode() if isinstance(source, str)
                                                              else source.read())
         try:
+            content = case_list_bytes(content)  # an .xlsx workbook becomes the CSV it holds
             case_list = read_case_list(content, user=user, default_server=default_server)
         except ValueError as exc:
             read.append(CaseListFile(name, content, None, str(exc)))

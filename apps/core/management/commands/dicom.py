@@ -27,6 +27,16 @@ from apps.servers import query
 from apps.servers.models import DicomServer, local_ae
 
 
+class CaseListPath:
+    """A case list on disk as the intake reads an upload: its size first, its bytes only if that is allowed."""
+
+    def __init__(self, path: Path):
+        self.path, self.size = path, path.stat().st_size
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
 class Command(BaseCommand):
     help = "DICOM tools: echo, query, retrieve, send-file, send-dir, batch."
 
@@ -54,8 +64,8 @@ class Command(BaseCommand):
             p.add_argument("--port", type=int, default=11112, help="PACS port (without --server)")
             p.add_argument("--pacs-ae-title", default="PACS", help="PACS AE title (without --server)")
             p.add_argument("--ae-title", default="", help="our AE title (default DICOM_AE_TITLE)")
-        p = sub.add_parser("batch", help="retrieve every row of a case list, or of every CSV in a folder")
-        p.add_argument("source", help="a CSV file or a folder of CSV files (one job each)")
+        p = sub.add_parser("batch", help="retrieve every row of a case list, or of every list in a folder")
+        p.add_argument("source", help="a .csv or .xlsx file, or a folder of them (one job each)")
         p.add_argument("--server", default="", help="server for rows that name none")
         p.add_argument("--timeout", type=int, default=None, help="download timeout per study (s)")
         p.add_argument("--output-dir", default="")
@@ -151,10 +161,10 @@ class Command(BaseCommand):
 
     def do_batch(self, source, server, timeout, output_dir, queue, query_only=False, **_):
         src = Path(source)
-        files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
+        files = sorted([*src.glob("*.csv"), *src.glob("*.xlsx")]) if src.is_dir() else [src]
         if not files or not all(f.is_file() for f in files):
-            raise CommandError(f"{source}: no case list found (a .csv file, or a folder of them).")
-        read = intake.read_case_lists([(f.name, f.read_bytes()) for f in files], user=None,
+            raise CommandError(f"{source}: no case list found (a .csv or .xlsx file, or a folder of them).")
+        read = intake.read_case_lists([(f.name, CaseListPath(f)) for f in files], user=None,
                                       default_server=server)
         for case_file in read:
             for error in case_file.case_list.errors if case_file.case_list else []:
