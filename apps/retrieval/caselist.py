@@ -3,7 +3,8 @@
 Rules: header optional; '#' lines are comments; blank lines skipped;
 spaces trimmed; UTF-8 with or without BOM; dates YYYY-MM-DD (also YYYYMMDD, and ranges
 YYYY-MM-DD..YYYY-MM-DD); Modality may be empty (any modality); IDs are text, so leading zeros stay.
-A header may name the columns in any order, and may add StudyInstanceUID. Without a header, rows are
+A header may name the columns in any order, and may add StudyInstanceUID, MaxStudies (a query row finding
+more studies is flagged) and AccessionNumber (a row may name a study by it instead of PatientID and date). Without a header, rows are
 PatientID,StudyDate,Modality,Server[,StudyInstanceUID]. Fields may be quoted (a quoted comma is part
 of the value). Values match exactly: a C-FIND wildcard ('*', '?'), the multi-value separator '\\' or a
 control character (NUL, a line break inside quotes) makes the row bad, and so does an empty PatientID
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from apps.dicom.query import DATE_FORMS, QueryError, literal_value_problem, parse_study_date
 
-COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "MaxStudies")
+COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "MaxStudies", "AccessionNumber")
 DEFAULT_ORDER = COLUMNS[:5]  # a list without a header: the batch download tool's four columns and the UID
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
@@ -34,6 +35,7 @@ class CaseRow:
     server: str
     study_instance_uid: str = ""
     max_studies: int | None = None  # a query finding more studies than this flags the row
+    accession_number: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -121,7 +123,8 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
                 problem += f" (a quoted field runs from line {number} to line {last})"
             errors.append(RowError(number, raw, problem))
             continue
-        key = (row.patient_id, row.study_date, row.modality, row.server, row.study_instance_uid)
+        key = (row.patient_id, row.study_date, row.modality, row.server, row.study_instance_uid,
+               row.accession_number)
         if key in seen:
             errors.append(RowError(number, raw, f"duplicate of line {seen[key]}; skipped"))
             continue
@@ -146,8 +149,12 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
     uid = values["StudyInstanceUID"]
     if uid and (not _UID.match(uid) or len(uid) > 64):
         return None, f"StudyInstanceUID '{uid}' is not a valid UID (digits and dots, at most 64)"
-    if not values["PatientID"] and not uid:
-        return None, "PatientID is empty (an empty PatientID would match every patient; give it, or a StudyInstanceUID)"
+    accession = values["AccessionNumber"]
+    if len(accession) > 16:
+        return None, f"AccessionNumber '{accession}' is longer than 16 characters"
+    if not values["PatientID"] and not uid and not accession:
+        return None, ("PatientID is empty (an empty PatientID would match every patient; give it, a StudyInstanceUID "
+                      "or an AccessionNumber)")
     if len(values["PatientID"]) > 64:
         return None, "PatientID is longer than 64 characters"
     date = ""
@@ -156,7 +163,7 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
             date = parse_study_date(values["StudyDate"])
         except QueryError as exc:
             return None, str(exc)
-    elif not uid:
+    elif not uid and not accession:
         return None, f"StudyDate is empty (use {DATE_FORMS})"
     modality = values["Modality"].upper()
     if modality and not _MODALITY.match(modality):
@@ -173,4 +180,4 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
         if not values["MaxStudies"].isdigit() or not 0 < int(values["MaxStudies"]) < 1_000_000:
             return None, f"MaxStudies '{values['MaxStudies']}' is not a whole number of studies (1 or more)"
         max_studies = int(values["MaxStudies"])
-    return CaseRow(number, values["PatientID"], date, modality, server, uid, max_studies), ""
+    return CaseRow(number, values["PatientID"], date, modality, server, uid, max_studies, accession), ""

@@ -78,5 +78,6 @@ def caselist_text(job: RetrievalJob) -> str:
         out.write(f"# line {item.line}: {why}\n")
         writer.writerow([inert(value) for value in (item.patient_id, item.study_date, item.modality,
                                                     item.server_name, item.study_instance_uid,
-                                                    "" if item.max_studies is None else item.max_studies)])
+                                                    "" if item.max_studies is None else item.max_studies,
+                                                    item.accession_number)])
     return out.getvalue()

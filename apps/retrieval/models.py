@@ -72,6 +72,7 @@ class RetrievalJob(Job):
             RetrievalItem(job=self, line=r.line, patient_id=r.patient_id, study_date=r.study_date,
                           modality=r.modality, dicom_server=servers[r.server], server_name=r.server,
                           study_instance_uid=r.study_instance_uid, max_studies=r.max_studies,
+                          accession_number=r.accession_number,
                           status=status, error=error)
             for r in rows
         ], batch_size=1000)
@@ -129,6 +130,7 @@ class RetrievalItem(JobItem):
     instances = models.PositiveIntegerField(default=0, help_text="Instances received and filed.")
     bytes = models.BigIntegerField(default=0)
     path = models.CharField(max_length=500, blank=True, help_text="Folder under DOWNLOADS_DIR.")
+    accession_number = models.CharField("AccessionNumber", max_length=16, blank=True)
     max_studies = models.PositiveIntegerField("MaxStudies", null=True, blank=True,
                                               help_text="A query finding more studies than this flags the row.")
     flag = models.CharField(max_length=200, blank=True,
@@ -144,6 +146,9 @@ class RetrievalItem(JobItem):
         """The row in words for messages; identifiers are the user's own input, shown back to them."""
         if self.study_instance_uid:
             return f"StudyInstanceUID {self.study_instance_uid}"
+        if self.accession_number:
+            return f"AccessionNumber {self.accession_number}" + (f", PatientID {self.patient_id}"
+                                                                 if self.patient_id else "")
         return f"PatientID {self.patient_id}, {self.study_date or 'any date'}, {self.modality or 'any modality'}"
 
     def server(self) -> DicomServer:

@@ -1,12 +1,17 @@
 """A query job's row: the row's C-FIND, the studies that match it exactly recorded as FoundStudy rows, and
-the row flagged when it found nothing or more than its MaxStudies. Nothing is moved: no C-MOVE, no C-GET."""
+the row flagged when it found nothing or more than its MaxStudies. Nothing is moved: no C-MOVE, no C-GET.
+An AccessionNumber row whose studies belong to more than one patient is flagged and records nothing (so
+nothing of it can be retrieved from the results); a retrieval job's such row fails before any move
+(check_accession)."""
 from __future__ import annotations
+
+from collections import Counter
 
 from django.conf import settings
 from django.db import transaction
 
 from apps.dicom.engines import FIND_ASSOCIATIONS
-from apps.jobs.errors import ItemCanceled
+from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.retrieval.models import FoundStudy
 from apps.retrieval.plans import row_mismatch, row_query, values_of
 from apps.servers.models import local_ae
@@ -40,28 +45,61 @@ def flag_for(item, found: int) -> str:
     return ""
 
 
+def accession_refusal(item, studies) -> str:
+    """Why an AccessionNumber row must not go on: its studies belong to more than one patient (an accession
+    number reused, or mistyped into another's). The counts are given, never the patients' identifiers."""
+    if not item.accession_number:
+        return ""
+    counts = Counter(_text(study, "PatientID", 64) for study in studies)
+    if len(counts) < 2:
+        return ""
+    per_patient = " and ".join(str(n) for n in sorted(counts.values(), reverse=True))
+    return (f"AccessionNumber {item.accession_number} matches studies of {len(counts)} patients ({per_patient} "
+            "studies); refused, nothing fetched: add the row's PatientID")
+
+
+def _matching(item, studies) -> tuple[list, int]:
+    """The studies that match the row exactly, each once, and how many answers were left out."""
+    kept, seen = [], set()
+    for study in studies:
+        uid = _text(study, "StudyInstanceUID", 64)
+        if row_mismatch(item, study) or not uid or uid in seen:
+            continue
+        seen.add(uid)
+        kept.append(study)
+    return kept, len(studies) - len(kept)
+
+
+def _find(item, ctx) -> list:
+    server = item.dicom_server
+    with ctx.association_slot(server):
+        with FIND_ASSOCIATIONS[settings.FIND_ENGINE](server.as_peer(), local_ae()) as assoc:
+            return assoc.find("STUDY", row_query(item))
+
+
+def check_accession(item, ctx) -> None:
+    """Before an AccessionNumber row of a retrieval job moves anything: fail it if its accession number
+    matches studies of more than one patient."""
+    if item.accession_number:
+        refusal = accession_refusal(item, _matching(item, _find(item, ctx))[0])
+        if refusal:
+            raise ItemFailed(refusal)
+
+
 def query_row(item, ctx) -> list[FoundStudy]:
     """Run the row's C-FIND on its server (inside the server's association limit) and record what it
     found. Studies the PACS answered that do not match the row exactly (a loose PACS) are left out and
     counted in the item's result. Re-running the row replaces what an earlier run recorded."""
-    server = item.dicom_server
-    with ctx.association_slot(server):
-        with FIND_ASSOCIATIONS[settings.FIND_ENGINE](server.as_peer(), local_ae()) as assoc:
-            studies = assoc.find("STUDY", row_query(item))
+    studies = _find(item, ctx)
     if ctx.should_stop():
         raise ItemCanceled()
-    found, skipped, seen = [], 0, set()
-    for study in studies:
-        uid = _text(study, "StudyInstanceUID", 64)
-        if row_mismatch(item, study) or not uid or uid in seen:
-            skipped += 1
-            continue
-        seen.add(uid)
-        found.append(found_study(item, study))
+    matching, skipped = _matching(item, studies)
+    refusal = accession_refusal(item, matching)
+    found = [] if refusal else [found_study(item, study) for study in matching]
     with transaction.atomic():
         FoundStudy.objects.filter(item=item).delete()
         FoundStudy.objects.bulk_create(found)
-    item.flag = flag_for(item, len(found))
+    item.flag = refusal[:200] or flag_for(item, len(found))
     item.expected = sum(f.instances or 0 for f in found)
     item.result = {"studies": len(found), "skipped": skipped}
     item.save(update_fields=["flag", "expected", "result"])

@@ -56,7 +56,7 @@ def test_the_job_page_shows_the_found_studies_and_flags(admin_client_logged_in, 
     assert results.status_code == 200 and "1.2.3.2" in results.content.decode()
     assert admin_client_logged_in.get(f"/admin/retrieval/retrievaljob/{found_job.pk}/results.exe").status_code == 404
     caselist = admin_client_logged_in.get(f"/admin/retrieval/retrievaljob/{found_job.pk}/caselist.csv")
-    assert caselist.content.decode().splitlines()[-1] == "P2,20250101,,LK,,"
+    assert caselist.content.decode().splitlines()[-1] == "P2,20250101,,LK,,,"
 
 
 def test_retrieve_these_in_the_admin_starts_a_job_of_the_ticked_study(admin_client_logged_in, found_job):

@@ -14,13 +14,14 @@ class RetrievalItemSerializer(JobItemSerializer):
     Server = serializers.CharField(source="server_name")
     StudyInstanceUID = serializers.CharField(source="study_instance_uid")
     MaxStudies = serializers.IntegerField(source="max_studies", allow_null=True)
+    AccessionNumber = serializers.CharField(source="accession_number")
     found = serializers.SerializerMethodField(help_text="Studies a query row found.")
 
     class Meta(JobItemSerializer.Meta):
         model = RetrievalItem
         fields = JobItemSerializer.Meta.fields + [
             "line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
-            "bytes", "path", "MaxStudies", "flag", "found"]
+            "bytes", "path", "AccessionNumber", "MaxStudies", "flag", "found"]
 
     def get_found(self, item) -> int:
         return item.found_count if hasattr(item, "found_count") else item.found.count()
@@ -90,6 +91,7 @@ class RetrievalRowSerializer(serializers.Serializer):
     Modality = serializers.CharField(required=False, allow_blank=True, default="")
     Server = serializers.CharField(required=False, allow_blank=True, default="")
     StudyInstanceUID = serializers.CharField(required=False, allow_blank=True, default="")
+    AccessionNumber = serializers.CharField(required=False, allow_blank=True, default="")
     MaxStudies = serializers.CharField(required=False, allow_blank=True, default="",
                                        help_text="A query row finding more studies than this is flagged.")
 
