@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.conf import settings
 from django.db import transaction
 
-from apps.dicom.engines import FIND_ASSOCIATIONS
+from apps.dicom.scu import find_association
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.retrieval.models import FoundStudy
 from apps.retrieval.plans import row_mismatch, row_query, values_of
@@ -73,7 +72,7 @@ def _matching(item, studies) -> tuple[list, int]:
 def _find(item, ctx) -> list:
     server = item.dicom_server
     with ctx.association_slot(server):
-        with FIND_ASSOCIATIONS[settings.FIND_ENGINE](server.as_peer(), local_ae()) as assoc:
+        with find_association(server.as_peer(), local_ae()) as assoc:
             return assoc.find("STUDY", row_query(item))
 
 
