@@ -88,9 +88,11 @@ def rows_to_csv(rows: list[dict]) -> str:
     with a header, so they pass through exactly the same checks as an uploaded file."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(COLUMNS)
+    # the optional columns (MaxStudies, AccessionNumber) only when a row uses them: a row's text stays as it was
+    columns = COLUMNS[:5] + tuple(col for col in COLUMNS[5:] if any(row.get(col) for row in rows))
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([str(row.get(col, "") or "") for col in COLUMNS])
+        writer.writerow([str(row.get(col, "") or "") for col in columns])
     return out.getvalue()
 
 
