@@ -1,8 +1,8 @@
 """A query job's row: the row's C-FIND, the studies that match it exactly recorded as FoundStudy rows, and
 the row flagged when it found nothing or more than its MaxStudies. Nothing is moved: no C-MOVE, no C-GET.
 An AccessionNumber row whose studies belong to more than one patient is flagged and records nothing (so
-nothing of it can be retrieved from the results); a retrieval job's such row fails before any move
-(check_accession)."""
+nothing of it can be retrieved from the results); a retrieval job's such row, or one matching more studies
+than its MaxStudies, fails before any move (check_before_moving)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -76,11 +76,14 @@ def _find(item, ctx) -> list:
             return assoc.find("STUDY", row_query(item))
 
 
-def check_accession(item, ctx) -> None:
-    """Before an AccessionNumber row of a retrieval job moves anything: fail it if its accession number
-    matches studies of more than one patient."""
-    if item.accession_number:
-        refusal = accession_refusal(item, _matching(item, _find(item, ctx))[0])
+def check_before_moving(item, ctx) -> None:
+    """Before a retrieval row with an AccessionNumber or a MaxStudies moves anything: fail it if its
+    accession number matches studies of more than one patient, or it matches more studies than MaxStudies."""
+    if item.accession_number or item.max_studies is not None:
+        matching = _matching(item, _find(item, ctx))[0]
+        refusal = accession_refusal(item, matching)
+        if not refusal and item.max_studies is not None and len(matching) > item.max_studies:
+            refusal = f"{flag_for(item, len(matching))}; refused, nothing fetched"
         if refusal:
             raise ItemFailed(refusal)
 

@@ -1,7 +1,7 @@
 """What a retrieval row does when a worker runs it (registered with the runner in apps.py): the query,
 moves and filing are retrieve.py's; a query job's row only queries (querying.py)."""
 from apps.jobs.errors import ItemFailed
-from apps.retrieval.querying import check_accession, query_row
+from apps.retrieval.querying import check_before_moving, query_row
 from apps.retrieval.retrieve import retrieve_row
 
 
@@ -12,5 +12,5 @@ def retrieve(item, ctx) -> None:
     if item.job.mode == "query":
         query_row(item, ctx)
         return
-    check_accession(item, ctx)  # an accession number shared by two patients fails the row before any move
+    check_before_moving(item, ctx)  # a shared accession number, or more studies than MaxStudies: nothing moves
     retrieve_row(item, ctx)

@@ -85,3 +85,21 @@ def test_a_retrieval_row_of_a_shared_accession_number_fails_before_any_move(tmp_
     assert items[2].status == "failed" and "matches studies of 2 patients (2 and 1 studies)" in items[2].error
     assert items[3].status == "succeeded" and items[3].instances == 2
     assert {p.parent.name.split("_")[1] for p in settings.DOWNLOADS_DIR.rglob("*.dcm")} == {"ACN00001"}
+
+
+def test_a_retrieval_row_matching_more_studies_than_its_max_studies_fails_before_any_move(tmp_path, user,
+                                                                                          settings):
+    settings.DOWNLOADS_DIR, settings.STAGING_DIR = tmp_path / "downloads", tmp_path / "staging"
+    uids = shared_accession_dataset(tmp_path / "pacs")
+    text = ("PatientID,StudyDate,Server,MaxStudies\n"
+            "ACN00001,2021-01-01..2021-01-31,Q,1\n"    # two studies, at most one wanted: refused
+            "ACN00002,2021-01-01..2021-01-31,Q,2\n")   # two studies, two allowed: fetched
+    with CountingPACS(tmp_path / "pacs", ae_title="COUNTING") as pacs:
+        DicomServer.objects.create(name="Q", ae_title="COUNTING", host="127.0.0.1", port=pacs.port, retries=0,
+                                   retrieve_method="c-get")
+        job = runner.run_inline(start(user, "retrieve", text))
+        assert sorted(pacs.retrieves) == sorted([uids["ACN00002", "CT"], uids["ACN00002", "MR"]])
+    items = {i.line: i for i in job.items.all()}
+    assert items[2].status == "failed"
+    assert items[2].error == "2 studies found, more than MaxStudies 1; refused, nothing fetched"
+    assert items[3].status == "succeeded" and items[3].instances == 4
