@@ -103,3 +103,13 @@ def test_a_retrieval_row_matching_more_studies_than_its_max_studies_fails_before
     assert items[2].status == "failed"
     assert items[2].error == "2 studies found, more than MaxStudies 1; refused, nothing fetched"
     assert items[3].status == "succeeded" and items[3].instances == 4
+
+
+def test_json_rows_may_name_an_accession_number_and_max_studies(api):
+    DicomServer.objects.create(name="Q", ae_title="Q", host="127.0.0.1", port=104)
+    response = api.post("/api/retrievals/", {"rows": [{"AccessionNumber": OWN, "Server": "Q", "MaxStudies": 2},
+                                                      {"PatientID": "P1", "StudyDate": "2021-01-01", "Server": "Q"}],
+                                             "mode": "query"}, format="json")
+    assert response.status_code == 201, response.content
+    assert [(i["AccessionNumber"], i["MaxStudies"], i["PatientID"]) for i in response.json()["items"]] == [
+        (OWN, 2, ""), ("", None, "P1")]
