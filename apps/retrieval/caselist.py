@@ -93,6 +93,15 @@ def _records(text: str):
         yield first, last, record.rstrip("\r\n"), [c.strip() for c in cells]
 
 
+def _uninert(value: str) -> str:
+    """A value the portal wrote inert ('=x: the report and the failed-rows case list guard formula-like cells
+    with an apostrophe, as a spreadsheet does) reads back as itself, so a case list downloaded from the
+    portal uploads again unchanged."""
+    if value.startswith("'") and value[1:2] in ("=", "+", "-", "@"):
+        return value[1:]
+    return value
+
+
 def parse_case_list(text: str | bytes, known_servers: set[str], *, default_server: str = "",
                     refused: dict[str, str] | None = None) -> CaseList:
     """Parse a case list. Server names match case-insensitively (they are unique without regard to case)
@@ -141,7 +150,7 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
         return None, (f"has {len(cells)} columns; expected 4 (PatientID,StudyDate,Modality,Server) "
                       "or 5 (with StudyInstanceUID)")
     values = dict.fromkeys(COLUMNS, "")
-    values.update(zip(order, cells))
+    values.update(zip(order, (_uninert(cell) for cell in cells)))
     for column in COLUMNS:  # a value that would match more than itself never reaches a PACS
         problem = literal_value_problem(column, values[column])
         if problem:

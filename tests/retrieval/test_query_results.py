@@ -182,3 +182,14 @@ def _upload(name, text):
     f = io.BytesIO(text.encode())
     f.name = name
     return f
+
+
+def test_a_formula_like_value_survives_the_round_trip_through_the_caselist(api, user):
+    server = DicomServer.objects.create(name="Q", ae_title="Q", host="127.0.0.1", port=104)
+    job = RetrievalJob.objects.create(created_by=user)
+    for line, patient in ((2, "-123"), (3, "=X"), (4, "+1")):
+        RetrievalItem.objects.create(job=job, line=line, patient_id=patient, study_date="20240101", dicom_server=server,
+                                     server_name="Q", status="failed", error="No study")
+    text = api.get(f"/api/retrievals/{job.pk}/report?output=caselist").content.decode()
+    assert "'-123," in text and "'=X," in text  # inert where a spreadsheet would open it
+    assert [r.patient_id for r in parse_case_list(text, {"Q"}).rows] == ["-123", "=X", "+1"]
