@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.delivery.models import DeliveryTarget
 from apps.jobs import runner
 from apps.retrieval.caselist import parse_case_list
 from apps.retrieval.models import FoundStudy, RetrievalItem, RetrievalJob
@@ -193,3 +194,14 @@ def test_a_formula_like_value_survives_the_round_trip_through_the_caselist(api, 
     text = api.get(f"/api/retrievals/{job.pk}/report?output=caselist").content.decode()
     assert "'-123," in text and "'=X," in text  # inert where a spreadsheet would open it
     assert [r.patient_id for r in parse_case_list(text, {"Q"}).rows] == ["-123", "=X", "+1"]
+
+
+def test_a_query_job_takes_no_delivery(api, tmp_path):
+    DicomServer.objects.create(name="Q", ae_title="Q", host="127.0.0.1", port=104)
+    DeliveryTarget.objects.create(name="BOX", kind="folder", path=str(tmp_path / "out"))
+    response = api.post("/api/retrievals/", {"rows": [{"PatientID": "P1", "StudyDate": "2024-01-01", "Server": "Q"}],
+                                             "mode": "query", "delivery": {"target": "BOX", "mode": "direct"}},
+                        format="json")
+    assert response.status_code == 400, response.content
+    assert "mode 'query' moves nothing, so nothing can follow it: leave out 'delivery'" in response.json()["error"]
+    assert not RetrievalJob.objects.exists()
