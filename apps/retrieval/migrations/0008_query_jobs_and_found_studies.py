@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('retrieval', '0006_lease_index_on_items'),
+        ('retrieval', '0007_move_key_patient_id'),
     ]
 
     operations = [
