@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('retrieval', '0007_move_key_patient_id'),
+        ('retrieval', '0008_job_urgent_paused_waiting'),
     ]
 
     operations = [
