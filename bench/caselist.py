@@ -4,7 +4,10 @@ a real study (5 instances, retrieved by C-MOVE); every other row matches nothing
 the per-row overhead is what is measured. Reference in the same run: DCMTK `findscu` sending the same
 C-FINDs from one process on one association (the best a client can do per row).
 
-    .venv/bin/python bench/caselist.py [--rows 1000,10000] [--workers 2]
+    .venv/bin/python bench/caselist.py [--rows 1000,10000] [--workers 2] [--query]
+
+With --query the lists run as query jobs ("mode": "query": every row one C-FIND, nothing moved; the first
+row finds the study, the others are flagged) and the table gives their rows/s against findscu's.
 
 Prints, per list: the upload's answer time, when the first row's files were on disk, when the last row
 finished, rows/s (all rows; and C-FIND-only rows), the workers' peak RSS, and the ratio to findscu.
@@ -143,10 +146,44 @@ def run_list(rows: int, study: dict, client, downloads: Path, cluster_pid: int) 
             "rss_mb": sampler.peak / 1024}
 
 
+def run_query_list(rows: int, study: dict, client, cluster_pid: int) -> dict:
+    """A query job of the same list: every row one C-FIND and its result recorded, nothing moved."""
+    from apps.retrieval.models import FoundStudy, RetrievalItem, RetrievalJob
+
+    upload = io.BytesIO(case_list(rows, study).encode())
+    upload.name = f"bench-query-{rows}.csv"
+    sampler = RssSampler(cluster_pid)
+    sampler.start()
+    t0 = time.monotonic()
+    response = client.post("/api/retrievals/", {"file": upload, "mode": "query"}, format="multipart")
+    answered = time.monotonic() - t0
+    if response.status_code != 201:
+        raise RuntimeError(f"upload refused: {response.status_code} {response.content[:500]!r}")
+    job_id = response.json()["id"]
+    while RetrievalJob.objects.get(pk=job_id).status in ("pending", "running"):
+        if time.monotonic() - t0 > 3600:
+            raise RuntimeError("the job did not finish within an hour")
+        time.sleep(0.05)
+    sampler.done.set()
+    job = RetrievalJob.objects.get(pk=job_id)
+    items = RetrievalItem.objects.filter(job_id=job_id)
+    finished = sorted(items.values_list("finished_at", flat=True))
+    found = list(FoundStudy.objects.filter(item__job_id=job_id).values_list("study_instance_uid", flat=True))
+    flagged = items.exclude(flag="").count()
+    if found != [study["StudyInstanceUID"]] or flagged != rows - 1 or job.progress()["succeeded"] != rows:
+        raise RuntimeError(f"unexpected outcome: found {found}, {flagged} flagged, {job.progress()}")
+    last = (finished[-1] - job.created_at).total_seconds()
+    span = (finished[-1] - finished[0]).total_seconds()
+    return {"rows": rows, "answered": answered, "first_files": 0.0, "first_row": 0.0, "last_row": last,
+            "rows_per_s": rows / last, "find_rows_per_s": (rows - 1) / span if span else float("inf"),
+            "rss_mb": sampler.peak / 1024}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default=os.environ.get("ROWS", "1000,10000"))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("Q_WORKERS", 2)))
+    parser.add_argument("--query", action="store_true", help="run the lists as query jobs (nothing moved)")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.rows.split(",") if n]
 
@@ -185,7 +222,8 @@ def main(argv=None) -> int:
         for rows in sizes:
             reference = findscu_rate(orthanc, rows, work)
             print(f"{rows} rows: findscu {reference:.0f} C-FINDs/s; uploading", file=sys.stderr)
-            result = run_list(rows, study, client, Path(settings.DOWNLOADS_DIR), cluster.pid)
+            result = (run_query_list(rows, study, client, cluster.pid) if args.query
+                      else run_list(rows, study, client, Path(settings.DOWNLOADS_DIR), cluster.pid))
             result["findscu_per_s"] = reference
             results.append(result)
             print(result, file=sys.stderr)
@@ -197,6 +235,8 @@ def main(argv=None) -> int:
             receiver.stop()
         orthanc.stop()
     lines = [f"# Case-list benchmark {dt.datetime.now():%Y-%m-%d %H:%M}", "",
+             ("Query jobs: every row one C-FIND and its result recorded, nothing moved; the first row finds a "
+              "study. " if args.query else "") +
              f"Rows matching nothing (one C-FIND each) after one row retrieving a 5-instance study; Orthanc on "
              f"loopback; {args.workers} workers, SQLite, ORM broker; {os.cpu_count()} CPUs (shared machine).", "",
              "| rows | upload answered (s) | first row's files on disk (s) | last row done (s) | rows/s | "
@@ -208,7 +248,7 @@ def main(argv=None) -> int:
                      f"{r['find_rows_per_s'] / r['findscu_per_s']:.2f}x | {r['rss_mb']:.0f} |")
     report = "\n".join(lines) + "\n"
     print(report)
-    out = ROOT / "bench" / "results" / f"caselist-{dt.date.today():%Y%m%d}.md"
+    out = ROOT / "bench" / "results" / f"caselist{'-query' if args.query else ''}-{dt.date.today():%Y%m%d}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(report)
     return 0

@@ -4,7 +4,7 @@ import base64
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -13,11 +13,14 @@ from apps.jobs.admin import JobAdminMixin
 from apps.jobs.models import ItemStatus
 from apps.projects.masking import Mask
 from apps.retrieval import extensions, intake
+from apps.retrieval.followup import FollowUpRefused, retrieve_found, retry_rows
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import report_csv_response
+from apps.retrieval.results import caselist_response, found_of, results_response
 
 ITEMS_PER_PAGE = 100
+FOUND_PER_PAGE = 200
 
 
 def masked_items(job, items) -> list:
@@ -52,6 +55,11 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             path("upload/", self.admin_site.admin_view(self.upload_view), name="retrieval_upload"),
             path("query/", self.admin_site.admin_view(self.query_view), name="retrieval_query"),
             path("<int:pk>/report.csv", self.admin_site.admin_view(self.report_view), name="retrieval_report"),
+            path("<int:pk>/results.<str:output>", self.admin_site.admin_view(self.results_view),
+                 name="retrieval_results"),
+            path("<int:pk>/caselist.csv", self.admin_site.admin_view(self.caselist_view), name="retrieval_caselist"),
+            path("<int:pk>/retrieve-found/", self.admin_site.admin_view(self.retrieve_found_view),
+                 name="retrieval_retrieve_found"),
         ]
         return own + super().get_urls()
 
@@ -71,12 +79,23 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("items_page"))
             if job.project_id:
                 page.object_list = masked_items(job, page.object_list)
-            extra = {"items_page": page, "items_status": status, "item_statuses": ItemStatus.values}
+            extra = {"items_page": page,
+                     "items_status": status, "item_statuses": ItemStatus.values,
+                     "retry_rows": retry_rows(job).exists()}
+            if job.mode == RetrievalJob.Mode.QUERY:
+                extra.update(found_page=Paginator(found_of(job), FOUND_PER_PAGE).get_page(request.GET.get("found_page")),
+                             can_start_jobs=self.has_start_permission(request))
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="Report")
     def report_link(self, job):
-        return format_html('<a href="{}">failed downloads (CSV)</a>', reverse("admin:retrieval_report", args=[job.pk]))
+        links = format_html('<a href="{}">failed downloads (CSV)</a>', reverse("admin:retrieval_report", args=[job.pk]))
+        if job.mode == RetrievalJob.Mode.QUERY:
+            links = format_html('{} · results <a href="{}">CSV</a> <a href="{}">Excel</a>', links,
+                                reverse("admin:retrieval_results", args=[job.pk, "csv"]),
+                                reverse("admin:retrieval_results", args=[job.pk, "xlsx"]))
+        return format_html('{} · <a href="{}">failed and flagged rows as a case list</a>', links,
+                           reverse("admin:retrieval_caselist", args=[job.pk]))
 
     @admin.display(description="Bad rows (not run)")
     def bad_rows(self, job):
@@ -96,12 +115,45 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             return HttpResponse(status=404)
         return report_csv_response(job)
 
+    def _own_job(self, request, pk):
+        self.require_view(request)
+        job = self.get_object(request, str(pk))  # another user's job is not there: a 404
+        if job is None:
+            raise Http404("No such retrieval job.")
+        return job
+
+    def results_view(self, request, pk, output):
+        job = self._own_job(request, pk)
+        if output not in ("csv", "xlsx"):
+            raise Http404("Results come as .csv or .xlsx.")
+        return results_response(job, output)
+
+    def caselist_view(self, request, pk):
+        return caselist_response(self._own_job(request, pk))
+
+    def retrieve_found_view(self, request, pk):
+        """The "Retrieve these" button under a query job's results: the ticked studies, or all of them."""
+        job = self._own_job(request, pk)
+        self.require_start(request)
+        if request.method != "POST":
+            return redirect("admin:retrieval_retrievaljob_change", pk)
+        ticked = request.POST.getlist("study")
+        try:
+            started = retrieve_found(job, user=request.user,
+                                     uids=None if "all" in request.POST else ticked)
+        except FollowUpRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return redirect("admin:retrieval_retrievaljob_change", pk)
+        self.message_user(request, f"Started {started}: {started.items.count()} studies found by {job}.",
+                          messages.SUCCESS)
+        return redirect("admin:retrieval_retrievaljob_change", started.pk)
+
     def upload_view(self, request):
         """Step 1 reads the files and shows every row (bad ones with line and reason); step 2 starts a job
         per file with the very text that was previewed, carried in the form."""
         self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
-        if request.method == "POST" and "confirm" in request.POST:
+        if request.method == "POST" and ("confirm" in request.POST or "query_only" in request.POST):
             confirm = extensions.with_forms(ConfirmForm)(request.POST, user=request.user)
             if not confirm.is_valid():
                 self.message_user(request, "; ".join(e for errors in confirm.errors.values() for e in errors),
@@ -123,10 +175,17 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 return redirect("admin:retrieval_upload")
             default = confirm.cleaned_data["default_server"]
             read = intake.read_case_lists(sources, user=request.user, default_server=default)
+            mode = RetrievalJob.Mode.QUERY if "query_only" in request.POST else RetrievalJob.Mode.RETRIEVE
+            if mode == RetrievalJob.Mode.QUERY and any(options is not None for options in chosen.values()):
+                self.message_user(request, "A query moves nothing, so nothing can follow it (such as a delivery): "
+                                           "choose none.", messages.ERROR)
+                return redirect("admin:retrieval_upload")
             jobs = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
-                                     default_server=default, project=confirm.cleaned_data["project"], **chosen)
+                                     default_server=default, mode=mode, project=confirm.cleaned_data["project"],
+                                     **chosen)
             attached = "".join(a.summary(chosen[a.name]) for a in extensions.attachments()
                                if chosen.get(a.name) is not None)
+            attached += " (query only: nothing is moved)" if mode == RetrievalJob.Mode.QUERY else ""
             for job, started in zip(jobs, (f for f in read if f.runnable)):
                 later = " (being prepared in the background)" if job.preparing else ""
                 self.message_user(request, f"Started {job}: {len(started.case_list.rows)} rows{later}, "

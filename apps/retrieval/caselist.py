@@ -3,7 +3,8 @@
 Rules: header optional; '#' lines are comments; blank lines skipped;
 spaces trimmed; UTF-8 with or without BOM; dates YYYY-MM-DD (also YYYYMMDD, and ranges
 YYYY-MM-DD..YYYY-MM-DD); Modality may be empty (any modality); IDs are text, so leading zeros stay.
-A header may name the columns in any order, and may add StudyInstanceUID. Without a header, rows are
+A header may name the columns in any order, and may add StudyInstanceUID, MaxStudies (a query row finding
+more studies is flagged) and AccessionNumber (a row may name a study by it instead of PatientID and date). Without a header, rows are
 PatientID,StudyDate,Modality,Server[,StudyInstanceUID]. Fields may be quoted (a quoted comma is part
 of the value). Values match exactly: a C-FIND wildcard ('*', '?'), the multi-value separator '\\' or a
 control character (NUL, a line break inside quotes) makes the row bad, and so does an empty PatientID
@@ -19,8 +20,8 @@ from dataclasses import asdict, dataclass
 
 from apps.dicom.query import DATE_FORMS, QueryError, literal_value_problem, parse_study_date
 
-COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID")
-DEFAULT_ORDER = COLUMNS
+COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "MaxStudies", "AccessionNumber")
+DEFAULT_ORDER = COLUMNS[:5]  # a list without a header: the batch download tool's four columns and the UID
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
 
@@ -33,6 +34,8 @@ class CaseRow:
     modality: str
     server: str
     study_instance_uid: str = ""
+    max_studies: int | None = None  # a query finding more studies than this flags the row
+    accession_number: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +93,15 @@ def _records(text: str):
         yield first, last, record.rstrip("\r\n"), [c.strip() for c in cells]
 
 
+def _uninert(value: str) -> str:
+    """A value the portal wrote inert ('=x: the report and the failed-rows case list guard formula-like cells
+    with an apostrophe, as a spreadsheet does) reads back as itself, so a case list downloaded from the
+    portal uploads again unchanged."""
+    if value.startswith("'") and value[1:2] in ("=", "+", "-", "@"):
+        return value[1:]
+    return value
+
+
 def parse_case_list(text: str | bytes, known_servers: set[str], *, default_server: str = "",
                     refused: dict[str, str] | None = None) -> CaseList:
     """Parse a case list. Server names match case-insensitively (they are unique without regard to case)
@@ -109,7 +121,7 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
             unknown = [c for c in order if c not in COLUMNS]
             if unknown:
                 errors.append(RowError(number, raw, f"unknown column(s) {', '.join(unknown)}; "
-                                                    f"expected {','.join(COLUMNS[:4])}[,StudyInstanceUID]"))
+                                                    f"expected {','.join(COLUMNS[:4])}[,StudyInstanceUID][,MaxStudies]"))
                 order = list(DEFAULT_ORDER)
             continue
         row, problem = _row(number, cells, order, servers, default_server, header_seen, shown)
@@ -120,7 +132,8 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
                 problem += f" (a quoted field runs from line {number} to line {last})"
             errors.append(RowError(number, raw, problem))
             continue
-        key = (row.patient_id, row.study_date, row.modality, row.server, row.study_instance_uid)
+        key = (row.patient_id, row.study_date, row.modality, row.server, row.study_instance_uid,
+               row.accession_number)
         if key in seen:
             errors.append(RowError(number, raw, f"duplicate of line {seen[key]}; skipped"))
             continue
@@ -137,7 +150,7 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
         return None, (f"has {len(cells)} columns; expected 4 (PatientID,StudyDate,Modality,Server) "
                       "or 5 (with StudyInstanceUID)")
     values = dict.fromkeys(COLUMNS, "")
-    values.update(zip(order, cells))
+    values.update(zip(order, (_uninert(cell) for cell in cells)))
     for column in COLUMNS:  # a value that would match more than itself never reaches a PACS
         problem = literal_value_problem(column, values[column])
         if problem:
@@ -145,8 +158,12 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
     uid = values["StudyInstanceUID"]
     if uid and (not _UID.match(uid) or len(uid) > 64):
         return None, f"StudyInstanceUID '{uid}' is not a valid UID (digits and dots, at most 64)"
-    if not values["PatientID"] and not uid:
-        return None, "PatientID is empty (an empty PatientID would match every patient; give it, or a StudyInstanceUID)"
+    accession = values["AccessionNumber"]
+    if len(accession) > 16:
+        return None, f"AccessionNumber '{accession}' is longer than 16 characters"
+    if not values["PatientID"] and not uid and not accession:
+        return None, ("PatientID is empty (an empty PatientID would match every patient; give it, a StudyInstanceUID "
+                      "or an AccessionNumber)")
     if len(values["PatientID"]) > 64:
         return None, "PatientID is longer than 64 characters"
     date = ""
@@ -155,7 +172,7 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
             date = parse_study_date(values["StudyDate"])
         except QueryError as exc:
             return None, str(exc)
-    elif not uid:
+    elif not uid and not accession:
         return None, f"StudyDate is empty (use {DATE_FORMS})"
     modality = values["Modality"].upper()
     if modality and not _MODALITY.match(modality):
@@ -167,4 +184,9 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
     if server is None:
         known = ", ".join(shown) or ("none you may retrieve from" if servers else "none configured")
         return None, f"unknown server '{server_name}' (known: {known})"
-    return CaseRow(number, values["PatientID"], date, modality, server, uid), ""
+    max_studies = None
+    if values["MaxStudies"]:
+        if not values["MaxStudies"].isdigit() or not 0 < int(values["MaxStudies"]) < 1_000_000:
+            return None, f"MaxStudies '{values['MaxStudies']}' is not a whole number of studies (1 or more)"
+        max_studies = int(values["MaxStudies"])
+    return CaseRow(number, values["PatientID"], date, modality, server, uid, max_studies, accession), ""

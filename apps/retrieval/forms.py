@@ -17,9 +17,10 @@ class CaseListUploadForm(ProjectChoice, forms.Form):
     """The admin shows it with the registered attachments' fields after these (extensions.with_forms)."""
 
     field_order = ["files", "timeout", "default_server"]  # attachments' fields come last
-    files = MultipleFileField(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".csv,.txt,text/csv"}),
-                              label="Case lists (CSV)",
-                              help_text="PatientID,StudyDate,Modality,Server — one job per file.")
+    files = MultipleFileField(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".csv,.txt,.xlsx,text/csv"}),
+                              label="Case lists (CSV or Excel .xlsx)",
+                              help_text="PatientID,StudyDate,Modality,Server — one job per file; of a workbook, "
+                                        "the first sheet.")
     timeout = forms.IntegerField(required=False, min_value=1, max_value=86400, label="Download timeout (s)",
                                  help_text="Empty: each server's own download timeout.")
     default_server = forms.ModelChoiceField(DicomServer.objects.all(), required=False, to_field_name="name",

@@ -16,6 +16,7 @@ from apps.jobs.queue import enqueue
 from apps.retrieval import extensions
 from apps.retrieval.caselist import COLUMNS, CaseList, decode, parse_case_list
 from apps.retrieval.models import RetrievalJob, row_errors
+from apps.retrieval.spreadsheet import case_list_bytes
 from apps.servers.models import DicomServer
 
 MAX_CASE_LIST_BYTES = 5 * 1024 * 1024
@@ -61,6 +62,7 @@ def read_case_lists(sources, *, user, default_server: str = "") -> list[CaseList
         content = source if isinstance(source, bytes) else (source.encode() if isinstance(source, str)
                                                              else source.read())
         try:
+            content = case_list_bytes(content)  # an .xlsx workbook becomes the CSV it holds
             case_list = read_case_list(content, user=user, default_server=default_server)
         except ValueError as exc:
             read.append(CaseListFile(name, content, None, str(exc)))
@@ -86,25 +88,33 @@ def rows_to_csv(rows: list[dict]) -> str:
     with a header, so they pass through exactly the same checks as an uploaded file."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(COLUMNS)
+    # the optional columns (MaxStudies, AccessionNumber) only when a row uses them: a row's text stays as it was
+    columns = COLUMNS[:5] + tuple(col for col in COLUMNS[5:] if any(row.get(col) for row in rows))
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([str(row.get(col, "") or "") for col in COLUMNS])
+        writer.writerow([str(row.get(col, "") or "") for col in columns])
     return out.getvalue()
 
 
 def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
-               default_server: str = "", project=None, **attached) -> list[RetrievalJob]:
+               default_server: str = "", mode: str = RetrievalJob.Mode.RETRIEVE, project=None,
+               **attached) -> list[RetrievalJob]:
     """One job per runnable file. A list longer than RETRIEVAL_INLINE_ROWS gets its rows created in the
     background (the job shows "preparing" meanwhile), so the upload answers at once however long it is.
     `attached`: options of registered attachments by name (apps/retrieval/extensions.py), each run for
-    each job as it is created. With `project`, the instances are filed de-identified for it."""
+    each job as it is created. `mode` "query" makes query jobs: the rows only look (C-FIND) and record
+    what they found; nothing is moved, so nothing is attached. With `project`, the instances are filed
+    de-identified for it."""
     jobs = []
     for f in files:
         if not f.runnable:
             continue
         text = decode(f.content) if len(f.case_list.rows) > settings.RETRIEVAL_INLINE_ROWS else ""
         jobs.append(RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout,
-                                                text=text, default_server=default_server, project=project))
+                                                text=text, default_server=default_server, mode=mode,
+                                                project=project))
+        if mode == RetrievalJob.Mode.QUERY:
+            continue
         extensions.attach([jobs[-1]], attached, user, lines=[row.line for row in f.case_list.rows])
     return jobs
 

@@ -31,6 +31,15 @@ class RetrievalJob(Job):
     project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                 help_text="The research project its instances are de-identified for; empty: identified.")
 
+    class Mode(models.TextChoices):
+        RETRIEVE = "retrieve", "retrieve"
+        QUERY = "query", "query only"
+
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.RETRIEVE,
+                            help_text="'query': every row runs its C-FINDs and records what it found; nothing is moved.")
+    query_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retrievals",
+                                  help_text="The query job whose found studies this job retrieves.")
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "retrieval job"
@@ -44,13 +53,13 @@ class RetrievalJob(Job):
     @classmethod
     def from_case_list(cls, case_list: CaseList, *, user=None, source_name: str = "", timeout: int | None = None,
                        start: bool = True, text: str = "", default_server: str = "",
-                       project=None) -> "RetrievalJob":
+                       mode: str = "retrieve", query_job=None, project=None) -> "RetrievalJob":
         """The job of a parsed list. With `text` (the list as uploaded), only the job is created here and
         it shows "preparing": prepare(), in the background, creates its rows and starts them."""
         job = cls.objects.create(created_by=user, source_name=source_name[:255], timeout=timeout,
                                  description=f"{len(case_list.rows)} rows from {source_name or 'a case list'}",
                                  row_errors=row_errors(case_list), preparing=bool(text), case_list_text=text,
-                                 default_server=default_server, project=project)
+                                 default_server=default_server, mode=mode, query_job=query_job, project=project)
         if text:
             later("apps.retrieval.tasks.prepare_job", job.pk)
             return job
@@ -64,7 +73,9 @@ class RetrievalJob(Job):
         RetrievalItem.objects.bulk_create([
             RetrievalItem(job=self, line=r.line, patient_id=r.patient_id, study_date=r.study_date,
                           modality=r.modality, dicom_server=servers[r.server], server_name=r.server,
-                          study_instance_uid=r.study_instance_uid, status=status, error=error)
+                          study_instance_uid=r.study_instance_uid, max_studies=r.max_studies,
+                          accession_number=r.accession_number,
+                          status=status, error=error)
             for r in rows
         ], batch_size=1000)
 
@@ -86,7 +97,7 @@ class RetrievalJob(Job):
         if self.preparing:
             return JobStatus.RUNNING if self.started_at else JobStatus.PENDING
         status = super().derive_status(counts)
-        if status == JobStatus.SUCCEEDED and self.row_errors:
+        if status == JobStatus.SUCCEEDED and (self.row_errors or self.items.exclude(flag="").exists()):
             return JobStatus.PARTIAL
         return status
 
@@ -121,6 +132,11 @@ class RetrievalItem(JobItem):
     instances = models.PositiveIntegerField(default=0, help_text="Instances received and filed.")
     bytes = models.BigIntegerField(default=0)
     path = models.CharField(max_length=500, blank=True, help_text="Folder under DOWNLOADS_DIR.")
+    accession_number = models.CharField("AccessionNumber", max_length=16, blank=True)
+    max_studies = models.PositiveIntegerField("MaxStudies", null=True, blank=True,
+                                              help_text="A query finding more studies than this flags the row.")
+    flag = models.CharField(max_length=200, blank=True,
+                            help_text="Why a query row needs a look: it found nothing, or too much.")
 
     class Meta(JobItem.Meta):  # inherits the lease index every sweep queries
         ordering = ["job", "line"]
@@ -132,6 +148,9 @@ class RetrievalItem(JobItem):
         """The row in words for messages; identifiers are the user's own input, shown back to them."""
         if self.study_instance_uid:
             return f"StudyInstanceUID {self.study_instance_uid}"
+        if self.accession_number:
+            return f"AccessionNumber {self.accession_number}" + (f", PatientID {self.patient_id}"
+                                                                 if self.patient_id else "")
         return f"PatientID {self.patient_id}, {self.study_date or 'any date'}, {self.modality or 'any modality'}"
 
     def server(self) -> DicomServer:
@@ -143,6 +162,29 @@ class RetrievalItem(JobItem):
     def max_attempts(self) -> int:
         return 1 + self.dicom_server.retries
 
+
+class FoundStudy(models.Model):
+    """One study a query job's row found on its server (the C-FIND's answer, checked against the row)."""
+
+    item = models.ForeignKey(RetrievalItem, on_delete=models.CASCADE, related_name="found")
+    line = models.PositiveIntegerField()
+    server_name = models.CharField("Server", max_length=32)
+    study_instance_uid = models.CharField("StudyInstanceUID", max_length=64)
+    study_date = models.CharField("StudyDate", max_length=8, blank=True)
+    study_time = models.CharField("StudyTime", max_length=16, blank=True)
+    modalities = models.CharField("ModalitiesInStudy", max_length=100, blank=True)
+    description = models.CharField("StudyDescription", max_length=64, blank=True)
+    accession_number = models.CharField("AccessionNumber", max_length=16, blank=True)
+    series = models.PositiveIntegerField("NumberOfStudyRelatedSeries", null=True, blank=True)
+    instances = models.PositiveIntegerField("NumberOfStudyRelatedInstances", null=True, blank=True)
+
+    class Meta:
+        ordering = ["item", "line", "study_date", "study_time", "study_instance_uid"]
+        verbose_name = "found study"
+        constraints = [models.UniqueConstraint(fields=["item", "study_instance_uid"], name="found_study_once_per_row")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.study_instance_uid}"
 
 
 class MoveKey(models.Model):

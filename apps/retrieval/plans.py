@@ -37,7 +37,8 @@ class StudyPlan:
 def row_query(item) -> dict[str, str]:
     """The row's C-FIND identifier: the same builder as the query API, from the row's checked values."""
     return study_query({"PatientID": item.patient_id, "StudyDate": item.study_date, "Modality": item.modality,
-                        "StudyInstanceUID": item.study_instance_uid})
+                        "StudyInstanceUID": item.study_instance_uid,
+                        "AccessionNumber": item.accession_number})
 
 
 def values_of(study, keyword: str) -> list[str]:
@@ -54,6 +55,9 @@ def row_mismatch(item, study) -> str | None:
         return "the PACS returned a study of another patient"
     if item.study_instance_uid and str(study.get("StudyInstanceUID", "")) != item.study_instance_uid:
         return "the PACS returned another study than the row's StudyInstanceUID"
+    accession = item.accession_number
+    if accession and str(study.get("AccessionNumber", "") or "").strip() != accession:
+        return "the PACS returned a study with another AccessionNumber"
     if item.study_date:
         first, _, last = item.study_date.partition("-") if "-" in item.study_date else (item.study_date,) * 3
         date = str(study.get("StudyDate", "") or "").strip()

@@ -70,6 +70,10 @@ RULES = {
     ("retrievaljob-retry", "POST"): Rule("/api/retrievals/{retrieval}/retry/", ("retrieval.change_retrievaljob",),
                                          200),
     ("retrievaljob-report", "GET"): Rule("/api/retrievals/{retrieval}/report", RETRIEVAL_VIEW, 200),
+    ("retrievaljob-results", "GET"): Rule("/api/retrievals/{retrieval}/results", RETRIEVAL_VIEW, 200),
+    # not a query job: a 400 proves the caller got past every check
+    ("retrievaljob-retrieve-found", "POST"): Rule("/api/retrievals/{retrieval}/retrieve",
+                                                  RETRIEVAL_VIEW + ("retrieval.start_retrieval",), 400),
     ("deliverytarget-list", "GET"): Rule("/api/delivery-targets/", ("delivery.view_deliverytarget",), 200),
     ("deliverytarget-list", "POST"): Rule("/api/delivery-targets/", ("delivery.add_deliverytarget",), 400),
     ("deliverytarget-detail", "GET"): Rule("/api/delivery-targets/{target}/", ("delivery.view_deliverytarget",), 200),
@@ -96,6 +100,12 @@ RULES = {
                                            200),
     ("admin:retrieval_report", "GET"): Rule("/admin/retrieval/retrievaljob/{retrieval}/report.csv", RETRIEVAL_VIEW,
                                             200),
+    ("admin:retrieval_results", "GET"): Rule("/admin/retrieval/retrievaljob/{retrieval}/results.csv", RETRIEVAL_VIEW,
+                                             200),
+    ("admin:retrieval_caselist", "GET"): Rule("/admin/retrieval/retrievaljob/{retrieval}/caselist.csv", RETRIEVAL_VIEW,
+                                              200),
+    ("admin:retrieval_retrieve_found", "POST"): Rule("/admin/retrieval/retrievaljob/{retrieval}/retrieve-found/",
+                                                     RETRIEVAL_VIEW + ("retrieval.start_retrieval",), 302),
     ("admin:servers_echojob_run", "POST"): Rule("/admin/servers/echojob/run/", ("servers.add_echojob",), 302),
     # Photos: the phone app's API (a JSON body to the multipart upload is a 415: it got past every check;
     # without a destination the echo is a 400), its upload history, and the phone page with its PWA files.

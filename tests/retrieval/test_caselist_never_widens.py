@@ -93,9 +93,21 @@ def test_a_json_patient_id_with_a_line_break_never_runs_as_the_row_it_smuggles()
     assert [e.line for e in result.errors] == [2] and "line break" in result.errors[0].message
 
 
-def test_an_accession_number_column_is_refused_rather_than_ignored():
-    result = parse_case_list("PatientID,StudyDate,Modality,Server,AccessionNumber\n", SERVERS)
-    assert "unknown column(s) AccessionNumber" in result.errors[0].message
+def test_an_accession_number_column_is_honoured_never_ignored():
+    # AccessionNumber is a case-list column (issue 24): the row's C-FIND asks for it and every answer must carry it
+    from types import SimpleNamespace
+
+    from apps.retrieval.plans import row_mismatch, row_query
+
+    (row,) = parse_case_list("PatientID,StudyDate,Modality,Server,AccessionNumber\nP1,2024-01-05,CT,ORTH,A7\n",
+                             SERVERS).rows
+    assert row.accession_number == "A7"
+    item = SimpleNamespace(patient_id="P1", study_date=row.study_date, modality="CT", study_instance_uid="",
+                           accession_number="A7")
+    assert row_query(item)["AccessionNumber"] == "A7"
+    assert row_mismatch(item, {"PatientID": "P1", "StudyDate": "20240105", "AccessionNumber": "A8"}) == \
+        "the PACS returned a study with another AccessionNumber"
+    assert "AccessionNumber 'A*'" in parse_case_list("AccessionNumber,Server\nA*,ORTH\n", SERVERS).errors[0].message
 
 
 @pytest.mark.parametrize("value", ["=cmd|' /C calc'!A0", "+SUM(1+1)*cmd|' /C calc'!A0", "@HYPERLINK(\"http://x\")",

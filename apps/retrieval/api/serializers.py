@@ -1,3 +1,4 @@
+from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -14,12 +15,18 @@ class RetrievalItemSerializer(JobItemSerializer):
     Modality = serializers.CharField(source="modality")
     Server = serializers.CharField(source="server_name")
     StudyInstanceUID = serializers.CharField(source="study_instance_uid")
+    MaxStudies = serializers.IntegerField(source="max_studies", allow_null=True)
+    AccessionNumber = serializers.CharField(source="accession_number")
+    found = serializers.SerializerMethodField(help_text="Studies a query row found.")
 
     class Meta(JobItemSerializer.Meta):
         model = RetrievalItem
         fields = JobItemSerializer.Meta.fields + [
             "line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
-            "bytes", "path"]
+            "bytes", "path", "AccessionNumber", "MaxStudies", "flag", "found"]
+
+    def get_found(self, item) -> int:
+        return item.found_count if hasattr(item, "found_count") else item.found.count()
 
     def to_representation(self, item):
         shown = super().to_representation(item)
@@ -41,7 +48,7 @@ class RetrievalJobListSerializer(JobSerializer):
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
         fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors",
-                                                                          "project"]
+                                                                          "mode", "query_job", "project"]
 
     def get_fields(self):
         """The declared fields and what registered attachments show of a job (apps/retrieval/extensions.py)."""
@@ -68,7 +75,7 @@ class RetrievalJobSerializer(RetrievalJobListSerializer):
     def _page(self, job) -> tuple:
         if not hasattr(self, "_cached_page"):
             params = getattr(self.context.get("request"), "query_params", {})
-            items = job.items.order_by("line", "pk")
+            items = job.items.order_by("line", "pk").annotate(found_count=Count("found"))
             if params.get("status"):
                 items = items.filter(status=params["status"])
             size = _whole(params.get("page_size"), ITEMS_PAGE_SIZE, ITEMS_PAGE_SIZE_MAX)
@@ -101,6 +108,9 @@ class RetrievalRowSerializer(serializers.Serializer):
     Modality = serializers.CharField(required=False, allow_blank=True, default="")
     Server = serializers.CharField(required=False, allow_blank=True, default="")
     StudyInstanceUID = serializers.CharField(required=False, allow_blank=True, default="")
+    AccessionNumber = serializers.CharField(required=False, allow_blank=True, default="")
+    MaxStudies = serializers.CharField(required=False, allow_blank=True, default="",
+                                       help_text="A query row finding more studies than this is flagged.")
 
 
 class RetrievalRequestSerializer(serializers.Serializer):
@@ -111,8 +121,20 @@ class RetrievalRequestSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=86400, allow_null=True)
     server = serializers.CharField(required=False, allow_blank=True, default="",
                                    help_text="Server for rows that name none (like the CLI's --server).")
+    mode = serializers.ChoiceField(choices=["retrieve", "query"], required=False, default="retrieve",
+                                   help_text="'query': every row runs its C-FINDs and records what it found; "
+                                             "nothing is moved (GET …/results).")
     project = ProjectField()
 
     def get_fields(self):
         """The declared fields and one per registered attachment (apps/retrieval/extensions.py)."""
         return {**super().get_fields(), **{a.name: a.request_field() for a in extensions.attachments()}}
+
+
+class RetrieveFoundSerializer(serializers.Serializer):
+    """POST {id}/retrieve on a query job: which found studies to retrieve (all when left out)."""
+
+    studies = serializers.ListField(child=serializers.CharField(max_length=64), required=False, allow_null=True,
+                                    allow_empty=False, max_length=100_000,
+                                    help_text="StudyInstanceUIDs the query found; leave out for all of them.")
+    timeout = serializers.IntegerField(required=False, min_value=1, max_value=86400, allow_null=True)

@@ -21,10 +21,21 @@ from apps.projects.access import project_named
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_text
+from apps.retrieval.results import results_count, results_csv
 from apps.sending import intake as sending_intake
 from apps.sending.report import report_rows
 from apps.servers import query
 from apps.servers.models import DicomServer, local_ae
+
+
+class CaseListPath:
+    """A case list on disk as the intake reads an upload: its size first, its bytes only if that is allowed."""
+
+    def __init__(self, path: Path):
+        self.path, self.size = path, path.stat().st_size
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
 
 
 class Command(BaseCommand):
@@ -55,13 +66,15 @@ class Command(BaseCommand):
             p.add_argument("--pacs-ae-title", default="PACS", help="PACS AE title (without --server)")
             p.add_argument("--ae-title", default="", help="our AE title (default DICOM_AE_TITLE)")
             p.add_argument("--project", default="", help="a research project (with --server): de-identify for it")
-        p = sub.add_parser("batch", help="retrieve every row of a case list, or of every CSV in a folder")
-        p.add_argument("source", help="a CSV file or a folder of CSV files (one job each)")
+        p = sub.add_parser("batch", help="retrieve every row of a case list, or of every list in a folder")
+        p.add_argument("source", help="a .csv or .xlsx file, or a folder of them (one job each)")
         p.add_argument("--server", default="", help="server for rows that name none")
         p.add_argument("--timeout", type=int, default=None, help="download timeout per study (s)")
         p.add_argument("--output-dir", default="")
         p.add_argument("--queue", action="store_true", help="run on the worker cluster and follow progress")
         p.add_argument("--project", default="", help="a research project: file the instances de-identified for it")
+        p.add_argument("--query-only", action="store_true",
+                       help="only C-FIND every row and write what it found (a CSV per list); move nothing")
 
     def handle(self, *args, action, **opts):
         handler = getattr(self, "do_" + action.replace("-", "_"))
@@ -159,25 +172,26 @@ class Command(BaseCommand):
         read = intake.read_case_lists([("retrieve " + study_uid, text)], user=None)
         self._run_jobs(read, timeout, output_dir, queue=False)
 
-    def do_batch(self, source, server, timeout, output_dir, queue, project="", **_):
+    def do_batch(self, source, server, timeout, output_dir, queue, query_only=False, project="", **_):
         src = Path(source)
-        files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
+        files = sorted([*src.glob("*.csv"), *src.glob("*.xlsx")]) if src.is_dir() else [src]
         if not files or not all(f.is_file() for f in files):
-            raise CommandError(f"{source}: no case list found (a .csv file, or a folder of them).")
-        read = intake.read_case_lists([(f.name, f.read_bytes()) for f in files], user=None,
+            raise CommandError(f"{source}: no case list found (a .csv or .xlsx file, or a folder of them).")
+        read = intake.read_case_lists([(f.name, CaseListPath(f)) for f in files], user=None,
                                       default_server=server)
         for case_file in read:
             for error in case_file.case_list.errors if case_file.case_list else []:
                 self.stderr.write(f"{case_file.name} {error}")
             if case_file.problem:
                 self.stderr.write(f"{case_file.name}: {case_file.problem}")
-        self._run_jobs(read, timeout, output_dir, queue=queue, project=self._project(project))
+        self._run_jobs(read, timeout, output_dir, queue=queue, mode="query" if query_only else "retrieve",
+                       project=self._project(project))
 
-    def _run_jobs(self, read, timeout, output_dir, *, queue, project=None):
+    def _run_jobs(self, read, timeout, output_dir, *, queue, mode="retrieve", project=None):
         for case_file in (f for f in read if f.runnable):
             name = case_file.name
             job = RetrievalJob.from_case_list(case_file.case_list, user=None, source_name=name, timeout=timeout,
-                                              start=False, project=project)
+                                              start=False, mode=mode, project=project)
             if output_dir:
                 job.output_dir = str(Path(output_dir).resolve())
                 job.save(update_fields=["output_dir"])
@@ -190,6 +204,9 @@ class Command(BaseCommand):
             else:
                 job = runner.run_inline(job, on_progress=self._progress)
             self.stdout.write("")
+            if mode == "query":
+                self._query_results(job, name)
+                continue
             report = build_report(job)
             reports = settings.DATA_DIR / "reports"
             reports.mkdir(parents=True, exist_ok=True)
@@ -199,6 +216,18 @@ class Command(BaseCommand):
             self.stdout.write(f"{name}: {s['succeeded']} of {s['rows']} rows retrieved ({s['success_rate']}%), "
                               f"{s['failed']} failed, {s['timed_out']} timed out, {s['bad_rows']} bad rows. "
                               f"Report: {path}")
+
+    def _query_results(self, job, name):
+        """A query job's found studies as a CSV under DATA_DIR/reports, and a line of counts."""
+        reports = settings.DATA_DIR / "reports"
+        reports.mkdir(parents=True, exist_ok=True)
+        path = reports / f"query_results_{timezone.now():%Y%m%d_%H%M%S}_job{job.pk}.csv"
+        path.write_text(results_csv(job), encoding="utf-8")
+        items = job.items.all()
+        self.stdout.write(f"{name}: {results_count(job)} studies found by {items.count()} rows, "
+                          f"{items.exclude(flag='').count()} rows flagged, "
+                          f"{items.filter(status__in=('failed', 'timed_out')).count()} failed, "
+                          f"{len(job.row_errors)} bad rows. Results: {path}")
 
     def _progress(self, job):
         p = job.progress()

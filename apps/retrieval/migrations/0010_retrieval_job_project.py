@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('projects', '0002_grant_handle_identified_data'),
-        ('retrieval', '0008_job_urgent_paused_waiting'),
+        ('retrieval', '0009_query_jobs_and_found_studies'),
     ]
 
     operations = [

@@ -1,0 +1,84 @@
+"""What follows a job: "retrieve these" (a query job's found studies become a retrieval job by
+StudyInstanceUID, on the server each was found on) and "fix and retry" (a job's failed and flagged rows as
+a case list in the upload's own format)."""
+from __future__ import annotations
+
+import csv
+import io
+
+from django.db.models import Q
+
+from apps.jobs.models import ItemStatus
+from apps.jobs.spreadsheets import inert
+from apps.retrieval import intake
+from apps.retrieval.caselist import COLUMNS
+from apps.retrieval.models import FoundStudy, RetrievalJob
+
+RETRY_STATUSES = (ItemStatus.FAILED, ItemStatus.TIMED_OUT, ItemStatus.CANCELED)
+
+
+class FollowUpRefused(ValueError):
+    """The request names something the job cannot give; the message says what."""
+
+
+def chosen_studies(job: RetrievalJob, uids: list[str] | None) -> list[tuple[str, str]]:
+    """(server, StudyInstanceUID) of the studies to retrieve, in line order, each once (the first row that
+    found it): all the query found, or the ones `uids` names; a UID it did not find is refused."""
+    if job.mode != RetrievalJob.Mode.QUERY:
+        raise FollowUpRefused(f"job {job.pk} is not a query job: only a query job's found studies can be retrieved")
+    found = list(FoundStudy.objects.filter(item__job=job).order_by("line", "pk")
+                 .values_list("server_name", "study_instance_uid"))
+    if uids is not None:
+        known = {uid for _, uid in found}
+        unknown = [uid for uid in uids if uid not in known]
+        if unknown:
+            raise FollowUpRefused(f"StudyInstanceUID {', '.join(unknown[:5])} was not found by query job {job.pk}"
+                                  + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
+        wanted = set(uids)
+        found = [(server, uid) for server, uid in found if uid in wanted]
+    chosen, seen = [], set()
+    for server, uid in found:
+        if (server, uid) not in seen:
+            seen.add((server, uid))
+            chosen.append((server, uid))
+    if not chosen:
+        raise FollowUpRefused(f"query job {job.pk} found no study to retrieve")
+    return chosen
+
+
+def retrieve_found(job: RetrievalJob, *, user, uids: list[str] | None = None, timeout: int | None = None
+                   ) -> RetrievalJob:
+    """A new retrieval job, owned by `user`, of exactly the studies chosen (see chosen_studies). The list
+    goes through the one intake, so the user's access to each server is checked as for an upload."""
+    rows = [{"StudyInstanceUID": uid, "Server": server} for server, uid in chosen_studies(job, uids)]
+    (read,) = intake.read_case_lists([(f"studies found by query job {job.pk}", intake.rows_to_csv(rows))],
+                                     user=user)
+    if not read.runnable or read.case_list.errors:
+        errors = read.case_list.errors if read.case_list else []
+        raise FollowUpRefused("; ".join(str(e) for e in errors) or read.problem)
+    # the query's project goes with what it found: a project's query never turns into identified files
+    (started,) = intake.start_jobs([read], user=user, timeout=timeout, project=job.project)
+    RetrievalJob.objects.filter(pk=started.pk).update(query_job=job)
+    started.query_job = job
+    return started
+
+
+def retry_rows(job: RetrievalJob):
+    """The rows a user should fix and run again: failed, timed out or canceled, and flagged query rows."""
+    return job.items.filter(Q(status__in=RETRY_STATUSES) | ~Q(flag="")).order_by("line")
+
+
+def caselist_text(job: RetrievalJob) -> str:
+    """The failed and flagged rows as a case list with a header, ready to edit and upload again. A '#'
+    comment line above each row says why it is here (the parser skips comments)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    for item in retry_rows(job):
+        why = " ".join((item.flag or item.error or item.status).split())
+        out.write(f"# line {item.line}: {why}\n")
+        writer.writerow([inert(value) for value in (item.patient_id, item.study_date, item.modality,
+                                                    item.server_name, item.study_instance_uid,
+                                                    "" if item.max_studies is None else item.max_studies,
+                                                    item.accession_number)])
+    return out.getvalue()

@@ -1,0 +1,75 @@
+"""A query job's results: one line per study found, with the line of the case-list row that found it, as
+JSON, CSV or an Excel workbook (the admin's table and GET /api/retrievals/{id}/results)."""
+from __future__ import annotations
+
+import csv
+import io
+
+from django.http import HttpResponse
+from openpyxl import Workbook
+
+from apps.jobs.spreadsheets import inert
+from apps.retrieval.followup import caselist_text
+from apps.retrieval.models import FoundStudy
+
+FIELDS = ("line", "Server", "StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "StudyDescription",
+          "AccessionNumber", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def found_of(job):
+    return FoundStudy.objects.filter(item__job=job).order_by("line", "study_date", "study_time", "study_instance_uid")
+
+
+def results_count(job) -> int:
+    return found_of(job).count()
+
+
+def as_row(found: FoundStudy) -> dict:
+    return {"line": found.line, "Server": found.server_name, "StudyInstanceUID": found.study_instance_uid,
+            "StudyDate": found.study_date, "StudyTime": found.study_time, "ModalitiesInStudy": found.modalities,
+            "StudyDescription": found.description, "AccessionNumber": found.accession_number,
+            "NumberOfStudyRelatedSeries": found.series, "NumberOfStudyRelatedInstances": found.instances}
+
+
+def results_rows(job) -> list[dict]:
+    return [as_row(found) for found in found_of(job).iterator(chunk_size=2000)]
+
+
+def results_csv(job) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS)
+    writer.writeheader()
+    for row in results_rows(job):
+        # a PACS's text (a description, an accession number) reaches a spreadsheet: never as a formula
+        writer.writerow({key: inert(value) for key, value in row.items()})
+    return out.getvalue()
+
+
+def results_xlsx(job) -> bytes:
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("results")
+    sheet.append(FIELDS)
+    for row in results_rows(job):
+        # openpyxl stores a text starting with '=' as a formula: the same guard as the CSV's
+        sheet.append([inert(row[key]) for key in FIELDS])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def results_response(job, output: str) -> HttpResponse:
+    """The results as a file download: `output` "csv" or "xlsx"."""
+    if output == "xlsx":
+        response = HttpResponse(results_xlsx(job), content_type=XLSX)
+    else:
+        response = HttpResponse(results_csv(job), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="query_results_job{job.pk}.{output}"'
+    return response
+
+
+def caselist_response(job) -> HttpResponse:
+    """The failed and flagged rows as a case-list CSV (followup.caselist_text) to download."""
+    response = HttpResponse(caselist_text(job), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="retry_job{job.pk}.csv"'
+    return response
