@@ -7,11 +7,13 @@ is measured too: what moving series in parallel can gain on this machine at all.
 
     .venv/bin/python bench/retrieve.py [--repeat 3] [--instances 500] [--series 4]
                                        [--receiver-processes 1,2]
-                                       [--max-associations 1,2] [--no-get]
+                                       [--max-associations 1,2] [--no-get] [--project]
 
 Every variant runs REPEAT times, interleaved (drift on a shared VM hits all alike); medians are
 reported as a markdown table on stdout and in bench/results/retrieve-<date>.md. DCMTK times are
 process wall clock; portal times run from run_item() to the item succeeded with every file filed.
+With --project, the first C-MOVE variant runs again for a research project (every instance de-identified
+as it is filed), and its speed relative to the plain one in the same run is reported (target >= 0.8x).
 """
 from __future__ import annotations
 
@@ -149,15 +151,16 @@ def dcmtk_get(orthanc: Orthanc, study_uid: str, work: Path, expected: int) -> fl
     return elapsed
 
 
-def portal_retrieve(server, study_uid: str, expected: int) -> float:
-    """One retrieval job with one StudyInstanceUID row, run through the worker's own entry point."""
+def portal_retrieve(server, study_uid: str, expected: int, project=None) -> float:
+    """One retrieval job with one StudyInstanceUID row, run through the worker's own entry point (for
+    `project`: filed de-identified)."""
     from django.conf import settings
 
     from apps.jobs.runner import run_item
     from apps.retrieval.models import RetrievalItem, RetrievalJob
 
     shutil.rmtree(settings.DOWNLOADS_DIR, ignore_errors=True)
-    job = RetrievalJob.objects.create(source_name="bench", timeout=600)
+    job = RetrievalJob.objects.create(source_name="bench", timeout=600, project=project)
     item = RetrievalItem.objects.create(job=job, line=1, dicom_server=server, server_name=server.name,
                                         study_instance_uid=study_uid)
     started = time.monotonic()
@@ -215,6 +218,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-associations", default=os.environ.get("MAX_ASSOCIATIONS", "1,2"),
                         help="comma-separated server association limits to measure the C-MOVE with")
     parser.add_argument("--no-get", action="store_true", help="skip the C-GET variants")
+    parser.add_argument("--project", action="store_true",
+                        help="also the first C-MOVE variant for a research project (de-identifying as it files)")
     parser.add_argument("--settle", type=float, default=float(os.environ.get("SETTLE", 0)),
                         help="before each timed run, remove every earlier run's files, sync, and wait this many "
                              "seconds: on ext4 without a journal, creating files costs more for about a minute "
@@ -226,6 +231,7 @@ def main(argv=None) -> int:
     receiver_port, storescp_port = free_ports(2)
     env = configure_django(work, receiver_port)
     from apps.dicom.demo.synthetic import write_dataset
+    from apps.projects.models import Project
     from apps.servers.models import DicomServer
 
     print(f"generating {args.instances} CT instances of {args.size}x{args.size} in {args.series} series in {work}",
@@ -251,6 +257,8 @@ def main(argv=None) -> int:
         processes = [p for p in args.receiver_processes.split(",") if p] or [""]
         moves = [(f"portal C-MOVE ({f'{p} receiver proc., ' if p else ''}{k} assoc.)", k, p)
                  for k in limits for p in processes]
+        project = Project.objects.create(name="BENCH", options=["retain-longitudinal-dates"]) if args.project else None
+        pseudonymized = (f"{moves[0][0]} for a project", *moves[0][1:]) if project else None
         series_uids = [s["SeriesInstanceUID"] for s in manifest["studies"][0]["Series"]]
         lanes = [k for k in limits if 1 < k <= len(series_uids)]
         # Untimed: Orthanc's files into the page cache, and the worker process's first run (imports, the
@@ -288,6 +296,15 @@ def main(argv=None) -> int:
                     results.setdefault(name, []).append(portal_retrieve(move_servers[limit], study_uid, n))
                 finally:
                     receiver.stop()
+            if pseudonymized:  # right after the plain variants, with a receiver of the first's kind
+                name, limit, count = pseudonymized
+                receiver = Receiver({**env, "RECEIVER_PROCESSES": count} if count else env)
+                try:
+                    settle()
+                    results.setdefault(name, []).append(portal_retrieve(move_servers[limit], study_uid, n,
+                                                                        project))
+                finally:
+                    receiver.stop()
             if not args.no_get:
                 settle()
                 results.setdefault("DCMTK getscu", []).append(dcmtk_get(orthanc, study_uid, work, n))
@@ -299,6 +316,7 @@ def main(argv=None) -> int:
     pairs = [(name, "DCMTK movescu -> storescp") for name, *_ in moves]
     pairs += [(f"DCMTK {k} lanes of series movescu -> storescp --fork", "DCMTK movescu -> storescp") for k in lanes]
     pairs += [] if args.no_get else [("portal C-GET", "DCMTK getscu")]
+    pairs += [(pseudonymized[0], moves[0][0])] if pseudonymized else []  # target: >= 0.8x
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series from "
               f"Orthanc on loopback, "

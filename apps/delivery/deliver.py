@@ -22,6 +22,7 @@ from django.conf import settings
 
 from apps.audit import record
 from apps.delivery.bundle import file_sha1
+from apps.delivery.deidentified import deidentify_entries
 from apps.delivery.models import DeliveryTarget
 from apps.delivery.models.target import confined_folder
 from apps.delivery.tus_client import SendCanceled, TusError, TusSender
@@ -75,10 +76,27 @@ class Progress:
 
 
 def deliver_batch(batch, ctx) -> None:
+    job = batch.job
+    if job.project_id is None or (job.retrieval is not None and job.retrieval.project_id == job.project_id):
+        return _deliver(batch, ctx)  # nothing to do, or filed de-identified for this project already
+    # a project's batch: de-identified copies in a work folder of its own, sent, then removed
+    work = Path(settings.DATA_DIR) / "delivery" / "work" / f"batch{batch.pk}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        return _deliver(batch, ctx, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _deliver(batch, ctx, work: Path | None = None) -> None:
     job, target = batch.job, batch.job.target
     if job.retrieval is None:
         raise ItemFailed("The retrieval this delivery came from was deleted.")
-    found = gather(batch)
+    found, originals = gather(batch), {}
+    if work is not None:  # what is zipped, copied, stored or uploaded: the de-identified copies only
+        deidentified = deidentify_entries(job.project, found.entries, work)
+        found.entries, originals = deidentified.entries, deidentified.originals
+        batch.result["not_delivered"] = [list(entry) for entry in deidentified.not_sent]
     batch.files = len(found.entries)
     batch.bytes = sum(path.stat().st_size for _, path in found.entries)
     batch.result.update(lines=found.lines, skipped_lines=found.skipped)
@@ -110,7 +128,8 @@ def deliver_batch(batch, ctx) -> None:
         raise ItemCanceled() from None
     progress(batch.sent_bytes, batch.bytes, force=True)
     if job.clear:
-        clear_files([path for name, path in found.entries if name in confirmed], job.retrieval.downloads_root())
+        clear_files([originals.get(name, path) for name, path in found.entries if name in confirmed],
+                    job.retrieval.downloads_root())
     batch.result["cleared"] = job.clear
     batch.save(update_fields=["sent_bytes", "result"])
     _audit(batch, target, found, ok=True)

@@ -52,14 +52,7 @@ def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patien
     The target is written to a temporary name and renamed, so it is never seen half-written."""
     name = os.fspath(source)
     _, data = files.read_checked(source)  # pydicom would read a truncated file without complaint
-    try:
-        ds = dcmread(BytesIO(data))
-        ds.decode()  # every text value to str, from the file's own SpecificCharacterSet
-    except (InvalidDicomError, OSError, EOFError, ValueError, LookupError) as exc:
-        raise InvalidDicomFile(f"{name}: cannot be read for the patient rewrite ({exc})") from None
-    ds.SpecificCharacterSet = UTF8
-    ds.PatientID = patient.patient_id
-    ds.PatientName = patient.patient_name
+    ds = _rewritten(data, patient, name)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
@@ -70,3 +63,27 @@ def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patien
         partial.unlink(missing_ok=True)
         raise InvalidDicomFile(f"{name}: cannot be written after the patient rewrite ({exc})") from None
     return str(ds.SOPInstanceUID)
+
+
+def rewrite_patient_bytes(data: bytes, patient: Patient, name: str = "<bytes>") -> bytes:
+    """The same rewrite in memory, for a caller that must not write the result as it is (a research
+    project's send de-identifies it next). `data` is a complete Part-10 file (files.read_checked)."""
+    ds = _rewritten(data, patient, name)
+    out = BytesIO()
+    try:
+        ds.save_as(out, enforce_file_format=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidDicomFile(f"{name}: cannot be written after the patient rewrite ({exc})") from None
+    return out.getvalue()
+
+
+def _rewritten(data: bytes, patient: Patient, name: str):
+    try:
+        ds = dcmread(BytesIO(data))
+        ds.decode()  # every text value to str, from the file's own SpecificCharacterSet
+    except (InvalidDicomError, OSError, EOFError, ValueError, LookupError) as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read for the patient rewrite ({exc})") from None
+    ds.SpecificCharacterSet = UTF8
+    ds.PatientID = patient.patient_id
+    ds.PatientName = patient.patient_name
+    return ds

@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.jobs.admin import JobAdminMixin
 from apps.jobs.models import ItemStatus
+from apps.projects.masking import Mask
 from apps.retrieval import extensions, intake
 from apps.retrieval.followup import FollowUpRefused, retrieve_found, retry_rows
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
@@ -20,6 +21,20 @@ from apps.retrieval.results import caselist_response, found_of, results_response
 
 ITEMS_PER_PAGE = 100
 FOUND_PER_PAGE = 200
+
+
+def masked_items(job, items) -> list:
+    """A project's rows as the page shows them: the pseudonym, the project's UIDs and shifted dates."""
+    mask, shown = Mask(job.project), []
+    for item in items:
+        row = mask.retrieval_row({"PatientID": item.patient_id, "StudyDate": item.study_date,
+                                  "StudyInstanceUID": item.study_instance_uid, "error": item.error,
+                                  "path": item.path}, item.patient_id, item.study_date)
+        item.patient_id, item.study_date, item.study_instance_uid = (row["PatientID"], row["StudyDate"],
+                                                                     row["StudyInstanceUID"])
+        item.error, item.path = row["error"], row["path"]
+        shown.append(item)  # shown only, never saved
+    return shown
 
 
 @admin.register(RetrievalJob)
@@ -61,7 +76,10 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             items = job.items.order_by("line", "pk")
             if status:
                 items = items.filter(status=status)
-            extra = {"items_page": Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("items_page")),
+            page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("items_page"))
+            if job.project_id:
+                page.object_list = masked_items(job, page.object_list)
+            extra = {"items_page": page,
                      "items_status": status, "item_statuses": ItemStatus.values,
                      "retry_rows": retry_rows(job).exists()}
             if job.mode == RetrievalJob.Mode.QUERY:
@@ -83,8 +101,10 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def bad_rows(self, job):
         if not job.row_errors:
             return "none"
+        shown = [Mask(job.project).retrieval_row(e, "", "") for e in job.row_errors] if job.project_id else (
+            job.row_errors)
         rows = format_html_join("", '<tr class="bad-row"><td>{}</td><td><code>{}</code></td><td>{}</td></tr>',
-                                ((e["line"], e["text"], e["message"]) for e in job.row_errors))
+                                ((e["line"], e["text"], e["message"]) for e in shown))
         return format_html('<table class="bad-rows"><thead><tr><th>Line</th><th>Row as written</th>'
                            '<th>Problem</th></tr></thead><tbody>{}</tbody></table>', rows)
 
@@ -134,7 +154,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
         self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Upload case lists"}
         if request.method == "POST" and ("confirm" in request.POST or "query_only" in request.POST):
-            confirm = extensions.with_forms(ConfirmForm)(request.POST)
+            confirm = extensions.with_forms(ConfirmForm)(request.POST, user=request.user)
             if not confirm.is_valid():
                 self.message_user(request, "; ".join(e for errors in confirm.errors.values() for e in errors),
                                   messages.ERROR)
@@ -161,7 +181,8 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                                            "choose none.", messages.ERROR)
                 return redirect("admin:retrieval_upload")
             jobs = intake.start_jobs(read, user=request.user, timeout=confirm.cleaned_data["timeout"],
-                                     default_server=default, mode=mode, **chosen)
+                                     default_server=default, mode=mode, project=confirm.cleaned_data["project"],
+                                     **chosen)
             attached = "".join(a.summary(chosen[a.name]) for a in extensions.attachments()
                                if chosen.get(a.name) is not None)
             attached += " (query only: nothing is moved)" if mode == RetrievalJob.Mode.QUERY else ""
@@ -172,7 +193,8 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for refused in (f for f in read if not f.runnable):
                 self.message_user(request, f"{refused.name}: {refused.problem}", messages.ERROR)
             return redirect("admin:retrieval_retrievaljob_changelist")
-        form = extensions.with_forms(CaseListUploadForm)(request.POST or None, request.FILES or None)
+        form = extensions.with_forms(CaseListUploadForm)(request.POST or None, request.FILES or None,
+                                                         user=request.user)
         if request.method == "POST" and form.is_valid():
             default = form.cleaned_data["default_server"].name if form.cleaned_data["default_server"] else ""
             previews = intake.read_case_lists([(f.name, f) for f in form.cleaned_data["files"]],
@@ -180,6 +202,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
             for preview in previews:
                 preview.encoded = base64.b64encode(preview.content).decode()
             context.update(previews=previews, timeout=form.cleaned_data["timeout"] or "", default_server=default,
+                           project=form.cleaned_data["project"] or "",
                            attached=[(a.form_hidden(form), a.preview(form))
                                      for a in extensions.attachments() if a.form is not None],
                            runnable=any(p.runnable for p in previews))
@@ -190,7 +213,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def query_view(self, request):
         self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Retrieve one study"}
-        form = SingleQueryForm(request.POST or None)
+        form = SingleQueryForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             text = intake.rows_to_csv([{"PatientID": data["patient_id"], "StudyDate": data["study_date"],
@@ -200,7 +223,7 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                 form.add_error(None, "; ".join(e.message for e in read.case_list.errors) if read.case_list
                                else read.problem)
             else:
-                (job,) = intake.start_jobs([read], user=request.user, timeout=data["timeout"])
+                (job,) = intake.start_jobs([read], user=request.user, timeout=data["timeout"], project=data["project"])
                 self.message_user(request, f"Started {job}.", messages.SUCCESS)
                 return redirect("admin:retrieval_retrievaljob_change", job.pk)
         context["form"] = form

@@ -56,7 +56,8 @@ def retrieve_found(job: RetrievalJob, *, user, uids: list[str] | None = None, ti
     if not read.runnable or read.case_list.errors:
         errors = read.case_list.errors if read.case_list else []
         raise FollowUpRefused("; ".join(str(e) for e in errors) or read.problem)
-    (started,) = intake.start_jobs([read], user=user, timeout=timeout)
+    # the query's project goes with what it found: a project's query never turns into identified files
+    (started,) = intake.start_jobs([read], user=user, timeout=timeout, project=job.project)
     RetrievalJob.objects.filter(pk=started.pk).update(query_job=job)
     started.query_job = job
     return started

@@ -50,9 +50,11 @@ class StudyHolds:
         """The parts the row will move: a study is committed once this many of its parts were checked."""
         self._parts = Counter(plan.uid for plan in plans)
 
-    def settle(self, plan, arrivals: Arrivals, target: Path, **outcome) -> StudyOutcome:
+    def settle(self, plan, arrivals: Arrivals, target: Path, *, commit=None, **outcome) -> StudyOutcome:
         """Hold, file or quarantine one checked part of a study (see the module's note); its outcome.
-        Raises FilingFailed when filing into the hold or the case folder fails (nothing of it kept)."""
+        `commit(paths)` files the whole study into `target` (default: file_into; a research project's row
+        de-identifies as it files). Raises FilingFailed when filing into the hold or the case folder fails
+        (nothing of it kept)."""
         with self._lock:
             study = self._studies.get(plan.uid)
             if study is None:
@@ -78,10 +80,11 @@ class StudyHolds:
                 result = StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), held.bytes, **outcome)
                 study.held_outcomes.append(result)
                 return result
-            filed = file_into(target, study.held + arrivals.matching)
+            filed = (commit or (lambda paths: file_into(target, paths)))(study.held + arrivals.matching)
             study.held = []
             own = filed.bytes - sum(o.bytes for o in study.held_outcomes)
-            return StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), own, **outcome)
+            return StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), own,
+                                not_filed=getattr(filed, "not_filed", []), **outcome)
 
     def remove(self) -> None:
         """The holds of studies never committed (a part failed or the row stopped) go with the row."""

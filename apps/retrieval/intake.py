@@ -97,19 +97,22 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def start_jobs(files: list[CaseListFile], *, user, timeout: int | None = None,
-               default_server: str = "", mode: str = RetrievalJob.Mode.RETRIEVE, **attached) -> list[RetrievalJob]:
+               default_server: str = "", mode: str = RetrievalJob.Mode.RETRIEVE, project=None,
+               **attached) -> list[RetrievalJob]:
     """One job per runnable file. A list longer than RETRIEVAL_INLINE_ROWS gets its rows created in the
     background (the job shows "preparing" meanwhile), so the upload answers at once however long it is.
     `attached`: options of registered attachments by name (apps/retrieval/extensions.py), each run for
     each job as it is created. `mode` "query" makes query jobs: the rows only look (C-FIND) and record
-    what they found; nothing is moved, so nothing is attached."""
+    what they found; nothing is moved, so nothing is attached. With `project`, the instances are filed
+    de-identified for it."""
     jobs = []
     for f in files:
         if not f.runnable:
             continue
         text = decode(f.content) if len(f.case_list.rows) > settings.RETRIEVAL_INLINE_ROWS else ""
         jobs.append(RetrievalJob.from_case_list(f.case_list, user=user, source_name=f.name, timeout=timeout,
-                                                text=text, default_server=default_server, mode=mode))
+                                                text=text, default_server=default_server, mode=mode,
+                                                project=project))
         if mode == RetrievalJob.Mode.QUERY:
             continue
         extensions.attach([jobs[-1]], attached, user, lines=[row.line for row in f.case_list.rows])

@@ -28,6 +28,8 @@ class RetrievalJob(Job):
     case_list_text = models.TextField(blank=True, editable=False,
                                       help_text="The list while its rows are created; emptied afterwards.")
     default_server = models.CharField(max_length=32, blank=True, editable=False)
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text="The research project its instances are de-identified for; empty: identified.")
 
     class Mode(models.TextChoices):
         RETRIEVE = "retrieve", "retrieve"
@@ -51,13 +53,13 @@ class RetrievalJob(Job):
     @classmethod
     def from_case_list(cls, case_list: CaseList, *, user=None, source_name: str = "", timeout: int | None = None,
                        start: bool = True, text: str = "", default_server: str = "",
-                       mode: str = "retrieve", query_job=None) -> "RetrievalJob":
+                       mode: str = "retrieve", query_job=None, project=None) -> "RetrievalJob":
         """The job of a parsed list. With `text` (the list as uploaded), only the job is created here and
         it shows "preparing": prepare(), in the background, creates its rows and starts them."""
         job = cls.objects.create(created_by=user, source_name=source_name[:255], timeout=timeout,
                                  description=f"{len(case_list.rows)} rows from {source_name or 'a case list'}",
                                  row_errors=row_errors(case_list), preparing=bool(text), case_list_text=text,
-                                 default_server=default_server, mode=mode, query_job=query_job)
+                                 default_server=default_server, mode=mode, query_job=query_job, project=project)
         if text:
             later("apps.retrieval.tasks.prepare_job", job.pk)
             return job

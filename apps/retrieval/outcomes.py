@@ -19,6 +19,7 @@ class StudyOutcome:
     quarantine: str = ""
     series_instance_uid: str = ""  # when the study was moved series by series: this one's outcome
     withheld: int = 0  # instances of the study (of any of its parts) quarantined with the foreign ones, not filed
+    not_filed: list = field(default_factory=list)  # a project's: (new SOP Instance UID, why) held back or refused
 
 
 @dataclass
@@ -56,6 +57,9 @@ def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | 
         elif s.withheld:  # a clean part of a study another part of which brought something foreign
             parts.append(f"{what}: its {s.withheld} instances were quarantined in {s.quarantine} with the "
                          "study's foreign arrivals, not filed")
+        if s.not_filed:
+            reasons = "; ".join(sorted({why for _, why in s.not_filed}))
+            parts.append(f"{what}: {len(s.not_filed)} instances not filed for the research project ({reasons})")
     for uid, why in outcome.skipped:
         parts.append(f"{why} (study {uid}); it was skipped, not retrieved")
     if not parts:

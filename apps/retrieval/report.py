@@ -10,23 +10,29 @@ from django.utils import timezone
 
 from apps.jobs.models import ItemStatus
 from apps.jobs.spreadsheets import inert
+from apps.projects.masking import Mask
 
 FIELDS = ("line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
           "path", "reason", "text")
 
 
-def _row(item) -> dict:
-    return {"line": item.line, "PatientID": item.patient_id, "StudyDate": item.study_date,
-            "Modality": item.modality, "Server": item.server_name, "StudyInstanceUID": item.study_instance_uid,
-            "expected": item.expected, "instances": item.instances, "path": item.path, "reason": item.error}
+def _row(item, mask: Mask | None = None) -> dict:
+    row = {"line": item.line, "PatientID": item.patient_id, "StudyDate": item.study_date,
+           "Modality": item.modality, "Server": item.server_name, "StudyInstanceUID": item.study_instance_uid,
+           "expected": item.expected, "instances": item.instances, "path": item.path, "reason": item.error}
+    # a project's report names pseudonyms, the project's UIDs and shifted dates: never an original
+    return mask.retrieval_row(row, item.patient_id, item.study_date) if mask else row
 
 
 def build_report(job) -> dict:
     items = list(job.items.order_by("line"))
+    mask = Mask(job.project) if job.project_id else None
     by_status: dict[str, list[dict]] = {}
     for item in items:
-        by_status.setdefault(item.status, []).append(_row(item))
+        by_status.setdefault(item.status, []).append(_row(item, mask))
     bad_rows = [{"line": e["line"], "text": e["text"], "reason": e["message"]} for e in job.row_errors]
+    if mask:
+        bad_rows = [mask.retrieval_row(row, "", "") for row in bad_rows]
     total = len(items) + len(bad_rows)
     succeeded = by_status.get(ItemStatus.SUCCEEDED, [])
     return {

@@ -31,6 +31,7 @@ from apps.dicom.scu import c_get, find_association
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, sort_arrivals
+from apps.retrieval.deidentified import EarlyDeidentifier, deidentified_folder
 from apps.retrieval.holding import HOLD, StudyHolds
 from apps.retrieval.layout import FilingFailed, study_folder
 from apps.retrieval.models import MoveKey
@@ -41,6 +42,7 @@ from apps.servers.models import DicomServer, local_ae
 
 if TYPE_CHECKING:
     from apps.jobs.context import ItemContext
+    from apps.projects.pseudonymize import Pseudonymizer
     from apps.retrieval.models import RetrievalItem
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class RowRetrieval:
     downloads: Path
     outcome: RowOutcome = field(default_factory=RowOutcome)
     holds: StudyHolds = None  # where checked parts of a study wait for its other parts (holding.py)
+    pseudonymizer: Pseudonymizer | None = None  # a research project's job: filed de-identified
 
     def __post_init__(self):
         if self.holds is None:
@@ -85,6 +88,7 @@ class RowRetrieval:
         `folder`), then check and file what arrived. `folder` is removed afterwards, whatever happened."""
         if self.ctx.should_stop():
             raise ItemCanceled()
+        early = self._early(plan, folder)
         try:
             try:
                 result = retrieve(plan.move_query()[1])
@@ -101,9 +105,18 @@ class RowRetrieval:
             staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
                 self.staging.instances(folder))
             self._fail_if_unwritten(plan, folder)
-            self._file(plan, folder, staged, result, list_instances, wait)
+            self._file(plan, folder, staged, result, list_instances, wait, early)
         finally:
+            if early is not None:
+                early.__exit__(None, None, None)
             self.staging.remove(folder)
+
+    def _early(self, plan: StudyPlan, folder: Path) -> EarlyDeidentifier | None:
+        """For a project: de-identifying what lands while the move runs (its patient looked up already)."""
+        if self.pseudonymizer is None:
+            return None
+        return EarlyDeidentifier(self.pseudonymizer, lambda: self.staging.instances(folder),
+                                 folder.with_name(folder.name + ".deid"), known=[plan.patient_id]).__enter__()
 
     def _fail_if_unwritten(self, plan: StudyPlan, folder: Path) -> None:
         unwritten = self.staging.write_failure(folder)
@@ -112,8 +125,8 @@ class RowRetrieval:
                              f"folder ({unwritten}); nothing of it was filed. Fix the staging folder "
                              "(space, permissions), then retry the row.")
 
-    def _file(self, plan: StudyPlan, folder: Path, staged: list[Path], result, list_instances, wait: bool
-              ) -> None:
+    def _file(self, plan: StudyPlan, folder: Path, staged: list[Path], result, list_instances, wait: bool,
+              early: EarlyDeidentifier | None = None) -> None:
         item = self.item
         arrivals = sort_arrivals(folder, staged, plan.sops)
         if plan.sops is None and plan.expected is not None and len(arrivals.matching) > plan.expected:
@@ -126,12 +139,18 @@ class RowRetrieval:
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
             raise ItemCanceled()
-        study = plan.study
-        target = study_folder(self.downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
-                              str(study.get("PatientID", item.patient_id) or item.patient_id),
-                              modality_label(item, study))
+        study, commit = plan.study, None
+        if early is not None:  # a project's: de-identified once, as the study is committed, under its values
+            target = deidentified_folder(self.pseudonymizer, self.downloads, item.dicom_server.name, plan,
+                                         modality_label(item, study))
+            commit = early.committer(target)
+        else:
+            target = study_folder(self.downloads, item.dicom_server.name, str(study.get("StudyDate", "") or ""),
+                                  str(study.get("PatientID", item.patient_id) or item.patient_id),
+                                  modality_label(item, study))
         try:  # all or nothing per study, over all its parts: with anything foreign, nothing of it is filed
-            self.outcome.studies.append(self.holds.settle(plan, arrivals, target, failed_on_pacs=result.failed,
+            self.outcome.studies.append(self.holds.settle(plan, arrivals, target, commit=commit,
+                                                          failed_on_pacs=result.failed,
                                                           series_instance_uid=plan.series_uid or ""))
         except FilingFailed as exc:
             log.info("cannot file a study of line %s into the downloads folder: %s", item.line, exc.reason)
@@ -147,7 +166,8 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     peer = server.as_peer(retrieve_timeout=item.job.timeout)
     local = local_ae()
     staging = MoveStaging(staging_root or settings.STAGING_DIR)
-    row = RowRetrieval(item, ctx, staging, Path(downloads or item.job.downloads_root()))
+    row = RowRetrieval(item, ctx, staging, Path(downloads or item.job.downloads_root()),
+                       pseudonymizer=item.job.project.pseudonymizer() if item.job.project_id else None)
     require_writable(staging.root, "staging folder")
     require_writable(row.downloads, "downloads folder")
     clear_earlier_runs(item, staging, local.ae_title)
@@ -170,6 +190,8 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
                 else:
                     plan = plan_for(assoc, study)
                     plans += series_parts(assoc, plan) if parallel else [plan]
+        for plan in plans if row.pseudonymizer is not None else []:
+            row.pseudonymizer.patient(plan.patient_id)  # the map looked up here, not in the moves' threads
         listed = functools.partial(_list_instances_alone, peer, local)  # the PACS's own list, when needed
         row.holds.expect(plans)
         try:
@@ -232,8 +254,11 @@ def retrieve_row(item, ctx, **where) -> RowOutcome:
                                for s in outcome.studies],
                    "skipped": [{"StudyInstanceUID": uid, "reason": why} for uid, why in outcome.skipped]}
     item.save(update_fields=["expected", "instances", "bytes", "path", "result"])
+    uids = sorted({s.study_instance_uid for s in outcome.studies})
+    if item.job.project_id:  # a project's job names the project's UIDs only
+        uids = [item.job.project.recipe().uid(uid) for uid in uids]
     record(item.job.created_by, "study.retrieved", f"server:{item.server_name}", job=item.job_id,
-           line=item.line, studies=sorted({s.study_instance_uid for s in outcome.studies}), instances=item.instances,
+           line=item.line, studies=uids, instances=item.instances,
            quarantined=sum(s.foreign for s in outcome.studies), skipped=len(outcome.skipped))
     problem = problems_message(item.server_name, item.line, outcome)
     if problem:

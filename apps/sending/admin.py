@@ -8,6 +8,7 @@ from django.utils.html import format_html
 
 from apps.jobs.access import visible_jobs
 from apps.jobs.admin import JobAdminMixin, JobItemInline
+from apps.projects.access import refusal
 from apps.sending import intake
 from apps.sending.forms import SendForm
 from apps.sending.models import Inbox, SendItem, SendJob
@@ -29,7 +30,7 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "description", "status", "progress", "inbox", "created_by", "created_at", "report_link")
     list_filter = ("status", "inbox", "created_at")
     readonly_fields = [*JobAdminMixin.readonly_fields[:2], "report_link", "error_summary", "server_names", "method",
-                       "source_path", "inbox", "folder", "archive_path", "phase_log",
+                       "project", "source", "inbox", "folder_sent", "archived_to", "phase_log",
                        *JobAdminMixin.readonly_fields[2:]]
     fields = readonly_fields
     change_list_template = "admin/sending/sendjob/change_list.html"
@@ -46,6 +47,19 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
         own = [path("send/", self.admin_site.admin_view(self.send_view), name="sending_send"),
                path("<int:pk>/report.csv", self.admin_site.admin_view(self.report_view), name="sending_report")]
         return own + super().get_urls()
+
+    # a project's job shows no original (the folder's name is the patient's ID and name)
+    @admin.display(description="Source path")
+    def source(self, job):
+        return job.shown_source_path
+
+    @admin.display(description="Folder")
+    def folder_sent(self, job):
+        return job.shown_folder
+
+    @admin.display(description="Archive path")
+    def archived_to(self, job):
+        return job.shown_archive_path
 
     @admin.display(description="Report")
     def report_link(self, job):
@@ -76,7 +90,7 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
     def send_view(self, request):
         self.require_start(request)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Send to PACS"}
-        form = SendForm(request.POST or None, request.FILES or None)
+        form = SendForm(request.POST or None, request.FILES or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -84,9 +98,10 @@ class SendJobAdmin(JobAdminMixin, admin.ModelAdmin):
                     server.check_access(request.user, "send")
                 if data["files"]:
                     job = intake.send_uploads(data["files"], list(data["servers"]), user=request.user,
-                                              method=data["method"])
+                                              method=data["method"], project=data["project"])
                 else:
-                    job = intake.send_path(data["path"], list(data["servers"]), user=request.user, method=data["method"])
+                    job = intake.send_path(data["path"], list(data["servers"]), user=request.user, method=data["method"],
+                                           project=data["project"])
             except ServerAccessDenied as exc:
                 form.add_error("servers", str(exc))
             except (OutsideRoots, FileNotFoundError) as exc:
@@ -114,6 +129,9 @@ class InboxAdmin(admin.ModelAdmin):
         class SendAccessChecked(form):
             def clean(self):
                 data = super().clean()
+                problem = refusal(user, data.get("project", getattr(obj, "project", None)))
+                if problem:
+                    self.add_error("project" if "project" in self.fields else None, problem)
                 for server in data.get("destinations") or []:
                     if not server.may(user, "send"):
                         self.add_error("destinations", server.refusal("send"))

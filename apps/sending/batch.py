@@ -18,6 +18,7 @@ from apps.dicom import files, paths
 from apps.dicom.errors import DicomError, InvalidDicomFile
 from apps.dicom.rewrite import Patient, rewrite_patient
 from apps.jobs.errors import ItemCanceled, ItemFailed
+from apps.sending.pseudonymize import deidentify_all, file_label, neutral
 from apps.servers import storing
 
 HEARTBEAT_EVERY = 1.0  # seconds between progress writes while a batch is being sent
@@ -35,12 +36,25 @@ def send_batch(item, ctx) -> None:
     result = item.result
     result.setdefault("destinations", {})
     sendable, skipped = check_files(job, item.paths)
+    if job.project_id:  # a project's report names no path: a path may name the patient
+        places = {(rel or Path(job.source_path).name): n for n, rel in enumerate(item.paths)}
+        skipped = [[file_label(item.batch, places.get(name, 0)), neutral(reason, name, job.source_path)]
+                   for name, reason in skipped]
+        for entry in sendable:
+            entry.relative = file_label(item.batch, places[entry.relative])
     # files an earlier run found incomplete while sending stay reported (destinations done then are not re-run)
     names = {name for name, _ in skipped} | {s.relative for s in sendable}
     skipped += [entry for entry in result.get("skipped", []) if entry[0] not in names]
     work = None
     try:
-        if job.patient_id:
+        if job.project_id:
+            work = Path(settings.DATA_DIR) / "sending" / "work" / f"item{item.pk}"
+            shutil.rmtree(work, ignore_errors=True)  # a re-run starts from a clean copy
+            sendable, refused = deidentify_all(job, sendable, work, Sendable)
+            skipped += refused
+            job.add_log(f"batch {item.batch}: PHASE 1 de-identification for project {job.project.name}: "
+                        f"{len(sendable)} files de-identified, {len(refused)} held back or refused")
+        elif job.patient_id:
             work = Path(settings.DATA_DIR) / "sending" / "work" / f"item{item.pk}"
             shutil.rmtree(work, ignore_errors=True)  # a re-run starts from a clean copy
             sendable, unwritable = rewrite_all(sendable, work, Patient(job.patient_id, job.patient_name))

@@ -1,6 +1,7 @@
 from django import forms
 
 from apps.jobs.forms import MultipleFileField, MultipleFileInput
+from apps.projects.access import project_choice
 from apps.sending.models import SendJob
 from apps.servers.models import DicomServer
 
@@ -12,6 +13,10 @@ class SendForm(forms.Form):
                            help_text="Inside IMPORT_ROOTS; folders are sent with everything below them.")
     files = MultipleFileField(required=False, widget=MultipleFileInput(attrs={"multiple": True}), label="Or upload files")
     method = forms.ChoiceField(choices=SendJob.Method.choices, initial=SendJob.Method.C_STORE)
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["project"] = project_choice(user)
 
     def clean_files(self):
         return [upload for upload in self.cleaned_data.get("files") or [] if upload]

@@ -44,16 +44,17 @@ def start_send(*, servers, source: Path, root: Path, user=None, method: str = Se
     return job
 
 
-def send_path(path: str, servers, *, user=None, method: str = SendJob.Method.C_STORE) -> SendJob:
+def send_path(path: str, servers, *, user=None, method: str = SendJob.Method.C_STORE, project=None) -> SendJob:
     """Raises OutsideRoots when the path is not inside IMPORT_ROOTS, FileNotFoundError when it is absent."""
     source = confined(path)
     if not source.exists():
         raise FileNotFoundError(f"{path} does not exist.")
     return start_send(servers=servers, source=source, root=root_of(source), user=user, method=method,
-                      description=f"{source.name or source}")
+                      description=f"{source.name or source}" if project is None else f"files for project {project}",
+                      project=project)
 
 
-def send_uploads(uploads, servers, *, user=None, method: str = SendJob.Method.C_STORE) -> SendJob:
+def send_uploads(uploads, servers, *, user=None, method: str = SendJob.Method.C_STORE, project=None) -> SendJob:
     folder = Path(settings.DATA_DIR) / "sending" / "uploads" / uuid.uuid4().hex
     folder.mkdir(parents=True)
     for number, upload in enumerate(uploads):
@@ -62,10 +63,12 @@ def send_uploads(uploads, servers, *, user=None, method: str = SendJob.Method.C_
             for chunk in upload.chunks():
                 out.write(chunk)
     return start_send(servers=servers, source=folder, root=folder, user=user, method=method, uploaded=True,
-                      description=f"{len(uploads)} uploaded files")
+                      description=f"{len(uploads)} uploaded files", project=project)
 
 
 def start_inbox_run(inbox: Inbox, folder: Path, patient: Patient, fingerprint: str) -> SendJob:
-    return start_send(servers=list(inbox.destinations.all()), source=folder, root=root_of(folder) or folder,
-                      description=f"inbox {inbox.name}", inbox=inbox, folder=folder.name,
+    # with a project, the run is known by the pseudonym of the patient the folder's name gives
+    pseudonym = inbox.project.patient(patient.patient_id).pseudonym if inbox.project else ""
+    return start_send(pseudonym=pseudonym, servers=list(inbox.destinations.all()), source=folder, root=root_of(folder) or folder,
+                      description=f"inbox {inbox.name}", inbox=inbox, folder=folder.name, project=inbox.project,
                       patient_id=patient.patient_id, patient_name=patient.patient_name, fingerprint=fingerprint)

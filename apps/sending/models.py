@@ -34,6 +34,7 @@ FOLDER_OWNERSHIP = ("The watched folder, inside IMPORT_ROOTS, sharing nothing wi
                     "folder belongs to whoever may manage inboxes: anything put in it is sent to the destinations "
                     "with the patient its name gives, and moved to the archive.")
 FILES_PER_ITEM_MIN = 25  # below this, another parallel association costs more than it saves
+HIDDEN = "(not shown: the job de-identifies for a research project)"
 NOTHING_SENT = "Nothing was sent: none of the files is DICOM (see the report for each file's reason)."
 
 
@@ -52,6 +53,9 @@ class Inbox(models.Model):
     archive_path = models.CharField(max_length=500, help_text="Sent folders move here, under a timestamp folder.")
     error_path = models.CharField(max_length=500, blank=True,
                                   help_text="Optional: folders that failed move here (retry still works).")
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text="A research project: every folder's files are de-identified for it after "
+                                          "the folder-name rewrite. Empty: sent identified.")
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=300, blank=True, editable=False,
                                        help_text="Why the portal disabled this inbox; cleared when it is enabled again.")
@@ -147,10 +151,15 @@ class SendJob(Job):
     servers = models.ManyToManyField(DicomServer, related_name="+")
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.C_STORE)
     uploaded = models.BooleanField(default=False, help_text="The files are the portal's copies of an upload.")
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text="The research project every file is de-identified for; empty: identified.")
     inbox = models.ForeignKey(Inbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     folder = models.CharField(max_length=255, blank=True, help_text="Inbox run: the folder's name.")
     patient_id = models.CharField("PatientID", max_length=64, blank=True, help_text="Inbox run: written into every file.")
     patient_name = models.CharField("PatientName", max_length=200, blank=True)
+    pseudonym = models.CharField(max_length=64, blank=True,
+                                 help_text="Inbox run with a project: the patient's pseudonym, shown in place of "
+                                           "the folder's name.")
     fingerprint = models.CharField(max_length=40, blank=True, help_text="Inbox run: the folder's content when seen.")
     archive_path = models.CharField(max_length=500, blank=True, help_text="Where the folder was archived.")
     note = models.TextField(blank=True, help_text="Why archiving or moving the folder failed, if it did.")
@@ -166,6 +175,24 @@ class SendJob(Job):
     def is_inbox_run(self) -> bool:
         return bool(self.folder)
 
+    # A project's job shows no original: an inbox folder's name is the patient's ID and name, and a path
+    # someone sent may name the patient too. The API, the report and the job's log show these instead.
+    @property
+    def shown_folder(self) -> str:
+        if self.project_id is None or not self.folder:
+            return self.folder
+        return self.pseudonym or HIDDEN
+
+    @property
+    def shown_source_path(self) -> str:
+        return self.source_path if self.project_id is None else HIDDEN
+
+    @property
+    def shown_archive_path(self) -> str:
+        if self.project_id is None or not self.archive_path:
+            return self.archive_path
+        return str(Path(self.archive_path).parent / self.shown_folder)
+
     def add_log(self, line: str) -> None:
         """Append one line; items running in parallel may append at once, so the database concatenates."""
         stamped = f"{timezone.now():%Y-%m-%d %H:%M:%S} {line}\n"
@@ -178,6 +205,9 @@ class SendJob(Job):
         count = max(1, min(limit, math.ceil(len(relative_paths) / FILES_PER_ITEM_MIN)))
         size = max(1, math.ceil(len(relative_paths) / count))
         batches = [relative_paths[i:i + size] for i in range(0, len(relative_paths), size)] or [[]]
+        if self.project_id:  # a project's report names no path: a path may name the patient
+            skipped = [[f"entry {n + 1} not sent", reason.replace(name, "…").replace(self.source_path, "…")]
+                       for n, (name, reason) in enumerate(skipped)]
         SendItem.objects.bulk_create(SendItem(job=self, batch=n, paths=b, files=len(b),
                                               result={"skipped": list(skipped)} if n == 0 and skipped else {})
                                      for n, b in enumerate(batches))

@@ -21,7 +21,7 @@ def report_rows(job) -> list[dict]:
 
 
 def build_report(job) -> dict:
-    return {"job": job.pk, "status": job.status, "source": job.folder or job.description,
+    return {"job": job.pk, "status": job.status, "source": job.shown_folder or job.description,
             "servers": [s.name for s in job.servers.all()], "generated_at": timezone.now().isoformat(timespec="seconds"),
             "summary": job.progress(), "error": job.error_summary(), "files": report_rows(job)}
 

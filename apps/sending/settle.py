@@ -56,7 +56,7 @@ def _archive(job, archive_root: Path) -> None:
         log.warning("run=%s archive failed: %s", job.pk, type(exc).__name__)
         return
     model.objects.filter(pk=job.pk).update(note="")
-    job.add_log(f"PHASE 3 archived to {target}")
+    job.add_log(f"PHASE 3 archived to {job.shown_archive_path}")
     log.info("run=%s inbox=%s folder archived", job.pk, job.inbox.name)
     record("inbox-watcher", "folder.archived", job, inbox=job.inbox.name, archive_path=str(target))
 
@@ -80,4 +80,4 @@ def _move_to_errors(job, error_root: Path) -> None:
         return
     job.source_path, job.root = str(target), str(root_of(target.resolve()) or target)
     model.objects.filter(pk=job.pk).update(root=job.root)
-    job.add_log(f"moved to the error folder {target}; retry sends it from there")
+    job.add_log(f"moved to the error folder {error_root if job.project_id else target}; retry sends it from there")

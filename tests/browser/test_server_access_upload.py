@@ -14,7 +14,8 @@ WARD_USER, WARD_PASSWORD = "ward-tech", "ward-pass-123"
 def ward_page(page, live_server, django_user_model):
     """Logged in through the real login form as staff in group Ward: may start retrievals and see them."""
     ward = Group.objects.create(name="Ward")
-    ward.permissions.set(Permission.objects.filter(codename__in=["start_retrieval", "view_retrievaljob"]))
+    ward.permissions.set(Permission.objects.filter(codename__in=["start_retrieval", "view_retrievaljob",
+                                                            "handle_identified_data"]))
     user = django_user_model.objects.create_user(WARD_USER, password=WARD_PASSWORD, is_staff=True)
     user.groups.add(ward)
     return log_in(page, live_server, WARD_USER, WARD_PASSWORD)

@@ -136,3 +136,17 @@ def retrieval_layout(root, server: str):
     from apps.retrieval.layout import study_folder
 
     return lambda result: study_folder(root, server, result.study_date, result.patient_id, result.modality)
+
+
+def shift_safe(project):
+    """Re-key a new project until the planted patient's date shift cannot move one planted date onto
+    another (they lie within 5 days of each other): a shifted date equal to a planted one by chance is
+    not a leak, and would make the byte search fail at random."""
+    from apps.dicom.deidentify import patient_keys
+    from apps.projects.models import new_secret
+
+    while abs(patient_keys(bytes.fromhex(project.secret), project.name, PATIENT_ID,
+                           project.max_date_shift_days).date_shift_days) <= 5:
+        project.secret = new_secret()
+    project.save(update_fields=["secret"])
+    return project

@@ -151,3 +151,125 @@ def test_a_hostile_file_fails_with_a_reason_and_leaves_nothing(name, tmp_path):
     with pytest.raises(CannotDeidentify, match="unreadable"):
         project.pseudonymizer().write(hostile_files()[name], retrieval_layout(tmp_path, "LK"))
     assert list(tmp_path.rglob("*.dcm")) == [] and list(tmp_path.rglob("*.part")) == []
+
+
+@pytest.fixture
+def researcher(django_user_model, settings, tmp_path):
+    """May start retrievals, sends and deliveries, but not handle identified data."""
+    from apps.servers.models import DicomServer
+
+    settings.IMPORT_ROOTS = [tmp_path.resolve()]
+    settings.DATA_DIR = tmp_path / "data"
+    DicomServer.objects.create(name="LK", ae_title="LK", host="127.0.0.1", port=104)
+    user = django_user_model.objects.create_user("researcher", password="pw-123-456")
+    user.user_permissions.set(Permission.objects.exclude(codename__in=["handle_identified_data", "view_all_jobs"]))
+    return user
+
+
+ROWS = [{"PatientID": "P1", "StudyDate": "2024-01-02", "Modality": "CT", "Server": "LK"}]
+
+
+@pytest.mark.parametrize("given", ["", None, "   ", "trial1", "TRIAL1\n\x00", ["TRIAL1"], {"name": "TRIAL1"}, 1,
+                                   "TRIAL1' OR '1'='1"])
+def test_no_project_look_alike_lets_identified_data_through(researcher, project, given):
+    from apps.retrieval.models import RetrievalJob
+    from apps.sending.models import SendJob
+
+    api = client_for(researcher)
+    for path, body in [("/api/retrievals/", {"rows": ROWS, "project": given}),
+                       ("/api/sends/", {"servers": ["LK"], "path": str(settings_root()), "project": given})]:
+        answer = api.post(path, body, format="json")
+        assert answer.status_code in (400, 403), (path, given, answer.status_code, answer.content)
+        assert answer["Content-Type"].startswith("application/json")
+        assert b"handle_identified_data" in answer.content or b"project" in answer.content
+    assert not RetrievalJob.objects.exists() and not SendJob.objects.exists()
+
+
+def settings_root():
+    from django.conf import settings
+
+    return settings.IMPORT_ROOTS[0]
+
+
+def test_another_accounts_retrieval_cannot_be_delivered_under_a_project(researcher, project, django_user_model):
+    from apps.delivery.models import DeliveryJob, DeliveryTarget
+    from apps.retrieval.models import RetrievalJob
+
+    other = django_user_model.objects.create_user("clinician", password="pw-123-456")
+    theirs = RetrievalJob.objects.create(created_by=other, status="succeeded")
+    DeliveryTarget.objects.create(name="DROP", kind="folder", path=str(settings_root() / "drop"))
+    answer = client_for(researcher).post("/api/deliveries/", {"retrieval": theirs.pk, "target": "DROP",
+                                                              "project": "TRIAL1"}, format="json")
+    assert answer.status_code == 400 and f"#{theirs.pk}".encode() in answer.content
+    assert not DeliveryJob.objects.exists()
+
+
+def test_a_jobs_project_cannot_be_changed_or_removed_through_the_api(researcher, project):
+    from apps.retrieval.models import RetrievalJob
+
+    api = client_for(researcher)
+    job_id = api.post("/api/retrievals/", {"rows": ROWS, "project": "TRIAL1"}, format="json").json()["id"]
+    for method in ("patch", "put"):
+        answer = getattr(api, method)(f"/api/retrievals/{job_id}/", {"project": None}, format="json")
+        assert answer.status_code in (403, 405)
+    assert RetrievalJob.objects.get(pk=job_id).project == project
+
+
+def test_a_project_named_by_jobs_cannot_be_deleted(researcher, project, admin_client_logged_in):
+    api = client_for(researcher)
+    assert api.post("/api/retrievals/", {"rows": ROWS, "project": "TRIAL1"}, format="json").status_code == 201
+    boss = client_for(admin_client_logged_in.user)
+    answer = boss.delete("/api/projects/TRIAL1/")
+    assert answer.status_code == 409 and b"jobs that name it" in answer.content
+    assert Project.objects.filter(name="TRIAL1").exists()
+
+
+def test_hostile_names_in_a_projects_send_never_reach_its_report(researcher, project, free_port):
+    """A FIFO, a link out of the roots, a truncated file and a text file, each named after the patient: the
+    walk and the checks skip them, and the job's body, report and log name none of them."""
+    import os
+
+    from apps.jobs import runner
+    from apps.jobs.models import ItemStatus
+    from apps.sending.models import SendJob
+    from apps.servers.models import DicomServer
+    from tests.projects.planted import PATIENT_ID, as_file, planted_dataset
+
+    DicomServer.objects.filter(name="LK").update(port=free_port)  # nothing listens: the store fails too
+    case = settings_root() / f"Smith_{PATIENT_ID}"
+    case.mkdir()
+    os.mkfifo(case / f"{PATIENT_ID}_fifo.dcm")
+    os.symlink("/etc/hostname", case / f"{PATIENT_ID}_link.dcm")
+    (case / f"{PATIENT_ID}_cut.dcm").write_bytes(as_file(planted_dataset())[:400])
+    (case / f"{PATIENT_ID}.txt").write_text(PATIENT_ID)
+    (case / "one.dcm").write_bytes(as_file(planted_dataset()))
+    api = client_for(researcher)
+    answer = api.post("/api/sends/", {"servers": ["LK"], "path": str(case), "project": "TRIAL1"}, format="json")
+    assert answer.status_code == 201, answer.content
+    job = SendJob.objects.get(pk=answer.json()["id"])
+    for item in job.items.filter(status=ItemStatus.PENDING):
+        runner.run_item(item._meta.label, item.pk)
+    shown = (api.get(f"/api/sends/{job.pk}/").content + api.get(f"/api/sends/{job.pk}/report").content
+             + api.get(f"/api/sends/{job.pk}/report?output=csv").content)
+    assert b"Smith" not in shown and PATIENT_ID.encode() not in shown
+    report = api.get(f"/api/sends/{job.pk}/report").json()["files"]
+    reasons = " ".join(row["reason"] for row in report)
+    assert len([r for r in report if r["outcome"] == "skipped"]) == 4, report
+    assert "truncated" in reasons and "not a DICOM file" in reasons
+    assert "LK" in api.get(f"/api/sends/{job.pk}/").json()["error"]  # the store's failure names the server
+
+
+def test_a_projects_retrieval_cannot_be_delivered_for_another_project(researcher, project):
+    from apps.delivery.models import DeliveryJob, DeliveryTarget
+    from apps.retrieval.models import RetrievalJob
+
+    filed = RetrievalJob.objects.create(created_by=researcher, status="succeeded", project=project)
+    Project.objects.create(name="TRIAL2")
+    DeliveryTarget.objects.create(name="DROP", kind="folder", path=str(settings_root() / "drop"))
+    api = client_for(researcher)
+    answer = api.post("/api/deliveries/", {"retrieval": filed.pk, "target": "DROP", "project": "TRIAL2"},
+                      format="json")
+    assert answer.status_code == 400 and b"TRIAL1" in answer.content and b"TRIAL2" in answer.content
+    same = api.post("/api/deliveries/", {"retrieval": filed.pk, "target": "DROP", "project": "TRIAL1"},
+                    format="json")
+    assert same.status_code == 201 and DeliveryJob.objects.count() == 1

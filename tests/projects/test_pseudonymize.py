@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_file_from_bytes_or_a_path_lands_under_its_pseudonymized_layout(tmp_path):
-    project = Project.objects.create(name="TRIAL1", options=["retain-longitudinal-dates"])
+    project = planted.shift_safe(Project.objects.create(name="TRIAL1", options=["retain-longitudinal-dates"]))
     data = planted.as_file(planted.planted_dataset("ISO_IR 192"))
     source = tmp_path / "in.dcm"
     source.write_bytes(data)

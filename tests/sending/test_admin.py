@@ -71,7 +71,8 @@ def test_the_send_page_needs_the_start_permission_and_server_access(client, root
     client.force_login(staff)
     assert client.get("/admin/sending/sendjob/send/").status_code == 403
     assert "id=\"send-to-pacs\"" not in client.get("/admin/sending/sendjob/").content.decode()
-    staff.user_permissions.add(*Permission.objects.filter(codename="add_sendjob"))
+    # may send identified data: this test is about server access (projects: tests/projects/test_wiring.py)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_sendjob", "handle_identified_data"]))
     pacs.open_to_everyone = False
     pacs.save()
     refused = client.post("/admin/sending/sendjob/send/", {"servers": ["PACS"], "path": str(root / "cases"),

@@ -4,6 +4,7 @@ from rest_framework import serializers
 from apps.delivery.follow import REFUSED, may_deliver
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
+from apps.projects.access import ProjectField, ProjectNameField
 from apps.servers.models import DicomServer
 from apps.servers.outbound import secret_after_change
 
@@ -59,10 +60,12 @@ class DeliveryBatchSerializer(JobItemSerializer):
 class DeliveryJobSerializer(JobSerializer):
     items = DeliveryBatchSerializer(many=True, read_only=True)
     target = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    project = ProjectNameField(read_only=True)
 
     class Meta(JobSerializer.Meta):
         model = DeliveryJob
-        fields = JobSerializer.Meta.fields + ["retrieval", "target", "mode", "batch_size", "keep_zip", "clear"]
+        fields = JobSerializer.Meta.fields + ["retrieval", "target", "mode", "batch_size", "keep_zip", "clear",
+                                              "project"]
         read_only_fields = fields
 
 
@@ -75,6 +78,7 @@ class DeliveryOptionsSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(min_value=1, max_value=10000, default=20)
     keep_zip = serializers.BooleanField(default=False)
     clear = serializers.BooleanField(default=True)
+    project = ProjectField(help_text="A research project: what is delivered is de-identified for it.")
 
     def validate_target(self, target):
         request = self.context.get("request")

@@ -8,6 +8,7 @@ from apps.delivery.api.serializers import DeliveryJobSerializer, DeliveryRequest
 from apps.delivery.models import DeliveryJob, DeliveryTarget
 from apps.jobs.access import visible_jobs
 from apps.jobs.api.views import JobViewSetMixin
+from apps.projects.access import require_project
 from apps.retrieval.models import RetrievalJob
 
 STAFF_ONLY = ("Only staff may create delivery targets or change where one sends (kind, url, server, path): "
@@ -57,6 +58,13 @@ class DeliveryJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retrieve
         if retrieval is None:
             return Response({"retrieval": [f"You have no retrieval job #{data['retrieval']}."]},
                             status=status.HTTP_400_BAD_REQUEST)
+        if data["project"] and retrieval.project_id and data["project"].pk != retrieval.project_id:
+            return Response({"project": [f"Retrieval job #{retrieval.pk} filed its files de-identified for project "
+                                         f"{retrieval.project}; they cannot be de-identified again for "
+                                         f"{data['project']}."]}, status=status.HTTP_400_BAD_REQUEST)
+        # files a project's retrieval filed are de-identified already; others need a project or the permission
+        require_project(request.user, data["project"] or retrieval.project)
         job = DeliveryJob.for_retrieval(retrieval, data["target"], user=request.user, mode=data["mode"],
-                                        batch_size=data["batch_size"], keep_zip=data["keep_zip"], clear=data["clear"])
+                                        batch_size=data["batch_size"], keep_zip=data["keep_zip"], clear=data["clear"],
+                                        project=data["project"])
         return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)

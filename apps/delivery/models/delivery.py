@@ -24,6 +24,8 @@ class DeliveryJob(Job):
     batch_size = models.PositiveIntegerField(default=20)
     keep_zip = models.BooleanField(default=False, help_text="Keep each batch's zip after it was delivered.")
     clear = models.BooleanField(default=True, help_text="Delete the delivered case files once confirmed.")
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text="The research project what it sends is de-identified for; empty: as filed.")
     plan = models.JSONField(default=list, editable=False, help_text="Case-list lines of each batch, in order.")
 
     class Meta(Job.Meta):
@@ -35,13 +37,13 @@ class DeliveryJob(Job):
     @classmethod
     def for_retrieval(cls, retrieval, target, *, user=None, mode: str = Mode.ZIP, batch_size: int = 20,
                       keep_zip: bool = False, clear: bool = True, start: bool = True,
-                      lines: list[int] | None = None) -> "DeliveryJob":
+                      lines: list[int] | None = None, project=None) -> "DeliveryJob":
         """`lines`: the retrieval's case-list lines, when its rows are still being created."""
         if not target.zippable:
             mode = cls.Mode.DIRECT  # a PACS takes instances, not zips
         lines = sorted(lines if lines is not None else retrieval.items.values_list("line", flat=True))
         job = cls.objects.create(created_by=user, retrieval=retrieval, target=target, mode=mode,
-                                 batch_size=batch_size, keep_zip=keep_zip, clear=clear,
+                                 batch_size=batch_size, keep_zip=keep_zip, clear=clear, project=project,
                                  plan=[lines[i:i + batch_size] for i in range(0, len(lines), batch_size)],
                                  description=f"{retrieval} to {target.name}, {batch_size} cases per batch")
         if start:

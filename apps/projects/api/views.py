@@ -26,8 +26,8 @@ class ProjectViewSet(viewsets.ModelViewSet):
         try:
             project.delete()
         except ProtectedError:
-            return Response({"error": f"Project '{project.name}' has a pseudonym map, the only way back from "
-                                      "its pseudonyms to the patients; it cannot be deleted."},
+            return Response({"error": f"Project '{project.name}' has a pseudonym map (the only way back from "
+                                      "its pseudonyms to the patients) or jobs that name it; it cannot be deleted."},
                             status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -3,6 +3,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
+from apps.projects.access import ProjectField, ProjectNameField
+from apps.projects.masking import Mask
 from apps.retrieval import extensions
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 
@@ -26,6 +28,11 @@ class RetrievalItemSerializer(JobItemSerializer):
     def get_found(self, item) -> int:
         return item.found_count if hasattr(item, "found_count") else item.found.count()
 
+    def to_representation(self, item):
+        shown = super().to_representation(item)
+        mask = self.context.get("mask")  # a project's job: no original next to a pseudonym
+        return mask.retrieval_row(shown, item.patient_id, item.study_date) if mask else shown
+
 
 ITEMS_PAGE_SIZE, ITEMS_PAGE_SIZE_MAX = 100, 1000
 
@@ -35,16 +42,25 @@ class RetrievalJobListSerializer(JobSerializer):
 
     status = serializers.CharField(source="shown_status", read_only=True,
                                    help_text="The job's status, or 'preparing' while its rows are created.")
+    project = ProjectNameField(read_only=True)
+    row_errors = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
         model = RetrievalJob
         fields = [f for f in JobSerializer.Meta.fields if f != "items"] + ["source_name", "timeout", "row_errors",
-                                                                          "mode", "query_job"]
+                                                                          "mode", "query_job", "project"]
 
     def get_fields(self):
         """The declared fields and what registered attachments show of a job (apps/retrieval/extensions.py)."""
         shown = {name: make() for a in extensions.attachments() for name, make in a.job_fields.items()}
         return {**super().get_fields(), **shown}
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_row_errors(self, job) -> list:
+        if not job.project_id:
+            return job.row_errors
+        mask = Mask(job.project)
+        return [mask.retrieval_row(e, "", "") for e in job.row_errors]
 
 
 class RetrievalJobSerializer(RetrievalJobListSerializer):
@@ -71,7 +87,8 @@ class RetrievalJobSerializer(RetrievalJobListSerializer):
 
     @extend_schema_field(RetrievalItemSerializer(many=True))
     def get_items(self, job):
-        return RetrievalItemSerializer(self._page(job)[0], many=True).data
+        context = {"mask": Mask(job.project)} if job.project_id else {}
+        return RetrievalItemSerializer(self._page(job)[0], many=True, context=context).data
 
     @extend_schema_field(serializers.DictField())
     def get_items_page(self, job) -> dict:
@@ -107,6 +124,7 @@ class RetrievalRequestSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=["retrieve", "query"], required=False, default="retrieve",
                                    help_text="'query': every row runs its C-FINDs and records what it found; "
                                              "nothing is moved (GET …/results).")
+    project = ProjectField()
 
     def get_fields(self):
         """The declared fields and one per registered attachment (apps/retrieval/extensions.py)."""

@@ -5,6 +5,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
+from apps.projects.access import require_project
 from apps.retrieval import extensions, intake
 from apps.retrieval.api.serializers import (
     RetrievalJobListSerializer,
@@ -64,6 +65,8 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
             return Response({"error": f"mode 'query' moves nothing, so nothing can follow it: leave out "
                                       f"{', '.join(repr(name) for name in attached)}."},
                             status=status.HTTP_400_BAD_REQUEST)
+        project = body.validated_data["project"]
+        require_project(request.user, project)
         sources = [(f.name, f) for f in files] if files else [("API rows", intake.rows_to_csv(rows))]
         read = intake.read_case_lists(sources, user=request.user, default_server=body.validated_data["server"])
         refused = next((f for f in read if not f.runnable), None)
@@ -74,7 +77,7 @@ class RetrievalJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.Retriev
                             status=status.HTTP_400_BAD_REQUEST)
         jobs = intake.start_jobs(read, user=request.user, timeout=body.validated_data.get("timeout"),
                                  default_server=body.validated_data["server"],
-                                 mode=body.validated_data["mode"],
+                                 mode=body.validated_data["mode"], project=project,
                                  **{a.name: body.validated_data.get(a.name) for a in extensions.attachments()})
         payload = [self.get_serializer(job).data for job in jobs]
         return Response(payload[0] if rows is not None or len(payload) == 1 else payload,

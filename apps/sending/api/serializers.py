@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
+from apps.projects.access import ProjectField, ProjectNameField, require_project
 from apps.sending.models import Inbox, SendItem, SendJob
 from apps.servers.models import DicomServer
 
@@ -19,11 +20,15 @@ class SendJobSerializer(JobSerializer):
     servers = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     inbox = serializers.SlugRelatedField(slug_field="name", read_only=True)
     error = serializers.CharField(source="error_summary", read_only=True)
+    project = ProjectNameField(read_only=True)
+    source_path = serializers.CharField(source="shown_source_path", read_only=True)
+    folder = serializers.CharField(source="shown_folder", read_only=True)
+    archive_path = serializers.CharField(source="shown_archive_path", read_only=True)
 
     class Meta(JobSerializer.Meta):
         model = SendJob
         fields = JobSerializer.Meta.fields + ["servers", "method", "source_path", "uploaded", "inbox", "folder",
-                                              "archive_path", "error", "log"]
+                                              "archive_path", "error", "log", "project"]
         read_only_fields = fields
 
 
@@ -34,6 +39,7 @@ class SendRequestSerializer(serializers.Serializer):
     path = serializers.CharField(required=False, allow_blank=True, default="")
     method = serializers.ChoiceField(choices=SendJob.Method.choices, default=SendJob.Method.C_STORE)
     files = serializers.ListField(child=serializers.FileField(), required=False, default=list)
+    project = ProjectField()
 
     def validate_servers(self, names):
         names = [n.strip() for name in names for n in name.split(",") if n.strip()]
@@ -56,11 +62,12 @@ class SendRequestSerializer(serializers.Serializer):
 
 class InboxSerializer(serializers.ModelSerializer):
     destinations = serializers.SlugRelatedField(slug_field="name", many=True, queryset=DicomServer.objects.all())
+    project = ProjectNameField()
 
     class Meta:
         model = Inbox
         fields = ["name", "path", "pattern", "destinations", "debounce_seconds", "archive_path", "error_path",
-                  "enabled", "disabled_reason", "unmatched", "created_at", "updated_at"]
+                  "project", "enabled", "disabled_reason", "unmatched", "created_at", "updated_at"]
         read_only_fields = ["disabled_reason", "unmatched", "created_at", "updated_at"]
 
     def validate(self, data):
@@ -79,7 +86,9 @@ class InboxSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"destinations": "Name at least one server."})
         else:
             destinations = list(self.instance.destinations.all())
-        # whoever changes an inbox, in any way, must be allowed to send wherever it sends
+        # whoever changes an inbox, in any way, must be allowed to send what it sends: identified data too
+        require_project(self.context["request"].user,
+                        data["project"] if "project" in data else getattr(self.instance, "project", None))
         for server in destinations:
             server.check_access(self.context["request"].user, "send")
         return data
@@ -90,6 +99,8 @@ class InboxRunSerializer(serializers.ModelSerializer):
     skipped = serializers.SerializerMethodField()
     warnings = serializers.SerializerMethodField()
     error = serializers.CharField(source="error_summary", read_only=True)
+    folder = serializers.CharField(source="shown_folder", read_only=True)
+    archive_path = serializers.CharField(source="shown_archive_path", read_only=True)
 
     class Meta:
         model = SendJob

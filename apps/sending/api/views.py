@@ -8,6 +8,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
 from apps.jobs.api.views import JobViewSetMixin
+from apps.projects.access import require_project
 from apps.sending import intake
 from apps.sending.api.serializers import InboxRunSerializer, InboxSerializer, SendJobSerializer, SendRequestSerializer
 from apps.sending.models import Inbox, SendJob
@@ -38,17 +39,21 @@ class SendJobViewSet(JobViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMode
         data = request.data
         if hasattr(data, "getlist"):  # multipart: repeated fields (servers=A&servers=B, files=...)
             data = {"servers": data.getlist("servers"), "path": data.get("path", ""),
-                    "method": data.get("method", SendJob.Method.C_STORE), "files": request.FILES.getlist("files")}
+                    "method": data.get("method", SendJob.Method.C_STORE), "files": request.FILES.getlist("files"),
+                    "project": data.get("project")}
         body = SendRequestSerializer(data=data)
         body.is_valid(raise_exception=True)
         given = body.validated_data
+        require_project(request.user, given["project"])
         for server in given["servers"]:
             server.check_access(request.user, "send")
         try:
             if given["files"]:
-                job = intake.send_uploads(given["files"], given["servers"], user=request.user, method=given["method"])
+                job = intake.send_uploads(given["files"], given["servers"], user=request.user, method=given["method"],
+                                          project=given["project"])
             else:
-                job = intake.send_path(given["path"], given["servers"], user=request.user, method=given["method"])
+                job = intake.send_path(given["path"], given["servers"], user=request.user, method=given["method"],
+                                       project=given["project"])
         except (OutsideRoots, FileNotFoundError) as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)

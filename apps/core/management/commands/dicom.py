@@ -17,6 +17,7 @@ from apps.dicom import store
 from apps.dicom.errors import DicomError
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.jobs import runner
+from apps.projects.access import project_named
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import build_report, report_text
@@ -64,12 +65,14 @@ class Command(BaseCommand):
             p.add_argument("--port", type=int, default=11112, help="PACS port (without --server)")
             p.add_argument("--pacs-ae-title", default="PACS", help="PACS AE title (without --server)")
             p.add_argument("--ae-title", default="", help="our AE title (default DICOM_AE_TITLE)")
+            p.add_argument("--project", default="", help="a research project (with --server): de-identify for it")
         p = sub.add_parser("batch", help="retrieve every row of a case list, or of every list in a folder")
         p.add_argument("source", help="a .csv or .xlsx file, or a folder of them (one job each)")
         p.add_argument("--server", default="", help="server for rows that name none")
         p.add_argument("--timeout", type=int, default=None, help="download timeout per study (s)")
         p.add_argument("--output-dir", default="")
         p.add_argument("--queue", action="store_true", help="run on the worker cluster and follow progress")
+        p.add_argument("--project", default="", help="a research project: file the instances de-identified for it")
         p.add_argument("--query-only", action="store_true",
                        help="only C-FIND every row and write what it found (a CSV per list); move nothing")
 
@@ -117,12 +120,14 @@ class Command(BaseCommand):
             raise CommandError(f"{folder} is not a folder.")
         self._send(sorted(p for p in folder.rglob("*") if p.is_file()), **opts)
 
-    def _send(self, paths, *, server, ip, port, pacs_ae_title, ae_title, **_):
+    def _send(self, paths, *, server, ip, port, pacs_ae_title, ae_title, project="", **_):
         for p in paths:
             if not p.is_file():
                 raise CommandError(f"{p} is not a file.")
+        if project and (not server or ae_title):
+            raise CommandError("--project needs --server (a configured server) and no --ae-title.")
         if server and not ae_title:
-            return self._send_job(paths, self._server(server))
+            return self._send_job(paths, self._server(server), self._project(project))
         # A PACS not in the database, or another AE title of ours, as the old tool took them: no server row
         # or configured AE a send job could name, so the files go straight through the DICOM layer.
         local = local_ae()
@@ -134,15 +139,23 @@ class Command(BaseCommand):
             self.stderr.write(f"FAILED {path}: {reason}")
         self._sent(len(report.stored), len(paths), len(report.warnings), len(report.failed))
 
-    def _send_job(self, paths, server):
+    def _project(self, name):
+        try:
+            return project_named(name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _send_job(self, paths, server, project=None):
         """A send job run here and now: the same checks, batches, audit and report as the web's sends."""
         source = paths[0] if len(paths) == 1 else Path(os.path.commonpath(paths))
         job = sending_intake.start_send(servers=[server], source=source, root=source if source.is_dir() else
-                                        source.parent, description=f"dicom send {source.name}", start=False)
+                                        source.parent, description=f"dicom send {source.name}", start=False,
+                                        project=project)
         job = runner.run_inline(job)
         failed = [row for row in report_rows(job) if row["outcome"] != "warning"]
-        for row in failed:
-            self.stderr.write(f"FAILED {Path(job.source_path) / row['file']}: {row['reason']}")
+        for row in failed:  # a project's report names its files by place or pseudonym, never by path
+            where = row["file"] if project else Path(job.source_path) / row["file"]
+            self.stderr.write(f"FAILED {where}: {row['reason']}")
         if job.error_summary():
             self.stderr.write(job.error_summary())
         progress = job.progress()
@@ -159,7 +172,7 @@ class Command(BaseCommand):
         read = intake.read_case_lists([("retrieve " + study_uid, text)], user=None)
         self._run_jobs(read, timeout, output_dir, queue=False)
 
-    def do_batch(self, source, server, timeout, output_dir, queue, query_only=False, **_):
+    def do_batch(self, source, server, timeout, output_dir, queue, query_only=False, project="", **_):
         src = Path(source)
         files = sorted([*src.glob("*.csv"), *src.glob("*.xlsx")]) if src.is_dir() else [src]
         if not files or not all(f.is_file() for f in files):
@@ -171,13 +184,14 @@ class Command(BaseCommand):
                 self.stderr.write(f"{case_file.name} {error}")
             if case_file.problem:
                 self.stderr.write(f"{case_file.name}: {case_file.problem}")
-        self._run_jobs(read, timeout, output_dir, queue=queue, mode="query" if query_only else "retrieve")
+        self._run_jobs(read, timeout, output_dir, queue=queue, mode="query" if query_only else "retrieve",
+                       project=self._project(project))
 
-    def _run_jobs(self, read, timeout, output_dir, *, queue, mode="retrieve"):
+    def _run_jobs(self, read, timeout, output_dir, *, queue, mode="retrieve", project=None):
         for case_file in (f for f in read if f.runnable):
             name = case_file.name
             job = RetrievalJob.from_case_list(case_file.case_list, user=None, source_name=name, timeout=timeout,
-                                              start=False, mode=mode)
+                                              start=False, mode=mode, project=project)
             if output_dir:
                 job.output_dir = str(Path(output_dir).resolve())
                 job.save(update_fields=["output_dir"])

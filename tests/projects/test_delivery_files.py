@@ -1,0 +1,46 @@
+"""What a project's delivery sends (apps/delivery/deidentified.py): de-identified copies named by the
+pseudonymized layout, the same bytes on a re-run (a resumed upload lines up), held-back instances listed
+under the project's UID, and the originals kept apart for clearing."""
+from __future__ import annotations
+
+import pytest
+
+from apps.delivery.deidentified import deidentify_entries
+from apps.projects.models import Project
+from tests.projects.planted import PATIENT_ID, as_file, leaks, planted_dataset, read
+
+pytestmark = pytest.mark.django_db
+SC = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def retrieved(root):
+    folder = root / "LK" / f"20200301_{PATIENT_ID}_CT"
+    folder.mkdir(parents=True)
+    entries = []
+    for n, (charset, sop_class) in enumerate([("ISO_IR 192", None), ("ISO 2022 IR 149", None),
+                                              ("ISO_IR 100", SC)]):
+        uid = f"1.2.826.0.1.3680043.8.498.7740{n}"
+        ds = planted_dataset(charset, sop_uid=uid, **({"sop_class": sop_class} if sop_class else {}))
+        (folder / f"{uid}.dcm").write_bytes(as_file(ds))
+        entries.append((f"LK/20200301_{PATIENT_ID}_CT/{uid}.dcm", folder / f"{uid}.dcm"))
+    return entries
+
+
+def test_a_projects_delivery_sends_deidentified_copies_only(tmp_path):
+    project = Project.objects.create(name="TRIAL1")
+    entries = retrieved(tmp_path / "downloads")
+    batch = deidentify_entries(project, entries, tmp_path / "work")
+    pseudonym = project.patient(PATIENT_ID).pseudonym
+    recipe = project.recipe()
+    assert [name for name, _ in batch.entries] == sorted(
+        f"LK/NODATE_{pseudonym}_CT/{recipe.uid(f'1.2.826.0.1.3680043.8.498.7740{n}')}.dcm" for n in range(2))
+    for (name, path), charset in zip(batch.entries, ["ISO_IR 192", "ISO 2022 IR 149", "ISO_IR 100"]):
+        data = path.read_bytes()
+        assert path.is_relative_to(tmp_path / "work") and read(data).PatientID == pseudonym
+        for any_charset in ("ISO_IR 192", "ISO 2022 IR 149", "ISO_IR 100"):
+            assert leaks(data, any_charset) == []
+        assert batch.originals[name] in {p for _, p in entries}
+    assert batch.not_sent == [(recipe.uid("1.2.826.0.1.3680043.8.498.77402"), batch.not_sent[0][1])]
+    assert batch.not_sent[0][1].startswith("held back")
+    again = deidentify_entries(project, entries, tmp_path / "work2")
+    assert [p.read_bytes() for _, p in again.entries] == [p.read_bytes() for _, p in batch.entries]
