@@ -3,8 +3,8 @@
 from rest_framework import serializers
 
 from apps.delivery.api.serializers import DeliveryOptionsField
-from apps.delivery.follow import deliver_each, delivery_refusal
 from apps.delivery.forms import DeliveryChoiceForm
+from apps.delivery.intake import deliver_each, delivery_refusal
 from apps.retrieval.extensions import Attachment
 
 

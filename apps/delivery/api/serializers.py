@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.delivery.follow import REFUSED, may_deliver
+from apps.delivery.intake import REFUSED, may_deliver
 from apps.delivery.models import DeliveryBatch, DeliveryJob, DeliveryTarget
 from apps.jobs.api.serializers import JobItemSerializer, JobSerializer
 from apps.projects.access import ProjectField, ProjectNameField
