@@ -249,7 +249,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Every app's job and item have a "status" field; name the two shared choice sets once.
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "apps.jobs.models.JobStatus",
-                            "ItemStatusEnum": "apps.jobs.models.ItemStatus"},
+                            "ItemStatusEnum": "apps.jobs.models.ItemStatus",
+                            # two fields named "mode": a retrieval's (retrieve or query) and a delivery's
+                            "RetrievalModeEnum": "apps.retrieval.models.RetrievalJob.Mode",
+                            "DeliveryModeEnum": "apps.delivery.models.DeliveryJob.Mode"},
 }
 
 # --- Jobs (django-q2) ----------------------------------------------------------------------------

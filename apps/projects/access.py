@@ -4,6 +4,8 @@ account needs "may handle identified data"."""
 from __future__ import annotations
 
 from django import forms
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
@@ -46,6 +48,7 @@ def project_named(name) -> Project | None:
     return found
 
 
+@extend_schema_field(OpenApiTypes.STR)  # a project's name
 class ProjectField(serializers.Field):
     """`project` on a job request: a name in, the Project out (None when empty); a 400 naming an unknown one."""
 

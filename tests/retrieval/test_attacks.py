@@ -59,6 +59,9 @@ def sweep(address: str, calling_ae: str, port: int, ds, guesses) -> tuple[list[i
             if "Status" not in rsp:
                 break
             answers.append(int(rsp.Status))
+        # pynetdicom's own thread marks the association aborted once it has read the A-ABORT; the answer
+        # that never came may return first. That thread ends with the association, so wait for it.
+        assoc.join(timeout=10)
         return answers, assoc.is_aborted
     finally:
         if assoc.is_established:

@@ -19,10 +19,11 @@ def radiology(db):
 
 @pytest.fixture
 def viewer(django_user_model):
-    """May view servers and start retrievals; in no group."""
+    """May view servers and start retrievals (of identified data, as every account could before projects);
+    in no group."""
     person = django_user_model.objects.create_user("viewer")
-    person.user_permissions.set(Permission.objects.filter(codename__in=["view_dicomserver", "start_retrieval",
-                                                                        "add_retrievaljob", "view_retrievaljob"]))
+    person.user_permissions.set(Permission.objects.filter(codename__in=[
+        "view_dicomserver", "start_retrieval", "add_retrievaljob", "view_retrievaljob", "handle_identified_data"]))
     return person
 
 

@@ -121,7 +121,7 @@ class RetrievalRequestSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=86400, allow_null=True)
     server = serializers.CharField(required=False, allow_blank=True, default="",
                                    help_text="Server for rows that name none (like the CLI's --server).")
-    mode = serializers.ChoiceField(choices=["retrieve", "query"], required=False, default="retrieve",
+    mode = serializers.ChoiceField(choices=RetrievalJob.Mode.choices, required=False, default="retrieve",
                                    help_text="'query': every row runs its C-FINDs and records what it found; "
                                              "nothing is moved (GET …/results).")
     project = ProjectField()
