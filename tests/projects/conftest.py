@@ -1,2 +1,4 @@
-"""The receiving portal of the delivery tests (this portal under live_server), for a project's delivery."""
+"""The receiving portal of the delivery tests (this portal under live_server), for a project's delivery; the
+import root and the emptied Orthanc of the sending tests, for a project's sends."""
 from tests.delivery.conftest import receiving, trusted_loopback, unpack_at_once, uploader  # noqa: F401
+from tests.sending.conftest import pacs, root  # noqa: F401
