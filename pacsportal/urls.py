@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.core.dashboard import snapshot
 from apps.core.health import portal_health
 from pacsportal.api_router import api_urlpatterns
 from pacsportal.metrics import metrics
@@ -16,10 +17,16 @@ def healthz(request):
     return JsonResponse(body, status=code)
 
 
+def dashboard(request):
+    """The admin home page's figures, refreshed by core/dashboard.js: staff only, like the admin itself."""
+    return JsonResponse(snapshot(request.user))
+
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", RedirectView.as_view(url=static("core/favicon.svg"), permanent=True)),
     path("metrics", metrics, name="metrics"),
+    path("admin/dashboard.json", admin.site.admin_view(dashboard), name="dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

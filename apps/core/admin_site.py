@@ -16,6 +16,7 @@ class PortalAdminSite(admin.AdminSite):
     site_header = "PACS Portal"
     site_title = "PACS Portal"
     index_title = "What do you want to do?"
+    index_template = "admin/portal_index.html"  # the dashboard above the list of what to do
 
     def get_app_list(self, request, app_label=None):
         apps = [app for app in super().get_app_list(request, app_label)

@@ -33,7 +33,7 @@ def _alive(pid) -> bool:
 def portal_health() -> tuple[int, dict]:
     """(HTTP status, body): 200 {"status": "ok", "parts": {...}} when every part is up, 503 with "down"
     naming the parts that are not and a message saying why."""
-    parts = _supervised_parts()
+    parts = supervised_parts()
     try:
         stuck = stuck_items()
     except DatabaseError as exc:
@@ -56,7 +56,7 @@ def portal_health() -> tuple[int, dict]:
     return (503 if down else 200), body
 
 
-def _supervised_parts() -> dict:
+def supervised_parts() -> dict:
     """The parts `runportal` reports, or none when no portal supervisor is running here."""
     try:
         state = json.loads(status_path().read_text())

@@ -114,6 +114,12 @@ class ImportItem(JobItem):
         ordering = ["job", "number"]
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="imports_one_item_per_number")]
 
+    @classmethod
+    def instances_finished(cls, since) -> list[tuple]:
+        """A batch counts its files; the scan moves none."""
+        batches = cls.objects.filter(finished_at__gte=since, kind=cls.Kind.FILES, status="succeeded")
+        return [(finished, len(files)) for finished, files in batches.values_list("finished_at", "files")]
+
     def describe(self) -> str:
         if self.kind == self.Kind.SCAN:
             return "scan of the source folder"

@@ -136,3 +136,10 @@ class PhotoSend(JobItem):
 
     def instances(self) -> list[dict]:
         return self.result.setdefault("instances", [])
+
+    @classmethod
+    def instances_finished(cls, since) -> list[tuple]:
+        """An upload counts the photos the PACS stored."""
+        sends = cls.objects.filter(finished_at__gte=since).values_list("finished_at", "result")
+        return [(finished, sum(1 for i in (result or {}).get("instances", []) if i.get("status") == "success"))
+                for finished, result in sends]

@@ -120,6 +120,7 @@ def row_errors(case_list: CaseList) -> list[dict]:
 
 
 class RetrievalItem(JobItem):
+    instances_field = "instances"
     job = models.ForeignKey(RetrievalJob, on_delete=models.CASCADE, related_name="items")
     line = models.PositiveIntegerField(help_text="Line number in the case list.")
     patient_id = models.CharField("PatientID", max_length=64, blank=True)

@@ -249,6 +249,7 @@ class SendJob(Job):
 
 
 class SendItem(JobItem):
+    instances_field = "sent"
     job = models.ForeignKey(SendJob, on_delete=models.CASCADE, related_name="items")
     batch = models.PositiveIntegerField()
     paths = models.JSONField(default=list, help_text="Files of this batch, relative to the job's source.")

@@ -314,5 +314,9 @@ class EchoItem(JobItem):
     class Meta(JobItem.Meta):
         verbose_name = "echo item"
 
+    @classmethod
+    def instances_finished(cls, since) -> list[tuple]:
+        return []  # an echo moves no instance
+
     def server(self):
         return self.dicom_server

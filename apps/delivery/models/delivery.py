@@ -91,6 +91,7 @@ class DeliveryJob(Job):
 
 
 class DeliveryBatch(JobItem):
+    instances_field = "files"
     job = models.ForeignKey(DeliveryJob, on_delete=models.CASCADE, related_name="items")
     number = models.PositiveIntegerField()
     lines = models.JSONField(default=list, help_text="Case-list lines (retrieval rows) in this batch.")

@@ -227,9 +227,21 @@ class JobItem(models.Model):
     def __str__(self) -> str:
         return f"{self._meta.verbose_name} #{self.pk}"
 
+    # The field counting the instances an item moved (the dashboard's instances per hour); None: each
+    # finished item counts as one, or the app overrides instances_finished().
+    instances_field: str | None = None
+
     @classmethod
     def status_counts(cls) -> dict[str, int]:
         return count_by_status(cls.objects.all(), ItemStatus.values)
+
+    @classmethod
+    def instances_finished(cls, since) -> list[tuple]:
+        """(finished_at, instances) of the items that finished since `since`."""
+        items = cls.objects.filter(finished_at__gte=since)
+        if cls.instances_field:
+            return list(items.values_list("finished_at", cls.instances_field))
+        return [(finished, 1) for finished in items.values_list("finished_at", flat=True)]
 
     # --- hooks for the app (the work itself is registered: apps/jobs/registry.py) ----------------
     def server(self) -> DicomServer | None:
