@@ -119,17 +119,23 @@ def stow(endpoint: DicomWebEndpoint, sources: Iterable[str | os.PathLike | bytes
             for source in sources:
                 done += 1
                 source, known = source if isinstance(source, tuple) else (source, None)
+                name, uid = files.source_name(source), None
                 try:
-                    info, data = (known, files.read_complete(source, known)) if known else files.read_checked(source)
+                    info, data = _read(source, known)
+                    uid = info.sop_instance_uid
+                    result.sent[uid] = name
+                    if data is None:  # a large file: proven where it lies, alone in its request, streamed
+                        _stow_file(client, endpoint, source, info, result)
+                    else:
+                        batch.append((uid, data))
                 except InvalidDicomFile as exc:
-                    name = files.source_name(source)
                     result.failed.append((name, exc.message.removeprefix(f"{name}: ")))
+                    result.sent.pop(uid, None)
                     continue
-                result.sent[info.sop_instance_uid] = files.source_name(source)
-                batch.append((info.sop_instance_uid, data))
-                if len(batch) >= batch_size:
-                    _stow_batch(client, endpoint, batch, result)
-                    batch = []
+                if len(batch) >= batch_size or data is None:
+                    if batch:
+                        _stow_batch(client, endpoint, batch, result)
+                        batch = []
                     if on_progress:
                         on_progress(done)
             if batch:
@@ -142,10 +148,42 @@ def stow(endpoint: DicomWebEndpoint, sources: Iterable[str | os.PathLike | bytes
     return result
 
 
+def _read(source, known: files.DicomFileInfo | None) -> tuple[files.DicomFileInfo, bytes | None]:
+    """The source's header and bytes, proven complete; bytes None for a large file, which _stow_file
+    proves and streams instead of reading it whole."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return files.read_checked(source)
+    info = known or files.read_meta(source)
+    if info.size > files.LARGE_FILE_BYTES:
+        return info, None
+    return info, files.read_complete(source, info)
+
+
+def _stow_file(client, endpoint: DicomWebEndpoint, path, info: files.DicomFileInfo, result: StowResult) -> None:
+    """STOW-RS one large file as a one-part body read from the file piece by piece (Content-Length set:
+    some servers, this portal among them, refuse chunked request bodies)."""
+    boundary = uuid.uuid4().hex
+    head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    with files.open_complete(path, info) as complete:
+        def body():
+            yield head
+            yield from complete.chunks()
+            yield tail
+        _post(client, endpoint, body(), {
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Content-Length": str(len(head) + info.size + len(tail))}, [info.sop_instance_uid], result)
+
+
 def _stow_batch(client, endpoint: DicomWebEndpoint, batch: list[tuple[str, bytes]], result: StowResult) -> None:
     body, content_type = _multipart([data for _, data in batch])
+    _post(client, endpoint, body, {"Content-Type": content_type}, [uid for uid, _ in batch], result)
+
+
+def _post(client, endpoint: DicomWebEndpoint, body, headers: dict, uids: list[str], result: StowResult) -> None:
+    """POST one STOW-RS request and sort its per-instance answer into `result`."""
     response = _request(client, endpoint, "POST", "studies", content=body,
-                        headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+                        headers={**headers, "Accept": "application/dicom+json"})
     result.requests += 1
     try:
         answer = response.json() if response.content else {}
@@ -167,7 +205,7 @@ def _stow_batch(client, endpoint: DicomWebEndpoint, batch: list[tuple[str, bytes
         uid = str((_values(item, REFERENCED_SOP_INSTANCE_UID) or [""])[0])
         answered.add(uid)
         result.failed.append((uid, _reason(item, FAILURE_REASON)))
-    for uid, _ in batch:
+    for uid in uids:
         if uid not in answered:
             result.failed.append((uid, f"{endpoint.label} did not acknowledge this instance "
                                        f"(HTTP {response.status_code})"))

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import io
+import mmap
 import os
 import struct
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
@@ -273,6 +276,66 @@ def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
     except InvalidDicomFile as exc:
         raise InvalidDicomFile(f"{name}: {exc.message}") from None
     return data
+
+
+# Above this size a file is proven complete and sent where it lies (open_complete), never read whole:
+# a 2 GB whole-slide or tomosynthesis instance costs no more memory than a CT slice.
+LARGE_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class CompleteFile:
+    """A file proven complete DICOM, open for reading its dataset in place (`fp` for socket.sendfile)."""
+    fp: io.BufferedReader
+    info: DicomFileInfo
+
+    @property
+    def dataset_size(self) -> int:
+        return self.info.size - self.info.dataset_offset
+
+    def chunks(self, size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The file's bytes in pieces of at most `size`, read one by one."""
+        fd, position, end = self.fp.fileno(), 0, self.info.size
+        while position < end:
+            piece = os.pread(fd, min(size, end - position), position)
+            if not piece:
+                raise InvalidDicomFile(f"{self.fp.name}: changed while it was being sent; send it again")
+            position += len(piece)
+            yield piece
+
+
+@contextmanager
+def open_complete(path: str | os.PathLike, info: DicomFileInfo) -> Iterator[CompleteFile]:
+    """read_complete's proof without reading the file: the structure is walked through a read-only
+    mapping, which touches only the pages holding element headers, so the pixel data is never read here.
+    Raises InvalidDicomFile naming the file."""
+    name = os.fspath(path)
+    try:
+        fp = open_regular(path)
+    except OSError as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    with fp:
+        size = os.fstat(fp.fileno()).st_size
+        if size != info.size or size <= info.dataset_offset:
+            raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
+        with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            if (mapped[128:132] != b"DICM"
+                    or info.sop_instance_uid.encode("ascii", "replace") not in mapped[132:info.dataset_offset]):
+                raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
+            _check_mapped(name, mapped, info)
+        yield CompleteFile(fp, info)
+
+
+def _check_mapped(name: str, mapped: mmap.mmap, info: DicomFileInfo) -> None:
+    view = memoryview(mapped)
+    dataset = view[info.dataset_offset:]
+    try:
+        check_dataset_bytes(dataset, info.transfer_syntax_uid, info.sop_class_uid)
+    except InvalidDicomFile as exc:
+        raise InvalidDicomFile(f"{name}: {exc.message}") from None
+    finally:  # the mapping closes only once no view of it is left
+        dataset.release()
+        view.release()
 
 
 def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:

@@ -320,6 +320,26 @@ def send_buffers(sock: socket.socket, buffers: list) -> None:
                 pending[0], sent = pending[0][sent:], 0
 
 
+UNBOUNDED_PDV_BYTES = 4 * 1024 * 1024  # a PDV's size when the peer sets no maximum PDU length
+
+
+def send_file_p_data(sock: socket.socket, context_id: int, fp, offset: int, length: int, max_pdu: int) -> None:
+    """A dataset that stays in its file (bytes `offset`..`offset + length` of `fp`) as P-DATA-TF PDUs:
+    each PDU's header from here, its data by socket.sendfile (the kernel copies from the page cache on
+    plain sockets; TLS falls back to reads of one PDU), so memory stays flat whatever the file's size."""
+    room = (max_pdu - 6) if max_pdu else UNBOUNDED_PDV_BYTES
+    position, end = offset, offset + length
+    while True:
+        size = min(room, end - position)
+        control = 2 if position + size >= end else 0
+        sock.sendall(struct.pack(">BBLLBB", P_DATA_TF, 0, size + 6, size + 2, context_id, control))
+        if size and sock.sendfile(fp, offset=position, count=size) != size:
+            raise PeerClosed("the file ended before its dataset was sent")
+        position += size
+        if control:
+            return
+
+
 def pdvs(body: bytearray):
     """(context id, is command, is last, data memoryview) for each PDV of a P-DATA-TF body."""
     view, pos, end = memoryview(body), 0, len(body)

@@ -36,22 +36,36 @@ class StoreAssociation(RequestorAssociation):
 
     def store_file(self, path, info: files.DicomFileInfo) -> StoreOutcome:
         """C-STORE one file (its header read by files.read_meta: `info`) as its bytes. A failure status is
-        an outcome (ok=False); a file that is not complete DICOM raises InvalidDicomFile."""
-        data = files.read_complete(path, info)
-        name = str(path)
+        an outcome (ok=False); a file that is not complete DICOM raises InvalidDicomFile. A large file is
+        proven complete and sent where it lies, never read into memory whole."""
         context_id = self.by_pair.get((info.sop_class_uid, info.transfer_syntax_uid))
+        if info.size > files.LARGE_FILE_BYTES:
+            with files.open_complete(path, info) as complete:
+                if context_id is None:
+                    return StoreOutcome.of(str(path), info.sop_instance_uid, None, not_accepted(self.peer, info))
+                return self._store(str(path), info, context_id, complete)
+        data = files.read_complete(path, info)
         if context_id is None:
-            return StoreOutcome.of(name, info.sop_instance_uid, None, not_accepted(self.peer, info))
+            return StoreOutcome.of(str(path), info.sop_instance_uid, None, not_accepted(self.peer, info))
+        return self._store(str(path), info, context_id, memoryview(data)[info.dataset_offset:])
+
+    def _store(self, name: str, info: files.DicomFileInfo, context_id: int,
+               dataset: memoryview | files.CompleteFile) -> StoreOutcome:
         self.message_id = self.message_id % 65535 + 1
         command = commands.encode({commands.AFFECTED_SOP_CLASS: info.sop_class_uid,
                                    commands.COMMAND_FIELD: commands.C_STORE_RQ,
                                    commands.MESSAGE_ID: self.message_id, commands.PRIORITY: commands.PRIORITY_MEDIUM,
                                    commands.DATASET_TYPE: commands.HAS_DATASET,
                                    commands.AFFECTED_SOP_INSTANCE: info.sop_instance_uid})
-        dataset = memoryview(data)[info.dataset_offset:]
         try:
-            pdu.send_buffers(self.sock, pdu.p_data_buffers(context_id, True, command, self.peer_max_pdu)
-                             + pdu.p_data_buffers(context_id, False, dataset, self.peer_max_pdu))
+            command_pdus = pdu.p_data_buffers(context_id, True, command, self.peer_max_pdu)
+            if isinstance(dataset, files.CompleteFile):
+                pdu.send_buffers(self.sock, command_pdus)
+                pdu.send_file_p_data(self.sock, context_id, dataset.fp, info.dataset_offset, dataset.dataset_size,
+                                     self.peer_max_pdu)
+            else:  # command and dataset in one scatter-gather send
+                pdu.send_buffers(self.sock, command_pdus
+                                 + pdu.p_data_buffers(context_id, False, dataset, self.peer_max_pdu))
             rsp = self._wait_for_response(time.monotonic() + self.peer.retrieve_timeout)
         except (pdu.PeerClosed, OSError) as exc:
             raise AssociationAborted(f"{self.peer.label} dropped the association during the C-STORE ({exc}). "
