@@ -11,6 +11,7 @@ from apps.dicom import store as dicom_store
 from apps.dicom.errors import DicomError
 from apps.dicom.store import Source, StoreReport
 from apps.servers.models import DicomServer, local_ae
+from apps.servers.outbound import outbound_problem
 
 C_STORE, STOW_RS = "c-store", "stow-rs"
 
@@ -34,6 +35,9 @@ def store(server: DicomServer, sources: Iterable[Source], *, method: str = C_STO
         if target is None:
             raise DicomError(f"Server {server.name} has no DICOMweb URL; STOW-RS is not possible. Set one in the "
                              "admin or send by C-STORE.")
+        problem = outbound_problem(server.dicomweb_url)  # again now: a name may resolve elsewhere since it was saved
+        if problem:
+            raise DicomError(f"Server {server.name}: {problem}. Nothing was sent.")
         if timeout is not None:
             target = replace(target, timeout=timeout)
         if verify_tls is not None:

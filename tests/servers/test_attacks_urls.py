@@ -1,7 +1,13 @@
 """A server's DICOMweb URL under attack: pointed at the portal's own machine or in the clear, or changed so
 that the stored password or token would go to a listener of the changer's. Over the API and the admin."""
+import http.server
+import threading
+
 import pytest
 
+from apps.dicom.demo.synthetic import write_dataset
+from apps.dicom.errors import DicomError
+from apps.servers import storing
 from apps.servers.models import DicomServer
 
 pytestmark = pytest.mark.django_db
@@ -81,3 +87,31 @@ def test_the_admin_never_shows_the_secret_and_a_changed_url_needs_it_again(admin
     assert loopback.status_code == 200 and "must use https" in loopback.content.decode()
     server.refresh_from_db()
     assert server.dicomweb_url == "https://pacs.example/dicom-web"
+
+
+def test_a_dicomweb_url_that_stopped_being_allowed_gets_nothing_at_send_time(settings, tmp_path):
+    """Checked when saved and again when sending: a name that now resolves to this machine, or a host
+    taken off TRUSTED_HTTP_HOSTS, receives neither the images nor the stored token."""
+    seen = []
+
+    class Listener(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(500)
+            self.end_headers()
+
+    listener = http.server.HTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    port = listener.server_address[1]
+    settings.TRUSTED_HTTP_HOSTS = [f"127.0.0.1:{port}"]
+    server = DicomServer.objects.create(name="WEB", ae_title="WEB", host="10.0.0.9", port=104,
+                                        dicomweb_url=f"http://127.0.0.1:{port}/dicom-web", dicomweb_auth="bearer",
+                                        dicomweb_secret="pacs-token")
+    write_dataset(tmp_path, patients=1, studies=1, series=1, instances=1, rows=16, cols=16, seed=3, id_prefix="URL")
+    settings.TRUSTED_HTTP_HOSTS = []
+    try:
+        with pytest.raises(DicomError, match="WEB: .* must use https.* Nothing was sent"):
+            storing.store(server, sorted(tmp_path.rglob("*.dcm")), method=storing.STOW_RS)
+    finally:
+        listener.shutdown()
+    assert seen == [], "the listener got no request, so no token"
