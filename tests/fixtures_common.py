@@ -1,6 +1,7 @@
 """API, user and network fixtures shared by every app's tests."""
 import socket
 import threading
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -80,3 +81,11 @@ def silent_listener():
     for conn in accepted:
         conn.close()
     server.close()
+
+
+def trust_url_host(settings, url: str) -> str:
+    """List `url`'s host:port in TRUSTED_HTTP_HOSTS, as an operator does for a PACS on this machine or
+    reached over plain http (the outbound-URL rule refuses loopback and http otherwise, also at send time)."""
+    parts = urlsplit(url)
+    settings.TRUSTED_HTTP_HOSTS = [*settings.TRUSTED_HTTP_HOSTS, f"{parts.hostname}:{parts.port}"]
+    return url

@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 
 from apps.photos.models import PhotoSettings
 from apps.servers.models import DicomServer
+from tests.fixtures_common import trust_url_host
 from tests.photos import images
 
 PHOTO_SENDER = ["send_photos", "view_photosettings", "view_photoupload", "change_photoupload"]
@@ -29,11 +30,11 @@ def photo_settings(db, settings, tmp_path):
 
 
 @pytest.fixture
-def destination(photo_settings, empty_orthanc):
+def destination(photo_settings, empty_orthanc, settings):
     """Orthanc SPARE as server PHOTOPACS, with its DICOMweb URL, set as the photo destination."""
     server = DicomServer.objects.create(
         name="PHOTOPACS", ae_title=empty_orthanc.aet, host="127.0.0.1", port=empty_orthanc.dicom_port,
-        dicomweb_url=f"http://127.0.0.1:{empty_orthanc.http_port}/dicom-web", retries=0)
+        dicomweb_url=trust_url_host(settings, f"http://127.0.0.1:{empty_orthanc.http_port}/dicom-web"), retries=0)
     photo_settings.destination = server
     photo_settings.timeout_seconds = 10
     photo_settings.save()

@@ -12,6 +12,7 @@ import pytest
 from apps.servers.models import DicomServer
 from tests.dicom.test_dicomweb import FakeArchive
 from tests.dicom.test_tls import certs, tls_scp  # noqa: F401  (openssl-made CA, server and client certificates)
+from tests.fixtures_common import trust_url_host
 from tests.photos.conftest import post_photos
 
 pytestmark = pytest.mark.django_db
@@ -55,9 +56,9 @@ def https_archive(certs):  # noqa: F811
     ("basic", "pa55", "Basic " + base64.b64encode(b"photo:pa55").decode()),
 ])
 def test_stow_rs_over_https_with_auth_and_the_tls_verify_setting(api, photo_settings, https_archive, rotated_jpeg,
-                                                                 alpha_png, auth, secret, expected):
+                                                                 alpha_png, auth, secret, expected, settings):
     DicomServer.objects.create(name="WEB", ae_title="WEB", host="127.0.0.1", port=443,
-                               dicomweb_url=f"https://127.0.0.1:{https_archive.server_port}/dicom-web",
+                               dicomweb_url=trust_url_host(settings, f"https://127.0.0.1:{https_archive.server_port}/dicom-web"),
                                dicomweb_auth=auth, dicomweb_username="photo", dicomweb_secret=secret)
     photo_settings.backend, photo_settings.timeout_seconds = "dicomweb", 5
     photo_settings.save()

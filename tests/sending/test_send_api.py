@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.jobs.models import JobStatus
 from apps.sending.models import SendJob
+from tests.fixtures_common import trust_url_host
 from tests.sending.conftest import run_items, sop_uids, study_tree
 
 
@@ -113,8 +114,8 @@ def test_bad_requests_say_what_is_wrong(api, folder, pacs):
         assert words in response.content.decode(), (body, response.content)
 
 
-def test_stow_rs_sends_to_a_dicomweb_server(api, folder, pacs, empty_orthanc):
-    pacs.dicomweb_url = empty_orthanc.dicomweb().base_url
+def test_stow_rs_sends_to_a_dicomweb_server(api, folder, pacs, empty_orthanc, settings):
+    pacs.dicomweb_url = trust_url_host(settings, empty_orthanc.dicomweb().base_url)
     pacs.save()
     job_id = api.post("/api/sends/", {"servers": ["PACS"], "path": str(folder), "method": "stow-rs"},
                       format="json").json()["id"]

@@ -13,7 +13,7 @@ from apps.dicom.demo.synthetic import write_dataset
 from apps.dicom.errors import ConnectionFailed, DicomError, DicomWebError
 from apps.servers import storing
 from apps.servers.models import DicomServer
-from tests.fixtures_common import unused_port
+from tests.fixtures_common import trust_url_host, unused_port
 
 pytestmark = pytest.mark.django_db
 METHODS = [storing.C_STORE, storing.STOW_RS]
@@ -94,13 +94,13 @@ def test_an_unreachable_server_is_an_error_naming_it_with_the_files_refused_befo
     assert [path for path, _ in caught.value.report.failed] == [str(junk)]
 
 
-def test_a_dicomweb_service_that_does_not_answer_is_an_error_naming_it(db, sources):
+def test_a_dicomweb_service_that_does_not_answer_is_an_error_naming_it(db, sources, settings):
     good, _, _ = sources
     listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
     try:
         silent = DicomServer.objects.create(
             name="SILENT", ae_title="SILENT", host="127.0.0.1", port=104, retries=0,
-            dicomweb_url=f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web")
+            dicomweb_url=trust_url_host(settings, f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"))
         with pytest.raises(DicomWebError) as caught:
             storing.store(silent, good, method=storing.STOW_RS, timeout=1)
     finally:
