@@ -34,7 +34,7 @@ class Inbox:
         """Subject, headers and every text part, decoded: what a reader of the mail can see."""
         parts = [str(message["Subject"])] + [part.get_content() for part in message.walk()
                                              if part.get_content_maintype() == "text"]
-        return "\n".join(parts)
+        return "\n".join(parts).replace("\r\n", "\n")
 
 
 class SMTPServer:

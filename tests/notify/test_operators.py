@@ -13,6 +13,12 @@ from apps.notify.operators import alert_operators
 from tests.jobs.cluster import worker_env
 
 
+def test_a_migration_creates_the_operators_group(db):
+    from django.contrib.auth.models import Group
+
+    assert Group.objects.filter(name="operators").exists()
+
+
 def test_an_alert_reaches_every_operator_and_nobody_else(smtp, operators):
     assert alert_operators("inbox-failed:Radiology", "Inbox Radiology: a run failed", "See /admin/sending/")
     [message] = smtp.inbox.wait_for(1)
