@@ -8,6 +8,7 @@ import hmac
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpResponse, JsonResponse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -40,6 +41,15 @@ class MetricsTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="metrics"'
+
+
+class MetricsTokenScheme(OpenApiAuthenticationExtension):
+    """How the API schema names the scraper's token."""
+    target_class = MetricsTokenAuthentication
+    name = "metricsToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "the portal's METRICS_TOKEN"}
 
 
 class StaffOrScraper(BasePermission):

@@ -41,3 +41,29 @@ def test_a_job_carrying_patient_identifiers_mails_none_of_them(smtp, api, owner,
     assert found == [], f"patient identifiers in the e-mail: {found}"
     assert f"retrieval job #{job.pk} ended: partial" in message["Subject"]
     assert RetrievalJob.objects.count() == 1
+
+
+def test_the_setting_is_the_callers_own_and_the_address_is_not_theirs_to_change(api, owner, django_user_model):
+    """Over the API with a real token: a user sets only their own setting, cannot redirect the mail to
+    another address, and gets a 400 naming the field for anything else."""
+    from apps.notify.models import MailPreference
+
+    other = django_user_model.objects.create_user(username="other", email="other@example.org")
+    MailPreference.objects.create(user=other, job_ended=False)
+    assert api.get("/api/me/notifications").json() == {"job_ended": False, "email": "tech@example.org"}
+    moved = api.put("/api/me/notifications", {"job_ended": True, "email": "thief@example.org"}, format="json")
+    assert moved.status_code == 400 and "email" in moved.json()
+    assert not MailPreference.wants_job_mail(owner)
+    for body, field in (({"job_ended": "yes"}, "job_ended"), ({"job_ended": True, "user": other.pk}, "user"),
+                        ({}, "job_ended")):
+        refused = api.put("/api/me/notifications", body, format="json")
+        assert refused.status_code == 400 and field in refused.json(), refused.content
+    assert api.put("/api/me/notifications", ["job_ended"], format="json").status_code == 400
+    done = api.put("/api/me/notifications", {"job_ended": True}, format="json")
+    assert done.json() == {"job_ended": True, "email": "tech@example.org"}
+    assert MailPreference.wants_job_mail(owner) and not MailPreference.wants_job_mail(other)
+
+
+def test_no_address_no_setting(api, user):
+    refused = api.put("/api/me/notifications", {"job_ended": True}, format="json")
+    assert refused.status_code == 400 and "no e-mail address" in refused.json()["job_ended"][0]
