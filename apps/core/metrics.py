@@ -11,7 +11,6 @@ administrator: never anything of a patient."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from apps.core import dashboard
 from apps.core.health import status_path
 from apps.delivery.models import DeliveryBatch
 from apps.imports.models import ImportedImage
@@ -35,13 +35,6 @@ from apps.sending.models import SendItem
 
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600)  # seconds: an echo .. a long study list row
 FINISHED = [ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.TIMED_OUT, ItemStatus.CANCELED]
-
-
-def data_folders() -> dict[str, Path]:
-    return {"data": Path(settings.DATA_DIR), "downloads": Path(settings.DOWNLOADS_DIR),
-            "staging": Path(settings.STAGING_DIR), "uploads": Path(settings.UPLOADS_DIR),
-            "photos": Path(settings.PHOTOS_DIR), "imports": Path(settings.IMPORT_JPG_DIR),
-            "quarantine": Path(settings.QUARANTINE_DIR)}
 
 
 def job_models() -> list[tuple[type, type]]:
@@ -125,11 +118,8 @@ class PortalCollector:
         yield from self._processes()
         free = GaugeMetricFamily("pacsportal_data_folder_free_bytes", "Free bytes on the file system of each "
                                  "data folder.", labels=["folder"])
-        for name, folder in data_folders().items():
-            try:
-                free.add_metric([name], shutil.disk_usage(folder).free)
-            except OSError:  # not created yet
-                continue
+        for row in dashboard.disk():  # the dashboard's folders, measured as it measures them
+            free.add_metric([row["folder"]], row["free_bytes"])
         yield free
 
     def _traffic(self):
