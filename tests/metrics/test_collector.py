@@ -1,14 +1,18 @@
 """What the collector derives from the job records, with times set exactly: the duration histogram's
 buckets and sum, the queue's depth and oldest item, and the JSON counters kept as they were."""
+import sys
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from apps.core.health import status_path
 from apps.core.metrics import job_counters
+from apps.dicom.supervisor import Supervisor
 from apps.jobs.models import ItemStatus
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 from apps.servers.models import DicomServer
+from tests.jobs.cluster import wait_for
 from tests.metrics.conftest import TOKEN, Scraper, value
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +71,21 @@ def test_the_json_counters_are_what_they_were(admin_client_logged_in, rows):
     assert body["retrieval.retrievalitem.by_status"] == {"pending": 2, "running": 0, "succeeded": 4, "failed": 1,
                                                          "timed_out": 0, "canceled": 0}
     assert body["retrieval.retrievaljob.by_status"]["running"] == 1
+
+
+def test_restarts_come_from_the_supervisors_status_file(client, settings, tmp_path):
+    """A real supervisor (as runportal runs it) restarting a real process that dies: /metrics counts it."""
+    settings.DATA_DIR = tmp_path
+    supervisor = Supervisor({"workers": [sys.executable, "-c", "raise SystemExit(2)"],
+                             "web": [sys.executable, "-c", "import time; time.sleep(60)"]},
+                            cwd=settings.BASE_DIR, status_path=status_path(), say=lambda line: None,
+                            first_delay=0.01, max_delay=0.02)
+    supervisor.start_all()
+    try:
+        wait_for(lambda: supervisor.poll() or supervisor.children[0].restarts >= 2, 30, "two restarts")
+        samples = scrape(client, settings)
+    finally:
+        supervisor.stop_all()
+    assert value(samples, "pacsportal_process_restarts_total", part="workers") >= 2
+    assert value(samples, "pacsportal_process_restarts_total", part="web") == 0
+    assert value(samples, "pacsportal_process_up", part="web") == 1
