@@ -5,8 +5,10 @@ Open to `Authorization: Bearer <METRICS_TOKEN>` (compared in constant time; a wr
 401) and to staff accounts (session or API token); anyone else is refused: it counts every user's jobs."""
 import hmac
 
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.signals import user_login_failed
 from django.http import HttpResponse, JsonResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +21,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import BasePermission
 
 from apps.core.metrics import job_counters, registry
-from pacsportal.authentication import AuditedTokenAuthentication
+from pacsportal.authentication import TOKEN_CREDENTIALS, AuditedTokenAuthentication, LockedOut, lockout_probe
 
 SCRAPER = "metrics-token"
 
@@ -35,12 +37,24 @@ class MetricsTokenAuthentication(BaseAuthentication):
         given = words[1] if len(words) == 2 else b""
         # compare_digest takes as long for any wrong token of a length; an empty METRICS_TOKEN opens nothing
         if not expected or not hmac.compare_digest(given, expected):
+            count_bad_token(request)
             raise AuthenticationFailed("Wrong metrics token: send 'Authorization: Bearer <METRICS_TOKEN>' "
                                        "(METRICS_TOKEN is set on the portal), or log in as staff.")
         return AnonymousUser(), SCRAPER
 
     def authenticate_header(self, request):
         return 'Bearer realm="metrics"'
+
+
+def count_bad_token(request) -> None:
+    """A wrong token counts with the lockout as a bad API token does (per address, LOGIN_ADDRESS_FAILURE_LIMIT):
+    an address guessing METRICS_TOKEN is stopped with a 429; the right token is always served."""
+    probe = lockout_probe(request._request)
+    if AxesProxyHandler.is_locked(probe, TOKEN_CREDENTIALS):
+        raise LockedOut()
+    user_login_failed.send(sender=MetricsTokenAuthentication, credentials=TOKEN_CREDENTIALS, request=probe)
+    if getattr(probe, "axes_locked_out", False):
+        raise LockedOut()
 
 
 class MetricsTokenScheme(OpenApiAuthenticationExtension):

@@ -91,3 +91,13 @@ def test_planted_patient_identifiers_appear_in_no_label(live_server, metrics_tok
         labels |= {v for k, v in family[1] if k != "le"}
     assert labels <= allowed, labels - allowed
     assert "LK" in labels
+
+
+def test_an_address_guessing_the_token_is_locked_out_and_the_right_token_still_served(live_server, metrics_token,
+                                                                                     settings):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 5
+    answers = [get(live_server, Authorization=f"Bearer guess-{n}").status_code for n in range(7)]
+    assert answers[:4] == [401] * 4 and answers[-2:] == [429, 429], answers
+    locked = get(live_server, Authorization="Bearer guess-again")
+    assert locked.status_code == 429 and "Too many" in locked.json()["detail"]
+    assert get(live_server, Authorization=f"Bearer {TOKEN}").status_code == 200
