@@ -1,5 +1,6 @@
 """What the collector derives from the job records, with times set exactly: the duration histogram's
 buckets and sum, the queue's depth and oldest item, and the JSON counters kept as they were."""
+import subprocess
 import sys
 from datetime import timedelta
 
@@ -89,3 +90,11 @@ def test_restarts_come_from_the_supervisors_status_file(client, settings, tmp_pa
     assert value(samples, "pacsportal_process_restarts_total", part="workers") >= 2
     assert value(samples, "pacsportal_process_restarts_total", part="web") == 0
     assert value(samples, "pacsportal_process_up", part="web") == 1
+
+
+def test_a_portal_without_any_job_scrapes_clean(client, settings, db):
+    settings.METRICS_TOKEN = TOKEN
+    text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert 'pacsportal_jobs{app="retrieval",job="retrievaljob",status="pending"} 0.0' in text
