@@ -38,7 +38,7 @@ test: $(VENV)/.installed
 test-scaleout: $(VENV)/.installed
 	@scripts/system-deps.sh test
 	scripts/with-postgres-redis.sh $(PY) -m pytest tests/jobs tests/retrieval/test_api.py tests/servers/test_api.py \
-		tests/imports/test_dedup.py
+		tests/imports/test_dedup.py tests/metrics/test_collector.py tests/notify/test_operators.py
 
 bench: $(VENV)/.installed
 	@scripts/system-deps.sh test

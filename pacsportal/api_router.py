@@ -20,4 +20,5 @@ api_urlpatterns = [
     path("", include("apps.delivery.urls")),
     path("", include("apps.imports.urls")),
     path("", include("apps.projects.urls")),
+    path("", include("apps.notify.urls")),
 ]

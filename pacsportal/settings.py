@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "auditlog",
     "apps.core",
     "apps.audit",
+    "apps.notify",
     "apps.servers",
     "apps.jobs",
     "apps.retrieval",
@@ -282,6 +283,19 @@ JOB_STUCK_SECONDS = env.int("JOB_STUCK_SECONDS", default=6 * 3600)
 # A worker runs item after item of one job; after this long it gives the worker to other waiting jobs.
 JOB_SLICE_SECONDS = env.float("JOB_SLICE_SECONDS", default=2.0)
 JOB_STATUS_SECONDS = 1.0  # a busy worker derives its job's status at most this often (and when it stops)
+
+# --- E-mail: job-end messages and operator alerts (apps/notify) -----------------------------------
+# EMAIL_URL: smtp://user:pass@host:587 (smtp+tls://, smtp+ssl://), consolemail:// (printed), dummymail:// (dropped).
+# Default: printed to the console under DEBUG; otherwise the host's own mail server on localhost:25, which
+# relays only what its administrator allows (nothing leaves the machine on its own).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="pacs-portal@localhost")
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)  # a hung mail server must not hold a worker
+# The portal's address as users reach it, for links in e-mails.
+PORTAL_URL = env("PORTAL_URL", default=f"http://localhost:{PORT}").rstrip("/")
+OPERATOR_ALERT_SECONDS = env.int("OPERATOR_ALERT_SECONDS", default=3600)  # one message per cause this often
+# /metrics for a monitoring system: `Authorization: Bearer <METRICS_TOKEN>` (empty: staff logins only).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # --- Logging: one line per event; patient data only at DEBUG (see apps/jobs/logging notes) -------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

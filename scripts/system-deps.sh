@@ -3,10 +3,11 @@
 #   run:  python3-venv (the portal itself needs nothing else from Debian)
 #   test: + orthanc orthanc-dicomweb dcmtk (the real PACS and reference tools), dicom3tools (dciodvfy
 #         checks the photo Secondary Captures), chromium (browser tests),
-#         postgresql and redis-server (make test-scaleout starts its own on free ports)
+#         postgresql and redis-server (make test-scaleout starts its own on free ports),
+#         prometheus (its promtool checks the /metrics text)
 set -euo pipefail
 want=(python3-venv)
-[ "${1:-run}" = test ] && want+=(orthanc orthanc-dicomweb dcmtk dicom3tools chromium curl postgresql redis-server)
+[ "${1:-run}" = test ] && want+=(orthanc orthanc-dicomweb dcmtk dicom3tools chromium curl postgresql redis-server prometheus)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -7,7 +7,7 @@ from django.contrib.admin.apps import AdminConfig
 # App labels in the order of the index; apps not named here follow, alphabetically.
 WORK = ["retrieval", "sending", "imports", "photos", "delivery"]
 CONFIGURATION = ["servers", "projects", "jobs", "core"]
-PEOPLE_AND_TRACES = ["auth", "authtoken", "audit", "auditlog"]
+PEOPLE_AND_TRACES = ["auth", "authtoken", "notify", "audit", "auditlog"]
 SUPERUSER_ONLY = {"django_q"}
 ORDER = WORK + CONFIGURATION + PEOPLE_AND_TRACES
 

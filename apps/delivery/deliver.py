@@ -21,6 +21,7 @@ from typing import Callable
 from django.conf import settings
 
 from apps.audit import record
+from apps.delivery import alerts
 from apps.delivery.bundle import file_sha1
 from apps.delivery.deidentified import deidentify_entries
 from apps.delivery.models import DeliveryTarget
@@ -123,7 +124,11 @@ def _deliver(batch, ctx, work: Path | None = None) -> None:
             batch.upload_url = ""
             batch.save(update_fields=["upload_url"])
         _audit(batch, target, found, ok=False, error=str(exc))
+        alerts.target_refused(batch)
         raise ItemFailed(f"Batch {batch.number} to {target.describe()} failed: {exc}. Nothing was deleted.") from exc
+    except ItemFailed:
+        alerts.target_refused(batch)
+        raise
     except SendCanceled:
         raise ItemCanceled() from None
     progress(batch.sent_bytes, batch.bytes, force=True)

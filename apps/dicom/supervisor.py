@@ -62,13 +62,15 @@ class Supervisor:
     def __init__(self, commands: dict[str, list[str]], *, cwd: Path, status_path: Path | None = None,
                  say: Callable[[str], None] = print, first_delay: float = FIRST_DELAY, max_delay: float = MAX_DELAY,
                  stable_after: float = STABLE_AFTER, stop_seconds: float = STOP_SECONDS, pass_fds: tuple = (),
-                 death_signal: int = signal.SIGTERM):
+                 death_signal: int = signal.SIGTERM, on_death: Callable[[Child], None] | None = None):
         """`pass_fds`: file descriptors every child inherits (a listening socket they share).
-        `death_signal`: what a child gets when this supervisor dies."""
+        `death_signal`: what a child gets when this supervisor dies. `on_death(child)`: told of each
+        death once it is noticed (its `quick_deaths` say whether it keeps dying); it must not block."""
         self.children = [Child(name, command) for name, command in commands.items()]
         self.cwd, self.status_path, self.say = cwd, status_path, say
         self.first_delay, self.max_delay, self.stable_after = first_delay, max_delay, stable_after
         self.stop_seconds, self.pass_fds, self.death_signal = stop_seconds, tuple(pass_fds), death_signal
+        self.on_death = on_death
 
     def start_all(self) -> None:
         for child in self.children:
@@ -93,6 +95,8 @@ class Supervisor:
                 child.next_start = now + delay
                 child.problem = f"exited with code {child.proc.returncode} after {ran:.0f} s; restarting in {delay:g} s"
                 self.say(f"{child.name} {child.problem}")
+                if self.on_death is not None:
+                    self.on_death(child)
                 changed = True
             elif child.problem and now >= child.next_start:
                 child.restarts += 1

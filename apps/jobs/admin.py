@@ -92,7 +92,7 @@ class JobAdminMixin(OwnedAdminMixin):
     list_filter = ["status", "created_at"]
     date_hierarchy = "created_at"
     readonly_fields = ["status", "progress", "description", "created_by", "created_at", "started_at",
-                       "completed_at", "cancel_requested", "urgent", "paused"]
+                       "completed_at", "cancel_requested", "urgent", "paused", "notify"]
     fields = readonly_fields
     actions = ["cancel_jobs", "retry_failed_items", "pause_jobs", "resume_jobs", "make_urgent"]
     change_list_template = "admin/jobs/job_change_list.html"

@@ -36,5 +36,9 @@ class JobsConfig(AppConfig):
     def ready(self):
         from django_q.signals import post_spawn
 
+        from apps.jobs.notices import on_job_refreshed
+        from apps.jobs.signals import job_refreshed
+
+        job_refreshed.connect(on_job_refreshed, dispatch_uid="jobs-mail-on-end")
         post_migrate.connect(ensure_reclaim_schedule, sender=self, dispatch_uid="jobs-reclaim-schedule")
         post_spawn.connect(reclaim_on_worker_start, dispatch_uid="jobs-reclaim-on-spawn")

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from apps.audit import record
 from apps.jobs.models import JobStatus
+from apps.jobs.notices import job_link
+from apps.notify.operators import alert_operators
 from apps.sending.roots import root_of
 
 log = logging.getLogger("apps.sending")
@@ -27,8 +29,21 @@ def settle(job) -> None:
         return
     if job.status == JobStatus.SUCCEEDED:
         _archive(job, Path(inbox.archive_path))
-    elif job.status in (JobStatus.FAILED, JobStatus.PARTIAL) and inbox.error_path:
-        _move_to_errors(job, Path(inbox.error_path))
+    elif job.status in (JobStatus.FAILED, JobStatus.PARTIAL):
+        tell_operators(job)
+        if inbox.error_path:
+            _move_to_errors(job, Path(inbox.error_path))
+
+
+def tell_operators(job) -> None:
+    """An inbox run that did not send everything needs a person: one e-mail per inbox per hour. It names
+    the inbox and the run, never the folder (an inbox's folders are often named after the patient)."""
+    counts = ", ".join(f"{key} {value}" for key, value in job.progress().items()
+                       if key in ("total", "succeeded", "failed", "files", "sent", "skipped", "not_stored"))
+    where = "moved to the inbox's error folder" if job.inbox.error_path else "left in the inbox"
+    alert_operators(f"inbox-failed:{job.inbox.name}", f"Inbox {job.inbox.name}: a run {job.status}",
+                    f"Run #{job.pk} of the inbox {job.inbox.name} ended {job.status} ({counts}); its folder is "
+                    f"{where}, and retrying the run sends it again.\n\nDetails: {job_link(job)}")
 
 
 def _archive(job, archive_root: Path) -> None:

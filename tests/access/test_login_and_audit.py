@@ -116,7 +116,7 @@ def test_metrics_need_staff(client, user):
     assert client.get("/metrics").status_code == 403
     user.is_staff = True
     user.save()
-    assert "servers.echojob.by_status" in client.get("/metrics").json()
+    assert "servers.echojob.by_status" in client.get("/metrics?format=json").json()
 
 
 def test_a_staff_user_manages_only_their_own_token(client, django_user_model):

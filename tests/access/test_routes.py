@@ -45,6 +45,9 @@ RULES = {
     ("healthz", "GET"): Rule("/healthz", OPEN, 200),
     ("metrics", "GET"): Rule("/metrics", STAFF, 200),
     ("dashboard", "GET"): Rule("/admin/dashboard.json", STAFF, 200),  # the admin home page's figures
+    ("my-notifications", "GET"): Rule("/api/me/notifications", LOGIN, 200),
+    ("my-notifications", "PUT"): Rule("/api/me/notifications", LOGIN, 400),
+    ("my-notifications", "PATCH"): Rule("/api/me/notifications", LOGIN, 400),
     ("schema", "GET"): Rule("/api/schema/", LOGIN, 200),
     ("swagger-ui", "GET"): Rule("/api/docs/", LOGIN, 200),
     ("dicomserver-list", "GET"): Rule("/api/servers/", ("servers.view_dicomserver",), 200),

@@ -7,7 +7,7 @@ from apps.servers.models import EchoItem, EchoJob
 from tests.jobs.conftest import make_echo_job, make_server
 
 pytestmark = pytest.mark.django_db
-JOB_KEYS = {"id", "status", "urgent", "paused", "waiting", "description", "created_at", "started_at", "completed_at",
+JOB_KEYS = {"id", "status", "urgent", "notify", "paused", "waiting", "description", "created_at", "started_at", "completed_at",
             "progress", "items"}
 
 

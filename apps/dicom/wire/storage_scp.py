@@ -52,6 +52,7 @@ class Admission:
         self.by_address: dict[str, int] = {}  # associations per peer address
         self.negotiating_by_address: dict[str, int] = {}
         self.refused_full_at = 0.0  # time.time() of the last association refused for want of a slot
+        self.refused = 0  # peers refused since the process started (any reason), for /metrics
         self.refused_full = threading.Event()  # set with it: whoever publishes the state may do so at once
         self._changed = threading.Condition()
 
@@ -111,7 +112,11 @@ class Admission:
         """What /healthz and a failing retrieval read (see `manage.py receive`): slots in use and the last refusal."""
         with self._changed:
             return {"associations": self.associations, "limit": self.limit, "refused_full_at": self.refused_full_at,
-                    "addresses": len(self.by_address)}
+                    "addresses": len(self.by_address), "refused": self.refused}
+
+    def count_refusal(self) -> None:
+        with self._changed:
+            self.refused += 1
 
     def wait_for_room(self, timeout: float) -> bool:
         """Until another connection could become an association, counting those still negotiating."""
@@ -349,7 +354,8 @@ class LeanStorageSCP(Service):
         return cap
 
     def say_refused(self, address: str, what: str) -> None:
-        """One WARNING per peer address per minute, however many it is refused."""
+        """One WARNING per peer address per minute, however many it is refused (each one counted)."""
+        self.admission.count_refusal()
         quiet = self.throttle.due(address)
         if quiet is not None:
             log.warning("refused a peer at %s: %s%s", address, what, _more(quiet))

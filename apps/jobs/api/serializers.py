@@ -27,7 +27,7 @@ class JobSerializer(serializers.ModelSerializer):
                                               "empty when nothing is.")
 
     class Meta:
-        fields = ["id", "status", "urgent", "paused", "waiting", "description", "created_at", "started_at",
+        fields = ["id", "status", "urgent", "notify", "paused", "waiting", "description", "created_at", "started_at",
                   "completed_at", "progress", "items"]
-        read_only_fields = ["id", "status", "urgent", "paused", "waiting", "created_at", "started_at",
+        read_only_fields = ["id", "status", "urgent", "notify", "paused", "waiting", "created_at", "started_at",
                             "completed_at", "progress", "items"]

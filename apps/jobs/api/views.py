@@ -12,7 +12,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from apps.audit import record
-from apps.jobs import holds, priority
+from apps.jobs import holds, notices, priority
 from apps.jobs.access import job_permissions, visible_jobs
 from apps.jobs.models import AppPause, Job
 
@@ -26,7 +26,8 @@ class JobViewSetMixin:
     start permission, cancel, retry, pause and resume its change permission. Adds POST {id}/cancel/,
     {id}/retry/, {id}/pause/ and {id}/resume/, each answering with the job body. `"urgent": true` in a
     create's body (JSON or form field) needs "start urgent jobs" and makes every job the request creates
-    urgent (apps/jobs/priority.py). A subclass with more actions adds their permissions:
+    urgent (apps/jobs/priority.py); `"notify": true` has each of them e-mail its owner when it ends
+    (apps/jobs/notices.py). A subclass with more actions adds their permissions:
 
         def get_action_permissions(self):
             return {**super().get_action_permissions(), "report": [model_permission(RetrievalJob, "view")]}
@@ -45,12 +46,17 @@ class JobViewSetMixin:
             # Set for the handler that runs next (every job it creates is urgent); reset when the
             # response is finalized, whatever happened in between.
             self._urgent_token = priority.begin(urgent_requested(request))
+            self._notify_token = notices.begin(flag_requested(request, "notify"))
 
     def finalize_response(self, request, response, *args, **kwargs):
         token = getattr(self, "_urgent_token", None)
         if token is not None:
             priority.end(token)
             self._urgent_token = None
+        token = getattr(self, "_notify_token", None)
+        if token is not None:
+            notices.end(token)
+            self._notify_token = None
         return super().finalize_response(request, response, *args, **kwargs)
 
     def _on_job(self, method: str) -> Response:
@@ -81,19 +87,24 @@ class JobViewSetMixin:
 TRUE_WORDS, FALSE_WORDS = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 
 
-def urgent_requested(request) -> bool:
-    """The create body's "urgent": a JSON boolean or a form field's true/false. Asking for it without the
-    permission is a 403 naming the permission; a value that is not a boolean is a 400 naming the field."""
+def flag_requested(request, field: str) -> bool:
+    """A create body's boolean `field`: a JSON boolean or a form field's true/false; anything else is a
+    400 naming the field."""
     try:
-        raw = request.data.get("urgent", False)
+        raw = request.data.get(field, False)
     except AttributeError:  # a JSON list as the body: the app's own validation answers for it
         return False
     if isinstance(raw, bool):
-        urgent = raw
-    elif isinstance(raw, str) and raw.strip().lower() in TRUE_WORDS | FALSE_WORDS:
-        urgent = raw.strip().lower() in TRUE_WORDS
-    else:
-        raise ValidationError({"urgent": ["Must be true or false."]})
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return raw.strip().lower() in TRUE_WORDS
+    raise ValidationError({field: ["Must be true or false."]})
+
+
+def urgent_requested(request) -> bool:
+    """The create body's "urgent" (flag_requested). Asking for it without the permission is a 403 naming
+    the permission."""
+    urgent = flag_requested(request, "urgent")
     if urgent and not priority.may_start_urgent(request.user):
         raise ApiPermissionDenied(priority.refusal())
     return urgent

@@ -15,7 +15,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from apps.audit import record
-from apps.jobs import priority
+from apps.jobs import notices, priority
 from apps.jobs.queue import enqueue
 from apps.jobs.signals import job_refreshed
 
@@ -76,6 +76,7 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     urgent = models.BooleanField(default=False, help_text="Workers take the items of urgent jobs first.")
     paused = models.BooleanField(default=False, help_text="Nothing new is started until the job is resumed.")
+    notify = models.BooleanField(default=False, help_text="E-mail the job's owner when it ends.")
 
     class Meta:
         abstract = True
@@ -87,6 +88,8 @@ class Job(models.Model):
     def save(self, *args, **kwargs):
         if self._state.adding and priority.requested():
             self.urgent = True  # created by a request that asked for "urgent": true (apps/jobs/priority.py)
+        if self._state.adding and notices.requested():
+            self.notify = True  # created by a request that asked for "notify": true (apps/jobs/notices.py)
         super().save(*args, **kwargs)
 
     @classmethod

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand
 
 from apps.core.health import status_path
 from apps.dicom.supervisor import STOP_SECONDS, Supervisor
+from apps.notify import restarts
 
 
 def portal_processes() -> dict[str, list[str]]:
@@ -51,7 +52,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         supervisor = Supervisor(portal_processes(), cwd=settings.BASE_DIR, status_path=status_path(),
-                                say=self.say)
+                                say=self.say, on_death=restarts.on_death)
         supervisor.start_all()
         self.stdout.write(self.style.SUCCESS(
             f"PACS Portal: http://127.0.0.1:{settings.PORT}/admin/  API http://127.0.0.1:{settings.PORT}/api/docs/  "

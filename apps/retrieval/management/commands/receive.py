@@ -34,6 +34,7 @@ from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.dicom.supervisor import Supervisor
 from apps.dicom.wire.received import ReceiverLimits, Throttle
 from apps.dicom.wire.storage_scp import LeanStorageSCP, close_listener, listening_socket
+from apps.notify import restarts
 from apps.retrieval.receiver_check import publish_state
 from apps.retrieval.receiving import CUT_OFF_FOLDER, PeerGuard, ReceiverPolicy, staging_writer
 from apps.servers.models import local_ae
@@ -136,7 +137,7 @@ class Command(BaseCommand):
                     for n in range(count)}
         supervisor = Supervisor({name: c + ["--ready-fd", str(ready_write)] for name, c in commands.items()},
                                 cwd=settings.BASE_DIR, say=log.info, pass_fds=(fd, ready_write),
-                                death_signal=signal.SIGKILL)
+                                death_signal=signal.SIGKILL, on_death=restarts.on_death)
         supervisor.start_all()
         os.close(ready_write)
         ready, deadline = 0, time.monotonic() + READY_SECONDS  # "listening" is said once every child is
