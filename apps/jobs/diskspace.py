@@ -5,7 +5,7 @@ them; 0 turns the floor off): below it
     apps/jobs/registry.add_check, as it asks about pauses and windows); the minute sweep (holds.wake) lets
     them be claimed again, so the work continues by itself once space returns;
   - /healthz answers "degraded" naming the folder (apps/core/health.py);
-  - operators are told, once per folder and hour (alert_low_space);
+  - operators are e-mailed, once per folder and hour (alert_low_space -> apps.notify's alert_operators);
   - the receiver refuses the first instance of a new move "out of resources" (apps/retrieval/receiving.py).
 An item names the folders its work writes to with JobItem.writes_to(). GB here are 1024**3 bytes."""
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from apps.jobs.holds import Hold
+from apps.notify.operators import alert_operators
 
 log = logging.getLogger("apps.jobs.disk")
 GB = 1024 ** 3
@@ -115,22 +116,26 @@ _alert_lock = threading.Lock()
 
 
 def alert_low_space(found: Shortage) -> None:
-    """Tell the operators a data folder is below its floor: logged once per folder per ALERT_EVERY in this
-    process, and handed to the operators' e-mail (notify_operators), which sends one per cause per hour."""
+    """Tell the operators a data folder is below its floor: logged and mailed once per folder per ALERT_EVERY
+    from this process (the mail's own throttle makes it one per hour across processes). The words name the
+    folder and sizes only, never a patient."""
     with _alert_lock:
         last = _alerted.get(found.folder)
         if last is not None and time.monotonic() - last < ALERT_EVERY:
             return
         _alerted[found.folder] = time.monotonic()
     log.warning("low disk space: %s folder has %s; work writing there waits", found.folder, found.describe())
-    notify_operators(f"disk-space:{found.folder}", f"Low disk space on the {found.folder} folder",
+    notify_operators(f"disk-low:{found.folder}", f"Low disk space on the {found.folder} folder",
                      f"The {found.folder} folder has {found.describe()}. Work that writes there waits until "
-                     "space is freed; the receiver refuses new moves meanwhile.")
+                     "space is freed, and then continues by itself; the receiver refuses new moves meanwhile.")
 
 
 def notify_operators(cause: str, subject: str, body: str) -> None:
-    """The one hook to the operators' e-mail (one message per cause per hour): no patient data in it."""
-    log.info("operators to be told (%s): %s", cause, subject)
+    """Mail the operators group; a failure to mail is logged, never raised into the work that noticed."""
+    try:
+        alert_operators(cause, subject, body)
+    except Exception:
+        log.exception("cannot alert the operators about %s", cause)
 
 
 def watch() -> int:

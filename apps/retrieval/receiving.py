@@ -253,11 +253,16 @@ class UnsolicitedQuota:
         return removed
 
 
-def space_refusal() -> str | None:
-    """Why a new move must not begin here now (a folder it needs is below its floor), or None."""
+def space_refusal(*, alert: bool = False) -> str | None:
+    """Why a new move must not begin here now (a folder it needs is below its floor), or None. `alert`: tell
+    the operators (from a receiver thread, whose database connection is closed after it)."""
     short = diskspace.shortages(RECEIVER_FOLDERS)
-    for found in short:
-        diskspace.alert_low_space(found)
+    if alert and short:
+        try:
+            for found in short:
+                diskspace.alert_low_space(found)
+        finally:
+            connection.close()
     return "; ".join(f"{found.folder}: {found.describe()}" for found in short) or None
 
 
@@ -294,7 +299,7 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
         folder = staging.folder(instance.move_originator_ae, instance.move_originator_message_id,
                                 instance.calling_ae)
         if why == "" or not folder.exists():  # a plain C-STORE, or the first instance of a move
-            low = space_refusal()
+            low = space_refusal(alert=True)
             if low:
                 refuse_for_space(instance, low)
         if why == "":

@@ -80,7 +80,7 @@ def test_operators_are_told_once_per_folder_within_the_hour(free, monkeypatch):
     free["staging"], free["uploads"] = GB, GB
     assert diskspace.watch() == 2 and diskspace.watch() == 2
     diskspace.hold(Writer("staging"))
-    assert [cause for cause, _, _ in told] == ["disk-space:staging", "disk-space:uploads"]
+    assert [cause for cause, _, _ in told] == ["disk-low:staging", "disk-low:uploads"]
     assert "1 GB free on" in told[0][2] and "10 GB required" in told[0][2]
 
 
