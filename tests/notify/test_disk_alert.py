@@ -18,7 +18,18 @@ def free(monkeypatch, settings, tmp_path):
     return space
 
 
-def test_the_operators_get_one_mail_naming_the_folder_and_no_patient(free, smtp, operators, tmp_path, settings):
+@pytest.fixture
+def operator(db, django_user_model):
+    """One member of the operators group (the group made here too: a transactional test before may have
+    flushed the one the migration created)."""
+    from django.contrib.auth.models import Group
+
+    member = django_user_model.objects.create_user(username="op", email="op@example.org")
+    Group.objects.get_or_create(name="operators")[0].user_set.add(member)
+    return member
+
+
+def test_the_operators_get_one_mail_naming_the_folder_and_no_patient(free, smtp, operator, tmp_path):
     free["staging"] = int(3.1 * GB)
     for _ in range(3):
         diskspace.watch()
