@@ -89,7 +89,7 @@ UPLOAD_MAX_ENTRY_RATIO = env.float("UPLOAD_MAX_ENTRY_RATIO", default=100)
 TRUSTED_HTTP_HOSTS = env.list("TRUSTED_HTTP_HOSTS", default=[])
 UPLOAD_EXPIRE_HOURS = env.float("UPLOAD_EXPIRE_HOURS", default=24)
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
-# Disk floors (apps/jobs/diskspace.py): below MIN_FREE_GB free (GB = 1024**3 bytes) on a data folder, work
+# Disk floors (apps/jobs/diskspace.py): below MIN_FREE_GB free (GB = 10**9 bytes) on a data folder, work
 # writing there waits and the receiver refuses new moves; MIN_FREE_GB_<FOLDER> overrides it for one folder
 # (DOWNLOADS, STAGING, UPLOADS, PHOTOS, IMPORTS); 0 turns a floor off.
 MIN_FREE_GB = env.float("MIN_FREE_GB", default=1.0)

@@ -7,7 +7,8 @@ them; 0 turns the floor off): below it
   - /healthz answers "degraded" naming the folder (apps/core/health.py);
   - operators are e-mailed, once per folder and hour (alert_low_space -> apps.notify's alert_operators);
   - the receiver refuses the first instance of a new move "out of resources" (apps/retrieval/receiving.py).
-An item names the folders its work writes to with JobItem.writes_to(). GB here are 1024**3 bytes."""
+An item names the folders its work writes to with JobItem.writes_to(). GB and MB are 10**9 and 10**6 bytes,
+as `df -H` and the dashboard count them."""
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,8 @@ from apps.jobs.holds import Hold
 from apps.notify.operators import alert_operators
 
 log = logging.getLogger("apps.jobs.disk")
-GB = 1024 ** 3
-MB = 1024 ** 2
+GB = 10 ** 9
+MB = 10 ** 6
 # The data folders with a floor, and the setting that places each.
 FOLDERS = {"downloads": "DOWNLOADS_DIR", "staging": "STAGING_DIR", "uploads": "UPLOADS_DIR",
            "photos": "PHOTOS_DIR", "imports": "IMPORT_JPG_DIR"}

@@ -8,7 +8,7 @@ from apps.jobs import diskspace
 from tests.delivery.test_tus_protocol import TUS, create, patch
 
 pytestmark = pytest.mark.django_db(transaction=True)
-GB = 1024 ** 3
+GB = 10 ** 9
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from apps.jobs import diskspace
 
-GB = 1024 ** 3
+GB = 10 ** 9
 
 
 @pytest.fixture

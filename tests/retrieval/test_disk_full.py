@@ -15,6 +15,7 @@ from tests.jobs.test_priority import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FLOOR_MB = 8
+MB = 10 ** 6
 
 
 @pytest.fixture
@@ -22,11 +23,11 @@ def small_disk(tmp_path, settings):
     """A 20 MB tmpfs on the test's folder, with a floor of 8 MB and a filler that leaves 4 MB free."""
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(tmp_path)], check=True)
     try:
-        settings.MIN_FREE_GB = FLOOR_MB / 1024
+        settings.MIN_FREE_GB = FLOOR_MB / 1000
         settings.MIN_FREE_GB_BY_FOLDER = {}
         filler = tmp_path / "filler"
         with open(filler, "wb") as out:
-            out.write(b"\0" * (diskspace.free_bytes(tmp_path) - 4 * 1024 * 1024))
+            out.write(b"\0" * (diskspace.free_bytes(tmp_path) - 4 * MB))
         yield tmp_path, filler
     finally:
         subprocess.run(["umount", "-l", str(tmp_path)], check=True)
@@ -107,7 +108,7 @@ def test_a_move_under_way_goes_on_into_the_floor(tmp_path, settings, monkeypatch
 
     settings.STAGING_DIR = tmp_path / "staging"
     settings.MIN_FREE_GB = 10
-    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 3 * 1024 ** 3)
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 3 * 10 ** 9)
     staging = MoveStaging(settings.STAGING_DIR)
     write = receiving.staging_writer(staging)
 

@@ -16,34 +16,19 @@ which name jobs, inboxes and folders the portal made, never a patient)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from apps.audit import record
+from apps.core.retention import files, records
+from apps.core.retention.candidate import Candidate, Outcome
 
 log = logging.getLogger("apps.core.retention")
 ACTOR = "retention"
 
 
-@dataclass(frozen=True)
-class Candidate:
-    category: str
-    key: str  # unique within its category: a path, or "<model label>:<pk>"
-    label: str  # what the admin page, the command and the audit trail show: no patient identifiers
-    age_days: float
-    bytes: int = 0
-    rows: int = 0  # job records: the rows removed with it
-
-
-@dataclass
-class Outcome:
-    removed: list[Candidate] = field(default_factory=list)
-    kept: list[Candidate] = field(default_factory=list)  # no longer eligible when apply() reached them
-    failed: list[tuple[Candidate, str]] = field(default_factory=list)
+__all__ = ["Candidate", "Outcome", "apply", "categories", "plan", "run"]
 
 
 def categories():
-    from apps.core.retention import files, records
-
     return [files.InboxArchives(), files.Quarantine(), files.DeliveredDownloads(), files.Reports(),
             records.IncompleteUploads(), records.JobRecords()]
 

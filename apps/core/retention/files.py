@@ -12,10 +12,13 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
-from apps.core.retention import Candidate
+from apps.core.retention.candidate import Candidate
 from apps.jobs.models import ItemStatus, JobStatus
+from apps.retrieval.models import RetrievalItem, RetrievalJob
+from apps.sending.models import Inbox, SendJob
 
 ACTIVE = [JobStatus.PENDING, JobStatus.RUNNING]
 DAY = 86400.0
@@ -47,8 +50,6 @@ def remove_path(path: Path) -> None:
 
 def busy(model) -> set[int]:
     """Ids of the model's jobs that still run or wait (pending, running, or paused)."""
-    from django.db.models import Q
-
     return set(model.objects.filter(Q(status__in=ACTIVE) | Q(paused=True)).values_list("pk", flat=True))
 
 
@@ -77,8 +78,6 @@ class InboxArchives(FolderKind):
     name, setting = "inbox-archives", "RETENTION_INBOX_ARCHIVE_DAYS"
 
     def find(self):
-        from apps.sending.models import Inbox, SendJob
-
         in_use = [Path(p) for job in SendJob.objects.filter(pk__in=busy(SendJob))
                   for p in (job.source_path, job.archive_path) if p]
         seen = set()
@@ -103,8 +102,6 @@ class Quarantine(FolderKind):
     name, setting = "quarantine", "RETENTION_QUARANTINE_DAYS"
 
     def find(self):
-        from apps.retrieval.models import RetrievalJob
-
         root = Path(settings.QUARANTINE_DIR)
         if not root.is_dir():
             return
@@ -126,10 +123,6 @@ class DeliveredDownloads(FolderKind):
     name, setting = "delivered-downloads", "RETENTION_DELIVERED_DAYS"
 
     def eligible_jobs(self):
-        from django.db.models import Count, F, Max, Q
-
-        from apps.retrieval.models import RetrievalJob
-
         cutoff = timezone.now() - timezone.timedelta(days=self.days())
         return (RetrievalJob.objects.exclude(status__in=ACTIVE).filter(paused=False)
                 .annotate(deliveries_n=Count("deliveries", distinct=True),
@@ -139,8 +132,6 @@ class DeliveredDownloads(FolderKind):
                 .filter(deliveries_n__gt=0, delivered_n=F("deliveries_n"), delivered_at__lt=cutoff))
 
     def find(self):
-        from apps.retrieval.models import RetrievalItem
-
         jobs = {job.pk: job for job in self.eligible_jobs()}
         items = RetrievalItem.objects.filter(job_id__in=jobs, status=ItemStatus.SUCCEEDED).exclude(path="")
         for item in items.order_by("job_id", "line"):

@@ -11,7 +11,9 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.retention import Candidate
+from apps.core.retention.candidate import Candidate
+from apps.delivery.cleanup import expired_uploads
+from apps.delivery.models import Upload
 from apps.jobs.models import Job
 from apps.jobs.models.base import JOB_DONE
 
@@ -22,16 +24,12 @@ class IncompleteUploads:
     name = "incomplete-uploads"
 
     def candidates(self) -> list[Candidate]:
-        from apps.delivery.cleanup import expired_uploads
-
         now = timezone.now()
         return [Candidate(self.name, f"upload:{upload.pk}", f"upload {upload.pk} (incomplete, expired)",
                           (now - upload.created_at).total_seconds() / DAY, upload.offset)
                 for upload in expired_uploads()]
 
     def remove(self, candidate: Candidate) -> None:
-        from apps.delivery.models import Upload
-
         upload = Upload.objects.filter(pk=candidate.key.removeprefix("upload:")).first()
         if upload is not None:
             upload.discard()

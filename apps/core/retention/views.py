@@ -27,8 +27,8 @@ def retention_view(request):
     for category in retention.categories():
         mine = [c for c in candidates if c.category == category.name]
         groups.append({"name": category.name, "count": len(mine), "rule": rule(category.name),
-                       "megabytes": round(sum(c.bytes for c in mine) / 1024 ** 2, 1),
-                       "entries": [{**vars(c), "megabytes": round(c.bytes / 1024 ** 2, 2)} for c in mine[:SHOWN]],
+                       "megabytes": round(sum(c.bytes for c in mine) / 10 ** 6, 1),
+                       "entries": [{**vars(c), "megabytes": round(c.bytes / 10 ** 6, 2)} for c in mine[:SHOWN]],
                        "more": max(0, len(mine) - SHOWN)})
     context = {**admin.site.each_context(request), "title": "Retention: what will be removed", "groups": groups}
     return TemplateResponse(request, "admin/core/retention.html", context)

@@ -6,7 +6,7 @@ from apps.core import retention
 
 
 def size(count: int) -> str:
-    return f"{count / 1024 ** 2:.1f} MB"
+    return f"{count / 10 ** 6:.1f} MB"
 
 
 class Command(BaseCommand):
