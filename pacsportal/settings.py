@@ -89,6 +89,20 @@ UPLOAD_MAX_ENTRY_RATIO = env.float("UPLOAD_MAX_ENTRY_RATIO", default=100)
 TRUSTED_HTTP_HOSTS = env.list("TRUSTED_HTTP_HOSTS", default=[])
 UPLOAD_EXPIRE_HOURS = env.float("UPLOAD_EXPIRE_HOURS", default=24)
 DEMO_PACS = env.bool("DEMO_PACS", default=True)
+# Disk floors (apps/jobs/diskspace.py): below MIN_FREE_GB free (GB = 10**9 bytes) on a data folder, work
+# writing there waits and the receiver refuses new moves; MIN_FREE_GB_<FOLDER> overrides it for one folder
+# (DOWNLOADS, STAGING, UPLOADS, PHOTOS, IMPORTS); 0 turns a floor off.
+MIN_FREE_GB = env.float("MIN_FREE_GB", default=1.0)
+MIN_FREE_GB_BY_FOLDER = {name: env.float(f"MIN_FREE_GB_{name.upper()}")
+                         for name in ("downloads", "staging", "uploads", "photos", "imports")
+                         if f"MIN_FREE_GB_{name.upper()}" in os.environ}
+# Retention (apps/core/retention/, `manage.py retention [--dry-run]`, daily): days kept; 0 keeps for ever.
+RETENTION_INBOX_ARCHIVE_DAYS = env.int("RETENTION_INBOX_ARCHIVE_DAYS", default=90)
+RETENTION_QUARANTINE_DAYS = env.int("RETENTION_QUARANTINE_DAYS", default=30)
+RETENTION_DELIVERED_DAYS = env.int("RETENTION_DELIVERED_DAYS", default=30)  # downloads once delivered
+RETENTION_REPORTS_DAYS = env.int("RETENTION_REPORTS_DAYS", default=90)
+RETENTION_JOBS_DAYS = env.int("RETENTION_JOBS_DAYS", default=365)  # finished job records
+RETENTION_DELETE_BATCH = env.int("RETENTION_DELETE_BATCH", default=500)  # item rows per DELETE transaction
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
 # --- Django --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from apps.core.health import portal_health, supervised_parts
+from apps.jobs import diskspace
 from apps.jobs.access import visible_jobs
 from apps.jobs.models.base import Job, JobItem, JobStatus
 
@@ -132,6 +133,6 @@ def disk() -> list[dict]:
             where = where.parent
         usage = shutil.disk_usage(where)
         rows.append({"folder": name, "free_bytes": usage.free, "total_bytes": usage.total,
-                     "required_bytes": int(float(getattr(settings, "MIN_FREE_GB", 0) or 0) * 1e9),
+                     "required_bytes": diskspace.required_bytes(name),
                      "used_fraction": round(1 - usage.free / usage.total, 3) if usage.total else 0})
     return rows

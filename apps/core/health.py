@@ -1,6 +1,8 @@
 """What /healthz answers: the state `runportal` writes for its processes (apps/dicom/supervisor.py), and
 workers stuck in one item (apps/jobs/health.py), which the database shows wherever the web runs, and a
-receiver whose association slots are all taken (apps/retrieval/receiver_check.py).
+receiver whose association slots are all taken (apps/retrieval/receiver_check.py). A data folder below its
+MIN_FREE_GB floor (apps/jobs/diskspace.py) makes the portal "degraded" (200: it serves, work writing there
+waits), naming the folder.
 Without a running supervisor (the web alone, scale-out services) the web answers, and "workers" is
 named only when one is stuck."""
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError
 
+from apps.jobs import diskspace
 from apps.jobs.health import stuck_items
 from apps.retrieval.receiver_check import receiver_saturation
 
@@ -44,15 +47,22 @@ def portal_health() -> tuple[int, dict]:
     saturated = receiver_saturation()
     if saturated:
         parts["receiver"] = {**parts.get("receiver", {}), "up": False, "state": "saturated", "problem": saturated}
+    low = diskspace.health()
+    if low:
+        parts["disk"] = {"up": True, "degraded": True, "state": "low", "problem": low}
     if not parts:
         return 200, {"status": "ok"}
     down = [name for name, part in parts.items() if not part.get("up")]
-    body = {"status": "down" if down else "ok",
+    degraded = [name for name, part in parts.items() if part.get("degraded")]
+    body = {"status": "down" if down else ("degraded" if degraded else "ok"),
             "parts": {name: parts[name].get("state") or ("down" if name in down else "up") for name in parts}}
     if down:
         body["down"] = down
+    if degraded:
+        body["degraded"] = degraded
+    if down or degraded:
         body["message"] = "; ".join(f"{name} is {parts[name].get('state') or 'down'} "
-                                    f"({parts[name].get('problem') or 'not running'})" for name in down)
+                                    f"({parts[name].get('problem') or 'not running'})" for name in down + degraded)
     return (503 if down else 200), body
 
 

@@ -17,10 +17,14 @@ from apps.delivery.receiving import lease_seconds
 log = logging.getLogger("apps.delivery")
 
 
+def expired_uploads():
+    """Uploads never completed whose expiry passed (retention lists and removes them too)."""
+    return Upload.objects.filter(state=Upload.State.RECEIVING, expires_at__lte=timezone.now()).order_by("pk")
+
+
 def clean_stale() -> dict:
-    expired = Upload.objects.filter(state=Upload.State.RECEIVING, expires_at__lte=timezone.now())
     uploads = 0
-    for upload in expired:
+    for upload in expired_uploads():
         upload.discard()
         uploads += 1
     in_use = set(DeliveryBatch.objects.filter(status__in=["pending", "running"]).exclude(zip_path="")

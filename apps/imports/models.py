@@ -120,6 +120,9 @@ class ImportItem(JobItem):
         batches = cls.objects.filter(finished_at__gte=since, kind=cls.Kind.FILES, status="succeeded")
         return [(finished, len(files)) for finished, files in batches.values_list("finished_at", "files")]
 
+    def writes_to(self) -> tuple[str, ...]:
+        return ("imports",)  # the JPG renders under IMPORT_JPG_DIR
+
     def describe(self) -> str:
         if self.kind == self.Kind.SCAN:
             return "scan of the source folder"

@@ -2,6 +2,7 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 RECLAIM_SCHEDULE = "jobs: reclaim stale items"
+DISK_SCHEDULE = "jobs: watch free disk space"
 
 
 def ensure_reclaim_schedule(sender, using="default", **kwargs):
@@ -13,6 +14,10 @@ def ensure_reclaim_schedule(sender, using="default", **kwargs):
     Schedule.objects.using(using).update_or_create(
         name=RECLAIM_SCHEDULE,
         defaults={"func": "apps.jobs.runner.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
+                  "repeats": -1})
+    Schedule.objects.using(using).update_or_create(
+        name=DISK_SCHEDULE,
+        defaults={"func": "apps.jobs.diskspace.watch", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1})
 
 
@@ -42,3 +47,8 @@ class JobsConfig(AppConfig):
         job_refreshed.connect(on_job_refreshed, dispatch_uid="jobs-mail-on-end")
         post_migrate.connect(ensure_reclaim_schedule, sender=self, dispatch_uid="jobs-reclaim-schedule")
         post_spawn.connect(reclaim_on_worker_start, dispatch_uid="jobs-reclaim-on-spawn")
+
+        from apps.jobs import diskspace
+        from apps.jobs.registry import add_check
+
+        add_check(diskspace.hold)  # work writing to a folder below MIN_FREE_GB waits

@@ -160,6 +160,10 @@ class RetrievalItem(JobItem):
     def direction(self) -> str:
         return "retrieve"
 
+    def writes_to(self) -> tuple[str, ...]:
+        """A retrieval stages what arrives and files it under the downloads; a query job only looks."""
+        return () if self.job.mode == RetrievalJob.Mode.QUERY else ("staging", "downloads")
+
     def max_attempts(self) -> int:
         return 1 + self.dicom_server.retries
 

@@ -24,6 +24,7 @@ from apps.dicom.scu import c_move
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.retrieval.models import MoveKey
 from apps.retrieval.receiver_check import receiver_problem, receiver_saturation
+from apps.retrieval.receiving import space_refusal
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ def move_to_receiver(peer, local, part, message_id: int, stop, failed: threading
 
 
 def _fail_if_receiver_down(started: float) -> None:
+    low = space_refusal()  # our disk, below its floor: the receiver refused the move's first instance
+    if low:
+        raise ItemFailed(f"The C-MOVE failed because our receiver refused it: out of resources ({low}). "
+                         "The PACS is not to blame; free space, then retry the row.")
     problem = receiver_problem()  # first: the receiver publishes a refusal for want of a slot a moment after it
     full = receiver_saturation(since=started)
     if full:

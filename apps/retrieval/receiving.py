@@ -8,7 +8,9 @@ move in flight gets a "not authorized" status and is never written (unless RECEI
 allows keeping plain C-STOREs, then within that quota and for RECEIVER_UNSOLICITED_DAYS).
 An instance of a live move is answered once checked and noted in its move's ledger, and written right
 after the answer (staging.AnsweredWrites says why nothing can be lost that way); a plain C-STORE is
-answered only once written."""
+answered only once written. While the staging or downloads folder is below its MIN_FREE_GB floor, the first
+instance of a new move (and any plain C-STORE) is refused "out of resources" (0xA700), so no study is begun
+that the disk cannot hold; a move already under way goes on into the floor kept free for it."""
 from __future__ import annotations
 
 import ipaddress
@@ -25,12 +27,15 @@ from django.db import connection
 from apps.audit import record
 from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.dicom.wire.received import InstanceRefused, ReceivedInstance, Throttle
+from apps.jobs import diskspace
 from apps.retrieval.arrivals import arrival_folder, foreign_reason
 from apps.retrieval.models import MoveKey
 from apps.servers.models import DicomServer
 
 log = logging.getLogger("apps.retrieval.receive")
 NOT_AUTHORIZED = 0x0124  # "Refused: Not authorized", a general DIMSE status (PS3.7 annex C)
+OUT_OF_RESOURCES = 0xA700  # "Refused: Out of Resources", a C-STORE status (PS3.4 B.2.3)
+RECEIVER_FOLDERS = ("staging", "downloads")  # a move is staged, then filed under the downloads
 REFRESH_SECONDS = 5.0
 RESOLVE_SECONDS = 60.0
 RECENT_SECONDS = 3600.0
@@ -248,6 +253,19 @@ class UnsolicitedQuota:
         return removed
 
 
+def space_refusal(*, alert: bool = False) -> str | None:
+    """Why a new move must not begin here now (a folder it needs is below its floor), or None. `alert`: tell
+    the operators (from a receiver thread, whose database connection is closed after it)."""
+    short = diskspace.shortages(RECEIVER_FOLDERS)
+    if alert and short:
+        try:
+            for found in short:
+                diskspace.alert_low_space(found)
+        finally:
+            connection.close()
+    return "; ".join(f"{found.folder}: {found.describe()}" for found in short) or None
+
+
 def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
                    writes: AnsweredWrites | None = None, guard: PeerGuard | None = None,
                    throttle: Throttle | None = None):
@@ -268,12 +286,22 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
                         f" ({quiet} more refused from that address in the last minute, not logged)" if quiet else "")
         raise InstanceRefused(NOT_AUTHORIZED, f"Refused: {why}", cut_off=cut)
 
+    def refuse_for_space(instance: ReceivedInstance, low: str):
+        if throttle.due(instance.peer_address) is not None:
+            log.warning("refused an instance from %s at %s: out of resources (%s)", instance.calling_ae,
+                        instance.peer_address, low)
+        raise InstanceRefused(OUT_OF_RESOURCES, f"Refused: out of resources ({low})")
+
     def on_instance(instance: ReceivedInstance) -> int:
         why = policy.refusal(instance) if policy is not None else None
         if why:
             refuse(instance, why)
         folder = staging.folder(instance.move_originator_ae, instance.move_originator_message_id,
                                 instance.calling_ae)
+        if why == "" or not folder.exists():  # a plain C-STORE, or the first instance of a move
+            low = space_refusal(alert=True)
+            if low:
+                refuse_for_space(instance, low)
         if why == "":
             if not quota.take(instance.size):
                 raise InstanceRefused(0xA700, "Refused: the quota for unsolicited instances is used up")

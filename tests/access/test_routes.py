@@ -179,6 +179,7 @@ RULES = {
            ("importjob", "imports", "import", "imports.change_importjob")]
        for verb in ("pause", "resume")},
     ("job-apps", "GET"): Rule("/api/jobs/apps/", ("jobs.view_apppause",), 200),
+    ("admin:core_retention", "GET"): Rule("/admin/retention/", ("jobs.view_all_jobs",), 200),
     ("job-app-pause", "POST"): Rule("/api/jobs/apps/sending/pause/", ("jobs.pause_apps",), 200),
     ("job-app-resume", "POST"): Rule("/api/jobs/apps/sending/resume/", ("jobs.pause_apps",), 200),
 }

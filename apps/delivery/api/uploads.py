@@ -113,7 +113,7 @@ class TusView(APIView):
         try:
             offset = upload.append(request._request, offset, int(raw_count), checksum)
         except ChunkRefused as exc:
-            extra = {"Retry_After": 60} if exc.status == 503 else {}
+            extra = {"Retry_After": 60} if exc.status in (503, 507) else {}
             raise Refused(exc.status, exc.message, Upload_Offset=upload.offset, **extra) from None
         headers = {"Upload_Offset": offset, **expiry(upload)}
         if upload.state != Upload.State.RECEIVING:

@@ -110,3 +110,14 @@ class DeliveryBatch(JobItem):
 
     def __str__(self) -> str:
         return f"batch {self.number}"
+
+    def servers(self) -> list:
+        """A PACS target's server (C-STORE or STOW-RS): its pause and send windows hold the batch as they hold
+        any send (apps/servers/windows.py). A portal or folder target names no server."""
+        target = self.job.target
+        if target.kind in (target.Kind.DICOM, target.Kind.DICOMWEB) and target.server is not None:
+            return [target.server]
+        return []
+
+    def direction(self) -> str | None:
+        return "send" if self.servers() else None

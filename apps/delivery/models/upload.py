@@ -26,6 +26,7 @@ from apps.delivery.bundle import (
     place_file,
     unpack,
 )
+from apps.jobs import diskspace
 
 READ_BLOCK = 1024 * 1024
 
@@ -35,6 +36,15 @@ class ChunkRefused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
+
+
+def space_problem(*, last: bool) -> str | None:
+    """Why a chunk must not be written now: the uploads folder below its MIN_FREE_GB floor (or, for the last
+    chunk, the downloads folder it is placed or unpacked into); None when there is room."""
+    short = diskspace.shortages(("uploads", "downloads") if last else ("uploads",))
+    for found in short:
+        diskspace.alert_low_space(found)
+    return "; ".join(f"{found.folder}: {found.describe()}" for found in short) or None
 
 
 class Upload(models.Model):
@@ -133,6 +143,10 @@ class Upload(models.Model):
             raise ChunkRefused(409, f"Upload-Offset {offset} does not match the upload's offset {self.offset}.")
         if offset + count > self.length:
             raise ChunkRefused(400, f"{count} bytes at offset {offset} would pass Upload-Length {self.length}.")
+        low = space_problem(last=offset + count == self.length)
+        if low:
+            raise ChunkRefused(507, f"the receiving portal is short of disk space ({low}); nothing of this chunk "
+                                    f"was kept, the upload stays at offset {offset}: send it again later.")
         digest = CHUNK_CHECKSUMS[checksum[0]]() if checksum else None
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
         written = 0

@@ -265,6 +265,11 @@ class JobItem(models.Model):
         applies (an echo)."""
         return None
 
+    def writes_to(self) -> tuple[str, ...]:
+        """The data folders the work writes to (apps/jobs/diskspace.FOLDERS): below its MIN_FREE_GB floor
+        the item waits."""
+        return ()
+
     def held_with(self, server) -> dict:
         """Lookups of the job's other pending items that wait with this one when `server` holds it back:
         those of the same server when items name their server, else all of them."""
