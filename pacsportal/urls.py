@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.dashboard import snapshot
 from apps.core.health import portal_health
+from apps.core.retention.views import retention_view
 from pacsportal.api_router import api_urlpatterns
 from pacsportal.metrics import metrics
 
@@ -26,7 +27,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", RedirectView.as_view(url=static("core/favicon.svg"), permanent=True)),
     path("metrics", metrics, name="metrics"),
+    # Pages the admin guards, kept out of apps/core/admin_site.py: that module loads before any model.
     path("admin/dashboard.json", admin.site.admin_view(dashboard), name="dashboard"),
+    path("admin/retention/", admin.site.admin_view(retention_view), name="retention"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -18,13 +18,6 @@ class PortalAdminSite(admin.AdminSite):
     index_title = "What do you want to do?"
     index_template = "admin/portal_index.html"  # the dashboard above the list of what to do
 
-    def get_urls(self):
-        from django.urls import path
-
-        from apps.core.retention.views import retention_view
-
-        return [path("retention/", self.admin_view(retention_view), name="core_retention"), *super().get_urls()]
-
     def get_app_list(self, request, app_label=None):
         apps = [app for app in super().get_app_list(request, app_label)
                 if request.user.is_superuser or app["app_label"] not in SUPERUSER_ONLY]

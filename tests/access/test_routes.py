@@ -179,14 +179,14 @@ RULES = {
            ("importjob", "imports", "import", "imports.change_importjob")]
        for verb in ("pause", "resume")},
     ("job-apps", "GET"): Rule("/api/jobs/apps/", ("jobs.view_apppause",), 200),
-    ("admin:core_retention", "GET"): Rule("/admin/retention/", ("jobs.view_all_jobs",), 200),
+    ("retention", "GET"): Rule("/admin/retention/", ("jobs.view_all_jobs",), 200),
     ("job-app-pause", "POST"): Rule("/api/jobs/apps/sending/pause/", ("jobs.pause_apps",), 200),
     ("job-app-resume", "POST"): Rule("/api/jobs/apps/sending/resume/", ("jobs.pause_apps",), 200),
 }
 # The portal's own pages outside the admin: a session login, the page's login form for strangers (302).
 PAGES = ("photos:",)
 # Views outside the admin's URL namespace that the admin guards (admin_view): staff sessions only.
-ADMIN_PAGES = ("dashboard",)
+ADMIN_PAGES = ("dashboard", "retention")
 
 ADMIN_MODEL_VIEWS = ("_changelist", "_add", "_history", "_delete", "_change", "_password_change")
 ADMIN_SITE_VIEWS = {"index", "login", "logout", "password_change", "password_change_done", "autocomplete",
