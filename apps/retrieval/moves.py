@@ -122,9 +122,9 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
     rounds = -(-len(parts) // max(1, pool))  # the last part may start this many move timeouts from now
     try:
         for part in parts:
-            keys[id(part)] = MoveKey.allocate(item, item.dicom_server.ae_title, part.uid, series=part.series_uid or "",
+            keys[id(part)] = MoveKey.allocate(item, row.server.ae_title, part.uid, series=part.series_uid or "",
                                               seconds=peer.retrieve_timeout * rounds + MOVE_KEY_MARGIN_SECONDS,
-                                              patient_id=part.patient_id)
+                                              patient_id=part.patient_id, server=row.server)
 
         def run(part):
             if stop.is_set():  # a sibling failed or the row was canceled before this part's turn
@@ -145,8 +145,7 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
                       listed, wait_for_receiver=True)
 
         if pool <= 1 or len(parts) == 1:
-            for part in parts:
-                fetch(part, lambda: run(part))
+            row.fetch_in_turn(parts, lambda part: fetch(part, lambda: run(part)))
             return
         first_error = None
         reuse.before_connect(peer)  # the query association left open for reuse is one of ours: close it
