@@ -235,7 +235,8 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     if not answered:
         raise ItemFailed(f"No study on {names_of(servers)} matches line {item.line} ({item.describe()}).")
     if seen and item.chooses_series() and not row.chosen_any:
-        raise ItemFailed(f"{nothing_chosen(item, names_of(servers), len(seen)).capitalize()}; nothing was fetched.")
+        why = nothing_chosen(item, names_of(servers), len(seen))
+        raise ItemFailed(f"{why[:1].upper()}{why[1:]}; nothing was fetched.")
     return row.outcome
 
 

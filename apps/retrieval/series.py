@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from pydicom.multival import MultiValue
+
 from apps.retrieval.plans import StudyPlan, list_instances
 
 SERIES_KEYS = {"SeriesInstanceUID": "", "SeriesDescription": "", "Modality": "", "SeriesNumber": "",
@@ -27,7 +29,9 @@ def text_matches(wanted: str, value: str) -> bool:
 
 def _value(series, keyword: str) -> str:
     found = series.get(keyword, "")
-    return str(found if isinstance(found, str) else "\\".join(str(v) for v in found or []) or "").strip()
+    if isinstance(found, MultiValue):
+        return "\\".join(str(v) for v in found).strip()
+    return str("" if found is None else found).strip()
 
 
 def is_chosen(item, series) -> bool:
