@@ -171,8 +171,8 @@ def _row(number, cells, order, servers, default_server, header_seen, shown, ever
     values = dict.fromkeys(COLUMNS, "")
     values.update(zip(order, (_uninert(cell) for cell in cells)))
     for column in COLUMNS:  # a value that would match more than itself never reaches a PACS
-        if column == "Server" and values[column] == EVERY_SERVER:
-            continue  # '*' is no C-FIND value: it stands for the servers the user may use
+        if column == "Server" and EVERY_SERVER in values[column]:
+            continue  # no C-FIND value: '*' stands for the servers the user may use, and a name is looked up
         problem = literal_value_problem(column, values[column])
         if problem:
             return None, problem
