@@ -140,18 +140,24 @@ class RowRetrieval:
                      plan.uid, exc)
 
     def fetch_in_turn(self, plans: list[StudyPlan], fetch_one) -> None:
-        """`fetch_one(plan)` for each plan in order. When one fails, the parts after it are settled as having
-        brought nothing, so the clean parts of their studies are committed (resume.py moves the rest next
-        time); not when the row was stopped, nor for a project's row, whose parts are committed only
-        de-identified, by a move's own de-identifier."""
-        for index, plan in enumerate(plans):
+        """`fetch_one(plan)` for each plan in order, then the first failure raised. A part the PACS refused
+        (DimseFailure) leaves the next parts going; after any other failure the parts left are settled as
+        having brought nothing, so the clean parts of their studies are committed and a retry moves the
+        rest (resume.py). Not when the row was stopped, nor for a project's row, whose parts are committed
+        only de-identified, by a move's own de-identifier: they raise at once."""
+        first = None
+        for plan in plans:
+            if first is not None and not isinstance(first, DimseFailure):
+                self._settle_what_arrived(plan, self.staging.root / "c-get" / "never-started", None)
+                continue
             try:
                 fetch_one(plan)
-            except BaseException:
-                if not self.ctx.should_stop() and self.pseudonymizer is None:
-                    for left in plans[index + 1:]:
-                        self._settle_what_arrived(left, self.staging.root / "c-get" / "never-started", None)
-                raise
+            except BaseException as exc:
+                if self.ctx.should_stop() or self.pseudonymizer is not None or isinstance(exc, ItemCanceled):
+                    raise
+                first = first or exc
+        if first is not None:
+            raise first
 
     def _early(self, plan: StudyPlan, folder: Path) -> EarlyDeidentifier | None:
         """For a project: de-identifying what lands while the move runs (its patient looked up already)."""
