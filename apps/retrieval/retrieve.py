@@ -145,9 +145,9 @@ class RowRetrieval:
         having brought nothing, so the clean parts of their studies are committed and a retry moves the
         rest (resume.py). Not when the row was stopped, nor for a project's row, whose parts are committed
         only de-identified, by a move's own de-identifier: they raise at once."""
-        first = None
+        first, stopped = None, False
         for plan in plans:
-            if first is not None and not isinstance(first, DimseFailure):
+            if stopped:
                 self._settle_what_arrived(plan, self.staging.root / "c-get" / "never-started", None)
                 continue
             try:
@@ -155,7 +155,7 @@ class RowRetrieval:
             except BaseException as exc:
                 if self.ctx.should_stop() or self.pseudonymizer is not None or isinstance(exc, ItemCanceled):
                     raise
-                first = first or exc
+                first, stopped = first or exc, not isinstance(exc, DimseFailure)
         if first is not None:
             raise first
 

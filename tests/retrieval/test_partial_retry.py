@@ -4,6 +4,7 @@ the row with the other series filed and counted; once the PACS has it again, the
 (a SERIES-level C-MOVE), keeps the files already filed, and the attempts say what each fetched. Instances
 missing from a case folder are fetched at IMAGE level, as a list of SOP Instance UIDs, and nothing else."""
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pynetdicom import AE
 from apps.jobs import runner
 from apps.retrieval import moves
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
+from apps.retrieval.report import build_report
 from apps.servers.models import DicomServer
 from tests.pacs import Orthanc
 from tests.receiver_process import receiver_process
@@ -120,6 +122,8 @@ def test_a_series_the_pacs_refused_is_all_a_retry_moves(pacs, receiver, settings
     second = item.result["attempts"][1]
     assert (second["attempt"], second["fetched"], second["kept"]) == (2, PER_SERIES, 8)
     assert 0 < second["bytes"] < item.bytes / 2, "the retry moved one series' bytes, not the study's"
+    (row,) = build_report(RetrievalJob.objects.get(pk=job.pk))["succeeded"]
+    assert re.fullmatch(r"1: 8 fetched, [0-9.]+ MB; 2: 4 fetched, 8 kept, [0-9.]+ MB", row["attempts"]), row
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
 
 

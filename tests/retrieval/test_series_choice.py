@@ -137,3 +137,15 @@ def test_series_columns_reach_the_row_from_csv_and_json(client=None):
     text = intake.rows_to_csv([{"PatientID": "P1", "StudyDate": "2024-01-02", "Server": "SP",
                                 "SeriesDescription": "~axial"}])
     assert parse_case_list(text, {"SP"}).rows[0].series_description == "~axial"
+
+
+@pytest.mark.parametrize("wanted, value, matches", [
+    ("~a+", "T1 a+b", True), ("~a+", "aaa", False),  # '+' is a plus sign
+    ("~[ax]", "[AX] scout", True), ("~[ax]", "axial", False),  # brackets are brackets
+    ("~(a+)+$", "a" * 5000 + "!", False),  # a catastrophic regex is just text: answered at once
+    ("~ AXIAL ", "thin axial", True), ("Axial", "axial", False), ("Axial", " Axial ", True),
+])
+def test_a_tilde_value_is_plain_text_contained_without_regard_to_case(wanted, value, matches):
+    from apps.retrieval.series import text_matches
+
+    assert text_matches(wanted, value) is matches
