@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('retrieval', '0010_retrieval_job_project'),
+        ('retrieval', '0011_job_notify'),
         ('servers', '0008_server_paused_windows_job_urgent_paused_waiting'),
     ]
 
