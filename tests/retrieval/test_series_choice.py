@@ -129,7 +129,7 @@ def test_series_values_that_are_no_plain_text_are_bad_rows(cells, message):
     assert not parsed.rows and message in parsed.errors[0].message
 
 
-def test_series_columns_reach_the_row_from_csv_and_json(client=None):
+def test_series_columns_reach_the_row_from_csv_and_json():
     parsed = parse_case_list("PatientID,StudyDate,Server,SeriesDescription,SeriesModality,SeriesInstanceUID\n"
                              "P1,2024-01-02,SP,~axial,MR,1.2.3.4\n", {"SP"})
     (row,) = parsed.rows
