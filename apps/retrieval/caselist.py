@@ -4,7 +4,11 @@ Rules: header optional; '#' lines are comments; blank lines skipped;
 spaces trimmed; UTF-8 with or without BOM; dates YYYY-MM-DD (also YYYYMMDD, and ranges
 YYYY-MM-DD..YYYY-MM-DD); Modality may be empty (any modality); IDs are text, so leading zeros stay.
 A header may name the columns in any order, and may add StudyInstanceUID, MaxStudies (a query row finding
-more studies is flagged) and AccessionNumber (a row may name a study by it instead of PatientID and date). Without a header, rows are
+more studies is flagged) and AccessionNumber (a row may name a study by it instead of PatientID and date).
+SeriesDescription, SeriesModality and SeriesInstanceUID choose series within the row's studies: exact text, or
+with a leading '~' a case-insensitive "contains" of plain text (never a pattern or a regex). Server may be one
+name, 'A|B' (searched in that order; a study found on both is fetched once, from the first), or '*': every
+server the user may query and retrieve from, in the order of their names (case-insensitive). Without a header, rows are
 PatientID,StudyDate,Modality,Server[,StudyInstanceUID]. Fields may be quoted (a quoted comma is part
 of the value). Values match exactly: a C-FIND wildcard ('*', '?'), the multi-value separator '\\' or a
 control character (NUL, a line break inside quotes) makes the row bad, and so does an empty PatientID
@@ -20,7 +24,11 @@ from dataclasses import asdict, dataclass
 
 from apps.dicom.query import DATE_FORMS, QueryError, literal_value_problem, parse_study_date
 
-COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "MaxStudies", "AccessionNumber")
+COLUMNS = ("PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "MaxStudies", "AccessionNumber",
+           "SeriesDescription", "SeriesModality", "SeriesInstanceUID")
+SERIES_COLUMNS = COLUMNS[7:]
+EVERY_SERVER = "*"
+SERVER_SEPARATOR = "|"
 DEFAULT_ORDER = COLUMNS[:5]  # a list without a header: the batch download tool's four columns and the UID
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
@@ -36,6 +44,11 @@ class CaseRow:
     study_instance_uid: str = ""
     max_studies: int | None = None  # a query finding more studies than this flags the row
     accession_number: str = ""
+    series_description: str = ""  # exact, or "~text": contains text, case-insensitive
+    series_modality: str = ""  # the same
+    series_instance_uid: str = ""
+    servers: tuple[str, ...] = ()  # a row searched on several servers: all of them, in order ('server' is the first)
+    server_spec: str = ""  # how the row names them: '*' or 'A|B' (configured spelling); '' for one server
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -103,13 +116,16 @@ def _uninert(value: str) -> str:
 
 
 def parse_case_list(text: str | bytes, known_servers: set[str], *, default_server: str = "",
-                    refused: dict[str, str] | None = None) -> CaseList:
+                    refused: dict[str, str] | None = None, everywhere: list[str] | None = None) -> CaseList:
     """Parse a case list. Server names match case-insensitively (they are unique without regard to case)
-    and come back as configured; a row naming a server in `refused` (name -> reason) is a bad row."""
+    and come back as configured; a row naming a server in `refused` (name -> reason) is a bad row. '*'
+    stands for `everywhere` (default: the known servers not refused, in the order of their names)."""
     if isinstance(text, bytes):
         text = decode(text)
     servers = {s.upper(): s for s in known_servers}
     shown = sorted(s for s in known_servers if s not in (refused or {}))  # an unknown name lists only these
+    if everywhere is None:
+        everywhere = sorted(shown, key=lambda name: (name.casefold(), name))
     rows: list[CaseRow] = []
     errors: list[RowError] = []
     seen: dict[tuple, int] = {}
@@ -121,19 +137,21 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
             unknown = [c for c in order if c not in COLUMNS]
             if unknown:
                 errors.append(RowError(number, raw, f"unknown column(s) {', '.join(unknown)}; "
-                                                    f"expected {','.join(COLUMNS[:4])}[,StudyInstanceUID][,MaxStudies]"))
+                                                    f"expected {','.join(COLUMNS[:4])} and any of {', '.join(COLUMNS[4:])}"))
                 order = list(DEFAULT_ORDER)
             continue
-        row, problem = _row(number, cells, order, servers, default_server, header_seen, shown)
-        if row is not None and row.server in (refused or {}):
-            row, problem = None, refused[row.server]
+        row, problem = _row(number, cells, order, servers, default_server, header_seen, shown, everywhere)
+        if row is not None:
+            refusal = next((refused[name] for name in row.servers or (row.server,) if name in (refused or {})), "")
+            if refusal:
+                row, problem = None, refusal
         if problem:
             if last > number:  # an unclosed quote swallows the lines after it: say where it ran
                 problem += f" (a quoted field runs from line {number} to line {last})"
             errors.append(RowError(number, raw, problem))
             continue
-        key = (row.patient_id, row.study_date, row.modality, row.server, row.study_instance_uid,
-               row.accession_number)
+        key = (row.patient_id, row.study_date, row.modality, row.server_spec or row.server, row.study_instance_uid,
+               row.accession_number, row.series_description, row.series_modality, row.series_instance_uid)
         if key in seen:
             errors.append(RowError(number, raw, f"duplicate of line {seen[key]}; skipped"))
             continue
@@ -142,7 +160,8 @@ def parse_case_list(text: str | bytes, known_servers: set[str], *, default_serve
     return CaseList(rows, errors)
 
 
-def _row(number, cells, order, servers, default_server, header_seen, shown) -> tuple[CaseRow | None, str]:
+def _row(number, cells, order, servers, default_server, header_seen, shown, everywhere
+         ) -> tuple[CaseRow | None, str]:
     expected = len(order) if header_seen else None
     if expected is not None and len(cells) != expected:
         return None, f"has {len(cells)} columns, the header has {expected}"
@@ -152,6 +171,8 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
     values = dict.fromkeys(COLUMNS, "")
     values.update(zip(order, (_uninert(cell) for cell in cells)))
     for column in COLUMNS:  # a value that would match more than itself never reaches a PACS
+        if column == "Server" and EVERY_SERVER in values[column]:
+            continue  # no C-FIND value: '*' stands for the servers the user may use, and a name is looked up
         problem = literal_value_problem(column, values[column])
         if problem:
             return None, problem
@@ -177,16 +198,54 @@ def _row(number, cells, order, servers, default_server, header_seen, shown) -> t
     modality = values["Modality"].upper()
     if modality and not _MODALITY.match(modality):
         return None, f"Modality '{values['Modality']}' is not a DICOM modality code such as CT, MR, US"
-    server_name = values["Server"] or default_server
-    if not server_name:
-        return None, "Server is empty"
-    server = servers.get(server_name.upper())
-    if server is None:
-        known = ", ".join(shown) or ("none you may retrieve from" if servers else "none configured")
-        return None, f"unknown server '{server_name}' (known: {known})"
+    chosen, problem = _series_choice(values)
+    if problem:
+        return None, problem
+    names, problem = _servers(values["Server"] or default_server, servers, shown, everywhere)
+    if problem:
+        return None, problem
     max_studies = None
     if values["MaxStudies"]:
         if not values["MaxStudies"].isdigit() or not 0 < int(values["MaxStudies"]) < 1_000_000:
             return None, f"MaxStudies '{values['MaxStudies']}' is not a whole number of studies (1 or more)"
         max_studies = int(values["MaxStudies"])
-    return CaseRow(number, values["PatientID"], date, modality, server, uid, max_studies, accession), ""
+    spec = "" if len(names) == 1 and values["Server"] != EVERY_SERVER else (
+        EVERY_SERVER if values["Server"] == EVERY_SERVER else SERVER_SEPARATOR.join(names))
+    return CaseRow(number, values["PatientID"], date, modality, names[0], uid, max_studies, accession, *chosen,
+                   servers=tuple(names) if spec else (), server_spec=spec), ""
+
+
+def _servers(spec: str, servers: dict, shown: list[str], everywhere: list[str]) -> tuple[list[str], str]:
+    """The servers a row's Server cell names, in order, as configured: one name, 'A|B', or '*'."""
+    if not spec:
+        return [], "Server is empty"
+    if spec == EVERY_SERVER:
+        if not everywhere:
+            return [], "Server '*' stands for every server you may query and retrieve from, and there is none"
+        return list(everywhere), ""
+    names = []
+    for given in (part.strip() for part in spec.split(SERVER_SEPARATOR)):
+        if not given:
+            return [], f"Server '{spec}' has an empty name; separate names by '|', e.g. A|B"
+        if given == EVERY_SERVER:
+            return [], f"Server '{spec}': '*' stands alone (every server you may use), not in a list"
+        server = servers.get(given.upper())
+        if server is None:
+            known = ", ".join(shown) or ("none you may retrieve from" if servers else "none configured")
+            return [], f"unknown server '{given}' (known: {known})"
+        if server not in names:
+            names.append(server)
+    return names, ""
+
+
+def _series_choice(values: dict) -> tuple[tuple[str, str, str], str]:
+    """(SeriesDescription, SeriesModality, SeriesInstanceUID) as given, checked; or why not."""
+    description, modality, uid = (values[column] for column in SERIES_COLUMNS)
+    for column, value, most in (("SeriesDescription", description, 64), ("SeriesModality", modality, 16)):
+        if value == "~":
+            return ("", "", ""), f"{column} '~' needs text after the '~' (it means: contains this text)"
+        if len(value.removeprefix("~")) > most:
+            return ("", "", ""), f"{column} '{value}' is longer than {most} characters"
+    if uid and (not _UID.match(uid) or len(uid) > 64):
+        return ("", "", ""), f"SeriesInstanceUID '{uid}' is not a valid UID (digits and dots, at most 64)"
+    return (description, modality, uid), ""

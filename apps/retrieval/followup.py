@@ -11,7 +11,7 @@ from django.db.models import Q
 from apps.jobs.models import ItemStatus
 from apps.jobs.spreadsheets import inert
 from apps.retrieval import intake
-from apps.retrieval.caselist import COLUMNS
+from apps.retrieval.caselist import COLUMNS, SERIES_COLUMNS
 from apps.retrieval.models import FoundStudy, RetrievalJob
 
 RETRY_STATUSES = (ItemStatus.FAILED, ItemStatus.TIMED_OUT, ItemStatus.CANCELED)
@@ -21,26 +21,30 @@ class FollowUpRefused(ValueError):
     """The request names something the job cannot give; the message says what."""
 
 
-def chosen_studies(job: RetrievalJob, uids: list[str] | None) -> list[tuple[str, str]]:
-    """(server, StudyInstanceUID) of the studies to retrieve, in line order, each once (the first row that
-    found it): all the query found, or the ones `uids` names; a UID it did not find is refused."""
+SERIES_FIELDS = ("item__series_description", "item__series_modality", "item__series_instance_uid")
+
+
+def chosen_studies(job: RetrievalJob, uids: list[str] | None) -> list[tuple]:
+    """(server, StudyInstanceUID, the row's series choice) of the studies to retrieve, in line order, each once
+    (the first row that found it): all the query found, or the ones `uids` names; a UID it did not find is
+    refused."""
     if job.mode != RetrievalJob.Mode.QUERY:
         raise FollowUpRefused(f"job {job.pk} is not a query job: only a query job's found studies can be retrieved")
     found = list(FoundStudy.objects.filter(item__job=job).order_by("line", "pk")
-                 .values_list("server_name", "study_instance_uid"))
+                 .values_list("server_name", "study_instance_uid", *SERIES_FIELDS))
     if uids is not None:
-        known = {uid for _, uid in found}
+        known = {uid for _, uid, *_ in found}
         unknown = [uid for uid in uids if uid not in known]
         if unknown:
             raise FollowUpRefused(f"StudyInstanceUID {', '.join(unknown[:5])} was not found by query job {job.pk}"
                                   + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
         wanted = set(uids)
-        found = [(server, uid) for server, uid in found if uid in wanted]
+        found = [row for row in found if row[1] in wanted]
     chosen, seen = [], set()
-    for server, uid in found:
-        if (server, uid) not in seen:
-            seen.add((server, uid))
-            chosen.append((server, uid))
+    for row in found:
+        if row not in seen:
+            seen.add(row)
+            chosen.append(row)
     if not chosen:
         raise FollowUpRefused(f"query job {job.pk} found no study to retrieve")
     return chosen
@@ -48,9 +52,12 @@ def chosen_studies(job: RetrievalJob, uids: list[str] | None) -> list[tuple[str,
 
 def retrieve_found(job: RetrievalJob, *, user, uids: list[str] | None = None, timeout: int | None = None
                    ) -> RetrievalJob:
-    """A new retrieval job, owned by `user`, of exactly the studies chosen (see chosen_studies). The list
-    goes through the one intake, so the user's access to each server is checked as for an upload."""
-    rows = [{"StudyInstanceUID": uid, "Server": server} for server, uid in chosen_studies(job, uids)]
+    """A new retrieval job, owned by `user`, of exactly the studies chosen (see chosen_studies), each from the
+    server it was found on first, with the series its row chose. The list goes through the one intake, so
+    the user's access to each server is checked as for an upload."""
+    rows = [{"StudyInstanceUID": uid, "Server": server, "SeriesDescription": description,
+             "SeriesModality": modality, "SeriesInstanceUID": series}
+            for server, uid, description, modality, series in chosen_studies(job, uids)]
     (read,) = intake.read_case_lists([(f"studies found by query job {job.pk}", intake.rows_to_csv(rows))],
                                      user=user)
     if not read.runnable or read.case_list.errors:
@@ -70,15 +77,19 @@ def retry_rows(job: RetrievalJob):
 
 def caselist_text(job: RetrievalJob) -> str:
     """The failed and flagged rows as a case list with a header, ready to edit and upload again. A '#'
-    comment line above each row says why it is here (the parser skips comments)."""
+    comment line above each row says why it is here (the parser skips comments). The series columns are
+    there when a row uses them."""
+    rows = list(retry_rows(job))
+    series = any(item.chooses_series() for item in rows)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(COLUMNS)
-    for item in retry_rows(job):
+    writer.writerow(COLUMNS if series else COLUMNS[:len(COLUMNS) - len(SERIES_COLUMNS)])
+    for item in rows:
         why = " ".join((item.flag or item.error or item.status).split())
         out.write(f"# line {item.line}: {why}\n")
-        writer.writerow([inert(value) for value in (item.patient_id, item.study_date, item.modality,
-                                                    item.server_name, item.study_instance_uid,
-                                                    "" if item.max_studies is None else item.max_studies,
-                                                    item.accession_number)])
+        values = [item.patient_id, item.study_date, item.modality, item.server_name, item.study_instance_uid,
+                  "" if item.max_studies is None else item.max_studies, item.accession_number]
+        if series:
+            values += [item.series_description, item.series_modality, item.series_instance_uid]
+        writer.writerow([inert(value) for value in values])
     return out.getvalue()

@@ -9,8 +9,10 @@ there (as withheld) and every later part of the study goes there too. Each decis
 quarantine) and the file moves it makes happen under one lock, so a part being filed while a sibling is
 found tainted is either already in the hold, and is taken to the quarantine with it, or finds the study
 tainted: no order of parts lets an instance of a tainted study reach the case folder, and the case folder
-never holds a part of a study that may still turn out tainted. A study whose parts do not all come back
-(a failed or canceled move) is never committed; its hold is removed with the row's staging.
+never holds a part of a study that may still turn out tainted. A part whose move failed or was stopped because
+a sibling failed is settled with what arrived of it (retrieve.py), so a study whose parts were all clean is
+committed with what came, and its retry moves only the rest (resume.py); a row canceled by its user settles
+nothing, and a study whose parts do not all settle is never committed: its hold goes with the row's staging.
 """
 from __future__ import annotations
 
@@ -47,8 +49,9 @@ class StudyHolds:
         self._lock = threading.Lock()
 
     def expect(self, plans) -> None:
-        """The parts the row will move: a study is committed once this many of its parts were checked."""
-        self._parts = Counter(plan.uid for plan in plans)
+        """More parts the row will move (a row searched on several servers tells each server's): a study is
+        committed once this many of its parts were checked."""
+        self._parts.update(plan.uid for plan in plans)
 
     def settle(self, plan, arrivals: Arrivals, target: Path, *, commit=None, **outcome) -> StudyOutcome:
         """Hold, file or quarantine one checked part of a study (see the module's note); its outcome.

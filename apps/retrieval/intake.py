@@ -43,9 +43,13 @@ def read_case_list(data: bytes | str, *, user, default_server: str = "") -> Case
     """Parse with the configured servers; rows naming a server this user may not retrieve from are bad rows
     with the reason. `user` None is the portal itself (the command line). Raises ValueError for a file that
     is not UTF-8 text."""
-    servers = list(DicomServer.objects.prefetch_related("retrieve_groups"))
+    servers = list(DicomServer.objects.prefetch_related("retrieve_groups", "query_groups"))
     refused = {s.name: s.refusal("retrieve") for s in servers if not s.may(user, "retrieve")}
-    return parse_case_list(data, {s.name for s in servers}, default_server=default_server, refused=refused)
+    # '*': every server this user may query and retrieve from, in a stable order (names, case-insensitively)
+    everywhere = sorted((s.name for s in servers if s.name not in refused and s.may(user, "query")),
+                        key=lambda name: (name.casefold(), name))
+    return parse_case_list(data, {s.name for s in servers}, default_server=default_server, refused=refused,
+                           everywhere=everywhere)
 
 
 def read_case_lists(sources, *, user, default_server: str = "") -> list[CaseListFile]:
@@ -84,11 +88,12 @@ def _nothing_to_run(content: bytes, case_list: CaseList) -> str:
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    """JSON rows ({"PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID"}) as a case list
+    """JSON rows ({"PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID"}, and any of the optional
+    columns) as a case list
     with a header, so they pass through exactly the same checks as an uploaded file."""
     out = io.StringIO()
     writer = csv.writer(out)
-    # the optional columns (MaxStudies, AccessionNumber) only when a row uses them: a row's text stays as it was
+    # the optional columns (MaxStudies, AccessionNumber, the Series ones) only when a row uses them: a row's text stays as it was
     columns = COLUMNS[:5] + tuple(col for col in COLUMNS[5:] if any(row.get(col) for row in rows))
     writer.writerow(columns)
     for row in rows:

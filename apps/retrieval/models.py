@@ -69,12 +69,14 @@ class RetrievalJob(Job):
         return job
 
     def create_items(self, rows, *, status: str = ItemStatus.PENDING, error: str = "") -> None:
-        servers = {s.name: s for s in DicomServer.objects.filter(name__in={r.server for r in rows})}
+        servers = {s.name: s for s in DicomServer.objects.filter(name__in={r.server for r in rows})}  # the first
         RetrievalItem.objects.bulk_create([
             RetrievalItem(job=self, line=r.line, patient_id=r.patient_id, study_date=r.study_date,
-                          modality=r.modality, dicom_server=servers[r.server], server_name=r.server,
+                          modality=r.modality, dicom_server=servers[r.server],
                           study_instance_uid=r.study_instance_uid, max_studies=r.max_studies,
-                          accession_number=r.accession_number,
+                          accession_number=r.accession_number, series_description=r.series_description,
+                          series_modality=r.series_modality, series_instance_uid=r.series_instance_uid,
+                          server_name=r.server_spec or r.server, server_list=list(r.servers),
                           status=status, error=error)
             for r in rows
         ], batch_size=1000)
@@ -127,7 +129,10 @@ class RetrievalItem(JobItem):
     study_date = models.CharField("StudyDate", max_length=17, blank=True, help_text="YYYYMMDD or a range.")
     modality = models.CharField(max_length=16, blank=True)
     dicom_server = models.ForeignKey(DicomServer, on_delete=models.PROTECT, related_name="+")
-    server_name = models.CharField("Server", max_length=32)
+    server_name = models.CharField("Server", max_length=200, help_text="As the row names it: one server, 'A|B' or '*'.")
+    server_list = models.JSONField(default=list, blank=True,
+                               help_text="A row searched on several servers: their names in order (the first is "
+                                         "dicom_server); empty: dicom_server alone.")
     study_instance_uid = models.CharField("StudyInstanceUID", max_length=64, blank=True)
     expected = models.PositiveIntegerField(null=True, blank=True, help_text="Instances the PACS holds.")
     instances = models.PositiveIntegerField(default=0, help_text="Instances received and filed.")
@@ -138,6 +143,10 @@ class RetrievalItem(JobItem):
                                               help_text="A query finding more studies than this flags the row.")
     flag = models.CharField(max_length=200, blank=True,
                             help_text="Why a query row needs a look: it found nothing, or too much.")
+    series_description = models.CharField("SeriesDescription", max_length=65, blank=True,
+                                          help_text="Series chosen by description: exact, or '~text' (contains).")
+    series_modality = models.CharField("SeriesModality", max_length=17, blank=True)
+    series_instance_uid = models.CharField("SeriesInstanceUID", max_length=64, blank=True)
 
     class Meta(JobItem.Meta):  # inherits the lease index every sweep queries
         ordering = ["job", "line"]
@@ -148,11 +157,32 @@ class RetrievalItem(JobItem):
     def describe(self) -> str:
         """The row in words for messages; identifiers are the user's own input, shown back to them."""
         if self.study_instance_uid:
-            return f"StudyInstanceUID {self.study_instance_uid}"
+            return f"StudyInstanceUID {self.study_instance_uid}" + self.describe_series()
         if self.accession_number:
             return f"AccessionNumber {self.accession_number}" + (f", PatientID {self.patient_id}"
-                                                                 if self.patient_id else "")
-        return f"PatientID {self.patient_id}, {self.study_date or 'any date'}, {self.modality or 'any modality'}"
+                                                                 if self.patient_id else "") + self.describe_series()
+        return (f"PatientID {self.patient_id}, {self.study_date or 'any date'}, {self.modality or 'any modality'}"
+                + self.describe_series())
+
+    def chooses_series(self) -> bool:
+        return bool(self.series_description or self.series_modality or self.series_instance_uid)
+
+    def describe_series(self) -> str:
+        chosen = [f"{name} '{value}'" for name, value in (
+            ("SeriesDescription", self.series_description), ("SeriesModality", self.series_modality),
+            ("SeriesInstanceUID", self.series_instance_uid)) if value]
+        return f", series with {' and '.join(chosen)}" if chosen else ""
+
+    def server_names(self) -> list[str]:
+        """The servers the row is searched on, in order."""
+        return list(self.server_list) or [self.dicom_server.name]
+
+    def servers(self) -> list[DicomServer]:
+        """Every server of the row: a pause or a closed window of any holds it back."""
+        if not self.server_list:
+            return [self.dicom_server]
+        by_name = {s.name: s for s in DicomServer.objects.filter(name__in=self.server_list)}
+        return [by_name[name] for name in self.server_list if name in by_name]
 
     def server(self) -> DicomServer:
         return self.dicom_server
@@ -182,6 +212,11 @@ class FoundStudy(models.Model):
     accession_number = models.CharField("AccessionNumber", max_length=16, blank=True)
     series = models.PositiveIntegerField("NumberOfStudyRelatedSeries", null=True, blank=True)
     instances = models.PositiveIntegerField("NumberOfStudyRelatedInstances", null=True, blank=True)
+    found_on = models.CharField("FoundOn", max_length=200, blank=True,
+                                help_text="Every server the row found the study on, in the row's order ('A|B').")
+    chosen_series = models.PositiveIntegerField("ChosenSeries", null=True, blank=True,
+                                                help_text="A row choosing series: how many of the study's it chose.")
+    chosen_instances = models.PositiveIntegerField("ChosenInstances", null=True, blank=True)
 
     class Meta:
         ordering = ["item", "line", "study_date", "study_time", "study_instance_uid"]
@@ -206,6 +241,8 @@ class MoveKey(models.Model):
                                            help_text="When the move is of one series: only its instances are kept.")
     patient_id = models.CharField(max_length=64, blank=True,
                                   help_text="The PatientID the C-FIND answered: only instances naming it are filed.")
+    server = models.ForeignKey(DicomServer, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                               help_text="The server moving (a row searched on several); empty: the row's own.")
     expires_at = models.DateTimeField(db_index=True)
 
     MAX_DRAWS = 64
@@ -215,7 +252,7 @@ class MoveKey(models.Model):
 
     @classmethod
     def allocate(cls, item: RetrievalItem, pacs_ae_title: str, study_instance_uid: str, *, seconds: float,
-                 series: str = "", patient_id: str = "") -> "MoveKey":
+                 series: str = "", patient_id: str = "", server: DicomServer | None = None) -> "MoveKey":
         now = timezone.now()
         cls.objects.filter(expires_at__lt=now).delete()  # keys of moves that died with their worker
         for _ in range(cls.MAX_DRAWS):
@@ -224,6 +261,7 @@ class MoveKey(models.Model):
                     return cls.objects.create(message_id=secrets.randbelow(65535) + 1, item=item,
                                               pacs_ae_title=pacs_ae_title, study_instance_uid=study_instance_uid,
                                               series_instance_uid=series, patient_id=patient_id[:64],
+                                              server=server,
                                               expires_at=now + timedelta(seconds=seconds))
             except IntegrityError:
                 continue  # drawn by a move in flight: draw again
@@ -233,10 +271,10 @@ class MoveKey(models.Model):
     def live(cls, message_id: int) -> "LiveMove | None":
         """What the receiver checks an instance under a live key against; None for no such move."""
         found = cls.objects.filter(message_id=message_id, expires_at__gt=timezone.now()).select_related(
-            "item__dicom_server").first()
+            "item__dicom_server", "server").first()
         if found is None:
             return None
-        server = found.item.dicom_server
+        server = found.server or found.item.dicom_server
         sources = server.store_sources() if server is not None and server.ae_title == found.pacs_ae_title else [
             (found.pacs_ae_title, "")]
         return LiveMove(found.study_instance_uid, found.series_instance_uid, found.patient_id, tuple(sources))

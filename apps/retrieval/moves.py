@@ -76,17 +76,21 @@ def extra_slots(ctx, server, wanted: int):
 
 def move_to_receiver(peer, local, part, message_id: int, stop, failed: threading.Event | None = None):
     """A C-MOVE of `part` to our receiver. When C-STOREs to us failed, the PACS is blamed only once our own
-    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO. `failed` is set
-    the moment the move fails, before that diagnosis: the parts beside it stop without waiting for it."""
+    receiver is known to be up: a dead receiver is said to be one, in the item and at INFO, and `failed` is
+    set so the parts beside it stop. A move the PACS refused (DimseFailure) leaves its siblings running: what
+    they bring is filed, and a retry moves only the refused part (resume.py)."""
     level, query = part.move_query()
     started = time.time()
     try:
         result = c_move(peer, local, query, local.ae_title, level=level,
                                                message_id=message_id, stop=stop)
     except DimseFailure:
-        if failed is not None:
-            failed.set()
-        _fail_if_receiver_down(started)
+        try:
+            _fail_if_receiver_down(started)
+        except ItemFailed:
+            if failed is not None:
+                failed.set()
+            raise
         raise
     if result.failed:  # some C-STOREs to us failed: a receiver that died mid-move is to blame, not the PACS
         _fail_if_receiver_down(started)
@@ -110,8 +114,10 @@ def _fail_if_receiver_down(started: float) -> None:
 
 def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) -> None:
     """C-MOVE each part (a study, or a series of one) into the receiver, `pool` at a time, each under its
-    own move key, and check and file what arrived for each as soon as its move ends. Any failure stops
-    the other moves and is raised once they ended; nothing of a failed part is filed."""
+    own move key, and check and file what arrived for each as soon as its move ends. A part the PACS refuses
+    leaves the others going; any other failure (our receiver, a timeout, a cancel) stops them. The first
+    failure is raised once every move ended; what arrived whole of a failed part is checked and settled
+    (retrieve.py), so a retry moves only what is missing."""
     item, ctx, staging = row.item, row.ctx, row.staging
     failed = threading.Event()
     stop = AnyOf(ctx.stop_requested, failed)
@@ -122,9 +128,9 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
     rounds = -(-len(parts) // max(1, pool))  # the last part may start this many move timeouts from now
     try:
         for part in parts:
-            keys[id(part)] = MoveKey.allocate(item, item.dicom_server.ae_title, part.uid, series=part.series_uid or "",
+            keys[id(part)] = MoveKey.allocate(item, row.server.ae_title, part.uid, series=part.series_uid or "",
                                               seconds=peer.retrieve_timeout * rounds + MOVE_KEY_MARGIN_SECONDS,
-                                              patient_id=part.patient_id)
+                                              patient_id=part.patient_id, server=row.server)
 
         def run(part):
             if stop.is_set():  # a sibling failed or the row was canceled before this part's turn
@@ -132,6 +138,8 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
             with gate:
                 try:
                     return move_to_receiver(peer, local, part, keys[id(part)].message_id, stop, failed)
+                except DimseFailure:
+                    raise  # the PACS refused this part: the others go on
                 except BaseException:
                     failed.set()  # before this thread takes the next part: it must find the row stopping
                     raise
@@ -145,8 +153,7 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
                       listed, wait_for_receiver=True)
 
         if pool <= 1 or len(parts) == 1:
-            for part in parts:
-                fetch(part, lambda: run(part))
+            row.fetch_in_turn(parts, lambda part: fetch(part, lambda: run(part)))
             return
         first_error = None
         reuse.before_connect(peer)  # the query association left open for reuse is one of ours: close it
@@ -156,7 +163,8 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
                 try:
                     fetch(running[done], done.result)
                 except BaseException as exc:  # the first real failure wins over the cancels it caused
-                    failed.set()
+                    if not isinstance(exc, DimseFailure):
+                        failed.set()
                     if first_error is None or isinstance(first_error, ItemCanceled):
                         first_error = exc
         if first_error is not None:

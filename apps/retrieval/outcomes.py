@@ -20,12 +20,15 @@ class StudyOutcome:
     series_instance_uid: str = ""  # when the study was moved series by series: this one's outcome
     withheld: int = 0  # instances of the study (of any of its parts) quarantined with the foreign ones, not filed
     not_filed: list = field(default_factory=list)  # a project's: (new SOP Instance UID, why) held back or refused
+    kept: int = 0  # instances an earlier run filed, kept and not moved again (resume.py)
+    kept_bytes: int = 0
 
 
 @dataclass
 class RowOutcome:
     studies: list[StudyOutcome] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (StudyInstanceUID, why) the row did not ask for
+    found_on: dict = field(default_factory=dict)  # StudyInstanceUID -> the row's servers that have it, in order
 
     @property
     def expected(self) -> int:
@@ -39,6 +42,14 @@ class RowOutcome:
     def bytes(self) -> int:
         return sum(s.bytes for s in self.studies)
 
+    @property
+    def kept(self) -> int:
+        return sum(s.kept for s in self.studies)
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(s.kept_bytes for s in self.studies)
+
 
 def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | None:
     """None when exactly the expected instances of exactly the asked-for studies arrived; else the numbers."""
@@ -46,7 +57,7 @@ def problems_message(server_name: str, line: int, outcome: RowOutcome) -> str | 
     for s in outcome.studies:
         what = f"series {s.series_instance_uid} of study {s.study_instance_uid}" if s.series_instance_uid else (
             f"study {s.study_instance_uid}")
-        if s.expected is not None and s.received + s.withheld < s.expected:
+        if s.expected is not None and s.received + s.withheld + s.kept < s.expected:
             parts.append(f"{what}: received {s.received + s.withheld} of {s.expected} instances"
                          + (f" ({s.failed_on_pacs} failed on the PACS side)" if s.failed_on_pacs else ""))
         if s.foreign:

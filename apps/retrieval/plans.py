@@ -17,6 +17,7 @@ class StudyPlan:
     expected: int | None
     sops: set[str] | None = None  # the study's SOP Instance UIDs, when the PACS listed them
     series_uid: str | None = None
+    instance_uids: tuple[str, ...] = ()  # a retry moving the missing instances of a series (IMAGE level)
 
     @property
     def uid(self) -> str:
@@ -29,6 +30,9 @@ class StudyPlan:
 
     def move_query(self) -> tuple[str, dict[str, str]]:
         """(Query/Retrieve level, identifier) of the retrieve request."""
+        if self.instance_uids:
+            return "IMAGE", {"StudyInstanceUID": self.uid, "SeriesInstanceUID": self.series_uid or "",
+                             "SOPInstanceUID": "\\".join(self.instance_uids)}
         if self.series_uid:
             return "SERIES", {"StudyInstanceUID": self.uid, "SeriesInstanceUID": self.series_uid}
         return "STUDY", {"StudyInstanceUID": self.uid}

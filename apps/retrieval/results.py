@@ -13,7 +13,8 @@ from apps.retrieval.followup import caselist_text
 from apps.retrieval.models import FoundStudy
 
 FIELDS = ("line", "Server", "StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "StudyDescription",
-          "AccessionNumber", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
+          "AccessionNumber", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "FoundOn", "ChosenSeries",
+          "ChosenInstances")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -29,7 +30,11 @@ def as_row(found: FoundStudy) -> dict:
     return {"line": found.line, "Server": found.server_name, "StudyInstanceUID": found.study_instance_uid,
             "StudyDate": found.study_date, "StudyTime": found.study_time, "ModalitiesInStudy": found.modalities,
             "StudyDescription": found.description, "AccessionNumber": found.accession_number,
-            "NumberOfStudyRelatedSeries": found.series, "NumberOfStudyRelatedInstances": found.instances}
+            "NumberOfStudyRelatedSeries": found.series, "NumberOfStudyRelatedInstances": found.instances,
+            # every server the row found it on (it is fetched from Server, the first); a row choosing series:
+            # how many of the study's series it chose, and their instances
+            "FoundOn": found.found_on or found.server_name, "ChosenSeries": found.chosen_series,
+            "ChosenInstances": found.chosen_instances}
 
 
 def results_rows(job) -> list[dict]:

@@ -32,7 +32,7 @@ MAX_UNPACKED_BYTES = 100 * 1024 * 1024
 MAX_ROWS = 200_000
 MAX_COLUMNS = 32
 HEADER_STARTS = {"patientid", "patient_id", "studydate", "modality", "server", "studyinstanceuid", "maxstudies",
-                 "accessionnumber"}
+                 "accessionnumber", "seriesdescription", "seriesmodality", "seriesinstanceuid"}
 
 
 class SpreadsheetRefused(ValueError):

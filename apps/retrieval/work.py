@@ -1,14 +1,13 @@
 """What a retrieval row does when a worker runs it (registered with the runner in apps.py): the query,
 moves and filing are retrieve.py's; a query job's row only queries (querying.py)."""
-from apps.jobs.errors import ItemFailed
+from apps.retrieval.fanout import row_servers
 from apps.retrieval.querying import check_before_moving, query_row
 from apps.retrieval.retrieve import retrieve_row
 
 
 def retrieve(item, ctx) -> None:
     # Access is checked again when the row runs: it may have been withdrawn since the list was read.
-    if not item.dicom_server.may(item.job.created_by, "retrieve"):
-        raise ItemFailed(item.dicom_server.refusal("retrieve"))
+    row_servers(item)  # every server of the row, in its order: ItemFailed naming one the owner may not use
     if item.job.mode == "query":
         query_row(item, ctx)
         return

@@ -140,8 +140,8 @@ def test_the_pacs_killed_mid_transfer_fails_clearly_files_nothing_and_a_retry_su
     assert staged(settings) == []
 
 
-def test_the_receiver_sigkilled_mid_move_is_blamed_nothing_is_half_filed_and_a_retry_succeeds(portal_env,
-                                                                                            big_study, settings):
+def test_the_receiver_sigkilled_mid_move_is_blamed_what_came_is_kept_and_a_retry_fetches_only_the_rest(
+        portal_env, big_study, settings):
     pacs, study_uid = big_study
     job = one_row_job(study_uid)
     worker = threading.Thread(target=runner.run_item, args=(RetrievalItem._meta.label, job.items.get().pk))
@@ -153,10 +153,18 @@ def test_the_receiver_sigkilled_mid_move_is_blamed_nothing_is_half_filed_and_a_r
     item = job.items.get()
     assert item.status == "failed", item.error
     assert f"the portal's receiver {PORTAL_AE} at 127.0.0.1:" in item.error and "manage.py receive" in item.error
-    assert filed(settings) == [] and staged(settings) == [] and not MoveKey.objects.exists()
+    # what the receiver had written whole before it died was checked and filed; the rest is missing, with numbers
+    kept = filed(settings)
+    assert 0 < len(kept) < INSTANCES and set(kept) <= pacs.study_instances(study_uid)
+    assert item.instances == len(kept) and item.result["attempts"] == [{"attempt": 1, "fetched": len(kept), "kept": 0,
+                                                                        "bytes": item.bytes}]
+    assert staged(settings) == [] and not MoveKey.objects.exists()
     portal_env["receiver"].append(start_receiver({k: v for k, v in portal_env.items() if k != "receiver"}))
     RetrievalJob.objects.get(pk=job.pk).retry_failed()
     runner.run_item(RetrievalItem._meta.label, job.items.get().pk)
     item = job.items.get()
     assert item.status == "succeeded", item.error
     assert sorted(filed(settings)) == sorted(pacs.study_instances(study_uid)) and staged(settings) == []
+    assert item.instances == INSTANCES
+    assert item.result["attempts"][-1] == {"attempt": 2, "fetched": INSTANCES - len(kept), "kept": len(kept),
+                                           "bytes": item.result["attempts"][-1]["bytes"]}, "the retry fetched the rest only"

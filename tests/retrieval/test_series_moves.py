@@ -168,8 +168,8 @@ def test_an_instance_of_another_series_under_a_series_key_is_quarantined(receive
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
 
 
-def test_a_failed_series_move_stops_the_rest_and_fails_the_row_with_its_reason(six_series, settings, tmp_path,
-                                                                            monkeypatch):
+def test_a_series_move_the_pacs_refuses_fails_the_row_with_its_reason_and_the_others_are_filed(
+        six_series, settings, tmp_path, monkeypatch):
     refused = []
 
     def refuse_the_first(query, message_id):
@@ -182,8 +182,11 @@ def test_a_failed_series_move_stops_the_rest_and_fails_the_row_with_its_reason(s
         job = run(job_of(six_series.uid, server_for(six_series.pacs, 2)))
     item = job.items.get()
     assert item.status == "failed" and "0xA801 (test)" in item.error
-    assert len(spy.moves) == 2, f"the refused move and the one beside it; none of the other four started: {spy.moves}"
-    assert filed(settings) == set(), "a study is filed whole or not at all: the parts that came back are not filed"
+    assert len(spy.moves) == 6, f"the PACS refusing one series does not stop the others: {spy.moves}"
+    # the series that came are filed (a retry moves only the refused one), nothing of the refused one
+    series_of = {str(ds.SOPInstanceUID): str(ds.SeriesInstanceUID) for ds in map(pydicom.dcmread, six_series.paths)}
+    assert filed(settings) == {sop for sop in six_series.instances if series_of[sop] not in refused}
+    assert item.instances == 10 and item.expected == 12
     assert staged_left(settings) == [] and not MoveKey.objects.exists()
     assert not AssociationSlot.objects.exclude(holder="").exists()
 

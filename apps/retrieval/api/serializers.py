@@ -17,13 +17,17 @@ class RetrievalItemSerializer(JobItemSerializer):
     StudyInstanceUID = serializers.CharField(source="study_instance_uid")
     MaxStudies = serializers.IntegerField(source="max_studies", allow_null=True)
     AccessionNumber = serializers.CharField(source="accession_number")
+    SeriesDescription = serializers.CharField(source="series_description")
+    SeriesModality = serializers.CharField(source="series_modality")
+    SeriesInstanceUID = serializers.CharField(source="series_instance_uid")
     found = serializers.SerializerMethodField(help_text="Studies a query row found.")
 
     class Meta(JobItemSerializer.Meta):
         model = RetrievalItem
         fields = JobItemSerializer.Meta.fields + [
             "line", "PatientID", "StudyDate", "Modality", "Server", "StudyInstanceUID", "expected", "instances",
-            "bytes", "path", "AccessionNumber", "MaxStudies", "flag", "found"]
+            "bytes", "path", "AccessionNumber", "MaxStudies", "flag", "found", "SeriesDescription",
+            "SeriesModality", "SeriesInstanceUID"]
 
     def get_found(self, item) -> int:
         return item.found_count if hasattr(item, "found_count") else item.found.count()
@@ -106,8 +110,13 @@ class RetrievalRowSerializer(serializers.Serializer):
     PatientID = serializers.CharField(required=False, allow_blank=True, default="")
     StudyDate = serializers.CharField(required=False, allow_blank=True, default="")
     Modality = serializers.CharField(required=False, allow_blank=True, default="")
-    Server = serializers.CharField(required=False, allow_blank=True, default="")
+    Server = serializers.CharField(required=False, allow_blank=True, default="",
+                                   help_text="A server's name, 'A|B' (searched in order) or '*' (every server you may use).")
     StudyInstanceUID = serializers.CharField(required=False, allow_blank=True, default="")
+    SeriesDescription = serializers.CharField(required=False, allow_blank=True, default="",
+                                              help_text="Exact, or '~text': series whose description contains text.")
+    SeriesModality = serializers.CharField(required=False, allow_blank=True, default="")
+    SeriesInstanceUID = serializers.CharField(required=False, allow_blank=True, default="")
     AccessionNumber = serializers.CharField(required=False, allow_blank=True, default="")
     MaxStudies = serializers.CharField(required=False, allow_blank=True, default="",
                                        help_text="A query row finding more studies than this is flagged.")
