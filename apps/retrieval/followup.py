@@ -33,12 +33,15 @@ def chosen_studies(job: RetrievalJob, uids: list[str] | None) -> list[tuple]:
     found = list(FoundStudy.objects.filter(item__job=job).order_by("line", "pk")
                  .values_list("server_name", "study_instance_uid", *SERIES_FIELDS))
     if uids is not None:
-        known = {uid for _, uid, *_ in found}
-        unknown = [uid for uid in uids if uid not in known]
+        # A study is named as the job showed it: a project's query showed the project's UIDs only, and
+        # the originals they stand for (kept here, never shown) are what the PACS is asked for.
+        recipe = job.project.recipe() if job.project_id else None
+        original_of = {(recipe.uid(uid) if recipe else uid): uid for _, uid, *_ in found}
+        unknown = [uid for uid in uids if uid not in original_of]
         if unknown:
             raise FollowUpRefused(f"StudyInstanceUID {', '.join(unknown[:5])} was not found by query job {job.pk}"
                                   + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
-        wanted = set(uids)
+        wanted = {original_of[uid] for uid in uids}
         found = [row for row in found if row[1] in wanted]
     chosen, seen = [], set()
     for row in found:
