@@ -3,7 +3,7 @@
 direct mode, through the worker's entry point (apps.jobs.runner.run_item), against a plain `curl`
 upload of the same zips to the same receiving end in the same run.
 
-    .venv/bin/python bench/deliver.py [--megabytes 1000] [--repeat 3] [--batch-size 10]
+    .venv/bin/python bench/deliver.py [--megabytes 1000] [--repeat 3] [--batch-size 10] [--project]
 
 What is timed: zip mode and direct mode, from the first batch's run_item() to the last batch confirmed
 (the batch's zip produced while it is sent, the tus upload with per-chunk sha1 on both ends, the
@@ -13,6 +13,10 @@ portal's tus sender alone on those same zips (apps/delivery/tus_client.py, sha1 
 Ratios are MB/s portal / MB/s curl. Runs interleave; medians are reported, with the CPU seconds each
 side used (this process and its curl children; the receiving gunicorn's processes, from /proc) and
 the load average while each variant ran.
+
+`--project`: each portal variant runs again for a research project (the same identified retrieval,
+delivered de-identified: PS3.15 E.1-1 with the dates option), and each project run is compared with the
+plain run of the same mode in the same round (ratio plain seconds / project seconds; target >= 0.8).
 """
 from __future__ import annotations
 
@@ -101,7 +105,8 @@ class ReceivingPortal:
 
 def configure_django(work: Path) -> None:
     os.environ.update({"DEBUG": "1", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "sending"),
-                       "DELIVERY_ZIP_DIR": str(work / "zips"), "LOG_LEVEL": "WARNING"})
+                       "DELIVERY_ZIP_DIR": str(work / "zips"), "LOG_LEVEL": "WARNING",
+                       "TRUSTED_HTTP_HOSTS": "127.0.0.1"})  # the receiving portal: plain http on loopback
     import django
     from django.core.management import call_command
 
@@ -109,12 +114,12 @@ def configure_django(work: Path) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def deliver(retrieval, target, mode: str, batch_size: int) -> float:
+def deliver(retrieval, target, mode: str, batch_size: int, project=None) -> float:
     """Run a delivery's batches in this process; returns the seconds."""
     from apps.delivery.models import DeliveryJob
     from apps.jobs.runner import run_item
 
-    job = DeliveryJob.for_retrieval(retrieval, target, mode=mode, batch_size=batch_size, clear=False)
+    job = DeliveryJob.for_retrieval(retrieval, target, mode=mode, batch_size=batch_size, clear=False, project=project)
     started = time.monotonic()
     for batch in job.items.order_by("number"):
         if run_item(batch._meta.label, batch.pk, continue_with_job=False) != "succeeded":
@@ -172,6 +177,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     parser.add_argument("--batch-size", type=int, default=10, help="cases per batch")
     parser.add_argument("--no-direct", action="store_true", help="skip direct mode")
+    parser.add_argument("--no-curl", action="store_true", help="skip the curl and tus-sender references")
+    parser.add_argument("--project", action="store_true",
+                        help="each portal variant again for a research project (de-identified delivery)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-deliver-"))
@@ -211,6 +219,16 @@ def main(argv=None) -> int:
         }
         if args.no_direct:
             del variants["portal direct"]
+        if args.project:
+            from apps.projects.models import Project
+
+            project = Project.objects.create(name="BENCH", options=["retain-longitudinal-dates"])
+            for mode in ("zip", "direct"):
+                if f"portal {mode}" in variants:
+                    variants[f"portal {mode}, project"] = (
+                        lambda run, mode=mode: deliver(retrieval, target, mode, args.batch_size, project))
+        if args.no_curl:
+            del variants["curl -T (zips)"], variants["tus sender (same zips)"]
         results = {name: [] for name in variants}  # (seconds, sender CPU, receiver CPU, load average)
         for run in range(args.repeat):
             for name, variant in variants.items():
@@ -221,10 +239,11 @@ def main(argv=None) -> int:
                 results[name].append((seconds, own_cpu() - cpu_here, portal.cpu() - cpu_there, os.getloadavg()[0]))
                 if portal.received() != files:
                     raise RuntimeError(f"{name}: {portal.received()} files arrived, not {files}")
-        curl = statistics.median(r[0] for r in results["curl -T (zips)"])
+        reference = "curl -T (zips)" if "curl -T (zips)" in results else "portal zip"
+        curl = statistics.median(r[0] for r in results[reference])
         print(f"\n{files} files, {megabytes:.0f} MB in {len(zips)} zips of {args.batch_size} cases; "
               f"2 shared cores, loopback\n")
-        print("| variant | runs (s) | median (s) | MB/s | ratio to curl | CPU s sender / receiver (median) | "
+        print(f"| variant | runs (s) | median (s) | MB/s | ratio to {reference} | CPU s sender / receiver (median) | "
               "load average (1 min) |\n|---|---|---|---|---|---|---|")
         for name, runs in results.items():
             median = statistics.median(r[0] for r in runs)
@@ -232,9 +251,17 @@ def main(argv=None) -> int:
             print(f"| {name} | {' '.join(f'{r[0]:.2f}' for r in runs)} | {median:.2f} | {megabytes / median:.0f} | "
                   f"{curl / median:.2f}x | {sender:.2f} / {receiver:.2f} | "
                   f"{' '.join(f'{r[3]:.1f}' for r in runs)} |")
-        ratios = {name: [f"{c[0] / r[0]:.2f}x" for c, r in zip(results["curl -T (zips)"], runs)]
-                  for name, runs in results.items() if name != "curl -T (zips)"}
-        print("\nratio to the curl run of the same round: " + "; ".join(f"{n}: {' '.join(v)}" for n, v in ratios.items()))
+        ratios = {name: [f"{c[0] / r[0]:.2f}x" for c, r in zip(results[reference], runs)]
+                  for name, runs in results.items() if name != reference}
+        print(f"\nratio to the {reference} run of the same round: "
+              + "; ".join(f"{n}: {' '.join(v)}" for n, v in ratios.items()))
+        for name, runs in results.items():
+            if name.endswith(", project"):
+                plain = results[name.removesuffix(", project")]
+                each = [p[0] / r[0] for p, r in zip(plain, runs)]
+                print(f"{name} vs plain, same round: {' '.join(f'{x:.2f}x' for x in each)} "
+                      f"(median {statistics.median(each):.2f}x; of the medians "
+                      f"{statistics.median(p[0] for p in plain) / statistics.median(r[0] for r in runs):.2f}x)")
     finally:
         portal.stop()
         shutil.rmtree(work, ignore_errors=True)
