@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from apps.jobs.models import ItemStatus
 from apps.jobs.spreadsheets import inert
+from apps.projects.masking import Mask
 from apps.retrieval import intake
 from apps.retrieval.caselist import COLUMNS, SERIES_COLUMNS
 from apps.retrieval.models import FoundStudy, RetrievalJob
@@ -81,18 +82,31 @@ def retry_rows(job: RetrievalJob):
 def caselist_text(job: RetrievalJob) -> str:
     """The failed and flagged rows as a case list with a header, ready to edit and upload again. A '#'
     comment line above each row says why it is here (the parser skips comments). The series columns are
-    there when a row uses them."""
+    there when a row uses them. A project's job shows no original here either (its rows may be a query's
+    studies the caller never saw): the rows name the pseudonym, the project's UIDs and shifted dates, and
+    the accession number not at all; such a job's failed rows run again with its retry, which keeps the
+    originals on the server."""
     rows = list(retry_rows(job))
     series = any(item.chooses_series() for item in rows)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS if series else COLUMNS[:len(COLUMNS) - len(SERIES_COLUMNS)])
+    mask = Mask(job.project) if job.project_id else None
+    if mask is not None:
+        out.write(f"# research project {job.project.name}: the values below are the project's, not the "
+                  "originals; retry the job to run these rows again\n")
     for item in rows:
         why = " ".join((item.flag or item.error or item.status).split())
+        patient_id, date, uid, accession, series_uid = (item.patient_id, item.study_date, item.study_instance_uid,
+                                                        item.accession_number, item.series_instance_uid)
+        if mask is not None:
+            why = mask.text(why, [item.patient_id], [item.study_date])
+            patient_id, date = mask.pseudonym(item.patient_id), mask.date(item.study_date, item.patient_id)
+            uid, accession, series_uid = mask.uid(uid), "", mask.uid(series_uid)
         out.write(f"# line {item.line}: {why}\n")
-        values = [item.patient_id, item.study_date, item.modality, item.server_name, item.study_instance_uid,
-                  "" if item.max_studies is None else item.max_studies, item.accession_number]
+        values = [patient_id, date, item.modality, item.server_name, uid,
+                  "" if item.max_studies is None else item.max_studies, accession]
         if series:
-            values += [item.series_description, item.series_modality, item.series_instance_uid]
+            values += [item.series_description, item.series_modality, series_uid]
         writer.writerow([inert(value) for value in values])
     return out.getvalue()

@@ -128,3 +128,18 @@ def admin_client_logged_in_api(client):
     api = APIClient()
     api.force_authenticate(client.user)
     return api
+
+
+def test_the_failed_rows_of_a_projects_follow_up_name_no_original(portal, pacs_study, researcher):
+    project = Project.objects.create(name="TRIAL1")
+    job = query(researcher, "TRIAL1")
+    new_uid = project.recipe().uid(STUDY_UID)
+    answer = researcher.post(f"/api/retrievals/{job.pk}/retrieve", {"studies": [new_uid]}, format="json")
+    started = RetrievalJob.objects.get(pk=answer.json()["id"])
+    item = started.items.get()
+    # as a row the PACS failed would say it (its error names the study it asked for)
+    item.status, item.error = "failed", f"study {STUDY_UID}: the PACS refused the move (A801)"
+    item.save()
+    text = researcher.get(f"/api/retrievals/{started.pk}/report?output=caselist").content.decode()
+    assert STUDY_UID not in text and new_uid in text and "A801" in text
+    assert "research project TRIAL1" in text
