@@ -50,6 +50,8 @@ def test_a_project_inboxs_archiving_audit_names_the_pseudonym_only(root, pacs, e
     shown = f"{event.target} {event.details}"
     assert originals_in(shown) == [], shown
     assert project.patient("4711").pseudonym in shown
+    every = " ".join(f"{e.action} {e.target} {e.details}" for e in AuditEvent.objects.all())
+    assert "job.started" in every and "instances.sent" in every and originals_in(every) == [], every
     assert Path(job.archive_path).name == FOLDER, "the folder itself keeps its name in the archive"
 
 
@@ -59,6 +61,8 @@ def test_an_inbox_without_a_project_keeps_the_patient_out_of_the_audit(root, pac
     shown = f"{event.target} {event.details}"
     assert originals_in(shown) == [], shown
     assert event.details["run"] == job.pk and str(Path(job.archive_path).parent) == event.details["archive"]
+    every = " ".join(f"{e.action} {e.target} {e.details}" for e in AuditEvent.objects.all())
+    assert originals_in(every) == [], every
 
 
 def test_the_admin_pages_of_a_project_send_show_pseudonyms_only(root, pacs, empty_orthanc, admin_client_logged_in):
