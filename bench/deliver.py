@@ -10,7 +10,7 @@ What is timed: zip mode and direct mode, from the first batch's run_item() to th
 receiving end's unpacking, the confirmation, the audit). curl: one PATCH of each ready-made zip
 (`curl -T`, no checksum, so the receiving end hashes the whole file), the same unpacking; and the
 portal's tus sender alone on those same zips (apps/delivery/tus_client.py, sha1 per 16 MB chunk).
-Ratios are MB/s portal / MB/s curl. Runs interleave; medians are reported, with the CPU seconds each
+Ratios are MB/s portal / MB/s curl. Runs interleave, each round starting with the next variant; medians are reported, with the CPU seconds each
 side used (this process and its curl children; the receiving gunicorn's processes, from /proc) and
 the load average while each variant ran.
 
@@ -246,8 +246,11 @@ def main(argv=None) -> int:
         if args.no_curl:
             del variants["curl -T (zips)"], variants["tus sender (same zips)"]
         results = {name: [] for name in variants}  # (seconds, sender CPU, receiver CPU, load average)
+        names = list(variants)
         for run in range(args.repeat):
-            for name, variant in variants.items():
+            # each round starts with another variant: no variant is always first (or right after another)
+            for name in names[run % len(names):] + names[:run % len(names)]:
+                variant = variants[name]
                 portal.reset()
                 os.sync()  # each variant starts with no dirty pages from the one before
                 cpu_here, cpu_there = own_cpu(), portal.cpu()
