@@ -3,16 +3,20 @@
 direct mode, through the worker's entry point (apps.jobs.runner.run_item), against a plain `curl`
 upload of the same zips to the same receiving end in the same run.
 
-    .venv/bin/python bench/deliver.py [--megabytes 1000] [--repeat 3] [--batch-size 10]
+    .venv/bin/python bench/deliver.py [--megabytes 1000] [--repeat 3] [--batch-size 10] [--project]
 
 What is timed: zip mode and direct mode, from the first batch's run_item() to the last batch confirmed
 (the batch's zip produced while it is sent, the tus upload with per-chunk sha1 on both ends, the
 receiving end's unpacking, the confirmation, the audit). curl: one PATCH of each ready-made zip
 (`curl -T`, no checksum, so the receiving end hashes the whole file), the same unpacking; and the
 portal's tus sender alone on those same zips (apps/delivery/tus_client.py, sha1 per 16 MB chunk).
-Ratios are MB/s portal / MB/s curl. Runs interleave; medians are reported, with the CPU seconds each
+Ratios are MB/s portal / MB/s curl. Runs interleave, each round starting with the next variant; medians are reported, with the CPU seconds each
 side used (this process and its curl children; the receiving gunicorn's processes, from /proc) and
 the load average while each variant ran.
+
+`--project`: each portal variant runs again for a research project (the same identified retrieval,
+delivered de-identified: PS3.15 E.1-1 with the dates option), and each project run is compared with the
+plain run of the same mode in the same round (ratio plain seconds / project seconds; target >= 0.8).
 """
 from __future__ import annotations
 
@@ -49,6 +53,15 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (a cluster's workers are its sentinel's children)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    return [pid, *(below for child in children for below in descendants(int(child)))]
+
+
 def own_cpu() -> float:
     """CPU seconds of this process (all its threads) and its waited-for children (curl)."""
     return sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
@@ -76,6 +89,9 @@ class ReceivingPortal:
                                       "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
                                       "--timeout", "120"],
                                      env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its worker: the receiving end unpacks each upload off the request (django-q), the sender waits
+        self.worker = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], env=self.env, cwd=ROOT,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not port_open(self.port):
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -84,9 +100,8 @@ class ReceivingPortal:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def cpu(self) -> float:
-        """CPU seconds of gunicorn and its workers so far."""
-        pids = [self.proc.pid, *Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
-        return sum(process_cpu(int(pid)) for pid in pids)
+        """CPU seconds of gunicorn and its workers, and of the unpacking cluster and its workers, so far."""
+        return sum(process_cpu(pid) for parent in (self.proc.pid, self.worker.pid) for pid in descendants(parent))
 
     def received(self) -> int:
         return sum(1 for _ in (self.data / "downloads").rglob("*.dcm"))
@@ -95,13 +110,16 @@ class ReceivingPortal:
         shutil.rmtree(self.data / "downloads", ignore_errors=True)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+        for process in (self.proc, self.worker):
+            process.terminate()
+        for process in (self.proc, self.worker):
+            process.wait(30)
 
 
 def configure_django(work: Path) -> None:
     os.environ.update({"DEBUG": "1", "DJANGO_SETTINGS_MODULE": "pacsportal.settings", "DATA_DIR": str(work / "sending"),
-                       "DELIVERY_ZIP_DIR": str(work / "zips"), "LOG_LEVEL": "WARNING"})
+                       "DELIVERY_ZIP_DIR": str(work / "zips"), "LOG_LEVEL": "WARNING",
+                       "TRUSTED_HTTP_HOSTS": "127.0.0.1"})  # the receiving portal: plain http on loopback
     import django
     from django.core.management import call_command
 
@@ -109,12 +127,12 @@ def configure_django(work: Path) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def deliver(retrieval, target, mode: str, batch_size: int) -> float:
+def deliver(retrieval, target, mode: str, batch_size: int, project=None) -> float:
     """Run a delivery's batches in this process; returns the seconds."""
     from apps.delivery.models import DeliveryJob
     from apps.jobs.runner import run_item
 
-    job = DeliveryJob.for_retrieval(retrieval, target, mode=mode, batch_size=batch_size, clear=False)
+    job = DeliveryJob.for_retrieval(retrieval, target, mode=mode, batch_size=batch_size, clear=False, project=project)
     started = time.monotonic()
     for batch in job.items.order_by("number"):
         if run_item(batch._meta.label, batch.pk, continue_with_job=False) != "succeeded":
@@ -172,6 +190,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     parser.add_argument("--batch-size", type=int, default=10, help="cases per batch")
     parser.add_argument("--no-direct", action="store_true", help="skip direct mode")
+    parser.add_argument("--no-curl", action="store_true", help="skip the curl and tus-sender references")
+    parser.add_argument("--project", action="store_true",
+                        help="each portal variant again for a research project (de-identified delivery)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-deliver-"))
@@ -211,9 +232,25 @@ def main(argv=None) -> int:
         }
         if args.no_direct:
             del variants["portal direct"]
+        if args.project:
+            from apps.projects.models import Project
+
+            # allow_burned_in: the synthetic cases include ultrasound, which a project holds back by default;
+            # the same files must arrive in both variants to compare their speed
+            project = Project.objects.create(name="BENCH", options=["retain-longitudinal-dates"],
+                                             allow_burned_in=True)
+            for mode in ("zip", "direct"):
+                if f"portal {mode}" in variants:
+                    variants[f"portal {mode}, project"] = (
+                        lambda run, mode=mode: deliver(retrieval, target, mode, args.batch_size, project))
+        if args.no_curl:
+            del variants["curl -T (zips)"], variants["tus sender (same zips)"]
         results = {name: [] for name in variants}  # (seconds, sender CPU, receiver CPU, load average)
+        names = list(variants)
         for run in range(args.repeat):
-            for name, variant in variants.items():
+            # each round starts with another variant: no variant is always first (or right after another)
+            for name in names[run % len(names):] + names[:run % len(names)]:
+                variant = variants[name]
                 portal.reset()
                 os.sync()  # each variant starts with no dirty pages from the one before
                 cpu_here, cpu_there = own_cpu(), portal.cpu()
@@ -221,10 +258,11 @@ def main(argv=None) -> int:
                 results[name].append((seconds, own_cpu() - cpu_here, portal.cpu() - cpu_there, os.getloadavg()[0]))
                 if portal.received() != files:
                     raise RuntimeError(f"{name}: {portal.received()} files arrived, not {files}")
-        curl = statistics.median(r[0] for r in results["curl -T (zips)"])
+        reference = "curl -T (zips)" if "curl -T (zips)" in results else "portal zip"
+        curl = statistics.median(r[0] for r in results[reference])
         print(f"\n{files} files, {megabytes:.0f} MB in {len(zips)} zips of {args.batch_size} cases; "
               f"2 shared cores, loopback\n")
-        print("| variant | runs (s) | median (s) | MB/s | ratio to curl | CPU s sender / receiver (median) | "
+        print(f"| variant | runs (s) | median (s) | MB/s | ratio to {reference} | CPU s sender / receiver (median) | "
               "load average (1 min) |\n|---|---|---|---|---|---|---|")
         for name, runs in results.items():
             median = statistics.median(r[0] for r in runs)
@@ -232,9 +270,17 @@ def main(argv=None) -> int:
             print(f"| {name} | {' '.join(f'{r[0]:.2f}' for r in runs)} | {median:.2f} | {megabytes / median:.0f} | "
                   f"{curl / median:.2f}x | {sender:.2f} / {receiver:.2f} | "
                   f"{' '.join(f'{r[3]:.1f}' for r in runs)} |")
-        ratios = {name: [f"{c[0] / r[0]:.2f}x" for c, r in zip(results["curl -T (zips)"], runs)]
-                  for name, runs in results.items() if name != "curl -T (zips)"}
-        print("\nratio to the curl run of the same round: " + "; ".join(f"{n}: {' '.join(v)}" for n, v in ratios.items()))
+        ratios = {name: [f"{c[0] / r[0]:.2f}x" for c, r in zip(results[reference], runs)]
+                  for name, runs in results.items() if name != reference}
+        print(f"\nratio to the {reference} run of the same round: "
+              + "; ".join(f"{n}: {' '.join(v)}" for n, v in ratios.items()))
+        for name, runs in results.items():
+            if name.endswith(", project"):
+                plain = results[name.removesuffix(", project")]
+                each = [p[0] / r[0] for p, r in zip(plain, runs)]
+                print(f"{name} vs plain, same round: {' '.join(f'{x:.2f}x' for x in each)} "
+                      f"(median {statistics.median(each):.2f}x; of the medians "
+                      f"{statistics.median(p[0] for p in plain) / statistics.median(r[0] for r in runs):.2f}x)")
     finally:
         portal.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,7 @@ from django.conf import settings
 from apps.audit import record
 from apps.delivery import alerts
 from apps.delivery.bundle import file_sha1
-from apps.delivery.deidentified import deidentify_entries
+from apps.delivery.deidentified import DeidentifiedSource, deidentify_entries, entry_size, plan_entries
 from apps.delivery.models import DeliveryTarget
 from apps.delivery.models.target import confined_folder
 from apps.delivery.tus_client import SendCanceled, TusError, TusSender
@@ -80,7 +80,9 @@ def deliver_batch(batch, ctx) -> None:
     job = batch.job
     if job.project_id is None or (job.retrieval is not None and job.retrieval.project_id == job.project_id):
         return _deliver(batch, ctx)  # nothing to do, or filed de-identified for this project already
-    # a project's batch: de-identified copies in a work folder of its own, sent, then removed
+    if job.target.kind not in (DeliveryTarget.Kind.DICOM, DeliveryTarget.Kind.DICOMWEB):
+        return _deliver(batch, ctx, deidentify=True)  # de-identified in memory as it is sent: no copy here
+    # a project's batch to a PACS: de-identified copies in a work folder of its own, stored, then removed
     work = Path(settings.DATA_DIR) / "delivery" / "work" / f"batch{batch.pk}"
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -89,17 +91,18 @@ def deliver_batch(batch, ctx) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _deliver(batch, ctx, work: Path | None = None) -> None:
+def _deliver(batch, ctx, work: Path | None = None, deidentify: bool = False) -> None:
     job, target = batch.job, batch.job.target
     if job.retrieval is None:
         raise ItemFailed("The retrieval this delivery came from was deleted.")
     found, originals = gather(batch), {}
-    if work is not None:  # what is zipped, copied, stored or uploaded: the de-identified copies only
-        deidentified = deidentify_entries(job.project, found.entries, work)
+    if work is not None or deidentify:  # what is zipped, copied, stored or uploaded: de-identified only
+        deidentified = deidentify_entries(job.project, found.entries, work) if work is not None else (
+            plan_entries(job.project, found.entries))
         found.entries, originals = deidentified.entries, deidentified.originals
         batch.result["not_delivered"] = [list(entry) for entry in deidentified.not_sent]
     batch.files = len(found.entries)
-    batch.bytes = sum(path.stat().st_size for _, path in found.entries)
+    batch.bytes = sum(entry_size(path) for _, path in found.entries)
     batch.result.update(lines=found.lines, skipped_lines=found.skipped)
     batch.save(update_fields=["files", "bytes", "result"])
     if not found.entries:
@@ -200,13 +203,16 @@ def _copy_to_folder(batch, target, found: BatchFiles, ctx, progress) -> set[str]
     fingerprint = hashlib.sha1("\n".join(names).encode()).hexdigest()
     done = batch.result.get("confirmed_files", 0) if batch.result.get("files_fingerprint") == fingerprint else 0
     confirmed = set(names[:done])
-    sent = sum(path.stat().st_size for _, path in found.entries[:done])
+    sent = sum(entry_size(path) for _, path in found.entries[:done])
     folder = _folder(target)
     stop = threading.Event()
 
     def copy(path, name):
         if not stop.is_set():
-            copy_verified(path, folder / name)
+            if isinstance(path, DeidentifiedSource):
+                write_verified(folder / name, path.write_to)
+            else:
+                copy_verified(path, folder / name)
 
     # Several files at once (a folder may be a network share, where a file's cost is its round trips).
     # Results are taken in order, so the confirmed files stay a prefix a re-run can skip.
@@ -220,7 +226,7 @@ def _copy_to_folder(batch, target, found: BatchFiles, ctx, progress) -> set[str]
                     wait([future], timeout=0.5)
                 future.result()
                 confirmed.add(name)
-                sent += path.stat().st_size
+                sent += entry_size(path)
                 batch.result.update(confirmed_files=len(confirmed), files_fingerprint=fingerprint)
                 progress(sent, batch.bytes, name)
         finally:

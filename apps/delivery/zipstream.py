@@ -39,19 +39,22 @@ class SourceChanged(OSError):
 
 
 class ZipStream:
-    """Stored zip of (name inside the zip, file) pairs: `length`, `read(offset, size)`, `write_to`."""
+    """Stored zip of (name inside the zip, file) pairs: `length`, `read(offset, size)`, `write_to`. A file
+    is a path, or a source made on demand: an object with `size` and `read_into(at, into)` that fills the
+    buffer with its bytes from `at` (or raises SourceChanged)."""
 
     def __init__(self, entries: list[tuple[str, Path]]):
         self.entries = []  # (name bytes, path, size, offset of its data)
         pieces = []  # (start, kind, entry index or bytes)
         offset = 0
-        for name, path in sorted(entries):
+        for name, path in sorted(entries, key=lambda entry: entry[0]):
             check_relative_path(name)
-            encoded, size = name.encode("ascii"), Path(path).stat().st_size
+            source = path if hasattr(path, "read_into") else Path(path)
+            encoded, size = name.encode("ascii"), source.size if hasattr(source, "read_into") else source.stat().st_size
             pieces.append((offset, "bytes", self._local_header(encoded)))
             offset += LOCAL_HEADER + len(encoded)
             pieces.append((offset, "data", len(self.entries)))
-            self.entries.append((encoded, Path(path), size, offset))
+            self.entries.append((encoded, source, size, offset))
             offset += size
             pieces.append((offset, "descriptor", len(self.entries) - 1))
             offset += DESCRIPTOR
@@ -110,6 +113,9 @@ class ZipStream:
 
     def _read_file(self, index: int, at: int, into: memoryview) -> None:
         _, path, size, _ = self.entries[index]
+        if hasattr(path, "read_into"):  # bytes made on demand (a research project's de-identified file)
+            path.read_into(at, into)
+            return
         try:
             with open(path, "rb", buffering=0) as source:
                 source.seek(at)

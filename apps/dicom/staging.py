@@ -128,6 +128,7 @@ def _write_all(fd: int, data) -> None:
 
 
 FOLDERS_CACHED = 1024
+SCRATCH_SUFFIX = ".deid"
 
 
 class MoveStaging:
@@ -155,10 +156,24 @@ class MoveStaging:
         return write_new(move_folder or folder, target, data)
 
     @staticmethod
+    def scratch(folder: Path) -> Path:
+        """The folder beside `folder` where a project's instances are de-identified while the move runs
+        (de-identified bytes only); it goes with the staging folder (remove)."""
+        return folder.with_name(folder.name + SCRATCH_SUFFIX)
+
+    @staticmethod
     def remove(folder: Path) -> None:
-        """Take a staging folder away for good. It is renamed first, so a write still under way in the
-        receiver (answered before it reached the disk) can no longer land in it: every path into the
-        old name fails from that moment, and nothing makes the folder again."""
+        """Take a staging folder away for good, and its de-identification scratch with it (a worker that
+        died mid-study leaves both; the row's next run removes them). It is renamed first, so a write
+        still under way in the receiver (answered before it reached the disk) can no longer land in it:
+        every path into the old name fails from that moment, and nothing makes the folder again."""
+        scratch = MoveStaging.scratch(folder)
+        if scratch.is_dir():
+            MoveStaging._remove(scratch)
+        MoveStaging._remove(folder)
+
+    @staticmethod
+    def _remove(folder: Path) -> None:
         gone = folder.with_name(f".removed-{folder.name}-{os.getpid()}-{next(_sequence)}")
         try:
             os.rename(folder, gone)

@@ -9,6 +9,7 @@ import json
 import re
 
 from apps.dicom import deidentify
+from apps.dicom.deid_dataset import deidentify_dataset
 
 NOT_SHOWN = "(the row as written is not shown: the job de-identifies for a research project)"
 UID_LIKE = re.compile(r"(?<![\w.])(?!2\.25\.)[0-9]+(?:\.[0-9]+){2,}(?![\w.])")
@@ -87,4 +88,24 @@ class Mask:
             for key in ("reason", "message"):
                 if shown.get(key):
                     shown[key] = self.text(QUOTED.sub("'…'", shown[key]))
+        return shown
+
+    def found_study(self, row: dict, patient_id: str) -> dict:
+        """A query's found study (results.as_row's keys) as the project's files of it would say it: the
+        values run through the project's own transform (accession number emptied, descriptions removed or,
+        with Clean Descriptors, cut of the patient's identifiers the row knows, times as the profile keeps
+        them), the StudyInstanceUID mapped, the date shifted by the row's patient (or not shown)."""
+        from pydicom.dataset import Dataset
+
+        ds = Dataset()
+        ds.PatientID = patient_id or ""
+        ds.StudyInstanceUID = row.get("StudyInstanceUID") or ""
+        for keyword in ("StudyTime", "StudyDescription", "AccessionNumber"):
+            setattr(ds, keyword, row.get(keyword) or "")
+        deidentify_dataset(ds, self.recipe, self.patient(patient_id) or deidentify.Patient(""))
+        shown = dict(row)
+        shown["StudyInstanceUID"] = self.uid(row.get("StudyInstanceUID") or "")
+        shown["StudyDate"] = self.date(row.get("StudyDate") or "", patient_id)
+        for keyword in ("StudyTime", "StudyDescription", "AccessionNumber"):
+            shown[keyword] = str(ds.get(keyword, "") or "")
         return shown

@@ -17,7 +17,7 @@ from apps.retrieval.followup import FollowUpRefused, retrieve_found, retry_rows
 from apps.retrieval.forms import CaseListUploadForm, ConfirmForm, SingleQueryForm
 from apps.retrieval.models import RetrievalJob
 from apps.retrieval.report import report_csv_response
-from apps.retrieval.results import caselist_response, found_of, results_response
+from apps.retrieval.results import caselist_response, found_of, masked_found, results_response
 
 ITEMS_PER_PAGE = 100
 FOUND_PER_PAGE = 200
@@ -83,7 +83,11 @@ class RetrievalJobAdmin(JobAdminMixin, admin.ModelAdmin):
                      "items_status": status, "item_statuses": ItemStatus.values,
                      "retry_rows": retry_rows(job).exists()}
             if job.mode == RetrievalJob.Mode.QUERY:
-                extra.update(found_page=Paginator(found_of(job), FOUND_PER_PAGE).get_page(request.GET.get("found_page")),
+                found_page = Paginator(found_of(job).select_related("item"), FOUND_PER_PAGE).get_page(
+                    request.GET.get("found_page"))
+                if job.project_id:
+                    found_page.object_list = masked_found(job, found_page.object_list)
+                extra.update(found_page=found_page,
                              can_start_jobs=self.has_start_permission(request))
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 

@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from apps.jobs.models import ItemStatus
 from apps.jobs.spreadsheets import inert
+from apps.projects.masking import Mask
 from apps.retrieval import intake
 from apps.retrieval.caselist import COLUMNS, SERIES_COLUMNS
 from apps.retrieval.models import FoundStudy, RetrievalJob
@@ -33,12 +34,15 @@ def chosen_studies(job: RetrievalJob, uids: list[str] | None) -> list[tuple]:
     found = list(FoundStudy.objects.filter(item__job=job).order_by("line", "pk")
                  .values_list("server_name", "study_instance_uid", *SERIES_FIELDS))
     if uids is not None:
-        known = {uid for _, uid, *_ in found}
-        unknown = [uid for uid in uids if uid not in known]
+        # A study is named as the job showed it: a project's query showed the project's UIDs only, and
+        # the originals they stand for (kept here, never shown) are what the PACS is asked for.
+        recipe = job.project.recipe() if job.project_id else None
+        original_of = {(recipe.uid(uid) if recipe else uid): uid for _, uid, *_ in found}
+        unknown = [uid for uid in uids if uid not in original_of]
         if unknown:
             raise FollowUpRefused(f"StudyInstanceUID {', '.join(unknown[:5])} was not found by query job {job.pk}"
                                   + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
-        wanted = set(uids)
+        wanted = {original_of[uid] for uid in uids}
         found = [row for row in found if row[1] in wanted]
     chosen, seen = [], set()
     for row in found:
@@ -78,18 +82,31 @@ def retry_rows(job: RetrievalJob):
 def caselist_text(job: RetrievalJob) -> str:
     """The failed and flagged rows as a case list with a header, ready to edit and upload again. A '#'
     comment line above each row says why it is here (the parser skips comments). The series columns are
-    there when a row uses them."""
+    there when a row uses them. A project's job shows no original here either (its rows may be a query's
+    studies the caller never saw): the rows name the pseudonym, the project's UIDs and shifted dates, and
+    the accession number not at all; such a job's failed rows run again with its retry, which keeps the
+    originals on the server."""
     rows = list(retry_rows(job))
     series = any(item.chooses_series() for item in rows)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS if series else COLUMNS[:len(COLUMNS) - len(SERIES_COLUMNS)])
+    mask = Mask(job.project) if job.project_id else None
+    if mask is not None:
+        out.write(f"# research project {job.project.name}: the values below are the project's, not the "
+                  "originals; retry the job to run these rows again\n")
     for item in rows:
         why = " ".join((item.flag or item.error or item.status).split())
+        patient_id, date, uid, accession, series_uid = (item.patient_id, item.study_date, item.study_instance_uid,
+                                                        item.accession_number, item.series_instance_uid)
+        if mask is not None:
+            why = mask.text(why, [item.patient_id], [item.study_date])
+            patient_id, date = mask.pseudonym(item.patient_id), mask.date(item.study_date, item.patient_id)
+            uid, accession, series_uid = mask.uid(uid), "", mask.uid(series_uid)
         out.write(f"# line {item.line}: {why}\n")
-        values = [item.patient_id, item.study_date, item.modality, item.server_name, item.study_instance_uid,
-                  "" if item.max_studies is None else item.max_studies, item.accession_number]
+        values = [patient_id, date, item.modality, item.server_name, uid,
+                  "" if item.max_studies is None else item.max_studies, accession]
         if series:
-            values += [item.series_description, item.series_modality, item.series_instance_uid]
+            values += [item.series_description, item.series_modality, series_uid]
         writer.writerow([inert(value) for value in values])
     return out.getvalue()

@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from openpyxl import Workbook
 
 from apps.jobs.spreadsheets import inert
+from apps.projects.masking import Mask
 from apps.retrieval.followup import caselist_text
 from apps.retrieval.models import FoundStudy
 
@@ -38,7 +39,13 @@ def as_row(found: FoundStudy) -> dict:
 
 
 def results_rows(job) -> list[dict]:
-    return [as_row(found) for found in found_of(job).iterator(chunk_size=2000)]
+    """The rows as shown: for a project's query, as the project's files would name the study (the
+    originals stay in the database, where "retrieve these" finds them by the project's UID)."""
+    if not job.project_id:
+        return [as_row(found) for found in found_of(job).iterator(chunk_size=2000)]
+    mask = Mask(job.project)
+    return [mask.found_study(as_row(found), found.item.patient_id)
+            for found in found_of(job).select_related("item").iterator(chunk_size=2000)]
 
 
 def results_csv(job) -> str:
@@ -78,3 +85,16 @@ def caselist_response(job) -> HttpResponse:
     response = HttpResponse(caselist_text(job), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="retry_job{job.pk}.csv"'
     return response
+
+
+def masked_found(job, found_studies) -> list[FoundStudy]:
+    """A page of a project's found studies as the admin's table shows them: the values results_rows
+    gives, set on the rows in memory (shown only, never saved); the tick boxes carry the project's UIDs."""
+    mask, shown = Mask(job.project), []
+    for found in found_studies:
+        row = mask.found_study(as_row(found), found.item.patient_id)
+        found.study_instance_uid, found.study_date, found.study_time = (
+            row["StudyInstanceUID"], row["StudyDate"], row["StudyTime"])
+        found.description, found.accession_number = row["StudyDescription"], row["AccessionNumber"]
+        shown.append(found)
+    return shown

@@ -164,7 +164,7 @@ class RowRetrieval:
         if self.pseudonymizer is None:
             return None
         return EarlyDeidentifier(self.pseudonymizer, lambda: self.staging.instances(folder),
-                                 folder.with_name(folder.name + ".deid"), known=[plan.patient_id]).__enter__()
+                                 self.staging.scratch(folder), known=[plan.patient_id]).__enter__()
 
     def _fail_if_unwritten(self, plan: StudyPlan, folder: Path) -> None:
         unwritten = self.staging.write_failure(folder)

@@ -73,7 +73,12 @@ def _archive(job, archive_root: Path) -> None:
     model.objects.filter(pk=job.pk).update(note="")
     job.add_log(f"PHASE 3 archived to {job.shown_archive_path}")
     log.info("run=%s inbox=%s folder archived", job.pk, job.inbox.name)
-    record("inbox-watcher", "folder.archived", job, inbox=job.inbox.name, archive_path=str(target))
+    # The folder's name is the patient's ID and name: the audit trail names the run (whose row holds the
+    # path for those allowed to see it) and, for a project, the pseudonym, never the folder itself.
+    details = {"inbox": job.inbox.name, "run": job.pk, "archive": str(target.parent)}
+    if job.project_id:
+        details["pseudonym"] = job.shown_folder
+    record("inbox-watcher", "folder.archived", job, **details)
 
 
 def _move_to_errors(job, error_root: Path) -> None:

@@ -112,6 +112,16 @@ def test_the_code_table_and_the_second_table_agree_on_the_basic_actions():
 
 @pytest.mark.parametrize("charset", list(planted.NAMES))
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_the_byte_search_finds_every_planted_value_in_the_original(charset, syntax):
+    """Every leak test passes when the search finds nothing: it must find each planted value, the name's
+    parts in the file's own character set included (ISO 2022 IR 149's escapes, UTF-8), where they are."""
+    data = planted.as_file(planted.planted_dataset(charset), syntax)
+    everything = planted.PLANTED + planted.name_tokens(planted.NAMES[charset][1])
+    assert sorted(planted.leaks(data, charset)) == sorted(everything)
+
+
+@pytest.mark.parametrize("charset", list(planted.NAMES))
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
 @pytest.mark.parametrize("options", [(), (d.OPTION_DATES,), (d.OPTION_DESCRIPTORS, d.OPTION_DATES)])
 def test_no_planted_identifier_survives_in_the_bytes(charset, syntax, options):
     data = planted.as_file(planted.planted_dataset(charset), syntax)

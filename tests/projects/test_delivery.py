@@ -97,3 +97,23 @@ def test_a_delivery_to_a_folder_writes_deidentified_files_only(identified, user,
         else:
             no_leak(path.read_bytes())
     assert len(list(identified.folder.iterdir())) == 4, "clear=False keeps every original"
+
+
+@pytest.mark.parametrize("kind", ["dicom", "dicomweb"])
+def test_a_delivery_to_a_pacs_stores_deidentified_instances_only(identified, empty_orthanc, user, trusted_loopback,
+                                                                kind):
+    project = Project.objects.create(name="TRIAL1")
+    peer = empty_orthanc.peer()
+    server = DicomServer.objects.create(name="SPARE", ae_title=peer.ae_title, host=peer.host, port=peer.port,
+                                        retries=0, dicomweb_url=empty_orthanc.dicomweb().base_url)
+    target = DeliveryTarget.objects.create(name="TOPACS", kind=kind, server=server)
+    job = DeliveryJob.for_retrieval(identified, target, user=user, batch_size=5, clear=False, project=project)
+    run_released(job)
+    assert job.status == "succeeded", [b.error for b in job.items.all()]
+    stored = [empty_orthanc.rest("GET", f"/instances/{i}/file").content
+              for i in empty_orthanc.rest("GET", "/instances").json()]
+    assert len(stored) == 3, "the three CT instances; the secondary capture held back"
+    pseudonym = project.patient(PATIENT_ID).pseudonym
+    for data in stored:
+        no_leak(data)
+        assert read(data).PatientID == pseudonym and read(data).StudyInstanceUID == project.recipe().uid(STUDY_UID)

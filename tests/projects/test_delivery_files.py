@@ -44,3 +44,38 @@ def test_a_projects_delivery_sends_deidentified_copies_only(tmp_path):
     assert batch.not_sent[0][1].startswith("held back")
     again = deidentify_entries(project, entries, tmp_path / "work2")
     assert [p.read_bytes() for _, p in again.entries] == [p.read_bytes() for _, p in batch.entries]
+
+
+@pytest.mark.parametrize("memory", [0, 10**9])  # every file made again as it is read; every file kept
+def test_the_stream_makes_the_same_zip_as_the_copies_without_writing_one(tmp_path, memory):
+    from apps.delivery.deidentified import plan_entries
+    from apps.delivery.zipstream import ZipStream
+
+    project = Project.objects.create(name="TRIAL1")
+    entries = retrieved(tmp_path / "downloads")
+    before = sorted(p for p in tmp_path.rglob("*"))
+    planned = plan_entries(project, entries, memory=memory)
+    assert sorted(p for p in tmp_path.rglob("*")) == before, "nothing written on this side"
+    copies = deidentify_entries(project, entries, tmp_path / "work")
+    assert [n for n, _ in planned.entries] == [n for n, _ in copies.entries]
+    assert planned.not_sent == copies.not_sent and planned.originals == copies.originals
+    streamed, written = ZipStream(planned.entries), ZipStream(copies.entries)
+    assert streamed.length == written.length
+    assert bytes(streamed.read(0, streamed.length)) == bytes(written.read(0, written.length))
+    cut = streamed.length // 2  # a resumed upload: the rest produced again from the middle of an entry
+    assert bytes(ZipStream(planned.entries).read(cut, streamed.length)) == bytes(written.read(cut, written.length))
+
+
+def test_an_original_changed_after_planning_stops_the_stream(tmp_path):
+    from apps.delivery.deidentified import plan_entries
+    from apps.delivery.zipstream import SourceChanged, ZipStream
+
+    project = Project.objects.create(name="TRIAL1")
+    entries = retrieved(tmp_path / "downloads")
+    planned = plan_entries(project, entries, memory=0)
+    ds = planted_dataset("ISO_IR 192", sop_uid="1.2.826.0.1.3680043.8.498.77400")
+    ds.InstanceNumber = 987654  # kept by the profile: the de-identified file grows
+    entries[0][1].write_bytes(as_file(ds))
+    stream = ZipStream(planned.entries)
+    with pytest.raises(SourceChanged):
+        stream.read(0, stream.length)

@@ -186,3 +186,29 @@ def test_the_command_lines_send_takes_a_project(root, pacs, project, empty_ortha
     assert str(case) not in out + err and PATIENT_ID not in out + err
     stored = arrived(empty_orthanc)
     assert len(stored) == 3 and {read(d).PatientID for d in stored} == {project.patient(PATIENT_ID).pseudonym}
+
+
+def test_two_jobs_of_one_patients_studies_keep_the_interval_between_them(researcher, root, pacs, empty_orthanc):
+    from datetime import date
+
+    from tests.projects.planted import shift_safe
+
+    project = shift_safe(Project.objects.create(name="TRIAL3", options=["retain-longitudinal-dates"]))
+    for n, study_date in enumerate(("20200301", "20210615")):
+        folder = root / f"study{n}"
+        folder.mkdir()
+        ds = planted_dataset("ISO_IR 192", sop_uid=f"1.2.826.0.1.3680043.8.498.7780{n}", study_date=study_date)
+        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.8.498.7781{n}"
+        (folder / "x.dcm").write_bytes(as_file(ds))
+        answer = researcher.post("/api/sends/", {"servers": ["PACS"], "path": str(folder), "project": "TRIAL3"},
+                                 format="json")
+        run_items(SendJob.objects.get(pk=answer.json()["id"]))
+    stored = sorted((read(data) for data in arrived(empty_orthanc)), key=lambda ds: ds.StudyDate)
+    assert len(stored) == 2 and len({ds.StudyInstanceUID for ds in stored}) == 2
+
+    def day(text: str) -> date:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    shift = project.patient(PATIENT_ID).date_shift_days
+    assert day(stored[0].StudyDate) - day("20200301") == day(stored[1].StudyDate) - day("20210615")
+    assert (day(stored[0].StudyDate) - day("20200301")).days == shift != 0
+    assert day(stored[1].StudyDate) - day(stored[0].StudyDate) == day("20210615") - day("20200301")
