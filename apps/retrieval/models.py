@@ -253,8 +253,7 @@ class MoveKey(models.Model):
     @classmethod
     def allocate(cls, item: RetrievalItem, pacs_ae_title: str, study_instance_uid: str, *, seconds: float,
                  series: str = "", patient_id: str = "", server: DicomServer | None = None) -> "MoveKey":
-        now = timezone.now()
-        cls.objects.filter(expires_at__lt=now).delete()  # keys of moves that died with their worker
+        now = timezone.now()  # keys of moves that died with their worker go with their folders (retrieve.py)
         for _ in range(cls.MAX_DRAWS):
             try:
                 with transaction.atomic():

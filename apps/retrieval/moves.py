@@ -131,6 +131,8 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
             keys[id(part)] = MoveKey.allocate(item, row.server.ae_title, part.uid, series=part.series_uid or "",
                                               seconds=peer.retrieve_timeout * rounds + MOVE_KEY_MARGIN_SECONDS,
                                               patient_id=part.patient_id, server=row.server)
+            # A number drawn again starts from an empty folder, whatever a dead move of it left there.
+            staging.remove(staging.folder(local.ae_title, keys[id(part)].message_id))
 
         def run(part):
             if stop.is_set():  # a sibling failed or the row was canceled before this part's turn

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.audit import record
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
@@ -231,6 +232,7 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     require_writable(staging.root, "staging folder")
     require_writable(row.downloads, "downloads folder")
     clear_earlier_runs(item, staging, local.ae_title)
+    clear_expired_moves(staging, local.ae_title)
     servers, seen, answered = row_servers(item), set(), 0
     try:
         for server in servers:
@@ -329,6 +331,14 @@ def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
         key.delete()
     for folder in [*(staging.root / "c-get").glob(f"{item.pk}-*"), *(staging.root / HOLD).glob(f"{item.pk}-*")]:
         staging.remove(folder)
+
+
+def clear_expired_moves(staging: MoveStaging, local_ae_title: str) -> None:
+    """Keys of any row's moves that died with their worker, with their staging folders: what those moves
+    staged (originals, of other patients too) does not stay on disk until that row runs again."""
+    for key in MoveKey.objects.filter(expires_at__lt=timezone.now()):
+        staging.remove(staging.folder(local_ae_title, key.message_id))
+        key.delete()
 
 
 def _list_instances_alone(peer, local, study_uid: str, series_uid: str | None = None) -> set[str]:
