@@ -185,6 +185,43 @@ def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "")
     return DatasetIdentity(**walker.identity)
 
 
+def header_end(data, transfer_syntax_uid: str) -> int | None:
+    """Where the top-level pixel data element (or any element from (7FE0,0008) on) starts in `data`, the
+    first part of an encoded dataset still arriving; None while the elements before it are not all in
+    (or for a deflated dataset, which cannot be read in parts). What comes before is the header: the
+    receiver checks it, and streams the rest (wire/streamed.py)."""
+    ts = _uid(transfer_syntax_uid)
+    if ts.is_deflated:
+        return None
+    little = ts.is_little_endian if ts.is_transfer_syntax else True
+    implicit = ts.is_implicit_VR if ts.is_transfer_syntax else False
+    walker = _Walker(data, little)
+    prefix = walker.prefix
+    header = (_IMPLICIT if implicit else _EXPLICIT)[prefix].unpack_from
+    pos, end = 0, len(data)
+    try:
+        while pos + 12 <= end:
+            if implicit:
+                group, element, length = header(data, pos)
+                value = pos + 8
+            else:
+                group, element, vr, length = header(data, pos)
+                if vr in LONG_VRS:
+                    (length,) = _LONG[prefix].unpack_from(data, pos + 8)
+                    value = pos + 12
+                else:
+                    value = pos + 8
+            if group << 16 | element >= min(PIXEL_TAGS):
+                return pos
+            if length == UNDEFINED:
+                pos = walker.items(value, implicit or (not implicit and vr == b"UN"), 1)
+            else:
+                pos = value + length
+    except _Truncated:
+        return None
+    return None
+
+
 def _meta_element(group_element: int, vr: bytes, value: bytes) -> bytes:
     """One explicit VR little endian element of group 2 (all short VRs except OB)."""
     tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)

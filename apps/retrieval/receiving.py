@@ -312,9 +312,11 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
             move_folder, folder = folder, arrival_folder(folder, foreign_reason(instance, move.study, move.series,
                                                                                 move.patient_id))
             if writes is not None:
-                instance.after_answer = writes.after_answer(move_folder, folder, instance.sop_instance_uid,
-                                                            instance.chunks, instance.written)
+                writes.take(instance, move_folder, folder)
                 return 0x0000
+        if instance.streamed:  # written as it arrives, answered once complete
+            instance.sink = staging.open(folder, instance.sop_instance_uid, instance.chunks)
+            return 0x0000
         staging.write(folder, instance.sop_instance_uid, instance.chunks)
         instance.written()
         log.debug("staged %s from %s into %s", instance.sop_instance_uid, instance.calling_ae, folder)

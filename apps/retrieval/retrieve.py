@@ -313,8 +313,7 @@ def _c_get_into(peer, local, query: dict, folder: Path, plan: StudyPlan, stop):
         def on_instance(instance) -> int:
             staged_in = arrival_folder(folder, foreign_reason(instance, plan.uid, plan.series_uid or "",
                                                               plan.patient_id))
-            instance.after_answer = writes.after_answer(folder, staged_in, instance.sop_instance_uid, instance.chunks,
-                                                        instance.written)
+            writes.take(instance, folder, staged_in)  # written after its answer, or streamed as it arrives
             return 0x0000
 
         return c_get(peer, local, query, on_instance, level=plan.move_query()[0], stop=stop)
