@@ -32,6 +32,7 @@ UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 MAX_DEPTH = 32  # nested sequences deeper than this are malformed, not clinical
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float / Double Float / Pixel Data
+FIRST_PIXEL_TAG = min(PIXEL_TAGS)
 IDENTITY_TAGS = {0x0020000D: "study", 0x0020000E: "series", 0x00080018: "sop",  # read on the way, top level
                  0x00100020: "patient"}
 
@@ -211,7 +212,7 @@ def header_end(data, transfer_syntax_uid: str) -> int | None:
                     value = pos + 12
                 else:
                     value = pos + 8
-            if group << 16 | element >= min(PIXEL_TAGS):
+            if group << 16 | element >= FIRST_PIXEL_TAG:
                 return pos
             if length == UNDEFINED:
                 pos = walker.items(value, implicit or (not implicit and vr == b"UN"), 1)

@@ -12,6 +12,7 @@ header is read to its end and dropped, then answered. Memory per association: th
 `CHUNK` bytes, and what may follow the pixel data (at most `TRAILER_MAX`)."""
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from typing import Callable
@@ -31,16 +32,23 @@ UNDEFINED = 0xFFFFFFFF
 ITEM, SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
 
 
+@functools.lru_cache(maxsize=64)
+def _encoding(transfer_syntax_uid: str) -> tuple[str, bool]:
+    """(struct byte order, implicit VR) of a transfer syntax (an unknown one: explicit little endian)."""
+    ts = files._uid(transfer_syntax_uid)
+    if not ts.is_transfer_syntax:
+        return "<", False
+    return ("<" if ts.is_little_endian else ">"), ts.is_implicit_VR
+
+
 class PixelCheck:
     """Follows the pixel data element from its first byte as the bytes pass, without keeping them:
     `feed(view)` says how many of them belong to the element; what follows it is kept (`trailer`) and
     walked at `finish()`, which raises InvalidDicomFile for a dataset cut short."""
 
     def __init__(self, transfer_syntax_uid: str):
-        ts = files._uid(transfer_syntax_uid)
         self.syntax = transfer_syntax_uid
-        self.prefix = "<" if (ts.is_little_endian if ts.is_transfer_syntax else True) else ">"
-        self.implicit = ts.is_implicit_VR if ts.is_transfer_syntax else False
+        self.prefix, self.implicit = _encoding(transfer_syntax_uid)
         self.pending = bytearray()  # an element or item header split across two reads
         self.skip = 0  # bytes of a value still to pass
         self.state = "element"  # element header, then "value" (defined length) or "items", then "done"
