@@ -3,6 +3,7 @@ research project, apps/dicom/deid_form.py), and the file a streamed instance goe
 (StagedFile, the InstanceSink of wire/received.py). staging.py's writes use both."""
 from __future__ import annotations
 
+import errno
 import filecmp
 import itertools
 import logging
@@ -166,3 +167,27 @@ class MoveSink:
 
     def discard(self) -> None:
         self.staged.discard()
+
+
+class QuotaSink:
+    """A streamed instance kept under a quota (the receiver's for plain C-STOREs: `take(size) -> bool`,
+    `give_back(size)`): each part taken from it as it arrives; over it, the write fails (the instance is
+    refused 0xA700 and discarded) and what it had taken is given back."""
+
+    def __init__(self, sink, quota, taken: int):
+        self.sink, self.quota, self.taken = sink, quota, taken
+
+    def write(self, data) -> None:
+        size = len(memoryview(data).cast("B"))
+        if not self.quota.take(size):
+            raise OSError(errno.EDQUOT, "the quota for unsolicited instances is used up")
+        self.taken += size
+        self.sink.write(data)
+
+    def commit(self, trailer: bytes = b"") -> None:
+        self.sink.commit(trailer)
+
+    def discard(self) -> None:
+        self.sink.discard()
+        self.quota.give_back(self.taken)
+        self.taken = 0

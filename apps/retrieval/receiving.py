@@ -26,6 +26,7 @@ from django.db import connection
 
 from apps.audit import record
 from apps.dicom.deid_form import Deidentifying
+from apps.dicom.staged import QuotaSink
 from apps.dicom.staging import VERBATIM, AnsweredWrites, MoveStaging
 from apps.dicom.wire.received import InstanceRefused, ReceivedInstance, Throttle
 from apps.jobs import diskspace
@@ -276,6 +277,10 @@ class UnsolicitedQuota:
             self._used += size
             return True
 
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self._used -= size
+
     def sweep(self) -> int:
         """Remove files older than the keep time; returns how many."""
         cutoff, removed = time.time() - settings.RECEIVER_UNSOLICITED_DAYS * 86400, 0
@@ -352,6 +357,8 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
                 return 0x0000
         if instance.streamed:  # written as it arrives, answered once complete
             instance.sink = staging.open(folder, instance.sop_instance_uid, instance.chunks)
+            if why == "":  # the rest counts against the quota as it arrives
+                instance.sink = QuotaSink(instance.sink, quota, instance.size)
             return 0x0000
         staging.write(folder, instance.sop_instance_uid, instance.chunks)
         instance.written()

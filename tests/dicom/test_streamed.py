@@ -1,6 +1,7 @@
 """Large instances streamed to their staging file as they arrive (apps/dicom/wire/streamed.py): the same
 bytes as a whole instance, in every transfer syntax, through the Storage SCP; and what a peer breaking off
 or lying about its pixel data leaves behind (nothing). The threshold is lowered so small real files stream."""
+import struct
 import time
 
 import pytest
@@ -74,12 +75,16 @@ def test_real_files_in_every_transfer_syntax_stream_into_staging_byte_identical(
     assert not [p for p in staged_files(tmp_path / "staging") if p.name.endswith(".part")]
 
 
-def raw_store(port, info, dataset_pieces, *, abort=False):
-    """A raw peer sending one C-STORE whose dataset is `dataset_pieces` (the last flagged last)."""
+def raw_store(port, info, dataset_pieces, *, abort=False, originator=True):
+    """A raw peer sending one C-STORE whose dataset is `dataset_pieces` (the last flagged last), under move
+    MOVER/42 (or none: a plain C-STORE)."""
     with raw_connection(port) as sock:
         sock.sendall(associate_rq([build_context(info.sop_class_uid, [info.transfer_syntax_uid])]))
         assert recv_pdu(sock)[0] == 0x02
-        sock.sendall(p_data(1, 0x03, store_command(info.sop_class_uid, info.sop_instance_uid)))
+        command = store_command(info.sop_class_uid, info.sop_instance_uid)
+        if not originator:
+            command = plain_store_command(info.sop_class_uid, info.sop_instance_uid)
+        sock.sendall(p_data(1, 0x03, command))
         for n, piece in enumerate(dataset_pieces):
             last = n == len(dataset_pieces) - 1 and not abort
             sock.sendall(p_data(1, 0x02 if last else 0x00, piece))
@@ -88,6 +93,19 @@ def raw_store(port, info, dataset_pieces, *, abort=False):
             assert sock.recv(1) == b""
             return None
         return recv_pdu(sock)[1]
+
+
+def plain_store_command(sop_class, sop_instance, message_id=7) -> bytes:
+    def element(tag, value):
+        return struct.pack("<HHL", 0, tag, len(value)) + value
+
+    def uid(text):
+        raw = text.encode()
+        return raw + b"\0" if len(raw) % 2 else raw
+
+    body = (element(0x0002, uid(sop_class)) + element(0x0100, b"\x01\x00") + element(0x0110, struct.pack("<H", message_id))
+            + element(0x0700, b"\x00\x00") + element(0x0800, b"\x00\x00") + element(0x1000, uid(sop_instance)))
+    return element(0x0000, struct.pack("<L", len(body))) + body
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +178,26 @@ def test_an_instance_of_several_megabytes_read_whole_arrives_intact(tmp_path, mo
     info, data = files.read_checked(big_file)
     kept = (staging.folder("MOVER", 42) / f"{info.sop_instance_uid}.dcm").read_bytes()
     assert dataset_part(kept) == dataset_part(data)
+
+
+class KeepsPlainStores:
+    """A receiver policy that keeps plain C-STOREs (no move) under the unsolicited quota."""
+
+    def refusal(self, instance):
+        return ""
+
+
+def test_a_streamed_plain_store_over_the_unsolicited_quota_is_refused_and_gives_its_share_back(
+        tmp_path, streaming, big_file, settings):
+    settings.RECEIVER_KEEP_UNSOLICITED_MB = 1  # the 3 MB instance passes it as it streams
+    staging = MoveStaging(tmp_path / "staging")
+    writer = staging_writer(staging, KeepsPlainStores())
+    info, data = files.read_checked(big_file)
+    dataset = data[info.dataset_offset:]
+    with LeanStorageSCP(LocalAE(ae_title="LEAN", port=0), writer) as server:
+        rsp = raw_store(server.port, info, [dataset[i:i + 1000] for i in range(0, len(dataset), 1000)],
+                        originator=False)
+        assert b"\x00\x00\x00\x09\x02\x00\x00\x00\x00\xa7" in rsp and b"quota" in rsp  # 0xA700
+        assert streaming == [info.sop_instance_uid]
+        assert writer.quota._used == 0  # what it took is given back
+    assert staged_files(tmp_path / "staging") == []
