@@ -92,6 +92,7 @@ class MessageAssembler:
         self.command: dict[int, bytes] | None = None
         self.dataset: DatasetBuffer | None = None
         self.stream: StreamedStore | None = None
+        self.stream_tried_at = 0  # the dataset's length when begin_stream last found its header incomplete
 
     def abandon_message(self) -> None:
         """The association ends with a message half received: a streamed instance leaves nothing behind."""
@@ -158,8 +159,11 @@ class MessageAssembler:
         self.dataset.filled(size)
         if is_last:
             self._complete()
-        elif self.dataset.length >= self.stream_after and \
+        elif self.dataset.length >= max(self.stream_after, self.stream_tried_at * 2) and \
                 commands.us(self.command, commands.COMMAND_FIELD) == commands.C_STORE_RQ:
+            # tried again only once the buffer doubled: a large dataset without pixel data (whose header
+            # never ends) costs two walks over its bytes, not one per fragment
+            self.stream_tried_at = self.dataset.length
             stream = self.begin_stream(self.command, self.context_id, self.dataset.view())
             if stream is not None:  # the header is checked and handed on; the buffer is free again
                 self.stream, buffer, self.dataset = stream, self.dataset, None
