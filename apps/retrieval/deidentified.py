@@ -170,7 +170,9 @@ class EarlyDeidentifier:
         return commit
 
     def file(self, staged: list[Path], folder_of: Callable[[Deidentified], Path]) -> Filed:
-        """File the checked instances: the early results moved into place, the rest de-identified now."""
+        """File the checked instances: those the receiver staged de-identified renamed into place (into
+        `folder_of(None)`: the study's folder) and its placeholders listed as not filed, the early results
+        moved into place, the rest de-identified now."""
         self.stop()
         recipe, filed, written, rest = self.pseudonymizer.recipe, Filed(), [], []
         try:
