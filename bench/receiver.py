@@ -1,9 +1,12 @@
 """Receiver benchmark: the real `manage.py receive` process, (1) its throughput, DCMTK storescu sending one
-study (default 500 CT instances, 512x512) on one association, against DCMTK storescp in the same run, and
+study (default 500 CT instances, 512x512) on one association, against DCMTK storescp in the same run,
 (2) what 200 hostile connections announcing large PDUs cost it (RSS before and during, associations
-refused, how long the stalled peers kept their connections).
+refused, how long the stalled peers kept their connections), and (3) one huge multi-frame instance
+(`--huge-mb`, default 2000; 0 skips it), generated into the scratch folder: storescu to the receiver
+(its peak RSS growth, VmHWM, and MB/s) and a C-GET of it from Orthanc through the portal's C-GET SCU and
+staging writes (this process's peak RSS growth, sampled, and MB/s), beside the CT study's MB/s.
 
-    .venv/bin/python bench/receiver.py [--repeat 3] [--instances 500] [--baseline DIR]
+    .venv/bin/python bench/receiver.py [--repeat 3] [--instances 500] [--huge-mb 2000] [--baseline DIR]
 
 `--baseline DIR` also measures the receiver of another checkout of this project (say `git archive main`
 unpacked into DIR), interleaved with this one, so a change to the receiver is compared in one run.
@@ -40,7 +43,7 @@ PDU_TIMEOUT = 2
 class Receiver:
     """`manage.py receive` of the checkout at `tree`, as its own process, output to a file."""
 
-    def __init__(self, tree: Path, work: Path, port: int):
+    def __init__(self, tree: Path, work: Path, port: int, processes: int = 0):
         self.staging = work / "staging"
         shutil.rmtree(self.staging, ignore_errors=True)
         data = work / f"data-{abs(hash(str(tree)))}"  # a database of its own per checkout, migrated once
@@ -49,7 +52,8 @@ class Receiver:
                "RECEIVER_PDU_TIMEOUT": str(PDU_TIMEOUT), "DJANGO_SETTINGS_MODULE": "pacsportal.settings",
                # storescu's plain C-STOREs (no C-MOVE, so no move key) kept under a quota, as a receiver
                # configured to keep them does; the hostile peers use a title the receiver knows
-               "RECEIVER_ALLOWED_AE_TITLES": "STORESCU,HOSTILE", "RECEIVER_KEEP_UNSOLICITED_MB": "100000"}
+               "RECEIVER_ALLOWED_AE_TITLES": "STORESCU,HOSTILE", "RECEIVER_KEEP_UNSOLICITED_MB": "100000",
+               **({"RECEIVER_PROCESSES": str(processes)} if processes else {})}
         if not data.exists():
             subprocess.run([sys.executable, str(tree / "manage.py"), "migrate", "--noinput"], env=env, cwd=tree,
                            check=True, capture_output=True, timeout=300)
@@ -111,6 +115,65 @@ def receiver_store(tree: Path, dataset: Path, work: Path, port: int, expected: i
     return elapsed
 
 
+def status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def huge_store(tree: Path, folder: Path, work: Path, port: int) -> tuple[float, float]:
+    """storescu of the huge instance to a one-process receiver: (seconds, peak RSS growth in MB)."""
+    receiver = Receiver(tree, work, port, processes=1)
+    try:
+        before = status_kb(receiver.proc.pid, "VmRSS")
+        elapsed = storescu(port, AE, folder)
+        growth = (status_kb(receiver.proc.pid, "VmHWM") - before) / 1024
+    finally:
+        receiver.stop()
+    check(count_files(receiver.staging), 1, f"receiver of {tree}")
+    return elapsed, growth
+
+
+def huge_get(folder: Path, work: Path) -> tuple[float, float]:
+    """The huge instance loaded into an Orthanc, then a C-GET of its study by the portal's C-GET SCU staging
+    it as a retrieval does (apps/retrieval/retrieve._c_get_into's writes): (seconds, peak RSS growth in MB)."""
+    import pydicom
+
+    from apps.dicom.peers import LocalAE
+    from apps.dicom.scu import c_get
+    from apps.dicom.staging import AnsweredWrites
+    from tests.pacs import Orthanc
+
+    orthanc = Orthanc(work / "orthanc").start()
+    try:
+        orthanc.load(folder)
+        study = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+        staged = work / "c-get"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir()
+        peak, done = [0], threading.Event()
+
+        def watch():
+            while not done.wait(0.05):
+                peak[0] = max(peak[0], status_kb(os.getpid(), "VmRSS"))
+
+        before = status_kb(os.getpid(), "VmRSS")
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        started = time.monotonic()
+        with AnsweredWrites() as writes:
+            result = c_get(orthanc.peer(retrieve_timeout=3600), LocalAE(ae_title="BENCHGET", port=0),
+                           {"StudyInstanceUID": study}, lambda instance: writes.take(instance, staged, staged) or 0)
+        elapsed = time.monotonic() - started
+        done.set()
+        watcher.join()
+        check(count_files(staged), 1, f"C-GET ({result})")
+        return elapsed, (peak[0] - before) / 1024
+    finally:
+        orthanc.stop()
+
+
 def hostile(tree: Path, work: Path, port: int) -> dict:
     receiver = Receiver(tree, work, port)
     try:
@@ -160,6 +223,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", 500)))
     parser.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 512)), help="rows = cols")
+    parser.add_argument("--huge-mb", type=int, default=int(os.environ.get("HUGE_MB", 2000)),
+                        help="one multi-frame instance this large, stored and got (0: skip)")
     parser.add_argument("--baseline", type=Path, default=os.environ.get("BASELINE"),
                         help="another checkout whose receiver to measure alongside")
     args = parser.parse_args(argv)
@@ -185,6 +250,24 @@ def main(argv=None) -> int:
             runs.setdefault(f"storescu -> manage.py receive, {name}", []).append(
                 receiver_store(tree, work / "dataset", work, receiver_port, n))
     attacks = {name: hostile(tree, work, receiver_port) for name, tree in trees.items()}
+    huge: dict[str, list[tuple[float, float]]] = {}
+    if args.huge_mb:
+        from apps.dicom.demo.huge import write_huge_instance
+
+        folder = work / "huge"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        print(f"generating one {args.huge_mb} MB multi-frame instance", file=sys.stderr)
+        write_huge_instance(folder / "huge.dcm", args.huge_mb)
+        huge_bytes = (folder / "huge.dcm").stat().st_size
+        for run in range(args.repeat):
+            print(f"huge instance, run {run + 1}/{args.repeat}", file=sys.stderr)
+            for name, tree in trees.items():
+                huge.setdefault(f"storescu -> manage.py receive, {name}", []).append(
+                    huge_store(tree, folder, work, receiver_port))
+                shutil.rmtree(work / "staging", ignore_errors=True)
+        huge["C-GET from Orthanc, this checkout's C-GET SCU and staging"] = [huge_get(folder, work)
+                                                                             for _ in range(args.repeat)]
     reads = {(name, size): [] for name in trees for size in (16384, 131066, 524588)}
     for _ in range(7):  # interleaved; the minimum is the figure least disturbed by other work
         for name, size in reads:
@@ -207,6 +290,17 @@ def main(argv=None) -> int:
     for name, a in attacks.items():
         lines.append(f"| {name} | {a['before'] / 2**20:.0f} | {a['during'] / 2**20:.0f} | {a['associated']} | "
                      f"{a['refused']} | {a['cut']} |")
+    if huge:
+        study_mbs = megabytes / statistics.median(runs["storescu -> manage.py receive, this checkout"])
+        lines += ["", f"One multi-frame instance of {huge_bytes / 1e6:.0f} MB ({args.repeat} runs each, median), "
+                  f"beside the CT study above through the receiver at {study_mbs:.0f} MB/s:", "",
+                  "| path | runs (s) | MB/s (median) | vs the CT study's MB/s | peak RSS growth (MB, max) |",
+                  "|---|---|---|---|---|"]
+        for name, results in huge.items():
+            median = statistics.median(t for t, _ in results)
+            rate = huge_bytes / 1e6 / median
+            lines.append(f"| {name} | {' '.join(f'{t:.1f}' for t, _ in results)} | {rate:.0f} | "
+                         f"{rate / study_mbs:.2f}x | {max(g for _, g in results):.0f} |")
     lines += ["", "`read_pdu` in process (a socketpair, 2000 PDUs, 7 rounds interleaved):", "",
               "| wire/pdu.py of | PDU bytes | min us/PDU | median us/PDU |", "|---|---|---|---|"]
     for (name, size), times in reads.items():

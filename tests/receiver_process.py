@@ -11,6 +11,7 @@ from tests.fixtures_common import unused_port
 from tests.jobs.cluster import worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNNING: dict[int, subprocess.Popen] = {}  # port -> the receiver process serving it (receiver_process)
 
 
 def start_receive(ae_title: str, *args: str, **env) -> subprocess.Popen:
@@ -52,7 +53,9 @@ def receiver_process(settings, tmp_path, pacs, ae_title: str, **env):
     pacs.add_modality(ae_title, ae_title, port)
     proc = start_receive(ae_title, DATA_DIR=tmp_path / "data", STAGING_DIR=settings.STAGING_DIR, DICOM_PORT=port,
                          **env)
+    RUNNING[port] = proc
     try:
         yield port
     finally:
+        RUNNING.pop(port, None)
         stop(proc)

@@ -32,6 +32,7 @@ UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 MAX_DEPTH = 32  # nested sequences deeper than this are malformed, not clinical
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float / Double Float / Pixel Data
+FIRST_PIXEL_TAG = min(PIXEL_TAGS)
 IDENTITY_TAGS = {0x0020000D: "study", 0x0020000E: "series", 0x00080018: "sop",  # read on the way, top level
                  0x00100020: "patient"}
 
@@ -183,6 +184,43 @@ def check_dataset_bytes(data, transfer_syntax_uid: str, sop_class_uid: str = "")
         raise InvalidDicomFile(f"truncated: an image without pixel data (it ends after element "
                                f"({last >> 16:04X},{last & 0xFFFF:04X}))")
     return DatasetIdentity(**walker.identity)
+
+
+def header_end(data, transfer_syntax_uid: str) -> int | None:
+    """Where the top-level pixel data element (or any element from (7FE0,0008) on) starts in `data`, the
+    first part of an encoded dataset still arriving; None while the elements before it are not all in
+    (or for a deflated dataset, which cannot be read in parts). What comes before is the header: the
+    receiver checks it, and streams the rest (wire/streamed.py)."""
+    ts = _uid(transfer_syntax_uid)
+    if ts.is_deflated:
+        return None
+    little = ts.is_little_endian if ts.is_transfer_syntax else True
+    implicit = ts.is_implicit_VR if ts.is_transfer_syntax else False
+    walker = _Walker(data, little)
+    prefix = walker.prefix
+    header = (_IMPLICIT if implicit else _EXPLICIT)[prefix].unpack_from
+    pos, end = 0, len(data)
+    try:
+        while pos + 12 <= end:
+            if implicit:
+                group, element, length = header(data, pos)
+                value = pos + 8
+            else:
+                group, element, vr, length = header(data, pos)
+                if vr in LONG_VRS:
+                    (length,) = _LONG[prefix].unpack_from(data, pos + 8)
+                    value = pos + 12
+                else:
+                    value = pos + 8
+            if group << 16 | element >= FIRST_PIXEL_TAG:
+                return pos
+            if length == UNDEFINED:
+                pos = walker.items(value, implicit or (not implicit and vr == b"UN"), 1)
+            else:
+                pos = value + length
+    except _Truncated:
+        return None
+    return None
 
 
 def _meta_element(group_element: int, vr: bytes, value: bytes) -> bytes:

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.staged import _CREATE, DUPLICATE, VERBATIM, MoveSink, StagedFile, _make_folder, formed
 
 log = logging.getLogger(__name__)
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -39,7 +40,6 @@ def safe_ae(ae_title: str) -> str:
 
 
 _sequence = itertools.count()
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 def write_atomically(target: Path, data, *, within: Path | None = None, replace: bool = True) -> bool:
@@ -88,7 +88,6 @@ def _holds(path: Path, data) -> bool:
         return False
 
 
-DUPLICATE = "foreign/duplicate"  # below a move's folder: a SOP instance sent again with other content
 
 
 def write_new(move_folder: Path, target: Path, data, *, within: Path | None = None) -> Path:
@@ -101,19 +100,6 @@ def write_new(move_folder: Path, target: Path, data, *, within: Path | None = No
     log.debug("kept a second, different copy of %s apart", target.name)
     write_atomically(apart, data, within=within or move_folder)
     return apart
-
-
-def _make_folder(folder: Path, within: Path | None) -> None:
-    """`folder` and its missing parents; with `within`, only those below it, which must exist (else
-    FileNotFoundError): a folder someone removed is never made again by a write arriving late."""
-    if within is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        return
-    below = [folder, *folder.parents][:len(folder.relative_to(within).parts)]
-    for part in reversed(below):
-        part.mkdir(exist_ok=True)
-    if not below and not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is gone")
 
 
 def _write_all(fd: int, data) -> None:
@@ -154,6 +140,10 @@ class MoveStaging:
         change nothing; other bytes under a SOP Instance UID already staged are kept apart (write_new)."""
         target = folder / f"{safe_uid(sop_instance_uid)}.dcm"
         return write_new(move_folder or folder, target, data)
+
+    def open(self, folder: Path, sop_instance_uid: str, head, move_folder: Path | None = None) -> StagedFile:
+        """write() for a streamed instance: its sink, the head written (see StagedFile)."""
+        return StagedFile(move_folder or folder, folder / f"{safe_uid(sop_instance_uid)}.dcm", head)
 
     @staticmethod
     def scratch(folder: Path) -> Path:
@@ -277,27 +267,22 @@ class AnsweredWrites:
         self._ledgers: dict[Path, int] = {}  # move folder -> its open ANSWERED file, least recent first
         self._closed = False
 
-    def after_answer(self, move_folder: Path, folder: Path, sop_instance_uid: str, data, written=None):
+    def after_answer(self, move_folder: Path, folder: Path, sop_instance_uid: str, data, written=None,
+                     form=VERBATIM):
         """One instance of the move staged in `move_folder`, to be written into `folder` (the move's or
         one inside it): noted as answered for, and its write returned, to be called once the answer is
         sent (ReceivedInstance.after_answer). The move's first instance is written at once instead (None
         returned). Raises OSError when it, or an earlier write of that move, failed, or the move is over.
-        `written()` is called once the write is over (done or failed): `data` is not read after that."""
+        `written()` is called once the write is over (done or failed): `data` is not read after that.
+        `form` (Verbatim, or a research project's de-identifying form) is what is written of `data`, made
+        after the answer too."""
         target = folder / f"{safe_uid(sop_instance_uid)}.dcm"
-        with self._lock:
-            if move_folder in self._failed:
-                raise OSError(f"an earlier instance of this retrieval could not be written: "
-                              f"{self._failed[move_folder]}")
-            if self._closed:
-                raise OSError("the receiver is stopping")
-            started = move_folder in self._started
+        started = self._may_write(move_folder)
         if started:
-            if not move_folder.is_dir():
-                raise OSError("this retrieval is over; its staging folder was removed")
             self._answered(move_folder, target)
-            return functools.partial(self._write, move_folder, target, data, written)
+            return functools.partial(self._write, move_folder, target, data, written, form)
         try:
-            write_new(move_folder, target, data)
+            write_new(move_folder, target, formed(form, data))
         except OSError as exc:
             self._fail(move_folder, exc.strerror or str(exc))
             raise
@@ -307,6 +292,41 @@ class AnsweredWrites:
         self._start(move_folder)
         self._answered(move_folder, target)
         return None
+
+    def _may_write(self, move_folder: Path) -> bool:
+        """Whether the move has begun (its folder made); raises OSError when it may not be written into."""
+        with self._lock:
+            if move_folder in self._failed:
+                raise OSError(f"an earlier instance of this retrieval could not be written: "
+                              f"{self._failed[move_folder]}")
+            if self._closed:
+                raise OSError("the receiver is stopping")
+            started = move_folder in self._started
+        if started and not move_folder.is_dir():
+            raise OSError("this retrieval is over; its staging folder was removed")
+        return started
+
+    def take(self, instance, move_folder: Path, folder: Path, form=VERBATIM) -> None:
+        """One received instance (wire.received.ReceivedInstance) of a move (C-MOVE or C-GET) into `folder`
+        (the move's, or apart in it), in `form`: written right after its answer, or, when it is streamed,
+        through its sink as it arrives (and answered once it is in)."""
+        if instance.streamed:
+            instance.sink = self.stream(move_folder, folder, instance.sop_instance_uid, instance.chunks, form)
+        else:
+            instance.after_answer = self.after_answer(move_folder, folder, instance.sop_instance_uid,
+                                                      instance.chunks, instance.written, form)
+
+    def stream(self, move_folder: Path, folder: Path, sop_instance_uid: str, head, form=VERBATIM):
+        """The sink of a streamed instance of the move (see StagedFile): written before it is answered,
+        as a move's first instance is, whatever its place in the move."""
+        started = self._may_write(move_folder)
+        target = folder / f"{safe_uid(sop_instance_uid)}.dcm"
+        try:
+            staged = StagedFile(move_folder, target, head, form, within=move_folder if started else None)
+        except OSError as exc:
+            self._fail(move_folder, exc.strerror or str(exc))
+            raise
+        return MoveSink(self, staged)
 
     def _answered(self, move_folder: Path, target: Path) -> None:
         """Note in the move's ledger (ANSWERED) that `target` (a path below `move_folder`) was answered
@@ -321,10 +341,10 @@ class AnsweredWrites:
                 os.close(self._ledgers.pop(next(iter(self._ledgers))))
             os.write(fd, line)
 
-    def _write(self, move_folder: Path, target: Path, data, written) -> None:
+    def _write(self, move_folder: Path, target: Path, data, written, form=VERBATIM) -> None:
         try:
             if move_folder not in self._failed:
-                write_new(move_folder, target, data, within=move_folder)
+                write_new(move_folder, target, formed(form, data), within=move_folder)
         except FileNotFoundError:
             # The retrieval already took its folder away (it ended, or was canceled): an instance
             # answered late is not kept, and its folder is not made again for nobody to remove.
@@ -368,3 +388,4 @@ class AnsweredWrites:
                 marker.write(reason + "\n")
         except OSError:
             pass  # the folder itself is gone or unwritable: the retrieval still sees instances missing
+

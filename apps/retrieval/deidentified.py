@@ -1,8 +1,10 @@
-"""Filing for a research project: each staged instance is de-identified once, as it is filed (read from
-staging, de-identified in memory, written under the pseudonymized layout as <new SOP UID>.dcm, never
-a second pass over filed files); the staged original is removed with the staging folder. An instance
-held back (its pixels may show the patient) or that cannot be de-identified is not filed: it is listed
-with its reason under the project's UID, never its original one."""
+"""Filing for a research project. The receiver (and a C-GET) stage a project's instances de-identified
+already (apps/dicom/deid_form.py: the bytes de-identified once, as they are written), so filing one is a
+rename to <new SOP UID>.dcm under the pseudonymized layout, as for a plain retrieval; an instance the
+project holds back (its pixels may show the patient) or that cannot be de-identified arrives as a
+placeholder naming why, and is listed with its reason under the project's UID, never its original one.
+Whatever was staged as it came (an instance that reached staging some other way) is de-identified here:
+by a thread while the move still runs, else as it is filed; never a second pass over filed files."""
 from __future__ import annotations
 
 import errno
@@ -15,10 +17,28 @@ from typing import Callable
 
 from apps.dicom import deidentify, paths
 from apps.dicom.deid_stream import shift_dates
+from apps.dicom.staged import PLACEHOLDER
 from apps.projects.pseudonymize import CannotDeidentify, Deidentified, HeldBack, Pseudonymizer
 from apps.retrieval.layout import FilingFailed, study_folder
 
 EARLY_POLL_SECONDS = 0.02
+HEAD_BYTES = 4096  # enough for the preamble and any file meta the receiver writes
+
+
+def staged_form(path: Path, new_uid: str) -> str | None:
+    """How the receiver staged `path`: "" when de-identified already (a Part-10 file whose file meta names
+    `new_uid`, the project's UID for the SOP Instance UID it is staged under), the reason when it staged a
+    placeholder (held back, not de-identifiable), None when it is the instance as it came."""
+    try:
+        with open(path, "rb") as staged:
+            head = staged.read(HEAD_BYTES)
+    except OSError:
+        return None
+    if head.startswith(PLACEHOLDER):
+        return head[len(PLACEHOLDER):].decode("utf-8", "replace") or "not de-identified"
+    if head[128:132] == b"DICM" and new_uid.encode("ascii") in head[132:]:
+        return ""
+    return None
 
 
 @dataclass
@@ -88,6 +108,8 @@ class EarlyDeidentifier:
             pseudonymizer.patient(patient_id)
         self._patients = dict(pseudonymizer._patients)
         self._done: dict[str, tuple[Path, Deidentified]] = {}
+        self._received: dict[str, str] = {}  # staged path -> staged_form() of what the receiver de-identified
+        self._pseudonym = pseudonymizer.patient(known[0]).pseudonym if known else ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="early-deidentify", daemon=True)
 
@@ -123,6 +145,10 @@ class EarlyDeidentifier:
                 if self._stop.is_set() or str(path) in tried:
                     continue
                 tried.add(str(path))
+                form = staged_form(path, self.pseudonymizer.recipe.uid(path.stem))
+                if form is not None:  # the receiver de-identifies this move's instances: nothing to do here
+                    self._received[str(path)] = form
+                    return
                 try:
                     result = deidentify.deidentify_bytes(paths.read_regular(path), self.pseudonymizer.recipe,
                                                          self._patient)
@@ -144,12 +170,33 @@ class EarlyDeidentifier:
         return commit
 
     def file(self, staged: list[Path], folder_of: Callable[[Deidentified], Path]) -> Filed:
-        """File the checked instances: the early results moved into place, the rest de-identified now."""
+        """File the checked instances: those the receiver staged de-identified renamed into place (into
+        `folder_of(None)`: the study's folder) and its placeholders listed as not filed, the early results
+        moved into place, the rest de-identified now."""
         self.stop()
-        early = [path for path in staged if str(path) in self._done]
-        rest = [path for path in staged if str(path) not in self._done]
-        filed, written = Filed(), []
+        recipe, filed, written, rest = self.pseudonymizer.recipe, Filed(), [], []
         try:
+            for path in staged:  # de-identified by the receiver: renamed into place
+                key = str(path)
+                form = self._received.get(key)
+                if form is None and key not in self._done:
+                    form = staged_form(path, recipe.uid(path.stem))
+                if form is None:
+                    rest.append(path)
+                elif form:
+                    filed.not_filed.append((recipe.uid(path.stem), form))
+                else:
+                    folder = Path(folder_of(None))
+                    folder.mkdir(parents=True, exist_ok=True)
+                    target = folder / f"{recipe.uid(path.stem)}.dcm"
+                    size = os.stat(path).st_size
+                    _move(path, target)
+                    written.append(target)
+                    filed.count, filed.bytes, filed.pseudonym = filed.count + 1, filed.bytes + size, self._pseudonym
+                    if folder not in filed.folders:
+                        filed.folders.append(folder)
+            early = [path for path in rest if str(path) in self._done]
+            rest = [path for path in rest if str(path) not in self._done]
             for path in early:
                 scratch, result = self._done[str(path)]
                 folder = Path(folder_of(result))

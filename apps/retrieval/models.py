@@ -270,13 +270,14 @@ class MoveKey(models.Model):
     def live(cls, message_id: int) -> "LiveMove | None":
         """What the receiver checks an instance under a live key against; None for no such move."""
         found = cls.objects.filter(message_id=message_id, expires_at__gt=timezone.now()).select_related(
-            "item__dicom_server", "server").first()
+            "item__dicom_server", "item__job", "server").first()
         if found is None:
             return None
         server = found.server or found.item.dicom_server
         sources = server.store_sources() if server is not None and server.ae_title == found.pacs_ae_title else [
             (found.pacs_ae_title, "")]
-        return LiveMove(found.study_instance_uid, found.series_instance_uid, found.patient_id, tuple(sources))
+        return LiveMove(found.study_instance_uid, found.series_instance_uid, found.patient_id, tuple(sources),
+                        found.item.job.project_id)
 
 
 @dataclass(frozen=True)
@@ -288,3 +289,4 @@ class LiveMove:
     series: str
     patient_id: str
     sources: tuple[tuple[str, str], ...]
+    project_id: int | None = None  # a research project's move: staged de-identified (deid_form.py)

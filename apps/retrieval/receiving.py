@@ -25,9 +25,12 @@ from django.conf import settings
 from django.db import connection
 
 from apps.audit import record
-from apps.dicom.staging import AnsweredWrites, MoveStaging
+from apps.dicom.deid_form import Deidentifying
+from apps.dicom.staged import QuotaSink
+from apps.dicom.staging import VERBATIM, AnsweredWrites, MoveStaging
 from apps.dicom.wire.received import InstanceRefused, ReceivedInstance, Throttle
 from apps.jobs import diskspace
+from apps.projects.models import Project
 from apps.retrieval.arrivals import arrival_folder, foreign_reason
 from apps.retrieval.models import MoveKey
 from apps.servers.models import DicomServer
@@ -41,6 +44,7 @@ RESOLVE_SECONDS = 60.0
 RECENT_SECONDS = 3600.0
 KEYS_REMEMBERED = 4096
 CUT_OFF_FOLDER = ".cut-off"
+FORM_SECONDS = 60.0
 
 
 class ReceiverPolicy:
@@ -55,6 +59,7 @@ class ReceiverPolicy:
         self._allowed_at = 0.0
         self._keys: dict[int, tuple[Move, float]] = {}  # message id -> (the move, cached until)
         self._recent: dict[int, float] = {}  # message ids seen live lately -> when: late instances of theirs are no guess
+        self._forms: dict[int, tuple[Deidentifying, float]] = {}  # project id -> (its form, read again after)
 
     def _query(self, fn):
         try:
@@ -97,7 +102,8 @@ class ReceiverPolicy:
         if live is None:
             return None
         move = Move(live.study, live.series, live.patient_id,
-                    frozenset((ae, address) for ae, host in live.sources for address in addresses_of(host)))
+                    frozenset((ae, address) for ae, host in live.sources for address in addresses_of(host)),
+                    live.project_id)
         with self._lock:
             now = time.monotonic()
             self._keys[message_id] = (move, now + REFRESH_SECONDS)
@@ -105,6 +111,22 @@ class ReceiverPolicy:
                 self._recent.clear()
             self._recent[message_id] = now
         return move
+
+    def form(self, move: Move):
+        """How the move's instances are staged: as they came, or de-identified for its research project
+        (one form per project for a minute, its recipe's UID cache and the patients looked up kept)."""
+        if move.project_id is None:
+            return VERBATIM
+        with self._lock:
+            found = self._forms.get(move.project_id)
+        if found is None or found[1] < time.monotonic():  # a project's options may change: read again
+            form = deidentifying_form(self._query(lambda: Project.objects.get(pk=move.project_id)), self._query)
+            found = (form, time.monotonic() + FORM_SECONDS)
+            with self._lock:
+                if len(self._forms) >= KEYS_REMEMBERED:
+                    self._forms.clear()
+                self._forms[move.project_id] = found
+        return found[0]
 
     def was_live(self, message_id: int | None) -> bool:
         """Whether this key was live within the hour: an instance arriving late for it is no guess."""
@@ -138,6 +160,21 @@ class Move:
     series: str
     patient_id: str
     sources: frozenset
+    project_id: int | None = None
+
+
+def deidentifying_form(project, query=lambda fn: fn()) -> Deidentifying:
+    """A project's de-identifying form; its patients looked up in the project's map through `query` (the
+    receiver's threads close their connection after each look), each once per form."""
+    patients: dict[str, object] = {}
+
+    def patient_for(patient_id: str):
+        found = patients.get(patient_id)
+        if found is None:
+            found = patients[patient_id] = query(lambda: project.patient(patient_id))
+        return found
+
+    return Deidentifying(project.recipe(), patient_for)
 
 
 _resolved: dict[str, tuple[frozenset, float]] = {}
@@ -240,6 +277,10 @@ class UnsolicitedQuota:
             self._used += size
             return True
 
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self._used -= size
+
     def sweep(self) -> int:
         """Remove files older than the keep time; returns how many."""
         cutoff, removed = time.time() - settings.RECEIVER_UNSOLICITED_DAYS * 86400, 0
@@ -309,12 +350,16 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
             move = policy.live_move(instance.move_originator_message_id)
             if move is None:  # expired since refusal() looked
                 refuse(instance, f"no retrieval in flight under move {instance.move_originator_message_id}")
-            move_folder, folder = folder, arrival_folder(folder, foreign_reason(instance, move.study, move.series,
-                                                                                move.patient_id))
-            if writes is not None:
-                instance.after_answer = writes.after_answer(move_folder, folder, instance.sop_instance_uid,
-                                                            instance.chunks, instance.written)
+            reason = foreign_reason(instance, move.study, move.series, move.patient_id)
+            move_folder, folder = folder, arrival_folder(folder, reason)
+            if writes is not None:  # foreign instances stay as they came, for the quarantine
+                writes.take(instance, move_folder, folder, VERBATIM if reason else policy.form(move))
                 return 0x0000
+        if instance.streamed:  # written as it arrives, answered once complete
+            instance.sink = staging.open(folder, instance.sop_instance_uid, instance.chunks)
+            if why == "":  # the rest counts against the quota as it arrives
+                instance.sink = QuotaSink(instance.sink, quota, instance.size)
+            return 0x0000
         staging.write(folder, instance.sop_instance_uid, instance.chunks)
         instance.written()
         log.debug("staged %s from %s into %s", instance.sop_instance_uid, instance.calling_ae, folder)

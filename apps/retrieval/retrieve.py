@@ -29,9 +29,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.audit import record
+from apps.dicom.deid_form import Deidentifying
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.scu import c_get, find_association
-from apps.dicom.staging import AnsweredWrites, MoveStaging
+from apps.dicom.staging import VERBATIM, AnsweredWrites, MoveStaging
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, sort_arrivals
 from apps.retrieval.attempts import record_attempt
@@ -274,9 +275,12 @@ def _fetch_from(row: RowRetrieval, server: DicomServer, local, seen: set[str]) -
             with extra_slots(ctx, server, min(server.max_associations, len(plans)) - 1) as extra:
                 move_parts(row, plans, peer, local, pool=1 + extra, list_instances=listed)
         else:
+            form = VERBATIM if row.pseudonymizer is None else Deidentifying(row.pseudonymizer.recipe,
+                                                                            row.pseudonymizer.patient)
+
             def c_get_one(plan):
                 folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
-                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan, stop),
+                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan, stop, form),
                           listed, wait_for_receiver=False)
 
             row.fetch_in_turn(plans, c_get_one)
@@ -307,16 +311,14 @@ def _plans(row: RowRetrieval, assoc, studies, seen: set[str], *, parallel: bool)
     return plans
 
 
-def _c_get_into(peer, local, query: dict, folder: Path, plan: StudyPlan, stop):
-    """A C-GET of `query`, each instance staged into `folder` (apart when it is not of the study, series or
-    patient asked for) and written right after its answer, as the receiver does for a C-MOVE; every write
-    is over when this returns."""
+def _c_get_into(peer, local, query: dict, folder: Path, plan: StudyPlan, stop, form=VERBATIM):
+    """A C-GET of `query`, each instance staged into `folder` (apart, as it came, when it is not of the
+    study, series or patient asked for; else in `form`) and written right after its answer, as the receiver
+    does for a C-MOVE; every write is over when this returns."""
     with AnsweredWrites() as writes:
         def on_instance(instance) -> int:
-            staged_in = arrival_folder(folder, foreign_reason(instance, plan.uid, plan.series_uid or "",
-                                                              plan.patient_id))
-            instance.after_answer = writes.after_answer(folder, staged_in, instance.sop_instance_uid, instance.chunks,
-                                                        instance.written)
+            reason = foreign_reason(instance, plan.uid, plan.series_uid or "", plan.patient_id)
+            writes.take(instance, folder, arrival_folder(folder, reason), VERBATIM if reason else form)
             return 0x0000
 
         return c_get(peer, local, query, on_instance, level=plan.move_query()[0], stop=stop)

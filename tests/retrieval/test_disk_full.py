@@ -115,7 +115,7 @@ def test_a_move_under_way_goes_on_into_the_floor(tmp_path, settings, monkeypatch
     class Instance:
         calling_ae, peer_address, size = "ORTH", "127.0.0.1", 4
         move_originator_ae, move_originator_message_id = "PORTAL", 7
-        sop_instance_uid, chunks = "1.2.3.4", [b"DICM"]
+        sop_instance_uid, chunks, streamed = "1.2.3.4", [b"DICM"], False
 
         def written(self):
             pass

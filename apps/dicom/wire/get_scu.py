@@ -16,7 +16,7 @@ from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.query import identifier
 from apps.dicom.status import category
 from apps.dicom.syntaxes import COMMON_STORAGE_SOP_CLASSES, MAX_CONTEXTS, TRANSFER_SYNTAXES, UNCOMPRESSED
-from apps.dicom.wire import commands, pdu
+from apps.dicom.wire import commands, pdu, streamed
 from apps.dicom.wire.messages import answer_c_store
 from apps.dicom.wire.received import ReceivedInstance
 from apps.dicom.wire.retrieve_scu import RetrieveAssociation, run_retrieve
@@ -40,6 +40,15 @@ class _GetAssociation(RetrieveAssociation):
         if 1 not in self.contexts:
             raise DimseFailure(f"{self.peer.label} does not offer C-GET ({UID(self.sop_class).name}) to us; "
                                "check the services enabled for our AE title on the PACS.")
+
+    def begin_stream(self, command, context_id: int, head):
+        return streamed.start(command, head, sop_class="", transfer_syntax=self.contexts[context_id],
+                              sender_ae=self.peer.ae_title, on_instance=self.on_instance,
+                              send=lambda rsp: self.send(context_id, True, rsp))
+
+    def on_streamed(self, stream) -> None:
+        if category(stream.finish()) == "Failure":
+            self.refused.append(stream.instance.sop_instance_uid)
 
     def on_message(self, cmd, context_id: int, parts, release=None) -> None:
         field = commands.us(cmd, commands.COMMAND_FIELD)

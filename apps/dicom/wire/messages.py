@@ -12,6 +12,7 @@ from apps.dicom import files
 from apps.dicom.wire import commands
 from apps.dicom.wire.pdu import UNEXPECTED_PDU, ProtocolError, read_exact, recv_exact_into
 from apps.dicom.wire.received import PeerCutOff, ReceivedInstance, deliver
+from apps.dicom.wire.streamed import STREAM_AFTER, StreamedStore
 
 FIRST_CAPACITY = 1 << 20  # address space only: a page costs memory once a byte of it arrived
 POOLED_BUFFERS, POOLED_CAPACITY = 8, 16 << 20  # buffers kept for reuse, and the largest one kept
@@ -29,7 +30,7 @@ class DatasetBuffer:
     __slots__ = ("map", "length")
 
     def __init__(self):
-        self.map, self.length = mmap.mmap(-1, FIRST_CAPACITY), 0
+        self.map, self.length = _anonymous_map(FIRST_CAPACITY), 0
 
     def room_for(self, size: int) -> memoryview:
         """A view of the next `size` bytes, growing the map when needed. The caller fills it, then
@@ -40,7 +41,7 @@ class DatasetBuffer:
             try:
                 self.map.resize(capacity)
             except BufferError:  # a view of an earlier message lives on (a test kept it): a map of its own
-                old, self.map = self.map, mmap.mmap(-1, capacity)
+                old, self.map = self.map, _anonymous_map(capacity)
                 self.map[:self.length] = old[:self.length]
         return memoryview(self.map)[self.length:needed]
 
@@ -49,6 +50,12 @@ class DatasetBuffer:
 
     def view(self) -> memoryview:
         return memoryview(self.map)[:self.length]
+
+
+def _anonymous_map(size: int) -> mmap.mmap:
+    """Private, not shared: a shared anonymous map grown by resize() (mremap) has no pages past its first
+    size, and a read into them fails with EFAULT (or SIGBUS), so any dataset over FIRST_CAPACITY did."""
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 _pool: collections.deque = collections.deque(maxlen=POOLED_BUFFERS)  # appends and pops are atomic
@@ -77,12 +84,21 @@ class MessageAssembler:
     needed, lets the buffer hold a later message; not calling it only forgoes the reuse."""
 
     contexts: dict
+    stream_after = STREAM_AFTER  # a C-STORE's dataset this large and not complete: streamed (begin_stream)
 
     def reset_message(self) -> None:
         self.context_id = None
         self.command_parts: list[bytes] = []
         self.command: dict[int, bytes] | None = None
         self.dataset: DatasetBuffer | None = None
+        self.stream: StreamedStore | None = None
+        self.stream_tried_at = 0  # the dataset's length when begin_stream last found its header incomplete
+
+    def abandon_message(self) -> None:
+        """The association ends with a message half received: a streamed instance leaves nothing behind."""
+        stream, self.stream = getattr(self, "stream", None), None
+        if stream is not None:
+            stream.abandon()
 
     def receive_p_data(self, sock: socket.socket, length: int, deadline: float | None) -> None:
         """Every PDV of a P-DATA-TF whose `length`-byte body is still in `sock` (read_pdu_header was
@@ -99,6 +115,13 @@ class MessageAssembler:
             size, is_last = pdv_length - 2, bool(control & 2)
             if control & 1:
                 self.on_command_fragment(context_id, is_last, read_exact(sock, size, deadline))
+            elif self.stream is not None:
+                self._on_context(context_id)
+                self.stream.receive(sock, size, deadline)
+                if is_last:
+                    stream = self.stream
+                    self.reset_message()
+                    self.on_streamed(stream)
             else:
                 room = self._dataset_room(context_id, size)
                 recv_exact_into(sock, room, deadline)
@@ -136,6 +159,24 @@ class MessageAssembler:
         self.dataset.filled(size)
         if is_last:
             self._complete()
+        elif self.dataset.length >= max(self.stream_after, self.stream_tried_at * 2) and \
+                commands.us(self.command, commands.COMMAND_FIELD) == commands.C_STORE_RQ:
+            # tried again only once the buffer doubled: a large dataset without pixel data (whose header
+            # never ends) costs two walks over its bytes, not one per fragment
+            self.stream_tried_at = self.dataset.length
+            stream = self.begin_stream(self.command, self.context_id, self.dataset.view())
+            if stream is not None:  # the header is checked and handed on; the buffer is free again
+                self.stream, buffer, self.dataset = stream, self.dataset, None
+                _release(buffer)
+
+    def begin_stream(self, command: dict[int, bytes], context_id: int, head) -> StreamedStore | None:
+        """A large C-STORE's dataset so far (`head`, a view): a StreamedStore taking the rest (wire/streamed.py),
+        or None to keep buffering it whole (engines that take no instances, or a header not complete yet)."""
+        return None
+
+    def on_streamed(self, stream: StreamedStore) -> None:
+        """The last fragment of a streamed C-STORE is in: commit and answer it (StreamedStore.finish)."""
+        stream.finish()
 
     def _complete(self) -> None:
         command, context_id, buffer = self.command, self.context_id, self.dataset

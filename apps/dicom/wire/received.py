@@ -11,12 +11,25 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from apps.dicom import files
 from apps.dicom.errors import InvalidDicomFile
 
 log = logging.getLogger(__name__)
+
+
+class InstanceSink(Protocol):
+    """Where one streamed instance goes (wire/streamed.py): made by the callback, which has given it the
+    head (file meta and header, `ReceivedInstance.chunks`); `write` takes the rest of the dataset as it
+    arrives, `commit(trailer)` keeps the instance once it is complete (`trailer`: the elements after the
+    pixel data, usually none), `discard` leaves nothing behind (refused, cut short, the association gone)."""
+
+    def write(self, data) -> None: ...
+
+    def commit(self, trailer: bytes = b"") -> None: ...
+
+    def discard(self) -> None: ...
 
 
 @dataclass
@@ -37,6 +50,11 @@ class ReceivedInstance:
     # Called once the chunks are written and nothing reads them again: their buffer may then hold a later
     # instance (wire/messages.py). Only whoever wrote the instance calls it, and then never reads it.
     release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    # A large instance whose dataset is still arriving: `chunks` hold the file meta and the header (the
+    # elements before the pixel data), and the callback, instead of writing them, sets `sink` to take them
+    # and the rest (InstanceSink); the instance is answered once the sink has committed it.
+    streamed: bool = False
+    sink: InstanceSink | None = field(default=None, repr=False, compare=False)
     # What the callback left for once the C-STORE response is sent (the staging write of a live move's
     # instance, staging.AnsweredWrites): the engine calls answered() right after sending it.
     after_answer: Callable[[], None] | None = field(default=None, repr=False, compare=False)

@@ -129,6 +129,7 @@ class RequestorAssociation(MessageAssembler):
 
     def close(self, *, release: bool) -> None:
         """End the association (A-RELEASE when the work finished, else A-ABORT) and the connection, once."""
+        self.abandon_message()
         if self.sock is None or self.closed:
             return
         self.closed = True

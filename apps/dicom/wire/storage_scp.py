@@ -25,7 +25,7 @@ from pynetdicom.sop_class import Verification
 from apps.dicom.peers import LocalAE
 from apps.dicom.service import Service
 from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
-from apps.dicom.wire import commands, pdu
+from apps.dicom.wire import commands, pdu, streamed
 from apps.dicom.wire.messages import MessageAssembler, answer_c_store
 from apps.dicom.wire.received import PeerCutOff, ReceivedInstance, ReceiverLimits, Throttle
 
@@ -184,6 +184,7 @@ class _Association(MessageAssembler):
             log.exception("receiver error on the association with %s", self.calling_ae or "a peer")
             self._send_quietly(pdu.abort(2, 0))
         finally:
+            self.abandon_message()
             if self.holds_slot:
                 self.scp.admission.give_back(self.peer_address)
             self.sock.close()
@@ -280,9 +281,7 @@ class _Association(MessageAssembler):
             status = answer_c_store(command, parts, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
                                     sender_ae=self.calling_ae, on_instance=self.on_instance, release=release,
                                     send=lambda rsp: self._answer(context_id, rsp), peer_address=self.peer_address)
-            if not self.engaged and (status == 0x0000 or status & 0xF000 == 0xB000):
-                self.engaged = True
-                self.sock.settimeout(min(self.scp.limits.idle_timeout, self.scp.limits.pdu_timeout))
+            self._engage(status)
             return
         if field == commands.C_ECHO_RQ:
             rsp = commands.response(commands.C_ECHO_RSP, message_id, abstract_syntax, 0x0000)
@@ -291,6 +290,21 @@ class _Association(MessageAssembler):
         else:  # a service this SCP does not offer: "unrecognized operation"
             rsp = commands.response((field or 0) | 0x8000, message_id, abstract_syntax, 0x0211)
         self._answer(context_id, rsp)
+
+    def _engage(self, status: int) -> None:
+        """An instance of ours was kept: the full idle timeout applies from now on."""
+        if not self.engaged and (status == 0x0000 or status & 0xF000 == 0xB000):
+            self.engaged = True
+            self.sock.settimeout(min(self.scp.limits.idle_timeout, self.scp.limits.pdu_timeout))
+
+    def begin_stream(self, command, context_id: int, head):
+        abstract_syntax, transfer_syntax = self.contexts[context_id]
+        stream = streamed.start(command, head, sop_class=abstract_syntax, transfer_syntax=transfer_syntax,
+                                sender_ae=self.calling_ae, on_instance=self.on_instance,
+                                send=lambda rsp: self._answer(context_id, rsp), peer_address=self.peer_address)
+        if stream is not None:
+            self._engage(stream.status)
+        return stream
 
     def _answer(self, context_id: int, rsp: bytes) -> None:
         self.sock.sendall(pdu.p_data(context_id, True, rsp, self.peer_max_pdu))

@@ -1,0 +1,60 @@
+"""The de-identifying form of a research project's move (see staged.Verbatim): the receiver (and a C-GET)
+write each instance de-identified as it is staged, so filing it is a rename, as for a plain retrieval.
+
+Only the header (the elements before the pixel data) goes through deidentify.deidentify_bytes; the pixel
+data element passes through unchanged (the profile never changes pixels), as the view it arrived in for an
+instance received whole, and as it arrives for a streamed one (wire/streamed.py). So de-identifying costs
+a walk over a few kilobytes whatever the size of the image. The elements that may follow the pixel data (Digital Signatures (FFFA,FFFA), Data
+Set Trailing Padding (FFFC,FFFC)) are dropped: the profile removes both. An instance the project holds
+back, or that cannot be de-identified, is staged as a placeholder naming why (staged.Withheld), so it
+still counts as arrived and is listed with its reason when the study is filed.
+
+Consistency is the recipe's (UIDs keyed by the project's secret) and `patient_for`'s (the project's map,
+which the caller reads from the database): the same in every process."""
+from __future__ import annotations
+
+from typing import Callable
+
+from apps.dicom import deid_stream, deidentify, files
+from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.staged import Withheld
+from apps.dicom.wire.streamed import PixelCheck
+
+
+class Deidentifying:
+    keeps_trailer = False
+
+    def __init__(self, recipe: deidentify.Recipe, patient_for: Callable[[str], deidentify.Patient]):
+        self.recipe, self.patient_for = recipe, patient_for
+
+    def whole(self, chunks):
+        """An instance received whole, as (file meta, dataset): its header de-identified, and its pixel data
+        element passed on as the view it is (no copy of the pixels, which are most of the bytes)."""
+        if len(chunks) != 2:
+            return self._deidentified(chunks)
+        meta, dataset = chunks
+        try:
+            syntax = deid_stream.read_meta(meta)[2]
+            end = files.header_end(dataset, syntax)
+            if end is None:  # no pixel data, or deflated: all of it
+                return self._deidentified(chunks)
+            check = PixelCheck(syntax)
+            pixels = check.feed(memoryview(dataset)[end:])
+            check.finish()
+        except (deid_stream.StreamError, InvalidDicomFile):
+            return self._deidentified(chunks)  # which says why it cannot
+        return [self._deidentified((meta, memoryview(dataset)[:end])), memoryview(dataset)[end:end + pixels]]
+
+    def head(self, chunks):
+        """The file meta and the header (the elements before the pixel data) of a streamed instance,
+        de-identified: a Part-10 file without pixel data, to which the rest is appended as it arrives."""
+        return self._deidentified(chunks)
+
+    def _deidentified(self, chunks) -> bytes:
+        data = chunks if isinstance(chunks, (bytes, bytearray)) else b"".join(chunks)
+        try:
+            return deidentify.deidentify_bytes(bytes(data), self.recipe, self.patient_for).data
+        except deidentify.HeldBack as exc:
+            raise Withheld(f"held back: {exc.reason}") from None
+        except deidentify.CannotDeidentify as exc:
+            raise Withheld(f"not de-identified: {exc.reason}") from None

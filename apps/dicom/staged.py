@@ -1,0 +1,193 @@
+"""How a staged instance is written: the form a move's instances take (as they came, or de-identified for a
+research project, apps/dicom/deid_form.py), and the file a streamed instance goes into as it arrives
+(StagedFile, the InstanceSink of wire/received.py). staging.py's writes use both."""
+from __future__ import annotations
+
+import errno
+import filecmp
+import itertools
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+_sequence = itertools.count()
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+DUPLICATE = "foreign/duplicate"  # below a move's folder: a SOP instance sent again with other content
+
+
+class Withheld(Exception):
+    """Raised by a form (below) for an instance it will not pass on as bytes (a research project's
+    instance that may show the patient in its pixels, or that cannot be de-identified): staged as a
+    placeholder naming the reason (placeholder()), so the instance still counts as arrived."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+PLACEHOLDER = b"PACS-PORTAL-NOT-FILED\n"  # a staged instance's first bytes when it was withheld (never DICOM's)
+
+
+def placeholder(reason: str) -> bytes:
+    return PLACEHOLDER + reason.encode("utf-8", "replace")
+
+
+class Verbatim:
+    """How a move's instances are staged: the form the receiver writes them in, chosen per move. This one
+    keeps the bytes as they arrived. A form has `whole(chunks)` (an instance received whole: the chunks to
+    write), `head(chunks)` (a streamed instance's file meta and header: the chunks to write before the rest
+    streams through unchanged), and `keeps_trailer` (whether elements after the pixel data are kept).
+    Either may raise Withheld. The de-identifying form of a research project is apps/dicom/deid_form.py."""
+
+    keeps_trailer = True
+
+    def whole(self, chunks):
+        return chunks
+
+    def head(self, chunks):
+        return chunks
+
+
+VERBATIM = Verbatim()
+
+
+def formed(form, chunks):
+    """`chunks` in `form` (whole), or the placeholder of an instance it withholds."""
+    try:
+        return form.whole(chunks)
+    except Withheld as exc:
+        return placeholder(exc.reason)
+
+
+class StagedFile:
+    """A streamed instance on its way into `target` (InstanceSink): a temporary file in the target's folder
+    takes the head at once (in `form`) and then the rest as it arrives; commit() puts it in place as
+    write_new does (never over other bytes: those go apart, under DUPLICATE), discard() removes it. Only
+    the instance's header is ever held, whatever its size."""
+
+    def __init__(self, move_folder: Path, target: Path, head, form=VERBATIM, *, within: Path | None = None):
+        self.move_folder, self.target, self.within = move_folder, target, within
+        self.tmp = target.parent / f".streaming-{os.getpid()}-{next(_sequence)}-{target.name}.part"
+        try:
+            self.fd = os.open(self.tmp, _CREATE, 0o600)
+        except FileNotFoundError:
+            _make_folder(target.parent, within)
+            self.fd = os.open(self.tmp, _CREATE, 0o600)
+        self.keeps_rest, self.keeps_trailer = True, form.keeps_trailer
+        try:
+            try:
+                head = form.head(head)
+            except Withheld as exc:  # staged as its placeholder: the rest is dropped as it arrives
+                head, self.keeps_rest, self.keeps_trailer = placeholder(exc.reason), False, False
+            _write_all(self.fd, head)
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, data) -> None:
+        if self.keeps_rest:
+            _write_all(self.fd, data)
+
+    def commit(self, trailer: bytes = b"") -> Path:
+        """The instance is complete: in place (or apart, when `target` holds other bytes). Returns where."""
+        try:
+            if trailer and self.keeps_trailer:
+                _write_all(self.fd, trailer)
+            os.close(self.fd)
+            self.fd = None
+            try:
+                os.link(self.tmp, self.target)
+                return self.target
+            except FileExistsError:
+                if filecmp.cmp(self.tmp, self.target, shallow=False):
+                    return self.target
+            apart = self.move_folder / DUPLICATE / f"{self.target.stem}~{os.getpid()}-{next(_sequence)}.dcm"
+            log.debug("kept a second, different copy of %s apart", self.target.name)
+            _make_folder(apart.parent, self.within or self.move_folder)
+            os.link(self.tmp, apart)
+            return apart
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.tmp.unlink(missing_ok=True)
+
+
+def _make_folder(folder: Path, within: Path | None) -> None:
+    """`folder` and its missing parents; with `within`, only those below it, which must exist (else
+    FileNotFoundError): a folder someone removed is never made again by a write arriving late."""
+    if within is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    below = [folder, *folder.parents][:len(folder.relative_to(within).parts)]
+    for part in reversed(below):
+        part.mkdir(exist_ok=True)
+    if not below and not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is gone")
+
+
+def _write_all(fd: int, data) -> None:
+    views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views:
+            views[0] = views[0][written:]
+
+
+class MoveSink:
+    """A streamed instance of a move (AnsweredWrites.stream): a failure to write it fails the move as a
+    failed write after the answer does, and once it is in, the move counts as begun."""
+
+    def __init__(self, writes, staged: StagedFile):
+        self.writes, self.staged = writes, staged
+
+    def write(self, data) -> None:
+        try:
+            self.staged.write(data)
+        except OSError as exc:
+            self.writes._fail(self.staged.move_folder, exc.strerror or str(exc))
+            raise
+
+    def commit(self, trailer: bytes = b"") -> None:
+        move_folder = self.staged.move_folder
+        try:
+            self.staged.commit(trailer)
+        except FileNotFoundError:
+            raise OSError("this retrieval is over; its staging folder was removed") from None
+        except OSError as exc:
+            self.writes._fail(move_folder, exc.strerror or str(exc))
+            raise
+        self.writes._start(move_folder)
+
+    def discard(self) -> None:
+        self.staged.discard()
+
+
+class QuotaSink:
+    """A streamed instance kept under a quota (the receiver's for plain C-STOREs: `take(size) -> bool`,
+    `give_back(size)`): each part taken from it as it arrives; over it, the write fails (the instance is
+    refused 0xA700 and discarded) and what it had taken is given back."""
+
+    def __init__(self, sink, quota, taken: int):
+        self.sink, self.quota, self.taken = sink, quota, taken
+
+    def write(self, data) -> None:
+        size = len(memoryview(data).cast("B"))
+        if not self.quota.take(size):
+            raise OSError(errno.EDQUOT, "the quota for unsolicited instances is used up")
+        self.taken += size
+        self.sink.write(data)
+
+    def commit(self, trailer: bytes = b"") -> None:
+        self.sink.commit(trailer)
+
+    def discard(self) -> None:
+        self.sink.discard()
+        self.quota.give_back(self.taken)
+        self.taken = 0
