@@ -1,0 +1,75 @@
+"""What the catalog records of one DICOM file: patient, study, series and SOP identifiers, dates,
+modality, descriptions, size and transfer syntax, read from the header (pixel data never read)."""
+from __future__ import annotations
+
+import os
+import struct
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from apps.dicom.header import valid_uid
+from apps.dicom.paths import NotRegularFile, open_regular
+
+# catalog field -> (DICOM keyword, longest value kept)
+FIELDS = {
+    "patient_id": ("PatientID", 64), "patient_name": ("PatientName", 200), "patient_birth_date": ("PatientBirthDate", 8),
+    "patient_sex": ("PatientSex", 16), "study_instance_uid": ("StudyInstanceUID", 64),
+    "study_date": ("StudyDate", 8), "study_time": ("StudyTime", 16), "accession_number": ("AccessionNumber", 16),
+    "study_id": ("StudyID", 16), "study_description": ("StudyDescription", 64),
+    "referring_physician_name": ("ReferringPhysicianName", 200),
+    "series_instance_uid": ("SeriesInstanceUID", 64), "series_number": ("SeriesNumber", 12),
+    "series_description": ("SeriesDescription", 64), "modality": ("Modality", 16),
+    "sop_instance_uid": ("SOPInstanceUID", 64), "sop_class_uid": ("SOPClassUID", 64),
+    "instance_number": ("InstanceNumber", 12), "rows": ("Rows", 0), "columns": ("Columns", 0),
+    "frames": ("NumberOfFrames", 0),
+}
+REQUIRED_UIDS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid")
+
+
+class EntryError(Exception):
+    """A file the catalog cannot hold, with the reason in words."""
+
+
+def _text(value, limit: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip().replace("\x00", "")[:limit]
+
+
+def entry_from_dataset(ds, size: int) -> dict:
+    """The catalog's values of a dataset read without its pixel data; EntryError when a UID is missing."""
+    entry = {}
+    for name, (keyword, limit) in FIELDS.items():
+        value = ds.get(keyword)
+        if limit == 0:
+            try:
+                entry[name] = int(value or 0) if name != "frames" else max(int(value or 1), 1)
+            except (TypeError, ValueError):
+                entry[name] = 1 if name == "frames" else 0
+        else:
+            entry[name] = _text(value, limit)
+    for name in REQUIRED_UIDS:
+        if not valid_uid(entry[name]):
+            raise EntryError(f"no valid {FIELDS[name][0]}")
+    meta = getattr(ds, "file_meta", None)
+    entry["transfer_syntax_uid"] = _text(meta.get("TransferSyntaxUID") if meta else "", 64)
+    entry["size"] = size
+    return entry
+
+
+def read_entry(path: str | os.PathLike) -> dict:
+    """The catalog's values of one file; EntryError for a file that is not a DICOM instance."""
+    try:
+        with open_regular(path) as fp:  # never blocks on a FIFO put where a file was
+            size = os.fstat(fp.fileno()).st_size
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=1024)
+    except NotRegularFile as exc:
+        raise EntryError(f"{exc.strerror}: not read") from None
+    except InvalidDicomError:
+        raise EntryError("not a DICOM file") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise EntryError(f"unreadable DICOM header: {str(exc).strip()[:200] or type(exc).__name__}") from None
+    return entry_from_dataset(ds, size)
