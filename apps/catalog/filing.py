@@ -22,8 +22,8 @@ BATCH = 500
 
 def job_fields(job=None, owner=None) -> dict:
     if job is None:
-        return {"job_app": "", "job_id": None, "owner_id": getattr(owner, "pk", owner)}
-    return {"job_app": job._meta.app_label, "job_id": job.pk,
+        return {"job_app": "", "job_id": "", "owner_id": getattr(owner, "pk", owner)}
+    return {"job_app": job._meta.label_lower, "job_id": str(job.pk),
             "owner_id": getattr(owner, "pk", owner) if owner is not None else job.created_by_id}
 
 

@@ -17,7 +17,7 @@ class Instance(models.Model):
     path = models.CharField(max_length=1024, unique=True)
     source = models.CharField(max_length=16, choices=Source.choices)
     job_app = models.CharField(max_length=32, blank=True, default="")
-    job_id = models.BigIntegerField(null=True, blank=True)
+    job_id = models.CharField(max_length=64, blank=True, default="")  # a job's pk, or an upload's UUID
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
     filed_at = models.DateTimeField(auto_now=True)
