@@ -54,12 +54,12 @@ def test_a_c_get_retrieval_catalogues_every_file_it_filed(orthanc, orthanc_datas
     assert rows_as_tuples() == before
 
 
-def test_rebuild_of_2000_files_gives_the_rows_the_filing_wrote(generate, settings, tmp_path, user, capsys):
+def test_rebuild_of_2000_files_gives_the_rows_the_filing_wrote(template, settings, tmp_path, user, capsys):
     settings.DOWNLOADS_DIR = tmp_path / "downloads"
-    generated = generate(patients=20, studies=2, series=2, instances=25, rows=4, cols=4)
-    file_like_retrieval(generated, settings.DOWNLOADS_DIR, user)
+    file_like_retrieval(template, settings.DOWNLOADS_DIR, user, patients=20, studies=2, series=2, instances=25)
     filed = rows_as_tuples()
-    assert len(filed) == 2000
+    assert len(filed) == 2000 and Instance.objects.values("sop_instance_uid").distinct().count() == 2000
+    assert Instance.objects.values("study_instance_uid").distinct().count() == 40
     Instance.objects.all().delete()
     call_command("catalog", "rebuild")
     assert rows_as_tuples() == filed
@@ -93,9 +93,9 @@ def test_a_received_upload_is_catalogued_for_its_account_and_cleared_files_leave
     assert not os.path.exists(row.path) and not Instance.objects.exists()
 
 
-def test_delivery_clear_of_retrieved_files_removes_their_rows(generate, settings, tmp_path, user):
+def test_delivery_clear_of_retrieved_files_removes_their_rows(template, settings, tmp_path, user):
     settings.DOWNLOADS_DIR = tmp_path / "downloads"
-    file_like_retrieval(generate(), settings.DOWNLOADS_DIR, user)
+    file_like_retrieval(template, settings.DOWNLOADS_DIR, user)
     paths = [Path(p) for p in Instance.objects.values_list("path", flat=True)]
     assert len(paths) == 6
     clear_files(paths[:3], settings.DOWNLOADS_DIR)
