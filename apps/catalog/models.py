@@ -52,6 +52,7 @@ class Instance(models.Model):
             models.Index(fields=["sop_instance_uid"], name="catalog_sop"),
             models.Index(fields=["owner", "study_instance_uid"], name="catalog_owner_study"),
             models.Index(fields=["patient_id"], name="catalog_patient"),
+            models.Index(fields=["owner", "patient_id"], name="catalog_owner_patient"),
             models.Index(fields=["study_date"], name="catalog_date"),
             models.Index(fields=["accession_number"], name="catalog_accession"),
             models.Index(fields=["job_app", "job_id"], name="catalog_job"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import mmap
+import socket
 import tempfile
 
 from django.conf import settings
@@ -61,6 +62,15 @@ class DicomWebView(APIView):
         if sop:
             found = found.filter(sop_instance_uid=sop)
         return found.order_by("series_instance_uid", "id")
+
+
+def direct_socket(request):
+    """The client's socket when the server hands it over (gunicorn) and a body is due (not HEAD): WADO-RS
+    then sends the files with sendfile(2). None elsewhere (the development server, tests' clients)."""
+    sock = request.META.get("gunicorn.socket")
+    if request.method != "GET" or not isinstance(sock, socket.socket) or sock.gettimeout() == 0.0:
+        return None
+    return sock
 
 
 def problem(status: int, detail: str) -> JsonResponse:
@@ -120,7 +130,7 @@ class Retrieve(DicomWebView):
             return problem(404, "no such " + ("instance" if sop else "series" if series else "study"))
         record(request.user, "dicomweb.retrieved", f"study:{study}", series=series or "", instances=len(files),
                resource="instances")
-        return wado.instances_response(files)
+        return wado.instances_response(files, sock=direct_socket(request))
 
     def post(self, request, study, series=None, sop=None):
         if series or sop:

