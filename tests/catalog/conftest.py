@@ -1,6 +1,7 @@
 """Files filed as the apps file them, cheaply: one small generated instance copied under new UIDs into
 the downloads layout (retrieval's study_folder), catalogued by the call retrieval makes, with a retrieval
 job and item recording each study folder as a real row does."""
+import itertools
 from pathlib import Path
 
 import pydicom
@@ -9,6 +10,8 @@ import pytest
 from apps.catalog.filing import catalog_files
 from apps.dicom.demo.synthetic import write_dataset
 from apps.retrieval.layout import study_folder
+
+_UIDS = itertools.count()  # every generated UID differs, across calls too
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +32,7 @@ def file_like_retrieval(template: Path, downloads: Path, user, *, patients=2, st
     job = RetrievalJob.objects.create(created_by=user, source_name="cases.csv")
     ds = pydicom.dcmread(template, stop_before_pixels=True)
     data = template.read_bytes()
-    counter = iter(range(10 ** 6))
+    counter = _UIDS
 
     def same_length(uid: str) -> str:  # a fresh UID of the template's length: the bytes are swapped in place
         return f"{uid[:len(uid) - 9]}9{next(counter):08d}"
