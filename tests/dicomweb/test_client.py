@@ -50,3 +50,32 @@ def test_metadata_series_and_instance(live_server, catalogued):
     assert len(frames[0]) == one.Rows * one.Columns * one.BitsAllocated // 8
     jpeg = client.retrieve_instance_rendered(study["StudyInstanceUID"], se, sop, media_types=("image/jpeg",))
     assert jpeg[:3] == b"\xff\xd8\xff"
+
+
+def test_every_other_route_through_the_client(live_server, catalogued):
+    from django.contrib.auth.models import Permission
+
+    client = client_for(live_server, catalogued["alice"])
+    study = catalogued["alice_data"]["studies"][1]
+    uid = study["StudyInstanceUID"]
+    assert len(client.search_for_series(search_filters={"Modality": "MR"})) == 2  # the flat series search
+    flat = client.search_for_instances(search_filters={"StudyInstanceUID": uid})
+    assert len(flat) == 6
+    assert {m["00080018"]["Value"][0] for m in client.retrieve_study_metadata(uid)} == {
+        i["00080018"]["Value"][0] for i in flat}
+    series = flat[0]["0020000E"]["Value"][0]
+    assert {ds.SeriesInstanceUID for ds in client.retrieve_series(uid, series)} == {series}
+    assert sum(1 for _ in client.iter_series(uid, series)) == 3
+    assert sum(1 for _ in client.iter_study(uid)) == 6
+    sop = next(i["00080018"]["Value"][0] for i in flat if i["0020000E"]["Value"][0] == series)
+    assert client.retrieve_instance_metadata(uid, series, sop)["00080018"]["Value"] == [sop]
+    assert client.retrieve_series_rendered(uid, series, media_types=("image/png",))[:4] == b"\x89PNG"
+    assert client.retrieve_instance_frames_rendered(uid, series, sop, frame_numbers=[1])[:3] == b"\xff\xd8\xff"
+    assert len(list(client.iter_instance_frames(uid, series, sop, frame_numbers=[1]))) == 1
+
+    bob = catalogued["bob"]
+    bob.user_permissions.add(Permission.objects.get(codename="store_dicomweb"))
+    instances = client.retrieve_series(uid, series)
+    answer = client_for(live_server, bob).store_instances(instances)
+    assert len(answer.ReferencedSOPSequence) == 3 and "FailedSOPSequence" not in answer
+    assert len(client_for(live_server, bob).search_for_instances(uid)) == 3  # bob's own copies now
