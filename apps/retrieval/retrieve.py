@@ -214,8 +214,9 @@ class RowRetrieval:
             placed = getattr(filed, "paths", None)
             if placed is not None:
                 catalog_files(placed, source="retrieved", job=item.job)
-            else:
-                catalog_folder(target, source="retrieved", job=item.job)
+            else:  # a project's filing names its folders, not its files
+                for folder in getattr(filed, "folders", None) or [target]:
+                    catalog_folder(folder, source="retrieved", job=item.job)
         self.ctx.heartbeat(instances=self.outcome.received, bytes=self.outcome.bytes)
 
     def target_for(self, plan: StudyPlan) -> Path:
