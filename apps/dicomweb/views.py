@@ -78,11 +78,12 @@ def problem(status: int, detail: str) -> JsonResponse:
 
 
 def dicom_json(data, status=200, warnings=()) -> HttpResponse:
+    """DICOM JSON; `warnings` become one Warning header (PS3.18 8.10.3: code 299, the text quoted)."""
     response = HttpResponse(json.dumps(data, separators=(",", ":")), status=status, content_type=DICOM_JSON)
-    for text in warnings:
-        response.headers.setdefault("Warning", "")
-        response.headers["Warning"] = ", ".join(filter(None, [response.headers["Warning"],
-                                                              f'299 pacsportal "{text}"']))
+    if warnings:
+        # the texts may quote a client's bytes: printable ASCII only, no quote ending the text early
+        printable = ("".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:300] for text in warnings)
+        response["Warning"] = ", ".join(f'299 pacsportal "{text}"' for text in printable)
     return response
 
 

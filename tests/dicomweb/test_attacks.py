@@ -148,3 +148,10 @@ def test_stow_of_path_like_uids_writes_nothing_outside(storer, catalogued, setti
     response = post(storer, [("application/dicom", hostile.read_bytes())])
     assert response.status_code == 409 and "StudyInstanceUID" in response["Warning"]
     assert not any(p.name.startswith("escape") for p in settings.DOWNLOADS_DIR.parent.rglob("*"))
+
+
+def test_a_part_header_with_control_characters_is_named_safely(storer):
+    body = (b"--b\r\nContent-Type: text/\x7fevil\xff\x01\r\n\r\nx\r\n--b--\r\n")
+    response = storer.generic("POST", "/dicomweb/studies", body,
+                              content_type='multipart/related; type="application/dicom"; boundary=b')
+    assert response.status_code == 409 and "part 1 is text/?evil??" in response["Warning"]
