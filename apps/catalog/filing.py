@@ -12,7 +12,7 @@ from typing import Iterable
 from django.db import transaction
 
 from apps.catalog.models import Instance
-from apps.catalog.roots import inside
+from apps.catalog.roots import Confinement
 from apps.dicom.catalog_entry import FIELDS, EntryError, read_entry
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,14 @@ def job_fields(job=None, owner=None) -> dict:
 
 def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry) -> tuple[list[tuple[str, dict]], list[str]]:
     """(path, values) of each file the catalog may hold, and the reasons of those it may not."""
-    found, skipped = [], []
+    found, skipped, confined = [], [], Confinement()
     for path in files:
-        resolved = inside(path)
-        if resolved is None:
-            skipped.append(f"{path}: outside the data folders and import roots")
+        there = confined.regular_file(os.path.abspath(path))
+        if there is None:
+            skipped.append(f"{path}: not a regular file inside the data folders and import roots")
             continue
         try:
-            found.append((str(resolved), entry_of(resolved)))
+            found.append((there[0], entry_of(there[0])))
         except EntryError as exc:
             skipped.append(f"{path}: {exc}")
     return found, skipped

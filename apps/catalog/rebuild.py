@@ -4,6 +4,7 @@ Idempotent: a second run changes nothing."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -11,7 +12,7 @@ from django.db import transaction
 
 from apps.catalog.filing import BATCH, UPDATED
 from apps.catalog.models import Instance
-from apps.catalog.roots import inside
+from apps.catalog.roots import Confinement
 from apps.catalog.sources import Claim, registered
 from apps.dicom.catalog_entry import EntryError, read_entry
 
@@ -38,13 +39,15 @@ def rebuild(progress: Callable[[int, int], None] | None = None) -> Rebuilt:
     claimed = claims()
     outcome, kept = Rebuilt(), set()
     paths = sorted(claimed)
+    confined = Confinement()
     for start in range(0, len(paths), BATCH):
         rows = []
         for path in paths[start:start + BATCH]:
-            claim, resolved = claimed[path], inside(path)
-            if resolved is None:
-                outcome.skipped.append(f"{path}: outside the data folders and import roots")
+            claim, there = claimed[path], confined.regular_file(os.path.abspath(path))
+            if there is None:
+                outcome.skipped.append(f"{path}: not a regular file inside the data folders and import roots")
                 continue
+            resolved = there[0]
             try:
                 values = read_entry(resolved)
             except EntryError as exc:

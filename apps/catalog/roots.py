@@ -25,8 +25,8 @@ def inside(path: str | os.PathLike) -> Path | None:
 
 
 class Confinement:
-    """`inside` for many files at once (a study's hundreds): the roots resolved once, each folder once;
-    a file itself must be a regular file, not a link (a catalogued file never is one)."""
+    """`inside` for many files at once (a study's hundreds): the roots resolved once, each folder once,
+    a file's own name resolved only when it is a link; it must end at a regular file inside the roots."""
 
     def __init__(self):
         self.roots = catalog_roots()
@@ -46,6 +46,11 @@ class Confinement:
         full = os.path.join(real, name)
         try:
             status = os.lstat(full)
+            if stat.S_ISLNK(status.st_mode):  # (an imported file may be a link inside the import roots)
+                full = os.path.realpath(full)
+                if not paths.within(Path(full), self.roots):
+                    return None
+                status = os.stat(full)
         except OSError:
             return None
         return (full, status.st_size) if stat.S_ISREG(status.st_mode) else None

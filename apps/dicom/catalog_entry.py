@@ -69,6 +69,11 @@ _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN
 _IMPLICIT_LE, _BIG_ENDIAN, _DEFLATED = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
 
 
+_IMPLICIT_HEADER = struct.Struct("<HHL").unpack_from
+_EXPLICIT_HEADER = struct.Struct("<HH2sH").unpack_from
+_LONG = struct.Struct("<L").unpack_from
+
+
 class _Slow(Exception):
     """The quick reader does not handle this file: pydicom reads it."""
 
@@ -99,21 +104,19 @@ def _quick(head: bytes, size: int) -> dict:
             if pos >= size:
                 break
             raise _Slow
-        group, element = struct.unpack_from("<HH", head, pos)
+        if implicit:
+            group, element, length = _IMPLICIT_HEADER(head, pos)
+            vr, header = None, 8
+        else:
+            group, element, vr, length = _EXPLICIT_HEADER(head, pos)
+            header = 8
+            if vr in _LONG_VRS:
+                (length,) = _LONG(head, pos + 8)
+                header = 12
         tag = group << 16 | element
         if tag > _LAST_TAG:
             break
-        if implicit:
-            (length,) = struct.unpack_from("<L", head, pos + 4)
-            vr, pos = None, pos + 8
-        else:
-            vr = head[pos + 4:pos + 6]
-            if vr in _LONG_VRS:
-                (length,) = struct.unpack_from("<L", head, pos + 8)
-                pos += 12
-            else:
-                (length,) = struct.unpack_from("<H", head, pos + 6)
-                pos += 8
+        pos += header
         if length == 0xFFFFFFFF or pos + length > end:
             raise _Slow
         if tag in _TAGS or tag == _CHARSET:
@@ -131,7 +134,7 @@ def _quick(head: bytes, size: int) -> dict:
                 number = int(text) if text.lstrip("-").isdigit() else 0
             entry[name] = max(number, 1) if name == "frames" else number
         else:
-            if any(b > 0x7E for b in value):
+            if not value.isascii():
                 raise _Slow  # another character set: pydicom decodes it
             entry[name] = value.decode("ascii").replace("\x00", "").strip()[:limit]
     for name in REQUIRED_UIDS:
