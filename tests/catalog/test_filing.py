@@ -100,3 +100,16 @@ def test_delivery_clear_of_retrieved_files_removes_their_rows(template, settings
     assert len(paths) == 6
     clear_files(paths[:3], settings.DOWNLOADS_DIR)
     assert sorted(Instance.objects.values_list("path", flat=True)) == sorted(map(str, paths[3:]))
+
+
+def test_retention_removing_a_delivered_case_folder_takes_its_rows(template, settings, tmp_path, user):
+    from apps.core.retention.candidate import Candidate
+    from apps.core.retention.files import DeliveredDownloads
+
+    settings.DOWNLOADS_DIR = tmp_path / "downloads"
+    file_like_retrieval(template, settings.DOWNLOADS_DIR, user, patients=2)
+    folders = sorted({Path(p).parent for p in Instance.objects.values_list("path", flat=True)})
+    assert len(folders) == 2
+    DeliveredDownloads().remove(Candidate("delivered-downloads", str(folders[0]), "a case folder", 40.0))
+    assert not folders[0].exists()
+    assert sorted({str(Path(p).parent) for p in Instance.objects.values_list("path", flat=True)}) == [str(folders[1])]
