@@ -23,6 +23,7 @@ from apps.dicom import multipart
 from apps.dicom.render import RenderError
 from apps.dicomweb import qido, rendered, stow, wado
 from apps.dicomweb.access import visible
+from apps.jobs import diskspace
 
 log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
@@ -212,7 +213,14 @@ def store(view, request, study=None):
         return problem(413, f"the body ({length} bytes) is over the limit of {limit} bytes (DICOMWEB_STOW_MAX_MB)")
     if length <= 0:
         return problem(400, "the body is empty")
-    with tempfile.TemporaryFile() as spool:
+    short = diskspace.shortage("downloads")
+    if short is not None:  # as the tus receiving end: come back later, nothing was read
+        response = problem(507, f"the portal is short of disk space: {short.describe()}; nothing was stored")
+        response["Retry-After"] = "60"
+        return response
+    spool_dir = settings.UPLOADS_DIR  # on the data disk, not /tmp: a body may be gigabytes
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=spool_dir) as spool:
         left = length
         while left > 0:
             chunk = request.read(min(left, 1024 * 1024))

@@ -155,3 +155,11 @@ def test_a_part_header_with_control_characters_is_named_safely(storer):
     response = storer.generic("POST", "/dicomweb/studies", body,
                               content_type='multipart/related; type="application/dicom"; boundary=b')
     assert response.status_code == 409 and "part 1 is text/?evil??" in response["Warning"]
+
+
+def test_stow_below_the_disk_floor_is_507_and_stores_nothing(storer, catalogued, settings):
+    settings.MIN_FREE_GB = 10 ** 9  # more than any disk has
+    data = files_of(catalogued["downloads"], catalogued["bob_data"]["studies"][0])[0].read_bytes()
+    response = post(storer, [("application/dicom", data)])
+    assert response.status_code == 507 and response["Retry-After"] == "60"
+    assert "MIN_FREE_GB" in response.json()["detail"] and not Instance.objects.filter(source="stored").exists()
