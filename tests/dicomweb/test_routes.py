@@ -154,3 +154,32 @@ def test_each_pixel_data_request_is_one_audit_event(alice, catalogued, studies):
 def test_a_session_works_as_well_as_a_token(client, catalogued, studies):
     client.force_login(catalogued["alice"])
     assert client.get("/dicomweb/studies").status_code == 200
+
+
+def test_frames_of_a_compressed_multiframe_instance(alice, catalogued, tmp_path):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import generate_frames
+
+    from apps.catalog.filing import catalog_files
+
+    source = get_testdata_file("SC_rgb_rle_2frame.dcm")  # RLE, two frames
+    target = catalogued["downloads"] / "LK" / "alice-rle" / "rle.dcm"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    try:
+        assert catalog_files([target], source="retrieved", owner=catalogued["alice"]) == 1
+        ds = pydicom.dcmread(target)
+        base = (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                f"/instances/{ds.SOPInstanceUID}")
+        parts = parts_of(alice.get(f"{base}/frames/2,1"))
+        stored = list(generate_frames(ds.PixelData, number_of_frames=2))
+        assert [data for _, data in parts] == [stored[1], stored[0]]
+        assert all(h["content-type"] == "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5" for h, _ in parts)
+        first = alice.get(f"{base}/frames/1/rendered", HTTP_ACCEPT="image/png").content
+        second = alice.get(f"{base}/frames/2/rendered", HTTP_ACCEPT="image/png").content
+        assert first[:4] == second[:4] == b"\x89PNG" and first != second
+        assert alice.get(f"{base}/frames/3").status_code == 404
+    finally:
+        target.unlink()
