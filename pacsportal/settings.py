@@ -103,6 +103,10 @@ RETENTION_DELIVERED_DAYS = env.int("RETENTION_DELIVERED_DAYS", default=30)  # do
 RETENTION_REPORTS_DAYS = env.int("RETENTION_REPORTS_DAYS", default=90)
 RETENTION_JOBS_DAYS = env.int("RETENTION_JOBS_DAYS", default=365)  # finished job records
 RETENTION_DELETE_BATCH = env.int("RETENTION_DELETE_BATCH", default=500)  # item rows per DELETE transaction
+# DICOMweb (/dicomweb/): a STOW-RS body larger than this is refused (413) before it is read; a QIDO answer
+# holds at most DICOMWEB_QIDO_LIMIT matches per request (limit/offset page through the rest).
+DICOMWEB_STOW_MAX_BYTES = env.int("DICOMWEB_STOW_MAX_MB", default=2048) * 1024 * 1024
+DICOMWEB_QIDO_LIMIT = env.int("DICOMWEB_QIDO_LIMIT", default=1000)
 DEMO_PACS_PORT = env.int("DEMO_PACS_PORT", default=11120)
 
 # --- Django --------------------------------------------------------------------------------------
@@ -131,6 +135,8 @@ INSTALLED_APPS = [
     "apps.sending",
     "apps.delivery",
     "apps.projects",
+    "apps.catalog",
+    "apps.dicomweb",
 ]
 
 MIDDLEWARE = [
@@ -247,7 +253,8 @@ REST_FRAMEWORK = {
     # Requests per signed-in user; bad tokens are counted by django-axes before any throttle runs.
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env("API_RATE_USER", default="1200/min"),
-                               "uploads": env("UPLOAD_RATE_USER", default="20000/min")},  # tus: a request per chunk
+                               "uploads": env("UPLOAD_RATE_USER", default="20000/min"),  # tus: a request per chunk
+                               "dicomweb": env("DICOMWEB_RATE_USER", default="20000/min")},  # a viewer: per frame
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 # A study query answers at most this many studies, with a "more results than shown" message beyond.

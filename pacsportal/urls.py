@@ -35,6 +35,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include(api_urlpatterns)),
     path("photos/", include("apps.photos.page_urls")),
+    path("dicomweb/", include("apps.dicomweb.urls")),
 ]
 
 handler400 = "pacsportal.errors.bad_request"  # on /api/: JSON naming the limit, not Django's HTML page

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 
 # App labels in the order of the index; apps not named here follow, alphabetically.
-WORK = ["retrieval", "sending", "imports", "photos", "delivery"]
+WORK = ["retrieval", "sending", "imports", "photos", "delivery", "catalog"]
 CONFIGURATION = ["servers", "projects", "jobs", "core"]
 PEOPLE_AND_TRACES = ["auth", "authtoken", "notify", "audit", "auditlog"]
 SUPERUSER_ONLY = {"django_q"}

@@ -19,11 +19,13 @@ class DeliveryConfig(AppConfig):
     verbose_name = "Delivery"
 
     def ready(self):
-        from apps.delivery import hooks  # noqa: F401  (connects to job progress)
+        from apps.catalog import sources
+        from apps.delivery import catalogued, hooks  # noqa: F401  (hooks connects to job progress)
         from apps.delivery.attach import attachment
         from apps.retrieval import extensions
 
-        extensions.register(attachment())  # a retrieval may carry a delivery; retrieval never imports delivery
+        extensions.register(attachment())
+        sources.register("delivery", catalogued.claims)  # a retrieval may carry a delivery; retrieval never imports delivery
 
         post_migrate.connect(ensure_cleanup_schedule, sender=self, dispatch_uid="delivery-cleanup-schedule")
 

@@ -21,6 +21,7 @@ from typing import Callable
 from django.conf import settings
 
 from apps.audit import record
+from apps.catalog.filing import forget
 from apps.delivery import alerts
 from apps.delivery.bundle import file_sha1
 from apps.delivery.deidentified import DeidentifiedSource, deidentify_entries, entry_size, plan_entries
@@ -310,6 +311,7 @@ def clear_files(paths: list[Path], root: Path) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
         folders.add(path.parent)
+    forget(paths)
     root = Path(root).resolve()
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         folder = folder.resolve()

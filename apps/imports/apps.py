@@ -8,7 +8,8 @@ class ImportsConfig(AppConfig):
 
     def ready(self):
         from apps.audit import track_changes
-        from apps.imports import work
+        from apps.catalog import sources
+        from apps.imports import catalogued, work
         from apps.imports.models import ImportedPatient, ImportItem
         from apps.jobs.registry import register
 
@@ -16,3 +17,4 @@ class ImportsConfig(AppConfig):
         # are recorded per batch by audit.record("images.imported"), not one log row each.
         track_changes(ImportedPatient)
         register(ImportItem, work.import_item)
+        sources.register("imports", catalogued.claims)

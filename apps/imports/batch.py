@@ -21,6 +21,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 
 from apps.audit import record
+from apps.catalog.filing import catalog_files
 from apps.dicom.header import ImageHeader
 from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, ImportItem, KnownFile, jpg_root
 from apps.imports.patients import disagreement, ensure_patients
@@ -261,6 +262,7 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
     try:
         with transaction.atomic():
             ImportedImage.objects.bulk_create(rows)
+            catalog_files([c.path for c in new], source="imported", job=item.job)
         for c, row in zip(new, rows):
             c.image = row
     except IntegrityError:
@@ -269,6 +271,7 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
             try:
                 with transaction.atomic():
                     row.save(force_insert=True)
+                    catalog_files([c.path], source="imported", job=item.job)
                 c.image = row
             except IntegrityError:
                 c.image = (ImportedImage.objects.filter(sop_instance_uid=row.sop_instance_uid).first()

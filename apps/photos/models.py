@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from apps.catalog.filing import forget_under
 from apps.dicom.capture import CHARSETS, TRANSFER_SYNTAXES, CaptureOptions
 from apps.jobs.models import Job, JobItem
 
@@ -117,6 +118,7 @@ class PhotoUpload(Job):
     def remove_files(self) -> None:
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
+            forget_under(self.folder)
 
 
 class PhotoSend(JobItem):

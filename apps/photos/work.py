@@ -3,6 +3,7 @@ runs, the send itself (sending.py), and what the outcome means for the sender an
 from pathlib import Path
 
 from apps.audit import record
+from apps.catalog.filing import catalog_files
 from apps.jobs.errors import ItemFailed
 from apps.photos.sending import send_instances
 
@@ -36,3 +37,5 @@ def send_photos(item, ctx) -> None:
            instances=[i["sopInstanceUID"] for i in item.instances()])
     if not upload.keep_files:
         upload.remove_files()
+    else:
+        catalog_files([i["path"] for i in item.instances()], source="photo", job=upload)

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.audit import record
+from apps.catalog.filing import catalog_files, catalog_folder
 from apps.dicom.deid_form import Deidentifying
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.scu import c_get, find_association
@@ -39,7 +40,7 @@ from apps.retrieval.attempts import record_attempt
 from apps.retrieval.deidentified import EarlyDeidentifier, deidentified_folder
 from apps.retrieval.fanout import names_of, row_servers
 from apps.retrieval.holding import HOLD, StudyHolds
-from apps.retrieval.layout import FilingFailed, study_folder
+from apps.retrieval.layout import FilingFailed, file_into, study_folder
 from apps.retrieval.models import MoveKey
 from apps.retrieval.moves import extra_slots, move_parts, series_parts
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
@@ -196,8 +197,14 @@ class RowRetrieval:
             commit = early.committer(target)
         else:
             target = self.target_for(plan)
+        filing, committed = commit or (lambda paths: file_into(target, paths)), []
+
+        def commit_and_note(paths):
+            filed = filing(paths)
+            committed.append(filed)
+            return filed
         try:  # all or nothing per study, over all its parts: with anything foreign, nothing of it is filed
-            self.outcome.studies.append(self.holds.settle(plan, arrivals, target, commit=commit,
+            self.outcome.studies.append(self.holds.settle(plan, arrivals, target, commit=commit_and_note,
                                                           failed_on_pacs=getattr(result, "failed", 0),
                                                           series_instance_uid=plan.series_uid or ""))
         except FilingFailed as exc:
@@ -205,6 +212,13 @@ class RowRetrieval:
             log.debug("cannot file into %s: %s", target, exc.reason)
             raise ItemFailed(f"Cannot file the study into {target} ({exc.reason}); {exc.what_stayed()}. Fix the "
                              "downloads folder, then retry the row.") from None
+        for filed in committed:  # the study as filed, pseudonymized or not, as it is on disk
+            placed = getattr(filed, "paths", None)
+            if placed is not None:
+                catalog_files(placed, source="retrieved", job=item.job)
+            else:  # a project's filing names its folders, not its files
+                for folder in getattr(filed, "folders", None) or [target]:
+                    catalog_folder(folder, source="retrieved", job=item.job)
         self.ctx.heartbeat(instances=self.outcome.received, bytes=self.outcome.bytes)
 
     def target_for(self, plan: StudyPlan) -> Path:

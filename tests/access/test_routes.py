@@ -178,6 +178,12 @@ RULES = {
            ("sendjob", "sends", "send", "sending.change_sendjob"),
            ("importjob", "imports", "import", "imports.change_importjob")]
        for verb in ("pause", "resume")},
+    # DICOMweb: any signed-in account searches (it finds only its own: 204 here); storing needs its permission
+    # (a JSON body is a 415: it got past the check).
+    ("dicomweb-studies", "GET"): Rule("/dicomweb/studies", LOGIN, 204),
+    ("dicomweb-studies", "POST"): Rule("/dicomweb/studies", ("catalog.store_dicomweb",), 415),
+    ("dicomweb-series", "GET"): Rule("/dicomweb/series", LOGIN, 204),
+    ("dicomweb-instances", "GET"): Rule("/dicomweb/instances", LOGIN, 204),
     ("job-apps", "GET"): Rule("/api/jobs/apps/", ("jobs.view_apppause",), 200),
     ("retention", "GET"): Rule("/admin/retention/", ("jobs.view_all_jobs",), 200),
     ("job-app-pause", "POST"): Rule("/api/jobs/apps/sending/pause/", ("jobs.pause_apps",), 200),

@@ -1,6 +1,7 @@
 """A folder import end to end through the API: exact counts, every failure named, JPEGs with the right
 size and polarity served to logged-in users only, notes for folder fallbacks and disagreeing headers."""
 import io
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -9,6 +10,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut
 
+from apps.catalog.models import Instance
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 from tests.imports.conftest import run_job
 from tests.imports.tree import REAL_J2K, REAL_RLE
@@ -66,6 +68,12 @@ def test_a_tree_imports_with_exact_counts_and_every_failure_named(api, tree, set
     assert {"created_at", "started_at"} <= set(status)
 
     assert ImportedImage.objects.count() == len(expected["imported"])
+    # the catalog holds every imported image where it lies in the import root, for the job's owner
+    job = ImportJob.objects.get(task_id=body["task_id"])
+    catalogued = {row.path: row for row in Instance.objects.all()}
+    assert set(catalogued) == {str(Path(p).resolve()) for p in ImportedImage.objects.values_list("source_path", flat=True)}
+    assert {(r.source, r.job_app, r.job_id, r.owner_id) for r in catalogued.values()} == {
+        ("imported", "imports.importjob", str(job.pk), job.created_by_id)}
     stored = ImportedPatient.objects.get(patient_id="P000")
     assert (stored.name, str(stored.birth_date)) == ("Doe^P0", "1970-01-01")  # not overwritten by Other^Name
 

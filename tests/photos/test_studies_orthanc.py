@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
+from apps.catalog.models import Instance
 from apps.jobs.runner import run_inline
 from apps.photos.models import PhotoSend, PhotoUpload
 from apps.servers.models import DicomServer
@@ -208,8 +209,14 @@ def test_keep_files_on_success_keeps_the_photo_and_its_dicom(api, destination, p
     photo_settings.keep_files_on_success = True
     photo_settings.save()
     body = post_photos(api, [rotated_jpeg]).json()
-    folder = Path(PhotoUpload.objects.get(pk=body["upload"]).folder)
+    upload = PhotoUpload.objects.get(pk=body["upload"])
+    folder = Path(upload.folder)
     assert (folder / "001.dcm").is_file() and (folder / "originals" / "001.jpg").read_bytes() == rotated_jpeg.read_bytes()
+    row = Instance.objects.get()  # the kept DICOM, not the original JPEG, is in the catalog
+    assert (row.path, row.source, row.job_id, row.owner_id) == (str((folder / "001.dcm").resolve()), "photo",
+                                                                str(upload.pk), upload.created_by_id)
+    upload.remove_files()
+    assert not Instance.objects.exists()
 
 
 def test_the_flags_leave_out_patient_details_and_description(api, destination, photo_settings, empty_orthanc,

@@ -10,6 +10,7 @@ import datetime as dt
 import pytest
 from rest_framework.test import APIClient
 
+from apps.catalog.models import Instance
 from apps.dicom.peers import LocalAE
 from apps.dicom.staging import MoveStaging
 from apps.dicom.wire.storage_scp import LeanStorageSCP
@@ -103,6 +104,12 @@ def test_a_projects_retrieval_files_deidentified_instances_under_the_pseudonymiz
         assert ds.PatientID == patient.pseudonym and ds.StudyInstanceUID == recipe.uid(STUDY_UID)
         assert ds.StudyDate == shifted
     assert not list(settings.STAGING_DIR.rglob("*.dcm")) and not list(settings.STAGING_DIR.rglob("*.deid"))
+    # the catalog holds the instances as they are on disk: pseudonyms and new UIDs, never the originals
+    rows = list(Instance.objects.order_by("path").values_list("path", "patient_id", "study_instance_uid",
+                                                             "patient_name"))
+    assert [r[0] for r in rows] == sorted(str(p.resolve()) for p in folder.iterdir())
+    assert {r[1:3] for r in rows} == {(patient.pseudonym, recipe.uid(STUDY_UID))}
+    no_leak("\n".join(" ".join(row) for row in rows).encode())
 
     shown = b"".join(researcher.get(url).content for url in (
         f"/api/retrievals/{job.pk}/", f"/api/retrievals/{job.pk}/report", f"/api/retrievals/{job.pk}/report?output=csv"))

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from pynetdicom import AE
 
+from apps.catalog.models import Instance
 from apps.jobs import runner
 from apps.retrieval import moves
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
@@ -118,6 +119,8 @@ def test_a_series_the_pacs_refused_is_all_a_retry_moves(pacs, receiver, settings
     item.refresh_from_db()
     assert item.status == "succeeded", item.error
     assert filed(settings) == others | refused and item.instances == item.expected == SERIES * PER_SERIES
+    # the catalog holds every filed instance once: the kept ones from the first run, the retry's from the second
+    assert sorted(Instance.objects.values_list("sop_instance_uid", flat=True)) == sorted(others | refused)
     assert log.moves == [("SERIES", {"StudyInstanceUID": pacs.study_uid, "SeriesInstanceUID": refused_series})]
     second = item.result["attempts"][1]
     assert (second["attempt"], second["fetched"], second["kept"]) == (2, PER_SERIES, 8)

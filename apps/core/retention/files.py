@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
+from apps.catalog.filing import forget, forget_under
 from apps.core.retention.candidate import Candidate
 from apps.jobs.models import ItemStatus, JobStatus
 from apps.retrieval.models import RetrievalItem, RetrievalJob
@@ -71,7 +72,10 @@ class FolderKind:
         raise NotImplementedError
 
     def remove(self, candidate: Candidate) -> None:
-        remove_path(Path(candidate.key))
+        path = Path(candidate.key)
+        remove_path(path)
+        forget([path])  # the catalog's rows of what went (a delivered retrieval's case folder)
+        forget_under(path)
 
 
 class InboxArchives(FolderKind):

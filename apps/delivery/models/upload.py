@@ -16,6 +16,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from apps.catalog.filing import catalog_files
 from apps.delivery.bundle import (
     CHUNK_CHECKSUMS,
     SAFE_COMPONENT,
@@ -211,17 +212,20 @@ class Upload(models.Model):
     def settle(self) -> None:
         """Unpack or place the complete file into the account's folder. A refused file (or a disk that
         refused it) writes nothing there and leaves the reason in `error`."""
+        placed = []
         try:
             if self.is_zip:
                 unpacked = unpack(self.data_path, self.destination, max_bytes=self.unpack_limit(),
                                   max_ratio=settings.UPLOAD_MAX_ENTRY_RATIO)
                 self.files, self.state = len(unpacked.files), self.State.UNPACKED
+                placed = [self.destination / name for name in unpacked.files]
                 if unpacked.already:
                     self.error = f"{len(unpacked.already)} of the files were already here with the same bytes"
             else:
                 if not place_file(self.data_path, self.destination, self.filename):
                     self.error = f"{self.filename} was already here with the same bytes"
                 self.files, self.state = 1, self.State.STORED
+                placed = [self.destination / self.check_filename(self.filename)]
         except BundleRefused as exc:
             self.state, self.error = self.State.FAILED, f"{self.filename}: {exc}. Nothing of it was written."
         except OSError as exc:
@@ -229,7 +233,10 @@ class Upload(models.Model):
                 f"{self.filename}: the receiving portal could not write it ({exc.strerror or exc}). "
                 "Nothing of it was written.")
         self.data_path.unlink(missing_ok=True)
-        self.save(update_fields=["state", "error", "files"])
+        with transaction.atomic():  # the catalog holds what landed in the account's folder
+            if placed:
+                catalog_files(placed, source="received", job=self, owner=self.created_by_id)
+            self.save(update_fields=["state", "error", "files"])
 
     def outcome(self) -> dict:
         """What the sender reads before it deletes anything."""

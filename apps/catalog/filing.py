@@ -1,0 +1,95 @@
+"""The one way files enter and leave the catalog. Every app that files instances calls `catalog_files`
+right after placing them (retrieval's filing, delivery's unpacking, imports, photos, STOW-RS), and
+`forget` when it removes them (delivery's clear, cleanup). Both write in one transaction; a file the
+catalog cannot hold (not DICOM, a UID missing, outside the data folders) is skipped and named at DEBUG."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from django.db import transaction
+
+from apps.catalog.models import Instance
+from apps.catalog.roots import Confinement
+from apps.dicom.catalog_entry import FIELDS, EntryError, read_entry
+
+log = logging.getLogger(__name__)
+UPDATED = [*FIELDS, "transfer_syntax_uid", "size", "source", "job_app", "job_id", "owner", "filed_at"]
+BATCH = 500
+
+
+def job_fields(job=None, owner=None) -> dict:
+    if job is None:
+        return {"job_app": "", "job_id": "", "owner_id": getattr(owner, "pk", owner)}
+    return {"job_app": job._meta.label_lower, "job_id": str(job.pk),
+            "owner_id": getattr(owner, "pk", owner) if owner is not None else job.created_by_id}
+
+
+def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(path, values) of each file the catalog may hold, and the reasons of those it may not."""
+    found, skipped, confined = [], [], Confinement()
+    for path in files:
+        there = confined.regular_file(os.path.abspath(path))
+        if there is None:
+            skipped.append(f"{path}: not a regular file inside the data folders and import roots")
+            continue
+        try:
+            found.append((there[0], entry_of(there[0])))
+        except EntryError as exc:
+            skipped.append(f"{path}: {exc}")
+    return found, skipped
+
+
+def write(found: list[tuple[str, dict]], *, source: str, job=None, owner=None) -> int:
+    """Insert or update the rows of `found` (keyed by path)."""
+    who = job_fields(job, owner)
+    rows = [Instance(path=path, source=source, **who, **values) for path, values in found]
+    with transaction.atomic():
+        for start in range(0, len(rows), BATCH):
+            Instance.objects.bulk_create(rows[start:start + BATCH], update_conflicts=True, unique_fields=["path"],
+                                         update_fields=UPDATED)
+    return len(rows)
+
+
+def catalog_files(files: Iterable[str | os.PathLike], *, source: str, job=None, owner=None) -> int:
+    """Catalog files just filed; the number of rows written."""
+    found, skipped = entries(files)
+    for reason in skipped:
+        log.debug("not catalogued: %s", reason)
+    return write(found, source=source, job=job, owner=owner)
+
+
+def catalog_folder(folder: str | os.PathLike, **who) -> int:
+    """Catalog every regular .dcm file directly in a folder (a study folder just filed)."""
+    folder = Path(folder)
+    try:
+        names = [folder / name for name in os.listdir(folder) if name.endswith(".dcm")]
+    except OSError:
+        return 0
+    return catalog_files([p for p in names if p.is_file() and not p.is_symlink()], **who)
+
+
+def forget(files: Iterable[str | os.PathLike]) -> int:
+    """Remove the rows of files taken off the disk."""
+    names = set()
+    for path in files:
+        names.add(os.fspath(path))
+        try:
+            names.add(str(Path(path).resolve()))
+        except (OSError, RuntimeError):
+            pass
+    names = list(names)
+    removed = 0
+    with transaction.atomic():
+        for start in range(0, len(names), BATCH):
+            removed += Instance.objects.filter(path__in=names[start:start + BATCH]).delete()[0]
+    return removed
+
+
+def forget_under(folder: str | os.PathLike) -> int:
+    """Remove the rows of every file under a folder (a folder removed whole)."""
+    prefix = str(Path(folder).resolve()).rstrip("/") + "/"
+    with transaction.atomic():
+        return Instance.objects.filter(path__startswith=prefix).delete()[0]

@@ -1,0 +1,163 @@
+"""What the catalog records of one DICOM file: patient, study, series and SOP identifiers, dates,
+modality, descriptions, size and transfer syntax, read from the header (pixel data never read)."""
+from __future__ import annotations
+
+import os
+import struct
+
+import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.errors import InvalidDicomError
+
+from apps.dicom.header import valid_uid
+from apps.dicom.paths import NotRegularFile, open_regular
+
+# catalog field -> (DICOM keyword, longest value kept)
+FIELDS = {
+    "patient_id": ("PatientID", 64), "patient_name": ("PatientName", 200), "patient_birth_date": ("PatientBirthDate", 8),
+    "patient_sex": ("PatientSex", 16), "study_instance_uid": ("StudyInstanceUID", 64),
+    "study_date": ("StudyDate", 8), "study_time": ("StudyTime", 16), "accession_number": ("AccessionNumber", 16),
+    "study_id": ("StudyID", 16), "study_description": ("StudyDescription", 64),
+    "referring_physician_name": ("ReferringPhysicianName", 200),
+    "series_instance_uid": ("SeriesInstanceUID", 64), "series_number": ("SeriesNumber", 12),
+    "series_description": ("SeriesDescription", 64), "modality": ("Modality", 16),
+    "sop_instance_uid": ("SOPInstanceUID", 64), "sop_class_uid": ("SOPClassUID", 64),
+    "instance_number": ("InstanceNumber", 12), "rows": ("Rows", 0), "columns": ("Columns", 0),
+    "frames": ("NumberOfFrames", 0),
+}
+REQUIRED_UIDS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid")
+
+
+class EntryError(Exception):
+    """A file the catalog cannot hold, with the reason in words."""
+
+
+def _text(value, limit: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip().replace("\x00", "")[:limit]
+
+
+def entry_from_dataset(ds, size: int) -> dict:
+    """The catalog's values of a dataset read without its pixel data; EntryError when a UID is missing."""
+    entry = {}
+    for name, (keyword, limit) in FIELDS.items():
+        value = ds.get(keyword)
+        if limit == 0:
+            try:
+                entry[name] = int(value or 0) if name != "frames" else max(int(value or 1), 1)
+            except (TypeError, ValueError):
+                entry[name] = 1 if name == "frames" else 0
+        else:
+            entry[name] = _text(value, limit)
+    for name in REQUIRED_UIDS:
+        if not valid_uid(entry[name]):
+            raise EntryError(f"no valid {FIELDS[name][0]}")
+    meta = getattr(ds, "file_meta", None)
+    entry["transfer_syntax_uid"] = _text(meta.get("TransferSyntaxUID") if meta else "", 64)
+    entry["size"] = size
+    return entry
+
+
+HEAD_BYTES = 64 * 1024  # the catalog's elements come first; more is read only by pydicom's way
+_TAGS = {int(tag_for_keyword(keyword)): name for name, (keyword, _) in FIELDS.items()}
+_LAST_TAG = max(_TAGS)
+_CHARSET = 0x00080005
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_IMPLICIT_LE, _BIG_ENDIAN, _DEFLATED = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
+
+
+_IMPLICIT_HEADER = struct.Struct("<HHL").unpack_from
+_EXPLICIT_HEADER = struct.Struct("<HH2sH").unpack_from
+_LONG = struct.Struct("<L").unpack_from
+
+
+class _Slow(Exception):
+    """The quick reader does not handle this file: pydicom reads it."""
+
+
+def _quick(head: bytes, size: int) -> dict:
+    """The catalog's values from the first bytes of a little-endian file whose elements before (0028,0011)
+    have defined lengths and ASCII text: one struct unpack per element instead of a pydicom dataset
+    (about ten times faster; retrieval catalogues every instance it files)."""
+    if head[128:132] != b"DICM":
+        raise _Slow
+    pos, syntax, end = 132, "", len(head)
+    while pos + 8 <= end and head[pos:pos + 2] == b"\x02\x00":
+        element, vr = struct.unpack_from("<H2s", head, pos + 2)
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<L", head, pos + 8)
+            pos += 12
+        else:
+            (length,) = struct.unpack_from("<H", head, pos + 6)
+            pos += 8
+        if element == 0x0010:
+            syntax = head[pos:pos + length].decode("ascii", "replace").strip(" \x00")
+        pos += length
+    if not syntax or syntax in (_BIG_ENDIAN, _DEFLATED):
+        raise _Slow
+    implicit, raw = syntax == _IMPLICIT_LE, {}
+    while True:
+        if pos + 8 > end:
+            if pos >= size:
+                break
+            raise _Slow
+        if implicit:
+            group, element, length = _IMPLICIT_HEADER(head, pos)
+            vr, header = None, 8
+        else:
+            group, element, vr, length = _EXPLICIT_HEADER(head, pos)
+            header = 8
+            if vr in _LONG_VRS:
+                (length,) = _LONG(head, pos + 8)
+                header = 12
+        tag = group << 16 | element
+        if tag > _LAST_TAG:
+            break
+        pos += header
+        if length == 0xFFFFFFFF or pos + length > end:
+            raise _Slow
+        if tag in _TAGS or tag == _CHARSET:
+            raw[tag] = (vr, head[pos:pos + length])
+        pos += length
+    entry = {}
+    for tag, name in _TAGS.items():
+        vr, value = raw.get(tag, (None, b""))
+        limit = FIELDS[name][1]
+        if limit == 0:
+            if name in ("rows", "columns"):
+                number = struct.unpack_from("<H", value)[0] if len(value) == 2 else 0
+            else:
+                text = value.decode("ascii", "replace").strip(" \x00")
+                number = int(text) if text.lstrip("-").isdigit() else 0
+            entry[name] = max(number, 1) if name == "frames" else number
+        else:
+            if not value.isascii():
+                raise _Slow  # another character set: pydicom decodes it
+            entry[name] = value.decode("ascii").replace("\x00", "").strip()[:limit]
+    for name in REQUIRED_UIDS:
+        if not valid_uid(entry[name]):
+            raise EntryError(f"no valid {FIELDS[name][0]}")
+    entry["transfer_syntax_uid"], entry["size"] = syntax[:64], size
+    return entry
+
+
+def read_entry(path: str | os.PathLike) -> dict:
+    """The catalog's values of one file; EntryError for a file that is not a DICOM instance."""
+    try:
+        with open_regular(path) as fp:  # never blocks on a FIFO put where a file was
+            size = os.fstat(fp.fileno()).st_size
+            try:
+                return _quick(fp.read(HEAD_BYTES), size)
+            except (_Slow, struct.error, ValueError):
+                fp.seek(0)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=1024)
+    except NotRegularFile as exc:
+        raise EntryError(f"{exc.strerror}: not read") from None
+    except InvalidDicomError:
+        raise EntryError("not a DICOM file") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise EntryError(f"unreadable DICOM header: {str(exc).strip()[:200] or type(exc).__name__}") from None
+    return entry_from_dataset(ds, size)
