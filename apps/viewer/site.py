@@ -52,6 +52,9 @@ def build(dist: Path, site: Path) -> dict:
         if PUBLIC_PATH in text:
             script.write_text(text.replace(PUBLIC_PATH, f'__webpack_require__.p = "{PREFIX}";'), encoding="utf-8")
             patched += 1
+    for sheet in staging.glob("*.css"):  # fonts named url(/…) from the root
+        text = sheet.read_text(encoding="utf-8")
+        sheet.write_text(re.sub(r"url\((['\"]?)/(?!/)", rf"url(\1{PREFIX}", text), encoding="utf-8")
     if not patched:
         raise SiteError(f"no script in {dist} sets webpack's public path to \"/\": this OHIF build is laid "
                         "out differently; check apps/viewer/site.py against it")
