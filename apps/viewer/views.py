@@ -94,8 +94,11 @@ def page(request, path: str = ""):
     if not path and "StudyInstanceUIDs" in request.GET:
         return HttpResponseRedirect(f"/viewer/{MODE_ROUTE}?{urlencode(request.GET, doseq=True)}")
     if path and (root / path).is_file():
-        response = serve(request, path, document_root=root)
+        # The .gz made at install (apps/viewer/site.py); serve() names its type and its gzip encoding.
+        packed = "gzip" in request.headers.get("Accept-Encoding", "") and (root / f"{path}.gz").is_file()
+        response = serve(request, f"{path}.gz" if packed else path, document_root=root)
         response["Cache-Control"] = "private, max-age=86400"
+        response["Vary"] = "Accept-Encoding, Cookie"
         return secured(response)
     if "." in path.rsplit("/", 1)[-1]:
         return secured(HttpResponse(f"No file {path} in the viewer.\n", status=404,

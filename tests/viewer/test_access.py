@@ -1,6 +1,8 @@
 """/viewer/ over plain HTTP (Django's test client, no browser): every path needs a login, the entry page
 opens OHIF's study route, the configuration points at the portal's own /dicomweb/, and nothing but the
 installed site's files is served."""
+import gzip
+
 import pytest
 from django.conf import settings
 
@@ -51,6 +53,17 @@ def test_the_sites_files_are_served_and_nothing_else(alice):
     for outside in ("/viewer/../manage.py", "/viewer/%2e%2e/%2e%2e/manage.py", "/viewer/..%2f..%2fmanage.py"):
         assert alice.get(outside).content.find(b"DJANGO_SETTINGS_MODULE") == -1, outside
     assert alice.post("/viewer/viewer").status_code == 405
+
+
+def test_scripts_go_gzipped_to_browsers_that_take_it(alice):
+    bundle = next(settings.VIEWER_ROOT.glob("app.bundle.*.js"))
+    packed = alice.get(f"/viewer/{bundle.name}", HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+    assert packed["Content-Encoding"] == "gzip" and packed["Content-Type"] == "text/javascript"
+    body = gzip.decompress(b"".join(packed.streaming_content))
+    assert body == bundle.read_bytes() and int(packed["Content-Length"]) < len(body) / 3
+    plain = alice.get(f"/viewer/{bundle.name}")
+    assert "Content-Encoding" not in plain and b"".join(plain.streaming_content) == bundle.read_bytes()
+    assert "Accept-Encoding" in packed["Vary"]
 
 
 def test_a_portal_without_the_viewer_installed_says_so(alice, settings, tmp_path):

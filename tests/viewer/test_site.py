@@ -1,5 +1,7 @@
 """apps/viewer/site.py lays out OHIF's dist for /viewer/: on a small dist shaped like the package's, and on the
 installed package itself (what `make viewer` made)."""
+import gzip
+
 import pytest
 from django.conf import settings
 
@@ -20,6 +22,7 @@ def dist(tmp_path):
     (root / "index.html").write_text(INDEX)
     (root / "app.bundle.1.js").write_text('(() => {\n__webpack_require__.p = "/";\n})();')
     (root / "app.css").write_text("@font-face{src:url(/f.woff2)} a{background:url(//cdn.example/x.png)}")
+    (root / "2.bundle.js").write_text("var x = 1;\n" * 500)
     (root / "sw.js").write_text("importScripts('https://cdn.example/workbox.js')")
     return root
 
@@ -38,6 +41,8 @@ def test_the_dist_is_rewritten_for_the_viewer_path(dist, tmp_path):
     assert 'href="//elsewhere.example/"' in html  # another host's link is not made ours
     assert "browserImportFunction" in (site / "boot.js").read_text()
     assert not (site / "ort").exists() and not (site / "sw.js").exists()
+    assert not (site / "app.bundle.1.js.gz").exists()  # too small to be worth it
+    assert gzip.decompress((site / "2.bundle.js.gz").read_bytes()) == (dist / "2.bundle.js").read_bytes()
 
 
 def test_a_dist_laid_out_differently_is_refused_and_the_old_site_kept(dist, tmp_path):
