@@ -17,6 +17,7 @@ LEFT_OUT = {"ort", "dicom-microscopy-viewer", "sw.js", "init-service-worker.js",
 COMPRESSED = {".js", ".css", ".wasm", ".json", ".svg", ".map"}
 PUBLIC_PATH = '__webpack_require__.p = "/";'
 BOOT_JS = (f'window.PUBLIC_URL = "{PREFIX}";\n'
+           'console.time("scriptToView");  // OHIF ends this timer once the first image shows\n'
            "// OHIF imports its extensions through this global (the dist's index.html defined it inline).\n"
            "function browserImportFunction(moduleId) { return import(moduleId); }\n")
 

@@ -67,9 +67,15 @@ def secured(response):
 def config_js(request):
     body = (f"window.config = {json.dumps(app_config('/dicomweb'))};\n"
             # On a phone the viewport takes the whole width: the series panels would leave it a sliver.
-            f"if (window.matchMedia({json.dumps(NARROW)}).matches) {{\n"
+            f"var narrow = window.matchMedia({json.dumps(NARROW)}).matches;\n"
+            "if (narrow) {\n"
             "  Object.assign(window.config.customizationService,\n"
-            "                {leftPanels: {$set: []}, rightPanels: {$set: []}});\n}\n")
+            "                {leftPanels: {$set: []}, rightPanels: {$set: []}});\n}\n"
+            # The portal's name, back to the admin, where OHIF's logo was (none on a phone: the tools need the room).
+            "window.config.whiteLabeling = {createLogoComponentFn: function (React) {\n"
+            "  return narrow ? React.createElement('span')\n"
+            "                : React.createElement('a', {href: '/admin/', className: 'text-primary-light ml-3'},\n"
+            "                                      'PACS Portal');\n}};\n")
     response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "no-store"
     return secured(response)
