@@ -56,8 +56,12 @@ def build(dist: Path, site: Path) -> dict:
         raise SiteError(f"{dist} holds no index.html: is @ohif/app installed (npm ci in vendor/viewer)?")
     staging = site.with_name(site.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(dist, staging, ignore=lambda folder, names: [
+    shutil.copytree(dist, staging, symlinks=True, ignore=lambda folder, names: [
         n for n in names if Path(folder) == dist and n in LEFT_OUT])
+    links = [p for p in staging.rglob("*") if p.is_symlink()]
+    if links:  # the site is served as it is: nothing in it may lead elsewhere
+        shutil.rmtree(staging)
+        raise SiteError(f"the dist holds symbolic links ({links[0].relative_to(staging)}): refused")
     patched = 0
     for script in staging.glob("*.js"):
         text = script.read_text(encoding="utf-8")

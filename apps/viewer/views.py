@@ -81,6 +81,15 @@ def config_js(request):
     return secured(response)
 
 
+def _inside(root: Path, path: str) -> bool:
+    """A regular file of the site, also once every symlink on the way is followed."""
+    try:
+        resolved = (root / path).resolve()
+    except (OSError, ValueError):
+        return False
+    return resolved.is_relative_to(root.resolve()) and resolved.is_file()
+
+
 def _index(root: Path):
     index = root / "index.html"
     if not index.is_file():
@@ -99,7 +108,7 @@ def page(request, path: str = ""):
     root = Path(settings.VIEWER_ROOT)
     if not path and "StudyInstanceUIDs" in request.GET:
         return HttpResponseRedirect(f"/viewer/{MODE_ROUTE}?{urlencode(request.GET, doseq=True)}")
-    if path and (root / path).is_file():
+    if path and _inside(root, path):
         # The .gz made at install (apps/viewer/site.py); serve() names its type and its gzip encoding.
         packed = "gzip" in request.headers.get("Accept-Encoding", "") and (root / f"{path}.gz").is_file()
         response = serve(request, f"{path}.gz" if packed else path, document_root=root)

@@ -1,6 +1,8 @@
 """Attacks on the viewer from outside: the page reaches nothing beyond the portal's own origin (every
 request the browser made is recorded), and another account opening a study by its UID learns nothing of
-it: the DICOMweb layer finds nothing, no image is drawn, nothing of the patient reaches the browser."""
+it: the DICOMweb layer finds nothing, no image is drawn, nothing of the patient reaches the browser. And the
+files: a link out of the site is never followed, hostile names get a plain 404, the entry page redirects only
+into the viewer, and the install refuses a package that holds links."""
 from urllib.parse import urlsplit
 
 import pytest
@@ -51,3 +53,54 @@ def test_another_account_opening_a_study_by_its_uid_sees_nothing_of_it(context_f
     assert not any(study["PatientID"].encode() in body for body in bodies)
     assert page.locator("canvas.cornerstone-canvas").count() == 0  # no viewport, so no image of hers
     assert study["PatientID"] not in page.content() and study["PatientName"].split("^")[0] not in page.content()
+
+
+@pytest.fixture
+def alice_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user(username="alice", password="alice-pass-123"))
+    return client
+
+
+@pytest.mark.django_db
+def test_a_link_in_the_site_to_a_file_outside_is_never_served(alice_client, settings, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-CONTENT")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html><head></head></html>")
+    (site / "leak.js").symlink_to(secret)
+    (site / "up").symlink_to(tmp_path)
+    settings.VIEWER_ROOT = site
+    for path in ("/viewer/leak.js", "/viewer/up/secret.txt"):
+        answer = alice_client.get(path)
+        assert answer.status_code == 404 and b"SECRET" not in answer.content, path
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/viewer/a%00b.js", "/viewer/a%00b", "/viewer/%01%7f.css", "/viewer/..%2f..%2f.env",
+                                  "/viewer/%2e%2e%5c%2e%2e%5cmanage.py"])
+def test_hostile_file_names_get_a_plain_answer_never_an_error_page(alice_client, path):
+    answer = alice_client.get(path)
+    assert answer.status_code in (200, 404)  # a route name is the viewer's page; a file name that is not one, 404
+    assert b"Traceback" not in answer.content and b"SECRET_KEY" not in answer.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("uid", ["//elsewhere.example/x", "https://elsewhere.example/", "1.2\r\nLocation: //x"])
+def test_the_entry_page_only_ever_sends_the_browser_to_the_viewer(alice_client, uid):
+    answer = alice_client.get("/viewer/", {"StudyInstanceUIDs": uid})
+    assert answer.status_code == 302 and answer["Location"].startswith("/viewer/viewer?StudyInstanceUIDs=")
+    assert "\n" not in answer["Location"] and "//" not in answer["Location"]
+
+
+def test_a_dist_with_a_symbolic_link_is_refused(tmp_path):
+    from apps.viewer.site import SiteError, build
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text("<html><head><script src=\"/a.js\"></script></head></html>")
+    (dist / "a.js").write_text('__webpack_require__.p = "/";')
+    (dist / "passwd.js").symlink_to("/etc/passwd")
+    with pytest.raises(SiteError, match="symbolic links"):
+        build(dist, tmp_path / "site")
+    assert not (tmp_path / "site").exists()
