@@ -2,11 +2,16 @@
 catalogued CT study through the portal's own /dicomweb/: the image is drawn, scrolling moves through the
 series, window/level changes the pixels, two series stand side by side, and a 360 px wide screen still
 shows the image."""
+import re
+import time
+
 import pytest
 from PIL import ImageStat
+from playwright.sync_api import expect
 
 from tests.viewer.conftest import (
     PHONE,
+    TIMEOUT_MS,
     lit_share,
     logged_in,
     open_study,
@@ -23,6 +28,16 @@ def brightness(image) -> float:
     return ImageStat.Stat(image).mean[0]
 
 
+def changed_image(page, before):
+    """The first viewport's pixels once they differ from `before` (the canvas redraws after the overlay
+    changes); bounded by TIMEOUT_MS, each screenshot taking its own time."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        image = viewport_pixels(page)
+        if abs(brightness(image) - brightness(before)) > 10 or time.monotonic() > deadline:
+            return image
+
+
 def test_it_shows_the_ct_image_scrolls_the_series_and_window_level_changes_it(context_for, live_server, ct_study):
     page = logged_in(context_for(), live_server, ct_study["alice"])
     open_study(page, live_server, ct_study["study"]["StudyInstanceUID"])
@@ -36,17 +51,15 @@ def test_it_shows_the_ct_image_scrolls_the_series_and_window_level_changes_it(co
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
     page.mouse.wheel(0, 120)
-    page.wait_for_function("el => el.innerText.includes('(2/6)')",
-                           arg=pane(page).locator('[title="Instance Number"]').element_handle())
+    expect(pane(page).locator('[title="Instance Number"]')).to_contain_text("(2/6)", timeout=TIMEOUT_MS)
 
     # The active primary tool is window/level: a drag right and down widens the window and raises the level.
     page.mouse.down()
     page.mouse.move(x + 150, y + 120, steps=10)
     page.mouse.up()
-    page.wait_for_function("el => !el.innerText.includes('400')",
-                           arg=pane(page).locator('[title="Window Level"]').element_handle())
-    after = viewport_pixels(page)
-    assert overlay_text(page, "Window Level") != "W:400L:40"
+    window_level = pane(page).locator('[title="Window Level"]')
+    expect(window_level).not_to_have_text(re.compile(r"W:\s*400\s*L:\s*40$"), timeout=TIMEOUT_MS)
+    after = changed_image(page, before)
     assert abs(brightness(after) - brightness(before)) > 10, (brightness(before), brightness(after))
     assert lit_share(after) > 0.15  # still an image, drawn in another window
 
