@@ -110,7 +110,7 @@ def page(request, path: str = ""):
         return HttpResponseRedirect(f"/viewer/{MODE_ROUTE}?{urlencode(request.GET, doseq=True)}")
     if path and _inside(root, path):
         # The .gz made at install (apps/viewer/site.py); serve() names its type and its gzip encoding.
-        packed = "gzip" in request.headers.get("Accept-Encoding", "") and (root / f"{path}.gz").is_file()
+        packed = "gzip" in request.headers.get("Accept-Encoding", "") and _inside(root, f"{path}.gz")
         response = serve(request, f"{path}.gz" if packed else path, document_root=root)
         response["Cache-Control"] = "private, max-age=86400"
         response["Vary"] = "Accept-Encoding, Cookie"
