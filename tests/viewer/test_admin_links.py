@@ -1,5 +1,5 @@
-"""A study opens from the admin: a "View" link beside a retrieved row's StudyInstanceUID and on an imported
-patient's page, each pointing at /viewer/?StudyInstanceUIDs=…"""
+"""A study opens from the admin: a "View" link beside a retrieved row's StudyInstanceUID, on an imported
+patient's page and on a catalogued instance (list and page), each pointing at /viewer/?StudyInstanceUIDs=…"""
 import re
 
 import pytest
@@ -50,3 +50,16 @@ def test_a_patient_without_study_uids_has_no_link(admin_client):
     patient = ImportedPatient.objects.create(patient_id="P2")
     html = admin_client.get(f"/admin/imports/importedpatient/{patient.pk}/change/").content.decode()
     assert view_links(html) == []
+
+
+def test_a_catalogued_instance_links_its_study(admin_client, django_user_model):
+    from apps.catalog.models import Instance
+
+    row = Instance.objects.create(path="/data/downloads/LK/a.dcm", source="retrieved", study_instance_uid=STUDY,
+                                  series_instance_uid=f"{STUDY}.1", sop_instance_uid=f"{STUDY}.1.1",
+                                  sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                                  owner=django_user_model.objects.get(username="chief"))
+    listing = admin_client.get("/admin/catalog/instance/").content.decode()
+    assert view_links(listing) == [f"/viewer/?StudyInstanceUIDs={STUDY}"]
+    page = admin_client.get(f"/admin/catalog/instance/{row.pk}/change/").content.decode()
+    assert view_links(page) == [f"/viewer/?StudyInstanceUIDs={STUDY}"]
