@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-scaleout setup migrate bench clean help
+.PHONY: run test test-scaleout setup migrate viewer bench clean help
 
 help:
 	@echo "make run   - set up everything and start the portal (web + workers + receiver + demo PACS)"
@@ -22,7 +22,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 setup: $(VENV)/.installed
 	@$(PY) scripts/ensure-env.py
 
-migrate: setup
+# The OHIF viewer at /viewer/: the pinned npm package (vendor/viewer/package-lock.json), laid out in the
+# git-ignored VIEWER_ROOT (apps/viewer/site.py). Nothing is fetched when the portal runs.
+VIEWER_ROOT ?= vendor/viewer/site
+$(VIEWER_ROOT)/index.html: vendor/viewer/package-lock.json apps/viewer/site.py | $(VENV)/.installed
+	@scripts/system-deps.sh viewer
+	cd vendor/viewer && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	$(PY) -m apps.viewer.site --site $(VIEWER_ROOT)
+
+viewer: $(VIEWER_ROOT)/index.html
+
+migrate: setup viewer
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 
@@ -30,7 +40,7 @@ run: migrate
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py runportal
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed viewer
 	@scripts/system-deps.sh test
 	$(PY) -m pytest
 
@@ -53,4 +63,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/import.py
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data vendor/viewer/node_modules vendor/viewer/site

@@ -137,6 +137,7 @@ INSTALLED_APPS = [
     "apps.projects",
     "apps.catalog",
     "apps.dicomweb",
+    "apps.viewer",
 ]
 
 MIDDLEWARE = [
@@ -211,6 +212,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 LOGIN_URL = "/admin/login/"
+# The OHIF viewer's files, laid out by `make viewer` (apps/viewer/site.py); served at /viewer/.
+VIEWER_ROOT = Path(env("VIEWER_ROOT", default=str(BASE_DIR / "vendor" / "viewer" / "site"))).resolve()
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=50 * 1024 * 1024)
 
 # --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) ---------

@@ -36,6 +36,7 @@ urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("photos/", include("apps.photos.page_urls")),
     path("dicomweb/", include("apps.dicomweb.urls")),
+    path("viewer/", include("apps.viewer.urls")),
 ]
 
 handler400 = "pacsportal.errors.bad_request"  # on /api/: JSON naming the limit, not Django's HTML page

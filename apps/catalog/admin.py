@@ -2,6 +2,9 @@
 all jobs"), by study; another account's row is a 404, as in DICOMweb."""
 from django.contrib import admin
 from django.http import Http404
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from apps.catalog.models import Instance
 from apps.jobs.access import sees_all_jobs
@@ -10,11 +13,18 @@ from apps.jobs.access import sees_all_jobs
 @admin.register(Instance)
 class InstanceAdmin(admin.ModelAdmin):
     list_display = ["study_instance_uid", "patient_id", "study_date", "modality", "series_number",
-                    "instance_number", "source", "owner", "size"]
+                    "instance_number", "source", "owner", "size", "view"]
+    readonly_fields = ["view"]
     list_filter = ["source", "modality"]
     search_fields = ["=patient_id", "=study_instance_uid", "=accession_number", "=sop_instance_uid"]
     show_full_result_count = False  # a count of a large catalog costs more than the page
     list_select_related = ["owner"]
+
+    @admin.display(description="Viewer")
+    def view(self, row):
+        """The row's study in the viewer (/viewer/, linked by URL name: the viewer is a room above)."""
+        return format_html('<a class="view-study" href="{}?{}">View</a>', reverse("viewer"),
+                           urlencode({"StudyInstanceUIDs": row.study_instance_uid}))
 
     def get_queryset(self, request):
         rows = super().get_queryset(request)

@@ -6,6 +6,7 @@ from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from apps.imports.intake import start_import
@@ -92,11 +93,20 @@ class ImportedImageInline(admin.TabularInline):
         return thumbnail(image)
 
 
+def view_link(study_uids) -> str:
+    """A link opening the studies in the viewer (/viewer/), or "" when there is none."""
+    uids = sorted({uid for uid in study_uids if uid})
+    if not uids:
+        return ""
+    return format_html('<a class="view-study" href="{}?{}">View</a>', reverse("viewer"),
+                       urlencode({"StudyInstanceUIDs": ",".join(uids)}))
+
+
 @admin.register(ImportedPatient)
 class ImportedPatientAdmin(admin.ModelAdmin):
     list_display = ["patient_id", "name", "birth_date", "sex", "image_count", "created_at"]
     search_fields = ["patient_id", "name"]
-    readonly_fields = ["patient_id", "name", "birth_date", "sex", "first_job", "created_at"]
+    readonly_fields = ["patient_id", "name", "birth_date", "sex", "first_job", "created_at", "view"]
     inlines = [ImportedImageInline]
 
     def get_queryset(self, request):
@@ -105,6 +115,10 @@ class ImportedPatientAdmin(admin.ModelAdmin):
     @admin.display(description="Images", ordering="image_count")
     def image_count(self, patient):
         return patient.image_count
+
+    @admin.display(description="Viewer")
+    def view(self, patient):
+        return view_link(patient.images.values_list("study_instance_uid", flat=True).distinct())
 
     def has_add_permission(self, request):
         return False

@@ -50,6 +50,11 @@ RULES = {
     ("my-notifications", "PATCH"): Rule("/api/me/notifications", LOGIN, 400),
     ("schema", "GET"): Rule("/api/schema/", LOGIN, 200),
     ("swagger-ui", "GET"): Rule("/api/docs/", LOGIN, 200),
+    # The viewer: its page, files and configuration for any account that logged in (the study data it shows
+    # comes through /dicomweb/, which answers each account with its own studies only).
+    ("viewer", "GET"): Rule("/viewer/", LOGIN, 200),
+    ("viewer-file", "GET"): Rule("/viewer/viewer", LOGIN, 200),
+    ("viewer-config", "GET"): Rule("/viewer/app-config.js", LOGIN, 200),
     ("dicomserver-list", "GET"): Rule("/api/servers/", ("servers.view_dicomserver",), 200),
     ("dicomserver-list", "POST"): Rule("/api/servers/", ("servers.add_dicomserver",), 400),
     ("dicomserver-detail", "GET"): Rule("/api/servers/{server}/", ("servers.view_dicomserver",), 200),
@@ -190,7 +195,7 @@ RULES = {
     ("job-app-resume", "POST"): Rule("/api/jobs/apps/sending/resume/", ("jobs.pause_apps",), 200),
 }
 # The portal's own pages outside the admin: a session login, the page's login form for strangers (302).
-PAGES = ("photos:",)
+PAGES = ("photos:", "viewer")
 # Views outside the admin's URL namespace that the admin guards (admin_view): staff sessions only.
 ADMIN_PAGES = ("dashboard", "retention")
 
