@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         user = get_user_model().objects.create_superuser("bench", password="bench-pass-123", email="")
         client = APIClient(SERVER_NAME="localhost")
         client.force_authenticate(user)
-        receiver = Receiver(env, "lean")
+        receiver = Receiver(env)
         cluster_log = open(work / "cluster.log", "wb")
         print(f"workers log to {work / 'cluster.log'}", file=sys.stderr)
         cluster = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], env=env, cwd=ROOT,
