@@ -14,8 +14,9 @@ the lease exactly as strong as for one item:
   time (a slow row among fast ones), when a hold applies to them, and when the worker stops early;
 - the batch's size follows the speed of the job's recent items (JOB_BATCH_SECONDS of work, 1 to BATCH_MOST
   items), so slow items are claimed one at a time and several workers still share a short job.
-Holds (a pause, a server's paused state or closed window, any registered check) are asked once per batch
-for each distinct (servers, direction) of its items, with the job and the servers loaded fresh per batch.
+Holds (a pause, a server's paused state or closed window, a folder short of space, any registered check)
+are asked once per batch for each distinct (servers, direction, folders written) of its items, with the job
+and the servers loaded fresh per batch.
 """
 from __future__ import annotations
 
@@ -137,7 +138,11 @@ class Batch:
 
     # --- holds ------------------------------------------------------------------------------------
     def hold_for(self, item):
-        key = (tuple(s.pk for s in item.servers()), item.direction())
+        """holds.hold_for(item), asked once per batch for the items that talk to the same servers in the same
+        direction and write to the same folders (what the registered checks look at)."""
+        writes_to = getattr(item, "writes_to", None)
+        key = (tuple(s.pk for s in item.servers()), item.direction(),
+               tuple(str(folder) for folder in writes_to()) if writes_to else ())
         if key not in self._holds:
             self._holds[key] = holds.hold_for(item)
         return self._holds[key]
