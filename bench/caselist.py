@@ -1,17 +1,18 @@
-"""Case-list benchmark: a list of 1,000 and of 10,000 rows uploaded through the API to a real portal
-(`manage.py qcluster` with its workers, `manage.py receive`) against a real Orthanc. The first row names
-a real study (5 instances, retrieved by C-MOVE); every other row matches nothing, so it costs one C-FIND:
-the per-row overhead is what is measured. Reference in the same run: DCMTK `findscu` sending the same
-C-FINDs from one process on one association (the best a client can do per row).
+"""Case-list benchmark: lists of 1,000 and of 10,000 rows uploaded through the API to a real portal
+(`manage.py qcluster` with its workers, `manage.py receive`) against a real Orthanc, each as a retrieval job
+and as a query job. In a retrieval job the first row names a real study (5 instances, retrieved by C-MOVE)
+and every other row matches nothing, so it costs one C-FIND; in a query job ("mode": "query") every row is
+one C-FIND and its result recorded, nothing moved. The per-row cost is what is measured. Reference in the
+same round: DCMTK `findscu` sending the same C-FINDs from one process on one association (the best a client
+can do per row). Then the parsing of a 100,000-row .xlsx case list (as Excel writes one: shared strings,
+date-styled serial numbers) into rows.
 
-    .venv/bin/python bench/caselist.py [--rows 1000,10000] [--workers 2] [--query]
+    .venv/bin/python bench/caselist.py [--rows 1000,10000] [--workers 2] [--rounds 3] [--modes retrieve,query]
 
-With --query the lists run as query jobs ("mode": "query": every row one C-FIND, nothing moved; the first
-row finds the study, the others are flagged) and the table gives their rows/s against findscu's.
-
-Prints, per list: the upload's answer time, when the first row's files were on disk, when the last row
-finished, rows/s (all rows; and C-FIND-only rows), the workers' peak RSS, and the ratio to findscu.
-Writes the table to bench/results/caselist-<date>.md.
+Prints, per list and mode: medians over the rounds of rows/s (all rows; and C-FIND-only rows), findscu's
+C-FINDs/s and the ratio (each round's ratio against that round's findscu; the median of those), the
+workers' peak RSS, and the load average at each round's start; then the xlsx parse times. Writes the table
+to bench/results/caselist-<date>.md.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import datetime as dt
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -179,13 +181,43 @@ def run_query_list(rows: int, study: dict, client, cluster_pid: int) -> dict:
             "rss_mb": sampler.peak / 1024}
 
 
+def xlsx_parse_seconds(rows: int, rounds: int) -> list[tuple[float, float]]:
+    """(xlsx to CSV, CSV to rows) seconds of a `rows`-row workbook written as Excel writes one."""
+    import datetime as dt
+
+    from apps.retrieval.caselist import parse_case_list
+    from apps.retrieval.spreadsheet import workbook_to_csv
+    from tests.retrieval.xlsx import excel_like
+
+    data = excel_like([["PatientID", "StudyDate", "Modality", "Server"]] +
+                      [[f"{n:08d}", dt.date(2024, 1, 1) + dt.timedelta(days=n % 365), "CT", "ORTH"]
+                       for n in range(rows)])
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        text = workbook_to_csv(data)
+        converted = time.perf_counter() - started
+        parsed = parse_case_list(text, {"ORTH"})
+        times.append((converted, time.perf_counter() - started - converted))
+        if len(parsed.rows) != rows or parsed.errors:
+            raise RuntimeError(f"xlsx: {len(parsed.rows)} rows, {len(parsed.errors)} errors")
+    return times
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default=os.environ.get("ROWS", "1000,10000"))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("Q_WORKERS", 2)))
-    parser.add_argument("--query", action="store_true", help="run the lists as query jobs (nothing moved)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", default="retrieve,query", help="retrieve, query or both")
+    parser.add_argument("--xlsx-rows", type=int, default=100_000, help="0 leaves the xlsx parse out")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.rows.split(",") if n]
+    modes = [m for m in args.modes.split(",") if m]
 
     work = scratch("caselist")
     (receiver_port,) = free_ports(1)
@@ -203,6 +235,7 @@ def main(argv=None) -> int:
     study = {**manifest["studies"][0], "instances": 5}
     orthanc = Orthanc(work / "orthanc").start()
     receiver = cluster = None
+    results, loads = [], []
     try:
         orthanc.load(work / "dataset")
         orthanc.add_modality(PORTAL_AE, PORTAL_AE, receiver_port)
@@ -212,21 +245,24 @@ def main(argv=None) -> int:
         user = get_user_model().objects.create_superuser("bench", password="bench-pass-123", email="")
         client = APIClient(SERVER_NAME="localhost")
         client.force_authenticate(user)
-        receiver = Receiver(env, "lean")
+        receiver = Receiver(env)
         cluster_log = open(work / "cluster.log", "wb")
         print(f"workers log to {work / 'cluster.log'}", file=sys.stderr)
         cluster = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], env=env, cwd=ROOT,
                                    stdout=cluster_log, stderr=subprocess.STDOUT, start_new_session=True)
         time.sleep(3)  # the cluster's workers start
-        results = []
-        for rows in sizes:
-            reference = findscu_rate(orthanc, rows, work)
-            print(f"{rows} rows: findscu {reference:.0f} C-FINDs/s; uploading", file=sys.stderr)
-            result = (run_query_list(rows, study, client, cluster.pid) if args.query
-                      else run_list(rows, study, client, Path(settings.DOWNLOADS_DIR), cluster.pid))
-            result["findscu_per_s"] = reference
-            results.append(result)
-            print(result, file=sys.stderr)
+        for round_number in range(1, args.rounds + 1):
+            loads.append(load())
+            for rows in sizes:
+                for mode in modes:
+                    reference = findscu_rate(orthanc, rows, work)
+                    print(f"round {round_number}, {rows} rows, {mode}: findscu {reference:.0f} C-FINDs/s; "
+                          f"load {load()}", file=sys.stderr)
+                    result = (run_query_list(rows, study, client, cluster.pid) if mode == "query"
+                              else run_list(rows, study, client, Path(settings.DOWNLOADS_DIR), cluster.pid))
+                    result.update(findscu_per_s=reference, mode=mode, round=round_number)
+                    results.append(result)
+                    print(result, file=sys.stderr)
     finally:
         if cluster is not None:
             cluster.terminate()
@@ -234,24 +270,40 @@ def main(argv=None) -> int:
         if receiver is not None:
             receiver.stop()
         orthanc.stop()
-    lines = [f"# Case-list benchmark {dt.datetime.now():%Y-%m-%d %H:%M}", "",
-             ("Query jobs: every row one C-FIND and its result recorded, nothing moved; the first row finds a "
-              "study. " if args.query else "") +
-             f"Rows matching nothing (one C-FIND each) after one row retrieving a 5-instance study; Orthanc on "
-             f"loopback; {args.workers} workers, SQLite, ORM broker; {os.cpu_count()} CPUs (shared machine).", "",
-             "| rows | upload answered (s) | first row's files on disk (s) | last row done (s) | rows/s | "
-             "C-FIND rows/s | findscu C-FINDs/s | ratio | worker peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r['rows']} | {r['answered']:.2f} | {r['first_files']:.2f} | {r['last_row']:.1f} | "
-                     f"{r['rows_per_s']:.0f} | {r['find_rows_per_s']:.0f} | {r['findscu_per_s']:.0f} | "
-                     f"{r['find_rows_per_s'] / r['findscu_per_s']:.2f}x | {r['rss_mb']:.0f} |")
-    report = "\n".join(lines) + "\n"
+    xlsx = xlsx_parse_seconds(args.xlsx_rows, args.rounds) if args.xlsx_rows else []
+    report = render(results, loads, xlsx, args)
     print(report)
-    out = ROOT / "bench" / "results" / f"caselist{'-query' if args.query else ''}-{dt.date.today():%Y%m%d}.md"
+    out = ROOT / "bench" / "results" / f"caselist-{dt.date.today():%Y%m%d}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(report)
     return 0
+
+
+def render(results: list[dict], loads: list[str], xlsx: list, args) -> str:
+    median = statistics.median
+    lines = [f"# Case-list benchmark {dt.datetime.now():%Y-%m-%d %H:%M}", "",
+             f"{args.rounds} rounds, medians; load average (1, 5, 15 min) at each round's start: "
+             f"{'; '.join(loads)}. Orthanc on loopback; {args.workers} workers, SQLite, ORM broker; "
+             f"{os.cpu_count()} CPUs (shared machine).", "",
+             "| job | rows | upload answered (s) | last row done (s) | rows/s | C-FIND rows/s | findscu C-FINDs/s | "
+             "ratio (runs) | worker peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for mode in dict.fromkeys(r["mode"] for r in results):
+        for rows in dict.fromkeys(r["rows"] for r in results):
+            runs = [r for r in results if r["mode"] == mode and r["rows"] == rows]
+            ratios = [r["find_rows_per_s"] / r["findscu_per_s"] for r in runs]
+            lines.append(
+                f"| {mode} | {rows} | {median(r['answered'] for r in runs):.2f} | "
+                f"{median(r['last_row'] for r in runs):.1f} | {median(r['rows_per_s'] for r in runs):.0f} | "
+                f"{median(r['find_rows_per_s'] for r in runs):.0f} | {median(r['findscu_per_s'] for r in runs):.0f} | "
+                f"**{median(ratios):.2f}x** ({', '.join(f'{x:.2f}' for x in ratios)}) | "
+                f"{max(r['rss_mb'] for r in runs):.0f} |")
+    if xlsx:
+        lines += ["", f"xlsx case list of {args.xlsx_rows:,} rows (shared strings, date-styled serials) into rows: "
+                  f"median {median(a + b for a, b in xlsx):.2f} s (xlsx to CSV {median(a for a, _ in xlsx):.2f} s, "
+                  f"CSV to rows {median(b for _, b in xlsx):.2f} s; runs "
+                  f"{', '.join(f'{a + b:.2f}' for a, b in xlsx)} s)."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -20,6 +20,22 @@ def heartbeat_interval() -> float:
     return max(0.5, settings.JOB_LEASE_SECONDS / 4)
 
 
+class CancelWatch:
+    """Has job `job_id` been asked to cancel? Asks the database at most every CANCEL_CHECK_SECONDS, for
+    every item of a batch at once (apps/jobs/batch.py); once canceled, it stays so."""
+
+    def __init__(self, job_model, job_id: int):
+        self.job_model, self.job_id = job_model, job_id
+        self._checked_at = 0.0
+        self.canceled = False
+
+    def __call__(self) -> bool:
+        if not self.canceled and time.monotonic() - self._checked_at > CANCEL_CHECK_SECONDS:
+            self._checked_at = time.monotonic()
+            self.canceled = self.job_model.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+        return self.canceled
+
+
 class WorkerSession:
     """What a worker keeps while it runs item after item of one job: one association slot (the server of
     the last item, held until an item needs another server or the session ends) and the associations
@@ -82,15 +98,18 @@ class WorkerSession:
 
 
 class ItemContext:
-    def __init__(self, item, worker: str, session: WorkerSession | None = None):
+    def __init__(self, item, worker: str, session: WorkerSession | None = None, cancel: CancelWatch | None = None):
         self.item, self.job, self.worker = item, item.job, worker
         self.session = session
         self.log = item_logger(item)
         self.lease_lost = False  # another worker reclaimed the item: stop, our outcome will not count
         self._slot_tokens: set[str] = set()
         self._lock = threading.Lock()
-        self._cancel_checked_at = 0.0
-        self._canceled = False
+        self._cancel = cancel or CancelWatch(type(item.job), item.job.pk)
+        # What the runner writes with the item's outcome, in the same transaction and only while the item
+        # is still ours (save_with_outcome, write_with_outcome).
+        self.outcome_fields: set[str] = set()
+        self.outcome_writes: list = []
         # Set once the item should stop (canceled, or the lease lost), by the heartbeat thread within
         # CANCEL_CHECK_SECONDS: a DICOM transfer blocked in the network watches it and cancels itself.
         self.stop_requested = threading.Event()
@@ -123,12 +142,23 @@ class ItemContext:
     def should_stop(self) -> bool:
         """True once the job was canceled (or this worker lost the item); process() should then raise
         ItemCanceled at a safe point."""
-        if self.lease_lost:
-            return True
-        if not self._canceled and time.monotonic() - self._cancel_checked_at > CANCEL_CHECK_SECONDS:
-            self._cancel_checked_at = time.monotonic()
-            self._canceled = type(self.job).objects.filter(pk=self.job.pk, cancel_requested=True).exists()
-        return self._canceled
+        return self.lease_lost or self._cancel()
+
+    def save_with_outcome(self, *fields: str) -> None:
+        """Save these item fields with the item's outcome (batched with other items' outcomes) instead of
+        now; nothing is saved if the item is no longer ours by then."""
+        self.outcome_fields.update(fields)
+
+    def write_with_outcome(self, writer, payload) -> None:
+        """Call `writer([(item, payload), ...])` inside the transaction that records the outcome, once for
+        every item of the batch that registered the same writer and is still ours: one bulk write for
+        what many items found (the writer replaces what an earlier run of its items wrote)."""
+        self.outcome_writes.append((writer, payload))
+
+    def start_attempt(self) -> None:
+        """Forget what an earlier attempt of this run left to save with the outcome."""
+        self.outcome_fields.clear()
+        self.outcome_writes.clear()
 
     def wait(self, seconds: float) -> None:
         """Sleep, but wake up early when asked to stop."""

@@ -1,11 +1,11 @@
 """The ONE generic job runner. django-q2 carries (model label, item pk); run_item claims the item with a
 compare-and-set, runs the item's registered processor (apps/jobs/registry.py) under a heartbeat, and
-records the outcome. run_inline runs a whole job in this process. reclaim_stale() re-queues items whose
+records the outcome; then it claims the job's next items in batches (apps/jobs/batch.py: one claim, one
+lease and one write of outcomes for many short items, the lease as strong as for one). run_inline runs a whole job in this process. reclaim_stale() re-queues items whose
 worker died (heartbeat older than JOB_LEASE_SECONDS) and pending items whose queue message was lost with
 a killed cluster. The claim makes every duplicate message harmless."""
 import logging
 import os
-import random
 import socket
 import time
 from datetime import timedelta
@@ -18,7 +18,7 @@ from django_q.brokers import get_broker
 
 from apps.audit import record
 from apps.dicom.errors import DicomError, DicomTimeout
-from apps.jobs import holds, registry
+from apps.jobs import batch, holds, registry
 from apps.jobs.context import ItemContext, WorkerSession
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.jobs.joblog import item_logger, log_crash
@@ -64,28 +64,34 @@ def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
 
 
 def _drive(model, job_id: int, pk: int, me: str, session, continue_with_job: bool):
-    """Run item `pk` and the job's next ones (see run_item). Returns (status of the last item, the urgent
-    job's (model, job id, item pk) to drive next, or None)."""
+    """Run item `pk` and the job's next ones, in batches (apps/jobs/batch.py), see run_item. Returns
+    (status of the last item, the urgent job's (model, job id, item pk) to drive next, or None)."""
     started = time.monotonic()
-    status, refreshed, item, switch = "not pending", 0.0, None, None
-    claimed = pk if _claim(model, pk, me) else (_claim_next(model, job_id, me) if continue_with_job else None)
-    while claimed is not None:
-        item, status = _run_claimed(model, claimed, me, session)
-        session.keep_alive()
+    status, refreshed, job, last, switch = "not pending", 0.0, None, None, None
+    claimed = [pk] if _claim(model, pk, me) else (batch.claim(model, job_id, me, 1) if continue_with_job else [])
+    while claimed:
+        with batch.Batch(model, job_id, me, claimed) as run:
+            job = run.job
+            for item in run:
+                status = _run_claimed(run, item, me, session)
+                last = item
+                session.keep_alive()
+                if run.over_time():
+                    break  # the rest go back to pending (a slow item among fast ones): any worker takes them
         if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
-            item.job.refresh_status()
+            job.refresh_status()
             refreshed = time.monotonic()
         _reclaim_now_and_then()
-        if continue_with_job and time.monotonic() - started > settings.JOB_SLICE_SECONDS:
-            urgent = item.job.urgent
+        if continue_with_job and last is not None and time.monotonic() - started > settings.JOB_SLICE_SECONDS:
+            urgent = job.urgent
             switch = None if urgent else _urgent_waiting(model, job_id, current_urgent=False)
             if switch or _others_waiting(job_id, model, urgent_only=urgent):
-                _yield_to_others(model, job_id, item)
+                _yield_to_others(model, job_id, last)
                 break
             started = time.monotonic()  # alone: look again after another slice
-        claimed = _claim_next(model, job_id, me) if continue_with_job else None
-    if item is not None:
-        item.job.refresh_status()
+        claimed = batch.claim(model, job_id, me, run.next_size()) if continue_with_job else []
+    if job is not None:
+        job.refresh_status()
     return status, switch
 
 
@@ -117,20 +123,6 @@ def _claim(model, pk: int, me: str) -> bool:
     return bool(model.objects.filter(pk=pk, status=ItemStatus.PENDING, waiting="").update(
         status=ItemStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, worker=me,
         attempts=F("attempts") + 1, error=""))
-
-
-def _claim_next(model, job_id: int, me: str) -> int | None:
-    """Claim one of the job's first pending items (several workers drive one job: each tries the few
-    first in its own random order, so they rarely collide); None when nothing is pending."""
-    while True:
-        candidates = list(model.objects.filter(job_id=job_id, status=ItemStatus.PENDING, waiting="")
-                          .order_by("pk").values_list("pk", flat=True)[:4])
-        if not candidates:
-            return None
-        random.shuffle(candidates)
-        for pk in candidates:
-            if _claim(model, pk, me):
-                return pk
 
 
 def _waiting_items(model):
@@ -184,36 +176,20 @@ def _yield_to_others(model, job_id: int, item) -> None:
         push(model._meta.label, waiting.pk)
 
 
-def _run_claimed(model, pk: int, me: str, session) -> tuple[JobItem, str]:
-    """Run one claimed item under a heartbeat and record its outcome (only if the item is still ours)."""
-    item = model.objects.select_related("job").get(pk=pk)
-    hold = holds.hold_for(item)
+def _run_claimed(run, item, me: str, session) -> str:
+    """Run one claimed item of the batch `run`, unless a hold applies; its outcome goes to the batch, which
+    records it only if the item is still ours."""
+    hold = run.hold_for(item)
     if hold is not None:
-        _hold(model, item, hold, me)
-        return item, "waiting"
-    ctx = ItemContext(item, me, session)
+        run.hold(item, hold)
+        return "waiting"
+    ctx = ItemContext(item, me, session, cancel=run.cancel)
+    run.current = ctx
     ctx.log.info("started attempt %d on %s", item.attempts, me)
     started = time.monotonic()
-    with ctx.heartbeats():
-        status, error = _attempts(item, ctx)
-    recorded = model.objects.filter(pk=pk, status=ItemStatus.RUNNING, worker=me, attempts=item.attempts).update(
-        status=status, error=error, result=item.result, finished_at=timezone.now(), heartbeat_at=timezone.now())
-    if recorded:
-        ctx.log.info("%s after %.1f s, attempt %d", status, time.monotonic() - started, item.attempts)
-        if error:
-            ctx.log.debug("error: %s", error)  # may quote a patient: DEBUG only
-    else:
-        ctx.log.warning("lost its lease while running (another worker took it over); outcome dropped")
-    return item, status
-
-
-def _hold(model, item, hold, me: str) -> None:
-    """Give a claimed item back unstarted (its attempt not counted) and hold it, with the job's other
-    pending items the hold covers, until holds.wake() releases them."""
-    model.objects.filter(pk=item.pk, status=ItemStatus.RUNNING, worker=me, attempts=item.attempts).update(
-        status=ItemStatus.PENDING, worker="", attempts=F("attempts") - 1, started_at=None, heartbeat_at=None)
-    held = holds.hold_back(model, item.job_id, hold)
-    item_logger(item).info("held back with %d other pending item(s): %s", held - 1, hold.reason)
+    status, error = _attempts(item, ctx)
+    run.done(ctx, status, error, time.monotonic() - started)
+    return status
 
 
 def _attempts(item: JobItem, ctx: ItemContext) -> tuple[str, str]:
@@ -223,6 +199,7 @@ def _attempts(item: JobItem, ctx: ItemContext) -> tuple[str, str]:
     while True:
         if ctx.should_stop():
             return ItemStatus.CANCELED, "Canceled."
+        ctx.start_attempt()
         try:
             process(item, ctx)
             return ItemStatus.SUCCEEDED, ""

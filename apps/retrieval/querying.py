@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from django.db import transaction
-
 from apps.dicom.scu import find_association
 from apps.jobs.errors import ItemCanceled, ItemFailed
 from apps.retrieval.fanout import names_of, row_servers
@@ -137,9 +135,6 @@ def query_row(item, ctx) -> list[FoundStudy]:
     refusal = accession_refusal(item, studies)
     found = [] if refusal else [_recorded(item, server, study, chosen, look.found_on)
                                 for server, study, chosen in look.studies if chosen is None or chosen]
-    with transaction.atomic():
-        FoundStudy.objects.filter(item=item).delete()
-        FoundStudy.objects.bulk_create(found)
     flag = refusal or flag_for(item, len(found))
     if not refusal and not found and studies:  # studies were found, but none has a series the row chooses
         flag = nothing_chosen(item, names_of(look.searched), len(studies))
@@ -148,8 +143,18 @@ def query_row(item, ctx) -> list[FoundStudy]:
     item.flag = flag[:200]
     item.expected = sum((f.instances if f.chosen_instances is None else f.chosen_instances) or 0 for f in found)
     item.result = {"studies": len(found), "skipped": look.skipped}
-    item.save(update_fields=["flag", "expected", "result"])
+    # Written with the row's outcome, in bulk with the other rows of the worker's batch, and only while
+    # the row is still this worker's (apps/jobs/batch.py).
+    ctx.save_with_outcome("flag", "expected")
+    ctx.write_with_outcome(replace_found, found)
     return found
+
+
+def replace_found(rows) -> None:
+    """What query rows found, `[(item, [FoundStudy, ...]), ...]`, in place of what earlier runs of the
+    same rows recorded: one delete and one insert for the lot (inside the runner's outcome transaction)."""
+    FoundStudy.objects.filter(item_id__in=[item.pk for item, _ in rows]).delete()
+    FoundStudy.objects.bulk_create([study for _, found in rows for study in found])
 
 
 def _recorded(item, server, study, chosen, found_on) -> FoundStudy:

@@ -20,9 +20,11 @@ import logging
 import zipfile
 from xml.parsers import expat
 
-from openpyxl import load_workbook
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.datetime import from_excel
+from openpyxl.xml.constants import SHARED_STRINGS
 
 log = logging.getLogger(__name__)
 ZIP_MAGIC = b"PK\x03\x04"
@@ -80,11 +82,78 @@ def _number(text: str) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else text
 
 
+CHUNK = 256 * 1024
+_LOCAL: dict[str, str] = {}  # element name as written ("x:c") -> its local name ("c")
+
+
+def _local(name: str) -> str:
+    if len(_LOCAL) < 1000:  # a hostile part with endless names cannot grow it
+        _LOCAL[name] = name.rpartition(":")[2]
+    return name.rpartition(":")[2]
+
+
+def _refuse_dtd(*args):
+    raise SpreadsheetRefused("the workbook declares a DTD or entities, which a workbook never needs")
+
+
+def _parser(start, end, chars):
+    """An expat parser that refuses any DTD or entity declaration and never reads anything external."""
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = parser.ExternalEntityRefHandler = _refuse_dtd
+    parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, chars
+    return parser
+
+
+class SharedStrings:
+    """The workbook's shared-strings table read with expat, as openpyxl reads it: each <si>'s text is its
+    <t>, or its rich-text runs' <t> joined, phonetic runs (<rPh>) left out, "x005F_" escapes removed.
+    (openpyxl's own reader builds objects per string: 100,000 IDs took longer than the sheet itself.)"""
+
+    def __init__(self):
+        self.strings: list[str] = []
+        self.parts: list[str] | None = None
+        self.phonetic = 0
+        self.in_text = False
+
+    def read(self, stream) -> list[str]:
+        parser = _parser(self._start, self._end, self._chars)
+        try:
+            while chunk := stream.read(CHUNK):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+        except expat.ExpatError as exc:
+            raise SpreadsheetRefused(f"the shared strings cannot be read: they are not well-formed XML ({exc})") from None
+        return self.strings
+
+    def _start(self, name, attrs):
+        name = _LOCAL.get(name) or _local(name)
+        if name == "si":
+            self.parts = []
+        elif name == "rPh":
+            self.phonetic += 1
+        elif name == "t" and self.parts is not None and not self.phonetic:
+            self.in_text = True
+
+    def _end(self, name):
+        name = _LOCAL.get(name) or _local(name)
+        if name == "t":
+            self.in_text = False
+        elif name == "rPh":
+            self.phonetic -= 1
+        elif name == "si" and self.parts is not None:
+            self.strings.append("".join(self.parts).replace("x005F_", ""))
+            self.parts = None
+
+    def _chars(self, data):
+        if self.in_text:
+            self.parts.append(data)
+
+
 class SheetReader:
     """Reads a worksheet's XML with expat into rows of text cells, turning each cell's value into the text
     a CSV would hold (see the module's rules)."""
-
-    CHUNK = 256 * 1024
 
     def __init__(self, shared: list, date_styles, epoch):
         self.shared, self.date_styles, self.epoch = shared, set(date_styles), epoch
@@ -97,31 +166,20 @@ class SheetReader:
 
     def read(self, stream):
         """Yield (row number, {column: text}) for each row the sheet holds, in order."""
-        parser = expat.ParserCreate()
-        parser.buffer_text = True
-        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-        parser.StartDoctypeDeclHandler = self._refuse_dtd
-        parser.EntityDeclHandler = self._refuse_dtd
-        parser.ExternalEntityRefHandler = self._refuse_dtd
-        parser.StartElementHandler, parser.EndElementHandler = self._start, self._end
-        parser.CharacterDataHandler = self._chars
+        parser = _parser(self._start, self._end, self._chars)
         try:
             while True:
-                chunk = stream.read(self.CHUNK)
+                chunk = stream.read(CHUNK)
                 parser.Parse(chunk, not chunk)
                 yield from self.rows
                 self.rows.clear()
                 if not chunk:
                     return
         except expat.ExpatError as exc:
-            raise SpreadsheetRefused(f"the first sheet is not well-formed XML ({exc})") from None
-
-    @staticmethod
-    def _refuse_dtd(*args):
-        raise SpreadsheetRefused("the first sheet declares a DTD or entities, which a workbook never needs")
+            raise SpreadsheetRefused(f"the first sheet cannot be read: it is not well-formed XML ({exc})") from None
 
     def _start(self, name, attrs):
-        name = name.rpartition(":")[2]
+        name = _LOCAL.get(name) or _local(name)
         if name == "c":
             ref = attrs.get("r", "")
             letters = ref.rstrip("0123456789")
@@ -144,7 +202,7 @@ class SheetReader:
             self.target.append(data)
 
     def _end(self, name):
-        name = name.rpartition(":")[2]
+        name = _LOCAL.get(name) or _local(name)
         if name in ("v", "t", "f"):
             self.target = None
         elif name == "c" and self.cell is not None:
@@ -194,8 +252,7 @@ def workbook_to_csv(data: bytes) -> str:
     """The first sheet as CSV text, one line per sheet row; see the module's rules."""
     _check_zip(data)
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=False, keep_links=False,
-                             keep_vba=False)
+        book = _Book(data)
     except SpreadsheetRefused:
         raise
     except Exception as exc:  # openpyxl raises many kinds for a damaged workbook: all mean the same to a user
@@ -203,12 +260,9 @@ def workbook_to_csv(data: bytes) -> str:
         raise SpreadsheetRefused(f"the workbook cannot be read ({type(exc).__name__}); save it again from "
                                  "Excel as .xlsx, or as 'CSV UTF-8'") from None
     try:
-        if not book.worksheets:
+        if not book.worksheet_paths:
             raise SpreadsheetRefused("the workbook has no sheet")
-        sheet = book.worksheets[0]
-        if not hasattr(sheet, "_worksheet_path"):  # a chartsheet first
-            raise SpreadsheetRefused("the workbook's first sheet is not a worksheet")
-        return _rows_to_csv(book, sheet)  # its declared dimensions are never used
+        return _rows_to_csv(book, book.worksheet_paths[0])  # its declared dimensions are never used
     except SpreadsheetRefused:
         raise
     except Exception as exc:
@@ -216,17 +270,39 @@ def workbook_to_csv(data: bytes) -> str:
         raise SpreadsheetRefused(f"the first sheet cannot be read ({type(exc).__name__}); save it again from "
                                  "Excel as .xlsx, or as 'CSV UTF-8'") from None
     finally:
-        book.close()
+        book.archive.close()
 
 
-def _rows_to_csv(book, sheet) -> str:
+class _Book:
+    """What openpyxl's read-only loading reads of a workbook (its manifest, shared strings, workbook part
+    and styles), without the worksheet objects it makes for every sheet: each of those reads its whole
+    sheet when the sheet declares no dimensions (as many generated workbooks do not), so a 100,000-row
+    list was parsed twice, once only to find no dimension."""
+
+    def __init__(self, data: bytes):
+        reader = ExcelReader(io.BytesIO(data), read_only=True, keep_vba=False, data_only=False, keep_links=False)
+        self.archive = reader.archive
+        reader.read_manifest()
+        strings = reader.package.find(SHARED_STRINGS)
+        self.shared_strings = []
+        if strings is not None:
+            with self.archive.open(strings.PartName[1:]) as stream:
+                self.shared_strings = SharedStrings().read(stream)
+        reader.read_workbook()
+        apply_stylesheet(reader.archive, reader.wb)
+        self.date_formats, self.epoch = reader.wb._date_formats, reader.wb.epoch
+        self.worksheet_paths = [rel.target for _, rel in reader.parser.find_sheets()
+                                if rel.target in reader.valid_files and "chartsheet" not in rel.Type]
+
+
+def _rows_to_csv(book: _Book, path: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     width = None  # the header's width: a row's empty trailing cells still count up to it, as in a CSV
     seen_values = False
     written = 0
-    reader = SheetReader(sheet._shared_strings, book._date_formats, book.epoch)
-    with book._archive.open(sheet._worksheet_path) as stream:
+    reader = SheetReader(book.shared_strings, book.date_formats, book.epoch)
+    with book.archive.open(path) as stream:
         for number, cells in reader.read(stream):
             while written < number - 1:  # rows the sheet leaves out are blank lines: row n stays line n
                 out.write("\n")

@@ -12,7 +12,7 @@ from apps.servers.models import DicomServer
 from tests.jobs.cluster import QCluster, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROWS = 400
+ROWS = 3000  # enough that the long job still has rows waiting when the one-row job is done, batches and all
 
 
 def upload(text: str, name: str) -> io.BytesIO:

@@ -83,9 +83,12 @@ class FindAssociation(RequestorAssociation):
         ts = UID(self.contexts[1])
         self.busy = True
         with self.aborted_on_failure(what):
-            self.send(1, True, commands.request(commands.C_FIND_RQ, request.message_id, self.sop_class,
-                                                has_dataset=True, priority=True))
-            self.send(1, False, encode(ds, ts.is_implicit_VR, ts.is_little_endian))
+            # command and identifier in one write: two writes woke the PACS twice, and a worker lost its core
+            # to the PACS's thread at the first (py-spy: 40 % of a worker's time in the first send)
+            command = commands.request(commands.C_FIND_RQ, request.message_id, self.sop_class, has_dataset=True,
+                                       priority=True)
+            self.sock.sendall(pdu.p_data(1, True, command, self.peer_max_pdu) + pdu.p_data(
+                1, False, encode(ds, ts.is_implicit_VR, ts.is_little_endian), self.peer_max_pdu))
             while request.status is None or category(request.status) == "Pending":
                 seen = request.responses
                 ended = self.serve_until(lambda: request.responses > seen, time.monotonic() + timeout, what)
