@@ -80,20 +80,20 @@ class StagedFile:
                 head = form.head(head)
             except Withheld as exc:  # staged as its placeholder: the rest is dropped as it arrives
                 head, self.keeps_rest, self.keeps_trailer = placeholder(exc.reason), False, False
-            _write_all(self.fd, head)
+            write_all(self.fd, head)
         except BaseException:
             self.discard()
             raise
 
     def write(self, data) -> None:
         if self.keeps_rest:
-            _write_all(self.fd, data)
+            write_all(self.fd, data)
 
     def commit(self, trailer: bytes = b"") -> Path:
         """The instance is complete: in place (or apart, when `target` holds other bytes). Returns where."""
         try:
             if trailer and self.keeps_trailer:
-                _write_all(self.fd, trailer)
+                write_all(self.fd, trailer)
             os.close(self.fd)
             self.fd = None
             try:
@@ -130,7 +130,8 @@ def _make_folder(folder: Path, within: Path | None) -> None:
         raise FileNotFoundError(f"{folder} is gone")
 
 
-def _write_all(fd: int, data) -> None:
+def write_all(fd: int, data) -> None:
+    """`data`: one buffer, or a sequence of them (a ReceivedInstance's chunks) written with one writev."""
     views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
     while views:
         written = os.writev(fd, views)

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from apps.dicom.errors import InvalidDicomFile
-from apps.dicom.staged import _CREATE, DUPLICATE, VERBATIM, MoveSink, StagedFile, _make_folder, formed
+from apps.dicom.staged import _CREATE, DUPLICATE, VERBATIM, MoveSink, StagedFile, _make_folder, formed, write_all
 
 log = logging.getLogger(__name__)
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -61,7 +61,7 @@ def write_atomically(target: Path, data, *, within: Path | None = None, replace:
         fd = os.open(tmp, _CREATE, 0o600)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
         if replace:
@@ -100,17 +100,6 @@ def write_new(move_folder: Path, target: Path, data, *, within: Path | None = No
     log.debug("kept a second, different copy of %s apart", target.name)
     write_atomically(apart, data, within=within or move_folder)
     return apart
-
-
-def _write_all(fd: int, data) -> None:
-    """`data`: one buffer, or a sequence of them (a ReceivedInstance's chunks) written with one writev."""
-    views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views.pop(0))
-        if views:
-            views[0] = views[0][written:]
 
 
 FOLDERS_CACHED = 1024

@@ -87,6 +87,17 @@ class RowRetrieval:
     pseudonymizer: Pseudonymizer | None = None  # a research project's job: filed de-identified
     server: DicomServer | None = None  # the server being fetched from (a row may search several): its folder
     chosen_any: bool = False  # a row choosing series: whether any study had a series it chose
+    prepared: bool = False
+
+    def prepare(self, local_ae_title: str) -> None:
+        """Before the row's first move, once: the folders can take files, and what dead runs left staged is
+        gone. A row that finds nothing (most rows of a long list) needs none of it."""
+        if not self.prepared:
+            require_writable(self.staging.root, "staging folder")
+            require_writable(self.downloads, "downloads folder")
+            clear_earlier_runs(self.item, self.staging, local_ae_title)
+            clear_expired_moves(self.staging, local_ae_title)
+            self.prepared = True
 
     def __post_init__(self):
         if self.server is None:
@@ -244,10 +255,6 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     row = RowRetrieval(item, ctx, staging, Path(downloads or item.job.downloads_root()),
                        outcome=outcome if outcome is not None else RowOutcome(),
                        pseudonymizer=item.job.project.pseudonymizer() if item.job.project_id else None)
-    require_writable(staging.root, "staging folder")
-    require_writable(row.downloads, "downloads folder")
-    clear_earlier_runs(item, staging, local.ae_title)
-    clear_expired_moves(staging, local.ae_title)
     servers, seen, answered = row_servers(item), set(), 0
     try:
         for server in servers:
@@ -281,6 +288,8 @@ def _fetch_from(row: RowRetrieval, server: DicomServer, local, seen: set[str]) -
                 plans, kept = missing_parts(assoc, plans, row.present_of)
                 row.outcome.studies += [StudyOutcome(k.study_instance_uid, k.folder, k.instances, 0, 0,
                                                      kept=k.instances, kept_bytes=k.bytes) for k in kept]
+        if plans:
+            row.prepare(local.ae_title)
         for plan in plans if row.pseudonymizer is not None else []:
             row.pseudonymizer.patient(plan.patient_id)  # the map looked up here, not in the moves' threads
         listed = functools.partial(_list_instances_alone, peer, local)  # the PACS's own list, when needed

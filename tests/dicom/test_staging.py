@@ -62,7 +62,7 @@ def test_writes_left_for_after_the_answer_land_whole_and_tell_when_their_bytes_a
 def test_a_write_after_the_answer_that_fails_is_recorded_in_its_move_and_refuses_the_rest_of_that_move(
         tmp_path, monkeypatch):
     staging, move, other = MoveStaging(tmp_path), tmp_path / "AE" / "8", tmp_path / "AE" / "9"
-    real_write_all = staging_module._write_all
+    real_write_all = staging_module.write_all
 
     def disk_full_for_move_8(fd, data):
         if bytes(data[0] if isinstance(data, (list, tuple)) else data).startswith(b"x"):
@@ -72,7 +72,7 @@ def test_a_write_after_the_answer_that_fails_is_recorded_in_its_move_and_refuses
     with AnsweredWrites() as writes:
         writes.after_answer(move, move, "1.2.1", b"w" * 10)  # the move's first instance: written at once
         writes.after_answer(other, other, "1.2.9", b"z" * 10)
-        monkeypatch.setattr(staging_module, "_write_all", disk_full_for_move_8)
+        monkeypatch.setattr(staging_module, "write_all", disk_full_for_move_8)
         write = writes.after_answer(move, move, "1.2.2", b"x" * 10)
         write()  # after the answer: the failure can no longer be answered, so it is recorded
         assert staging.write_failure(move) == "No space left on device"

@@ -3,19 +3,11 @@ the folder and the sizes, nothing of a patient."""
 import pytest
 
 from apps.jobs import diskspace
+from tests.jobs.test_diskspace import free  # noqa: F401  (the injected free-space fixture)
 
 GB = 10 ** 9
 
 
-@pytest.fixture
-def free(monkeypatch, settings, tmp_path):
-    settings.MIN_FREE_GB, settings.MIN_FREE_GB_BY_FOLDER = 10, {}
-    for folder, name in diskspace.FOLDERS.items():
-        setattr(settings, name, tmp_path / folder)
-    space = {}
-    monkeypatch.setattr(diskspace, "free_bytes", lambda path: space.get(path.name, 100 * GB))
-    monkeypatch.setattr(diskspace, "_alerted", {})
-    return space
 
 
 @pytest.fixture
@@ -29,7 +21,7 @@ def operator(db, django_user_model):
     return member
 
 
-def test_the_operators_get_one_mail_naming_the_folder_and_no_patient(free, smtp, operator, tmp_path):
+def test_the_operators_get_one_mail_naming_the_folder_and_no_patient(free, smtp, operator, tmp_path):  # noqa: F811
     free["staging"] = int(3.1 * GB)
     for _ in range(3):
         diskspace.watch()

@@ -1,42 +1,22 @@
-"""The viewer in a real headless Chromium (Debian's, through Playwright; one browser per test module) on
+"""The viewer in a real headless Chromium (Debian's, through Playwright; one browser for the folder) on
 the live server, reading a CT study through the portal's own /dicomweb/: two series of 128x128 CT slices,
 catalogued as alice's retrieved files; bob is a second account that holds nothing of hers."""
 import io
-import os
 import time
 
 import pytest
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 from apps.dicom.demo.synthetic import write_dataset
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import browser  # noqa: F401  (one Chromium for the folder)
 
 # OHIF's first load parses ~20 MB of script on a shared 2-core machine: a generous bound, not a sleep.
 TIMEOUT_MS = 60_000
 PHONE = {"width": 360, "height": 740}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """One Chromium for the module. Playwright's sync API keeps an asyncio loop running in this thread, and
-    Django refuses ORM calls beside one; the tests' ORM calls are plain synchronous ones."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
 @pytest.fixture
-def context_for(browser, request, tmp_path):
+def context_for(browser, request, tmp_path):  # noqa: F811 (the imported fixture)
     """new(viewport) -> a fresh browser context (cookies, storage); a screenshot of each page on failure."""
     contexts = []
 
