@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.utils import timezone
 
 from apps.audit import record
 from apps.catalog.filing import catalog_files, catalog_folder
@@ -41,7 +39,7 @@ from apps.retrieval.deidentified import EarlyDeidentifier, deidentified_folder
 from apps.retrieval.fanout import names_of, row_servers
 from apps.retrieval.holding import HOLD, StudyHolds
 from apps.retrieval.layout import FilingFailed, file_into, study_folder
-from apps.retrieval.models import MoveKey
+from apps.retrieval.leftovers import clear_earlier_runs, clear_expired_moves, require_writable
 from apps.retrieval.moves import extra_slots, move_parts, series_parts
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
 from apps.retrieval.plans import StudyPlan, list_instances, modality_label, plan_for, row_mismatch, row_query
@@ -59,18 +57,6 @@ log = logging.getLogger(__name__)
 # the last C-STORE before its final response, but our receiver is another process writing to disk).
 RECEIVER_GRACE_SECONDS = 2.0
 RECEIVER_POLL_SECONDS = 0.002  # the receiver answers before its last write lands: it is usually a moment behind
-
-
-def require_writable(folder: Path, what: str) -> None:
-    """Fail the row before anything moves when `folder` cannot take files, naming it and the OS error."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
-    except OSError as exc:
-        log.info("the %s %s is not writable: %s", what, folder, exc.strerror or exc)
-        raise ItemFailed(f"The {what} {folder} is not writable ({exc.strerror or exc}). Fix its permissions "
-                         "or free space, then retry the row; nothing was retrieved.") from None
 
 
 @dataclass
@@ -345,25 +331,6 @@ def _c_get_into(peer, local, query: dict, folder: Path, plan: StudyPlan, stop, f
             return 0x0000
 
         return c_get(peer, local, query, on_instance, level=plan.move_query()[0], stop=stop)
-
-
-def clear_earlier_runs(item, staging: MoveStaging, local_ae_title: str) -> None:
-    """A run of this row that died (a killed worker, a reclaimed lease) leaves its move keys and staging
-    behind; only one run of a row is current, so this one takes them away: the receiver refuses what
-    still arrives for them, and nothing of theirs is ever filed."""
-    for key in MoveKey.objects.filter(item=item):
-        staging.remove(staging.folder(local_ae_title, key.message_id))
-        key.delete()
-    for folder in [*(staging.root / "c-get").glob(f"{item.pk}-*"), *(staging.root / HOLD).glob(f"{item.pk}-*")]:
-        staging.remove(folder)
-
-
-def clear_expired_moves(staging: MoveStaging, local_ae_title: str) -> None:
-    """Keys of any row's moves that died with their worker, with their staging folders: what those moves
-    staged (originals, of other patients too) does not stay on disk until that row runs again."""
-    for key in MoveKey.objects.filter(expires_at__lt=timezone.now()):
-        staging.remove(staging.folder(local_ae_title, key.message_id))
-        key.delete()
 
 
 def _list_instances_alone(peer, local, study_uid: str, series_uid: str | None = None) -> set[str]:

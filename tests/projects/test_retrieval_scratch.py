@@ -14,8 +14,8 @@ from django.utils import timezone
 from apps.dicom.staging import MoveStaging
 from apps.projects.models import Project
 from apps.retrieval.deidentified import EarlyDeidentifier
+from apps.retrieval.leftovers import clear_earlier_runs
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
-from apps.retrieval.retrieve import clear_earlier_runs
 from apps.servers.models import DicomServer
 from tests.projects.planted import NAMES, PATIENT_ID, as_file, leaks, planted_dataset, read
 
