@@ -16,20 +16,13 @@ from django.utils import timezone
 from apps.core.health import portal_health, supervised_parts
 from apps.jobs import diskspace
 from apps.jobs.access import visible_jobs
-from apps.jobs.models.base import Job, JobItem, JobStatus
+from apps.jobs.holds import item_models, job_models
+from apps.jobs.models.base import JobStatus
 
 HOURS = 24
 ACTIVE_LIMIT = 20  # jobs listed as running or waiting
 ATTENTION_LIMIT = 10  # failures listed
 PARTS = ("web", "workers", "receiver", "inbox-watcher")
-
-
-def job_models() -> list[type[Job]]:
-    return [m for m in apps.get_models() if issubclass(m, Job)]
-
-
-def item_models() -> list[type[JobItem]]:
-    return [m for m in apps.get_models() if issubclass(m, JobItem)]
 
 
 def snapshot(user, now=None) -> dict:

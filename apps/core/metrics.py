@@ -27,6 +27,7 @@ from apps.core import dashboard
 from apps.core.health import status_path
 from apps.delivery.models import DeliveryBatch
 from apps.imports.models import ImportedImage
+from apps.jobs.holds import item_models
 from apps.jobs.models import ItemStatus, Job, JobItem, JobStatus
 from apps.photos.models import PhotoUpload
 from apps.retrieval.models import RetrievalItem
@@ -39,10 +40,7 @@ FINISHED = [ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.TIMED_OUT, ItemS
 
 def job_models() -> list[tuple[type, type]]:
     """(job model, item model) of every app."""
-    pairs = []
-    for model in apps.get_models():
-        if issubclass(model, JobItem) and not model._meta.abstract:
-            pairs.append((model._meta.get_field("job").related_model, model))
+    pairs = [(model._meta.get_field("job").related_model, model) for model in item_models()]
     return sorted(pairs, key=lambda pair: pair[0]._meta.label)
 
 

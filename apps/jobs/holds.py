@@ -9,7 +9,7 @@ from django.apps import apps
 from django.db import transaction
 
 from apps.jobs import registry
-from apps.jobs.models import AppPause, ItemStatus, JobItem
+from apps.jobs.models import AppPause, ItemStatus, Job, JobItem
 from apps.jobs.models.base import JOB_PAUSED
 from apps.jobs.queue import enqueue
 
@@ -20,6 +20,10 @@ REASON_LENGTH = 200
 class Hold:
     reason: str  # in words a user understands: "waiting for the window of LK, opens at 20:00"
     same: dict = field(default_factory=dict)  # lookups of the job's other pending items held with it; {}: all
+
+
+def job_models() -> list[type[Job]]:
+    return [m for m in apps.get_models() if issubclass(m, Job)]
 
 
 def item_models() -> list[type[JobItem]]:

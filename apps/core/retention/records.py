@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.core.retention.candidate import Candidate
 from apps.delivery.cleanup import expired_uploads
 from apps.delivery.models import Upload
+from apps.jobs.holds import job_models
 from apps.jobs.models import Job
 from apps.jobs.models.base import JOB_DONE
 
@@ -33,10 +34,6 @@ class IncompleteUploads:
         upload = Upload.objects.filter(pk=candidate.key.removeprefix("upload:")).first()
         if upload is not None:
             upload.discard()
-
-
-def job_models() -> list[type[Job]]:
-    return [m for m in apps.get_models() if issubclass(m, Job)]
 
 
 def needed_by_active_jobs(model) -> set[int]:
