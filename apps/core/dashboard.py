@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import shutil
 from datetime import timedelta
-from pathlib import Path
 
 from django.apps import apps
-from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -112,16 +110,11 @@ def attention(user, now) -> list[dict]:
     return rows
 
 
-def data_folders() -> dict[str, Path]:
-    return {"downloads": settings.DOWNLOADS_DIR, "staging": settings.STAGING_DIR, "uploads": settings.UPLOADS_DIR,
-            "photos": settings.PHOTOS_DIR, "imports": settings.IMPORT_JPG_DIR}
-
-
 def disk() -> list[dict]:
     """Free space per data folder (the nearest existing parent when the folder is not made yet)."""
     rows = []
-    for name, folder in data_folders().items():
-        where = Path(folder)
+    for name in diskspace.FOLDERS:  # the folders that have a floor (MIN_FREE_GB)
+        where = diskspace.folder_path(name)
         while not where.exists() and where != where.parent:
             where = where.parent
         usage = shutil.disk_usage(where)
