@@ -306,14 +306,25 @@ def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
         data = read_regular(path)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    _prove_complete(name, data, info)
+    return data
+
+
+def _prove_complete(name: str, data, info: DicomFileInfo) -> None:
+    """InvalidDicomFile naming the file unless `data` (its bytes, or a mapping of it) is still the file
+    read_meta described (`info`) and its dataset is structurally complete."""
     if (len(data) != info.size or data[128:132] != b"DICM"
             or info.sop_instance_uid.encode("ascii", "replace") not in data[132:info.dataset_offset]):
         raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
+    view = memoryview(data)
+    dataset = view[info.dataset_offset:]
     try:
-        check_dataset_bytes(memoryview(data)[info.dataset_offset:], info.transfer_syntax_uid, info.sop_class_uid)
+        check_dataset_bytes(dataset, info.transfer_syntax_uid, info.sop_class_uid)
     except InvalidDicomFile as exc:
         raise InvalidDicomFile(f"{name}: {exc.message}") from None
-    return data
+    finally:  # a mapping closes only once no view of it is left
+        dataset.release()
+        view.release()
 
 
 # Above this size a file is proven complete and sent where it lies (open_complete), never read whole:
@@ -357,23 +368,8 @@ def open_complete(path: str | os.PathLike, info: DicomFileInfo) -> Iterator[Comp
         if size != info.size or size <= info.dataset_offset:
             raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
         with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            if (mapped[128:132] != b"DICM"
-                    or info.sop_instance_uid.encode("ascii", "replace") not in mapped[132:info.dataset_offset]):
-                raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
-            _check_mapped(name, mapped, info)
+            _prove_complete(name, mapped, info)
         yield CompleteFile(fp, info)
-
-
-def _check_mapped(name: str, mapped: mmap.mmap, info: DicomFileInfo) -> None:
-    view = memoryview(mapped)
-    dataset = view[info.dataset_offset:]
-    try:
-        check_dataset_bytes(dataset, info.transfer_syntax_uid, info.sop_class_uid)
-    except InvalidDicomFile as exc:
-        raise InvalidDicomFile(f"{name}: {exc.message}") from None
-    finally:  # the mapping closes only once no view of it is left
-        dataset.release()
-        view.release()
 
 
 def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:
