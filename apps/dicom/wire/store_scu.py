@@ -41,16 +41,14 @@ class StoreAssociation(RequestorAssociation):
         context_id = self.by_pair.get((info.sop_class_uid, info.transfer_syntax_uid))
         if info.size > files.LARGE_FILE_BYTES:
             with files.open_complete(path, info) as complete:
-                if context_id is None:
-                    return StoreOutcome.of(str(path), info.sop_instance_uid, None, not_accepted(self.peer, info))
                 return self._store(str(path), info, context_id, complete)
         data = files.read_complete(path, info)
-        if context_id is None:
-            return StoreOutcome.of(str(path), info.sop_instance_uid, None, not_accepted(self.peer, info))
         return self._store(str(path), info, context_id, memoryview(data)[info.dataset_offset:])
 
-    def _store(self, name: str, info: files.DicomFileInfo, context_id: int,
+    def _store(self, name: str, info: files.DicomFileInfo, context_id: int | None,
                dataset: memoryview | files.CompleteFile) -> StoreOutcome:
+        if context_id is None:  # proven complete, but of a kind the peer did not accept
+            return StoreOutcome.of(name, info.sop_instance_uid, None, not_accepted(self.peer, info))
         self.message_id = self.message_id % 65535 + 1
         command = commands.encode({commands.AFFECTED_SOP_CLASS: info.sop_class_uid,
                                    commands.COMMAND_FIELD: commands.C_STORE_RQ,
