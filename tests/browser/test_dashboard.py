@@ -49,12 +49,15 @@ def test_the_dashboard_draws_and_follows_the_work_without_reloading(admin_page, 
     assert "Nothing running or waiting." in page.locator("#dash-jobs").inner_text()
 
     page.evaluate("window.notReloaded = true")
-    started = RetrievalJob.objects.create(status="running", source_name="late.csv", description="started later",
+    hostile = '<img src=x onerror="window.pwned = 1">started later'  # a description is user input
+    started = RetrievalJob.objects.create(status="running", source_name="late.csv", description=hostile,
                                           created_by=django_user_model.objects.get(username=ADMIN_USER))
     RetrievalItem.objects.create(job=started, line=1, patient_id="P", server_name="LK",
                                  dicom_server=DicomServer.objects.get(name="LK"))
     page.wait_for_selector(f"#dash-jobs a:text('{started}')", timeout=REFRESH_WAIT_MS)
     assert page.evaluate("window.notReloaded") is True, "the page was not reloaded"
+    assert hostile in page.locator("#dash-jobs").inner_text(), "shown as the text it is"
+    assert page.locator("#dash-jobs img").count() == 0 and page.evaluate("window.pwned") is None
     assert page.locator("#dash-jobs progress").get_attribute("max") == "1"
 
 
