@@ -29,6 +29,7 @@ CANNOT_UNDERSTAND = 0xC000
 DOES_NOT_MATCH = 0xA900
 DUPLICATE = 0x0111
 OUT_OF_RESOURCES = 0xA700
+PREAMBLE_AND_MARKER = 132  # a Part-10 file's first bytes: 128 of preamble, then "DICM"
 
 
 @dataclass
@@ -94,11 +95,21 @@ def _stage(part: Part, staging: Path, outcome: Outcome, study: str | None) -> _S
     if main != "application/dicom":
         _fail(outcome, number, CANNOT_UNDERSTAND, f"part {number} is {main[:64]}, not application/dicom")
         return None
+    pieces, head = part.chunks(), bytearray()
+    for piece in pieces:
+        head += piece
+        if len(head) >= PREAMBLE_AND_MARKER:
+            break
+    if head[128:PREAMBLE_AND_MARKER] != b"DICM":  # no file made for what cannot be DICOM (millions of tiny parts)
+        _fail(outcome, number, CANNOT_UNDERSTAND, f"part {number}: not a DICOM file (no 'DICM' marker after the "
+                                                  "128-byte preamble)")
+        return None
     path = staging / str(number)
     try:
         staging.mkdir(parents=True, exist_ok=True)
         with open(path, "xb") as out:
-            for piece in part.chunks():
+            out.write(head)
+            for piece in pieces:
                 out.write(piece)
             out.flush()
             checked = _check(part, path, outcome, study)
