@@ -1,6 +1,6 @@
 """A multipart body (RFC 2046 5.1, as STOW-RS sends one) read from a stream part by part, in bounded memory:
-the buffer never holds more than one read (`chunk_size`) plus a delimiter's length, whatever the size of a
-part, so a 2 GB instance costs what a CT slice costs. The delimiter is searched once over each byte (only
+the buffer never holds more than one read (`chunk_size`) plus a delimiter line or one part's header block,
+whatever the size of a part, so a 2 GB instance costs what a CT slice costs. The delimiter is searched once over each byte (only
 the bytes that could begin a delimiter are searched again after the next read); a header block, the
 transport padding after a delimiter and the number of parts are capped, and every way a body can be
 malformed is a MultipartError naming the part and the rule.
@@ -114,8 +114,8 @@ class _Reader:
             return after + padding + 2
         if len(window) < MAX_PADDING + 2 and (rest in (b"", b"\r") or window == b"-"):
             return None
-        raise MultipartError(f"the boundary {f'after part {self._in_part}' if self._in_part else 'opening the body'} is "
-                             "followed by something other than a line end or '--'")
+        where = f"after part {self._in_part}" if self._in_part else "opening the body"
+        raise MultipartError(f"the boundary {where} is followed by something other than a line end or '--'")
 
     def _headers(self, number: int) -> dict[str, str]:
         buffer, searched = self._buffer, self._at  # no blank line ends before `searched` (less 3 bytes)
