@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ DOES_NOT_MATCH = 0xA900
 DUPLICATE = 0x0111
 OUT_OF_RESOURCES = 0xA700
 PREAMBLE_AND_MARKER = 132  # a Part-10 file's first bytes: 128 of preamble, then "DICM"
+STAGING = ".stow"  # in an account's dicomweb folder: one folder per request in flight
+STALE_SECONDS = 24 * 3600  # no request lasts this long: what is older a killed worker left
 
 
 @dataclass
@@ -58,7 +61,8 @@ def store_parts(parts: Iterable[Part], folder: Path, owner, *, study: str | None
     """Stage and check every part, then file those that passed. The reader's MultipartError passes (and
     nothing is filed); the staging folder goes either way."""
     outcome, staged = Outcome(), []
-    staging = folder / f".stow-{uuid.uuid4().hex}"  # beside the study folders: filing is a hard link
+    _sweep(folder / STAGING)
+    staging = folder / STAGING / uuid.uuid4().hex  # beside the study folders: filing is a hard link
     try:
         for part in parts:
             outcome.parts = part.number
@@ -85,6 +89,19 @@ def store_parts(parts: Iterable[Part], folder: Path, owner, *, study: str | None
     if written:
         catalog_files(written, source="stored", owner=owner)
     return outcome
+
+
+def _sweep(staging: Path) -> None:
+    """Remove what requests whose worker was killed left staged (up to a body's size each)."""
+    cutoff = time.time() - STALE_SECONDS
+    try:
+        with os.scandir(staging) as entries:
+            stale = [entry.path for entry in entries if entry.stat(follow_symlinks=False).st_mtime < cutoff]
+    except OSError:
+        return
+    for path in stale:
+        log.info("removing a STOW-RS staging folder left by a request that never ended")
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _stage(part: Part, staging: Path, outcome: Outcome, study: str | None) -> _Staged | None:

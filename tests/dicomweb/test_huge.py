@@ -122,5 +122,6 @@ def test_a_huge_instance_is_stored_byte_for_byte_in_flat_memory(portal, tmp_path
     stored = folder / huge.StudyInstanceUID / f"{huge.SOPInstanceUID}.dcm"
     assert filecmp.cmp(stored, huge_path, shallow=False)
     assert Instance.objects.get(sop_instance_uid=huge.SOPInstanceUID).size == size
-    assert sorted(p.name for p in folder.iterdir()) == sorted({small.StudyInstanceUID, huge.StudyInstanceUID})
+    assert sorted(p.name for p in folder.iterdir()) == sorted({".stow", small.StudyInstanceUID, huge.StudyInstanceUID})
+    assert not list((folder / ".stow").iterdir()), "nothing left staged"
     assert growth < 100, f"the worker grew {growth:.0f} MB for a {size / 1e6:.0f} MB body"
