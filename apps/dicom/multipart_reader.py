@@ -140,12 +140,16 @@ class _Reader:
 
     def _fill(self, keep: int) -> bool:
         """Drop what was read, keeping the last `keep` bytes, and read the next piece of the body: False at
-        its end. MultipartError when the stream ends before the Content-Length's bytes."""
+        its end. MultipartError when the stream ends before the Content-Length's bytes or fails."""
         if self._left <= 0:
             return False
         del self._buffer[:len(self._buffer) - keep]
         self._at = 0
-        piece = self._stream.read(min(self._chunk, self._left))
+        try:
+            piece = self._stream.read(min(self._chunk, self._left))
+        except OSError as exc:  # the client's side (a connection cut, a timeout), not ours: a body error
+            raise MultipartError(f"the body could not be read past {self._length - self._left} of its "
+                                 f"{self._length} bytes ({exc.strerror or exc})") from None
         if not piece:
             raise MultipartError(f"the body ended after {self._length - self._left} of its {self._length} bytes "
                                  "(Content-Length)")

@@ -272,9 +272,24 @@ def test_wrong_content_types_are_refused_before_the_body_is_read(storer):
     assert response.status_code == 409 and len(response["Warning"]) < 400  # the part's type, cut short
 
 
-def test_a_body_shorter_than_its_content_length_or_with_none_is_named():
+class CutConnection(io.BytesIO):
+    def read(self, size=-1):
+        if self.tell() >= 10:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return super().read(min(size, 10))
+
+
+def test_a_body_shorter_than_its_content_length_or_cut_off_is_a_body_error_not_a_disk_one():
     with pytest.raises(MultipartError, match="ended after 11 of its 1000 bytes"):
         list(read_parts(io.BytesIO(b"--b\r\n\r\nabcd"), "b", 1000))
+    outcome = []
+    with pytest.raises(MultipartError, match="could not be read past 10 of its 1000 bytes .Connection reset"):
+        for part in read_parts(CutConnection(b"--b\r\n\r\n" + b"x" * 990), "b", 1000):
+            try:  # as stow._stage writes a part: an OSError there would be our disk's
+                outcome.extend(part.chunks())
+            except OSError:
+                outcome.append("blamed on the disk")
+    assert "blamed on the disk" not in outcome
 
 
 def test_the_no_content_length_answer(storer):
