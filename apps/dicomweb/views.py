@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import mmap
 import socket
-import tempfile
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -19,7 +17,7 @@ from rest_framework.views import APIView
 
 from apps.audit import record
 from apps.delivery.models import Upload
-from apps.dicom import multipart
+from apps.dicom import multipart, multipart_reader
 from apps.dicom.render import RenderError
 from apps.dicomweb import qido, rendered, stow, wado
 from apps.dicomweb.access import visible
@@ -204,8 +202,10 @@ def store(view, request, study=None):
     main, params = multipart.parse_media_type(request.headers.get("Content-Type", ""))
     if main != "multipart/related" or params.get("type", "application/dicom").lower() != "application/dicom":
         return problem(415, 'STOW-RS takes multipart/related; type="application/dicom" bodies')
+    if not request.headers.get("Content-Length"):
+        return problem(411, "STOW-RS needs a Content-Length (a chunked body is not taken)")
     try:
-        length = int(request.headers.get("Content-Length") or 0)
+        length = int(request.headers["Content-Length"])
     except ValueError:
         return problem(400, "the Content-Length is not a number")
     limit = settings.DICOMWEB_STOW_MAX_BYTES
@@ -218,26 +218,15 @@ def store(view, request, study=None):
         response = problem(507, f"the portal is short of disk space: {short.describe()}; nothing was stored")
         response["Retry-After"] = "60"
         return response
-    spool_dir = settings.UPLOADS_DIR  # on the data disk, not /tmp: a body may be gigabytes
-    spool_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=spool_dir) as spool:
-        left = length
-        while left > 0:
-            chunk = request.read(min(left, 1024 * 1024))
-            if not chunk:
-                return problem(400, "the body ended before its Content-Length")
-            spool.write(chunk)
-            left -= len(chunk)
-        spool.flush()
-        with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as body:
-            try:
-                parts = multipart.split(body, params.get("boundary", ""))
-            except multipart.MultipartError as exc:
-                return problem(400, f"the body is not multipart/related: {exc}")
-            if not parts:
-                return problem(400, "the body holds no part")
-            outcome = stow.store_parts(body, parts, Upload.received_folder(request.user) / "dicomweb",
-                                       request.user, study=study)
+    # read as it arrives (request.read: gunicorn's body reader, never request.body), each part to disk
+    try:
+        parts = multipart_reader.read_parts(request, params.get("boundary", ""), length)
+        outcome = stow.store_parts(parts, Upload.received_folder(request.user) / "dicomweb", request.user,
+                                   study=study)
+    except multipart.MultipartError as exc:
+        return problem(400, f"the body is not multipart/related: {exc}")
+    if not outcome.parts:
+        return problem(400, "the body holds no part")
     record(request.user, "dicomweb.stored", f"studies:{','.join(outcome.studies)[:200]}",
            stored=len(outcome.stored), failed=len(outcome.failed))
     status, body = stow.answer(outcome, view.url)

@@ -1,7 +1,10 @@
 """Attacks on /dicomweb/ from outside: another account's token searching and guessing UIDs, catalog rows
-naming files outside the data folders, hostile STOW bodies (non-DICOM, oversize, path-like UIDs), no login."""
+naming files outside the data folders, hostile STOW bodies (non-DICOM, oversize, path-like UIDs, malformed
+framing: boundaries across read edges, no closing boundary, endless headers, millions of parts), no login."""
+import io
 import json
 import os
+import tracemalloc
 
 import pydicom
 import pytest
@@ -10,6 +13,8 @@ from django.contrib.auth.models import Permission
 from apps.catalog.filing import catalog_files
 from apps.catalog.models import Instance
 from apps.delivery.deliver import clear_files
+from apps.dicom.multipart import MultipartError
+from apps.dicom.multipart_reader import CHUNK_BYTES, MAX_PARTS, read_parts
 from tests.dicomweb.conftest import files_of
 from tests.dicomweb.helpers import stow_body, token_client
 
@@ -163,3 +168,151 @@ def test_stow_below_the_disk_floor_is_507_and_stores_nothing(storer, catalogued,
     response = post(storer, [("application/dicom", data)])
     assert response.status_code == 507 and response["Retry-After"] == "60"
     assert "MIN_FREE_GB" in response.json()["detail"] and not Instance.objects.filter(source="stored").exists()
+
+
+# Hostile multipart framing: the body is read as it arrives (apps/dicom/multipart_reader.py), so each of
+# these must end in a clear answer after reading at most the body once, holding at most a read's worth.
+
+RELATED = 'multipart/related; type="application/dicom"; boundary=b'
+
+
+@pytest.fixture
+def own_downloads(catalogued, settings, tmp_path):
+    """A downloads folder of this test's own: what a STOW files or leaves is this test's doing."""
+    settings.DOWNLOADS_DIR = tmp_path / "downloads"
+    settings.DOWNLOADS_DIR.mkdir()
+    return settings.DOWNLOADS_DIR
+
+
+def raw_post(client, body: bytes, content_type: str = RELATED):
+    return client.generic("POST", "/dicomweb/studies", body, content_type=content_type)
+
+
+def nothing_filed_or_left(downloads) -> bool:
+    left = [p for p in downloads.rglob("*") if not p.is_dir()]
+    return not Instance.objects.filter(source="stored").exists() and not left
+
+
+def read_whole(body: bytes, boundary: str, chunk_size: int) -> list[tuple[dict, bytes]]:
+    return [(part.headers, b"".join(part.chunks()))
+            for part in read_parts(io.BytesIO(body), boundary, len(body), chunk_size=chunk_size)]
+
+
+def test_a_boundary_split_across_every_read_edge_is_still_found():
+    boundary = "dicomweb-0123456789"
+    contents = [b"\r\n-" * 7 + b"--dicomweb-012345678", b"", b"x" * 50 + b"\r\n--dicomweb-"]
+    body = b"preamble\r\n" + b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + c + b"\r\n"
+                                      for c in contents) + f"--{boundary}--\r\nepilogue".encode()
+    for chunk_size in range(1, 40):  # every split of every delimiter, head and blank line across two reads
+        assert [c for _, c in read_whole(body, boundary, chunk_size)] == contents, chunk_size
+
+
+def test_a_boundary_straddling_the_views_one_megabyte_read_stores_the_instance(storer, catalogued, own_downloads):
+    data = files_of(catalogued["downloads"], catalogued["bob_data"]["studies"][0])[0].read_bytes()
+    head = b"--b\r\nContent-Type: application/dicom\r\n\r\n"
+    for inside in (1, 3, 5):  # the first read ends 1, 3 or 5 bytes into the delimiter after the instance
+        preamble = b"p" * (CHUNK_BYTES - 2 - inside - len(head) - len(data))
+        body = preamble + b"\r\n" + head + data + b"\r\n--b--\r\n"
+        assert body.index(b"\r\n--b--") == CHUNK_BYTES - inside
+        response = raw_post(storer, body)
+        assert response.status_code == 200, response.content
+    stored = [p for p in own_downloads.rglob("*") if not p.is_dir()]
+    assert [p.read_bytes() for p in stored] == [data]  # the same bytes three times: one file, no staging left
+
+
+@pytest.mark.parametrize("rest, cause", [
+    (b"--b\r\nContent-Type: application/dicom\r\n\r\n" + b"x" * 3_000_000, "part 2 is not closed by the boundary"),
+    (b"--b\r\nContent-Type: application/dicom\r\n\r\nx\r\n--b", "part 2 is not closed by the boundary"),
+    (b"--b\r\nContent-Type: application/dicom\r\n\r\nx\r\n--bogus\r\n\r\n--b--", "boundary after part 2 is followed"),
+    (b"--b\r\nX-Long: " + b"a" * 5_000_000 + b"\r\n\r\nx\r\n--b--", "part 2's headers run over 16384 bytes"),
+    (b"--b\r\nContent-Type: application/dicom", "part 2 has no end of its headers"),
+], ids=["unclosed", "no closing dashes", "boundary followed by text", "endless header", "headers cut"])
+def test_a_malformed_body_is_400_naming_the_cause_and_files_nothing(storer, catalogued, own_downloads, rest, cause):
+    good = files_of(catalogued["downloads"], catalogued["bob_data"]["studies"][0])[0].read_bytes()
+    response = raw_post(storer, b"--b\r\nContent-Type: application/dicom\r\n\r\n" + good + b"\r\n" + rest)
+    assert response.status_code == 400 and cause in response.json()["detail"], response.content
+    assert nothing_filed_or_left(own_downloads)  # the good part before the fault included
+
+
+def test_a_body_without_its_boundary_or_any_part_is_400(storer, own_downloads):
+    for body, cause in [(b"no boundary anywhere " * 100_000, "does not contain the boundary"),
+                        (b"--b--\r\n", "holds no part")]:
+        response = raw_post(storer, body)
+        assert response.status_code == 400 and cause in response.json()["detail"], response.content
+    assert nothing_filed_or_left(own_downloads)
+
+
+def test_millions_of_tiny_parts_are_refused_past_the_cap_and_file_nothing(storer, own_downloads):
+    body = b"--b\r\n\r\nx\r\n" * 2_000_000 + b"--b--\r\n"
+    response = raw_post(storer, body)
+    assert response.status_code == 400 and f"more than {MAX_PARTS} parts" in response.json()["detail"]
+    assert nothing_filed_or_left(own_downloads)
+
+
+def test_a_part_with_no_headers_is_taken_as_dicom_and_checked_as_any(storer, catalogued, own_downloads):
+    good = files_of(catalogued["downloads"], catalogued["bob_data"]["studies"][0])[0].read_bytes()
+    response = raw_post(storer, b"--b\r\n\r\n" + good + b"\r\n--b\r\n\r\nnot dicom\r\n--b--\r\n")
+    assert response.status_code == 202
+    answer = json.loads(response.content)
+    assert len(answer["00081199"]["Value"]) == 1 and answer["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
+    assert "part 2" in response["Warning"] and "not a DICOM file" in response["Warning"]
+
+
+def test_wrong_content_types_are_refused_before_the_body_is_read(storer):
+    for content_type, status, words in [
+            ("multipart/form-data; boundary=b", 415, "multipart/related"),
+            ('multipart/related; type="application/dicom+xml"; boundary=b', 415, "multipart/related"),
+            ('multipart/related; type="application/dicom"', 400, "names no boundary"),
+            ('multipart/related; type="application/dicom"; boundary=' + "b" * 201, 400, "names no boundary"),
+            ("", 415, "multipart/related")]:
+        response = raw_post(storer, b"--b\r\n\r\nx\r\n--b--\r\n", content_type)
+        assert response.status_code == status and words in response.json()["detail"], content_type
+    huge_type = b"--b\r\nContent-Type: text/" + b"x" * 15_000 + b"\r\n\r\nx\r\n--b--\r\n"
+    response = raw_post(storer, huge_type)
+    assert response.status_code == 409 and len(response["Warning"]) < 400  # the part's type, cut short
+
+
+class CutConnection(io.BytesIO):
+    def read(self, size=-1):
+        if self.tell() >= 10:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return super().read(min(size, 10))
+
+
+def test_a_body_shorter_than_its_content_length_or_cut_off_is_a_body_error_not_a_disk_one():
+    with pytest.raises(MultipartError, match="ended after 11 of its 1000 bytes"):
+        list(read_parts(io.BytesIO(b"--b\r\n\r\nabcd"), "b", 1000))
+    outcome = []
+    with pytest.raises(MultipartError, match="could not be read past 10 of its 1000 bytes .Connection reset"):
+        for part in read_parts(CutConnection(b"--b\r\n\r\n" + b"x" * 990), "b", 1000):
+            try:  # as stow._stage writes a part: an OSError there would be our disk's
+                outcome.extend(part.chunks())
+            except OSError:
+                outcome.append("blamed on the disk")
+    assert "blamed on the disk" not in outcome
+
+
+def test_the_no_content_length_answer(storer):
+    response = storer.generic("POST", "/dicomweb/studies", b"--b\r\n\r\nx\r\n--b--\r\n", content_type=RELATED,
+                              CONTENT_LENGTH="")
+    assert response.status_code == 411 and "Content-Length" in response.json()["detail"]
+
+
+def test_hostile_bodies_are_read_in_bounded_memory(tmp_path):
+    hostile = {"unclosed": b"--b\r\n\r\n" + b"\r\n-" * 10_000_000,
+               "headers without end": b"--b\r\n" + b"X: y\r\n" * 5_000_000,
+               "no boundary": b"\r\n--c" * 8_000_000}
+    for name, body in hostile.items():
+        path = tmp_path / name
+        path.write_bytes(body)
+        del body
+        tracemalloc.start()
+        try:
+            with open(path, "rb", buffering=0) as stream, pytest.raises(MultipartError):
+                for part in read_parts(stream, "b", path.stat().st_size):
+                    for _ in part.chunks():
+                        pass
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * CHUNK_BYTES, (name, peak)

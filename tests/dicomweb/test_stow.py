@@ -1,6 +1,8 @@
 """STOW-RS: stored instances land under received/<account>/dicomweb/ and in the catalog, each part gets
 its own answer (PS3.18 ReferencedSOPSequence / FailedSOPSequence), and the same bytes twice are fine."""
 import json
+import os
+import time
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -77,3 +79,16 @@ def test_stow_into_a_named_study_refuses_instances_of_another(storer, catalogued
     path = files_of(catalogued["downloads"], two)[0]
     response = post(storer, [("application/dicom", path.read_bytes())], f"/dicomweb/studies/{one['StudyInstanceUID']}")
     assert response.status_code == 409 and "another study" in response["Warning"]
+
+
+def test_what_a_killed_request_left_staged_is_removed_by_a_later_one(storer, catalogued, settings):
+    staging = settings.DOWNLOADS_DIR / "received" / "bob" / "dicomweb" / ".stow"
+    left, fresh = staging / "left-by-a-killed-worker", staging / "a-request-in-flight"
+    for folder in (left, fresh):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "1").write_bytes(b"half an instance")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(left, (two_days_ago, two_days_ago))
+    path = files_of(catalogued["downloads"], catalogued["alice_data"]["studies"][1])[0]
+    assert post(storer, [("application/dicom", path.read_bytes())]).status_code == 200
+    assert sorted(p.name for p in staging.iterdir()) == ["a-request-in-flight"]
