@@ -105,15 +105,18 @@ def _reason(item: dict, tag: str) -> str:
 
 
 def stow(endpoint: DicomWebEndpoint, sources: Iterable[str | os.PathLike | bytes | tuple], *, batch_size: int = 20,
+         batch_bytes: int = files.LARGE_FILE_BYTES,
          on_progress: Callable[[int], None] | None = None) -> StowResult:
     """STOW-RS every source (file path, Part-10 bytes, or (path, header) with the header files.read_meta
-    read, which the file must still match), `batch_size` instances per request. A source that is not
+    read, which the file must still match), `batch_size` instances per request and a request's body
+    closed once it holds `batch_bytes` (a batch is built in memory: twenty 60 MB files must not cost
+    2.4 GB; a file over LARGE_FILE_BYTES goes alone, streamed). A source that is not
     complete DICOM is a failure named by its path and is not sent. `on_progress(done)` is
     called after each request with the number of sources dealt with so far. An HTTP-level failure
     (DicomWebError) carries `.result`: what the requests before it stored."""
     result = StowResult()
     batch: list[tuple[str, bytes]] = []  # (SOP Instance UID, file bytes)
-    done = 0
+    held = done = 0  # held: the bytes in the batch
     try:
         with _client(endpoint) as client:
             for source in sources:
@@ -128,14 +131,15 @@ def stow(endpoint: DicomWebEndpoint, sources: Iterable[str | os.PathLike | bytes
                         _stow_file(client, endpoint, source, info, result)
                     else:
                         batch.append((uid, data))
+                        held += len(data)
                 except InvalidDicomFile as exc:
                     result.failed.append((name, exc.message.removeprefix(f"{name}: ")))
                     result.sent.pop(uid, None)
                     continue
-                if len(batch) >= batch_size or data is None:
+                if len(batch) >= batch_size or held >= batch_bytes or data is None:
                     if batch:
                         _stow_batch(client, endpoint, batch, result)
-                        batch = []
+                        batch, held = [], 0
                     if on_progress:
                         on_progress(done)
             if batch:

@@ -44,6 +44,16 @@ def test_stow_stores_every_instance_several_per_request_and_qido_finds_them(empt
     assert dicomweb.qido(empty_orthanc.dicomweb(), "studies", {"PatientID": "NOBODY"}) == []
 
 
+def test_stow_closes_a_request_once_its_batch_holds_batch_bytes(empty_orthanc, mr_study):
+    """A batch is built in memory, so its bytes are capped as well as its count: files of a size just
+    under the streaming limit must not pile up twenty to a request."""
+    _, paths = mr_study
+    three_files = sum(p.stat().st_size for p in paths[:3])
+    result = dicomweb.stow(empty_orthanc.dicomweb(), paths, batch_size=20, batch_bytes=three_files)
+    assert sorted(result.stored) == sorted(uid_of(p) for p in paths)
+    assert result.requests == 4  # 10 files of one size: 3 + 3 + 3 + 1, though 20 were allowed per request
+
+
 def test_a_wrong_base_url_is_an_error_in_words(orthanc):
     endpoint = orthanc.dicomweb(base_url=f"http://127.0.0.1:{orthanc.http_port}/no-dicomweb-here")
     with pytest.raises(DicomWebError) as caught:
