@@ -13,9 +13,10 @@ Consistency is the recipe's (UIDs keyed by the project's secret) and `patient_fo
 which the caller reads from the database): the same in every process."""
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
-from apps.dicom import deid_stream, deidentify, files
+from apps.dicom import deid_series, deid_stream, deidentify, files
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.staged import Withheld
 from apps.dicom.wire.streamed import PixelCheck
@@ -26,15 +27,19 @@ class Deidentifying:
 
     def __init__(self, recipe: deidentify.Recipe, patient_for: Callable[[str], deidentify.Patient]):
         self.recipe, self.patient_for = recipe, patient_for
+        self._local = threading.local()  # each receiving thread's series template (deid_series.Template)
 
     def whole(self, chunks):
         """An instance received whole, as (file meta, dataset): its header de-identified, and its pixel data
         element passed on as the view it is (no copy of the pixels, which are most of the bytes)."""
         if len(chunks) != 2:
             return self._deidentified(chunks)
-        meta, dataset = chunks
+        meta, dataset = bytes(chunks[0]), chunks[1]
+        elements = deid_stream.meta_elements(meta)
+        syntax = next((v[8:].decode("latin-1").rstrip("\0 ") for t, v in elements or () if t == 0x00020010), "")
+        if not syntax:
+            return self._deidentified(chunks)  # which says why it cannot
         try:
-            syntax = deid_stream.read_meta(meta)[2]
             end = files.header_end(dataset, syntax)
             if end is None:  # no pixel data, or deflated: all of it
                 return self._deidentified(chunks)
@@ -43,7 +48,23 @@ class Deidentifying:
             check.finish()
         except (deid_stream.StreamError, InvalidDicomFile):
             return self._deidentified(chunks)  # which says why it cannot
-        return [self._deidentified((meta, memoryview(dataset)[:end])), memoryview(dataset)[end:end + pixels]]
+        head = self._in_series(meta, elements, bytes(memoryview(dataset)[:end]), syntax)
+        return [head, memoryview(dataset)[end:end + pixels]]
+
+    def _in_series(self, meta: bytes, elements: list, head: bytes, syntax: str) -> bytes:
+        """The file meta and header de-identified, reusing the walk over the previous instance this thread
+        de-identified (deid_series.py: a series' instances differ in a few values)."""
+        data, self._local.template = deid_series.deidentified_head(
+            meta, elements, head, syntax, getattr(self._local, "template", None), self._walked)
+        return data
+
+    def _walked(self, data: bytes, walked: list) -> bytes:
+        try:
+            return deidentify.deidentify_bytes(data, self.recipe, self.patient_for, walked).data
+        except deidentify.HeldBack as exc:
+            raise Withheld(f"held back: {exc.reason}") from None
+        except deidentify.CannotDeidentify as exc:
+            raise Withheld(f"not de-identified: {exc.reason}") from None
 
     def head(self, chunks):
         """The file meta and the header (the elements before the pixel data) of a streamed instance,
@@ -52,9 +73,4 @@ class Deidentifying:
 
     def _deidentified(self, chunks) -> bytes:
         data = chunks if isinstance(chunks, (bytes, bytearray)) else b"".join(chunks)
-        try:
-            return deidentify.deidentify_bytes(bytes(data), self.recipe, self.patient_for).data
-        except deidentify.HeldBack as exc:
-            raise Withheld(f"held back: {exc.reason}") from None
-        except deidentify.CannotDeidentify as exc:
-            raise Withheld(f"not de-identified: {exc.reason}") from None
+        return self._walked(bytes(data), None)

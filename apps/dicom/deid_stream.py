@@ -8,6 +8,7 @@ The tests run both ways on the same files and compare.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import struct
 
@@ -270,20 +271,35 @@ class StreamWalk:
         self.pseudonym = pseudonym.encode("ascii")
         self.scrub, self.safe_private, self.encodings = scrub, safe_private, encodings
 
-    def emit(self, elements: list[Element], implicit: bool, inserts: dict[int, bytes] | None = None) -> list:
+    def on(self, buf) -> "StreamWalk":
+        """The same walk over another instance's bytes (deid_series: the next instance of a series)."""
+        walk = copy.copy(self)
+        walk.buf = buf
+        return walk
+
+    def emit(self, elements: list[Element], implicit: bool, inserts: dict[int, bytes] | None = None,
+             marks: list[int] | None = None) -> list:
+        """The pieces of the new encoding. With `marks`, two indexes are appended to it for each element,
+        where the inserts placed before it start and where its own pieces start, then where the inserts
+        after the last element start."""
         buf, actions = self.buf, self.actions
         out: list = []
         pending = sorted(inserts.items()) if inserts else []
         creators: dict[int, str] = {}
         for el in elements:
+            if marks is not None:
+                marks.append(len(out))
             tag = el.tag
             while pending and pending[0][0] <= tag:
                 out.append(pending.pop(0)[1])
+            if marks is not None:
+                marks.append(len(out))
             if inserts and tag in inserts:
                 continue
             if action_is_keep(actions, el):
-                # kept as it was: one slice, merged with the previous one when they touch
-                if out and type(out[-1]) is tuple and out[-1][1] == el.start:
+                # kept as it was: one slice, merged with the previous one when they touch (not when each
+                # element's output is asked for)
+                if marks is None and out and type(out[-1]) is tuple and out[-1][1] == el.start:
                     out[-1] = (out[-1][0], el.end)
                 else:
                     out.append((el.start, el.end))
@@ -313,6 +329,8 @@ class StreamWalk:
                     out += piece
                 else:
                     out.append(piece)
+        if marks is not None:
+            marks.append(len(out))
         out += [piece for _, piece in pending]
         return [buf[p[0]:p[1]] if type(p) is tuple else p for p in out]
 
@@ -418,3 +436,36 @@ def _element_end(buf: bytes, pos: int) -> int:
     if vr in LONG_VRS:
         return pos + 12 + _u32(buf, pos + 8)[0]
     return pos + 8 + _u16(buf, pos + 6)[0]
+
+
+def skip_dropped(buf: bytes, pos: int, implicit: bool, skip_private: bool) -> int:
+    """Where the elements from `pos` that parse() drops whatever they hold (see _dropped) end."""
+    size = len(buf)
+    while pos + 8 <= size:
+        group, elem = _unpack_hdr(buf, pos)
+        if not _dropped(group, elem, skip_private) or group == 0xFFFE:
+            break
+        _, pos = parse(buf, pos, pos + 1, implicit, skip_private=skip_private)
+    return pos
+
+
+def meta_elements(buf: bytes) -> list[tuple[int, bytes]] | None:
+    """The (tag, encoded element) pairs of a Part-10 file's meta that is all of `buf`, as read_meta finds
+    them; None when `buf` is anything else (no preamble, another group, a group length ending elsewhere)."""
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        return None
+    pos, size, found, boundary = 132, len(buf), [], None
+    while pos < size:
+        if pos + 8 > size or _unpack_hdr(buf, pos)[0] != 0x0002:
+            return None
+        end = _element_end(buf, pos)
+        if end > size:
+            return None
+        tag = 0x00020000 | _unpack_hdr(buf, pos)[1]
+        if tag == 0x00020000:
+            boundary = 132 + 12 + _u32(buf, pos + 8)[0]
+        found.append((tag, buf[pos:end]))
+        pos = end
+        if boundary is not None and size > pos >= boundary:
+            return None
+    return found

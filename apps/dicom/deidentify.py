@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass
 from typing import Callable
 
 from apps.dicom import deid_stream as stream
@@ -53,26 +54,42 @@ from apps.dicom.deid_rules import (  # noqa: F401 - the callers' names: options,
 )
 
 
-def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], Patient]) -> Deidentified:
+def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], Patient],
+                     walked: list | None = None) -> Deidentified:
     """De-identify a Part-10 file's bytes for the patient `patient_for(original PatientID)` names, in its
-    own transfer syntax, pixel data as it was. Raises HeldBack or CannotDeidentify."""
+    own transfer syntax, pixel data as it was. Raises HeldBack or CannotDeidentify. When the elements were
+    walked (little endian), the walk is appended to `walked` (a Walked, for deid_series)."""
     try:
         meta, start, syntax = stream.read_meta(data)
     except stream.StreamError:
         meta = None  # no preamble or an odd file meta: pydicom reads it, or says why it cannot
     if meta is not None and syntax not in stream.NOT_STREAMED:
         try:
-            return _deidentify_stream(data, meta, start, syntax, recipe, patient_for)
+            return _deidentify_stream(data, meta, start, syntax, recipe, patient_for, walked)
         except stream.StreamError as exc:
             # A broken file is refused, never filed as the part that could be read.
             raise CannotDeidentify(f"unreadable DICOM: {exc}") from None
     return deidentify_with_pydicom(data, recipe, patient_for)
 
 
-def _deidentify_stream(data, meta, start, syntax, recipe: Recipe, patient_for) -> Deidentified:
+@dataclass
+class Walked:
+    """One instance's walk over its elements, kept for the next instance of its series (deid_series.py)."""
+
+    walk: stream.StreamWalk
+    implicit: bool
+    skip_private: bool
+    start: int  # where the data set starts in the walked bytes (after the file meta)
+    elements: list  # the top-level elements (stream.Element)
+    pieces: list  # for each element, (the inserts placed before it, its own output)
+    tail: bytes  # the inserts after the last element
+    sop: str  # the new SOP Instance UID
+
+
+def _deidentify_stream(data, meta, start, syntax, recipe: Recipe, patient_for, walked=None) -> Deidentified:
     implicit = syntax == stream.IMPLICIT_LE
-    elements, _ = stream.parse(data, start, len(data), implicit,
-                                skip_private=OPTION_PRIVATE not in recipe.options)
+    skip_private = OPTION_PRIVATE not in recipe.options
+    elements, _ = stream.parse(data, start, len(data), implicit, skip_private=skip_private)
     top = {el.tag: el for el in elements}
 
     def value(tag: int) -> str:
@@ -99,26 +116,36 @@ def _deidentify_stream(data, meta, start, syntax, recipe: Recipe, patient_for) -
     inserts = recipe.inserts(implicit)
     walk = stream.StreamWalk(data, recipe.actions, recipe.uid, patient.pseudonym, days, scrub,
                              recipe.safe_private, encodings)
-    body = walk.emit(elements, implicit, inserts)
+    marks = [] if walked is not None else None
+    body = walk.emit(elements, implicit, inserts, marks)
     sop = recipe.uid(value(SOP_INSTANCE)) if value(SOP_INSTANCE) else ""
-    meta_parts = []
-    for el in meta:
-        if el.tag == 0x00020000 or el.tag in DROPPED_META:
-            continue
-        if el.tag == 0x00020003:
-            meta_parts.append(stream.element_bytes(0x00020003, "UI", sop.encode(), False))
-        else:
-            meta_parts.append(data[el.start:el.end])
-    meta_body = b"".join(meta_parts)
-    group_length = stream.header(0x00020000, "UL", 4, False) + struct.pack("<I", len(meta_body))
+    if walked is not None:
+        pieces = [(b"".join(body[a:b]), b"".join(body[b:c])) for a, b, c in zip(marks[::2], marks[1::2], marks[2::2])]
+        walked.append(Walked(walk, implicit, skip_private, start, elements, pieces, b"".join(body[marks[-1]:]),
+                             sop))
     study_date = value(0x00080020)
     if recipe.actions.get(0x00080020) == "S":
         study_date = stream.shift_dates(study_date, "DA", days or 0) or ""
     else:
         study_date = ""
     return Deidentified(
-        data=b"".join([b"\0" * 128, b"DICM", group_length, meta_body, *body]), sop_instance_uid=sop,
+        data=b"".join([file_meta([(el.tag, data[el.start:el.end]) for el in meta], sop), *body]),
+        sop_instance_uid=sop,
         study_instance_uid=recipe.uid(value(0x0020000D)) if value(0x0020000D) else "",
         series_instance_uid=recipe.uid(value(0x0020000E)) if value(0x0020000E) else "",
         patient_id=patient.pseudonym, study_date=study_date, modality=value(0x00080060),
     )
+
+
+def file_meta(elements: list[tuple[int, bytes]], sop: str) -> bytes:
+    """The preamble and the file meta of a de-identified instance, from the (tag, encoded element) pairs of
+    the original's: its own group length, Media Storage SOP Instance UID the new `sop`, the source's and
+    the sender's AE titles and private elements dropped."""
+    parts = []
+    for tag, encoded in elements:
+        if tag == 0x00020000 or tag in DROPPED_META:
+            continue
+        parts.append(stream.element_bytes(0x00020003, "UI", sop.encode(), False) if tag == 0x00020003 else encoded)
+    body = b"".join(parts)
+    return b"".join([b"\0" * 128, b"DICM", stream.header(0x00020000, "UL", 4, False), struct.pack("<I", len(body)),
+                     body])
