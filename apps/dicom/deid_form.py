@@ -21,6 +21,8 @@ from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.staged import Withheld
 from apps.dicom.wire.streamed import PixelCheck
 
+PROBE_BYTES = 1024  # read past the template's header length: a series' headers differ by a few bytes
+
 
 class Deidentifying:
     keeps_trailer = False
@@ -39,8 +41,12 @@ class Deidentifying:
         syntax = next((v[8:].decode("latin-1").rstrip("\0 ") for t, v in elements or () if t == 0x00020010), "")
         if not syntax:
             return self._deidentified(chunks)  # which says why it cannot
+        template = getattr(self._local, "template", None)
+        fits = None
+        if template is not None and template.syntax == syntax:
+            fits = template.apply(bytes(memoryview(dataset)[:template.length + PROBE_BYTES]))
         try:
-            end = files.header_end(dataset, syntax)
+            end = fits[2] if fits else files.header_end(dataset, syntax)
             if end is None:  # no pixel data, or deflated: all of it
                 return self._deidentified(chunks)
             check = PixelCheck(syntax)
@@ -48,15 +54,12 @@ class Deidentifying:
             check.finish()
         except (deid_stream.StreamError, InvalidDicomFile):
             return self._deidentified(chunks)  # which says why it cannot
-        head = self._in_series(meta, elements, bytes(memoryview(dataset)[:end]), syntax)
+        if fits:  # the series' previous instance's walk, reused (deid_series.py)
+            head = deidentify.file_meta(elements, fits[1]) + b"".join(fits[0])
+        else:
+            head, self._local.template = deid_series.walked(meta, bytes(memoryview(dataset)[:end]), syntax,
+                                                            template, self._walked)
         return [head, memoryview(dataset)[end:end + pixels]]
-
-    def _in_series(self, meta: bytes, elements: list, head: bytes, syntax: str) -> bytes:
-        """The file meta and header de-identified, reusing the walk over the previous instance this thread
-        de-identified (deid_series.py: a series' instances differ in a few values)."""
-        data, self._local.template = deid_series.deidentified_head(
-            meta, elements, head, syntax, getattr(self._local, "template", None), self._walked)
-        return data
 
     def _walked(self, data: bytes, walked: list) -> bytes:
         try:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from apps.dicom import deid_stream as stream
 from apps.dicom.deid_rules import PATIENT_ID, PATIENT_NAME, SOP_CLASS, SOP_INSTANCE
-from apps.dicom.deidentify import Walked, file_meta
+from apps.dicom.deidentify import Walked
+from apps.dicom.files import FIRST_PIXEL_TAG
 
 # Elements the walk of the others depends on (character sets, the kind and burned-in checks, the
 # patient, what descriptors are cleaned of) and the ones the profile inserts: a change takes the whole walk.
@@ -34,8 +35,13 @@ def may_vary(el: stream.Element) -> bool:
 
 
 class Template:
-    """The last walked instance's header as segments (raw bytes, their output, the element's tag for a
-    volatile element, GAP for dropped elements, None for a run)."""
+    """The last walked instance's header as segments: (raw bytes, their output, the element's tag for a
+    volatile element, GAP for dropped elements, None for a run; `seen`: for a volatile element the profile
+    keeps as it is, the bytes its encoding starts with (tag, and VR when explicit), for another volatile
+    element the outputs of the encodings it had (a series' values recur when the PACS sends two series
+    in turns), else None)."""
+
+    SEEN = 16  # encodings of one volatile element remembered
 
     GAP = -1
 
@@ -43,12 +49,13 @@ class Template:
         self.syntax = syntax
         self.walk, self.implicit, self.skip_private = walked.walk, walked.implicit, walked.skip_private
         self.tail, self.sop, self.volatile = walked.tail, walked.sop, volatile
+        self.length = len(head)
         self.raw = {}  # tag -> its encoded element, to tell which changed in the next whole walk
         segments, run_raw, run_out, pos = [], [], [], 0
 
         def flush():
             if run_raw:
-                segments.append((b"".join(run_raw), b"".join(run_out), None))
+                segments.append((b"".join(run_raw), b"".join(run_out), None, None))
                 run_raw.clear(), run_out.clear()
 
         for el, (inserted, piece) in zip(walked.elements, walked.pieces):
@@ -57,51 +64,77 @@ class Template:
             self.raw[el.tag] = raw
             if begin > pos:
                 flush()
-                segments.append((head[pos:begin], b"", self.GAP))
+                segments.append((head[pos:begin], b"", self.GAP, None))
             if el.tag in volatile or el.tag == SOP_INSTANCE:
                 flush()
                 if inserted:  # what the profile adds before it: no bytes of the instance, always there
-                    segments.append((b"", inserted, None))
-                segments.append((raw, piece, el.tag))
+                    segments.append((b"", inserted, None, None))
+                if stream.copied_as_is(self.walk, el) and not el.undefined:
+                    seen = raw[:4 if self.implicit else 6]
+                else:
+                    seen = {raw: piece} if el.tag != SOP_INSTANCE else None  # (a new SOP UID each time)
+                segments.append((raw, piece, el.tag, seen))
             else:
                 run_raw.append(raw)
                 run_out += [inserted, piece]
             pos = end
         flush()
         if pos < len(head):
-            segments.append((head[pos:], b"", self.GAP))
+            segments.append((head[pos:], b"", self.GAP, None))
         self.segments = segments
 
-    def apply(self, head: bytes) -> tuple[list, str] | None:
-        """The output of `head` (a data set's elements before its pixel data) and its new SOP Instance UID,
-        or None when it differs from the template in more than volatile values and dropped elements."""
+    def apply(self, data: bytes) -> tuple[list, str, int] | None:
+        """What the profile makes of the header at the start of `data` (a data set's first bytes: its
+        elements before the pixel data, and some after), its new SOP Instance UID, and where the header
+        ends (files.header_end's answer: the first element from (7FE0,0008) on starts there); None when the
+        header differs from the template's in more than volatile values and dropped elements."""
         out, pos, sop, walk = [], 0, self.sop, None
-        for raw, piece, tag in self.segments:
-            if head.startswith(raw, pos):
+        for raw, piece, tag, seen in self.segments:
+            if data.startswith(raw, pos):
                 out.append(piece)
                 pos += len(raw)
                 continue
             if tag is None:
                 return None
-            if tag == self.GAP:
-                pos = stream.skip_dropped(head, pos, self.implicit, self.skip_private)
-                continue
+            if type(seen) is bytes:
+                if data.startswith(seen, pos):  # its bytes are its output
+                    end = stream.defined_end(data, pos, self.implicit)
+                    if end is None:
+                        return None
+                    out.append(data[pos:end])
+                    pos = end
+                    continue
+            elif seen is not None:
+                end = stream.defined_end(data, pos, self.implicit)
+                found = seen.get(data[pos:end]) if end is not None else None
+                if found is not None:  # these very bytes were walked before: the same output
+                    out.append(found)
+                    pos = end
+                    continue
             try:
-                elements, after = stream.parse(head, pos, pos + 1, self.implicit, skip_private=self.skip_private)
-            except stream.StreamError:
+                if tag == self.GAP:
+                    pos = stream.skip_dropped(data, pos, self.implicit, self.skip_private, below=FIRST_PIXEL_TAG)
+                    continue
+                elements, after = stream.parse(data, pos, pos + 1, self.implicit, skip_private=self.skip_private)
+            except stream.StreamError:  # (or it runs past what `data` holds of the data set)
                 return None
             if len(elements) != 1 or elements[0].tag != tag or not may_vary(elements[0]) and tag != SOP_INSTANCE:
                 return None
-            walk = walk or self.walk.on(head)
-            out += walk.emit(elements, self.implicit)
+            walk = walk or self.walk.on(data)
+            pieces = walk.emit(elements, self.implicit)
+            out += pieces
+            if seen is not None and type(seen) is dict:
+                if len(seen) >= self.SEEN:
+                    seen.clear()
+                seen[data[pos:after]] = b"".join(pieces)
             if tag == SOP_INSTANCE:
-                value = stream.text(head, elements[0])
+                value = stream.text(data, elements[0])
                 sop = walk.uid(value) if value else ""
             pos = after
-        if pos != len(head):
-            return None
+        if pos + 4 > len(data) or stream.tag_at(data, pos) < FIRST_PIXEL_TAG:
+            return None  # more elements than the template's, or a header longer than `data`
         out.append(self.tail)
-        return out, sop
+        return out, sop, pos
 
     def changed(self, walked: Walked, head: bytes) -> frozenset:
         """The volatile elements for a template of `walked` made after this one: this one's, and those
@@ -113,20 +146,13 @@ class Template:
         return frozenset(found)
 
 
-def deidentified_head(meta: bytes, elements: list, head: bytes, syntax: str, template: Template | None,
-                      whole) -> tuple[bytes, Template | None]:
-    """The file meta `meta` (its `elements`: stream.meta_elements) and the header `head` (the data set's
-    elements before its pixel data, in transfer syntax `syntax`) of one instance, de-identified: by
-    `template` when the instance fits it, else by `whole(meta + head, walked)` (deidentify_bytes). Returns
-    the bytes and the template for the series' next instance."""
-    if template is not None and template.syntax == syntax and head[:2] != b"\x02\x00":
-        done = template.apply(head)
-        if done is not None:
-            out, sop = done
-            return file_meta(elements, sop) + b"".join(out), template
-    walked: list[Walked] = []
-    data = whole(meta + head, walked)
-    if not walked or walked[0].start != len(meta):
+def walked(meta: bytes, head: bytes, syntax: str, previous: Template | None, whole) -> tuple[bytes, Template | None]:
+    """The file meta `meta` and the header `head` (the data set's elements before its pixel data, in
+    transfer syntax `syntax`) of one instance, de-identified by `whole(meta + head, walked)`
+    (deidentify_bytes), and the template it makes for the series' next instance (`previous`: the last one)."""
+    done: list[Walked] = []
+    data = whole(meta + head, done)
+    if not done or done[0].start != len(meta) or head[:2] == b"\x02\x00":
         return data, None
-    volatile = template.changed(walked[0], head) if template is not None else frozenset()
-    return data, Template(walked[0], head, syntax, volatile)
+    volatile = previous.changed(done[0], head) if previous is not None else frozenset()
+    return data, Template(done[0], head, syntax, volatile)

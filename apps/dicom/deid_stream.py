@@ -258,6 +258,17 @@ def action_is_keep(actions: dict, el: Element) -> bool:
                              and not (0x5000 <= tag >> 16 <= 0x50FF or 0x6000 <= tag >> 16 <= 0x60FF))
 
 
+def copied_as_is(walk: "StreamWalk", el: Element) -> bool:
+    """Whether what `walk` makes of `el` is its own bytes whatever its value (and nothing else when its value
+    is all that changes): kept, or a time "shifted" (whole days move), or a non-text descriptor "cleaned"."""
+    if action_is_keep(walk.actions, el):
+        return True
+    action = walk.actions.get(el.tag)
+    if el.items is not None or el.tag >> 16 & 1 or el.tag in _SPECIAL:
+        return False
+    return action == "S" and el.kind not in ("DA", "DT") or action == "C" and el.kind not in TEXT_VRS
+
+
 class StreamWalk:
     """The profile applied to parsed elements; `emit` returns the pieces of the new encoding.
 
@@ -438,12 +449,13 @@ def _element_end(buf: bytes, pos: int) -> int:
     return pos + 8 + _u16(buf, pos + 6)[0]
 
 
-def skip_dropped(buf: bytes, pos: int, implicit: bool, skip_private: bool) -> int:
-    """Where the elements from `pos` that parse() drops whatever they hold (see _dropped) end."""
+def skip_dropped(buf: bytes, pos: int, implicit: bool, skip_private: bool, below: int = 0xFFFFFFFF) -> int:
+    """Where the elements from `pos` that parse() drops whatever they hold (see _dropped), with tags below
+    `below`, end."""
     size = len(buf)
     while pos + 8 <= size:
         group, elem = _unpack_hdr(buf, pos)
-        if not _dropped(group, elem, skip_private) or group == 0xFFFE:
+        if not _dropped(group, elem, skip_private) or group == 0xFFFE or group << 16 | elem >= below:
             break
         _, pos = parse(buf, pos, pos + 1, implicit, skip_private=skip_private)
     return pos
@@ -469,3 +481,22 @@ def meta_elements(buf: bytes) -> list[tuple[int, bytes]] | None:
         if boundary is not None and size > pos >= boundary:
             return None
     return found
+
+
+def defined_end(buf: bytes, pos: int, implicit: bool) -> int | None:
+    """Where the element at `pos` ends; None when its length is undefined or runs past `buf`."""
+    try:
+        if implicit:
+            length, start = _u32(buf, pos + 4)[0], pos + 8
+        elif buf[pos + 4:pos + 6] in LONG_VRS:
+            length, start = _u32(buf, pos + 8)[0], pos + 12
+        else:
+            length, start = _u16(buf, pos + 6)[0], pos + 8
+    except struct.error:
+        return None
+    return start + length if length != UNDEFINED and start + length <= len(buf) else None
+
+
+def tag_at(buf: bytes, pos: int) -> int:
+    group, elem = _unpack_hdr(buf, pos)
+    return group << 16 | elem

@@ -30,10 +30,15 @@ def staged_form(path: Path, new_uid: str) -> str | None:
     `new_uid`, the project's UID for the SOP Instance UID it is staged under), the reason when it staged a
     placeholder (held back, not de-identifiable), None when it is the instance as it came."""
     try:
-        with open(path, "rb") as staged:
-            head = staged.read(HEAD_BYTES)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        head = os.read(fd, HEAD_BYTES)  # (staged by the receiver: a regular file; anything else fails here)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if head.startswith(PLACEHOLDER):
         return head[len(PLACEHOLDER):].decode("utf-8", "replace") or "not de-identified"
     if head[128:132] == b"DICM" and new_uid.encode("ascii") in head[132:]:
@@ -176,19 +181,22 @@ class EarlyDeidentifier:
         self.stop()
         recipe, filed, written, rest = self.pseudonymizer.recipe, Filed(), [], []
         try:
+            made = None
             for path in staged:  # de-identified by the receiver: renamed into place
-                key = str(path)
+                key, new_uid = str(path), recipe.uid(path.stem)
                 form = self._received.get(key)
                 if form is None and key not in self._done:
-                    form = staged_form(path, recipe.uid(path.stem))
+                    form = staged_form(path, new_uid)
                 if form is None:
                     rest.append(path)
                 elif form:
-                    filed.not_filed.append((recipe.uid(path.stem), form))
+                    filed.not_filed.append((new_uid, form))
                 else:
                     folder = Path(folder_of(None))
-                    folder.mkdir(parents=True, exist_ok=True)
-                    target = folder / f"{recipe.uid(path.stem)}.dcm"
+                    if folder != made:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        made = folder
+                    target = folder / f"{new_uid}.dcm"
                     size = os.stat(path).st_size
                     _move(path, target)
                     written.append(target)
