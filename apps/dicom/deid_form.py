@@ -1,7 +1,8 @@
 """The de-identifying form of a research project's move (see staged.Verbatim): the receiver (and a C-GET)
 write each instance de-identified as it is staged, so filing it is a rename, as for a plain retrieval.
 
-Only the header (the elements before the pixel data) goes through deidentify.deidentify_bytes; the pixel
+Only the header (the elements before the pixel data) is de-identified (deidentify.deidentify_bytes's walk,
+reused from the series' previous instance by deid_series.py, each receiving thread its own); the pixel
 data element passes through unchanged (the profile never changes pixels), as the view it arrived in for an
 instance received whole, and as it arrives for a streamed one (wire/streamed.py). So de-identifying costs
 a walk over a few kilobytes whatever the size of the image. The elements that may follow the pixel data (Digital Signatures (FFFA,FFFA), Data
