@@ -27,8 +27,10 @@ def job_fields(job=None, owner=None) -> dict:
             "owner_id": getattr(owner, "pk", owner) if owner is not None else job.created_by_id}
 
 
-def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry) -> tuple[list[tuple[str, dict]], list[str]]:
-    """(path, values) of each file the catalog may hold, and the reasons of those it may not."""
+def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry,
+            read: dict[str, dict] | None = None) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(path, values) of each file the catalog may hold, and the reasons of those it may not. `read`: the
+    values of files already read (by the path given), which are not read again."""
     found, skipped, confined = [], [], Confinement()
     for path in files:
         there = confined.regular_file(os.path.abspath(path))
@@ -36,7 +38,7 @@ def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry) -> tuple
             skipped.append(f"{path}: not a regular file inside the data folders and import roots")
             continue
         try:
-            found.append((there[0], entry_of(there[0])))
+            found.append((there[0], (read or {}).get(os.fspath(path)) or entry_of(there[0])))
         except EntryError as exc:
             skipped.append(f"{path}: {exc}")
     return found, skipped
@@ -53,9 +55,10 @@ def write(found: list[tuple[str, dict]], *, source: str, job=None, owner=None) -
     return len(rows)
 
 
-def catalog_files(files: Iterable[str | os.PathLike], *, source: str, job=None, owner=None) -> int:
-    """Catalog files just filed; the number of rows written."""
-    found, skipped = entries(files)
+def catalog_files(files: Iterable[str | os.PathLike], *, source: str, job=None, owner=None,
+                  read: dict[str, dict] | None = None) -> int:
+    """Catalog files just filed; the number of rows written. `read`: see entries()."""
+    found, skipped = entries(files, read=read)
     for reason in skipped:
         log.debug("not catalogued: %s", reason)
     return write(found, source=source, job=job, owner=owner)

@@ -63,8 +63,8 @@ def entry_from_dataset(ds, size: int) -> dict:
 
 
 HEAD_BYTES = 64 * 1024  # the catalog's elements come first; more is read only by pydicom's way
-_TAGS = {int(tag_for_keyword(keyword)): name for name, (keyword, _) in FIELDS.items()}
-_LAST_TAG = max(_TAGS)
+TAGS = {int(tag_for_keyword(keyword)): name for name, (keyword, _) in FIELDS.items()}  # tag -> catalog field
+_LAST_TAG = max(TAGS)
 _Slow = flat.Slow
 
 
@@ -72,14 +72,14 @@ def _quick(head: bytes, size: int) -> dict:
     """The catalog's values from the first bytes of a file flat.elements reads, when their text is ASCII
     (one struct unpack per element instead of a pydicom dataset; retrieval catalogues every instance it
     files)."""
-    syntax, found = flat.elements(head, size, _TAGS, _LAST_TAG)
+    syntax, found = flat.elements(head, size, TAGS, _LAST_TAG)
     return entry_from_elements(head, syntax, found, size)
 
 
 def entry_from_elements(data: bytes, syntax: str, found: dict, size: int) -> dict:
     """The catalog's values from flat.elements' answer; _Slow when a text is not plain ASCII."""
     entry = {}
-    for tag, name in _TAGS.items():
+    for tag, name in TAGS.items():
         _, start, length = found.get(tag, (None, 0, 0))
         value = data[start:start + length]
         limit = FIELDS[name][1]

@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from apps.dicom import flat
+from apps.dicom import catalog_entry, flat
 from apps.dicom.header import (
     PIXEL_KEYWORDS,
     HeaderError,
@@ -258,9 +258,11 @@ def render_jpeg(source: str | os.PathLike | Dataset, target: str | os.PathLike, 
                     frames=int(ds.get("NumberOfFrames", 1) or 1))
 
 
-def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str]:
+def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str, dict | None]:
     """For a process pool: read the file once, take its header, write its JPEG. Returns (header,
-    (width, height), "") or (header or None, None, the reason it could not be imported)."""
+    (width, height), "", the catalog's entry or None) or (header or None, None, the reason it could not be
+    imported, None). The catalog's entry (catalog_entry.read_entry's) comes with the common image, read
+    the quick way; for other files the catalog reads its entry itself."""
     quick = quick_read_and_render(source, target)
     if quick is not None:
         return quick
@@ -270,15 +272,15 @@ def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple
         header = header_from_dataset(ds, source)
         rendered = render_jpeg(ds, target)
     except (RenderError, HeaderError) as exc:
-        return header, None, str(exc)
+        return header, None, str(exc), None
     except MemoryError:
-        return header, None, "the image is too large to decode in memory"
-    return header, (rendered.width, rendered.height), ""
+        return header, None, "the image is too large to decode in memory", None
+    return header, (rendered.width, rendered.height), "", None
 
 
 def render_file(source: str, target: str) -> tuple[int, int] | str:
     """(width, height) of the JPEG written, or the reason it could not be."""
-    header, size, problem = read_and_render(source, target)
+    header, size, problem, entry = read_and_render(source, target)
     return size if size else problem
 
 
@@ -298,7 +300,7 @@ _TAG = {keyword: tag for keyword, tag in {
     "WindowWidth": 0x00281051, "RescaleIntercept": 0x00281052, "RescaleSlope": 0x00281053,
     "ModalityLUTSequence": 0x00283000, "VOILUTSequence": 0x00283010, "VOILUTFunction": 0x00281056,
     "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009, "PixelData": 0x7FE00010}.items()}
-_WANTED = frozenset(_TAG.values())
+_WANTED = frozenset(_TAG.values()) | frozenset(catalog_entry.TAGS)
 _NOT_QUICK = ("ModalityLUTSequence", "VOILUTSequence", "FloatPixelData", "DoubleFloatPixelData")
 _US = struct.Struct("<H").unpack_from
 
@@ -311,14 +313,15 @@ def quick_read_and_render(source: str, target: str):
             if os.fstat(fp.fileno()).st_size > QUICK_MAX_BYTES:
                 return None
             data = fp.read()
-        header, pixels = quick_image(data)
+        header, pixels, entry = quick_image(data)
     except (NotRegularFile, OSError, flat.Slow, struct.error, ValueError, UnicodeDecodeError):
         return None
     save_jpeg(pixels, target)
-    return header, (int(pixels.shape[1]), int(pixels.shape[0])), ""
+    return header, (int(pixels.shape[1]), int(pixels.shape[0])), "", entry
 
 
-def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray]:
+def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray, dict | None]:
+    """(header, display pixels, the catalog's entry or None) of the common image; flat.Slow for others."""
     syntax, found = flat.elements(data, len(data), _WANTED, _TAG["PixelData"])
     if syntax not in NATIVE_LITTLE_ENDIAN or "PixelData" not in _present(found) or _present(found) & set(_NOT_QUICK):
         raise flat.Slow
@@ -375,7 +378,11 @@ def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray]:
     lut = raw_bits_lut(dtype.str, stored, slope, intercept, center, width,
                        text("VOILUTFunction").upper() or "LINEAR", photometric == "MONOCHROME1")
     header = header_from_texts(text, rows, cols, frames)
-    return header, np.take(lut, raw.reshape(rows, cols))
+    try:
+        entry = catalog_entry.entry_from_elements(data, syntax, found, len(data))
+    except (catalog_entry.EntryError, flat.Slow, struct.error, ValueError):
+        entry = None  # the catalog reads the file its own way, and says why it cannot hold it
+    return header, np.take(lut, raw.reshape(rows, cols)), entry
 
 
 def _present(found: dict) -> set[str]:

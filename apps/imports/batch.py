@@ -42,6 +42,7 @@ class Candidate:
     patient_id: str
     size: tuple[int, int]
     tmp: Path
+    entry: dict | None = None  # the catalog's, when the pool read it (catalog_entry.read_entry's values)
     note: str = ""
     image: ImportedImage | None = None
     same_as: "Candidate | None" = None  # an earlier file of this group with one of the same keys
@@ -201,7 +202,8 @@ def skip_known_files(names: list[str], item: ImportItem, ledger: Ledger) -> list
 
 def decoded_groups(fresh):
     """Read every file once in the pool (header + JPEG into a temporary name), yielding the results in
-    groups of FILING_GROUP as they come: (path, stat, temporary JPEG, (header, size, problem)) each."""
+    groups of FILING_GROUP as they come: (path, stat, temporary JPEG, (header, size, problem, catalog entry))
+    each."""
     incoming = incoming_dir()
     incoming.mkdir(parents=True, exist_ok=True)
     tmps = [incoming / f"{secrets.token_hex(8)}.jpg" for _ in fresh]
@@ -219,7 +221,7 @@ def decoded_groups(fresh):
 def candidates_of(group, ledger: Ledger) -> list[Candidate]:
     """The decoded files of a group; the ones that failed go to the ledger."""
     candidates = []
-    for path, stat, tmp, (header, size, problem) in group:
+    for path, stat, tmp, (header, size, problem, entry) in group:
         if problem:
             tmp.unlink(missing_ok=True)
             ledger.add(path, Outcome.FAILED, reason=problem, stat=stat, remember=True)
@@ -228,7 +230,7 @@ def candidates_of(group, ledger: Ledger) -> list[Candidate]:
         if not patient_id:
             patient_id = path.parent.name[:64]
             note = f"no PatientID in the header: filed under the folder name {patient_id!r}"
-        candidates.append(Candidate(path, stat, header, patient_id, size, tmp, note))
+        candidates.append(Candidate(path, stat, header, patient_id, size, tmp, entry, note))
     return candidates
 
 
@@ -262,7 +264,8 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
     try:
         with transaction.atomic():
             ImportedImage.objects.bulk_create(rows)
-            catalog_files([c.path for c in new], source="imported", job=item.job)
+            catalog_files([c.path for c in new], source="imported", job=item.job,
+                          read={str(c.path): c.entry for c in new if c.entry})
         for c, row in zip(new, rows):
             c.image = row
     except IntegrityError:
@@ -271,7 +274,7 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
             try:
                 with transaction.atomic():
                     row.save(force_insert=True)
-                    catalog_files([c.path], source="imported", job=item.job)
+                    catalog_files([c.path], source="imported", job=item.job, read={str(c.path): c.entry})
                 c.image = row
             except IntegrityError:
                 c.image = (ImportedImage.objects.filter(sop_instance_uid=row.sop_instance_uid).first()
