@@ -9,13 +9,12 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from django.db import connections, transaction
-from django.db.models.constants import OnConflict
-from django.utils import timezone
+from django.db import transaction
 
 from apps.catalog.models import Instance
 from apps.catalog.roots import Confinement
 from apps.dicom.catalog_entry import FIELDS, EntryError, read_entry
+from apps.jobs.rows import insert_rows
 
 log = logging.getLogger(__name__)
 UPDATED = [*FIELDS, "transfer_syntax_uid", "size", "source", "job_app", "job_id", "owner", "filed_at"]
@@ -47,24 +46,12 @@ def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry,
 
 
 def write(found: list[tuple[str, dict]], *, source: str, job=None, owner=None) -> int:
-    """Insert or update the rows of `found` (keyed by path): one statement run for every row (executemany),
-    where bulk_create would build a model and compile every field of every row (0.17 of the 0.2 ms an
-    imported image's row cost)."""
-    if not found:
-        return 0
-    connection = connections[Instance.objects.db]
-    fields = [Instance._meta.get_field(name) for name in ["path", *UPDATED]]
-    updated = [Instance._meta.get_field(name).column for name in UPDATED]
-    quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(Instance._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))}) "
-           + connection.ops.on_conflict_suffix_sql(fields, OnConflict.UPDATE, updated, ["path"]))
-    common = {"source": source, **job_fields(job, owner), "filed_at": timezone.now()}
-    params = [[f.get_db_prep_save(row[f.attname], connection) for f in fields]
-              for row in ({"path": path, **common, **values} for path, values in found)]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-    return len(params)
+    """Insert or update the rows of `found` (keyed by path), one statement run per row (apps/jobs/rows.py:
+    0.26 -> 0.16 ms per catalogued file against bulk_create)."""
+    who = {"source": source, **job_fields(job, owner)}
+    with transaction.atomic():
+        return insert_rows(Instance, ({"path": path, **who, **values} for path, values in found),
+                           unique_fields=("path",), update_fields=tuple(UPDATED))
 
 
 def catalog_files(files: Iterable[str | os.PathLike], *, source: str, job=None, owner=None,

@@ -27,6 +27,7 @@ from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, Imp
 from apps.imports.patients import disagreement, ensure_patients
 from apps.imports.pool import render_stream
 from apps.jobs.errors import ItemCanceled
+from apps.jobs.rows import insert_rows
 
 Outcome = FileOutcome.Outcome
 FILING_GROUP = 50  # files filed together: few queries per file, and the pool never waits long for this process
@@ -79,9 +80,9 @@ class Ledger:
     per patient and outcome for the unchanged files."""
 
     item: ImportItem
-    outcomes: list[FileOutcome] = field(default_factory=list)
+    outcomes: list[dict] = field(default_factory=list)  # FileOutcome rows (apps/jobs/rows.py)
     unchanged: Counter = field(default_factory=Counter)  # (outcome, patient pk) -> files
-    known: dict[str, KnownFile] = field(default_factory=dict)
+    known: dict[str, dict] = field(default_factory=dict)  # KnownFile rows by path
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.values, 0))
 
     def __post_init__(self):
@@ -95,12 +96,12 @@ class Ledger:
     def add(self, path: Path | str, outcome: str, *, reason: str = "", note: str = "", patient_id=None,
             stat=None, image_id=None, remember: bool = False):
         self.counts[outcome] += 1
-        self.outcomes.append(FileOutcome(
-            job_id=self.item.job_id, item=self.item, path=self.relative(path)[:1024],
-            outcome=outcome, reason=reason[:500], note=note[:500], patient_id=patient_id))
+        self.outcomes.append({"job_id": self.item.job_id, "item_id": self.item.pk, "path": self.relative(path)[:1024],
+                              "outcome": outcome, "reason": reason[:500], "note": note[:500],
+                              "patient_id": patient_id})
         if stat is not None and (remember or image_id):
-            self.known[str(path)] = KnownFile(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
-                                              image_id=image_id, patient_id=patient_id, failure=reason[:500])
+            self.known[str(path)] = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                     "image_id": image_id, "patient_id": patient_id, "failure": reason[:500]}
 
     def add_unchanged(self, outcome: str, patient_id) -> None:
         """An unchanged file the scan decided without opening it: counted, not listed."""
@@ -109,14 +110,13 @@ class Ledger:
 
     def write(self):
         """Store what was added since the last write."""
-        self.outcomes += [FileOutcome(job_id=self.item.job_id, item=self.item, path="", outcome=outcome,
-                                      patient_id=patient_id, files=files)
+        self.outcomes += [{"job_id": self.item.job_id, "item_id": self.item.pk, "path": "", "outcome": outcome,
+                           "patient_id": patient_id, "files": files}
                           for (outcome, patient_id), files in self.unchanged.items()]
-        with transaction.atomic():
-            FileOutcome.objects.bulk_create(self.outcomes)
-            if self.known:
-                KnownFile.objects.bulk_create(list(self.known.values()), update_conflicts=True, unique_fields=["path"],
-                                              update_fields=["size", "mtime_ns", "image", "patient", "failure"])
+        with transaction.atomic():  # one statement run per row (apps/jobs/rows.py), not bulk_create's models
+            insert_rows(FileOutcome, self.outcomes)
+            insert_rows(KnownFile, self.known.values(), unique_fields=("path",),
+                        update_fields=("size", "mtime_ns", "image", "patient", "failure"))
         self.outcomes, self.unchanged, self.known = [], Counter(), {}
 
 
