@@ -27,7 +27,7 @@ from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, Imp
 from apps.imports.patients import disagreement, ensure_patients
 from apps.imports.pool import render_stream
 from apps.jobs.errors import ItemCanceled
-from apps.jobs.rows import insert_rows
+from apps.jobs.rows import field_values, insert_rows
 
 Outcome = FileOutcome.Outcome
 FILING_GROUP = 50  # files filed together: few queries per file, and the pool never waits long for this process
@@ -255,7 +255,8 @@ def match_existing(candidates: list[Candidate], patients: dict[str, ImportedPati
 
 
 def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
-    """Insert the new images in one statement; one by one only if another import got there first."""
+    """Insert the new images in one statement run (apps/jobs/rows.py), their keys read back by SOPInstanceUID;
+    one by one only if another import got there first."""
     rows = [ImportedImage(patient=patients[c.patient_id], original_filename=c.path.name[:255],
                           sop_instance_uid=c.header.sop_instance_uid, study_instance_uid=c.header.study_instance_uid,
                           modality=c.header.modality, width=c.size[0], height=c.size[1], frames=c.header.frames,
@@ -263,10 +264,13 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
                           job=item.job, item=item) for c in new]
     try:
         with transaction.atomic():
-            ImportedImage.objects.bulk_create(rows)
+            insert_rows(ImportedImage, map(field_values, rows))
+            ids = dict(ImportedImage.objects.filter(sop_instance_uid__in=[row.sop_instance_uid for row in rows])
+                       .values_list("sop_instance_uid", "pk"))
             catalog_files([c.path for c in new], source="imported", job=item.job,
                           read={str(c.path): c.entry for c in new if c.entry})
         for c, row in zip(new, rows):
+            row.pk, row._state.adding, row._state.db = ids[row.sop_instance_uid], False, ImportedImage.objects.db
             c.image = row
     except IntegrityError:
         for c, row in zip(new, rows):

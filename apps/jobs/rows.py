@@ -40,3 +40,8 @@ def insert_rows(model, rows: Iterable[dict], *, unique_fields: tuple[str, ...] =
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return len(params)
+
+
+def field_values(obj) -> dict:
+    """A model instance's values as insert_rows takes them (every concrete field but the primary key)."""
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields if not f.primary_key}
