@@ -291,7 +291,7 @@ def render_file(source: str, target: str) -> tuple[int, int] | str:
 # goes pydicom's way above, which says what is wrong with a bad file; the two agree on every file both
 # read (tests/dicom/test_render.py).
 QUICK_MAX_BYTES = 64 * 2**20  # larger files (multi-frame) go pydicom's way, as before
-_TAG = {keyword: tag for keyword, tag in {
+_TAG = {
     "SpecificCharacterSet": 0x00080005, "SOPInstanceUID": 0x00080018, "Modality": 0x00080060,
     "PatientName": 0x00100010, "PatientID": 0x00100020, "PatientBirthDate": 0x00100030, "PatientSex": 0x00100040,
     "StudyInstanceUID": 0x0020000D, "SamplesPerPixel": 0x00280002, "PhotometricInterpretation": 0x00280004,
@@ -299,7 +299,7 @@ _TAG = {keyword: tag for keyword, tag in {
     "BitsStored": 0x00280101, "PixelRepresentation": 0x00280103, "WindowCenter": 0x00281050,
     "WindowWidth": 0x00281051, "RescaleIntercept": 0x00281052, "RescaleSlope": 0x00281053,
     "ModalityLUTSequence": 0x00283000, "VOILUTSequence": 0x00283010, "VOILUTFunction": 0x00281056,
-    "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009, "PixelData": 0x7FE00010}.items()}
+    "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009, "PixelData": 0x7FE00010}
 _WANTED = frozenset(_TAG.values()) | frozenset(catalog_entry.TAGS)
 _NOT_QUICK = ("ModalityLUTSequence", "VOILUTSequence", "FloatPixelData", "DoubleFloatPixelData")
 _US = struct.Struct("<H").unpack_from
@@ -336,10 +336,13 @@ def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray, dict | None]:
             raise flat.Slow  # several values, another character set, control characters: pydicom's
         return value.strip()[:limit]
 
-    def number(keyword: str, default: int) -> int:
-        vr, start, length = found.get(_TAG[keyword], (None, 0, 0))
-        if not length:
+    def number(keyword: str, default: int | None = None) -> int:
+        """An unsigned short; absent: `default` (None: required, pydicom's way says what is missing)."""
+        if _TAG[keyword] not in found:
+            if default is None:
+                raise flat.Slow
             return default
+        vr, start, length = found[_TAG[keyword]]
         if length != 2:
             raise flat.Slow
         return _US(data, start)[0]
@@ -357,8 +360,8 @@ def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray, dict | None]:
     if not valid_uid(sop_uid):
         raise flat.Slow
     text("SpecificCharacterSet")  # ASCII text under any character set is ASCII
-    rows, cols, allocated = number("Rows", 0), number("Columns", 0), number("BitsAllocated", 0)
-    stored, signed = number("BitsStored", 0), number("PixelRepresentation", 0) == 1
+    rows, cols, allocated = number("Rows"), number("Columns"), number("BitsAllocated")
+    stored, signed = number("BitsStored"), number("PixelRepresentation") == 1
     frames_text = text("NumberOfFrames")
     frames = int(frames_text) if frames_text else 1
     photometric = text("PhotometricInterpretation").upper()

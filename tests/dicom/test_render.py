@@ -194,6 +194,8 @@ def test_everything_else_goes_pydicoms_way(tmp_path, monkeypatch):
         "a bad SOPInstanceUID": variant(lambda ds: setattr(ds, "SOPInstanceUID", "../../etc/passwd")),
         "pixel data cut short": variant(lambda ds: setattr(ds, "PixelData", ds.PixelData[:100])),
         "no pixel data": variant(lambda ds: delattr(ds, "PixelData")),
+        "no PixelRepresentation": variant(lambda ds: delattr(ds, "PixelRepresentation")),
+        "an empty BitsStored": variant(lambda ds: setattr(ds, "BitsStored", None)),
         "colour": variant(lambda ds: (setattr(ds, "SamplesPerPixel", 3), setattr(ds, "PhotometricInterpretation",
                                                                                  "RGB"))),
         "VOI LUT sequence": pydicom.dcmread(real("vlut_04.dcm")),
