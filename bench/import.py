@@ -102,7 +102,8 @@ def pool_cpu() -> float:
 
 
 def import_inline(source: Path) -> tuple[float, dict]:
-    from apps.imports.start import create_import, run_inline
+    from apps.imports.intake import create_import
+    from apps.jobs.runner import run_inline
 
     cpu = time.process_time() + pool_cpu()
     started = time.monotonic()
@@ -114,7 +115,7 @@ def import_inline(source: Path) -> tuple[float, dict]:
 
 
 def import_cluster(source: Path, env: dict, work: Path) -> tuple[float, dict]:
-    from apps.imports.start import start_import
+    from apps.imports.intake import start_import
 
     log = open(work / "qcluster.log", "ab")
     cluster = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], cwd=ROOT, env=env,

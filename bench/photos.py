@@ -28,7 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.publish import scratch  # noqa: E402
+from bench.publish import DEPLOYED, scratch  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK leaves Nagle on otherwise (pacs-lab README)
@@ -51,7 +51,7 @@ def phone_photo(path: Path, width: int, height: int) -> Path:
 
 
 def configure_django(work: Path) -> dict:
-    env = {"DEBUG": "1", "SECURE_SSL": "0", "DJANGO_SETTINGS_MODULE": "pacsportal.settings",
+    env = {**DEPLOYED, "DJANGO_SETTINGS_MODULE": "pacsportal.settings",
            "DATA_DIR": str(work / "data"), "DICOM_AE_TITLE": PORTAL_AE, "LOG_LEVEL": "WARNING", "DEMO_PACS": "0"}
     os.environ.update(env)
     import django

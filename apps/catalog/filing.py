@@ -14,6 +14,7 @@ from django.db import transaction
 from apps.catalog.models import Instance
 from apps.catalog.roots import Confinement
 from apps.dicom.catalog_entry import FIELDS, EntryError, read_entry
+from apps.jobs.rows import insert_rows
 
 log = logging.getLogger(__name__)
 UPDATED = [*FIELDS, "transfer_syntax_uid", "size", "source", "job_app", "job_id", "owner", "filed_at"]
@@ -27,8 +28,10 @@ def job_fields(job=None, owner=None) -> dict:
             "owner_id": getattr(owner, "pk", owner) if owner is not None else job.created_by_id}
 
 
-def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry) -> tuple[list[tuple[str, dict]], list[str]]:
-    """(path, values) of each file the catalog may hold, and the reasons of those it may not."""
+def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry,
+            read: dict[str, dict] | None = None) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(path, values) of each file the catalog may hold, and the reasons of those it may not. `read`: the
+    values of files already read (by the path given), which are not read again."""
     found, skipped, confined = [], [], Confinement()
     for path in files:
         there = confined.regular_file(os.path.abspath(path))
@@ -36,26 +39,25 @@ def entries(files: Iterable[str | os.PathLike], *, entry_of=read_entry) -> tuple
             skipped.append(f"{path}: not a regular file inside the data folders and import roots")
             continue
         try:
-            found.append((there[0], entry_of(there[0])))
+            found.append((there[0], (read or {}).get(os.fspath(path)) or entry_of(there[0])))
         except EntryError as exc:
             skipped.append(f"{path}: {exc}")
     return found, skipped
 
 
 def write(found: list[tuple[str, dict]], *, source: str, job=None, owner=None) -> int:
-    """Insert or update the rows of `found` (keyed by path)."""
-    who = job_fields(job, owner)
-    rows = [Instance(path=path, source=source, **who, **values) for path, values in found]
+    """Insert or update the rows of `found` (keyed by path), one statement run per row (apps/jobs/rows.py:
+    0.26 -> 0.16 ms per catalogued file against bulk_create)."""
+    who = {"source": source, **job_fields(job, owner)}
     with transaction.atomic():
-        for start in range(0, len(rows), BATCH):
-            Instance.objects.bulk_create(rows[start:start + BATCH], update_conflicts=True, unique_fields=["path"],
-                                         update_fields=UPDATED)
-    return len(rows)
+        return insert_rows(Instance, ({"path": path, **who, **values} for path, values in found),
+                           unique_fields=("path",), update_fields=tuple(UPDATED))
 
 
-def catalog_files(files: Iterable[str | os.PathLike], *, source: str, job=None, owner=None) -> int:
-    """Catalog files just filed; the number of rows written."""
-    found, skipped = entries(files)
+def catalog_files(files: Iterable[str | os.PathLike], *, source: str, job=None, owner=None,
+                  read: dict[str, dict] | None = None) -> int:
+    """Catalog files just filed; the number of rows written. `read`: see entries()."""
+    found, skipped = entries(files, read=read)
     for reason in skipped:
         log.debug("not catalogued: %s", reason)
     return write(found, source=source, job=job, owner=owner)

@@ -9,6 +9,7 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.errors import InvalidDicomError
 
+from apps.dicom import flat
 from apps.dicom.header import valid_uid
 from apps.dicom.paths import NotRegularFile, open_regular
 
@@ -62,69 +63,25 @@ def entry_from_dataset(ds, size: int) -> dict:
 
 
 HEAD_BYTES = 64 * 1024  # the catalog's elements come first; more is read only by pydicom's way
-_TAGS = {int(tag_for_keyword(keyword)): name for name, (keyword, _) in FIELDS.items()}
-_LAST_TAG = max(_TAGS)
-_CHARSET = 0x00080005
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-_IMPLICIT_LE, _BIG_ENDIAN, _DEFLATED = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
-
-
-_IMPLICIT_HEADER = struct.Struct("<HHL").unpack_from
-_EXPLICIT_HEADER = struct.Struct("<HH2sH").unpack_from
-_LONG = struct.Struct("<L").unpack_from
-
-
-class _Slow(Exception):
-    """The quick reader does not handle this file: pydicom reads it."""
+TAGS = {int(tag_for_keyword(keyword)): name for name, (keyword, _) in FIELDS.items()}  # tag -> catalog field
+_LAST_TAG = max(TAGS)
+_Slow = flat.Slow
 
 
 def _quick(head: bytes, size: int) -> dict:
-    """The catalog's values from the first bytes of a little-endian file whose elements before (0028,0011)
-    have defined lengths and ASCII text: one struct unpack per element instead of a pydicom dataset
-    (about ten times faster; retrieval catalogues every instance it files)."""
-    if head[128:132] != b"DICM":
-        raise _Slow
-    pos, syntax, end = 132, "", len(head)
-    while pos + 8 <= end and head[pos:pos + 2] == b"\x02\x00":
-        element, vr = struct.unpack_from("<H2s", head, pos + 2)
-        if vr in _LONG_VRS:
-            (length,) = struct.unpack_from("<L", head, pos + 8)
-            pos += 12
-        else:
-            (length,) = struct.unpack_from("<H", head, pos + 6)
-            pos += 8
-        if element == 0x0010:
-            syntax = head[pos:pos + length].decode("ascii", "replace").strip(" \x00")
-        pos += length
-    if not syntax or syntax in (_BIG_ENDIAN, _DEFLATED):
-        raise _Slow
-    implicit, raw = syntax == _IMPLICIT_LE, {}
-    while True:
-        if pos + 8 > end:
-            if pos >= size:
-                break
-            raise _Slow
-        if implicit:
-            group, element, length = _IMPLICIT_HEADER(head, pos)
-            vr, header = None, 8
-        else:
-            group, element, vr, length = _EXPLICIT_HEADER(head, pos)
-            header = 8
-            if vr in _LONG_VRS:
-                (length,) = _LONG(head, pos + 8)
-                header = 12
-        tag = group << 16 | element
-        if tag > _LAST_TAG:
-            break
-        pos += header
-        if length == 0xFFFFFFFF or pos + length > end:
-            raise _Slow
-        if tag in _TAGS or tag == _CHARSET:
-            raw[tag] = (vr, head[pos:pos + length])
-        pos += length
+    """The catalog's values from the first bytes of a file flat.elements reads, when their text is ASCII
+    (one struct unpack per element instead of a pydicom dataset; retrieval catalogues every instance it
+    files)."""
+    syntax, found = flat.elements(head, size, TAGS, _LAST_TAG)
+    return entry_from_elements(head, syntax, found, size)
+
+
+def entry_from_elements(data: bytes, syntax: str, found: dict, size: int) -> dict:
+    """The catalog's values from flat.elements' answer; _Slow when a text is not plain ASCII."""
     entry = {}
-    for tag, name in _TAGS.items():
-        vr, value = raw.get(tag, (None, b""))
+    for tag, name in TAGS.items():
+        _, start, length = found.get(tag, (None, 0, 0))
+        value = data[start:start + length]
         limit = FIELDS[name][1]
         if limit == 0:
             if name in ("rows", "columns"):

@@ -79,14 +79,20 @@ def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
             value = ds.get(keyword)
             if isinstance(value, MultiValue):
                 raise HeaderError(f"the {keyword} holds {len(value)} values (separated by '\\'); a patient has one")
-        birth = text(ds, "PatientBirthDate", 8)
-        return ImageHeader(
-            patient_id=text(ds, "PatientID"), patient_name=text(ds, "PatientName", 200),
-            birth_date=birth if re.fullmatch(r"\d{8}", birth) else "", sex=text(ds, "PatientSex", 16),
-            sop_instance_uid=sop_uid, study_instance_uid=text(ds, "StudyInstanceUID"),
-            modality=text(ds, "Modality", 16), rows=int(ds.get("Rows", 0) or 0),
-            columns=int(ds.get("Columns", 0) or 0), frames=int(ds.get("NumberOfFrames", 1) or 1))
+        return header_from_texts(lambda keyword, limit=64: text(ds, keyword, limit), int(ds.get("Rows", 0) or 0),
+                                 int(ds.get("Columns", 0) or 0), int(ds.get("NumberOfFrames", 1) or 1))
     except HeaderError:
         raise
     except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise HeaderError(f"unreadable DICOM header: {str(exc).strip()[:300] or type(exc).__name__}") from None
+
+
+def header_from_texts(text_of, rows: int, columns: int, frames: int) -> ImageHeader:
+    """The header from `text_of(keyword, limit)` (a value as text, stripped and cut to `limit`), once the
+    SOPInstanceUID and the single-valued patient fields are known to be good."""
+    birth = text_of("PatientBirthDate", 8)
+    return ImageHeader(
+        patient_id=text_of("PatientID"), patient_name=text_of("PatientName", 200),
+        birth_date=birth if re.fullmatch(r"\d{8}", birth) else "", sex=text_of("PatientSex", 16),
+        sop_instance_uid=text_of("SOPInstanceUID", 200), study_instance_uid=text_of("StudyInstanceUID"),
+        modality=text_of("Modality", 16), rows=rows, columns=columns, frames=frames)

@@ -15,6 +15,7 @@ arithmetic on every pixel.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -27,7 +28,16 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from apps.dicom.header import PIXEL_KEYWORDS, HeaderError, ImageHeader, header_from_dataset, structural_problem
+from apps.dicom import catalog_entry, flat
+from apps.dicom.header import (
+    PIXEL_KEYWORDS,
+    HeaderError,
+    ImageHeader,
+    header_from_dataset,
+    header_from_texts,
+    structural_problem,
+    valid_uid,
+)
 from apps.dicom.paths import NotRegularFile, open_regular
 
 JPEG_QUALITY = 90
@@ -233,33 +243,176 @@ def display_array(ds: Dataset, frame: int = 0) -> np.ndarray:
     return greyscale(arr, ds)
 
 
+def save_jpeg(pixels: np.ndarray, target: str | os.PathLike, quality: int = JPEG_QUALITY) -> None:
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(target, "JPEG", quality=quality)
+
+
 def render_jpeg(source: str | os.PathLike | Dataset, target: str | os.PathLike, *, frame: int = 0,
                 quality: int = JPEG_QUALITY) -> Rendered:
     """Write one frame of a DICOM file as a JPEG; returns its size. Raises RenderError."""
     ds = source if isinstance(source, Dataset) else read_dataset(source)
     pixels = display_array(ds, frame)
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(target, "JPEG", quality=quality)
+    save_jpeg(pixels, target, quality)
     return Rendered(width=int(pixels.shape[1]), height=int(pixels.shape[0]),
                     frames=int(ds.get("NumberOfFrames", 1) or 1))
 
 
-def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str]:
+def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str, dict | None]:
     """For a process pool: read the file once, take its header, write its JPEG. Returns (header,
-    (width, height), "") or (header or None, None, the reason it could not be imported)."""
+    (width, height), "", the catalog's entry or None) or (header or None, None, the reason it could not be
+    imported, None). The catalog's entry (catalog_entry.read_entry's) comes with the common image, read
+    the quick way; for other files the catalog reads its entry itself."""
+    quick = quick_read_and_render(source, target)
+    if quick is not None:
+        return quick
     header = None
     try:
         ds = read_dataset(source)
         header = header_from_dataset(ds, source)
         rendered = render_jpeg(ds, target)
     except (RenderError, HeaderError) as exc:
-        return header, None, str(exc)
+        return header, None, str(exc), None
     except MemoryError:
-        return header, None, "the image is too large to decode in memory"
-    return header, (rendered.width, rendered.height), ""
+        return header, None, "the image is too large to decode in memory", None
+    return header, (rendered.width, rendered.height), "", None
 
 
 def render_file(source: str, target: str) -> tuple[int, int] | str:
     """(width, height) of the JPEG written, or the reason it could not be."""
-    header, size, problem = read_and_render(source, target)
+    header, size, problem, entry = read_and_render(source, target)
     return size if size else problem
+
+
+# --- the common image, read without pydicom ----------------------------------------------------------------
+# An import's files are nearly all uncompressed greyscale with a window and a plain ASCII header (CT, MR,
+# CR, DX): for them read_and_render takes the header, the window and the pixels from flat.elements (the
+# pydicom dataset and its element conversions cost more than the JPEG). Anything else, or anything odd,
+# goes pydicom's way above, which says what is wrong with a bad file; the two agree on every file both
+# read (tests/dicom/test_render.py).
+QUICK_MAX_BYTES = 64 * 2**20  # larger files (multi-frame) go pydicom's way, as before
+_TAG = {
+    "SpecificCharacterSet": 0x00080005, "SOPInstanceUID": 0x00080018, "Modality": 0x00080060,
+    "PatientName": 0x00100010, "PatientID": 0x00100020, "PatientBirthDate": 0x00100030, "PatientSex": 0x00100040,
+    "StudyInstanceUID": 0x0020000D, "SamplesPerPixel": 0x00280002, "PhotometricInterpretation": 0x00280004,
+    "NumberOfFrames": 0x00280008, "Rows": 0x00280010, "Columns": 0x00280011, "BitsAllocated": 0x00280100,
+    "BitsStored": 0x00280101, "PixelRepresentation": 0x00280103, "WindowCenter": 0x00281050,
+    "WindowWidth": 0x00281051, "RescaleIntercept": 0x00281052, "RescaleSlope": 0x00281053,
+    "ModalityLUTSequence": 0x00283000, "VOILUTSequence": 0x00283010, "VOILUTFunction": 0x00281056,
+    "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009, "PixelData": 0x7FE00010}
+_WANTED = frozenset(_TAG.values()) | frozenset(catalog_entry.TAGS)
+_NOT_QUICK = ("ModalityLUTSequence", "VOILUTSequence", "FloatPixelData", "DoubleFloatPixelData")
+_US = struct.Struct("<H").unpack_from
+
+
+def quick_read_and_render(source: str, target: str):
+    """read_and_render's answer for the common image, or None for every other file (and for a file that
+    cannot be read: pydicom's way names the problem)."""
+    try:
+        with open_regular(source) as fp:
+            if os.fstat(fp.fileno()).st_size > QUICK_MAX_BYTES:
+                return None
+            data = fp.read()
+        header, pixels, entry = quick_image(data)
+    except (NotRegularFile, OSError, flat.Slow, struct.error, ValueError, UnicodeDecodeError):
+        return None
+    save_jpeg(pixels, target)
+    return header, (int(pixels.shape[1]), int(pixels.shape[0])), "", entry
+
+
+def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray, dict | None]:
+    """(header, display pixels, the catalog's entry or None) of the common image; flat.Slow for others."""
+    syntax, found = flat.elements(data, len(data), _WANTED, _TAG["PixelData"])
+    if syntax not in NATIVE_LITTLE_ENDIAN or "PixelData" not in _present(found) or _present(found) & set(_NOT_QUICK):
+        raise flat.Slow
+
+    def text(keyword: str, limit: int = 64) -> str:
+        vr, start, length = found.get(_TAG[keyword], (None, 0, 0))
+        raw = data[start:start + length]
+        if keyword.endswith("UID"):
+            raw = raw.rstrip(b"\x00")  # a UID's padding
+        value = raw.decode("ascii")
+        if "\\" in value or not value.isprintable():
+            raise flat.Slow  # several values, another character set, control characters: pydicom's
+        return value.strip()[:limit]
+
+    def number(keyword: str, default: int | None = None) -> int:
+        """An unsigned short; absent: `default` (None: required, pydicom's way says what is missing)."""
+        if _TAG[keyword] not in found:
+            if default is None:
+                raise flat.Slow
+            return default
+        vr, start, length = found[_TAG[keyword]]
+        if length != 2:
+            raise flat.Slow
+        return _US(data, start)[0]
+
+    def decimal(keyword: str, default: float | None, *, several: bool = False) -> float | None:
+        value = text(keyword, 1024) if not several else _first_of(found, data, _TAG[keyword])
+        if not value:
+            return default
+        result = float(value)
+        if not math.isfinite(result):
+            raise flat.Slow
+        return result
+
+    sop_uid = text("SOPInstanceUID", 200)
+    if not valid_uid(sop_uid):
+        raise flat.Slow
+    text("SpecificCharacterSet")  # ASCII text under any character set is ASCII
+    rows, cols, allocated = number("Rows"), number("Columns"), number("BitsAllocated")
+    stored, signed = number("BitsStored"), number("PixelRepresentation") == 1
+    frames_text = text("NumberOfFrames")
+    frames = int(frames_text) if frames_text else 1
+    photometric = text("PhotometricInterpretation").upper()
+    if (number("SamplesPerPixel", 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2") or frames < 0
+            or allocated not in (8, 16) or not 0 < stored <= allocated or not 0 < rows * cols <= MAX_PIXELS):
+        raise flat.Slow
+    frames = frames or 1
+    center, width = decimal("WindowCenter", None, several=True), decimal("WindowWidth", None, several=True)
+    slope, intercept = decimal("RescaleSlope", 1.0) or 1.0, decimal("RescaleIntercept", 0.0) or 0.0
+    if center is None or width is None or width <= 0:
+        raise flat.Slow  # no window: pydicom's way finds the min/max one
+    vr, start, length = found[_TAG["PixelData"]]
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+    if vr not in (None, b"OB", b"OW") or length < rows * cols * dtype.itemsize * frames:
+        raise flat.Slow
+    raw = np.frombuffer(data, dtype=np.uint8 if allocated == 8 else np.uint16, count=rows * cols, offset=start)
+    lut = raw_bits_lut(dtype.str, stored, slope, intercept, center, width,
+                       text("VOILUTFunction").upper() or "LINEAR", photometric == "MONOCHROME1")
+    header = header_from_texts(text, rows, cols, frames)
+    try:
+        entry = catalog_entry.entry_from_elements(data, syntax, found, len(data))
+    except (catalog_entry.EntryError, flat.Slow, struct.error, ValueError):
+        entry = None  # the catalog reads the file its own way, and says why it cannot hold it
+    return header, np.take(lut, raw.reshape(rows, cols)), entry
+
+
+def _present(found: dict) -> set[str]:
+    return {keyword for keyword, tag in _TAG.items() if tag in found}
+
+
+def _first_of(found: dict, data: bytes, tag: int) -> str:
+    """The first of a decimal string's values (WindowCenter and WindowWidth may hold several)."""
+    vr, start, length = found.get(tag, (None, 0, 0))
+    value = data[start:start + length].decode("ascii").split("\\")[0]
+    if not value.isprintable():
+        raise flat.Slow
+    return value.strip()
+
+
+@functools.lru_cache(maxsize=64)
+def raw_bits_lut(dtype: str, stored: int, slope: float, intercept: float, center: float, width: float,
+                 function: str, invert: bool) -> np.ndarray:
+    """cached_linear_lut indexed by the raw bit patterns as they lie in the file: the bits above HighBit
+    dropped (and the sign extended) once per pattern instead of once per pixel."""
+    lut8 = cached_linear_lut(dtype, slope, intercept, center, width, function, invert)
+    kind = np.dtype(dtype)
+    raw = np.arange(2 ** (8 * kind.itemsize), dtype=np.uint8 if kind.itemsize == 1 else np.uint16)
+    values = raw.view(kind)
+    shift = 8 * kind.itemsize - stored
+    if shift:
+        values = (values << shift) >> shift if kind.kind == "i" else values & ((1 << stored) - 1)
+    out = np.take(lut8, values.view(raw.dtype))
+    out.flags.writeable = False
+    return out

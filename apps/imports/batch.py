@@ -27,6 +27,7 @@ from apps.imports.models import FileOutcome, ImportedImage, ImportedPatient, Imp
 from apps.imports.patients import disagreement, ensure_patients
 from apps.imports.pool import render_stream
 from apps.jobs.errors import ItemCanceled
+from apps.jobs.rows import field_values, insert_rows
 
 Outcome = FileOutcome.Outcome
 FILING_GROUP = 50  # files filed together: few queries per file, and the pool never waits long for this process
@@ -42,6 +43,7 @@ class Candidate:
     patient_id: str
     size: tuple[int, int]
     tmp: Path
+    entry: dict | None = None  # the catalog's, when the pool read it (catalog_entry.read_entry's values)
     note: str = ""
     image: ImportedImage | None = None
     same_as: "Candidate | None" = None  # an earlier file of this group with one of the same keys
@@ -78,9 +80,9 @@ class Ledger:
     per patient and outcome for the unchanged files."""
 
     item: ImportItem
-    outcomes: list[FileOutcome] = field(default_factory=list)
+    outcomes: list[dict] = field(default_factory=list)  # FileOutcome rows (apps/jobs/rows.py)
     unchanged: Counter = field(default_factory=Counter)  # (outcome, patient pk) -> files
-    known: dict[str, KnownFile] = field(default_factory=dict)
+    known: dict[str, dict] = field(default_factory=dict)  # KnownFile rows by path
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.values, 0))
 
     def __post_init__(self):
@@ -94,12 +96,12 @@ class Ledger:
     def add(self, path: Path | str, outcome: str, *, reason: str = "", note: str = "", patient_id=None,
             stat=None, image_id=None, remember: bool = False):
         self.counts[outcome] += 1
-        self.outcomes.append(FileOutcome(
-            job_id=self.item.job_id, item=self.item, path=self.relative(path)[:1024],
-            outcome=outcome, reason=reason[:500], note=note[:500], patient_id=patient_id))
+        self.outcomes.append({"job_id": self.item.job_id, "item_id": self.item.pk, "path": self.relative(path)[:1024],
+                              "outcome": outcome, "reason": reason[:500], "note": note[:500],
+                              "patient_id": patient_id})
         if stat is not None and (remember or image_id):
-            self.known[str(path)] = KnownFile(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
-                                              image_id=image_id, patient_id=patient_id, failure=reason[:500])
+            self.known[str(path)] = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                     "image_id": image_id, "patient_id": patient_id, "failure": reason[:500]}
 
     def add_unchanged(self, outcome: str, patient_id) -> None:
         """An unchanged file the scan decided without opening it: counted, not listed."""
@@ -108,14 +110,13 @@ class Ledger:
 
     def write(self):
         """Store what was added since the last write."""
-        self.outcomes += [FileOutcome(job_id=self.item.job_id, item=self.item, path="", outcome=outcome,
-                                      patient_id=patient_id, files=files)
+        self.outcomes += [{"job_id": self.item.job_id, "item_id": self.item.pk, "path": "", "outcome": outcome,
+                           "patient_id": patient_id, "files": files}
                           for (outcome, patient_id), files in self.unchanged.items()]
-        with transaction.atomic():
-            FileOutcome.objects.bulk_create(self.outcomes)
-            if self.known:
-                KnownFile.objects.bulk_create(list(self.known.values()), update_conflicts=True, unique_fields=["path"],
-                                              update_fields=["size", "mtime_ns", "image", "patient", "failure"])
+        with transaction.atomic():  # one statement run per row (apps/jobs/rows.py), not bulk_create's models
+            insert_rows(FileOutcome, self.outcomes)
+            insert_rows(KnownFile, self.known.values(), unique_fields=("path",),
+                        update_fields=("size", "mtime_ns", "image", "patient", "failure"))
         self.outcomes, self.unchanged, self.known = [], Counter(), {}
 
 
@@ -201,7 +202,8 @@ def skip_known_files(names: list[str], item: ImportItem, ledger: Ledger) -> list
 
 def decoded_groups(fresh):
     """Read every file once in the pool (header + JPEG into a temporary name), yielding the results in
-    groups of FILING_GROUP as they come: (path, stat, temporary JPEG, (header, size, problem)) each."""
+    groups of FILING_GROUP as they come: (path, stat, temporary JPEG, (header, size, problem, catalog entry))
+    each."""
     incoming = incoming_dir()
     incoming.mkdir(parents=True, exist_ok=True)
     tmps = [incoming / f"{secrets.token_hex(8)}.jpg" for _ in fresh]
@@ -219,7 +221,7 @@ def decoded_groups(fresh):
 def candidates_of(group, ledger: Ledger) -> list[Candidate]:
     """The decoded files of a group; the ones that failed go to the ledger."""
     candidates = []
-    for path, stat, tmp, (header, size, problem) in group:
+    for path, stat, tmp, (header, size, problem, entry) in group:
         if problem:
             tmp.unlink(missing_ok=True)
             ledger.add(path, Outcome.FAILED, reason=problem, stat=stat, remember=True)
@@ -228,7 +230,7 @@ def candidates_of(group, ledger: Ledger) -> list[Candidate]:
         if not patient_id:
             patient_id = path.parent.name[:64]
             note = f"no PatientID in the header: filed under the folder name {patient_id!r}"
-        candidates.append(Candidate(path, stat, header, patient_id, size, tmp, note))
+        candidates.append(Candidate(path, stat, header, patient_id, size, tmp, entry, note))
     return candidates
 
 
@@ -253,7 +255,8 @@ def match_existing(candidates: list[Candidate], patients: dict[str, ImportedPati
 
 
 def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
-    """Insert the new images in one statement; one by one only if another import got there first."""
+    """Insert the new images in one statement run (apps/jobs/rows.py), their keys read back by SOPInstanceUID;
+    one by one only if another import got there first."""
     rows = [ImportedImage(patient=patients[c.patient_id], original_filename=c.path.name[:255],
                           sop_instance_uid=c.header.sop_instance_uid, study_instance_uid=c.header.study_instance_uid,
                           modality=c.header.modality, width=c.size[0], height=c.size[1], frames=c.header.frames,
@@ -261,9 +264,13 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
                           job=item.job, item=item) for c in new]
     try:
         with transaction.atomic():
-            ImportedImage.objects.bulk_create(rows)
-            catalog_files([c.path for c in new], source="imported", job=item.job)
+            insert_rows(ImportedImage, map(field_values, rows))
+            ids = dict(ImportedImage.objects.filter(sop_instance_uid__in=[row.sop_instance_uid for row in rows])
+                       .values_list("sop_instance_uid", "pk"))
+            catalog_files([c.path for c in new], source="imported", job=item.job,
+                          read={str(c.path): c.entry for c in new if c.entry})
         for c, row in zip(new, rows):
+            row.pk, row._state.adding, row._state.db = ids[row.sop_instance_uid], False, ImportedImage.objects.db
             c.image = row
     except IntegrityError:
         for c, row in zip(new, rows):
@@ -271,7 +278,7 @@ def file_images(new: list[Candidate], item: ImportItem, patients) -> None:
             try:
                 with transaction.atomic():
                     row.save(force_insert=True)
-                    catalog_files([c.path], source="imported", job=item.job)
+                    catalog_files([c.path], source="imported", job=item.job, read={str(c.path): c.entry})
                 c.image = row
             except IntegrityError:
                 c.image = (ImportedImage.objects.filter(sop_instance_uid=row.sop_instance_uid).first()

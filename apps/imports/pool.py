@@ -59,8 +59,8 @@ def warm() -> None:
 
 
 def render_stream(jobs: list[tuple[str, str]]):
-    """read_and_render every (source, target) pair, yielding (header, (width, height), problem) in order
-    as the pool delivers them, so the caller can file early results while later ones decode."""
+    """read_and_render every (source, target) pair, yielding (header, (width, height), problem, catalog entry)
+    in order as the pool delivers them, so the caller can file early results while later ones decode."""
     size = processes()
     if size == 1 or len(jobs) < 2:
         yield from (read_and_render(source, target) for source, target in jobs)

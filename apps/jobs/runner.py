@@ -78,10 +78,11 @@ def _drive(model, job_id: int, pk: int, me: str, session, continue_with_job: boo
                 session.keep_alive()
                 if run.over_time():
                     break  # the rest go back to pending (a slow item among fast ones): any worker takes them
-        if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
-            job.refresh_status()
-            refreshed = time.monotonic()
-        _reclaim_now_and_then()
+        if continue_with_job:  # a worker's chores; an item run alone (a photo upload's request) only refreshes below
+            if time.monotonic() - refreshed > settings.JOB_STATUS_SECONDS:
+                job.refresh_status()
+                refreshed = time.monotonic()
+            _reclaim_now_and_then()  # 25 ms of queries every 30 s: never on a request that waits for its answer
         if continue_with_job and last is not None and time.monotonic() - started > settings.JOB_SLICE_SECONDS:
             urgent = job.urgent
             switch = None if urgent else _urgent_waiting(model, job_id, current_urgent=False)

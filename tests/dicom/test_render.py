@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from apps.dicom import render
+from apps.dicom.catalog_entry import read_entry
 from apps.dicom.header import HeaderError, read_header
 from apps.dicom.render import RenderError, display_array, first, read_dataset, render_file, render_jpeg
 from tests.imports.tree import BASIC_TEXT_SR, base, ct, grey, halves, write
@@ -131,3 +133,78 @@ def test_the_header_reader_skips_pixel_data_and_refuses_bad_uids(tmp_path):
     del ds.PixelData
     with pytest.raises(HeaderError, match="truncated: an image without pixel data"):  # a CT cut short
         read_header(write(ds, tmp_path / "nopix.dcm"))
+
+
+def both_ways(path, tmp_path, monkeypatch):
+    """(quick answer, pydicom's answer, quick JPEG pixels, pydicom's JPEG pixels) of read_and_render."""
+    quick = render.quick_read_and_render(str(path), str(tmp_path / "quick.jpg"))
+    with monkeypatch.context() as m:
+        m.setattr(render, "quick_read_and_render", lambda source, target: None)
+        slow = render.read_and_render(str(path), str(tmp_path / "slow.jpg"))
+    pixels = [np.asarray(Image.open(tmp_path / name)) if (tmp_path / name).exists() else None
+              for name in ("quick.jpg", "slow.jpg")]
+    return quick, slow, *pixels
+
+
+def common_images():
+    """Uncompressed greyscale with a window, as PACS send them: every case the quick reader takes."""
+    twelve = ct("P1", "Doe^Jane^^^")
+    twelve.BitsStored, twelve.HighBit = 12, 11  # bits above HighBit set in the stored words: not pixel data
+    twelve.PixelData = (np.frombuffer(twelve.PixelData, np.int16) | np.int16(-0x8000)).tobytes()
+    unsigned = grey(base("P2", "Roe^R", birth="19800231"), np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (8, 1)))
+    unsigned.BitsStored, unsigned.HighBit, unsigned.WindowCenter, unsigned.WindowWidth = 12, 11, 2048, 4096
+    unsigned.PixelData = (np.frombuffer(unsigned.PixelData, np.uint16) | np.uint16(0xF000)).tobytes()
+    eight = grey(base("P3", "", birth=""), np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1)), "MONOCHROME1")
+    eight.WindowCenter, eight.WindowWidth, eight.VOILUTFunction = 100, 80, "SIGMOID"
+    framed = ct(" P4 ", "Poe")
+    framed.NumberOfFrames, framed.RescaleSlope, framed.RescaleIntercept = 1, 2.5, -1000.5
+    return {"int16, 12 bits": twelve, "uint16, 12 bits": unsigned, "uint8, MONOCHROME1, sigmoid": eight,
+            "one frame, rescaled": framed}
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("case", list(common_images()))
+def test_the_quick_reader_renders_what_pydicom_renders(case, implicit, tmp_path, monkeypatch):
+    ds = common_images()[case]
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    quick, slow, quick_jpeg, slow_jpeg = both_ways(write(ds, tmp_path / "image.dcm"), tmp_path, monkeypatch)
+    assert quick is not None and quick[:3] == slow[:3] and slow[2] == ""
+    assert np.array_equal(quick_jpeg, slow_jpeg)
+    header, pixels, entry = render.quick_image((tmp_path / "image.dcm").read_bytes())
+    assert np.array_equal(pixels, display_array(read_dataset(tmp_path / "image.dcm")))  # before the JPEG, too
+    assert entry == read_entry(tmp_path / "image.dcm")  # and the catalog's entry, read in the same pass
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI", "ignore:Failed to encode")  # pydicom notes, and writes
+def test_everything_else_goes_pydicoms_way(tmp_path, monkeypatch):
+    """Files the quick reader does not take it leaves whole to pydicom's way: the same answers, the same
+    refusals with their reasons."""
+    def variant(change):
+        ds = ct("P", "N")
+        change(ds)
+        return ds
+
+    others = {
+        "another character set": variant(lambda ds: setattr(ds, "PatientName", "Müller^Jürgen")),
+        "ISO 2022 escapes": variant(lambda ds: (setattr(ds, "SpecificCharacterSet", "ISO 2022 IR 87"),
+                                                ds.add_new(0x00100010, "PN", b"Yamada^Tarou=\x1b$B;3ED\x1b(B"))),
+        "two patient IDs": variant(lambda ds: setattr(ds, "PatientID", ["A", "B"])),
+        "no window": variant(lambda ds: (delattr(ds, "WindowCenter"), delattr(ds, "WindowWidth"))),
+        "a bad SOPInstanceUID": variant(lambda ds: setattr(ds, "SOPInstanceUID", "../../etc/passwd")),
+        "pixel data cut short": variant(lambda ds: setattr(ds, "PixelData", ds.PixelData[:100])),
+        "no pixel data": variant(lambda ds: delattr(ds, "PixelData")),
+        "no PixelRepresentation": variant(lambda ds: delattr(ds, "PixelRepresentation")),
+        "an empty BitsStored": variant(lambda ds: setattr(ds, "BitsStored", None)),
+        "colour": variant(lambda ds: (setattr(ds, "SamplesPerPixel", 3), setattr(ds, "PhotometricInterpretation",
+                                                                                 "RGB"))),
+        "VOI LUT sequence": pydicom.dcmread(real("vlut_04.dcm")),
+    }
+    for name, ds in others.items():
+        path = write(ds, tmp_path / f"{len(name)}.dcm") if name != "VOI LUT sequence" else real("vlut_04.dcm")
+        quick, slow, _, _ = both_ways(path, tmp_path, monkeypatch)
+        assert quick is None, name
+        assert render.read_and_render(str(path), str(tmp_path / "again.jpg")) == slow, name
+    (tmp_path / "text.dcm").write_text("not dicom at all")
+    assert render.quick_read_and_render(str(tmp_path / "text.dcm"), str(tmp_path / "t.jpg")) is None
+    assert render_file(str(tmp_path / "text.dcm"), str(tmp_path / "t.jpg")).startswith("not a DICOM file")

@@ -11,6 +11,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut
 
 from apps.catalog.models import Instance
+from apps.dicom.catalog_entry import read_entry
 from apps.imports.models import ImportedImage, ImportedPatient, ImportJob
 from tests.imports.conftest import run_job
 from tests.imports.tree import REAL_J2K, REAL_RLE
@@ -74,6 +75,8 @@ def test_a_tree_imports_with_exact_counts_and_every_failure_named(api, tree, set
     assert set(catalogued) == {str(Path(p).resolve()) for p in ImportedImage.objects.values_list("source_path", flat=True)}
     assert {(r.source, r.job_app, r.job_id, r.owner_id) for r in catalogued.values()} == {
         ("imported", "imports.importjob", str(job.pk), job.created_by_id)}
+    for path, row in catalogued.items():  # what the decoders read in their one pass is what the catalog reads
+        assert {name: getattr(row, name) for name in read_entry(path)} == read_entry(path), path
     stored = ImportedPatient.objects.get(patient_id="P000")
     assert (stored.name, str(stored.birth_date)) == ("Doe^P0", "1970-01-01")  # not overwritten by Other^Name
 

@@ -1,0 +1,35 @@
+"""apps/jobs/rows.py: many rows in one statement run per row, with what bulk_create would have given them
+(defaults, a callable default called for every row, auto_now) and the upsert on a unique key."""
+from django.db import transaction
+
+from apps.catalog.models import Instance
+from apps.imports.models import ImportJob, KnownFile
+from apps.jobs.rows import insert_rows
+
+
+def test_rows_get_their_defaults_and_a_callable_default_per_row(db):
+    with transaction.atomic():
+        assert insert_rows(ImportJob, [{"source_path": "/a"}, {"source_path": "/b", "description": "given"}]) == 2
+    jobs = list(ImportJob.objects.order_by("source_path"))
+    assert [(j.source_path, j.description, j.status) for j in jobs] == [("/a", "", "pending"), ("/b", "given", "pending")]
+    assert len({j.task_id for j in jobs}) == 2 and all(j.task_id and j.created_at for j in jobs)
+    assert insert_rows(ImportJob, []) == 0
+
+
+def test_a_row_whose_key_exists_updates_only_the_fields_named(db):
+    entry = {"study_instance_uid": "1.2", "series_instance_uid": "1.2.3", "sop_instance_uid": "1.2.3.4",
+             "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2", "patient_id": "P1", "size": 10}
+    insert_rows(Instance, [{"path": "/x/1.dcm", "source": "imported", **entry}])
+    first = Instance.objects.get()
+    assert (first.patient_id, first.size, first.rows, first.frames, first.filed_at is not None) == ("P1", 10, 0, 1, True)
+    insert_rows(Instance, [{"path": "/x/1.dcm", "source": "retrieved", **entry, "patient_id": "P2", "size": 20},
+                           {"path": "/x/2.dcm", "source": "retrieved", **entry}],
+                unique_fields=("path",), update_fields=("size", "source"))
+    rows = {row.path: row for row in Instance.objects.all()}
+    assert (rows["/x/1.dcm"].pk, rows["/x/1.dcm"].size, rows["/x/1.dcm"].source) == (first.pk, 20, "retrieved")
+    assert rows["/x/1.dcm"].patient_id == "P1"  # not named: kept
+    assert rows["/x/2.dcm"].patient_id == "P1" and len(rows) == 2
+    insert_rows(KnownFile, [{"path": "/k", "size": 1, "mtime_ns": 2}])
+    insert_rows(KnownFile, [{"path": "/k", "size": 3, "mtime_ns": 4, "failure": "bad"}], unique_fields=("path",),
+                update_fields=("size", "mtime_ns", "failure"))
+    assert KnownFile.objects.values_list("path", "size", "mtime_ns", "failure").get() == ("/k", 3, 4, "bad")
