@@ -372,9 +372,25 @@ def open_complete(path: str | os.PathLike, info: DicomFileInfo) -> Iterator[Comp
         yield CompleteFile(fp, info)
 
 
+def read_meta_open(fp, name: str) -> DicomFileInfo:
+    """read_meta of a file already open (`fp`, a regular file's binary reader), named `name` in messages."""
+    try:
+        fp.seek(0)
+        return _read_meta(name, fp, os.fstat(fp.fileno()).st_size)
+    except OSError as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    except InvalidDicomFile as exc:
+        raise InvalidDicomFile(f"{name}: {exc.message}") from None
+
+
 def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:
-    """read_meta plus proof that the dataset is complete. Raises InvalidDicomFile naming the file."""
-    return read_checked(source)[0]
+    """read_meta plus proof that the dataset is complete, a file proven where it lies (open_complete),
+    never read whole. Raises InvalidDicomFile naming the file."""
+    if source_name(source) == "<bytes>":
+        return read_checked(source)[0]
+    info = read_meta(source)
+    with open_complete(source, info):
+        return info
 
 
 def _read_meta(name: str, fp, size: int) -> DicomFileInfo:

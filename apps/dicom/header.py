@@ -67,7 +67,8 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     return header_from_dataset(ds, path)
 
 
-def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
+def header_from_dataset(ds, path: str | os.PathLike, frames: int | None = None) -> ImageHeader:
+    """The identity of an image read as `ds`; `frames` the file's frame count when `ds` holds fewer."""
     try:
         if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
             raise HeaderError(structural_problem(path) or "no pixel data (not an image: a report, a presentation "
@@ -85,7 +86,7 @@ def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
             birth_date=birth if re.fullmatch(r"\d{8}", birth) else "", sex=text(ds, "PatientSex", 16),
             sop_instance_uid=sop_uid, study_instance_uid=text(ds, "StudyInstanceUID"),
             modality=text(ds, "Modality", 16), rows=int(ds.get("Rows", 0) or 0),
-            columns=int(ds.get("Columns", 0) or 0), frames=int(ds.get("NumberOfFrames", 1) or 1))
+            columns=int(ds.get("Columns", 0) or 0), frames=frames or int(ds.get("NumberOfFrames", 1) or 1))
     except HeaderError:
         raise
     except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
