@@ -196,6 +196,6 @@ class FileRange:
         with self._open() as fp:
             into[:] = read_range(fp.fileno(), self.offset + at, len(into), self.path)
 
-    def copy_to(self, out: BinaryIO) -> None:
+    def chunks(self) -> Iterator[bytes]:
         with self._open() as fp:
-            copy_range(fp.fileno(), self.offset, self.length, out, self.path)
+            yield from chunks(fp.fileno(), self.offset, self.length, self.path)
