@@ -1,6 +1,7 @@
 """How much a piece of code made this process's resident memory peak: /proc/self/clear_refs resets the
 peak (VmHWM) to the current size, so the growth is the code's own, whatever the test process held before."""
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -11,9 +12,16 @@ def status_mb(field: str, pid: str = "self") -> float:
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
+@dataclass
+class Growth:
+    mb: float = 0.0
+
+
 @contextmanager
 def peak_growth_mb():
-    """Yields a function giving the peak RSS growth (MB) from the start of the block."""
+    """Yields a Growth whose `mb` is, once the block ends, the peak RSS growth (MB) within it."""
     Path("/proc/self/clear_refs").write_text("5")
     before = status_mb("VmRSS")
-    yield lambda: status_mb("VmHWM") - before
+    growth = Growth()
+    yield growth
+    growth.mb = status_mb("VmHWM") - before
