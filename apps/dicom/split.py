@@ -192,9 +192,14 @@ class FileRange:
         return fp
 
     def read_into(self, at: int, into: memoryview) -> None:
-        """Fill `into` from byte `at` of the range."""
+        """Fill `into` from byte `at` of the range, read straight into it (no copy of a zip stream's block)."""
         with self._open() as fp:
-            into[:] = read_range(fp.fileno(), self.offset + at, len(into), self.path)
+            done = 0
+            while done < len(into):
+                count = os.preadv(fp.fileno(), [into[done:]], self.offset + at + done)
+                if not count:
+                    raise InvalidDicomFile(f"{self.path}: changed since it was read")
+                done += count
 
     def chunks(self) -> Iterator[bytes]:
         with self._open() as fp:
