@@ -3,8 +3,10 @@ study (default 500 CT instances, 512x512) on one association, against DCMTK stor
 (2) what 200 hostile connections announcing large PDUs cost it (RSS before and during, associations
 refused, how long the stalled peers kept their connections), and (3) one huge multi-frame instance
 (`--huge-mb`, default 2000; 0 skips it), generated into the scratch folder: storescu to the receiver
-(its peak RSS growth, VmHWM, and MB/s) and a C-GET of it from Orthanc through the portal's C-GET SCU and
-staging writes (this process's peak RSS growth, sampled, and MB/s), beside the CT study's MB/s.
+(its peak RSS growth, VmHWM, and MB/s), a C-GET of it from Orthanc through the portal's C-GET SCU and
+staging writes (this process's peak RSS growth, sampled, and MB/s), and a C-MOVE of it from Orthanc into a
+one-process receiver as a retrieval row runs it (the receiver's peak RSS growth, VmHWM, and MB/s), beside
+the CT study's MB/s.
 
     .venv/bin/python bench/receiver.py [--repeat 3] [--instances 500] [--huge-mb 2000] [--baseline DIR]
 
@@ -174,6 +176,42 @@ def huge_get(folder: Path, work: Path) -> tuple[float, float]:
         orthanc.stop()
 
 
+def huge_move(folder: Path, work: Path, port: int, repeat: int) -> list[tuple[float, float]]:
+    """The huge instance loaded into an Orthanc, then retrieved `repeat` times as a case-list row is, through
+    the worker's own entry point (bench/retrieve.py's portal_retrieve: C-FIND, C-MOVE into a one-process
+    `manage.py receive`, staged, filed): (seconds, the receiver's peak RSS growth in MB) per run."""
+    import pydicom
+
+    from bench.retrieve import PORTAL_AE, configure_django, portal_retrieve
+    from bench.retrieve import Receiver as PortalReceiver
+    from tests.pacs import Orthanc
+
+    env = {**configure_django(work / "c-move", port), "RECEIVER_PROCESSES": "1"}
+    from apps.servers.models import DicomServer
+
+    orthanc = Orthanc(work / "orthanc-move").start()
+    try:
+        orthanc.load(folder)
+        orthanc.add_modality(PORTAL_AE, PORTAL_AE, port)
+        peer = orthanc.peer()
+        server = DicomServer.objects.create(name="BENCHHUGE", ae_title=peer.ae_title, host=peer.host, port=peer.port,
+                                            retrieve_method="c-move", retries=0, download_timeout=3600)
+        study = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+        results = []
+        for run in range(repeat):
+            print(f"huge instance by C-MOVE, run {run + 1}/{repeat}", file=sys.stderr)
+            receiver = PortalReceiver(env)
+            try:
+                before = status_kb(receiver.proc.pid, "VmRSS")
+                elapsed = portal_retrieve(server, study, 1)
+                results.append((elapsed, (status_kb(receiver.proc.pid, "VmHWM") - before) / 1024))
+            finally:
+                receiver.stop()
+        return results
+    finally:
+        orthanc.stop()
+
+
 def hostile(tree: Path, work: Path, port: int) -> dict:
     receiver = Receiver(tree, work, port)
     try:
@@ -268,6 +306,8 @@ def main(argv=None) -> int:
                 shutil.rmtree(work / "staging", ignore_errors=True)
         huge["C-GET from Orthanc, this checkout's C-GET SCU and staging"] = [huge_get(folder, work)
                                                                              for _ in range(args.repeat)]
+        huge["C-MOVE from Orthanc into manage.py receive, a retrieval row (C-FIND, move, filing)"] = huge_move(
+            folder, work, receiver_port, args.repeat)
     reads = {(name, size): [] for name in trees for size in (16384, 131066, 524588)}
     for _ in range(7):  # interleaved; the minimum is the figure least disturbed by other work
         for name, size in reads:
