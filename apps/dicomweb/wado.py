@@ -159,18 +159,23 @@ class _FrameBody:
         self.fp, self.heads, self.pieces, self.end = fp, heads, pieces, end
 
     def __iter__(self):
+        out = bytearray()  # written in pieces of about CHUNK: one write for a viewer's one-frame answer
         try:
             for head, frame in zip(self.heads, self.pieces):
-                yield head
+                out += head
                 for at, length in frame:
-                    yield from split.chunks(self.fp.fileno(), at, length, size=CHUNK)
-                yield b"\r\n"
+                    for piece in split.chunks(self.fp.fileno(), at, length, size=CHUNK):
+                        out += piece
+                        if len(out) >= CHUNK:
+                            yield bytes(out)
+                            out.clear()
+                out += b"\r\n"
         except InvalidDicomFile:
             log.warning("an instance became shorter while its frames were sent; the answer is cut short")
             return
         finally:
             self.fp.close()
-        yield self.end
+        yield bytes(out + self.end)
 
     def close(self) -> None:
         self.fp.close()
