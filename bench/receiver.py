@@ -176,13 +176,14 @@ def huge_get(folder: Path, work: Path) -> tuple[float, float]:
         orthanc.stop()
 
 
-def huge_move(folder: Path, work: Path, port: int, repeat: int) -> list[tuple[float, float]]:
+def huge_move(folder: Path, work: Path, port: int, storescp_port: int, repeat: int) -> dict[str, list]:
     """The huge instance loaded into an Orthanc, then retrieved `repeat` times as a case-list row is, through
     the worker's own entry point (bench/retrieve.py's portal_retrieve: C-FIND, C-MOVE into a one-process
-    `manage.py receive`, staged, filed): (seconds, the receiver's peak RSS growth in MB) per run."""
+    `manage.py receive`, staged, filed), interleaved with DCMTK movescu -> storescp from the same Orthanc:
+    {variant: [(seconds, the receiver's peak RSS growth in MB, or None for DCMTK), ...]}."""
     import pydicom
 
-    from bench.retrieve import PORTAL_AE, configure_django, portal_retrieve
+    from bench.retrieve import DCMTK_AE, PORTAL_AE, configure_django, dcmtk_move, portal_retrieve
     from bench.retrieve import Receiver as PortalReceiver
     from tests.pacs import Orthanc
 
@@ -193,18 +194,23 @@ def huge_move(folder: Path, work: Path, port: int, repeat: int) -> list[tuple[fl
     try:
         orthanc.load(folder)
         orthanc.add_modality(PORTAL_AE, PORTAL_AE, port)
+        orthanc.add_modality(DCMTK_AE, DCMTK_AE, storescp_port)
         peer = orthanc.peer()
         server = DicomServer.objects.create(name="BENCHHUGE", ae_title=peer.ae_title, host=peer.host, port=peer.port,
                                             retrieve_method="c-move", retries=0, download_timeout=3600)
         study = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
-        results = []
+        dcmtk = "C-MOVE from Orthanc, DCMTK movescu -> storescp (reference)"
+        portal = "C-MOVE from Orthanc into manage.py receive, a retrieval row (C-FIND, move, filing)"
+        results = {dcmtk: [], portal: []}
         for run in range(repeat):
             print(f"huge instance by C-MOVE, run {run + 1}/{repeat}", file=sys.stderr)
+            results[dcmtk].append((dcmtk_move(orthanc, study, work, storescp_port, 1), None))
+            shutil.rmtree(work / "storescp-in", ignore_errors=True)
             receiver = PortalReceiver(env)
             try:
                 before = status_kb(receiver.proc.pid, "VmRSS")
                 elapsed = portal_retrieve(server, study, 1)
-                results.append((elapsed, (status_kb(receiver.proc.pid, "VmHWM") - before) / 1024))
+                results[portal].append((elapsed, (status_kb(receiver.proc.pid, "VmHWM") - before) / 1024))
             finally:
                 receiver.stop()
         return results
@@ -249,6 +255,11 @@ def pdu_reads(tree: Path, size: int, count: int = 2000) -> float:
     ours.close()
     theirs.close()
     return elapsed * 1e6 / count
+
+
+def _peak(results: list[tuple[float, float | None]]) -> str:
+    growths = [g for _, g in results if g is not None]
+    return f"{max(growths):.0f}" if growths else "–"
 
 
 def check(found: int, expected: int, what: str) -> None:
@@ -306,8 +317,7 @@ def main(argv=None) -> int:
                 shutil.rmtree(work / "staging", ignore_errors=True)
         huge["C-GET from Orthanc, this checkout's C-GET SCU and staging"] = [huge_get(folder, work)
                                                                              for _ in range(args.repeat)]
-        huge["C-MOVE from Orthanc into manage.py receive, a retrieval row (C-FIND, move, filing)"] = huge_move(
-            folder, work, receiver_port, args.repeat)
+        huge.update(huge_move(folder, work, receiver_port, storescp_port, args.repeat))
     reads = {(name, size): [] for name in trees for size in (16384, 131066, 524588)}
     for _ in range(7):  # interleaved; the minimum is the figure least disturbed by other work
         for name, size in reads:
@@ -340,7 +350,7 @@ def main(argv=None) -> int:
             median = statistics.median(t for t, _ in results)
             rate = huge_bytes / 1e6 / median
             lines.append(f"| {name} | {' '.join(f'{t:.1f}' for t, _ in results)} | {rate:.0f} | "
-                         f"{rate / study_mbs:.2f}x | {max(g for _, g in results):.0f} |")
+                         f"{rate / study_mbs:.2f}x | {_peak(results)} |")
     lines += ["", "`read_pdu` in process (a socketpair, 2000 PDUs, 7 rounds interleaved):", "",
               "| wire/pdu.py of | PDU bytes | min us/PDU | median us/PDU |", "|---|---|---|---|"]
     for (name, size), times in reads.items():
