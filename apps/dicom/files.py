@@ -7,6 +7,7 @@ length sequence must be closed, and the last element must end exactly where the 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import mmap
@@ -355,9 +356,14 @@ class CompleteFile:
 
 @contextmanager
 def open_complete(path: str | os.PathLike, info: DicomFileInfo) -> Iterator[CompleteFile]:
-    """read_complete's proof without reading the file: the structure is walked through a read-only
-    mapping, which touches only the pages holding element headers, so the pixel data is never read here.
+    """read_complete's proof without reading the file: the head (the elements before the pixel data) walked
+    in memory, the pixel data followed by its element and fragment headers read one by one, what follows it
+    walked (split.py), so neither the pixel data nor the pages around its fragments' headers are read or
+    mapped (a read-only mapping walked fragment by fragment counted a 286 MB file of 15,000 fragments in the
+    process's RSS). A deflated dataset, which cannot be read in parts, is walked through a mapping.
     Raises InvalidDicomFile naming the file."""
+    from apps.dicom import split  # built on this module
+
     name = os.fspath(path)
     try:
         fp = open_regular(path)
@@ -367,8 +373,14 @@ def open_complete(path: str | os.PathLike, info: DicomFileInfo) -> Iterator[Comp
         size = os.fstat(fp.fileno()).st_size
         if size != info.size or size <= info.dataset_offset:
             raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
-        with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            _prove_complete(name, mapped, info)
+        try:
+            found = split.split(fp, name)
+        except split.NotSplittable:
+            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                _prove_complete(name, mapped, info)
+        else:
+            if found.info != dataclasses.replace(info, name=name):
+                raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
         yield CompleteFile(fp, info)
 
 

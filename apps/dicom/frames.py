@@ -86,8 +86,8 @@ def locate(fp: BinaryIO, name: str) -> StoredFrames:
         found = splitting.split(fp, name)
     except InvalidDicomFile as exc:
         raise FrameError(exc.message.removeprefix(f"{name}: ")) from None
-    except splitting.NotSplittable:
-        raise FrameError("the frames of a deflated instance cannot be read one by one") from None
+    except splitting.NotSplittable as exc:
+        raise FrameError(f"its frames cannot be read one by one: {exc}") from None
     try:
         header = pydicom.dcmread(io.BytesIO(found.head))
     except Exception as exc:  # noqa: BLE001 - checked structure, yet pydicom may refuse a value

@@ -7,8 +7,9 @@ memory of a CT slice: the pixel data is read by ranges (os.pread) or copied file
 
 The file is checked on the way as files.read_checked checks a file it reads whole: the head's elements
 walked, the pixel data's declared length, or each of its fragments, within the file, and what follows it
-(digital signatures, padding: at most TRAILER_MAX) walked too. A deflated dataset cannot be read in parts:
-NotSplittable, and the caller reads it whole (such files are rare and small).
+(digital signatures, padding: at most TRAILER_MAX) walked too. A deflated dataset cannot be read in parts,
+nor is a file whose first HEAD_MAX bytes hold no pixel data an image's header: NotSplittable, and the
+caller reads it whole (such files are rare).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def split(fp: BinaryIO, name: str) -> SplitFile:
     Raises InvalidDicomFile naming `name`, NotSplittable for a deflated dataset."""
     info = files.read_meta_open(fp, name)
     if files._uid(info.transfer_syntax_uid).is_deflated:
-        raise NotSplittable(f"{name}: a deflated dataset is read whole")
+        raise NotSplittable("a deflated dataset cannot be read in parts")
     fd, start = fp.fileno(), info.dataset_offset
     want = HEAD_FIRST
     while True:
@@ -82,8 +83,8 @@ def split(fp: BinaryIO, name: str) -> SplitFile:
             raise InvalidDicomFile(f"{name}: {exc.message}") from None
         if end is not None or len(head) >= info.size:
             break
-        if want >= HEAD_MAX:
-            raise InvalidDicomFile(f"{name}: no pixel data within the first {HEAD_MAX // (1 << 20)} MB")
+        if want >= HEAD_MAX:  # no image's header: a large non-image (raw data, a document) goes whole
+            raise NotSplittable(f"no pixel data within the first {HEAD_MAX // (1 << 20)} MB")
         want *= 2
     if len(head) < info.size and end is None:
         raise InvalidDicomFile(f"{name}: changed while it was read")

@@ -159,3 +159,43 @@ def test_a_large_original_that_changes_after_its_head_was_read_is_noticed(tmp_pa
         grow.write(b"\0" * 16)
     with pytest.raises(InvalidDicomFile, match="changed since it was read"):
         result.write_to(io.BytesIO())
+
+
+def test_a_huge_encapsulated_instance_is_proven_complete_without_mapping_its_pages(tmp_path):
+    """files.open_complete (before a C-STORE or a STOW-RS of a large file) follows 7,500 fragments by their
+    headers: a mapping walked fragment by fragment put every page of the file into the process's RSS."""
+    import os
+    import struct
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import RLELossless, generate_uid
+
+    path = tmp_path / "tiles.dcm"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.2"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.Rows = ds.Columns = 128
+    ds.NumberOfFrames, ds.SamplesPerPixel, ds.BitsAllocated = 7500, 1, 8
+    ds.save_as(path, enforce_file_format=True)
+    tile = os.urandom(20000)
+    with open(path, "ab") as out:
+        out.write(struct.pack("<HH2sHLHHL", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF, 0xFFFE, 0xE000, 0))
+        for _ in range(7500):
+            out.write(struct.pack("<HHL", 0xFFFE, 0xE000, len(tile)) + tile)
+        out.write(struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
+    info = files.read_meta(path)
+    with peak_growth_mb() as growth:
+        with files.open_complete(path, info) as complete:
+            assert complete.dataset_size == path.stat().st_size - info.dataset_offset
+    print(f"proof of {path.stat().st_size / 1e6:.0f} MB in 7,500 fragments: peak RSS grew {growth.mb:.1f} MB")
+    assert growth.mb < 40
+    with open(path, "r+b") as cut:
+        cut.truncate(path.stat().st_size - 30000)
+    with pytest.raises(InvalidDicomFile, match="changed while it was being sent"):
+        with files.open_complete(path, info):
+            pass
+    with pytest.raises(InvalidDicomFile, match="truncated: a pixel data fragment needs"):
+        with files.open_complete(path, files.read_meta(path)):
+            pass
