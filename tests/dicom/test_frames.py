@@ -134,9 +134,14 @@ def huge(tmp_path_factory):
     return path, write_huge_instance(path, 150, rows=512, cols=512)
 
 
-def test_a_huge_instances_last_frames_come_with_the_memory_of_a_frame(huge):
+def test_a_huge_instances_last_frames_come_with_the_memory_of_a_frame(huge, tmp_path):
     path, ds = huge
     size = path.stat().st_size
+    with peak_growth_mb() as imported:  # what a folder import does with each file: header and first frame's JPEG
+        header, picture_size, problem = render.read_and_render(str(path), str(tmp_path / "first.jpg"))
+    assert problem == "" and picture_size == (512, 512) and header.frames == ds.NumberOfFrames
+    assert header.sop_instance_uid == ds.SOPInstanceUID and (tmp_path / "first.jpg").stat().st_size > 1000
+    assert imported.mb < 40, f"the import's read grew {imported.mb:.0f} MB"
     with peak_growth_mb() as growth:
         with open_regular(path) as fp:
             stored = frames.locate(fp, str(path))
