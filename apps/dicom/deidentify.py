@@ -79,10 +79,10 @@ def deidentify_file(path: str | os.PathLike, recipe: Recipe, patient_for: Callab
                     before: Callable[[bytes], bytes] | None = None) -> Deidentified:
     """deidentify_bytes of a regular file, proven complete DICOM first (pydicom's path, and a rewrite, would
     read a cut file without complaint). A file up to files.LARGE_FILE_BYTES is read whole; a larger one gives
-    its head (file meta and the elements before the pixel data) to the
-    transform, and its pixel data element stays in the file (`rest`: the profile never changes pixels, and
-    drops what follows them), so a 2 GB instance costs its header. `before` changes the bytes first (an
-    inbox's patient rewrite). Raises HeldBack or CannotDeidentify (naming no path)."""
+    its head (file meta and the elements before the pixel data, split.py) to the transform, and its pixel
+    data element stays in the file (`rest`: the profile never changes pixels, and drops what follows them),
+    so a 2 GB instance costs its header. `before` changes the bytes first (an inbox's patient rewrite).
+    Raises HeldBack or CannotDeidentify (naming no path)."""
     name = os.fspath(path)
     try:
         with open_regular(path) as fp:

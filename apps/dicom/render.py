@@ -4,8 +4,9 @@ Greyscale: the modality LUT (Modality LUT Sequence, or RescaleSlope/Intercept), 
 Sequence or WindowCenter/Width (the first value when there are several; a min/max window when there
 is none), and MONOCHROME1 inverted so that high values are dark. Colour: RGB as stored, YBR converted
 to RGB by pydicom, PALETTE COLOR through its lookup tables. Multi-frame images show one frame (the
-first by default); of a file over files.LARGE_FILE_BYTES only that frame is read (read_frame). Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with its
-libjpeg, openjpeg and rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
+first by default); of a file over files.LARGE_FILE_BYTES only that frame is read (read_frame).
+Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with its libjpeg, openjpeg and
+rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
 
 Speed, because an import renders every image it files: uncompressed greyscale is read straight from
 the pixel bytes, and the window is computed once per possible stored value (a lookup table of at most

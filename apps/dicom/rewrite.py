@@ -55,7 +55,6 @@ def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patien
     is read whole). The target is written to a temporary name and renamed, so it is never seen half-written."""
     name = os.fspath(source)
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     try:
         fp = open_regular(source)
@@ -68,6 +67,7 @@ def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patien
             except split.NotSplittable:
                 found = None
             ds = _rewritten(found.head if found else files.read_checked(source)[1], patient, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as out:
                 ds.save_as(out, enforce_file_format=True)
                 if found is not None:
