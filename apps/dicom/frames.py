@@ -83,7 +83,7 @@ def locate(fp: BinaryIO, name: str) -> StoredFrames:
     """The frames of the open regular file `fp`. Raises FrameError (InvalidDicomFile's message for a file
     that is not complete DICOM)."""
     try:
-        found = splitting.split(fp, name)
+        found = splitting.split(fp, name, prove=False)  # the head is parsed below; the pixel data followed
     except InvalidDicomFile as exc:
         raise FrameError(exc.message.removeprefix(f"{name}: ")) from None
     except splitting.NotSplittable as exc:
