@@ -122,6 +122,8 @@ def _pixels(fd: int, name: str, info: files.DicomFileInfo, at: int) -> Pixels:
         raise InvalidDicomFile(f"{name}: truncated: the file ends inside the pixel data element's header")
     group, element = struct.unpack_from(order + "HH", raw)
     tag = group << 16 | element
+    if tag not in files.PIXEL_TAGS:  # no pixel data, a signature or padding at the end: not an image to split
+        raise NotSplittable(f"({group:04X},{element:04X}) ends the header, not pixel data")
     if implicit:
         (length,), value_start = struct.unpack_from(order + "L", raw, 4), at + 8
     elif raw[4:6] in files.LONG_VRS:

@@ -199,3 +199,22 @@ def test_a_huge_encapsulated_instance_is_proven_complete_without_mapping_its_pag
     with pytest.raises(InvalidDicomFile, match="truncated: a pixel data fragment needs"):
         with files.open_complete(path, files.read_meta(path)):
             pass
+
+
+def test_a_large_file_without_pixel_data_is_de_identified_whole_signatures_dropped(tmp_path, monkeypatch):
+    """What ends the header of a file without pixel data (a Digital Signatures Sequence) is no pixel data to
+    pass on unchanged: such a file is read whole, and the profile removes the signatures."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    monkeypatch.setattr(files, "LARGE_FILE_BYTES", 0)
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelData
+    signature = Dataset()
+    signature.DigitalSignatureUID = "1.2.3.4"
+    ds.add_new(0xFFFAFFFA, "SQ", Sequence([signature]))
+    path = tmp_path / "signed.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    result = deidentify.deidentify_file(path, RECIPE, patient_for)
+    assert result.rest is None and b"1.2.3.4" not in result.data
+    assert "DigitalSignaturesSequence" not in pydicom.dcmread(io.BytesIO(result.data))
