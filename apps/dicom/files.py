@@ -7,17 +7,13 @@ length sequence must be closed, and the last element must end exactly where the 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
-import mmap
 import os
 import struct
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
@@ -307,11 +303,11 @@ def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
         data = read_regular(path)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    _prove_complete(name, data, info)
+    prove_complete(name, data, info)
     return data
 
 
-def _prove_complete(name: str, data, info: DicomFileInfo) -> None:
+def prove_complete(name: str, data, info: DicomFileInfo) -> None:
     """InvalidDicomFile naming the file unless `data` (its bytes, or a mapping of it) is still the file
     read_meta described (`info`) and its dataset is structurally complete."""
     if (len(data) != info.size or data[128:132] != b"DICM"
@@ -328,60 +324,10 @@ def _prove_complete(name: str, data, info: DicomFileInfo) -> None:
         view.release()
 
 
-# Above this size a file is proven complete and sent where it lies (open_complete), never read whole:
-# a 2 GB whole-slide or tomosynthesis instance costs no more memory than a CT slice.
+# Above this size a file is never read whole: it is proven complete and sent where it lies
+# (split.open_complete), rendered, rewritten and de-identified from its head (split.py): a 2 GB whole-slide
+# or tomosynthesis instance costs no more memory than a CT slice.
 LARGE_FILE_BYTES = 64 * 1024 * 1024
-
-
-@dataclass
-class CompleteFile:
-    """A file proven complete DICOM, open for reading its dataset in place (`fp` for socket.sendfile)."""
-    fp: io.BufferedReader
-    info: DicomFileInfo
-
-    @property
-    def dataset_size(self) -> int:
-        return self.info.size - self.info.dataset_offset
-
-    def chunks(self, size: int = 1024 * 1024) -> Iterator[bytes]:
-        """The file's bytes in pieces of at most `size`, read one by one."""
-        fd, position, end = self.fp.fileno(), 0, self.info.size
-        while position < end:
-            piece = os.pread(fd, min(size, end - position), position)
-            if not piece:
-                raise InvalidDicomFile(f"{self.fp.name}: changed while it was being sent; send it again")
-            position += len(piece)
-            yield piece
-
-
-@contextmanager
-def open_complete(path: str | os.PathLike, info: DicomFileInfo) -> Iterator[CompleteFile]:
-    """read_complete's proof without reading the file: the head (the elements before the pixel data) walked
-    in memory, the pixel data followed by its element and fragment headers read one by one, what follows it
-    walked (split.py), so neither the pixel data nor the pages around its fragments' headers are read or
-    mapped (a read-only mapping walked fragment by fragment counted a 286 MB file of 15,000 fragments in the
-    process's RSS). A deflated dataset, which cannot be read in parts, is walked through a mapping.
-    Raises InvalidDicomFile naming the file."""
-    from apps.dicom import split  # built on this module
-
-    name = os.fspath(path)
-    try:
-        fp = open_regular(path)
-    except OSError as exc:
-        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    with fp:
-        size = os.fstat(fp.fileno()).st_size
-        if size != info.size or size <= info.dataset_offset:
-            raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
-        try:
-            found = split.split(fp, name)
-        except split.NotSplittable:
-            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                _prove_complete(name, mapped, info)
-        else:
-            if found.info != dataclasses.replace(info, name=name):
-                raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
-        yield CompleteFile(fp, info)
 
 
 def read_meta_open(fp, name: str) -> DicomFileInfo:
@@ -396,13 +342,8 @@ def read_meta_open(fp, name: str) -> DicomFileInfo:
 
 
 def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:
-    """read_meta plus proof that the dataset is complete, a file proven where it lies (open_complete),
-    never read whole. Raises InvalidDicomFile naming the file."""
-    if source_name(source) == "<bytes>":
-        return read_checked(source)[0]
-    info = read_meta(source)
-    with open_complete(source, info):
-        return info
+    """read_meta plus proof that the dataset is complete. Raises InvalidDicomFile naming the file."""
+    return read_checked(source)[0]
 
 
 def _read_meta(name: str, fp, size: int) -> DicomFileInfo:

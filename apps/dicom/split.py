@@ -13,9 +13,13 @@ caller reads it whole (such files are rare).
 """
 from __future__ import annotations
 
+import dataclasses
+import io
+import mmap
 import os
 import struct
 from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -210,3 +214,52 @@ class FileRange:
     def chunks(self) -> Iterator[bytes]:
         with self._open() as fp:
             yield from chunks(fp.fileno(), self.offset, self.length, self.path)
+
+
+@dataclass
+class CompleteFile:
+    """A file proven complete DICOM, open for reading its dataset in place (`fp` for socket.sendfile)."""
+    fp: io.BufferedReader
+    info: files.DicomFileInfo
+
+    @property
+    def dataset_size(self) -> int:
+        return self.info.size - self.info.dataset_offset
+
+    def chunks(self, size: int = COPY_CHUNK) -> Iterator[bytes]:
+        """The file's bytes in pieces of at most `size`, read one by one."""
+        fd, position, end = self.fp.fileno(), 0, self.info.size
+        while position < end:
+            piece = os.pread(fd, min(size, end - position), position)
+            if not piece:
+                raise InvalidDicomFile(f"{self.fp.name}: changed while it was being sent; send it again")
+            position += len(piece)
+            yield piece
+
+
+@contextmanager
+def open_complete(path: str | os.PathLike, info: files.DicomFileInfo) -> Iterator[CompleteFile]:
+    """files.read_complete's proof without reading the file, for sending a file over LARGE_FILE_BYTES where it
+    lies: the head walked in memory, the pixel data followed by its element and fragment headers read one
+    by one, what follows it walked (split), so neither the pixel data nor the pages around its fragments'
+    headers are read or mapped (a read-only mapping walked fragment by fragment counted a 286 MB file of
+    15,000 fragments in the process's RSS). A dataset that cannot be split (deflated, no pixel data) is
+    walked through a mapping. Raises InvalidDicomFile naming the file."""
+    name = os.fspath(path)
+    try:
+        fp = open_regular(path)
+    except OSError as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    with fp:
+        size = os.fstat(fp.fileno()).st_size
+        if size != info.size or size <= info.dataset_offset:
+            raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
+        try:
+            found = split(fp, name)
+        except NotSplittable:
+            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                files.prove_complete(name, mapped, info)
+        else:
+            if found.info != dataclasses.replace(info, name=name):
+                raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
+        yield CompleteFile(fp, info)

@@ -162,7 +162,7 @@ def test_a_large_original_that_changes_after_its_head_was_read_is_noticed(tmp_pa
 
 
 def test_a_huge_encapsulated_instance_is_proven_complete_without_mapping_its_pages(tmp_path):
-    """files.open_complete (before a C-STORE or a STOW-RS of a large file) follows 7,500 fragments by their
+    """split.open_complete (before a C-STORE or a STOW-RS of a large file) follows 7,500 fragments by their
     headers: a mapping walked fragment by fragment put every page of the file into the process's RSS."""
     import os
     import struct
@@ -187,17 +187,17 @@ def test_a_huge_encapsulated_instance_is_proven_complete_without_mapping_its_pag
         out.write(struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
     info = files.read_meta(path)
     with peak_growth_mb() as growth:
-        with files.open_complete(path, info) as complete:
+        with split.open_complete(path, info) as complete:
             assert complete.dataset_size == path.stat().st_size - info.dataset_offset
     print(f"proof of {path.stat().st_size / 1e6:.0f} MB in 7,500 fragments: peak RSS grew {growth.mb:.1f} MB")
     assert growth.mb < 40
     with open(path, "r+b") as cut:
         cut.truncate(path.stat().st_size - 30000)
     with pytest.raises(InvalidDicomFile, match="changed while it was being sent"):
-        with files.open_complete(path, info):
+        with split.open_complete(path, info):
             pass
     with pytest.raises(InvalidDicomFile, match="truncated: a pixel data fragment needs"):
-        with files.open_complete(path, files.read_meta(path)):
+        with split.open_complete(path, files.read_meta(path)):
             pass
 
 
