@@ -49,10 +49,10 @@ def patient_from_folder(name: str, pattern=DEFAULT_FOLDER_PATTERN) -> Patient:
 def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patient: Patient) -> str:
     """Write `source` to `target` with the patient's PatientID and PatientName, all text in UTF-8.
     Returns the file's SOPInstanceUID. Raises InvalidDicomFile naming the file when it is not complete
-    DICOM or cannot be read. Only the head (file meta and the elements before the pixel data) is read and
-    rewritten; the pixel data and what follows it are copied from the source a megabyte at a time, so a
-    2 GB multi-frame instance costs its header (split.py; a deflated file, which cannot be read in parts,
-    is read whole). The target is written to a temporary name and renamed, so it is never seen half-written."""
+    DICOM or cannot be read. Of a file over files.LARGE_FILE_BYTES only the head (file meta and the elements
+    before the pixel data) is read and rewritten; the pixel data and what follows it are copied from the
+    source a megabyte at a time, so a 2 GB multi-frame instance costs its header (split.py; a deflated
+    file, which cannot be read in parts, is read whole, as every smaller file is). The target is written to a temporary name and renamed, so it is never seen half-written."""
     name = os.fspath(source)
     target = Path(target)
     partial = target.with_name(target.name + ".partial")
@@ -62,10 +62,12 @@ def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patien
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
     try:
         with fp:
-            try:
-                found = split.split(fp, name)  # proven complete: pydicom would read a cut file without complaint
-            except split.NotSplittable:
-                found = None
+            found = None
+            if os.fstat(fp.fileno()).st_size > files.LARGE_FILE_BYTES:
+                try:
+                    found = split.split(fp, name)  # proven: pydicom would read a cut file without complaint
+                except split.NotSplittable:
+                    pass
             ds = _rewritten(found.head if found else files.read_checked(source)[1], patient, name)
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as out:
