@@ -3,8 +3,10 @@ study (default 500 CT instances, 512x512) on one association, against DCMTK stor
 (2) what 200 hostile connections announcing large PDUs cost it (RSS before and during, associations
 refused, how long the stalled peers kept their connections), and (3) one huge multi-frame instance
 (`--huge-mb`, default 2000; 0 skips it), generated into the scratch folder: storescu to the receiver
-(its peak RSS growth, VmHWM, and MB/s) and a C-GET of it from Orthanc through the portal's C-GET SCU and
-staging writes (this process's peak RSS growth, sampled, and MB/s), beside the CT study's MB/s.
+(its peak RSS growth, VmHWM, and MB/s), a C-GET of it from Orthanc through the portal's C-GET SCU and
+staging writes (this process's peak RSS growth, sampled, and MB/s), and a C-MOVE of it from Orthanc into a
+one-process receiver as a retrieval row runs it (the receiver's peak RSS growth, VmHWM, and MB/s), beside
+the CT study's MB/s.
 
     .venv/bin/python bench/receiver.py [--repeat 3] [--instances 500] [--huge-mb 2000] [--baseline DIR]
 
@@ -174,6 +176,48 @@ def huge_get(folder: Path, work: Path) -> tuple[float, float]:
         orthanc.stop()
 
 
+def huge_move(folder: Path, work: Path, port: int, storescp_port: int, repeat: int) -> dict[str, list]:
+    """The huge instance loaded into an Orthanc, then retrieved `repeat` times as a case-list row is, through
+    the worker's own entry point (bench/retrieve.py's portal_retrieve: C-FIND, C-MOVE into a one-process
+    `manage.py receive`, staged, filed), interleaved with DCMTK movescu -> storescp from the same Orthanc:
+    {variant: [(seconds, the receiver's peak RSS growth in MB, or None for DCMTK), ...]}."""
+    import pydicom
+
+    from bench.retrieve import DCMTK_AE, PORTAL_AE, configure_django, dcmtk_move, portal_retrieve
+    from bench.retrieve import Receiver as PortalReceiver
+    from tests.pacs import Orthanc
+
+    env = {**configure_django(work / "c-move", port), "RECEIVER_PROCESSES": "1"}
+    from apps.servers.models import DicomServer
+
+    orthanc = Orthanc(work / "orthanc-move").start()
+    try:
+        orthanc.load(folder)
+        orthanc.add_modality(PORTAL_AE, PORTAL_AE, port)
+        orthanc.add_modality(DCMTK_AE, DCMTK_AE, storescp_port)
+        peer = orthanc.peer()
+        server = DicomServer.objects.create(name="BENCHHUGE", ae_title=peer.ae_title, host=peer.host, port=peer.port,
+                                            retrieve_method="c-move", retries=0, download_timeout=3600)
+        study = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+        dcmtk = "C-MOVE from Orthanc, DCMTK movescu -> storescp (reference)"
+        portal = "C-MOVE from Orthanc into manage.py receive, a retrieval row (C-FIND, move, filing)"
+        results = {dcmtk: [], portal: []}
+        for run in range(repeat):
+            print(f"huge instance by C-MOVE, run {run + 1}/{repeat}", file=sys.stderr)
+            results[dcmtk].append((dcmtk_move(orthanc, study, work, storescp_port, 1), None))
+            shutil.rmtree(work / "storescp-in", ignore_errors=True)
+            receiver = PortalReceiver(env)
+            try:
+                before = status_kb(receiver.proc.pid, "VmRSS")
+                elapsed = portal_retrieve(server, study, 1)
+                results[portal].append((elapsed, (status_kb(receiver.proc.pid, "VmHWM") - before) / 1024))
+            finally:
+                receiver.stop()
+        return results
+    finally:
+        orthanc.stop()
+
+
 def hostile(tree: Path, work: Path, port: int) -> dict:
     receiver = Receiver(tree, work, port)
     try:
@@ -211,6 +255,11 @@ def pdu_reads(tree: Path, size: int, count: int = 2000) -> float:
     ours.close()
     theirs.close()
     return elapsed * 1e6 / count
+
+
+def _peak(results: list[tuple[float, float | None]]) -> str:
+    growths = [g for _, g in results if g is not None]
+    return f"{max(growths):.0f}" if growths else "–"
 
 
 def check(found: int, expected: int, what: str) -> None:
@@ -268,6 +317,7 @@ def main(argv=None) -> int:
                 shutil.rmtree(work / "staging", ignore_errors=True)
         huge["C-GET from Orthanc, this checkout's C-GET SCU and staging"] = [huge_get(folder, work)
                                                                              for _ in range(args.repeat)]
+        huge.update(huge_move(folder, work, receiver_port, storescp_port, args.repeat))
     reads = {(name, size): [] for name in trees for size in (16384, 131066, 524588)}
     for _ in range(7):  # interleaved; the minimum is the figure least disturbed by other work
         for name, size in reads:
@@ -300,7 +350,7 @@ def main(argv=None) -> int:
             median = statistics.median(t for t, _ in results)
             rate = huge_bytes / 1e6 / median
             lines.append(f"| {name} | {' '.join(f'{t:.1f}' for t, _ in results)} | {rate:.0f} | "
-                         f"{rate / study_mbs:.2f}x | {max(g for _, g in results):.0f} |")
+                         f"{rate / study_mbs:.2f}x | {_peak(results)} |")
     lines += ["", "`read_pdu` in process (a socketpair, 2000 PDUs, 7 rounds interleaved):", "",
               "| wire/pdu.py of | PDU bytes | min us/PDU | median us/PDU |", "|---|---|---|---|"]
     for (name, size), times in reads.items():

@@ -5,7 +5,8 @@ UID>.dcm). The originals stay the retrieval's: clearing after delivery removes t
 To a portal or as a zip, and as files to a folder, nothing is written on this side: `plan_entries`
 de-identifies each file once, in memory, to learn its name and size (what the zip's layout needs before
 a byte is sent) and keeps the bytes while they fit MEMORY_BYTES; the zip stream and the copy take them
-from there, or de-identify the file again as they reach it. The transform is deterministic (keyed by the
+from there, or de-identify the file again as they reach it. A large original (files.LARGE_FILE_BYTES) is
+de-identified as its head, its pixel data read from the original as the stream or the copy reaches it. The transform is deterministic (keyed by the
 project), so a re-run or a resumed upload produces the same bytes; an original that changed meanwhile
 gives another size and stops the batch (SourceChanged). To a PACS, `deidentify_entries` writes the
 copies into the batch's work folder, since storing takes files."""
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apps.delivery.zipstream import SourceChanged
+from apps.dicom.errors import InvalidDicomFile
 from apps.projects.pseudonymize import CannotDeidentify, HeldBack
 from apps.retrieval.layout import study_folder
 
@@ -38,39 +40,49 @@ def layout_name(server: str, result) -> str:
 
 class DeidentifiedSource:
     """One original's de-identified bytes, made on demand for the zip stream or a copy (`size`,
-    `read_into`, `write_to`); the bytes of the first pass while the batch's memory allows."""
+    `read_into`, `write_to`); the result of the first pass while the batch's memory allows, and always for
+    a large original, whose result is its new head with the pixel data left in the original (a few
+    kilobytes held, the rest read from the file block by block)."""
 
-    def __init__(self, original: Path, size: int, pseudonymizer, data: bytes | None, current: dict):
-        self.original, self.size, self._pseudonymizer, self._data = original, size, pseudonymizer, data
+    def __init__(self, original: Path, size: int, pseudonymizer, result, current: dict):
+        self.original, self.size, self._pseudonymizer, self._result = original, size, pseudonymizer, result
         self._current = current  # the batch's one entry made again: the stream reads it block by block
 
-    def data(self, remember: bool = False) -> bytes:
-        """The bytes; made again when they were not kept, and then, with `remember`, held in the batch's one
-        slot (the zip stream reads an entry block by block; copies run in parallel and keep nothing)."""
-        if self._data is not None:
-            return self._data
+    def result(self, remember: bool = False):
+        """The de-identified result; made again when it was not kept, and then, with `remember`, held in the
+        batch's one slot (the zip stream reads an entry block by block; copies run in parallel and keep nothing)."""
+        if self._result is not None:
+            return self._result
         with self._current["lock"]:
-            made = self._current.get("data") if self._current.get("source") is self else None
+            made = self._current.get("result") if self._current.get("source") is self else None
         if made is None:
             try:
-                made = self._pseudonymizer.file(self.original).data
+                made = self._pseudonymizer.file(self.original)
             except (HeldBack, CannotDeidentify) as exc:
                 raise SourceChanged(f"{self.original} changed after the batch was planned ({exc.reason})") from None
             if remember:
                 with self._current["lock"]:
-                    self._current.update(source=self, data=made)
-        if len(made) != self.size:
+                    self._current.update(source=self, result=made)
+        if made.size != self.size:
             raise SourceChanged(f"{self.original} changed after the batch was planned")
         return made
 
     def read_into(self, at: int, into: memoryview) -> None:
-        into[:] = memoryview(self.data(remember=True))[at:at + len(into)]
+        try:
+            self.result(remember=True).read_into(at, into)
+        except InvalidDicomFile:
+            raise SourceChanged(f"{self.original} changed after the batch was planned") from None
 
     def write_to(self, destination: Path) -> str:
-        data = self.data()
-        with open(destination, "wb") as out:
-            out.write(data)
-        return hashlib.sha1(data).hexdigest()
+        digest = hashlib.sha1()
+        try:
+            with open(destination, "wb") as out:
+                for piece in self.result().chunks():
+                    out.write(piece)
+                    digest.update(piece)
+        except InvalidDicomFile:
+            raise SourceChanged(f"{self.original} changed after the batch was planned") from None
+        return digest.hexdigest()
 
 
 def _each(project, entries: list[tuple[str, Path]], batch: DeidentifiedBatch):
@@ -95,10 +107,9 @@ def plan_entries(project, entries: list[tuple[str, Path]], memory: int | None = 
     memory = MEMORY_BYTES if memory is None else memory
     batch, sources, kept, current = DeidentifiedBatch(), {}, 0, {"lock": threading.Lock()}
     for new_name, path, result, pseudonymizer in _each(project, entries, batch):
-        keep = kept + len(result.data) <= memory
+        keep = kept + len(result.data) <= memory or result.rest is not None  # a large one: its head only
         kept += len(result.data) if keep else 0
-        sources[new_name] = DeidentifiedSource(path, len(result.data), pseudonymizer,
-                                               result.data if keep else None, current)
+        sources[new_name] = DeidentifiedSource(path, result.size, pseudonymizer, result if keep else None, current)
         batch.originals[new_name] = path
     batch.entries = sorted(sources.items(), key=lambda entry: entry[0])
     return batch
@@ -111,7 +122,13 @@ def deidentify_entries(project, entries: list[tuple[str, Path]], work: Path) -> 
         target = work / new_name
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(result.data)
+        try:
+            with open(partial, "wb") as out:
+                result.write_to(out)
+        except InvalidDicomFile:
+            partial.unlink(missing_ok=True)
+            batch.not_sent.append((result.sop_instance_uid, "not de-identified: the original changed meanwhile"))
+            continue
         os.replace(partial, target)
         batch.originals[new_name] = path
     batch.entries = sorted((name, work / name) for name in batch.originals)

@@ -8,9 +8,11 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from typing import BinaryIO, Iterator
 
 from apps.dicom import deid_stream as stream
 from apps.dicom.deid_table import TABLE
+from apps.dicom.split import FileRange
 
 PROFILE_BASIC = "basic"
 OPTION_DATES = "retain-longitudinal-dates"
@@ -84,6 +86,8 @@ class Patient:
 
 @dataclass(frozen=True)
 class Deidentified:
+    """A de-identified instance: `data`, followed, for a large file, by its pixel data element left in the
+    original (`rest`), which the profile never changes: read and write it through size, chunks, write_to."""
     data: bytes
     sop_instance_uid: str
     study_instance_uid: str
@@ -91,6 +95,29 @@ class Deidentified:
     patient_id: str  # the pseudonym
     study_date: str  # shifted or emptied
     modality: str
+    rest: FileRange | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + (self.rest.length if self.rest else 0)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The instance's bytes in pieces of at most a megabyte past `data`. Raises InvalidDicomFile when the
+        original changed since."""
+        yield self.data
+        if self.rest is not None:
+            yield from self.rest.chunks()
+
+    def write_to(self, out: BinaryIO) -> None:
+        for piece in self.chunks():
+            out.write(piece)
+
+    def read_into(self, at: int, into: memoryview) -> None:
+        """Fill `into` with the bytes from `at` on (a zip stream reads a large instance block by block)."""
+        head = memoryview(self.data)[at:at + len(into)]
+        into[:len(head)] = head
+        if len(head) < len(into):
+            self.rest.read_into(max(0, at - len(self.data)), into[len(head):])
 
 
 def _mac(secret: bytes, purpose: str, value: str) -> bytes:

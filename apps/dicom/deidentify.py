@@ -22,12 +22,15 @@ The scheme (docs/pseudonymization.md):
 """
 from __future__ import annotations
 
+import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from apps.dicom import deid_stream as stream
+from apps.dicom import files, split
 from apps.dicom.deid_dataset import deidentify_with_pydicom
 from apps.dicom.deid_rules import *  # noqa: F403 - the rules' public names are this module's too
 from apps.dicom.deid_rules import (  # noqa: F401 - the callers' names: options, errors, keys
@@ -52,6 +55,8 @@ from apps.dicom.deid_rules import (  # noqa: F401 - the callers' names: options,
     patient_keys,
     scrub_pattern,
 )
+from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.paths import NotRegularFile, open_regular
 
 
 def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], Patient],
@@ -70,6 +75,39 @@ def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], P
             # A broken file is refused, never filed as the part that could be read.
             raise CannotDeidentify(f"unreadable DICOM: {exc}") from None
     return deidentify_with_pydicom(data, recipe, patient_for)
+
+
+def deidentify_file(path: str | os.PathLike, recipe: Recipe, patient_for: Callable[[str], Patient], *,
+                    before: Callable[[bytes], bytes] | None = None) -> Deidentified:
+    """deidentify_bytes of a regular file, proven complete DICOM first (pydicom's path, and a rewrite, would
+    read a cut file without complaint). A file up to files.LARGE_FILE_BYTES is read whole; a larger one gives
+    its head (file meta and the elements before the pixel data, split.py) to the transform, and its pixel
+    data element stays in the file (`rest`: the profile never changes pixels, and drops what follows them),
+    so a 2 GB instance costs its header. `before` changes the bytes first (an inbox's patient rewrite).
+    Raises HeldBack or CannotDeidentify (naming no path)."""
+    name = os.fspath(path)
+    try:
+        with open_regular(path) as fp:
+            found = None
+            if os.fstat(fp.fileno()).st_size > files.LARGE_FILE_BYTES:
+                try:
+                    found = split.split(fp, name)
+                except split.NotSplittable:
+                    pass
+            data = found.head if found is not None else None
+        if data is None:
+            data = files.read_checked(path)[1]
+    except NotRegularFile:
+        raise CannotDeidentify(f"{Path(name).name} is not a regular file") from None
+    except OSError as exc:
+        raise CannotDeidentify(f"cannot open {Path(name).name}: {exc.strerror}") from None
+    except InvalidDicomFile as exc:
+        raise CannotDeidentify(f"unreadable DICOM: {exc.message.removeprefix(name + ': ')}") from None
+    result = deidentify_bytes(before(data) if before else data, recipe, patient_for)
+    if found is None or found.pixels is None:
+        return result
+    pixels = found.pixels
+    return replace(result, rest=split.FileRange(name, pixels.start, pixels.end - pixels.start, found.info.size))
 
 
 @dataclass

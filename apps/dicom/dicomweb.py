@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import httpx
 
-from apps.dicom import files
+from apps.dicom import files, split
 from apps.dicom.errors import DicomWebError, InvalidDicomFile
 from apps.dicom.peers import DicomWebEndpoint
 from apps.dicom.status import describe
@@ -169,7 +169,7 @@ def _stow_file(client, endpoint: DicomWebEndpoint, path, info: files.DicomFileIn
     boundary = uuid.uuid4().hex
     head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
-    with files.open_complete(path, info) as complete:
+    with split.open_complete(path, info) as complete:
         def body():
             yield head
             yield from complete.chunks()

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import functools
 import io
-import mmap
 import os
 import struct
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
@@ -306,11 +303,11 @@ def read_complete(path: str | os.PathLike, info: DicomFileInfo) -> bytes:
         data = read_regular(path)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    _prove_complete(name, data, info)
+    prove_complete(name, data, info)
     return data
 
 
-def _prove_complete(name: str, data, info: DicomFileInfo) -> None:
+def prove_complete(name: str, data, info: DicomFileInfo) -> None:
     """InvalidDicomFile naming the file unless `data` (its bytes, or a mapping of it) is still the file
     read_meta described (`info`) and its dataset is structurally complete."""
     if (len(data) != info.size or data[128:132] != b"DICM"
@@ -327,49 +324,21 @@ def _prove_complete(name: str, data, info: DicomFileInfo) -> None:
         view.release()
 
 
-# Above this size a file is proven complete and sent where it lies (open_complete), never read whole:
-# a 2 GB whole-slide or tomosynthesis instance costs no more memory than a CT slice.
+# Above this size a file is never read whole: it is proven complete and sent where it lies
+# (split.open_complete), rendered, rewritten and de-identified from its head (split.py): a 2 GB whole-slide
+# or tomosynthesis instance costs no more memory than a CT slice.
 LARGE_FILE_BYTES = 64 * 1024 * 1024
 
 
-@dataclass
-class CompleteFile:
-    """A file proven complete DICOM, open for reading its dataset in place (`fp` for socket.sendfile)."""
-    fp: io.BufferedReader
-    info: DicomFileInfo
-
-    @property
-    def dataset_size(self) -> int:
-        return self.info.size - self.info.dataset_offset
-
-    def chunks(self, size: int = 1024 * 1024) -> Iterator[bytes]:
-        """The file's bytes in pieces of at most `size`, read one by one."""
-        fd, position, end = self.fp.fileno(), 0, self.info.size
-        while position < end:
-            piece = os.pread(fd, min(size, end - position), position)
-            if not piece:
-                raise InvalidDicomFile(f"{self.fp.name}: changed while it was being sent; send it again")
-            position += len(piece)
-            yield piece
-
-
-@contextmanager
-def open_complete(path: str | os.PathLike, info: DicomFileInfo) -> Iterator[CompleteFile]:
-    """read_complete's proof without reading the file: the structure is walked through a read-only
-    mapping, which touches only the pages holding element headers, so the pixel data is never read here.
-    Raises InvalidDicomFile naming the file."""
-    name = os.fspath(path)
+def read_meta_open(fp, name: str) -> DicomFileInfo:
+    """read_meta of a file already open (`fp`, a regular file's binary reader), named `name` in messages."""
     try:
-        fp = open_regular(path)
+        fp.seek(0)
+        return _read_meta(name, fp, os.fstat(fp.fileno()).st_size)
     except OSError as exc:
         raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    with fp:
-        size = os.fstat(fp.fileno()).st_size
-        if size != info.size or size <= info.dataset_offset:
-            raise InvalidDicomFile(f"{name}: changed while it was being sent; send it again")
-        with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            _prove_complete(name, mapped, info)
-        yield CompleteFile(fp, info)
+    except InvalidDicomFile as exc:
+        raise InvalidDicomFile(f"{name}: {exc.message}") from None
 
 
 def inspect(source: str | os.PathLike | bytes) -> DicomFileInfo:

@@ -67,7 +67,8 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     return header_from_dataset(ds, path)
 
 
-def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
+def header_from_dataset(ds, path: str | os.PathLike, frames: int | None = None) -> ImageHeader:
+    """The identity of an image read as `ds`; `frames` the file's frame count when `ds` holds fewer."""
     try:
         if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
             raise HeaderError(structural_problem(path) or "no pixel data (not an image: a report, a presentation "
@@ -80,7 +81,7 @@ def header_from_dataset(ds, path: str | os.PathLike) -> ImageHeader:
             if isinstance(value, MultiValue):
                 raise HeaderError(f"the {keyword} holds {len(value)} values (separated by '\\'); a patient has one")
         return header_from_texts(lambda keyword, limit=64: text(ds, keyword, limit), int(ds.get("Rows", 0) or 0),
-                                 int(ds.get("Columns", 0) or 0), int(ds.get("NumberOfFrames", 1) or 1))
+                                 int(ds.get("Columns", 0) or 0), frames or int(ds.get("NumberOfFrames", 1) or 1))
     except HeaderError:
         raise
     except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:

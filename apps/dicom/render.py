@@ -4,8 +4,9 @@ Greyscale: the modality LUT (Modality LUT Sequence, or RescaleSlope/Intercept), 
 Sequence or WindowCenter/Width (the first value when there are several; a min/max window when there
 is none), and MONOCHROME1 inverted so that high values are dark. Colour: RGB as stored, YBR converted
 to RGB by pydicom, PALETTE COLOR through its lookup tables. Multi-frame images show one frame (the
-first by default). Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with its
-libjpeg, openjpeg and rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
+first by default); of a file over files.LARGE_FILE_BYTES only that frame is read (read_frame).
+Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with its libjpeg, openjpeg and
+rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
 
 Speed, because an import renders every image it files: uncompressed greyscale is read straight from
 the pixel bytes, and the window is computed once per possible stored value (a lookup table of at most
@@ -25,10 +26,12 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from apps.dicom import catalog_entry, flat
+from apps.dicom import catalog_entry, flat, frames
+from apps.dicom.files import LARGE_FILE_BYTES
 from apps.dicom.header import (
     PIXEL_KEYWORDS,
     HeaderError,
@@ -62,13 +65,82 @@ def first(value) -> float:
     return float(value)
 
 
+class NoFrame(RenderError):
+    """A frame number outside the file's frames."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a file, ready for display_array(ds, index): the header with pixel data holding the frame
+    (all the file's frames when the file is small; this one alone when it is large), and the file's frame count."""
+    ds: Dataset
+    index: int
+    frames: int
+
+    def display(self) -> np.ndarray:
+        return display_array(self.ds, self.index)
+
+
 def read_dataset(path: str | os.PathLike) -> Dataset:
     """The whole file, pixel data included; RenderError names what is wrong with it."""
+    return _reading(path, lambda fp: _whole(fp, path))
+
+
+def read_frame(path: str | os.PathLike, index: int = 0) -> Frame:
+    """Frame `index` (from 0) of the file. A file up to files.LARGE_FILE_BYTES is read whole (the import's
+    common case, one read); a larger one gives its header and that frame only (apps/dicom/frames.py), so a
+    2 GB multi-frame instance costs one frame of memory. RenderError names what is wrong, NoFrame when the
+    file has no such frame."""
+    def read(fp):
+        if os.fstat(fp.fileno()).st_size <= LARGE_FILE_BYTES:
+            ds = _whole(fp, path)
+            count = int(ds.get("NumberOfFrames", 1) or 1)
+            if not 0 <= index < count:
+                raise NoFrame(f"frame {index + 1} does not exist (the instance has {count})")
+            return Frame(ds, index, count)
+        return _one_frame(fp, path, index)
+    return _reading(path, read)
+
+
+def _whole(fp, path) -> Dataset:
+    ds = pydicom.dcmread(fp)
+    ds.filename = os.fspath(path)
+    return ds
+
+
+def _one_frame(fp, path, index: int) -> Frame:
+    try:
+        stored = frames.locate(fp, os.fspath(path))
+        stored.check(index)
+    except frames.NoSuchFrame as exc:
+        raise NoFrame(str(exc)) from None
+    except frames.FrameError as exc:
+        raise RenderError(str(exc)) from None
+    ds = stored.header
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows * cols > MAX_PIXELS:  # before reading a frame a header sizes
+        raise RenderError(f"the image is too large to render ({rows} x {cols} pixels)")
+    raw = rows * cols * int(ds.get("SamplesPerPixel", 1) or 1) * max(8, int(ds.get("BitsAllocated", 8) or 8)) // 8
+    try:  # a compressed frame far larger than the frame it decodes to is no frame of this image
+        data = stored.read(fp, index, limit=2 * raw + (1 << 20))
+    except frames.FrameError as exc:
+        raise RenderError(str(exc)) from None
+    tag = stored.file.pixels.tag
+    keyword = {0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}.get(tag, "PixelData")
+    setattr(ds, keyword, encapsulate([data]) if stored.encapsulated else data)
+    for table in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if table in ds:
+            del ds[table]
+    if "NumberOfFrames" in ds:
+        ds.NumberOfFrames = 1
+    ds.filename = os.fspath(path)
+    return Frame(ds, 0, stored.count)
+
+
+def _reading(path, read):
     try:
         with open_regular(path) as fp:  # a FIFO put where a file was would block a plain open for ever
-            ds = pydicom.dcmread(fp)
-        ds.filename = os.fspath(path)
-        return ds
+            return read(fp)
     except NotRegularFile as exc:
         raise RenderError(f"{exc.strerror}: not read") from None
     except InvalidDicomError:
@@ -248,14 +320,13 @@ def save_jpeg(pixels: np.ndarray, target: str | os.PathLike, quality: int = JPEG
     Image.fromarray(pixels).save(target, "JPEG", quality=quality)
 
 
-def render_jpeg(source: str | os.PathLike | Dataset, target: str | os.PathLike, *, frame: int = 0,
+def render_jpeg(source: str | os.PathLike | Frame, target: str | os.PathLike, *, frame: int = 0,
                 quality: int = JPEG_QUALITY) -> Rendered:
     """Write one frame of a DICOM file as a JPEG; returns its size. Raises RenderError."""
-    ds = source if isinstance(source, Dataset) else read_dataset(source)
-    pixels = display_array(ds, frame)
+    picture = source if isinstance(source, Frame) else read_frame(source, frame)
+    pixels = picture.display()
     save_jpeg(pixels, target, quality)
-    return Rendered(width=int(pixels.shape[1]), height=int(pixels.shape[0]),
-                    frames=int(ds.get("NumberOfFrames", 1) or 1))
+    return Rendered(width=int(pixels.shape[1]), height=int(pixels.shape[0]), frames=picture.frames)
 
 
 def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str, dict | None]:
@@ -268,9 +339,9 @@ def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple
         return quick
     header = None
     try:
-        ds = read_dataset(source)
-        header = header_from_dataset(ds, source)
-        rendered = render_jpeg(ds, target)
+        picture = read_frame(source)
+        header = header_from_dataset(picture.ds, source, frames=picture.frames)
+        rendered = render_jpeg(picture, target)
     except (RenderError, HeaderError) as exc:
         return header, None, str(exc), None
     except MemoryError:
@@ -290,7 +361,7 @@ def render_file(source: str, target: str) -> tuple[int, int] | str:
 # pydicom dataset and its element conversions cost more than the JPEG). Anything else, or anything odd,
 # goes pydicom's way above, which says what is wrong with a bad file; the two agree on every file both
 # read (tests/dicom/test_render.py).
-QUICK_MAX_BYTES = 64 * 2**20  # larger files (multi-frame) go pydicom's way, as before
+QUICK_MAX_BYTES = LARGE_FILE_BYTES  # a larger file goes read_frame's way: only the frame shown is read
 _TAG = {
     "SpecificCharacterSet": 0x00080005, "SOPInstanceUID": 0x00080018, "Modality": 0x00080060,
     "PatientName": 0x00100010, "PatientID": 0x00100020, "PatientBirthDate": 0x00100030, "PatientSex": 0x00100040,

@@ -13,8 +13,9 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from apps.dicom import files
+from apps.dicom import files, split
 from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.paths import open_regular
 
 UTF8 = "ISO_IR 192"
 DEFAULT_FOLDER_PATTERN = r"^#([0-9]+)-(.+)$"
@@ -48,20 +49,38 @@ def patient_from_folder(name: str, pattern=DEFAULT_FOLDER_PATTERN) -> Patient:
 def rewrite_patient(source: str | os.PathLike, target: str | os.PathLike, patient: Patient) -> str:
     """Write `source` to `target` with the patient's PatientID and PatientName, all text in UTF-8.
     Returns the file's SOPInstanceUID. Raises InvalidDicomFile naming the file when it is not complete
-    DICOM or cannot be read.
-    The target is written to a temporary name and renamed, so it is never seen half-written."""
+    DICOM or cannot be read. Of a file over files.LARGE_FILE_BYTES only the head (file meta and the elements
+    before the pixel data) is read and rewritten; the pixel data and what follows it are copied from the
+    source a megabyte at a time, so a 2 GB multi-frame instance costs its header (split.py; a deflated
+    file, which cannot be read in parts, is read whole, as every smaller file is). The target is written to a temporary name and renamed, so it is never seen half-written."""
     name = os.fspath(source)
-    _, data = files.read_checked(source)  # pydicom would read a truncated file without complaint
-    ds = _rewritten(data, patient, name)
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     try:
-        ds.save_as(partial, enforce_file_format=True)
+        fp = open_regular(source)
+    except OSError as exc:
+        raise InvalidDicomFile(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        with fp:
+            found = None
+            if os.fstat(fp.fileno()).st_size > files.LARGE_FILE_BYTES:
+                try:
+                    found = split.split(fp, name)  # proven: pydicom would read a cut file without complaint
+                except split.NotSplittable:
+                    pass
+            ds = _rewritten(found.head if found else files.read_checked(source)[1], patient, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "wb") as out:
+                ds.save_as(out, enforce_file_format=True)
+                if found is not None:
+                    split.copy_range(fp.fileno(), len(found.head), found.info.size - len(found.head), out, name)
         os.replace(partial, target)
     except (ValueError, TypeError, OverflowError) as exc:
         partial.unlink(missing_ok=True)
         raise InvalidDicomFile(f"{name}: cannot be written after the patient rewrite ({exc})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return str(ds.SOPInstanceUID)
 
 

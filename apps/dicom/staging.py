@@ -80,14 +80,21 @@ def write_atomically(target: Path, data, *, within: Path | None = None, replace:
 
 
 def _holds(path: Path, data) -> bool:
-    """Whether the file at `path` is exactly `data` (read only when an instance arrives a second time)."""
+    """Whether the file at `path` is exactly `data` (read only when an instance arrives a second time, a
+    megabyte at a time: the copy staged first may be a streamed instance of gigabytes)."""
     views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
     try:
-        return path.read_bytes() == b"".join(views)
+        with open(path, "rb") as staged:
+            if os.fstat(staged.fileno()).st_size != sum(len(view) for view in views):
+                return False
+            for view in views:
+                for at in range(0, len(view), 1 << 20):
+                    piece = view[at:at + (1 << 20)]
+                    if staged.read(len(piece)) != piece:
+                        return False
+            return True
     except OSError:
         return False
-
-
 
 
 def write_new(move_folder: Path, target: Path, data, *, within: Path | None = None) -> Path:

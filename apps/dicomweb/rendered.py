@@ -62,16 +62,19 @@ def render_frame(path: str, params, *, frame: int = 1, thumbnail: bool = False, 
         raise RenderRequestError("quality must be a whole number from 1 to 100") from None
     if not 1 <= quality <= 100:
         raise RenderRequestError("quality must be a whole number from 1 to 100")
-    ds = render.read_dataset(path)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if not 1 <= frame <= frames:
-        raise RenderRequestError(f"frame {frame} does not exist (the instance has {frames})")
+    if frame < 1:
+        raise RenderRequestError(f"frame {frame} does not exist (frames are numbered from 1)")
+    try:
+        picture = render.read_frame(path, frame - 1)  # a large file: this frame only
+    except render.NoFrame as exc:
+        raise RenderRequestError(str(exc)) from None
+    ds = picture.ds
     if window is not None:
         for keyword in ("VOILUTSequence",):
             if keyword in ds:
                 del ds[keyword]
         ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = window[0], window[1], window[2]
-    image = Image.fromarray(render.display_array(ds, frame - 1))
+    image = Image.fromarray(picture.display())
     if thumbnail:
         image.thumbnail((THUMBNAIL, THUMBNAIL))
     elif viewport is not None:

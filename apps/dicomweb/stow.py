@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from apps.catalog.filing import catalog_files
-from apps.dicom import files, multipart
+from apps.dicom import files, multipart, split
 from apps.dicom.catalog_entry import EntryError, read_entry
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.multipart_reader import CHUNK_BYTES, Part
@@ -148,7 +148,7 @@ def _check(part: Part, path: Path, outcome: Outcome, study: str | None) -> _Stag
     number, name = part.number, f"{path}: "
     try:
         info = files.read_meta(path)
-        with files.open_complete(path, info):
+        with split.open_complete(path, info):
             pass
         entry = read_entry(path)
     except InvalidDicomFile as exc:

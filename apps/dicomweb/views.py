@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from apps.audit import record
 from apps.delivery.models import Upload
 from apps.dicom import multipart, multipart_reader
+from apps.dicom.paths import NotRegularFile
 from apps.dicom.render import RenderError
 from apps.dicomweb import qido, rendered, stow, wado
 from apps.dicomweb.access import visible
@@ -156,14 +157,16 @@ class Frames(DicomWebView):
         if not files:
             return problem(404, "no such instance")
         try:
-            media, parts = wado.frames(files[0][1], numbers)
+            response = wado.frames(files[0][1], numbers)
+        except wado.NoSuchFrame as exc:
+            return problem(404, str(exc))
         except wado.FrameError as exc:
-            return problem(404 if "does not exist" in str(exc) else 400, str(exc))
-        except Exception as exc:  # noqa: BLE001 - a file pydicom cannot read: say so, not a 500
-            return problem(422, f"the instance's pixel data cannot be read ({type(exc).__name__})")
+            return problem(422, f"the instance's frames cannot be read: {exc}")
+        except (OSError, NotRegularFile):
+            return problem(404, "no such instance")
         record(request.user, "dicomweb.retrieved", f"study:{study}", series=series, instances=1,
                resource="frames")
-        return wado.bytes_parts_response(media, parts)
+        return response
 
 
 class Rendered(DicomWebView):

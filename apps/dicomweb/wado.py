@@ -1,19 +1,21 @@
 """WADO-RS (PS3.18 10.4): instances as multipart/related; type="application/dicom", the stored bytes
 streamed from the files in chunks (a Content-Length computed up front, nothing loaded whole), metadata as
-DICOM JSON, frames, and rendered images through the portal's renderer. A catalog row naming a file outside
+DICOM JSON, frames (read from the file frame by frame, never the whole pixel data), and rendered images
+through the portal's renderer. A catalog row naming a file outside
 the data folders and import roots is never served."""
 from __future__ import annotations
 
-import io
 import logging
 import os
 
 import pydicom
 from django.http import StreamingHttpResponse
-from pydicom.encaps import generate_frames
 
 from apps.catalog.roots import Confinement
-from apps.dicom import multipart
+from apps.dicom import frames as stored_frames
+from apps.dicom import multipart, split
+from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.frames import FrameError, NoSuchFrame  # noqa: F401 - the view catches them from here
 from apps.dicom.paths import NotRegularFile, open_regular
 
 log = logging.getLogger(__name__)
@@ -125,40 +127,55 @@ ENCAPSULATED_TYPES = {
 }
 
 
-class FrameError(ValueError):
-    pass
-
-
-def frames(path: str, numbers: list[int]) -> tuple[str, list[bytes]]:
-    """(media type of the parts, the bytes of each frame asked for, as stored)."""
-    with open_regular(path) as fp:
-        ds = pydicom.dcmread(fp)
-    if "PixelData" not in ds:
-        raise FrameError("the instance has no pixel data")
-    count = int(ds.get("NumberOfFrames", 1) or 1)
-    bad = [n for n in numbers if n < 1 or n > count]
-    if bad:
-        raise FrameError(f"frame {bad[0]} does not exist (the instance has {count})")
-    syntax = str(ds.file_meta.TransferSyntaxUID)
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        every = list(generate_frames(ds.PixelData, number_of_frames=count))
-        media = ENCAPSULATED_TYPES.get(syntax, "application/octet-stream")
-        return f"{media}; transfer-syntax={syntax}", [every[n - 1] for n in numbers]
-    length = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8
-    data = ds.PixelData
-    return f"application/octet-stream; transfer-syntax={syntax}", [data[(n - 1) * length:n * length] for n in numbers]
-
-
-def bytes_parts_response(media: str, parts: list[bytes]) -> StreamingHttpResponse:
+def frames(path: str, numbers: list[int]) -> StreamingHttpResponse:
+    """The frames asked for, as stored, one part each: located in the file (apps/dicom/frames.py) and
+    read from it piece by piece while the answer goes out, so a frame of a 2 GB instance costs a chunk of
+    memory. Raises frames.FrameError (NoSuchFrame for a number outside the instance's frames)."""
+    fp = open_regular(path)
+    try:
+        stored = stored_frames.locate(fp, path)
+        pieces = [stored.pieces(n - 1) for n in numbers]
+    except BaseException:
+        fp.close()
+        raise
+    syntax = stored.syntax
+    media = (f"{ENCAPSULATED_TYPES.get(syntax, 'application/octet-stream')}; transfer-syntax={syntax}"
+             if stored.encapsulated else f"application/octet-stream; transfer-syntax={syntax}")
     boundary = multipart.new_boundary()
-    main = media.split(";", 1)[0]
-    out = io.BytesIO()
-    for part in parts:
-        out.write(multipart.part_head(boundary, media, len(part)))
-        out.write(part)
-        out.write(b"\r\n")
-    out.write(multipart.closing(boundary))
-    data = out.getvalue()
-    response = StreamingHttpResponse([data], content_type=f'multipart/related; type="{main}"; boundary={boundary}')
-    response["Content-Length"] = str(len(data))
+    heads = [multipart.part_head(boundary, media, sum(length for _, length in frame)) for frame in pieces]
+    end = multipart.closing(boundary)
+    body = _FrameBody(fp, heads, pieces, end)
+    response = StreamingHttpResponse(body, content_type=f'multipart/related; type="{media.split(";", 1)[0]}"; '
+                                                        f'boundary={boundary}')
+    response["Content-Length"] = str(sum(len(h) + sum(n for _, n in f) + 2 for h, f in zip(heads, pieces)) + len(end))
     return response
+
+
+class _FrameBody:
+    """The frames' multipart body, read from the open file as it is sent; the file is closed with the
+    response (Django calls close() on a streamed body's iterable), sent or not."""
+
+    def __init__(self, fp, heads, pieces, end):
+        self.fp, self.heads, self.pieces, self.end = fp, heads, pieces, end
+
+    def __iter__(self):
+        out = bytearray()  # written in pieces of about CHUNK: one write for a viewer's one-frame answer
+        try:
+            for head, frame in zip(self.heads, self.pieces):
+                out += head
+                for at, length in frame:
+                    for piece in split.chunks(self.fp.fileno(), at, length, size=CHUNK):
+                        out += piece
+                        if len(out) >= CHUNK:
+                            yield bytes(out)
+                            out.clear()
+                out += b"\r\n"
+        except InvalidDicomFile:
+            log.warning("an instance became shorter while its frames were sent; the answer is cut short")
+            return
+        finally:
+            self.fp.close()
+        yield bytes(out + self.end)
+
+    def close(self) -> None:
+        self.fp.close()

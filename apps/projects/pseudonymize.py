@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from apps.dicom import deidentify, paths
+from apps.dicom import deidentify
 from apps.dicom.deidentify import CannotDeidentify, Deidentified, HeldBack  # noqa: F401 - callers catch these
+from apps.dicom.errors import InvalidDicomFile
 
 
 class Pseudonymizer:
@@ -24,12 +25,14 @@ class Pseudonymizer:
             found = self._patients[patient_id] = self.project.patient(patient_id)
         return found
 
-    def file(self, source: bytes | str | os.PathLike) -> Deidentified:
+    def file(self, source: bytes | str | os.PathLike, before=None) -> Deidentified:
         """The de-identified bytes of one Part-10 instance (bytes, or a regular file's path), its new SOP
-        Instance UID and the values the download layout uses (pseudonym, shifted date, modality).
-        Raises HeldBack (likely burned-in text) or CannotDeidentify, each with a `reason`."""
-        data = source if isinstance(source, (bytes, bytearray, memoryview)) else _read(source)
-        return deidentify.deidentify_bytes(bytes(data), self.recipe, self.patient)
+        Instance UID and the values the download layout uses (pseudonym, shifted date, modality); of a large
+        file, its head, the pixel data left in the file (`rest`). `before` (bytes -> bytes) changes a file's
+        bytes first. Raises HeldBack (likely burned-in text) or CannotDeidentify, each with a `reason`."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return deidentify.deidentify_bytes(bytes(source), self.recipe, self.patient)
+        return deidentify.deidentify_file(source, self.recipe, self.patient, before=before)
 
     def write(self, source, folder_of: Callable[[Deidentified], Path]) -> tuple[Path, Deidentified]:
         """De-identify `source` and write it as <folder>/<new SOP Instance UID>.dcm, the folder being the
@@ -42,20 +45,13 @@ class Pseudonymizer:
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".deid-", suffix=".part")
         try:
             with os.fdopen(handle, "wb") as out:
-                out.write(result.data)
+                result.write_to(out)
             os.replace(temporary, target)
+        except InvalidDicomFile as exc:  # a large original that changed while its pixel data was copied
+            Path(temporary).unlink(missing_ok=True)
+            raise CannotDeidentify(f"changed while it was de-identified ({exc.message})") from None
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
         return target, result
 
-
-
-def _read(path) -> bytes:
-    """A regular file's bytes; FIFOs, devices and folders are refused without blocking on them."""
-    try:
-        return paths.read_regular(path)
-    except paths.NotRegularFile:
-        raise CannotDeidentify(f"{Path(path).name} is not a regular file") from None
-    except OSError as exc:
-        raise CannotDeidentify(f"cannot open {Path(path).name}: {exc.strerror}") from None

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from apps.dicom import deidentify, paths
+from apps.dicom import deidentify
 from apps.dicom.deid_stream import shift_dates
+from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.staged import PLACEHOLDER
 from apps.projects.pseudonymize import CannotDeidentify, Deidentified, HeldBack, Pseudonymizer
 from apps.retrieval.layout import FilingFailed, study_folder
@@ -155,11 +156,11 @@ class EarlyDeidentifier:
                     self._received[str(path)] = form
                     return
                 try:
-                    result = deidentify.deidentify_bytes(paths.read_regular(path), self.pseudonymizer.recipe,
-                                                         self._patient)
+                    result = deidentify.deidentify_file(path, self.pseudonymizer.recipe, self._patient)
                     target = self.scratch / f"{len(self._done):06d}.dcm"
-                    target.write_bytes(result.data)
-                except (_Unknown, deidentify.DeidentifyError, OSError, paths.NotRegularFile):
+                    with open(target, "wb") as out:
+                        result.write_to(out)
+                except (_Unknown, deidentify.DeidentifyError, OSError, InvalidDicomFile):
                     continue  # the row does it again, and says why if it fails
                 self._done[str(path)] = (target, result)
             if last or self._stop.wait(EARLY_POLL_SECONDS):
@@ -242,7 +243,7 @@ def _move(source: Path, target: Path) -> None:
 
 def _count(filed: Filed, target: Path, result: Deidentified) -> None:
     filed.count += 1
-    filed.bytes += len(result.data)
+    filed.bytes += result.size
     filed.pseudonym = result.patient_id
     if target.parent not in filed.folders:
         filed.folders.append(target.parent)

@@ -1,6 +1,7 @@
-"""A research project's send: each file of the batch is read once into memory, given the inbox folder's
-patient first (an inbox run), de-identified for the project, and only then written to the item's work
-folder, as `<new SOP Instance UID>.dcm`: no identified copy is ever written. The report names each file
+"""A research project's send: each file of the batch is read once into memory (a large one: its head, the
+pixel data copied from the original as the copy is written), given the inbox folder's patient first (an
+inbox run), de-identified for the project, and only then written to the item's work folder, as
+`<new SOP Instance UID>.dcm`: no identified copy is ever written. The report names each file
 by its pseudonym and new SOP Instance UID; a file that was never de-identified (not DICOM, held back
 because its pixels may show the patient) by its place in the batch or its new UID, with the reason."""
 from __future__ import annotations
@@ -35,11 +36,10 @@ def deidentify_all(job, sendable: list, work: Path, make) -> tuple[list, list[li
     done, skipped = [], []
     for entry in sendable:
         label = entry.relative  # its place in the batch (file_label)
+        # the folder's patient first, in memory (of a large file, its head), then the project's pseudonym
+        rewrite = (lambda data, label=label: rewrite_patient_bytes(data, patient, name=label)) if patient else None
         try:
-            _, data = files.read_checked(entry.path)
-            if patient is not None:  # the folder's patient first, in memory, then the project's pseudonym
-                data = rewrite_patient_bytes(data, patient, name=label)
-            result = pseudonymizer.file(data)
+            result = pseudonymizer.file(entry.path, before=rewrite)
         except HeldBack as exc:
             new_uid = pseudonymizer.recipe.uid(entry.info.sop_instance_uid)
             skipped.append([f"{new_uid}.dcm", f"held back: {exc.reason}"])
@@ -50,8 +50,13 @@ def deidentify_all(job, sendable: list, work: Path, make) -> tuple[list, list[li
             continue
         target = work / f"{result.sop_instance_uid}.dcm"
         partial = target.with_name(target.name + ".partial")
-        with open(partial, "wb") as out:
-            out.write(result.data)
+        try:
+            with open(partial, "wb") as out:
+                result.write_to(out)
+        except InvalidDicomFile:
+            partial.unlink(missing_ok=True)
+            skipped.append([label, "not de-identified: the file changed while it was read"])
+            continue
         os.replace(partial, target)
         done.append(make(f"{result.patient_id}/{result.sop_instance_uid}.dcm", target, files.read_meta(target)))
     return done, skipped

@@ -16,7 +16,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from apps.dicom import files, store
+from apps.dicom import files, split, store
 from apps.dicom.peers import LocalAE
 from tests.fixtures_common import unused_port
 from tests.pacs import port_open
@@ -145,5 +145,5 @@ def test_a_large_file_that_changed_since_it_was_listed_is_refused(large_and_smal
     large, _ = large_and_small
     listed = dataclasses.replace(files.read_meta(large), size=large.stat().st_size - FRAME)  # it grew since
     with pytest.raises(files.InvalidDicomFile, match="changed while it was being sent"):
-        with files.open_complete(large, listed):
+        with split.open_complete(large, listed):
             pass

@@ -316,3 +316,60 @@ def test_hostile_bodies_are_read_in_bounded_memory(tmp_path):
         finally:
             tracemalloc.stop()
         assert peak < 4 * CHUNK_BYTES, (name, peak)
+
+
+def hostile_instance(catalogued, name: str, ds) -> str:
+    """`ds` written as alice's file `name` and catalogued; its WADO-RS URL."""
+    target = catalogued["downloads"] / "LK" / "alice-hostile" / f"{name}.dcm"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(target, enforce_file_format=True)
+    assert catalog_files([target], source="retrieved", owner=catalogued["alice"]) == 1
+    return (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}")
+
+
+def test_hostile_frames_and_rendered_answer_the_reason_never_a_500(catalogued):
+    """Frames located in the file (apps/dicom/frames.py): a header promising more frames than the pixel data
+    holds, an offset table naming no fragment, pixel data cut short, frame numbers out of range."""
+    import shutil
+    import struct
+
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import encapsulate, generate_frames
+
+    alice = token_client(catalogued["alice"])
+    try:
+        lying = pydicom.dcmread(get_testdata_file("emri_small.dcm"))
+        lying.NumberOfFrames = 11
+        url = hostile_instance(catalogued, "lying", lying)
+        for path in ("frames/1", "frames/1/rendered", "rendered", "thumbnail"):
+            answer = alice.get(f"{url}/{path}")
+            assert answer.status_code == 422, (path, answer.status_code)
+            assert "11 frames" in answer.json()["detail"] or "less than expected" in answer.json()["detail"]
+        rle = pydicom.dcmread(get_testdata_file("emri_small_RLE.dcm"))
+        table = bytearray(encapsulate(list(generate_frames(rle.PixelData, number_of_frames=10)), has_bot=True))
+        struct.pack_into("<L", table, 12, 3)  # frame 2 said to start inside frame 1's fragment
+        rle.PixelData = bytes(table)
+        answer = alice.get(f"{hostile_instance(catalogued, 'table', rle)}/frames/2")
+        assert answer.status_code == 422 and "no fragment starts" in answer.json()["detail"]
+        good = pydicom.dcmread(get_testdata_file("emri_small.dcm"))
+        url = hostile_instance(catalogued, "good", good)
+        for frames, status, words in (("0", 404, "frame 0 does not exist"), ("11", 404, "frame 11 does not exist"),
+                                      ("2,99", 404, "frame 99"), ("1,,2", 400, "frame numbers")):
+            answer = alice.get(f"{url}/frames/{frames}")
+            assert answer.status_code == status and words in answer.json()["detail"], frames
+        assert alice.get(f"{url}/frames/11/rendered").status_code == 400
+        target = catalogued["downloads"] / "LK" / "alice-hostile" / "good.dcm"
+        whole = target.read_bytes()
+        target.write_bytes(whole[:-30000])  # cut after it was catalogued
+        answer = alice.get(f"{url}/frames/1")
+        assert answer.status_code == 422 and "truncated: the pixel data needs" in answer.json()["detail"]
+        assert str(target) not in answer.json()["detail"]  # no server path in an answer
+        target.write_bytes(whole)
+        started = alice.get(f"{url}/frames/9,10")  # cut while its frames are being sent: the answer ends short
+        length = int(started["Content-Length"])
+        target.write_bytes(whole[:-10000])
+        assert len(b"".join(started.streaming_content)) < length
+    finally:
+        shutil.rmtree(catalogued["downloads"] / "LK" / "alice-hostile", ignore_errors=True)

@@ -1,7 +1,11 @@
 """One huge multi-frame instance STOWed to the portal served as `make run` serves it (gunicorn, gthread
 worker): the body is read as it arrives, so the worker's peak RSS grows by far less than the body, and the
-file stored is the one sent, byte for byte, catalogued for the account."""
+file stored is the one sent, byte for byte, catalogued for the account. Then served back by WADO-RS as a
+viewer asks for it (the instance, frames, a rendered frame, a thumbnail): each answer costs the worker far
+less than the file, and carries the file's own bytes."""
 import filecmp
+import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -12,12 +16,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
+from PIL import Image
 from rest_framework.authtoken.models import Token
 
 from apps.catalog.models import Instance
+from apps.dicom import multipart, render
 from apps.dicom.demo.huge import write_huge_instance
 from tests.fixtures_common import unused_port
 from tests.pacs import port_open
@@ -83,6 +90,12 @@ def portal(tmp_path, django_user_model):
         log.close()
 
 
+@pytest.fixture(scope="module")
+def huge_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("huge") / "huge.dcm"
+    return path, write_huge_instance(path, HUGE_MB)
+
+
 def stow(base: str, token: str, path: Path) -> httpx.Response:
     """STOW-RS of one file as a one-part body, sent piece by piece with its Content-Length."""
     boundary = uuid.uuid4().hex
@@ -102,12 +115,11 @@ def stow(base: str, token: str, path: Path) -> httpx.Response:
         "Content-Length": str(len(head) + path.stat().st_size + len(tail))})
 
 
-def test_a_huge_instance_is_stored_byte_for_byte_in_flat_memory(portal, tmp_path):
+def test_a_huge_instance_is_stored_byte_for_byte_in_flat_memory(portal, huge_file, tmp_path):
     base, worker, token, data = portal
     small = write_huge_instance(tmp_path / "small.dcm", 2, rows=256, cols=256)
     assert stow(base, token, tmp_path / "small.dcm").status_code == 200  # every code path loaded once
-    huge_path = tmp_path / "huge.dcm"
-    huge = write_huge_instance(huge_path, HUGE_MB)
+    huge_path, huge = huge_file
     size = huge_path.stat().st_size
     Path(f"/proc/{worker}/clear_refs").write_text("5")  # VmHWM starts again from here, not from start-up
     before = status_mb(worker, "VmRSS")
@@ -125,3 +137,69 @@ def test_a_huge_instance_is_stored_byte_for_byte_in_flat_memory(portal, tmp_path
     assert sorted(p.name for p in folder.iterdir()) == sorted({".stow", small.StudyInstanceUID, huge.StudyInstanceUID})
     assert not list((folder / ".stow").iterdir()), "nothing left staged"
     assert growth < 100, f"the worker grew {growth:.0f} MB for a {size / 1e6:.0f} MB body"
+
+
+def measured(worker: int, request):
+    """(response, peak RSS growth of the worker in MB) of `request()`, whose body is read to its end."""
+    Path(f"/proc/{worker}/clear_refs").write_text("5")
+    before = status_mb(worker, "VmRSS")
+    response = request()
+    return response, status_mb(worker, "VmHWM") - before
+
+
+def test_a_huge_instance_is_served_back_by_wado_rs_in_flat_memory(portal, huge_file):
+    base, worker, token, _ = portal
+    path, huge = huge_file
+    size = path.stat().st_size
+    assert stow(base, token, path).status_code == 200
+    client = httpx.Client(base_url=base, timeout=300, headers={"Authorization": f"Token {token}"})
+    url = f"/dicomweb/studies/{huge.StudyInstanceUID}/series/{huge.SeriesInstanceUID}/instances/{huge.SOPInstanceUID}"
+    client.get(f"{url}/frames/1")  # every code path loaded once
+    client.get(f"{url}/frames/1/rendered")
+    growths = {}
+
+    def whole():
+        digest, head, in_file = hashlib.sha1(), b"", False
+        with client.stream("GET", url) as response:
+            for piece in response.iter_bytes(PIECE):
+                if not in_file:  # the part's head, then the file
+                    head += piece
+                    if b"\r\n\r\n" not in head:
+                        continue
+                    head, piece = head.split(b"\r\n\r\n", 1)
+                    in_file = True
+                digest.update(piece)
+        return response, digest.hexdigest()
+
+    (response, digest), growths["instance"] = measured(worker, whole)
+    boundary = multipart.parse_media_type(response.headers["Content-Type"])[1]["boundary"]
+    expected = hashlib.sha1()
+    with open(path, "rb") as fp:
+        while piece := fp.read(PIECE):
+            expected.update(piece)
+    expected.update(b"\r\n" + multipart.closing(boundary))
+    assert response.status_code == 200 and digest == expected.hexdigest(), "the instance's bytes, as stored"
+
+    last = huge.NumberOfFrames
+    frames, growths["frames"] = measured(worker, lambda: client.get(f"{url}/frames/{last},2"))
+    assert frames.status_code == 200, frames.text
+    boundary = multipart.parse_media_type(frames.headers["Content-Type"])[1]["boundary"]
+    parts = [frames.content[p.start:p.end] for p in multipart.split(frames.content, boundary)]
+    frame_bytes = 1024 * 1024 * 2
+    with open(path, "rb") as fp:
+        fp.seek(size - frame_bytes)
+        assert parts[0] == fp.read(frame_bytes)  # the last frame ends the file
+        fp.seek(size - (last - 1) * frame_bytes)
+        assert parts[1] == fp.read(frame_bytes)
+    rendered, growths["rendered"] = measured(worker, lambda: client.get(f"{url}/frames/{last}/rendered",
+                                                                       headers={"Accept": "image/png"}))
+    assert rendered.status_code == 200 and rendered.content[:4] == b"\x89PNG"
+    shown = np.asarray(Image.open(io.BytesIO(rendered.content)))
+    assert np.array_equal(shown, render.read_frame(path, last - 1).display())  # that frame, not another
+    thumbnail, growths["thumbnail"] = measured(worker, lambda: client.get(f"{url}/thumbnail"))
+    assert thumbnail.status_code == 200 and thumbnail.content[:3] == b"\xff\xd8\xff"
+    missing = client.get(f"{url}/frames/{last + 1}")
+    assert missing.status_code == 404 and f"frame {last + 1} does not exist" in missing.json()["detail"]
+    print(f"WADO-RS of a {size / 1e6:.0f} MB instance, the worker's peak RSS growth: "
+          + ", ".join(f"{k} {v:.1f} MB" for k, v in growths.items()))
+    assert all(growth < 100 for growth in growths.values()), growths

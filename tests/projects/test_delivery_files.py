@@ -46,16 +46,23 @@ def test_a_projects_delivery_sends_deidentified_copies_only(tmp_path):
     assert [p.read_bytes() for _, p in again.entries] == [p.read_bytes() for _, p in batch.entries]
 
 
-@pytest.mark.parametrize("memory", [0, 10**9])  # every file made again as it is read; every file kept
-def test_the_stream_makes_the_same_zip_as_the_copies_without_writing_one(tmp_path, memory):
+@pytest.mark.parametrize("memory,large", [(0, False), (10**9, False), (0, True)])
+def test_the_stream_makes_the_same_zip_as_the_copies_without_writing_one(tmp_path, memory, large, monkeypatch):
+    """Every file made again as it is read; every file kept; every file taken as a large one (its head
+    de-identified, its pixel data read from the original as the stream reaches it)."""
     from apps.delivery.deidentified import plan_entries
     from apps.delivery.zipstream import ZipStream
+    from apps.dicom import files
+
+    if large:
+        monkeypatch.setattr(files, "LARGE_FILE_BYTES", 0)
 
     project = Project.objects.create(name="TRIAL1")
     entries = retrieved(tmp_path / "downloads")
     before = sorted(p for p in tmp_path.rglob("*"))
     planned = plan_entries(project, entries, memory=memory)
     assert sorted(p for p in tmp_path.rglob("*")) == before, "nothing written on this side"
+    assert all((source.result().rest is not None) == large for _, source in planned.entries)
     copies = deidentify_entries(project, entries, tmp_path / "work")
     assert [n for n, _ in planned.entries] == [n for n, _ in copies.entries]
     assert planned.not_sent == copies.not_sent and planned.originals == copies.originals
@@ -66,9 +73,14 @@ def test_the_stream_makes_the_same_zip_as_the_copies_without_writing_one(tmp_pat
     assert bytes(ZipStream(planned.entries).read(cut, streamed.length)) == bytes(written.read(cut, written.length))
 
 
-def test_an_original_changed_after_planning_stops_the_stream(tmp_path):
+@pytest.mark.parametrize("large", [False, True])
+def test_an_original_changed_after_planning_stops_the_stream(tmp_path, large, monkeypatch):
     from apps.delivery.deidentified import plan_entries
     from apps.delivery.zipstream import SourceChanged, ZipStream
+    from apps.dicom import files
+
+    if large:
+        monkeypatch.setattr(files, "LARGE_FILE_BYTES", 0)
 
     project = Project.objects.create(name="TRIAL1")
     entries = retrieved(tmp_path / "downloads")
@@ -79,3 +91,44 @@ def test_an_original_changed_after_planning_stops_the_stream(tmp_path):
     stream = ZipStream(planned.entries)
     with pytest.raises(SourceChanged):
         stream.read(0, stream.length)
+
+
+def test_a_huge_instance_is_delivered_de_identified_in_flat_memory(tmp_path):
+    """A 150 MB multi-frame instance through the zip stream (portal and zip deliveries) and as a copy (folder
+    and PACS deliveries): the process's peak RSS grows by a few megabytes, the pixel data arrives as it was."""
+    import zipfile
+
+    import pydicom
+
+    from apps.delivery.deidentified import plan_entries
+    from apps.delivery.zipstream import ZipStream
+    from apps.dicom.demo.huge import write_huge_instance
+    from tests.dicom.memory import peak_growth_mb
+
+    folder = tmp_path / "downloads" / "LK" / "20240101_HUGE1_CT"
+    folder.mkdir(parents=True)
+    original = write_huge_instance(folder / "huge.dcm", 150, rows=512, cols=512)
+    source = folder / "huge.dcm"
+    project = Project.objects.create(name="TRIAL1")
+    entries = [("LK/20240101_HUGE1_CT/huge.dcm", source)]
+    with peak_growth_mb() as streamed:
+        planned = plan_entries(project, entries)
+        ZipStream(planned.entries).write_to(tmp_path / "batch.zip")
+    with peak_growth_mb() as copied:
+        copies = deidentify_entries(project, entries, tmp_path / "work")
+    print(f"a {source.stat().st_size / 1e6:.0f} MB instance delivered de-identified: peak RSS grew "
+          f"{streamed.mb:.1f} MB (zip stream), {copied.mb:.1f} MB (copy)")
+    (name, copy), = copies.entries
+    with zipfile.ZipFile(tmp_path / "batch.zip") as archive, archive.open(name) as entry, open(copy, "rb") as fp:
+        while piece := entry.read(1 << 20):  # the zip's entry, CRC checked by zipfile, equals the copy
+            assert piece == fp.read(len(piece))
+        assert not fp.read(1)
+    header = pydicom.dcmread(copy, stop_before_pixels=True)
+    assert header.PatientID == project.patient("HUGE1").pseudonym and header.PatientIdentityRemoved == "YES"
+    size = original.Rows * original.Columns * 2 * original.NumberOfFrames
+    with open(source, "rb") as a, open(copy, "rb") as b:
+        a.seek(-size, 2)
+        b.seek(-size, 2)
+        while piece := a.read(1 << 20):
+            assert piece == b.read(len(piece)), "the pixel data, byte for byte"
+    assert streamed.mb < 40 and copied.mb < 40  # the zip stream works in 16 MB blocks, whatever the file

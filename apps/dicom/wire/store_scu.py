@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from apps.dicom import files
+from apps.dicom import files, split
 from apps.dicom.errors import AssociationAborted, AssociationRejected, DicomTimeout
 from apps.dicom.outcomes import StoreOutcome, not_accepted, store_words
 from apps.dicom.peers import LocalAE, RemoteAE
@@ -40,13 +40,13 @@ class StoreAssociation(RequestorAssociation):
         proven complete and sent where it lies, never read into memory whole."""
         context_id = self.by_pair.get((info.sop_class_uid, info.transfer_syntax_uid))
         if info.size > files.LARGE_FILE_BYTES:
-            with files.open_complete(path, info) as complete:
+            with split.open_complete(path, info) as complete:
                 return self._store(str(path), info, context_id, complete)
         data = files.read_complete(path, info)
         return self._store(str(path), info, context_id, memoryview(data)[info.dataset_offset:])
 
     def _store(self, name: str, info: files.DicomFileInfo, context_id: int | None,
-               dataset: memoryview | files.CompleteFile) -> StoreOutcome:
+               dataset: memoryview | split.CompleteFile) -> StoreOutcome:
         if context_id is None:  # proven complete, but of a kind the peer did not accept
             return StoreOutcome.of(name, info.sop_instance_uid, None, not_accepted(self.peer, info))
         self.message_id = self.message_id % 65535 + 1
@@ -57,7 +57,7 @@ class StoreAssociation(RequestorAssociation):
                                    commands.AFFECTED_SOP_INSTANCE: info.sop_instance_uid})
         try:
             command_pdus = pdu.p_data_buffers(context_id, True, command, self.peer_max_pdu)
-            if isinstance(dataset, files.CompleteFile):
+            if isinstance(dataset, split.CompleteFile):
                 pdu.send_buffers(self.sock, command_pdus)
                 pdu.send_file_p_data(self.sock, context_id, dataset.fp, info.dataset_offset, dataset.dataset_size,
                                      self.peer_max_pdu)
