@@ -5,7 +5,6 @@ import base64
 import datetime as dt
 import io
 import re
-import time
 
 import pytest
 from django.core.management import call_command
@@ -137,13 +136,12 @@ def test_a_fifty_megabyte_file_is_refused_before_it_is_read(api):
 
 
 @pytest.mark.parametrize("build", [excel_like, workbook], ids=["as Excel writes", "as openpyxl writes"])
-def test_a_hundred_thousand_rows_parse_in_under_ten_seconds(build):
+def test_a_hundred_thousand_rows_parse_whole_and_in_order(build):
+    """Every row of a 100,000-row sheet comes out, in order (how fast: bench/caselist.py's xlsx figure,
+    not a limit here, where a loaded machine would make it fail at random)."""
     rows = [HEADER[:4]] + [[f"{n:08d}", dt.date(2024, 1, 1) + dt.timedelta(days=n % 365), "CT", "LK"]
                            for n in range(100_000)]
-    data = build(rows)
-    started = time.perf_counter()
-    text = workbook_to_csv(data)
-    elapsed = time.perf_counter() - started
-    assert text.count("\n") == 100_001 and "\n00099999,2024-12-" in text
-    assert elapsed < 10, f"{elapsed:.1f} s"
-    print(f"100,000 xlsx rows to CSV in {elapsed:.2f} s ({len(data)} bytes)")
+    text = workbook_to_csv(build(rows))
+    lines = text.splitlines()
+    assert len(lines) == 100_001 and lines[1].startswith("00000000,2024-01-01")
+    assert lines[-1].startswith("00099999,2024-12-") and lines[50_001].startswith("00050000,")
