@@ -88,6 +88,7 @@ class Batch:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._holds: dict = {}
+        self.memo: dict = {}  # what the items' work keeps for the whole batch (ItemContext.per_batch)
         self._done = threading.Event()
         self._thread = None
         self.job = model._meta.get_field("job").related_model.objects.get(pk=job_id)

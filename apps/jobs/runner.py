@@ -183,7 +183,7 @@ def _run_claimed(run, item, me: str, session) -> str:
     if hold is not None:
         run.hold(item, hold)
         return "waiting"
-    ctx = ItemContext(item, me, session, cancel=run.cancel)
+    ctx = ItemContext(item, me, session, cancel=run.cancel, memo=run.memo)
     run.current = ctx
     ctx.log.info("started attempt %d on %s", item.attempts, me)
     started = time.monotonic()
