@@ -209,11 +209,10 @@ class Batch:
         by_fields: dict[tuple, list] = {}
         writers: dict = {}
         for o in outcomes:
-            row = self.model(pk=o.item.pk, status=o.status, error=o.error, result=o.item.result,
-                             finished_at=o.finished_at, heartbeat_at=now)
-            for name in o.fields:
-                setattr(row, name, getattr(o.item, name))
-            by_fields.setdefault(tuple(sorted(o.fields)), []).append(row)
+            extra = tuple(sorted(o.fields))
+            by_fields.setdefault(extra, []).append(
+                (o.item.pk, [o.status, o.error, o.item.result, o.finished_at, now,
+                             *(getattr(o.item, self.model._meta.get_field(name).attname) for name in extra)]))
             for writer, payload in o.writes:
                 writers.setdefault(writer, []).append((o.item, payload))
         for extra, rows in by_fields.items():
@@ -253,14 +252,15 @@ class Batch:
                 heartbeat_at=timezone.now())
 
 
-def _update_rows(model, rows: list, names: list[str]) -> None:
-    """UPDATE each row's `names` by its pk: one statement run for every row (executemany), where the ORM's
-    bulk_update would build a CASE per field per row and cost more than the work it records."""
+def _update_rows(model, rows: list[tuple], names: list[str]) -> None:
+    """UPDATE fields `names` of each (pk, [value of each name]) in `rows`: one statement run for every row
+    (executemany), where the ORM's bulk_update would build a CASE per field per row, and model instances
+    made only to be read back cost more than the work they record."""
     connection = connections[model.objects.db]
     fields = [model._meta.get_field(name) for name in names]
     quote = connection.ops.quote_name
     sql = (f"UPDATE {quote(model._meta.db_table)} SET " + ", ".join(f"{quote(f.column)} = %s" for f in fields)
            + f" WHERE {quote(model._meta.pk.column)} = %s")
-    params = [[f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields] + [row.pk] for row in rows]
+    params = [[f.get_db_prep_save(value, connection) for f, value in zip(fields, values)] + [pk] for pk, values in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
