@@ -13,8 +13,8 @@ def row_servers(item, ctx=None) -> list[DicomServer]:
     """The row's servers in its order; ItemFailed naming one that is gone or that the owner may no longer
     query or retrieve from (nothing of the row runs then: a list is one request). With the row's `ctx`, the
     servers and the owner's access to each are looked up once per batch of rows (ItemContext.per_batch),
-    not once per row: a batch loads its job and servers fresh and starts no row later than JOB_BATCH_SECONDS
-    (a fraction of a second) after it began."""
+    not once per row: a batch loads its job and servers fresh and starts no row later than twice
+    JOB_BATCH_SECONDS (well under a second) after it began."""
     once = ctx.per_batch if ctx is not None else (lambda key, compute: compute())
     names = item.server_names()
     if names == [item.dicom_server.name]:
