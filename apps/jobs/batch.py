@@ -38,7 +38,7 @@ from apps.jobs.joblog import item_logger
 from apps.jobs.models import ItemStatus
 
 log = logging.getLogger("apps.jobs")
-BATCH_MOST = 250
+BATCH_MOST = 500
 # A batch is sized for JOB_BATCH_SECONDS of work; it gives its unstarted items back once it has run this many
 # times as long. Fast rows end a batch a little before or after its time by the ordinary spread of their
 # times: cut at 1x, most batches of a case list gave back a tenth to a third of their rows (an UPDATE, then
