@@ -307,7 +307,9 @@ JOB_STUCK_SECONDS = env.int("JOB_STUCK_SECONDS", default=6 * 3600)
 # A worker runs item after item of one job; after this long it gives the worker to other waiting jobs.
 JOB_SLICE_SECONDS = env.float("JOB_SLICE_SECONDS", default=2.0)
 # A worker claims as many of a job's items at once as its recent ones did in this long (apps/jobs/batch.py).
-JOB_BATCH_SECONDS = env.float("JOB_BATCH_SECONDS", default=0.2)
+# Each batch costs a claim, a load and a write of outcomes; a worker still looks around after every item once
+# its slice is over, so a longer batch delays no other job.
+JOB_BATCH_SECONDS = env.float("JOB_BATCH_SECONDS", default=0.5)
 JOB_STATUS_SECONDS = 1.0  # a busy worker derives its job's status at most this often (and when it stops)
 
 # --- E-mail: job-end messages and operator alerts (apps/notify) -----------------------------------

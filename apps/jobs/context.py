@@ -98,9 +98,11 @@ class WorkerSession:
 
 
 class ItemContext:
-    def __init__(self, item, worker: str, session: WorkerSession | None = None, cancel: CancelWatch | None = None):
+    def __init__(self, item, worker: str, session: WorkerSession | None = None, cancel: CancelWatch | None = None,
+                 memo: dict | None = None):
         self.item, self.job, self.worker = item, item.job, worker
         self.session = session
+        self._memo = {} if memo is None else memo  # shared by the items of one batch (per_batch)
         self.log = item_logger(item)
         self.lease_lost = False  # another worker reclaimed the item: stop, our outcome will not count
         self._slot_tokens: set[str] = set()
@@ -156,9 +158,18 @@ class ItemContext:
         self.outcome_writes.append((writer, payload))
 
     def start_attempt(self) -> None:
-        """Forget what an earlier attempt of this run left to save with the outcome."""
-        self.outcome_fields.clear()
+        """Forget what an earlier attempt of this run left to write with the outcome. The fields to save stay:
+        they are saved with the item's values as they are when the outcome is written, the latest attempt's."""
         self.outcome_writes.clear()
+
+    def per_batch(self, key, compute):
+        """compute(), once for all the items of the worker's batch that ask with the same `key` (the batch
+        loads its job and servers fresh, so an answer kept here is as fresh as they are): what every row of
+        a list asks alike, such as whether the job's owner may still use its server, costs one answer per
+        batch instead of one per row."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def wait(self, seconds: float) -> None:
         """Sleep, but wake up early when asked to stop."""

@@ -65,9 +65,11 @@ def run_item(label: str, pk: int, *, continue_with_job: bool = True) -> str:
 
 def _drive(model, job_id: int, pk: int, me: str, session, continue_with_job: bool):
     """Run item `pk` and the job's next ones, in batches (apps/jobs/batch.py), see run_item. Returns
-    (status of the last item, the urgent job's (model, job id, item pk) to drive next, or None)."""
+    (status of the last item, the urgent job's (model, job id, item pk) to drive next, or None). The worker
+    looks around after each item once its slice is over, also in the middle of a batch: how long a batch
+    runs never delays an urgent job or a waiting one (the batch ends there, its unstarted items pending)."""
     started = time.monotonic()
-    status, refreshed, job, last, switch = "not pending", 0.0, None, None, None
+    status, refreshed, job, last, switch, yielding = "not pending", 0.0, None, None, None, False
     claimed = [pk] if _claim(model, pk, me) else (batch.claim(model, job_id, me, 1) if continue_with_job else [])
     while claimed:
         with batch.Batch(model, job_id, me, claimed) as run:
@@ -76,6 +78,11 @@ def _drive(model, job_id: int, pk: int, me: str, session, continue_with_job: boo
                 status = _run_claimed(run, item, me, session)
                 last = item
                 session.keep_alive()
+                if continue_with_job and time.monotonic() - started > settings.JOB_SLICE_SECONDS:
+                    switch, yielding = _look_around(model, job_id, job)
+                    if yielding:
+                        break
+                    started = time.monotonic()  # alone: look again after another slice
                 if run.over_time():
                     break  # the rest go back to pending (a slow item among fast ones): any worker takes them
         if continue_with_job:  # a worker's chores; an item run alone (a photo upload's request) only refreshes below
@@ -83,17 +90,22 @@ def _drive(model, job_id: int, pk: int, me: str, session, continue_with_job: boo
                 job.refresh_status()
                 refreshed = time.monotonic()
             _reclaim_now_and_then()  # 25 ms of queries every 30 s: never on a request that waits for its answer
-        if continue_with_job and last is not None and time.monotonic() - started > settings.JOB_SLICE_SECONDS:
-            urgent = job.urgent
-            switch = None if urgent else _urgent_waiting(model, job_id, current_urgent=False)
-            if switch or _others_waiting(job_id, model, urgent_only=urgent):
-                _yield_to_others(model, job_id, last)
-                break
-            started = time.monotonic()  # alone: look again after another slice
+        if yielding:
+            _yield_to_others(model, job_id, last)
+            break
         claimed = batch.claim(model, job_id, me, run.next_size()) if continue_with_job else []
     if job is not None:
         job.refresh_status()
     return status, switch
+
+
+def _look_around(model, job_id: int, job) -> tuple:
+    """At the end of a slice: (the urgent job's (model, job id, item pk) to drive next, or None; whether
+    this worker leaves job `job_id` for the work that waits: an urgent job, or any other job when this one
+    is not urgent itself)."""
+    urgent = job.urgent
+    switch = None if urgent else _urgent_waiting(model, job_id, current_urgent=False)
+    return switch, bool(switch) or _others_waiting(job_id, model, urgent_only=urgent)
 
 
 def run_inline(job, *, user=None, on_progress=lambda job: None):
@@ -184,7 +196,7 @@ def _run_claimed(run, item, me: str, session) -> str:
     if hold is not None:
         run.hold(item, hold)
         return "waiting"
-    ctx = ItemContext(item, me, session, cancel=run.cancel)
+    ctx = ItemContext(item, me, session, cancel=run.cancel, memo=run.memo)
     run.current = ctx
     ctx.log.info("started attempt %d on %s", item.attempts, me)
     started = time.monotonic()

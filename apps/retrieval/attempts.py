@@ -2,7 +2,6 @@
 this run's numbers appended to the runs before it, so the report says what each attempt fetched."""
 from __future__ import annotations
 
-from apps.jobs.models import ItemStatus
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome
 
 
@@ -22,10 +21,10 @@ def record_attempt(item, ctx, outcome: RowOutcome) -> None:
         item.result["found_on"] = {uid: names for uid, names in outcome.found_on.items()}
         for study in item.result["studies"]:
             study["Server"] = outcome.found_on.get(study["StudyInstanceUID"], [""])[0]
-    # only while the row is still this run's: a run that lost it to another worker never overwrites that one's
-    type(item).objects.filter(pk=item.pk, status=ItemStatus.RUNNING, worker=getattr(ctx, "worker", item.worker),
-                              attempts=item.attempts).update(
-        expected=item.expected, instances=item.instances, bytes=item.bytes, path=item.path, result=item.result)
+    # Written with the row's outcome (in one transaction with it and the other rows' of the worker's batch,
+    # apps/jobs/batch.py), and only while the row is still this run's: a run that lost it to another worker
+    # never overwrites that one's. The result is always written with the outcome.
+    ctx.save_with_outcome("expected", "instances", "bytes", "path")
 
 
 def study_result(s: StudyOutcome) -> dict:

@@ -90,5 +90,7 @@ class StudyHolds:
                                 not_filed=getattr(filed, "not_filed", []), **outcome)
 
     def remove(self) -> None:
-        """The holds of studies never committed (a part failed or the row stopped) go with the row."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        """The holds of studies never committed (a part failed or the row stopped) go with the row. A row
+        that settled no study made none (most rows of a long list find nothing)."""
+        if self._studies:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -89,7 +89,7 @@ class Look:
 def _look(item, ctx, *, series: bool = False) -> Look:
     """The row's C-FIND on each of its servers in order (inside each server's association limit)."""
     look, seen = Look(), set()
-    for server in row_servers(item):
+    for server in row_servers(item, ctx):
         look.searched.append(server)
         with ctx.association_slot(server):
             with find_association(server.as_peer(), local_ae()) as assoc:

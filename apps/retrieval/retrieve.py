@@ -241,7 +241,7 @@ def fetch_row(item, ctx, *, downloads: Path | None = None, staging_root: Path | 
     row = RowRetrieval(item, ctx, staging, Path(downloads or item.job.downloads_root()),
                        outcome=outcome if outcome is not None else RowOutcome(),
                        pseudonymizer=item.job.project.pseudonymizer() if item.job.project_id else None)
-    servers, seen, answered = row_servers(item), set(), 0
+    servers, seen, answered = row_servers(item, ctx), set(), 0
     try:
         for server in servers:
             row.server = server

@@ -7,7 +7,7 @@ from apps.retrieval.retrieve import retrieve_row
 
 def retrieve(item, ctx) -> None:
     # Access is checked again when the row runs: it may have been withdrawn since the list was read.
-    row_servers(item)  # every server of the row, in its order: ItemFailed naming one the owner may not use
+    row_servers(item, ctx)  # every server of the row, in its order: ItemFailed naming one the owner may not use
     if item.job.mode == "query":
         query_row(item, ctx)
         return

@@ -16,13 +16,13 @@ from typing import Iterator
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom.dsutils import decode, encode
+from pynetdicom.dsutils import decode
 
 from apps.dicom import reuse
 from apps.dicom.connect import MODELS
 from apps.dicom.errors import DicomTimeout, DimseFailure
 from apps.dicom.peers import LocalAE, RemoteAE
-from apps.dicom.query import identifier
+from apps.dicom.query import identifier_bytes
 from apps.dicom.status import category, describe
 from apps.dicom.syntaxes import UNCOMPRESSED
 from apps.dicom.wire import commands, pdu
@@ -76,11 +76,11 @@ class FindAssociation(RequestorAssociation):
         """Matches of a C-FIND; keys with an empty value are the return keys asked for. With `limit`, at most
         limit + 1 matches come back and the PACS is asked to stop (C-CANCEL) once that one arrived. Each
         response must come within the peer's query timeout of the one before."""
-        ds = identifier(level, query)
-        what, timeout = f"C-FIND at {ds.QueryRetrieveLevel} level", self.peer.query_timeout
+        ts = UID(self.contexts[1])
+        data = identifier_bytes(level, query, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian)
+        what, timeout = f"C-FIND at {level.upper()} level", self.peer.query_timeout
         self._message_id = self._message_id % 65535 + 1
         request = self._request = _Request(self._message_id, limit)
-        ts = UID(self.contexts[1])
         self.busy = True
         with self.aborted_on_failure(what):
             # command and identifier in one write: two writes woke the PACS twice, and a worker lost its core
@@ -88,7 +88,7 @@ class FindAssociation(RequestorAssociation):
             command = commands.request(commands.C_FIND_RQ, request.message_id, self.sop_class, has_dataset=True,
                                        priority=True)
             self.sock.sendall(pdu.p_data(1, True, command, self.peer_max_pdu) + pdu.p_data(
-                1, False, encode(ds, ts.is_implicit_VR, ts.is_little_endian), self.peer_max_pdu))
+                1, False, data, self.peer_max_pdu))
             while request.status is None or category(request.status) == "Pending":
                 seen = request.responses
                 ended = self.serve_until(lambda: request.responses > seen, time.monotonic() + timeout, what)
@@ -104,7 +104,7 @@ class FindAssociation(RequestorAssociation):
                                f"{describe(request.status, 'find')}"
                                + (f"; it says: {request.comment}" if request.comment else "") + ".",
                                status=request.status)
-        log.debug("C-FIND %s on %s: %d matches", ds.QueryRetrieveLevel, self.peer.label, len(request.matches))
+        log.debug("C-FIND %s on %s: %d matches", level.upper(), self.peer.label, len(request.matches))
         return request.matches
 
     def on_message(self, cmd, context_id: int, parts, release=None) -> None:
