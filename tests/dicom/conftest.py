@@ -1,4 +1,5 @@
-"""Peers shared by the tests of both C-FIND clients (pynetdicom's in apps.dicom.dimse, for browsing, and wire/find_scu.py)."""
+"""Peers shared by the tests of both C-FIND clients (pynetdicom's in apps.dicom.dimse, for browsing, and
+wire/find_scu.py), and the huge instance the large-file tests read (test_frames.py, test_huge_transforms.py)."""
 import time
 
 import pytest
@@ -6,6 +7,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
+from apps.dicom.demo.huge import write_huge_instance
 from apps.dicom.peers import RemoteAE
 
 
@@ -31,3 +33,10 @@ def endless_pacs():
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
     yield RemoteAE(ae_title="ENDLESS", host="127.0.0.1", port=server.server_address[1], name="ENDLESS"), seen
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def huge(tmp_path_factory):
+    """A 150 MB multi-frame instance, generated once and only read: (its path, its dataset without pixels)."""
+    path = tmp_path_factory.mktemp("huge") / "huge.dcm"
+    return path, write_huge_instance(path, 150, rows=512, cols=512)

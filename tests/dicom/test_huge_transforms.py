@@ -11,7 +11,6 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from apps.dicom import deidentify, files, split
-from apps.dicom.demo.huge import write_huge_instance
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.paths import open_regular
 from apps.dicom.rewrite import Patient, rewrite_patient, rewrite_patient_bytes
@@ -46,12 +45,6 @@ def same_range(a: Path, a_range: tuple[int, int], b: Path, b_range: tuple[int, i
                 return False
             left -= step
     return True
-
-
-@pytest.fixture(scope="module")
-def huge(tmp_path_factory):
-    path = tmp_path_factory.mktemp("huge") / "huge.dcm"
-    return path, write_huge_instance(path, 150, rows=512, cols=512)
 
 
 def test_a_huge_instances_patient_rewrite_copies_its_pixel_data_in_flat_memory(huge, tmp_path):
