@@ -154,7 +154,15 @@ class Orthanc:
 
     # --- REST -----------------------------------------------------------------------------------
     def rest(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.RemoteProtocolError:
+            # Orthanc closes an idle keep-alive connection after its timeout; a request sent on it as it
+            # closes gets no answer ("Server disconnected without sending a response"). Asked again on a new
+            # connection, once, where asking twice is harmless.
+            if method not in ("GET", "HEAD", "PUT", "DELETE"):
+                raise
+            response = self._http.request(method, path, **kwargs)
         response.raise_for_status()
         return response
 
