@@ -168,13 +168,15 @@ def read_range(fd: int, offset: int, length: int, name: str = "the file") -> byt
     return data
 
 
-def chunks(fd: int, offset: int, length: int, name: str = "the file", size: int = COPY_CHUNK) -> Iterator[bytes]:
-    """The bytes of [offset, offset + length) in pieces of at most `size`, read one by one."""
+def chunks(fd: int, offset: int, length: int, name: str = "the file", size: int = COPY_CHUNK,
+           changed: str = "changed while it was read") -> Iterator[bytes]:
+    """The bytes of [offset, offset + length) in pieces of at most `size`, read one by one; InvalidDicomFile
+    saying `changed` when the file ends sooner."""
     end = offset + length
     while offset < end:
         piece = os.pread(fd, min(size, end - offset), offset)
         if not piece:
-            raise InvalidDicomFile(f"{name}: changed while it was read")
+            raise InvalidDicomFile(f"{name}: {changed}")
         offset += len(piece)
         yield piece
 
@@ -228,13 +230,8 @@ class CompleteFile:
 
     def chunks(self, size: int = COPY_CHUNK) -> Iterator[bytes]:
         """The file's bytes in pieces of at most `size`, read one by one."""
-        fd, position, end = self.fp.fileno(), 0, self.info.size
-        while position < end:
-            piece = os.pread(fd, min(size, end - position), position)
-            if not piece:
-                raise InvalidDicomFile(f"{self.fp.name}: changed while it was being sent; send it again")
-            position += len(piece)
-            yield piece
+        return chunks(self.fp.fileno(), 0, self.info.size, self.fp.name, size,
+                      "changed while it was being sent; send it again")
 
 
 @contextmanager
