@@ -13,7 +13,6 @@ copies into the batch's work folder, since storing takes files."""
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,15 +120,11 @@ def deidentify_entries(project, entries: list[tuple[str, Path]], work: Path) -> 
     for new_name, path, result, _ in _each(project, entries, batch):
         target = work / new_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
         try:
-            with open(partial, "wb") as out:
-                result.write_to(out)
+            result.save(target)
         except InvalidDicomFile:
-            partial.unlink(missing_ok=True)
             batch.not_sent.append((result.sop_instance_uid, "not de-identified: the original changed meanwhile"))
             continue
-        os.replace(partial, target)
         batch.originals[new_name] = path
     batch.entries = sorted((name, work / name) for name in batch.originals)
     return batch

@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from apps.dicom import deid_stream as stream
 from apps.dicom.deid_table import TABLE
+from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.split import FileRange
 
 PROFILE_BASIC = "basic"
@@ -111,6 +114,18 @@ class Deidentified:
     def write_to(self, out: BinaryIO) -> None:
         for piece in self.chunks():
             out.write(piece)
+
+    def save(self, target: Path) -> None:
+        """Write the instance to `target` under a temporary name, then rename it, so `target` is never
+        seen half-written. Raises InvalidDicomFile (and leaves nothing) when the original changed since."""
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with open(partial, "wb") as out:
+                self.write_to(out)
+        except InvalidDicomFile:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, target)
 
     def read_into(self, at: int, into: memoryview) -> None:
         """Fill `into` with the bytes from `at` on (a zip stream reads a large instance block by block)."""

@@ -6,7 +6,6 @@ by its pseudonym and new SOP Instance UID; a file that was never de-identified (
 because its pixels may show the patient) by its place in the batch or its new UID, with the reason."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from apps.dicom import files
@@ -49,14 +48,10 @@ def deidentify_all(job, sendable: list, work: Path, make) -> tuple[list, list[li
             skipped.append([label, neutral(f"not de-identified: {reason}", str(entry.path), job.source_path)])
             continue
         target = work / f"{result.sop_instance_uid}.dcm"
-        partial = target.with_name(target.name + ".partial")
         try:
-            with open(partial, "wb") as out:
-                result.write_to(out)
+            result.save(target)
         except InvalidDicomFile:
-            partial.unlink(missing_ok=True)
             skipped.append([label, "not de-identified: the file changed while it was read"])
             continue
-        os.replace(partial, target)
         done.append(make(f"{result.patient_id}/{result.sop_instance_uid}.dcm", target, files.read_meta(target)))
     return done, skipped

@@ -152,6 +152,22 @@ def test_a_large_original_that_changes_after_its_head_was_read_is_noticed(tmp_pa
         grow.write(b"\0" * 16)
     with pytest.raises(InvalidDicomFile, match="changed since it was read"):
         result.write_to(io.BytesIO())
+    saved = tmp_path / "out" / "copy.dcm"
+    saved.parent.mkdir()
+    with pytest.raises(InvalidDicomFile, match="changed since it was read"):
+        result.save(saved)  # what a project's send and a delivery to a PACS write: nothing half-written stays
+    assert list(saved.parent.iterdir()) == []
+
+
+def test_a_saved_de_identified_instance_is_whole_under_its_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "LARGE_FILE_BYTES", 0)
+    path = tmp_path / "large.dcm"
+    path.write_bytes(Path(get_testdata_file("emri_small.dcm")).read_bytes())
+    result = deidentify.deidentify_file(path, RECIPE, patient_for)
+    saved = tmp_path / "copy.dcm"
+    result.save(saved)
+    assert result.rest is not None and saved.read_bytes() == b"".join(result.chunks())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.dcm", "large.dcm"]  # no partial left
 
 
 def test_a_huge_encapsulated_instance_is_proven_complete_without_mapping_its_pages(tmp_path):
