@@ -29,4 +29,5 @@ urlpatterns = [
     re_path(rf"^studies/{S}/series/{SE}/instances/{I}/frames/{F}/?$", views.Frames.as_view()),
     re_path(rf"^studies/{S}/series/{SE}/instances/{I}/frames/{F}/rendered/?$", views.Rendered.as_view()),
     re_path(rf"^studies/{S}/series/{SE}/instances/{I}/frames/{F}/thumbnail/?$", views.Thumbnail.as_view()),
+    re_path(r"^", views.Unknown.as_view(), name="dicomweb-unknown"),  # last: every other path
 ]

@@ -87,6 +87,15 @@ def dicom_json(data, status=200, warnings=()) -> HttpResponse:
     return response
 
 
+class Unknown(DicomWebView):
+    """A path no route matched (a UID with letters, a resource this portal does not serve): a DICOMweb client
+    gets the JSON 404 of every other error, after the same login check, not Django's HTML page."""
+
+    def get(self, request):
+        return problem(404, "no such DICOMweb resource: this portal serves studies, series, instances, and below "
+                            "studies/{uid} their series, instances, metadata, frames, rendered and thumbnail")
+
+
 class Search(DicomWebView):
     level = "studies"
 

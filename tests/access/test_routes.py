@@ -189,6 +189,7 @@ RULES = {
     ("dicomweb-studies", "POST"): Rule("/dicomweb/studies", ("catalog.store_dicomweb",), 415),
     ("dicomweb-series", "GET"): Rule("/dicomweb/series", LOGIN, 204),
     ("dicomweb-instances", "GET"): Rule("/dicomweb/instances", LOGIN, 204),
+    ("dicomweb-unknown", "GET"): Rule("/dicomweb/studies/not-a-uid", LOGIN, 404),
     ("job-apps", "GET"): Rule("/api/jobs/apps/", ("jobs.view_apppause",), 200),
     ("retention", "GET"): Rule("/admin/retention/", ("jobs.view_all_jobs",), 200),
     ("job-app-pause", "POST"): Rule("/api/jobs/apps/sending/pause/", ("jobs.pause_apps",), 200),

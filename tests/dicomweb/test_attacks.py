@@ -58,12 +58,22 @@ def test_no_login_no_answer(catalogued):
 
     _, urls = bob_urls(catalogued)
     anonymous = APIClient()
-    for url in ["/dicomweb/studies", "/dicomweb/series", "/dicomweb/instances", *urls]:
+    for url in ["/dicomweb/studies", "/dicomweb/series", "/dicomweb/instances", "/dicomweb/nothing-here", *urls]:
         response = anonymous.get(url)
         assert response.status_code == 401 and response.json()["detail"], url
     wrong = APIClient()
     wrong.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef0123456789abcdef01234567")
     assert wrong.get("/dicomweb/studies").status_code == 401
+
+
+def test_an_unknown_or_malformed_path_is_a_json_404_not_a_page(catalogued):
+    alice = token_client(catalogued["alice"])
+    for url in ("/dicomweb/", "/dicomweb/nothing-here", "/dicomweb/studies/1.2.3<script>", "/dicomweb/studies/1.2/x",
+                "/dicomweb/studies/1.2/series/1.3/instances/1.4/frames/a", "/dicomweb/../admin/"):
+        response = alice.get(url)
+        assert response.status_code == 404, url
+        assert response["Content-Type"] == "application/json" and "no such DICOMweb resource" in response.json()["detail"]
+        assert "<script>" not in response.content.decode()
 
 
 def test_a_catalog_row_naming_a_file_outside_the_data_folders_is_never_served(catalogued, tmp_path, settings):
