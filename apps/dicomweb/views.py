@@ -153,7 +153,8 @@ class Metadata(DicomWebView):
         files = wado.servable(self.rows(study, series, sop))
         if not files:
             return problem(404, "no such " + ("instance" if sop else "series" if series else "study"))
-        return dicom_json(wado.metadata(files))
+        answers, warnings = wado.metadata(files)
+        return dicom_json(answers, warnings=warnings)
 
 
 class Frames(DicomWebView):

@@ -10,6 +10,8 @@ import os
 
 import pydicom
 from django.http import StreamingHttpResponse
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 
 from apps.catalog.roots import Confinement
 from apps.dicom import frames as stored_frames
@@ -105,17 +107,44 @@ def _sent_body(files, heads, end, sock):
     yield separator + end
 
 
-def metadata(files) -> list[dict]:
-    """Each instance's header as DICOM JSON (pixel data left out; other large values inline)."""
-    answers = []
+LARGE_VALUE_BYTES = 1024 * 1024  # a header value past this (a vendor's private blob) stays out of the metadata
+
+
+def metadata(files) -> tuple[list[dict], list[str]]:
+    """Each instance's header as DICOM JSON, and warnings. The pixel data is left out, and so is any other
+    top-level value over LARGE_VALUE_BYTES other than a sequence: it is never read (a study whose
+    instances each carry megabytes of private data would otherwise be read whole, then base64-encoded);
+    a warning names its tag. Smaller values are inline, as viewers expect (overlays, icon images)."""
+    answers, left_out = [], set()
     for row, path, _ in files:
         try:
             with open_regular(path) as fp:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            answers.append(ds.to_json_dict(bulk_data_threshold=10 ** 9))
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=LARGE_VALUE_BYTES)
+                left_out.update(_drop_unread_values(ds))
+                answers.append(ds.to_json_dict(bulk_data_threshold=10 ** 9))  # a deferred sequence reads here
         except Exception as exc:  # noqa: BLE001 - one unreadable header must not hide the others
             log.info("metadata of catalog row %s not readable: %s", row.pk, type(exc).__name__)
-    return answers
+    warnings = [f"{tag} left out: its value is over {LARGE_VALUE_BYTES} bytes" for tag in sorted(left_out)]
+    return answers, warnings
+
+
+def _drop_unread_values(ds) -> list[str]:
+    """Remove the top-level values pydicom deferred (over LARGE_VALUE_BYTES) that are not sequences;
+    the tags removed, as (gggg,eeee)."""
+    dropped = []
+    for tag, element in list(ds._dict.items()):
+        if not isinstance(element, RawDataElement) or element.value is not None:
+            continue
+        vr = element.VR
+        if vr is None:  # implicit VR: the dictionary's; a private tag's is unknown
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                vr = "UN"
+        if vr != "SQ":
+            del ds._dict[tag]
+            dropped.append(f"({tag.group:04X},{tag.element:04X})")
+    return dropped
 
 
 ENCAPSULATED_TYPES = {

@@ -383,3 +383,42 @@ def test_hostile_frames_and_rendered_answer_the_reason_never_a_500(catalogued):
         assert len(b"".join(started.streaming_content)) < length
     finally:
         shutil.rmtree(catalogued["downloads"] / "LK" / "alice-hostile", ignore_errors=True)
+
+
+def test_a_giant_private_value_stays_out_of_the_metadata_unread(catalogued, tmp_path):
+    """An instance carrying 32 MB of private data: metadata leaves that value out, never reading it (a Warning
+    names the tag), and keeps a sequence longer than the limit (a multi-frame's per-frame groups) whole."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from apps.dicomweb.wado import LARGE_VALUE_BYTES
+
+    alice = token_client(catalogued["alice"])
+    ds = pydicom.dcmread(files_of(catalogued["downloads"], catalogued["alice_data"]["studies"][0])[0])
+    study, sop = "1.2.826.0.1.3680043.8.498.777", "1.2.826.0.1.3680043.8.498.777.1"
+    ds.StudyInstanceUID, ds.SOPInstanceUID, ds.file_meta.MediaStorageSOPInstanceUID = study, sop, sop
+    block = ds.private_block(0x0029, "PORTAL TEST", create=True)
+    giant = 32 * LARGE_VALUE_BYTES
+    block.add_new(0x10, "OB", b"\x5a" * giant)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(
+        [Dataset() for _ in range(3000)])  # >1 MB once each item holds a comment
+    for n, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        item.ImageComments = f"frame {n} " + "x" * 400
+    path = catalogued["downloads"] / "LK" / "alice" / "giant-private.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    values = {f.attname: getattr(Instance.objects.filter(owner=catalogued["alice"]).first(), f.attname)
+              for f in Instance._meta.concrete_fields if f.attname not in ("id", "path")}
+    Instance.objects.create(**{**values, "path": str(path), "study_instance_uid": study, "sop_instance_uid": sop})
+    try:
+        tracemalloc.start()
+        response = alice.get(f"/dicomweb/studies/{study}/metadata")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert response.status_code == 200
+        (answer,) = json.loads(response.content)
+        assert "00291010" not in answer and "00290010" in answer  # the value out, its private creator in
+        assert len(answer["52009230"]["Value"]) == 3000 and answer["52009230"]["Value"][2999]["00204000"]["Value"][0].startswith("frame 2999")
+        assert "(0029,1010) left out" in response["Warning"]
+        assert peak < giant, peak  # the value (43 MB more in base64) was never read
+    finally:
+        path.unlink()
