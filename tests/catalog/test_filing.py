@@ -113,3 +113,30 @@ def test_retention_removing_a_delivered_case_folder_takes_its_rows(template, set
     DeliveredDownloads().remove(Candidate("delivered-downloads", str(folders[0]), "a case folder", 40.0))
     assert not folders[0].exists()
     assert sorted({str(Path(p).parent) for p in Instance.objects.values_list("path", flat=True)}) == [str(folders[1])]
+
+
+def test_forgetting_a_folder_removes_the_rows_under_it_only_through_the_index(tmp_path):
+    """A photo upload's or an expired job's folder removed whole: the rows under it go, its neighbours whose
+    names only start alike stay (SQLite's LIKE, case-blind, took "U1" too); on SQLite the delete is a range on the
+    path index, not a scan of every row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.catalog.filing import forget_under
+
+    folder = tmp_path / "photos" / "u1"
+    under = [folder / "a.dcm", folder / "s" / "b.dcm", folder / "0" / "c.dcm"]
+    beside = [tmp_path / "photos" / "u1.dcm", tmp_path / "photos" / "u10" / "d.dcm", tmp_path / "photos" / "u1-x" / "e.dcm",
+              tmp_path / "photos" / "u1 " / "f.dcm", tmp_path / "photos" / "U1" / "g.dcm", tmp_path / "photos" / "u0" / "h.dcm"]
+    for n, path in enumerate(under + beside):
+        Instance.objects.create(path=str(path), source="photo", study_instance_uid="1.2", series_instance_uid="1.3",
+                                sop_instance_uid=f"1.4.{n}", sop_class_uid="1.2.840.10008.5.1.4.1.1.7")
+    with CaptureQueriesContext(connection) as queries:
+        assert forget_under(folder) == 3
+    assert sorted(Instance.objects.values_list("path", flat=True)) == sorted(map(str, beside))
+    if connection.vendor == "sqlite":
+        (finding,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("SELECT", "DELETE"))]
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + finding)
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+        assert "SEARCH" in plan and "INDEX" in plan and "SCAN" not in plan, plan
