@@ -8,43 +8,38 @@ first by default); of a file over files.LARGE_FILE_BYTES only that frame is read
 Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with its libjpeg, openjpeg and
 rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
 
-Speed, because an import renders every image it files: uncompressed greyscale is read straight from
-the pixel bytes, and the window is computed once per possible stored value (a lookup table of at most
-65,536 entries, cached for the common rescale + window case) and applied in one gather, instead of float
-arithmetic on every pixel.
+Speed, because an import renders every image it files: the common image (uncompressed greyscale with a
+window and a plain header) is read without pydicom by flat_image.py, first; here too uncompressed
+greyscale is read straight from the pixel bytes, and the window is computed once per possible stored value
+(a lookup table of at most 65,536 entries, cached for the common rescale + window case: flat_image.linear_lut)
+and applied in one gather, instead of float arithmetic on every pixel.
 """
 from __future__ import annotations
 
-import functools
-import math
 import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pydicom
-from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from apps.dicom import catalog_entry, flat, frames
+from apps.dicom import frames
 from apps.dicom.files import LARGE_FILE_BYTES
-from apps.dicom.header import (
-    PIXEL_KEYWORDS,
-    HeaderError,
-    ImageHeader,
-    header_from_dataset,
-    header_from_texts,
-    structural_problem,
-    valid_uid,
+from apps.dicom.flat_image import (
+    JPEG_QUALITY,
+    MAX_PIXELS,
+    NATIVE_LITTLE_ENDIAN,
+    linear_lut,
+    quick_read_and_render,
+    save_jpeg,
+    voi_window,
 )
+from apps.dicom.header import PIXEL_KEYWORDS, HeaderError, ImageHeader, header_from_dataset, structural_problem
 from apps.dicom.paths import NotRegularFile, open_regular
-
-JPEG_QUALITY = 90
-MAX_PIXELS = 100_000_000  # per frame; the largest radiographs are ~ 50 megapixels
 
 
 class RenderError(Exception):
@@ -180,9 +175,6 @@ def frame_pixels(ds: Dataset, frame: int = 0) -> np.ndarray:
         raise RenderError(f"cannot decode the pixel data ({name}): {one_line(exc)}") from None
 
 
-NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # Implicit / Explicit VR Little Endian
-
-
 def native_greyscale(ds: Dataset, frame: int, frames: int) -> np.ndarray | None:
     """The common case read straight from the bytes (uncompressed little-endian greyscale, 8 or 16 bits):
     pydicom's general path spends more time checking than this takes. None when it does not apply."""
@@ -214,16 +206,7 @@ def window_function(ds: Dataset, lo: float, hi: float):
     if center is None or width is None or first(width) <= 0:
         span = max(hi - lo, 1e-9)
         return lambda x: np.clip((x - lo) / span, 0.0, 1.0)
-    c, w = first(center), first(width)
-    function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
-    if function == "SIGMOID":
-        return lambda x: 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
-    if function == "LINEAR_EXACT":
-        return lambda x: np.clip((x - c) / w + 0.5, 0.0, 1.0)
-    if w < 1:
-        w = 1.0
-    # PS3.3 C.11.2.1.2.1: the linear window with its half-pixel offsets.
-    return lambda x: np.clip((x - (c - 0.5)) / max(w - 1, 1e-9) + 0.5, 0.0, 1.0)
+    return voi_window(first(center), first(width), str(ds.get("VOILUTFunction", "LINEAR")).upper())
 
 
 def to_unit(values: np.ndarray, ds: Dataset, lo: float, hi: float) -> np.ndarray:
@@ -250,30 +233,15 @@ def linear_case(ds: Dataset) -> bool:
             and first(ds.WindowWidth) > 0)
 
 
-@functools.lru_cache(maxsize=64)
-def cached_linear_lut(dtype: str, slope: float, intercept: float, center, width, function: str,
-                      invert: bool) -> np.ndarray:
-    """uint8 display value for every raw bit pattern of `dtype`, for one rescale + window."""
-    view = Dataset()
-    view.RescaleSlope, view.RescaleIntercept = slope, intercept
-    view.WindowCenter, view.WindowWidth, view.VOILUTFunction = center, width, function
-    kind = np.dtype(dtype)
-    domain = np.arange(2 ** (8 * kind.itemsize), dtype=np.uint8 if kind.itemsize == 1 else np.uint16).view(kind)
-    lut8 = np.rint(to_unit(modality_values(domain, view), view, 0.0, 1.0) * 255.0).astype(np.uint8)
-    lut8 = 255 - lut8 if invert else lut8
-    lut8.flags.writeable = False
-    return lut8
-
-
 def greyscale(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     """Stored greyscale values -> uint8 display values."""
     invert = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
     small_int = arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2
     unsigned = arr.view(np.uint8 if arr.dtype.itemsize == 1 else np.uint16) if small_int else None
     if small_int and linear_case(ds):
-        lut8 = cached_linear_lut(arr.dtype.str, float(ds.get("RescaleSlope", 1) or 1),
-                                 float(ds.get("RescaleIntercept", 0) or 0), first(ds.WindowCenter),
-                                 first(ds.WindowWidth), str(ds.get("VOILUTFunction", "LINEAR")).upper(), invert)
+        lut8 = linear_lut(arr.dtype.str, float(ds.get("RescaleSlope", 1) or 1),
+                          float(ds.get("RescaleIntercept", 0) or 0), first(ds.WindowCenter),
+                          first(ds.WindowWidth), str(ds.get("VOILUTFunction", "LINEAR")).upper(), invert)
         return np.take(lut8, unsigned)
     if small_int:
         # Every possible stored value once: index with the raw bits (a uint view of the array).
@@ -315,11 +283,6 @@ def display_array(ds: Dataset, frame: int = 0) -> np.ndarray:
     return greyscale(arr, ds)
 
 
-def save_jpeg(pixels: np.ndarray, target: str | os.PathLike, quality: int = JPEG_QUALITY) -> None:
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(target, "JPEG", quality=quality)
-
-
 def render_jpeg(source: str | os.PathLike | Frame, target: str | os.PathLike, *, frame: int = 0,
                 quality: int = JPEG_QUALITY) -> Rendered:
     """Write one frame of a DICOM file as a JPEG; returns its size. Raises RenderError."""
@@ -353,137 +316,3 @@ def render_file(source: str, target: str) -> tuple[int, int] | str:
     """(width, height) of the JPEG written, or the reason it could not be."""
     header, size, problem, entry = read_and_render(source, target)
     return size if size else problem
-
-
-# --- the common image, read without pydicom ----------------------------------------------------------------
-# An import's files are nearly all uncompressed greyscale with a window and a plain ASCII header (CT, MR,
-# CR, DX): for them read_and_render takes the header, the window and the pixels from flat.elements (the
-# pydicom dataset and its element conversions cost more than the JPEG). Anything else, or anything odd,
-# goes pydicom's way above, which says what is wrong with a bad file; the two agree on every file both
-# read (tests/dicom/test_render.py).
-QUICK_MAX_BYTES = LARGE_FILE_BYTES  # a larger file goes read_frame's way: only the frame shown is read
-_TAG = {
-    "SpecificCharacterSet": 0x00080005, "SOPInstanceUID": 0x00080018, "Modality": 0x00080060,
-    "PatientName": 0x00100010, "PatientID": 0x00100020, "PatientBirthDate": 0x00100030, "PatientSex": 0x00100040,
-    "StudyInstanceUID": 0x0020000D, "SamplesPerPixel": 0x00280002, "PhotometricInterpretation": 0x00280004,
-    "NumberOfFrames": 0x00280008, "Rows": 0x00280010, "Columns": 0x00280011, "BitsAllocated": 0x00280100,
-    "BitsStored": 0x00280101, "PixelRepresentation": 0x00280103, "WindowCenter": 0x00281050,
-    "WindowWidth": 0x00281051, "RescaleIntercept": 0x00281052, "RescaleSlope": 0x00281053,
-    "ModalityLUTSequence": 0x00283000, "VOILUTSequence": 0x00283010, "VOILUTFunction": 0x00281056,
-    "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009, "PixelData": 0x7FE00010}
-_WANTED = frozenset(_TAG.values()) | frozenset(catalog_entry.TAGS)
-_NOT_QUICK = ("ModalityLUTSequence", "VOILUTSequence", "FloatPixelData", "DoubleFloatPixelData")
-_US = struct.Struct("<H").unpack_from
-
-
-def quick_read_and_render(source: str, target: str):
-    """read_and_render's answer for the common image, or None for every other file (and for a file that
-    cannot be read: pydicom's way names the problem)."""
-    try:
-        with open_regular(source) as fp:
-            if os.fstat(fp.fileno()).st_size > QUICK_MAX_BYTES:
-                return None
-            data = fp.read()
-        header, pixels, entry = quick_image(data)
-    except (NotRegularFile, OSError, flat.Slow, struct.error, ValueError, UnicodeDecodeError):
-        return None
-    save_jpeg(pixels, target)
-    return header, (int(pixels.shape[1]), int(pixels.shape[0])), "", entry
-
-
-def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray, dict | None]:
-    """(header, display pixels, the catalog's entry or None) of the common image; flat.Slow for others."""
-    syntax, found = flat.elements(data, len(data), _WANTED, _TAG["PixelData"])
-    if syntax not in NATIVE_LITTLE_ENDIAN or "PixelData" not in _present(found) or _present(found) & set(_NOT_QUICK):
-        raise flat.Slow
-
-    def text(keyword: str, limit: int = 64) -> str:
-        vr, start, length = found.get(_TAG[keyword], (None, 0, 0))
-        raw = data[start:start + length]
-        if keyword.endswith("UID"):
-            raw = raw.rstrip(b"\x00")  # a UID's padding
-        value = raw.decode("ascii")
-        if "\\" in value or not value.isprintable():
-            raise flat.Slow  # several values, another character set, control characters: pydicom's
-        return value.strip()[:limit]
-
-    def number(keyword: str, default: int | None = None) -> int:
-        """An unsigned short; absent: `default` (None: required, pydicom's way says what is missing)."""
-        if _TAG[keyword] not in found:
-            if default is None:
-                raise flat.Slow
-            return default
-        vr, start, length = found[_TAG[keyword]]
-        if length != 2:
-            raise flat.Slow
-        return _US(data, start)[0]
-
-    def decimal(keyword: str, default: float | None, *, several: bool = False) -> float | None:
-        value = text(keyword, 1024) if not several else _first_of(found, data, _TAG[keyword])
-        if not value:
-            return default
-        result = float(value)
-        if not math.isfinite(result):
-            raise flat.Slow
-        return result
-
-    sop_uid = text("SOPInstanceUID", 200)
-    if not valid_uid(sop_uid):
-        raise flat.Slow
-    text("SpecificCharacterSet")  # ASCII text under any character set is ASCII
-    rows, cols, allocated = number("Rows"), number("Columns"), number("BitsAllocated")
-    stored, signed = number("BitsStored"), number("PixelRepresentation") == 1
-    frames_text = text("NumberOfFrames")
-    frames = int(frames_text) if frames_text else 1
-    photometric = text("PhotometricInterpretation").upper()
-    if (number("SamplesPerPixel", 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2") or frames < 0
-            or allocated not in (8, 16) or not 0 < stored <= allocated or not 0 < rows * cols <= MAX_PIXELS):
-        raise flat.Slow
-    frames = frames or 1
-    center, width = decimal("WindowCenter", None, several=True), decimal("WindowWidth", None, several=True)
-    slope, intercept = decimal("RescaleSlope", 1.0) or 1.0, decimal("RescaleIntercept", 0.0) or 0.0
-    if center is None or width is None or width <= 0:
-        raise flat.Slow  # no window: pydicom's way finds the min/max one
-    vr, start, length = found[_TAG["PixelData"]]
-    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
-    if vr not in (None, b"OB", b"OW") or length < rows * cols * dtype.itemsize * frames:
-        raise flat.Slow
-    raw = np.frombuffer(data, dtype=np.uint8 if allocated == 8 else np.uint16, count=rows * cols, offset=start)
-    lut = raw_bits_lut(dtype.str, stored, slope, intercept, center, width,
-                       text("VOILUTFunction").upper() or "LINEAR", photometric == "MONOCHROME1")
-    header = header_from_texts(text, rows, cols, frames)
-    try:
-        entry = catalog_entry.entry_from_elements(data, syntax, found, len(data))
-    except (catalog_entry.EntryError, flat.Slow, struct.error, ValueError):
-        entry = None  # the catalog reads the file its own way, and says why it cannot hold it
-    return header, np.take(lut, raw.reshape(rows, cols)), entry
-
-
-def _present(found: dict) -> set[str]:
-    return {keyword for keyword, tag in _TAG.items() if tag in found}
-
-
-def _first_of(found: dict, data: bytes, tag: int) -> str:
-    """The first of a decimal string's values (WindowCenter and WindowWidth may hold several)."""
-    vr, start, length = found.get(tag, (None, 0, 0))
-    value = data[start:start + length].decode("ascii").split("\\")[0]
-    if not value.isprintable():
-        raise flat.Slow
-    return value.strip()
-
-
-@functools.lru_cache(maxsize=64)
-def raw_bits_lut(dtype: str, stored: int, slope: float, intercept: float, center: float, width: float,
-                 function: str, invert: bool) -> np.ndarray:
-    """cached_linear_lut indexed by the raw bit patterns as they lie in the file: the bits above HighBit
-    dropped (and the sign extended) once per pattern instead of once per pixel."""
-    lut8 = cached_linear_lut(dtype, slope, intercept, center, width, function, invert)
-    kind = np.dtype(dtype)
-    raw = np.arange(2 ** (8 * kind.itemsize), dtype=np.uint8 if kind.itemsize == 1 else np.uint16)
-    values = raw.view(kind)
-    shift = 8 * kind.itemsize - stored
-    if shift:
-        values = (values << shift) >> shift if kind.kind == "i" else values & ((1 << stored) - 1)
-    out = np.take(lut8, values.view(raw.dtype))
-    out.flags.writeable = False
-    return out

@@ -17,7 +17,10 @@ from apps.dicom.render import read_and_render
 from apps.jobs.errors import ItemFailed
 
 log = logging.getLogger("apps.imports")
-PIPE_CHUNK = 4  # files per message to a decoder process
+# Files per message to a decoder process: each message costs this process ~0.75 ms of CPU in the
+# executor's threads (futures, pickles, wake-ups), 0.19 ms per image at 4 files, 0.07 at 16; a batch's
+# last message may leave one decoder idle for its length (~35 ms) while this process files its backlog.
+PIPE_CHUNK = 16
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 

