@@ -36,6 +36,7 @@ from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, sort_arrivals
 from apps.retrieval.attempts import record_attempt
 from apps.retrieval.deidentified import EarlyDeidentifier, deidentified_folder
+from apps.retrieval.early_entries import EarlyEntries, read_early
 from apps.retrieval.fanout import names_of, row_servers
 from apps.retrieval.holding import HOLD, StudyHolds
 from apps.retrieval.layout import FilingFailed, file_into, study_folder
@@ -74,6 +75,7 @@ class RowRetrieval:
     server: DicomServer | None = None  # the server being fetched from (a row may search several): its folder
     chosen_any: bool = False  # a row choosing series: whether any study had a series it chose
     prepared: bool = False
+    early_entries: dict = field(default_factory=dict)  # staged name -> catalog values read during its move
 
     def prepare(self, local_ae_title: str) -> None:
         """Before the row's first move, once: the folders can take files, and what dead runs left staged is
@@ -99,6 +101,8 @@ class RowRetrieval:
         if self.ctx.should_stop():
             raise ItemCanceled()
         early = self._early(plan, folder)
+        # a C-MOVE's row thread only waits meanwhile: the headers of what the receiver staged are read then
+        reading = EarlyEntries(folder, self.early_entries).__enter__() if wait_for_receiver and early is None else None
         try:
             try:
                 result = retrieve(plan.move_query()[1])
@@ -122,8 +126,12 @@ class RowRetrieval:
             staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
                 self.staging.instances(folder))
             self._fail_if_unwritten(plan, folder)
+            if reading is not None:
+                reading.stop()
             self._file(plan, folder, staged, result, list_instances, wait, early)
         finally:
+            if reading is not None:
+                reading.stop()
             if early is not None:
                 early.__exit__(None, None, None)
             self.staging.remove(folder)
@@ -212,7 +220,9 @@ class RowRetrieval:
         for filed in committed:  # the study as filed, pseudonymized or not, as it is on disk
             placed = getattr(filed, "paths", None)
             if placed is not None:
-                catalog_files(placed, source="retrieved", job=item.job)
+                catalog_files(placed, source="retrieved", job=item.job, read=read_early(self.early_entries, placed))
+                for path in placed:
+                    self.early_entries.pop(path.name, None)
             else:  # a project's filing names its folders, not its files
                 for folder in getattr(filed, "folders", None) or [target]:
                     catalog_folder(folder, source="retrieved", job=item.job)
