@@ -47,7 +47,8 @@ class EarlyEntries:
             try:
                 with os.scandir(self.folder) as found:
                     names = [entry.name for entry in found if entry.name.endswith(".dcm")
-                             and not entry.name.startswith(".") and entry.name not in tried]
+                             and not entry.name.startswith(".") and entry.name not in tried
+                             and entry.name not in self.entries]  # (read by another reader of the folder)
             except OSError:  # not made yet (the move's first instance makes it), or removed
                 names = []
             for name in names:

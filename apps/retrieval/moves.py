@@ -22,6 +22,7 @@ from apps.dicom import reuse
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.scu import c_move
 from apps.jobs.errors import ItemCanceled, ItemFailed
+from apps.retrieval.early_entries import EarlyEntries
 from apps.retrieval.models import MoveKey
 from apps.retrieval.receiver_check import receiver_problem, receiver_saturation
 from apps.retrieval.receiving import space_refusal
@@ -159,8 +160,12 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
             return
         first_error = None
         reuse.before_connect(peer)  # the query association left open for reuse is one of ours: close it
+        def run_reading(part):  # its files' headers read while it moves, as row.fetch does for one move
+            with EarlyEntries(staging.folder(local.ae_title, keys[id(part)].message_id), row.early_entries):
+                return run(part)
+
         with ThreadPoolExecutor(max_workers=pool, thread_name_prefix="c-move") as moves:
-            running = {moves.submit(run, part): part for part in parts}
+            running = {moves.submit(run_reading if row.pseudonymizer is None else run, part): part for part in parts}
             for done in as_completed(running):
                 try:
                     fetch(running[done], done.result)
