@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from apps.retrieval.fanout import names_of, row_servers
 from apps.retrieval.holding import HOLD, StudyHolds
 from apps.retrieval.layout import FilingFailed, file_into, study_folder
 from apps.retrieval.leftovers import clear_earlier_runs, clear_expired_moves, require_writable
-from apps.retrieval.moves import extra_slots, move_parts, series_parts
+from apps.retrieval.moves import extra_slots, move_parts, series_parts, wait_for_staged
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
 from apps.retrieval.plans import StudyPlan, list_instances, modality_label, plan_for, row_mismatch, row_query
 from apps.retrieval.resume import filed_instances, missing_parts
@@ -54,10 +53,6 @@ if TYPE_CHECKING:
     from apps.retrieval.models import RetrievalItem
 
 log = logging.getLogger(__name__)
-# How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
-# the last C-STORE before its final response, but our receiver is another process writing to disk).
-RECEIVER_GRACE_SECONDS = 2.0
-RECEIVER_POLL_SECONDS = 0.002  # the receiver answers before its last write lands: it is usually a moment behind
 
 
 @dataclass
@@ -123,7 +118,7 @@ class RowRetrieval:
                 self._settle_what_arrived(plan, folder, early)
                 raise
             wait = wait_for_receiver and plan.expected is not None
-            staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
+            staged = wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
                 self.staging.instances(folder))
             self._fail_if_unwritten(plan, folder)
             if reading is not None:
@@ -190,7 +185,7 @@ class RowRetrieval:
             # the count no longer says whether the receiver has written all of ours yet.
             plan.sops = list_instances(plan.uid, plan.series_uid)
             if wait:
-                staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops)
+                staged = wait_for_staged(self.staging, folder, plan.expected, plan.sops)
             arrivals = sort_arrivals(folder, staged, plan.sops)
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
@@ -367,19 +362,3 @@ def retrieve_row(item, ctx, **where) -> RowOutcome:
     if problem:
         raise ItemFailed(problem)
     return outcome
-
-
-def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int, sops=None) -> list[Path]:
-    """What a C-MOVE staged, once `expected` instances (every one of `sops`, when the PACS listed them)
-    are there and no write is under way: our receiver is another process, and it answers an instance
-    before its file is complete, so its last writes may trail the final response a little."""
-    wanted, deadline = set(sops) if sops is not None else None, time.monotonic() + RECEIVER_GRACE_SECONDS
-    while True:
-        names, unwritten = staging.progress(folder)
-        if len(names) >= expected and not unwritten and (
-                wanted is None or wanted <= {name[:-len(".dcm")] for name in names}):
-            break
-        if time.monotonic() >= deadline or staging.write_failure(folder):
-            break
-        time.sleep(RECEIVER_POLL_SECONDS)
-    return [folder / name for name in names]
