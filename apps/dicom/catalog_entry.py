@@ -76,24 +76,26 @@ def _quick(head: bytes, size: int) -> dict:
     return entry_from_elements(head, syntax, found, size)
 
 
+_READ = [(tag, name, FIELDS[name][1]) for tag, name in TAGS.items()]  # what entry_from_elements reads, in order
+_UNSIGNED_SHORTS = ("rows", "columns")
+
+
 def entry_from_elements(data: bytes, syntax: str, found: dict, size: int) -> dict:
     """The catalog's values from flat.elements' answer; _Slow when a text is not plain ASCII."""
     entry = {}
-    for tag, name in TAGS.items():
-        _, start, length = found.get(tag, (None, 0, 0))
-        value = data[start:start + length]
-        limit = FIELDS[name][1]
-        if limit == 0:
-            if name in ("rows", "columns"):
-                number = struct.unpack_from("<H", value)[0] if len(value) == 2 else 0
-            else:
-                text = value.decode("ascii", "replace").strip(" \x00")
-                number = int(text) if text.lstrip("-").isdigit() else 0
-            entry[name] = max(number, 1) if name == "frames" else number
-        else:
+    for tag, name, limit in _READ:
+        where = found.get(tag)
+        value = data[where[1]:where[1] + where[2]] if where is not None else b""
+        if limit:
             if not value.isascii():
                 raise _Slow  # another character set: pydicom decodes it
             entry[name] = value.decode("ascii").replace("\x00", "").strip()[:limit]
+        elif name in _UNSIGNED_SHORTS:
+            entry[name] = struct.unpack_from("<H", value)[0] if len(value) == 2 else 0
+        else:
+            text = value.decode("ascii", "replace").strip(" \x00")
+            number = int(text) if text.lstrip("-").isdigit() else 0
+            entry[name] = max(number, 1) if name == "frames" else number
     for name in REQUIRED_UIDS:
         if not valid_uid(entry[name]):
             raise EntryError(f"no valid {FIELDS[name][0]}")

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_NAMES = {"\0": "a NUL character", "\n": "a line break", "\r": "a line break", "\t": "a tab"}
 
 
@@ -50,9 +49,12 @@ class Skipped:
     reason: str
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")  # one search in C: the catalog asks this of every file it files
+
+
 def control_character(text: str) -> str:
     """The name of the first control character in `text` ("a NUL character", …), or "" when there is none."""
-    found = _CONTROL.search(text)  # (one regex scan: a catalogued or imported file's path is checked each time)
+    found = _CONTROL.search(text)
     if found is None:
         return ""
     char = found.group()

@@ -53,11 +53,13 @@ def write_atomically(target: Path, data, *, within: Path | None = None, replace:
     the process (the process, a sequence number, the target's name), the folder is made only when the
     first open finds it missing, and the bytes go to the file unbuffered. Files are private to the
     portal's user (0600), as tempfile.mkstemp made them."""
-    tmp = target.parent / f".incoming-{os.getpid()}-{next(_sequence)}-{target.name}.part"
+    # (plain strings, not Path objects: making the temporary name took more time than opening it)
+    folder, name = os.path.split(os.fspath(target))
+    tmp = f"{folder}/.incoming-{os.getpid()}-{next(_sequence)}-{name}.part"
     try:
         fd = os.open(tmp, _CREATE, 0o600)
     except FileNotFoundError:
-        _make_folder(target.parent, within)
+        _make_folder(Path(folder), within)
         fd = os.open(tmp, _CREATE, 0o600)
     try:
         try:
@@ -72,11 +74,18 @@ def write_atomically(target: Path, data, *, within: Path | None = None, replace:
         except FileExistsError:
             return _holds(target, data)
         finally:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
         return True
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)
         raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _holds(path: Path, data) -> bool:
@@ -288,6 +297,10 @@ class AnsweredWrites:
         self._start(move_folder)
         self._answered(move_folder, target)
         return None
+
+    def started(self, move_folder: Path) -> bool:
+        """Whether the move's first instance was written here (its folder made)."""
+        return move_folder in self._started
 
     def _may_write(self, move_folder: Path) -> bool:
         """Whether the move has begun (its folder made); raises OSError when it may not be written into."""

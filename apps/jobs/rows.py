@@ -6,8 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import connections, models, router
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models.constants import OnConflict
 from django.utils import timezone
+
+# (field class, the type of value it hands to the database as it is): a text as text, a number as a number.
+# Such values skip get_db_prep_save, whose calls took more of a catalog write's time than SQLite did (a
+# retrieval catalogues every file it files, 28 fields each).
+_AS_IS = ((models.CharField, str), (models.TextField, str), (models.IntegerField, int))
 
 
 def insert_rows(model, rows: Iterable[dict], *, unique_fields: tuple[str, ...] = (),
@@ -32,35 +38,37 @@ def insert_rows(model, rows: Iterable[dict], *, unique_fields: tuple[str, ...] =
         sql += " " + connection.ops.on_conflict_suffix_sql(
             fields, OnConflict.UPDATE, [model._meta.get_field(name).column for name in update_fields],
             [model._meta.get_field(name).column for name in unique_fields])
-    kinds = [(f, f.attname, stored_unchanged(f)) for f in fields]
+    prepared = {f.attname: f.get_db_prep_save(fixed[f.attname], connection) for f in fields if f.attname in fixed}
+    plan = [(f, f.attname, _as_is(f, connection), f.attname in per_row) for f in fields]
     params = []
     for given in rows:
-        row = {**fixed, **{name: field.get_default() for name, field in per_row.items() if name not in given},
-               **given}
-        values = []
-        for f, name, kind in kinds:
-            value = row[name]
-            plain = kind is not None and (value is None or type(value) is kind)
-            values.append(value if plain else f.get_db_prep_save(value, connection))
-        params.append(values)
+        row = []
+        for field, name, kind, default_per_row in plan:
+            if name in given:
+                value = given[name]
+                row.append(value if type(value) is kind else field.get_db_prep_save(value, connection))
+            elif default_per_row:
+                row.append(field.get_db_prep_save(field.get_default(), connection))
+            else:
+                row.append(prepared[name])  # the same for every row: converted once
+        params.append(row)
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return len(params)
 
 
-# Fields whose database value is the Python value itself when it has this exact type (their
-# get_db_prep_save returns a str, an int or None unchanged): most of an import's values, which skip
-# Django's conversion chain (per row 58 -> 13 us for a catalog Instance, 36 -> 4 us for a FileOutcome).
-_UNCHANGED = {models.CharField: str, models.TextField: str, models.IntegerField: int, models.BigIntegerField: int,
-              models.SmallIntegerField: int, models.PositiveIntegerField: int, models.PositiveBigIntegerField: int,
-              models.PositiveSmallIntegerField: int, models.AutoField: int, models.BigAutoField: int}
-
-
-def stored_unchanged(field) -> type | None:
-    """The type whose values `field` writes as they are, or None (every value goes through the field)."""
-    if type(field) is models.ForeignKey:
-        field = field.target_field
-    return _UNCHANGED.get(type(field))
+def _as_is(field, connection) -> type | None:
+    """The type of value `field` hands to the database unconverted, or None (see _AS_IS): only for the
+    stock conversions, on a backend that adapts integers as they are."""
+    kind = type(field)
+    for base, python_type in _AS_IS:
+        if isinstance(field, base) and kind.get_prep_value is base.get_prep_value and \
+                kind.get_db_prep_value is base.get_db_prep_value and kind.get_db_prep_save is models.Field.get_db_prep_save:
+            if base is models.IntegerField and type(connection.ops).adapt_integerfield_value is not \
+                    BaseDatabaseOperations.adapt_integerfield_value:
+                return None
+            return python_type
+    return None
 
 
 def field_values(obj) -> dict:

@@ -63,7 +63,7 @@ def file_into(folder: Path, staged: list[Path]) -> Filed:
         folder.mkdir(parents=True, exist_ok=True)
         for path in staged:
             target = folder / path.name
-            new = not os.path.lexists(target)
+            new = made or not os.path.lexists(target)  # a folder made here holds none of them yet
             filed.bytes += os.stat(path).st_size
             try:
                 os.replace(path, target)  # staging and downloads share a disk: one system call

@@ -17,18 +17,28 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apps.dicom import reuse
 from apps.dicom.errors import DicomTimeout, DimseFailure, RetrieveCanceled
 from apps.dicom.scu import c_move
 from apps.jobs.errors import ItemCanceled, ItemFailed
+from apps.retrieval.early_entries import EarlyEntries
 from apps.retrieval.models import MoveKey
 from apps.retrieval.receiver_check import receiver_problem, receiver_saturation
 from apps.retrieval.receiving import space_refusal
 
+if TYPE_CHECKING:
+    from apps.dicom.staging import MoveStaging
+
 log = logging.getLogger(__name__)
 
 MOVE_KEY_MARGIN_SECONDS = 60.0  # a move key outlives its move's timeout by this much, then expires
+# How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
+# the last C-STORE before its final response, but our receiver is another process writing to disk).
+RECEIVER_GRACE_SECONDS = 2.0
+RECEIVER_POLL_SECONDS = 0.002  # the receiver answers before its last write lands: it is usually a moment behind
 
 
 class AnyOf:
@@ -159,8 +169,12 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
             return
         first_error = None
         reuse.before_connect(peer)  # the query association left open for reuse is one of ours: close it
+        def run_reading(part):  # its files' headers read while it moves, as row.fetch does for one move
+            with EarlyEntries(staging.folder(local.ae_title, keys[id(part)].message_id), row.early_entries):
+                return run(part)
+
         with ThreadPoolExecutor(max_workers=pool, thread_name_prefix="c-move") as moves:
-            running = {moves.submit(run, part): part for part in parts}
+            running = {moves.submit(run_reading if row.pseudonymizer is None else run, part): part for part in parts}
             for done in as_completed(running):
                 try:
                     fetch(running[done], done.result)
@@ -174,3 +188,19 @@ def move_parts(row, parts: list, peer, local, *, list_instances, pool: int = 1) 
     finally:
         for key in keys.values():
             key.delete()
+
+
+def wait_for_staged(staging: MoveStaging, folder: Path, expected: int, sops=None) -> list[Path]:
+    """What a C-MOVE staged, once `expected` instances (every one of `sops`, when the PACS listed them)
+    are there and no write is under way: our receiver is another process, and it answers an instance
+    before its file is complete, so its last writes may trail the final response a little."""
+    wanted, deadline = set(sops) if sops is not None else None, time.monotonic() + RECEIVER_GRACE_SECONDS
+    while True:
+        names, unwritten = staging.progress(folder)
+        if len(names) >= expected and not unwritten and (
+                wanted is None or wanted <= {name[:-len(".dcm")] for name in names}):
+            break
+        if time.monotonic() >= deadline or staging.write_failure(folder):
+            break
+        time.sleep(RECEIVER_POLL_SECONDS)
+    return [folder / name for name in names]

@@ -339,7 +339,8 @@ def staging_writer(staging: MoveStaging, policy: ReceiverPolicy | None = None,
             refuse(instance, why)
         folder = staging.folder(instance.move_originator_ae, instance.move_originator_message_id,
                                 instance.calling_ae)
-        if why == "" or not folder.exists():  # a plain C-STORE, or the first instance of a move
+        # a plain C-STORE, or the first instance of a move (a move this process wrote into has begun)
+        if why == "" or not ((writes is not None and writes.started(folder)) or folder.exists()):
             low = space_refusal(alert=True)
             if low:
                 refuse_for_space(instance, low)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +35,12 @@ from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, sort_arrivals
 from apps.retrieval.attempts import record_attempt
 from apps.retrieval.deidentified import EarlyDeidentifier, deidentified_folder
+from apps.retrieval.early_entries import EarlyEntries, read_early
 from apps.retrieval.fanout import names_of, row_servers
 from apps.retrieval.holding import HOLD, StudyHolds
 from apps.retrieval.layout import FilingFailed, file_into, study_folder
 from apps.retrieval.leftovers import clear_earlier_runs, clear_expired_moves, require_writable
-from apps.retrieval.moves import extra_slots, move_parts, series_parts
+from apps.retrieval.moves import extra_slots, move_parts, series_parts, wait_for_staged
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
 from apps.retrieval.plans import StudyPlan, list_instances, modality_label, plan_for, row_mismatch, row_query
 from apps.retrieval.resume import filed_instances, missing_parts
@@ -53,10 +53,6 @@ if TYPE_CHECKING:
     from apps.retrieval.models import RetrievalItem
 
 log = logging.getLogger(__name__)
-# How long the receiver may trail the final C-MOVE response before a shortfall counts (a PACS sends
-# the last C-STORE before its final response, but our receiver is another process writing to disk).
-RECEIVER_GRACE_SECONDS = 2.0
-RECEIVER_POLL_SECONDS = 0.002  # the receiver answers before its last write lands: it is usually a moment behind
 
 
 @dataclass
@@ -74,6 +70,7 @@ class RowRetrieval:
     server: DicomServer | None = None  # the server being fetched from (a row may search several): its folder
     chosen_any: bool = False  # a row choosing series: whether any study had a series it chose
     prepared: bool = False
+    early_entries: dict = field(default_factory=dict)  # staged name -> catalog values read during its move
 
     def prepare(self, local_ae_title: str) -> None:
         """Before the row's first move, once: the folders can take files, and what dead runs left staged is
@@ -99,6 +96,8 @@ class RowRetrieval:
         if self.ctx.should_stop():
             raise ItemCanceled()
         early = self._early(plan, folder)
+        # a C-MOVE's row thread only waits meanwhile: the headers of what the receiver staged are read then
+        reading = EarlyEntries(folder, self.early_entries).__enter__() if wait_for_receiver and early is None else None
         try:
             try:
                 result = retrieve(plan.move_query()[1])
@@ -119,11 +118,15 @@ class RowRetrieval:
                 self._settle_what_arrived(plan, folder, early)
                 raise
             wait = wait_for_receiver and plan.expected is not None
-            staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
+            staged = wait_for_staged(self.staging, folder, plan.expected, plan.sops) if wait else (
                 self.staging.instances(folder))
             self._fail_if_unwritten(plan, folder)
+            if reading is not None:
+                reading.stop()
             self._file(plan, folder, staged, result, list_instances, wait, early)
         finally:
+            if reading is not None:
+                reading.stop()
             if early is not None:
                 early.__exit__(None, None, None)
             self.staging.remove(folder)
@@ -182,7 +185,7 @@ class RowRetrieval:
             # the count no longer says whether the receiver has written all of ours yet.
             plan.sops = list_instances(plan.uid, plan.series_uid)
             if wait:
-                staged = _wait_for_staged(self.staging, folder, plan.expected, plan.sops)
+                staged = wait_for_staged(self.staging, folder, plan.expected, plan.sops)
             arrivals = sort_arrivals(folder, staged, plan.sops)
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
@@ -212,7 +215,9 @@ class RowRetrieval:
         for filed in committed:  # the study as filed, pseudonymized or not, as it is on disk
             placed = getattr(filed, "paths", None)
             if placed is not None:
-                catalog_files(placed, source="retrieved", job=item.job)
+                catalog_files(placed, source="retrieved", job=item.job, read=read_early(self.early_entries, placed))
+                for path in placed:
+                    self.early_entries.pop(path.name, None)
             else:  # a project's filing names its folders, not its files
                 for folder in getattr(filed, "folders", None) or [target]:
                     catalog_folder(folder, source="retrieved", job=item.job)
@@ -357,19 +362,3 @@ def retrieve_row(item, ctx, **where) -> RowOutcome:
     if problem:
         raise ItemFailed(problem)
     return outcome
-
-
-def _wait_for_staged(staging: MoveStaging, folder: Path, expected: int, sops=None) -> list[Path]:
-    """What a C-MOVE staged, once `expected` instances (every one of `sops`, when the PACS listed them)
-    are there and no write is under way: our receiver is another process, and it answers an instance
-    before its file is complete, so its last writes may trail the final response a little."""
-    wanted, deadline = set(sops) if sops is not None else None, time.monotonic() + RECEIVER_GRACE_SECONDS
-    while True:
-        names, unwritten = staging.progress(folder)
-        if len(names) >= expected and not unwritten and (
-                wanted is None or wanted <= {name[:-len(".dcm")] for name in names}):
-            break
-        if time.monotonic() >= deadline or staging.write_failure(folder):
-            break
-        time.sleep(RECEIVER_POLL_SECONDS)
-    return [folder / name for name in names]

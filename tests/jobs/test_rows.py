@@ -37,6 +37,22 @@ def test_a_row_whose_key_exists_updates_only_the_fields_named(db):
     assert KnownFile.objects.values_list("path", "size", "mtime_ns", "failure").get() == ("/k", 3, 4, "bad")
 
 
+def test_values_of_another_type_are_still_converted_as_the_orm_converts_them(db):
+    """Text and numbers of their field's own type go to SQLite unconverted; anything else (a number for a
+    text, a text or a float for a number, a model for a key, a date) still takes the ORM's conversion."""
+    from django.contrib.auth import get_user_model
+
+    owner = get_user_model().objects.create(username="owner")
+    entry = {"study_instance_uid": "1.2", "series_instance_uid": "1.2.3", "sop_instance_uid": 1234,
+             "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2", "rows": "512", "columns": 512.0, "size": 10,
+             "owner_id": owner.pk}
+    insert_rows(Instance, [{"path": "/x/1.dcm", "source": "imported", **entry}])
+    row = Instance.objects.get()
+    assert (row.sop_instance_uid, row.rows, row.columns, row.size, row.owner_id) == ("1234", 512, 512, 10, owner.pk)
+    assert Instance.objects.filter(rows=512, columns=512, sop_instance_uid="1234").count() == 1
+    assert type(Instance.objects.values_list("rows", flat=True).get()) is int
+
+
 def test_values_of_another_type_still_go_through_their_field(db):
     """A str for a CharField and an int for an IntegerField are written as they are; anything else the
     field converts, as the ORM would."""

@@ -1,0 +1,73 @@
+"""The catalog's values of a C-MOVE's instances, read while the move still runs.
+
+Filing a study ends with cataloguing every file of it (apps.catalog.filing), and reading each file's
+header was most of that: 2,000 instances cost a few tenths of a second after the last one had arrived,
+with the PACS and the receiver done. While the move runs, the row's own thread only waits for the PACS's
+responses, so a thread of its process reads the headers of what the receiver has staged meanwhile. A staged
+instance is complete once it has its name (staging.write_atomically) and never rewritten, and filing moves
+it as it is, so what is read here is what the filed file holds. Nothing is written and no database touched
+here; a file not read in time (or not readable) is read by the cataloguing as before.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from apps.dicom.catalog_entry import EntryError, read_entry
+
+POLL_SECONDS = 0.05  # how often the staging folder is looked at for new instances
+
+
+class EarlyEntries:
+    """Reads the catalog's values of each instance staged in `folder` (directly in it: what is apart in
+    it is foreign and never filed) into `into` (staged name -> values, shared by the parts of a row),
+    from __enter__ until stop()."""
+
+    def __init__(self, folder: Path, into: dict[str, dict]):
+        self.folder, self.entries = folder, into
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="early-entries", daemon=True)
+
+    def __enter__(self) -> EarlyEntries:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        tried: set[str] = set()
+        while not self._stop.is_set():
+            try:
+                with os.scandir(self.folder) as found:
+                    names = [entry.name for entry in found if entry.name.endswith(".dcm")
+                             and not entry.name.startswith(".") and entry.name not in tried
+                             and entry.name not in self.entries]  # (read by another reader of the folder)
+            except OSError:  # not made yet (the move's first instance makes it), or removed
+                names = []
+            for name in names:
+                if self._stop.is_set():
+                    return
+                tried.add(name)
+                try:
+                    self.entries[name] = read_entry(self.folder / name)
+                except (EntryError, OSError):
+                    pass  # the cataloguing reads it again, and says why it skips it
+            self._stop.wait(POLL_SECONDS)
+
+
+def read_early(entries: dict[str, dict], filed: list[Path]) -> dict[str, dict]:
+    """What was read early of the files `filed` (moved from staging under their staged names), by path, as
+    catalog_files(read=...) takes it; only values naming the instance the file is named after."""
+    found = {}
+    for path in filed:
+        values = entries.get(path.name)
+        if values is not None and f"{values['sop_instance_uid']}.dcm" == path.name:
+            found[os.fspath(path)] = values
+    return found

@@ -1,0 +1,85 @@
+"""The catalog's values of a C-MOVE's instances read while the move runs (apps/retrieval/early_entries.py):
+only complete instances of the move's own folder are read, a value is used only for the file named after
+its instance, and a real C-MOVE's study is catalogued with what its files hold, mostly from those reads."""
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from apps.catalog.models import Instance
+from apps.dicom import catalog_entry
+from apps.dicom.catalog_entry import read_entry
+from apps.dicom.demo.synthetic import write_dataset
+from apps.jobs import runner
+from apps.retrieval import early_entries, intake
+from apps.retrieval.early_entries import EarlyEntries, read_early
+from apps.retrieval.models import RetrievalJob
+
+
+@pytest.fixture
+def generate(tmp_path):
+    def make(**options):
+        write_dataset(tmp_path / "gen", **{"patients": 1, "studies": 1, "series": 1, "rows": 8, "cols": 8, **options})
+        return tmp_path / "gen"
+    return make
+
+
+def staged_copy(source: Path, folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, folder / name)
+    return folder / name
+
+
+def test_only_complete_instances_directly_in_the_moves_folder_are_read(generate, tmp_path):
+    files = sorted(generate(patients=1, instances=3).rglob("*.dcm"))
+    sops = [read_entry(p)["sop_instance_uid"] for p in files]
+    folder, entries = tmp_path / "move", {}
+    with EarlyEntries(folder, entries) as reading:  # the folder is made by the move's first instance, later
+        time.sleep(2 * early_entries.POLL_SECONDS)
+        staged_copy(files[0], folder, f"{sops[0]}.dcm")
+        staged_copy(files[1], folder, f".incoming-1-1-{sops[1]}.dcm.part")  # still being written
+        staged_copy(files[1], folder / "foreign" / "other-study", f"{sops[1]}.dcm")  # apart: never filed
+        staged_copy(files[2], folder, f"{sops[2]}.dcm")
+        deadline = time.monotonic() + 10
+        while len(entries) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reading.stop()
+    assert entries == {f"{sops[0]}.dcm": read_entry(files[0]), f"{sops[2]}.dcm": read_entry(files[2])}
+
+
+def test_a_value_is_used_only_for_the_file_named_after_its_instance(generate, tmp_path):
+    files = sorted(generate(patients=1, instances=2).rglob("*.dcm"))
+    values = [read_entry(p) for p in files]
+    entries = {f"{values[0]['sop_instance_uid']}.dcm": values[0],
+               f"{values[1]['sop_instance_uid']}.dcm": values[0]}  # read under another instance's name
+    filed = [tmp_path / f"{v['sop_instance_uid']}.dcm" for v in values] + [tmp_path / "1.2.3.dcm"]
+    assert read_early(entries, filed) == {str(filed[0]): values[0]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_moved_study_is_catalogued_as_its_files_are_and_no_file_is_read_twice(
+        portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
+    study = orthanc_dataset["studies"][0]
+    read = []  # every header the catalog's reader opened: staged ones during the move, filed ones after
+    real = catalog_entry.open_regular
+    monkeypatch.setattr(catalog_entry, "open_regular", lambda path: read.append(Path(path)) or real(path))
+    monkeypatch.setattr(early_entries, "POLL_SECONDS", 0.001)  # a small study moves in a moment
+    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"}])
+    job = RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False)
+    for item in job.items.all():
+        runner.run_item(item._meta.label, item.pk)
+    job.refresh_from_db()
+    read_by_the_row = list(read)
+    assert job.status == "succeeded"
+    filed = sorted(settings.DOWNLOADS_DIR.rglob("*.dcm"))
+    assert len(filed) == len(orthanc.study_instances(study["StudyInstanceUID"])) > 1
+    rows = {row.path: row for row in Instance.objects.all()}
+    assert sorted(rows) == [str(p.resolve()) for p in filed]
+    for path in filed:
+        values = read_entry(path)
+        assert {name: getattr(rows[str(path.resolve())], name) for name in values} == values
+    # each file's header was read once: what was read during the move is what the cataloguing used
+    assert sorted(path.name for path in read_by_the_row) == sorted(path.name for path in filed)
+    staging, case_folder = Path(settings.STAGING_DIR).resolve(), filed[0].parent.resolve()
+    assert all(staging in path.resolve().parents or path.resolve().parent == case_folder for path in read_by_the_row)
