@@ -6,6 +6,10 @@ import tempfile
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "test-only-secret")
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="pacsportal-test-"))
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    # A pytest-xdist worker inherits the controller's environment: its own DATA_DIR inside that one, so
+    # workers never see each other's staging, downloads or reports (nor their SQLite test databases).
+    os.environ["DATA_DIR"] = os.path.join(os.environ["DATA_DIR"], worker)
 
 
 import pytest  # noqa: E402
