@@ -6,6 +6,7 @@ in flight frees every port and leaves no process behind."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,16 +33,32 @@ def manage(env, *args, **kw):
                           capture_output=True, text=True, timeout=120, **kw)
 
 
-@pytest.fixture
-def running_portal(tmp_path):
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50, "SECURE_SSL": "0", "DATA_DIR": str(tmp_path),
+def portal_env(data_dir: Path) -> dict:
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50, "SECURE_SSL": "0", "DATA_DIR": str(data_dir),
            "PORT": str(unused_port()), "DICOM_PORT": str(unused_port()), "DEMO_PACS_PORT": str(unused_port()),
            "DJANGO_SUPERUSER_PASSWORD": "a-long-admin-pass", "Q_WORKERS": "1", "WEB_WORKERS": "1"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def set_up_data(tmp_path_factory) -> tuple[Path, str]:
+    """A DATA_DIR as `make run` leaves it before `runportal`: migrated, with the admin account and an API
+    token. Made once for the module (the migrations alone take 10-20 s), copied into each test's own."""
+    data_dir = tmp_path_factory.mktemp("set-up-data")
+    env = portal_env(data_dir)
     manage(env, "migrate", "--noinput")
     assert "Created admin account 'admin'" in manage(env, "ensure_admin").stdout
     assert "exists" in manage(env, "ensure_admin").stdout  # idempotent: a second run leaves it alone
     token = manage(env, "drf_create_token", "admin").stdout.split()[2]
+    return data_dir, token
+
+
+@pytest.fixture
+def running_portal(set_up_data, tmp_path):
+    template, token = set_up_data
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    env = portal_env(tmp_path)
     log = tmp_path / "portal.log"  # a file, not a pipe: a pipe nobody reads would block the portal's logging
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runportal"], env=env, cwd=ROOT,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -156,7 +173,7 @@ def test_a_killed_receiver_and_cluster_are_restarted_while_the_web_serves_and_he
     old_pid = portal_parts(data_dir)["receiver"]["pid"]
     demo_ae = client.get("/api/servers/DEMO/").json()["ae_title"]  # a configured server: the receiver accepts it
     receiver = RemoteAE(ae_title=env.get("DICOM_AE_TITLE", "PACSPORTAL"), host="127.0.0.1",
-                        port=int(env["DICOM_PORT"]), connect_timeout=2, query_timeout=2)
+                        port=int(env["DICOM_PORT"]), connect_timeout=10, query_timeout=10)  # a loaded machine
     assert dimse.echo(receiver, LocalAE(ae_title=demo_ae)) > 0
 
     os.kill(old_pid, signal.SIGKILL)

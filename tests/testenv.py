@@ -2,10 +2,20 @@
 environment is a development one, with its data in a throw-away folder."""
 import os
 import tempfile
+from urllib.parse import urlsplit
 
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "test-only-secret")
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="pacsportal-test-"))
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    # A pytest-xdist worker inherits the controller's environment: its own DATA_DIR inside that one, so
+    # workers never see each other's staging, downloads or reports (nor their SQLite test databases).
+    os.environ["DATA_DIR"] = os.path.join(os.environ["DATA_DIR"], worker)
+    # and its own Redis database (`make test-scaleout`), so one worker's emptied queue is never another's;
+    # PostgreSQL test databases get pytest-django's worker suffix already.
+    broker = urlsplit(os.environ.get("Q_BROKER", ""))
+    if broker.scheme.startswith("redis"):
+        os.environ["Q_BROKER"] = broker._replace(path=f"/{int(worker.removeprefix('gw')) + 1}").geturl()
 
 
 import pytest  # noqa: E402

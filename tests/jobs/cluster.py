@@ -14,7 +14,9 @@ def workers_database_url() -> str:
     """DATABASE_URL of the database this test run uses (pytest-django has renamed it in settings)."""
     test_db = settings.DATABASES["default"]
     if test_db["ENGINE"] == "django.db.backends.sqlite3":
-        assert str(test_db["NAME"]).endswith(".sqlite3"), "worker tests need the file-backed SQLite test database"
+        # a file (pytest-xdist adds its worker's suffix to the name: test-<pid>.sqlite3_gw0), never in memory
+        name = str(test_db["NAME"])
+        assert name != ":memory:" and "mode=memory" not in name, "worker tests need the file-backed SQLite test database"
         return f"sqlite:///{test_db['NAME']}"
     # A server database: the URL the run was given, with the test database's name in place of the real one.
     return urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{test_db['NAME']}").geturl()
