@@ -22,7 +22,8 @@ from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.outcomes import MoveResult
 from apps.dicom.peers import LocalAE, RemoteAE
 from apps.dicom.scu import c_get
-from apps.dicom.staging import safe_uid, write_atomically
+from apps.dicom.staged import write_atomically
+from apps.dicom.staging import safe_uid
 from apps.dicom.store import StoreReport, store_files
 
 

@@ -4,10 +4,12 @@ research project, apps/dicom/deid_form.py), and the file a streamed instance goe
 from __future__ import annotations
 
 import errno
+import fcntl
 import filecmp
 import itertools
 import logging
 import os
+import struct
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,123 @@ def _make_folder(folder: Path, within: Path | None) -> None:
         part.mkdir(exist_ok=True)
     if not below and not folder.is_dir():
         raise FileNotFoundError(f"{folder} is gone")
+
+
+def write_atomically(target: Path, data, *, within: Path | None = None, replace: bool = True) -> bool:
+    """`data` (a buffer, or a sequence of buffers) into `target` by a temporary file and a rename: no
+    reader (a count, a C-FIND, a C-MOVE) ever sees half an instance. With `within`, only folders below
+    it are made (see _make_folder). With `replace=False` an existing `target` is never replaced (a hard
+    link, which fails when the name exists, instead of the rename): True when written or when `target`
+    already held the same bytes, False when it holds other bytes (then nothing was written).
+
+    This runs once per received instance, so it is plain system calls: the temporary name is unique in
+    the process (the process, a sequence number, the target's name), the folder is made only when the
+    first open finds it missing, and the bytes go to the file unbuffered. Files are private to the
+    portal's user (0600), as tempfile.mkstemp made them."""
+    # (plain strings, not Path objects: making the temporary name took more time than opening it)
+    folder, name = os.path.split(os.fspath(target))
+    tmp = f"{folder}/.incoming-{os.getpid()}-{next(_sequence)}-{name}.part"
+    try:
+        fd = os.open(tmp, _CREATE, 0o600)
+    except FileNotFoundError:
+        _make_folder(Path(folder), within)
+        fd = os.open(tmp, _CREATE, 0o600)
+    try:
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, target)
+            return True
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return _holds(target, data)
+        finally:
+            _unlink(tmp)
+        return True
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _holds(path: Path, data) -> bool:
+    """Whether the file at `path` is exactly `data` (read only when an instance arrives a second time, a
+    megabyte at a time: the copy staged first may be a streamed instance of gigabytes)."""
+    views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
+    try:
+        with open(path, "rb") as staged:
+            if os.fstat(staged.fileno()).st_size != sum(len(view) for view in views):
+                return False
+            for view in views:
+                for at in range(0, len(view), 1 << 20):
+                    piece = view[at:at + (1 << 20)]
+                    if staged.read(len(piece)) != piece:
+                        return False
+            return True
+    except OSError:
+        return False
+
+
+def write_new(move_folder: Path, target: Path, data, *, within: Path | None = None) -> Path:
+    """`data` into `target` unless it already holds other bytes: then beside the move's instances, under
+    DUPLICATE, where the retrieval finds it and quarantines the study. An instance staged is never
+    replaced by a second arrival. Returns where it was written."""
+    if write_atomically(target, data, within=within, replace=False):
+        return target
+    apart = move_folder / DUPLICATE / f"{target.stem}~{os.getpid()}-{next(_sequence)}.dcm"
+    log.debug("kept a second, different copy of %s apart", target.name)
+    write_atomically(apart, data, within=within or move_folder)
+    return apart
+
+
+def make_move_folder(move_folder: Path) -> None:
+    """A move's (or C-GET's) staging folder, made when its first instance arrives, in a folder marked as
+    the top of directory hierarchies (`chattr +T`): ext4's Orlov allocator then starts each move folder in
+    a block group of its own with free inodes to spare, and the move's files get their inodes there.
+    Why: ext4 without a journal passes over every inode freed in the last minute (five while its table is
+    unwritten) for each file it creates, and searches from the group's start each time: right after an
+    earlier study's files or a retention run's deletions, creating a file in their group cost 0.3-1.1 ms
+    instead of 50-70 us (measured here: 2,000 files made in a new folder right after 2,000 were deleted,
+    3 rounds each way). A file system without the flag (or a folder not ours to mark) keeps its own
+    placement: the folder is made all the same."""
+    parent = move_folder.parent
+    try:
+        parent.mkdir(parents=True)
+    except FileExistsError:
+        pass  # (a file there, not a folder: making the move folder says so)
+    _mark_top_of_hierarchy(parent)
+    move_folder.mkdir(exist_ok=True)
+
+
+_LONG = struct.calcsize("l")
+FS_IOC_GETFLAGS = (2 << 30) | (_LONG << 16) | (ord("f") << 8) | 1  # _IOR('f', 1, long), linux/fs.h
+FS_IOC_SETFLAGS = (1 << 30) | (_LONG << 16) | (ord("f") << 8) | 2  # _IOW('f', 2, long)
+FS_TOPDIR_FL = 0x00020000
+
+
+def _mark_top_of_hierarchy(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        # (the kernel reads and writes an int through the long-sized argument)
+        flags = struct.unpack_from("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(_LONG)))[0]
+        if not flags & FS_TOPDIR_FL:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags | FS_TOPDIR_FL).ljust(_LONG, b"\0"))
+    except OSError:
+        pass  # not ext2/3/4, or not allowed: the placement is the file system's own
+    finally:
+        os.close(fd)
 
 
 def write_all(fd: int, data) -> None:

@@ -20,11 +20,19 @@ import threading
 from pathlib import Path
 
 from apps.dicom.errors import InvalidDicomFile
-from apps.dicom.staged import _CREATE, DUPLICATE, VERBATIM, MoveSink, StagedFile, _make_folder, formed, write_all
+from apps.dicom.staged import (
+    VERBATIM,
+    MoveSink,
+    StagedFile,
+    formed,
+    make_move_folder,
+    write_new,
+)
 
 log = logging.getLogger(__name__)
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 AE_SAFE_RE = re.compile(r"[^A-Za-z0-9_-]")
+_sequence = itertools.count()
 
 
 def safe_uid(uid: str) -> str:
@@ -37,85 +45,6 @@ def safe_uid(uid: str) -> str:
 
 def safe_ae(ae_title: str) -> str:
     return AE_SAFE_RE.sub("_", (ae_title or "").strip()) or "_"
-
-
-_sequence = itertools.count()
-
-
-def write_atomically(target: Path, data, *, within: Path | None = None, replace: bool = True) -> bool:
-    """`data` (a buffer, or a sequence of buffers) into `target` by a temporary file and a rename: no
-    reader (a count, a C-FIND, a C-MOVE) ever sees half an instance. With `within`, only folders below
-    it are made (see _make_folder). With `replace=False` an existing `target` is never replaced (a hard
-    link, which fails when the name exists, instead of the rename): True when written or when `target`
-    already held the same bytes, False when it holds other bytes (then nothing was written).
-
-    This runs once per received instance, so it is plain system calls: the temporary name is unique in
-    the process (the process, a sequence number, the target's name), the folder is made only when the
-    first open finds it missing, and the bytes go to the file unbuffered. Files are private to the
-    portal's user (0600), as tempfile.mkstemp made them."""
-    # (plain strings, not Path objects: making the temporary name took more time than opening it)
-    folder, name = os.path.split(os.fspath(target))
-    tmp = f"{folder}/.incoming-{os.getpid()}-{next(_sequence)}-{name}.part"
-    try:
-        fd = os.open(tmp, _CREATE, 0o600)
-    except FileNotFoundError:
-        _make_folder(Path(folder), within)
-        fd = os.open(tmp, _CREATE, 0o600)
-    try:
-        try:
-            write_all(fd, data)
-        finally:
-            os.close(fd)
-        if replace:
-            os.replace(tmp, target)
-            return True
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            return _holds(target, data)
-        finally:
-            _unlink(tmp)
-        return True
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _holds(path: Path, data) -> bool:
-    """Whether the file at `path` is exactly `data` (read only when an instance arrives a second time, a
-    megabyte at a time: the copy staged first may be a streamed instance of gigabytes)."""
-    views = [memoryview(chunk).cast("B") for chunk in (data if isinstance(data, (list, tuple)) else (data,))]
-    try:
-        with open(path, "rb") as staged:
-            if os.fstat(staged.fileno()).st_size != sum(len(view) for view in views):
-                return False
-            for view in views:
-                for at in range(0, len(view), 1 << 20):
-                    piece = view[at:at + (1 << 20)]
-                    if staged.read(len(piece)) != piece:
-                        return False
-            return True
-    except OSError:
-        return False
-
-
-def write_new(move_folder: Path, target: Path, data, *, within: Path | None = None) -> Path:
-    """`data` into `target` unless it already holds other bytes: then beside the move's instances, under
-    DUPLICATE, where the retrieval finds it and quarantines the study. An instance staged is never
-    replaced by a second arrival. Returns where it was written."""
-    if write_atomically(target, data, within=within, replace=False):
-        return target
-    apart = move_folder / DUPLICATE / f"{target.stem}~{os.getpid()}-{next(_sequence)}.dcm"
-    log.debug("kept a second, different copy of %s apart", target.name)
-    write_atomically(apart, data, within=within or move_folder)
-    return apart
 
 
 FOLDERS_CACHED = 1024
@@ -287,6 +216,7 @@ class AnsweredWrites:
             self._answered(move_folder, target)
             return functools.partial(self._write, move_folder, target, data, written, form)
         try:
+            make_move_folder(move_folder)
             write_new(move_folder, target, formed(form, data))
         except OSError as exc:
             self._fail(move_folder, exc.strerror or str(exc))
@@ -331,6 +261,8 @@ class AnsweredWrites:
         started = self._may_write(move_folder)
         target = folder / f"{safe_uid(sop_instance_uid)}.dcm"
         try:
+            if not started:
+                make_move_folder(move_folder)
             staged = StagedFile(move_folder, target, head, form, within=move_folder if started else None)
         except OSError as exc:
             self._fail(move_folder, exc.strerror or str(exc))

@@ -4,7 +4,7 @@ Filing a study ends with cataloguing every file of it (apps.catalog.filing), and
 header was most of that: 2,000 instances cost a few tenths of a second after the last one had arrived,
 with the PACS and the receiver done. While the move runs, the row's own thread only waits for the PACS's
 responses, so a thread of its process reads the headers of what the receiver has staged meanwhile. A staged
-instance is complete once it has its name (staging.write_atomically) and never rewritten, and filing moves
+instance is complete once it has its name (staged.write_atomically) and never rewritten, and filing moves
 it as it is, so what is read here is what the filed file holds. Nothing is written and no database touched
 here; a file not read in time (or not readable) is read by the cataloguing as before.
 """

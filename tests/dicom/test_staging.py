@@ -5,8 +5,10 @@ import threading
 
 import pytest
 
+from apps.dicom import staged as staged_module
 from apps.dicom import staging as staging_module
-from apps.dicom.staging import AnsweredWrites, MoveStaging, write_atomically
+from apps.dicom.staged import write_atomically
+from apps.dicom.staging import AnsweredWrites, MoveStaging
 
 
 def test_a_write_creates_the_folder_leaves_no_temporary_file_and_replaces_an_earlier_copy(tmp_path):
@@ -62,7 +64,7 @@ def test_writes_left_for_after_the_answer_land_whole_and_tell_when_their_bytes_a
 def test_a_write_after_the_answer_that_fails_is_recorded_in_its_move_and_refuses_the_rest_of_that_move(
         tmp_path, monkeypatch):
     staging, move, other = MoveStaging(tmp_path), tmp_path / "AE" / "8", tmp_path / "AE" / "9"
-    real_write_all = staging_module.write_all
+    real_write_all = staged_module.write_all
 
     def disk_full_for_move_8(fd, data):
         if bytes(data[0] if isinstance(data, (list, tuple)) else data).startswith(b"x"):
@@ -72,7 +74,7 @@ def test_a_write_after_the_answer_that_fails_is_recorded_in_its_move_and_refuses
     with AnsweredWrites() as writes:
         writes.after_answer(move, move, "1.2.1", b"w" * 10)  # the move's first instance: written at once
         writes.after_answer(other, other, "1.2.9", b"z" * 10)
-        monkeypatch.setattr(staging_module, "write_all", disk_full_for_move_8)
+        monkeypatch.setattr(staged_module, "write_all", disk_full_for_move_8)
         write = writes.after_answer(move, move, "1.2.2", b"x" * 10)
         write()  # after the answer: the failure can no longer be answered, so it is recorded
         assert staging.write_failure(move) == "No space left on device"
@@ -141,3 +143,29 @@ def test_threads_answering_for_many_moves_at_once_keep_every_ledger_line(tmp_pat
             t.join()
     for folder in folders:
         assert staging.unwritten(folder) == {f"1.2.{n}.dcm" for n in range(1, 200)}
+
+
+def _flags(folder) -> int:
+    import fcntl
+    import os
+    import struct
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return struct.unpack_from("i", fcntl.ioctl(fd, staged_module.FS_IOC_GETFLAGS, bytes(8)))[0]
+    finally:
+        os.close(fd)
+
+
+def test_each_move_folder_is_made_in_a_folder_marked_top_of_hierarchy_so_ext4_spreads_the_moves(tmp_path):
+    # The staging area is on ext4 here (as on the portal's hosts): the flag is what makes a move folder
+    # start in a block group of its own, away from the inodes an earlier study's deletion just freed.
+    staging = MoveStaging(tmp_path / "staging")
+    c_get = tmp_path / "staging" / "c-get" / "7-abc"
+    with AnsweredWrites() as writes:
+        writes.after_answer(staging.folder("PORTAL", 5), staging.folder("PORTAL", 5), "1.2.1", b"w" * 10)
+        writes.stream(c_get, c_get, "1.2.2", [b"head"]).commit()
+    for parent in (tmp_path / "staging" / "PORTAL", c_get.parent):
+        assert _flags(parent) & staged_module.FS_TOPDIR_FL, parent
+    assert not _flags(tmp_path / "staging" / "PORTAL" / "5") & staged_module.FS_TOPDIR_FL  # only the parents
+    assert (tmp_path / "staging" / "PORTAL" / "5" / "1.2.1.dcm").read_bytes() == b"w" * 10
+    assert (c_get / "1.2.2.dcm").read_bytes() == b"head"

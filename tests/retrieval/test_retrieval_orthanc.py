@@ -7,7 +7,7 @@ import pydicom
 import pytest
 
 from apps.audit.models import AuditEvent
-from apps.dicom import staging
+from apps.dicom import staged
 from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
@@ -113,7 +113,7 @@ def test_a_disk_filling_up_mid_move_fails_the_row_naming_it_files_nothing_and_a_
     answer, the row must say so and keep nothing of the study, never look complete."""
     study = orthanc_dataset["studies"][0]
     expected = orthanc.study_instances(study["StudyInstanceUID"])
-    real_write, writes = staging.write_all, []
+    real_write, writes = staged.write_all, []
 
     def disk_full_after_two(fd, data):
         writes.append(fd)
@@ -121,7 +121,7 @@ def test_a_disk_filling_up_mid_move_fails_the_row_naming_it_files_nothing_and_a_
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(fd, data)
 
-    monkeypatch.setattr(staging, "write_all", disk_full_after_two)
+    monkeypatch.setattr(staged, "write_all", disk_full_after_two)
     text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"}])
     job = run_inline(RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False))
     item = job.items.get()
@@ -129,7 +129,7 @@ def test_a_disk_filling_up_mid_move_fails_the_row_naming_it_files_nothing_and_a_
     assert "The receiver could not write instances of study" in item.error
     assert "No space left on device" in item.error and "nothing of it was filed" in item.error
     assert not list(settings.DOWNLOADS_DIR.rglob("*.dcm")) and not list(settings.STAGING_DIR.rglob("*.dcm"))
-    monkeypatch.setattr(staging, "write_all", real_write)  # space freed
+    monkeypatch.setattr(staged, "write_all", real_write)  # space freed
     job.retry_failed()
     job = run_inline(job)
     assert job.items.get().status == "succeeded"

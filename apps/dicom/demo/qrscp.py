@@ -40,7 +40,8 @@ from apps.dicom.demo.qrmatch import (
     text_value,
 )
 from apps.dicom.service import Service, stop_on_signals
-from apps.dicom.staging import safe_uid, write_atomically
+from apps.dicom.staged import write_atomically
+from apps.dicom.staging import safe_uid
 from apps.dicom.syntaxes import ALL_STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
