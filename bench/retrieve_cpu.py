@@ -69,7 +69,7 @@ def dcmtk(orthanc, study_uid: str, work: Path, port: int) -> tuple[float, float,
 
 
 def portal(orthanc, env, server, study_uid: str, n: int) -> tuple[float, float, float, float]:
-    receiver = bench.Receiver(env, "lean")
+    receiver = bench.Receiver(env)
     try:
         before = (cpu_of(orthanc.process.pid), cpu_of_tree(receiver.proc.pid), rusage(resource.RUSAGE_SELF))
         wall = bench.portal_retrieve(server, study_uid, n)

@@ -103,6 +103,22 @@ def entry_from_elements(data: bytes, syntax: str, found: dict, size: int) -> dic
     return entry
 
 
+def entry_of_chunks(chunks) -> dict | None:
+    """The catalog's values of an instance still in memory (its file's bytes in pieces, as received), or
+    None when the quick way cannot read them (then the file is read, read_entry); EntryError as read_entry.
+    Costs a copy of the first HEAD_BYTES only, whatever the instance's size."""
+    head, size = bytearray(), 0
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        size += len(view)
+        if len(head) < HEAD_BYTES:
+            head += view[:HEAD_BYTES - len(head)]
+    try:
+        return _quick(bytes(head), size)
+    except (_Slow, struct.error, ValueError):
+        return None
+
+
 def read_entry(path: str | os.PathLike) -> dict:
     """The catalog's values of one file; EntryError for a file that is not a DICOM instance."""
     try:

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from apps.dicom.catalog_entry import EntryError, read_entry
+from apps.dicom.catalog_entry import EntryError, entry_of_chunks, read_entry
 
 POLL_SECONDS = 0.05  # how often the staging folder is looked at for new instances
 
@@ -60,6 +60,23 @@ class EarlyEntries:
                 except (EntryError, OSError):
                     pass  # the cataloguing reads it again, and says why it skips it
             self._stop.wait(POLL_SECONDS)
+
+
+def noting_entry(instance, write, into: dict[str, dict]):
+    """A C-GET's instance (wire.received.ReceivedInstance) staged verbatim under its SOP Instance UID:
+    `write` (its staging write after the answer) preceded by reading its catalog values from the bytes in
+    memory into `into`, as EarlyEntries reads a C-MOVE's files. The C-GET's own thread receives and writes,
+    so a reading thread would take the interpreter from it; here the reading fills the wait for the PACS's
+    next instance, and its bytes are still ours (they go once written)."""
+    def read_then_write():
+        try:
+            entry = entry_of_chunks(instance.chunks)
+        except EntryError:
+            entry = None  # the cataloguing reads the file, and says why it cannot
+        if entry is not None:
+            into[f"{entry['sop_instance_uid']}.dcm"] = entry
+        write()
+    return read_then_write
 
 
 def read_early(entries: dict[str, dict], filed: list[Path]) -> dict[str, dict]:

@@ -35,7 +35,7 @@ from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
 from apps.retrieval.arrivals import arrival_folder, foreign_reason, sort_arrivals
 from apps.retrieval.attempts import record_attempt
 from apps.retrieval.deidentified import EarlyDeidentifier, deidentified_folder
-from apps.retrieval.early_entries import EarlyEntries, read_early
+from apps.retrieval.early_entries import EarlyEntries, noting_entry, read_early
 from apps.retrieval.fanout import names_of, row_servers
 from apps.retrieval.holding import HOLD, StudyHolds
 from apps.retrieval.layout import FilingFailed, file_into, study_folder
@@ -294,8 +294,8 @@ def _fetch_from(row: RowRetrieval, server: DicomServer, local, seen: set[str]) -
 
             def c_get_one(plan):
                 folder = staging.root / "c-get" / f"{item.pk}-{uuid.uuid4().hex}"
-                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan, stop, form),
-                          listed, wait_for_receiver=False)
+                row.fetch(plan, folder, lambda query: _c_get_into(peer, local, query, folder, plan, stop, form,
+                                                                  row.early_entries), listed, wait_for_receiver=False)
 
             row.fetch_in_turn(plans, c_get_one)
     return len(studies)
@@ -325,14 +325,17 @@ def _plans(row: RowRetrieval, assoc, studies, seen: set[str], *, parallel: bool)
     return plans
 
 
-def _c_get_into(peer, local, query: dict, folder: Path, plan: StudyPlan, stop, form=VERBATIM):
+def _c_get_into(peer, local, query: dict, folder: Path, plan: StudyPlan, stop, form=VERBATIM, entries=None):
     """A C-GET of `query`, each instance staged into `folder` (apart, as it came, when it is not of the
     study, series or patient asked for; else in `form`) and written right after its answer, as the receiver
-    does for a C-MOVE; every write is over when this returns."""
+    does for a C-MOVE; every write is over when this returns. The catalog's values of what is staged as it
+    came go into `entries` (staged name -> values, read_early's) on the way."""
     with AnsweredWrites() as writes:
         def on_instance(instance) -> int:
             reason = foreign_reason(instance, plan.uid, plan.series_uid or "", plan.patient_id)
             writes.take(instance, folder, arrival_folder(folder, reason), VERBATIM if reason else form)
+            if entries is not None and not reason and form is VERBATIM and instance.after_answer is not None:
+                instance.after_answer = noting_entry(instance, instance.after_answer, entries)
             return 0x0000
 
         return c_get(peer, local, query, on_instance, level=plan.move_query()[0], stop=stop)

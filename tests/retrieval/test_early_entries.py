@@ -83,3 +83,30 @@ def test_a_moved_study_is_catalogued_as_its_files_are_and_no_file_is_read_twice(
     assert sorted(path.name for path in read_by_the_row) == sorted(path.name for path in filed)
     staging, case_folder = Path(settings.STAGING_DIR).resolve(), filed[0].parent.resolve()
     assert all(staging in path.resolve().parents or path.resolve().parent == case_folder for path in read_by_the_row)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_c_get_study_is_catalogued_from_the_bytes_it_received_and_only_its_first_file_is_read(
+        portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
+    # A C-GET receives on the row's own thread: the catalog's values come from each instance's bytes in
+    # memory, read while the PACS prepares the next one; the first instance is written before its answer
+    # (it makes the folder) and is the one file the cataloguing reads after the filing.
+    study = orthanc_dataset["studies"][0]
+    read = []
+    real = catalog_entry.open_regular
+    monkeypatch.setattr(catalog_entry, "open_regular", lambda path: read.append(Path(path)) or real(path))
+    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "B"}])
+    job = RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False)
+    for item in job.items.all():
+        runner.run_item(item._meta.label, item.pk)
+    job.refresh_from_db()
+    read_by_the_row = list(read)
+    assert job.status == "succeeded"
+    filed = sorted(settings.DOWNLOADS_DIR.rglob("*.dcm"))
+    assert len(filed) == len(orthanc.study_instances(study["StudyInstanceUID"])) > 2
+    rows = {row.path: row for row in Instance.objects.all()}
+    assert sorted(rows) == [str(p.resolve()) for p in filed]
+    for path in filed:
+        values = read_entry(path)
+        assert {name: getattr(rows[str(path.resolve())], name) for name in values} == values
+    assert len(read_by_the_row) == 1 and read_by_the_row[0].resolve() in {p.resolve() for p in filed}
