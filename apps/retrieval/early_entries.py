@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from apps.dicom.catalog_entry import EntryError, entry_of_chunks, read_entry
+from apps.dicom.staging import ANSWERED
 
 POLL_SECONDS = 0.05  # how often the staging folder is looked at for new instances
 
@@ -42,24 +43,46 @@ class EarlyEntries:
             self._thread.join()
 
     def _run(self) -> None:
-        tried: set[str] = set()
-        while not self._stop.is_set():
+        # What to read comes from the move's ledger (ANSWERED: the receiver notes each instance there as it
+        # answers it, one line, before writing it), read on from where the last look ended: listing the
+        # folder each time cost the row's thread a pass over every instance so far, 0.2 s of CPU a
+        # 2,000-instance move, on the cores the PACS and the receiver need.
+        ledger, rest, waiting = None, b"", []  # waiting: answered for, not on disk at the last look
+        try:
+            while not self._stop.is_set():
+                if ledger is None:
+                    try:
+                        ledger = open(self.folder / ANSWERED, "rb")  # made with the move's first instance
+                    except OSError:
+                        ledger = None
+                if ledger is not None:
+                    rest += ledger.read()
+                    lines, _, rest = rest.rpartition(b"\n")  # a line still being appended waits
+                    waiting += [name for name in lines.decode("utf-8", "replace").split()
+                                if "/" not in name]  # apart in the folder: foreign, never filed
+                waiting = self._read(waiting)
+                self._stop.wait(POLL_SECONDS)
+        finally:
+            if ledger is not None:
+                ledger.close()
+
+    def _read(self, names: list[str]) -> list[str]:
+        """Read each of `names` into the entries; those whose write has not landed yet, to be looked at again."""
+        later = []
+        for name in names:
+            if self._stop.is_set():
+                return []
+            if name in self.entries:
+                continue  # (read by another reader of the folder)
+            path = self.folder / name
+            if not os.path.lexists(path):
+                later.append(name)  # answered for, written a moment later
+                continue
             try:
-                with os.scandir(self.folder) as found:
-                    names = [entry.name for entry in found if entry.name.endswith(".dcm")
-                             and not entry.name.startswith(".") and entry.name not in tried
-                             and entry.name not in self.entries]  # (read by another reader of the folder)
-            except OSError:  # not made yet (the move's first instance makes it), or removed
-                names = []
-            for name in names:
-                if self._stop.is_set():
-                    return
-                tried.add(name)
-                try:
-                    self.entries[name] = read_entry(self.folder / name)
-                except (EntryError, OSError):
-                    pass  # the cataloguing reads it again, and says why it skips it
-            self._stop.wait(POLL_SECONDS)
+                self.entries[name] = read_entry(path)
+            except EntryError:
+                pass  # the cataloguing reads it again, and says why it skips it
+        return later
 
 
 def noting_entry(instance, write, into: dict[str, dict]):

@@ -11,6 +11,7 @@ from apps.catalog.models import Instance
 from apps.dicom import catalog_entry
 from apps.dicom.catalog_entry import read_entry
 from apps.dicom.demo.synthetic import write_dataset
+from apps.dicom.staging import ANSWERED
 from apps.jobs import runner
 from apps.retrieval import early_entries, intake
 from apps.retrieval.early_entries import EarlyEntries, read_early
@@ -31,21 +32,36 @@ def staged_copy(source: Path, folder: Path, name: str) -> Path:
     return folder / name
 
 
-def test_only_complete_instances_directly_in_the_moves_folder_are_read(generate, tmp_path):
-    files = sorted(generate(patients=1, instances=3).rglob("*.dcm"))
+def test_only_complete_instances_directly_in_the_moves_folder_are_read_as_the_ledger_names_them(generate, tmp_path):
+    files = sorted(generate(patients=1, instances=4).rglob("*.dcm"))
     sops = [read_entry(p)["sop_instance_uid"] for p in files]
     folder, entries = tmp_path / "move", {}
+
+    def answered(*names):  # as the receiver notes what it answered for, before writing it
+        with open(folder / ANSWERED, "a") as ledger:
+            ledger.write("".join(f"{name}\n" for name in names))
+
+    def read_soon(count):
+        deadline = time.monotonic() + 10
+        while len(entries) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     with EarlyEntries(folder, entries) as reading:  # the folder is made by the move's first instance, later
         time.sleep(2 * early_entries.POLL_SECONDS)
         staged_copy(files[0], folder, f"{sops[0]}.dcm")
-        staged_copy(files[1], folder, f".incoming-1-1-{sops[1]}.dcm.part")  # still being written
+        answered(f"{sops[0]}.dcm", f"foreign/other-study/{sops[1]}.dcm", f"{sops[2]}.dcm", f"{sops[3]}.dcm")
         staged_copy(files[1], folder / "foreign" / "other-study", f"{sops[1]}.dcm")  # apart: never filed
-        staged_copy(files[2], folder, f"{sops[2]}.dcm")
-        deadline = time.monotonic() + 10
-        while len(entries) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        staged_copy(files[2], folder, f".incoming-1-1-{sops[2]}.dcm.part")  # answered, still being written
+        staged_copy(files[3], folder, f"{sops[3]}.dcm")
+        staged_copy(files[1], folder, f"{sops[1]}.dcm")  # in the folder, never answered for: not ours to read
+        read_soon(2)
+        assert set(entries) == {f"{sops[0]}.dcm", f"{sops[3]}.dcm"}
+        (folder / f".incoming-1-1-{sops[2]}.dcm.part").rename(folder / f"{sops[2]}.dcm")  # its write lands
+        with open(folder / ANSWERED, "a") as ledger:
+            ledger.write("half-a-li")  # a line still being appended is not read yet
+        read_soon(3)
         reading.stop()
-    assert entries == {f"{sops[0]}.dcm": read_entry(files[0]), f"{sops[2]}.dcm": read_entry(files[2])}
+    assert entries == {f"{sops[i]}.dcm": read_entry(files[i]) for i in (0, 2, 3)}
 
 
 def test_a_value_is_used_only_for_the_file_named_after_its_instance(generate, tmp_path):
