@@ -73,45 +73,13 @@ def test_a_value_is_used_only_for_the_file_named_after_its_instance(generate, tm
     assert read_early(entries, filed) == {str(filed[0]): values[0]}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_moved_study_is_catalogued_as_its_files_are_and_no_file_is_read_twice(
-        portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
-    study = orthanc_dataset["studies"][0]
-    read = []  # every header the catalog's reader opened: staged ones during the move, filed ones after
-    real = catalog_entry.open_regular
-    monkeypatch.setattr(catalog_entry, "open_regular", lambda path: read.append(Path(path)) or real(path))
-    monkeypatch.setattr(early_entries, "POLL_SECONDS", 0.001)  # a small study moves in a moment
-    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "A"}])
-    job = RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False)
-    for item in job.items.all():
-        runner.run_item(item._meta.label, item.pk)
-    job.refresh_from_db()
-    read_by_the_row = list(read)
-    assert job.status == "succeeded"
-    filed = sorted(settings.DOWNLOADS_DIR.rglob("*.dcm"))
-    assert len(filed) == len(orthanc.study_instances(study["StudyInstanceUID"])) > 1
-    rows = {row.path: row for row in Instance.objects.all()}
-    assert sorted(rows) == [str(p.resolve()) for p in filed]
-    for path in filed:
-        values = read_entry(path)
-        assert {name: getattr(rows[str(path.resolve())], name) for name in values} == values
-    # each file's header was read once: what was read during the move is what the cataloguing used
-    assert sorted(path.name for path in read_by_the_row) == sorted(path.name for path in filed)
-    staging, case_folder = Path(settings.STAGING_DIR).resolve(), filed[0].parent.resolve()
-    assert all(staging in path.resolve().parents or path.resolve().parent == case_folder for path in read_by_the_row)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_c_get_study_is_catalogued_from_the_bytes_it_received_and_only_its_first_file_is_read(
-        portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
-    # A C-GET receives on the row's own thread: the catalog's values come from each instance's bytes in
-    # memory, read while the PACS prepares the next one; the first instance is written before its answer
-    # (it makes the folder) and is the one file the cataloguing reads after the filing.
-    study = orthanc_dataset["studies"][0]
+def retrieve_and_check_the_catalog(server: str, orthanc, study: dict, settings, monkeypatch) -> tuple[list, list]:
+    """Retrieve `study` from `server` as a one-row job; check every filed file is catalogued with what it
+    holds. Returns (the files filed, every header the catalog's reader opened meanwhile)."""
     read = []
     real = catalog_entry.open_regular
     monkeypatch.setattr(catalog_entry, "open_regular", lambda path: read.append(Path(path)) or real(path))
-    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": "B"}])
+    text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": server}])
     job = RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False)
     for item in job.items.all():
         runner.run_item(item._meta.label, item.pk)
@@ -125,4 +93,27 @@ def test_a_c_get_study_is_catalogued_from_the_bytes_it_received_and_only_its_fir
     for path in filed:
         values = read_entry(path)
         assert {name: getattr(rows[str(path.resolve())], name) for name in values} == values
+    return filed, read_by_the_row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_moved_study_is_catalogued_as_its_files_are_and_no_file_is_read_twice(
+        portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
+    monkeypatch.setattr(early_entries, "POLL_SECONDS", 0.001)  # a small study moves in a moment
+    filed, read_by_the_row = retrieve_and_check_the_catalog("A", orthanc, orthanc_dataset["studies"][0], settings,
+                                                            monkeypatch)
+    # each file's header was read once: what was read during the move is what the cataloguing used
+    assert sorted(path.name for path in read_by_the_row) == sorted(path.name for path in filed)
+    staging, case_folder = Path(settings.STAGING_DIR).resolve(), filed[0].parent.resolve()
+    assert all(staging in path.resolve().parents or path.resolve().parent == case_folder for path in read_by_the_row)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_c_get_study_is_catalogued_from_the_bytes_it_received_and_only_its_first_file_is_read(
+        portal, orthanc, orthanc_dataset, orthanc_servers, settings, monkeypatch):
+    # A C-GET receives on the row's own thread: the catalog's values come from each instance's bytes in
+    # memory, read while the PACS prepares the next one; the first instance is written before its answer
+    # (it makes the folder) and is the one file the cataloguing reads after the filing.
+    filed, read_by_the_row = retrieve_and_check_the_catalog("B", orthanc, orthanc_dataset["studies"][0], settings,
+                                                            monkeypatch)
     assert len(read_by_the_row) == 1 and read_by_the_row[0].resolve() in {p.resolve() for p in filed}
