@@ -2,7 +2,8 @@
 (defaults, a callable default called for every row, auto_now) and the upsert on a unique key."""
 from pathlib import Path
 
-from django.db import transaction
+import pytest
+from django.db import IntegrityError, transaction
 
 from apps.catalog.models import Instance
 from apps.imports.models import ImportJob, KnownFile
@@ -35,6 +36,29 @@ def test_a_row_whose_key_exists_updates_only_the_fields_named(db):
     insert_rows(KnownFile, [{"path": "/k", "size": 3, "mtime_ns": 4, "failure": "bad"}], unique_fields=("path",),
                 update_fields=("size", "mtime_ns", "failure"))
     assert KnownFile.objects.values_list("path", "size", "mtime_ns", "failure").get() == ("/k", 3, 4, "bad")
+
+
+def test_a_batch_with_an_existing_key_in_its_middle_is_written_whole_once_and_keeps_what_came_before(db):
+    # New rows go in as plain INSERTs; the first existing key rolls the batch back to its savepoint and the
+    # whole batch is written as upserts: the rows inserted before it are not there twice, and what the
+    # caller's transaction wrote before the batch stays.
+    entry = {"study_instance_uid": "1.2", "series_instance_uid": "1.2.3", "sop_instance_uid": "1.2.3.4",
+             "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2", "patient_id": "P1", "size": 10}
+    insert_rows(Instance, [{"path": "/x/5.dcm", "source": "imported", **entry}])
+    with transaction.atomic():
+        insert_rows(KnownFile, [{"path": "/before", "size": 1, "mtime_ns": 1}])
+        batch = [{"path": f"/x/{n}.dcm", "source": "retrieved", **entry, "size": 100 + n} for n in range(10)]
+        assert insert_rows(Instance, batch, unique_fields=("path",), update_fields=("size", "source")) == 10
+    rows = {row.path: (row.size, row.source) for row in Instance.objects.all()}
+    assert rows == {f"/x/{n}.dcm": (100 + n, "retrieved") for n in range(10)}
+    assert Instance.objects.count() == 10 and KnownFile.objects.filter(path="/before").exists()
+
+
+def test_a_row_breaking_another_constraint_still_fails_the_batch(db):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_rows(KnownFile, [{"path": "/k1", "size": 1, "mtime_ns": 1}, {"path": "/k2", "size": None, "mtime_ns": 1}],
+                    unique_fields=("path",), update_fields=("size",))
+    assert not KnownFile.objects.exists()
 
 
 def test_values_of_another_type_are_still_converted_as_the_orm_converts_them(db):
