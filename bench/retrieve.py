@@ -156,10 +156,12 @@ def portal_retrieve(server, study_uid: str, expected: int, project=None) -> floa
     `project`: filed de-identified)."""
     from django.conf import settings
 
+    from apps.catalog.filing import forget_under
     from apps.jobs.runner import run_item
     from apps.retrieval.models import RetrievalItem, RetrievalJob
 
     shutil.rmtree(settings.DOWNLOADS_DIR, ignore_errors=True)
+    forget_under(settings.DOWNLOADS_DIR)  # as the portal's own clean-up does: each run is a first retrieval
     job = RetrievalJob.objects.create(source_name="bench", timeout=600, project=project)
     item = RetrievalItem.objects.create(job=job, line=1, dicom_server=server, server_name=server.name,
                                         study_instance_uid=study_uid)

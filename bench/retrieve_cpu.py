@@ -72,7 +72,11 @@ def portal(orthanc, env, server, study_uid: str, n: int) -> tuple[float, float, 
     receiver = bench.Receiver(env)
     try:
         from django.conf import settings
+
+        from apps.catalog.filing import forget_under
+
         shutil.rmtree(settings.DOWNLOADS_DIR, ignore_errors=True)  # the last run's files: not the worker's CPU
+        forget_under(settings.DOWNLOADS_DIR)
         before = (cpu_of(orthanc.process.pid), cpu_of_tree(receiver.proc.pid), rusage(resource.RUSAGE_SELF))
         wall = bench.portal_retrieve(server, study_uid, n)
         return (wall, cpu_of(orthanc.process.pid) - before[0], cpu_of_tree(receiver.proc.pid) - before[1],
