@@ -26,8 +26,6 @@ from apps.dicom.supervisor import STOP_SECONDS
 from tests.fixtures_common import unused_port
 
 ROOT = Path(__file__).resolve().parents[1]
-# One pytest-xdist worker runs the module (`make test`'s --dist loadgroup): set_up_data is made once.
-pytestmark = pytest.mark.xdist_group("runportal")
 
 
 def manage(env, *args, **kw):
