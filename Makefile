@@ -42,15 +42,19 @@ run: migrate
 
 # The suite on TEST_WORKERS pytest-xdist processes (2: this project's machines have 2 cores; most tests
 # wait on Orthanc, DCMTK or subprocesses). Each worker has its own Orthancs, DATA_DIR and test database.
+# --dist worksteal: each worker starts on its own half of the suite in order and takes over part of the
+# other's rest when it runs out, so a module's tests mostly stay on one worker and its module-scoped
+# fixtures (an Orthanc with a large study, the portal's set-up) are made once (the default hands the
+# first quarter of the tests out one by one, alternating).
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed viewer
 	@scripts/system-deps.sh test
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The scale-out stack (README "Scaling out"): the same tests on PostgreSQL with the Redis broker.
 test-scaleout: $(VENV)/.installed
 	@scripts/system-deps.sh test
-	scripts/with-postgres-redis.sh $(PY) -m pytest -n $(TEST_WORKERS) tests/jobs tests/retrieval/test_api.py tests/servers/test_api.py \
+	scripts/with-postgres-redis.sh $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests/jobs tests/retrieval/test_api.py tests/servers/test_api.py \
 		tests/imports/test_dedup.py tests/metrics/test_collector.py tests/notify/test_operators.py
 
 bench: $(VENV)/.installed

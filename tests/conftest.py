@@ -2,6 +2,10 @@
 
 pytest_plugins = ["tests.fixtures_common"]
 
+import sqlite3  # noqa: E402
+from contextlib import closing  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 from tests.pacs import Orthanc  # noqa: E402
@@ -58,3 +62,28 @@ def broker(db):
     queue = get_broker()
     queue.purge_queue()
     return queue
+
+
+MIGRATED: dict[str, Path] = {}  # "sqlite": the copy django_db_setup made
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):
+    """pytest-django's test database, and on SQLite a copy of it as the migrations left it, before any
+    test wrote to it (`migrated_sqlite`)."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        copy = tmp_path_factory.mktemp("migrated") / "migrated.sqlite3"
+        with django_db_blocker.unblock(), closing(sqlite3.connect(copy)) as target:
+            connection.ensure_connection()
+            connection.connection.backup(target)
+        MIGRATED["sqlite"] = copy
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(django_db_setup) -> Path | None:
+    """A SQLite file as `manage.py migrate` leaves a new one (tables, content types, permissions, the
+    migrations' own rows), to copy where a test needs a migrated database of its own; None on a
+    database server. The migrations take 10-20 s of CPU: once per test run, not again per copy."""
+    return MIGRATED.get("sqlite")

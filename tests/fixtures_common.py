@@ -4,6 +4,25 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """The production hasher (its algorithm, hash format and checks) with fewer rounds: a million rounds
+    cost ~0.5 s of CPU for every account a test makes and every password login, hundreds of seconds over
+    the suite. The processes tests start (workers, `runportal`) keep the production rounds."""
+
+    iterations = 1000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashing():
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    others = [h for h in settings.PASSWORD_HASHERS if not h.endswith(".PBKDF2PasswordHasher")]
+    with override_settings(PASSWORD_HASHERS=[f"{__name__}.QuickPBKDF2PasswordHasher", *others]):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -42,12 +42,15 @@ def portal_env(data_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def set_up_data(tmp_path_factory) -> tuple[Path, str]:
+def set_up_data(tmp_path_factory, migrated_sqlite) -> tuple[Path, str]:
     """A DATA_DIR as `make run` leaves it before `runportal`: migrated, with the admin account and an API
-    token. Made once for the module (the migrations alone take 10-20 s), copied into each test's own."""
+    token. Made once for the module, copied into each test's own. The migrations (10-20 s) ran once for
+    the whole run already: their SQLite file is copied as the portal's (migrated anew on a database server)."""
     data_dir = tmp_path_factory.mktemp("set-up-data")
     env = portal_env(data_dir)
-    manage(env, "migrate", "--noinput")
+    if migrated_sqlite and "DATABASE_URL" not in env:
+        shutil.copyfile(migrated_sqlite, data_dir / "portal.sqlite3")  # where settings.py puts it
+    manage(env, "migrate", "--noinput")  # nothing left to apply on the copy: says so in a moment
     assert "Created admin account 'admin'" in manage(env, "ensure_admin").stdout
     assert "exists" in manage(env, "ensure_admin").stdout  # idempotent: a second run leaves it alone
     token = manage(env, "drf_create_token", "admin").stdout.split()[2]
