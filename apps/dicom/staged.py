@@ -104,8 +104,7 @@ class StagedFile:
             except FileExistsError:
                 if filecmp.cmp(self.tmp, self.target, shallow=False):
                     return self.target
-            apart = self.move_folder / DUPLICATE / f"{self.target.stem}~{os.getpid()}-{next(_sequence)}.dcm"
-            log.debug("kept a second, different copy of %s apart", self.target.name)
+            apart = _apart(self.move_folder, self.target)
             _make_folder(apart.parent, self.within or self.move_folder)
             os.link(self.tmp, apart)
             return apart
@@ -202,10 +201,15 @@ def write_new(move_folder: Path, target: Path, data, *, within: Path | None = No
     replaced by a second arrival. Returns where it was written."""
     if write_atomically(target, data, within=within, replace=False):
         return target
-    apart = move_folder / DUPLICATE / f"{target.stem}~{os.getpid()}-{next(_sequence)}.dcm"
-    log.debug("kept a second, different copy of %s apart", target.name)
+    apart = _apart(move_folder, target)
     write_atomically(apart, data, within=within or move_folder)
     return apart
+
+
+def _apart(move_folder: Path, target: Path) -> Path:
+    """Where a second copy of `target` with other bytes is kept, under the move's DUPLICATE folder."""
+    log.debug("kept a second, different copy of %s apart", target.name)
+    return move_folder / DUPLICATE / f"{target.stem}~{os.getpid()}-{next(_sequence)}.dcm"
 
 
 def make_move_folder(move_folder: Path) -> None:

@@ -54,7 +54,7 @@ class EarlyEntries:
                     try:
                         ledger = open(self.folder / ANSWERED, "rb")  # made with the move's first instance
                     except OSError:
-                        ledger = None
+                        pass
                 if ledger is not None:
                     rest += ledger.read()
                     lines, _, rest = rest.rpartition(b"\n")  # a line still being appended waits
