@@ -14,7 +14,6 @@ from typing import BinaryIO, Iterator
 
 from apps.dicom import deid_stream as stream
 from apps.dicom.deid_table import TABLE
-from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.split import FileRange
 
 PROFILE_BASIC = "basic"
@@ -117,12 +116,13 @@ class Deidentified:
 
     def save(self, target: Path) -> None:
         """Write the instance to `target` under a temporary name, then rename it, so `target` is never
-        seen half-written. Raises InvalidDicomFile (and leaves nothing) when the original changed since."""
+        seen half-written. Raises InvalidDicomFile when the original changed since, OSError when the disk
+        fails (a full one); either way nothing is left, not even the temporary file."""
         partial = target.with_name(target.name + ".partial")
         try:
             with open(partial, "wb") as out:
                 self.write_to(out)
-        except InvalidDicomFile:
+        except BaseException:
             partial.unlink(missing_ok=True)
             raise
         os.replace(partial, target)

@@ -3,6 +3,7 @@ its head only (apps/dicom/split.py) and copy the pixel data from the original: t
 by far less than the file, the pixel data comes out byte for byte, the header is rewritten. On small files
 the large-file path gives what the whole-file path gives. Hostile files (a pixel data length past the end,
 a cut fragment, megabytes after the pixel data) are refused naming the fault; nothing is left written."""
+import errno
 import io
 from pathlib import Path
 
@@ -168,6 +169,19 @@ def test_a_saved_de_identified_instance_is_whole_under_its_name(tmp_path, monkey
     result.save(saved)
     assert result.rest is not None and saved.read_bytes() == b"".join(result.chunks())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.dcm", "large.dcm"]  # no partial left
+
+
+def test_a_save_the_disk_cuts_short_leaves_nothing_behind(tmp_path, monkeypatch):
+    result = deidentify.deidentify_file(Path(get_testdata_file("emri_small.dcm")), RECIPE, patient_for)
+
+    def disk_full_midway(self, out):
+        out.write(b"half an instance")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(result), "write_to", disk_full_midway)
+    with pytest.raises(OSError, match="No space left"):
+        result.save(tmp_path / "copy.dcm")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_huge_encapsulated_instance_is_proven_complete_without_mapping_its_pages(tmp_path):
