@@ -108,6 +108,13 @@ class MoveStaging:
         shutil.rmtree(gone, ignore_errors=True)
 
     @staticmethod
+    def writes_over(folder: Path) -> None:
+        """A staging folder whose writes are all over and checked (a finished C-GET's; never a receiver's
+        move folder, which a late instance may still reach): its ledger has served and goes, so the folder
+        holds only what arrived and may become a case folder whole (retrieval's file_into)."""
+        (folder / ANSWERED).unlink(missing_ok=True)
+
+    @staticmethod
     def write_failure(folder: Path) -> str | None:
         """Why the receiver could not write instances it had answered for into `folder`, or None."""
         try:

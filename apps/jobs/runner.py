@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, Max
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -162,6 +163,8 @@ def _urgent_waiting(model, job_id: int, *, current_urgent: bool | None = None):
     """(model, job id, item pk) of an urgent job with items waiting, when job `job_id` is not urgent itself;
     else None. Of several urgent jobs, the one served least recently (its latest item start the oldest, or
     none yet) comes first: urgent jobs take turns as ordinary ones do."""
+    if not _any_urgent_waiting():
+        return None
     if current_urgent is None:
         job_model = model._meta.get_field("job").related_model
         current_urgent = job_model.objects.filter(pk=job_id, urgent=True).exists()
@@ -181,6 +184,24 @@ def _urgent_waiting(model, job_id: int, *, current_urgent: bool | None = None):
     _, other, other_job = best
     first = _waiting_items(other).filter(job_id=other_job).order_by("pk").values_list("pk", flat=True).first()
     return (other, other_job, first) if first is not None else None
+
+
+_urgent_sql: dict[str, tuple[str, tuple]] = {}  # database vendor -> compiled _any_urgent_waiting query
+
+
+def _any_urgent_waiting() -> bool:
+    """Whether an item of any urgent job waits: one query over every item table. A worker asks before each
+    message it runs, and almost always nobody is urgent; built with the ORM each time, this took seven
+    queries and ~9 ms. Its parameters are constants, so it is compiled once per process."""
+    if connection.vendor not in _urgent_sql:
+        per_table = [_waiting_items(m).filter(job__urgent=True, job__paused=False).order_by().values_list("job_id")
+                     for m in item_models()]
+        union = per_table[0].union(*per_table[1:], all=True)[:1]
+        _urgent_sql[connection.vendor] = union.query.sql_with_params()
+    sql, params = _urgent_sql[connection.vendor]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
 
 
 def _yield_to_others(model, job_id: int, item) -> None:
@@ -259,21 +280,23 @@ def reclaim_stale() -> int:
     died with a killed cluster that had prefetched it. Each re-queue is a compare-and-set, so several
     sweepers at once re-queue an item once. Returns how many items were re-queued."""
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    broker_idle = get_broker().queue_size() == 0
-    requeued = 0
+    requeued, broker_idle = 0, None
     for model in item_models():
         for item in model.objects.filter(status=ItemStatus.RUNNING, heartbeat_at__lt=cutoff).select_related("job"):
             requeued += _reclaim_running(model, item)
-        if broker_idle:
-            requeued += _requeue_forgotten_jobs(model, cutoff)
+        stale = model.objects.filter(status=ItemStatus.PENDING, queued_at__lt=cutoff)
+        if stale.exists():
+            if broker_idle is None:  # asked only then: django-q's ORM broker closes the database connection
+                broker_idle = get_broker().queue_size() == 0  # (a worker reopening it mid-job: ~25 ms)
+            if broker_idle:
+                requeued += _requeue_forgotten_jobs(model, stale)
     return requeued
 
 
-def _requeue_forgotten_jobs(model, cutoff) -> int:
-    """Jobs with items queued before `cutoff`, none running and nothing on the broker: their messages died
-    with a killed cluster. Each gets its messages again, once however many sweep at once."""
+def _requeue_forgotten_jobs(model, stale) -> int:
+    """Jobs with items queued long ago (`stale`, pending), none running and nothing on the broker: their
+    messages died with a killed cluster. Each gets its messages again, once however many sweep at once."""
     requeued = 0
-    stale = model.objects.filter(status=ItemStatus.PENDING, queued_at__lt=cutoff)
     for job_id in set(stale.values_list("job_id", flat=True)):
         if model.objects.filter(job_id=job_id, status=ItemStatus.RUNNING).exists():
             continue  # a worker is driving this job and will reach its pending items

@@ -53,6 +53,7 @@ def arrival_folder(folder: Path, reason: str | None) -> Path:
 class Arrivals:
     matching: list[Path] = field(default_factory=list)
     foreign: list[tuple[Path, str]] = field(default_factory=list)  # (staged file, reason key)
+    folder: Path | None = None  # where they wait, when it is the retrieval's alone (a finished C-GET's)
 
     def reasons(self) -> str:
         counts: dict[str, int] = {}

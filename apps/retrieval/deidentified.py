@@ -166,9 +166,10 @@ class EarlyDeidentifier:
             if last or self._stop.wait(EARLY_POLL_SECONDS):
                 return
 
-    def committer(self, target: Path) -> Callable[[list[Path]], Filed]:
-        """What files a project's whole study into `target` (holding.StudyHolds.settle's `commit`)."""
-        def commit(staged: list[Path]) -> Filed:
+    def committer(self, target: Path) -> Callable[[list[Path], list[Path]], Filed]:
+        """What files a project's whole study into `target` (holding.StudyHolds.settle's `commit`); each
+        instance is written de-identified, so no folder is taken whole (`movable` is not used)."""
+        def commit(staged: list[Path], movable: list[Path]) -> Filed:
             try:
                 return self.file(staged, lambda result: target)
             except DeidentifiedFilingFailed as exc:

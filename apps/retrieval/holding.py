@@ -55,8 +55,8 @@ class StudyHolds:
 
     def settle(self, plan, arrivals: Arrivals, target: Path, *, commit=None, **outcome) -> StudyOutcome:
         """Hold, file or quarantine one checked part of a study (see the module's note); its outcome.
-        `commit(paths)` files the whole study into `target` (default: file_into; a research project's row
-        de-identifies as it files). Raises FilingFailed when filing into the hold or the case folder fails
+        `commit(paths, movable)` files the whole study into `target` (default: file_into; a research
+        project's row de-identifies as it files). Raises FilingFailed when filing into the hold or the case folder fails
         (nothing of it kept)."""
         with self._lock:
             study = self._studies.get(plan.uid)
@@ -78,12 +78,15 @@ class StudyHolds:
                                     foreign_reasons=arrivals.reasons(), quarantine=str(study.quarantine),
                                     withheld=len(arrivals.matching), **outcome)
             if study.parts_left > 0:
-                held = file_into(study.hold, arrivals.matching)
+                held = file_into(study.hold, arrivals.matching, [arrivals.folder] if arrivals.folder else [])
                 study.held += held.paths
                 result = StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), held.bytes, **outcome)
                 study.held_outcomes.append(result)
                 return result
-            filed = (commit or (lambda paths: file_into(target, paths)))(study.held + arrivals.matching)
+            # the hold, and a part's own folder when nobody else writes into it, may become the case folder whole
+            movable = ([study.hold] if study.held else []) + ([arrivals.folder] if arrivals.folder else [])
+            filed = (commit or (lambda paths, movable: file_into(target, paths, movable)))(
+                study.held + arrivals.matching, movable)
             study.held = []
             own = filed.bytes - sum(o.bytes for o in study.held_outcomes)
             return StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), own,

@@ -3,6 +3,7 @@
 original spelling, so 'A/B' and 'A_B' never share a folder."""
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -10,6 +11,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
 
@@ -52,14 +54,23 @@ class Filed:
     paths: list[Path] = field(default_factory=list)
 
 
-def file_into(folder: Path, staged: list[Path]) -> Filed:
+def file_into(folder: Path, staged: list[Path], movable: Iterable[Path] = ()) -> Filed:
     """Move staged instances into the study folder as they arrived (a rename on one filesystem, never a
-    re-encode). Returns the bytes and the files it placed, so a caller can take them back. An instance already there (an earlier run of the row) is replaced,
-    so a re-run never duplicates. All or nothing: when one fails (a full disk, say), the files this call
-    put there are removed again, and FilingFailed names any that could not be."""
+    re-encode). Returns the bytes and the files it placed, so a caller can take them back. An instance
+    already there (an earlier run of the row) is replaced, so a re-run never duplicates. All or nothing:
+    when one fails (a full disk, say), the files this call put there are removed again, and FilingFailed
+    names any that could not be. `movable`: folders of the caller's alone that nobody writes into any more
+    (a study's hold, a finished C-GET's staging folder); a new study folder is made of the first one that
+    holds nothing but instances of `staged`, by one rename (see _take_whole)."""
     placed: list[Path] = []  # new names only: what a failure removes again
     filed, made = Filed(), not folder.exists()
     try:
+        whole = _take_whole(folder, staged, movable) if made else None
+        if whole is not None:  # its instances are in place: the others follow one by one
+            source, filed.bytes = whole
+            filed.paths = [folder / path.name for path in staged if path.parent == source]
+            placed = list(filed.paths)
+            staged = [path for path in staged if path.parent != source]
         folder.mkdir(parents=True, exist_ok=True)
         for path in staged:
             target = folder / path.name
@@ -93,3 +104,44 @@ def file_into(folder: Path, staged: list[Path]) -> Filed:
                 pass
         raise FilingFailed(exc.strerror or str(exc), stayed) from exc
     return filed
+
+
+def _take_whole(folder: Path, staged: list[Path], movable: Iterable[Path]) -> tuple[Path, int] | None:
+    """Make the new study `folder` of one of the `movable` folders that holds nothing but regular files
+    among `staged`, by renaming that folder: one system call where filing file by file took one per
+    instance (500 instances: ~30 ms, at the end of a study's retrieval, where nothing else runs). Returns
+    (the folder renamed, the bytes of its files), or None when none qualifies or the rename cannot be made
+    (then the instances are filed one by one). The rename never replaces anything: a study folder another
+    row made meanwhile makes it fail (renameat2's RENAME_NOREPLACE), as does a file system without it or
+    another disk."""
+    names: dict[Path, set[str]] = {}
+    for path in staged:
+        names.setdefault(path.parent, set()).add(path.name)
+    for source in movable:
+        ours, found, size = names.get(source), set(), 0
+        try:
+            with os.scandir(source) as entries:
+                for entry in entries:
+                    if not entry.is_file(follow_symlinks=False):
+                        break
+                    found.add(entry.name)
+                    size += entry.stat(follow_symlinks=False).st_size
+                else:
+                    if ours and found == ours:
+                        folder.parent.mkdir(parents=True, exist_ok=True)
+                        return (source, size) if rename_new(source, folder) else None
+        except OSError:
+            continue
+    return None
+
+
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+_renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
+def rename_new(source: Path, target: Path) -> bool:
+    """Rename `source` to `target` unless `target` exists (atomically: renameat2 with RENAME_NOREPLACE,
+    Linux 3.15 and glibc 2.28 on). False when it exists or the system cannot make such a rename."""
+    if _renameat2 is None:
+        return False
+    return _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0

@@ -123,7 +123,9 @@ class RowRetrieval:
             self._fail_if_unwritten(plan, folder)
             if reading is not None:
                 reading.stop()
-            self._file(plan, folder, staged, result, list_instances, wait, early)
+            if not wait_for_receiver:  # a C-GET's folder: this thread's alone, its writes over
+                self.staging.writes_over(folder)
+            self._file(plan, folder, staged, result, list_instances, wait, early, own_folder=not wait_for_receiver)
         finally:
             if reading is not None:
                 reading.stop()
@@ -177,7 +179,7 @@ class RowRetrieval:
                              "(space, permissions), then retry the row.")
 
     def _file(self, plan: StudyPlan, folder: Path, staged: list[Path], result, list_instances, wait: bool,
-              early: EarlyDeidentifier | None = None) -> None:
+              early: EarlyDeidentifier | None = None, own_folder: bool = False) -> None:
         item = self.item
         arrivals = sort_arrivals(folder, staged, plan.sops)
         if plan.sops is None and plan.expected is not None and len(arrivals.matching) > plan.expected:
@@ -187,6 +189,7 @@ class RowRetrieval:
             if wait:
                 staged = wait_for_staged(self.staging, folder, plan.expected, plan.sops)
             arrivals = sort_arrivals(folder, staged, plan.sops)
+        arrivals.folder = folder if own_folder else None
         self.ctx.heartbeat()
         if self.ctx.should_stop():  # canceled, or another worker took the row over: file nothing
             raise ItemCanceled()
@@ -197,10 +200,10 @@ class RowRetrieval:
             commit = early.committer(target)
         else:
             target = self.target_for(plan)
-        filing, committed = commit or (lambda paths: file_into(target, paths)), []
+        filing, committed = commit or (lambda paths, movable: file_into(target, paths, movable)), []
 
-        def commit_and_note(paths):
-            filed = filing(paths)
+        def commit_and_note(paths, movable):
+            filed = filing(paths, movable)
             committed.append(filed)
             return filed
         try:  # all or nothing per study, over all its parts: with anything foreign, nothing of it is filed

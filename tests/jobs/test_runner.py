@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout
@@ -199,6 +200,17 @@ def test_reclaim_requeues_pending_items_whose_message_was_lost(job, settings, br
     assert broker.queue_size() == drivers
     job.items.update(queued_at=timezone.now() - timedelta(seconds=60))
     assert reclaim_stale() == 0  # messages are waiting on the broker: nothing is lost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_finding_nothing_stale_keeps_the_database_connection(settings):
+    """A worker sweeps between its jobs' batches: asking django-q's ORM broker (only needed when items
+    look forgotten) closes the connection, and reopening it cost a running job ~25 ms."""
+    make_echo_job([make_server("LK", 104)]).start()
+    connection.ensure_connection()
+    before = connection.connection
+    assert reclaim_stale() == 0
+    assert connection.connection is before
 
 
 def test_patient_data_stays_out_of_logs_above_debug(job, monkeypatch, caplog):

@@ -58,6 +58,9 @@ def filling_disk(monkeypatch, after: int):
         return os.replace(src, dst)
 
     monkeypatch.setattr(layout, "os", types.SimpleNamespace(**{**vars(os), "replace": replace}))
+    # filed file by file, as on a file system without renameat2's RENAME_NOREPLACE: a staging folder renamed
+    # whole into a new case folder (layout._take_whole) writes nothing a full disk could stop halfway
+    monkeypatch.setattr(layout, "rename_new", lambda source, target: False)
 
 
 def info_lines(caplog) -> str:

@@ -20,6 +20,7 @@ from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
 from apps.retrieval.plans import StudyPlan
 from apps.servers.models import DicomServer
 from tests.receiver_process import receiver_process
+from tests.retrieval.test_filing_whole import RenameSpy
 from tests.retrieval.test_integrity import PORTAL_AE, filed, run, staged_left, store_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -269,3 +270,28 @@ def test_parts_settled_on_several_threads_at_once_file_nothing_of_a_tainted_stud
     assert len(list((tmp_path / "quarantine" / "withheld").iterdir())) == 24
     assert sorted((o.received, o.withheld, o.foreign) for o in outcomes) == [(0, 3, 0)] * 7 + [(0, 3, 1)]
     assert not (tmp_path / "hold").exists()
+
+
+def test_a_c_get_files_its_staging_folder_whole_against_orthanc(three_series, settings, monkeypatch):
+    spy = RenameSpy(monkeypatch)
+    peer = three_series.pacs.peer()
+    server = DicomServer.objects.create(name="GET", ae_title=peer.ae_title, host=peer.host, port=peer.port,
+                                        retries=0, retrieve_method="c-get")
+    job = run(job_of(three_series.uid, server))
+    item = job.items.get()
+    assert item.status == "succeeded", item.error
+    assert filed(settings) == three_series.instances and staged_left(settings) == []
+    [(source, target, done)] = spy.calls
+    assert done and source.parent == Path(settings.STAGING_DIR) / "c-get"
+    assert sorted(p.name for p in target.iterdir()) == sorted(f"{uid}.dcm" for uid in three_series.instances), \
+        "the C-GET's ledger is not filed with the study"
+
+
+def test_series_moved_in_parallel_file_their_hold_whole(receiver, three_series, settings, monkeypatch):
+    spy = RenameSpy(monkeypatch)
+    item = run(job_of(three_series.uid, server_for(three_series.pacs, 3))).items.get()
+    assert item.status == "succeeded", item.error
+    assert filed(settings) == three_series.instances and staged_left(settings) == []
+    [(source, target, done)] = spy.calls
+    assert done and source.parent.parent == Path(settings.STAGING_DIR) / ".hold"
+    assert len(list(target.iterdir())) == 12
