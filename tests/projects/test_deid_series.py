@@ -12,7 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from apps.dicom import deid_stream, deidentify
+from apps.dicom import deid_stream, deidentify, element_codec
 from apps.dicom.deid_form import Deidentifying
 from apps.dicom.staged import Withheld
 from tests.projects.planted import PLANTED, as_file, leaks, planted_dataset
@@ -35,7 +35,7 @@ def expected(data: bytes, recipe) -> tuple[str, bytes | str]:
 
 
 def formed(form: Deidentifying, data: bytes) -> tuple[str, bytes | str]:
-    start = deid_stream.read_meta(data)[1]
+    start = element_codec.read_meta(data)[1]
     try:
         out = form.whole((data[:start], memoryview(data)[start:]))  # bytes, or the pieces of them
         return "ok", out if isinstance(out, bytes) else b"".join(bytes(chunk) for chunk in out)
