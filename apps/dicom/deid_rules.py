@@ -8,13 +8,12 @@ import hashlib
 import hmac
 import os
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from apps.dicom.deid_table import TABLE
-from apps.dicom.element_codec import element_bytes, header
+from apps.dicom.element_codec import element_bytes, header, item_header
 from apps.dicom.split import FileRange
 
 PROFILE_BASIC = "basic"
@@ -229,7 +228,7 @@ def code_sequence(codes: list[tuple[str, str]], implicit: bool) -> bytes:
         inner = (element_bytes(0x00080100, "SH", value.encode(), implicit)
                  + element_bytes(0x00080102, "SH", b"DCM", implicit)
                  + element_bytes(0x00080104, "LO", meaning.encode(), implicit))
-        items.append(b"\xfe\xff\x00\xe0" + struct.pack("<I", len(inner)) + inner)
+        items.append(item_header(len(inner)) + inner)
     body = b"".join(items)
     return header(0x00120064, "SQ", len(body), implicit) + body
 

@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import struct
 
 from pydicom.charset import convert_encodings, decode_bytes, encode_string
 
-from apps.dicom.element_codec import NUMERIC_SIZES, UNDEFINED, Element, header, padded, text
+from apps.dicom.element_codec import (
+    ITEM_END_BYTES,
+    NUMERIC_SIZES,
+    SEQ_END_BYTES,
+    UNDEFINED,
+    Element,
+    header,
+    item_header,
+    padded,
+    text,
+)
 
 
 def shift_dates(raw: str, vr: str, days: int) -> str | None:
@@ -57,6 +66,7 @@ DUMMY_BYTES = {"DA": b"19000101", "DT": b"19000101000000", "TM": b"000000", "AS"
                "DS": b"0 ", "UR": b""}
 TEXT_VRS = frozenset({"PN", "SH", "LO", "ST", "LT", "UT", "UC", "CS"})
 DUMMY_TEXT = b"ANONYMIZED"
+_UNDEFINED_ITEM = item_header(UNDEFINED)
 
 
 _SPECIAL = frozenset({0x00100010, 0x00100020})
@@ -179,11 +189,11 @@ class StreamWalk:
             for item in el.items:
                 inner = b"".join(self.emit(item.elements, el.implicit_items))
                 if item.undefined:
-                    parts += [b"\xfe\xff\x00\xe0\xff\xff\xff\xff", inner, b"\xfe\xff\x0d\xe0\0\0\0\0"]
+                    parts += [_UNDEFINED_ITEM, inner, ITEM_END_BYTES]
                 else:
-                    parts += [b"\xfe\xff\x00\xe0" + struct.pack("<I", len(inner)), inner]
+                    parts += [item_header(len(inner)), inner]
         if el.undefined:
-            return [header(el.tag, el.vr, UNDEFINED, implicit), *parts, b"\xfe\xff\xdd\xe0\0\0\0\0"]
+            return [header(el.tag, el.vr, UNDEFINED, implicit), *parts, SEQ_END_BYTES]
         return [header(el.tag, el.vr, sum(len(p) for p in parts), implicit), *parts]
 
     def _apply(self, el: Element, action: str, implicit: bool):

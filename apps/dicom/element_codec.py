@@ -16,6 +16,8 @@ from pydicom.datadict import dictionary_VR
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+# The delimiters as written, alike in both VR forms (the tags of items and delimiters have no VR).
+ITEM_END_BYTES, SEQ_END_BYTES = b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\xdd\xe0\0\0\0\0"
 # The fixed value size of each binary number VR.
 NUMERIC_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
 EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
@@ -23,6 +25,7 @@ NOT_STREAMED = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # b
 MAX_DEPTH = 32  # sequences within sequences; real files stay within a handful
 _VR_NAMES: dict[bytes, str] = {}  # the VR as written -> its str, decoded once
 _pack_tag = struct.Struct("<HH").pack
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
 _explicit_hdr = struct.Struct("<HH2sH").unpack_from
 _implicit_hdr = struct.Struct("<HHI").unpack_from
 _unpack_hdr = struct.Struct("<HH").unpack_from
@@ -190,7 +193,7 @@ def read_meta(buf: bytes) -> tuple[list[Element], int, str]:
     pos = 132
     elements = []
     while pos + 8 <= len(buf) and _unpack_hdr(buf, pos)[0] == 0x0002:
-        el_list, _ = parse(buf, pos, _element_end(buf, pos), False)
+        el_list, _ = parse(buf, pos, pos + 1, False)
         el = el_list[0]
         if el.tag == 0x00020000:
             group_length = _u32(buf, el.value_start)[0]
@@ -202,13 +205,6 @@ def read_meta(buf: bytes) -> tuple[list[Element], int, str]:
     if not syntax:
         raise StreamError("no transfer syntax in the file meta")
     return elements, pos, syntax
-
-
-def _element_end(buf: bytes, pos: int) -> int:
-    vr = buf[pos + 4:pos + 6]
-    if vr in LONG_VRS:
-        return pos + 12 + _u32(buf, pos + 8)[0]
-    return pos + 8 + _u16(buf, pos + 6)[0]
 
 
 def skip_dropped(buf: bytes, pos: int, implicit: bool, skip_private: bool, below: int = 0xFFFFFFFF) -> int:
@@ -232,8 +228,8 @@ def meta_elements(buf: bytes) -> list[tuple[int, bytes]] | None:
     while pos < size:
         if pos + 8 > size or _unpack_hdr(buf, pos)[0] != 0x0002:
             return None
-        end = _element_end(buf, pos)
-        if end > size:
+        end = defined_end(buf, pos, False)
+        if end is None:
             return None
         tag = 0x00020000 | _unpack_hdr(buf, pos)[1]
         if tag == 0x00020000:
@@ -288,6 +284,12 @@ def padded(value: bytes, vr: str) -> bytes:
     if len(value) % 2:
         return value + (b"\0" if vr == "UI" else b" ")
     return value
+
+
+def item_header(length: int) -> bytes:
+    """A sequence item's tag and length (UNDEFINED: the item ends with ITEM_END_BYTES), alike in both VR
+    forms."""
+    return _ITEM_TAG + struct.pack("<I", length)
 
 
 def element_bytes(tag: int, vr: str, value: bytes, implicit: bool) -> bytes:

@@ -180,6 +180,17 @@ def test_a_hostile_instance_after_a_learned_series_is_refused_as_the_whole_walk_
         assert formed(form, good) == expected(good, recipe)  # and the next good one still comes out right
 
 
+def test_a_file_meta_cut_inside_an_element_header_is_refused_with_a_reason():
+    """A file meta ending inside a long VR element's header (its 4-byte length missing) is refused as
+    unreadable, by the whole walk and by the form handed it as a received instance's meta."""
+    cut = b"\0" * 128 + b"DICM" + b"\x02\x00\x01\x00OB\x00\x00"
+    recipe = deidentify.Recipe(SECRET, [deidentify.OPTION_DATES])
+    with pytest.raises(deidentify.CannotDeidentify, match="unreadable"):
+        deidentify.deidentify_bytes(cut, recipe, patients(recipe))
+    with pytest.raises(Withheld, match="not de-identified: unreadable"):
+        Deidentifying(recipe, patients(recipe)).whole((cut, memoryview(b"")))
+
+
 def test_two_threads_keep_their_own_templates():
     import threading
 
