@@ -18,7 +18,7 @@ from pydicom.charset import convert_encodings, decode_bytes, encode_string
 from apps.dicom.element_codec import (
     ITEM_END_BYTES,
     NUMERIC_SIZES,
-    SEQ_END_BYTES,
+    SEQUENCE_END_BYTES,
     UNDEFINED,
     Element,
     header,
@@ -193,7 +193,7 @@ class StreamWalk:
                 else:
                     parts += [item_header(len(inner)), inner]
         if el.undefined:
-            return [header(el.tag, el.vr, UNDEFINED, implicit), *parts, SEQ_END_BYTES]
+            return [header(el.tag, el.vr, UNDEFINED, implicit), *parts, SEQUENCE_END_BYTES]
         return [header(el.tag, el.vr, sum(len(p) for p in parts), implicit), *parts]
 
     def _apply(self, el: Element, action: str, implicit: bool):

@@ -70,7 +70,7 @@ def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], P
         meta, start, syntax = codec.read_meta(data)
     except codec.StreamError:
         meta = None  # no preamble or an odd file meta: pydicom reads it, or says why it cannot
-    if meta is not None and syntax not in codec.NOT_STREAMED:
+    if meta is not None and syntax not in codec.BIG_ENDIAN_OR_DEFLATED:
         try:
             return _deidentify_stream(data, meta, start, syntax, recipe, patient_for, walked)
         except codec.StreamError as exc:

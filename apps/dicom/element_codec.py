@@ -4,8 +4,10 @@ encoded again (`header`, `element_bytes`). The de-identification walk (deid_stre
 series (deid_series.py) read and write instances through it, so an instance costs a walk over its element
 headers rather than a pydicom decode and encode.
 
-Big endian and deflated data sets (NOT_STREAMED) are not read here: deidentify.py sends them through
-pydicom. Malformed bytes raise StreamError, never a partial answer.
+Big endian and deflated data sets (BIG_ENDIAN_OR_DEFLATED) are not read here: deidentify.py sends them
+through pydicom. Malformed bytes raise StreamError, never a partial answer. The element facts (LONG_VRS,
+UNDEFINED, the item and delimiter tags, MAX_DEPTH) and `element_bytes` are the ones every other reader and
+writer of elements in apps/dicom uses too (files.py, flat.py, split.py, query.py, wire/streamed.py).
 """
 from __future__ import annotations
 
@@ -13,16 +15,18 @@ import struct
 
 from pydicom.datadict import dictionary_VR
 
+# Explicit VRs whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2).
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
 UNDEFINED = 0xFFFFFFFF
-ITEM, ITEM_END, SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 # The delimiters as written, alike in both VR forms (the tags of items and delimiters have no VR).
-ITEM_END_BYTES, SEQ_END_BYTES = b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\xdd\xe0\0\0\0\0"
+ITEM_END_BYTES, SEQUENCE_END_BYTES = b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\xdd\xe0\0\0\0\0"
 # The fixed value size of each binary number VR.
 NUMERIC_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
 EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
-NOT_STREAMED = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflated
-MAX_DEPTH = 32  # sequences within sequences; real files stay within a handful
+# Data sets this module does not read (pydicom does): explicit VR big endian, and deflated.
+BIG_ENDIAN_OR_DEFLATED = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+MAX_DEPTH = 32  # sequences within sequences: real files stay within a handful, deeper is malformed
 _VR_NAMES: dict[bytes, str] = {}  # the VR as written -> its str, decoded once
 _pack_tag = struct.Struct("<HH").pack
 _ITEM_TAG = b"\xfe\xff\x00\xe0"
@@ -158,7 +162,7 @@ def _parse_items(buf: bytes, pos: int, end: int | None, implicit: bool,
             raise StreamError(f"truncated sequence at byte {pos}")
         group, elem, length = _implicit_hdr(buf, pos)
         tag = group << 16 | elem
-        if tag == SEQ_END:
+        if tag == SEQUENCE_END:
             return items, pos + 8
         if tag != ITEM:
             raise StreamError(f"expected an item at byte {pos}")
