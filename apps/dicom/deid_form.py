@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from apps.dicom import deid_series, deid_stream, deidentify, files
+from apps.dicom import deid_series, deidentify, element_codec, files
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.staged import Withheld
 from apps.dicom.wire.streamed import PixelCheck
@@ -38,7 +38,7 @@ class Deidentifying:
         if len(chunks) != 2:
             return self._deidentified(chunks)
         meta, dataset = bytes(chunks[0]), chunks[1]
-        elements = deid_stream.meta_elements(meta)
+        elements = element_codec.meta_elements(meta)
         syntax = next((v[8:].decode("latin-1").rstrip("\0 ") for t, v in elements or () if t == 0x00020010), "")
         if not syntax:
             return self._deidentified(chunks)  # which says why it cannot
@@ -53,7 +53,7 @@ class Deidentifying:
             check = PixelCheck(syntax)
             pixels = check.feed(memoryview(dataset)[end:])
             check.finish()
-        except (deid_stream.StreamError, InvalidDicomFile):
+        except (element_codec.StreamError, InvalidDicomFile):
             return self._deidentified(chunks)  # which says why it cannot
         if fits:  # the series' previous instance's walk, reused (deid_series.py)
             head = deidentify.file_meta(elements, fits[1]) + b"".join(fits[0])

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from apps.dicom import deid_stream as stream
 from apps.dicom.deid_table import TABLE
+from apps.dicom.element_codec import element_bytes, header, item_header
 from apps.dicom.split import FileRange
 
 PROFILE_BASIC = "basic"
@@ -205,10 +205,10 @@ class Recipe:
         if found is None:
             dates = b"MODIFIED" if OPTION_DATES in self.options else b"REMOVED"
             found = self._inserts[implicit] = {
-                0x00120062: stream.element_bytes(0x00120062, "CS", b"YES", implicit),
-                0x00120063: stream.element_bytes(0x00120063, "LO", self.method_text().encode(), implicit),
-                0x00120064: stream.code_sequence(self.method_codes(), implicit),
-                0x00280303: stream.element_bytes(0x00280303, "CS", dates, implicit),
+                0x00120062: element_bytes(0x00120062, "CS", b"YES", implicit),
+                0x00120063: element_bytes(0x00120063, "LO", self.method_text().encode(), implicit),
+                0x00120064: code_sequence(self.method_codes(), implicit),
+                0x00280303: element_bytes(0x00280303, "CS", dates, implicit),
             }
         return found
 
@@ -219,6 +219,18 @@ class Recipe:
 
     def method_codes(self) -> list[tuple[str, str]]:
         return [CODES[PROFILE_BASIC]] + [CODES[o] for o in OPTIONS if o in self.options]
+
+
+def code_sequence(codes: list[tuple[str, str]], implicit: bool) -> bytes:
+    """(0012,0064) De-identification Method Code Sequence with DCM codes, defined lengths."""
+    items = []
+    for value, meaning in codes:
+        inner = (element_bytes(0x00080100, "SH", value.encode(), implicit)
+                 + element_bytes(0x00080102, "SH", b"DCM", implicit)
+                 + element_bytes(0x00080104, "LO", meaning.encode(), implicit))
+        items.append(item_header(len(inner)) + inner)
+    body = b"".join(items)
+    return header(0x00120064, "SQ", len(body), implicit) + body
 
 
 def burned_in_reason(sop_class: str, burned_in: str) -> str | None:

@@ -19,8 +19,9 @@ compares both byte for byte.
 """
 from __future__ import annotations
 
-from apps.dicom import deid_stream as stream
+from apps.dicom import element_codec as codec
 from apps.dicom.deid_rules import PATIENT_ID, PATIENT_NAME, SOP_CLASS, SOP_INSTANCE
+from apps.dicom.deid_stream import copied_as_is
 from apps.dicom.deidentify import Walked
 from apps.dicom.files import FIRST_PIXEL_TAG
 
@@ -30,7 +31,7 @@ ANCHORS = frozenset({0x00080005, SOP_CLASS, 0x00280301, PATIENT_ID, PATIENT_NAME
                      0x00101000, 0x00120062, 0x00120063, 0x00120064, 0x00280303})
 
 
-def may_vary(el: stream.Element) -> bool:
+def may_vary(el: codec.Element) -> bool:
     return el.items is None and not (el.tag >> 16) & 1 and el.tag not in ANCHORS
 
 
@@ -69,7 +70,7 @@ class Template:
                 flush()
                 if inserted:  # what the profile adds before it: no bytes of the instance, always there
                     segments.append((b"", inserted, None, None))
-                if stream.copied_as_is(self.walk, el) and not el.undefined:
+                if copied_as_is(self.walk, el) and not el.undefined:
                     seen = raw[:4 if self.implicit else 6]
                 else:
                     seen = {raw: piece} if el.tag != SOP_INSTANCE else None  # (a new SOP UID each time)
@@ -98,14 +99,14 @@ class Template:
                 return None
             if type(seen) is bytes:
                 if data.startswith(seen, pos):  # its bytes are its output
-                    end = stream.defined_end(data, pos, self.implicit)
+                    end = codec.defined_end(data, pos, self.implicit)
                     if end is None:
                         return None
                     out.append(data[pos:end])
                     pos = end
                     continue
             elif seen is not None:
-                end = stream.defined_end(data, pos, self.implicit)
+                end = codec.defined_end(data, pos, self.implicit)
                 found = seen.get(data[pos:end]) if end is not None else None
                 if found is not None:  # these very bytes were walked before: the same output
                     out.append(found)
@@ -113,10 +114,10 @@ class Template:
                     continue
             try:
                 if tag == self.GAP:
-                    pos = stream.skip_dropped(data, pos, self.implicit, self.skip_private, below=FIRST_PIXEL_TAG)
+                    pos = codec.skip_dropped(data, pos, self.implicit, self.skip_private, below=FIRST_PIXEL_TAG)
                     continue
-                elements, after = stream.parse(data, pos, pos + 1, self.implicit, skip_private=self.skip_private)
-            except stream.StreamError:  # (or it runs past what `data` holds of the data set)
+                elements, after = codec.parse(data, pos, pos + 1, self.implicit, skip_private=self.skip_private)
+            except codec.StreamError:  # (or it runs past what `data` holds of the data set)
                 return None
             if len(elements) != 1 or elements[0].tag != tag or not may_vary(elements[0]) and tag != SOP_INSTANCE:
                 return None
@@ -128,10 +129,10 @@ class Template:
                     seen.clear()
                 seen[data[pos:after]] = b"".join(pieces)
             if tag == SOP_INSTANCE:
-                value = stream.text(data, elements[0])
+                value = codec.text(data, elements[0])
                 sop = walk.uid(value) if value else ""
             pos = after
-        if pos + 4 > len(data) or stream.tag_at(data, pos) < FIRST_PIXEL_TAG:
+        if pos + 4 > len(data) or codec.tag_at(data, pos) < FIRST_PIXEL_TAG:
             return None  # more elements than the template's, or a header longer than `data`
         out.append(self.tail)
         return out, sop, pos

@@ -6,9 +6,10 @@ Why our own transform and not a library: measured on the same 300 small CT insta
 dicognito 0.19 110, dicom-anonymizer 2.1 124, deid 0.4.13 64 (docs/pseudonymization.md). None of them keys
 UIDs and pseudonyms by a per-project secret with a per-patient date shift kept in a database map, and the
 retrieval must stay within 0.8x of a plain one, so the table (apps/dicom/deid_table.py, transcribed from
-the standard) drives a walk over the encoded elements (deid_stream.py): what the profile keeps is copied as
-the bytes it was, pixel data is never decoded nor changed. Big endian and deflated files, and files without
-a preamble, go through pydicom's Dataset (deid_dataset.py), which the tests also use as the reference.
+the standard) drives a walk over the encoded elements (deid_stream.py; the elements are read and written by
+element_codec.py): what the profile keeps is copied as the bytes it was, pixel data is never decoded nor
+changed. Big endian and deflated files, and files without a preamble, go through pydicom's Dataset
+(deid_dataset.py), which the tests also use as the reference.
 
 The scheme (docs/pseudonymization.md):
 - a UID becomes ``2.25.<int>``, the integer being the first 128 bits of HMAC-SHA256(project secret, UID):
@@ -29,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from apps.dicom import deid_stream as stream
+from apps.dicom import element_codec as codec
 from apps.dicom import files, split
 from apps.dicom.deid_dataset import deidentify_with_pydicom
 from apps.dicom.deid_rules import *  # noqa: F403 - the rules' public names are this module's too
@@ -55,6 +56,7 @@ from apps.dicom.deid_rules import (  # noqa: F401 - the callers' names: options,
     patient_keys,
     scrub_pattern,
 )
+from apps.dicom.deid_stream import StreamWalk, decode_text, encodings_of, shift_dates
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.paths import NotRegularFile, open_regular
 
@@ -65,13 +67,13 @@ def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], P
     own transfer syntax, pixel data as it was. Raises HeldBack or CannotDeidentify. When the elements were
     walked (little endian), the walk is appended to `walked` (a Walked, for deid_series)."""
     try:
-        meta, start, syntax = stream.read_meta(data)
-    except stream.StreamError:
+        meta, start, syntax = codec.read_meta(data)
+    except codec.StreamError:
         meta = None  # no preamble or an odd file meta: pydicom reads it, or says why it cannot
-    if meta is not None and syntax not in stream.NOT_STREAMED:
+    if meta is not None and syntax not in codec.BIG_ENDIAN_OR_DEFLATED:
         try:
             return _deidentify_stream(data, meta, start, syntax, recipe, patient_for, walked)
-        except stream.StreamError as exc:
+        except codec.StreamError as exc:
             # A broken file is refused, never filed as the part that could be read.
             raise CannotDeidentify(f"unreadable DICOM: {exc}") from None
     return deidentify_with_pydicom(data, recipe, patient_for)
@@ -114,33 +116,33 @@ def deidentify_file(path: str | os.PathLike, recipe: Recipe, patient_for: Callab
 class Walked:
     """One instance's walk over its elements, kept for the next instance of its series (deid_series.py)."""
 
-    walk: stream.StreamWalk
+    walk: StreamWalk
     implicit: bool
     skip_private: bool
     start: int  # where the data set starts in the walked bytes (after the file meta)
-    elements: list  # the top-level elements (stream.Element)
+    elements: list  # the top-level elements (codec.Element)
     pieces: list  # for each element, (the inserts placed before it, its own output)
     tail: bytes  # the inserts after the last element
     sop: str  # the new SOP Instance UID
 
 
 def _deidentify_stream(data, meta, start, syntax, recipe: Recipe, patient_for, walked=None) -> Deidentified:
-    implicit = syntax == stream.IMPLICIT_LE
+    implicit = syntax == codec.IMPLICIT_LE
     skip_private = OPTION_PRIVATE not in recipe.options
-    elements, _ = stream.parse(data, start, len(data), implicit, skip_private=skip_private)
+    elements, _ = codec.parse(data, start, len(data), implicit, skip_private=skip_private)
     top = {el.tag: el for el in elements}
 
     def value(tag: int) -> str:
         el = top.get(tag)
-        return stream.text(data, el) if el is not None and el.items is None else ""
+        return codec.text(data, el) if el is not None and el.items is None else ""
 
-    encodings = stream.encodings_of(value(0x00080005))
+    encodings = encodings_of(value(0x00080005))
 
     def decoded(tag: int, vr: str) -> str:
         el = top.get(tag)
         if el is None or el.items is not None or not el.length:
             return ""
-        return stream.decode_text(data[el.value_start:el.value_start + el.length], vr, encodings)
+        return decode_text(data[el.value_start:el.value_start + el.length], vr, encodings)
 
     check_kind(value(SOP_CLASS), value(0x00280301), recipe)
     patient = patient_for(decoded(PATIENT_ID, "LO"))
@@ -152,7 +154,7 @@ def _deidentify_stream(data, meta, start, syntax, recipe: Recipe, patient_for, w
         scrub = scrub_pattern(found)
     days = patient.date_shift_days if OPTION_DATES in recipe.options else None
     inserts = recipe.inserts(implicit)
-    walk = stream.StreamWalk(data, recipe.actions, recipe.uid, patient.pseudonym, days, scrub,
+    walk = StreamWalk(data, recipe.actions, recipe.uid, patient.pseudonym, days, scrub,
                              recipe.safe_private, encodings)
     marks = [] if walked is not None else None
     body = walk.emit(elements, implicit, inserts, marks)
@@ -163,7 +165,7 @@ def _deidentify_stream(data, meta, start, syntax, recipe: Recipe, patient_for, w
                              sop))
     study_date = value(0x00080020)
     if recipe.actions.get(0x00080020) == "S":
-        study_date = stream.shift_dates(study_date, "DA", days or 0) or ""
+        study_date = shift_dates(study_date, "DA", days or 0) or ""
     else:
         study_date = ""
     return Deidentified(
@@ -183,7 +185,7 @@ def file_meta(elements: list[tuple[int, bytes]], sop: str) -> bytes:
     for tag, encoded in elements:
         if tag == 0x00020000 or tag in DROPPED_META:
             continue
-        parts.append(stream.element_bytes(0x00020003, "UI", sop.encode(), False) if tag == 0x00020003 else encoded)
+        parts.append(codec.element_bytes(0x00020003, "UI", sop.encode(), False) if tag == 0x00020003 else encoded)
     body = b"".join(parts)
-    return b"".join([b"\0" * 128, b"DICM", stream.header(0x00020000, "UL", 4, False), struct.pack("<I", len(body)),
+    return b"".join([b"\0" * 128, b"DICM", codec.header(0x00020000, "UL", 4, False), struct.pack("<I", len(body)),
                      body])

@@ -19,15 +19,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID
 
+from apps.dicom.element_codec import ITEM, ITEM_END, LONG_VRS, MAX_DEPTH, SEQUENCE_END, UNDEFINED, element_bytes
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.paths import open_regular, read_regular
 from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-# Explicit VRs whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2).
-LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-UNDEFINED = 0xFFFFFFFF
-ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-MAX_DEPTH = 32  # nested sequences deeper than this are malformed, not clinical
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float / Double Float / Pixel Data
 FIRST_PIXEL_TAG = min(PIXEL_TAGS)
 IDENTITY_TAGS = {0x0020000D: "study", 0x0020000E: "series", 0x00080018: "sop",  # read on the way, top level
@@ -220,17 +216,9 @@ def header_end(data, transfer_syntax_uid: str) -> int | None:
     return None
 
 
-def _meta_element(group_element: int, vr: bytes, value: bytes) -> bytes:
-    """One explicit VR little endian element of group 2 (all short VRs except OB)."""
-    tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)
-    if vr == b"OB":
-        return tag + vr + b"\0\0" + struct.pack("<L", len(value)) + value
-    return tag + vr + struct.pack("<H", len(value)) + value
-
-
-def _padded(text: str, pad: bytes) -> bytes:
-    raw = text.encode("ascii")
-    return raw + pad if len(raw) % 2 else raw
+def _meta_element(tag: int, vr: str, value: str | bytes) -> bytes:
+    """One element of the file meta (explicit VR little endian), text padded as its VR wants."""
+    return element_bytes(tag, vr, value.encode("ascii") if isinstance(value, str) else value, False)
 
 
 def part10_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, dataset: bytes,
@@ -238,9 +226,9 @@ def part10_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid:
     """A complete Part-10 file around an encoded dataset (PS3.10 7.1), encoded by hand: pydicom's
     writer costs ~1 ms per instance, a tenth of the time a received instance may take. Only the SOP
     Instance UID changes from one instance of a retrieval to the next; the rest is encoded once."""
-    instance = _meta_element(0x00020003, b"UI", _padded(sop_instance_uid, b"\0"))
+    instance = _meta_element(0x00020003, "UI", sop_instance_uid)
     head, tail, group_length = _meta_parts(sop_class_uid, transfer_syntax_uid, source_ae)
-    return b"".join((_PREAMBLE, _meta_element(0x00020000, b"UL", struct.pack("<L", group_length + len(instance))),
+    return b"".join((_PREAMBLE, _meta_element(0x00020000, "UL", struct.pack("<L", group_length + len(instance))),
                      head, instance, tail, dataset))
 
 
@@ -250,13 +238,12 @@ _PREAMBLE = b"\0" * 128 + b"DICM"
 @functools.lru_cache(maxsize=256)
 def _meta_parts(sop_class_uid: str, transfer_syntax_uid: str, source_ae: str) -> tuple[bytes, bytes, int]:
     """The file meta elements before and after the SOP Instance UID, and their length."""
-    head = (_meta_element(0x00020001, b"OB", b"\x00\x01")
-            + _meta_element(0x00020002, b"UI", _padded(sop_class_uid, b"\0")))
-    tail = (_meta_element(0x00020010, b"UI", _padded(transfer_syntax_uid, b"\0"))
-            + _meta_element(0x00020012, b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\0"))
-            + _meta_element(0x00020013, b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")))
+    head = _meta_element(0x00020001, "OB", b"\x00\x01") + _meta_element(0x00020002, "UI", sop_class_uid)
+    tail = (_meta_element(0x00020010, "UI", transfer_syntax_uid)
+            + _meta_element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID)
+            + _meta_element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME))
     if source_ae:
-        tail += _meta_element(0x00020016, b"AE", _padded(source_ae[:16], b" "))
+        tail += _meta_element(0x00020016, "AE", source_ae[:16])
     return head, tail, len(head) + len(tail)
 
 

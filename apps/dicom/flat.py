@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import struct
 
-IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
-_BIG_ENDIAN, _DEFLATED = "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
-LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+from apps.dicom.element_codec import BIG_ENDIAN_OR_DEFLATED, IMPLICIT_LE, LONG_VRS, UNDEFINED
+
 _IMPLICIT_HEADER = struct.Struct("<HHL").unpack_from
 _EXPLICIT_HEADER = struct.Struct("<HH2sH").unpack_from
 _LONG = struct.Struct("<L").unpack_from
@@ -38,7 +37,7 @@ def elements(data: bytes, size: int, wanted, last_tag: int) -> tuple[str, dict[i
         if element == 0x0010:
             syntax = data[pos:pos + length].decode("ascii", "replace").strip(" \x00")
         pos += length
-    if not syntax or syntax in (_BIG_ENDIAN, _DEFLATED):
+    if not syntax or syntax in BIG_ENDIAN_OR_DEFLATED:
         raise Slow  # (a compressed syntax's dataset is explicit VR little endian: read here)
     implicit, found = syntax == IMPLICIT_LE, {}
     while True:
@@ -59,7 +58,7 @@ def elements(data: bytes, size: int, wanted, last_tag: int) -> tuple[str, dict[i
         if tag > last_tag:
             break
         pos += header
-        if length == 0xFFFFFFFF or pos + length > end:
+        if length == UNDEFINED or pos + length > end:
             raise Slow
         if tag in wanted:
             found[tag] = (vr, pos, length)

@@ -19,13 +19,14 @@ import numpy as np
 from PIL import Image
 
 from apps.dicom import catalog_entry, flat
+from apps.dicom.element_codec import EXPLICIT_LE, IMPLICIT_LE
 from apps.dicom.files import LARGE_FILE_BYTES
 from apps.dicom.header import ImageHeader, header_from_texts, valid_uid
 from apps.dicom.paths import NotRegularFile, open_regular
 
 JPEG_QUALITY = 90
 MAX_PIXELS = 100_000_000  # per frame; the largest radiographs are ~ 50 megapixels
-NATIVE_LITTLE_ENDIAN = frozenset({flat.IMPLICIT_LE, flat.EXPLICIT_LE})
+NATIVE_LITTLE_ENDIAN = frozenset({IMPLICIT_LE, EXPLICIT_LE})
 QUICK_MAX_BYTES = LARGE_FILE_BYTES  # a larger file goes render.read_frame's way: only the frame shown is read
 _TAG = {
     "SpecificCharacterSet": 0x00080005, "SOPInstanceUID": 0x00080018, "Modality": 0x00080060,

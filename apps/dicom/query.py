@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-import struct
 from copy import deepcopy
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -21,6 +20,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
 from apps.dicom.connect import text_value
+from apps.dicom.element_codec import StreamError, element_bytes
 
 STUDY_KEYS = (
     "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime",
@@ -131,10 +131,9 @@ def identifier(level: str, query: dict | Dataset) -> Dataset:
 
 
 # Text VRs whose values pydicom writes as given (padded to an even length); IS and DS only when empty, since
-# pydicom turns their values into numbers first. UC, UR and UT have a 4-byte length in explicit VR.
+# pydicom turns their values into numbers first.
 _AS_GIVEN_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
 _NUMBER_VRS = frozenset({"IS", "DS"})
-_LONG_VRS = frozenset({"UC", "UR", "UT"})
 
 
 @functools.lru_cache(maxsize=512)
@@ -168,18 +167,10 @@ def _plain_identifier(level: str, query: dict, implicit_vr: bool) -> bytes | Non
         tag, vr = known
         if vr not in _AS_GIVEN_VRS and not (vr in _NUMBER_VRS and not value):
             return None
-        data = value.encode("ascii")
-        if len(data) % 2:
-            data += b"\0" if vr == "UI" else b" "
-        if implicit_vr:
-            head = struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(data))
-        elif vr in _LONG_VRS:
-            head = struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(data))
-        elif len(data) <= 0xFFFF:
-            head = struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(data))
-        else:
+        try:
+            elements.append((tag, element_bytes(tag, vr, value.encode("ascii"), implicit_vr)))
+        except StreamError:  # too long for its length field
             return None
-        elements.append((tag, head + data))
     return b"".join(data for _, data in sorted(elements))
 
 

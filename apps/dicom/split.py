@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from apps.dicom import files
+from apps.dicom.element_codec import ITEM, LONG_VRS, SEQUENCE_END, UNDEFINED
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.paths import open_regular
 
@@ -31,8 +32,6 @@ HEAD_FIRST = 64 * 1024  # the first read; a head larger than this is read again 
 HEAD_MAX = 64 * 1024 * 1024  # elements before the pixel data beyond this are not an image's header
 TRAILER_MAX = 1 << 20  # what may follow the pixel data (signatures, padding), walked in memory
 COPY_CHUNK = 1 << 20
-UNDEFINED = 0xFFFFFFFF
-ITEM, SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
 
 
 class NotSplittable(Exception):
@@ -130,7 +129,7 @@ def _pixels(fd: int, name: str, info: files.DicomFileInfo, at: int) -> Pixels:
         raise NotSplittable(f"({group:04X},{element:04X}) ends the header, not pixel data")
     if implicit:
         (length,), value_start = struct.unpack_from(order + "L", raw, 4), at + 8
-    elif raw[4:6] in files.LONG_VRS:
+    elif raw[4:6] in LONG_VRS:
         (length,), value_start = struct.unpack_from(order + "L", raw, 8), at + 12
     else:
         (length,), value_start = struct.unpack_from(order + "H", raw, 6), at + 8

@@ -12,7 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from apps.dicom import deid_stream, deidentify
+from apps.dicom import deid_stream, deidentify, element_codec
 from apps.dicom.deid_form import Deidentifying
 from apps.dicom.staged import Withheld
 from tests.projects.planted import PLANTED, as_file, leaks, planted_dataset
@@ -35,7 +35,7 @@ def expected(data: bytes, recipe) -> tuple[str, bytes | str]:
 
 
 def formed(form: Deidentifying, data: bytes) -> tuple[str, bytes | str]:
-    start = deid_stream.read_meta(data)[1]
+    start = element_codec.read_meta(data)[1]
     try:
         out = form.whole((data[:start], memoryview(data)[start:]))  # bytes, or the pieces of them
         return "ok", out if isinstance(out, bytes) else b"".join(bytes(chunk) for chunk in out)
@@ -178,6 +178,17 @@ def test_a_hostile_instance_after_a_learned_series_is_refused_as_the_whole_walk_
             formed(form, learned)
         assert formed(form, data) == expected(data, recipe)
         assert formed(form, good) == expected(good, recipe)  # and the next good one still comes out right
+
+
+def test_a_file_meta_cut_inside_an_element_header_is_refused_with_a_reason():
+    """A file meta ending inside a long VR element's header (its 4-byte length missing) is refused as
+    unreadable, by the whole walk and by the form handed it as a received instance's meta."""
+    cut = b"\0" * 128 + b"DICM" + b"\x02\x00\x01\x00OB\x00\x00"
+    recipe = deidentify.Recipe(SECRET, [deidentify.OPTION_DATES])
+    with pytest.raises(deidentify.CannotDeidentify, match="unreadable"):
+        deidentify.deidentify_bytes(cut, recipe, patients(recipe))
+    with pytest.raises(Withheld, match="not de-identified: unreadable"):
+        Deidentifying(recipe, patients(recipe)).whole((cut, memoryview(b"")))
 
 
 def test_two_threads_keep_their_own_templates():

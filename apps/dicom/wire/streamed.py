@@ -18,6 +18,7 @@ import struct
 from typing import Callable
 
 from apps.dicom import files
+from apps.dicom.element_codec import ITEM, SEQUENCE_END, UNDEFINED
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.wire import commands
 from apps.dicom.wire.pdu import ProtocolError, recv_exact_into
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 STREAM_AFTER = 8 << 20  # a dataset this large and not complete yet is streamed from here on
 CHUNK = 1 << 20  # what one read of a streamed instance takes from the socket before it goes to its sink
 TRAILER_MAX = 1 << 20  # elements after the pixel data (digital signatures, padding) kept to be checked
-UNDEFINED = 0xFFFFFFFF
-ITEM, SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
 
 
 @functools.lru_cache(maxsize=64)
