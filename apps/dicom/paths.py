@@ -218,6 +218,22 @@ def open_regular(path: str | os.PathLike):
     return fp
 
 
+def read_head(path: str | os.PathLike, limit: int) -> tuple[bytes, int]:
+    """(The first `limit` bytes of a regular file, its size), by open_regular's rules, without a file
+    object: a header's first look (catalog_entry.read_entry) cost 30 us more for opening one."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(path, mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):  # swapped between the look and the open
+            raise NotRegularFile(path, status.st_mode)
+        return os.read(fd, limit), status.st_size  # (O_NONBLOCK means nothing to a regular file)
+    finally:
+        os.close(fd)
+
+
 def read_regular(path: str | os.PathLike) -> bytes:
     """The bytes of a regular file (open_regular's rules)."""
     with open_regular(path) as fp:

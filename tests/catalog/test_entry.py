@@ -52,3 +52,18 @@ def test_files_the_catalog_cannot_hold(generate, tmp_path):
     os.mkfifo(tmp_path / "fifo.dcm")  # never blocks on it
     with pytest.raises(EntryError, match="not a regular file"):
         read_entry(tmp_path / "fifo.dcm")
+
+
+
+def test_a_header_longer_than_the_first_look_is_read_again_and_gives_the_same(generate, tmp_path, monkeypatch):
+    """Most headers fit the first read (FIRST_BYTES); one whose catalog elements end beyond it (here after a
+    vendor's private element) is read again, up to HEAD_BYTES, still the quick way, not pydicom's."""
+    ds = pydicom.dcmread(next(generate().rglob("*.dcm")))
+    ds.private_block(0x0009, "A VENDOR", create=True).add_new(0x01, "OB", b"\0" * 2 * catalog_entry.FIRST_BYTES)
+    long_head = tmp_path / "long-head.dcm"
+    ds.save_as(long_head)
+    expected = by_pydicom(long_head)
+    with pytest.raises(catalog_entry._Slow):
+        catalog_entry._quick(*catalog_entry.read_head(long_head, catalog_entry.FIRST_BYTES))
+    monkeypatch.setattr(catalog_entry.pydicom, "dcmread", None)  # pydicom's way would fail here
+    assert read_entry(long_head) == expected

@@ -77,8 +77,10 @@ def retrieve_and_check_the_catalog(server: str, orthanc, study: dict, settings, 
     """Retrieve `study` from `server` as a one-row job; check every filed file is catalogued with what it
     holds. Returns (the files filed, every header the catalog's reader opened meanwhile)."""
     read = []
-    real = catalog_entry.open_regular
-    monkeypatch.setattr(catalog_entry, "open_regular", lambda path: read.append(Path(path)) or real(path))
+    for opener in ("read_head", "open_regular"):  # the first look at a header, and the longer one
+        real = getattr(catalog_entry, opener)
+        monkeypatch.setattr(catalog_entry, opener, lambda path, *more, real=real: read.append(Path(path))
+                            or real(path, *more))
     text = intake.rows_to_csv([{"StudyInstanceUID": study["StudyInstanceUID"], "Server": server}])
     job = RetrievalJob.from_case_list(intake.read_case_list(text, user=None), start=False)
     for item in job.items.all():
