@@ -106,6 +106,7 @@ class ItemContext:
         self.log = item_logger(item)
         self.lease_lost = False  # another worker reclaimed the item: stop, our outcome will not count
         self._slot_tokens: set[str] = set()
+        self._slots_renewed_at = 0.0  # (monotonic) the slots' leases last renewed by heartbeat()
         self._lock = threading.Lock()
         self._cancel = cancel or CancelWatch(type(item.job), item.job.pk)
         # What the runner writes with the item's outcome, in the same transaction and only while the item
@@ -137,9 +138,13 @@ class ItemContext:
             fields["result"] = self.item.result
         if not self._mine().update(**fields):
             self.lease_lost = True
-        with self._lock:
-            tokens = set(self._slot_tokens) | (self.session.tokens() if self.session else set())
-        slots.renew(tokens)
+        # The slots' leases are as long as the item's; renewed at the heartbeat thread's pace, not at every
+        # progress note (a retrieval notes each series it files: a second write each, on the row's path).
+        if time.monotonic() - self._slots_renewed_at >= heartbeat_interval():
+            with self._lock:
+                tokens = set(self._slot_tokens) | (self.session.tokens() if self.session else set())
+            slots.renew(tokens)
+            self._slots_renewed_at = time.monotonic()
 
     def should_stop(self) -> bool:
         """True once the job was canceled (or this worker lost the item); process() should then raise

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from apps.dicom.errors import AssociationRejected, ConnectionFailed, DicomTimeout
 from apps.jobs import registry
+from apps.jobs.context import ItemContext
 from apps.jobs.errors import ItemCanceled, ItemFailed, ItemTimedOut
-from apps.jobs.models import JobStatus
+from apps.jobs.models import AssociationSlot, JobStatus
 from apps.jobs.runner import reclaim_stale, run_item
 from apps.servers.models import EchoItem
 from tests.jobs.conftest import make_echo_job, make_server
@@ -211,6 +212,31 @@ def test_a_sweep_finding_nothing_stale_keeps_the_database_connection(settings):
     before = connection.connection
     assert reclaim_stale() == 0
     assert connection.connection is before
+
+
+def test_a_heartbeat_renews_the_slots_at_the_heartbeat_pace(job, settings):
+    """Every heartbeat renews the item's lease; the association slots' leases, as long, are renewed at the
+    heartbeat thread's pace: not at each progress note, never less often than the thread beats."""
+    settings.JOB_LEASE_SECONDS = 4  # a beat every second
+    item = job.items.order_by("pk").first()
+    EchoItem.objects.filter(pk=item.pk).update(status="running", worker="me:1", attempts=1)
+    item.refresh_from_db()
+    ctx = ItemContext(item, "me:1")
+
+    def slot_expiry():
+        return AssociationSlot.objects.get(holder__in=ctx._slot_tokens).expires_at
+
+    with ctx.association_slot(timeout=5):
+        taken = slot_expiry()
+        ctx.heartbeat()
+        renewed = slot_expiry()
+        ctx.heartbeat(done=1)
+        assert renewed > taken and slot_expiry() == renewed, "a progress note right after: the slot as it was"
+        time.sleep(1.1)
+        ctx.heartbeat(done=2)
+        assert slot_expiry() > renewed
+    item.refresh_from_db()
+    assert item.result["done"] == 2 and item.heartbeat_at is not None
 
 
 def test_patient_data_stays_out_of_logs_above_debug(job, monkeypatch, caplog):
