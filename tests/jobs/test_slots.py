@@ -29,7 +29,9 @@ def test_separate_processes_share_the_association_limit(limit, expected_most_ope
         outputs = [w.communicate(timeout=120)[0] for w in workers]
     finally:
         scp.shutdown()
-    assert all(out.strip().endswith("succeeded") for out in outputs), outputs
+    # A worker goes on with its job's next items: one started late (a loaded machine) may find its own item
+    # run already ("not pending"); every item succeeding is asserted below.
+    assert all(out.strip().endswith(("succeeded", "not pending")) for out in outputs), outputs
     assert scp.most_open in expected_most_open if isinstance(expected_most_open, range) \
         else scp.most_open == expected_most_open
     assert not AssociationSlot.objects.exclude(holder="").exists()  # every slot given back
