@@ -56,8 +56,8 @@ class StudyHolds:
     def settle(self, plan, arrivals: Arrivals, target: Path, *, commit=None, **outcome) -> StudyOutcome:
         """Hold, file or quarantine one checked part of a study (see the module's note); its outcome.
         `commit(paths, movable)` files the whole study into `target` (default: file_into; a research
-        project's row de-identifies as it files). Raises FilingFailed when filing into the hold or the case folder fails
-        (nothing of it kept)."""
+        project's row de-identifies as it files). Raises FilingFailed when filing into the hold or the case
+        folder fails (nothing of it kept)."""
         with self._lock:
             study = self._studies.get(plan.uid)
             if study is None:

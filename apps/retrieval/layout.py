@@ -119,6 +119,8 @@ def _take_whole(folder: Path, staged: list[Path], movable: Iterable[Path]) -> tu
         names.setdefault(path.parent, set()).add(path.name)
     for source in movable:
         ours, found, size = names.get(source), set(), 0
+        if not ours:
+            continue
         try:
             with os.scandir(source) as entries:
                 for entry in entries:
@@ -126,8 +128,8 @@ def _take_whole(folder: Path, staged: list[Path], movable: Iterable[Path]) -> tu
                         break
                     found.add(entry.name)
                     size += entry.stat(follow_symlinks=False).st_size
-                else:
-                    if ours and found == ours:
+                else:  # (every entry a regular file)
+                    if found == ours:
                         folder.parent.mkdir(parents=True, exist_ok=True)
                         return (source, size) if rename_new(source, folder) else None
         except OSError:
