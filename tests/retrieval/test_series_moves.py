@@ -272,7 +272,8 @@ def test_parts_settled_on_several_threads_at_once_file_nothing_of_a_tainted_stud
     assert not (tmp_path / "hold").exists()
 
 
-def test_a_c_get_files_its_staging_folder_whole_against_orthanc(three_series, settings, monkeypatch):
+def test_a_c_get_files_its_staging_folder_whole_against_orthanc(three_series, settings, monkeypatch, tmp_path):
+    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"  # (no receiver)
     spy = RenameSpy(monkeypatch)
     peer = three_series.pacs.peer()
     server = DicomServer.objects.create(name="GET", ae_title=peer.ae_title, host=peer.host, port=peer.port,
