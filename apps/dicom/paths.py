@@ -198,17 +198,29 @@ def list_files(source: str | os.PathLike, roots: Iterable[str | os.PathLike], **
     return files, skipped
 
 
-def open_regular(path: str | os.PathLike):
-    """A binary file object for reading `path` (symlinks followed), or NotRegularFile when it is not a
-    regular file; never blocks on a FIFO or a device. Other OSErrors (missing, no permission) pass."""
+def _regular_fd(path: str | os.PathLike) -> tuple[int, os.stat_result]:
+    """(A descriptor open for reading on `path`, its status), or NotRegularFile when it is not a regular
+    file: looked at before the open (a FIFO's or a device's open may block or act) and again on the open
+    descriptor (it may have been swapped in between). Other OSErrors (missing, no permission) pass."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
         raise NotRegularFile(path, mode)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):  # swapped between the look and the open
-            raise NotRegularFile(path, mode)
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotRegularFile(path, status.st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, status
+
+
+def open_regular(path: str | os.PathLike):
+    """A binary file object for reading `path` (symlinks followed), or NotRegularFile when it is not a
+    regular file; never blocks on a FIFO or a device. Other OSErrors (missing, no permission) pass."""
+    fd, _ = _regular_fd(path)
+    try:
         os.set_blocking(fd, True)
         fp = os.fdopen(fd, "rb")
     except BaseException:
@@ -221,14 +233,8 @@ def open_regular(path: str | os.PathLike):
 def read_head(path: str | os.PathLike, limit: int) -> tuple[bytes, int]:
     """(The first `limit` bytes of a regular file, its size), by open_regular's rules, without a file
     object: a header's first look (catalog_entry.read_entry) cost 30 us more for opening one."""
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise NotRegularFile(path, mode)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    fd, status = _regular_fd(path)
     try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):  # swapped between the look and the open
-            raise NotRegularFile(path, status.st_mode)
         return os.read(fd, limit), status.st_size  # (O_NONBLOCK means nothing to a regular file)
     finally:
         os.close(fd)
