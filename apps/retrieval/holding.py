@@ -72,19 +72,20 @@ class StudyHolds:
                     held.quarantine = str(study.quarantine)
                 study.held, study.held_outcomes = [], []
             study.parts_left -= 1
+            # a part's own folder (nobody else writes into it) may become the hold or, with the hold, the case folder whole
+            own_folder = [arrivals.folder] if arrivals.folder else []
             if study.quarantine is not None:
                 quarantine(arrivals.foreign + [(path, WITHHELD) for path in arrivals.matching], study.quarantine)
                 return StudyOutcome(plan.uid, target, plan.expected, 0, 0, foreign=len(arrivals.foreign),
                                     foreign_reasons=arrivals.reasons(), quarantine=str(study.quarantine),
                                     withheld=len(arrivals.matching), **outcome)
             if study.parts_left > 0:
-                held = file_into(study.hold, arrivals.matching, [arrivals.folder] if arrivals.folder else [])
+                held = file_into(study.hold, arrivals.matching, own_folder)
                 study.held += held.paths
                 result = StudyOutcome(plan.uid, target, plan.expected, len(arrivals.matching), held.bytes, **outcome)
                 study.held_outcomes.append(result)
                 return result
-            # the hold, and a part's own folder when nobody else writes into it, may become the case folder whole
-            movable = ([study.hold] if study.held else []) + ([arrivals.folder] if arrivals.folder else [])
+            movable = ([study.hold] if study.held else []) + own_folder
             filed = (commit or (lambda paths, movable: file_into(target, paths, movable)))(
                 study.held + arrivals.matching, movable)
             study.held = []
