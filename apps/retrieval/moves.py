@@ -52,9 +52,10 @@ class AnyOf:
 
 
 def series_parts(assoc, plan) -> list:
-    """The study's series as plans of their own (their SeriesInstanceUID and instance count), or [plan]
-    itself when it has fewer than two series, a series is listed twice, or the series counts do not add
-    up to the study's: a split is trusted only when its parts account for the whole study exactly."""
+    """The study's series as plans of their own (their SeriesInstanceUID and instance count), largest
+    first, or [plan] itself when it has fewer than two series, a series is listed twice, or the series
+    counts do not add up to the study's: a split is trusted only when its parts account for the whole
+    study exactly."""
     found = assoc.find("SERIES", {"StudyInstanceUID": plan.uid, "SeriesInstanceUID": "",
                                   "NumberOfSeriesRelatedInstances": ""})
     parts = []
@@ -67,7 +68,9 @@ def series_parts(assoc, plan) -> list:
     if (len(parts) < 2 or plan.expected is None or len({p.series_uid for p in parts}) != len(parts)
             or sum(p.expected for p in parts) != plan.expected):
         return [plan]
-    return parts
+    # Largest first: the associations take the next part as each comes free, so the small series fill
+    # in at the end instead of a large one starting last on one association while the others wait.
+    return sorted(parts, key=lambda part: -part.expected)
 
 
 @contextlib.contextmanager

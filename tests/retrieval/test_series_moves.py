@@ -221,10 +221,19 @@ def study_plan(expected):
 def test_a_study_is_split_into_series_only_when_their_counts_add_up_to_its_own(answers, split):
     parts = series_parts(answers, study_plan(10))
     if split:
-        assert [(p.series_uid, p.expected, p.move_query()[0]) for p in parts] == [("1.1", 4, "SERIES"),
-                                                                                  ("1.2", 6, "SERIES")]
+        assert [(p.series_uid, p.expected, p.move_query()[0]) for p in parts] == [("1.2", 6, "SERIES"),
+                                                                                  ("1.1", 4, "SERIES")]
     else:
         assert [(p.series_uid, p.expected, p.move_query()[0]) for p in parts] == [(None, 10, "STUDY")]
+
+
+def test_the_largest_series_are_moved_first_so_the_associations_end_together():
+    """Three series of 100, 100 and 300 on two associations: in the PACS's order one association would
+    start the 300 after its 100 (400 instances long, the other idle for 300 of them); largest first, the
+    300 runs beside the two 100s. Equal counts keep the PACS's order."""
+    answers = Answers(("1.1", "100"), ("1.2", "100"), ("1.3", "300"), ("1.4", "2"))
+    parts = series_parts(answers, study_plan(502))
+    assert [(p.series_uid, p.expected) for p in parts] == [("1.3", 300), ("1.1", 100), ("1.2", 100), ("1.4", 2)]
 
 
 def test_a_series_shortfall_names_the_series():
