@@ -3,7 +3,9 @@ greyscale with a window and a plain ASCII header (CT, MR, CR, DX): for them the 
 pixels and the catalog's entry come from one read through flat.elements (a pydicom dataset and its element
 conversions cost more than the JPEG). Anything else, or anything odd, raises flat.Slow (quick_read_and_render
 answers None) and goes render.py's way, pydicom's, which says what is wrong with a bad file; the two agree
-on every file both read (tests/dicom/test_render.py).
+on every file both read (tests/dicom/test_render.py). read_and_render, what an import's decoder processes
+run per file, takes both ways; this module and what it imports need no pydicom, so those processes start
+without it (~0.8 s of CPU) and import render.py only at a file that goes its way.
 
 Also here, shared with render.py: the VOI window as numbers, and the uint8 table of a rescale + window for
 every possible stored value (computed once, applied in one gather instead of float arithmetic per pixel).
@@ -19,9 +21,9 @@ import numpy as np
 from PIL import Image
 
 from apps.dicom import catalog_entry, flat
-from apps.dicom.element_codec import EXPLICIT_LE, IMPLICIT_LE
-from apps.dicom.files import LARGE_FILE_BYTES
+from apps.dicom.element_facts import EXPLICIT_LE, IMPLICIT_LE
 from apps.dicom.header import ImageHeader, header_from_texts, valid_uid
+from apps.dicom.limits import LARGE_FILE_BYTES
 from apps.dicom.paths import NotRegularFile, open_regular
 
 JPEG_QUALITY = 90
@@ -89,8 +91,22 @@ def save_jpeg(pixels: np.ndarray, target: str | os.PathLike, quality: int = JPEG
     Image.fromarray(pixels).save(target, "JPEG", quality=quality)
 
 
+def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str, dict | None]:
+    """For a process pool: read the file once, take its header, write its JPEG. Returns (header,
+    (width, height), "", the catalog's entry or None) or (header or None, None, the reason it could not be
+    imported, None). The catalog's entry (catalog_entry.read_entry's) comes with the common image, read
+    the quick way; for other files the catalog reads its entry itself."""
+    quick = quick_read_and_render(source, target)
+    if quick is not None:
+        return quick
+    # Imported here, at the first file that needs it, not at the top: pydicom's import is most of a decoder
+    # process's start, and the common image never needs it.
+    from apps.dicom import render
+    return render.read_and_render_by_pydicom(source, target)
+
+
 def quick_read_and_render(source: str, target: str):
-    """render.read_and_render's answer for the common image, or None for every other file (and for a file
+    """read_and_render's answer for the common image, or None for every other file (and for a file
     that cannot be read: pydicom's way names the problem)."""
     try:
         with open_regular(source) as fp:
