@@ -9,8 +9,8 @@ Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with it
 rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
 
 Speed, because an import renders every image it files: the common image (uncompressed greyscale with a
-window and a plain header) is read without pydicom by flat_image.py, first (flat_image.read_and_render,
-which comes here for the other files: read_and_render_by_pydicom); here too uncompressed
+window and a plain header) is read without pydicom by flat_image.py, first (an import's decoder processes run
+that alone, and read_and_render_by_pydicom for the other files: apps/imports/pool.py); here too uncompressed
 greyscale is read straight from the pixel bytes, and the window is computed once per possible stored value
 (a lookup table of at most 65,536 entries, cached for the common rescale + window case: flat_image.linear_lut)
 and applied in one gather, instead of float arithmetic on every pixel.
@@ -36,7 +36,7 @@ from apps.dicom.flat_image import (
     MAX_PIXELS,
     NATIVE_LITTLE_ENDIAN,
     linear_lut,
-    read_and_render,
+    quick_read_and_render,
     save_jpeg,
     voi_window,
 )
@@ -294,10 +294,19 @@ def render_jpeg(source: str | os.PathLike | Frame, target: str | os.PathLike, *,
     return Rendered(width=int(pixels.shape[1]), height=int(pixels.shape[0]), frames=picture.frames)
 
 
+def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str, dict | None]:
+    """Read the file once, take its header, write its JPEG. Returns (header, (width, height), "", the
+    catalog's entry or None) or (header or None, None, the reason it could not be imported, None). The
+    catalog's entry (catalog_entry.read_entry's) comes with the common image, read the quick way
+    (flat_image.py); for other files the catalog reads its entry itself."""
+    quick = quick_read_and_render(source, target)
+    return quick if quick is not None else read_and_render_by_pydicom(source, target)
+
+
 def read_and_render_by_pydicom(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str,
                                                                   None]:
-    """flat_image.read_and_render's answer for a file the quick way does not take: read by pydicom, which
-    names what is wrong with a bad one. No catalog entry: the catalog reads it itself."""
+    """read_and_render's answer for a file the quick way does not take: read by pydicom, which names what is
+    wrong with a bad one."""
     header = None
     try:
         picture = read_frame(source)

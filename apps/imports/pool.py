@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from django.conf import settings
 
-from apps.dicom.flat_image import read_and_render
+from apps.dicom.flat_image import quick_read_and_render
+from apps.dicom.render import read_and_render, read_and_render_by_pydicom
 from apps.jobs.errors import ItemFailed
 
 log = logging.getLogger("apps.imports")
@@ -36,9 +38,9 @@ def _get_pool(size: int) -> ProcessPoolExecutor:
     with _lock:
         if _pool is None:
             context = multiprocessing.get_context("forkserver")
-            # The module the decoders run (flat_image, without pydicom) is imported once, in the forkserver;
-            # each decoder imports render.py (pydicom, ~0.8 s of CPU) only at its first file that goes its way.
-            context.set_forkserver_preload([read_and_render.__module__])
+            # What the decoders start with: the quick way's module (flat_image, no pydicom), imported once, in the
+            # forkserver; render.py (pydicom, ~0.8 s of CPU) only at a decoder's first file that goes its way.
+            context.set_forkserver_preload([quick_read_and_render.__module__])
             _pool = ProcessPoolExecutor(max_workers=size, mp_context=context)
         return _pool
 
@@ -64,16 +66,38 @@ def warm() -> None:
 
 
 def render_stream(jobs: list[tuple[str, str]]):
-    """read_and_render every (source, target) pair, yielding (header, (width, height), problem, catalog entry)
-    in order as the pool delivers them, so the caller can file early results while later ones decode."""
+    """render.read_and_render every (source, target) pair, yielding (header, (width, height), problem, catalog
+    entry) in order as the pool delivers them, so the caller can file early results while later ones decode.
+    The decoders read every file the quick way (flat_image, the module they start with); a file it does not
+    take goes back to a decoder for pydicom's way (render.read_and_render_by_pydicom: that decoder imports
+    render.py, and pydicom, at its first such file), and its answer comes in the file's place."""
     size = processes()
     if size == 1 or len(jobs) < 2:
         yield from (read_and_render(source, target) for source, target in jobs)
         return
     pool = _get_pool(size)
+    waiting: deque = deque()  # in the jobs' order: answers, and futures of pydicom's answers
     try:
-        yield from pool.map(read_and_render, *zip(*jobs), chunksize=PIPE_CHUNK)
+        quick = pool.map(quick_read_and_render, *zip(*jobs), chunksize=PIPE_CHUNK)
+        for (source, target), answer in zip(jobs, quick):
+            waiting.append(answer if answer is not None else pool.submit(read_and_render_by_pydicom, source, target))
+            while waiting and _ready(waiting[0]):
+                yield _answer(waiting.popleft())
+        while waiting:
+            yield _answer(waiting.popleft())
     except BrokenProcessPool:
         _drop_pool()
         raise ItemFailed("A decoder process died on one of this batch's files (a malformed image?); "
                          "the batch was not imported.") from None
+    finally:  # a caller that stops early (a canceled job) leaves no file of this batch to decode
+        for item in waiting:
+            if isinstance(item, Future):
+                item.cancel()
+
+
+def _ready(item) -> bool:
+    return not isinstance(item, Future) or item.done()
+
+
+def _answer(item):
+    return item.result() if isinstance(item, Future) else item

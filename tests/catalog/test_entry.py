@@ -7,9 +7,8 @@ import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
-from apps.dicom import catalog_entry, dataset_entry
-from apps.dicom.catalog_entry import EntryError, read_entry
-from apps.dicom.dataset_entry import entry_from_dataset
+from apps.dicom import catalog_entry
+from apps.dicom.catalog_entry import EntryError, entry_from_dataset, read_entry
 
 
 def by_pydicom(path):
@@ -66,7 +65,7 @@ def test_a_header_longer_than_the_first_look_is_read_again_and_gives_the_same(ge
     expected = by_pydicom(long_head)
     with pytest.raises(catalog_entry._Slow):
         catalog_entry._quick(*catalog_entry.read_head(long_head, catalog_entry.FIRST_BYTES))
-    monkeypatch.setattr(dataset_entry.pydicom, "dcmread", None)  # pydicom's way would fail here
+    monkeypatch.setattr(catalog_entry.pydicom, "dcmread", None)  # pydicom's way would fail here
     assert read_entry(long_head) == expected
 
 

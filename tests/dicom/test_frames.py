@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import pixel_array
 
-from apps.dicom import flat_image, frames, render
+from apps.dicom import frames, render
 from apps.dicom.paths import open_regular
 from tests.dicom.memory import peak_growth_mb
 
@@ -131,7 +131,7 @@ def test_a_huge_instances_last_frames_come_with_the_memory_of_a_frame(huge, tmp_
     path, ds = huge
     size = path.stat().st_size
     with peak_growth_mb() as imported:  # what a folder import does with each file: header and first frame's JPEG
-        header, picture_size, problem, _ = flat_image.read_and_render(str(path), str(tmp_path / "first.jpg"))
+        header, picture_size, problem, _ = render.read_and_render(str(path), str(tmp_path / "first.jpg"))
     assert problem == "" and picture_size == (512, 512) and header.frames == ds.NumberOfFrames
     assert header.sop_instance_uid == ds.SOPInstanceUID and (tmp_path / "first.jpg").stat().st_size > 1000
     assert imported.mb < 40, f"the import's read grew {imported.mb:.0f} MB"
