@@ -54,15 +54,20 @@ def _drop_pool() -> None:
 
 
 def warm() -> None:
-    """Start the pool's processes now (they boot while the scan walks the tree), not at the first batch."""
+    """Start the pool's processes now, not at the first batch, and in a thread of their own so the scan walks
+    the tree meanwhile: starting the first process waits until the forkserver has imported its preload."""
     size = processes()
     if size > 1:
-        try:
-            pool = _get_pool(size)
-            for _ in range(size):
-                pool.submit(int)
-        except Exception as exc:  # only a head start: render_stream reports a pool that cannot start
-            log.warning("decoder pool did not start early: %s", type(exc).__name__)
+        threading.Thread(target=_start, args=(size,), name="decoder-pool-start", daemon=True).start()
+
+
+def _start(size: int) -> None:
+    try:
+        pool = _get_pool(size)
+        for _ in range(size):
+            pool.submit(int)
+    except Exception as exc:  # only a head start: render_stream reports a pool that cannot start
+        log.warning("decoder pool did not start early: %s", type(exc).__name__)
 
 
 def render_stream(jobs: list[tuple[str, str]]):
