@@ -94,7 +94,7 @@ def render_stream(jobs: list[tuple[str, str]]):
         _drop_pool()
         raise ItemFailed("A decoder process died on one of this batch's files (a malformed image?); "
                          "the batch was not imported.") from None
-    finally:  # a caller that stops early (a canceled job) leaves no file of this batch to decode
+    finally:  # a caller that stops early (a canceled job): pydicom's files not yet started are not decoded
         for item in waiting:
             if isinstance(item, Future):
                 item.cancel()
