@@ -15,17 +15,8 @@ import datetime as dt
 
 from pydicom.charset import convert_encodings, decode_bytes, encode_string
 
-from apps.dicom.element_codec import (
-    ITEM_END_BYTES,
-    NUMERIC_SIZES,
-    SEQUENCE_END_BYTES,
-    UNDEFINED,
-    Element,
-    header,
-    item_header,
-    padded,
-    text,
-)
+from apps.dicom.element_codec import Element, header, item_header, padded, text
+from apps.dicom.element_facts import ITEM_END_BYTES, NUMERIC_SIZES, SEQUENCE_END_BYTES, UNDEFINED
 
 
 def shift_dates(raw: str, vr: str, days: int) -> str | None:

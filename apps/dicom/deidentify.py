@@ -57,6 +57,7 @@ from apps.dicom.deid_rules import (  # noqa: F401 - the callers' names: options,
     scrub_pattern,
 )
 from apps.dicom.deid_stream import StreamWalk, decode_text, encodings_of, shift_dates
+from apps.dicom.element_facts import BIG_ENDIAN_OR_DEFLATED, IMPLICIT_LE
 from apps.dicom.errors import InvalidDicomFile
 from apps.dicom.paths import NotRegularFile, open_regular
 
@@ -70,7 +71,7 @@ def deidentify_bytes(data: bytes, recipe: Recipe, patient_for: Callable[[str], P
         meta, start, syntax = codec.read_meta(data)
     except codec.StreamError:
         meta = None  # no preamble or an odd file meta: pydicom reads it, or says why it cannot
-    if meta is not None and syntax not in codec.BIG_ENDIAN_OR_DEFLATED:
+    if meta is not None and syntax not in BIG_ENDIAN_OR_DEFLATED:
         try:
             return _deidentify_stream(data, meta, start, syntax, recipe, patient_for, walked)
         except codec.StreamError as exc:
@@ -127,7 +128,7 @@ class Walked:
 
 
 def _deidentify_stream(data, meta, start, syntax, recipe: Recipe, patient_for, walked=None) -> Deidentified:
-    implicit = syntax == codec.IMPLICIT_LE
+    implicit = syntax == IMPLICIT_LE
     skip_private = OPTION_PRIVATE not in recipe.options
     elements, _ = codec.parse(data, start, len(data), implicit, skip_private=skip_private)
     top = {el.tag: el for el in elements}

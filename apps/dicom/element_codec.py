@@ -6,8 +6,9 @@ headers rather than a pydicom decode and encode.
 
 Big endian and deflated data sets (BIG_ENDIAN_OR_DEFLATED) are not read here: deidentify.py sends them
 through pydicom. Malformed bytes raise StreamError, never a partial answer. The element facts (LONG_VRS,
-UNDEFINED, the item and delimiter tags, MAX_DEPTH) and `element_bytes` are the ones every other reader and
-writer of elements in apps/dicom uses too (files.py, flat.py, split.py, query.py, wire/streamed.py).
+UNDEFINED, the item and delimiter tags, MAX_DEPTH: element_facts.py) and `element_bytes` are the ones every
+other reader and writer of elements in apps/dicom uses too (files.py, flat.py, split.py, query.py,
+wire/streamed.py).
 """
 from __future__ import annotations
 
@@ -15,18 +16,8 @@ import struct
 
 from pydicom.datadict import dictionary_VR
 
-# Explicit VRs whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2).
-LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
-UNDEFINED = 0xFFFFFFFF
-ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-# The delimiters as written, alike in both VR forms (the tags of items and delimiters have no VR).
-ITEM_END_BYTES, SEQUENCE_END_BYTES = b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\xdd\xe0\0\0\0\0"
-# The fixed value size of each binary number VR.
-NUMERIC_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8}
-EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
-# Data sets this module does not read (pydicom does): explicit VR big endian, and deflated.
-BIG_ENDIAN_OR_DEFLATED = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
-MAX_DEPTH = 32  # sequences within sequences: real files stay within a handful, deeper is malformed
+from apps.dicom.element_facts import ITEM, ITEM_END, LONG_VRS, MAX_DEPTH, SEQUENCE_END, UNDEFINED
+
 _VR_NAMES: dict[bytes, str] = {}  # the VR as written -> its str, decoded once
 _pack_tag = struct.Struct("<HH").pack
 _ITEM_TAG = b"\xfe\xff\x00\xe0"

@@ -21,6 +21,7 @@ from pydicom.uid import UID
 
 from apps.dicom.element_codec import ITEM, ITEM_END, LONG_VRS, MAX_DEPTH, SEQUENCE_END, UNDEFINED, element_bytes
 from apps.dicom.errors import InvalidDicomFile
+from apps.dicom.limits import LARGE_FILE_BYTES as LARGE_FILE_BYTES  # the senders and writers read it here
 from apps.dicom.paths import open_regular, read_regular
 from apps.dicom.syntaxes import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -309,12 +310,6 @@ def prove_complete(name: str, data, info: DicomFileInfo) -> None:
     finally:  # a mapping closes only once no view of it is left
         dataset.release()
         view.release()
-
-
-# Above this size a file is never read whole: it is proven complete and sent where it lies
-# (split.open_complete), rendered, rewritten and de-identified from its head (split.py): a 2 GB whole-slide
-# or tomosynthesis instance costs no more memory than a CT slice.
-LARGE_FILE_BYTES = 64 * 1024 * 1024
 
 
 def read_meta_open(fp, name: str) -> DicomFileInfo:

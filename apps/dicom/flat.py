@@ -1,13 +1,13 @@
 """The top-level elements of a common DICOM file, found with one struct unpack each instead of a pydicom
 dataset: little-endian (explicit or implicit VR), every element up to the last one asked for with a
 defined length. The catalog reads its identifiers this way (catalog_entry.py) and the import renders
-its images this way (render.py), about ten times faster than pydicom on the files PACS send. Any
+its images this way (flat_image.py), about ten times faster than pydicom on the files PACS send. Any
 other file raises Slow and goes pydicom's way, which decides what it means and why it is refused."""
 from __future__ import annotations
 
 import struct
 
-from apps.dicom.element_codec import BIG_ENDIAN_OR_DEFLATED, IMPLICIT_LE, LONG_VRS, UNDEFINED
+from apps.dicom.element_facts import BIG_ENDIAN_OR_DEFLATED, IMPLICIT_LE, LONG_VRS, UNDEFINED
 
 _IMPLICIT_HEADER = struct.Struct("<HHL").unpack_from
 _EXPLICIT_HEADER = struct.Struct("<HH2sH").unpack_from

@@ -3,7 +3,9 @@ greyscale with a window and a plain ASCII header (CT, MR, CR, DX): for them the 
 pixels and the catalog's entry come from one read through flat.elements (a pydicom dataset and its element
 conversions cost more than the JPEG). Anything else, or anything odd, raises flat.Slow (quick_read_and_render
 answers None) and goes render.py's way, pydicom's, which says what is wrong with a bad file; the two agree
-on every file both read (tests/dicom/test_render.py).
+on every file both read (tests/dicom/test_render.py). This module and what it imports need no pydicom: an
+import's decoder processes start with it alone (pydicom's import is ~0.8 s of CPU), and import render.py only
+when the pool sends one a file that goes its way (apps/imports/pool.py).
 
 Also here, shared with render.py: the VOI window as numbers, and the uint8 table of a rescale + window for
 every possible stored value (computed once, applied in one gather instead of float arithmetic per pixel).
@@ -18,10 +20,10 @@ import struct
 import numpy as np
 from PIL import Image
 
-from apps.dicom import catalog_entry, flat
-from apps.dicom.element_codec import EXPLICIT_LE, IMPLICIT_LE
-from apps.dicom.files import LARGE_FILE_BYTES
+from apps.dicom import flat, flat_entry
+from apps.dicom.element_facts import EXPLICIT_LE, IMPLICIT_LE
 from apps.dicom.header import ImageHeader, header_from_texts, valid_uid
+from apps.dicom.limits import LARGE_FILE_BYTES
 from apps.dicom.paths import NotRegularFile, open_regular
 
 JPEG_QUALITY = 90
@@ -37,7 +39,7 @@ _TAG = {
     "WindowWidth": 0x00281051, "RescaleIntercept": 0x00281052, "RescaleSlope": 0x00281053,
     "ModalityLUTSequence": 0x00283000, "VOILUTSequence": 0x00283010, "VOILUTFunction": 0x00281056,
     "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009, "PixelData": 0x7FE00010}
-_WANTED = frozenset(_TAG.values()) | frozenset(catalog_entry.TAGS)
+_WANTED = frozenset(_TAG.values()) | frozenset(flat_entry.TAGS)
 _NOT_QUICK = ("ModalityLUTSequence", "VOILUTSequence", "FloatPixelData", "DoubleFloatPixelData")
 _US = struct.Struct("<H").unpack_from
 
@@ -166,8 +168,8 @@ def quick_image(data: bytes) -> tuple[ImageHeader, np.ndarray, dict | None]:
                        text("VOILUTFunction").upper() or "LINEAR", photometric == "MONOCHROME1")
     header = header_from_texts(text, rows, cols, frames)
     try:
-        entry = catalog_entry.entry_from_elements(data, syntax, found, len(data))
-    except (catalog_entry.EntryError, flat.Slow, struct.error, ValueError):
+        entry = flat_entry.entry_from_elements(data, syntax, found, len(data))
+    except (flat_entry.EntryError, flat.Slow, struct.error, ValueError):
         entry = None  # the catalog reads the file its own way, and says why it cannot hold it
     return header, np.take(lut, raw.reshape(rows, cols)), entry
 

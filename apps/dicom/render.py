@@ -9,7 +9,8 @@ Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with it
 rle plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE).
 
 Speed, because an import renders every image it files: the common image (uncompressed greyscale with a
-window and a plain header) is read without pydicom by flat_image.py, first; here too uncompressed
+window and a plain header) is read without pydicom by flat_image.py, first (an import's decoder processes run
+that alone, and read_and_render_by_pydicom for the other files: apps/imports/pool.py); here too uncompressed
 greyscale is read straight from the pixel bytes, and the window is computed once per possible stored value
 (a lookup table of at most 65,536 entries, cached for the common rescale + window case: flat_image.linear_lut)
 and applied in one gather, instead of float arithmetic on every pixel.
@@ -28,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
 from apps.dicom import frames
+from apps.dicom.dataset_header import header_from_dataset, structural_problem
 from apps.dicom.files import LARGE_FILE_BYTES
 from apps.dicom.flat_image import (
     JPEG_QUALITY,
@@ -38,7 +40,7 @@ from apps.dicom.flat_image import (
     save_jpeg,
     voi_window,
 )
-from apps.dicom.header import PIXEL_KEYWORDS, HeaderError, ImageHeader, header_from_dataset, structural_problem
+from apps.dicom.header import PIXEL_KEYWORDS, HeaderError, ImageHeader
 from apps.dicom.paths import NotRegularFile, open_regular
 
 
@@ -293,13 +295,18 @@ def render_jpeg(source: str | os.PathLike | Frame, target: str | os.PathLike, *,
 
 
 def read_and_render(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str, dict | None]:
-    """For a process pool: read the file once, take its header, write its JPEG. Returns (header,
-    (width, height), "", the catalog's entry or None) or (header or None, None, the reason it could not be
-    imported, None). The catalog's entry (catalog_entry.read_entry's) comes with the common image, read
-    the quick way; for other files the catalog reads its entry itself."""
+    """Read the file once, take its header, write its JPEG. Returns (header, (width, height), "", the
+    catalog's entry or None) or (header or None, None, the reason it could not be imported, None). The
+    catalog's entry (catalog_entry.read_entry's) comes with the common image, read the quick way
+    (flat_image.py); for other files the catalog reads its entry itself."""
     quick = quick_read_and_render(source, target)
-    if quick is not None:
-        return quick
+    return quick if quick is not None else read_and_render_by_pydicom(source, target)
+
+
+def read_and_render_by_pydicom(source: str, target: str) -> tuple[ImageHeader | None, tuple[int, int] | None, str,
+                                                                  None]:
+    """read_and_render's answer for a file the quick way does not take: read by pydicom, which names what is
+    wrong with a bad one."""
     header = None
     try:
         picture = read_frame(source)

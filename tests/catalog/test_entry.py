@@ -67,3 +67,9 @@ def test_a_header_longer_than_the_first_look_is_read_again_and_gives_the_same(ge
         catalog_entry._quick(*catalog_entry.read_head(long_head, catalog_entry.FIRST_BYTES))
     monkeypatch.setattr(catalog_entry.pydicom, "dcmread", None)  # pydicom's way would fail here
     assert read_entry(long_head) == expected
+
+
+def test_the_written_out_tags_are_pydicoms():
+    """FIELDS writes each keyword's tag out (the quick way imports no pydicom): they must be the dictionary's."""
+    assert {keyword: tag for keyword, tag, _ in catalog_entry.FIELDS.values()} == {
+        keyword: pydicom.datadict.tag_for_keyword(keyword) for keyword, _, _ in catalog_entry.FIELDS.values()}

@@ -11,7 +11,8 @@ from pydicom.data import get_testdata_file
 
 from apps.dicom import flat_image, render
 from apps.dicom.catalog_entry import read_entry
-from apps.dicom.header import HeaderError, read_header
+from apps.dicom.dataset_header import read_header
+from apps.dicom.header import HeaderError
 from apps.dicom.render import RenderError, display_array, first, read_dataset, render_file, render_jpeg
 from tests.imports.tree import BASIC_TEXT_SR, base, ct, grey, halves, write
 
@@ -135,12 +136,10 @@ def test_the_header_reader_skips_pixel_data_and_refuses_bad_uids(tmp_path):
         read_header(write(ds, tmp_path / "nopix.dcm"))
 
 
-def both_ways(path, tmp_path, monkeypatch):
+def both_ways(path, tmp_path):
     """(quick answer, pydicom's answer, quick JPEG pixels, pydicom's JPEG pixels) of read_and_render."""
-    quick = render.quick_read_and_render(str(path), str(tmp_path / "quick.jpg"))
-    with monkeypatch.context() as m:
-        m.setattr(render, "quick_read_and_render", lambda source, target: None)
-        slow = render.read_and_render(str(path), str(tmp_path / "slow.jpg"))
+    quick = flat_image.quick_read_and_render(str(path), str(tmp_path / "quick.jpg"))
+    slow = render.read_and_render_by_pydicom(str(path), str(tmp_path / "slow.jpg"))
     pixels = [np.asarray(Image.open(tmp_path / name)) if (tmp_path / name).exists() else None
               for name in ("quick.jpg", "slow.jpg")]
     return quick, slow, *pixels
@@ -164,11 +163,11 @@ def common_images():
 
 @pytest.mark.parametrize("implicit", [False, True])
 @pytest.mark.parametrize("case", list(common_images()))
-def test_the_quick_reader_renders_what_pydicom_renders(case, implicit, tmp_path, monkeypatch):
+def test_the_quick_reader_renders_what_pydicom_renders(case, implicit, tmp_path):
     ds = common_images()[case]
     if implicit:
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-    quick, slow, quick_jpeg, slow_jpeg = both_ways(write(ds, tmp_path / "image.dcm"), tmp_path, monkeypatch)
+    quick, slow, quick_jpeg, slow_jpeg = both_ways(write(ds, tmp_path / "image.dcm"), tmp_path)
     assert quick is not None and quick[:3] == slow[:3] and slow[2] == ""
     assert np.array_equal(quick_jpeg, slow_jpeg)
     header, pixels, entry = flat_image.quick_image((tmp_path / "image.dcm").read_bytes())
@@ -177,7 +176,7 @@ def test_the_quick_reader_renders_what_pydicom_renders(case, implicit, tmp_path,
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI", "ignore:Failed to encode")  # pydicom notes, and writes
-def test_everything_else_goes_pydicoms_way(tmp_path, monkeypatch):
+def test_everything_else_goes_pydicoms_way(tmp_path):
     """Files the quick reader does not take it leaves whole to pydicom's way: the same answers, the same
     refusals with their reasons."""
     def variant(change):
@@ -202,9 +201,9 @@ def test_everything_else_goes_pydicoms_way(tmp_path, monkeypatch):
     }
     for name, ds in others.items():
         path = write(ds, tmp_path / f"{len(name)}.dcm") if name != "VOI LUT sequence" else real("vlut_04.dcm")
-        quick, slow, _, _ = both_ways(path, tmp_path, monkeypatch)
+        quick, slow, _, _ = both_ways(path, tmp_path)
         assert quick is None, name
         assert render.read_and_render(str(path), str(tmp_path / "again.jpg")) == slow, name
     (tmp_path / "text.dcm").write_text("not dicom at all")
-    assert render.quick_read_and_render(str(tmp_path / "text.dcm"), str(tmp_path / "t.jpg")) is None
+    assert flat_image.quick_read_and_render(str(tmp_path / "text.dcm"), str(tmp_path / "t.jpg")) is None
     assert render_file(str(tmp_path / "text.dcm"), str(tmp_path / "t.jpg")).startswith("not a DICOM file")
