@@ -22,7 +22,7 @@ from apps.retrieval import layout
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import DicomServer
-from tests.fixtures_common import unused_port
+from tests.fixtures_common import own_data_folders, unused_port
 from tests.retrieval.test_integrity import run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,8 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def demo(tmp_path, settings):
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    settings.QUARANTINE_DIR = tmp_path / "quarantine"
+    own_data_folders(settings, tmp_path)
     manifest = write_dataset(tmp_path / "pacs", patients=1, studies=1, instances=6, modalities=("CT",),
                              id_prefix="FAULT")
     with DemoPACS(tmp_path / "pacs", ae_title="FAULTPACS") as pacs:
@@ -118,7 +117,7 @@ def test_a_pacs_refusing_the_move_is_named_on_the_item_with_the_reason_at_info(o
     """Our receiver is up, but its AE title is not declared in this Orthanc: it refuses the C-MOVE, and
     the row says the PACS refused, not that our receiver is down."""
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = "NOTDECLARED", unused_port()
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    own_data_folders(settings, tmp_path)
     peer = orthanc.peer()
     server = DicomServer.objects.create(name="REFUSER", ae_title=peer.ae_title, host=peer.host, port=peer.port,
                                         retries=0)
