@@ -98,8 +98,8 @@ def leaves_nothing_in_the_shared_data_folders(shared_data_folders):
                 os.unlink(path)
     shown = "\n  ".join(left[:20]) + (f"\n  ... and {len(left) - 20} more" if len(left) > 20 else "")
     pytest.fail(f"left {len(left)} entries in the worker's shared data folders (tests see each other's files "
-                f"there); give the test folders of its own (the data_folders fixture, own_data_folders, or the "
-                f"fixture of its area that calls it), and its processes too:\n  {shown}", pytrace=False)
+                f"there); give the test folders of its own (own_data_folders or the data_folders fixture in "
+                f"tests/fixtures_common.py, or a fixture of its area that calls it):\n  {shown}", pytrace=False)
 
 
 @pytest.fixture

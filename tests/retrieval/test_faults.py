@@ -137,8 +137,9 @@ def plain_stores(port: int, datasets) -> list[int]:
     ae = AE(ae_title="KEEPER")
     ae.add_requested_context(str(datasets[0].SOPClassUID), ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", port, ae_title="KEEPRCV")
-    try:
-        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    assert assoc.is_established, "the receiver did not accept the association"
+    try:  # None: no answer (the association was aborted or timed out), said as such in the assertion
+        return [getattr(assoc.send_c_store(ds), "Status", None) for ds in datasets]
     finally:
         assoc.release()
 
@@ -151,11 +152,12 @@ def test_kept_unsolicited_stores_stay_within_their_quota_and_go_after_their_days
     datasets = [pydicom.dcmread(p) for p in sorted((tmp_path / "files").rglob("*.dcm"))]
     size = len((sorted((tmp_path / "files").rglob("*.dcm"))[0]).read_bytes())
     fit = 1_000_000 // (size + 400)  # what the quota holds (the file meta adds a little)
-    staging = MoveStaging(tmp_path / "staging")
+    own_data_folders(settings, tmp_path)  # the writer's disk-floor look is at the folder it stages in
+    staging = MoveStaging(settings.STAGING_DIR)
     writer = staging_writer(staging, ReceiverPolicy("KEEPRCV"))
     with LeanStorageSCP(LocalAE(ae_title="KEEPRCV", port=0), writer) as scp:
         statuses = plain_stores(scp.port, datasets)
-        kept = list((tmp_path / "staging" / "_unsolicited" / "KEEPER").glob("*.dcm"))
+        kept = list((settings.STAGING_DIR / "_unsolicited" / "KEEPER").glob("*.dcm"))
         assert 0 < fit < len(datasets) and statuses == [0] * fit + [0xA700] * (len(datasets) - fit), statuses
         assert len(kept) == fit, "over the quota: refused as out of resources, not written"
         old = kept[0]
