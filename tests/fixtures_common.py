@@ -1,6 +1,10 @@
 """API, user and network fixtures shared by every app's tests."""
+import contextlib
+import os
+import shutil
 import socket
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -31,6 +35,71 @@ def fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+# The settings that place the portal's data, and the folder of its own (under tmp_path) each gets in a test that
+# writes there. A test's writes in the worker's shared DATA_DIR (tests/testenv.py) outlive it and are seen by
+# the tests after it on that worker: a C-GET test once counted .dcm files another test had filed.
+DATA_FOLDERS = {"DATA_DIR": "data", "STAGING_DIR": "staging", "DOWNLOADS_DIR": "downloads",
+                "QUARANTINE_DIR": "quarantine", "PHOTOS_DIR": "photos", "UPLOADS_DIR": "uploads",
+                "DELIVERY_ZIP_DIR": "zips", "IMPORT_JPG_DIR": "jpg"}
+
+
+def own_data_folders(settings, tmp_path) -> None:
+    """Point DATA_DIR and every data folder at the test's own, tmp_path/<name> (DATA_FOLDERS), so what the
+    test writes goes with its tmp_path. Processes the test starts get them by their environment."""
+    for name, folder in DATA_FOLDERS.items():
+        setattr(settings, name, tmp_path / folder)
+
+
+@pytest.fixture
+def data_folders(settings, tmp_path):
+    """DATA_DIR and the data folders of this test's own (own_data_folders)."""
+    own_data_folders(settings, tmp_path)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def shared_data_folders() -> tuple[list[Path], str]:
+    """The worker's shared data folders as the session began (DATA_DIR, and any data folder set outside it),
+    and the name its SQLite test database files begin with (the one thing meant to stay there)."""
+    from django.conf import settings
+
+    data = Path(settings.DATA_DIR)
+    roots = [data, *(Path(getattr(settings, name)) for name in DATA_FOLDERS
+                     if not Path(getattr(settings, name)).is_relative_to(data))]
+    database = Path(settings.DATABASES["default"].get("TEST", {}).get("NAME") or "").name
+    return roots, database
+
+
+def entries_under(roots: list[Path], database: str) -> set[str]:
+    found = set()
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            found.update(os.path.join(folder, name) for name in dirs + files
+                         if not (database and folder == str(root) and name.startswith(database)))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_in_the_shared_data_folders(shared_data_folders):
+    """Fail a test that leaves files or folders in the worker's shared data folders, naming them, and remove
+    them so the tests after it do not see them. (A walk of near-empty folders: some 0.1 ms a test.)"""
+    before = entries_under(*shared_data_folders)
+    yield
+    left = sorted(entries_under(*shared_data_folders) - before)
+    if not left:
+        return
+    for path in reversed(left):  # deepest first
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    shown = "\n  ".join(left[:20]) + (f"\n  ... and {len(left) - 20} more" if len(left) > 20 else "")
+    pytest.fail(f"left {len(left)} entries in the worker's shared data folders (tests see each other's files "
+                f"there); give the test folders of its own (own_data_folders or the data_folders fixture in "
+                f"tests/fixtures_common.py, or a fixture of its area that calls it):\n  {shown}", pytrace=False)
 
 
 @pytest.fixture

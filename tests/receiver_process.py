@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.fixtures_common import unused_port
+from tests.fixtures_common import own_data_folders, unused_port
 from tests.jobs.cluster import worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +53,9 @@ def receiver_process(settings, tmp_path, pacs, ae_title: str, **env):
     fixture) as a C-MOVE destination, with settings pointing the portal at it; yields its port."""
     port = unused_port()
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = ae_title, port
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    settings.QUARANTINE_DIR = tmp_path / "quarantine"
+    own_data_folders(settings, tmp_path)
     pacs.add_modality(ae_title, ae_title, port)
-    proc = start_receive(ae_title, DATA_DIR=tmp_path / "data", STAGING_DIR=settings.STAGING_DIR, DICOM_PORT=port,
+    proc = start_receive(ae_title, DATA_DIR=settings.DATA_DIR, STAGING_DIR=settings.STAGING_DIR, DICOM_PORT=port,
                          **env)
     RUNNING[port] = proc
     try:

@@ -298,7 +298,7 @@ def refused(status: int, *, admin: bool, anonymous: bool) -> bool:
 
 
 @pytest.mark.parametrize("key", sorted(RULES), ids=lambda key: f"{key[1]} {key[0]}")
-def test_route_answers_each_kind_of_caller(key, django_user_model):
+def test_route_answers_each_kind_of_caller(key, django_user_model, data_folders):
     rule = RULES[key]
     method = key[1]
     admin = key[0].startswith("admin:") or key[0] in ADMIN_PAGES

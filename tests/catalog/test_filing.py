@@ -18,12 +18,13 @@ from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
 from tests.catalog.conftest import file_like_retrieval, rows_as_tuples
+from tests.fixtures_common import own_data_folders
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_c_get_retrieval_catalogues_every_file_it_filed(orthanc, orthanc_dataset, settings, tmp_path, user):
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    own_data_folders(settings, tmp_path)
     peer = orthanc.peer()
     DicomServer.objects.create(name="B", retrieve_method="c-get", ae_title=peer.ae_title, host=peer.host,
                                port=peer.port, retries=0)

@@ -9,6 +9,7 @@ from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.orthanc]
 
@@ -22,9 +23,8 @@ def orthanc_server(db, orthanc):
 
 @pytest.fixture
 def outbox(settings, tmp_path):
+    own_data_folders(settings, tmp_path)
     settings.DELIVERY_ROOTS = [tmp_path / "outbox"]
-    settings.DELIVERY_ZIP_DIR = tmp_path / "zips"
-    settings.DOWNLOADS_DIR = tmp_path / "downloads"
     (tmp_path / "outbox").mkdir()
     return tmp_path / "outbox"
 

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from tests.fixtures_common import DATA_FOLDERS
+
 
 def workers_database_url() -> str:
     """DATABASE_URL of the database this test run uses (pytest-django has renamed it in settings)."""
@@ -23,8 +25,11 @@ def workers_database_url() -> str:
 
 
 def worker_env(**extra) -> dict:
+    """The test's environment for a process it starts: its database, and its data folders as the test's settings
+    place them (a test with folders of its own, own_data_folders, gives them to its processes too)."""
+    folders = {name: str(getattr(settings, name)) for name in DATA_FOLDERS}
     return {**os.environ, "DEBUG": "1", "DATABASE_URL": workers_database_url(), "LOG_LEVEL": "INFO",
-            "Q_LOG_LEVEL": "INFO", **{k: str(v) for k, v in extra.items()}}
+            "Q_LOG_LEVEL": "INFO", **folders, **{k: str(v) for k, v in extra.items()}}
 
 
 class QCluster:

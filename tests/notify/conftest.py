@@ -1,5 +1,6 @@
 import pytest
 
+from tests.fixtures_common import own_data_folders
 from tests.notify.smtp import SMTPServer
 
 
@@ -30,10 +31,12 @@ def operators(db, django_user_model):
 
 
 @pytest.fixture
-def server(db, orthanc):
-    """The session Orthanc as server B, retrieved from with C-GET (no receiver needed)."""
+def server(db, orthanc, settings, tmp_path):
+    """The session Orthanc as server B, retrieved from with C-GET (no receiver needed), filing into folders of the
+    test's own."""
     from apps.servers.models import DicomServer
 
+    own_data_folders(settings, tmp_path)
     peer = orthanc.peer()
     return DicomServer.objects.create(name="B", ae_title=peer.ae_title, host=peer.host, port=peer.port,
                                       retrieve_method="c-get", retries=0)

@@ -101,7 +101,7 @@ def test_a_delivery_to_a_folder_writes_deidentified_files_only(identified, user,
 
 @pytest.mark.parametrize("kind", ["dicom", "dicomweb"])
 def test_a_delivery_to_a_pacs_stores_deidentified_instances_only(identified, empty_orthanc, user, trusted_loopback,
-                                                                kind):
+                                                                data_folders, kind):
     project = Project.objects.create(name="TRIAL1")
     peer = empty_orthanc.peer()
     server = DicomServer.objects.create(name="SPARE", ae_title=peer.ae_title, host=peer.host, port=peer.port,
@@ -117,3 +117,4 @@ def test_a_delivery_to_a_pacs_stores_deidentified_instances_only(identified, emp
     for data in stored:
         no_leak(data)
         assert read(data).PatientID == pseudonym and read(data).StudyInstanceUID == project.recipe().uid(STUDY_UID)
+    assert not any((data_folders.DATA_DIR / "delivery" / "work").rglob("*")), "the de-identified copies are removed"

@@ -18,7 +18,7 @@ from apps.jobs import runner
 from apps.projects.models import Project
 from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
-from tests.fixtures_common import unused_port
+from tests.fixtures_common import own_data_folders, unused_port
 from tests.projects.planted import NAMES, PATIENT_ID, STUDY_UID, as_file, leaks, planted_dataset, read, shift_safe
 from tests.retrieval.conftest import Receiver
 
@@ -31,7 +31,7 @@ OTHER_STUDY = "1.2.826.0.1.3680043.8.498.77501"
 def portal(settings, tmp_path, empty_orthanc):
     ae_title, port = "PORTALTEST", unused_port()
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = ae_title, port
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    own_data_folders(settings, tmp_path)
     receiver = Receiver(MoveStaging(settings.STAGING_DIR), ae_title)
     empty_orthanc.add_modality("PORTALTEST", ae_title, port)
     peer = empty_orthanc.peer()

@@ -7,7 +7,7 @@ from apps.dicom.staging import AnsweredWrites, MoveStaging
 from apps.dicom.wire.storage_scp import LeanStorageSCP
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import DicomServer
-from tests.fixtures_common import unused_port
+from tests.fixtures_common import own_data_folders, unused_port
 
 
 class Receiver:
@@ -31,7 +31,7 @@ def portal(settings, tmp_path, orthanc):
     """Our receiver in-process: the Storage SCP of `manage.py receive` with its staging writer and policy."""
     ae_title, port = "PORTALTEST", unused_port()
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = ae_title, port
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    own_data_folders(settings, tmp_path)
     receiver = Receiver(MoveStaging(settings.STAGING_DIR), ae_title)
     orthanc.add_modality("PORTALTEST", ae_title, port)
     with LeanStorageSCP(LocalAE(ae_title=ae_title, port=port), receiver):

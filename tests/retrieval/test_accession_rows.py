@@ -13,6 +13,7 @@ from apps.retrieval import intake
 from apps.retrieval.caselist import parse_case_list
 from apps.retrieval.models import FoundStudy
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 from tests.retrieval.test_query_jobs import CountingPACS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,7 +74,7 @@ def test_a_query_job_refuses_an_accession_number_of_two_patients_with_their_coun
 
 
 def test_a_retrieval_row_of_a_shared_accession_number_fails_before_any_move(tmp_path, user, settings):
-    settings.DOWNLOADS_DIR, settings.STAGING_DIR = tmp_path / "downloads", tmp_path / "staging"
+    own_data_folders(settings, tmp_path)
     uids = shared_accession_dataset(tmp_path / "pacs")
     text = "AccessionNumber,Server\n" f"{SHARED},Q\n" f"{OWN},Q\n"
     with CountingPACS(tmp_path / "pacs", ae_title="COUNTING") as pacs:
@@ -89,7 +90,7 @@ def test_a_retrieval_row_of_a_shared_accession_number_fails_before_any_move(tmp_
 
 def test_a_retrieval_row_matching_more_studies_than_its_max_studies_fails_before_any_move(tmp_path, user,
                                                                                           settings):
-    settings.DOWNLOADS_DIR, settings.STAGING_DIR = tmp_path / "downloads", tmp_path / "staging"
+    own_data_folders(settings, tmp_path)
     uids = shared_accession_dataset(tmp_path / "pacs")
     text = ("PatientID,StudyDate,Server,MaxStudies\n"
             "ACN00001,2021-01-01..2021-01-31,Q,1\n"    # two studies, at most one wanted: refused

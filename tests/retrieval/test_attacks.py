@@ -15,6 +15,7 @@ from apps.dicom.demo.synthetic import write_dataset
 from apps.retrieval import moves
 from apps.retrieval.models import MoveKey, RetrievalItem, RetrievalJob
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 from tests.receiver_process import receiver_process
 from tests.retrieval.test_integrity import PORTAL_AE, filed, job_for, other_patients_instances, run, staged_left
 from tests.retrieval.test_series_moves import MoveSpy, job_of, server_for, study_of
@@ -177,8 +178,7 @@ class GenerousPACS(DemoPACS):
     ("surplus", "not among the instances the PACS listed for the study"),
 ])
 def test_a_foreign_or_surplus_instance_over_c_get_is_quarantined_with_the_study(tmp_path, settings, db, kind, words):
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    settings.QUARANTINE_DIR = tmp_path / "quarantine"
+    own_data_folders(settings, tmp_path)
     manifest = write_dataset(tmp_path / "pacs", patients=2, studies=1, instances=3, modalities=("CT",),
                              id_prefix="GET")
     wanted, other = manifest["studies"]

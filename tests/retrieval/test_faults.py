@@ -22,7 +22,7 @@ from apps.retrieval import layout
 from apps.retrieval.models import RetrievalItem, RetrievalJob
 from apps.retrieval.receiving import ReceiverPolicy, staging_writer
 from apps.servers.models import DicomServer
-from tests.fixtures_common import unused_port
+from tests.fixtures_common import own_data_folders, unused_port
 from tests.retrieval.test_integrity import run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,8 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def demo(tmp_path, settings):
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    settings.QUARANTINE_DIR = tmp_path / "quarantine"
+    own_data_folders(settings, tmp_path)
     manifest = write_dataset(tmp_path / "pacs", patients=1, studies=1, instances=6, modalities=("CT",),
                              id_prefix="FAULT")
     with DemoPACS(tmp_path / "pacs", ae_title="FAULTPACS") as pacs:
@@ -118,7 +117,7 @@ def test_a_pacs_refusing_the_move_is_named_on_the_item_with_the_reason_at_info(o
     """Our receiver is up, but its AE title is not declared in this Orthanc: it refuses the C-MOVE, and
     the row says the PACS refused, not that our receiver is down."""
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = "NOTDECLARED", unused_port()
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    own_data_folders(settings, tmp_path)
     peer = orthanc.peer()
     server = DicomServer.objects.create(name="REFUSER", ae_title=peer.ae_title, host=peer.host, port=peer.port,
                                         retries=0)
@@ -138,8 +137,9 @@ def plain_stores(port: int, datasets) -> list[int]:
     ae = AE(ae_title="KEEPER")
     ae.add_requested_context(str(datasets[0].SOPClassUID), ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", port, ae_title="KEEPRCV")
-    try:
-        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    assert assoc.is_established, "the receiver did not accept the association"
+    try:  # None: no answer (the association was aborted or timed out), said as such in the assertion
+        return [getattr(assoc.send_c_store(ds), "Status", None) for ds in datasets]
     finally:
         assoc.release()
 
@@ -152,11 +152,12 @@ def test_kept_unsolicited_stores_stay_within_their_quota_and_go_after_their_days
     datasets = [pydicom.dcmread(p) for p in sorted((tmp_path / "files").rglob("*.dcm"))]
     size = len((sorted((tmp_path / "files").rglob("*.dcm"))[0]).read_bytes())
     fit = 1_000_000 // (size + 400)  # what the quota holds (the file meta adds a little)
-    staging = MoveStaging(tmp_path / "staging")
+    own_data_folders(settings, tmp_path)  # the writer's disk-floor look is at the folder it stages in
+    staging = MoveStaging(settings.STAGING_DIR)
     writer = staging_writer(staging, ReceiverPolicy("KEEPRCV"))
     with LeanStorageSCP(LocalAE(ae_title="KEEPRCV", port=0), writer) as scp:
         statuses = plain_stores(scp.port, datasets)
-        kept = list((tmp_path / "staging" / "_unsolicited" / "KEEPER").glob("*.dcm"))
+        kept = list((settings.STAGING_DIR / "_unsolicited" / "KEEPER").glob("*.dcm"))
         assert 0 < fit < len(datasets) and statuses == [0] * fit + [0xA700] * (len(datasets) - fit), statuses
         assert len(kept) == fit, "over the quota: refused as out of resources, not written"
         old = kept[0]

@@ -13,6 +13,7 @@ from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 from tests.pacs import dataset_part
 from tests.receiver_process import RUNNING, receiver_process
 
@@ -76,8 +77,7 @@ def test_a_huge_instance_by_c_get_streams_into_staging_in_flat_memory(settings, 
     peer = huge_pacs.peer()
     DicomServer.objects.create(name="BIGGET", ae_title=peer.ae_title, host=peer.host, port=peer.port, retries=0,
                                retrieve_method="c-get")
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    settings.QUARANTINE_DIR = tmp_path / "quarantine"
+    own_data_folders(settings, tmp_path)
     peak, done = [0], threading.Event()
 
     def watch():  # sampled: this process's VmHWM counts every earlier test too

@@ -16,7 +16,7 @@ from apps.jobs import runner
 from apps.retrieval import intake, moves
 from apps.retrieval.models import MoveKey, RetrievalJob
 from apps.servers.models import DicomServer
-from tests.fixtures_common import unused_port
+from tests.fixtures_common import own_data_folders, unused_port
 from tests.jobs.cluster import wait_for
 from tests.pacs import slow_retrieve_answers
 from tests.receiver_process import receiver_process
@@ -261,7 +261,7 @@ def test_an_unwritable_downloads_folder_is_named_nothing_is_half_filed_and_a_ret
 def test_a_dead_receiver_is_blamed_not_the_pacs(orth, orthanc, orthanc_dataset, settings, tmp_path):
     port = unused_port()  # nobody listens: the receiver is down
     settings.DICOM_AE_TITLE, settings.DICOM_PORT = "PORTALDOWN", port
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    own_data_folders(settings, tmp_path)
     orthanc.add_modality("PORTALDOWN", "PORTALDOWN", port)
     item = run(job_for(orthanc_dataset["studies"][0])).items.get()
     assert item.status == "failed"

@@ -15,6 +15,7 @@ from apps.jobs import runner
 from apps.retrieval import intake
 from apps.retrieval.models import FoundStudy, RetrievalJob
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,7 +95,7 @@ class CountingPACS(DemoPACS):
 
 @pytest.mark.parametrize("method", ["c-move", "c-get"])
 def test_a_query_job_never_asks_the_pacs_to_move_anything(tmp_path, user, method, settings):
-    settings.DOWNLOADS_DIR, settings.STAGING_DIR = tmp_path / "downloads", tmp_path / "staging"
+    own_data_folders(settings, tmp_path)
     manifest = write_dataset(tmp_path / "pacs", **DATASET)
     with CountingPACS(tmp_path / "pacs", ae_title="COUNTING") as pacs:
         DicomServer.objects.create(name="Q", ae_title="COUNTING", host="127.0.0.1", port=pacs.port, retries=0,

@@ -17,6 +17,7 @@ from apps.retrieval.caselist import parse_case_list
 from apps.retrieval.models import FoundStudy, RetrievalItem, RetrievalJob
 from apps.retrieval.results import FIELDS
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +30,7 @@ def day(study) -> str:
 def query_job(api, orthanc_servers, orthanc_dataset, settings, tmp_path):
     """A query job over the API on server B (C-GET): ORT00001's two studies (line 2), nothing (line 3), one
     study of ORT00002 (line 4), run here."""
-    settings.DOWNLOADS_DIR, settings.STAGING_DIR = tmp_path / "downloads", tmp_path / "staging"
+    own_data_folders(settings, tmp_path)
     studies = orthanc_dataset["studies"]
     rows = [{"PatientID": "ORT00001", "StudyDate": "2021-03-01..2021-03-31", "Server": "B"},
             {"PatientID": "NOBODY", "StudyDate": "2021-03-01", "Server": "B"},
@@ -145,7 +146,7 @@ def test_caselist_of_failed_and_flagged_rows_uploads_again_to_the_same_rows(api,
 
 def test_caselist_of_a_retrieval_job_holds_its_failed_rows(api, orthanc_servers, orthanc_dataset, settings,
                                                            tmp_path):
-    settings.DOWNLOADS_DIR, settings.STAGING_DIR = tmp_path / "downloads", tmp_path / "staging"
+    own_data_folders(settings, tmp_path)
     s = orthanc_dataset["studies"][0]
     text = (f"PatientID,StudyDate,Modality,Server\n{s['PatientID']},{day(s)},{s['Modality']},B\n"
             "NOBODY,2021-03-01,CT,B\n00042,2021-03-01..2021-03-02,,B\n")

@@ -13,6 +13,7 @@ from apps.retrieval.caselist import parse_case_list
 from apps.retrieval.models import FoundStudy, RetrievalJob
 from apps.retrieval.results import results_rows
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 from tests.retrieval.test_integrity import run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,8 +49,7 @@ def three_series(empty_orthanc, tmp_path):
 
 @pytest.fixture
 def spare(db, three_series, settings, tmp_path):
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
-    settings.QUARANTINE_DIR = tmp_path / "quarantine"
+    own_data_folders(settings, tmp_path)
     peer = three_series.pacs.peer()
     return DicomServer.objects.create(name="SP", ae_title=peer.ae_title, host=peer.host, port=peer.port, retries=0,
                                       retrieve_method="c-get")

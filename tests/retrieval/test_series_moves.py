@@ -19,6 +19,7 @@ from apps.retrieval.moves import series_parts
 from apps.retrieval.outcomes import RowOutcome, StudyOutcome, problems_message
 from apps.retrieval.plans import StudyPlan
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 from tests.receiver_process import receiver_process
 from tests.retrieval.test_filing_whole import RenameSpy
 from tests.retrieval.test_integrity import PORTAL_AE, filed, run, staged_left, store_as
@@ -282,7 +283,7 @@ def test_parts_settled_on_several_threads_at_once_file_nothing_of_a_tainted_stud
 
 
 def test_a_c_get_files_its_staging_folder_whole_against_orthanc(three_series, settings, monkeypatch, tmp_path):
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"  # (no receiver)
+    own_data_folders(settings, tmp_path)  # (no receiver)
     spy = RenameSpy(monkeypatch)
     peer = three_series.pacs.peer()
     server = DicomServer.objects.create(name="GET", ae_title=peer.ae_title, host=peer.host, port=peer.port,

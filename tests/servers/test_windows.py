@@ -15,6 +15,7 @@ from apps.retrieval import intake
 from apps.retrieval.models import RetrievalJob
 from apps.servers import windows
 from apps.servers.models import DicomServer
+from tests.fixtures_common import own_data_folders
 from tests.jobs.test_priority import drain
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -73,7 +74,7 @@ def test_the_api_refuses_a_bad_window_naming_it_and_keeps_a_good_one(api, db):
 
 @pytest.fixture
 def night_server(db, orthanc, settings, tmp_path):
-    settings.STAGING_DIR, settings.DOWNLOADS_DIR = tmp_path / "staging", tmp_path / "downloads"
+    own_data_folders(settings, tmp_path)
     settings.TIME_ZONE = "Europe/Berlin"
     peer = orthanc.peer()
     return DicomServer.objects.create(name="LK", ae_title=peer.ae_title, host=peer.host, port=peer.port,
