@@ -213,6 +213,9 @@ def main(argv=None) -> int:
     parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", 500)))
     parser.add_argument("--series", type=int, default=int(os.environ.get("SERIES", 4)),
                         help="series in the study (a server allowing several associations moves them in parallel)")
+    parser.add_argument("--series-sizes", default=os.environ.get("SERIES_SIZES", ""),
+                        help="comma-separated instance counts, one per series (e.g. 100,100,300: a study of unequal "
+                             "series, as real ones are); replaces --instances and --series")
     parser.add_argument("--size", type=int, default=int(os.environ.get("SIZE", 512)), help="rows = cols")
     parser.add_argument("--receiver-processes", default=os.environ.get("RECEIVER_PROCESSES_LIST", ""),
                         help="comma-separated RECEIVER_PROCESSES values to measure the C-MOVE with "
@@ -228,6 +231,8 @@ def main(argv=None) -> int:
                              "after deleting some (see creation_cost_us); 60 measures each run on a quiet file "
                              "system, as on a journaled one")
     args = parser.parse_args(argv)
+    sizes = [int(count) for count in args.series_sizes.split(",") if count] or [args.instances // args.series] * args.series
+    args.instances, args.series = sum(sizes), len(sizes)
 
     work = scratch("retrieve")
     receiver_port, storescp_port = free_ports(2)
@@ -236,10 +241,9 @@ def main(argv=None) -> int:
     from apps.projects.models import Project
     from apps.servers.models import DicomServer
 
-    print(f"generating {args.instances} CT instances of {args.size}x{args.size} in {args.series} series in {work}",
+    print(f"generating {args.instances} CT instances of {args.size}x{args.size} in series of {sizes} in {work}",
           file=sys.stderr)
-    manifest = write_dataset(work / "dataset", patients=1, studies=1, series=args.series,
-                             instances=args.instances // args.series,
+    manifest = write_dataset(work / "dataset", patients=1, studies=1, instances=sizes,
                              rows=args.size, cols=args.size, modalities=("CT",), seed=7, id_prefix="BENCH")
     study_uid, megabytes = manifest["studies"][0]["StudyInstanceUID"], manifest["bytes"] / 1e6
     orthanc = Orthanc(work / "orthanc").start()
@@ -316,7 +320,7 @@ def main(argv=None) -> int:
     pairs += [] if args.no_get else [("portal C-GET", "DCMTK getscu")]
     pairs += [(pseudonymized[0], moves[0][0])] if pseudonymized else []  # target: >= 0.8x
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
-              f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series from "
+              f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series ({args.series_sizes or 'equal'}) from "
               f"Orthanc on loopback, "
               f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs. Creating a file in the "
               f"work folder: {creation[0]:.0f} us before the runs, {creation[-1]:.0f} us after"

@@ -44,6 +44,16 @@ def test_manifest_counts_match_the_files_written(tmp_path):
     assert (tmp_path / "ZZ00002" / "Study002" / "Series002" / "IMG00003.dcm").is_file()
 
 
+def test_series_of_unequal_size_are_written_as_asked(tmp_path):
+    manifest = write_dataset(tmp_path, patients=1, studies=1, instances=[1, 4, 2], rows=8, cols=8, modalities=("CT",))
+    series = manifest["studies"][0]["Series"]
+    assert [r["Instances"] for r in series] == [1, 4, 2] and manifest["files"] == 7
+    folders = sorted((tmp_path / "PAT00001" / "Study001").iterdir())
+    assert [len(list(folder.glob("*.dcm"))) for folder in folders] == [1, 4, 2]
+    read = [pydicom.dcmread(path) for path in sorted(folders[1].glob("*.dcm"))]
+    assert {str(ds.SeriesInstanceUID) for ds in read} == {series[1]["SeriesInstanceUID"]}
+
+
 def test_files_are_valid_part10_with_pixels_matching_the_manifest(tmp_path):
     manifest = write_dataset(tmp_path, **SMALL)
     by_study = {s["StudyInstanceUID"]: s for s in manifest["studies"]}

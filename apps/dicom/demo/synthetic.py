@@ -135,7 +135,9 @@ def write_dataset(out_dir, *, patients=2, studies=1, series=1, instances=10, row
     first_date (date or 'YYYYMMDD'/'YYYY-MM-DD'): when given, the n-th study overall (0-based) is dated
     first_date + n days instead of a random day in 2020-2024, so tests can query known date ranges.
     The random draw still happens, so every other value stays what it would be without first_date.
+    instances: per series, or a list of the count of each series (then it says how many series there are).
     """
+    counts = [instances] * series if isinstance(instances, int) else [int(count) for count in instances]
     mods = [m.strip().upper() for m in modalities if m.strip()]
     unknown = [m for m in mods if m not in SOP_CLASS]
     if not mods or unknown:
@@ -162,18 +164,18 @@ def write_dataset(out_dir, *, patients=2, studies=1, series=1, instances=10, row
                      "acc": f"ACC{pi + 1:05d}{si + 1:03d}"}
             entry = {"PatientID": pid, "PatientName": pat["PatientName"], "StudyInstanceUID": study["uid"],
                      "StudyDate": study["date"], "AccessionNumber": study["acc"], "Modality": mod, "Series": []}
-            for ri in range(series):
+            for ri, count in enumerate(counts):
                 series_info = {"i": ri, "uid": uid(seed, "series", pid, si, ri),
                                "body": BODY[mod][int(rng.integers(0, len(BODY[mod])))]}
                 folder = out / pid / f"Study{si + 1:03d}" / f"Series{ri + 1:03d}"
                 folder.mkdir(parents=True, exist_ok=True)
-                for k in range(instances):
+                for k in range(count):
                     path = folder / f"IMG{k + 1:05d}.dcm"
-                    ds = make_instance_dataset(seed, mod, pat, study, series_info, k, instances, rng, body)
+                    ds = make_instance_dataset(seed, mod, pat, study, series_info, k, count, rng, body)
                     ds.save_as(path, enforce_file_format=True)
                     nfiles += 1
                     nbytes += path.stat().st_size
-                entry["Series"].append({"SeriesInstanceUID": series_info["uid"], "Instances": instances})
+                entry["Series"].append({"SeriesInstanceUID": series_info["uid"], "Instances": count})
             entries.append(entry)
     manifest = {"seed": seed, "files": nfiles, "bytes": nbytes, "studies": entries}
     out.mkdir(parents=True, exist_ok=True)
