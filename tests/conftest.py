@@ -70,7 +70,7 @@ MIGRATED: dict[str, Path] = {}  # "sqlite": the copy django_db_setup made
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):
     """pytest-django's test database, and on SQLite a copy of it as the migrations left it, before any
-    test wrote to it (`migrated_sqlite`)."""
+    test wrote to it (`migrated_sqlite`); on PostgreSQL, no session of another process left on it at the end."""
     from django.db import connection
 
     if connection.vendor == "sqlite":
@@ -79,6 +79,13 @@ def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):
             connection.ensure_connection()
             connection.connection.backup(target)
         MIGRATED["sqlite"] = copy
+    yield
+    if connection.vendor == "postgresql":
+        # Processes a test started (workers, a cluster) may still be closing their sessions as the run ends,
+        # and PostgreSQL then refuses to drop the test database ("being accessed by other users"): end them.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture(scope="session")
