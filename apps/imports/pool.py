@@ -40,7 +40,9 @@ def _get_pool(size: int) -> ProcessPoolExecutor:
             context = multiprocessing.get_context("forkserver")
             # What the decoders start with: the quick way's module (flat_image, no pydicom), imported once, in the
             # forkserver; render.py (pydicom, ~0.8 s of CPU) only at a decoder's first file that goes its way.
-            context.set_forkserver_preload([quick_read_and_render.__module__])
+            # one_blas_thread first, by name (imported here it would set this process's environment): numpy's
+            # OpenBLAS, loaded there, starts no threads of its own.
+            context.set_forkserver_preload(["apps.dicom.one_blas_thread", quick_read_and_render.__module__])
             _pool = ProcessPoolExecutor(max_workers=size, mp_context=context)
         return _pool
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models.constants import OnConflict
+from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
 # (field class, the type of value it hands to the database as it is): a text as text, a number as a number.
@@ -72,6 +73,8 @@ def _as_is(field, connection) -> type | None:
     """The type of value `field` hands to the database unconverted, or None (see _AS_IS): only for the
     stock conversions, on a backend that adapts integers as they are."""
     kind = type(field)
+    if isinstance(field, models.ForeignKey):
+        return _key_as_is(field, connection)
     for base, python_type in _AS_IS:
         if isinstance(field, base) and kind.get_prep_value is base.get_prep_value and \
                 kind.get_db_prep_value is base.get_db_prep_value and kind.get_db_prep_save is models.Field.get_db_prep_save:
@@ -79,6 +82,21 @@ def _as_is(field, connection) -> type | None:
                     BaseDatabaseOperations.adapt_integerfield_value:
                 return None
             return python_type
+    return None
+
+
+def _key_as_is(field, connection) -> type | None:
+    """int for a foreign key to an automatic primary key, with the stock conversions: the key hands an
+    integer to its target, which gives it back as it is unless the backend checks such keys (MySQL refuses
+    0). An import writes nine such keys per image (~3.5 us each through the conversions)."""
+    target = field.target_field
+    if (type(field).get_db_prep_save is models.ForeignKey.get_db_prep_save
+            and isinstance(target, AutoFieldMixin) and isinstance(target, models.IntegerField)
+            and type(target).get_db_prep_save is models.Field.get_db_prep_save
+            and type(target).get_db_prep_value is AutoFieldMixin.get_db_prep_value
+            and type(target).get_prep_value is models.IntegerField.get_prep_value
+            and type(connection.ops).validate_autopk_value is BaseDatabaseOperations.validate_autopk_value):
+        return int
     return None
 
 

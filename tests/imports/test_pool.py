@@ -34,3 +34,13 @@ def test_the_decoders_start_without_pydicom_and_answer_as_this_process_in_order(
         assert Path(target).exists() == bool(size)
         if size:
             assert Path(target).read_bytes() == Path(target + ".here").read_bytes()  # the same JPEG
+
+
+def test_the_decoders_start_no_blas_threads(settings):
+    """apps/dicom/one_blas_thread.py runs in the forkserver before numpy loads; this process is left alone."""
+    import os
+
+    settings.IMPORT_PROCESSES = 2
+    assert "OPENBLAS_NUM_THREADS" not in os.environ  # (else the check below would prove nothing)
+    decoder = pool._get_pool(2).submit(os.getenv, "OPENBLAS_NUM_THREADS")
+    assert decoder.result(timeout=60) == "1"

@@ -84,3 +84,18 @@ def test_values_of_another_type_still_go_through_their_field(db):
     row = KnownFile.objects.get()
     assert (row.path, row.size, row.mtime_ns, row.failure) == ("/p/1.dcm", 5, 6, "plain")
     assert KnownFile.objects.filter(path="/p/1.dcm", size=5, mtime_ns=6).exists()  # stored as text and integers
+
+
+def test_foreign_keys_go_in_as_integers_and_other_values_through_their_conversions(db):
+    # An integer key to an automatic primary key skips the conversions (apps/jobs/rows.py _key_as_is); None
+    # and a key given as text still go through them, to NULL and to the integer.
+    from apps.imports.models import ImportedPatient
+
+    patients = [ImportedPatient.objects.create(patient_id=f"P{n}") for n in range(2)]
+    with transaction.atomic():
+        insert_rows(KnownFile, [{"path": "/int", "size": 1, "mtime_ns": 1, "patient_id": patients[0].pk},
+                                {"path": "/none", "size": 1, "mtime_ns": 1, "patient_id": None},
+                                {"path": "/text", "size": 1, "mtime_ns": 1, "patient_id": str(patients[1].pk)}])
+    assert dict(KnownFile.objects.values_list("path", "patient_id")) == {
+        "/int": patients[0].pk, "/none": None, "/text": patients[1].pk}
+    assert KnownFile.objects.filter(patient=patients[1]).get().path == "/text"  # stored as an integer, not text
