@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.publish import DEPLOYED  # noqa: E402  (needs the repo root on sys.path)
+from bench.publish import DEPLOYED, file_system  # noqa: E402  (needs the repo root on sys.path)
 
 
 def make_tree(source: Path, files: int, size: int) -> list[Path]:
@@ -190,7 +190,8 @@ def main() -> None:
                       f"{os.cpu_count() * cpu_ms['bare'] / cpu_ms['inline first']:.2f}x the bare loop."]
         report = "\n".join([f"# Import benchmark {dt.datetime.now():%Y-%m-%d %H:%M}",
                             f"{len(paths)} CT files {args.size}x{args.size}, {os.cpu_count()} cores "
-                            f"(load average {os.getloadavg()[0]:.1f}), {args.repeat} rounds, "
+                            f"(load average {os.getloadavg()[0]:.1f}), {args.repeat} rounds, files on "
+                            f"{file_system(work)}, "
                             f"IMPORT_PROCESSES={os.environ.get('IMPORT_PROCESSES', os.cpu_count())}, "
                             f"IMPORT_BATCH_SIZE={os.environ.get('IMPORT_BATCH_SIZE', 'default')}", "", *table, ""])
         print(report)

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.publish import DEPLOYED, publish, scratch  # noqa: E402
+from bench.publish import DEPLOYED, file_system, publish, scratch  # noqa: E402
 from tests.pacs import Orthanc, free_ports, port_open  # noqa: E402  (needs the repo root on sys.path)
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK leaves Nagle on otherwise (pacs-lab README)
@@ -322,8 +322,8 @@ def main(argv=None) -> int:
     header = (f"# Retrieve benchmark {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
               f"{n} CT instances {args.size}x{args.size}, {megabytes:.0f} MB, one study of {args.series} series ({args.series_sizes or 'equal'}) from "
               f"Orthanc on loopback, "
-              f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs. Creating a file in the "
-              f"work folder: {creation[0]:.0f} us before the runs, {creation[-1]:.0f} us after"
+              f"{args.repeat} runs each (interleaved), median. {os.cpu_count()} CPUs. Work folder on "
+              f"{file_system(work)}; creating a file there: {creation[0]:.0f} us before the runs, {creation[-1]:.0f} us after"
               + (f"; each run after {args.settle:g} s of settling, a creation then costing "
                  f"{min(creation[1:-1]):.0f}-{max(creation[1:-1]):.0f} us" if args.settle else "") + ".\n\n")
     report = header + table(results, n, megabytes, pairs) + "\n"
